@@ -1,0 +1,1 @@
+"""The alloy-sysext build pipeline: fetch, stage, pack, checksum, alias."""

@@ -1,0 +1,47 @@
+"""sha256 of files, and `.sha256` files in sha256sum's format."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+
+from .errors import BuildError
+from .targets import write_text_atomic
+
+_CHUNK = 1 << 20
+_LINE = re.compile(r"([0-9a-fA-F]{64}) [ *](.+)")
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        while chunk := stream.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def parse_sums(text: str) -> dict[str, str]:
+    """File name -> lowercase sha256, from sha256sum output (`HEX  NAME` or `HEX *NAME`)."""
+    sums: dict[str, str] = {}
+    for line in text.splitlines():
+        match = _LINE.fullmatch(line.strip())
+        if match:
+            name = match.group(2).strip()
+            sums[name.removeprefix("./")] = match.group(1).lower()
+    return sums
+
+
+def sums_line(sha256: str, name: str) -> str:
+    return f"{sha256}  {name}\n"
+
+
+def write_checksum(checksum: Path, sha256: str, name: str) -> None:
+    write_text_atomic(checksum, sums_line(sha256, name))
+
+
+def read_checksum(checksum: Path) -> str:
+    sums = parse_sums(checksum.read_text())
+    if len(sums) != 1:
+        raise BuildError(f"{checksum} is not a one-line sha256sum file", "run with --force")
+    return next(iter(sums.values()))

@@ -1,0 +1,32 @@
+"""The mksquashfs command line, and running it reproducibly."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from .run import run
+
+BLOCK_SIZE = "1M"
+# Any constant would do: it must depend on neither the clock nor the checkout. mksquashfs uses
+# it as the image's creation time and clamps every newer file time to it.
+SOURCE_DATE_EPOCH = "0"
+_COMPRESSOR_FLAGS = {
+    "xz": ["-comp", "xz"],
+    "zstd": ["-comp", "zstd", "-Xcompression-level", "19"],
+}
+
+
+def mksquashfs_args(compression: str) -> list[str]:
+    return ["-noappend", "-all-root", *_COMPRESSOR_FLAGS[compression], "-b", BLOCK_SIZE]
+
+
+def pack(tree: Path, image: Path, compression: str) -> None:
+    env = {**os.environ, "SOURCE_DATE_EPOCH": SOURCE_DATE_EPOCH}
+    run(["mksquashfs", str(tree), str(image), *mksquashfs_args(compression), "-no-progress"], env=env)
+
+
+def mksquashfs_version() -> str:
+    match = re.search(r"version (\S+)", run(["mksquashfs", "-version"]))
+    return match.group(1) if match else "unknown"

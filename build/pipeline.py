@@ -1,0 +1,158 @@
+"""The chain fetch -> stage -> pack -> checksum -> alias: each step declared as what it makes
+from what (a targets.Step) and the action that makes it, run only when out of date."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import time
+from collections.abc import Callable, Collection
+from pathlib import Path
+
+from . import pack as packing
+from . import release, render
+from . import stage as staging
+from .checksum import file_sha256, read_checksum, write_checksum
+from .errors import BuildError
+from .report import mib, say
+from .spec import IMAGE_BINARY, BuildSpec, checksum_file
+from .targets import Step, atomic_dir, atomic_path, forget, record, why_out_of_date
+
+STEPS = ("fetch", "stage", "pack", "checksum", "alias")
+
+
+class Pipeline:
+    """Runs the steps for one BuildSpec, each at most once, each after the ones it needs."""
+
+    def __init__(self, spec: BuildSpec, force: Collection[str] = ()) -> None:
+        unknown = set(force) - set(STEPS)
+        if unknown:
+            raise ValueError(f"unknown steps: {unknown}")
+        self.spec = spec
+        self.force = set(force)
+        self.done: set[str] = set()
+
+    def _run(self, step: Step, action: Callable[[], str]) -> None:
+        if step.name in self.done:
+            return
+        reason = "forced" if step.name in self.force else why_out_of_date(step)
+        if reason is None:
+            say(step.name, f"{step.targets[0]}: up to date")
+        else:
+            started = time.monotonic()
+            forget(step)
+            outcome = action()
+            record(step)
+            say(step.name, f"{outcome} ({time.monotonic() - started:.1f} s; {reason})")
+        self.done.add(step.name)
+
+    def fetch(self) -> None:
+        spec = self.spec
+        step = Step("fetch", targets=(spec.cached_zip, spec.cached_sums))
+        self._run(step, lambda: release.fetch(spec, force=step.name in self.force))
+
+    def stage(self) -> None:
+        self.fetch()
+        spec = self.spec
+        template_path = render.unit_template_path(spec)
+        template = render.read_template(template_path)
+        unit_text = render.unit(spec, template, str(template_path))
+        step = Step(
+            "stage",
+            targets=(spec.rootfs / IMAGE_BINARY,),
+            # The unit's text, not the template's mtime: a checkout touches files it leaves as is.
+            sources=(spec.cached_zip, spec.cached_sums),
+            params={
+                "version": spec.version,
+                "arch": spec.arch.name,
+                "unit": hashlib.sha256(unit_text.encode()).hexdigest(),
+            },
+            stamp=spec.stamp("stage"),
+        )
+
+        def action() -> str:
+            zip_path = release.verify_cached_zip(spec)
+            with atomic_dir(spec.rootfs) as tree:
+                staging.stage(spec, zip_path, tree, unit_text)
+            return f"staged {spec.rootfs}"
+
+        self._run(step, action)
+
+    def pack(self) -> None:
+        self.stage()
+        spec = self.spec
+        step = Step(
+            "pack",
+            targets=(spec.image,),
+            sources=(spec.rootfs / IMAGE_BINARY, spec.stamp("stage")),
+            params={"mksquashfs": packing.mksquashfs_args(spec.compression)},
+            stamp=spec.stamp("pack"),
+        )
+
+        def action() -> str:
+            with atomic_path(spec.image) as tmp:
+                packing.pack(spec.rootfs, tmp, spec.compression)
+            size = spec.image.stat().st_size
+            return f"packed {spec.image}: {mib(size)} ({spec.compression}, {packing.BLOCK_SIZE} blocks)"
+
+        self._run(step, action)
+
+    def checksum(self) -> None:
+        self.pack()
+        image = self.spec.image
+        step = Step("checksum", targets=(checksum_file(image),), sources=(image,))
+
+        def action() -> str:
+            write_checksum(checksum_file(image), file_sha256(image), image.name)
+            return f"wrote {checksum_file(image)}"
+
+        self._run(step, action)
+
+    def alias(self) -> None:
+        self.checksum()
+        spec = self.spec
+        if not spec.owns_compat_name:
+            say("alias", f"skipped: {spec.compat_image.name} belongs to --compat-arch={spec.compat_arch}")
+            self.done.add("alias")
+            return
+        compat = spec.compat_image
+        image_checksum = checksum_file(spec.image)
+        step = Step(
+            "alias",
+            targets=(compat, checksum_file(compat)),
+            # Not the image's .sha256: it is always newer than the image, which the link shares.
+            sources=(spec.image,),
+            params={"of": spec.image.name},
+            stamp=spec.stamp("alias"),
+        )
+
+        def action() -> str:
+            sha256 = read_checksum(image_checksum)
+            how = _link_or_copy(spec.image, compat)
+            write_checksum(checksum_file(compat), sha256, compat.name)
+            return f"{how} {compat}"
+
+        self._run(step, action)
+
+    def all(self) -> None:
+        self.alias()
+
+
+def _link_or_copy(source: Path, final: Path) -> str:
+    """Same content under a second name: a hard link where the filesystem allows it."""
+    with atomic_path(final) as tmp:
+        tmp.unlink()
+        try:
+            os.link(source, tmp)
+            how = "linked"
+        except OSError:
+            shutil.copy2(source, tmp)
+            how = "copied"
+    return how
+
+
+def run_steps(spec: BuildSpec, last: str, force: Collection[str]) -> None:
+    if last not in STEPS and last != "all":
+        raise BuildError(f"unknown step {last!r}")
+    getattr(Pipeline(spec, force), last)()

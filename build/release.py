@@ -1,0 +1,122 @@
+"""A Grafana Alloy release: its SHA256SUMS, its zip, and the download cache that keeps them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from . import http
+from .checksum import file_sha256, parse_sums
+from .errors import BuildError
+from .spec import BuildSpec
+
+RELEASES_PAGE = "https://github.com/grafana/alloy/releases"
+
+
+def _looks_like_html(start: bytes) -> bool:
+    head = start[:512].lstrip().lower()
+    return head.startswith((b"<!doctype", b"<html", b"<?xml", b"<head", b"<body"))
+
+
+def _check_sums_start(url: str):
+    def check(start: bytes) -> None:
+        if _looks_like_html(start):
+            raise BuildError(f"{url} is an HTML page, not a SHA256SUMS file", _MIRROR_HINT)
+
+    return check
+
+
+def _check_zip_start(url: str):
+    def check(start: bytes) -> None:
+        if start.startswith(b"PK\x03\x04"):
+            return
+        what = "an HTML page" if _looks_like_html(start) else "not a zip archive"
+        raise BuildError(f"{url} is {what}, not the release zip", _MIRROR_HINT)
+
+    return check
+
+
+_MIRROR_HINT = "check --base-url: it must serve GitHub's release layout (vX.Y.Z/ASSET)"
+
+
+def _download_sums(spec: BuildSpec) -> None:
+    try:
+        http.download(
+            spec.sums_url,
+            spec.cached_sums,
+            retries=spec.retries,
+            check_start=_check_sums_start(spec.sums_url),
+        )
+    except http.HTTPStatusError as error:
+        if error.status != 404:
+            raise
+        if http.exists(spec.zip_url):
+            raise BuildError(
+                f"release v{spec.version} has no SHA256SUMS at {spec.sums_url}",
+                "the download cannot be verified, so nothing was built",
+            ) from None
+        raise BuildError(
+            f"Alloy v{spec.version} not found: {spec.sums_url} returned HTTP 404",
+            f"check --version against {RELEASES_PAGE} (and --base-url for a mirror)",
+        ) from None
+
+
+def expected_sha256(spec: BuildSpec) -> str:
+    text = spec.cached_sums.read_text(errors="replace")
+    sums = parse_sums(text)
+    if not sums:
+        raise BuildError(
+            f"{spec.sums_url} is not a SHA256SUMS file (no 'HASH  NAME' line)", _MIRROR_HINT
+        )
+    try:
+        return sums[spec.zip_name]
+    except KeyError:
+        raise BuildError(
+            f"{spec.sums_url} has no line for {spec.zip_name}",
+            "the download cannot be verified, so nothing was built",
+        ) from None
+
+
+def fetch(spec: BuildSpec, force: bool) -> str:
+    """Bring the verified zip and SHA256SUMS into the cache; return what was done."""
+    sums_fresh = force or not spec.cached_sums.exists()
+    if sums_fresh:
+        _download_sums(spec)
+    try:
+        expected = expected_sha256(spec)
+    except BuildError:
+        if sums_fresh:
+            raise
+        _download_sums(spec)  # the cached copy may predate a fixed release: look once more
+        expected = expected_sha256(spec)
+    if not force and spec.cached_zip.exists() and file_sha256(spec.cached_zip) == expected:
+        return f"{spec.cached_zip} already cached, sha256 verified"
+    try:
+        http.download(
+            spec.zip_url,
+            spec.cached_zip,
+            retries=spec.retries,
+            expected_sha256=expected,
+            check_start=_check_zip_start(spec.zip_url),
+            show_progress=True,
+        )
+    except http.HTTPStatusError as error:
+        if error.status != 404:
+            raise
+        raise BuildError(
+            f"{spec.zip_name} not found in release v{spec.version}: "
+            f"{spec.zip_url} returned HTTP 404",
+            "check --arch and --base-url",
+        ) from None
+    return f"downloaded {spec.zip_url}, sha256 verified"
+
+
+def verify_cached_zip(spec: BuildSpec) -> Path:
+    """Re-check the cached zip against SHA256SUMS before use; drop it if it no longer matches."""
+    expected = expected_sha256(spec)
+    if file_sha256(spec.cached_zip) != expected:
+        spec.cached_zip.unlink(missing_ok=True)
+        raise BuildError(
+            f"cached {spec.cached_zip} does not match its SHA256SUMS line; removed it",
+            "run again to download it afresh",
+        )
+    return spec.cached_zip

@@ -1,0 +1,71 @@
+"""What the user sees: one line per step outcome, and download progress."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Protocol, TextIO
+
+
+def say(step: str, message: str) -> None:
+    print(f"{step:<8} {message}", flush=True)
+
+
+def mib(size: int) -> str:
+    return f"{size / 1048576:.1f} MiB"
+
+
+class Progress(Protocol):
+    def update(self, done: int) -> None: ...
+    def close(self) -> None: ...
+
+
+class PlainProgress:
+    """For logs (CI): a line at most every 10 % and every few seconds, never a carriage return."""
+
+    def __init__(self, label: str, total: int | None, stream: TextIO, interval: float = 5.0):
+        self.label, self.total, self.stream, self.interval = label, total, stream, interval
+        self.done = 0
+        self.last_time = time.monotonic()
+        self.last_tenth = 0
+
+    def update(self, done: int) -> None:
+        self.done += done
+        now = time.monotonic()
+        tenth = self.done * 10 // self.total if self.total else 0
+        if tenth > self.last_tenth or now - self.last_time >= self.interval:
+            self.last_tenth, self.last_time = tenth, now
+            self._line()
+
+    def _line(self) -> None:
+        if self.total:
+            share = f" of {mib(self.total)} ({self.done * 100 // self.total}%)"
+        else:
+            share = ""
+        print(f"{'':<8} {self.label}: {mib(self.done)}{share}", file=self.stream, flush=True)
+
+    def close(self) -> None:
+        pass
+
+
+class BarProgress:
+    """For a terminal: a tqdm bar on stderr that disappears when done."""
+
+    def __init__(self, label: str, total: int | None):
+        from tqdm import tqdm
+
+        self.bar = tqdm(
+            total=total, desc=label, unit="B", unit_scale=True, unit_divisor=1024, leave=False
+        )
+
+    def update(self, done: int) -> None:
+        self.bar.update(done)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def progress(label: str, total: int | None) -> Progress:
+    if sys.stderr.isatty():
+        return BarProgress(label, total)
+    return PlainProgress(label, total, sys.stdout)

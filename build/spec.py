@@ -1,0 +1,174 @@
+"""BuildSpec: every option of a build, validated, and every file name derived from them."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .arch import ARCHES, Arch, parse_arch
+from .errors import BuildError
+
+NAME = "alloy"
+
+# Paths inside the image, relative to its root.
+IMAGE_BINARY = f"usr/local/bin/{NAME}"
+IMAGE_UNIT = f"usr/lib/systemd/system/{NAME}.service"
+IMAGE_EXTENSION_RELEASE = f"usr/lib/extension-release.d/extension-release.{NAME}"
+# Alloy's data directory on the host: StateDirectory={NAME} puts it under /var/lib/{NAME}.
+STATE_DIR = f"/var/lib/{NAME}"
+
+# Defaults of every option. tasks.py hands these to Invoke's config, so each one can also be set
+# in invoke.yaml or as INVOKE_<OPTION> in the environment; a command-line flag wins over both.
+DEFAULTS: dict[str, Any] = {
+    "version": "1.10.2",
+    "arch": "amd64",
+    "base_url": "https://github.com/grafana/alloy/releases/download",
+    "output_dir": "output",
+    "cache_dir": None,  # None: $XDG_CACHE_HOME/alloy-sysext
+    "compression": "xz",
+    "config_path": "/var/mnt/storage/alloy/config.alloy",
+    "unit_template": None,  # None: build/templates/alloy.service
+    "compat_arch": "amd64",
+    "retries": 3,
+}
+
+COMPRESSIONS = ("xz", "zstd")
+_VERSION = re.compile(r"\d+\.\d+\.\d+(-rc\.\d+)?")
+_UNIT_PATH_SAFE = re.compile(r"/[A-Za-z0-9._/+@:-]*")
+
+
+def default_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "alloy-sysext"
+
+
+@dataclass(frozen=True)
+class BuildSpec:
+    version: str
+    arch: Arch
+    base_url: str
+    output_dir: Path
+    cache_dir: Path
+    compression: str
+    config_path: str
+    unit_template: Path | None
+    compat_arch: str
+    retries: int
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any]) -> BuildSpec:
+        """Validate raw option values (from flags, invoke.yaml or the environment)."""
+        opts = {**DEFAULTS, **{k: v for k, v in options.items() if v is not None}}
+        version = str(opts["version"]).strip()
+        if version.startswith("v") and _VERSION.fullmatch(version[1:]):
+            version = version[1:]
+        if not _VERSION.fullmatch(version):
+            raise BuildError(
+                f"invalid version {version!r}",
+                "use X.Y.Z or X.Y.Z-rc.N, e.g. --version=1.10.2",
+            )
+        compression = str(opts["compression"])
+        if compression not in COMPRESSIONS:
+            raise BuildError(
+                f"unknown compression {compression!r}",
+                f"use --compression with one of: {', '.join(COMPRESSIONS)}",
+            )
+        base_url = str(opts["base_url"]).rstrip("/")
+        if not re.match(r"https?://[^/]", base_url):
+            raise BuildError(
+                f"invalid base URL {base_url!r}", "use --base-url=https://HOST/PATH"
+            )
+        config_path = str(opts["config_path"])
+        if not _UNIT_PATH_SAFE.fullmatch(config_path):
+            raise BuildError(
+                f"invalid config path {config_path!r}",
+                "use an absolute path without spaces, quotes or $, e.g. "
+                "--config-path=/etc/alloy/config.alloy",
+            )
+        compat_arch = str(opts["compat_arch"])
+        if compat_arch not in ARCHES:
+            raise BuildError(
+                f"unknown compat architecture {compat_arch!r}",
+                f"use --compat-arch with one of: {', '.join(ARCHES)}",
+            )
+        try:
+            retries = int(opts["retries"])
+        except ValueError:
+            retries = -1
+        if retries < 0:
+            raise BuildError(
+                f"invalid retries {opts['retries']!r}", "use a whole number >= 0"
+            )
+        template = opts["unit_template"]
+        cache_dir = opts["cache_dir"]
+        return cls(
+            version=version,
+            arch=parse_arch(str(opts["arch"])),
+            base_url=base_url,
+            output_dir=Path(str(opts["output_dir"])),
+            cache_dir=Path(str(cache_dir)) if cache_dir else default_cache_dir(),
+            compression=compression,
+            config_path=config_path,
+            unit_template=Path(str(template)) if template else None,
+            compat_arch=compat_arch,
+            retries=retries,
+        )
+
+    # The release as published: {base_url}/v{version}/...
+    @property
+    def member(self) -> str:
+        return f"{NAME}-linux-{self.arch.name}"
+
+    @property
+    def zip_name(self) -> str:
+        return f"{self.member}.zip"
+
+    @property
+    def zip_url(self) -> str:
+        return f"{self.base_url}/v{self.version}/{self.zip_name}"
+
+    @property
+    def sums_url(self) -> str:
+        return f"{self.base_url}/v{self.version}/SHA256SUMS"
+
+    # The download cache, shared by every build of the same version.
+    @property
+    def cached_zip(self) -> Path:
+        return self.cache_dir / f"v{self.version}" / self.zip_name
+
+    @property
+    def cached_sums(self) -> Path:
+        return self.cache_dir / f"v{self.version}" / "SHA256SUMS"
+
+    # Staging and step records, one directory per (version, arch).
+    @property
+    def work_dir(self) -> Path:
+        return self.output_dir / ".staging" / f"{NAME}-{self.version}-{self.arch.name}"
+
+    @property
+    def rootfs(self) -> Path:
+        return self.work_dir / "rootfs"
+
+    def stamp(self, step: str) -> Path:
+        return self.work_dir / f"{step}.stamp"
+
+    # Outputs.
+    @property
+    def image(self) -> Path:
+        return self.output_dir / f"{NAME}-{self.version}-{self.arch.name}.raw"
+
+    @property
+    def owns_compat_name(self) -> bool:
+        return self.arch.name == self.compat_arch
+
+    @property
+    def compat_image(self) -> Path:
+        return self.output_dir / f"{NAME}-{self.version}.raw"
+
+
+def checksum_file(image: Path) -> Path:
+    return image.with_name(image.name + ".sha256")

@@ -1,0 +1,98 @@
+"""Lay out the image tree: the one binary from the zip, the unit and the extension metadata."""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import zipfile
+import zlib
+from pathlib import Path
+
+from . import render
+from .elf import HEADER_SIZE, check_elf_header
+from .errors import BuildError
+from .spec import IMAGE_BINARY, IMAGE_EXTENSION_RELEASE, IMAGE_UNIT, BuildSpec
+
+# Lets systemd (252+) merge the image under a file name other than `alloy.raw`.
+STRICT_XATTR = "user.extension-release.strict"
+DIR_MODE = 0o755  # overlayfs gives a merged directory the top layer's mode: never narrower
+
+
+def extract_binary(zip_path: Path, spec: BuildSpec, dest: Path) -> None:
+    """Write only the member `alloy-linux-ARCH` to `dest`, refusing anything but the right ELF."""
+    what = f"{spec.member} in {spec.zip_name}"
+    try:
+        with zipfile.ZipFile(zip_path) as archive:
+            try:
+                info = archive.getinfo(spec.member)
+            except KeyError:
+                held = ", ".join(archive.namelist()[:5]) or "nothing"
+                raise BuildError(
+                    f"{spec.zip_name} from {spec.zip_url} has no {spec.member}",
+                    f"it holds: {held}; check --arch and --base-url",
+                ) from None
+            if info.is_dir():
+                raise BuildError(f"{what} is a directory, not a binary", "check the release")
+            with archive.open(info) as source, dest.open("wb") as out:
+                header = source.read(HEADER_SIZE)
+                check_elf_header(header, spec.arch, what)
+                out.write(header)
+                shutil.copyfileobj(source, out, 1 << 20)
+    except (zipfile.BadZipFile, zlib.error, EOFError) as error:
+        raise BuildError(
+            f"{spec.zip_name} from {spec.zip_url} is not a valid zip archive ({error})",
+            "remove it from the cache with 'invoke clean --cache' and run again",
+        ) from None
+
+
+def _make_dirs(root: Path, relative: str) -> None:
+    path = root
+    for part in Path(relative).parts:
+        path = path / part
+        path.mkdir(exist_ok=True)
+        os.chmod(path, DIR_MODE)
+
+
+def _write(path: Path, text: str, mode: int) -> None:
+    path.write_text(text)
+    os.chmod(path, mode)
+
+
+def _set_strict_false(path: Path) -> None:
+    try:
+        os.setxattr(path, STRICT_XATTR, b"false")
+    except OSError as error:
+        if error.errno in (errno.ENOTSUP, errno.EOPNOTSUPP):
+            raise BuildError(
+                f"cannot set the {STRICT_XATTR} xattr under {path.parent}: the filesystem "
+                "does not support user xattrs (tmpfs before Linux 6.6?)",
+                "use an --output-dir on a disk filesystem such as ext4 or xfs",
+            ) from None
+        raise
+
+
+def _strip_foreign_xattrs(root: Path, keep: dict[Path, set[str]]) -> None:
+    """A stray xattr (default ACLs, a desktop's tags) would change the image's bytes."""
+    for directory, _, files in os.walk(root):
+        for path in [Path(directory), *(Path(directory) / name for name in files)]:
+            for name in os.listxattr(path, follow_symlinks=False):
+                if name not in keep.get(path, set()):
+                    try:
+                        os.removexattr(path, name, follow_symlinks=False)
+                    except OSError:
+                        pass  # e.g. security.selinux where the policy forbids it
+
+
+def stage(spec: BuildSpec, zip_path: Path, tree: Path, unit_text: str) -> None:
+    os.chmod(tree, DIR_MODE)  # the image root takes this directory's mode
+    for relative in (IMAGE_BINARY, IMAGE_UNIT, IMAGE_EXTENSION_RELEASE):
+        _make_dirs(tree, str(Path(relative).parent))
+    binary = tree / IMAGE_BINARY
+    extract_binary(zip_path, spec, binary)
+    os.chmod(binary, 0o755)
+    _write(tree / IMAGE_UNIT, unit_text, 0o644)
+    release = tree / IMAGE_EXTENSION_RELEASE
+    _write(release, render.extension_release(spec), 0o644)
+    _set_strict_false(release)
+    _strip_foreign_xattrs(tree, {release: {STRICT_XATTR}})

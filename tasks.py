@@ -1,0 +1,126 @@
+"""Build Grafana Alloy as a systemd-sysext image: `invoke all --version=1.10.2`.
+
+Every option's default can also be set in invoke.yaml or as INVOKE_<OPTION> (e.g. INVOKE_ARCH=arm64).
+"""
+
+from __future__ import annotations
+
+import functools
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from invoke import Collection, Context, Exit, task
+
+from build.errors import BuildError, one_line
+from build.pipeline import STEPS, run_steps
+from build.spec import DEFAULTS, BuildSpec, default_cache_dir
+
+HELP = {
+    "version": f"Alloy release to build, X.Y.Z or X.Y.Z-rc.N (default {DEFAULTS['version']})",
+    "arch": f"amd64 or arm64 (default {DEFAULTS['arch']})",
+    "base_url": "where releases live, GitHub's layout: {base-url}/vX.Y.Z/ASSET "
+    f"(default {DEFAULTS['base_url']})",
+    "output_dir": f"where images go (default {DEFAULTS['output_dir']})",
+    "cache_dir": "download cache (default $XDG_CACHE_HOME/alloy-sysext, ~/.cache/alloy-sysext)",
+    "compression": "squashfs compression: xz (smallest) or zstd (reads back ~10x faster) "
+    f"(default {DEFAULTS['compression']})",
+    "config_path": f"Alloy config the unit runs (default {DEFAULTS['config_path']})",
+    "unit_template": "your own alloy.service template, with @BINARY@, @CONFIG_PATH@, "
+    "@STATE_DIR@, @VERSION@ placeholders (default build/templates/alloy.service)",
+    "compat_arch": "the architecture that owns the compat name alloy-VERSION.raw "
+    f"(default {DEFAULTS['compat_arch']})",
+    "retries": f"retries of a failed download (default {DEFAULTS['retries']})",
+    "force": "rebuild even if up to date",
+}
+
+
+def _clean_exit(body: Callable[..., None]) -> Callable[..., None]:
+    """Whatever goes wrong ends in one line on stderr and exit code 1, never a traceback."""
+
+    @functools.wraps(body)
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        try:
+            body(*args, **kwargs)
+        except (BuildError, OSError) as error:
+            raise Exit(one_line(error), code=1) from None
+
+    return wrapper
+
+
+def _spec(c: Context, flags: dict[str, Any]) -> BuildSpec:
+    """A flag wins over invoke.yaml and INVOKE_* settings, which win over the defaults."""
+    options = {key: flags[key] if flags[key] is not None else c.config.get(key) for key in DEFAULTS}
+    return BuildSpec.from_options(options)
+
+
+def _forced(c: Context, force: bool) -> bool:
+    return bool(force or c.config.get("force"))
+
+
+def _step_task(step: str, doc: str) -> Any:
+    def body(
+        c: Context,
+        version=None,
+        arch=None,
+        base_url=None,
+        output_dir=None,
+        cache_dir=None,
+        compression=None,
+        config_path=None,
+        unit_template=None,
+        compat_arch=None,
+        retries=None,
+        force=False,
+    ):
+        flags = dict(locals())
+        spec = _spec(c, flags)
+        run_steps(spec, step, force=(STEPS if step == "all" else (step,)) if _forced(c, force) else ())
+
+    body.__name__ = body.__qualname__ = step
+    body.__doc__ = doc
+    return task(name=step, help=HELP, default=step == "all")(_clean_exit(body))
+
+
+fetch = _step_task("fetch", "Download the release zip and SHA256SUMS into the cache, verified.")
+stage = _step_task("stage", "Lay out the image tree: the binary, alloy.service, extension-release.")
+pack = _step_task("pack", "Pack the staged tree into output/alloy-VERSION-ARCH.raw (squashfs).")
+checksum = _step_task("checksum", "Write the image's .sha256, checkable with sha256sum -c.")
+alias = _step_task("alias", "Link the compat name alloy-VERSION.raw to the image, with its .sha256.")
+all_ = _step_task("all", "Build everything: fetch, stage, pack, checksum, alias (the default).")
+
+
+@task(
+    help={
+        "output_dir": HELP["output_dir"],
+        "cache_dir": HELP["cache_dir"],
+        "cache": "also empty the download cache",
+    }
+)
+@_clean_exit
+def clean(c: Context, output_dir=None, cache_dir=None, cache=False):
+    """Remove built images, checksums and staging (and the download cache with --cache)."""
+    output = Path(output_dir or c.config.get("output_dir"))
+    removed = 0
+    if output.is_dir():
+        for path in output.iterdir():
+            ours = path.name.startswith(("alloy-", ".alloy-")) and ".raw" in path.name
+            if ours or path.name == ".staging":
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path)
+                else:
+                    path.unlink()
+                removed += 1
+        if not any(output.iterdir()):
+            output.rmdir()
+    print(f"clean    removed {removed} entries from {output}")
+    if cache:
+        cache_path = Path(cache_dir or c.config.get("cache_dir") or default_cache_dir())
+        if cache_path.exists():
+            shutil.rmtree(cache_path)
+        print(f"clean    removed the download cache {cache_path}")
+
+
+ns = Collection(fetch, stage, pack, checksum, alias, all_, clean)
+ns.configure({**DEFAULTS, "force": False})

@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from pytest_httpserver import HTTPServer
+
+from tests.fakes import release_assets
+
+REPO = Path(__file__).resolve().parent.parent
+VERSION = "1.10.2"
+
+
+class Release:
+    """A GitHub-like release download tree on the test's HTTP server: /vVERSION/ASSET."""
+
+    def __init__(self, server: HTTPServer) -> None:
+        self.server = server
+        self.base_url = server.url_for("").rstrip("/")
+
+    def publish(self, version: str, assets: dict[str, bytes]) -> None:
+        for name, data in assets.items():
+            self.server.expect_request(f"/v{version}/{name}").respond_with_data(
+                data, content_type="application/octet-stream"
+            )
+
+    def requests(self) -> list[str]:
+        return [request.path for request, _ in self.server.log]
+
+
+@pytest.fixture
+def release(httpserver: HTTPServer) -> Release:
+    published = Release(httpserver)
+    published.publish(VERSION, release_assets())
+    return published
+
+
+Invoke = Callable[..., subprocess.CompletedProcess]
+
+
+@pytest.fixture
+def invoke(tmp_path: Path, release: Release) -> Invoke:
+    """Run the real `invoke` CLI against the test release, in tmp_path, with its own cache."""
+
+    def run(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None,
+            umask: int | None = None) -> subprocess.CompletedProcess:
+        full_env = {
+            **os.environ,
+            "XDG_CACHE_HOME": str(tmp_path / "cache"),
+            "INVOKE_BASE_URL": release.base_url,
+            **(env or {}),
+        }
+        return subprocess.run(
+            [sys.executable, "-m", "invoke", "--search-root", str(REPO), *args],
+            cwd=cwd or tmp_path,
+            env=full_env,
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=(lambda: os.umask(umask)) if umask is not None else None,
+            timeout=300,
+        )
+
+    return run

@@ -1,0 +1,47 @@
+"""Generated stand-ins for Alloy release assets: small ELF files, zips, SHA256SUMS."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import random
+import struct
+import zipfile
+
+MACHINES = {"amd64": 62, "arm64": 183}
+
+
+def elf_binary(machine: int, size: int = 96 * 1024, seed: int = 1, elf_type: int = 2) -> bytes:
+    """A 64-bit little-endian ELF header with `machine`, then compressible filler."""
+    ident = b"\x7fELF" + bytes([2, 1, 1, 0]) + bytes(8)
+    header = ident + struct.pack(
+        "<HHIQQQIHHHHHH", elf_type, machine, 1, 0x401000, 0, 0, 0, 64, 0, 0, 0, 0, 0
+    )
+    rng = random.Random(seed)
+    words = [rng.randbytes(8) for _ in range(64)]
+    filler = b"".join(rng.choice(words) for _ in range((size - len(header)) // 8 + 1))
+    return (header + filler)[:size]
+
+
+def zip_bytes(members: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+def sums(files: dict[str, bytes]) -> bytes:
+    lines = [f"{hashlib.sha256(data).hexdigest()}  {name}\n" for name, data in files.items()]
+    return "".join(lines).encode()
+
+
+def release_assets(seed: int = 1) -> dict[str, bytes]:
+    """What a release directory holds: both zips, an unrelated asset, and SHA256SUMS over them."""
+    assets = {
+        f"alloy-linux-{arch}.zip": zip_bytes({f"alloy-linux-{arch}": elf_binary(machine, seed=seed)})
+        for arch, machine in MACHINES.items()
+    }
+    assets["alloy-1.10.2-1.amd64.deb"] = b"not used"
+    assets["SHA256SUMS"] = sums(assets)
+    return assets
