@@ -1,6 +1,7 @@
 """Build Grafana Alloy as a systemd-sysext image: `invoke all --version=1.10.2`.
 
-Every option's default can also be set in invoke.yaml or as INVOKE_<OPTION> (e.g. INVOKE_ARCH=arm64).
+Every option's default can also be set in invoke.yaml or as INVOKE_<OPTION>,
+e.g. INVOKE_ARCH=arm64.
 """
 
 from __future__ import annotations
@@ -76,7 +77,9 @@ def _step_task(step: str, doc: str) -> Any:
     ):
         flags = dict(locals())
         spec = _spec(c, flags)
-        run_steps(spec, step, force=(STEPS if step == "all" else (step,)) if _forced(c, force) else ())
+        run_steps(
+            spec, step, force=(STEPS if step == "all" else (step,)) if _forced(c, force) else ()
+        )
 
     body.__name__ = body.__qualname__ = step
     body.__doc__ = doc
@@ -87,7 +90,9 @@ fetch = _step_task("fetch", "Download the release zip and SHA256SUMS into the ca
 stage = _step_task("stage", "Lay out the image tree: the binary, alloy.service, extension-release.")
 pack = _step_task("pack", "Pack the staged tree into output/alloy-VERSION-ARCH.raw (squashfs).")
 checksum = _step_task("checksum", "Write the image's .sha256, checkable with sha256sum -c.")
-alias = _step_task("alias", "Link the compat name alloy-VERSION.raw to the image, with its .sha256.")
+alias = _step_task(
+    "alias", "Link the compat name alloy-VERSION.raw to the image, with its .sha256."
+)
 all_ = _step_task("all", "Build everything: fetch, stage, pack, checksum, alias (the default).")
 
 

@@ -1,4 +1,4 @@
-"""Downloads: streamed in chunks, hashed while streaming, retried with backoff, written atomically."""
+"""Downloads: streamed in chunks, hashed while streaming, retried with backoff, atomic."""
 
 from __future__ import annotations
 

@@ -24,7 +24,10 @@ def mksquashfs_args(compression: str) -> list[str]:
 
 def pack(tree: Path, image: Path, compression: str) -> None:
     env = {**os.environ, "SOURCE_DATE_EPOCH": SOURCE_DATE_EPOCH}
-    run(["mksquashfs", str(tree), str(image), *mksquashfs_args(compression), "-no-progress"], env=env)
+    run(
+        ["mksquashfs", str(tree), str(image), *mksquashfs_args(compression), "-no-progress"],
+        env=env,
+    )
 
 
 def mksquashfs_version() -> str:

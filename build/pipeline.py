@@ -94,7 +94,8 @@ class Pipeline:
             with atomic_path(spec.image) as tmp:
                 packing.pack(spec.rootfs, tmp, spec.compression)
             size = spec.image.stat().st_size
-            return f"packed {spec.image}: {mib(size)} ({spec.compression}, {packing.BLOCK_SIZE} blocks)"
+            flags = f"{spec.compression}, {packing.BLOCK_SIZE} blocks"
+            return f"packed {spec.image}: {mib(size)} ({flags})"
 
         self._run(step, action)
 
@@ -113,7 +114,10 @@ class Pipeline:
         self.checksum()
         spec = self.spec
         if not spec.owns_compat_name:
-            say("alias", f"skipped: {spec.compat_image.name} belongs to --compat-arch={spec.compat_arch}")
+            say(
+                "alias",
+                f"skipped: {spec.compat_image.name} belongs to --compat-arch={spec.compat_arch}",
+            )
             self.done.add("alias")
             return
         compat = spec.compat_image

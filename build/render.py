@@ -37,7 +37,9 @@ def read_template(path: Path) -> str:
         return path.read_text()
     except (OSError, UnicodeDecodeError) as error:
         reason = getattr(error, "strerror", None) or "not UTF-8 text"
-        raise BuildError(f"cannot read unit template {path}: {reason}", "check --unit-template") from None
+        raise BuildError(
+            f"cannot read unit template {path}: {reason}", "check --unit-template"
+        ) from None
 
 
 def unit(spec: BuildSpec, template: str, source: str) -> str:

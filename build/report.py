@@ -38,10 +38,7 @@ class PlainProgress:
             self._line()
 
     def _line(self) -> None:
-        if self.total:
-            share = f" of {mib(self.total)} ({self.done * 100 // self.total}%)"
-        else:
-            share = ""
+        share = f" of {mib(self.total)} ({self.done * 100 // self.total}%)" if self.total else ""
         print(f"{'':<8} {self.label}: {mib(self.done)}{share}", file=self.stream, flush=True)
 
     def close(self) -> None:

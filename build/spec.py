@@ -79,9 +79,7 @@ class BuildSpec:
             )
         base_url = str(opts["base_url"]).rstrip("/")
         if not re.match(r"https?://[^/]", base_url):
-            raise BuildError(
-                f"invalid base URL {base_url!r}", "use --base-url=https://HOST/PATH"
-            )
+            raise BuildError(f"invalid base URL {base_url!r}", "use --base-url=https://HOST/PATH")
         config_path = str(opts["config_path"])
         if not _UNIT_PATH_SAFE.fullmatch(config_path):
             raise BuildError(
@@ -100,9 +98,7 @@ class BuildSpec:
         except ValueError:
             retries = -1
         if retries < 0:
-            raise BuildError(
-                f"invalid retries {opts['retries']!r}", "use a whole number >= 0"
-            )
+            raise BuildError(f"invalid retries {opts['retries']!r}", "use a whole number >= 0")
         template = opts["unit_template"]
         cache_dir = opts["cache_dir"]
         return cls(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import shutil
@@ -78,10 +79,9 @@ def _strip_foreign_xattrs(root: Path, keep: dict[Path, set[str]]) -> None:
         for path in [Path(directory), *(Path(directory) / name for name in files)]:
             for name in os.listxattr(path, follow_symlinks=False):
                 if name not in keep.get(path, set()):
-                    try:
+                    # Some cannot go (security.selinux where the policy forbids it).
+                    with contextlib.suppress(OSError):
                         os.removexattr(path, name, follow_symlinks=False)
-                    except OSError:
-                        pass  # e.g. security.selinux where the policy forbids it
 
 
 def stage(spec: BuildSpec, zip_path: Path, tree: Path, unit_text: str) -> None:

@@ -46,8 +46,12 @@ Invoke = Callable[..., subprocess.CompletedProcess]
 def invoke(tmp_path: Path, release: Release) -> Invoke:
     """Run the real `invoke` CLI against the test release, in tmp_path, with its own cache."""
 
-    def run(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None,
-            umask: int | None = None) -> subprocess.CompletedProcess:
+    def run(
+        *args: str,
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+        umask: int | None = None,
+    ) -> subprocess.CompletedProcess:
         full_env = {
             **os.environ,
             "XDG_CACHE_HOME": str(tmp_path / "cache"),

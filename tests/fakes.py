@@ -39,7 +39,9 @@ def sums(files: dict[str, bytes]) -> bytes:
 def release_assets(seed: int = 1) -> dict[str, bytes]:
     """What a release directory holds: both zips, an unrelated asset, and SHA256SUMS over them."""
     assets = {
-        f"alloy-linux-{arch}.zip": zip_bytes({f"alloy-linux-{arch}": elf_binary(machine, seed=seed)})
+        f"alloy-linux-{arch}.zip": zip_bytes(
+            {f"alloy-linux-{arch}": elf_binary(machine, seed=seed)}
+        )
         for arch, machine in MACHINES.items()
     }
     assets["alloy-1.10.2-1.amd64.deb"] = b"not used"
