@@ -1,0 +1,54 @@
+"""Reading built images back with squashfs-tools, the way a user would check them."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+EXPECTED_LISTING = {
+    "": ("drwxr-xr-x", "0/0"),
+    "usr": ("drwxr-xr-x", "0/0"),
+    "usr/lib": ("drwxr-xr-x", "0/0"),
+    "usr/lib/extension-release.d": ("drwxr-xr-x", "0/0"),
+    "usr/lib/extension-release.d/extension-release.alloy": ("-rw-r--r--", "0/0"),
+    "usr/lib/systemd": ("drwxr-xr-x", "0/0"),
+    "usr/lib/systemd/system": ("drwxr-xr-x", "0/0"),
+    "usr/lib/systemd/system/alloy.service": ("-rw-r--r--", "0/0"),
+    "usr/local": ("drwxr-xr-x", "0/0"),
+    "usr/local/bin": ("drwxr-xr-x", "0/0"),
+    "usr/local/bin/alloy": ("-rwxr-xr-x", "0/0"),
+}
+
+
+def listing(image: Path) -> dict[str, tuple[str, str]]:
+    """Path inside the image ('' for its root) -> (mode string, uid/gid), from unsquashfs -lln."""
+    out = subprocess.run(
+        ["unsquashfs", "-lln", "-d", "ROOT", str(image)], capture_output=True, text=True, check=True
+    ).stdout
+    entries = {}
+    for line in out.splitlines():
+        fields = line.split(None, 5)
+        if len(fields) == 6 and fields[5].startswith("ROOT"):
+            entries[fields[5].removeprefix("ROOT").lstrip("/")] = (fields[0], fields[1])
+    return entries
+
+
+def superblock(image: Path) -> dict[str, str]:
+    out = subprocess.run(
+        ["unsquashfs", "-s", str(image)], capture_output=True, text=True, check=True
+    ).stdout
+    info = {}
+    for line in out.splitlines():
+        for key in ("Compression", "Block size"):
+            if line.startswith(key + " "):
+                info[key] = line[len(key) + 1 :].strip()
+    return info
+
+
+def extract(image: Path, dest: Path) -> Path:
+    subprocess.run(
+        ["unsquashfs", "-no-progress", "-d", str(dest), str(image)],
+        capture_output=True,
+        check=True,
+    )
+    return dest

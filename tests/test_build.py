@@ -1,0 +1,292 @@
+"""The real tasks, end to end, against a release served on 127.0.0.1."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import VERSION, Invoke, Release
+from tests.fakes import MACHINES, elf_binary
+from tests.image import EXPECTED_LISTING, extract, listing, superblock
+
+STRICT_XATTR = "user.extension-release.strict"
+
+
+def ok(result: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    return result
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def snapshot(root: Path) -> dict[str, tuple[int, int, int]]:
+    """Every file and directory under root with its mtime, inode and size."""
+    state = {}
+    for path in [root, *root.rglob("*")]:
+        st = path.lstat()
+        state[str(path.relative_to(root))] = (st.st_mtime_ns, st.st_ino, st.st_size)
+    return state
+
+
+def test_all_builds_image_with_expected_layout(invoke: Invoke, tmp_path: Path) -> None:
+    ok(invoke("all", f"--version={VERSION}"))
+    output = tmp_path / "output"
+    image = output / f"alloy-{VERSION}-amd64.raw"
+
+    assert listing(image) == EXPECTED_LISTING
+    assert superblock(image) == {"Compression": "xz", "Block size": "1048576"}
+
+    root = extract(image, tmp_path / "root")
+    assert (root / "usr/local/bin/alloy").read_bytes() == elf_binary(MACHINES["amd64"])
+    release_file = root / "usr/lib/extension-release.d/extension-release.alloy"
+    assert release_file.read_text() == "ID=_any\nARCHITECTURE=x86-64\n"
+    assert os.getxattr(release_file, STRICT_XATTR) == b"false"
+    unit = (root / "usr/lib/systemd/system/alloy.service").read_text().splitlines()
+    assert (
+        "ExecStart=/usr/local/bin/alloy run $CUSTOM_ARGS --storage.path=/var/lib/alloy/data "
+        "/var/mnt/storage/alloy/config.alloy"
+    ) in unit
+    assert sorted(p.name for p in output.iterdir()) == [
+        ".staging",
+        f"alloy-{VERSION}-amd64.raw",
+        f"alloy-{VERSION}-amd64.raw.sha256",
+        f"alloy-{VERSION}.raw",
+        f"alloy-{VERSION}.raw.sha256",
+    ]
+
+
+def test_checksums_verify_with_sha256sum_and_alias_is_the_same_image(
+    invoke: Invoke, tmp_path: Path
+) -> None:
+    ok(invoke("all"))
+    output = tmp_path / "output"
+    image, compat = output / f"alloy-{VERSION}-amd64.raw", output / f"alloy-{VERSION}.raw"
+    check = subprocess.run(
+        ["sha256sum", "-c", image.name + ".sha256", compat.name + ".sha256"],
+        cwd=output,
+        capture_output=True,
+        text=True,
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert check.stdout.splitlines() == [f"{image.name}: OK", f"{compat.name}: OK"]
+    assert compat.read_bytes() == image.read_bytes()
+    assert compat.stat().st_ino == image.stat().st_ino  # a hard link on this filesystem
+    assert (output / (compat.name + ".sha256")).read_text() == f"{sha256(image)}  {compat.name}\n"
+
+
+def test_unchanged_rerun_touches_nothing_and_makes_no_request(
+    invoke: Invoke, release: Release, tmp_path: Path
+) -> None:
+    ok(invoke("all"))
+    before, requests_before = snapshot(tmp_path), len(release.requests())
+    rerun = ok(invoke("all"))
+    assert snapshot(tmp_path) == before
+    assert len(release.requests()) == requests_before
+    steps = [line.split()[0] for line in rerun.stdout.splitlines()]
+    assert steps == ["fetch", "stage", "pack", "checksum", "alias"]
+    assert all(line.endswith("up to date") for line in rerun.stdout.splitlines())
+
+
+def test_pack_on_a_clean_tree_fetches_and_stages_first(invoke: Invoke, tmp_path: Path) -> None:
+    result = ok(invoke("pack"))
+    assert [line.split()[0] for line in result.stdout.splitlines() if line[:1] != " "] == [
+        "fetch",
+        "stage",
+        "pack",
+    ]
+    output = tmp_path / "output"
+    assert (output / f"alloy-{VERSION}-amd64.raw").is_file()
+    assert not (output / f"alloy-{VERSION}-amd64.raw.sha256").exists()
+
+
+def test_arm64_build_never_touches_the_amd64_compat_image(invoke: Invoke, tmp_path: Path) -> None:
+    ok(invoke("all"))
+    output = tmp_path / "output"
+    compat = output / f"alloy-{VERSION}.raw"
+    compat_state = (sha256(compat), compat.stat().st_mtime_ns)
+
+    result = ok(invoke("all", "--arch=arm64"))
+    assert "skipped" in result.stdout
+    assert (sha256(compat), compat.stat().st_mtime_ns) == compat_state
+    assert compat.read_bytes() == (output / f"alloy-{VERSION}-amd64.raw").read_bytes()
+
+    root = extract(output / f"alloy-{VERSION}-arm64.raw", tmp_path / "arm64")
+    release_file = root / "usr/lib/extension-release.d/extension-release.alloy"
+    assert release_file.read_text() == "ID=_any\nARCHITECTURE=arm64\n"
+    assert (root / "usr/local/bin/alloy").read_bytes() == elf_binary(MACHINES["arm64"])
+
+
+def test_compat_arch_hands_the_compat_name_to_arm64(invoke: Invoke, tmp_path: Path) -> None:
+    ok(invoke("all", "--arch=arm64", "--compat-arch=arm64"))
+    output = tmp_path / "output"
+    assert (output / f"alloy-{VERSION}.raw").read_bytes() == (
+        output / f"alloy-{VERSION}-arm64.raw"
+    ).read_bytes()
+
+
+def test_builds_are_bit_identical_across_directories_and_umasks(invoke: Invoke, tmp_path: Path):
+    images = []
+    for name, umask in (("a", 0o022), ("b", 0o077)):
+        work = tmp_path / name
+        work.mkdir()
+        ok(
+            invoke(
+                "all",
+                f"--cache-dir={work / 'cache'}",
+                "--output-dir=out",
+                cwd=work,
+                umask=umask,
+            )
+        )
+        images.append(work / "out" / f"alloy-{VERSION}-amd64.raw")
+    assert sha256(images[0]) == sha256(images[1])
+    assert listing(images[1]) == EXPECTED_LISTING  # umask 077 changed no mode
+
+
+def test_zstd_compression_and_a_changed_option_repacks(invoke: Invoke, tmp_path: Path) -> None:
+    ok(invoke("all"))
+    result = ok(invoke("all", "--compression=zstd"))
+    assert "parameters changed" in result.stdout
+    image = tmp_path / "output" / f"alloy-{VERSION}-amd64.raw"
+    assert superblock(image) == {"Compression": "zstd", "Block size": "1048576"}
+    assert (
+        subprocess.run(["sha256sum", "-c", image.name + ".sha256"], cwd=image.parent).returncode
+        == 0
+    )
+
+
+def test_config_path_and_unit_template_reach_the_unit(invoke: Invoke, tmp_path: Path) -> None:
+    template = tmp_path / "my.service"
+    template.write_text("[Service]\nExecStart=@BINARY@ run @CONFIG_PATH@\n# @VERSION@\n")
+    ok(invoke("all"))
+    ok(invoke("all", "--config-path=/etc/alloy/config.alloy", f"--unit-template={template}"))
+    root = extract(tmp_path / "output" / f"alloy-{VERSION}-amd64.raw", tmp_path / "root")
+    unit = (root / "usr/lib/systemd/system/alloy.service").read_text()
+    assert (
+        unit
+        == f"[Service]\nExecStart=/usr/local/bin/alloy run /etc/alloy/config.alloy\n# {VERSION}\n"
+    )
+
+
+def test_newer_source_rebuilds_what_depends_on_it(invoke: Invoke, tmp_path: Path) -> None:
+    ok(invoke("all"))
+    cached_zip = tmp_path / "cache" / "alloy-sysext" / f"v{VERSION}" / "alloy-linux-amd64.zip"
+    future = cached_zip.stat().st_mtime_ns + 10**9
+    os.utime(cached_zip, ns=(future, future))
+    result = ok(invoke("all"))
+    outcomes = {line.split()[0]: line for line in result.stdout.splitlines() if line[:1] != " "}
+    assert outcomes["fetch"].endswith("up to date")
+    for step in ("stage", "pack", "checksum", "alias"):
+        assert not outcomes[step].endswith("up to date"), outcomes[step]
+
+
+def test_force_downloads_and_rebuilds_the_same_bytes(
+    invoke: Invoke, release: Release, tmp_path: Path
+) -> None:
+    ok(invoke("all"))
+    image = tmp_path / "output" / f"alloy-{VERSION}-amd64.raw"
+    first = (sha256(image), image.stat().st_ino)
+    zip_requests = release.requests().count(f"/v{VERSION}/alloy-linux-amd64.zip")
+    ok(invoke("all", "--force"))
+    assert release.requests().count(f"/v{VERSION}/alloy-linux-amd64.zip") == zip_requests + 1
+    assert sha256(image) == first[0]
+    assert image.stat().st_ino != first[1]
+
+
+def test_download_cache_is_shared_between_output_dirs(
+    invoke: Invoke, release: Release, tmp_path: Path
+) -> None:
+    ok(invoke("all", "--output-dir=one"))
+    ok(invoke("all", "--arch=arm64", "--output-dir=one"))
+    requests = release.requests()
+    ok(invoke("all", "--output-dir=two"))
+    ok(invoke("all", "--arch=arm64", "--output-dir=two"))
+    assert release.requests() == requests
+    assert requests.count(f"/v{VERSION}/SHA256SUMS") == 1
+    two = tmp_path / "two" / f"alloy-{VERSION}-amd64.raw"
+    assert two.read_bytes() == (tmp_path / "one" / two.name).read_bytes()
+
+
+def test_settings_come_from_environment_and_config_file_and_flags_win(
+    invoke: Invoke, tmp_path: Path
+) -> None:
+    ok(invoke("pack", env={"INVOKE_ARCH": "arm64", "INVOKE_OUTPUT_DIR": "env-out"}))
+    assert (tmp_path / "env-out" / f"alloy-{VERSION}-arm64.raw").is_file()
+
+    config = tmp_path / "invoke.yaml"
+    config.write_text("arch: arm64\noutput_dir: yaml-out\ncompression: zstd\n")
+    ok(invoke("-f", str(config), "pack"))
+    image = tmp_path / "yaml-out" / f"alloy-{VERSION}-arm64.raw"
+    assert superblock(image)["Compression"] == "zstd"
+
+    ok(invoke("pack", "--arch=amd64", env={"INVOKE_ARCH": "arm64", "INVOKE_OUTPUT_DIR": "flag"}))
+    assert [p.name for p in (tmp_path / "flag").glob("*.raw")] == [f"alloy-{VERSION}-amd64.raw"]
+
+
+def test_list_and_help_explain_every_task_and_flag(invoke: Invoke) -> None:
+    listed = ok(invoke("--list")).stdout
+    for name in ("fetch", "stage", "pack", "checksum", "alias", "all", "clean"):
+        assert f"\n  {name} " in listed
+    assert "Default task: all" in listed
+    help_text = ok(invoke("--help", "all")).stdout
+    for flag in (
+        "--version",
+        "--arch",
+        "--base-url",
+        "--output-dir",
+        "--cache-dir",
+        "--force",
+        "--compression",
+        "--config-path",
+        "--unit-template",
+        "--compat-arch",
+        "--retries",
+    ):
+        assert flag in help_text
+
+
+def test_clean_removes_outputs_and_keeps_the_cache_unless_asked(
+    invoke: Invoke, tmp_path: Path
+) -> None:
+    output, cache = tmp_path / "output", tmp_path / "cache" / "alloy-sysext"
+    ok(invoke("all"))
+    (output / "notes.txt").write_text("mine")
+    ok(invoke("clean"))
+    assert [p.name for p in output.iterdir()] == ["notes.txt"]
+    assert (cache / f"v{VERSION}" / "alloy-linux-amd64.zip").is_file()
+    ok(invoke("clean", "--cache"))
+    assert not cache.exists()
+
+
+def test_zip_with_other_members_yields_only_the_binary(
+    invoke: Invoke, release: Release, tmp_path: Path
+) -> None:
+    binary = elf_binary(MACHINES["amd64"], seed=7)
+    zip_path = tmp_path / "extra.zip"
+    with zipfile.ZipFile(zip_path, "w") as archive:
+        archive.writestr("README.md", "readme")
+        archive.writestr("alloy-linux-amd64", binary)
+    data = zip_path.read_bytes()
+    sums = f"{hashlib.sha256(data).hexdigest()}  alloy-linux-amd64.zip\n".encode()
+    release.publish("1.10.9", {"alloy-linux-amd64.zip": data, "SHA256SUMS": sums})
+    ok(invoke("all", "--version=1.10.9"))
+    image = tmp_path / "output" / "alloy-1.10.9-amd64.raw"
+    assert listing(image) == EXPECTED_LISTING
+    assert (extract(image, tmp_path / "root") / "usr/local/bin/alloy").read_bytes() == binary
+    assert not list(tmp_path.rglob("README.md"))
+
+
+@pytest.mark.parametrize("arch", ["amd64", "arm64"])
+def test_staged_binary_is_the_zip_member(invoke: Invoke, tmp_path: Path, arch: str) -> None:
+    ok(invoke("stage", f"--arch={arch}"))
+    staged = tmp_path / "output" / ".staging" / f"alloy-{VERSION}-{arch}" / "rootfs"
+    assert (staged / "usr/local/bin/alloy").read_bytes() == elf_binary(MACHINES[arch])
+    assert sorted(p.name for p in staged.iterdir()) == ["usr"]

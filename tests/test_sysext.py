@@ -1,0 +1,92 @@
+"""Merge built images with the real systemd-sysext, in a private mount namespace."""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import VERSION, Invoke
+from tests.image import extract
+
+_missing = [tool for tool in ("systemd-sysext", "unshare", "mksquashfs") if not shutil.which(tool)]
+pytestmark = [
+    pytest.mark.root,
+    pytest.mark.skipif(os.geteuid() != 0, reason="merging needs root (mount namespaces, loop)"),
+    pytest.mark.skipif(bool(_missing), reason=f"missing tools: {', '.join(_missing)}"),
+    pytest.mark.skipif(
+        platform.machine() != "x86_64", reason="the merge test images are x86-64 (amd64)"
+    ),
+]
+
+# A tmpfs /run keeps systemd-sysext's bookkeeping out of the host's; making the copied mounts
+# private first detaches them from the host's peer groups, so nothing propagates back.
+MERGE = r"""
+set -e
+mount --make-rprivate /
+mount --make-rshared /
+mount -t tmpfs tmpfs /run
+systemd-sysext --root="$1" merge || true
+echo "-- merged files:"
+cd "$1"
+find usr \( -path usr/.systemd-sysext -o -path usr/lib/os-release \) -prune -o -type f -print | sort
+systemd-sysext --root="$1" unmerge >/dev/null
+"""
+
+
+def merged_files(root: Path, image: Path) -> list[str]:
+    """Merge `image` into a scratch root under its own file name; return the files that appeared."""
+    (root / "usr/lib").mkdir(parents=True)
+    (root / "usr/lib/os-release").write_text("ID=debian\nVERSION_ID=12\n")
+    extensions = root / "var/lib/extensions"
+    extensions.mkdir(parents=True)
+    shutil.copy(image, extensions / image.name)
+    result = subprocess.run(
+        ["unshare", "-m", "sh", "-c", MERGE, "merge", str(root)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.split("-- merged files:\n", 1)[1].split()
+
+
+EXPECTED = [
+    "usr/lib/extension-release.d/extension-release.alloy",
+    "usr/lib/systemd/system/alloy.service",
+    "usr/local/bin/alloy",
+]
+
+
+@pytest.fixture
+def built(invoke: Invoke, tmp_path: Path) -> Path:
+    result = invoke("all")
+    assert result.returncode == 0, result.stderr
+    return tmp_path / "output"
+
+
+@pytest.mark.parametrize("name", [f"alloy-{VERSION}-amd64.raw", f"alloy-{VERSION}.raw"])
+def test_systemd_sysext_merges_the_image_under_its_published_name(
+    built: Path, tmp_path: Path, name: str
+) -> None:
+    assert merged_files(tmp_path / "root", built / name) == EXPECTED
+
+
+def test_without_the_strict_xattr_the_versioned_name_is_refused(built: Path, tmp_path: Path):
+    """The control: proves the merge test can fail, and why the xattr is there."""
+    tree = extract(built / f"alloy-{VERSION}-amd64.raw", tmp_path / "tree")
+    os.removexattr(
+        tree / "usr/lib/extension-release.d/extension-release.alloy",
+        "user.extension-release.strict",
+    )
+    unmarked = tmp_path / f"alloy-{VERSION}-amd64.raw"
+    subprocess.run(
+        ["mksquashfs", str(tree), str(unmarked), "-all-root", "-noappend", "-no-progress"],
+        capture_output=True,
+        check=True,
+    )
+    assert merged_files(tmp_path / "root", unmarked) == []
