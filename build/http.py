@@ -77,7 +77,7 @@ def download(
                     "check the network or --base-url, then run again",
                 ) from None
             delay = BACKOFF * 2**attempt
-            print(f"{'':<8} {error}; retrying in {delay:g} s", flush=True)
+            print(f"{'':<8} {url}: {error}; retrying in {delay:g} s", flush=True)
             time.sleep(delay)
     raise AssertionError("unreachable")
 

@@ -15,7 +15,7 @@ from . import release, render
 from . import stage as staging
 from .checksum import file_sha256, read_checksum, write_checksum
 from .errors import BuildError
-from .report import mib, say
+from .report import human_size, say
 from .spec import IMAGE_BINARY, BuildSpec, checksum_file
 from .targets import Step, atomic_dir, atomic_path, forget, record, why_out_of_date
 
@@ -95,7 +95,7 @@ class Pipeline:
                 packing.pack(spec.rootfs, tmp, spec.compression)
             size = spec.image.stat().st_size
             flags = f"{spec.compression}, {packing.BLOCK_SIZE} blocks"
-            return f"packed {spec.image}: {mib(size)} ({flags})"
+            return f"packed {spec.image}: {human_size(size)} ({flags})"
 
         self._run(step, action)
 

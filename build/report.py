@@ -11,7 +11,12 @@ def say(step: str, message: str) -> None:
     print(f"{step:<8} {message}", flush=True)
 
 
-def mib(size: int) -> str:
+def human_size(size: int) -> str:
+    """A size for people: 812 B, 13.4 KiB, 98.2 MiB."""
+    if size < 1024:
+        return f"{size} B"
+    if size < 1048576:
+        return f"{size / 1024:.1f} KiB"
     return f"{size / 1048576:.1f} MiB"
 
 
@@ -38,8 +43,10 @@ class PlainProgress:
             self._line()
 
     def _line(self) -> None:
-        share = f" of {mib(self.total)} ({self.done * 100 // self.total}%)" if self.total else ""
-        print(f"{'':<8} {self.label}: {mib(self.done)}{share}", file=self.stream, flush=True)
+        share = ""
+        if self.total:
+            share = f" of {human_size(self.total)} ({self.done * 100 // self.total}%)"
+        print(f"{'':<8} {self.label}: {human_size(self.done)}{share}", file=self.stream, flush=True)
 
     def close(self) -> None:
         pass

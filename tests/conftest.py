@@ -51,6 +51,7 @@ def invoke(tmp_path: Path, release: Release) -> Invoke:
         env: dict[str, str] | None = None,
         cwd: Path | None = None,
         umask: int | None = None,
+        stderr: int | None = subprocess.PIPE,
     ) -> subprocess.CompletedProcess:
         full_env = {
             **os.environ,
@@ -62,7 +63,8 @@ def invoke(tmp_path: Path, release: Release) -> Invoke:
             [sys.executable, "-m", "invoke", "--search-root", str(REPO), *args],
             cwd=cwd or tmp_path,
             env=full_env,
-            capture_output=True,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
             text=True,
             stdin=subprocess.DEVNULL,
             preexec_fn=(lambda: os.umask(umask)) if umask is not None else None,

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import os
+import pty
+import struct
 import subprocess
+import termios
+import threading
 import zipfile
 from pathlib import Path
 
@@ -290,3 +296,28 @@ def test_staged_binary_is_the_zip_member(invoke: Invoke, tmp_path: Path, arch: s
     staged = tmp_path / "output" / ".staging" / f"alloy-{VERSION}-{arch}" / "rootfs"
     assert (staged / "usr/local/bin/alloy").read_bytes() == elf_binary(MACHINES[arch])
     assert sorted(p.name for p in staged.iterdir()) == ["usr"]
+
+
+def test_progress_is_plain_lines_in_logs_and_a_bar_on_a_terminal(invoke: Invoke, tmp_path: Path):
+    logged = ok(invoke("fetch", "--output-dir=log"))
+    progress = [line for line in logged.stdout.splitlines() if "alloy-linux-amd64.zip:" in line]
+    assert progress and progress[-1].strip().endswith("(100%)")
+    assert "\r" not in logged.stdout + logged.stderr
+
+    primary, secondary = pty.openpty()
+    fcntl.ioctl(secondary, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # 100 columns
+    shown = bytearray()
+
+    def read_terminal() -> None:
+        with contextlib.suppress(OSError):  # EIO once the terminal's other end is closed
+            while chunk := os.read(primary, 4096):
+                shown.extend(chunk)
+
+    reader = threading.Thread(target=read_terminal)
+    reader.start()
+    result = invoke("fetch", "--force", stderr=secondary)
+    os.close(secondary)
+    reader.join(timeout=10)
+    os.close(primary)
+    assert result.returncode == 0
+    assert b"\r" in shown and b"alloy-linux-amd64.zip" in shown  # tqdm redraws its line
