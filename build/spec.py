@@ -63,7 +63,7 @@ class BuildSpec:
     def from_options(cls, options: Mapping[str, Any]) -> BuildSpec:
         """Validate raw option values (from flags, invoke.yaml or the environment)."""
         opts = {**DEFAULTS, **{k: v for k, v in options.items() if v is not None}}
-        version = str(opts["version"]).strip()
+        version = str(opts["version"])
         if version.startswith("v") and _VERSION.fullmatch(version[1:]):
             version = version[1:]
         if not _VERSION.fullmatch(version):

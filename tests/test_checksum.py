@@ -1,0 +1,127 @@
+"""build.checksum: sha256 of files and sha256sum-compatible `.sha256` files."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from build.checksum import file_sha256, parse_sums, read_checksum, sums_line, write_checksum
+from build.errors import BuildError
+
+A = hashlib.sha256(b"a").hexdigest()
+B = hashlib.sha256(b"b").hexdigest()
+C = hashlib.sha256(b"c").hexdigest()
+
+
+def test_parse_sums_text_and_binary_markers() -> None:
+    text = f"{A}  alloy-linux-amd64.zip\n{B} *alloy-linux-arm64.zip\n"
+    assert parse_sums(text) == {"alloy-linux-amd64.zip": A, "alloy-linux-arm64.zip": B}
+
+
+def test_parse_sums_strips_dot_slash() -> None:
+    text = f"{A}  ./alloy-linux-amd64.zip\n{B} *./SHA256SUMS.sig\n{C}  dir/./x\n"
+    assert parse_sums(text) == {"alloy-linux-amd64.zip": A, "SHA256SUMS.sig": B, "dir/./x": C}
+
+
+def test_parse_sums_ignores_blank_and_garbage_lines() -> None:
+    text = "\n".join(
+        [
+            "",
+            "   ",
+            "# a comment",
+            f"SHA256 (file.zip) = {A}",  # BSD style: not ours
+            f"{A[:-1]}  short-hash",
+            f"{A}0  long-hash",
+            f"{'g' * 64}  not-hex",
+            f"{A} one-space",
+            f"{A}",
+            f"{B}  good.zip",
+            "",
+        ]
+    )
+    assert parse_sums(text) == {"good.zip": B}
+
+
+def test_parse_sums_lowercases_uppercase_hex() -> None:
+    assert parse_sums(f"{A.upper()}  file.zip\n") == {"file.zip": A}
+
+
+def test_parse_sums_crlf_and_no_final_newline() -> None:
+    assert parse_sums(f"{A}  a.zip\r\n{B}  b.zip") == {"a.zip": A, "b.zip": B}
+
+
+def test_parse_sums_empty() -> None:
+    assert parse_sums("") == {}
+
+
+def test_sums_line_format() -> None:
+    assert sums_line(A, "alloy-1.10.2-amd64.raw") == f"{A}  alloy-1.10.2-amd64.raw\n"
+
+
+def test_sums_line_round_trips() -> None:
+    assert parse_sums(sums_line(A, "x.raw") + sums_line(B, "y.raw")) == {"x.raw": A, "y.raw": B}
+
+
+@pytest.mark.skipif(shutil.which("sha256sum") is None, reason="needs coreutils sha256sum")
+def test_write_checksum_passes_sha256sum_check(tmp_path: Path) -> None:
+    image = tmp_path / "alloy-1.10.2-amd64.raw"
+    image.write_bytes(random.Random(7).randbytes(300_000))
+    checksum = tmp_path / "alloy-1.10.2-amd64.raw.sha256"
+    write_checksum(checksum, file_sha256(image), image.name)
+
+    result = subprocess.run(
+        ["sha256sum", "-c", checksum.name], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout == "alloy-1.10.2-amd64.raw: OK\n"
+
+    # And the check really checks: one changed byte fails it.
+    image.write_bytes(b"X" + image.read_bytes()[1:])
+    result = subprocess.run(
+        ["sha256sum", "-c", checksum.name], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert result.returncode == 1
+    assert "alloy-1.10.2-amd64.raw: FAILED" in result.stdout
+
+
+def test_write_checksum_content_and_no_temp_left(tmp_path: Path) -> None:
+    checksum = tmp_path / "x.raw.sha256"
+    write_checksum(checksum, B, "x.raw")
+    assert checksum.read_text() == f"{B}  x.raw\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.raw.sha256"]
+
+
+def test_read_checksum(tmp_path: Path) -> None:
+    checksum = tmp_path / "x.raw.sha256"
+    write_checksum(checksum, C, "x.raw")
+    assert read_checksum(checksum) == C
+
+
+def test_read_checksum_accepts_uppercase_binary_marker(tmp_path: Path) -> None:
+    checksum = tmp_path / "x.raw.sha256"
+    checksum.write_text(f"{C.upper()} *x.raw\n")
+    assert read_checksum(checksum) == C
+
+
+@pytest.mark.parametrize(
+    "text", ["", "garbage\n", f"{A}  a.raw\n{B}  b.raw\n"], ids=["empty", "garbage", "two-lines"]
+)
+def test_read_checksum_refuses_other_than_one_line(tmp_path: Path, text: str) -> None:
+    checksum = tmp_path / "x.raw.sha256"
+    checksum.write_text(text)
+    with pytest.raises(BuildError) as caught:
+        read_checksum(checksum)
+    assert f"{checksum} is not a one-line sha256sum file" in str(caught.value)
+
+
+@pytest.mark.parametrize("size", [0, 1, (1 << 20) - 1, 1 << 20, 3 * (1 << 20) + 12345])
+def test_file_sha256_matches_hashlib(tmp_path: Path, size: int) -> None:
+    data = random.Random(size).randbytes(size)
+    path = tmp_path / "blob"
+    path.write_bytes(data)
+    assert file_sha256(path) == hashlib.sha256(data).hexdigest()

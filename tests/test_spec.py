@@ -1,0 +1,286 @@
+"""build.spec: option validation and every file name derived from the options."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from build.arch import ARCHES
+from build.errors import BuildError
+from build.spec import BuildSpec, checksum_file, default_cache_dir
+
+GITHUB = "https://github.com/grafana/alloy/releases/download"
+
+
+def spec(**options: Any) -> BuildSpec:
+    return BuildSpec.from_options(options)
+
+
+def refused(**options: Any) -> str:
+    with pytest.raises(BuildError) as caught:
+        BuildSpec.from_options(options)
+    return str(caught.value)
+
+
+@pytest.fixture(autouse=True)
+def _cache_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
+
+
+def test_defaults(tmp_path: Path) -> None:
+    s = spec()
+    assert s.version == "1.10.2"
+    assert s.arch is ARCHES["amd64"]
+    assert s.base_url == GITHUB
+    assert s.output_dir == Path("output")
+    assert s.cache_dir == tmp_path / "xdg-cache" / "alloy-sysext"
+    assert s.compression == "xz"
+    assert s.config_path == "/var/mnt/storage/alloy/config.alloy"
+    assert s.unit_template is None
+    assert s.compat_arch == "amd64"
+    assert s.retries == 3
+
+
+def test_none_values_fall_back_to_defaults() -> None:
+    s = spec(version=None, arch=None, retries=None, compression=None, base_url=None)
+    assert (s.version, s.arch.name, s.retries, s.compression, s.base_url) == (
+        "1.10.2",
+        "amd64",
+        3,
+        "xz",
+        GITHUB,
+    )
+
+
+# version
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("1.10.2", "1.10.2"),
+        ("1.11.0-rc.1", "1.11.0-rc.1"),
+        ("v1.10.2", "1.10.2"),
+        ("v1.11.0-rc.12", "1.11.0-rc.12"),
+        ("0.0.0", "0.0.0"),
+    ],
+)
+def test_version_accepted(given: str, expected: str) -> None:
+    assert spec(version=given).version == expected
+
+
+@pytest.mark.parametrize(
+    "given",
+    [
+        "1.10",
+        "latest",
+        "1.10.2-beta",
+        "1.10.2 ",
+        "1.10.2-rc",
+        "1.10.2-rc.1.2",
+        "vv1.10.2",
+        "1.10.2/../x",
+        "",
+    ],
+)
+def test_version_refused_with_what_to_use(given: str) -> None:
+    text = refused(version=given)
+    assert "invalid version" in text
+    assert "X.Y.Z" in text
+    assert "--version=1.10.2" in text
+
+
+def test_version_from_yaml_as_float_is_refused() -> None:
+    # YAML reads `version: 1.10` as the float 1.1.
+    text = refused(version=1.10)
+    assert "invalid version '1.1'" in text
+
+
+def test_version_as_str_is_kept_as_str() -> None:
+    s = spec(version="1.10.2")
+    assert isinstance(s.version, str) and s.version == "1.10.2"
+
+
+# arch
+
+
+@pytest.mark.parametrize("name", ["amd64", "arm64"])
+def test_arch_accepted(name: str) -> None:
+    assert spec(arch=name).arch.name == name
+
+
+@pytest.mark.parametrize("name", ["x86_64", "aarch64", "AMD64", "arm", ""])
+def test_arch_refused_with_valid_list(name: str) -> None:
+    text = refused(arch=name)
+    assert f"unknown architecture {name!r}" in text
+    assert "amd64, arm64" in text
+
+
+@pytest.mark.parametrize("name", ["x86-64", "i386"])
+def test_compat_arch_refused_with_valid_list(name: str) -> None:
+    text = refused(compat_arch=name)
+    assert f"unknown compat architecture {name!r}" in text
+    assert "amd64, arm64" in text
+
+
+# compression
+
+
+@pytest.mark.parametrize("name", ["xz", "zstd"])
+def test_compression_accepted(name: str) -> None:
+    assert spec(compression=name).compression == name
+
+
+@pytest.mark.parametrize("name", ["gzip", "XZ", "lz4", ""])
+def test_compression_refused(name: str) -> None:
+    text = refused(compression=name)
+    assert f"unknown compression {name!r}" in text
+    assert "xz, zstd" in text
+
+
+# base_url
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("https://mirror.example/alloy", "https://mirror.example/alloy"),
+        ("https://mirror.example/alloy/", "https://mirror.example/alloy"),
+        ("http://127.0.0.1:8080//", "http://127.0.0.1:8080"),
+    ],
+)
+def test_base_url_accepted_without_trailing_slash(given: str, expected: str) -> None:
+    s = spec(base_url=given)
+    assert s.base_url == expected
+    assert s.zip_url == f"{expected}/v1.10.2/alloy-linux-amd64.zip"
+
+
+@pytest.mark.parametrize(
+    "given", ["ftp://mirror.example/alloy", "mirror.example/alloy", "https:///x", "https://", ""]
+)
+def test_base_url_refused(given: str) -> None:
+    text = refused(base_url=given)
+    assert "invalid base URL" in text
+    assert "--base-url=https://HOST/PATH" in text
+
+
+# config_path
+
+
+@pytest.mark.parametrize(
+    "given", ["/etc/alloy/config.alloy", "/var/mnt/storage/alloy/config.alloy", "/a-b_c+d@e:f"]
+)
+def test_config_path_accepted(given: str) -> None:
+    assert spec(config_path=given).config_path == given
+
+
+@pytest.mark.parametrize(
+    "given",
+    [
+        "etc/alloy/config.alloy",
+        "config.alloy",
+        "~/config.alloy",
+        "/etc/my alloy/config.alloy",
+        "/etc/alloy/config.alloy ",
+        '/etc/"alloy"/config.alloy',
+        "/etc/'alloy'/config.alloy",
+        "/etc/$HOST/config.alloy",
+        "/etc/${X}/config.alloy",
+        "/etc/alloy/config\n.alloy",
+        "/etc/alloy/config\t.alloy",
+        "",
+    ],
+)
+def test_config_path_refused(given: str) -> None:
+    text = refused(config_path=given)
+    assert "invalid config path" in text
+    assert "absolute path without spaces, quotes or $" in text
+
+
+# retries
+
+
+@pytest.mark.parametrize(("given", "expected"), [(0, 0), (5, 5), ("3", 3), ("0", 0)])
+def test_retries_accepted(given: object, expected: int) -> None:
+    s = spec(retries=given)
+    assert s.retries == expected
+    assert isinstance(s.retries, int)
+
+
+@pytest.mark.parametrize("given", [-1, "-2", "three", "", "1.5"])
+def test_retries_refused(given: object) -> None:
+    text = refused(retries=given)
+    assert f"invalid retries {given!r}" in text
+    assert "whole number >= 0" in text
+
+
+# derived names
+
+
+def test_derived_names_amd64(tmp_path: Path) -> None:
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    s = spec(output_dir=str(out), cache_dir=str(cache), base_url="https://m.example/rel")
+    assert s.member == "alloy-linux-amd64"
+    assert s.zip_name == "alloy-linux-amd64.zip"
+    assert s.zip_url == "https://m.example/rel/v1.10.2/alloy-linux-amd64.zip"
+    assert s.sums_url == "https://m.example/rel/v1.10.2/SHA256SUMS"
+    assert s.cache_dir == cache
+    assert s.cached_zip == cache / "v1.10.2" / "alloy-linux-amd64.zip"
+    assert s.cached_sums == cache / "v1.10.2" / "SHA256SUMS"
+    assert s.work_dir == out / ".staging" / "alloy-1.10.2-amd64"
+    assert s.rootfs == out / ".staging" / "alloy-1.10.2-amd64" / "rootfs"
+    assert s.stamp("pack") == out / ".staging" / "alloy-1.10.2-amd64" / "pack.stamp"
+    assert s.image == out / "alloy-1.10.2-amd64.raw"
+    assert s.compat_image == out / "alloy-1.10.2.raw"
+    assert s.owns_compat_name is True
+    assert checksum_file(s.image) == out / "alloy-1.10.2-amd64.raw.sha256"
+
+
+def test_derived_names_arm64_rc_with_v_prefix(tmp_path: Path) -> None:
+    s = spec(version="v1.11.0-rc.1", arch="arm64", output_dir=str(tmp_path))
+    assert s.zip_url == f"{GITHUB}/v1.11.0-rc.1/alloy-linux-arm64.zip"
+    assert s.sums_url == f"{GITHUB}/v1.11.0-rc.1/SHA256SUMS"
+    assert s.image == tmp_path / "alloy-1.11.0-rc.1-arm64.raw"
+    assert s.compat_image == tmp_path / "alloy-1.11.0-rc.1.raw"
+    assert s.owns_compat_name is False  # compat_arch defaults to amd64
+    assert spec(arch="arm64", compat_arch="arm64").owns_compat_name is True
+
+
+def test_relative_output_dir_stays_relative() -> None:
+    s = spec(output_dir="build-out")
+    assert s.image == Path("build-out/alloy-1.10.2-amd64.raw")
+
+
+def test_unit_template_option_is_a_path(tmp_path: Path) -> None:
+    assert spec(unit_template=str(tmp_path / "u.service")).unit_template == tmp_path / "u.service"
+
+
+# cache_dir default
+
+
+def test_cache_dir_none_uses_xdg_cache_home(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "elsewhere"))
+    s = spec(cache_dir=None)
+    assert s.cache_dir == tmp_path / "elsewhere" / "alloy-sysext"
+    assert s.cached_zip == tmp_path / "elsewhere" / "alloy-sysext/v1.10.2/alloy-linux-amd64.zip"
+
+
+@pytest.mark.parametrize("xdg", [None, ""])
+def test_cache_dir_without_xdg_uses_home_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, xdg: str | None
+) -> None:
+    if xdg is None:
+        monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    else:
+        monkeypatch.setenv("XDG_CACHE_HOME", xdg)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert default_cache_dir() == tmp_path / "home" / ".cache" / "alloy-sysext"
+    assert spec().cache_dir == tmp_path / "home" / ".cache" / "alloy-sysext"
+
+
+def test_explicit_cache_dir_wins_over_xdg(tmp_path: Path) -> None:
+    assert spec(cache_dir=str(tmp_path / "mine")).cache_dir == tmp_path / "mine"

@@ -1,0 +1,64 @@
+"""build.stage in process: the tree it lays out, whatever the umask and the staging directory."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from build.spec import BuildSpec
+from build.stage import STRICT_XATTR, _strip_foreign_xattrs, stage
+from tests.fakes import MACHINES, elf_binary, zip_bytes
+
+
+@pytest.fixture
+def spec(tmp_path: Path) -> BuildSpec:
+    return BuildSpec.from_options({"output_dir": tmp_path / "out", "cache_dir": tmp_path / "c"})
+
+
+def test_stage_sets_every_mode_under_a_restrictive_umask(spec: BuildSpec, tmp_path: Path) -> None:
+    zip_path = tmp_path / "a.zip"
+    zip_path.write_bytes(zip_bytes({"alloy-linux-amd64": elf_binary(MACHINES["amd64"])}))
+    tree = tmp_path / "tree"
+    tree.mkdir(mode=0o700)
+    old = os.umask(0o077)
+    try:
+        stage(spec, zip_path, tree, "[Service]\n")
+    finally:
+        os.umask(old)
+    modes = {
+        str(p.relative_to(tree)): stat.S_IMODE(p.stat().st_mode) for p in [tree, *tree.rglob("*")]
+    }
+    assert modes == {
+        ".": 0o755,
+        "usr": 0o755,
+        "usr/lib": 0o755,
+        "usr/lib/extension-release.d": 0o755,
+        "usr/lib/extension-release.d/extension-release.alloy": 0o644,
+        "usr/lib/systemd": 0o755,
+        "usr/lib/systemd/system": 0o755,
+        "usr/lib/systemd/system/alloy.service": 0o644,
+        "usr/local": 0o755,
+        "usr/local/bin": 0o755,
+        "usr/local/bin/alloy": 0o755,
+    }
+    release = tree / "usr/lib/extension-release.d/extension-release.alloy"
+    assert os.listxattr(release) == [STRICT_XATTR]
+    assert os.listxattr(tree / "usr/local/bin/alloy") == []
+
+
+def test_stray_xattrs_are_stripped_and_the_strict_one_kept(tmp_path: Path) -> None:
+    keep = tmp_path / "keep"
+    other = tmp_path / "sub" / "other"
+    other.parent.mkdir()
+    keep.write_text("k")
+    other.write_text("o")
+    for path in (tmp_path, other.parent, keep, other):
+        os.setxattr(path, "user.xdg.tags", b"red")
+    os.setxattr(keep, STRICT_XATTR, b"false")
+    _strip_foreign_xattrs(tmp_path, {keep: {STRICT_XATTR}})
+    assert os.listxattr(keep) == [STRICT_XATTR]
+    for path in (tmp_path, other.parent, other):
+        assert os.listxattr(path) == []
