@@ -117,7 +117,7 @@ def _download_once(
                         if bar is not None:
                             bar.update(len(chunk))
                 except requests.RequestException as error:
-                    raise _Transient(_describe(error, received, total)) from None
+                    raise _Transient(_describe(error, streaming=True, total=total)) from None
                 if total is not None and received < total:
                     raise _Transient(f"cut off after {received} of {total} bytes")
                 actual = digest.hexdigest()
@@ -133,13 +133,15 @@ def _download_once(
     return actual
 
 
-def _describe(error: Exception, received: int = 0, total: int | None = None) -> str:
+def _describe(error: Exception, streaming: bool = False, total: int | None = None) -> str:
     import requests
 
-    if total is not None and received < total:
-        return f"cut off after {received} of {total} bytes"
     if isinstance(error, requests.Timeout):
         return "timed out"
+    if streaming:
+        # The chunk being read when the connection broke is lost, so the count would be wrong.
+        size = f" of {total} bytes" if total is not None else ""
+        return f"cut off before the end{size}"
     if isinstance(error, requests.ConnectionError):
         return "connection failed"
     return type(error).__name__
