@@ -7,16 +7,15 @@ e.g. INVOKE_ARCH=arm64.
 from __future__ import annotations
 
 import functools
-import shutil
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from invoke import Collection, Context, Exit, task
 
+from build.clean import clean_cache, clean_outputs
 from build.errors import BuildError, one_line
 from build.pipeline import STEPS, run_steps
-from build.spec import DEFAULTS, BuildSpec, default_cache_dir
+from build.spec import DEFAULTS, BuildSpec
 
 HELP = {
     "version": f"Alloy release to build, X.Y.Z or X.Y.Z-rc.N (default {DEFAULTS['version']})",
@@ -98,33 +97,37 @@ all_ = _step_task("all", "Build everything: fetch, stage, pack, checksum, alias 
 
 @task(
     help={
+        "version": "only this version (default: every version)",
+        "arch": "only this architecture (default: both)",
         "output_dir": HELP["output_dir"],
         "cache_dir": HELP["cache_dir"],
-        "cache": "also empty the download cache",
+        "compat_arch": HELP["compat_arch"],
+        "cache": "also empty the download cache (with --version: only that version's)",
     }
 )
 @_clean_exit
-def clean(c: Context, output_dir=None, cache_dir=None, cache=False):
+def clean(
+    c, version=None, arch=None, output_dir=None, cache_dir=None, compat_arch=None, cache=False
+):
     """Remove built images, checksums and staging (and the download cache with --cache)."""
-    output = Path(output_dir or c.config.get("output_dir"))
-    removed = 0
-    if output.is_dir():
-        for path in output.iterdir():
-            ours = path.name.startswith(("alloy-", ".alloy-")) and ".raw" in path.name
-            if ours or path.name == ".staging":
-                if path.is_dir() and not path.is_symlink():
-                    shutil.rmtree(path)
-                else:
-                    path.unlink()
-                removed += 1
-        if not any(output.iterdir()):
-            output.rmdir()
-    print(f"clean    removed {removed} entries from {output}")
+    spec = _spec(
+        c,
+        {
+            **dict.fromkeys(DEFAULTS),
+            "version": version,
+            "arch": arch,
+            "output_dir": output_dir,
+            "cache_dir": cache_dir,
+            "compat_arch": compat_arch,
+        },
+    )
+    version_only = spec.version if version else None
+    arch_only = spec.arch.name if arch else None
+    removed = clean_outputs(spec.output_dir, version_only, arch_only, spec.compat_arch)
+    print(f"clean    removed {len(removed)} entries from {spec.output_dir}")
     if cache:
-        cache_path = Path(cache_dir or c.config.get("cache_dir") or default_cache_dir())
-        if cache_path.exists():
-            shutil.rmtree(cache_path)
-        print(f"clean    removed the download cache {cache_path}")
+        emptied = clean_cache(spec.cache_dir, version_only)
+        print(f"clean    removed {emptied or 'nothing'} from the download cache")
 
 
 ns = Collection(fetch, stage, pack, checksum, alias, all_, clean)

@@ -168,3 +168,22 @@ class BuildSpec:
 
 def checksum_file(image: Path) -> Path:
     return image.with_name(image.name + ".sha256")
+
+
+_OUTPUT_NAME = re.compile(
+    rf"\.?{NAME}-(?P<version>{_VERSION.pattern})(?:-(?P<arch>{'|'.join(ARCHES)}))?"
+    r"\.raw(?:\.sha256)?(?:\.[^.]+\.tmp)?"
+)
+_STAGING_NAME = re.compile(rf"{NAME}-(?P<version>{_VERSION.pattern})-(?P<arch>{'|'.join(ARCHES)})")
+
+
+def parse_output_name(name: str) -> tuple[str, str | None] | None:
+    """(version, arch or None for the compat name) of a file this tool writes to an output
+    directory (images, checksums, their temporary names), or None for anything else."""
+    match = _OUTPUT_NAME.fullmatch(name)
+    return (match["version"], match["arch"]) if match else None
+
+
+def parse_staging_name(name: str) -> tuple[str, str] | None:
+    match = _STAGING_NAME.fullmatch(name)
+    return (match["version"], match["arch"]) if match else None

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import VERSION, Invoke, Release
-from tests.fakes import MACHINES, elf_binary
+from tests.fakes import MACHINES, elf_binary, release_assets
 from tests.image import EXPECTED_LISTING, extract, listing, superblock
 
 STRICT_XATTR = "user.extension-release.strict"
@@ -321,3 +321,39 @@ def test_progress_is_plain_lines_in_logs_and_a_bar_on_a_terminal(invoke: Invoke,
     os.close(primary)
     assert result.returncode == 0
     assert b"\r" in shown and b"alloy-linux-amd64.zip" in shown  # tqdm redraws its line
+
+
+def test_clean_can_pick_a_version_or_an_architecture(
+    invoke: Invoke, release: Release, tmp_path: Path
+) -> None:
+    release.publish("1.10.3", release_assets(seed=3))
+    for args in (("all",), ("all", "--arch=arm64"), ("all", "--version=1.10.3")):
+        ok(invoke(*args))
+    output, cache = tmp_path / "output", tmp_path / "cache" / "alloy-sysext"
+    (output / f".alloy-{VERSION}-amd64.raw.k2j4.tmp").write_bytes(b"left by a killed run")
+
+    ok(invoke("clean", "--arch=arm64"))
+    assert sorted(p.name for p in output.glob("*.raw")) == [
+        "alloy-1.10.2-amd64.raw",
+        "alloy-1.10.2.raw",
+        "alloy-1.10.3-amd64.raw",
+        "alloy-1.10.3.raw",
+    ]
+    assert sorted(p.name for p in (output / ".staging").iterdir()) == [
+        "alloy-1.10.2-amd64",
+        "alloy-1.10.3-amd64",
+    ]
+
+    ok(invoke("clean", "--version=1.10.3", "--cache"))
+    assert sorted(p.name for p in output.iterdir()) == [
+        ".alloy-1.10.2-amd64.raw.k2j4.tmp",
+        ".staging",
+        "alloy-1.10.2-amd64.raw",
+        "alloy-1.10.2-amd64.raw.sha256",
+        "alloy-1.10.2.raw",
+        "alloy-1.10.2.raw.sha256",
+    ]
+    assert sorted(p.name for p in cache.iterdir()) == ["v1.10.2"]
+
+    ok(invoke("clean"))
+    assert not output.exists()

@@ -1,0 +1,56 @@
+"""Output names this tool recognises as its own, and the compat link's fallback to a copy."""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+
+import pytest
+
+from build import pipeline
+from build.spec import parse_output_name, parse_staging_name
+
+
+@pytest.mark.parametrize(
+    ("name", "parsed"),
+    [
+        ("alloy-1.10.2-amd64.raw", ("1.10.2", "amd64")),
+        ("alloy-1.10.2-arm64.raw.sha256", ("1.10.2", "arm64")),
+        ("alloy-1.10.2.raw", ("1.10.2", None)),
+        ("alloy-1.11.0-rc.1.raw.sha256", ("1.11.0-rc.1", None)),
+        (".alloy-1.10.2-amd64.raw.x8f2_a.tmp", ("1.10.2", "amd64")),
+        ("alloy-1.10.2-riscv64.raw", None),
+        ("alloy-config.raw", None),
+        ("alloy-1.10.2-amd64.raw.bak", None),
+        ("notes.txt", None),
+        ("SHA256SUMS", None),
+    ],
+)
+def test_parse_output_name(name: str, parsed: tuple[str, str | None] | None) -> None:
+    assert parse_output_name(name) == parsed
+
+
+def test_parse_staging_name() -> None:
+    assert parse_staging_name("alloy-1.10.2-arm64") == ("1.10.2", "arm64")
+    assert parse_staging_name("alloy-1.10.2") is None
+
+
+def test_compat_name_is_a_copy_where_hard_links_fail(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    image = tmp_path / "alloy-1.10.2-amd64.raw"
+    image.write_bytes(b"squashfs bytes")
+    os.utime(image, ns=(1_700_000_000_123_456_789, 1_700_000_000_123_456_789))
+
+    def no_links(*_: object) -> None:
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    monkeypatch.setattr(pipeline.os, "link", no_links)
+    compat = tmp_path / "alloy-1.10.2.raw"
+    assert pipeline._link_or_copy(image, compat) == "copied"
+    assert compat.read_bytes() == image.read_bytes()
+    assert compat.stat().st_ino != image.stat().st_ino
+    # The copy keeps the image's time, so the alias step sees it as up to date.
+    assert compat.stat().st_mtime_ns == image.stat().st_mtime_ns
+    assert sorted(p.name for p in tmp_path.iterdir()) == [image.name, compat.name]
