@@ -17,7 +17,16 @@ from .checksum import file_sha256, read_checksum, write_checksum
 from .errors import BuildError
 from .report import human_size, say
 from .spec import IMAGE_BINARY, BuildSpec, checksum_file
-from .targets import Step, atomic_dir, atomic_path, forget, record, why_out_of_date
+from .targets import (
+    Step,
+    atomic_dir,
+    atomic_path,
+    file_lock,
+    forget,
+    lock_file,
+    record,
+    why_out_of_date,
+)
 
 STEPS = ("fetch", "stage", "pack", "checksum", "alias")
 
@@ -36,20 +45,32 @@ class Pipeline:
     def _run(self, step: Step, action: Callable[[], str]) -> None:
         if step.name in self.done:
             return
-        reason = "forced" if step.name in self.force else why_out_of_date(step)
+        forced = step.name in self.force
+        reason = "forced" if forced else why_out_of_date(step)
+        if reason is not None and step.lock is not None:
+            with file_lock(step.lock):
+                if not forced:  # another build may have made the targets while we waited
+                    reason = why_out_of_date(step)
+                self._make(step, action, reason)
+        else:
+            self._make(step, action, reason)
+        self.done.add(step.name)
+
+    def _make(self, step: Step, action: Callable[[], str], reason: str | None) -> None:
         if reason is None:
             say(step.name, f"{step.targets[0]}: up to date")
-        else:
-            started = time.monotonic()
-            forget(step)
-            outcome = action()
-            record(step)
-            say(step.name, f"{outcome} ({time.monotonic() - started:.1f} s; {reason})")
-        self.done.add(step.name)
+            return
+        started = time.monotonic()
+        forget(step)
+        outcome = action()
+        record(step)
+        say(step.name, f"{outcome} ({time.monotonic() - started:.1f} s; {reason})")
 
     def fetch(self) -> None:
         spec = self.spec
-        step = Step("fetch", targets=(spec.cached_zip, spec.cached_sums))
+        step = Step(
+            "fetch", targets=(spec.cached_zip, spec.cached_sums), lock=lock_file(spec.cached_zip)
+        )
         self._run(step, lambda: release.fetch(spec, force=step.name in self.force))
 
     def stage(self) -> None:

@@ -8,6 +8,7 @@ from . import http
 from .checksum import file_sha256, parse_sums
 from .errors import BuildError
 from .spec import BuildSpec
+from .targets import file_lock, lock_file
 
 RELEASES_PAGE = "https://github.com/grafana/alloy/releases"
 
@@ -78,9 +79,10 @@ def expected_sha256(spec: BuildSpec) -> str:
 
 def fetch(spec: BuildSpec, force: bool) -> str:
     """Bring the verified zip and SHA256SUMS into the cache; return what was done."""
-    sums_fresh = force or not spec.cached_sums.exists()
-    if sums_fresh:
-        _download_sums(spec)
+    with file_lock(lock_file(spec.cached_sums)):  # both architectures' builds want it
+        sums_fresh = force or not spec.cached_sums.exists()
+        if sums_fresh:
+            _download_sums(spec)
     try:
         expected = expected_sha256(spec)
     except BuildError:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import shutil
@@ -25,6 +26,7 @@ class Step:
     sources: tuple[Path, ...] = ()
     params: Mapping[str, Any] = field(default_factory=dict)
     stamp: Path | None = None
+    lock: Path | None = None  # held while checking and making targets other builds share
 
 
 def _stamp_text(step: Step) -> str:
@@ -106,3 +108,16 @@ def atomic_dir(final: Path) -> Iterator[Path]:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
+
+
+def lock_file(shared: Path) -> Path:
+    return shared.with_name(f".{shared.name}.lock")
+
+
+@contextlib.contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """An exclusive lock that concurrent builds (nox -j, parallel CI steps) wait on."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield

@@ -40,11 +40,22 @@ def release(httpserver: HTTPServer) -> Release:
 
 
 Invoke = Callable[..., subprocess.CompletedProcess]
+INVOKE_CLI = [sys.executable, "-m", "invoke", "--search-root", str(REPO)]
 
 
 @pytest.fixture
-def invoke(tmp_path: Path, release: Release) -> Invoke:
-    """Run the real `invoke` CLI against the test release, in tmp_path, with its own cache."""
+def cli_env(tmp_path: Path, release: Release) -> dict[str, str]:
+    """The environment of a CLI run: the test release as base URL, a cache of the test's own."""
+    return {
+        **os.environ,
+        "XDG_CACHE_HOME": str(tmp_path / "cache"),
+        "INVOKE_BASE_URL": release.base_url,
+    }
+
+
+@pytest.fixture
+def invoke(tmp_path: Path, cli_env: dict[str, str]) -> Invoke:
+    """Run the real `invoke` CLI against the test release, in tmp_path."""
 
     def run(
         *args: str,
@@ -53,16 +64,10 @@ def invoke(tmp_path: Path, release: Release) -> Invoke:
         umask: int | None = None,
         stderr: int | None = subprocess.PIPE,
     ) -> subprocess.CompletedProcess:
-        full_env = {
-            **os.environ,
-            "XDG_CACHE_HOME": str(tmp_path / "cache"),
-            "INVOKE_BASE_URL": release.base_url,
-            **(env or {}),
-        }
         return subprocess.run(
-            [sys.executable, "-m", "invoke", "--search-root", str(REPO), *args],
+            [*INVOKE_CLI, *args],
             cwd=cwd or tmp_path,
-            env=full_env,
+            env={**cli_env, **(env or {})},
             stdout=subprocess.PIPE,
             stderr=stderr,
             text=True,

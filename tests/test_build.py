@@ -7,16 +7,18 @@ import fcntl
 import hashlib
 import os
 import pty
+import shutil
 import struct
 import subprocess
 import termios
 import threading
+import time
 import zipfile
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import VERSION, Invoke, Release
+from tests.conftest import INVOKE_CLI, VERSION, Invoke, Release
 from tests.fakes import MACHINES, elf_binary, release_assets
 from tests.image import EXPECTED_LISTING, extract, listing, superblock
 
@@ -357,3 +359,38 @@ def test_clean_can_pick_a_version_or_an_architecture(
 
     ok(invoke("clean"))
     assert not output.exists()
+
+
+def test_a_build_waiting_for_the_fetch_lock_uses_what_the_other_build_fetched(
+    invoke: Invoke, release: Release, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    donor = tmp_path / "donor"
+    ok(invoke("fetch", f"--cache-dir={donor}"))
+    cache = tmp_path / "shared"
+    lock = cache / f"v{VERSION}" / ".alloy-linux-amd64.zip.lock"
+    lock.parent.mkdir(parents=True)
+    requests = release.requests()
+
+    with lock.open("a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # another build is fetching
+        waiting = subprocess.Popen(
+            [*INVOKE_CLI, "fetch", f"--cache-dir={cache}"],
+            cwd=tmp_path,
+            env=cli_env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.monotonic() + 30
+        while not any(
+            os.path.realpath(fd) == str(lock) for fd in Path(f"/proc/{waiting.pid}/fd").glob("*")
+        ):
+            assert waiting.poll() is None and time.monotonic() < deadline, waiting.communicate()
+            time.sleep(0.02)
+        shutil.copytree(donor / f"v{VERSION}", lock.parent, dirs_exist_ok=True)
+    stdout, stderr = waiting.communicate(timeout=60)
+    assert waiting.returncode == 0, stderr
+    assert release.requests() == requests
+    assert stdout.splitlines() == [
+        f"fetch    {cache / f'v{VERSION}' / 'alloy-linux-amd64.zip'}: up to date"
+    ]
