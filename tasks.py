@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from invoke import Collection, Context, Exit, task
 
+from build.checksum import write_sums
 from build.clean import clean_cache, clean_outputs
 from build.errors import BuildError, one_line
 from build.pipeline import STEPS, run_steps
@@ -130,5 +132,14 @@ def clean(
         print(f"clean    removed {emptied or 'nothing'} from the download cache")
 
 
-ns = Collection(fetch, stage, pack, checksum, alias, all_, clean)
+@task(help={"output_dir": HELP["output_dir"]})
+@_clean_exit
+def sums(c, output_dir=None):
+    """Write SHA256SUMS over every image in the output directory (for publishing a release)."""
+    directory = Path(output_dir or c.config.get("output_dir"))
+    path, count = write_sums(directory)
+    print(f"sums     wrote {path} ({count} images)")
+
+
+ns = Collection(fetch, stage, pack, checksum, alias, all_, clean, sums)
 ns.configure({**DEFAULTS, "force": False})

@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 from .errors import BuildError
+from .spec import checksum_file, parse_output_name
 from .targets import write_text_atomic
 
 _CHUNK = 1 << 20
@@ -45,3 +46,28 @@ def read_checksum(checksum: Path) -> str:
     if len(sums) != 1:
         raise BuildError(f"{checksum} is not a one-line sha256sum file", "run with --force")
     return next(iter(sums.values()))
+
+
+def write_sums(output_dir: Path) -> tuple[Path, int]:
+    """SHA256SUMS over every image in `output_dir`, each hashed afresh and checked against its
+    own .sha256 where one exists; returns the file and how many images it lists."""
+    images = sorted(
+        path
+        for path in output_dir.glob("*.raw")
+        if path.is_file() and parse_output_name(path.name) is not None
+    )
+    if not images:
+        raise BuildError(f"no images in {output_dir}", "build them first, e.g. invoke all")
+    lines = []
+    for image in images:
+        sha256 = file_sha256(image)
+        own = checksum_file(image)
+        if own.exists() and read_checksum(own) != sha256:
+            raise BuildError(
+                f"{image} does not match {own.name}",
+                "the image changed after it was built or copied; rebuild it with --force",
+            )
+        lines.append(sums_line(sha256, image.name))
+    sums = output_dir / "SHA256SUMS"
+    write_text_atomic(sums, "".join(lines))
+    return sums, len(images)

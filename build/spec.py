@@ -37,7 +37,7 @@ DEFAULTS: dict[str, Any] = {
 }
 
 COMPRESSIONS = ("xz", "zstd")
-_VERSION = re.compile(r"\d+\.\d+\.\d+(-rc\.\d+)?")
+VERSION_PATTERN = re.compile(r"\d+\.\d+\.\d+(-rc\.\d+)?")
 _UNIT_PATH_SAFE = re.compile(r"/[A-Za-z0-9._/+@:-]*")
 
 
@@ -64,9 +64,9 @@ class BuildSpec:
         """Validate raw option values (from flags, invoke.yaml or the environment)."""
         opts = {**DEFAULTS, **{k: v for k, v in options.items() if v is not None}}
         version = str(opts["version"])
-        if version.startswith("v") and _VERSION.fullmatch(version[1:]):
+        if version.startswith("v") and VERSION_PATTERN.fullmatch(version[1:]):
             version = version[1:]
-        if not _VERSION.fullmatch(version):
+        if not VERSION_PATTERN.fullmatch(version):
             raise BuildError(
                 f"invalid version {version!r}",
                 "use X.Y.Z or X.Y.Z-rc.N, e.g. --version=1.10.2",
@@ -171,10 +171,12 @@ def checksum_file(image: Path) -> Path:
 
 
 _OUTPUT_NAME = re.compile(
-    rf"\.?{NAME}-(?P<version>{_VERSION.pattern})(?:-(?P<arch>{'|'.join(ARCHES)}))?"
+    rf"\.?{NAME}-(?P<version>{VERSION_PATTERN.pattern})(?:-(?P<arch>{'|'.join(ARCHES)}))?"
     r"\.raw(?:\.sha256)?(?:\.[^.]+\.tmp)?"
 )
-_STAGING_NAME = re.compile(rf"{NAME}-(?P<version>{_VERSION.pattern})-(?P<arch>{'|'.join(ARCHES)})")
+_STAGING_NAME = re.compile(
+    rf"{NAME}-(?P<version>{VERSION_PATTERN.pattern})-(?P<arch>{'|'.join(ARCHES)})"
+)
 
 
 def parse_output_name(name: str) -> tuple[str, str | None] | None:
