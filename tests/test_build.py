@@ -394,3 +394,32 @@ def test_a_build_waiting_for_the_fetch_lock_uses_what_the_other_build_fetched(
     assert stdout.splitlines() == [
         f"fetch    {cache / f'v{VERSION}' / 'alloy-linux-amd64.zip'}: up to date"
     ]
+
+
+def test_sums_lists_every_image_checkable_with_sha256sum(invoke: Invoke, tmp_path: Path) -> None:
+    ok(invoke("all"))
+    ok(invoke("all", "--arch=arm64"))
+    result = ok(invoke("sums"))
+    output = tmp_path / "output"
+    assert "3 images" in result.stdout
+    check = subprocess.run(
+        ["sha256sum", "-c", "SHA256SUMS"], cwd=output, capture_output=True, text=True
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert check.stdout.splitlines() == [
+        f"alloy-{VERSION}-amd64.raw: OK",
+        f"alloy-{VERSION}-arm64.raw: OK",
+        f"alloy-{VERSION}.raw: OK",
+    ]
+
+    arm = output / f"alloy-{VERSION}-arm64.raw"
+    arm.write_bytes(arm.read_bytes() + b"\0")
+    tampered = invoke("sums")
+    assert tampered.returncode == 1
+    assert tampered.stderr.splitlines() == [
+        f"error: output/{arm.name} does not match {arm.name}.sha256; the image changed after "
+        "it was built or copied; rebuild it with --force"
+    ]
+    empty = invoke("sums", "--output-dir=nothing-here")
+    assert empty.returncode == 1
+    assert empty.stderr.startswith("error: no images in nothing-here")
