@@ -112,16 +112,16 @@ def clean(
     c, version=None, arch=None, output_dir=None, cache_dir=None, compat_arch=None, cache=False
 ):
     """Remove built images, checksums and staging (and the download cache with --cache)."""
-    spec = _spec(
-        c,
-        {
-            **dict.fromkeys(DEFAULTS),
-            "version": version,
-            "arch": arch,
-            "output_dir": output_dir,
-            "cache_dir": cache_dir,
-            "compat_arch": compat_arch,
-        },
+    # Only the options clean uses: a bad compression in invoke.yaml must not stop a clean-up.
+    used = {
+        "version": version,
+        "arch": arch,
+        "output_dir": output_dir,
+        "cache_dir": cache_dir,
+        "compat_arch": compat_arch,
+    }
+    spec = BuildSpec.from_options(
+        {key: flag if flag is not None else c.config.get(key) for key, flag in used.items()}
     )
     version_only = spec.version if version else None
     arch_only = spec.arch.name if arch else None
@@ -129,7 +129,7 @@ def clean(
     print(f"clean    removed {len(removed)} entries from {spec.output_dir}")
     if cache:
         emptied = clean_cache(spec.cache_dir, version_only)
-        print(f"clean    removed {emptied or 'nothing'} from the download cache")
+        print(f"clean    removed {len(emptied)} entries from the download cache {spec.cache_dir}")
 
 
 @task(help={"output_dir": HELP["output_dir"]})

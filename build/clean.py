@@ -15,7 +15,7 @@ def _remove(path: Path) -> None:
         path.unlink()
 
 
-def _wanted(found: tuple[str, str | None], version: str | None, arch: str | None) -> bool:
+def _wanted(found: tuple[str, str], version: str | None, arch: str | None) -> bool:
     found_version, found_arch = found
     return version in (None, found_version) and arch in (None, found_arch)
 
@@ -27,30 +27,29 @@ def clean_outputs(
     removed: list[Path] = []
     if not output_dir.is_dir():
         return removed
-    for path in sorted(output_dir.iterdir()):
-        found = parse_output_name(path.name)
-        if found is not None and found[1] is None:
-            found = (found[0], compat_arch)  # the compat name belongs to --compat-arch
-        if found is not None and _wanted(found, version, arch):
+    staging = output_dir / ".staging"
+    candidates = [(path, parse_output_name(path.name)) for path in sorted(output_dir.iterdir())]
+    if staging.is_dir():
+        candidates += [(path, parse_staging_name(path.name)) for path in sorted(staging.iterdir())]
+    for path, found in candidates:
+        if found is None:
+            continue
+        found_version, found_arch = found
+        # The compat name, and its record, belong to --compat-arch.
+        if _wanted((found_version, found_arch or compat_arch), version, arch):
             _remove(path)
             removed.append(path)
-    staging = output_dir / ".staging"
-    if staging.is_dir():
-        for path in sorted(staging.iterdir()):
-            found_staging = parse_staging_name(path.name)
-            if found_staging is not None and _wanted(found_staging, version, arch):
-                _remove(path)
-                removed.append(path)
-        if not any(staging.iterdir()):
-            staging.rmdir()
+    if staging.is_dir() and not any(staging.iterdir()):
+        staging.rmdir()
     if not any(output_dir.iterdir()):
         output_dir.rmdir()
     return removed
 
 
-def clean_cache(cache_dir: Path, version: str | None) -> Path | None:
-    target = cache_dir / f"v{version}" if version else cache_dir
-    if not target.exists():
-        return None
-    shutil.rmtree(target)
-    return target
+def clean_cache(cache_dir: Path, version: str | None) -> list[Path]:
+    """Empty the download cache, or drop one version from every source in it."""
+    targets = sorted(cache_dir.glob(f"*/v{version}")) if version else [cache_dir]
+    targets = [target for target in targets if target.exists()]
+    for target in targets:
+        shutil.rmtree(target)
+    return targets

@@ -19,6 +19,7 @@ CHUNK = 1 << 20
 TIMEOUT = (10, 60)  # seconds: connect, between bytes
 BACKOFF = 0.5  # seconds before the first retry, doubling after each
 USER_AGENT = "alloy-sysext"
+_RETRY_STATUSES = {408, 429}  # request timeout, too many requests: worth waiting for
 
 
 class HTTPStatusError(BuildError):
@@ -93,10 +94,13 @@ def _download_once(
 
     try:
         response = session().get(url, stream=True, timeout=TIMEOUT)
+    except (requests.exceptions.InvalidURL, requests.exceptions.InvalidSchema) as error:
+        # No retry mends an address (a scheme is required by BuildSpec already).
+        raise BuildError(f"invalid URL {url}: {error}", "check --base-url") from None
     except requests.RequestException as error:
         raise _Transient(_describe(error)) from None
     with response:
-        if response.status_code >= 500:
+        if response.status_code >= 500 or response.status_code in _RETRY_STATUSES:
             raise _Transient(f"HTTP {response.status_code}")
         if response.status_code != 200:
             raise HTTPStatusError(url, response.status_code)

@@ -23,13 +23,19 @@ def mksquashfs_args(compression: str) -> list[str]:
 
 
 def pack(tree: Path, image: Path, compression: str) -> None:
-    env = {**os.environ, "SOURCE_DATE_EPOCH": SOURCE_DATE_EPOCH}
+    # Nothing from the caller's environment but PATH: only these can shape the image.
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "LC_ALL": "C",
+        "SOURCE_DATE_EPOCH": SOURCE_DATE_EPOCH,
+    }
     run(
         ["mksquashfs", str(tree), str(image), *mksquashfs_args(compression), "-no-progress"],
         env=env,
     )
 
 
-def mksquashfs_version() -> str:
+def version() -> str:
+    """The tool that decides the image's bytes, for the log: same version, same image."""
     match = re.search(r"version (\S+)", run(["mksquashfs", "-version"]))
-    return match.group(1) if match else "unknown"
+    return f"mksquashfs {match.group(1) if match else 'of unknown version'}"

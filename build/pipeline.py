@@ -16,6 +16,7 @@ from . import stage as staging
 from .checksum import file_sha256, read_checksum, write_checksum
 from .errors import BuildError
 from .report import human_size, say
+from .run import require
 from .spec import IMAGE_BINARY, BuildSpec, checksum_file
 from .targets import (
     Step,
@@ -79,15 +80,18 @@ class Pipeline:
         template_path = render.unit_template_path(spec)
         template = render.read_template(template_path)
         unit_text = render.unit(spec, template, str(template_path))
+        release_text = render.extension_release(spec)
         step = Step(
             "stage",
             targets=(spec.rootfs / IMAGE_BINARY,),
-            # The unit's text, not the template's mtime: a checkout touches files it leaves as is.
-            sources=(spec.cached_zip, spec.cached_sums),
+            # Contents, not times: a re-download of the same zip or a checkout that touches the
+            # templates changes nothing in the tree.
             params={
                 "version": spec.version,
                 "arch": spec.arch.name,
-                "unit": hashlib.sha256(unit_text.encode()).hexdigest(),
+                "zip": release.expected_sha256(spec),
+                "unit": _sha256(unit_text),
+                "extension-release": _sha256(release_text),
             },
             stamp=spec.stamp("stage"),
         )
@@ -95,13 +99,12 @@ class Pipeline:
         def action() -> str:
             zip_path = release.verify_cached_zip(spec)
             with atomic_dir(spec.rootfs) as tree:
-                staging.stage(spec, zip_path, tree, unit_text)
+                staging.stage(spec, zip_path, tree, unit_text, release_text)
             return f"staged {spec.rootfs}"
 
         self._run(step, action)
 
     def pack(self) -> None:
-        self.stage()
         spec = self.spec
         step = Step(
             "pack",
@@ -110,13 +113,16 @@ class Pipeline:
             params={"mksquashfs": packing.mksquashfs_args(spec.compression)},
             stamp=spec.stamp("pack"),
         )
+        if "pack" in self.force or why_out_of_date(step) is not None:
+            require("mksquashfs")  # before a download and a staging that could not be packed
+        self.stage()
 
         def action() -> str:
             with atomic_path(spec.image) as tmp:
                 packing.pack(spec.rootfs, tmp, spec.compression)
             size = spec.image.stat().st_size
             flags = f"{spec.compression}, {packing.BLOCK_SIZE} blocks"
-            return f"packed {spec.image}: {human_size(size)} ({flags})"
+            return f"packed {spec.image}: {human_size(size)} ({flags}, {packing.version()})"
 
         self._run(step, action)
 
@@ -148,8 +154,10 @@ class Pipeline:
             targets=(compat, checksum_file(compat)),
             # Not the image's .sha256: it is always newer than the image, which the link shares.
             sources=(spec.image,),
+            # One record per compat name, whichever architecture made it: building another
+            # --compat-arch into the same directory takes the name, and the owner takes it back.
             params={"of": spec.image.name},
-            stamp=spec.stamp("alias"),
+            stamp=spec.compat_stamp,
         )
 
         def action() -> str:
@@ -162,6 +170,10 @@ class Pipeline:
 
     def all(self) -> None:
         self.alias()
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _link_or_copy(source: Path, final: Path) -> str:

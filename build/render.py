@@ -34,7 +34,7 @@ def unit_template_path(spec: BuildSpec) -> Path:
 
 def read_template(path: Path) -> str:
     try:
-        return path.read_text()
+        return path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
         reason = getattr(error, "strerror", None) or "not UTF-8 text"
         raise BuildError(
@@ -53,5 +53,5 @@ def unit(spec: BuildSpec, template: str, source: str) -> str:
 
 
 def extension_release(spec: BuildSpec) -> str:
-    template = (TEMPLATES / "extension-release").read_text()
+    template = (TEMPLATES / "extension-release").read_text(encoding="utf-8")
     return render(template, {"ARCHITECTURE": spec.arch.systemd}, "extension-release template")

@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from .errors import BuildError
 
 # Which package brings each external tool, for the error when it is missing.
-PACKAGES = {"mksquashfs": "squashfs-tools", "unsquashfs": "squashfs-tools"}
+PACKAGES = {"mksquashfs": "squashfs-tools"}
 
 
 def require(tool: str) -> str:

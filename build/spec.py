@@ -33,7 +33,7 @@ DEFAULTS: dict[str, Any] = {
     "config_path": "/var/mnt/storage/alloy/config.alloy",
     "unit_template": None,  # None: build/templates/alloy.service
     "compat_arch": "amd64",
-    "retries": 3,
+    "retries": "3",  # a string: Invoke would cast INVOKE_RETRIES=abc to int before we can say why
 }
 
 COMPRESSIONS = ("xz", "zstd")
@@ -95,7 +95,7 @@ class BuildSpec:
             )
         try:
             retries = int(opts["retries"])
-        except ValueError:
+        except (TypeError, ValueError):
             retries = -1
         if retries < 0:
             raise BuildError(f"invalid retries {opts['retries']!r}", "use a whole number >= 0")
@@ -131,14 +131,19 @@ class BuildSpec:
     def sums_url(self) -> str:
         return f"{self.base_url}/v{self.version}/SHA256SUMS"
 
-    # The download cache, shared by every build of the same version.
+    # The download cache, shared by every build of the same version from the same source: a
+    # mirror or an artifact store may hold other files under the same version.
+    @property
+    def cached_release(self) -> Path:
+        return self.cache_dir / source_key(self.base_url) / f"v{self.version}"
+
     @property
     def cached_zip(self) -> Path:
-        return self.cache_dir / f"v{self.version}" / self.zip_name
+        return self.cached_release / self.zip_name
 
     @property
     def cached_sums(self) -> Path:
-        return self.cache_dir / f"v{self.version}" / "SHA256SUMS"
+        return self.cached_release / "SHA256SUMS"
 
     # Staging and step records, one directory per (version, arch).
     @property
@@ -165,6 +170,17 @@ class BuildSpec:
     def compat_image(self) -> Path:
         return self.output_dir / f"{NAME}-{self.version}.raw"
 
+    @property
+    def compat_stamp(self) -> Path:
+        """Kept per version, not per architecture: it records which image holds the name."""
+        return self.output_dir / ".staging" / f"{NAME}-{self.version}" / "alias.stamp"
+
+
+def source_key(base_url: str) -> str:
+    """A readable directory name for a source, e.g. github.com_grafana_alloy_releases_download."""
+    without_scheme = base_url.split("://", 1)[-1]
+    return re.sub(r"[^A-Za-z0-9.-]+", "_", without_scheme).strip("_")
+
 
 def checksum_file(image: Path) -> Path:
     return image.with_name(image.name + ".sha256")
@@ -175,7 +191,7 @@ _OUTPUT_NAME = re.compile(
     r"\.raw(?:\.sha256)?(?:\.[^.]+\.tmp)?"
 )
 _STAGING_NAME = re.compile(
-    rf"{NAME}-(?P<version>{VERSION_PATTERN.pattern})-(?P<arch>{'|'.join(ARCHES)})"
+    rf"{NAME}-(?P<version>{VERSION_PATTERN.pattern})(?:-(?P<arch>{'|'.join(ARCHES)}))?"
 )
 
 
@@ -186,6 +202,7 @@ def parse_output_name(name: str) -> tuple[str, str | None] | None:
     return (match["version"], match["arch"]) if match else None
 
 
-def parse_staging_name(name: str) -> tuple[str, str] | None:
+def parse_staging_name(name: str) -> tuple[str, str | None] | None:
+    """(version, arch or None for the compat name's record) of a directory in .staging/."""
     match = _STAGING_NAME.fullmatch(name)
     return (match["version"], match["arch"]) if match else None

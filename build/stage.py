@@ -5,12 +5,10 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import shutil
 import zipfile
 import zlib
 from pathlib import Path
 
-from . import render
 from .elf import HEADER_SIZE, check_elf_header
 from .errors import BuildError
 from .spec import IMAGE_BINARY, IMAGE_EXTENSION_RELEASE, IMAGE_UNIT, BuildSpec
@@ -18,6 +16,7 @@ from .spec import IMAGE_BINARY, IMAGE_EXTENSION_RELEASE, IMAGE_UNIT, BuildSpec
 # Lets systemd (252+) merge the image under a file name other than `alloy.raw`.
 STRICT_XATTR = "user.extension-release.strict"
 DIR_MODE = 0o755  # overlayfs gives a merged directory the top layer's mode: never narrower
+MAX_BINARY_SIZE = 4 << 30  # Alloy's binary is under 1 GiB; a zip bomb must not fill the disk
 
 
 def extract_binary(zip_path: Path, spec: BuildSpec, dest: Path) -> None:
@@ -33,18 +32,30 @@ def extract_binary(zip_path: Path, spec: BuildSpec, dest: Path) -> None:
                     f"{spec.zip_name} from {spec.zip_url} has no {spec.member}",
                     f"it holds: {held}; check --arch and --base-url",
                 ) from None
-            if info.is_dir():
-                raise BuildError(f"{what} is a directory, not a binary", "check the release")
+            if info.file_size > MAX_BINARY_SIZE:
+                raise _too_big(what)
             with archive.open(info) as source, dest.open("wb") as out:
                 header = source.read(HEADER_SIZE)
                 check_elf_header(header, spec.arch, what)
                 out.write(header)
-                shutil.copyfileobj(source, out, 1 << 20)
-    except (zipfile.BadZipFile, zlib.error, EOFError) as error:
+                written = len(header)
+                while chunk := source.read(1 << 20):
+                    written += len(chunk)
+                    if written > MAX_BINARY_SIZE:  # the header's size can lie
+                        raise _too_big(what)
+                    out.write(chunk)
+    except (zipfile.BadZipFile, zlib.error, EOFError, RuntimeError, NotImplementedError) as error:
+        # RuntimeError: an encrypted member; NotImplementedError: a compression zipfile lacks.
         raise BuildError(
             f"{spec.zip_name} from {spec.zip_url} is not a valid zip archive ({error})",
             "remove it from the cache with 'invoke clean --cache' and run again",
         ) from None
+
+
+def _too_big(what: str) -> BuildError:
+    return BuildError(
+        f"{what} unpacks to more than {MAX_BINARY_SIZE >> 30} GiB", "the release asset is broken"
+    )
 
 
 def _make_dirs(root: Path, relative: str) -> None:
@@ -56,7 +67,7 @@ def _make_dirs(root: Path, relative: str) -> None:
 
 
 def _write(path: Path, text: str, mode: int) -> None:
-    path.write_text(text)
+    path.write_text(text, encoding="utf-8")
     os.chmod(path, mode)
 
 
@@ -84,7 +95,7 @@ def _strip_foreign_xattrs(root: Path, keep: dict[Path, set[str]]) -> None:
                         os.removexattr(path, name, follow_symlinks=False)
 
 
-def stage(spec: BuildSpec, zip_path: Path, tree: Path, unit_text: str) -> None:
+def stage(spec: BuildSpec, zip_path: Path, tree: Path, unit_text: str, release_text: str) -> None:
     os.chmod(tree, DIR_MODE)  # the image root takes this directory's mode
     for relative in (IMAGE_BINARY, IMAGE_UNIT, IMAGE_EXTENSION_RELEASE):
         _make_dirs(tree, str(Path(relative).parent))
@@ -93,6 +104,6 @@ def stage(spec: BuildSpec, zip_path: Path, tree: Path, unit_text: str) -> None:
     os.chmod(binary, 0o755)
     _write(tree / IMAGE_UNIT, unit_text, 0o644)
     release = tree / IMAGE_EXTENSION_RELEASE
-    _write(release, render.extension_release(spec), 0o644)
+    _write(release, release_text, 0o644)
     _set_strict_false(release)
     _strip_foreign_xattrs(tree, {release: {STRICT_XATTR}})

@@ -43,7 +43,7 @@ def why_out_of_date(step: Step) -> str | None:
             return f"{target} is missing"
     if step.stamp is not None:
         try:
-            recorded = step.stamp.read_text()
+            recorded = step.stamp.read_text(encoding="utf-8")
         except FileNotFoundError:
             return "no record of a previous build"
         if recorded != _stamp_text(step):
@@ -81,14 +81,24 @@ def atomic_path(final: Path, mode: int = 0o644) -> Iterator[Path]:
     try:
         yield tmp
         os.chmod(tmp, mode)
+        _fsync(tmp)  # the data, then the name: a crash must not leave a named empty file
         os.replace(tmp, final)
+        _fsync(final.parent)
     finally:
         tmp.unlink(missing_ok=True)
 
 
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def write_text_atomic(path: Path, text: str, mode: int = 0o644) -> None:
     with atomic_path(path, mode) as tmp:
-        tmp.write_text(text)
+        tmp.write_text(text, encoding="utf-8")
 
 
 @contextlib.contextmanager

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from pytest_httpserver import HTTPServer
 
+from build.spec import source_key
 from tests.fakes import release_assets
 
 REPO = Path(__file__).resolve().parent.parent
@@ -27,6 +28,10 @@ class Release:
             self.server.expect_request(f"/v{version}/{name}").respond_with_data(
                 data, content_type="application/octet-stream"
             )
+
+    def cached(self, cache_dir: Path, version: str = VERSION, name: str = "") -> Path:
+        """Where a build keeps this release's files in `cache_dir`."""
+        return cache_dir / source_key(self.base_url) / f"v{version}" / name
 
     def requests(self) -> list[str]:
         return [request.path for request, _ in self.server.log]

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from build.spec import source_key
 from tests.conftest import VERSION, Invoke, Release
 from tests.fakes import MACHINES, elf_binary, release_assets, sums, zip_bytes
 from tests.image import EXPECTED_LISTING, listing
@@ -46,14 +47,18 @@ def assets_with(members: dict[str, bytes]) -> dict[str, bytes]:
     return assets
 
 
-def cache_dir(tmp_path: Path) -> Path:
+def cache_root(tmp_path: Path) -> Path:
     return tmp_path / "cache" / "alloy-sysext"
+
+
+def cached(tmp_path: Path, base_url: str, version: str, name: str = ZIP) -> Path:
+    return cache_root(tmp_path) / source_key(base_url) / f"v{version}" / name
 
 
 def leftovers(tmp_path: Path) -> list[str]:
     """Temporary files or directories (.NAME.xxxx.tmp, .NAME.xxxx.old) under output or cache."""
     found = []
-    for root in (tmp_path / "output", cache_dir(tmp_path)):
+    for root in (tmp_path / "output", cache_root(tmp_path)):
         if root.exists():
             found += [str(p) for p in root.rglob(".*") if _TEMP_NAME.fullmatch(p.name)]
     return found
@@ -158,7 +163,7 @@ def test_missing_sha256sums_beside_an_existing_zip_is_told_apart(
         f"{release.base_url}/v{OTHER}/SHA256SUMS",
     )
     assert "not found" not in line  # not the message of a version that does not exist
-    assert not (cache_dir(tmp_path) / f"v{OTHER}" / ZIP).exists()
+    assert not cached(tmp_path, release.base_url, OTHER).exists()
 
 
 def test_zip_missing_from_an_existing_release(
@@ -190,7 +195,7 @@ def test_sha256sums_without_a_line_for_the_zip(
         f"{release.base_url}/v{OTHER}/SHA256SUMS",
         f"no line for {ZIP}",
     )
-    assert not (cache_dir(tmp_path) / f"v{OTHER}" / ZIP).exists()
+    assert not cached(tmp_path, release.base_url, OTHER).exists()
 
 
 def test_sha256sums_with_a_different_hash_for_the_zip(
@@ -207,7 +212,7 @@ def test_sha256sums_with_a_different_hash_for_the_zip(
     )
     assert hashlib.sha256(assets[ZIP]).hexdigest() in line
     assert hashlib.sha256(b"some other zip").hexdigest() in line
-    assert not (cache_dir(tmp_path) / f"v{OTHER}" / ZIP).exists()
+    assert not cached(tmp_path, release.base_url, OTHER).exists()
 
 
 # 7. A download cut off before its Content-Length
@@ -290,7 +295,7 @@ def test_download_cut_off_before_its_content_length(
     )
     assert "2 times" in line
     assert cut_off_zip.requests.count(f"GET /v{VERSION}/{ZIP}") == 2
-    assert not (cache_dir(tmp_path) / f"v{VERSION}" / ZIP).exists()
+    assert not cached(tmp_path, cut_off_zip.base_url, VERSION).exists()
 
 
 # 8. An HTML error page served with 200
@@ -313,7 +318,7 @@ def test_html_page_instead_of_an_asset(
         "HTML",
     )
     assert "not" in line
-    assert not (cache_dir(tmp_path) / f"v{OTHER}" / asset).exists()
+    assert not cached(tmp_path, release.base_url, OTHER, asset).exists()
 
 
 # 9. and 10. The zip's members
@@ -437,7 +442,7 @@ def test_failed_rebuild_keeps_the_good_image(
         f"alloy-{VERSION}.raw",
         f"alloy-{VERSION}.raw.sha256",
     }
-    cached_zip = cache_dir(tmp_path) / f"v{VERSION}" / ZIP
+    cached_zip = cached(tmp_path, release.base_url, VERSION)
     good_zip = cached_zip.read_bytes()
 
     args = ["all", "--force", "--retries=0"]
@@ -478,7 +483,7 @@ def test_corrupted_cached_zip_is_removed_then_downloaded_again(
 ) -> None:
     ok(invoke("all"))
     good = outputs(tmp_path)
-    cached_zip = cache_dir(tmp_path) / f"v{VERSION}" / ZIP
+    cached_zip = cached(tmp_path, release.base_url, VERSION)
     data = bytearray(cached_zip.read_bytes())
     data[200:216] = b"\xff" * 16
     cached_zip.write_bytes(bytes(data))
@@ -500,3 +505,36 @@ def test_corrupted_cached_zip_is_removed_then_downloaded_again(
     )
     assert set(listing(tmp_path / "output" / f"alloy-{VERSION}-amd64.raw")) == IMAGE_FILES
     assert leftovers(tmp_path) == []
+
+
+def test_encrypted_zip_member_is_one_line(invoke: Invoke, release: Release, tmp_path: Path) -> None:
+    data = bytearray(zip_bytes({MEMBER: elf_binary(MACHINES["amd64"])}))
+    # Mark the member encrypted, in its local and central headers: zipfile then refuses it.
+    data[6] |= 0x1
+    central = data.index(b"PK\x01\x02")
+    data[central + 8] |= 0x1
+    assets = {ZIP: bytes(data)}
+    assets["SHA256SUMS"] = sums(assets)
+    release.publish(OTHER, assets)
+    fails_cleanly(invoke("all", f"--version={OTHER}"), tmp_path, "not a valid zip archive")
+
+
+def test_bad_retries_setting_is_one_line(invoke: Invoke, tmp_path: Path) -> None:
+    fails_cleanly(invoke("all", env={"INVOKE_RETRIES": "abc"}), tmp_path, "invalid retries 'abc'")
+
+
+def test_malformed_base_url_is_not_retried(invoke: Invoke, tmp_path: Path) -> None:
+    result = invoke("all", "--base-url=http://127.0.0.1:99999/alloy")
+    fails_cleanly(result, tmp_path, "invalid URL http://127.0.0.1:99999/alloy/v1.10.2/SHA256SUMS")
+    assert "retrying" not in result.stdout
+
+
+def test_no_mksquashfs_is_said_before_downloading_anything(
+    invoke: Invoke, release: Release, tmp_path: Path
+) -> None:
+    empty = tmp_path / "empty-path"
+    empty.mkdir()
+    fails_cleanly(invoke("all", env={"PATH": str(empty)}), tmp_path, "squashfs-tools")
+    assert release.requests() == []
+    assert not (tmp_path / "output").exists()
+    assert not cache_root(tmp_path).exists()

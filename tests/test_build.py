@@ -184,16 +184,45 @@ def test_config_path_and_unit_template_reach_the_unit(invoke: Invoke, tmp_path: 
     )
 
 
+def outcomes(result: subprocess.CompletedProcess) -> dict[str, str]:
+    return {line.split()[0]: line for line in result.stdout.splitlines() if line[:1] != " "}
+
+
 def test_newer_source_rebuilds_what_depends_on_it(invoke: Invoke, tmp_path: Path) -> None:
     ok(invoke("all"))
-    cached_zip = tmp_path / "cache" / "alloy-sysext" / f"v{VERSION}" / "alloy-linux-amd64.zip"
+    staged = tmp_path / "output/.staging" / f"alloy-{VERSION}-amd64/rootfs/usr/local/bin/alloy"
+    future = staged.stat().st_mtime_ns + 10**9
+    os.utime(staged, ns=(future, future))
+    steps = outcomes(ok(invoke("all")))
+    for step in ("fetch", "stage"):
+        assert steps[step].endswith("up to date"), steps[step]
+    assert "alloy is newer" in steps["pack"]
+    for step in ("pack", "checksum", "alias"):
+        assert not steps[step].endswith("up to date"), steps[step]
+
+
+def test_same_zip_downloaded_again_rebuilds_nothing(
+    invoke: Invoke, release: Release, tmp_path: Path
+) -> None:
+    """Stage depends on the zip's sha256, not its time: a re-download changes nothing."""
+    ok(invoke("all"))
+    cached_zip = release.cached(tmp_path / "cache/alloy-sysext", name="alloy-linux-amd64.zip")
     future = cached_zip.stat().st_mtime_ns + 10**9
     os.utime(cached_zip, ns=(future, future))
-    result = ok(invoke("all"))
-    outcomes = {line.split()[0]: line for line in result.stdout.splitlines() if line[:1] != " "}
-    assert outcomes["fetch"].endswith("up to date")
-    for step in ("stage", "pack", "checksum", "alias"):
-        assert not outcomes[step].endswith("up to date"), outcomes[step]
+    assert all(line.endswith("up to date") for line in outcomes(ok(invoke("all"))).values())
+
+
+def test_changed_templates_restage(invoke: Invoke, tmp_path: Path) -> None:
+    template = tmp_path / "unit.service"
+    template.write_text("[Service]\nExecStart=@BINARY@ run @CONFIG_PATH@\n")
+    ok(invoke("all", f"--unit-template={template}"))
+    template.write_text(
+        "[Service]\nExecStart=@BINARY@ run --stability.level=public-preview @CONFIG_PATH@\n"
+    )
+    steps = outcomes(ok(invoke("all", f"--unit-template={template}")))
+    assert "parameters changed" in steps["stage"]
+    root = extract(tmp_path / "output" / f"alloy-{VERSION}-amd64.raw", tmp_path / "root")
+    assert "public-preview" in (root / "usr/lib/systemd/system/alloy.service").read_text()
 
 
 def test_force_downloads_and_rebuilds_the_same_bytes(
@@ -262,14 +291,14 @@ def test_list_and_help_explain_every_task_and_flag(invoke: Invoke) -> None:
 
 
 def test_clean_removes_outputs_and_keeps_the_cache_unless_asked(
-    invoke: Invoke, tmp_path: Path
+    invoke: Invoke, release: Release, tmp_path: Path
 ) -> None:
     output, cache = tmp_path / "output", tmp_path / "cache" / "alloy-sysext"
     ok(invoke("all"))
     (output / "notes.txt").write_text("mine")
     ok(invoke("clean"))
     assert [p.name for p in output.iterdir()] == ["notes.txt"]
-    assert (cache / f"v{VERSION}" / "alloy-linux-amd64.zip").is_file()
+    assert release.cached(cache, name="alloy-linux-amd64.zip").is_file()
     ok(invoke("clean", "--cache"))
     assert not cache.exists()
 
@@ -342,7 +371,9 @@ def test_clean_can_pick_a_version_or_an_architecture(
         "alloy-1.10.3.raw",
     ]
     assert sorted(p.name for p in (output / ".staging").iterdir()) == [
+        "alloy-1.10.2",  # the compat name's record, amd64's
         "alloy-1.10.2-amd64",
+        "alloy-1.10.3",
         "alloy-1.10.3-amd64",
     ]
 
@@ -355,7 +386,7 @@ def test_clean_can_pick_a_version_or_an_architecture(
         "alloy-1.10.2.raw",
         "alloy-1.10.2.raw.sha256",
     ]
-    assert sorted(p.name for p in cache.iterdir()) == ["v1.10.2"]
+    assert sorted(p.name for p in release.cached(cache).parent.iterdir()) == ["v1.10.2"]
 
     ok(invoke("clean"))
     assert not output.exists()
@@ -367,7 +398,7 @@ def test_a_build_waiting_for_the_fetch_lock_uses_what_the_other_build_fetched(
     donor = tmp_path / "donor"
     ok(invoke("fetch", f"--cache-dir={donor}"))
     cache = tmp_path / "shared"
-    lock = cache / f"v{VERSION}" / ".alloy-linux-amd64.zip.lock"
+    lock = release.cached(cache, name=".alloy-linux-amd64.zip.lock")
     lock.parent.mkdir(parents=True)
     requests = release.requests()
 
@@ -387,12 +418,12 @@ def test_a_build_waiting_for_the_fetch_lock_uses_what_the_other_build_fetched(
         ):
             assert waiting.poll() is None and time.monotonic() < deadline, waiting.communicate()
             time.sleep(0.02)
-        shutil.copytree(donor / f"v{VERSION}", lock.parent, dirs_exist_ok=True)
+        shutil.copytree(release.cached(donor), lock.parent, dirs_exist_ok=True)
     stdout, stderr = waiting.communicate(timeout=60)
     assert waiting.returncode == 0, stderr
     assert release.requests() == requests
     assert stdout.splitlines() == [
-        f"fetch    {cache / f'v{VERSION}' / 'alloy-linux-amd64.zip'}: up to date"
+        f"fetch    {release.cached(cache, name='alloy-linux-amd64.zip')}: up to date"
     ]
 
 
@@ -423,3 +454,29 @@ def test_sums_lists_every_image_checkable_with_sha256sum(invoke: Invoke, tmp_pat
     empty = invoke("sums", "--output-dir=nothing-here")
     assert empty.returncode == 1
     assert empty.stderr.startswith("error: no images in nothing-here")
+
+
+def test_owner_of_the_compat_name_takes_it_back(invoke: Invoke, tmp_path: Path) -> None:
+    output = tmp_path / "output"
+    compat, amd64 = output / f"alloy-{VERSION}.raw", output / f"alloy-{VERSION}-amd64.raw"
+    ok(invoke("all"))
+    ok(invoke("all", "--arch=arm64", "--compat-arch=arm64"))
+    assert compat.stat().st_ino == (output / f"alloy-{VERSION}-arm64.raw").stat().st_ino
+    steps = outcomes(ok(invoke("all")))
+    assert "parameters changed" in steps["alias"]
+    assert compat.stat().st_ino == amd64.stat().st_ino
+    assert (output / f"{compat.name}.sha256").read_text() == f"{sha256(amd64)}  {compat.name}\n"
+    assert outcomes(ok(invoke("all")))["alias"].endswith("up to date")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to hand the staged tree to another user")
+def test_image_is_root_owned_whoever_owns_the_staged_files(invoke: Invoke, tmp_path: Path) -> None:
+    ok(invoke("stage"))
+    tree = tmp_path / "output/.staging" / f"alloy-{VERSION}-amd64/rootfs"
+    for path in [tree, *tree.rglob("*")]:
+        os.lchown(path, 65534, 65534)
+    ok(invoke("pack", "--force"))
+    owners = {
+        owner for _, owner in listing(tmp_path / "output" / f"alloy-{VERSION}-amd64.raw").values()
+    }
+    assert owners == {"0/0"}

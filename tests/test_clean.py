@@ -33,7 +33,8 @@ def test_parse_output_name(name: str, parsed: tuple[str, str | None] | None) -> 
 
 def test_parse_staging_name() -> None:
     assert parse_staging_name("alloy-1.10.2-arm64") == ("1.10.2", "arm64")
-    assert parse_staging_name("alloy-1.10.2") is None
+    assert parse_staging_name("alloy-1.10.2") == ("1.10.2", None)  # the compat name's record
+    assert parse_staging_name("alloy-1.10.2-x86") is None
 
 
 def test_compat_name_is_a_copy_where_hard_links_fail(

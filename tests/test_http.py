@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import socket
 from pathlib import Path
 
 import pytest
@@ -176,3 +177,39 @@ def test_check_start_raising_stops_download(httpserver: HTTPServer, dest: Path) 
     assert len(httpserver.log) == 1
     assert not dest.exists()
     assert leftovers(dest) == []
+
+
+def test_a_silent_server_times_out_and_is_retried(
+    dest: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(http, "TIMEOUT", (0.5, 0.5))
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)  # accepts connections, never answers
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}/v1.10.2/SHA256SUMS"
+        with pytest.raises(BuildError) as raised:
+            download(url, dest, retries=1)
+    assert str(raised.value).startswith(f"download of {url} failed: timed out (tried 2 times)")
+    assert leftovers(dest) == []
+
+
+def test_a_refused_connection_is_retried(dest: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # nothing listens here until the server starts below
+    url = f"http://127.0.0.1:{port}{PATH}"
+    started = []
+
+    def start_server_instead_of_waiting(seconds: float) -> None:  # the backoff before a retry
+        if not started:
+            started.append(HTTPServer(host="127.0.0.1", port=port))
+            started[0].expect_request(PATH).respond_with_data(DATA)
+            started[0].start()
+
+    monkeypatch.setattr(http.time, "sleep", start_server_instead_of_waiting)
+    try:
+        assert download(url, dest, retries=1) == DATA_SHA
+    finally:
+        if started:
+            started[0].stop()
+    assert len(started[0].log) == 1

@@ -9,7 +9,7 @@ import pytest
 
 from build.arch import ARCHES
 from build.errors import BuildError
-from build.spec import BuildSpec, checksum_file, default_cache_dir
+from build.spec import BuildSpec, checksum_file, default_cache_dir, source_key
 
 GITHUB = "https://github.com/grafana/alloy/releases/download"
 
@@ -227,8 +227,8 @@ def test_derived_names_amd64(tmp_path: Path) -> None:
     assert s.zip_url == "https://m.example/rel/v1.10.2/alloy-linux-amd64.zip"
     assert s.sums_url == "https://m.example/rel/v1.10.2/SHA256SUMS"
     assert s.cache_dir == cache
-    assert s.cached_zip == cache / "v1.10.2" / "alloy-linux-amd64.zip"
-    assert s.cached_sums == cache / "v1.10.2" / "SHA256SUMS"
+    assert s.cached_zip == cache / "m.example_rel" / "v1.10.2" / "alloy-linux-amd64.zip"
+    assert s.cached_sums == cache / "m.example_rel" / "v1.10.2" / "SHA256SUMS"
     assert s.work_dir == out / ".staging" / "alloy-1.10.2-amd64"
     assert s.rootfs == out / ".staging" / "alloy-1.10.2-amd64" / "rootfs"
     assert s.stamp("pack") == out / ".staging" / "alloy-1.10.2-amd64" / "pack.stamp"
@@ -266,7 +266,11 @@ def test_cache_dir_none_uses_xdg_cache_home(
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "elsewhere"))
     s = spec(cache_dir=None)
     assert s.cache_dir == tmp_path / "elsewhere" / "alloy-sysext"
-    assert s.cached_zip == tmp_path / "elsewhere" / "alloy-sysext/v1.10.2/alloy-linux-amd64.zip"
+    assert s.cached_zip == (
+        tmp_path
+        / "elsewhere/alloy-sysext/github.com_grafana_alloy_releases_download"
+        / "v1.10.2/alloy-linux-amd64.zip"
+    )
 
 
 @pytest.mark.parametrize("xdg", [None, ""])
@@ -284,3 +288,18 @@ def test_cache_dir_without_xdg_uses_home_cache(
 
 def test_explicit_cache_dir_wins_over_xdg(tmp_path: Path) -> None:
     assert spec(cache_dir=str(tmp_path / "mine")).cache_dir == tmp_path / "mine"
+
+
+@pytest.mark.parametrize(
+    ("base_url", "key"),
+    [
+        (
+            "https://github.com/grafana/alloy/releases/download",
+            "github.com_grafana_alloy_releases_download",
+        ),
+        ("http://127.0.0.1:8080/alloy", "127.0.0.1_8080_alloy"),
+        ("https://mirror.example.com/a b/%20x", "mirror.example.com_a_b_20x"),
+    ],
+)
+def test_each_source_has_its_own_cache_directory(base_url: str, key: str) -> None:
+    assert source_key(base_url) == key

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from build.pack import mksquashfs_args
 from build.spec import BuildSpec
 from build.stage import STRICT_XATTR, _strip_foreign_xattrs, stage
 from tests.fakes import MACHINES, elf_binary, zip_bytes
@@ -23,9 +24,10 @@ def test_stage_sets_every_mode_under_a_restrictive_umask(spec: BuildSpec, tmp_pa
     zip_path.write_bytes(zip_bytes({"alloy-linux-amd64": elf_binary(MACHINES["amd64"])}))
     tree = tmp_path / "tree"
     tree.mkdir(mode=0o700)
+    os.setxattr(tree, "user.xdg.tags", b"inherited by the image root")
     old = os.umask(0o077)
     try:
-        stage(spec, zip_path, tree, "[Service]\n")
+        stage(spec, zip_path, tree, "[Service]\n", "ID=_any\n")
     finally:
         os.umask(old)
     modes = {
@@ -47,6 +49,7 @@ def test_stage_sets_every_mode_under_a_restrictive_umask(spec: BuildSpec, tmp_pa
     release = tree / "usr/lib/extension-release.d/extension-release.alloy"
     assert os.listxattr(release) == [STRICT_XATTR]
     assert os.listxattr(tree / "usr/local/bin/alloy") == []
+    assert os.listxattr(tree) == []  # stage strips what it did not put there
 
 
 def test_stray_xattrs_are_stripped_and_the_strict_one_kept(tmp_path: Path) -> None:
@@ -62,3 +65,12 @@ def test_stray_xattrs_are_stripped_and_the_strict_one_kept(tmp_path: Path) -> No
     assert os.listxattr(keep) == [STRICT_XATTR]
     for path in (tmp_path, other.parent, other):
         assert os.listxattr(path) == []
+
+
+def test_mksquashfs_flags_make_root_owned_fresh_images() -> None:
+    for compression in ("xz", "zstd"):
+        args = mksquashfs_args(compression)
+        assert {"-all-root", "-noappend"} <= set(args)
+        assert args[args.index("-comp") + 1] == compression
+        assert args[args.index("-b") + 1] == "1M"
+        assert "-no-xattrs" not in args  # the strict=false xattr must reach the image

@@ -90,3 +90,38 @@ def test_without_the_strict_xattr_the_versioned_name_is_refused(built: Path, tmp
         check=True,
     )
     assert merged_files(tmp_path / "root", unmarked) == []
+
+
+ANALYZE = r"""
+set -e
+mount --make-rprivate /
+mount --make-rshared /
+mount -t tmpfs tmpfs /run
+mkdir /run/extensions
+cp "$1" /run/extensions/
+systemd-sysext merge >/run/merge.log 2>&1 || { cat /run/merge.log >&2; exit 1; }
+systemd-analyze verify /usr/lib/systemd/system/alloy.service
+echo "verified"
+"""
+
+
+@pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="systemd-analyze missing")
+def test_unit_passes_systemd_analyze_verify_after_a_real_merge(built: Path) -> None:
+    """Merged over the host's /usr in a private mount namespace, where the binary exists."""
+    result = subprocess.run(
+        [
+            "unshare",
+            "-m",
+            "sh",
+            "-c",
+            ANALYZE,
+            "analyze",
+            str(built / f"alloy-{VERSION}-amd64.raw"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "verified"
+    assert result.stderr == ""  # unknown keys and bad values only warn
