@@ -7,6 +7,7 @@ e.g. INVOKE_ARCH=arm64.
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from invoke import Collection, Context, Exit, task
 from build.checksum import write_sums
 from build.clean import clean_cache, clean_outputs
 from build.errors import BuildError, one_line
-from build.pipeline import STEPS, run_steps
+from build.pipeline import run_steps, verify_any_image
 from build.spec import DEFAULTS, BuildSpec
 
 HELP = {
@@ -57,44 +58,49 @@ def _spec(c: Context, flags: dict[str, Any]) -> BuildSpec:
     return BuildSpec.from_options(options)
 
 
-def _forced(c: Context, force: bool) -> bool:
-    return bool(force or c.config.get("force"))
+def _build_task(name: str, doc: str, extra: dict[str, tuple[Any, str]] | None = None) -> Any:
+    """A task taking every build option (flags from DEFAULTS and HELP, declared once there),
+    plus `extra` flags: name -> (default, help)."""
+    extra = extra or {}
 
+    def body(c: Context, **flags: Any) -> None:
+        force = bool(flags.pop("force") or c.config.get("force"))
+        if name == "verify" and flags.get("image"):
+            verify_any_image(Path(flags["image"]), _spec(c, flags))
+            return
+        run_steps(_spec(c, flags), name, force=force, verify=flags.get("verify", True))
 
-def _step_task(step: str, doc: str) -> Any:
-    def body(
-        c: Context,
-        version=None,
-        arch=None,
-        base_url=None,
-        output_dir=None,
-        cache_dir=None,
-        compression=None,
-        config_path=None,
-        unit_template=None,
-        compat_arch=None,
-        retries=None,
-        force=False,
-    ):
-        flags = dict(locals())
-        spec = _spec(c, flags)
-        run_steps(
-            spec, step, force=(STEPS if step == "all" else (step,)) if _forced(c, force) else ()
-        )
-
-    body.__name__ = body.__qualname__ = step
+    positional = inspect.Parameter.POSITIONAL_OR_KEYWORD
+    parameters = [inspect.Parameter("c", positional)]
+    parameters += [inspect.Parameter(key, positional, default=None) for key in DEFAULTS]
+    parameters.append(inspect.Parameter("force", positional, default=False))
+    parameters += [inspect.Parameter(key, positional, default=d) for key, (d, _) in extra.items()]
+    body.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+    body.__name__ = body.__qualname__ = name
     body.__doc__ = doc
-    return task(name=step, help=HELP, default=step == "all")(_clean_exit(body))
+    helps = {**HELP, **{key: text for key, (_, text) in extra.items()}}
+    return task(name=name, help=helps, default=name == "all")(_clean_exit(body))
 
 
-fetch = _step_task("fetch", "Download the release zip and SHA256SUMS into the cache, verified.")
-stage = _step_task("stage", "Lay out the image tree: the binary, alloy.service, extension-release.")
-pack = _step_task("pack", "Pack the staged tree into output/alloy-VERSION-ARCH.raw (squashfs).")
-checksum = _step_task("checksum", "Write the image's .sha256, checkable with sha256sum -c.")
-alias = _step_task(
+fetch = _build_task("fetch", "Download the release zip and SHA256SUMS into the cache, verified.")
+stage = _build_task(
+    "stage", "Lay out the image tree: the binary, alloy.service, extension-release."
+)
+pack = _build_task("pack", "Pack the staged tree into output/alloy-VERSION-ARCH.raw (squashfs).")
+checksum = _build_task("checksum", "Write the image's .sha256, checkable with sha256sum -c.")
+alias = _build_task(
     "alias", "Link the compat name alloy-VERSION.raw to the image, with its .sha256."
 )
-all_ = _step_task("all", "Build everything: fetch, stage, pack, checksum, alias (the default).")
+verify = _build_task(
+    "verify",
+    "Check the image as a host takes it: layout, metadata, checksums, real merges.",
+    {"image": (None, "check this image file instead (from anywhere)")},
+)
+all_ = _build_task(
+    "all",
+    "Build and verify everything: fetch, stage, pack, checksum, alias, verify (the default).",
+    {"verify": (True, "run the verify step (--no-verify skips it)")},
+)
 
 
 @task(
@@ -141,5 +147,5 @@ def sums(c, output_dir=None):
     print(f"sums     wrote {path} ({count} images)")
 
 
-ns = Collection(fetch, stage, pack, checksum, alias, all_, clean, sums)
+ns = Collection(fetch, stage, pack, checksum, alias, verify, all_, clean, sums)
 ns.configure({**DEFAULTS, "force": False})

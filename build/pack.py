@@ -9,6 +9,7 @@ from pathlib import Path
 from .run import run
 
 BLOCK_SIZE = "1M"
+BLOCK_SIZE_BYTES = 1 << 20
 # Any constant would do: it must depend on neither the clock nor the checkout. mksquashfs uses
 # it as the image's creation time and clamps every newer file time to it.
 SOURCE_DATE_EPOCH = "0"

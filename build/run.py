@@ -10,7 +10,12 @@ from collections.abc import Mapping, Sequence
 from .errors import BuildError
 
 # Which package brings each external tool, for the error when it is missing.
-PACKAGES = {"mksquashfs": "squashfs-tools"}
+PACKAGES = {
+    "mksquashfs": "squashfs-tools",
+    "unsquashfs": "squashfs-tools",
+    "systemd-sysext": "systemd",
+    "unshare": "util-linux",
+}
 
 
 def require(tool: str) -> str:
@@ -41,3 +46,15 @@ def run(argv: Sequence[str], env: Mapping[str, str] | None = None) -> str:
             f"the command was: {shlex.join(argv)}",
         )
     return result.stdout
+
+
+def run_head(argv: Sequence[str], size: int) -> bytes:
+    """The first `size` bytes `argv` writes, without waiting for the rest (e.g. a large file)."""
+    command = [require(argv[0]), *argv[1:]]
+    with subprocess.Popen(
+        command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+    ) as process:
+        assert process.stdout is not None
+        head = process.stdout.read(size)
+        process.kill()
+    return head

@@ -99,7 +99,7 @@ def test_unchanged_rerun_touches_nothing_and_makes_no_request(
     assert snapshot(tmp_path) == before
     assert len(release.requests()) == requests_before
     steps = [line.split()[0] for line in rerun.stdout.splitlines()]
-    assert steps == ["fetch", "stage", "pack", "checksum", "alias"]
+    assert steps == ["fetch", "stage", "pack", "checksum", "alias", "verify"]
     assert all(line.endswith("up to date") for line in rerun.stdout.splitlines())
 
 

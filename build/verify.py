@@ -1,0 +1,279 @@
+"""invoke verify: check an image the way a host will take it, one line per check."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import merge
+from .arch import ARCHES, ELF_MACHINE_NAMES
+from .checksum import file_sha256, read_checksum
+from .elf import HEADER_SIZE
+from .errors import BuildError
+from .image import SquashfsImage
+from .pack import BLOCK_SIZE_BYTES
+from .report import say
+from .spec import IMAGE_BINARY, IMAGE_EXTENSION_RELEASE, IMAGE_UNIT, checksum_file
+from .stage import STRICT_XATTR
+
+RELEASE_DIR = "usr/lib/extension-release.d/"
+EXPECTED_FILE_MODES = {
+    IMAGE_BINARY: "-rwxr-xr-x",
+    IMAGE_UNIT: "-rw-r--r--",
+    IMAGE_EXTENSION_RELEASE: "-rw-r--r--",
+}
+FORBIDDEN = ("usr/sbin", "usr/local/sbin", "usr/lib/os-release")
+BINARY_DIRS = ("usr/bin/", "usr/local/bin/")
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    status: str  # "ok", "FAIL" or "skip"
+    detail: str
+
+
+@dataclass(frozen=True)
+class Expectations:
+    compression: str
+    names: Sequence[str]  # every file name a user may give the image, beside its own
+    checksums: Sequence[tuple[Path, Path]]  # (file, its .sha256) that must exist and match
+
+
+def verify(image: Path, expect: Expectations) -> list[Check]:
+    """Run every check on `image`, report each as a line, raise BuildError if any failed."""
+    if not image.is_file():
+        raise BuildError(f"no image at {image}", "build it first, or check --image")
+    checks = list(_checks(image, expect))
+    for check in checks:
+        say("verify", f"{check.status:<4} {check.name}: {check.detail}")
+    failed = [check for check in checks if check.status == "FAIL"]
+    if failed:
+        first = failed[0]
+        more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
+        raise BuildError(f"{image} failed verification: {first.name}: {first.detail}{more}")
+    return checks
+
+
+def _checks(path: Path, expect: Expectations) -> Iterator[Check]:
+    image = SquashfsImage(path)
+    yield _superblock(image, expect.compression)
+    yield from _entries(image)
+    release = yield from _extension_release(image, path)
+    yield from _checksums(expect.checksums)
+    yield from _merges(image, path, release, expect.names)
+
+
+def _superblock(image: SquashfsImage, compression: str) -> Check:
+    found = (image.superblock.get("Compression"), image.superblock.get("Block size"))
+    wanted = (compression, str(BLOCK_SIZE_BYTES))
+    detail = f"{found[0]} compression, {found[1]}-byte blocks"
+    if found != wanted:
+        return Check("superblock", "FAIL", f"{detail}; expected {wanted[0]}, {wanted[1]}")
+    return Check("superblock", "ok", detail)
+
+
+def _entries(image: SquashfsImage) -> Iterator[Check]:
+    problems = []
+    for entry in image.entries.values():
+        where = "/" + entry.path
+        if entry.path and entry.path.split("/")[0] != "usr":
+            problems.append(f"{where} is outside /usr (systemd-sysext ignores it)")
+        if any(entry.path == bad or entry.path.startswith(bad + "/") for bad in FORBIDDEN):
+            problems.append(f"{where} must not be shipped (it would hide or replace the host's)")
+        if entry.owner != "0/0":
+            problems.append(f"{where} is owned by {entry.owner}, not root")
+        if entry.is_dir and entry.mode != "drwxr-xr-x":
+            problems.append(f"directory {where} has mode {entry.mode}, not drwxr-xr-x")
+        expected = EXPECTED_FILE_MODES.get(entry.path)
+        if expected and entry.mode != expected:
+            problems.append(f"{where} has mode {entry.mode}, not {expected}")
+        if entry.is_file and (entry.mode[5] == "w" or entry.mode[8] == "w"):
+            problems.append(f"{where} is writable by others ({entry.mode})")
+        if any(flag in entry.mode for flag in "sStT"):
+            problems.append(f"{where} has a setuid, setgid or sticky bit ({entry.mode})")
+    if problems:
+        yield Check("entries", "FAIL", "; ".join(problems))
+    else:
+        yield Check("entries", "ok", f"{len(image.entries)} entries, root-owned, under /usr")
+
+
+def _extension_release(image: SquashfsImage, path: Path) -> Iterator[Check]:
+    """Yields its checks; returns the extension-release fields (empty if unusable)."""
+    releases = [
+        name for name in image.entries if name.startswith(RELEASE_DIR + "extension-release.")
+    ]
+    if len(releases) != 1:
+        found = ", ".join(releases) or "none"
+        yield Check(
+            "extension-release",
+            "FAIL",
+            f"expected one {RELEASE_DIR}extension-release.NAME, found {found}",
+        )
+        return {}
+    inside = releases[0]
+    extension = inside.removeprefix(RELEASE_DIR + "extension-release.")
+    with tempfile.TemporaryDirectory() as scratch:
+        extracted = image.extract(inside, Path(scratch))
+        fields = _parse_release(extracted.read_text(encoding="utf-8", errors="replace"))
+        strict = _xattr(extracted, STRICT_XATTR)
+    fields["_NAME"] = extension
+    if not fields.get("ID"):
+        yield Check("extension-release", "FAIL", f"{inside} has no ID=")
+    else:
+        yield Check("extension-release", "ok", f"{inside}: ID={fields['ID']}")
+    yield _architecture(image, fields.get("ARCHITECTURE", ""))
+    stem = path.name.removesuffix(".raw")
+    if stem == extension:
+        yield Check("name", "ok", f"{path.name} matches extension-release.{extension}")
+    elif strict == b"false":
+        yield Check("name", "ok", f"{STRICT_XATTR}=false lets systemd accept {path.name}")
+    else:
+        yield Check(
+            "name",
+            "FAIL",
+            f"{path.name} holds extension-release.{extension} without {STRICT_XATTR}=false: "
+            f"systemd refuses it under this name (only {extension}.raw would merge)",
+        )
+    return fields
+
+
+def _architecture(image: SquashfsImage, architecture: str) -> Check:
+    arch = next((a for a in ARCHES.values() if a.systemd == architecture), None)
+    if arch is None:
+        valid = ", ".join(a.systemd for a in ARCHES.values())
+        return Check(
+            "architecture",
+            "FAIL",
+            f"ARCHITECTURE={architecture or '(missing)'} is not one of systemd's names ({valid})",
+        )
+    binaries = [
+        entry.path
+        for entry in image.entries.values()
+        if entry.is_file and entry.path.startswith(BINARY_DIRS)
+    ]
+    for binary in binaries:
+        header = image.head(binary, HEADER_SIZE)
+        if header[:4] != b"\x7fELF" or len(header) < HEADER_SIZE:
+            continue
+        machine = int.from_bytes(header[18:20], "little")
+        if machine != arch.elf_machine:
+            found = ELF_MACHINE_NAMES.get(machine, f"machine {machine}")
+            return Check(
+                "architecture",
+                "FAIL",
+                f"ARCHITECTURE={architecture} but /{binary} is built for {found}",
+            )
+    if not binaries:
+        return Check("architecture", "FAIL", "no binary in /usr/bin or /usr/local/bin to check")
+    return Check(
+        "architecture",
+        "ok",
+        f"ARCHITECTURE={architecture} matches {', '.join('/' + b for b in binaries)}",
+    )
+
+
+def _checksums(pairs: Sequence[tuple[Path, Path]]) -> Iterator[Check]:
+    for file, checksum in pairs:
+        if not checksum.exists():
+            yield Check("checksum", "FAIL", f"{checksum} is missing")
+            continue
+        try:
+            recorded = read_checksum(checksum)
+        except BuildError as error:
+            yield Check("checksum", "FAIL", str(error))
+            continue
+        listed = checksum.read_text(encoding="utf-8").split()[-1].lstrip("*")
+        if listed != file.name:
+            yield Check("checksum", "FAIL", f"{checksum.name} names {listed}, not {file.name}")
+        elif recorded != file_sha256(file):
+            yield Check("checksum", "FAIL", f"{file.name} does not match {checksum.name}")
+        else:
+            yield Check("checksum", "ok", f"{file.name} matches {checksum.name}")
+
+
+def _merges(
+    image: SquashfsImage, path: Path, release: dict[str, str], names: Sequence[str]
+) -> Iterator[Check]:
+    if "_NAME" not in release:
+        yield Check("merge", "skip", "no usable extension-release")
+        return
+    reason = merge.cannot_merge(release.get("ARCHITECTURE", ""))
+    extension = release["_NAME"]
+    link = f"{extension}.raw"
+    if reason is not None:
+        for name in [*names, link]:
+            yield Check("merge", "skip", f"as {name}: {reason}")
+        yield Check("systemd-analyze", "skip", reason)
+        return
+    files = [entry.path for entry in image.entries.values() if entry.is_file]
+    for name in names:
+        merged = merge.merge_in_scratch_root(path, name, _os_release_for(release), files)
+        yield _merge_check(f"as {name}", merged)
+    units = [
+        f.removeprefix("usr/lib/systemd/system/")
+        for f in files
+        if f.startswith("usr/lib/systemd/system/") and f.count("/") == 4
+    ]
+    host_ok = release.get("ID") == "_any" or release.get("ID") == _host_id()
+    if not host_ok:
+        yield Check("merge", "skip", f"as {link}: the image is for ID={release.get('ID')}")
+        return
+    merged = merge.merge_over_host_by_symlink(path, link, files, units)
+    yield _merge_check(f"as /run/extensions/{link} -> {path.name}", merged)
+    if merged.missing:
+        return
+    for unit in units:
+        output = merged.analyze.get(unit, ["(did not run)"])
+        if output:
+            yield Check("systemd-analyze", "FAIL", f"{unit}: " + " / ".join(output))
+        else:
+            yield Check("systemd-analyze", "ok", f"verify {unit}: no warnings")
+
+
+def _merge_check(how: str, merged: merge.Merged) -> Check:
+    if merged.missing:
+        why = " / ".join(line for line in merged.log if line.strip()) or "no reason given"
+        return Check("merge", "FAIL", f"{how}: {', '.join(merged.missing)} did not appear ({why})")
+    return Check("merge", "ok", f"{how}: {len(merged.present)} files appeared, unmerged again")
+
+
+def _parse_release(text: str) -> dict[str, str]:
+    fields = {}
+    for line in text.splitlines():
+        key, sep, value = line.strip().partition("=")
+        if sep and key and not key.startswith("#"):
+            fields[key] = value.strip().strip("\"'")
+    return fields
+
+
+def _os_release_for(release: dict[str, str]) -> str:
+    """A scratch root's os-release that the image's extension-release accepts."""
+    lines = [f"ID={release['ID'] if release.get('ID') not in (None, '_any') else 'scratch'}"]
+    for key in ("VERSION_ID", "SYSEXT_LEVEL"):
+        if key in release:
+            lines.append(f"{key}={release[key]}")
+    return "\n".join(lines) + "\n"
+
+
+def _host_id() -> str | None:
+    for candidate in ("/etc/os-release", "/usr/lib/os-release"):
+        try:
+            return _parse_release(Path(candidate).read_text(encoding="utf-8")).get("ID")
+        except OSError:
+            continue
+    return None
+
+
+def _xattr(path: Path, name: str) -> bytes | None:
+    try:
+        return os.getxattr(path, name)
+    except OSError:
+        return None
+
+
+def checksums_of(files: Sequence[Path]) -> list[tuple[Path, Path]]:
+    return [(file, checksum_file(file)) for file in files]

@@ -1,0 +1,205 @@
+"""invoke verify: passes on what the pipeline builds, fails with the right reason on images
+broken on purpose."""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from build import merge
+from tests.conftest import VERSION, Invoke
+from tests.fakes import MACHINES, elf_binary
+from tests.image import extract
+
+STRICT_XATTR = "user.extension-release.strict"
+RELEASE = "usr/lib/extension-release.d/extension-release.alloy"
+UNIT = "usr/lib/systemd/system/alloy.service"
+CAN_MERGE = merge.cannot_merge("x86-64") is None
+needs_merge = pytest.mark.skipif(
+    not CAN_MERGE, reason=f"real merges not possible here: {merge.cannot_merge('x86-64')}"
+)
+
+
+@pytest.fixture
+def built(invoke: Invoke, tmp_path: Path) -> Path:
+    result = invoke("all", "--no-verify")
+    assert result.returncode == 0, result.stderr
+    return tmp_path / "output" / f"alloy-{VERSION}-amd64.raw"
+
+
+@pytest.fixture
+def tree(built: Path, tmp_path: Path) -> Path:
+    """The built image unpacked (owners and xattrs kept), to break and repack."""
+    return extract(built, tmp_path / "tree")
+
+
+def repack(tree: Path, image: Path, all_root: bool = True) -> Path:
+    image.parent.mkdir(parents=True, exist_ok=True)
+    args = ["mksquashfs", str(tree), str(image), "-noappend", "-comp", "xz", "-b", "1M"]
+    subprocess.run(
+        [*args, "-no-progress", *(["-all-root"] if all_root else [])],
+        check=True,
+        capture_output=True,
+    )
+    return image
+
+
+def verify(invoke: Invoke, image: Path, *flags: str) -> subprocess.CompletedProcess:
+    return invoke("verify", f"--image={image}", *flags)
+
+
+def fails_because(result: subprocess.CompletedProcess, check: str, *fragments: str) -> None:
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    [line] = result.stderr.splitlines()
+    assert line.startswith("error: ") and "failed verification" in line
+    failed = [row for row in result.stdout.splitlines() if " FAIL " in row]
+    assert any(f"FAIL {check}:" in row and all(f in row for f in fragments) for row in failed), (
+        result.stdout
+    )
+
+
+def test_all_verifies_and_records_it(invoke: Invoke, tmp_path: Path) -> None:
+    first = invoke("all")
+    assert first.returncode == 0, first.stdout + first.stderr
+    lines = [line for line in first.stdout.splitlines() if line.startswith("verify")]
+    checks = {line.split()[2].rstrip(":") for line in lines[:-1]}
+    assert {
+        "superblock",
+        "entries",
+        "extension-release",
+        "architecture",
+        "name",
+        "checksum",
+    } <= checks
+    assert all(line.split()[1] in ("ok", "skip") for line in lines[:-1])
+    if CAN_MERGE:
+        assert sum(" ok   merge: " in line for line in lines) == 3  # versioned, compat, alloy.raw
+        assert any("ok   systemd-analyze: verify alloy.service" in line for line in lines)
+    again = invoke("verify")
+    assert again.stdout.splitlines()[-1].endswith("verify.stamp: up to date")
+    skipped = invoke("all", "--no-verify")
+    assert not any(line.startswith("verify") for line in skipped.stdout.splitlines())
+
+
+def test_any_image_by_path_under_its_extension_name_needs_no_xattr(
+    invoke: Invoke, tree: Path, tmp_path: Path
+) -> None:
+    os.removexattr(tree / RELEASE, STRICT_XATTR)
+    image = repack(tree, tmp_path / "elsewhere" / "alloy.raw")
+    result = verify(invoke, image)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "ok   name: alloy.raw matches extension-release.alloy" in result.stdout
+
+
+def test_missing_xattr_under_a_versioned_name(invoke: Invoke, tree: Path, tmp_path: Path) -> None:
+    os.removexattr(tree / RELEASE, STRICT_XATTR)
+    image = repack(tree, tmp_path / "bad" / f"alloy-{VERSION}-amd64.raw")
+    result = verify(invoke, image)
+    fails_because(result, "name", f"without {STRICT_XATTR}=false", "refuses")
+    if CAN_MERGE:  # and systemd agrees: the real merge under that name brings nothing
+        fails_because(result, "merge", f"as alloy-{VERSION}-amd64.raw", "did not appear")
+
+
+@pytest.mark.parametrize(
+    ("architecture", "fragments"),
+    [
+        ("arm64", ("ARCHITECTURE=arm64 but /usr/local/bin/alloy is built for x86-64",)),
+        ("amd64", ("ARCHITECTURE=amd64 is not one of systemd's names",)),
+        ("aarch64", ("ARCHITECTURE=aarch64 is not one of systemd's names",)),
+    ],
+)
+def test_wrong_architecture(
+    invoke: Invoke, tree: Path, tmp_path: Path, architecture: str, fragments: tuple[str, ...]
+) -> None:
+    release = tree / RELEASE
+    release.write_text(f"ID=_any\nARCHITECTURE={architecture}\n")
+    os.setxattr(release, STRICT_XATTR, b"false")
+    fails_because(
+        verify(invoke, repack(tree, tmp_path / "bad" / "alloy.raw")), "architecture", *fragments
+    )
+
+
+def test_binary_for_another_machine(invoke: Invoke, tree: Path, tmp_path: Path) -> None:
+    (tree / "usr/local/bin/alloy").write_bytes(elf_binary(MACHINES["arm64"]))
+    image = repack(tree, tmp_path / "bad" / "alloy.raw")
+    fails_because(verify(invoke, image), "architecture", "is built for AArch64")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to chown the tree")
+def test_wrong_owner(invoke: Invoke, tree: Path, tmp_path: Path) -> None:
+    os.chown(tree / "usr/local/bin/alloy", 1000, 1000)
+    image = repack(tree, tmp_path / "bad" / "alloy.raw", all_root=False)
+    fails_because(verify(invoke, image), "entries", "/usr/local/bin/alloy is owned by 1000/1000")
+
+
+@pytest.mark.parametrize(
+    ("stray", "fragment"),
+    [
+        ("etc/alloy/config.alloy", "/etc is outside /usr"),
+        ("usr/sbin/alloy", "/usr/sbin must not be shipped"),
+        ("usr/local/sbin/alloy", "/usr/local/sbin must not be shipped"),
+        ("usr/lib/os-release", "/usr/lib/os-release must not be shipped"),
+    ],
+)
+def test_stray_path(invoke: Invoke, tree: Path, tmp_path: Path, stray: str, fragment: str) -> None:
+    (tree / stray).parent.mkdir(parents=True, exist_ok=True, mode=0o755)
+    (tree / stray).write_text("stray\n")
+    fails_because(verify(invoke, repack(tree, tmp_path / "bad" / "alloy.raw")), "entries", fragment)
+
+
+def test_narrow_directory_mode(invoke: Invoke, tree: Path, tmp_path: Path) -> None:
+    os.chmod(tree / "usr/lib", 0o700)
+    image = repack(tree, tmp_path / "bad" / "alloy.raw")
+    fails_because(verify(invoke, image), "entries", "directory /usr/lib has mode drwx------")
+
+
+@pytest.mark.skipif(
+    not CAN_MERGE or not shutil.which("systemd-analyze"),
+    reason="systemd-analyze verify needs a real merge (root, systemd-sysext) and systemd-analyze",
+)
+def test_bad_unit(invoke: Invoke, tree: Path, tmp_path: Path) -> None:
+    unit = tree / UNIT
+    unit.write_text(unit.read_text().replace("Restart=on-failure", "Restart=sometimes"))
+    image = repack(tree, tmp_path / "bad" / "alloy.raw")
+    fails_because(verify(invoke, image), "systemd-analyze", "alloy.service", "sometimes")
+
+
+def test_checksum_and_superblock(invoke: Invoke, built: Path) -> None:
+    fails_because(verify(invoke, built, "--compression=zstd"), "superblock", "expected zstd")
+    checksum = built.with_name(built.name + ".sha256")
+    checksum.write_text("0" * 64 + f"  {built.name}\n")
+    fails_because(invoke("verify"), "checksum", f"{built.name} does not match {checksum.name}")
+
+
+def test_an_image_for_another_machine_skips_the_merges_and_says_why(
+    invoke: Invoke, tmp_path: Path
+) -> None:
+    result = invoke("all", "--arch=arm64")
+    assert result.returncode == 0, result.stdout + result.stderr
+    skips = [line for line in result.stdout.splitlines() if " skip " in line]
+    if platform.machine() == "x86_64" and os.geteuid() == 0:
+        reason = "the image is for arm64, this machine is x86-64"
+        assert f"verify   skip merge: as alloy-{VERSION}-arm64.raw: {reason}" in skips
+    assert any("skip systemd-analyze" in line for line in skips)
+
+
+def test_cannot_merge_says_why(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(merge.os, "geteuid", lambda: 1000)
+    assert merge.cannot_merge("x86-64") == "needs root (mount namespaces, loop devices)"
+    monkeypatch.setattr(merge.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(merge.shutil, "which", lambda tool: None if tool == "unshare" else "/x")
+    assert merge.cannot_merge("x86-64") == "unshare is not installed"
+
+
+def test_no_image_is_one_line(invoke: Invoke, tmp_path: Path) -> None:
+    result = verify(invoke, tmp_path / "nothing.raw")
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        f"error: no image at {tmp_path / 'nothing.raw'}; build it first, or check --image"
+    ]
