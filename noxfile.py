@@ -1,10 +1,12 @@
 """Sessions for alloy-sysext: a bare `nox` runs lint and tests; `nox -s build-matrix` builds every
-image of the matrix declared in build/matrix.py. `nox --list` explains each session."""
+image of the matrix declared in build/matrix.py; `nox -s e2e` runs the boot test (as root).
+`nox --list` explains each session."""
 
 from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -41,6 +43,16 @@ def lint(session: nox.Session) -> None:
     session.run("actionlint")
 
 
+def _require_modules(session: nox.Session, *modules: str) -> None:
+    """Sessions with python=False run in nox's own environment: it must hold the requirements."""
+    missing = [module for module in modules if importlib.util.find_spec(module) is None]
+    if missing:
+        session.error(
+            f"{', '.join(missing)} not installed for {sys.executable}: "
+            "install nox and the requirements together (pip install -r requirements.txt)"
+        )
+
+
 @nox.session(name="build-matrix", python=False, default=False, allow_parallel=True, tags=["build"])
 @nox.parametrize(
     ("version", "arch"),
@@ -50,11 +62,7 @@ def build_matrix(session: nox.Session, version: str, arch: str) -> None:
     """Build one image of the matrix with `invoke all` (arguments after -- go to invoke).
 
     Runs in nox's own environment: cells share it, the download cache and output/."""
-    if importlib.util.find_spec("invoke") is None:
-        session.error(
-            f"invoke is not installed for {sys.executable}: "
-            "install nox and the requirements together (pip install -r requirements.txt)"
-        )
+    _require_modules(session, "invoke")
     session.run(
         sys.executable,
         "-m",
@@ -63,5 +71,44 @@ def build_matrix(session: nox.Session, version: str, arch: str) -> None:
         f"--version={version}",
         f"--arch={arch}",
         *session.posargs,
+        external=True,
+    )
+
+
+# The Debian root the boot test boots, built once by tests/e2e/make-root.sh and reused.
+E2E_ROOT = os.environ.get("ALLOY_E2E_ROOT") or str(
+    Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "alloy-sysext-e2e/bookworm"
+)
+E2E_TOOLS = {
+    "debootstrap": "debootstrap",
+    "systemd-nspawn": "systemd-container",
+    "unshare": "util-linux",
+    "gcc": "gcc libc6-dev",
+    "mksquashfs": "squashfs-tools",
+}
+
+
+@nox.session(python=False, default=False, tags=["e2e"])
+def e2e(session: nox.Session) -> None:
+    """Boot test: Debian with systemd in nspawn merges a built image; alloy.service runs (root).
+
+    Builds the Debian root once (tests/e2e/make-root.sh); arguments after -- go to pytest.
+    Runs in nox's own environment, like build-matrix: any Python 3.10+ with requirements.txt."""
+    # Here a missing tool fails the session: in the test run it would only skip the test.
+    if os.geteuid() != 0:
+        session.error("the boot test needs root (debootstrap, mount namespaces, systemd-nspawn)")
+    missing = [tool for tool in E2E_TOOLS if not shutil.which(tool)]
+    if missing:
+        packages = " ".join(dict.fromkeys(E2E_TOOLS[tool] for tool in missing))
+        session.error(f"missing {', '.join(missing)}: apt-get install {packages}")
+    _require_modules(session, "pytest", "invoke")
+    session.run(str(ROOT / "tests/e2e/make-root.sh"), E2E_ROOT, external=True)
+    session.run(
+        sys.executable,
+        "-m",
+        "pytest",
+        "tests/e2e",
+        *session.posargs,
+        env={"ALLOY_E2E_ROOT": E2E_ROOT},
         external=True,
     )

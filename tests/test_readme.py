@@ -30,7 +30,7 @@ def test_ci_runs_the_readme_test_command() -> None:
         [REPO / ".ci/readme-test-command"], capture_output=True, text=True, check=True
     ).stdout
     assert printed.strip() == block_after("test-command")
-    assert printed.strip().endswith(".venv/bin/nox -s lint tests")
+    assert printed.strip().endswith("sudo .venv/bin/nox -s lint tests e2e")
 
 
 def test_build_command_builds_the_main_job() -> None:

@@ -1,0 +1,190 @@
+"""Boot test: a minimal Debian with systemd as PID 1 merges the built image at boot, and
+alloy.service (a compiled stand-in for alloy inside) starts, reloads and stops.
+
+Run with `nox -s e2e`, which builds the Debian root once (tests/e2e/make-root.sh) and sets
+ALLOY_E2E_ROOT. Each test builds an image with the real `invoke all`, boots the root in
+systemd-nspawn with the image in /etc/extensions, and lets check.sh, run by a unit once the
+container is up, do what README.md tells users and record what happened."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import re
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, VERSION, Invoke
+from tests.e2e.conftest import HERE, ROOT_ENV
+from tests.e2e.container import Boot, boot
+from tests.image import extract
+
+_missing = [tool for tool in ("systemd-nspawn", "unshare", "gcc") if not shutil.which(tool)]
+pytestmark = [
+    pytest.mark.root,
+    pytest.mark.skipif(
+        not os.environ.get(ROOT_ENV),
+        reason=f"the boot test needs a Debian root: run it with `nox -s e2e` (which builds the "
+        f"root once and sets {ROOT_ENV})",
+    ),
+    pytest.mark.skipif(os.geteuid() != 0, reason="booting a container needs root"),
+    pytest.mark.skipif(
+        bool(_missing),
+        reason=f"missing tools: {', '.join(_missing)} "
+        "(apt-get install systemd-container gcc libc6-dev)",
+    ),
+    pytest.mark.skipif(
+        platform.machine() != "x86_64", reason="the stand-in and the image are x86-64 (amd64)"
+    ),
+    pytest.mark.skipif(
+        not Path("/dev/loop-control").exists(), reason="no /dev/loop-control (loop driver)"
+    ),
+]
+
+CONFIG_PATH = "/var/mnt/storage/alloy/config.alloy"  # the unit's default --config-path
+CONFIG = 'logging {\n  level  = "info"\n  format = "logfmt"\n}\n'
+IMAGE = f"alloy-{VERSION}-amd64.raw"
+STAND_IN_VERSION = "alloy, version v0.0.0-e2e (stand-in for the alloy-sysext boot test)"
+
+
+def build_image(invoke: Invoke, tmp_path: Path, *options: str) -> Path:
+    result = invoke("all", *options)
+    assert result.returncode == 0, result.stderr
+    return tmp_path / "output" / IMAGE
+
+
+def seed_root(seed: Path, image: Path, install: str) -> Path:
+    """What the booted root holds on top of the cached one: the image installed as a host
+    would (README's two ways), Alloy's config, and the check that runs once it is up."""
+    if install == "versioned":  # /etc/extensions/alloy-1.10.2-amd64.raw
+        (seed / "etc/extensions").mkdir(parents=True)
+        shutil.copy(image, seed / "etc/extensions" / image.name)
+    else:  # sysext-bakery: /etc/extensions/alloy.raw -> /opt/extensions/alloy/VERSIONED
+        (seed / "opt/extensions/alloy").mkdir(parents=True)
+        shutil.copy(image, seed / "opt/extensions/alloy" / image.name)
+        (seed / "etc/extensions").mkdir(parents=True)
+        (seed / "etc/extensions/alloy.raw").symlink_to(f"/opt/extensions/alloy/{image.name}")
+    config = seed / CONFIG_PATH.lstrip("/")
+    config.parent.mkdir(parents=True)
+    config.write_text(CONFIG)
+    (seed / "etc/alloy-e2e").mkdir(parents=True)
+    shutil.copy(HERE / "check.sh", seed / "etc/alloy-e2e/check.sh")
+    units = seed / "etc/systemd/system"
+    (units / "multi-user.target.wants").mkdir(parents=True)
+    shutil.copy(HERE / "alloy-e2e-check.service", units)
+    (units / "multi-user.target.wants/alloy-e2e-check.service").symlink_to(
+        "/etc/systemd/system/alloy-e2e-check.service"
+    )
+    return seed
+
+
+def boot_with(
+    e2e_root: Path, tmp_path: Path, image: Path, install: str, report_time: Callable[[str], None]
+) -> Boot:
+    booted = boot(e2e_root, seed_root(tmp_path / "seed", image, install), tmp_path / "shared")
+    usec = booted.results.get("boot_usec", "")
+    in_container = f", systemd to multi-user.target {int(usec) / 1000:.0f} ms" if usec else ""
+    report_time(f"boot+check+shutdown {booted.seconds:.1f} s{in_container}")
+    print(f"boot+check+shutdown took {booted.seconds:.1f} s{in_container}")
+    assert booted.returncode is not None, booted.report()
+    assert booted.results.get("finished") == "yes", booted.report()
+    return booted
+
+
+def observed(booted: Boot, expected: dict[str, str]) -> dict[str, str | None]:
+    return {key: booted.results.get(key) for key in expected}
+
+
+def unit_sha256(image: Path, tmp_path: Path) -> str:
+    tree = extract(image, tmp_path / "image")
+    return hashlib.sha256((tree / "usr/lib/systemd/system/alloy.service").read_bytes()).hexdigest()
+
+
+def expected_run(booted: Boot, image: Path, tmp_path: Path) -> dict[str, str]:
+    """Everything check.sh records, as it is when the image works."""
+    return {
+        "sysext_service": "active/success",
+        "alloy_path": "/usr/local/bin/alloy",
+        "alloy_version": STAND_IN_VERSION,
+        "load_state": "loaded",
+        "fragment_path": "/usr/lib/systemd/system/alloy.service",
+        "fragment_sha256": unit_sha256(image, tmp_path),  # the unit systemd runs: the image's
+        "enable_status": "0",
+        "is_enabled": "enabled",
+        "started_file": "yes",
+        "active_after_start": "active/running",
+        "restarts": "0",
+        "reload_status": "0",
+        "reloads_file": "yes",
+        "active_after_reload": "active/running",
+        "main_pid_after_reload": booted.results.get("main_pid", "?"),
+        "stop_status": "0",
+        "active_after_stop": "inactive/dead",
+        "result_after_stop": "success",
+        "main_pid_after_stop": "0",
+        "pid_alive_after_stop": "no",
+        "processes_after_stop": "0",
+    }
+
+
+@pytest.mark.parametrize(
+    ("install", "extension"),
+    [("versioned", IMAGE.removesuffix(".raw")), ("symlink", "alloy")],
+    ids=["etc-extensions-versioned-name", "etc-extensions-alloy.raw-symlink"],
+)
+def test_booted_host_merges_the_image_and_runs_reloads_and_stops_alloy(
+    invoke: Invoke,
+    tmp_path: Path,
+    e2e_root: Path,
+    report_time: Callable[[str], None],
+    install: str,
+    extension: str,
+) -> None:
+    image = build_image(invoke, tmp_path)
+    booted = boot_with(e2e_root, tmp_path, image, install, report_time)
+    expected = expected_run(booted, image, tmp_path)
+    assert observed(booted, expected) == expected, booted.report()
+    assert booted.returncode == 0, booted.report()
+
+    # Merged at boot under the name it was installed as.
+    assert re.search(rf"^{re.escape(extension)}\s", booted.text("sysext-list.txt"), re.M), (
+        booted.report() + "\n--- sysext-list.txt:\n" + booted.text("sysext-list.txt")
+    )
+    # The stand-in ran as the unit's main process, with the config and storage the unit gives it.
+    assert booted.text("started") == (
+        f"pid={booted.results['main_pid']}\nconfig={CONFIG_PATH}\nconfig_bytes={len(CONFIG)}\n"
+    )
+    # One reload, which re-read the config; the stop was a SIGTERM it exited on, after it.
+    assert booted.text("reloads") == f"reload=1 config_bytes={len(CONFIG)}\n"
+    assert booted.text("stopped") == "reloads=1\n"
+    # What it logged reached the journal, under the unit.
+    journal = booted.text("alloy.journal")
+    for line in ("now listening", "config reloaded reload=1", "received shutdown signal"):
+        assert line in journal, booted.report()
+
+
+def test_boot_check_sees_a_reload_that_does_not_reach_alloy(
+    invoke: Invoke,
+    tmp_path: Path,
+    e2e_root: Path,
+    report_time: Callable[[str], None],
+) -> None:
+    """The control: a unit whose ExecReload sends nothing fails the reload check, and only it."""
+    template, replaced = re.subn(
+        r"^ExecReload=.*$",
+        "ExecReload=/bin/true",
+        (REPO / "build/templates/alloy.service").read_text(),
+        flags=re.M,
+    )
+    assert replaced == 1
+    (tmp_path / "alloy.service").write_text(template)
+    image = build_image(invoke, tmp_path, f"--unit-template={tmp_path / 'alloy.service'}")
+    booted = boot_with(e2e_root, tmp_path, image, "versioned", report_time)
+    expected = {**expected_run(booted, image, tmp_path), "reloads_file": "no"}
+    assert observed(booted, expected) == expected, booted.report()
+    assert booted.text("reloads") == ""
+    assert booted.text("stopped") == "reloads=0\n"
