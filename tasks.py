@@ -35,6 +35,8 @@ HELP = {
     "compat_arch": "the architecture that owns the compat name alloy-VERSION.raw "
     f"(default {DEFAULTS['compat_arch']})",
     "retries": f"retries of a failed download (default {DEFAULTS['retries']})",
+    "autostart": "start alloy whenever the image is merged (Upholds= on multi-user.target), "
+    "once its config exists (default off)",
     "force": "rebuild even if up to date",
 }
 
@@ -54,7 +56,11 @@ def _clean_exit(body: Callable[..., None]) -> Callable[..., None]:
 
 def _spec(c: Context, flags: dict[str, Any]) -> BuildSpec:
     """A flag wins over invoke.yaml and INVOKE_* settings, which win over the defaults."""
-    options = {key: flags[key] if flags[key] is not None else c.config.get(key) for key in DEFAULTS}
+    options = {}
+    for key, default in DEFAULTS.items():
+        given = flags[key]
+        unset = given is None or (isinstance(default, bool) and given is False)
+        options[key] = c.config.get(key) if unset else given
     return BuildSpec.from_options(options)
 
 
@@ -72,7 +78,10 @@ def _build_task(name: str, doc: str, extra: dict[str, tuple[Any, str]] | None = 
 
     positional = inspect.Parameter.POSITIONAL_OR_KEYWORD
     parameters = [inspect.Parameter("c", positional)]
-    parameters += [inspect.Parameter(key, positional, default=None) for key in DEFAULTS]
+    parameters += [  # None: "not given", so invoke.yaml and INVOKE_* can fill it in
+        inspect.Parameter(key, positional, default=False if isinstance(d, bool) else None)
+        for key, d in DEFAULTS.items()
+    ]
     parameters.append(inspect.Parameter("force", positional, default=False))
     parameters += [inspect.Parameter(key, positional, default=d) for key, (d, _) in extra.items()]
     body.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]

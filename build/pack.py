@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 from pathlib import Path
 
 from .run import run
@@ -36,7 +37,15 @@ def pack(tree: Path, image: Path, compression: str) -> None:
     )
 
 
-def version() -> str:
-    """The tool that decides the image's bytes, for the log: same version, same image."""
+def tool_versions() -> dict[str, str | None]:
+    """The tools that decide the image's bytes: same versions, same image."""
     match = re.search(r"version (\S+)", run(["mksquashfs", "-version"]))
-    return f"mksquashfs {match.group(1) if match else 'of unknown version'}"
+    return {"mksquashfs": match.group(1) if match else None, "liblzma": _liblzma_version()}
+
+
+def _liblzma_version() -> str | None:
+    """xz's library, which mksquashfs links for -comp xz; xz-utils reports it."""
+    if shutil.which("xz") is None:
+        return None
+    match = re.search(r"^liblzma (\S+)", run(["xz", "--version"]), re.M)
+    return match.group(1) if match else None

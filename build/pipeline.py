@@ -4,6 +4,7 @@ from what (a targets.Step) and the action that makes it, run only when out of da
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import time
@@ -18,7 +19,7 @@ from .errors import BuildError
 from .merge import cannot_merge
 from .report import human_size, say
 from .run import require
-from .spec import IMAGE_BINARY, BuildSpec, checksum_file
+from .spec import IMAGE_BINARY, BuildSpec, buildinfo_file, checksum_file
 from .targets import (
     Step,
     atomic_dir,
@@ -28,6 +29,7 @@ from .targets import (
     lock_file,
     record,
     why_out_of_date,
+    write_text_atomic,
 )
 from .verify import Expectations, checksums_of, verify
 
@@ -110,7 +112,7 @@ class Pipeline:
         spec = self.spec
         step = Step(
             "pack",
-            targets=(spec.image,),
+            targets=(spec.image, buildinfo_file(spec.image)),
             sources=(spec.rootfs / IMAGE_BINARY, spec.stamp("stage")),
             params={"mksquashfs": packing.mksquashfs_args(spec.compression)},
             stamp=spec.stamp("pack"),
@@ -122,9 +124,24 @@ class Pipeline:
         def action() -> str:
             with atomic_path(spec.image) as tmp:
                 packing.pack(spec.rootfs, tmp, spec.compression)
+            tools = packing.tool_versions()
+            buildinfo = {
+                "image": spec.image.name,
+                "version": spec.version,
+                "arch": spec.arch.name,
+                "compression": spec.compression,
+                "block_size": packing.BLOCK_SIZE_BYTES,
+                "mksquashfs_args": packing.mksquashfs_args(spec.compression),
+                "autostart": spec.autostart,
+                "config_path": spec.config_path,
+                **tools,
+            }
+            write_text_atomic(buildinfo_file(spec.image), json.dumps(buildinfo, indent=2) + "\n")
             size = spec.image.stat().st_size
-            flags = f"{spec.compression}, {packing.BLOCK_SIZE} blocks"
-            return f"packed {spec.image}: {human_size(size)} ({flags}, {packing.version()})"
+            flags = (
+                f"{spec.compression}, {packing.BLOCK_SIZE} blocks, mksquashfs {tools['mksquashfs']}"
+            )
+            return f"packed {spec.image}: {human_size(size)} ({flags})"
 
         self._run(step, action)
 

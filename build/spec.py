@@ -34,11 +34,24 @@ DEFAULTS: dict[str, Any] = {
     "unit_template": None,  # None: build/templates/alloy.service
     "compat_arch": "amd64",
     "retries": "3",  # a string: Invoke would cast INVOKE_RETRIES=abc to int before we can say why
+    "autostart": False,  # ship the Upholds= drop-in that starts alloy once the image is merged
 }
 
 COMPRESSIONS = ("xz", "zstd")
 VERSION_PATTERN = re.compile(r"\d+\.\d+\.\d+(-rc\.\d+)?")
 _UNIT_PATH_SAFE = re.compile(r"/[A-Za-z0-9._/+@:-]*")
+
+
+def _flag(value: Any, name: str) -> bool:
+    """A yes/no option, from a flag (bool) or invoke.yaml / INVOKE_* (bool or text)."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise BuildError(f"invalid {name} value {value!r}", "use true or false")
 
 
 def default_cache_dir() -> Path:
@@ -58,6 +71,7 @@ class BuildSpec:
     unit_template: Path | None
     compat_arch: str
     retries: int
+    autostart: bool = False
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> BuildSpec:
@@ -112,6 +126,7 @@ class BuildSpec:
             unit_template=Path(str(template)) if template else None,
             compat_arch=compat_arch,
             retries=retries,
+            autostart=_flag(opts["autostart"], "autostart"),
         )
 
     # The release as published: {base_url}/v{version}/...
@@ -186,9 +201,14 @@ def checksum_file(image: Path) -> Path:
     return image.with_name(image.name + ".sha256")
 
 
+def buildinfo_file(image: Path) -> Path:
+    """What built the image (tool versions, options): reproducible per toolchain."""
+    return image.with_name(image.name + ".buildinfo.json")
+
+
 _OUTPUT_NAME = re.compile(
     rf"\.?{NAME}-(?P<version>{VERSION_PATTERN.pattern})(?:-(?P<arch>{'|'.join(ARCHES)}))?"
-    r"\.raw(?:\.sha256)?(?:\.[^.]+\.tmp)?"
+    r"\.raw(?:\.sha256|\.buildinfo\.json)?(?:\.[^.]+\.tmp)?"
 )
 _STAGING_NAME = re.compile(
     rf"{NAME}-(?P<version>{VERSION_PATTERN.pattern})(?:-(?P<arch>{'|'.join(ARCHES)}))?"

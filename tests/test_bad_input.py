@@ -65,11 +65,11 @@ def leftovers(tmp_path: Path) -> list[str]:
 
 
 def outputs(tmp_path: Path) -> dict[str, bytes]:
-    """Every image and checksum under output, by name, with its bytes."""
+    """Every image, checksum and build record under output, by name, with its bytes."""
     output = tmp_path / "output"
     if not output.exists():
         return {}
-    found = [*output.rglob("*.raw"), *output.rglob("*.sha256")]
+    found = [*output.rglob("*.raw"), *output.rglob("*.sha256"), *output.rglob("*.buildinfo.json")]
     return {str(p.relative_to(output)): p.read_bytes() for p in found}
 
 
@@ -438,6 +438,7 @@ def test_failed_rebuild_keeps_the_good_image(
     good = outputs(tmp_path)
     assert set(good) == {
         f"alloy-{VERSION}-amd64.raw",
+        f"alloy-{VERSION}-amd64.raw.buildinfo.json",
         f"alloy-{VERSION}-amd64.raw.sha256",
         f"alloy-{VERSION}.raw",
         f"alloy-{VERSION}.raw.sha256",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import json
 import os
 import pty
 import shutil
@@ -65,10 +66,20 @@ def test_all_builds_image_with_expected_layout(invoke: Invoke, tmp_path: Path) -
     assert sorted(p.name for p in output.iterdir()) == [
         ".staging",
         f"alloy-{VERSION}-amd64.raw",
+        f"alloy-{VERSION}-amd64.raw.buildinfo.json",
         f"alloy-{VERSION}-amd64.raw.sha256",
         f"alloy-{VERSION}.raw",
         f"alloy-{VERSION}.raw.sha256",
     ]
+    buildinfo = json.loads((output / f"alloy-{VERSION}-amd64.raw.buildinfo.json").read_text())
+    versions = subprocess.run(["mksquashfs", "-version"], capture_output=True, text=True).stdout
+    assert buildinfo["mksquashfs"] in versions.splitlines()[0]
+    assert buildinfo["mksquashfs_args"] == ["-noappend", "-all-root", "-comp", "xz", "-b", "1M"]
+    assert (buildinfo["image"], buildinfo["version"], buildinfo["arch"]) == (
+        image.name,
+        VERSION,
+        "amd64",
+    )
 
 
 def test_checksums_verify_with_sha256sum_and_alias_is_the_same_image(
@@ -382,6 +393,7 @@ def test_clean_can_pick_a_version_or_an_architecture(
         ".alloy-1.10.2-amd64.raw.k2j4.tmp",
         ".staging",
         "alloy-1.10.2-amd64.raw",
+        "alloy-1.10.2-amd64.raw.buildinfo.json",
         "alloy-1.10.2-amd64.raw.sha256",
         "alloy-1.10.2.raw",
         "alloy-1.10.2.raw.sha256",

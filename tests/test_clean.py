@@ -18,6 +18,7 @@ from build.spec import parse_output_name, parse_staging_name
         ("alloy-1.10.2-amd64.raw", ("1.10.2", "amd64")),
         ("alloy-1.10.2-arm64.raw.sha256", ("1.10.2", "arm64")),
         ("alloy-1.10.2.raw", ("1.10.2", None)),
+        ("alloy-1.10.2-arm64.raw.buildinfo.json", ("1.10.2", "arm64")),
         ("alloy-1.11.0-rc.1.raw.sha256", ("1.11.0-rc.1", None)),
         (".alloy-1.10.2-amd64.raw.x8f2_a.tmp", ("1.10.2", "amd64")),
         ("alloy-1.10.2-riscv64.raw", None),
