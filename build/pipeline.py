@@ -19,7 +19,15 @@ from .errors import BuildError
 from .merge import cannot_merge
 from .report import human_size, say
 from .run import require
-from .spec import IMAGE_BINARY, BuildSpec, buildinfo_file, checksum_file
+from .spec import (
+    IMAGE_AUTOSTART,
+    IMAGE_BINARY,
+    IMAGE_EXTENSION_RELEASE,
+    IMAGE_UNIT,
+    BuildSpec,
+    buildinfo_file,
+    checksum_file,
+)
 from .targets import (
     Step,
     atomic_dir,
@@ -83,8 +91,12 @@ class Pipeline:
         spec = self.spec
         template_path = render.unit_template_path(spec)
         template = render.read_template(template_path)
-        unit_text = render.unit(spec, template, str(template_path))
-        release_text = render.extension_release(spec)
+        texts = {
+            IMAGE_UNIT: render.unit(spec, template, str(template_path)),
+            IMAGE_EXTENSION_RELEASE: render.extension_release(spec),
+        }
+        if spec.autostart:
+            texts[IMAGE_AUTOSTART] = render.autostart_dropin()
         step = Step(
             "stage",
             targets=(spec.rootfs / IMAGE_BINARY,),
@@ -94,8 +106,7 @@ class Pipeline:
                 "version": spec.version,
                 "arch": spec.arch.name,
                 "zip": release.expected_sha256(spec),
-                "unit": _sha256(unit_text),
-                "extension-release": _sha256(release_text),
+                "files": {path: _sha256(text) for path, text in texts.items()},
             },
             stamp=spec.stamp("stage"),
         )
@@ -103,7 +114,7 @@ class Pipeline:
         def action() -> str:
             zip_path = release.verify_cached_zip(spec)
             with atomic_dir(spec.rootfs) as tree:
-                staging.stage(spec, zip_path, tree, unit_text, release_text)
+                staging.stage(spec, zip_path, tree, texts)
             return f"staged {spec.rootfs}"
 
         self._run(step, action)

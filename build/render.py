@@ -52,6 +52,10 @@ def unit(spec: BuildSpec, template: str, source: str) -> str:
     return render(template, values, source)
 
 
+def autostart_dropin() -> str:
+    return (TEMPLATES / "autostart.conf").read_text(encoding="utf-8")
+
+
 def extension_release(spec: BuildSpec) -> str:
     template = (TEMPLATES / "extension-release").read_text(encoding="utf-8")
     return render(template, {"ARCHITECTURE": spec.arch.systemd}, "extension-release template")

@@ -18,6 +18,7 @@ NAME = "alloy"
 IMAGE_BINARY = f"usr/local/bin/{NAME}"
 IMAGE_UNIT = f"usr/lib/systemd/system/{NAME}.service"
 IMAGE_EXTENSION_RELEASE = f"usr/lib/extension-release.d/extension-release.{NAME}"
+IMAGE_AUTOSTART = f"usr/lib/systemd/system/multi-user.target.d/10-{NAME}.conf"  # --autostart
 # Alloy's data directory on the host: StateDirectory={NAME} puts it under /var/lib/{NAME}.
 STATE_DIR = f"/var/lib/{NAME}"
 

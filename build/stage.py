@@ -11,7 +11,7 @@ from pathlib import Path
 
 from .elf import HEADER_SIZE, check_elf_header
 from .errors import BuildError
-from .spec import IMAGE_BINARY, IMAGE_EXTENSION_RELEASE, IMAGE_UNIT, BuildSpec
+from .spec import IMAGE_BINARY, IMAGE_EXTENSION_RELEASE, BuildSpec
 
 # Lets systemd (252+) merge the image under a file name other than `alloy.raw`.
 STRICT_XATTR = "user.extension-release.strict"
@@ -95,15 +95,16 @@ def _strip_foreign_xattrs(root: Path, keep: dict[Path, set[str]]) -> None:
                         os.removexattr(path, name, follow_symlinks=False)
 
 
-def stage(spec: BuildSpec, zip_path: Path, tree: Path, unit_text: str, release_text: str) -> None:
+def stage(spec: BuildSpec, zip_path: Path, tree: Path, texts: dict[str, str]) -> None:
+    """Lay out the image: the binary from the zip, then `texts` (path in the image -> content)."""
     os.chmod(tree, DIR_MODE)  # the image root takes this directory's mode
-    for relative in (IMAGE_BINARY, IMAGE_UNIT, IMAGE_EXTENSION_RELEASE):
+    for relative in (IMAGE_BINARY, *texts):
         _make_dirs(tree, str(Path(relative).parent))
     binary = tree / IMAGE_BINARY
     extract_binary(zip_path, spec, binary)
     os.chmod(binary, 0o755)
-    _write(tree / IMAGE_UNIT, unit_text, 0o644)
+    for relative, text in texts.items():
+        _write(tree / relative, text, 0o644)
     release = tree / IMAGE_EXTENSION_RELEASE
-    _write(release, release_text, 0o644)
     _set_strict_false(release)
     _strip_foreign_xattrs(tree, {release: {STRICT_XATTR}})

@@ -16,7 +16,13 @@ from .errors import BuildError
 from .image import SquashfsImage
 from .pack import BLOCK_SIZE_BYTES
 from .report import say
-from .spec import IMAGE_BINARY, IMAGE_EXTENSION_RELEASE, IMAGE_UNIT, checksum_file
+from .spec import (
+    IMAGE_AUTOSTART,
+    IMAGE_BINARY,
+    IMAGE_EXTENSION_RELEASE,
+    IMAGE_UNIT,
+    checksum_file,
+)
 from .stage import STRICT_XATTR
 
 RELEASE_DIR = "usr/lib/extension-release.d/"
@@ -24,6 +30,7 @@ EXPECTED_FILE_MODES = {
     IMAGE_BINARY: "-rwxr-xr-x",
     IMAGE_UNIT: "-rw-r--r--",
     IMAGE_EXTENSION_RELEASE: "-rw-r--r--",
+    IMAGE_AUTOSTART: "-rw-r--r--",
 }
 FORBIDDEN = ("usr/sbin", "usr/local/sbin", "usr/lib/os-release")
 BINARY_DIRS = ("usr/bin/", "usr/local/bin/")

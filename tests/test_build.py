@@ -56,7 +56,7 @@ def test_all_builds_image_with_expected_layout(invoke: Invoke, tmp_path: Path) -
     root = extract(image, tmp_path / "root")
     assert (root / "usr/local/bin/alloy").read_bytes() == elf_binary(MACHINES["amd64"])
     release_file = root / "usr/lib/extension-release.d/extension-release.alloy"
-    assert release_file.read_text() == "ID=_any\nARCHITECTURE=x86-64\n"
+    assert release_file.read_text() == "ID=_any\nARCHITECTURE=x86-64\nEXTENSION_RELOAD_MANAGER=1\n"
     assert os.getxattr(release_file, STRICT_XATTR) == b"false"
     unit = (root / "usr/lib/systemd/system/alloy.service").read_text().splitlines()
     assert (
@@ -139,7 +139,7 @@ def test_arm64_build_never_touches_the_amd64_compat_image(invoke: Invoke, tmp_pa
 
     root = extract(output / f"alloy-{VERSION}-arm64.raw", tmp_path / "arm64")
     release_file = root / "usr/lib/extension-release.d/extension-release.alloy"
-    assert release_file.read_text() == "ID=_any\nARCHITECTURE=arm64\n"
+    assert release_file.read_text() == "ID=_any\nARCHITECTURE=arm64\nEXTENSION_RELOAD_MANAGER=1\n"
     assert (root / "usr/local/bin/alloy").read_bytes() == elf_binary(MACHINES["arm64"])
 
 
@@ -492,3 +492,22 @@ def test_image_is_root_owned_whoever_owns_the_staged_files(invoke: Invoke, tmp_p
         owner for _, owner in listing(tmp_path / "output" / f"alloy-{VERSION}-amd64.raw").values()
     }
     assert owners == {"0/0"}
+
+
+def test_autostart_ships_the_upholds_dropin(invoke: Invoke, tmp_path: Path) -> None:
+    dropin = "usr/lib/systemd/system/multi-user.target.d/10-alloy.conf"
+    ok(invoke("all"))
+    image = tmp_path / "output" / f"alloy-{VERSION}-amd64.raw"
+    assert dropin not in listing(image)
+    steps = outcomes(ok(invoke("all", "--autostart")))
+    assert "parameters changed" in steps["stage"]
+    entries = listing(image)
+    assert entries[dropin] == ("-rw-r--r--", "0/0")
+    assert entries["usr/lib/systemd/system/multi-user.target.d"] == ("drwxr-xr-x", "0/0")
+    root = extract(image, tmp_path / "root")
+    lines = (root / dropin).read_text().splitlines()
+    assert lines[-2:] == ["[Unit]", "Upholds=alloy.service"]
+    unit = (root / "usr/lib/systemd/system/alloy.service").read_text().splitlines()
+    assert "ConditionPathExists=/var/mnt/storage/alloy/config.alloy" in unit
+    buildinfo = json.loads(image.with_name(image.name + ".buildinfo.json").read_text())
+    assert buildinfo["autostart"] is True

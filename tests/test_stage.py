@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 
 from build.pack import mksquashfs_args
+from build.spec import IMAGE_EXTENSION_RELEASE as RELEASE
+from build.spec import IMAGE_UNIT as UNIT
 from build.spec import BuildSpec
 from build.stage import STRICT_XATTR, _strip_foreign_xattrs, stage
 from tests.fakes import MACHINES, elf_binary, zip_bytes
@@ -27,7 +29,7 @@ def test_stage_sets_every_mode_under_a_restrictive_umask(spec: BuildSpec, tmp_pa
     os.setxattr(tree, "user.xdg.tags", b"inherited by the image root")
     old = os.umask(0o077)
     try:
-        stage(spec, zip_path, tree, "[Service]\n", "ID=_any\n")
+        stage(spec, zip_path, tree, {UNIT: "[Service]\n", RELEASE: "ID=_any\n"})
     finally:
         os.umask(old)
     modes = {

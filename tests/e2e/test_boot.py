@@ -15,6 +15,7 @@ import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -57,7 +58,9 @@ def build_image(invoke: Invoke, tmp_path: Path, *options: str) -> Path:
     return tmp_path / "output" / IMAGE
 
 
-def seed_root(seed: Path, image: Path, install: str) -> Path:
+def seed_root(
+    seed: Path, image: Path, install: str, check: str = "check.sh", config: bool = True
+) -> Path:
     """What the booted root holds on top of the cached one: the image installed as a host
     would (README's two ways), Alloy's config, and the check that runs once it is up."""
     if install == "versioned":  # /etc/extensions/alloy-1.10.2-amd64.raw
@@ -68,12 +71,15 @@ def seed_root(seed: Path, image: Path, install: str) -> Path:
         shutil.copy(image, seed / "opt/extensions/alloy" / image.name)
         (seed / "etc/extensions").mkdir(parents=True)
         (seed / "etc/extensions/alloy.raw").symlink_to(f"/opt/extensions/alloy/{image.name}")
-    config = seed / CONFIG_PATH.lstrip("/")
-    config.parent.mkdir(parents=True)
-    config.write_text(CONFIG)
+    if config:
+        config_file = seed / CONFIG_PATH.lstrip("/")
+        config_file.parent.mkdir(parents=True)
+        config_file.write_text(CONFIG)
     (seed / "etc/alloy-e2e").mkdir(parents=True)
-    shutil.copy(HERE / "check.sh", seed / "etc/alloy-e2e/check.sh")
+    shutil.copy(HERE / check, seed / "etc/alloy-e2e/check.sh")
     units = seed / "etc/systemd/system"
+    (units / "systemd-sysext.service.d").mkdir(parents=True)
+    shutil.copy(HERE / "sysext-reload-manager.conf", units / "systemd-sysext.service.d")
     (units / "multi-user.target.wants").mkdir(parents=True)
     shutil.copy(HERE / "alloy-e2e-check.service", units)
     (units / "multi-user.target.wants/alloy-e2e-check.service").symlink_to(
@@ -83,9 +89,16 @@ def seed_root(seed: Path, image: Path, install: str) -> Path:
 
 
 def boot_with(
-    e2e_root: Path, tmp_path: Path, image: Path, install: str, report_time: Callable[[str], None]
+    e2e_root: Path,
+    tmp_path: Path,
+    image: Path,
+    install: str,
+    report_time: Callable[[str], None],
+    **seed: Any,
 ) -> Boot:
-    booted = boot(e2e_root, seed_root(tmp_path / "seed", image, install), tmp_path / "shared")
+    booted = boot(
+        e2e_root, seed_root(tmp_path / "seed", image, install, **seed), tmp_path / "shared"
+    )
     usec = booted.results.get("boot_usec", "")
     in_container = f", systemd to multi-user.target {int(usec) / 1000:.0f} ms" if usec else ""
     report_time(f"boot+check+shutdown {booted.seconds:.1f} s{in_container}")
@@ -188,3 +201,62 @@ def test_boot_check_sees_a_reload_that_does_not_reach_alloy(
     assert observed(booted, expected) == expected, booted.report()
     assert booted.text("reloads") == ""
     assert booted.text("stopped") == "reloads=0\n"
+
+
+@pytest.mark.parametrize("config", [True, False], ids=["config-at-boot", "no-config-yet"])
+def test_autostart_image_runs_alloy_at_boot_without_enable_and_waits_for_a_config(
+    invoke: Invoke,
+    tmp_path: Path,
+    e2e_root: Path,
+    report_time: Callable[[str], None],
+    config: bool,
+) -> None:
+    image = build_image(invoke, tmp_path, "--autostart")
+    booted = boot_with(
+        e2e_root,
+        tmp_path,
+        image,
+        "versioned",
+        report_time,
+        check="check-autostart.sh",
+        config=config,
+    )
+    expected = {
+        "sysext_service": "active/success",
+        "is_enabled": "disabled",  # nobody enabled it: Upholds= on multi-user.target started it
+        "restarts_at_boot": "0",
+    }
+    if config:
+        expected |= {
+            "started_file": "yes",
+            "active_at_boot": "active/running",
+            "condition_at_boot": "yes",
+            "start_attempts": "1",
+        }
+    else:  # skipped on its condition, not failing and restarting; starts once there is a config
+        expected |= {
+            "active_at_boot": "inactive/dead",
+            "condition_at_boot": "no",
+            "start_status": "0",
+            "started_file_later": "yes",
+            "active_later": "active/running",
+        }
+    assert observed(booted, expected) == expected, booted.report()
+    if not config:
+        # Each skip is logged; systemd stops retrying after 16 (its auto-start rate limit) and
+        # nothing runs or restarts meanwhile. Without the condition alloy would fail, restart.
+        attempts = int(booted.results["start_attempts"])
+        assert 1 <= attempts <= 16, booted.report()
+        assert "tried this too often recently" in booted.text("boot.journal") or attempts < 16
+    assert booted.returncode == 0, booted.report()
+
+
+def test_image_without_autostart_leaves_alloy_alone_at_boot(
+    invoke: Invoke, tmp_path: Path, e2e_root: Path, report_time: Callable[[str], None]
+) -> None:
+    image = build_image(invoke, tmp_path)
+    booted = boot_with(
+        e2e_root, tmp_path, image, "versioned", report_time, check="check-autostart.sh"
+    )
+    expected = {"is_enabled": "disabled", "started_file": "no", "active_at_boot": "inactive/dead"}
+    assert observed(booted, expected) == expected, booted.report()
