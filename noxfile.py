@@ -1,5 +1,6 @@
 """Sessions for alloy-sysext: a bare `nox` runs lint and tests; `nox -s build-matrix` builds every
-image of the matrix declared in build/matrix.py; `nox -s e2e` runs the boot test (as root).
+image of the matrix declared in build/matrix.py; `nox -s release` builds it and writes the files to
+publish; `nox -s e2e` runs the boot test (as root).
 `nox --list` explains each session."""
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ except BuildError as error:
 def tests(session: nox.Session) -> None:
     """Run the test suite (pytest; arguments after -- go to pytest)."""
     session.install("-r", "requirements.txt")
+    # A real systemd-sysupdate for the release tests, unpacked from Debian's backports (never
+    # installed); where that cannot be had, those tests skip and say why.
+    session.run(str(ROOT / "tests/fetch-sysupdate.sh"), external=True, success_codes=[0, 1])
     session.run("pytest", *session.posargs)
 
 
@@ -70,7 +74,48 @@ def build_matrix(session: nox.Session, version: str, arch: str) -> None:
         "all",
         f"--version={version}",
         f"--arch={arch}",
-        *session.posargs,
+        *_flags(session.posargs, RELEASE_ONLY_FLAGS, keep=False),
+        external=True,
+    )
+
+
+# `nox -s release -- ARGS` hands ARGS to the build-matrix cells it runs first, too: each session
+# takes the flags its task knows (--output-dir goes to both).
+RELEASE_FLAGS = ("--output-dir", "--publish-url")
+RELEASE_ONLY_FLAGS = ("--publish-url",)
+
+
+def _flags(args: list[str], names: tuple[str, ...], keep: bool) -> list[str]:
+    """`args` with (keep=True) or without (keep=False) the flags `names`, as --name=value or
+    --name value."""
+    picked: list[str] = []
+    taking = False
+    for arg in args:
+        if taking:
+            taking = False
+            if keep:
+                picked.append(arg)
+            continue
+        name = arg.split("=", 1)[0]
+        if (name in names) == keep:
+            picked.append(arg)
+        taking = name in names and "=" not in arg
+    return picked
+
+
+@nox.session(python=False, default=False, requires=["build-matrix"], tags=["release"])
+def release(session: nox.Session) -> None:
+    """Build every cell of the matrix, then write the files to publish with `invoke release`
+    (SHA256SUMS, index.json, sysupdate transfers, Butane/Ignition), once, after all of them.
+
+    Give the publish URL after --: nox -s release -- --publish-url=https://example.com/alloy/"""
+    _require_modules(session, "invoke")
+    session.run(
+        sys.executable,
+        "-m",
+        "invoke",
+        "release",
+        *_flags(session.posargs, RELEASE_FLAGS, keep=True),
         external=True,
     )
 

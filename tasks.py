@@ -12,19 +12,24 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from invoke import Collection, Context, Exit, task
+from invoke import Collection, Context, Exit, Task, task
 
+from build import publish
 from build.checksum import write_sums
 from build.clean import clean_cache, clean_outputs
 from build.errors import BuildError, one_line
+from build.latest import spec_from_options
 from build.pipeline import run_steps, verify_any_image
 from build.spec import DEFAULTS, BuildSpec
 
 HELP = {
-    "version": f"Alloy release to build, X.Y.Z or X.Y.Z-rc.N (default {DEFAULTS['version']})",
+    "version": "Alloy release to build, X.Y.Z or X.Y.Z-rc.N, or latest: the highest stable "
+    f"release, asked of --api-url (default {DEFAULTS['version']})",
     "arch": f"amd64 or arm64 (default {DEFAULTS['arch']})",
     "base_url": "where releases live, GitHub's layout: {base-url}/vX.Y.Z/ASSET "
     f"(default {DEFAULTS['base_url']})",
+    "api_url": "GitHub's releases API of Alloy, asked only for --version=latest (with "
+    f"GITHUB_TOKEN when set) (default {DEFAULTS['api_url']})",
     "output_dir": f"where images go (default {DEFAULTS['output_dir']})",
     "cache_dir": "download cache (default $XDG_CACHE_HOME/alloy-sysext, ~/.cache/alloy-sysext)",
     "compression": "squashfs compression: xz (smallest) or zstd (reads back ~10x faster) "
@@ -39,6 +44,19 @@ HELP = {
     "once its config exists (default off)",
     "force": "rebuild even if up to date",
 }
+
+
+# Options that came after the others: no short flag, so the others keep the ones they had
+# (Invoke hands them out in signature order: -i would move from verify --image to --api-url).
+LONG_ONLY = {"api_url"}
+
+
+class _Task(Task):
+    def arg_opts(self, name: str, default: Any, taken_names: set[str]) -> dict[str, Any]:
+        opts = super().arg_opts(name, default, taken_names)
+        if name in LONG_ONLY:
+            opts["names"] = opts["names"][:1]
+        return opts
 
 
 def _clean_exit(body: Callable[..., None]) -> Callable[..., None]:
@@ -61,7 +79,7 @@ def _spec(c: Context, flags: dict[str, Any]) -> BuildSpec:
         given = flags[key]
         unset = given is None or (isinstance(default, bool) and given is False)
         options[key] = c.config.get(key) if unset else given
-    return BuildSpec.from_options(options)
+    return spec_from_options(options)  # resolves --version=latest
 
 
 def _build_task(name: str, doc: str, extra: dict[str, tuple[Any, str]] | None = None) -> Any:
@@ -72,7 +90,8 @@ def _build_task(name: str, doc: str, extra: dict[str, tuple[Any, str]] | None = 
     def body(c: Context, **flags: Any) -> None:
         force = bool(flags.pop("force") or c.config.get("force"))
         if name == "verify" and flags.get("image"):
-            verify_any_image(Path(flags["image"]), _spec(c, flags))
+            # The image's own version counts, not --version: no API call for a "latest".
+            verify_any_image(Path(flags["image"]), _spec(c, {**flags, "version": "0.0.0"}))
             return
         run_steps(_spec(c, flags), name, force=force, verify=flags.get("verify", True))
 
@@ -88,7 +107,7 @@ def _build_task(name: str, doc: str, extra: dict[str, tuple[Any, str]] | None = 
     body.__name__ = body.__qualname__ = name
     body.__doc__ = doc
     helps = {**HELP, **{key: text for key, (_, text) in extra.items()}}
-    return task(name=name, help=helps, default=name == "all")(_clean_exit(body))
+    return task(name=name, help=helps, default=name == "all", klass=_Task)(_clean_exit(body))
 
 
 fetch = _build_task("fetch", "Download the release zip and SHA256SUMS into the cache, verified.")
@@ -135,9 +154,10 @@ def clean(
         "cache_dir": cache_dir,
         "compat_arch": compat_arch,
     }
-    spec = BuildSpec.from_options(
-        {key: flag if flag is not None else c.config.get(key) for key, flag in used.items()}
-    )
+    options = {key: flag if flag is not None else c.config.get(key) for key, flag in used.items()}
+    if version is None:  # every version: a configured one (maybe "latest") is not used
+        options["version"] = None
+    spec = spec_from_options({**options, "api_url": c.config.get("api_url")})
     version_only = spec.version if version else None
     arch_only = spec.arch.name if arch else None
     removed = clean_outputs(spec.output_dir, version_only, arch_only, spec.compat_arch)
@@ -156,5 +176,29 @@ def sums(c, output_dir=None):
     print(f"sums     wrote {path} ({count} images)")
 
 
-ns = Collection(fetch, stage, pack, checksum, alias, verify, all_, clean, sums)
-ns.configure({**DEFAULTS, "force": False})
+@task(
+    help={
+        "output_dir": HELP["output_dir"],
+        "publish_url": "required: the http(s) URL of the directory the files will be served from, "
+        "e.g. https://example.com/alloy/ (or INVOKE_PUBLISH_URL)",
+        "update_url": "where hosts' systemd-sysupdate looks for newer images (default: the "
+        "publish URL), e.g. https://github.com/OWNER/REPO/releases/latest/download/",
+    }
+)
+@_clean_exit
+def release(c, output_dir=None, publish_url=None, update_url=None):
+    """Write the files to publish beside the images: SHA256SUMS, index.json, and per architecture
+    systemd-sysupdate transfer files and a Flatcar Butane config with its Ignition JSON."""
+    url = publish_url or c.config.get("publish_url")
+    if not url:
+        raise BuildError(
+            "--publish-url is required",
+            "give the URL the files will be published at, "
+            "e.g. invoke release --publish-url=https://example.com/alloy/",
+        )
+    updates = update_url or c.config.get("update_url")
+    publish.release(Path(output_dir or c.config.get("output_dir")), str(url), updates)
+
+
+ns = Collection(fetch, stage, pack, checksum, alias, verify, all_, clean, sums, release)
+ns.configure({**DEFAULTS, "force": False, "publish_url": None, "update_url": None})

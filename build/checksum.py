@@ -48,9 +48,9 @@ def read_checksum(checksum: Path) -> str:
     return next(iter(sums.values()))
 
 
-def write_sums(output_dir: Path) -> tuple[Path, int]:
-    """SHA256SUMS over every image in `output_dir`, each hashed afresh and checked against its
-    own .sha256 where one exists; returns the file and how many images it lists."""
+def image_sums(output_dir: Path) -> list[tuple[Path, str]]:
+    """(image, sha256) for every image in `output_dir`, sorted by name, each hashed afresh and
+    checked against its own .sha256 where one exists."""
     images = sorted(
         path
         for path in output_dir.glob("*.raw")
@@ -58,7 +58,7 @@ def write_sums(output_dir: Path) -> tuple[Path, int]:
     )
     if not images:
         raise BuildError(f"no images in {output_dir}", "build them first, e.g. invoke all")
-    lines = []
+    found = []
     for image in images:
         sha256 = file_sha256(image)
         own = checksum_file(image)
@@ -67,7 +67,16 @@ def write_sums(output_dir: Path) -> tuple[Path, int]:
                 f"{image} does not match {own.name}",
                 "the image changed after it was built or copied; rebuild it with --force",
             )
-        lines.append(sums_line(sha256, image.name))
-    sums = output_dir / "SHA256SUMS"
-    write_text_atomic(sums, "".join(lines))
-    return sums, len(images)
+        found.append((image, sha256))
+    return found
+
+
+def write_sums(output_dir: Path, sums: list[tuple[Path, str]] | None = None) -> tuple[Path, int]:
+    """SHA256SUMS over every image in `output_dir` (`sums` from image_sums, or hashed now), in
+    the format sha256sum -c and systemd-sysupdate read; returns the file and how many images it
+    lists."""
+    if sums is None:
+        sums = image_sums(output_dir)
+    path = output_dir / "SHA256SUMS"
+    write_text_atomic(path, "".join(sums_line(sha256, image.name) for image, sha256 in sums))
+    return path, len(sums)

@@ -1,12 +1,13 @@
-"""Downloads: streamed in chunks, hashed while streaming, retried with backoff, atomic."""
+"""Downloads: streamed in chunks, hashed while streaming, retried with backoff, atomic; and small
+GET requests (an API's JSON answer), retried the same way."""
 
 from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from .errors import BuildError
 from .report import progress
@@ -23,9 +24,10 @@ _RETRY_STATUSES = {408, 429}  # request timeout, too many requests: worth waitin
 
 
 class HTTPStatusError(BuildError):
-    def __init__(self, url: str, status: int) -> None:
+    def __init__(self, url: str, status: int, headers: Mapping[str, str] | None = None) -> None:
         super().__init__(f"{url} returned HTTP {status}")
         self.url, self.status = url, status
+        self.headers: Mapping[str, str] = headers or {}
 
 
 class _Transient(Exception):
@@ -67,20 +69,65 @@ def download(
 ) -> str:
     """Fetch `url` into `final` and return its sha256; nothing lands at `final` unless complete
     and, when `expected_sha256` is given, matching it. `check_start` vets the first bytes."""
+    return _retrying(
+        lambda: _download_once(url, final, expected_sha256, check_start, show_progress),
+        url=url,
+        what=f"download of {url}",
+        retries=retries,
+        hint="check the network or --base-url, then run again",
+    )
+
+
+_T = TypeVar("_T")
+
+
+def _retrying(once: Callable[[], _T], *, url: str, what: str, retries: int, hint: str) -> _T:
+    """`once()`, tried again with backoff after a transient failure, `retries` times at most."""
     for attempt in range(retries + 1):
         try:
-            return _download_once(url, final, expected_sha256, check_start, show_progress)
+            return once()
         except _Transient as error:
             if attempt == retries:
                 tries = f" (tried {retries + 1} times)" if retries else ""
-                raise BuildError(
-                    f"download of {url} failed: {error}{tries}",
-                    "check the network or --base-url, then run again",
-                ) from None
+                raise BuildError(f"{what} failed: {error}{tries}", hint) from None
             delay = BACKOFF * 2**attempt
             print(f"{'':<8} {url}: {error}; retrying in {delay:g} s", flush=True)
             time.sleep(delay)
     raise AssertionError("unreachable")
+
+
+def rate_limited(status: int, headers: Mapping[str, str]) -> bool:
+    """Whether an answer says "too many requests, come back later" (GitHub's way: 403 or 429 with
+    X-RateLimit-Remaining: 0, or a Retry-After): a retry a second later would be refused too."""
+    if status not in (403, 429):
+        return False
+    return headers.get("X-RateLimit-Remaining") == "0" or "Retry-After" in headers
+
+
+def get(
+    url: str, *, retries: int, hint: str, headers: Mapping[str, str] | None = None
+) -> requests.Response:
+    """A small GET, read whole, answered 200; retried like a download after connection trouble
+    or a 5xx. Any other answer, a rate limit included, raises HTTPStatusError with its headers."""
+    import requests
+
+    def once() -> requests.Response:
+        try:
+            response = session().get(url, headers=dict(headers or {}), timeout=TIMEOUT)
+        except (requests.exceptions.InvalidURL, requests.exceptions.InvalidSchema) as error:
+            raise BuildError(f"invalid URL {url}: {error}", hint) from None
+        except requests.RequestException as error:
+            raise _Transient(_describe(error)) from None
+        status = response.status_code
+        if rate_limited(status, response.headers):
+            raise HTTPStatusError(url, status, response.headers)
+        if status >= 500 or status in _RETRY_STATUSES:
+            raise _Transient(f"HTTP {status}")
+        if status != 200:
+            raise HTTPStatusError(url, status, response.headers)
+        return response
+
+    return _retrying(once, url=url, what=f"request to {url}", retries=retries, hint=hint)
 
 
 def _download_once(

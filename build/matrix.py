@@ -2,6 +2,8 @@
 
 Declared here, once; CI reads it back through `nox --list --json`. For one run, override it with
 ALLOY_VERSIONS and ALLOY_ARCHS (comma-separated), e.g. ALLOY_VERSIONS=1.10.2 ALLOY_ARCHS=arm64.
+A version may be "latest": its cells (build-matrix(latest-amd64), ...) run `invoke all
+--version=latest`, which resolves it when it builds (build/latest.py).
 """
 
 from __future__ import annotations
@@ -11,10 +13,13 @@ from dataclasses import dataclass
 
 from .arch import ARCHES
 from .errors import BuildError
+from .latest import LATEST
 from .spec import VERSION_PATTERN
 
 # 1.10.2: the version this project has pinned from the start; 1.17.1: the newest release we
 # could verify (2026-06-25). Add a version here when you want CI to build and publish it.
+# Not "latest": CI's builds and releases would then change with GitHub's answer, not with a commit
+# (and hang on its API's rate limit); use ALLOY_VERSIONS=latest for a run that wants it.
 VERSIONS: tuple[str, ...] = ("1.10.2", "1.17.1")
 ARCHS: tuple[str, ...] = tuple(ARCHES)
 
@@ -42,10 +47,11 @@ def cells(environ: Mapping[str, str]) -> list[Cell]:
     versions = _listed(environ, "ALLOY_VERSIONS", VERSIONS)
     archs = _listed(environ, "ALLOY_ARCHS", ARCHS)
     for version in versions:
-        if not VERSION_PATTERN.fullmatch(version):
+        if version != LATEST and not VERSION_PATTERN.fullmatch(version):
             raise BuildError(
                 f"ALLOY_VERSIONS holds {version!r}, not a version",
-                "use comma-separated X.Y.Z or X.Y.Z-rc.N, e.g. ALLOY_VERSIONS=1.10.2,1.17.1",
+                f"use comma-separated X.Y.Z, X.Y.Z-rc.N or {LATEST}, "
+                "e.g. ALLOY_VERSIONS=1.10.2,1.17.1",
             )
     for arch in archs:
         if arch not in ARCHES:

@@ -28,6 +28,8 @@ DEFAULTS: dict[str, Any] = {
     "version": "1.10.2",
     "arch": "amd64",
     "base_url": "https://github.com/grafana/alloy/releases/download",
+    # Asked only for --version=latest (build/latest.py): GET {api_url}/releases.
+    "api_url": "https://api.github.com/repos/grafana/alloy",
     "output_dir": "output",
     "cache_dir": None,  # None: $XDG_CACHE_HOME/alloy-sysext
     "compression": "xz",
@@ -73,6 +75,7 @@ class BuildSpec:
     compat_arch: str
     retries: int
     autostart: bool = False
+    api_url: str = DEFAULTS["api_url"]
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> BuildSpec:
@@ -84,7 +87,7 @@ class BuildSpec:
         if not VERSION_PATTERN.fullmatch(version):
             raise BuildError(
                 f"invalid version {version!r}",
-                "use X.Y.Z or X.Y.Z-rc.N, e.g. --version=1.10.2",
+                "use X.Y.Z, X.Y.Z-rc.N or latest, e.g. --version=1.10.2",
             )
         compression = str(opts["compression"])
         if compression not in COMPRESSIONS:
@@ -95,6 +98,9 @@ class BuildSpec:
         base_url = str(opts["base_url"]).rstrip("/")
         if not re.match(r"https?://[^/]", base_url):
             raise BuildError(f"invalid base URL {base_url!r}", "use --base-url=https://HOST/PATH")
+        api_url = str(opts["api_url"]).rstrip("/")
+        if not re.match(r"https?://[^/]", api_url):
+            raise BuildError(f"invalid API URL {api_url!r}", "use --api-url=https://HOST/PATH")
         config_path = str(opts["config_path"])
         if not _UNIT_PATH_SAFE.fullmatch(config_path):
             raise BuildError(
@@ -128,6 +134,7 @@ class BuildSpec:
             compat_arch=compat_arch,
             retries=retries,
             autostart=_flag(opts["autostart"], "autostart"),
+            api_url=api_url,
         )
 
     # The release as published: {base_url}/v{version}/...

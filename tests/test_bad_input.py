@@ -128,7 +128,7 @@ def test_unknown_arch_lists_the_valid_ones(
 
 
 @pytest.mark.parametrize(
-    "version", ["1.10", "latest", "1.10.2-beta", "1.10.2-rc", "1.10.2-rc.1.2", "1.10.2.1", "v"]
+    "version", ["1.10", "newest", "1.10.2-beta", "1.10.2-rc", "1.10.2-rc.1.2", "1.10.2.1", "v"]
 )
 def test_malformed_version_is_refused_before_any_download(
     invoke: Invoke, release: Release, tmp_path: Path, version: str

@@ -36,13 +36,21 @@ def test_environment_overrides_the_matrix_for_one_run() -> None:
 @pytest.mark.parametrize(
     ("environ", "fragment"),
     [
-        ({"ALLOY_VERSIONS": "1.10.2,latest"}, "ALLOY_VERSIONS holds 'latest'"),
+        ({"ALLOY_VERSIONS": "1.10.2,newest"}, "ALLOY_VERSIONS holds 'newest'"),
+        ({"ALLOY_VERSIONS": "Latest"}, "ALLOY_VERSIONS holds 'Latest'"),
         ({"ALLOY_ARCHS": "amd64,x86_64"}, "ALLOY_ARCHS holds 'x86_64'"),
     ],
 )
 def test_bad_override_is_refused(environ: dict[str, str], fragment: str) -> None:
     with pytest.raises(BuildError, match=fragment):
         cells(environ)
+
+
+def test_latest_is_a_version_of_the_matrix_not_of_the_declared_one() -> None:
+    assert "latest" not in VERSIONS  # CI builds what a commit names, not what GitHub says today
+    environ = {"ALLOY_VERSIONS": "latest,1.10.2", "ALLOY_ARCHS": "amd64"}
+    assert [c.id for c in cells(environ)] == ["latest-amd64", "1.10.2-amd64"]
+    # Its nox session, build-matrix(latest-amd64): tests/test_latest.py.
 
 
 def nox(*args: str, env: dict[str, str] | None = None, cwd: Path = REPO):

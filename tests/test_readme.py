@@ -63,10 +63,13 @@ def split_env(command: str) -> tuple[dict[str, str], list[str]]:
 
 
 @pytest.mark.parametrize("command", commands("Locally, with Invoke", "invoke"))
-def test_invoke_command_works(invoke: Invoke, command: str) -> None:
+def test_invoke_command_works(invoke: Invoke, release: Release, command: str) -> None:
     env, words = split_env(command)
     assert words[0] == "invoke"
-    result = invoke(*words[1:], env=env)
+    # --version=latest asks GitHub's releases API: here, the test server, whose newest is VERSION.
+    stable = {"tag_name": f"v{VERSION}", "draft": False, "prerelease": False}
+    release.server.expect_request("/api/releases").respond_with_json([stable])
+    result = invoke(*words[1:], env={"INVOKE_API_URL": release.server.url_for("/api"), **env})
     assert result.returncode == 0, result.stdout + result.stderr
 
 

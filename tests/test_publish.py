@@ -1,0 +1,702 @@
+"""invoke release: the files a fleet needs beside the images, checked with the tools that read them
+(sha256sum, ignition-validate, systemd-sysupdate, systemd-analyze) where this machine has them,
+and by our own reading where it does not."""
+
+from __future__ import annotations
+
+import configparser
+import hashlib
+import importlib.util
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import urllib.parse
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from pytest_httpserver import HTTPServer
+from werkzeug import Request, Response
+
+from build import butane
+from build.spec import parse_output_name
+from build.sysupdate import match_pattern, pattern_match
+from tests.conftest import INVOKE_CLI, REPO, VERSION, Invoke, Release
+from tests.fakes import release_assets
+
+NEWER = "1.17.1"
+PUBLISH_URL = "https://downloads.example.com/alloy/"
+ARCHES = ("amd64", "arm64")
+TRANSFER_KEYS = {
+    "Transfer": {"Verify"},
+    "Source": {"Type", "Path", "MatchPattern"},
+    "Target": {"Type", "Path", "MatchPattern", "CurrentSymlink", "InstancesMax"},
+}
+RELEASE_FILES = [
+    "SHA256SUMS",
+    "index.json",
+    *(f"sysupdate/{arch}/alloy.{ext}" for arch in ARCHES for ext in ("transfer", "conf")),
+    *(f"flatcar/alloy-{arch}.{ext}" for arch in ARCHES for ext in ("bu", "ign")),
+]
+
+
+def ok(result: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    return result
+
+
+def one_line_error(result: subprocess.CompletedProcess) -> str:
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    return lines[0]
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def snapshot(root: Path) -> dict[str, tuple[int, int]]:
+    return {
+        str(path.relative_to(root)): (path.lstat().st_mtime_ns, path.lstat().st_size)
+        for path in root.rglob("*")
+    }
+
+
+def sums(directory: Path) -> dict[str, str]:
+    lines = (directory / "SHA256SUMS").read_text().splitlines()
+    return {line.split("  ", 1)[1]: line.split("  ", 1)[0] for line in lines}
+
+
+def build(run: Callable[..., subprocess.CompletedProcess], *cells: tuple[str, str], **kw: Any):
+    """Build images through the real CLI (verify is tested elsewhere)."""
+    flags = [
+        f"--{key.replace('_', '-')}" + ("" if value is True else f"={value}")
+        for key, value in kw.items()
+    ]
+    for version, arch in cells:
+        ok(run("all", f"--version={version}", f"--arch={arch}", "--no-verify", *flags))
+
+
+# One directory of four images and their release files, built once for the tests that only read.
+@pytest.fixture(scope="module")
+def published(tmp_path_factory: pytest.TempPathFactory, make_httpserver: HTTPServer) -> Path:
+    root = tmp_path_factory.mktemp("published")
+    make_httpserver.clear()
+    served = Release(make_httpserver)
+    served.publish(VERSION, release_assets())
+    served.publish(NEWER, release_assets(seed=2))
+    env = {**os.environ, "XDG_CACHE_HOME": str(root / "cache"), "INVOKE_BASE_URL": served.base_url}
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [*INVOKE_CLI, *args], cwd=root, env=env, capture_output=True, text=True, timeout=300
+        )
+
+    build(run, *((v, a) for v in (VERSION, NEWER) for a in ARCHES))
+    ok(run("release", f"--publish-url={PUBLISH_URL}"))
+    make_httpserver.clear()
+    return root / "output"
+
+
+def test_release_writes_every_file_and_sha256sums_checks(published: Path) -> None:
+    for name in RELEASE_FILES:
+        assert (published / name).is_file(), name
+    assert not [p for p in published.rglob(".*") if p.name != ".staging"], "temporary files left"
+    listed = sums(published)
+    images = sorted(p.name for p in published.glob("*.raw"))
+    assert sorted(listed) == images and len(images) == 6  # 4 versioned, 2 compat names
+    result = subprocess.run(
+        ["sha256sum", "-c", "SHA256SUMS"], cwd=published, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count(": OK\n") == 6
+    # The format systemd-sysupdate reads: 64 hex digits, a space, a space or '*', the name.
+    for line in (published / "SHA256SUMS").read_text().splitlines(keepends=True):
+        assert re.fullmatch(r"[0-9a-f]{64}  alloy-[0-9a-z.-]+\.raw\n", line), line
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+def test_transfer_files_have_exactly_the_keys_and_values(published: Path, arch: str) -> None:
+    transfer = (published / f"sysupdate/{arch}/alloy.transfer").read_text()
+    assert (published / f"sysupdate/{arch}/alloy.conf").read_text() == transfer
+    parser = configparser.ConfigParser(interpolation=None, strict=True)
+    parser.optionxform = str  # type: ignore[assignment,method-assign]
+    parser.read_string(transfer)
+    found = {section: set(parser[section]) for section in parser.sections()}
+    assert found == TRANSFER_KEYS
+    assert dict(parser["Transfer"]) == {"Verify": "false"}
+    assert dict(parser["Source"]) == {
+        "Type": "url-file",
+        "Path": PUBLISH_URL,
+        "MatchPattern": f"alloy-@v-{arch}.raw",
+    }
+    assert dict(parser["Target"]) == {
+        "Type": "regular-file",
+        "Path": "/opt/extensions/alloy",
+        "MatchPattern": f"alloy-@v-{arch}.raw",
+        "CurrentSymlink": "/etc/extensions/alloy.raw",
+        "InstancesMax": "2",
+    }
+    # Said plainly, beside the setting it explains.
+    assert "We do not sign SHA256SUMS yet" in transfer and "SHA256SUMS.gpg" in transfer
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+def test_match_pattern_picks_this_arch_versioned_images_only(published: Path, arch: str) -> None:
+    pattern = match_pattern(arch)
+    names = list(sums(published))
+    matched = {name: pattern_match(pattern, name) for name in names}
+    expected = {
+        name: parse_output_name(name)[0]  # type: ignore[index]
+        for name in names
+        if parse_output_name(name)[1] == arch  # type: ignore[index]
+    }
+    assert {name: v for name, v in matched.items() if v is not None} == expected
+    assert sorted(expected.values()) == [VERSION, NEWER]
+    other = next(a for a in ARCHES if a != arch)
+    for name in [f"alloy-{VERSION}.raw", f"alloy-{VERSION}-{other}.raw"]:
+        assert name in names and pattern_match(pattern, name) is None
+    # Nor anything else a directory may hold; a release candidate would match (hence refused).
+    for name in [
+        f"alloy-{VERSION}-{arch}.raw.sha256",
+        f"alloy-{VERSION}-{arch}.raw.buildinfo.json",
+    ]:
+        assert pattern_match(pattern, name) is None
+    assert pattern_match(pattern, f"alloy-1.11.0-rc.1-{arch}.raw") == "1.11.0-rc.1"
+
+
+def test_pattern_match_follows_systemd() -> None:
+    # The field ends at the first occurrence of the literal after it, as in sysupdate-pattern.c.
+    assert pattern_match("a-@v-x.raw", "a-1-x.raw-x.raw") is None
+    assert pattern_match("a-@v", "a-1.2.3") == "1.2.3"
+    assert pattern_match("a-@v.raw", "a-.raw") is None  # an empty version is not valid
+    assert pattern_match("a-@v.raw", "a-1 2.raw") is None  # nor one with a space
+    assert pattern_match("a-@v.raw", "b-1.raw") is None
+
+
+def find_sysupdate() -> tuple[Path, dict[str, str]] | None:
+    """A systemd-sysupdate binary and the environment it needs: the host's, or one unpacked by
+    tests/fetch-sysupdate.sh (with its own libsystemd-shared and systemd-pull)."""
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    candidates = [
+        os.environ.get("ALLOY_SYSUPDATE"),
+        "/usr/lib/systemd/systemd-sysupdate",
+        "/lib/systemd/systemd-sysupdate",
+        str(cache / "alloy-sysext-sysupdate/root/lib/systemd/systemd-sysupdate"),
+    ]
+    for candidate in filter(None, candidates):
+        binary = Path(candidate)
+        if not os.access(binary, os.X_OK):
+            continue
+        env = {}
+        root = binary.parents[2]
+        if not str(binary).startswith(("/usr/lib/", "/lib/")):  # an unpacked tree
+            libraries = sorted(root.glob("usr/lib/*/systemd"))
+            if libraries:
+                env["LD_LIBRARY_PATH"] = str(libraries[0])
+            if (binary.parent / "systemd-pull").exists():
+                env["SYSTEMD_PULL_PATH"] = str(binary.parent / "systemd-pull")
+        return binary, env
+    return None
+
+
+SYSUPDATE = find_sysupdate()
+needs_sysupdate = pytest.mark.skipif(
+    SYSUPDATE is None,
+    reason="no systemd-sysupdate: Debian 12's systemd 252 does not ship it; "
+    "tests/fetch-sysupdate.sh unpacks 254 from bookworm-backports where this test finds it",
+)
+
+
+def serve(httpserver: HTTPServer, directory: Path, prefix: str = "/pub/") -> str:
+    """Serve the images and SHA256SUMS of `directory`, as they are at each request, as a web
+    server would; return their URL."""
+
+    def respond(request: Request) -> Response:
+        name = request.path.removeprefix(prefix)
+        path = directory / name
+        if "/" in name or not (name == "SHA256SUMS" or name.endswith(".raw")) or not path.is_file():
+            return Response("not found", status=404)
+        return Response(path.read_bytes(), content_type="application/octet-stream")
+
+    httpserver.expect_request(re.compile(f"^{re.escape(prefix)}")).respond_with_handler(respond)
+    return httpserver.url_for(prefix)
+
+
+def sysupdate(definitions: Path, *args: str) -> subprocess.CompletedProcess:
+    assert SYSUPDATE is not None
+    binary, env = SYSUPDATE
+    return subprocess.run(
+        [str(binary), f"--definitions={definitions}", "--no-pager", *args],
+        env={**os.environ, **env, "SYSTEMD_COLORS": "0"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def host_transfer(published: Path, arch: str, host: Path) -> Path:
+    """Our transfer file as is, but with the target under `host` rather than in / of a host."""
+    text = (published / f"sysupdate/{arch}/alloy.transfer").read_text()
+    text = text.replace("Path=/opt/extensions/alloy\n", f"Path={host}/opt/extensions/alloy\n")
+    text = text.replace(
+        "CurrentSymlink=/etc/extensions/alloy.raw\n",
+        f"CurrentSymlink={host}/etc/extensions/alloy.raw\n",
+    )
+    definitions = host / f"etc/sysupdate.alloy.d.{arch}"
+    definitions.mkdir(parents=True)
+    (definitions / "alloy.conf").write_text(text)  # systemd 254 and older read only *.conf
+    (host / "opt/extensions/alloy").mkdir(parents=True, exist_ok=True)
+    (host / "etc/extensions").mkdir(parents=True, exist_ok=True)
+    return definitions
+
+
+def listed(definitions: Path) -> dict[str, tuple[bool, bool]]:
+    """version -> (installed, available), from systemd-sysupdate --json=short list."""
+    result = sysupdate(definitions, "--json=short", "list")
+    assert result.returncode == 0, result.stderr
+    return {
+        entry["version"]: (entry["installed"].strip() != "", entry["available"].strip() != "")
+        for entry in json.loads(result.stdout)
+    }
+
+
+@needs_sysupdate
+def test_real_systemd_sysupdate_lists_updates_and_keeps_two(
+    invoke: Invoke, release: Release, httpserver: HTTPServer, tmp_path: Path
+) -> None:
+    release.publish(NEWER, release_assets(seed=2))
+    release.publish("1.18.0", release_assets(seed=3))
+    build(invoke, (VERSION, "amd64"), (NEWER, "amd64"), (NEWER, "arm64"))
+    output = tmp_path / "output"
+    url = serve(httpserver, output)
+    ok(invoke("release", f"--publish-url={url}"))
+    host = tmp_path / "host"
+    amd64 = host_transfer(output, "amd64", host)
+    arm64 = host_transfer(output, "arm64", host)
+
+    # Each architecture sees its own versions only, never the compat names.
+    assert listed(amd64) == {NEWER: (False, True), VERSION: (False, True)}
+    assert listed(arm64) == {NEWER: (False, True)}
+
+    # A host as an older provisioning left it: 1.10.2 installed and linked.
+    installed = host / "opt/extensions/alloy"
+    link = host / "etc/extensions/alloy.raw"
+    shutil.copy(output / f"alloy-{VERSION}-amd64.raw", installed)
+    link.symlink_to(installed / f"alloy-{VERSION}-amd64.raw")
+    assert ok(sysupdate(amd64, "check-new")).stdout.strip() == NEWER
+    ok(sysupdate(amd64, "update"))
+    assert link.resolve() == installed / f"alloy-{NEWER}-amd64.raw"
+    assert sha256(link) == sums(output)[f"alloy-{NEWER}-amd64.raw"]
+
+    # A newer release: the link follows it, and InstancesMax=2 keeps the previous one only.
+    build(invoke, ("1.18.0", "amd64"))
+    ok(invoke("release", f"--publish-url={url}"))
+    ok(sysupdate(amd64, "update"))
+    assert link.resolve() == installed / "alloy-1.18.0-amd64.raw"
+    assert sorted(p.name for p in installed.iterdir()) == [
+        f"alloy-{NEWER}-amd64.raw",
+        "alloy-1.18.0-amd64.raw",
+    ]
+    after = sysupdate(amd64, "check-new")  # nothing newer: exit 1, nothing printed
+    assert (after.returncode, after.stdout) == (1, ""), after.stderr
+    assert listed(amd64) == {
+        "1.18.0": (True, True),
+        NEWER: (True, True),
+        VERSION: (False, True),
+    }
+
+
+# Butane and Ignition
+
+
+def decode_data_url(url: str) -> str:
+    assert url.startswith("data:,"), url
+    return urllib.parse.unquote(url.removeprefix("data:,"))
+
+
+def butane_to_ignition(config: dict[str, Any]) -> dict[str, Any]:
+    """What Butane does to our config: the header, and inline contents as data URLs (which we
+    decode on the Ignition side instead, to compare text with text)."""
+    assert config.pop("variant") == "flatcar" and config.pop("version") == "1.0.0"
+    return {"ignition": {"version": "3.3.0"}, **config}
+
+
+def ignition_with_text(config: dict[str, Any]) -> dict[str, Any]:
+    for file in config.get("storage", {}).get("files", []):
+        source = file["contents"]["source"]
+        if source.startswith("data:"):
+            file["contents"] = {"inline": decode_data_url(source)}
+    return config
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+def test_butane_and_ignition_say_the_same(published: Path, arch: str) -> None:
+    bu = yaml.safe_load((published / f"flatcar/alloy-{arch}.bu").read_text())
+    ign = json.loads((published / f"flatcar/alloy-{arch}.ign").read_text())
+    assert butane_to_ignition(bu) == ignition_with_text(ign)
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+def test_provisioning_installs_the_newest_image_with_its_hash(published: Path, arch: str) -> None:
+    ign = ignition_with_text(json.loads((published / f"flatcar/alloy-{arch}.ign").read_text()))
+    name = f"alloy-{NEWER}-{arch}.raw"
+    files = {file["path"]: file for file in ign["storage"]["files"]}
+    image = files[f"/opt/extensions/alloy/{name}"]
+    assert image["contents"] == {
+        "source": PUBLISH_URL + name,
+        "verification": {"hash": f"sha256-{sums(published)[name]}"},
+    }
+    assert image["mode"] == 0o644
+    assert ign["storage"]["links"] == [
+        {
+            "path": "/etc/extensions/alloy.raw",
+            "target": f"/opt/extensions/alloy/{name}",
+            "hard": False,
+        }
+    ]
+    transfer = (published / f"sysupdate/{arch}/alloy.transfer").read_text()
+    for installed in ("alloy.transfer", "alloy.conf"):
+        assert files[f"/etc/sysupdate.alloy.d/{installed}"]["contents"] == {"inline": transfer}
+    buildinfo = json.loads((published / f"{name}.buildinfo.json").read_text())
+    config = files[buildinfo["config_path"]]
+    assert config["overwrite"] is False and config["mode"] == 0o600
+    assert config["contents"]["inline"].startswith("// ")  # an Alloy comment: a valid config
+    units = {unit["name"]: unit for unit in ign["systemd"]["units"]}
+    assert units["systemd-sysupdate.timer"] == {"name": "systemd-sysupdate.timer", "enabled": True}
+    [dropin] = units["systemd-sysupdate.service"]["dropins"]
+    assert "/usr/lib/systemd/systemd-sysupdate -C alloy update" in dropin["contents"]
+    assert "systemd-sysext refresh && systemctl restart alloy.service" in dropin["contents"]
+
+
+def test_ignition_files_pass_ignition_validate(published: Path) -> None:
+    if shutil.which("ignition-validate") is None:
+        pytest.skip("no ignition-validate: apt-get install ignition (Debian's package)")
+    for arch in ARCHES:
+        path = published / f"flatcar/alloy-{arch}.ign"
+        result = subprocess.run(["ignition-validate", str(path)], capture_output=True, text=True)
+        assert result.returncode == 0 and not result.stdout.strip(), result.stdout + result.stderr
+    # And it does look: a wrong hash is refused.
+    broken = json.loads((published / "flatcar/alloy-amd64.ign").read_text())
+    broken["storage"]["files"][0]["contents"]["verification"]["hash"] = "sha256-abc"
+    path = published.parent / "broken.ign"
+    path.write_text(json.dumps(broken))
+    assert subprocess.run(["ignition-validate", str(path)], capture_output=True).returncode != 0
+
+
+needs_analyze = pytest.mark.skipif(
+    shutil.which("systemd-analyze") is None, reason="needs systemd-analyze (package systemd)"
+)
+
+
+def analyze(unit_dir: Path, unit: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["systemd-analyze", "verify", str(unit_dir / unit)],
+        env={**os.environ, "SYSTEMD_UNIT_PATH": f"{unit_dir}:"},
+        capture_output=True,
+        text=True,
+    )
+
+
+@needs_analyze
+def test_units_pass_systemd_analyze(published: Path, tmp_path: Path) -> None:
+    units = {
+        unit["name"]: unit
+        for unit in json.loads((published / "flatcar/alloy-amd64.ign").read_text())["systemd"][
+            "units"
+        ]
+    }
+    (tmp_path / "alloy-first-boot.service").write_text(
+        units["alloy-first-boot.service"]["contents"]
+    )
+    result = analyze(tmp_path, "alloy-first-boot.service")
+    assert result.returncode == 0 and not result.stderr, result.stderr
+    # The drop-in, on a stand-in for systemd-sysupdate.service (this host may have none): the
+    # binaries it names are swapped for ones that exist here, so only its syntax is judged.
+    [dropin] = units["systemd-sysupdate.service"]["dropins"]
+    (tmp_path / "systemd-sysupdate.service").write_text(
+        "[Service]\nType=simple\nExecStart=/usr/bin/true\nRestrictNamespaces=net\n"
+    )
+    (tmp_path / "systemd-sysupdate.service.d").mkdir()
+    (tmp_path / "systemd-sysupdate.service.d" / dropin["name"]).write_text(
+        dropin["contents"].replace("/usr/lib/systemd/systemd-sysupdate", "/usr/bin/true")
+    )
+    result = analyze(tmp_path, "systemd-sysupdate.service")
+    assert result.returncode == 0 and not result.stderr, result.stderr
+
+
+def test_autostart_replaces_the_first_boot_unit(invoke: Invoke, tmp_path: Path) -> None:
+    def units(output: Path) -> dict[str, dict[str, Any]]:
+        ign = json.loads((output / "flatcar/alloy-amd64.ign").read_text())
+        return {unit["name"]: unit for unit in ign["systemd"]["units"]}
+
+    build(invoke, (VERSION, "amd64"), output_dir="plain")
+    build(invoke, (VERSION, "amd64"), output_dir="autostart", autostart=True)
+    for name in ("plain", "autostart"):
+        ok(invoke("release", f"--output-dir={name}", f"--publish-url={PUBLISH_URL}"))
+
+    plain = units(tmp_path / "plain")["alloy-first-boot.service"]
+    assert plain["enabled"] is True
+    assert "After=systemd-sysext.service" in plain["contents"]
+    assert "ExecStart=/usr/bin/systemctl enable --now alloy.service\n" in plain["contents"]
+    assert "alloy-first-boot.service" not in units(tmp_path / "autostart")
+    bu = (tmp_path / "autostart/flatcar/alloy-amd64.bu").read_text()
+    assert "alloy-first-boot" not in yaml.safe_load(bu)["systemd"].__repr__()
+    assert "built with --autostart" in bu
+
+
+# index.json
+
+
+def test_index_lists_every_image_with_size_hash_and_tools(published: Path) -> None:
+    index = json.loads((published / "index.json").read_text())
+    assert index["publish_url"] == PUBLISH_URL
+    assert index["latest"] == {"amd64": NEWER, "arm64": NEWER}
+    listed = sums(published)
+    entries = {entry["file"]: entry for entry in index["images"]}
+    assert sorted(entries) == sorted(listed)
+    for name, entry in entries.items():
+        path = published / name
+        assert entry["size"] == path.stat().st_size
+        assert entry["sha256"] == listed[name] == sha256(path)
+        version, arch = parse_output_name(name)  # type: ignore[misc]
+        assert entry["version"] == version
+        twin = f"alloy-{version}-{arch or 'amd64'}.raw"  # compat names hold amd64's image
+        assert entry["compat_of"] == (None if arch else twin)
+        assert entry["arch"] == (arch or "amd64")
+        buildinfo = json.loads((published / f"{twin}.buildinfo.json").read_text())
+        for key in ("mksquashfs", "liblzma", "compression", "autostart", "config_path"):
+            assert entry[key] == buildinfo[key], key
+        assert entry["mksquashfs"]
+
+
+# What release refuses, in one line, writing nothing
+
+
+def test_release_candidate_in_the_directory_is_refused(
+    invoke: Invoke, release: Release, tmp_path: Path
+) -> None:
+    release.publish("1.11.0-rc.1", release_assets(seed=4))
+    build(invoke, (VERSION, "amd64"))
+    ok(invoke("release", f"--publish-url={PUBLISH_URL}"))
+    build(invoke, ("1.11.0-rc.1", "amd64"))
+    output = tmp_path / "output"
+    before = snapshot(output)
+
+    line = one_line_error(invoke("release", f"--publish-url={PUBLISH_URL}"))
+    assert "alloy-1.11.0-rc.1-amd64.raw" in line and "release candidates" in line
+    assert "invoke clean --version=1.11.0-rc.1" in line
+    assert snapshot(output) == before  # nothing half-written, nothing touched
+
+    ok(invoke("clean", "--version=1.11.0-rc.1"))
+    ok(invoke("release", f"--publish-url={PUBLISH_URL}"))
+
+
+def test_release_candidate_alone_writes_nothing(
+    invoke: Invoke, release: Release, tmp_path: Path
+) -> None:
+    release.publish("1.11.0-rc.1", release_assets(seed=4))
+    build(invoke, ("1.11.0-rc.1", "arm64"))
+    one_line_error(invoke("release", f"--publish-url={PUBLISH_URL}"))
+    output = tmp_path / "output"
+    assert not (output / "SHA256SUMS").exists() and not (output / "sysupdate").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        ((), "--publish-url is required"),
+        (("--publish-url=ftp://example.com/alloy/",), "invalid publish URL"),
+        (("--publish-url=https://example.com/a b/",), "invalid publish URL"),
+        (("--publish-url=https://example.com/%41/",), "invalid publish URL"),
+    ],
+)
+def test_publish_url_is_required_and_plain(
+    invoke: Invoke, tmp_path: Path, args: tuple[str, ...], expected: str
+) -> None:
+    build(invoke, (VERSION, "amd64"))
+    before = snapshot(tmp_path / "output")
+    assert expected in one_line_error(invoke("release", *args))
+    assert snapshot(tmp_path / "output") == before
+
+
+def test_image_without_buildinfo_is_refused(invoke: Invoke, tmp_path: Path) -> None:
+    build(invoke, (VERSION, "amd64"))
+    (tmp_path / f"output/alloy-{VERSION}-amd64.raw.buildinfo.json").unlink()
+    line = one_line_error(invoke("release", f"--publish-url={PUBLISH_URL}"))
+    assert "has no alloy-1.10.2-amd64.raw.buildinfo.json" in line
+    assert "invoke all --version=1.10.2 --arch=amd64" in line
+    assert not (tmp_path / "output/SHA256SUMS").exists()
+    ok(invoke("all", f"--version={VERSION}", "--no-verify"))  # which makes it again
+    ok(invoke("release", f"--publish-url={PUBLISH_URL}"))
+
+
+def test_an_architecture_gone_takes_its_release_files_along(invoke: Invoke, tmp_path: Path):
+    build(invoke, (VERSION, "amd64"), (VERSION, "arm64"))
+    ok(invoke("release", f"--publish-url={PUBLISH_URL}"))
+    output = tmp_path / "output"
+    assert (output / "flatcar/alloy-arm64.ign").exists()
+    ok(invoke("clean", "--arch=arm64"))
+    ok(invoke("release", f"--publish-url={PUBLISH_URL}"))
+    assert not (output / "sysupdate/arm64").exists()
+    assert not (output / "flatcar/alloy-arm64.ign").exists()
+    assert (output / "flatcar/alloy-amd64.ign").exists()
+
+
+# The YAML writer, on strings that a careless one would get wrong
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "yes",
+        "no",
+        "1.0",
+        "0644",
+        "a: b",
+        "# not a comment",
+        "- item",
+        '"quoted" and \\ backslash',
+        " leading space\nsecond\n",
+        "two\nlines\n",
+        "no final newline\nhere",
+        "trailing blank lines\n\n",
+        "trailing spaces  \nline\n",
+        "tab\there\n",
+        "",
+    ],
+)
+def test_butane_text_reads_back_exactly(text: str) -> None:
+    config = butane.Provisioning(
+        files=(butane.File("/etc/x", 0o640, inline=text),),
+        units=(butane.Unit("x.service", enabled=False, contents=text),),
+    )
+    parsed = yaml.safe_load(butane.to_butane(config, comment="a\ncomment"))
+    assert parsed["storage"]["files"][0] == {
+        "path": "/etc/x",
+        "mode": 0o640,
+        "contents": {"inline": text},
+    }
+    assert parsed["systemd"]["units"][0]["contents"] == text
+    ignition = ignition_with_text(json.loads(butane.to_ignition(config)))
+    assert butane_to_ignition(parsed) == ignition
+
+
+# README.md's walk-through
+
+
+def fleet_commands(program: str) -> list[str]:
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("## Fleets: systemd-sysupdate and Butane\n", 1)[1].split("\n## ", 1)[0]
+    found = []
+    for block in re.findall(r"```sh\n(.*?)```", section, re.S):
+        found += [line for line in block.splitlines() if line.startswith(f"{program} ")]
+    return found
+
+
+def test_readme_fleet_invoke_commands_work(
+    invoke: Invoke, release: Release, tmp_path: Path
+) -> None:
+    commands = fleet_commands("invoke")
+    assert any(command.startswith("invoke release --publish-url=") for command in commands)
+    release.publish(NEWER, release_assets(seed=2))
+    for command in commands:
+        ok(invoke(*shlex.split(command)[1:]))
+    output = tmp_path / "output"
+    for name in RELEASE_FILES:
+        assert (output / name).is_file(), name
+
+
+def test_readme_fleet_nox_command_works(
+    release: Release, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    [command] = fleet_commands(".venv/bin/nox")
+    release.publish(NEWER, release_assets(seed=2))
+    result = subprocess.run(
+        [sys.executable, "-m", "nox", *shlex.split(command)[1:]],
+        cwd=REPO,
+        # Two of the declared cells are enough to see the session run after them, once.
+        env={
+            **cli_env,
+            "INVOKE_OUTPUT_DIR": str(tmp_path / "output"),
+            "ALLOY_VERSIONS": f"{VERSION},{NEWER}",
+            "ALLOY_ARCHS": "amd64",
+        },
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    sessions = re.findall(r"nox > \* (\S+): success", result.stderr)
+    assert sessions == [f"build-matrix({VERSION}-amd64)", f"build-matrix({NEWER}-amd64)", "release"]
+    index = json.loads((tmp_path / "output/index.json").read_text())
+    assert index["latest"] == {"amd64": NEWER}
+
+
+def test_release_help_and_publish_url_from_the_environment(invoke: Invoke, tmp_path: Path) -> None:
+    listed = ok(invoke("--list")).stdout
+    assert "\n  release " in listed
+    help_text = ok(invoke("--help", "release")).stdout
+    assert "--publish-url" in help_text and "--output-dir" in help_text and "required" in help_text
+    build(invoke, (VERSION, "amd64"))
+    ok(invoke("release", env={"INVOKE_PUBLISH_URL": PUBLISH_URL}))
+    transfer = (tmp_path / "output/sysupdate/amd64/alloy.transfer").read_text()
+    assert f"\nPath={PUBLISH_URL}\n" in transfer
+    assert not (tmp_path / "output/sysupdate/arm64").exists()  # no arm64 image, no arm64 files
+
+
+def test_nox_release_arguments_go_to_the_sessions_that_know_them() -> None:
+    spec = importlib.util.spec_from_file_location("noxfile_under_test", REPO / "noxfile.py")
+    assert spec is not None and spec.loader is not None
+    noxfile = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(noxfile)
+    args = ["--publish-url", PUBLISH_URL, "--output-dir=out", "--force", "--base-url=http://m/"]
+    assert noxfile._flags(args, noxfile.RELEASE_FLAGS, keep=True) == [
+        "--publish-url",
+        PUBLISH_URL,
+        "--output-dir=out",
+    ]
+    assert noxfile._flags(args, noxfile.RELEASE_ONLY_FLAGS, keep=False) == [
+        "--output-dir=out",
+        "--force",
+        "--base-url=http://m/",
+    ]
+
+
+def test_compat_name_without_its_versioned_image_is_refused(invoke: Invoke, tmp_path: Path):
+    build(invoke, (VERSION, "amd64"), (VERSION, "arm64"))
+    output = tmp_path / "output"
+    for path in output.glob(f"alloy-{VERSION}-amd64.raw*"):
+        path.unlink()
+    line = one_line_error(invoke("release", f"--publish-url={PUBLISH_URL}"))
+    assert f"alloy-{VERSION}.raw is the same as no versioned image of {VERSION}" in line
+    assert not (output / "SHA256SUMS").exists()
+
+
+def test_update_url_goes_to_the_transfer_and_the_image_comes_from_the_publish_url(
+    invoke: Invoke, tmp_path: Path
+) -> None:
+    assert invoke("all").returncode == 0
+    result = invoke(
+        "release",
+        "--publish-url=https://example.com/alloy/v1/",
+        "--update-url=https://example.com/alloy/latest/",
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    output = tmp_path / "output"
+    transfer = (output / "sysupdate/amd64/alloy.transfer").read_text()
+    assert "Path=https://example.com/alloy/latest/" in transfer.splitlines()
+    ignition = json.loads((output / "flatcar/alloy-amd64.ign").read_text())
+    files = {f["path"]: f["contents"]["source"] for f in ignition["storage"]["files"]}
+    image = files[f"/opt/extensions/alloy/alloy-{VERSION}-amd64.raw"]
+    assert image == f"https://example.com/alloy/v1/alloy-{VERSION}-amd64.raw"
+    assert decode_data_url(files["/etc/sysupdate.alloy.d/alloy.transfer"]) == transfer
