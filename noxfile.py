@@ -81,8 +81,8 @@ def build_matrix(session: nox.Session, version: str, arch: str) -> None:
 
 # `nox -s release -- ARGS` hands ARGS to the build-matrix cells it runs first, too: each session
 # takes the flags its task knows (--output-dir goes to both).
-RELEASE_FLAGS = ("--output-dir", "--publish-url")
-RELEASE_ONLY_FLAGS = ("--publish-url",)
+RELEASE_FLAGS = ("--output-dir", "--publish-url", "--update-url")
+RELEASE_ONLY_FLAGS = ("--publish-url", "--update-url")
 
 
 def _flags(args: list[str], names: tuple[str, ...], keep: bool) -> list[str]:

@@ -21,6 +21,9 @@ _SCRIPT = r"""
 set -eu
 root=$1 link=$2 image=$3
 shift 3
+# systemd 255+ reloads the manager after a merge for EXTENSION_RELOAD_MANAGER=1: not ours to do.
+no_reload=
+if systemd-sysext --help 2>/dev/null | grep -q -- --no-reload; then no_reload=--no-reload; fi
 mount --make-rprivate /
 mount --make-rshared /
 mount -t tmpfs tmpfs /run
@@ -30,9 +33,9 @@ if [ "$root" = / ]; then
     done
     mkdir /run/extensions
     ln -s "$image" "/run/extensions/$link"
-    systemd-sysext merge >/run/merge.log 2>&1 || true
+    systemd-sysext $no_reload merge >/run/merge.log 2>&1 || true
 else
-    systemd-sysext --root="$root" merge >/run/merge.log 2>&1 || true
+    systemd-sysext $no_reload --root="$root" merge >/run/merge.log 2>&1 || true
 fi
 for path in "$@"; do
     if [ -e "$root/$path" ]; then echo "present $path"; else echo "missing $path"; fi
@@ -41,8 +44,8 @@ for unit in $UNITS; do
     echo "analyze $unit"
     systemd-analyze verify "/usr/lib/systemd/system/$unit" 2>&1 | sed 's/^/| /' || true
 done
-if [ "$root" = / ]; then systemd-sysext unmerge >/dev/null 2>&1 || true
-else systemd-sysext --root="$root" unmerge >/dev/null 2>&1 || true; fi
+if [ "$root" = / ]; then systemd-sysext $no_reload unmerge >/dev/null 2>&1 || true
+else systemd-sysext $no_reload --root="$root" unmerge >/dev/null 2>&1 || true; fi
 echo "merge-log"
 sed 's/^/| /' /run/merge.log
 """

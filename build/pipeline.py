@@ -216,6 +216,7 @@ class Pipeline:
             compression=spec.compression,
             names=[spec.image.name, spec.compat_image.name],
             checksums=checksums,
+            required=[IMAGE_BINARY, IMAGE_UNIT, *([IMAGE_AUTOSTART] if spec.autostart else [])],
         )
 
         def action() -> str:

@@ -48,6 +48,7 @@ class Expectations:
     compression: str
     names: Sequence[str]  # every file name a user may give the image, beside its own
     checksums: Sequence[tuple[Path, Path]]  # (file, its .sha256) that must exist and match
+    required: Sequence[str] = (IMAGE_BINARY, IMAGE_UNIT)  # paths the image must hold
 
 
 def verify(image: Path, expect: Expectations) -> list[Check]:
@@ -68,7 +69,7 @@ def verify(image: Path, expect: Expectations) -> list[Check]:
 def _checks(path: Path, expect: Expectations) -> Iterator[Check]:
     image = SquashfsImage(path)
     yield _superblock(image, expect.compression)
-    yield from _entries(image)
+    yield from _entries(image, expect.required)
     release = yield from _extension_release(image, path)
     yield from _checksums(expect.checksums)
     yield from _merges(image, path, release, expect.names)
@@ -83,8 +84,8 @@ def _superblock(image: SquashfsImage, compression: str) -> Check:
     return Check("superblock", "ok", detail)
 
 
-def _entries(image: SquashfsImage) -> Iterator[Check]:
-    problems = []
+def _entries(image: SquashfsImage, required: Sequence[str]) -> Iterator[Check]:
+    problems = [f"/{path} is missing" for path in required if path not in image.entries]
     for entry in image.entries.values():
         where = "/" + entry.path
         if entry.path and entry.path.split("/")[0] != "usr":
@@ -165,7 +166,7 @@ def _architecture(image: SquashfsImage, architecture: str) -> Check:
     for binary in binaries:
         header = image.head(binary, HEADER_SIZE)
         if header[:4] != b"\x7fELF" or len(header) < HEADER_SIZE:
-            continue
+            return Check("architecture", "FAIL", f"/{binary} is not an ELF executable")
         machine = int.from_bytes(header[18:20], "little")
         if machine != arch.elf_machine:
             found = ELF_MACHINE_NAMES.get(machine, f"machine {machine}")

@@ -375,7 +375,7 @@ def test_provisioning_installs_the_newest_image_with_its_hash(published: Path, a
     assert units["systemd-sysupdate.timer"] == {"name": "systemd-sysupdate.timer", "enabled": True}
     [dropin] = units["systemd-sysupdate.service"]["dropins"]
     assert "/usr/lib/systemd/systemd-sysupdate -C alloy update" in dropin["contents"]
-    assert "systemd-sysext refresh && systemctl restart alloy.service" in dropin["contents"]
+    assert "systemd-sysext refresh && systemctl try-restart alloy.service" in dropin["contents"]
 
 
 def test_ignition_files_pass_ignition_validate(published: Path) -> None:

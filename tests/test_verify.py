@@ -203,3 +203,15 @@ def test_no_image_is_one_line(invoke: Invoke, tmp_path: Path) -> None:
     assert result.stderr.splitlines() == [
         f"error: no image at {tmp_path / 'nothing.raw'}; build it first, or check --image"
     ]
+
+
+def test_a_binary_that_is_not_elf(invoke: Invoke, tree: Path, tmp_path: Path) -> None:
+    (tree / "usr/local/bin/alloy").write_text("#!/bin/sh\nexec true\n")
+    image = repack(tree, tmp_path / "bad" / "alloy.raw")
+    fails_because(verify(invoke, image), "architecture", "/usr/local/bin/alloy is not an ELF")
+
+
+def test_an_image_without_the_unit(invoke: Invoke, tree: Path, tmp_path: Path) -> None:
+    (tree / UNIT).unlink()
+    image = repack(tree, tmp_path / "bad" / "alloy.raw")
+    fails_because(verify(invoke, image), "entries", f"/{UNIT} is missing")
