@@ -20,6 +20,7 @@ from build.clean import clean_cache, clean_outputs
 from build.errors import BuildError, one_line
 from build.latest import spec_from_options
 from build.pipeline import run_steps, verify_any_image
+from build.signals import Interrupted, signals_raise
 from build.spec import DEFAULTS, BuildSpec
 
 HELP = {
@@ -42,13 +43,17 @@ HELP = {
     "retries": f"retries of a failed download (default {DEFAULTS['retries']})",
     "autostart": "start alloy whenever the image is merged (Upholds= on multi-user.target), "
     "once its config exists (default off)",
+    "max_binary_size": "refuse a zip member that unpacks to more MiB than this (a zip bomb) "
+    f"(default {DEFAULTS['max_binary_size']})",
+    "allow_http": "allow plain http:// for --base-url, --api-url and their redirects to another "
+    "host than this machine (default off: refused; TLS is always verified)",
     "force": "rebuild even if up to date",
 }
 
 
 # Options that came after the others: no short flag, so the others keep the ones they had
 # (Invoke hands them out in signature order: -i would move from verify --image to --api-url).
-LONG_ONLY = {"api_url"}
+LONG_ONLY = {"api_url", "max_binary_size", "allow_http"}
 
 
 class _Task(Task):
@@ -60,14 +65,23 @@ class _Task(Task):
 
 
 def _clean_exit(body: Callable[..., None]) -> Callable[..., None]:
-    """Whatever goes wrong ends in one line on stderr and exit code 1, never a traceback."""
+    """Whatever goes wrong ends in one line on stderr and exit code 1, never a traceback; a
+    signal (SIGINT, SIGTERM, SIGHUP) ends it after removing temporary files, with 128 + signal."""
 
     @functools.wraps(body)
     def wrapper(*args: Any, **kwargs: Any) -> None:
         try:
-            body(*args, **kwargs)
+            with signals_raise():
+                body(*args, **kwargs)
         except (BuildError, OSError) as error:
             raise Exit(one_line(error), code=1) from None
+        except KeyboardInterrupt as error:
+            signum = error.signum if isinstance(error, Interrupted) else 2
+            name = error.args[0] if isinstance(error, Interrupted) else "SIGINT"
+            raise Exit(
+                f"error: interrupted by {name}; partial files removed, run again to finish",
+                code=128 + signum,
+            ) from None
 
     return wrapper
 

@@ -1,13 +1,22 @@
-"""Downloads: streamed in chunks, hashed while streaming, retried with backoff, atomic; and small
-GET requests (an API's JSON answer), retried the same way."""
+"""Downloads: streamed in chunks, hashed while streaming, retried with backoff, resumed with an
+HTTP Range request after a broken connection, atomic; and small GET requests (an API's JSON
+answer), retried the same way. Redirects are followed; plain http:// is refused unless the host is
+this machine or allow_http is given; TLS certificates are always verified (requests' default,
+never turned off here)."""
 
 from __future__ import annotations
 
 import hashlib
+import ipaddress
+import os
+import re
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import urljoin, urlsplit
 
 from .errors import BuildError
 from .report import progress
@@ -18,9 +27,13 @@ if TYPE_CHECKING:
 
 CHUNK = 1 << 20
 TIMEOUT = (10, 60)  # seconds: connect, between bytes
+# For tests only: one number of seconds that replaces both timeouts (a stalling test server).
+TIMEOUT_VARIABLE = "ALLOY_SYSEXT_TEST_TIMEOUT"
 BACKOFF = 0.5  # seconds before the first retry, doubling after each
+MAX_WAIT = 60  # seconds a download waits in total when a server asks it to (Retry-After)
 USER_AGENT = "alloy-sysext"
 _RETRY_STATUSES = {408, 429}  # request timeout, too many requests: worth waiting for
+_HTTP_HINT = "use an https:// URL, or allow plain http with --allow-http (INVOKE_ALLOW_HTTP=true)"
 
 
 class HTTPStatusError(BuildError):
@@ -31,7 +44,12 @@ class HTTPStatusError(BuildError):
 
 
 class _Transient(Exception):
-    """A failure worth another try: connection trouble, a 5xx, a cut-off body."""
+    """A failure worth another try: connection trouble, a 5xx, a cut-off body. `wait`: seconds
+    the server asked us to wait first (Retry-After), instead of the backoff."""
+
+    def __init__(self, message: str, wait: float | None = None, retry_at: float | None = None):
+        super().__init__(message)
+        self.wait, self.retry_at = wait, retry_at
 
 
 _session: requests.Session | None = None
@@ -44,56 +62,102 @@ def session() -> requests.Session:
 
         _session = requests.Session()
         _session.headers["User-Agent"] = USER_AGENT
+        _session.verify = True  # the default, said out loud: certificates are always checked
     return _session
 
 
-def exists(url: str) -> bool:
+def timeouts() -> tuple[float, float]:
+    """(connect, read) seconds: TIMEOUT, or the test override in $ALLOY_SYSEXT_TEST_TIMEOUT."""
+    override = os.environ.get(TIMEOUT_VARIABLE, "").strip()
+    try:
+        seconds = float(override) if override else 0.0
+    except ValueError:
+        seconds = 0.0
+    return (seconds, seconds) if seconds > 0 else TIMEOUT
+
+
+def is_loopback(host: str | None) -> bool:
+    """Whether `host` is this machine: localhost, 127.0.0.0/8 or ::1."""
+    if not host:
+        return False
+    if host.lower().rstrip(".") == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_url(url: str, allow_http: bool, via: str | None = None) -> None:
+    """Refuse plain http:// to another host than this machine, unless `allow_http`."""
+    parts = urlsplit(url)
+    if parts.scheme.lower() != "http" or allow_http or is_loopback(parts.hostname):
+        return
+    if via is None:
+        raise BuildError(f"refusing plain http:// URL {url}: not encrypted", _HTTP_HINT)
+    raise BuildError(f"refusing the redirect from {via} to plain http:// {url}", _HTTP_HINT)
+
+
+def _redirect_guard(allow_http: bool) -> Callable[..., Any]:
+    """A response hook: vets each redirect's target before requests follows it."""
+
+    def hook(response: requests.Response, *args: Any, **kwargs: Any) -> requests.Response:
+        if response.is_redirect:
+            target = urljoin(response.url, response.headers["location"])
+            try:
+                check_url(target, allow_http, via=response.url)
+            except BuildError:
+                response.close()
+                raise
+        return response
+
+    return hook
+
+
+def exists(url: str, allow_http: bool = False) -> bool:
     """Whether a HEAD request for `url` succeeds (redirects followed); False on any failure."""
     import requests
 
+    check_url(url, allow_http)
     try:
-        response = session().head(url, allow_redirects=True, timeout=TIMEOUT)
+        response = session().head(
+            url,
+            allow_redirects=True,
+            timeout=timeouts(),
+            hooks={"response": _redirect_guard(allow_http)},
+        )
     except requests.RequestException:
         return False
     return response.ok
 
 
-def download(
-    url: str,
-    final: Path,
-    *,
-    retries: int,
-    expected_sha256: str | None = None,
-    check_start: Callable[[bytes], None] | None = None,
-    show_progress: bool = False,
-) -> str:
-    """Fetch `url` into `final` and return its sha256; nothing lands at `final` unless complete
-    and, when `expected_sha256` is given, matching it. `check_start` vets the first bytes."""
-    return _retrying(
-        lambda: _download_once(url, final, expected_sha256, check_start, show_progress),
-        url=url,
-        what=f"download of {url}",
-        retries=retries,
-        hint="check the network or --base-url, then run again",
-    )
+# Server-asked waits (Retry-After, X-RateLimit-Reset), shared with build/latest.py.
 
 
-_T = TypeVar("_T")
-
-
-def _retrying(once: Callable[[], _T], *, url: str, what: str, retries: int, hint: str) -> _T:
-    """`once()`, tried again with backoff after a transient failure, `retries` times at most."""
-    for attempt in range(retries + 1):
+def retry_at(headers: Mapping[str, str], now: float | None = None) -> float | None:
+    """The Unix time a server says to come back at: Retry-After (seconds or an HTTP date), else
+    X-RateLimit-Reset (a Unix time, GitHub's way); None if it says neither."""
+    now = time.time() if now is None else now
+    retry_after = headers.get("Retry-After", "").strip()
+    if retry_after.isdigit():
+        return now + int(retry_after)
+    if retry_after:
         try:
-            return once()
-        except _Transient as error:
-            if attempt == retries:
-                tries = f" (tried {retries + 1} times)" if retries else ""
-                raise BuildError(f"{what} failed: {error}{tries}", hint) from None
-            delay = BACKOFF * 2**attempt
-            print(f"{'':<8} {url}: {error}; retrying in {delay:g} s", flush=True)
-            time.sleep(delay)
-    raise AssertionError("unreachable")
+            return parsedate_to_datetime(retry_after).timestamp()
+        except (TypeError, ValueError, IndexError, OverflowError):
+            pass
+    reset = headers.get("X-RateLimit-Reset", "").strip()
+    return float(reset) if reset.isdigit() else None
+
+
+def describe_reset(at: float, now: float | None = None) -> str:
+    """ "it resets at 12:34:56 UTC, in 30 s" (or "in 5 min")."""
+    now = time.time() if now is None else now
+    wait = max(0, int(at - now))
+    clock = time.strftime("%H:%M:%S UTC", time.gmtime(at))
+    if wait < 60:
+        return f"it resets at {clock}, in {wait} s"
+    return f"it resets at {clock}, in {(wait + 59) // 60} min"
 
 
 def rate_limited(status: int, headers: Mapping[str, str]) -> bool:
@@ -104,18 +168,106 @@ def rate_limited(status: int, headers: Mapping[str, str]) -> bool:
     return headers.get("X-RateLimit-Remaining") == "0" or "Retry-After" in headers
 
 
+def _rate_limit(url: str, status: int, headers: Mapping[str, str]) -> _Transient | None:
+    """A 403/429 that says when to come back, as a wait; None for any other answer."""
+    if not rate_limited(status, headers) and not (status == 429 and "X-RateLimit-Reset" in headers):
+        return None
+    now = time.time()
+    at = retry_at(headers, now)
+    if at is None:  # limited, but no time given: an ordinary backoff
+        return _Transient(f"rate limited (HTTP {status})")
+    wait = max(0.0, at - now)
+    return _Transient(f"rate limited (HTTP {status}), {describe_reset(at, now)}", wait, at)
+
+
+def download(
+    url: str,
+    final: Path,
+    *,
+    retries: int,
+    expected_sha256: str | None = None,
+    check_start: Callable[[bytes], None] | None = None,
+    show_progress: bool = False,
+    allow_http: bool = False,
+) -> str:
+    """Fetch `url` into `final` and return its sha256; nothing lands at `final` unless complete
+    and, when `expected_sha256` is given, matching it. `check_start` vets the first bytes.
+    A retry after a broken connection resumes where it stopped (a Range request), or starts
+    afresh when the server ignores or refuses the Range."""
+    check_url(url, allow_http)
+    with atomic_path(final) as tmp:  # removed unless the block succeeds
+        partial = _Partial(tmp)
+        actual = _retrying(
+            lambda: _download_once(
+                url, partial, final.name, check_start, show_progress, allow_http
+            ),
+            url=url,
+            what=f"download of {url}",
+            retries=retries,
+            hint="check the network or --base-url, then run again",
+        )
+        if expected_sha256 is not None and actual != expected_sha256:
+            raise BuildError(
+                f"{url} does not match its SHA256SUMS line "
+                f"(got sha256 {actual}, expected {expected_sha256})",
+                "the download is corrupt or was tampered with; nothing was kept",
+            )
+    return actual
+
+
+_T = TypeVar("_T")
+
+
+def _retrying(once: Callable[[], _T], *, url: str, what: str, retries: int, hint: str) -> _T:
+    """`once()`, tried again with backoff after a transient failure, `retries` times at most.
+    A server's own wait (Retry-After) replaces the backoff, up to MAX_WAIT seconds in total."""
+    waited = 0.0
+    for attempt in range(retries + 1):
+        try:
+            return once()
+        except _Transient as error:
+            if error.retry_at is not None and waited + (error.wait or 0) > MAX_WAIT:
+                clock = time.strftime("%H:%M:%S UTC", time.gmtime(error.retry_at))
+                raise BuildError(
+                    f"{what} failed: {error}, longer than the {MAX_WAIT} s this tool waits",
+                    f"run again after {clock}",
+                ) from None
+            if attempt == retries:
+                tries = f" (tried {retries + 1} times)" if retries else ""
+                raise BuildError(f"{what} failed: {error}{tries}", hint) from None
+            delay = BACKOFF * 2**attempt if error.wait is None else error.wait
+            waited += delay if error.wait is not None else 0
+            print(f"{'':<8} {url}: {error}; retrying in {delay:g} s", flush=True)
+            time.sleep(delay)
+    raise AssertionError("unreachable")
+
+
 def get(
-    url: str, *, retries: int, hint: str, headers: Mapping[str, str] | None = None
+    url: str,
+    *,
+    retries: int,
+    hint: str,
+    headers: Mapping[str, str] | None = None,
+    allow_http: bool = False,
 ) -> requests.Response:
     """A small GET, read whole, answered 200; retried like a download after connection trouble
     or a 5xx. Any other answer, a rate limit included, raises HTTPStatusError with its headers."""
     import requests
 
+    check_url(url, allow_http)
+
     def once() -> requests.Response:
         try:
-            response = session().get(url, headers=dict(headers or {}), timeout=TIMEOUT)
+            response = session().get(
+                url,
+                headers=dict(headers or {}),
+                timeout=timeouts(),
+                hooks={"response": _redirect_guard(allow_http)},
+            )
         except (requests.exceptions.InvalidURL, requests.exceptions.InvalidSchema) as error:
             raise BuildError(f"invalid URL {url}: {error}", hint) from None
+        except requests.exceptions.SSLError as error:
+            raise _tls_error(url, error) from None
         except requests.RequestException as error:
             raise _Transient(_describe(error)) from None
         status = response.status_code
@@ -130,69 +282,142 @@ def get(
     return _retrying(once, url=url, what=f"request to {url}", retries=retries, hint=hint)
 
 
-def _download_once(
-    url: str,
-    final: Path,
-    expected_sha256: str | None,
-    check_start: Callable[[bytes], None] | None,
-    show_progress: bool,
-) -> str:
+@dataclass
+class _Partial:
+    """The bytes received so far, across the attempts of one download: kept in `path`, hashed."""
+
+    path: Path
+    received: int = 0
+    digest: Any = field(default_factory=hashlib.sha256)
+    validator: str | None = None  # ETag or Last-Modified of what they came from: If-Range
+
+    def reset(self) -> None:
+        self.received, self.digest, self.validator = 0, hashlib.sha256(), None
+
+
+_CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
+
+
+def _request(url: str, headers: dict[str, str], allow_http: bool) -> requests.Response:
     import requests
 
     try:
-        response = session().get(url, stream=True, timeout=TIMEOUT)
+        return session().get(
+            url,
+            headers=headers,
+            stream=True,
+            timeout=timeouts(),
+            hooks={"response": _redirect_guard(allow_http)},
+        )
     except (requests.exceptions.InvalidURL, requests.exceptions.InvalidSchema) as error:
         # No retry mends an address (a scheme is required by BuildSpec already).
         raise BuildError(f"invalid URL {url}: {error}", "check --base-url") from None
+    except requests.exceptions.SSLError as error:
+        raise _tls_error(url, error) from None
     except requests.RequestException as error:
         raise _Transient(_describe(error)) from None
+
+
+def _download_once(
+    url: str,
+    partial: _Partial,
+    label: str,
+    check_start: Callable[[bytes], None] | None,
+    show_progress: bool,
+    allow_http: bool,
+) -> str:
+    import requests
+
+    # Identity: Range offsets and Content-Length then count the file's own bytes.
+    headers = {"Accept-Encoding": "identity"}
+    if partial.received:
+        headers["Range"] = f"bytes={partial.received}-"
+        if partial.validator:  # changed since? then the whole file (200), not a splice
+            headers["If-Range"] = partial.validator
+    response = _request(url, headers, allow_http)
+    if response.status_code == 416 and partial.received:
+        response.close()
+        print(f"{'':<8} {url}: cannot resume (HTTP 416); downloading afresh", flush=True)
+        partial.reset()
+        response = _request(url, {"Accept-Encoding": "identity"}, allow_http)
     with response:
-        if response.status_code >= 500 or response.status_code in _RETRY_STATUSES:
-            raise _Transient(f"HTTP {response.status_code}")
-        if response.status_code != 200:
-            raise HTTPStatusError(url, response.status_code)
+        status = response.status_code
+        limited = _rate_limit(url, status, response.headers)
+        if limited is not None:
+            raise limited
+        if status >= 500 or status in _RETRY_STATUSES:
+            raise _Transient(f"HTTP {status}")
         length = response.headers.get("Content-Length")
-        total = int(length) if length and length.isdigit() else None
-        digest = hashlib.sha256()
-        received = 0
-        bar = progress(final.name, total) if show_progress else None
+        size = int(length) if length and length.isdigit() else None
+        if status == 206 and partial.received:
+            match = _CONTENT_RANGE.fullmatch(response.headers.get("Content-Range", "").strip())
+            if match is None or int(match[1]) != partial.received:
+                partial.reset()
+                raise _Transient("answered a Range request with other bytes; starting afresh")
+            total = int(match[3]) if match[3] != "*" else None
+            if total is None and size is not None:
+                total = partial.received + size
+        elif status == 200:
+            if partial.received:  # Range ignored (or If-Range said it changed): all of it again
+                print(f"{'':<8} {url}: the server sent the whole file again", flush=True)
+                partial.reset()
+            total = size
+            etag = response.headers.get("ETag", "")
+            strong = etag if etag and not etag.startswith("W/") else None
+            partial.validator = strong or response.headers.get("Last-Modified")
+        else:
+            raise HTTPStatusError(url, status, response.headers)
+        bar = progress(label, total) if show_progress else None
+        if bar is not None and partial.received:
+            bar.update(partial.received)
         try:
-            with atomic_path(final) as tmp, tmp.open("wb") as out:
+            with partial.path.open("r+b") as out:
+                out.seek(partial.received)
+                out.truncate()
                 try:
                     for chunk in response.iter_content(CHUNK):
-                        if received == 0 and check_start is not None:
+                        if partial.received == 0 and check_start is not None:
                             check_start(chunk)
                         out.write(chunk)
-                        digest.update(chunk)
-                        received += len(chunk)
+                        partial.digest.update(chunk)
+                        partial.received += len(chunk)
                         if bar is not None:
                             bar.update(len(chunk))
                 except requests.RequestException as error:
-                    raise _Transient(_describe(error, streaming=True, total=total)) from None
-                if total is not None and received < total:
-                    raise _Transient(f"cut off after {received} of {total} bytes")
-                actual = digest.hexdigest()
-                if expected_sha256 is not None and actual != expected_sha256:
-                    raise BuildError(
-                        f"{url} does not match its SHA256SUMS line "
-                        f"(got sha256 {actual}, expected {expected_sha256})",
-                        "the download is corrupt or was tampered with; nothing was kept",
-                    )
+                    raise _Transient(
+                        _describe(error, streaming=True, total=total, received=partial.received)
+                    ) from None
         finally:
             if bar is not None:
                 bar.close()
-    return actual
+        if total is not None and partial.received < total:
+            raise _Transient(f"cut off after {partial.received} of {total} bytes")
+    return partial.digest.hexdigest()
 
 
-def _describe(error: Exception, streaming: bool = False, total: int | None = None) -> str:
+def _tls_error(url: str, error: Exception) -> BuildError:
+    """A certificate that does not verify: no retry mends it, and none is tried without TLS."""
+    verify = "CERTIFICATE_VERIFY_FAILED" in str(error)
+    reason = "its certificate is not trusted" if verify else "the TLS handshake failed"
+    return BuildError(
+        f"TLS to {url} failed: {reason}",
+        "check the URL; for a private CA, point REQUESTS_CA_BUNDLE at its certificate",
+    )
+
+
+def _describe(
+    error: Exception, streaming: bool = False, total: int | None = None, received: int = 0
+) -> str:
     import requests
+    from urllib3.exceptions import ReadTimeoutError
 
     if isinstance(error, requests.Timeout):
         return "timed out"
     if streaming:
-        # The chunk being read when the connection broke is lost, so the count would be wrong.
-        size = f" of {total} bytes" if total is not None else ""
-        return f"cut off before the end{size}"
+        of = f" of {total}" if total is not None else ""
+        if any(isinstance(arg, ReadTimeoutError) for arg in error.args):
+            return f"timed out: the server stalled after {received}{of} bytes"
+        return f"cut off after {received}{of} bytes"
     if isinstance(error, requests.ConnectionError):
         return "connection failed"
     return type(error).__name__

@@ -44,7 +44,7 @@ def spec_from_options(options: Mapping[str, Any]) -> BuildSpec:
         return BuildSpec.from_options(options)
     # Every other option validated as for any build: the cache, the retries, the API URL.
     probe = BuildSpec.from_options({**options, "version": DEFAULTS["version"]})
-    found = resolve(probe.api_url, probe.cache_dir, probe.retries)
+    found = resolve(probe.api_url, probe.cache_dir, probe.retries, allow_http=probe.allow_http)
     say(LATEST, found.describe())
     return BuildSpec.from_options({**options, "version": found.version})
 
@@ -71,7 +71,13 @@ def cache_file(cache_dir: Path, api_url: str) -> Path:
     return cache_dir / f"{LATEST}-{source_key(api_url)}.json"
 
 
-def resolve(api_url: str, cache_dir: Path, retries: int, max_age: float = MAX_AGE) -> Resolved:
+def resolve(
+    api_url: str,
+    cache_dir: Path,
+    retries: int,
+    max_age: float = MAX_AGE,
+    allow_http: bool = False,
+) -> Resolved:
     """The highest stable release at `api_url`: a cached answer younger than `max_age` seconds,
     or one fetched now (and cached)."""
     api_url = api_url.rstrip("/")
@@ -83,7 +89,7 @@ def resolve(api_url: str, cache_dir: Path, retries: int, max_age: float = MAX_AG
             version, fetched = cached
             if 0 <= now - fetched < max_age:
                 return Resolved(version, api_url, now - fetched)
-        version = highest_stable(fetch_releases(api_url, retries), api_url)
+        version = highest_stable(fetch_releases(api_url, retries, allow_http), api_url)
         record = {"api_url": api_url, "version": version, "fetched": now}
         write_text_atomic(path, json.dumps(record, indent=2) + "\n")
         return Resolved(version, api_url, None)
@@ -101,7 +107,7 @@ def _read_cache(path: Path, api_url: str) -> tuple[str, float] | None:
     return version, fetched
 
 
-def fetch_releases(api_url: str, retries: int) -> list[dict[str, Any]]:
+def fetch_releases(api_url: str, retries: int, allow_http: bool = False) -> list[dict[str, Any]]:
     """Every release listed at {api_url}/releases, page after page (Link: rel="next")."""
     url: str | None = f"{api_url}/releases?per_page={PER_PAGE}"
     token = os.environ.get(TOKEN_VARIABLE, "").strip()
@@ -115,7 +121,9 @@ def fetch_releases(api_url: str, retries: int) -> list[dict[str, Any]]:
         if token and _same_origin(url, api_url):  # never hand the token to another host
             headers["Authorization"] = f"Bearer {token}"
         try:
-            response = http.get(url, retries=retries, hint=_HINT, headers=headers)
+            response = http.get(
+                url, retries=retries, hint=_HINT, headers=headers, allow_http=allow_http
+            )
         except http.HTTPStatusError as error:
             raise _explain(error, api_url, bool(token)) from None
         try:
@@ -186,17 +194,7 @@ def _explain(error: http.HTTPStatusError, api_url: str, token: bool) -> BuildErr
 
 def _reset_time(headers: Mapping[str, str], now: float | None = None) -> str:
     """When the limit lifts, from Retry-After (seconds) or X-RateLimit-Reset (a Unix time)."""
-    now = time.time() if now is None else now
-    at: float | None = None
-    retry_after, reset = headers.get("Retry-After", ""), headers.get("X-RateLimit-Reset", "")
-    if retry_after.isdigit():
-        at = now + int(retry_after)
-    elif reset.isdigit():
-        at = float(reset)
+    at = http.retry_at(headers, now)
     if at is None:
         return "it gave no time it resets (GitHub's limits reset within the hour)"
-    wait = max(0, int(at - now))
-    clock = time.strftime("%H:%M:%S UTC", time.gmtime(at))
-    if wait < 60:
-        return f"it resets at {clock}, in {wait} s"
-    return f"it resets at {clock}, in {(wait + 59) // 60} min"
+    return http.describe_reset(at, now)

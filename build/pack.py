@@ -7,6 +7,7 @@ import re
 import shutil
 from pathlib import Path
 
+from .errors import BuildError
 from .run import run
 
 BLOCK_SIZE = "1M"
@@ -31,10 +32,22 @@ def pack(tree: Path, image: Path, compression: str) -> None:
         "LC_ALL": "C",
         "SOURCE_DATE_EPOCH": SOURCE_DATE_EPOCH,
     }
-    run(
-        ["mksquashfs", str(tree), str(image), *mksquashfs_args(compression), "-no-progress"],
-        env=env,
-    )
+    try:
+        run(
+            ["mksquashfs", str(tree), str(image), *mksquashfs_args(compression), "-no-progress"],
+            env=env,
+        )
+    except BuildError as error:
+        # mksquashfs says only "Failed to write to output filesystem": tell a full disk apart.
+        stats = os.statvfs(image.parent)
+        free = stats.f_bavail * stats.f_frsize
+        if free < 2 * BLOCK_SIZE_BYTES:
+            raise BuildError(
+                f"no space left on device in {image.parent}: mksquashfs stopped with "
+                f"{free >> 10} KiB free there",
+                "free some space there or choose another --output-dir; nothing was kept",
+            ) from error
+        raise
 
 
 def tool_versions() -> dict[str, str | None]:

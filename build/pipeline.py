@@ -36,6 +36,7 @@ from .targets import (
     forget,
     lock_file,
     record,
+    sweep_temps,
     why_out_of_date,
     write_text_atomic,
 )
@@ -60,8 +61,11 @@ class Pipeline:
             return
         forced = step.name in self.force
         reason = "forced" if forced else why_out_of_date(step)
-        if reason is not None and step.lock is not None:
-            with file_lock(step.lock):
+        if reason is not None:
+            # Only a step that must run takes its lock: an unchanged run touches no file. Two
+            # builds of the same cell then make each target once; the second waits, then finds
+            # it up to date.
+            with file_lock(self._lock(step)):
                 if not forced:  # another build may have made the targets while we waited
                     reason = why_out_of_date(step)
                 self._make(step, action, reason)
@@ -69,11 +73,24 @@ class Pipeline:
             self._make(step, action, reason)
         self.done.add(step.name)
 
+    def _lock(self, step: Step) -> Path:
+        """The step's own lock (the fetch's, shared across output directories), else one per
+        step and cell beside its record in .staging (the alias's: per version)."""
+        if step.lock is not None:
+            return step.lock
+        return (step.stamp or self.spec.stamp(step.name)).with_suffix(".lock")
+
     def _make(self, step: Step, action: Callable[[], str], reason: str | None) -> None:
         if reason is None:
             say(step.name, f"{step.targets[0]}: up to date")
             return
         started = time.monotonic()
+        # Leftovers of a killed run (under the lock, so no other build's files in use); the
+        # fetch's SHA256SUMS has a lock of its own, taken in release.fetch.
+        shared = step.targets[1:] if step.name == "fetch" else ()
+        for path in (*step.targets, *([step.stamp] if step.stamp else [])):
+            if path not in shared:
+                sweep_temps(path)
         forget(step)
         outcome = action()
         record(step)
@@ -113,6 +130,7 @@ class Pipeline:
 
         def action() -> str:
             zip_path = release.verify_cached_zip(spec)
+            sweep_temps(spec.rootfs)  # a killed run's half-staged trees (under the stage lock)
             with atomic_dir(spec.rootfs) as tree:
                 staging.stage(spec, zip_path, tree, texts)
             return f"staged {spec.rootfs}"

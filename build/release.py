@@ -7,8 +7,9 @@ from pathlib import Path
 from . import http
 from .checksum import file_sha256, parse_sums
 from .errors import BuildError
+from .report import say
 from .spec import BuildSpec
-from .targets import file_lock, lock_file
+from .targets import file_lock, lock_file, sweep_temps
 
 RELEASES_PAGE = "https://github.com/grafana/alloy/releases"
 
@@ -45,12 +46,13 @@ def _download_sums(spec: BuildSpec) -> None:
             spec.sums_url,
             spec.cached_sums,
             retries=spec.retries,
+            allow_http=spec.allow_http,
             check_start=_check_sums_start(spec.sums_url),
         )
     except http.HTTPStatusError as error:
         if error.status != 404:
             raise
-        if http.exists(spec.zip_url):
+        if http.exists(spec.zip_url, spec.allow_http):
             raise BuildError(
                 f"release v{spec.version} has no SHA256SUMS at {spec.sums_url}",
                 "the download cannot be verified, so nothing was built",
@@ -80,6 +82,7 @@ def expected_sha256(spec: BuildSpec) -> str:
 def fetch(spec: BuildSpec, force: bool) -> str:
     """Bring the verified zip and SHA256SUMS into the cache; return what was done."""
     with file_lock(lock_file(spec.cached_sums)):  # both architectures' builds want it
+        sweep_temps(spec.cached_sums)
         sums_fresh = force or not spec.cached_sums.exists()
         if sums_fresh:
             _download_sums(spec)
@@ -88,7 +91,8 @@ def fetch(spec: BuildSpec, force: bool) -> str:
     except BuildError:
         if sums_fresh:
             raise
-        _download_sums(spec)  # the cached copy may predate a fixed release: look once more
+        with file_lock(lock_file(spec.cached_sums)):
+            _download_sums(spec)  # the cached copy may predate a fixed release: look once more
         expected = expected_sha256(spec)
     if not force and spec.cached_zip.exists() and file_sha256(spec.cached_zip) == expected:
         return f"{spec.cached_zip} already cached, sha256 verified"
@@ -97,6 +101,7 @@ def fetch(spec: BuildSpec, force: bool) -> str:
             spec.zip_url,
             spec.cached_zip,
             retries=spec.retries,
+            allow_http=spec.allow_http,
             expected_sha256=expected,
             check_start=_check_zip_start(spec.zip_url),
             show_progress=True,
@@ -112,13 +117,29 @@ def fetch(spec: BuildSpec, force: bool) -> str:
     return f"downloaded {spec.zip_url}, sha256 verified"
 
 
+def _cached_zip_matches(spec: BuildSpec, expected: str) -> bool:
+    try:
+        return file_sha256(spec.cached_zip) == expected
+    except FileNotFoundError:
+        return False
+
+
 def verify_cached_zip(spec: BuildSpec) -> Path:
-    """Re-check the cached zip against SHA256SUMS before use; drop it if it no longer matches."""
+    """Re-check the cached zip against SHA256SUMS before use: a copy that changed on disk since
+    its download (a bad disk, a stray write, another tool) is downloaded once more."""
     expected = expected_sha256(spec)
-    if file_sha256(spec.cached_zip) != expected:
-        spec.cached_zip.unlink(missing_ok=True)
+    if _cached_zip_matches(spec, expected):
+        return spec.cached_zip
+    with file_lock(lock_file(spec.cached_zip)):
+        if not _cached_zip_matches(spec, expected):  # another build may have mended it
+            say("fetch", f"cached {spec.cached_zip} does not match its SHA256SUMS line")
+            spec.cached_zip.unlink(missing_ok=True)
+            sweep_temps(spec.cached_zip)
+            say("fetch", fetch(spec, force=False))
+    if not _cached_zip_matches(spec, expected):  # changed again at once: not worth a loop
         raise BuildError(
-            f"cached {spec.cached_zip} does not match its SHA256SUMS line; removed it",
-            "run again to download it afresh",
+            f"cached {spec.cached_zip} does not match its SHA256SUMS line, even after "
+            "downloading it again",
+            f"check the disk under {spec.cache_dir}",
         )
     return spec.cached_zip

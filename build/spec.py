@@ -38,6 +38,12 @@ DEFAULTS: dict[str, Any] = {
     "compat_arch": "amd64",
     "retries": "3",  # a string: Invoke would cast INVOKE_RETRIES=abc to int before we can say why
     "autostart": False,  # ship the Upholds= drop-in that starts alloy once the image is merged
+    # Plain http:// to another host than this machine (loopback is always allowed): refused
+    # unless this is set. TLS certificates are verified whatever it says.
+    "allow_http": False,
+    # MiB: a zip member that unpacks to more is refused (Alloy's binary is under 1 GiB). A
+    # string, like retries.
+    "max_binary_size": "4096",
 }
 
 COMPRESSIONS = ("xz", "zstd")
@@ -75,7 +81,9 @@ class BuildSpec:
     compat_arch: str
     retries: int
     autostart: bool = False
+    allow_http: bool = False
     api_url: str = DEFAULTS["api_url"]
+    max_binary_size: int = int(DEFAULTS["max_binary_size"]) << 20  # bytes
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> BuildSpec:
@@ -120,6 +128,15 @@ class BuildSpec:
             retries = -1
         if retries < 0:
             raise BuildError(f"invalid retries {opts['retries']!r}", "use a whole number >= 0")
+        try:
+            max_binary_mib = int(opts["max_binary_size"])
+        except (TypeError, ValueError):
+            max_binary_mib = 0
+        if max_binary_mib < 1:
+            raise BuildError(
+                f"invalid max binary size {opts['max_binary_size']!r}",
+                "use a whole number of MiB >= 1, e.g. --max-binary-size=4096",
+            )
         template = opts["unit_template"]
         cache_dir = opts["cache_dir"]
         return cls(
@@ -134,7 +151,9 @@ class BuildSpec:
             compat_arch=compat_arch,
             retries=retries,
             autostart=_flag(opts["autostart"], "autostart"),
+            allow_http=_flag(opts["allow_http"], "allow_http"),
             api_url=api_url,
+            max_binary_size=max_binary_mib << 20,
         )
 
     # The release as published: {base_url}/v{version}/...

@@ -16,7 +16,6 @@ from .spec import IMAGE_BINARY, IMAGE_EXTENSION_RELEASE, BuildSpec
 # Lets systemd (252+) merge the image under a file name other than `alloy.raw`.
 STRICT_XATTR = "user.extension-release.strict"
 DIR_MODE = 0o755  # overlayfs gives a merged directory the top layer's mode: never narrower
-MAX_BINARY_SIZE = 4 << 30  # Alloy's binary is under 1 GiB; a zip bomb must not fill the disk
 
 
 def extract_binary(zip_path: Path, spec: BuildSpec, dest: Path) -> None:
@@ -32,8 +31,9 @@ def extract_binary(zip_path: Path, spec: BuildSpec, dest: Path) -> None:
                     f"{spec.zip_name} from {spec.zip_url} has no {spec.member}",
                     f"it holds: {held}; check --arch and --base-url",
                 ) from None
-            if info.file_size > MAX_BINARY_SIZE:
-                raise _too_big(what)
+            limit = spec.max_binary_size  # a zip bomb must not fill the disk
+            if info.file_size > limit:
+                raise _too_big(what, limit)
             with archive.open(info) as source, dest.open("wb") as out:
                 header = source.read(HEADER_SIZE)
                 check_elf_header(header, spec.arch, what)
@@ -41,8 +41,8 @@ def extract_binary(zip_path: Path, spec: BuildSpec, dest: Path) -> None:
                 written = len(header)
                 while chunk := source.read(1 << 20):
                     written += len(chunk)
-                    if written > MAX_BINARY_SIZE:  # the header's size can lie
-                        raise _too_big(what)
+                    if written > limit:  # the header's size can lie
+                        raise _too_big(what, limit)
                     out.write(chunk)
     except (zipfile.BadZipFile, zlib.error, EOFError, RuntimeError, NotImplementedError) as error:
         # RuntimeError: an encrypted member; NotImplementedError: a compression zipfile lacks.
@@ -52,9 +52,10 @@ def extract_binary(zip_path: Path, spec: BuildSpec, dest: Path) -> None:
         ) from None
 
 
-def _too_big(what: str) -> BuildError:
+def _too_big(what: str, limit: int) -> BuildError:
     return BuildError(
-        f"{what} unpacks to more than {MAX_BINARY_SIZE >> 30} GiB", "the release asset is broken"
+        f"{what} unpacks to more than {limit >> 20} MiB (--max-binary-size)",
+        "the release asset is broken, or raise --max-binary-size",
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import glob
 import json
 import os
 import shutil
@@ -118,6 +119,24 @@ def atomic_dir(final: Path) -> Iterator[Path]:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
+
+
+def sweep_temps(final: Path) -> list[Path]:
+    """Remove what an earlier run killed outright (SIGKILL, power loss) left beside `final`: its
+    temporary files and directories (.NAME.xxxx.tmp, .NAME.xxxx.old). Only while holding the
+    lock every writer of `final` takes: then none of them is another build's, in use."""
+    removed = []
+    if not final.parent.is_dir():
+        return removed
+    for path in final.parent.glob(f".{glob.escape(final.name)}.*"):
+        if not (path.name.endswith(".tmp") or path.name.endswith(".old")):
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+        removed.append(path)
+    return removed
 
 
 def lock_file(shared: Path) -> Path:

@@ -1,0 +1,347 @@
+"""Local faults injected for real (issue 6): signals to a real `invoke` process in the middle of
+fetch, stage and pack, SIGKILL leftovers, two builds at once on the same directories, a full
+disk, a read-only output directory, a cache file corrupted on disk, zip bombs."""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from werkzeug import Request, Response
+
+from tests.conftest import INVOKE_CLI, VERSION, Invoke, Release
+from tests.fakes import MACHINES, elf_binary, sums, zip_bytes
+from tests.test_bad_input import ZIP, cache_root, error_line, leftovers, ok, outputs
+
+OTHER = "1.10.3"  # a version the release fixture has not published: free for our own assets
+MEMBER = "alloy-linux-amd64"
+ROOT = os.geteuid() == 0
+
+
+@pytest.fixture(autouse=True)
+def missing_is_404(release: Release) -> None:
+    release.server.no_handler_status_code = 404
+
+
+def publish_zip(release: Release, version: str, binary: bytes) -> dict[str, bytes]:
+    assets = {ZIP: zip_bytes({MEMBER: binary})}
+    assets["SHA256SUMS"] = sums(assets)
+    release.publish(version, assets)
+    return assets
+
+
+def start(cli_env: dict[str, str], cwd: Path, *args: str, **env: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [*INVOKE_CLI, *args],
+        cwd=cwd,
+        env={**cli_env, **env},
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_for(what: Callable[[], object], process: subprocess.Popen, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while not what():
+        if process.poll() is not None:
+            raise AssertionError(f"exited early: {process.communicate()}")
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.005)
+
+
+def temps(tmp_path: Path, pattern: str) -> list[Path]:
+    return [*(tmp_path / "output").rglob(pattern), *cache_root(tmp_path).rglob(pattern)]
+
+
+def slow_mksquashfs(tmp_path: Path, seconds: float) -> tuple[dict[str, str], Path]:
+    """A PATH-front mksquashfs that logs its pid, sleeps, then execs the real one (pack's
+    environment is PATH only, so the settings are written into the script)."""
+    real = shutil.which("mksquashfs")
+    if real is None:
+        pytest.skip("mksquashfs not installed")
+    bin_dir = tmp_path / "slowbin"
+    bin_dir.mkdir()
+    log = tmp_path / "mksquashfs.log"
+    script = bin_dir / "mksquashfs"
+    script.write_text(
+        f"#!{sys.executable}\n"
+        "import os, sys, time\n"
+        "if '-version' not in sys.argv:\n"
+        f"    with open({str(log)!r}, 'a') as f:\n"
+        "        f.write(f'{os.getpid()}\\n')\n"
+        f"    time.sleep({seconds})\n"
+        f"os.execv({real!r}, [{real!r}, *sys.argv[1:]])\n"
+    )
+    script.chmod(0o755)
+    return {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}, log
+
+
+def pids(log: Path) -> list[int]:
+    return [int(line) for line in log.read_text().split()] if log.exists() else []
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, IndexError):
+        return False
+    return state != "Z"
+
+
+# (a) Signals
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize("step", ["fetch", "stage", "pack"])
+def test_signal_mid_step_exits_cleanly_and_the_next_run_finishes(
+    invoke: Invoke,
+    release: Release,
+    cli_env: dict[str, str],
+    tmp_path: Path,
+    step: str,
+    signum: int,
+) -> None:
+    ok(invoke("all", "--no-verify"))
+    good = outputs(tmp_path)
+    env: dict[str, str] = {}
+    log = tmp_path / "mksquashfs.log"
+    slow = threading.Event()
+    slow.set()
+    if step == "fetch":
+        # The zip trickles out: 0.05 s per 512 bytes, until the test lets it go.
+        data = zip_bytes({MEMBER: elf_binary(MACHINES["amd64"])})
+
+        def trickle(request: Request) -> Response:
+            def body():
+                for at in range(0, len(data), 512):
+                    yield data[at : at + 512]
+                    if slow.is_set():
+                        time.sleep(0.05)
+
+            return Response(body(), headers={"Content-Length": str(len(data))})
+
+        release.server.expect_request(f"/v{OTHER}/{ZIP}").respond_with_handler(trickle)
+        release.publish(OTHER, {"SHA256SUMS": sums({ZIP: data})})
+        in_step = lambda: temps(tmp_path, f".{ZIP}.*.tmp")  # noqa: E731
+    elif step == "stage":
+        # 64 MiB of zeros: a small zip that takes a while to unpack.
+        header = elf_binary(MACHINES["amd64"], size=4096)
+        publish_zip(release, OTHER, header + bytes(64 << 20))
+        in_step = lambda: temps(tmp_path, ".rootfs.*.tmp")  # noqa: E731
+    else:
+        publish_zip(release, OTHER, elf_binary(MACHINES["amd64"], seed=2))
+        env, log = slow_mksquashfs(tmp_path, 30)
+        in_step = lambda: pids(log)  # noqa: E731
+
+    process = start(cli_env, tmp_path, "all", "--no-verify", f"--version={OTHER}", **env)
+    wait_for(in_step, process)
+    sent = time.monotonic()
+    process.send_signal(signum)
+    stdout, stderr = process.communicate(timeout=10)
+    assert time.monotonic() - sent < 5
+    result = subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+    line = error_line(result, "interrupted by", signal.Signals(signum).name)
+    assert process.returncode == 128 + signum, line
+    # (The step's own line says it finished before the signal: a loaded machine can let that
+    # happen; the clean exit above must hold anyway, and the rest is checked below.)
+    caught_mid_step = not any(line.startswith(f"{step:<8}") for line in stdout.splitlines())
+    assert leftovers(tmp_path) == []
+    assert outputs(tmp_path) == good
+    assert not any(alive(pid) for pid in pids(log))  # mksquashfs did not outlive the build
+
+    slow.clear()
+    ok(invoke("all", "--no-verify", f"--version={OTHER}"))
+    assert leftovers(tmp_path) == []
+    after = outputs(tmp_path)
+    assert {name: after[name] for name in good} == good
+    assert f"alloy-{OTHER}-amd64.raw" in after
+    if not caught_mid_step:
+        pytest.skip(f"the machine was too slow to signal mid-{step}: it had finished")
+
+
+@pytest.mark.parametrize("step", ["stage", "pack"])
+def test_after_sigkill_the_next_run_sweeps_the_leftovers_and_finishes(
+    invoke: Invoke, release: Release, cli_env: dict[str, str], tmp_path: Path, step: str
+) -> None:
+    if step == "stage":
+        header = elf_binary(MACHINES["amd64"], size=4096)
+        publish_zip(release, OTHER, header + bytes(64 << 20))
+        env: dict[str, str] = {}
+        in_step = lambda: temps(tmp_path, ".rootfs.*.tmp")  # noqa: E731
+    else:
+        publish_zip(release, OTHER, elf_binary(MACHINES["amd64"], seed=2))
+        env, log = slow_mksquashfs(tmp_path, 30)
+        in_step = lambda: pids(log)  # noqa: E731
+    process = start(cli_env, tmp_path, "all", "--no-verify", f"--version={OTHER}", **env)
+    wait_for(in_step, process)
+    process.kill()
+    process.communicate(timeout=10)
+    if step == "pack":
+        for pid in pids(log):  # an orphan now: SIGKILL runs no clean-up
+            os.kill(pid, signal.SIGKILL)
+    assert leftovers(tmp_path) != []  # what a killed run leaves
+
+    result = ok(invoke("all", "--no-verify", f"--version={OTHER}"))
+    assert leftovers(tmp_path) == []
+    assert "up to date" not in result.stdout.split(f"{step:<8}", 1)[1].splitlines()[0]
+    image = tmp_path / "output" / f"alloy-{OTHER}-amd64.raw"
+    ok(invoke("verify", f"--image={image}"))
+
+
+# (b) Two builds at once
+
+
+def sha256sum_check(output: Path) -> None:
+    for checksum in output.glob("*.sha256"):
+        subprocess.run(["sha256sum", "--quiet", "-c", checksum.name], cwd=output, check=True)
+
+
+def test_two_builds_of_the_same_version_at_once_make_everything_once(
+    invoke: Invoke, release: Release, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    env, log = slow_mksquashfs(tmp_path, 1)
+    runs = [start(cli_env, tmp_path, "all", **env) for _ in range(2)]
+    results = [run.communicate(timeout=120) for run in runs]
+    for run, (stdout, stderr) in zip(runs, results, strict=True):
+        assert run.returncode == 0, stdout + stderr
+    assert len(pids(log)) == 1  # packed once: the other build waited, then found it up to date
+    assert [path for path in release.requests() if path.endswith(".zip")] == [f"/v{VERSION}/{ZIP}"]
+    output = tmp_path / "output"
+    sha256sum_check(output)
+    ok(invoke("all", "--output-dir=serial"))
+    for name in (f"alloy-{VERSION}-amd64.raw", f"alloy-{VERSION}.raw"):
+        assert (output / name).read_bytes() == (tmp_path / "serial" / name).read_bytes()
+    assert leftovers(tmp_path) == []
+
+
+def test_two_builds_of_different_versions_at_once_share_the_directories(
+    invoke: Invoke, release: Release, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    publish_zip(release, OTHER, elf_binary(MACHINES["amd64"], seed=2))
+    runs = [start(cli_env, tmp_path, "all", f"--version={v}") for v in (VERSION, OTHER)]
+    for run in runs:
+        stdout, stderr = run.communicate(timeout=120)
+        assert run.returncode == 0, stdout + stderr
+    zips = sorted(path for path in release.requests() if path.endswith(".zip"))
+    assert zips == [f"/v{VERSION}/{ZIP}", f"/v{OTHER}/{ZIP}"]
+    sha256sum_check(tmp_path / "output")
+    assert leftovers(tmp_path) == []
+    result = ok(invoke("all", f"--version={OTHER}"))
+    assert all("up to date" in line for line in result.stdout.splitlines())
+
+
+# (c) A full disk
+
+
+@pytest.mark.skipif(not ROOT, reason="mounting a small tmpfs needs root")
+def test_disk_full_during_pack_is_one_line_and_leaves_nothing_partial(
+    release: Release, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    if shutil.which("unshare") is None:
+        pytest.skip("unshare (util-linux) not installed")
+    # 3 MiB that no compressor shrinks: it stages (on disk), but its image cannot fit 1 MiB.
+    noise = random.Random(3).randbytes(3 << 20)
+    publish_zip(release, OTHER, elf_binary(MACHINES["amd64"], size=4096) + noise)
+    output, staging = tmp_path / "output", tmp_path / "staging"
+    output.mkdir()
+    staging.mkdir()
+    script = (
+        'mount -t tmpfs -o size=1m tmpfs "$1" && mkdir "$1/.staging" && '
+        'mount --bind "$2" "$1/.staging" && shift 2 && "$@"; code=$?; '
+        'ls -A "$OUT" > "$LISTING"; exit $code'
+    )
+    listing = tmp_path / "listing"
+    unshare = ["unshare", "-m", "sh", "-c", script, "sh", str(output), str(staging)]
+    result = subprocess.run(
+        [*unshare, *INVOKE_CLI, "all", "--no-verify", f"--version={OTHER}"],
+        cwd=tmp_path,
+        env={**cli_env, "OUT": str(output), "LISTING": str(listing)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    if "mount" in result.stderr and result.returncode != 0 and "error:" not in result.stderr:
+        pytest.skip(f"cannot mount here: {result.stderr.strip()}")
+    error_line(result, "no space left on device in", str(output), "--output-dir")
+    assert listing.read_text().split() == [".staging"]  # no image, no temporary file
+    assert leftovers(tmp_path) == []
+
+
+# (d) A read-only output directory
+
+
+def test_read_only_output_directory_is_one_line(
+    invoke: Invoke, release: Release, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    ok(invoke("all", "--no-verify"))
+    good = outputs(tmp_path)
+    publish_zip(release, OTHER, elf_binary(MACHINES["amd64"], seed=2))
+    output = tmp_path / "output"
+    argv = [*INVOKE_CLI, "all", "--no-verify", f"--version={OTHER}"]
+    if ROOT:  # root writes through 0555: a read-only bind mount, in a mount namespace of its own
+        script = 'mount --bind "$1" "$1" && mount -o remount,ro,bind "$1" && shift && exec "$@"'
+        argv = ["unshare", "-m", "sh", "-c", script, "sh", str(output), *argv]
+    else:
+        output.chmod(0o555)
+    try:
+        result = subprocess.run(
+            argv, cwd=tmp_path, env=cli_env, capture_output=True, text=True, timeout=60
+        )
+    finally:
+        output.chmod(0o755)
+    error_line(result, "Read-only file system" if ROOT else "Permission denied", "output/")
+    assert outputs(tmp_path) == good
+    assert leftovers(tmp_path) == []
+
+
+# (e) Zip bombs
+
+
+def test_member_over_the_configured_size_limit_is_refused(
+    invoke: Invoke, release: Release, tmp_path: Path
+) -> None:
+    header = elf_binary(MACHINES["amd64"], size=4096)
+    publish_zip(release, OTHER, header + bytes(3 << 20))
+    result = invoke("all", f"--version={OTHER}", "--max-binary-size=1")
+    error_line(result, "more than 1 MiB", "--max-binary-size")
+    assert outputs(tmp_path) == {}
+    assert leftovers(tmp_path) == []
+    assert not list((tmp_path / "output").rglob("alloy"))  # not a byte of it staged
+    bad = invoke("all", f"--version={OTHER}", "--max-binary-size=0")
+    error_line(bad, "invalid max binary size")
+
+
+def test_member_whose_header_understates_its_size_is_refused(
+    invoke: Invoke, release: Release, tmp_path: Path
+) -> None:
+    binary = elf_binary(MACHINES["amd64"], size=4096) + bytes(3 << 20)
+    data = bytearray(zip_bytes({MEMBER: binary}))
+    small = (64 << 10).to_bytes(4, "little")  # says 64 KiB, holds 3 MiB
+    data[22:26] = small  # the local header's uncompressed size
+    central = data.index(b"PK\x01\x02")
+    data[central + 24 : central + 28] = small
+    assets = {ZIP: bytes(data)}
+    assets["SHA256SUMS"] = sums(assets)
+    release.publish(OTHER, assets)
+    result = invoke("all", f"--version={OTHER}", "--max-binary-size=1")
+    error_line(result)
+    assert outputs(tmp_path) == {}
+    assert leftovers(tmp_path) == []
+    assert not list((tmp_path / "output").rglob("alloy"))
+
+
+def test_default_limit_takes_the_same_member(invoke: Invoke, release: Release) -> None:
+    header = elf_binary(MACHINES["amd64"], size=4096)
+    publish_zip(release, OTHER, header + bytes(3 << 20))
+    ok(invoke("stage", f"--version={OTHER}"))
