@@ -157,3 +157,13 @@ def e2e(session: nox.Session) -> None:
         env={"ALLOY_E2E_ROOT": E2E_ROOT},
         external=True,
     )
+
+
+@nox.session(python=False, default=False, tags=["bench"])
+def bench(session: nox.Session) -> None:
+    """Benchmarks (issue 7): size, speed and memory against the original script; prints the table
+    and writes docs/benchmarks.md (arguments after -- go to benchmarks/bench.py, e.g. --runs=5).
+
+    Fetches Debian's packer binary once with apt-get download as the stand-in for Alloy."""
+    _require_modules(session, "invoke")
+    session.run(sys.executable, str(ROOT / "benchmarks/bench.py"), *session.posargs, external=True)
