@@ -147,16 +147,3 @@ def test_parallel_matrix_fetches_each_file_once(release: Release, tmp_path: Path
     warm = nox(*args, env=env, cwd=tmp_path)
     assert warm.returncode == 0, warm.stdout + warm.stderr
     assert release.requests() == requests
-
-
-def test_release_session_takes_its_flags_and_the_cells_the_rest() -> None:
-    from noxfile import RELEASE_FLAGS, RELEASE_ONLY_FLAGS, _flags
-
-    args = ["--publish-url=https://x/", "--update-url", "https://y/", "--output-dir=o", "--force"]
-    assert _flags(args, RELEASE_FLAGS, keep=True) == [
-        "--publish-url=https://x/",
-        "--update-url",
-        "https://y/",
-        "--output-dir=o",
-    ]
-    assert _flags(args, RELEASE_ONLY_FLAGS, keep=False) == ["--output-dir=o", "--force"]

@@ -670,6 +670,18 @@ def test_nox_release_arguments_go_to_the_sessions_that_know_them() -> None:
         "--force",
         "--base-url=http://m/",
     ]
+    # --update-url is the release's too, given as --name=value or as --name value.
+    args = ["--publish-url=https://x/", "--update-url", "https://y/", "--output-dir=o", "--force"]
+    assert noxfile._flags(args, noxfile.RELEASE_FLAGS, keep=True) == [
+        "--publish-url=https://x/",
+        "--update-url",
+        "https://y/",
+        "--output-dir=o",
+    ]
+    assert noxfile._flags(args, noxfile.RELEASE_ONLY_FLAGS, keep=False) == [
+        "--output-dir=o",
+        "--force",
+    ]
 
 
 def test_compat_name_without_its_versioned_image_is_refused(invoke: Invoke, tmp_path: Path):
