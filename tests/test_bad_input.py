@@ -7,9 +7,7 @@ import hashlib
 import io
 import re
 import shutil
-import socket
 import subprocess
-import threading
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +18,7 @@ from build.spec import source_key
 from tests.conftest import VERSION, Invoke, Release
 from tests.fakes import MACHINES, elf_binary, release_assets, sums, zip_bytes
 from tests.image import EXPECTED_LISTING, listing
+from tests.rawserver import Answer, RawServer, head
 
 OTHER = "1.10.3"  # a version the release fixture has not published: free for our own assets
 ZIP = "alloy-linux-amd64.zip"
@@ -218,73 +217,33 @@ def test_sha256sums_with_a_different_hash_for_the_zip(
 # 7. A download cut off before its Content-Length
 
 
-class CutOffServer:
-    """A raw HTTP server on 127.0.0.1: serves `files` whole, but sends only the first `keep`
-    bytes of `cut` under the full Content-Length, then closes the connection."""
+def cut_off(files: dict[str, bytes], cut: str, keep: int) -> Answer:
+    """Serve `files` whole, but only the first `keep` bytes of `cut` under its full
+    Content-Length, then close the connection."""
 
-    def __init__(self, files: dict[str, bytes], cut: str, keep: int) -> None:
-        self.files, self.cut, self.keep = files, cut, keep
-        self.requests: list[str] = []
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.sock.settimeout(0.1)
-        self.base_url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        self.stopping = threading.Event()
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _serve(self) -> None:
-        while not self.stopping.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except TimeoutError:
-                continue
-            with conn:
-                conn.settimeout(5)
-                self._answer(conn)
-
-    def _answer(self, conn: socket.socket) -> None:
-        request = b""
-        while b"\r\n\r\n" not in request:
-            data = conn.recv(4096)
-            if not data:
-                return
-            request += data
-        method, path = request.split(b" ", 2)[:2]
-        self.requests.append(f"{method.decode()} {path.decode()}")
-        body = self.files.get(path.decode())
+    def answer(method: str, path: str, _headers: dict[str, str]) -> list[bytes]:
+        body = files.get(path)
         if body is None:
-            conn.sendall(
-                b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-            )
-            return
-        head = (
-            "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
-            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
-        ).encode()
-        if method == b"HEAD":
-            conn.sendall(head)
-        elif path.decode() == self.cut:
-            conn.sendall(head + body[: self.keep])
-        else:
-            conn.sendall(head + body)
+            return [head("404 Not Found", {"Content-Length": "0"})]
+        headers = {"Content-Type": "application/octet-stream", "Content-Length": str(len(body))}
+        if method == "HEAD":
+            return [head("200 OK", headers)]
+        return [head("200 OK", headers), body[:keep] if path == cut else body]
 
-    def stop(self) -> None:
-        self.stopping.set()
-        self.thread.join()
-        self.sock.close()
+    return answer
 
 
 @pytest.fixture
-def cut_off_zip() -> Iterator[CutOffServer]:
+def cut_off_zip() -> Iterator[RawServer]:
     assets = release_assets()
     files = {f"/v{VERSION}/{name}": data for name, data in assets.items()}
-    server = CutOffServer(files, cut=f"/v{VERSION}/{ZIP}", keep=len(assets[ZIP]) // 2)
+    server = RawServer(cut_off(files, cut=f"/v{VERSION}/{ZIP}", keep=len(assets[ZIP]) // 2))
     yield server
     server.stop()
 
 
 def test_download_cut_off_before_its_content_length(
-    invoke: Invoke, tmp_path: Path, cut_off_zip: CutOffServer
+    invoke: Invoke, tmp_path: Path, cut_off_zip: RawServer
 ) -> None:
     zip_url = f"{cut_off_zip.base_url}/v{VERSION}/{ZIP}"
     line = fails_cleanly(
@@ -294,7 +253,7 @@ def test_download_cut_off_before_its_content_length(
         "cut off",
     )
     assert "2 times" in line
-    assert cut_off_zip.requests.count(f"GET /v{VERSION}/{ZIP}") == 2
+    assert len(cut_off_zip.gets(f"/v{VERSION}/{ZIP}")) == 2
     assert not cached(tmp_path, cut_off_zip.base_url, VERSION).exists()
 
 
