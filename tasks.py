@@ -33,8 +33,9 @@ HELP = {
     f"GITHUB_TOKEN when set) (default {DEFAULTS['api_url']})",
     "output_dir": f"where images go (default {DEFAULTS['output_dir']})",
     "cache_dir": "download cache (default $XDG_CACHE_HOME/alloy-sysext, ~/.cache/alloy-sysext)",
-    "compression": "squashfs compression: xz (smallest) or zstd (reads back ~10x faster) "
-    f"(default {DEFAULTS['compression']})",
+    "compression": "squashfs compression: xz (small); xz-bcj (xz plus the x86 BCJ filter: "
+    "~2-3 % smaller on amd64 at ~2x the pack time; on arm64 the same as xz); or zstd (~12 % "
+    f"larger, reads back ~10x faster) (default {DEFAULTS['compression']})",
     "config_path": f"Alloy config the unit runs (default {DEFAULTS['config_path']})",
     "unit_template": "your own alloy.service template, with @BINARY@, @CONFIG_PATH@, "
     "@STATE_DIR@, @VERSION@ placeholders (default build/templates/alloy.service)",

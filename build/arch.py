@@ -13,11 +13,14 @@ class Arch:
     systemd: str  # ARCHITECTURE= in extension-release
     elf_machine: int  # e_machine in the ELF header
     elf_name: str  # how people call that machine
+    # mksquashfs's xz BCJ filter for this machine's code (-Xbcj), for --compression=xz-bcj; None
+    # where squashfs-tools has none (4.5 knows 32-bit ARM's, not arm64's).
+    bcj: str | None
 
 
 ARCHES: dict[str, Arch] = {
-    "amd64": Arch("amd64", "x86-64", 62, "x86-64"),
-    "arm64": Arch("arm64", "arm64", 183, "AArch64"),
+    "amd64": Arch("amd64", "x86-64", 62, "x86-64", bcj="x86"),
+    "arm64": Arch("arm64", "arm64", 183, "AArch64", bcj=None),
 }
 
 ELF_MACHINE_NAMES: dict[int, str] = {

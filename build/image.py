@@ -32,12 +32,18 @@ class SquashfsImage:
         self.entries = self._entries()
 
     def _superblock(self) -> dict[str, str]:
+        """unsquashfs -s's "Compression" and "Block size", and "Filters" (e.g. "x86") where xz
+        was given -Xbcj."""
         out = run(["unsquashfs", "-s", str(self.path)])
         info = {}
         for key in ("Compression", "Block size"):
             match = re.search(rf"^{key} (.+)$", out, re.M)
             if match:
                 info[key] = match.group(1).strip()
+        # The compressor's options follow its line, indented: "\tFilters selected: x86".
+        match = re.search(r"^[ \t]+Filters selected:(.*)$", out, re.M)
+        if match:
+            info["Filters"] = match.group(1).strip()
         return info
 
     def _entries(self) -> dict[str, Entry]:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 import re
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
+from .arch import Arch
 from .errors import BuildError
 from .run import run
 
@@ -15,17 +17,47 @@ BLOCK_SIZE_BYTES = 1 << 20
 # Any constant would do: it must depend on neither the clock nor the checkout. mksquashfs uses
 # it as the image's creation time and clamps every newer file time to it.
 SOURCE_DATE_EPOCH = "0"
-_COMPRESSOR_FLAGS = {
-    "xz": ["-comp", "xz"],
-    "zstd": ["-comp", "zstd", "-Xcompression-level", "19"],
+
+
+@dataclass(frozen=True)
+class Compressor:
+    comp: str  # mksquashfs -comp, and what unsquashfs -s shows as "Compression"
+    options: tuple[str, ...] = ()
+    # Add -Xbcj with the architecture's filter (Arch.bcj), where squashfs-tools has one:
+    # mksquashfs packs each block with and without it and keeps the smaller.
+    bcj: bool = False
+
+
+# Every --compression choice (spec.COMPRESSIONS is this table's keys).
+COMPRESSORS: dict[str, Compressor] = {
+    "xz": Compressor("xz"),
+    "xz-bcj": Compressor("xz", bcj=True),
+    "zstd": Compressor("zstd", ("-Xcompression-level", "19")),
 }
 
 
-def mksquashfs_args(compression: str) -> list[str]:
-    return ["-noappend", "-all-root", *_COMPRESSOR_FLAGS[compression], "-b", BLOCK_SIZE]
+def bcj_filter(compression: str, arch: Arch) -> str | None:
+    """The BCJ filter an image of this compression for this architecture is packed with
+    (unsquashfs -s: "Filters selected: x86"), or None."""
+    return arch.bcj if COMPRESSORS[compression].bcj else None
 
 
-def pack(tree: Path, image: Path, compression: str) -> None:
+def mksquashfs_args(compression: str, arch: Arch) -> list[str]:
+    compressor = COMPRESSORS[compression]
+    bcj = bcj_filter(compression, arch)
+    return [
+        "-noappend",
+        "-all-root",
+        "-comp",
+        compressor.comp,
+        *compressor.options,
+        *(["-Xbcj", bcj] if bcj else []),
+        "-b",
+        BLOCK_SIZE,
+    ]
+
+
+def pack(tree: Path, image: Path, compression: str, arch: Arch) -> None:
     # Nothing from the caller's environment but PATH: only these can shape the image.
     env = {
         "PATH": os.environ.get("PATH", ""),
@@ -34,7 +66,13 @@ def pack(tree: Path, image: Path, compression: str) -> None:
     }
     try:
         run(
-            ["mksquashfs", str(tree), str(image), *mksquashfs_args(compression), "-no-progress"],
+            [
+                "mksquashfs",
+                str(tree),
+                str(image),
+                *mksquashfs_args(compression, arch),
+                "-no-progress",
+            ],
             env=env,
         )
     except BuildError as error:

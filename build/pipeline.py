@@ -143,7 +143,7 @@ class Pipeline:
             "pack",
             targets=(spec.image, buildinfo_file(spec.image)),
             sources=(spec.rootfs / IMAGE_BINARY, spec.stamp("stage")),
-            params={"mksquashfs": packing.mksquashfs_args(spec.compression)},
+            params={"mksquashfs": packing.mksquashfs_args(spec.compression, spec.arch)},
             stamp=spec.stamp("pack"),
         )
         if "pack" in self.force or why_out_of_date(step) is not None:
@@ -152,7 +152,7 @@ class Pipeline:
 
         def action() -> str:
             with atomic_path(spec.image) as tmp:
-                packing.pack(spec.rootfs, tmp, spec.compression)
+                packing.pack(spec.rootfs, tmp, spec.compression, spec.arch)
             tools = packing.tool_versions()
             buildinfo = {
                 "image": spec.image.name,
@@ -160,7 +160,7 @@ class Pipeline:
                 "arch": spec.arch.name,
                 "compression": spec.compression,
                 "block_size": packing.BLOCK_SIZE_BYTES,
-                "mksquashfs_args": packing.mksquashfs_args(spec.compression),
+                "mksquashfs_args": packing.mksquashfs_args(spec.compression, spec.arch),
                 "autostart": spec.autostart,
                 "config_path": spec.config_path,
                 **tools,

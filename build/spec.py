@@ -11,6 +11,7 @@ from typing import Any
 
 from .arch import ARCHES, Arch, parse_arch
 from .errors import BuildError
+from .pack import COMPRESSORS
 
 NAME = "alloy"
 
@@ -46,7 +47,7 @@ DEFAULTS: dict[str, Any] = {
     "max_binary_size": "4096",
 }
 
-COMPRESSIONS = ("xz", "zstd")
+COMPRESSIONS = tuple(COMPRESSORS)  # xz, xz-bcj, zstd
 VERSION_PATTERN = re.compile(r"\d+\.\d+\.\d+(-rc\.\d+)?")
 _UNIT_PATH_SAFE = re.compile(r"/[A-Za-z0-9._/+@:-]*")
 

@@ -9,12 +9,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import merge
-from .arch import ARCHES, ELF_MACHINE_NAMES
+from .arch import ARCHES, ELF_MACHINE_NAMES, Arch
 from .checksum import file_sha256, read_checksum
 from .elf import HEADER_SIZE
 from .errors import BuildError
 from .image import SquashfsImage
-from .pack import BLOCK_SIZE_BYTES
+from .pack import BLOCK_SIZE_BYTES, COMPRESSORS, bcj_filter
 from .report import say
 from .spec import (
     IMAGE_AUTOSTART,
@@ -68,20 +68,36 @@ def verify(image: Path, expect: Expectations) -> list[Check]:
 
 def _checks(path: Path, expect: Expectations) -> Iterator[Check]:
     image = SquashfsImage(path)
-    yield _superblock(image, expect.compression)
+    machines = _binary_machines(image)
+    yield _superblock(image, expect.compression, _arch_of(machines))
     yield from _entries(image, expect.required)
-    release = yield from _extension_release(image, path)
+    release = yield from _extension_release(image, path, machines)
     yield from _checksums(expect.checksums)
     yield from _merges(image, path, release, expect.names)
 
 
-def _superblock(image: SquashfsImage, compression: str) -> Check:
-    found = (image.superblock.get("Compression"), image.superblock.get("Block size"))
-    wanted = (compression, str(BLOCK_SIZE_BYTES))
-    detail = f"{found[0]} compression, {found[1]}-byte blocks"
+def _superblock(image: SquashfsImage, compression: str, arch: Arch | None) -> Check:
+    """Compressor, BCJ filter and block size as --compression packs them for `arch`, the
+    architecture of the image's binary (None: unknown, which the architecture check fails)."""
+    compressor = COMPRESSORS[compression]
+    superblock = image.superblock
+    found = (superblock.get("Compression"), superblock.get("Filters"), superblock.get("Block size"))
+    detail = _describe(*found)
+    if compressor.bcj and arch is None:
+        # The filter follows the binary's machine, unknown here: the architecture check fails.
+        bcj = found[1]
+        detail += " (filter not checked: the binary's architecture is unknown)"
+    else:
+        bcj = bcj_filter(compression, arch) if arch is not None else None
+    wanted = (compressor.comp, bcj, str(BLOCK_SIZE_BYTES))
     if found != wanted:
-        return Check("superblock", "FAIL", f"{detail}; expected {wanted[0]}, {wanted[1]}")
+        return Check("superblock", "FAIL", f"{detail}; expected {_describe(*wanted)}")
     return Check("superblock", "ok", detail)
+
+
+def _describe(compression: str | None, bcj: str | None, block_size: str | None) -> str:
+    filters = f"BCJ filter {bcj}" if bcj is not None else "no BCJ filter"
+    return f"{compression} compression, {filters}, {block_size}-byte blocks"
 
 
 def _entries(image: SquashfsImage, required: Sequence[str]) -> Iterator[Check]:
@@ -109,7 +125,9 @@ def _entries(image: SquashfsImage, required: Sequence[str]) -> Iterator[Check]:
         yield Check("entries", "ok", f"{len(image.entries)} entries, root-owned, under /usr")
 
 
-def _extension_release(image: SquashfsImage, path: Path) -> Iterator[Check]:
+def _extension_release(
+    image: SquashfsImage, path: Path, machines: dict[str, int | None]
+) -> Iterator[Check]:
     """Yields its checks; returns the extension-release fields (empty if unusable)."""
     releases = [
         name for name in image.entries if name.startswith(RELEASE_DIR + "extension-release.")
@@ -133,7 +151,7 @@ def _extension_release(image: SquashfsImage, path: Path) -> Iterator[Check]:
         yield Check("extension-release", "FAIL", f"{inside} has no ID=")
     else:
         yield Check("extension-release", "ok", f"{inside}: ID={fields['ID']}")
-    yield _architecture(image, fields.get("ARCHITECTURE", ""))
+    yield _architecture(machines, fields.get("ARCHITECTURE", ""))
     stem = path.name.removesuffix(".raw")
     if stem == extension:
         yield Check("name", "ok", f"{path.name} matches extension-release.{extension}")
@@ -149,7 +167,27 @@ def _extension_release(image: SquashfsImage, path: Path) -> Iterator[Check]:
     return fields
 
 
-def _architecture(image: SquashfsImage, architecture: str) -> Check:
+def _binary_machines(image: SquashfsImage) -> dict[str, int | None]:
+    """Each file in /usr/bin and /usr/local/bin -> its ELF machine (None: not an ELF file)."""
+    machines: dict[str, int | None] = {}
+    for entry in image.entries.values():
+        if entry.is_file and entry.path.startswith(BINARY_DIRS):
+            header = image.head(entry.path, HEADER_SIZE)
+            elf = header[:4] == b"\x7fELF" and len(header) >= HEADER_SIZE
+            machines[entry.path] = int.from_bytes(header[18:20], "little") if elf else None
+    return machines
+
+
+def _arch_of(machines: dict[str, int | None]) -> Arch | None:
+    """The architecture every binary is built for; None if none, mixed, or not one of ours."""
+    found = set(machines.values())
+    if len(found) != 1:
+        return None
+    [machine] = found
+    return next((a for a in ARCHES.values() if a.elf_machine == machine), None)
+
+
+def _architecture(machines: dict[str, int | None], architecture: str) -> Check:
     arch = next((a for a in ARCHES.values() if a.systemd == architecture), None)
     if arch is None:
         valid = ", ".join(a.systemd for a in ARCHES.values())
@@ -158,16 +196,10 @@ def _architecture(image: SquashfsImage, architecture: str) -> Check:
             "FAIL",
             f"ARCHITECTURE={architecture or '(missing)'} is not one of systemd's names ({valid})",
         )
-    binaries = [
-        entry.path
-        for entry in image.entries.values()
-        if entry.is_file and entry.path.startswith(BINARY_DIRS)
-    ]
-    for binary in binaries:
-        header = image.head(binary, HEADER_SIZE)
-        if header[:4] != b"\x7fELF" or len(header) < HEADER_SIZE:
+    binaries = list(machines)
+    for binary, machine in machines.items():
+        if machine is None:
             return Check("architecture", "FAIL", f"/{binary} is not an ELF executable")
-        machine = int.from_bytes(header[18:20], "little")
         if machine != arch.elf_machine:
             found = ELF_MACHINE_NAMES.get(machine, f"machine {machine}")
             return Check(

@@ -34,6 +34,7 @@ def listing(image: Path) -> dict[str, tuple[str, str]]:
 
 
 def superblock(image: Path) -> dict[str, str]:
+    """unsquashfs -s's Compression and Block size, and Filters where xz has any (-Xbcj)."""
     out = subprocess.run(
         ["unsquashfs", "-s", str(image)], capture_output=True, text=True, check=True
     ).stdout
@@ -42,6 +43,8 @@ def superblock(image: Path) -> dict[str, str]:
         for key in ("Compression", "Block size"):
             if line.startswith(key + " "):
                 info[key] = line[len(key) + 1 :].strip()
+        if line.startswith("\tFilters selected:"):
+            info["Filters"] = line.split(":", 1)[1].strip()
     return info
 
 

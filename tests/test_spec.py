@@ -128,16 +128,16 @@ def test_compat_arch_refused_with_valid_list(name: str) -> None:
 # compression
 
 
-@pytest.mark.parametrize("name", ["xz", "zstd"])
+@pytest.mark.parametrize("name", ["xz", "xz-bcj", "zstd"])
 def test_compression_accepted(name: str) -> None:
     assert spec(compression=name).compression == name
 
 
-@pytest.mark.parametrize("name", ["gzip", "XZ", "lz4", ""])
+@pytest.mark.parametrize("name", ["gzip", "XZ", "lz4", "", "xz-BCJ", "bcj", "xz-bcj-arm64"])
 def test_compression_refused(name: str) -> None:
     text = refused(compression=name)
     assert f"unknown compression {name!r}" in text
-    assert "xz, zstd" in text
+    assert "use --compression with one of: xz, xz-bcj, zstd" in text
 
 
 # base_url

@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from build.pack import mksquashfs_args
+from build.arch import ARCHES
+from build.pack import bcj_filter, mksquashfs_args
+from build.spec import COMPRESSIONS, BuildSpec
 from build.spec import IMAGE_EXTENSION_RELEASE as RELEASE
 from build.spec import IMAGE_UNIT as UNIT
-from build.spec import BuildSpec
 from build.stage import STRICT_XATTR, _strip_foreign_xattrs, stage
 from tests.fakes import MACHINES, elf_binary, zip_bytes
 
@@ -69,10 +70,27 @@ def test_stray_xattrs_are_stripped_and_the_strict_one_kept(tmp_path: Path) -> No
         assert os.listxattr(path) == []
 
 
-def test_mksquashfs_flags_make_root_owned_fresh_images() -> None:
-    for compression in ("xz", "zstd"):
-        args = mksquashfs_args(compression)
-        assert {"-all-root", "-noappend"} <= set(args)
-        assert args[args.index("-comp") + 1] == compression
-        assert args[args.index("-b") + 1] == "1M"
-        assert "-no-xattrs" not in args  # the strict=false xattr must reach the image
+# What each --compression adds to mksquashfs's command line, per architecture: all of them.
+FLAGS = {
+    ("xz", "amd64"): ["-comp", "xz"],
+    ("xz", "arm64"): ["-comp", "xz"],
+    ("xz-bcj", "amd64"): ["-comp", "xz", "-Xbcj", "x86"],
+    # squashfs-tools 4.5 has no arm64 filter ("arm" is 32-bit ARM's): plain xz.
+    ("xz-bcj", "arm64"): ["-comp", "xz"],
+    ("zstd", "amd64"): ["-comp", "zstd", "-Xcompression-level", "19"],
+    ("zstd", "arm64"): ["-comp", "zstd", "-Xcompression-level", "19"],
+}
+
+
+def test_every_compression_and_arch_is_listed() -> None:
+    assert set(FLAGS) == {(c, a) for c in COMPRESSIONS for a in ARCHES}
+
+
+@pytest.mark.parametrize(("compression", "arch"), FLAGS)
+def test_mksquashfs_args_per_compression_and_arch(compression: str, arch: str) -> None:
+    flags = FLAGS[compression, arch]
+    # Root-owned fresh images, 1 MiB blocks; no -no-xattrs: the strict=false xattr must reach
+    # the image.
+    args = mksquashfs_args(compression, ARCHES[arch])
+    assert args == ["-noappend", "-all-root", *flags, "-b", "1M"]
+    assert bcj_filter(compression, ARCHES[arch]) == ("x86" if "-Xbcj" in flags else None)

@@ -38,9 +38,9 @@ def tree(built: Path, tmp_path: Path) -> Path:
     return extract(built, tmp_path / "tree")
 
 
-def repack(tree: Path, image: Path, all_root: bool = True) -> Path:
+def repack(tree: Path, image: Path, all_root: bool = True, extra: tuple[str, ...] = ()) -> Path:
     image.parent.mkdir(parents=True, exist_ok=True)
-    args = ["mksquashfs", str(tree), str(image), "-noappend", "-comp", "xz", "-b", "1M"]
+    args = ["mksquashfs", str(tree), str(image), "-noappend", "-comp", "xz", "-b", "1M", *extra]
     subprocess.run(
         [*args, "-no-progress", *(["-all-root"] if all_root else [])],
         check=True,
@@ -175,6 +175,70 @@ def test_checksum_and_superblock(invoke: Invoke, built: Path) -> None:
     checksum = built.with_name(built.name + ".sha256")
     checksum.write_text("0" * 64 + f"  {built.name}\n")
     fails_because(invoke("verify"), "checksum", f"{built.name} does not match {checksum.name}")
+
+
+def test_superblock_checks_the_bcj_filter_both_ways(invoke: Invoke, built: Path) -> None:
+    fails_because(
+        verify(invoke, built, "--compression=xz-bcj"),
+        "superblock",
+        "xz compression, no BCJ filter, 1048576-byte blocks; "
+        "expected xz compression, BCJ filter x86, 1048576-byte blocks",
+    )
+    rebuilt = invoke("all", "--compression=xz-bcj", "--no-verify")
+    assert rebuilt.returncode == 0, rebuilt.stdout + rebuilt.stderr
+    for compression in ("xz", "zstd"):
+        fails_because(
+            verify(invoke, built, f"--compression={compression}"),
+            "superblock",
+            "xz compression, BCJ filter x86, 1048576-byte blocks; "
+            f"expected {compression} compression, no BCJ filter",
+        )
+    passed = verify(invoke, built, "--compression=xz-bcj")
+    assert passed.returncode == 0, passed.stdout + passed.stderr
+    assert "ok   superblock: xz compression, BCJ filter x86, 1048576-byte blocks" in passed.stdout
+
+
+def test_another_filter_than_the_binarys_fails(invoke: Invoke, tree: Path, tmp_path: Path) -> None:
+    image = repack(tree, tmp_path / "bad" / "alloy.raw", extra=("-Xbcj", "arm"))
+    fails_because(
+        verify(invoke, image, "--compression=xz-bcj"),
+        "superblock",
+        "BCJ filter arm,",
+        "expected xz compression, BCJ filter x86",
+    )
+
+
+def test_xz_bcj_filter_follows_the_binary_not_arch(invoke: Invoke, tmp_path: Path) -> None:
+    """An arm64 image has no filter to check for (squashfs-tools has no arm64 BCJ), whatever
+    --arch says: verify --image takes the architecture from the image's binary."""
+    built = invoke("all", "--arch=arm64", "--compression=xz-bcj", "--no-verify")
+    assert built.returncode == 0, built.stdout + built.stderr
+    image = tmp_path / "output" / f"alloy-{VERSION}-arm64.raw"
+    for arch in ("amd64", "arm64"):
+        result = verify(invoke, image, "--compression=xz-bcj", f"--arch={arch}")
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "ok   superblock: xz compression, no BCJ filter" in result.stdout
+    tree = extract(image, tmp_path / "tree")
+    x86_filtered = repack(tree, tmp_path / "bad" / "alloy.raw", extra=("-Xbcj", "x86"))
+    fails_because(
+        verify(invoke, x86_filtered, "--compression=xz-bcj"),
+        "superblock",
+        "BCJ filter x86,",
+        "expected xz compression, no BCJ filter",
+    )
+
+
+def test_xz_bcj_without_a_known_binary_fails_on_the_architecture(
+    invoke: Invoke, tree: Path, tmp_path: Path
+) -> None:
+    (tree / "usr/local/bin/alloy").write_text("#!/bin/sh\nexec true\n")
+    image = repack(tree, tmp_path / "bad" / "alloy.raw", extra=("-Xbcj", "x86"))
+    result = verify(invoke, image, "--compression=xz-bcj")
+    fails_because(result, "architecture", "/usr/local/bin/alloy is not an ELF")
+    assert (
+        "ok   superblock: xz compression, BCJ filter x86, 1048576-byte blocks "
+        "(filter not checked: the binary's architecture is unknown)"
+    ) in result.stdout
 
 
 def test_an_image_for_another_machine_skips_the_merges_and_says_why(
