@@ -162,7 +162,8 @@ def e2e(session: nox.Session) -> None:
 @nox.session(python=False, default=False, tags=["bench"])
 def bench(session: nox.Session) -> None:
     """Benchmarks (issue 7): size, speed and memory against the original script; prints the table
-    and writes docs/benchmarks.md (arguments after -- go to benchmarks/bench.py, e.g. --runs=5).
+    and writes docs/benchmarks.md (arguments after -- go to benchmarks/bench.py, e.g. --runs=5;
+    --large adds a 236 MB stand-in).
 
     Fetches Debian's packer binary once with apt-get download as the stand-in for Alloy."""
     _require_modules(session, "invoke")

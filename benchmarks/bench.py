@@ -4,7 +4,13 @@ Run with `nox -s bench` (or `python benchmarks/bench.py`, from the requirements'
 It takes a real Go binary (Debian's `packer`, ~107 MB, fetched once with `apt-get download` into
 the bench's cache), serves it as an Alloy release from a local HTTP server on 127.0.0.1, measures
 each figure as the median of a few runs, prints a table and writes it to docs/benchmarks.md.
-Not collected by pytest: it takes minutes.
+With --large it also builds a ~236 MB Go binary offline from Debian's Go sources (see
+build_large_binary) and measures the size figures on it. Not collected by pytest: it takes minutes.
+
+This machine's CPU speed drifts by about 10 % from minute to minute (the same mksquashfs took
+29-35 s of CPU time in five runs in a row), so two timings compared in a ratio are taken as a
+pair, one right after the other, in alternating order, and a ratio is the median of the pairs'
+ratios, shown with their range.
 """
 
 from __future__ import annotations
@@ -31,14 +37,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from build.arch import ARCHES  # noqa: E402
 from build.pack import mksquashfs_args  # noqa: E402
 
 VERSION = "1.10.2"
+LARGE_VERSION = "1.17.1"  # the --large stand-in is served as this release
 ELF_MACHINE = {"amd64": 0x3E, "arm64": 0xB7}
 PACKAGE = "packer"  # a Go binary from Debian, the stand-in for Alloy's
 # The original script's mksquashfs flags (its block size: mksquashfs's default, 128 KiB).
 ORIGINAL_FLAGS = ["-comp", "xz", "-Xdict-size", "100%", "-noappend"]
 IMAGE_BINARY = "usr/local/bin/alloy"
+COMPRESSIONS = ("xz", "xz-bcj", "zstd")  # every choice `invoke all --compression` offers
+AMD64 = ARCHES["amd64"]
 
 
 @dataclass
@@ -49,9 +59,12 @@ class Row:
     unit: str = "s"
     limit: float | None = None  # goal: ratio ours/theirs <= limit (or ours <= limit, unit MB)
     note: str = ""
+    ratios: tuple[float, ...] = ()  # ours/theirs of each pair, when they ran in pairs
 
     @property
     def ratio(self) -> float | None:
+        if self.ratios:
+            return statistics.median(self.ratios)
         return self.ours / self.theirs if self.theirs else None
 
     @property
@@ -80,6 +93,8 @@ def format_table(rows: Sequence[Row]) -> str:
     ]
     for row in rows:
         ratio = "—" if row.ratio is None else f"{row.ratio:.3f}x"
+        if len(row.ratios) > 1:
+            ratio += f" ({min(row.ratios):.3f}-{max(row.ratios):.3f})"
         if row.limit is None:
             goal = "—"
         elif row.theirs is None:
@@ -125,6 +140,27 @@ def median_of(n: int, make: Callable[[int], float]) -> float:
     return statistics.median(make(i) for i in range(n))
 
 
+def paired(
+    n: int, ours: Callable[[int], float], theirs: Callable[[int], float]
+) -> tuple[float, float, tuple[float, ...]]:
+    """Run ours and theirs `n` times each as pairs, alternating which goes first (so the page
+    cache and the machine's drift favour neither): their medians and each pair's ratio."""
+    pairs = []
+    for i in range(n):
+        if i % 2 == 0:
+            a = ours(i)
+            b = theirs(i)
+        else:
+            b = theirs(i)
+            a = ours(i)
+        pairs.append((a, b))
+    return (
+        statistics.median(a for a, _ in pairs),
+        statistics.median(b for _, b in pairs),
+        tuple(a / b for a, b in pairs),
+    )
+
+
 def log(message: str) -> None:
     print(f"bench: {message}", file=sys.stderr, flush=True)
 
@@ -141,7 +177,15 @@ def fresh(path: Path) -> Path:
     return path
 
 
-# --- setup: the binary, the release, the server --------------------------------------------------
+# --- setup: the binaries, the release, the server ------------------------------------------------
+
+
+def apt_download(packages: Sequence[str], into: Path) -> list[Path]:
+    """Debian packages downloaded (not installed) into a fresh directory."""
+    debs = fresh(into)
+    debs.chmod(0o777)  # apt-get download, as root, fetches as the _apt user where it can
+    subprocess.run(["apt-get", "download", *packages], cwd=debs, check=True)
+    return sorted(debs.glob("*.deb"))
 
 
 def fetch_binary(cache: Path) -> Path:
@@ -149,25 +193,111 @@ def fetch_binary(cache: Path) -> Path:
     binary = cache / "pkg" / "usr" / "bin" / PACKAGE
     if binary.exists():
         return binary
-    debs = fresh(cache / "deb")
-    debs.chmod(0o777)  # apt-get download, as root, fetches as the _apt user where it can
-    subprocess.run(["apt-get", "download", PACKAGE], cwd=debs, check=True)
-    (deb,) = debs.glob("*.deb")
+    (deb,) = apt_download([PACKAGE], cache / "deb")
     subprocess.run(["dpkg", "-x", str(deb), str(cache / "pkg")], check=True)
     return binary
 
 
-def make_release(cache: Path, binary: Path) -> Path:
-    """A release in GitHub's layout: vX.Y.Z/alloy-linux-ARCH.zip + SHA256SUMS. The arm64 binary
-    is the same one with its ELF machine field set to aarch64 (the build checks only that)."""
-    release = cache / "release"
-    sums = release / f"v{VERSION}" / "SHA256SUMS"
-    stamp = release / "source.sha256"
-    source_sha = hashlib.sha256(binary.read_bytes()).hexdigest()
+# The large stand-in: every service client of aws-sdk-go v1, the way Alloy links hundreds of
+# exporters and SDKs. Reflection over the clients keeps all their methods through the linker.
+LARGE_PACKAGES = ("golang-go", "golang-github-aws-aws-sdk-go-dev")
+LARGE_SERVICES = "github.com/aws/aws-sdk-go/service"
+LARGE_MAIN = """package main
+
+import (
+\t"fmt"
+\t"os"
+\t"reflect"
+
+\t"github.com/aws/aws-sdk-go/aws/session"
+{imports}
+)
+
+func main() {{
+\tsess := session.Must(session.NewSession())
+\tclients := []interface{{}}{{
+{clients}
+\t}}
+\tfor _, client := range clients {{
+\t\tfmt.Println(reflect.ValueOf(client).MethodByName(os.Args[1]).IsValid())
+\t}}
+}}
+"""
+
+
+def build_large_binary(cache: Path) -> Path:
+    """A ~236 MB real Go binary, built offline from Debian's Go toolchain and aws-sdk-go sources
+    (apt-get download + dpkg -x: nothing installed), stripped like a release build. About five
+    minutes on 2 cores, once: the binary is kept (delete cache/large to rebuild it)."""
+    large = cache / "large"
+    binary = large / "aws-sdk-go-all"
+    if binary.exists():
+        return binary
+    log("building the large stand-in from Debian's Go sources (once; ~5 minutes on 2 cores)")
+    depends = subprocess.run(
+        ["apt-cache", "depends", "--recurse", "--no-recommends", "--no-suggests",
+         "--no-conflicts", "--no-breaks", "--no-replaces", "--no-enhances", "--no-pre-depends",
+         *LARGE_PACKAGES],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    # The Go toolchain and Go sources only; libc and friends are the host's.
+    packages = sorted({line for line in depends.splitlines() if line.startswith("golang-")})
+    debs = apt_download(packages, large / "deb")
+    root = fresh(large / "root")
+    for deb in debs:
+        subprocess.run(["dpkg", "-x", str(deb), str(root)], check=True)
+    (go,) = root.glob("usr/lib/go-*/bin/go")
+    gocode = root / "usr/share/gocode"
+    services = sorted(
+        d.name
+        for d in (gocode / "src" / LARGE_SERVICES).iterdir()
+        if any(not f.name.endswith("_test.go") for f in d.glob("*.go"))
+    )
+    program = fresh(large / "gopath/src/standin")
+    (program / "main.go").write_text(
+        LARGE_MAIN.format(
+            imports="\n".join(f'\ts_{s} "{LARGE_SERVICES}/{s}"' for s in services),
+            clients="\n".join(f"\t\ts_{s}.New(sess)," for s in services),
+        )
+    )
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(large),
+        "GOROOT": str(go.parent.parent),
+        "GOPATH": f"{large / 'gopath'}:{gocode}",
+        "GO111MODULE": "off",
+        "GOCACHE": str(large / "gocache"),
+        "CGO_ENABLED": "0",
+        "GOENV": "off",
+    }
+    tmp = binary.with_suffix(".tmp")
+    build = [str(go), "build", "-trimpath", "-ldflags=-s -w", "-o", str(tmp), "standin"]
+    _note(
+        f"apt-get download {' '.join(packages)}; dpkg -x each; GO111MODULE=off CGO_ENABLED=0 "
+        f"go build -trimpath -ldflags='-s -w' (main.go: every one of {len(services)} "
+        "aws-sdk-go service clients, kept through reflection)"
+    )
+    subprocess.run(build, cwd=program, env=env, check=True)
+    tmp.rename(binary)
+    (large / "source.txt").write_text(
+        f"{len(services)} aws-sdk-go services; " + ", ".join(d.name for d in debs) + "\n"
+    )
+    for scratch in ("root", "gopath", "gocache", "deb"):
+        shutil.rmtree(large / scratch, ignore_errors=True)
+    return binary
+
+
+def make_release(release: Path, version: str, binary: Path) -> None:
+    """The binary as release `version` in GitHub's layout: vX.Y.Z/alloy-linux-ARCH.zip +
+    SHA256SUMS. The arm64 binary is the same one with its ELF machine field set to aarch64 (the
+    build checks only that)."""
+    directory = release / f"v{version}"
+    sums = directory / "SHA256SUMS"
+    stamp = directory / "source.sha256"
+    source_sha = file_sha256(binary)
     if sums.exists() and stamp.exists() and stamp.read_text().strip() == source_sha:
-        return release
-    directory = fresh(release) / f"v{VERSION}"
-    directory.mkdir()
+        return
+    fresh(directory)
     data = bytearray(binary.read_bytes())
     lines = []
     for arch, machine in ELF_MACHINE.items():
@@ -177,11 +307,17 @@ def make_release(cache: Path, binary: Path) -> Path:
         info.external_attr = 0o755 << 16
         with zipfile.ZipFile(directory / name, "w", zipfile.ZIP_DEFLATED) as archive:
             archive.writestr(info, bytes(data))
-        digest = hashlib.sha256((directory / name).read_bytes()).hexdigest()
-        lines.append(f"{digest}  {name}\n")
+        lines.append(f"{file_sha256(directory / name)}  {name}\n")
     sums.write_text("".join(lines))
     stamp.write_text(source_sha + "\n")
-    return release
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 class _Quiet(http.server.SimpleHTTPRequestHandler):
@@ -200,7 +336,7 @@ def xz9e_size(cache: Path, binary: Path) -> int:
     """Bytes of `xz -9e` over the bare binary: the limit. ~2 minutes, so kept by the binary's
     sha256 and xz's version."""
     version = subprocess.run(["xz", "--version"], capture_output=True, text=True).stdout.split()
-    key = hashlib.sha256(binary.read_bytes()).hexdigest()[:16] + "-" + version[3]
+    key = file_sha256(binary)[:16] + "-" + version[3]
     kept = cache / f"xz9e-{key}.size"
     _note(f"xz -9e -T1 -c {binary} | wc -c")
     if kept.exists():
@@ -217,18 +353,27 @@ def xz9e_size(cache: Path, binary: Path) -> int:
 
 
 class Bench:
-    def __init__(self, cache: Path, url: str, runs: int, heavy_runs: int) -> None:
-        self.cache = cache
+    """The figures for one stand-in binary, served as release `version` at `url`."""
+
+    def __init__(
+        self, work: Path, url: str, version: str, runs: int, heavy_runs: int, label: str = ""
+    ) -> None:
         self.url = url
+        self.version = version
         self.runs = runs
         self.heavy = heavy_runs
-        self.work = fresh(cache / "run")
+        self.label = label  # prefixed to the figures: which stand-in
+        self.work = fresh(work)
         self.rows: list[Row] = []
         self.invoke = [sys.executable, "-m", "invoke"]
+        self.peak_rss_mb = 0.0
+
+    def row(self, figure: str, *args: object, **kwargs: object) -> None:
+        self.rows.append(Row(self.label + figure, *args, **kwargs))  # type: ignore[arg-type]
 
     def flags(self, name: str, arch: str = "amd64") -> list[str]:
         return [
-            f"--version={VERSION}",
+            f"--version={self.version}",
             f"--arch={arch}",
             f"--base-url={self.url}",
             f"--output-dir={self.work / name / 'out'}",
@@ -238,12 +383,18 @@ class Bench:
     def inv(self, task: str, name: str, *extra: str) -> list[str]:
         return [*self.invoke, task, *self.flags(name), *extra]
 
+    def image(self, name: str) -> Path:
+        return self.work / name / "out" / f"alloy-{self.version}-amd64.raw"
+
+    def tree(self, name: str) -> Path:
+        return self.work / name / "out" / ".staging" / f"alloy-{self.version}-amd64" / "rootfs"
+
     def original_script(self, i: int) -> float:
         """The original script's steps: curl, unzip, mksquashfs with its flags, sha256sum, cp."""
         d = fresh(self.work / f"orig{i}")
         flags = " ".join(ORIGINAL_FLAGS)
         script = (
-            f"cd {d} && curl -fsSL -o alloy.zip {self.url}/v{VERSION}/alloy-linux-amd64.zip"
+            f"cd {d} && curl -fsSL -o alloy.zip {self.url}/v{self.version}/alloy-linux-amd64.zip"
             " && unzip -q alloy.zip && mkdir -p tree/usr/local/bin out"
             " && mv alloy-linux-amd64 tree/usr/local/bin/alloy"
             f" && mksquashfs tree alloy.raw {flags} -no-progress >/dev/null"
@@ -252,13 +403,15 @@ class Bench:
         return run(script)
 
     def cold_all(self, i: int) -> float:
+        """A cold `invoke all`, verify included; also records our process's peak RSS."""
         shutil.rmtree(self.work / f"cold{i}", ignore_errors=True)
-        return run(self.inv("all", f"cold{i}"), cwd=ROOT)
+        elapsed, rss = self.polled(self.inv("all", f"cold{i}"))
+        self.peak_rss_mb = max(self.peak_rss_mb, rss)
+        return elapsed
 
-    def peak_rss(self) -> tuple[float, float]:
-        """(wall s, peak RSS MB) of our own Python process in a cold `invoke all --no-verify`:
-        its VmHWM from /proc, polled until it exits (children such as mksquashfs not counted)."""
-        cmd = self.inv("all", "rss", "--no-verify")
+    def polled(self, cmd: list[str]) -> tuple[float, float]:
+        """(wall s, peak RSS MB) of the Python process `cmd` starts: its VmHWM from /proc,
+        polled until it exits (its children, such as mksquashfs, are not counted)."""
         _note(cmd)
         started = time.monotonic()
         process = subprocess.Popen(
@@ -278,12 +431,14 @@ class Bench:
             sys.exit(f"bench: failed: {' '.join(cmd)}")
         return time.monotonic() - started, peak / 1024
 
-    def timed_rss(self, cmd: list[str]) -> tuple[float, float]:
-        """(wall s, max RSS MB) of a command under /usr/bin/time -v."""
+    def bare_pack(self, compression: str, tree: Path) -> tuple[float, float, Path]:
+        """(wall s, max RSS MB, image) of mksquashfs alone with our flags for `compression`."""
+        image = self.work / f"bare-{compression}.raw"
         out = self.work / "time.txt"
-        elapsed = run(["/usr/bin/time", "-v", "-o", str(out), *cmd])
+        cmd = ["mksquashfs", str(tree), str(image), *mksquashfs_args(compression, AMD64)]
+        elapsed = run(["/usr/bin/time", "-v", "-o", str(out), *cmd, "-no-progress"])
         match = re.search(r"Maximum resident set size \(kbytes\): (\d+)", out.read_text())
-        return elapsed, int(match.group(1)) / 1024 if match else float("nan")
+        return elapsed, int(match.group(1)) / 1024 if match else float("nan"), image
 
     def read_back(self, image: Path) -> float | None:
         """Seconds to read the binary from the mounted image with cold caches (root only)."""
@@ -311,7 +466,7 @@ class Bench:
 
     def stage_theirs(self, i: int) -> float:
         d = fresh(self.work / f"curl{i}")
-        base = f"{self.url}/v{VERSION}"
+        base = f"{self.url}/v{self.version}"
         return run(
             f"cd {d} && curl -fsSL -o alloy-linux-amd64.zip {base}/alloy-linux-amd64.zip"
             f" && curl -fsSL -o SHA256SUMS {base}/SHA256SUMS"
@@ -323,7 +478,7 @@ class Bench:
         return run(self.inv("stage", f"stage{i}"), cwd=ROOT)
 
     def matrix(self, jobs: int, name: str) -> float:
-        env = {**os.environ, "ALLOY_VERSIONS": VERSION, "ALLOY_ARCHS": "amd64,arm64"}
+        env = {**os.environ, "ALLOY_VERSIONS": self.version, "ALLOY_ARCHS": "amd64,arm64"}
         d = self.work / name
         cmd = [
             sys.executable, "-m", "nox", "-f", str(ROOT / "noxfile.py"),
@@ -331,115 +486,132 @@ class Bench:
             "-s", "build-matrix", "--",
             f"--base-url={self.url}", f"--output-dir={d / 'out'}", f"--cache-dir={d / 'cache'}",
         ]  # fmt: skip
-        _note("ALLOY_VERSIONS=1.10.2 ALLOY_ARCHS=amd64,arm64 " + " ".join(cmd))
+        _note(f"ALLOY_VERSIONS={self.version} ALLOY_ARCHS=amd64,arm64 " + " ".join(cmd))
         return run(cmd, cwd=ROOT, env=env)
 
-    def all(self, binary: Path) -> list[Row]:
-        rows = self.rows
-        n, h = self.runs, self.heavy
-
-        log(f"original script's steps, cold ({h}x)")
-        orig_time = median_of(h, self.original_script)
-        orig_image = self.work / "orig0" / "alloy.raw"
+    def sizes_and_read_back(self, orig_image: Path, image: Path) -> dict[str, Path]:
+        """Each compression choice's image (xz: the pipeline's own; the others packed with
+        mksquashfs alone and our flags): size rows, pack time rows, read-back rows."""
+        images = {"xz": image}
+        bare_times = {}
+        for compression in COMPRESSIONS:
+            bare_times[compression], _, bare = self.bare_pack(compression, self.tree("cold0"))
+            if compression != "xz":
+                images[compression] = bare
         orig_size = orig_image.stat().st_size
-
-        log(f"cold invoke all ({h}x)")
-        cold = median_of(h, self.cold_all)
-        image = self.work / "cold0" / "out" / f"alloy-{VERSION}-amd64.raw"
-        size = image.stat().st_size
-        limit = xz9e_size(self.cache, binary)
-        rows.append(Row("image size vs original flags (xz, 128 KiB)", size, orig_size, "B", 0.86))
-        rows.append(Row("image size vs xz -9e of the bare binary", size, limit, "B"))
-        rows.append(Row("original flags vs xz -9e of the bare binary", orig_size, limit, "B"))
-        rows.append(Row("cold invoke all vs original script's steps", cold, orig_time, limit=1.3))
-
-        log(f"unchanged invoke all, invoke --list ({n + 2}x each)")
-        noop = median_of(n + 2, lambda _: run(self.inv("all", "cold0"), cwd=ROOT))
-        listing = median_of(n + 2, lambda _: run([*self.invoke, "--list"], cwd=ROOT))
-        rows.append(
-            Row("unchanged rebuild vs original script's steps", noop, orig_time, limit=0.02)
-        )
-        rows.append(Row("no-op invoke all vs invoke --list", noop, listing, limit=1.2))
-
-        log(f"invoke pack --force vs bare mksquashfs ({h}x each)")
-        tree = self.work / "cold0" / "out" / ".staging" / f"alloy-{VERSION}-amd64" / "rootfs"
-        pack = median_of(h, lambda _: run(self.inv("pack", "cold0", "--force"), cwd=ROOT))
-        bare: list[tuple[float, float]] = []
-        for _ in range(h):
-            bare_image = self.work / "bare-xz.raw"
-            bare.append(
-                self.timed_rss(
-                    [
-                        "mksquashfs",
-                        str(tree),
-                        str(bare_image),
-                        *mksquashfs_args("xz"),
-                        "-no-progress",
-                    ]
+        for compression, img in images.items():
+            if compression != "xz":
+                size = img.stat().st_size
+                self.row(f"{compression} image size vs original flags", size, orig_size, "B", 0.86)
+                self.row(
+                    f"{compression} pack (bare mksquashfs) vs xz pack",
+                    bare_times[compression],
+                    bare_times["xz"],
                 )
-            )
-        bare_time = statistics.median(t for t, _ in bare)
-        rows.append(
-            Row("invoke pack --force vs bare mksquashfs, same flags", pack, bare_time, limit=1.05)
-        )
-
-        log("cold invoke all --no-verify, peak RSS of the Python process")
-        rss_time, rss = self.peak_rss()
-        rows.append(
-            Row("peak RSS of our Python process, cold all --no-verify", rss, unit="MB", limit=100)
-        )
-        rows.append(
-            Row("peak RSS of mksquashfs (reported apart)", max(r for _, r in bare), unit="MB")
-        )
-        rows.append(
-            Row("cold invoke all --no-verify vs original script's steps", rss_time, orig_time)
-        )
-
-        log(f"fetch + verify + extract vs curl + sha256sum + unzip ({n}x each)")
-        ours_stage = median_of(n, self.stage_ours)
-        theirs_stage = median_of(n, self.stage_theirs)
-        rows.append(
-            Row(
-                "fetch+verify+extract (invoke stage) vs curl+sha256sum+unzip",
-                ours_stage,
-                theirs_stage,
-            )
-        )
-
-        log("zstd image, read-back times")
-        zstd_image = self.work / "bare-zstd.raw"
-        zstd_time = run(
-            ["mksquashfs", str(tree), str(zstd_image), *mksquashfs_args("zstd"), "-no-progress"]
-        )
-        rows.append(
-            Row("zstd image size vs original flags", zstd_image.stat().st_size, orig_size, "B")
-        )
-        rows.append(Row("zstd pack (bare mksquashfs) vs xz pack", zstd_time, bare_time))
         read_orig = self.read_back(orig_image)
         if read_orig is not None:
-            for label, img in (("xz, 1 MiB (default)", image), ("zstd -19, 1 MiB", zstd_image)):
+            for compression, img in images.items():
                 read = self.read_back(img)
-                rows.append(
-                    Row(
-                        f"read binary from mounted image, {label} vs original", read or 0, read_orig
-                    )
+                self.row(
+                    f"read binary from mounted image, {compression} vs original",
+                    read or 0,
+                    read_orig,
                 )
+        return images
+
+    def all(self, binary: Path, cache: Path) -> list[Row]:
+        n, h = self.runs, self.heavy
+
+        log(f"original script's steps and cold invoke all, in pairs ({h}x)")
+        cold, orig_time, ratios = paired(h, self.cold_all, self.original_script)
+        orig_image = self.work / "orig0" / "alloy.raw"
+        orig_size = orig_image.stat().st_size
+        image = self.image("cold0")
+        size = image.stat().st_size
+        limit = xz9e_size(cache, binary)
+        self.row("image size vs original flags (xz, 128 KiB)", size, orig_size, "B", 0.86)
+        self.row("image size vs xz -9e of the bare binary", size, limit, "B")
+        self.row("original flags vs xz -9e of the bare binary", orig_size, limit, "B")
+        self.row(
+            "cold invoke all vs original script's steps", cold, orig_time, limit=1.3, ratios=ratios
+        )
+
+        log(f"unchanged invoke all and invoke --list, in pairs ({n + 2}x)")
+        noop, listing, ratios = paired(
+            n + 2,
+            lambda _: run(self.inv("all", "cold0"), cwd=ROOT),
+            lambda _: run([*self.invoke, "--list"], cwd=ROOT),
+        )
+        self.row("unchanged rebuild vs original script's steps", noop, orig_time, limit=0.02)
+        self.row("no-op invoke all vs invoke --list", noop, listing, limit=1.2, ratios=ratios)
+
+        log(f"invoke pack --force and bare mksquashfs, in pairs ({h}x)")
+        tree = self.tree("cold0")
+        bare_rss: list[float] = []
+
+        def bare(_: int) -> float:
+            elapsed, rss, _image = self.bare_pack("xz", tree)
+            bare_rss.append(rss)
+            return elapsed
+
+        pack, bare_time, ratios = paired(
+            h, lambda _: run(self.inv("pack", "cold0", "--force"), cwd=ROOT), bare
+        )
+        self.row(
+            "invoke pack --force vs bare mksquashfs, same flags",
+            pack,
+            bare_time,
+            limit=1.05,
+            ratios=ratios,
+        )
+        self.row(
+            "peak RSS of our Python process, cold invoke all",
+            self.peak_rss_mb,
+            unit="MB",
+            limit=100,
+        )
+        self.row("peak RSS of mksquashfs (reported apart)", max(bare_rss), unit="MB")
+
+        log(f"fetch + verify + extract and curl + sha256sum + unzip, in pairs ({n}x)")
+        ours_stage, theirs_stage, ratios = paired(n, self.stage_ours, self.stage_theirs)
+        self.row(
+            "fetch+verify+extract (invoke stage) vs curl+sha256sum+unzip",
+            ours_stage,
+            theirs_stage,
+            ratios=ratios,
+        )
+
+        log("the other compression choices; read-back times")
+        self.sizes_and_read_back(orig_image, image)
 
         log("nox -s build-matrix, 1 version x 2 arches, cold and warm, serial and -j 2")
         cold_serial = self.matrix(1, "mx1")
         warm_serial = median_of(n, lambda _: self.matrix(1, "mx1"))
         cold_par = self.matrix(2, "mx2")
         warm_par = median_of(n, lambda _: self.matrix(2, "mx2"))
-        rows.append(Row("build-matrix 1x2 cold: -j 2 vs serial", cold_par, cold_serial))
-        rows.append(Row("build-matrix 1x2 warm: -j 2 vs serial", warm_par, warm_serial))
-        rows.append(Row("build-matrix 1x2 serial: warm vs cold", warm_serial, cold_serial))
-        return rows
+        self.row("build-matrix 1x2 cold: -j 2 vs serial", cold_par, cold_serial)
+        self.row("build-matrix 1x2 warm: -j 2 vs serial", warm_par, warm_serial)
+        self.row("build-matrix 1x2 serial: warm vs cold", warm_serial, cold_serial)
+        return self.rows
+
+    def large(self) -> list[Row]:
+        """The size figures (and one cold build) on the large stand-in; single runs: sizes are
+        exact, and each pack takes about a minute."""
+        log("large stand-in: original script's steps and a cold invoke all (1 pair)")
+        cold, orig_time, _ = paired(1, self.cold_all, self.original_script)
+        orig_image = self.work / "orig0" / "alloy.raw"
+        size, orig_size = self.image("cold0").stat().st_size, orig_image.stat().st_size
+        self.row("image size vs original flags (xz, 128 KiB)", size, orig_size, "B", 0.86)
+        self.row("cold invoke all vs original script's steps", cold, orig_time, limit=1.3)
+        log("large stand-in: the other compression choices; read-back times")
+        self.sizes_and_read_back(orig_image, self.image("cold0"))
+        return self.rows
 
 
 # --- machine and docs --------------------------------------------------------------------------
 
 
-def machine(binary: Path) -> list[str]:
+def machine(binary: Path, large: Path | None) -> list[str]:
     def first(cmd: list[str]) -> str:
         try:
             out = subprocess.run(cmd, capture_output=True, text=True).stdout
@@ -452,7 +624,7 @@ def machine(binary: Path) -> list[str]:
     if Path("/etc/os-release").exists():
         found = re.search(r'^PRETTY_NAME="?([^"\n]*)', Path("/etc/os-release").read_text(), re.M)
         os_name = found.group(1) if found else "?"
-    return [
+    lines = [
         f"- CPUs (nproc): {os.cpu_count()}",
         f"- OS: {os_name}; kernel {platform.release()} ({platform.machine()})",
         f"- Python: {platform.python_version()}; root: {os.geteuid() == 0}",
@@ -462,6 +634,14 @@ def machine(binary: Path) -> list[str]:
         f"{binary.stat().st_size:,} bytes (Go, stripped), served as Alloy {VERSION} "
         "(alloy-linux-ARCH.zip, deflate) from a local HTTP server on 127.0.0.1",
     ]
+    if large is not None:
+        source = (large.parent / "source.txt").read_text().strip()
+        lines.append(
+            f'- the large binary (--large, figures prefixed "large:"): built here, '
+            f"{large.stat().st_size:,} bytes (Go, stripped), served as Alloy {LARGE_VERSION}; "
+            f"from {source}"
+        )
+    return lines
 
 
 def write_docs(path: Path, table: str, lines: list[str], took: float, args: list[str]) -> None:
@@ -499,7 +679,15 @@ Paths are the bench's own (under its cache directory), URL its local server:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3, help="runs of each cheap figure")
-    parser.add_argument("--heavy-runs", type=int, default=1, help="runs of each 100 MB pack")
+    parser.add_argument(
+        "--heavy-runs", type=int, default=3, help="pairs of each ~100 MB build or pack"
+    )
+    parser.add_argument(
+        "--large",
+        action="store_true",
+        help="also measure a ~236 MB Go binary built from Debian's Go sources (first time: "
+        "~5 minutes to build it; then ~6 minutes)",
+    )
     default_cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     parser.add_argument("--cache", type=Path, default=default_cache / "alloy-sysext-bench")
     parser.add_argument("--docs", type=Path, default=ROOT / "docs" / "benchmarks.md")
@@ -513,12 +701,19 @@ def main(argv: list[str] | None = None) -> int:
     cache = args.cache.resolve()
     cache.mkdir(parents=True, exist_ok=True)
     binary = fetch_binary(cache)
-    release = make_release(cache, binary)
+    large = build_large_binary(cache) if args.large else None
+    release = cache / "release"
+    make_release(release, VERSION, binary)
+    if large is not None:
+        make_release(release, LARGE_VERSION, large)
     server = serve(release)
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}"
-        bench = Bench(cache, url, args.runs, args.heavy_runs)
-        rows = bench.all(binary)
+        work = cache / "run"
+        rows = Bench(work / "main", url, VERSION, args.runs, args.heavy_runs).all(binary, cache)
+        if large is not None:
+            bench = Bench(work / "large", url, LARGE_VERSION, args.runs, 1, label="large: ")
+            rows += bench.large()
     finally:
         server.shutdown()
         server.server_close()
@@ -528,7 +723,8 @@ def main(argv: list[str] | None = None) -> int:
     print(table)
     print(f"\nbench took {took:.0f} s; wrote {args.docs}")
     shown = [f"--runs={args.runs}", f"--heavy-runs={args.heavy_runs}"]
-    write_docs(args.docs, table, machine(binary), took, shown)
+    shown += ["--large"] if args.large else []
+    write_docs(args.docs, table, machine(binary, large), took, shown)
     (cache / "last.json").write_text(json.dumps([row.__dict__ for row in rows], indent=1))
     return 0
 

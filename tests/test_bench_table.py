@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from benchmarks.bench import Row, format_table
+from collections.abc import Callable
+
+from benchmarks.bench import Row, format_table, paired
 
 
 def test_table_shows_ratio_goal_and_verdict() -> None:
@@ -19,3 +21,25 @@ def test_table_shows_ratio_goal_and_verdict() -> None:
     assert table[3] == "| pack | 10.00 s | 10.20 s | 0.980x | ≤ 1.05x | yes |"
     assert table[4] == "| peak RSS | 42.0 MB | — | — | ≤ 100 MB | yes |"
     assert table[5] == "| matrix | 3.00 s | 6.00 s | 0.500x | — | — |"
+
+
+def test_paired_ratio_is_the_median_of_the_pairs_with_their_range() -> None:
+    row = Row("pack", 10.0, 10.0, limit=1.05, ratios=(1.10, 0.90, 1.00))
+    line = format_table([row]).splitlines()[2]
+    assert line == "| pack | 10.00 s | 10.00 s | 1.000x (0.900-1.100) | ≤ 1.05x | yes |"
+
+
+def test_pairs_alternate_which_side_runs_first() -> None:
+    calls: list[str] = []
+
+    def side(name: str, seconds: list[float]) -> Callable[[int], float]:
+        def measure(i: int) -> float:
+            calls.append(f"{name}{i}")
+            return seconds[i]
+
+        return measure
+
+    ours, theirs, ratios = paired(3, side("ours", [2.0, 3.0, 9.0]), side("theirs", [1.0, 2.0, 3.0]))
+    assert calls == ["ours0", "theirs0", "theirs1", "ours1", "ours2", "theirs2"]
+    assert (ours, theirs) == (3.0, 2.0)
+    assert ratios == (2.0, 1.5, 3.0)
