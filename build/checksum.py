@@ -71,12 +71,15 @@ def image_sums(output_dir: Path) -> list[tuple[Path, str]]:
     return found
 
 
+SUMS_FILE = "SHA256SUMS"  # GNU format, as Alloy's own releases name it
+
+
 def write_sums(output_dir: Path, sums: list[tuple[Path, str]] | None = None) -> tuple[Path, int]:
     """SHA256SUMS over every image in `output_dir` (`sums` from image_sums, or hashed now), in
     the format sha256sum -c and systemd-sysupdate read; returns the file and how many images it
     lists."""
     if sums is None:
         sums = image_sums(output_dir)
-    path = output_dir / "SHA256SUMS"
+    path = output_dir / SUMS_FILE
     write_text_atomic(path, "".join(sums_line(sha256, image.name) for image, sha256 in sums))
     return path, len(sums)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from .publish import release_files, remove_empty_release_dirs
 from .spec import parse_output_name, parse_staging_name
 
 
@@ -23,7 +24,8 @@ def _wanted(found: tuple[str, str], version: str | None, arch: str | None) -> bo
 def clean_outputs(
     output_dir: Path, version: str | None, arch: str | None, compat_arch: str
 ) -> list[Path]:
-    """Remove images, checksums, temporaries and staging, for one version/arch or all of them."""
+    """Remove images, checksums, temporaries and staging, for one version/arch or all of them,
+    and `invoke release`'s files, which list every image: once one is gone they are stale."""
     removed: list[Path] = []
     if not output_dir.is_dir():
         return removed
@@ -39,6 +41,11 @@ def clean_outputs(
         if _wanted((found_version, found_arch or compat_arch), version, arch):
             _remove(path)
             removed.append(path)
+    if removed or (version is None and arch is None):
+        for path in release_files(output_dir):
+            path.unlink()
+            removed.append(path)
+        remove_empty_release_dirs(output_dir)
     if staging.is_dir() and not any(staging.iterdir()):
         staging.rmdir()
     if not any(output_dir.iterdir()):

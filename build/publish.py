@@ -19,7 +19,7 @@ from typing import Any
 
 from . import butane, sysupdate
 from .arch import ARCHES
-from .checksum import image_sums, write_sums
+from .checksum import SUMS_FILE, image_sums, write_sums
 from .errors import BuildError
 from .render import TEMPLATES, render
 from .report import say
@@ -293,16 +293,28 @@ def _butane_comment(image: Image, url: str) -> str:
 def _remove_stale(output_dir: Path, arches: set[str]) -> None:
     """Release files of an architecture no longer in the directory would be published too."""
     for arch in set(ARCHES) - arches:
-        stale = [output_dir / SYSUPDATE_DIR / arch / name for name in sysupdate.TRANSFER_NAMES]
-        stale += [output_dir / FLATCAR_DIR / f"{NAME}-{arch}{ext}" for ext in (".bu", ".ign")]
-        for path in stale:
+        for path in _arch_files(output_dir, arch):
             if path.exists():
                 path.unlink()
                 say("release", f"removed {path} (no {arch} image any more)")
-        for directory in (
-            output_dir / SYSUPDATE_DIR / arch,
-            output_dir / SYSUPDATE_DIR,
-            output_dir / FLATCAR_DIR,
-        ):
-            if directory.is_dir() and not any(directory.iterdir()):
-                directory.rmdir()
+    remove_empty_release_dirs(output_dir)
+
+
+def _arch_files(output_dir: Path, arch: str) -> list[Path]:
+    paths = [output_dir / SYSUPDATE_DIR / arch / name for name in sysupdate.TRANSFER_NAMES]
+    return paths + [output_dir / FLATCAR_DIR / f"{NAME}-{arch}{ext}" for ext in (".bu", ".ign")]
+
+
+def release_files(output_dir: Path) -> list[Path]:
+    """The files `release` writes (for any architecture) that are in `output_dir`."""
+    paths = [output_dir / SUMS_FILE, output_dir / INDEX]
+    for arch in ARCHES:
+        paths += _arch_files(output_dir, arch)
+    return [path for path in paths if path.exists()]
+
+
+def remove_empty_release_dirs(output_dir: Path) -> None:
+    arch_dirs = [output_dir / SYSUPDATE_DIR / arch for arch in ARCHES]
+    for directory in (*arch_dirs, output_dir / SYSUPDATE_DIR, output_dir / FLATCAR_DIR):
+        if directory.is_dir() and not any(directory.iterdir()):
+            directory.rmdir()

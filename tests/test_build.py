@@ -449,6 +449,32 @@ def test_clean_can_pick_a_version_or_an_architecture(
     assert not output.exists()
 
 
+def test_clean_removes_the_release_files_once_an_image_goes(invoke: Invoke, tmp_path: Path) -> None:
+    output = tmp_path / "output"
+    ok(invoke("all"))
+    ok(invoke("release", "--publish-url=https://example.com/alloy/"))
+    (output / "flatcar" / "mine.bu").write_text("a user's own file")
+    released = [
+        "SHA256SUMS",
+        "flatcar/alloy-amd64.bu",
+        "flatcar/alloy-amd64.ign",
+        "index.json",
+        "sysupdate/amd64/alloy.conf",
+        "sysupdate/amd64/alloy.transfer",
+    ]
+    files = sorted(str(p.relative_to(output)) for p in output.rglob("*") if p.is_file())
+    assert set(released) <= set(files)
+
+    ok(invoke("clean", "--version=9.9.9"))  # no image of that version: the release still holds
+    assert sorted(str(p.relative_to(output)) for p in output.rglob("*") if p.is_file()) == files
+
+    ok(invoke("clean", "--arch=amd64"))
+    assert sorted(str(p.relative_to(output)) for p in output.rglob("*")) == [
+        "flatcar",
+        "flatcar/mine.bu",
+    ]
+
+
 def test_a_build_waiting_for_the_fetch_lock_uses_what_the_other_build_fetched(
     invoke: Invoke, release: Release, cli_env: dict[str, str], tmp_path: Path
 ) -> None:
