@@ -651,7 +651,9 @@ def write_docs(path: Path, table: str, lines: list[str], took: float, args: list
 
 Produced by `nox -s bench` ({" ".join(args) or "default run counts"}), which took {took:.0f} s
 end to end; each figure is the median of the runs given there. Ratios are ours / theirs, measured
-in the same run; "theirs" is the original script's step (or a limit) named in the figure.
+in the same run; "theirs" is the original script's step (or a limit) named in the figure. A ratio
+with a range in brackets comes from pairs (ours and theirs back to back, alternating which goes
+first): the median of the pairs' ratios, then the lowest and highest.
 
 {table}
 
