@@ -225,12 +225,21 @@ func main() {{
 """
 
 
+LARGE_BUILD = (
+    "apt-get download golang-go golang-github-aws-aws-sdk-go-dev and their golang-* "
+    "dependencies; dpkg -x each; GO111MODULE=off CGO_ENABLED=0 go build -trimpath "
+    "-ldflags='-s -w' of a main.go linking every aws-sdk-go service client "
+    "(benchmarks/bench.py, build_large_binary)"
+)
+
+
 def build_large_binary(cache: Path) -> Path:
     """A ~236 MB real Go binary, built offline from Debian's Go toolchain and aws-sdk-go sources
     (apt-get download + dpkg -x: nothing installed), stripped like a release build. About five
     minutes on 2 cores, once: the binary is kept (delete cache/large to rebuild it)."""
     large = cache / "large"
     binary = large / "aws-sdk-go-all"
+    _note(LARGE_BUILD)
     if binary.exists():
         return binary
     log("building the large stand-in from Debian's Go sources (once; ~5 minutes on 2 cores)")
@@ -272,11 +281,6 @@ def build_large_binary(cache: Path) -> Path:
     }
     tmp = binary.with_suffix(".tmp")
     build = [str(go), "build", "-trimpath", "-ldflags=-s -w", "-o", str(tmp), "standin"]
-    _note(
-        f"apt-get download {' '.join(packages)}; dpkg -x each; GO111MODULE=off CGO_ENABLED=0 "
-        f"go build -trimpath -ldflags='-s -w' (main.go: every one of {len(services)} "
-        "aws-sdk-go service clients, kept through reflection)"
-    )
     subprocess.run(build, cwd=program, env=env, check=True)
     tmp.rename(binary)
     (large / "source.txt").write_text(
