@@ -99,6 +99,21 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
+def busy_in(
+    step: str, release: Release, tmp_path: Path
+) -> tuple[dict[str, str], Callable[[], object]]:
+    """Publish OTHER so that building it spends a while in `step` (stage or pack): the
+    environment to build with, and a probe that is true once the build is inside the step."""
+    if step == "stage":
+        # 64 MiB of zeros: a small zip that takes a while to unpack.
+        header = elf_binary(MACHINES["amd64"], size=4096)
+        publish_zip(release, OTHER, header + bytes(64 << 20))
+        return {}, lambda: temps(tmp_path, ".rootfs.*.tmp")
+    publish_zip(release, OTHER, elf_binary(MACHINES["amd64"], seed=2))
+    env, log = slow_mksquashfs(tmp_path, 30)
+    return env, lambda: pids(log)
+
+
 # (a) Signals
 
 
@@ -134,15 +149,8 @@ def test_signal_mid_step_exits_cleanly_and_the_next_run_finishes(
         release.server.expect_request(f"/v{OTHER}/{ZIP}").respond_with_handler(trickle)
         release.publish(OTHER, {"SHA256SUMS": sums({ZIP: data})})
         in_step = lambda: temps(tmp_path, f".{ZIP}.*.tmp")  # noqa: E731
-    elif step == "stage":
-        # 64 MiB of zeros: a small zip that takes a while to unpack.
-        header = elf_binary(MACHINES["amd64"], size=4096)
-        publish_zip(release, OTHER, header + bytes(64 << 20))
-        in_step = lambda: temps(tmp_path, ".rootfs.*.tmp")  # noqa: E731
     else:
-        publish_zip(release, OTHER, elf_binary(MACHINES["amd64"], seed=2))
-        env, log = slow_mksquashfs(tmp_path, 30)
-        in_step = lambda: pids(log)  # noqa: E731
+        env, in_step = busy_in(step, release, tmp_path)
 
     process = start(cli_env, tmp_path, "all", "--no-verify", f"--version={OTHER}", **env)
     wait_for(in_step, process)
@@ -174,15 +182,8 @@ def test_signal_mid_step_exits_cleanly_and_the_next_run_finishes(
 def test_after_sigkill_the_next_run_sweeps_the_leftovers_and_finishes(
     invoke: Invoke, release: Release, cli_env: dict[str, str], tmp_path: Path, step: str
 ) -> None:
-    if step == "stage":
-        header = elf_binary(MACHINES["amd64"], size=4096)
-        publish_zip(release, OTHER, header + bytes(64 << 20))
-        env: dict[str, str] = {}
-        in_step = lambda: temps(tmp_path, ".rootfs.*.tmp")  # noqa: E731
-    else:
-        publish_zip(release, OTHER, elf_binary(MACHINES["amd64"], seed=2))
-        env, log = slow_mksquashfs(tmp_path, 30)
-        in_step = lambda: pids(log)  # noqa: E731
+    env, in_step = busy_in(step, release, tmp_path)
+    log = tmp_path / "mksquashfs.log"
     process = start(cli_env, tmp_path, "all", "--no-verify", f"--version={OTHER}", **env)
     wait_for(in_step, process)
     process.kill()
