@@ -32,8 +32,14 @@ def tests(session: nox.Session) -> None:
     """Run the test suite (pytest; arguments after -- go to pytest)."""
     session.install("-r", "requirements.txt")
     # A real systemd-sysupdate for the release tests, unpacked from Debian's backports (never
-    # installed); where that cannot be had, those tests skip and say why.
-    session.run(str(ROOT / "tests/fetch-sysupdate.sh"), external=True, success_codes=[0, 1])
+    # installed); where that cannot be had, those tests skip and say why, except in CI, where
+    # the session fails here.
+    in_ci = os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
+    session.run(
+        str(ROOT / "tests/fetch-sysupdate.sh"),
+        external=True,
+        success_codes=[0] if in_ci else [0, 1],
+    )
     session.run("pytest", *session.posargs)
 
 

@@ -552,7 +552,7 @@ def test_owner_of_the_compat_name_takes_it_back(invoke: Invoke, tmp_path: Path) 
     assert outcomes(ok(invoke("all")))["alias"].endswith("up to date")
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to hand the staged tree to another user")
+@pytest.mark.needs(root="to hand the staged tree to another user")
 def test_image_is_root_owned_whoever_owns_the_staged_files(invoke: Invoke, tmp_path: Path) -> None:
     ok(invoke("stage"))
     tree = tmp_path / "output/.staging" / f"alloy-{VERSION}-amd64/rootfs"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import random
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -67,7 +66,7 @@ def test_sums_line_round_trips() -> None:
     assert parse_sums(sums_line(A, "x.raw") + sums_line(B, "y.raw")) == {"x.raw": A, "y.raw": B}
 
 
-@pytest.mark.skipif(shutil.which("sha256sum") is None, reason="needs coreutils sha256sum")
+@pytest.mark.needs("sha256sum")
 def test_write_checksum_passes_sha256sum_check(tmp_path: Path) -> None:
     image = tmp_path / "alloy-1.10.2-amd64.raw"
     image.write_bytes(random.Random(7).randbytes(300_000))

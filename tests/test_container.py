@@ -102,7 +102,7 @@ def entry(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedPro
     )
 
 
-@pytest.mark.skipif(not shutil.which("mksquashfs"), reason="mksquashfs (squashfs-tools) missing")
+@pytest.mark.needs("mksquashfs")
 def test_entrypoint_default_and_arguments_build_into_output(
     container_env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -120,7 +120,7 @@ def test_entrypoint_default_and_arguments_build_into_output(
     assert listed.returncode == 0 and "Default task: all" in listed.stdout
 
 
-@pytest.mark.skipif(not shutil.which("mksquashfs"), reason="mksquashfs (squashfs-tools) missing")
+@pytest.mark.needs("mksquashfs")
 def test_original_script_reads_version_and_architecture_from_the_environment(
     container_env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -131,10 +131,7 @@ def test_original_script_reads_version_and_architecture_from_the_environment(
     assert "usr/local/bin/alloy" in listing(image)
 
 
-@pytest.mark.skipif(
-    os.geteuid() != 0 or not shutil.which("setpriv"),
-    reason="needs root and setpriv to run as another user",
-)
+@pytest.mark.needs("setpriv", root="to run as another user")
 def test_unwritable_output_is_one_clear_line(container_env: dict[str, str]) -> None:
     """What happens when Docker created ./output as root and the builder user cannot write it."""
     with tempfile.TemporaryDirectory(dir="/tmp") as scratch:

@@ -20,6 +20,7 @@ from werkzeug import Request, Response
 
 from tests.conftest import INVOKE_CLI, VERSION, Invoke, Release
 from tests.fakes import MACHINES, elf_binary, sums, zip_bytes
+from tests.needs import need
 from tests.test_bad_input import ZIP, cache_root, error_line, leftovers, ok, outputs
 
 OTHER = "1.10.3"  # a version the release fixture has not published: free for our own assets
@@ -67,9 +68,8 @@ def temps(tmp_path: Path, pattern: str) -> list[Path]:
 def slow_mksquashfs(tmp_path: Path, seconds: float) -> tuple[dict[str, str], Path]:
     """A PATH-front mksquashfs that logs its pid, sleeps, then execs the real one (pack's
     environment is PATH only, so the settings are written into the script)."""
+    need("mksquashfs")
     real = shutil.which("mksquashfs")
-    if real is None:
-        pytest.skip("mksquashfs not installed")
     bin_dir = tmp_path / "slowbin"
     bin_dir.mkdir()
     log = tmp_path / "mksquashfs.log"
@@ -245,12 +245,10 @@ def test_two_builds_of_different_versions_at_once_share_the_directories(
 # (c) A full disk
 
 
-@pytest.mark.skipif(not ROOT, reason="mounting a small tmpfs needs root")
+@pytest.mark.needs("unshare", root="mounting a small tmpfs")
 def test_disk_full_during_pack_is_one_line_and_leaves_nothing_partial(
     release: Release, cli_env: dict[str, str], tmp_path: Path
 ) -> None:
-    if shutil.which("unshare") is None:
-        pytest.skip("unshare (util-linux) not installed")
     # 3 MiB that no compressor shrinks: it stages (on disk), but its image cannot fit 1 MiB.
     noise = random.Random(3).randbytes(3 << 20)
     publish_zip(release, OTHER, elf_binary(MACHINES["amd64"], size=4096) + noise)

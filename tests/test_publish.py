@@ -29,6 +29,7 @@ from build.spec import parse_output_name
 from build.sysupdate import match_pattern, pattern_match
 from tests.conftest import INVOKE_CLI, REPO, VERSION, Invoke, Release
 from tests.fakes import release_assets
+from tests.needs import need, unavailable
 
 NEWER = "1.17.1"
 PUBLISH_URL = "https://downloads.example.com/alloy/"
@@ -210,11 +211,15 @@ def find_sysupdate() -> tuple[Path, dict[str, str]] | None:
 
 
 SYSUPDATE = find_sysupdate()
-needs_sysupdate = pytest.mark.skipif(
-    SYSUPDATE is None,
-    reason="no systemd-sysupdate: Debian 12's systemd 252 does not ship it; "
-    "tests/fetch-sysupdate.sh unpacks 254 from bookworm-backports where this test finds it",
-)
+
+
+@pytest.fixture
+def needs_sysupdate() -> None:
+    if SYSUPDATE is None:
+        unavailable(
+            "no systemd-sysupdate: Debian 12's systemd 252 does not ship it; "
+            "tests/fetch-sysupdate.sh unpacks 254 from bookworm-backports where this test finds it"
+        )
 
 
 def serve(httpserver: HTTPServer, directory: Path, prefix: str = "/pub/") -> str:
@@ -270,7 +275,7 @@ def listed(definitions: Path) -> dict[str, tuple[bool, bool]]:
     }
 
 
-@needs_sysupdate
+@pytest.mark.usefixtures("needs_sysupdate")
 def test_real_systemd_sysupdate_lists_updates_and_keeps_two(
     invoke: Invoke, release: Release, httpserver: HTTPServer, tmp_path: Path
 ) -> None:
@@ -379,8 +384,7 @@ def test_provisioning_installs_the_newest_image_with_its_hash(published: Path, a
 
 
 def test_ignition_files_pass_ignition_validate(published: Path) -> None:
-    if shutil.which("ignition-validate") is None:
-        pytest.skip("no ignition-validate: apt-get install ignition (Debian's package)")
+    need("ignition-validate")
     for arch in ARCHES:
         path = published / f"flatcar/alloy-{arch}.ign"
         result = subprocess.run(["ignition-validate", str(path)], capture_output=True, text=True)
@@ -393,9 +397,7 @@ def test_ignition_files_pass_ignition_validate(published: Path) -> None:
     assert subprocess.run(["ignition-validate", str(path)], capture_output=True).returncode != 0
 
 
-needs_analyze = pytest.mark.skipif(
-    shutil.which("systemd-analyze") is None, reason="needs systemd-analyze (package systemd)"
-)
+needs_analyze = pytest.mark.needs("systemd-analyze")
 
 
 def analyze(unit_dir: Path, unit: str) -> subprocess.CompletedProcess:

@@ -13,11 +13,11 @@ import pytest
 from tests.conftest import VERSION, Invoke
 from tests.image import extract
 
-_missing = [tool for tool in ("systemd-sysext", "unshare", "mksquashfs") if not shutil.which(tool)]
 pytestmark = [
     pytest.mark.root,
-    pytest.mark.skipif(os.geteuid() != 0, reason="merging needs root (mount namespaces, loop)"),
-    pytest.mark.skipif(bool(_missing), reason=f"missing tools: {', '.join(_missing)}"),
+    pytest.mark.needs(
+        "systemd-sysext", "unshare", "mksquashfs", root="merging: mount namespaces, loop devices"
+    ),
     pytest.mark.skipif(
         platform.machine() != "x86_64", reason="the merge test images are x86-64 (amd64)"
     ),

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import platform
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -131,7 +130,7 @@ def test_binary_for_another_machine(invoke: Invoke, tree: Path, tmp_path: Path) 
     fails_because(verify(invoke, image), "architecture", "is built for AArch64")
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to chown the tree")
+@pytest.mark.needs(root="to chown the tree")
 def test_wrong_owner(invoke: Invoke, tree: Path, tmp_path: Path) -> None:
     os.chown(tree / "usr/local/bin/alloy", 1000, 1000)
     image = repack(tree, tmp_path / "bad" / "alloy.raw", all_root=False)
@@ -159,10 +158,7 @@ def test_narrow_directory_mode(invoke: Invoke, tree: Path, tmp_path: Path) -> No
     fails_because(verify(invoke, image), "entries", "directory /usr/lib has mode drwx------")
 
 
-@pytest.mark.skipif(
-    not CAN_MERGE or not shutil.which("systemd-analyze"),
-    reason="systemd-analyze verify needs a real merge (root, systemd-sysext) and systemd-analyze",
-)
+@pytest.mark.needs("systemd-sysext", "unshare", "systemd-analyze", root="real merges")
 def test_bad_unit(invoke: Invoke, tree: Path, tmp_path: Path) -> None:
     unit = tree / UNIT
     unit.write_text(unit.read_text().replace("Restart=on-failure", "Restart=sometimes"))

@@ -24,7 +24,6 @@ from tests.e2e.conftest import HERE, ROOT_ENV
 from tests.e2e.container import Boot, boot
 from tests.image import extract
 
-_missing = [tool for tool in ("systemd-nspawn", "unshare", "gcc") if not shutil.which(tool)]
 pytestmark = [
     pytest.mark.root,
     pytest.mark.skipif(
@@ -32,12 +31,7 @@ pytestmark = [
         reason=f"the boot test needs a Debian root: run it with `nox -s e2e` (which builds the "
         f"root once and sets {ROOT_ENV})",
     ),
-    pytest.mark.skipif(os.geteuid() != 0, reason="booting a container needs root"),
-    pytest.mark.skipif(
-        bool(_missing),
-        reason=f"missing tools: {', '.join(_missing)} "
-        "(apt-get install systemd-container gcc libc6-dev)",
-    ),
+    pytest.mark.needs("systemd-nspawn", "unshare", "gcc", root="booting a container"),
     pytest.mark.skipif(
         platform.machine() != "x86_64", reason="the stand-in and the image are x86-64 (amd64)"
     ),

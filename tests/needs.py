@@ -1,0 +1,71 @@
+"""One way for a test to need a tool or root: a local run skips with the reason; under CI=true
+the test fails instead, naming what is missing, so a green CI means the feature was tested.
+
+    @pytest.mark.needs("mksquashfs", root="mounting a tmpfs")   # on a test or a module
+    need("ignition-validate")                                   # inside a test or fixture
+
+A pytest plugin too (pyproject.toml loads it with -p tests.needs): it handles the marker.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from typing import NoReturn
+
+import pytest
+
+# Which package brings each tool, for the message.
+PACKAGES = {
+    "mksquashfs": "squashfs-tools",
+    "unsquashfs": "squashfs-tools",
+    "systemd-sysext": "systemd",
+    "systemd-analyze": "systemd",
+    "systemd-dissect": "systemd-container",
+    "systemd-nspawn": "systemd-container",
+    "systemd-sysupdate": "systemd-container (or tests/fetch-sysupdate.sh)",
+    "unshare": "util-linux",
+    "setpriv": "util-linux",
+    "sha256sum": "coreutils",
+    "ignition-validate": "ignition",
+    "gcc": "gcc libc6-dev",
+    "debootstrap": "debootstrap",
+}
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
+
+
+def unavailable(reason: str) -> NoReturn:
+    """Skip with `reason` locally; under CI=true fail with it."""
+    if in_ci():
+        pytest.fail(f"CI=true, and this test cannot run: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def missing_tools(*tools: str) -> list[str]:
+    return [tool for tool in tools if shutil.which(tool) is None]
+
+
+def need(*tools: str, root: str | None = None) -> None:
+    """Every tool on PATH and, when `root` (what needs it) is given, root."""
+    if root is not None and os.geteuid() != 0:
+        unavailable(f"needs root ({root})")
+    absent = missing_tools(*tools)
+    if absent:
+        packages = " ".join(dict.fromkeys(PACKAGES.get(tool, tool) for tool in absent))
+        unavailable(f"missing {', '.join(absent)} (apt-get install {packages})")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "needs(*tools, root=WHY): skip without the tools or root, fail under CI=true "
+        "(tests/needs.py)",
+    )
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    for mark in item.iter_markers("needs"):
+        need(*mark.args, **mark.kwargs)
