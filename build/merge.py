@@ -1,4 +1,12 @@
-"""Real systemd-sysext merges of an image, in a private mount namespace: the host is untouched."""
+"""Real systemd-sysext merges of an image, each into a scratch root of its own, in a private mount
+namespace: neither the host nor any process sees the image merged over the live /usr.
+
+While an image under test is merged, a process that finds programs or shared libraries through
+/usr could run the image's own (a usr/bin/sed, a libacl.so.1), as root. So the image is only ever
+merged over SCRATCH/usr, a read-only bind mount of the host's /usr in a mount peer group of its
+own (nothing propagates back to /usr), and every process started meanwhile (the shell's
+builtins, systemd-analyze --root, systemd-sysext --root) is the host's, from the untouched /usr.
+"""
 
 from __future__ import annotations
 
@@ -14,42 +22,49 @@ from pathlib import Path
 
 from .arch import ARCHES
 
-# Runs under `unshare -m`. Mounts are made private first, so nothing propagates to the host,
-# then shared again, so the overlay systemd-sysext mounts in a child is seen here. A tmpfs /run
-# keeps its bookkeeping away from the host's; the host's own extension directories are hidden.
+TIMEOUT = 120  # seconds for one merge, its checks and the unmerge
+MAX_LINES = 200  # of systemd-analyze or merge output kept per merge: the unit is the image's
+
+# Runs under `unshare -m`, as: sh -c SCRIPT merge ROOT NFILES FILE... UNIT...
+# Mounts are made private first, so nothing propagates to the host, then shared again, so the
+# overlay systemd-sysext mounts in a child namespace is seen here. SCRATCH/usr gets a peer group
+# of its own (private, then shared): without that, the overlay would propagate to /usr too.
 _SCRIPT = r"""
 set -eu
-root=$1 link=$2 image=$3
-shift 3
-# systemd 255+ reloads the manager after a merge for EXTENSION_RELOAD_MANAGER=1: not ours to do.
-no_reload=
-if systemd-sysext --help 2>/dev/null | grep -q -- --no-reload; then no_reload=--no-reload; fi
+root=$1 nfiles=$2
+shift 2
 mount --make-rprivate /
 mount --make-rshared /
 mount -t tmpfs tmpfs /run
-if [ "$root" = / ]; then
-    for dir in /etc/extensions /var/lib/extensions /usr/lib/extensions /usr/local/lib/extensions; do
-        if [ -d "$dir" ]; then mount -t tmpfs tmpfs "$dir"; fi
-    done
-    mkdir /run/extensions
-    ln -s "$image" "/run/extensions/$link"
-    systemd-sysext $no_reload merge >/run/merge.log 2>&1 || true
-else
-    systemd-sysext $no_reload --root="$root" merge >/run/merge.log 2>&1 || true
-fi
-for path in "$@"; do
-    if [ -e "$root/$path" ]; then echo "present $path"; else echo "missing $path"; fi
+mount --bind /usr "$root/usr"
+mount -o remount,bind,ro "$root/usr"
+mount --make-private "$root/usr"
+# The host's own extension directories under /usr are not the image's: hide them.
+for dir in lib/extensions local/lib/extensions; do
+    if [ -d "$root/usr/$dir" ]; then mount -t tmpfs tmpfs "$root/usr/$dir"; fi
 done
-for unit in $UNITS; do
+mount --make-shared "$root/usr"
+# systemd 255+ reloads the manager after a merge for EXTENSION_RELOAD_MANAGER=1: not ours to do.
+no_reload=
+if systemd-sysext --help 2>/dev/null | grep -q -- --no-reload; then no_reload=--no-reload; fi
+systemd-sysext $no_reload --root="$root" merge >/run/merge.log 2>&1 || true
+i=0
+while [ "$i" -lt "$nfiles" ]; do
+    if [ -e "$root/$1" ]; then echo "present $1"; else echo "missing $1"; fi
+    shift
+    i=$((i + 1))
+done
+for unit in "$@"; do
     echo "analyze $unit"
-    systemd-analyze verify "/usr/lib/systemd/system/$unit" 2>&1 | sed 's/^/| /' || true
+    systemd-analyze verify --root="$root" --man=no --generators=no "$unit" 2>&1 \
+        | head -n 200 | sed 's/^/| /' || true
 done
-if [ "$root" = / ]; then systemd-sysext $no_reload unmerge >/dev/null 2>&1 || true
-else systemd-sysext $no_reload --root="$root" unmerge >/dev/null 2>&1 || true; fi
+systemd-sysext $no_reload --root="$root" unmerge >/dev/null 2>&1 || true
 echo "merge-log"
-sed 's/^/| /' /run/merge.log
+head -n 200 /run/merge.log | sed 's/^/| /'
 """
 
+_DEFAULT_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 _HOST_ARCH = {"x86_64": "x86-64", "aarch64": "arm64"}
 
 
@@ -76,33 +91,6 @@ def cannot_merge(architecture: str) -> str | None:
     return None
 
 
-def _run(root: str, link: str, image: Path, files: Sequence[str], units: Sequence[str]) -> Merged:
-    result = subprocess.run(
-        ["unshare", "-m", "sh", "-c", _SCRIPT, "merge", root, link, str(image), *files],
-        env={**os.environ, "UNITS": " ".join(units), "LC_ALL": "C"},
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    merged = Merged()
-    current: list[str] | None = None
-    for line in result.stdout.splitlines():
-        if line.startswith("present "):
-            merged.present.append(line[8:])
-        elif line.startswith("missing "):
-            merged.missing.append(line[8:])
-        elif line.startswith("analyze "):
-            current = merged.analyze.setdefault(line[8:], [])
-        elif line == "merge-log":
-            current = merged.log
-        elif line.startswith("| ") and current is not None:
-            current.append(line[2:])
-    if result.returncode != 0:
-        merged.log.append(result.stderr.strip() or f"exit code {result.returncode}")
-    return merged
-
-
 @contextlib.contextmanager
 def _scratch_dir(near: Path) -> Iterator[Path]:
     """Beside the image when possible, so the image can be hard-linked instead of copied."""
@@ -116,24 +104,57 @@ def _scratch_dir(near: Path) -> Iterator[Path]:
         shutil.rmtree(directory, ignore_errors=True)
 
 
-def merge_in_scratch_root(image: Path, name: str, os_release: str, files: Sequence[str]) -> Merged:
-    """Merge `image` saved as var/lib/extensions/`name` of an empty root (`--root` ignores
-    symlinks, so the image is hard-linked there, or copied)."""
+def _parse(stdout: str) -> Merged:
+    merged = Merged()
+    current: list[str] | None = None
+    for line in stdout.splitlines():
+        if line.startswith("present "):
+            merged.present.append(line[8:])
+        elif line.startswith("missing "):
+            merged.missing.append(line[8:])
+        elif line.startswith("analyze "):
+            current = merged.analyze.setdefault(line[8:], [])
+        elif line == "merge-log":
+            current = merged.log
+        elif line.startswith("| ") and current is not None and len(current) < MAX_LINES:
+            current.append(line[2:])
+    return merged
+
+
+def merge_in_scratch_root(
+    image: Path,
+    name: str,
+    os_release: str,
+    files: Sequence[str],
+    units: Sequence[str] = (),
+) -> Merged:
+    """Merge `image`, saved as var/lib/extensions/`name` of a scratch root whose /usr is the
+    host's, read-only (`--root` ignores symlinks, so the image is hard-linked there, or copied);
+    report which of `files` appeared and what `systemd-analyze verify --root` says of `units`
+    meanwhile, then unmerge."""
     with _scratch_dir(image.parent) as root:
-        (root / "usr/lib").mkdir(parents=True)
-        (root / "usr/lib/os-release").write_text(os_release, encoding="utf-8")
+        for directory in ("usr", "etc", "run", "var/lib/extensions"):
+            (root / directory).mkdir(parents=True)
+        (root / "etc/os-release").write_text(os_release, encoding="utf-8")
         extensions = root / "var/lib/extensions"
-        extensions.mkdir(parents=True)
         try:
             os.link(image, extensions / name)
         except OSError:
             shutil.copyfile(image, extensions / name)
-        return _run(str(root), "", image, files, ())
-
-
-def merge_over_host_by_symlink(
-    image: Path, link: str, files: Sequence[str], units: Sequence[str]
-) -> Merged:
-    """Merge over this machine's /usr (in the namespace only) from the symlink
-    /run/extensions/`link` -> `image`, and run systemd-analyze verify on `units` meanwhile."""
-    return _run("/", link, image.resolve(), files, units)
+        command = ["unshare", "-m", "sh", "-c", _SCRIPT, "merge", str(root), str(len(files))]
+        try:
+            result = subprocess.run(
+                [*command, *files, *units],
+                env={"PATH": os.environ.get("PATH", _DEFAULT_PATH), "LC_ALL": "C"},
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                errors="replace",
+                timeout=TIMEOUT,
+            )
+        except subprocess.TimeoutExpired:
+            return Merged(missing=list(files), log=[f"timed out after {TIMEOUT} s"])
+        merged = _parse(result.stdout)
+        if result.returncode != 0:
+            merged.log.append(result.stderr.strip() or f"exit code {result.returncode}")
+        return merged
