@@ -3,18 +3,20 @@ from what (a targets.Step) and the action that makes it, run only when out of da
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
+from typing import Any
 
 from . import pack as packing
 from . import release, render
 from . import stage as staging
-from .checksum import file_sha256, read_checksum, write_checksum
+from .checksum import file_sha256, read_checksum, sums_line
 from .errors import BuildError
 from .merge import cannot_merge
 from .report import human_size, say
@@ -34,44 +36,125 @@ from .targets import (
     atomic_path,
     file_lock,
     forget,
+    fsync_dir,
     lock_file,
     record,
     sweep_temps,
     why_out_of_date,
-    write_text_atomic,
 )
-from .verify import Expectations, checksums_of, verify
+from .verify import Check, Expectations, checksums_of, verify
 
 STEPS = ("fetch", "stage", "pack", "checksum", "alias", "verify")
+# The steps whose files are the build's outputs: with `all` (verified), what they make takes its
+# final name only once verify passed on it.
+OUTPUT_STEPS = ("pack", "checksum", "alias", "verify")
 
 
 class Pipeline:
-    """Runs the steps for one BuildSpec, each at most once, each after the ones it needs."""
+    """Runs the steps for one BuildSpec, each at most once, each after the ones it needs.
 
-    def __init__(self, spec: BuildSpec, force: Collection[str] = ()) -> None:
+    With `deferred` (invoke all, verifying), the outputs go to a pending directory in .staging
+    first and replace the earlier ones only once verify passed on them (commit()); until then
+    the step records stay as they were, so a failed verify leaves every earlier output as it
+    was."""
+
+    def __init__(self, spec: BuildSpec, force: Collection[str] = (), deferred: bool = False):
         unknown = set(force) - set(STEPS)
         if unknown:
             raise ValueError(f"unknown steps: {unknown}")
         self.spec = spec
         self.force = set(force)
         self.done: set[str] = set()
+        self.deferred = deferred
+        self.pending: dict[Path, Path] = {}  # final name -> the file waiting to take it
+        self.unrecorded: list[Step] = []  # steps made into pending files: recorded at commit
+        self._cell_lock: contextlib.ExitStack | None = None
+
+    @property
+    def pending_dir(self) -> Path:
+        return self.spec.work_dir / "pending"
+
+    def current(self, final: Path) -> Path:
+        """Where the newest version of the output `final` is: pending, or in place."""
+        return self.pending.get(final, final)
+
+    @contextlib.contextmanager
+    def output(self, final: Path) -> Iterator[Path]:
+        """A temporary path for the output `final`, renamed into place when the block succeeds,
+        or, deferred, to a pending file that takes the final name at commit()."""
+        if not self.deferred:
+            with atomic_path(final) as tmp:
+                yield tmp
+            return
+        target = self.pending_dir / final.name
+        with atomic_path(target) as tmp:
+            yield tmp
+        self.pending[final] = target
+
+    def write_output(self, final: Path, text: str) -> None:
+        with self.output(final) as tmp:
+            tmp.write_text(text, encoding="utf-8")
+
+    def _why(self, step: Step) -> str | None:
+        rebuilt = next((source for source in step.sources if source in self.pending), None)
+        if rebuilt is not None:
+            return f"{rebuilt.name} was rebuilt"
+        return why_out_of_date(step)
+
+    def _hold_cell_lock(self) -> None:
+        """Deferred: one lock over the cell's outputs from the first pending file to commit(),
+        so a concurrent build of the same cell neither shares the pending directory nor
+        replaces the outputs meanwhile. Taken only once something must be made."""
+        if self._cell_lock is not None:
+            return
+        stack = contextlib.ExitStack()
+        stack.enter_context(file_lock(self.spec.work_dir / "outputs.lock"))
+        self._cell_lock = stack
+        shutil.rmtree(self.pending_dir, ignore_errors=True)  # a killed run's, under the lock
 
     def _run(self, step: Step, action: Callable[[], str]) -> None:
         if step.name in self.done:
             return
         forced = step.name in self.force
-        reason = "forced" if forced else why_out_of_date(step)
+        reason = "forced" if forced else self._why(step)
         if reason is not None:
+            if self.deferred and step.name in OUTPUT_STEPS:
+                self._hold_cell_lock()
             # Only a step that must run takes its lock: an unchanged run touches no file. Two
             # builds of the same cell then make each target once; the second waits, then finds
             # it up to date.
             with file_lock(self._lock(step)):
                 if not forced:  # another build may have made the targets while we waited
-                    reason = why_out_of_date(step)
+                    reason = self._why(step)
                 self._make(step, action, reason)
         else:
             self._make(step, action, reason)
         self.done.add(step.name)
+
+    def commit(self) -> None:
+        """Give the pending files their final names, then record their steps."""
+        for step in self.unrecorded:
+            forget(step)  # a crash from here on means "rebuild", never a mismatched record
+        for final, pending in self.pending.items():
+            os.replace(pending, final)
+        if self.pending:
+            fsync_dir(self.spec.output_dir)
+        for step in self.unrecorded:
+            record(step)
+        if self.pending:
+            names = ", ".join(final.name for final in self.pending)
+            say("install", f"verified, now in {self.spec.output_dir}: {names}")
+        self.pending.clear()
+        self.unrecorded.clear()
+
+    def release_cell(self) -> None:
+        """Drop what was not committed, and the cell's lock."""
+        if self._cell_lock is not None:
+            shutil.rmtree(self.pending_dir, ignore_errors=True)
+            self._cell_lock.close()
+            self._cell_lock = None
+        self.pending.clear()
+        self.unrecorded.clear()
 
     def _lock(self, step: Step) -> Path:
         """The step's own lock (the fetch's, shared across output directories), else one per
@@ -91,9 +174,13 @@ class Pipeline:
         for path in (*step.targets, *([step.stamp] if step.stamp else [])):
             if path not in shared:
                 sweep_temps(path)
-        forget(step)
-        outcome = action()
-        record(step)
+        if self.deferred and step.name in OUTPUT_STEPS:
+            outcome = action()
+            self.unrecorded.append(step)
+        else:
+            forget(step)
+            outcome = action()
+            record(step)
         say(step.name, f"{outcome} ({time.monotonic() - started:.1f} s; {reason})")
 
     def fetch(self) -> None:
@@ -151,7 +238,7 @@ class Pipeline:
         self.stage()
 
         def action() -> str:
-            with atomic_path(spec.image) as tmp:
+            with self.output(spec.image) as tmp:
                 packing.pack(spec.rootfs, tmp, spec.compression, spec.arch)
             tools = packing.tool_versions()
             buildinfo = {
@@ -164,13 +251,14 @@ class Pipeline:
                 "autostart": spec.autostart,
                 "config_path": spec.config_path,
                 **tools,
+                "verify": NOT_VERIFIED,
             }
-            write_text_atomic(buildinfo_file(spec.image), json.dumps(buildinfo, indent=2) + "\n")
-            size = spec.image.stat().st_size
+            self.write_output(buildinfo_file(spec.image), _json(buildinfo))
+            size = self.current(spec.image).stat().st_size
             flags = (
                 f"{spec.compression}, {packing.BLOCK_SIZE} blocks, mksquashfs {tools['mksquashfs']}"
             )
-            return f"packed {spec.image}: {human_size(size)} ({flags})"
+            return f"packed {self.current(spec.image)}: {human_size(size)} ({flags})"
 
         self._run(step, action)
 
@@ -180,8 +268,9 @@ class Pipeline:
         step = Step("checksum", targets=(checksum_file(image),), sources=(image,))
 
         def action() -> str:
-            write_checksum(checksum_file(image), file_sha256(image), image.name)
-            return f"wrote {checksum_file(image)}"
+            sha256 = file_sha256(self.current(image))
+            self.write_output(checksum_file(image), sums_line(sha256, image.name))
+            return f"wrote {self.current(checksum_file(image))}"
 
         self._run(step, action)
 
@@ -209,10 +298,10 @@ class Pipeline:
         )
 
         def action() -> str:
-            sha256 = read_checksum(image_checksum)
-            how = _link_or_copy(spec.image, compat)
-            write_checksum(checksum_file(compat), sha256, compat.name)
-            return f"{how} {compat}"
+            sha256 = read_checksum(self.current(image_checksum))
+            how = self._link_or_copy(spec.image, compat)
+            self.write_output(checksum_file(compat), sums_line(sha256, compat.name))
+            return f"{how} {self.current(compat)}"
 
         self._run(step, action)
 
@@ -230,42 +319,84 @@ class Pipeline:
             params={"compression": spec.compression, "merge": merge_blocked or "real"},
             stamp=spec.stamp("verify"),
         )
-        expect = Expectations(
-            compression=spec.compression,
-            names=[spec.image.name, spec.compat_image.name],
-            checksums=checksums,
-            required=[IMAGE_BINARY, IMAGE_UNIT, *([IMAGE_AUTOSTART] if spec.autostart else [])],
-        )
 
         def action() -> str:
-            checks = verify(spec.image, expect)
+            # The newest files: pending ones (deferred) where a step just made them.
+            expect = Expectations(
+                compression=spec.compression,
+                names=[spec.image.name, spec.compat_image.name],
+                checksums=[(self.current(f), self.current(c)) for f, c in checksums],
+                required=[IMAGE_BINARY, IMAGE_UNIT, *([IMAGE_AUTOSTART] if spec.autostart else [])],
+            )
+            image = self.current(spec.image)
+            try:
+                checks = verify(image, expect)
+            except BuildError as error:
+                if self.deferred:
+                    raise BuildError(
+                        error.message.replace(str(image), f"the new {spec.image}", 1),
+                        "the new image was not installed: every earlier output in "
+                        f"{spec.output_dir} is as it was",
+                    ) from None
+                self._record_verify({"result": "failed", "error": error.message})
+                raise
+            self._record_verify(verified(checks))
             skipped = sum(check.status == "skip" for check in checks)
-            return f"{spec.image}: {len(checks) - skipped} checks passed, {skipped} skipped"
+            return f"{image}: {len(checks) - skipped} checks passed, {skipped} skipped"
 
         self._run(step, action)
 
+    def _record_verify(self, result: dict[str, Any]) -> None:
+        """The verify result in the image's build info, which invoke release reads."""
+        final = buildinfo_file(self.spec.image)
+        try:
+            info = json.loads(self.current(final).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as error:
+            raise BuildError(
+                f"cannot read {self.current(final)}: {error}", "rebuild with invoke all --force"
+            ) from None
+        self.write_output(final, _json({**info, "verify": result}))
+
+    def _link_or_copy(self, source: Path, final: Path) -> str:
+        """Same content under a second name: a hard link where the filesystem allows it."""
+        with self.output(final) as tmp:
+            tmp.unlink()
+            try:
+                os.link(self.current(source), tmp)
+                how = "linked"
+            except OSError:
+                shutil.copy2(self.current(source), tmp)
+                how = "copied"
+        return how
+
     def all(self, verify: bool = True) -> None:
-        if verify:
-            self.verify()
-        else:
+        if not verify:
             self.alias()
+            return
+        self.deferred = True
+        try:
+            self.verify()
+            self.commit()
+        finally:
+            self.release_cell()
+
+
+# What a build info says until verify passed on the image (invoke release refuses it).
+NOT_VERIFIED = {"result": "not run", "why": "built without verify (a single step or --no-verify)"}
+
+
+def verified(checks: list[Check]) -> dict[str, Any]:
+    """A passed verify, and the checks it could not make (never counted as passed)."""
+    skipped = [f"{check.name}: {check.detail}" for check in checks if check.status == "skip"]
+    return {"result": "passed", "skipped": skipped}
+
+
+def _json(data: dict[str, Any]) -> str:
+    return json.dumps(data, indent=2) + "\n"
 
 
 def _sha256(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
-
-
-def _link_or_copy(source: Path, final: Path) -> str:
-    """Same content under a second name: a hard link where the filesystem allows it."""
-    with atomic_path(final) as tmp:
-        tmp.unlink()
-        try:
-            os.link(source, tmp)
-            how = "linked"
-        except OSError:
-            shutil.copy2(source, tmp)
-            how = "copied"
-    return how
 
 
 def run_steps(spec: BuildSpec, last: str, force: bool, verify: bool = True) -> None:

@@ -33,7 +33,16 @@ FIRST_BOOT_UNIT = f"{NAME}-first-boot.service"
 SYSUPDATE_DROPIN = f"{NAME}.conf"  # in systemd-sysupdate.service.d/
 NOOP_TRANSFER = "/etc/sysupdate.d/noop.conf"  # the sysext-bakery's name, so configs merge
 # What buildinfo must say for an image to be published (build/pipeline.py writes it).
-BUILDINFO_KEYS = ("image", "version", "arch", "autostart", "config_path", "mksquashfs", "liblzma")
+BUILDINFO_KEYS = (
+    "image",
+    "version",
+    "arch",
+    "autostart",
+    "config_path",
+    "mksquashfs",
+    "liblzma",
+    "verify",
+)
 # Plain URLs only: no %, which systemd reads as a specifier, no spaces, quotes, ? or #.
 _PUBLISH_URL = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]+)?(/[A-Za-z0-9._~/+=,@-]*)?")
 
@@ -172,6 +181,16 @@ def _buildinfo(image: Path, version: str, arch: str) -> dict[str, Any]:
         raise BuildError(
             f"{path} describes {said[0]} ({said[1]}, {said[2]}), not {image.name}", rebuild
         )
+    verified = info["verify"] if isinstance(info["verify"], dict) else {}
+    if verified.get("result") != "passed":
+        raise BuildError(
+            f"{image.name} is not verified ({path.name} says: {verified.get('result', 'nothing')})"
+            ", and only verified images are published",
+            f"verify it with invoke verify --version={version} --arch={arch} "
+            f"--output-dir={image.parent}, or rebuild it with invoke all",
+        )
+    for skipped in verified.get("skipped") or []:
+        say("release", f"{image.name}: verify could not check {skipped}")
     return info
 
 

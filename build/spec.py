@@ -111,10 +111,13 @@ class BuildSpec:
         if not re.match(r"https?://[^/]", api_url):
             raise BuildError(f"invalid API URL {api_url!r}", "use --api-url=https://HOST/PATH")
         config_path = str(opts["config_path"])
-        if not _UNIT_PATH_SAFE.fullmatch(config_path):
+        # Absolute and already normal: /../../etc/shadow names another file than it seems to.
+        normal = os.path.normpath(config_path) == config_path and not config_path.startswith("//")
+        if not _UNIT_PATH_SAFE.fullmatch(config_path) or not normal:
             raise BuildError(
                 f"invalid config path {config_path!r}",
-                "use an absolute path without spaces, quotes or $, e.g. "
+                "use a normal absolute path (no . or .. parts, no //) without spaces, quotes or "
+                "$, e.g. "
                 "--config-path=/etc/alloy/config.alloy",
             )
         compat_arch = str(opts["compat_arch"])

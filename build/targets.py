@@ -89,6 +89,11 @@ def atomic_path(final: Path, mode: int = 0o644) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
+def fsync_dir(directory: Path) -> None:
+    """Make renames in `directory` durable."""
+    _fsync(directory)
+
+
 def _fsync(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:

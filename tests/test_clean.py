@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from build import pipeline
-from build.spec import parse_output_name, parse_staging_name
+from build.spec import BuildSpec, parse_output_name, parse_staging_name
 
 
 @pytest.mark.parametrize(
@@ -50,7 +50,8 @@ def test_compat_name_is_a_copy_where_hard_links_fail(
 
     monkeypatch.setattr(pipeline.os, "link", no_links)
     compat = tmp_path / "alloy-1.10.2.raw"
-    assert pipeline._link_or_copy(image, compat) == "copied"
+    builder = pipeline.Pipeline(BuildSpec.from_options({"output_dir": str(tmp_path)}))
+    assert builder._link_or_copy(image, compat) == "copied"
     assert compat.read_bytes() == image.read_bytes()
     assert compat.stat().st_ino != image.stat().st_ino
     # The copy keeps the image's time, so the alias step sees it as up to date.
