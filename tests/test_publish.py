@@ -538,7 +538,7 @@ def test_image_without_buildinfo_is_refused(invoke: Invoke, tmp_path: Path) -> N
     assert "has no alloy-1.10.2-amd64.raw.buildinfo.json" in line
     assert "invoke all --version=1.10.2 --arch=amd64" in line
     assert not (tmp_path / "output/SHA256SUMS").exists()
-    ok(invoke("all", f"--version={VERSION}", "--no-verify"))  # which makes it again
+    ok(invoke("all", f"--version={VERSION}"))  # which makes it again
     ok(invoke("release", f"--publish-url={PUBLISH_URL}"))
 
 
