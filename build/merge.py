@@ -44,6 +44,13 @@ for dir in lib/extensions local/lib/extensions; do
     if [ -d "$root/usr/$dir" ]; then mount -t tmpfs tmpfs "$root/usr/$dir"; fi
 done
 mount --make-shared "$root/usr"
+# Where /bin, /lib... are directories of their own (not merged into /usr), the same, read-only.
+for dir in bin sbin lib lib32 lib64 libx32; do
+    if [ -d "/$dir" ] && [ ! -L "/$dir" ] && [ -d "$root/$dir" ] && [ ! -L "$root/$dir" ]; then
+        mount --bind "/$dir" "$root/$dir"
+        mount -o remount,bind,ro "$root/$dir"
+    fi
+done
 # systemd 255+ reloads the manager after a merge for EXTENSION_RELOAD_MANAGER=1: not ours to do.
 no_reload=
 if systemd-sysext --help 2>/dev/null | grep -q -- --no-reload; then no_reload=--no-reload; fi
@@ -121,6 +128,17 @@ def _parse(stdout: str) -> Merged:
     return merged
 
 
+def _top_level_like_the_host(root: Path) -> None:
+    """/bin, /lib... as the host has them, so a unit's /bin/true resolves in the scratch root:
+    the same symlinks into usr/ (merged /usr), else directories the script binds read-only."""
+    for name in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
+        host = Path("/") / name
+        if host.is_symlink():
+            (root / name).symlink_to(os.readlink(host))
+        elif host.is_dir():
+            (root / name).mkdir()
+
+
 def merge_in_scratch_root(
     image: Path,
     name: str,
@@ -135,6 +153,7 @@ def merge_in_scratch_root(
     with _scratch_dir(image.parent) as root:
         for directory in ("usr", "etc", "run", "var/lib/extensions"):
             (root / directory).mkdir(parents=True)
+        _top_level_like_the_host(root)
         (root / "etc/os-release").write_text(os_release, encoding="utf-8")
         extensions = root / "var/lib/extensions"
         try:

@@ -275,3 +275,17 @@ def test_an_image_without_the_unit(invoke: Invoke, tree: Path, tmp_path: Path) -
     (tree / UNIT).unlink()
     image = repack(tree, tmp_path / "bad" / "alloy.raw")
     fails_because(verify(invoke, image), "entries", f"/{UNIT} is missing")
+
+
+@pytest.mark.needs("systemd-sysext", "unshare", "systemd-analyze", root="real merges")
+def test_a_unit_may_name_host_programs_through_bin(invoke: Invoke, tmp_path: Path) -> None:
+    """The scratch root has the host's /bin (a link into /usr, or a read-only bind): a unit's
+    /bin/true is found there, as on the host."""
+    template = Path(__file__).resolve().parent.parent / "build/templates/alloy.service"
+    unit = tmp_path / "alloy.service"
+    unit.write_text(
+        template.read_text().replace("[Service]\n", "[Service]\nExecStartPre=/bin/true\n")
+    )
+    result = invoke("all", f"--unit-template={unit}")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "ok   systemd-analyze: verify alloy.service: no warnings" in result.stdout
