@@ -340,7 +340,9 @@ class Pipeline:
                     ) from None
                 self._record_verify({"result": "failed", "error": error.message})
                 raise
-            self._record_verify(verified(checks))
+            # verify passed, so the .sha256 is the image's: the record names the bytes it vetted.
+            sha256 = read_checksum(self.current(checksum_file(spec.image)))
+            self._record_verify(verified(checks, sha256))
             skipped = sum(check.status == "skip" for check in checks)
             return f"{image}: {len(checks) - skipped} checks passed, {skipped} skipped"
 
@@ -385,10 +387,11 @@ class Pipeline:
 NOT_VERIFIED = {"result": "not run", "why": "built without verify (a single step or --no-verify)"}
 
 
-def verified(checks: list[Check]) -> dict[str, Any]:
-    """A passed verify, and the checks it could not make (never counted as passed)."""
+def verified(checks: list[Check], sha256: str) -> dict[str, Any]:
+    """A passed verify of the image with this sha256, and the checks it could not make (never
+    counted as passed)."""
     skipped = [f"{check.name}: {check.detail}" for check in checks if check.status == "skip"]
-    return {"result": "passed", "skipped": skipped}
+    return {"result": "passed", "sha256": sha256, "skipped": skipped}
 
 
 def _json(data: dict[str, Any]) -> str:

@@ -133,7 +133,7 @@ def _images(output_dir: Path, sums: list[tuple[Path, str]]) -> list[Image]:
         if arch is None:
             compat.append((path, version, sha256))
             continue
-        info = _buildinfo(path, version, arch)
+        info = _buildinfo(path, version, arch, sha256)
         versioned[path.name] = Image(path, version, arch, None, sha256, path.stat().st_size, info)
     images = list(versioned.values())
     for path, version, sha256 in compat:
@@ -161,7 +161,7 @@ def _images(output_dir: Path, sums: list[tuple[Path, str]]) -> list[Image]:
     return sorted(images, key=lambda image: image.path.name)
 
 
-def _buildinfo(image: Path, version: str, arch: str) -> dict[str, Any]:
+def _buildinfo(image: Path, version: str, arch: str, sha256: str) -> dict[str, Any]:
     path = buildinfo_file(image)
     rebuild = (
         f"rebuild the image with invoke all --version={version} --arch={arch} "
@@ -188,6 +188,14 @@ def _buildinfo(image: Path, version: str, arch: str) -> dict[str, Any]:
             ", and only verified images are published",
             f"verify it with invoke verify --version={version} --arch={arch} "
             f"--output-dir={image.parent}, or rebuild it with invoke all",
+        )
+    if verified.get("sha256") != sha256:
+        raise BuildError(
+            f"{image.name} is not the image verify passed ({path.name} records sha256 "
+            f"{verified.get('sha256')}, the file has {sha256}), and only verified images are "
+            "published",
+            f"verify it with invoke verify --version={version} --arch={arch} "
+            f"--output-dir={image.parent} --force, or rebuild it with invoke all --force",
         )
     for skipped in verified.get("skipped") or []:
         say("release", f"{image.name}: verify could not check {skipped}")

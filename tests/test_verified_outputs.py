@@ -5,6 +5,7 @@ rest."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 from pathlib import Path
@@ -50,7 +51,12 @@ def test_a_failed_verify_leaves_every_earlier_output_as_it_was(
     ok(invoke("all"))
     output = tmp_path / "output"
     before = outputs(output)
-    assert buildinfo(output)["verify"] == {"result": "passed", "skipped": []}
+    image = output / f"alloy-{VERSION}-amd64.raw"
+    assert buildinfo(output)["verify"] == {
+        "result": "passed",
+        "sha256": hashlib.sha256(image.read_bytes()).hexdigest(),
+        "skipped": [],
+    }
     # A unit that builds but that systemd-analyze refuses: the new image fails verify.
     bad = tmp_path / "bad.service"
     bad.write_text(UNIT_TEMPLATE.read_text().replace("Restart=on-failure", "Restart=sometimes"))
@@ -139,3 +145,21 @@ def test_config_path_must_be_absolute_and_normal(invoke: Invoke, tmp_path: Path,
     error_line(result, f"invalid config path {path!r}", "normal absolute path")
     assert not (tmp_path / "output").exists()
     assert result.stdout == ""  # refused before anything was fetched
+
+
+def test_release_refuses_an_image_other_than_the_one_verify_passed(
+    invoke: Invoke, tmp_path: Path
+) -> None:
+    """A file put under a verified image's name, with a .sha256 to match, is not what verify
+    vetted: the build info records the sha256 of the bytes it passed."""
+    ok(invoke("all"))
+    output = tmp_path / "output"
+    image = output / f"alloy-{VERSION}-amd64.raw"
+    for name in (image.name, f"alloy-{VERSION}.raw"):
+        (output / name).unlink()
+        (output / name).write_bytes(b"")  # 0 bytes under the image's names
+        sha256 = hashlib.sha256(b"").hexdigest()
+        (output / f"{name}.sha256").write_text(f"{sha256}  {name}\n")
+    line = error_line(invoke("release", PUBLISH), f"{image.name} is not the image verify passed")
+    assert "invoke verify --version=1.10.2 --arch=amd64 --output-dir=output --force" in line
+    assert not (output / "SHA256SUMS").exists()
