@@ -1,66 +1,43 @@
-"""An image as squashfs-tools read it back: superblock, entries, and single files."""
+"""An image as the kernel would see it: superblock, every entry with its xattrs, file heads.
+
+Read by build/squashfs.py, without unsquashfs's listing (which loses xattrs, hard links and
+names with a newline) and without root.
+"""
 
 from __future__ import annotations
 
-import re
-import tempfile
-from dataclasses import dataclass
+from collections import defaultdict
 from pathlib import Path
 
-from .run import run, run_head
+from .squashfs import Node, SquashfsReader
 
-
-@dataclass(frozen=True)
-class Entry:
-    path: str  # inside the image, "" for its root
-    mode: str  # as ls shows it: drwxr-xr-x
-    owner: str  # uid/gid
-
-    @property
-    def is_dir(self) -> bool:
-        return self.mode.startswith("d")
-
-    @property
-    def is_file(self) -> bool:
-        return self.mode.startswith("-")
+Entry = Node
 
 
 class SquashfsImage:
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._reader = SquashfsReader(path)
         self.superblock = self._superblock()
-        self.entries = self._entries()
+        self.entries: dict[str, Entry] = {node.path: node for node in self._reader.nodes()}
 
     def _superblock(self) -> dict[str, str]:
-        """unsquashfs -s's "Compression" and "Block size", and "Filters" (e.g. "x86") where xz
-        was given -Xbcj."""
-        out = run(["unsquashfs", "-s", str(self.path)])
-        info = {}
-        for key in ("Compression", "Block size"):
-            match = re.search(rf"^{key} (.+)$", out, re.M)
-            if match:
-                info[key] = match.group(1).strip()
-        # The compressor's options follow its line, indented: "\tFilters selected: x86".
-        match = re.search(r"^[ \t]+Filters selected:(.*)$", out, re.M)
-        if match:
-            info["Filters"] = match.group(1).strip()
+        """Compression, block size, and the filters (e.g. "x86") where xz was given -Xbcj,
+        under the names unsquashfs -s gives them."""
+        superblock = self._reader.superblock
+        info = {"Compression": superblock.compression, "Block size": str(superblock.block_size)}
+        if superblock.filters:
+            info["Filters"] = ", ".join(superblock.filters)
         return info
 
-    def _entries(self) -> dict[str, Entry]:
-        out = run(["unsquashfs", "-lln", "-d", "IMAGE", str(self.path)])
-        entries = {}
-        for line in out.splitlines():
-            fields = line.split(None, 5)
-            if len(fields) == 6 and (fields[5] == "IMAGE" or fields[5].startswith("IMAGE/")):
-                name = fields[5].removeprefix("IMAGE").lstrip("/").split(" -> ")[0]
-                entries[name] = Entry(name, fields[0], fields[1])
-        return entries
+    def hard_links(self) -> dict[str, list[str]]:
+        """Each path that shares its inode with other paths -> all those paths."""
+        names: dict[int, list[str]] = defaultdict(list)
+        for entry in self.entries.values():
+            if entry.kind != "directory":
+                names[entry.inode].append(entry.path)
+        return {path: paths for paths in names.values() if len(paths) > 1 for path in paths}
 
     def head(self, path: str, size: int) -> bytes:
-        return run_head(["unsquashfs", "-cat", str(self.path), path], size)
-
-    def extract(self, path: str, dest_dir: Path) -> Path:
-        """Extract one file, with its xattrs, under `dest_dir`; return where it landed."""
-        target = Path(tempfile.mkdtemp(dir=dest_dir)) / "root"
-        run(["unsquashfs", "-no-progress", "-d", str(target), str(self.path), path])
-        return target / path
+        """The first `size` bytes of the regular file at `path`."""
+        return self._reader.head(self.entries[path], size)

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +12,7 @@ from .arch import ARCHES, ELF_MACHINE_NAMES, Arch
 from .checksum import file_sha256, read_checksum
 from .elf import HEADER_SIZE
 from .errors import BuildError
-from .image import SquashfsImage
+from .image import Entry, SquashfsImage
 from .pack import BLOCK_SIZE_BYTES, COMPRESSORS, bcj_filter
 from .report import say
 from .spec import (
@@ -26,6 +25,7 @@ from .spec import (
 from .stage import STRICT_XATTR
 
 RELEASE_DIR = "usr/lib/extension-release.d/"
+_UNIT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9@._:-]*\.(service|socket|timer|path|target)")
 EXPECTED_FILE_MODES = {
     IMAGE_BINARY: "-rwxr-xr-x",
     IMAGE_UNIT: "-rw-r--r--",
@@ -34,6 +34,10 @@ EXPECTED_FILE_MODES = {
 }
 FORBIDDEN = ("usr/sbin", "usr/local/sbin", "usr/lib/os-release")
 BINARY_DIRS = ("usr/bin/", "usr/local/bin/")
+# An SELinux label: a host's policy may give one to any file. Every other xattr but
+# STRICT_XATTR (on the extension-release file) fails.
+ALLOWED_XATTRS = ("security.selinux",)
+MAX_RELEASE_BYTES = 64 << 10
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,9 @@ class Expectations:
     names: Sequence[str]  # every file name a user may give the image, beside its own
     checksums: Sequence[tuple[Path, Path]]  # (file, its .sha256) that must exist and match
     required: Sequence[str] = (IMAGE_BINARY, IMAGE_UNIT)  # paths the image must hold
+    # Paths it may hold. With `required` and the extension-release file, and the directories on
+    # their way, they are all it may hold: any other entry fails.
+    optional: Sequence[str] = ()
 
 
 def verify(image: Path, expect: Expectations) -> list[Check]:
@@ -70,7 +77,7 @@ def _checks(path: Path, expect: Expectations) -> Iterator[Check]:
     image = SquashfsImage(path)
     machines = _binary_machines(image)
     yield _superblock(image, expect.compression, _arch_of(machines))
-    yield from _entries(image, expect.required)
+    yield from _entries(image, expect.required, expect.optional)
     release = yield from _extension_release(image, path, machines)
     yield from _checksums(expect.checksums)
     yield from _merges(image, path, release, expect.names)
@@ -100,29 +107,102 @@ def _describe(compression: str | None, bcj: str | None, block_size: str | None) 
     return f"{compression} compression, {filters}, {block_size}-byte blocks"
 
 
-def _entries(image: SquashfsImage, required: Sequence[str]) -> Iterator[Check]:
+def _entries(
+    image: SquashfsImage, required: Sequence[str], optional: Sequence[str]
+) -> Iterator[Check]:
+    files = {*required, IMAGE_EXTENSION_RELEASE, *optional}
+    directories = {parent for path in files for parent in _parents(path)}
+    links = image.hard_links()
     problems = [f"/{path} is missing" for path in required if path not in image.entries]
     for entry in image.entries.values():
-        where = "/" + entry.path
+        where = _shown(entry.path)
+        if not entry.path.isprintable():
+            problems.append(f"{where} has a control character in its name")
         if entry.path and entry.path.split("/")[0] != "usr":
             problems.append(f"{where} is outside /usr (systemd-sysext ignores it)")
         if any(entry.path == bad or entry.path.startswith(bad + "/") for bad in FORBIDDEN):
             problems.append(f"{where} must not be shipped (it would hide or replace the host's)")
+        problems.extend(
+            f"{where} {problem}" for problem in _kind_problems(entry, files, directories, links)
+        )
         if entry.owner != "0/0":
             problems.append(f"{where} is owned by {entry.owner}, not root")
         if entry.is_dir and entry.mode != "drwxr-xr-x":
             problems.append(f"directory {where} has mode {entry.mode}, not drwxr-xr-x")
         expected = EXPECTED_FILE_MODES.get(entry.path)
-        if expected and entry.mode != expected:
+        if entry.is_file and expected and entry.mode != expected:
             problems.append(f"{where} has mode {entry.mode}, not {expected}")
-        if entry.is_file and (entry.mode[5] == "w" or entry.mode[8] == "w"):
+        if entry.is_file and entry.permissions & 0o022:
             problems.append(f"{where} is writable by others ({entry.mode})")
-        if any(flag in entry.mode for flag in "sStT"):
+        if entry.permissions & 0o7000:
             problems.append(f"{where} has a setuid, setgid or sticky bit ({entry.mode})")
+        problems.extend(f"{where} {problem}" for problem in _xattr_problems(entry))
     if problems:
         yield Check("entries", "FAIL", "; ".join(problems))
     else:
-        yield Check("entries", "ok", f"{len(image.entries)} entries, root-owned, under /usr")
+        yield Check(
+            "entries",
+            "ok",
+            f"{len(image.entries)} entries, only the expected files and their directories, "
+            "root-owned, under /usr, no xattrs but the expected",
+        )
+
+
+def _parents(path: str) -> list[str]:
+    parts = path.split("/")
+    return ["/".join(parts[:depth]) for depth in range(len(parts))]
+
+
+def _kind_problems(
+    entry: Entry, files: set[str], directories: set[str], links: dict[str, list[str]]
+) -> Iterator[str]:
+    """What is wrong with the entry's type and place: only directories and regular files, each
+    where an Alloy sysext has one, each with a single name."""
+    if entry.kind == "symlink":
+        yield f"is a symlink to {_printable(entry.target or '')}"
+    elif entry.kind in ("block device", "character device"):
+        major, minor = entry.device or (0, 0)
+        yield f"is a {entry.kind} ({major}, {minor})"
+    elif entry.kind in ("FIFO", "socket"):
+        yield f"is a {entry.kind}"
+    elif entry.path in links:
+        others = ", ".join(_shown(other) for other in links[entry.path] if other != entry.path)
+        yield f"is a hard link (one inode with {others})"
+    elif entry.is_dir and entry.path in files:
+        yield "is a directory, not a regular file"
+    elif entry.is_file and entry.path in directories:
+        yield "is a file where a directory belongs"
+    elif entry.path not in files | directories:
+        yield f"is an extra {'directory' if entry.is_dir else 'file'}, not part of an Alloy sysext"
+
+
+def _xattr_problems(entry: Entry) -> Iterator[str]:
+    for name in entry.xattrs:
+        if name in ALLOWED_XATTRS:
+            continue
+        if name == STRICT_XATTR and entry.is_file and entry.path.startswith(RELEASE_DIR):
+            continue
+        if name == "security.capability":
+            yield "has file capabilities (xattr security.capability)"
+        else:
+            yield f"has the xattr {_printable(name)}"
+
+
+def _shown(path: str) -> str:
+    """/path on one line, whatever bytes its names hold."""
+    return "/" + _printable(path)
+
+
+def _printable(text: str) -> str:
+    """`text` with each control character or undecodable byte as a \\x or \\u escape."""
+    return "".join(char if char.isprintable() else _escape(char) for char in text)
+
+
+def _escape(char: str) -> str:
+    code = ord(char)
+    if 0xDC80 <= code <= 0xDCFF:  # an undecodable byte, kept as a surrogate
+        return f"\\x{code - 0xDC00:02x}"
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
 def _extension_release(
@@ -133,7 +213,7 @@ def _extension_release(
         name for name in image.entries if name.startswith(RELEASE_DIR + "extension-release.")
     ]
     if len(releases) != 1:
-        found = ", ".join(releases) or "none"
+        found = ", ".join(_printable(name) for name in releases) or "none"
         yield Check(
             "extension-release",
             "FAIL",
@@ -141,11 +221,23 @@ def _extension_release(
         )
         return {}
     inside = releases[0]
+    entry = image.entries[inside]
+    if not entry.is_file:
+        # Never followed: a symlink to /etc/os-release would report the host's ID.
+        yield Check(
+            "extension-release", "FAIL", f"{_shown(inside)} is a {entry.kind}, not a regular file"
+        )
+        return {}
+    if entry.size > MAX_RELEASE_BYTES:
+        yield Check(
+            "extension-release",
+            "FAIL",
+            f"{_shown(inside)} is {entry.size} bytes; an extension-release file is a few lines",
+        )
+        return {}
     extension = inside.removeprefix(RELEASE_DIR + "extension-release.")
-    with tempfile.TemporaryDirectory() as scratch:
-        extracted = image.extract(inside, Path(scratch))
-        fields = _parse_release(extracted.read_text(encoding="utf-8", errors="replace"))
-        strict = _xattr(extracted, STRICT_XATTR)
+    fields = _parse_release(image.head(inside, entry.size).decode("utf-8", errors="replace"))
+    strict = entry.xattrs.get(STRICT_XATTR)
     fields["_NAME"] = extension
     if not fields.get("ID"):
         yield Check("extension-release", "FAIL", f"{inside} has no ID=")
@@ -253,10 +345,13 @@ def _merges(
         yield Check("systemd-analyze", "skip", reason)
         return
     files = [entry.path for entry in image.entries.values() if entry.is_file]
+    # Unit names come from the image: only plain ones go to systemd-analyze (the entries check
+    # fails any other unit; a name like --generators=yes must never become an option).
     units = [
         f.removeprefix("usr/lib/systemd/system/")
         for f in files
-        if f.startswith("usr/lib/systemd/system/") and f.count("/") == 4
+        if f.startswith("usr/lib/systemd/system/")
+        and _UNIT_NAME.fullmatch(f.removeprefix("usr/lib/systemd/system/"))
     ]
     os_release = _os_release_for(release)
     for name in every_name:
@@ -302,13 +397,6 @@ def _os_release_for(release: dict[str, str]) -> str:
         if key in release:
             lines.append(f"{key}={release[key]}")
     return "\n".join(lines) + "\n"
-
-
-def _xattr(path: Path, name: str) -> bytes | None:
-    try:
-        return os.getxattr(path, name)
-    except OSError:
-        return None
 
 
 def checksums_of(files: Sequence[Path]) -> list[tuple[Path, Path]]:
