@@ -63,7 +63,7 @@ while [ "$i" -lt "$nfiles" ]; do
 done
 for unit in "$@"; do
     echo "analyze $unit"
-    systemd-analyze verify --root="$root" --man=no --generators=no "$unit" 2>&1 \
+    systemd-analyze verify --root="$root" --man=no --generators=no -- "$unit" 2>&1 \
         | head -n 200 | sed 's/^/| /' || true
 done
 systemd-sysext $no_reload --root="$root" unmerge >/dev/null 2>&1 || true

@@ -115,6 +115,10 @@ def _hostile_image(tmp_path: Path, marker: Path) -> Path:
     (tree / "usr/local/bin/alloy").write_bytes(elf_binary(MACHINES["amd64"]))
     (tree / "usr/local/bin/alloy").chmod(0o755)
     (tree / "usr/lib/systemd/system/alloy.service").write_text(UNIT)
+    # A generator, and a "unit" whose name would turn generators on if taken for an option.
+    (tree / "usr/lib/systemd/system-generators").mkdir()
+    shutil.copy(program, tree / "usr/lib/systemd/system-generators/alloy-generator")
+    (tree / "usr/lib/systemd/system/--generators=yes").write_text(UNIT)
     release = tree / "usr/lib/extension-release.d/extension-release.alloy"
     release.parent.mkdir(parents=True)
     release.write_text("ID=_any\nARCHITECTURE=x86-64\n")
