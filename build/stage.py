@@ -91,7 +91,8 @@ def _make_dirs(root: Path, relative: str) -> None:
 
 
 def _write(path: Path, text: str, mode: int) -> None:
-    path.write_text(text, encoding="utf-8")
+    with doing("staging the image tree", path):
+        path.write_text(text, encoding="utf-8")
     os.chmod(path, mode)
 
 
