@@ -50,11 +50,11 @@ def extract_binary(zip_path: Path, spec: BuildSpec, dest: Path) -> None:
                 _copy(chunks, out, spec, what)
     except zipmember.ZipProblem as problem:
         raise BuildError(f"{spec.zip_name} from {spec.zip_url} {problem}", ASSET_HINT) from None
-    except (zipfile.BadZipFile, NotImplementedError, RuntimeError) as error:
+    except (zipfile.BadZipFile, NotImplementedError, RuntimeError):
         # What select() did not foresee, from zipfile.open(): its words hold reprs.
         raise BuildError(
             f"{spec.zip_name} from {spec.zip_url} has an entry for {spec.member} that cannot "
-            f"be read ({type(error).__name__})",
+            "be read",
             ASSET_HINT,
         ) from None
 

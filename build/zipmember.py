@@ -5,6 +5,7 @@ object."""
 
 from __future__ import annotations
 
+import itertools
 import posixpath
 import stat
 import struct
@@ -81,9 +82,10 @@ def _raw_name(info: zipfile.ZipInfo) -> bytes:
     return info.orig_filename.encode("utf-8" if info.flag_bits & _UTF8_NAME else "cp437")
 
 
-def _local_name(raw: BinaryIO, info: zipfile.ZipInfo, end: int) -> str:
-    """The name in the entry's local header, after checking that header against the central
-    directory's: an extractor that walks local headers must see the same archive as zipfile."""
+def _local_entry(raw: BinaryIO, info: zipfile.ZipInfo, end: int) -> tuple[str, int]:
+    """The name in the entry's local header and where its data ends, after checking that header
+    against the central directory's: an extractor that walks local headers must see the same
+    archive as zipfile."""
     raw.seek(info.header_offset)
     header = raw.read(_LOCAL.size)
     if len(header) != _LOCAL.size or header[:4] != _LOCAL_SIGNATURE:
@@ -119,7 +121,7 @@ def _local_name(raw: BinaryIO, info: zipfile.ZipInfo, end: int) -> str:
         raise ZipProblem(
             f"has data for {shown(info.orig_filename)} that runs into its central directory"
         )
-    return name.decode("utf-8" if flags & _UTF8_NAME else "cp437", errors="replace")
+    return name.decode("utf-8" if flags & _UTF8_NAME else "cp437", errors="replace"), data_end
 
 
 def _check_member(info: zipfile.ZipInfo, member: str) -> None:
@@ -143,11 +145,17 @@ def select(archive: zipfile.ZipFile, raw: BinaryIO, member: str) -> zipfile.ZipI
     for it (by its name in the central directory or in its local header); None if there is
     none. Raises ZipProblem for anything ambiguous or contradictory."""
     end = archive.start_dir  # where the central directory starts: no entry's data goes past
-    candidates = []
+    candidates: list[zipfile.ZipInfo] = []
+    spans: list[tuple[int, int, str]] = []  # (start, end, name) of each entry's bytes
     for info in archive.infolist():
-        local = _local_name(raw, info, end)
+        local, data_end = _local_entry(raw, info, end)
+        spans.append((info.header_offset, data_end, info.orig_filename))
         if could_be(info.orig_filename, member) or could_be(local, member):
             candidates.append(info)
+    spans.sort()
+    for (_, first_end, first), (second_start, _, second) in itertools.pairwise(spans):
+        if second_start < first_end:  # one entry's bytes are also another's
+            raise ZipProblem(f"has entries that overlap: {listed([first, second])}")
     if len(candidates) > 1:
         raise ZipProblem(
             f"has {len(candidates)} entries that could each be taken for {member}: "

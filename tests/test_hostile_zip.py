@@ -234,6 +234,23 @@ def test_entry_hidden_behind_another_name_in_the_central_directory(
     refused(invoke("all", f"--version={OTHER}"), tmp_path, asset_line(url, problem))
 
 
+def test_entries_that_share_their_bytes(invoke: Invoke, release: Release, tmp_path: Path) -> None:
+    # README.md is stored, and its data is a whole entry of its own: LICENSE, which the
+    # central directory lists too, pointing inside README.md's bytes.
+    inner = raw_zip(Entry(b"LICENSE", b"Apache-2.0\n", method=STORED))
+    inner = inner[: inner.index(b"PK\x01\x02")]
+    data = raw_zip(Entry(b"README.md", inner, method=STORED), Entry(MEMBER.encode()))
+    at = data.index(b"PK\x01\x02")
+    nested = raw_zip(Entry(b"LICENSE", b"Apache-2.0\n", method=STORED))
+    extra = nested[nested.index(b"PK\x01\x02") : nested.index(b"PK\x05\x06")]
+    extra = extra[:42] + struct.pack("<L", 30 + len(b"README.md")) + extra[46:]
+    central = data[at : data.index(b"PK\x05\x06")] + extra
+    end = struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, 3, 3, len(central), at, 0)
+    url = publish(release, data[:at] + central + end)
+    problem = "has entries that overlap: README.md, LICENSE"
+    refused(invoke("all", f"--version={OTHER}"), tmp_path, asset_line(url, problem))
+
+
 def test_not_a_zip_at_all(invoke: Invoke, release: Release, tmp_path: Path) -> None:
     url = publish(release, b"PK\x03\x04" + bytes(200))  # a zip's first bytes; no directory
     problem = "is not a zip archive, or a damaged one"
