@@ -21,7 +21,7 @@ from build.errors import BuildError, one_line
 from build.latest import spec_from_options
 from build.pipeline import run_steps, verify_any_image
 from build.signals import Interrupted, signals_raise
-from build.spec import DEFAULTS, BuildSpec
+from build.spec import DEFAULTS, BuildSpec, default_cache_dir
 
 HELP = {
     "version": "Alloy release to build, X.Y.Z or X.Y.Z-rc.N, or latest: the highest stable "
@@ -74,8 +74,10 @@ def _clean_exit(body: Callable[..., None]) -> Callable[..., None]:
         try:
             with signals_raise():
                 body(*args, **kwargs)
-        except (BuildError, OSError) as error:
+        except BuildError as error:
             raise Exit(one_line(error), code=1) from None
+        except OSError as error:
+            raise Exit(one_line(error, _places(args, kwargs)), code=1) from None
         except KeyboardInterrupt as error:
             signum = error.signum if isinstance(error, Interrupted) else 2
             name = error.args[0] if isinstance(error, Interrupted) else "SIGINT"
@@ -85,6 +87,20 @@ def _clean_exit(body: Callable[..., None]) -> Callable[..., None]:
             ) from None
 
     return wrapper
+
+
+def _places(args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Path]:
+    """The directories a run writes under, by the option that moves them: for the advice on
+    an OSError (a full disk, a read-only directory)."""
+    c = args[0] if args and isinstance(args[0], Context) else None
+
+    def chosen(key: str) -> Any:
+        return kwargs.get(key) or (c.config.get(key) if c is not None else None)
+
+    return {
+        "--output-dir": Path(str(chosen("output_dir") or DEFAULTS["output_dir"])),
+        "--cache-dir": Path(str(chosen("cache_dir") or default_cache_dir())),
+    }
 
 
 def _spec(c: Context, flags: dict[str, Any]) -> BuildSpec:

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import os
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
 
 class BuildError(Exception):
     """A failure the user can act on: what went wrong, and what to do about it."""
@@ -15,13 +21,71 @@ class BuildError(Exception):
         return f"{self.message}; {self.hint}" if self.hint else self.message
 
 
-def one_line(error: BaseException) -> str:
-    """The single stderr line for an error that ends a run."""
+@contextlib.contextmanager
+def doing(what: str | None = None, path: Path | str | None = None) -> Iterator[None]:
+    """An OSError from the block says what the build was doing, and names `path` when the
+    error itself names no file (a failed write() or close() does not)."""
+    try:
+        yield
+    except OSError as error:
+        if error.filename is None and path is not None:
+            error.filename = str(path)
+        if what is not None and not getattr(error, "__notes__", None):  # the innermost wins
+            error.add_note(what)
+        raise
+
+
+_NO_SPACE = {errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota exceeded"}
+_NOT_WRITABLE = (errno.EACCES, errno.EPERM, errno.EROFS)
+# Which option moves the files under each directory elsewhere; the first that holds a path wins.
+Places = Mapping[str, Path]
+
+
+def _option_for(path: str, places: Places) -> str:
+    where = os.path.abspath(path)
+    best, depth = "--output-dir", -1
+    for option, directory in places.items():
+        root = os.path.abspath(directory)
+        if os.path.commonpath([where, root]) == root and len(root) > depth:
+            best, depth = option, len(root)
+    return best
+
+
+def os_error_text(error: OSError, places: Places | None = None) -> str:
+    """What went wrong, on which path, while doing what; and what to do about it."""
+    notes = getattr(error, "__notes__", None)
+    while_doing = f" while {notes[0]}" if notes else ""
+    if error.filename is None:
+        return f"{error.strerror or error}{while_doing}"
+    path = os.fsdecode(error.filename)
+    if error.filename2 is not None:
+        path = f"{path} -> {os.fsdecode(error.filename2)}"
+    option = _option_for(os.fsdecode(error.filename), places or {})
+    if error.errno in _NO_SPACE:
+        return (
+            f"{_NO_SPACE[error.errno]} for {path}{while_doing}; free space on that file "
+            f"system, or choose another {option}"
+        )
+    if error.errno == errno.EROFS:
+        return (
+            f"{error.strerror}: {path} is not writable{while_doing}; remount that file system "
+            f"read-write, or choose another {option}"
+        )
+    if error.errno in _NOT_WRITABLE:
+        return (
+            f"{error.strerror}: {path} is not writable{while_doing}; give this user write "
+            f"access to it (check the owner and mode), or choose another {option}"
+        )
+    return f"{error.strerror or error}: {path}{while_doing}"
+
+
+def one_line(error: BaseException, places: Places | None = None) -> str:
+    """The single stderr line for an error that ends a run. `places`: option -> directory it
+    sets (--output-dir, --cache-dir), for the advice on an OSError under one of them."""
     if isinstance(error, BuildError):
         text = str(error)
     elif isinstance(error, OSError):
-        where = f": {error.filename}" if error.filename else ""
-        text = f"{error.strerror or error}{where}"
+        text = os_error_text(error, places)
     else:
         text = str(error) or type(error).__name__
     return "error: " + " ".join(text.split())

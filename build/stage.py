@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import itertools
 import os
 import zipfile
-import zlib
+from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
+from . import zipmember
 from .elf import HEADER_SIZE, check_elf_header
-from .errors import BuildError
+from .errors import BuildError, doing
 from .spec import IMAGE_BINARY, IMAGE_EXTENSION_RELEASE, BuildSpec
 
 # Lets systemd (252+) merge the image under a file name other than `alloy.raw`.
@@ -18,38 +21,58 @@ STRICT_XATTR = "user.extension-release.strict"
 DIR_MODE = 0o755  # overlayfs gives a merged directory the top layer's mode: never narrower
 
 
+# The zip matched the release's SHA256SUMS: whatever is wrong with it is wrong at the source.
+ASSET_HINT = (
+    "the release asset is broken or was tampered with (it matches SHA256SUMS: a new download "
+    "will not help); check that release, or the mirror given as --base-url"
+)
+
+
 def extract_binary(zip_path: Path, spec: BuildSpec, dest: Path) -> None:
-    """Write only the member `alloy-linux-ARCH` to `dest`, refusing anything but the right ELF."""
+    """Write only the member `alloy-linux-ARCH` to `dest`, refusing anything but the right ELF
+    in a zip where nothing else could be taken for it."""
     what = f"{spec.member} in {spec.zip_name}"
+    reading = doing("reading the release zip", zip_path)
     try:
-        with zipfile.ZipFile(zip_path) as archive:
-            try:
-                info = archive.getinfo(spec.member)
-            except KeyError:
-                held = ", ".join(archive.namelist()[:5]) or "nothing"
+        with reading, zip_path.open("rb") as raw, zipmember.open_archive(zip_path) as archive:
+            info = zipmember.select(archive, raw, spec.member)
+            if info is None:
                 raise BuildError(
                     f"{spec.zip_name} from {spec.zip_url} has no {spec.member}",
-                    f"it holds: {held}; check --arch and --base-url",
-                ) from None
+                    f"it holds: {zipmember.listed(archive.namelist()) or 'nothing'}; "
+                    "check --arch and --base-url",
+                )
             limit = spec.max_binary_size  # a zip bomb must not fill the disk
             if info.file_size > limit:
                 raise _too_big(what, limit)
-            with archive.open(info) as source, dest.open("wb") as out:
-                header = source.read(HEADER_SIZE)
-                check_elf_header(header, spec.arch, what)
-                out.write(header)
-                written = len(header)
-                while chunk := source.read(1 << 20):
-                    written += len(chunk)
-                    if written > limit:  # the header's size can lie
-                        raise _too_big(what, limit)
-                    out.write(chunk)
-    except (zipfile.BadZipFile, zlib.error, EOFError, RuntimeError, NotImplementedError) as error:
-        # RuntimeError: an encrypted member; NotImplementedError: a compression zipfile lacks.
+            chunks = zipmember.read_chunks(archive.open(info), zip_path)
+            with doing("unpacking the binary", dest), dest.open("wb") as out:
+                _copy(chunks, out, spec, what)
+    except zipmember.ZipProblem as problem:
+        raise BuildError(f"{spec.zip_name} from {spec.zip_url} {problem}", ASSET_HINT) from None
+    except (zipfile.BadZipFile, NotImplementedError, RuntimeError):
+        # What select() did not foresee, from zipfile.open(): its words hold reprs.
         raise BuildError(
-            f"{spec.zip_name} from {spec.zip_url} is not a valid zip archive ({error})",
-            "remove it from the cache with 'invoke clean --cache' and run again",
+            f"{spec.zip_name} from {spec.zip_url} has an entry for {spec.member} that cannot "
+            "be read",
+            ASSET_HINT,
         ) from None
+
+
+def _copy(chunks: Iterator[bytes], out: BinaryIO, spec: BuildSpec, what: str) -> None:
+    """Check the ELF header before a byte is written, and the size as the bytes come."""
+    head = b""
+    for chunk in chunks:  # a chunk may be shorter than the header: join until it is not
+        head += chunk
+        if len(head) >= HEADER_SIZE:
+            break
+    check_elf_header(head[:HEADER_SIZE], spec.arch, what)
+    written = 0
+    for chunk in itertools.chain([head], chunks):
+        written += len(chunk)
+        if written > spec.max_binary_size:  # the header's size can lie
+            raise _too_big(what, spec.max_binary_size)
+        out.write(chunk)
 
 
 def _too_big(what: str, limit: int) -> BuildError:
@@ -68,7 +91,8 @@ def _make_dirs(root: Path, relative: str) -> None:
 
 
 def _write(path: Path, text: str, mode: int) -> None:
-    path.write_text(text, encoding="utf-8")
+    with doing("staging the image tree", path):
+        path.write_text(text, encoding="utf-8")
     os.chmod(path, mode)
 
 

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .errors import doing
+
 # Bump when a change to the pipeline changes what a step produces, so old outputs rebuild.
 RECIPE = 1
 
@@ -80,7 +82,8 @@ def atomic_path(final: Path, mode: int = 0o644) -> Iterator[Path]:
     os.close(fd)
     tmp = Path(tmp_name)
     try:
-        yield tmp
+        with doing(path=final):  # a full disk fails a write() that names no file
+            yield tmp
         os.chmod(tmp, mode)
         _fsync(tmp)  # the data, then the name: a crash must not leave a named empty file
         os.replace(tmp, final)
