@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .arch import ARCHES
+from .run import dies_with_this_process
 
 TIMEOUT = 120  # seconds for one merge, its checks and the unmerge
 MAX_LINES = 200  # of systemd-analyze or merge output kept per merge: the unit is the image's
@@ -169,6 +170,7 @@ def merge_in_scratch_root(
                 capture_output=True,
                 text=True,
                 errors="replace",
+                preexec_fn=dies_with_this_process(),  # no merge outlives a killed build
                 timeout=TIMEOUT,
             )
         except subprocess.TimeoutExpired:
