@@ -55,10 +55,10 @@ def os_error_text(error: OSError, places: Places | None = None) -> str:
     """What went wrong, on which path, while doing what; and what to do about it."""
     notes = getattr(error, "__notes__", None)
     while_doing = f" while {notes[0]}" if notes else ""
-    if error.filename is None:
+    if not isinstance(error.filename, (str, bytes, os.PathLike)):  # None, or a descriptor
         return f"{error.strerror or error}{while_doing}"
     path = os.fsdecode(error.filename)
-    if error.filename2 is not None:
+    if isinstance(error.filename2, (str, bytes, os.PathLike)):
         path = f"{path} -> {os.fsdecode(error.filename2)}"
     option = _option_for(os.fsdecode(error.filename), places or {})
     if error.errno in _NO_SPACE:

@@ -4,7 +4,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -32,14 +34,56 @@ def unit_template_path(spec: BuildSpec) -> Path:
     return spec.unit_template or TEMPLATES / "alloy.service"
 
 
+# A unit template is a small text file a user wrote: never a device, a FIFO or a kernel file
+# (/proc/self/environ would put the build's secrets into the image; /dev/zero never ends).
+MAX_TEMPLATE = 64 << 10
+_NOT_FILES = ("/proc", "/sys", "/dev")
+_SERVICE_SECTION = re.compile(r"^\[Service\][ \t]*$", re.M)
+
+
 def read_template(path: Path) -> str:
+    def refuse(reason: str) -> BuildError:
+        return BuildError(
+            f"refusing unit template {path}: {reason}",
+            f"give --unit-template a unit file of at most {MAX_TEMPLATE >> 10} KiB of UTF-8 text "
+            "with a [Service] section",
+        )
+
+    real = os.path.realpath(path)
+    for root in _NOT_FILES:
+        if real == root or real.startswith(root + "/"):
+            raise refuse(f"it is {real}, under {root}: not a file a user wrote")
     try:
-        return path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        reason = getattr(error, "strerror", None) or "not UTF-8 text"
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError as error:
         raise BuildError(
-            f"cannot read unit template {path}: {reason}", "check --unit-template"
+            f"cannot read unit template {path}: {error.strerror}", "check --unit-template"
         ) from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise refuse("it is not a regular file")
+        data = _read_at_most(fd, MAX_TEMPLATE + 1)
+    finally:
+        os.close(fd)
+    if len(data) > MAX_TEMPLATE:
+        raise refuse(f"it is larger than {MAX_TEMPLATE >> 10} KiB")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise refuse("it is not UTF-8 text") from None
+    if "\0" in text:
+        raise refuse("it holds NUL bytes")
+    if not _SERVICE_SECTION.search(text):
+        raise refuse("it has no [Service] section")
+    return text
+
+
+def _read_at_most(fd: int, size: int) -> bytes:
+    chunks, left = [], size
+    while left > 0 and (chunk := os.read(fd, min(left, 1 << 16))):
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
 
 
 def unit(spec: BuildSpec, template: str, source: str) -> str:

@@ -211,3 +211,9 @@ def test_sigkill_of_the_build_kills_mksquashfs_and_leaves_no_image(
             os.kill(child, signal.SIGKILL)
     assert not (tmp_path / "output" / f"alloy-{OTHER}-amd64.raw").exists()
     assert list((tmp_path / "output").glob("*.raw")) == []
+
+
+def test_os_error_about_a_descriptor_is_still_one_line() -> None:
+    """os.fdopen and friends put the descriptor number where a path would be."""
+    line = one_line(IsADirectoryError(errno.EISDIR, "Is a directory", 5), PLACES)
+    assert line == "error: Is a directory"
