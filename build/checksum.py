@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from pathlib import Path
 
 from .errors import BuildError
+from .safeio import open_regular, read_regular
 from .spec import checksum_file, parse_output_name
 from .targets import write_text_atomic
 
@@ -14,9 +16,16 @@ _CHUNK = 1 << 20
 _LINE = re.compile(r"([0-9a-fA-F]{64}) [ *](.+)")
 
 
-def file_sha256(path: Path) -> str:
+# What to do about an output that is not the regular file the build wrote.
+NOT_OURS_HINT = "remove it, or put the file itself there: only files a build wrote are read"
+MAX_CHECKSUM_FILE = 4096
+
+
+def file_sha256(path: Path, regular_only: bool = False) -> str:
+    """sha256 of the file; with `regular_only`, of a regular file only, never through a symlink
+    or from a FIFO or device (safeio.open_regular)."""
     digest = hashlib.sha256()
-    with path.open("rb") as stream:
+    with open_regular(path, NOT_OURS_HINT) if regular_only else path.open("rb") as stream:
         while chunk := stream.read(_CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
@@ -42,7 +51,8 @@ def write_checksum(checksum: Path, sha256: str, name: str) -> None:
 
 
 def read_checksum(checksum: Path) -> str:
-    sums = parse_sums(checksum.read_text())
+    text = read_regular(checksum, MAX_CHECKSUM_FILE, NOT_OURS_HINT).decode("utf-8", "replace")
+    sums = parse_sums(text)
     if len(sums) != 1:
         raise BuildError(f"{checksum} is not a one-line sha256sum file", "run with --force")
     return next(iter(sums.values()))
@@ -53,16 +63,16 @@ def image_sums(output_dir: Path) -> list[tuple[Path, str]]:
     checked against its own .sha256 where one exists."""
     images = sorted(
         path
-        for path in output_dir.glob("*.raw")
-        if path.is_file() and parse_output_name(path.name) is not None
+        for path in output_dir.iterdir()
+        if path.name.endswith(".raw") and parse_output_name(path.name) is not None
     )
     if not images:
         raise BuildError(f"no images in {output_dir}", "build them first, e.g. invoke all")
     found = []
     for image in images:
-        sha256 = file_sha256(image)
+        sha256 = file_sha256(image, regular_only=True)
         own = checksum_file(image)
-        if own.exists() and read_checksum(own) != sha256:
+        if os.path.lexists(own) and read_checksum(own) != sha256:
             raise BuildError(
                 f"{image} does not match {own.name}",
                 "the image changed after it was built or copied; rebuild it with --force",

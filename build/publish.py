@@ -23,10 +23,12 @@ from .checksum import SUMS_FILE, image_sums, write_sums
 from .errors import BuildError
 from .render import TEMPLATES, render
 from .report import say
+from .safeio import read_regular
 from .spec import NAME, buildinfo_file, parse_output_name
 from .targets import write_text_atomic
 
 INDEX = "index.json"
+MAX_BUILDINFO = 1 << 20
 SYSUPDATE_DIR = "sysupdate"
 FLATCAR_DIR = "flatcar"
 FIRST_BOOT_UNIT = f"{NAME}-first-boot.service"
@@ -134,7 +136,7 @@ def _images(output_dir: Path, sums: list[tuple[Path, str]]) -> list[Image]:
             compat.append((path, version, sha256))
             continue
         info = _buildinfo(path, version, arch, sha256)
-        versioned[path.name] = Image(path, version, arch, None, sha256, path.stat().st_size, info)
+        versioned[path.name] = Image(path, version, arch, None, sha256, path.lstat().st_size, info)
     images = list(versioned.values())
     for path, version, sha256 in compat:
         twin = next(
@@ -154,7 +156,7 @@ def _images(output_dir: Path, sums: list[tuple[Path, str]]) -> list[Image]:
                 twin.arch,
                 twin.path.name,
                 sha256,
-                path.stat().st_size,
+                path.lstat().st_size,
                 twin.buildinfo,
             )
         )
@@ -168,7 +170,7 @@ def _buildinfo(image: Path, version: str, arch: str, sha256: str) -> dict[str, A
         f"--output-dir={image.parent}"
     )
     try:
-        info = json.loads(path.read_text(encoding="utf-8"))
+        info = json.loads(read_regular(path, MAX_BUILDINFO, rebuild))
     except FileNotFoundError:
         raise BuildError(f"{image.name} has no {path.name} saying what built it", rebuild) from None
     except (OSError, ValueError) as error:

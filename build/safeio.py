@@ -1,0 +1,57 @@
+"""Reading files someone else may have put in our place: only regular files, never through a
+symlink, never blocking on a FIFO or a device, never more than a bound."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+from typing import BinaryIO
+
+from .errors import BuildError
+
+_KINDS = {
+    stat.S_IFLNK: "a symlink",
+    stat.S_IFIFO: "a FIFO",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFSOCK: "a socket",
+    stat.S_IFDIR: "a directory",
+}
+
+
+def _refuse(path: Path, mode: int, hint: str) -> BuildError:
+    kind = _KINDS.get(stat.S_IFMT(mode), "not a regular file")
+    return BuildError(f"refusing {path}: it is {kind}, not a regular file", hint)
+
+
+def open_regular(path: Path, hint: str) -> BinaryIO:
+    """`path` opened for reading if it is a regular file itself (checked with lstat, then
+    opened with O_NOFOLLOW | O_NONBLOCK and checked again: no swap in between); else
+    BuildError naming it, with `hint`. FileNotFoundError passes through."""
+    before = os.lstat(path)
+    if not stat.S_ISREG(before.st_mode):
+        raise _refuse(path, before.st_mode, hint)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as error:
+        if error.errno == 40:  # ELOOP: became a symlink since the lstat
+            raise _refuse(path, stat.S_IFLNK, hint) from None
+        raise
+    now = os.fstat(fd)
+    if not stat.S_ISREG(now.st_mode) or (now.st_dev, now.st_ino) != (
+        before.st_dev,
+        before.st_ino,
+    ):
+        os.close(fd)
+        raise _refuse(path, now.st_mode, hint)
+    return os.fdopen(fd, "rb")
+
+
+def read_regular(path: Path, limit: int, hint: str) -> bytes:
+    """The whole of a small regular file, refused (naming it) when larger than `limit`."""
+    with open_regular(path, hint) as stream:
+        data = stream.read(limit + 1)
+    if len(data) > limit:
+        raise BuildError(f"refusing {path}: larger than {limit} bytes", hint)
+    return data

@@ -1,0 +1,109 @@
+"""release and sums read only regular files of the output directory (issue 12): an image,
+.sha256 or build info that is a symlink, FIFO or device is refused, naming it, and nothing is
+written or read through it."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import VERSION, Invoke
+
+PUBLISH = "--publish-url=https://downloads.example.com/alloy/"
+IMAGE = f"alloy-{VERSION}-amd64.raw"
+SECRET = b"root:$6$notarealhash:19000:0:99999:7:::\n"
+
+
+@pytest.fixture
+def output(invoke: Invoke, tmp_path: Path) -> Path:
+    result = invoke("all")
+    assert result.returncode == 0, result.stdout + result.stderr
+    return tmp_path / "output"
+
+
+@pytest.fixture
+def secret(tmp_path: Path) -> Path:
+    """A stand-in for /etc/shadow: a file outside the output directory."""
+    path = tmp_path / "elsewhere" / "shadow"
+    path.parent.mkdir()
+    path.write_bytes(SECRET)
+    return path
+
+
+def refused(result: subprocess.CompletedProcess, path: Path, kind: str) -> None:
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    [line] = result.stderr.splitlines()
+    assert line.startswith(f"error: refusing {path}: it is {kind}, not a regular file"), line
+
+
+def published_nothing(output: Path, secret: Path | None = None) -> None:
+    for name in ("SHA256SUMS", "index.json", "sysupdate", "flatcar"):
+        assert not (output / name).exists(), name
+    if secret is not None:
+        assert secret.read_bytes() == SECRET
+
+
+def replace_with_symlink(path: Path, target: Path) -> None:
+    path.unlink()
+    path.symlink_to(target)
+
+
+@pytest.mark.parametrize("task", [("release", PUBLISH), ("sums",)])
+def test_an_image_symlinked_elsewhere_is_refused(
+    invoke: Invoke, output: Path, secret: Path, task: tuple[str, ...]
+) -> None:
+    compat = output / f"alloy-{VERSION}.raw"
+    replace_with_symlink(compat, secret)
+    digest = hashlib.sha256(SECRET).hexdigest()
+    (output / f"{compat.name}.sha256").write_text(f"{digest}  {compat.name}\n")
+    refused(invoke(*task), Path("output") / compat.name, "a symlink")
+    published_nothing(output, secret)
+
+
+@pytest.mark.parametrize("task", [("release", PUBLISH), ("sums",)])
+def test_a_fifo_named_like_a_checksum_does_not_hang(
+    invoke: Invoke, output: Path, task: tuple[str, ...]
+) -> None:
+    checksum = output / f"{IMAGE}.sha256"
+    checksum.unlink()
+    os.mkfifo(checksum)
+    refused(invoke(*task), Path("output") / checksum.name, "a FIFO")  # the fixture's timeout
+    published_nothing(output)
+
+
+def test_a_fifo_named_like_an_image_does_not_hang(invoke: Invoke, output: Path) -> None:
+    image = output / f"alloy-{VERSION}.raw"
+    image.unlink()
+    os.mkfifo(image)
+    refused(invoke("release", PUBLISH), Path("output") / image.name, "a FIFO")
+    published_nothing(output)
+
+
+def test_a_symlinked_build_info_is_refused(invoke: Invoke, output: Path, secret: Path) -> None:
+    buildinfo = output / f"{IMAGE}.buildinfo.json"
+    shutil.copy(buildinfo, secret)  # even one that says all the right things
+    replace_with_symlink(buildinfo, secret)
+    refused(invoke("release", PUBLISH), Path("output") / buildinfo.name, "a symlink")
+    published_nothing(output)
+
+
+@pytest.mark.needs(root="mknod")
+def test_a_device_under_an_image_name_is_refused(invoke: Invoke, output: Path) -> None:
+    image = output / f"alloy-{VERSION}.raw"
+    image.unlink()
+    os.mknod(image, stat.S_IFCHR | 0o644, os.makedev(1, 5))  # /dev/zero: never ends
+    refused(invoke("release", PUBLISH), Path("output") / image.name, "a character device")
+    published_nothing(output)
+
+
+def test_regular_files_still_publish(invoke: Invoke, output: Path) -> None:
+    result = invoke("release", PUBLISH)
+    assert result.returncode == 0, result.stderr
+    assert (output / "SHA256SUMS").is_file()
