@@ -49,6 +49,7 @@ DEFAULTS: dict[str, Any] = {
 
 COMPRESSIONS = tuple(COMPRESSORS)  # xz, xz-bcj, zstd
 VERSION_PATTERN = re.compile(r"\d+\.\d+\.\d+(-rc\.\d+)?")
+MAX_CONFIG_PATH = 1024  # characters: systemd reads unit lines of a few KiB at most
 _UNIT_PATH_SAFE = re.compile(r"/[A-Za-z0-9._/+@:-]*")
 
 
@@ -111,6 +112,11 @@ class BuildSpec:
         if not re.match(r"https?://[^/]", api_url):
             raise BuildError(f"invalid API URL {api_url!r}", "use --api-url=https://HOST/PATH")
         config_path = str(opts["config_path"])
+        if len(config_path) > MAX_CONFIG_PATH:
+            raise BuildError(
+                f"config path of {len(config_path)} characters is too long",
+                f"use at most {MAX_CONFIG_PATH}: it goes into the unit's ExecStart= line",
+            )
         # Absolute and already normal: /../../etc/shadow names another file than it seems to.
         normal = os.path.normpath(config_path) == config_path and not config_path.startswith("//")
         if not _UNIT_PATH_SAFE.fullmatch(config_path) or not normal:

@@ -93,3 +93,17 @@ def test_a_unit_of_64_kib_is_taken(invoke: Invoke, tmp_path: Path) -> None:
     template.write_text(text + "#" * ((64 << 10) - len(text.encode())))
     result = invoke("stage", f"--unit-template={template}")
     assert result.returncode == 0, result.stderr
+
+
+def test_a_config_path_of_thousands_of_characters_is_refused_up_front(
+    invoke: Invoke, tmp_path: Path
+) -> None:
+    path = "/etc/" + "a" * 5000 + "/config.alloy"
+    result = invoke("pack", f"--config-path={path}")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.stderr.splitlines() == [
+        f"error: config path of {len(path)} characters is too long; use at most 1024: it goes "
+        "into the unit's ExecStart= line"
+    ]
+    assert result.stdout == ""  # before any download
+    assert not (tmp_path / "output").exists()
