@@ -28,7 +28,12 @@ LATEST = "latest"
 MAX_AGE = 600  # seconds an answer is reused: a rebuild within 10 minutes asks no one
 PER_PAGE = 100  # GitHub's maximum
 MAX_PAGES = 50  # a Link: rel="next" chain longer than this is a loop, not a release list
-STABLE_TAG = re.compile(r"v(\d+)\.(\d+)\.(\d+)")
+# ASCII digits, at most 9 each: \d takes any script's, and int() refuses thousands of them.
+STABLE_TAG = re.compile(r"v([0-9]{1,9})\.([0-9]{1,9})\.([0-9]{1,9})")
+PAGE_MAX = 32 << 20  # bytes of one page of the releases API (GitHub's are well under 1 MiB)
+# Values in one page, counted generously (every , : [ { in it): a page of millions of tiny
+# values would take gigabytes once parsed, far more than its bytes.
+PAGE_VALUES_MAX = 2_000_000
 TOKEN_VARIABLE = "GITHUB_TOKEN"
 GITHUB_API_URL = DEFAULTS["api_url"]
 _HINT = "check the network or --api-url, or pin --version=X.Y.Z"
@@ -44,7 +49,14 @@ def spec_from_options(options: Mapping[str, Any]) -> BuildSpec:
         return BuildSpec.from_options(options)
     # Every other option validated as for any build: the cache, the retries, the API URL.
     probe = BuildSpec.from_options({**options, "version": DEFAULTS["version"]})
-    found = resolve(probe.api_url, probe.cache_dir, probe.retries, allow_http=probe.allow_http)
+    found = resolve(
+        probe.api_url,
+        probe.cache_dir,
+        probe.retries,
+        allow_http=probe.allow_http,
+        stall_timeout=probe.stall_timeout,
+        download_timeout=probe.download_timeout,
+    )
     say(LATEST, found.describe())
     return BuildSpec.from_options({**options, "version": found.version})
 
@@ -77,6 +89,8 @@ def resolve(
     retries: int,
     max_age: float = MAX_AGE,
     allow_http: bool = False,
+    stall_timeout: float | None = None,
+    download_timeout: float = float(DEFAULTS["download_timeout"]),
 ) -> Resolved:
     """The highest stable release at `api_url`: a cached answer younger than `max_age` seconds,
     or one fetched now (and cached)."""
@@ -89,7 +103,10 @@ def resolve(
             version, fetched = cached
             if 0 <= now - fetched < max_age:
                 return Resolved(version, api_url, now - fetched)
-        version = highest_stable(fetch_releases(api_url, retries, allow_http), api_url)
+        limits = http.Limits(
+            PAGE_MAX, "a page of the releases API", _HINT, stall_timeout, download_timeout
+        )
+        version = highest_stable(fetch_releases(api_url, retries, allow_http, limits), api_url)
         record = {"api_url": api_url, "version": version, "fetched": now}
         write_text_atomic(path, json.dumps(record, indent=2) + "\n")
         return Resolved(version, api_url, None)
@@ -100,15 +117,19 @@ def _read_cache(path: Path, api_url: str) -> tuple[str, float] | None:
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
         version, fetched = record["version"], float(record["fetched"])
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
         return None
     if record.get("api_url") != api_url or not STABLE_TAG.fullmatch(f"v{version}"):
         return None
     return version, fetched
 
 
-def fetch_releases(api_url: str, retries: int, allow_http: bool = False) -> list[dict[str, Any]]:
-    """Every release listed at {api_url}/releases, page after page (Link: rel="next")."""
+def fetch_releases(
+    api_url: str, retries: int, allow_http: bool = False, limits: http.Limits | None = None
+) -> list[dict[str, Any]]:
+    """Every release listed at {api_url}/releases, page after page (Link: rel="next"), each
+    release reduced to the fields that tell its version."""
+    limits = limits or http.Limits(PAGE_MAX, "a page of the releases API", _HINT)
     url: str | None = f"{api_url}/releases?per_page={PER_PAGE}"
     token = os.environ.get(TOKEN_VARIABLE, "").strip()
     releases: list[dict[str, Any]] = []
@@ -121,23 +142,47 @@ def fetch_releases(api_url: str, retries: int, allow_http: bool = False) -> list
         if token and _same_origin(url, api_url):  # never hand the token to another host
             headers["Authorization"] = f"Bearer {token}"
         try:
-            response = http.get(
-                url, retries=retries, hint=_HINT, headers=headers, allow_http=allow_http
+            answer = http.get(
+                url,
+                retries=retries,
+                hint=_HINT,
+                headers=headers,
+                allow_http=allow_http,
+                limits=limits,
             )
         except http.HTTPStatusError as error:
             raise _explain(error, api_url, bool(token)) from None
-        try:
-            page = response.json()
-        except ValueError:
-            page = None
+        page = parse_page(answer.body)
         if not isinstance(page, list):
             raise BuildError(
                 f"{url} did not answer with a JSON list of releases",
                 f"check --api-url: it must serve GitHub's releases API ({GITHUB_API_URL})",
             )
         releases += [release for release in page if isinstance(release, dict)]
-        url = response.links.get("next", {}).get("url")
+        url = answer.links.get("next", {}).get("url")
     return releases
+
+
+_WANTED = ("tag_name", "draft", "prerelease")
+_NOTHING: dict[str, Any] = {}  # what every object without those fields becomes: one, shared
+
+
+def _wanted_fields(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    kept = {key: value for key, value in pairs if key in _WANTED}
+    return kept or _NOTHING
+
+
+def parse_page(body: bytes) -> Any:
+    """A page of the releases API as JSON, every object cut down to the fields read here; None
+    if it is not JSON, or is JSON too deep or with too many values to parse within bounds."""
+    values = sum(body.count(mark) for mark in (b",", b":", b"[", b"{"))
+    if values > PAGE_VALUES_MAX:
+        return None
+    try:
+        text = body.decode("utf-8")
+        return json.loads(text, object_pairs_hook=_wanted_fields)
+    except (ValueError, RecursionError):  # UnicodeDecodeError and JSONDecodeError included
+        return None
 
 
 def _same_origin(url: str, api_url: str) -> bool:
