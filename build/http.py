@@ -313,7 +313,7 @@ class Page:
     """A small answer read whole: its body as served, and its Link: header's links."""
 
     url: str
-    body: bytes
+    body: bytearray  # as read: a copy would double what a large page takes
     links: Mapping[str, Mapping[str, str]]
 
 
@@ -345,7 +345,7 @@ def get(
             _check_size(url, _content_length(response.headers), limits)
             body = bytearray()
             _stream(response, url, limits, started, 0, None, body.extend)
-            return Page(url, bytes(body), response.links)
+            return Page(url, body, response.links)
 
     return _retrying(once, url=url, what=f"request to {url}", retries=retries, hint=hint)
 
@@ -452,7 +452,7 @@ def _stream(
         if not data:
             return
         if already + got + len(data) > limits.max_bytes:
-            raise _too_big(url, limits, f"sent more than {already + got} bytes")
+            raise _too_big(url, limits, f"sent more than {limits.max_bytes} bytes")
         consume(data)
         got += len(data)
         now = time.monotonic()

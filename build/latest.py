@@ -31,9 +31,6 @@ MAX_PAGES = 50  # a Link: rel="next" chain longer than this is a loop, not a rel
 # ASCII digits, at most 9 each: \d takes any script's, and int() refuses thousands of them.
 STABLE_TAG = re.compile(r"v([0-9]{1,9})\.([0-9]{1,9})\.([0-9]{1,9})")
 PAGE_MAX = 32 << 20  # bytes of one page of the releases API (GitHub's are well under 1 MiB)
-# Values in one page, counted generously (every , : [ { in it): a page of millions of tiny
-# values would take gigabytes once parsed, far more than its bytes.
-PAGE_VALUES_MAX = 2_000_000
 TOKEN_VARIABLE = "GITHUB_TOKEN"
 GITHUB_API_URL = DEFAULTS["api_url"]
 _HINT = "check the network or --api-url, or pin --version=X.Y.Z"
@@ -158,31 +155,146 @@ def fetch_releases(
                 f"{url} did not answer with a JSON list of releases",
                 f"check --api-url: it must serve GitHub's releases API ({GITHUB_API_URL})",
             )
-        releases += [release for release in page if isinstance(release, dict)]
+        releases += page
         url = answer.links.get("next", {}).get("url")
     return releases
 
 
+# Reading a page: a scanner of its bytes, not json.loads. A page may be 32 MiB, and Python's
+# objects for it (or only its decoded text) could take several times that; the scanner keeps the
+# page's bytes and, per release, the three fields read here. Its work is bounded first: every
+# , : [ { and backslash costs a step of a Python loop.
+PAGE_WORK_MAX = 1_000_000
+PAGE_RELEASES_MAX = 1_000  # GitHub lists at most 100 a page
+DEPTH_MAX = 64  # GitHub's releases nest 4 deep
 _WANTED = ("tag_name", "draft", "prerelease")
-_NOTHING: dict[str, Any] = {}  # what every object without those fields becomes: one, shared
+_SPACE = re.compile(rb"[ \t\r\n]*")
+_STRING_RUN = re.compile(rb'[^"\\\x00-\x1f]*')
+_ESCAPE = re.compile(rb'\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4})')
+_NUMBER = re.compile(rb"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
+_WORDS = {b"true": True, b"false": False, b"null": None}
 
 
-def _wanted_fields(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    kept = {key: value for key, value in pairs if key in _WANTED}
-    return kept or _NOTHING
+class _NotReleases(Exception):
+    """The page is not a JSON list of releases, or not one this scanner reads within bounds."""
 
 
-def parse_page(body: bytes) -> Any:
-    """A page of the releases API as JSON, every object cut down to the fields read here; None
-    if it is not JSON, or is JSON too deep or with too many values to parse within bounds."""
-    values = sum(body.count(mark) for mark in (b",", b":", b"[", b"{"))
-    if values > PAGE_VALUES_MAX:
+def parse_page(body: bytes | bytearray) -> list[dict[str, Any]] | None:
+    """The objects of a page that is a JSON list, each cut down to its tag_name, draft and
+    prerelease (when they are strings, booleans or null); None if the page is anything else."""
+    work = sum(body.count(mark) for mark in (b",", b":", b"[", b"{", b"\\"))
+    if work > PAGE_WORK_MAX:
         return None
     try:
-        text = body.decode("utf-8")
-        return json.loads(text, object_pairs_hook=_wanted_fields)
-    except (ValueError, RecursionError):  # UnicodeDecodeError and JSONDecodeError included
+        return _scan(body)
+    except _NotReleases:
         return None
+
+
+def _scan(body: bytes | bytearray) -> list[dict[str, Any]]:
+    releases: list[dict[str, Any]] = []
+    stack = bytearray()  # the open [ and { brackets
+    expect = "root"  # root, value, value/], key, key/}, colon, next, end
+    key: str | None = None  # in a release (depth 2): the field whose value comes next
+    pos = _SPACE.match(body).end()  # type: ignore[union-attr]
+    while pos < len(body):
+        char = body[pos]
+        if expect == "colon":
+            if char != ord(":"):
+                raise _NotReleases
+            expect, pos = "value", pos + 1
+        elif expect == "next":
+            if char == ord(","):
+                expect = "value" if stack[-1] == ord("[") else "key"
+                pos += 1
+            elif char == _CLOSING[stack[-1]]:
+                stack.pop()
+                expect, pos = ("next" if stack else "end"), pos + 1
+            else:
+                raise _NotReleases
+        elif expect in ("key", "key/}"):
+            if char == ord("}") and expect == "key/}":
+                stack.pop()
+                expect, pos = ("next" if stack else "end"), pos + 1
+            elif char == ord('"'):
+                end = _string_end(body, pos)
+                if len(stack) == 2:
+                    key = _short_string(body, pos, end)
+                expect, pos = "colon", end
+            else:
+                raise _NotReleases
+        elif expect in ("root", "value", "value/]"):
+            if char == ord("]") and expect == "value/]":
+                stack.pop()
+                expect, pos = ("next" if stack else "end"), pos + 1
+            elif char in (ord("["), ord("{")):
+                if expect == "root" and char != ord("["):
+                    raise _NotReleases  # the page itself must be a list
+                stack.append(char)
+                if len(stack) > DEPTH_MAX:
+                    raise _NotReleases
+                if len(stack) == 2 and char == ord("{"):
+                    if len(releases) == PAGE_RELEASES_MAX:
+                        raise _NotReleases
+                    releases.append({})
+                expect, pos = ("value/]" if char == ord("[") else "key/}"), pos + 1
+            elif expect == "root":
+                raise _NotReleases
+            else:
+                value, pos = _scalar(body, pos)
+                if len(stack) == 2 and stack[-1] == ord("{") and key in _WANTED:
+                    releases[-1][key] = value
+                key = None
+                expect = "next"
+        else:  # "end": only white space may follow the list
+            raise _NotReleases
+        pos = _SPACE.match(body, pos).end()  # type: ignore[union-attr]
+    if expect != "end":
+        raise _NotReleases  # cut short
+    return releases
+
+
+_CLOSING = {ord("["): ord("]"), ord("{"): ord("}")}
+
+
+def _string_end(body: bytes | bytearray, pos: int) -> int:
+    """Where the JSON string that opens at `pos` ends (just past its closing quote)."""
+    pos += 1
+    while True:
+        pos = _STRING_RUN.match(body, pos).end()  # type: ignore[union-attr]
+        if pos >= len(body):
+            raise _NotReleases
+        if body[pos] == ord('"'):
+            return pos + 1
+        escape = _ESCAPE.match(body, pos)  # a backslash, or a control character: invalid
+        if escape is None:
+            raise _NotReleases
+        pos = escape.end()
+
+
+def _short_string(body: bytes | bytearray, start: int, end: int) -> str | None:
+    """The JSON string body[start:end] decoded, if it is short enough to be a field or a tag."""
+    if end - start > 256:
+        return None
+    try:
+        return json.loads(bytes(body[start:end]))
+    except ValueError:  # invalid UTF-8 or a lone surrogate escape
+        raise _NotReleases from None
+
+
+def _scalar(body: bytes | bytearray, pos: int) -> tuple[Any, int]:
+    """A string (None when too long to matter), number (as whether it is non-zero: all a flag
+    needs), true, false or null at `pos`, and where it ends."""
+    if body[pos] == ord('"'):
+        end = _string_end(body, pos)
+        return _short_string(body, pos, end), end
+    number = _NUMBER.match(body, pos)
+    if number is not None:
+        return float(number[0]) != 0, number.end()
+    for word, value in _WORDS.items():
+        if body.startswith(word, pos):
+            return value, pos + len(word)
+    raise _NotReleases
 
 
 def _same_origin(url: str, api_url: str) -> bool:

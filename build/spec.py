@@ -175,21 +175,21 @@ class BuildSpec:
         max_download_mib = _bounded(opts["max_download_size"], _MIB, 1, MAX_DOWNLOAD_MIB)
         if max_download_mib is None:
             raise BuildError(
-                f"invalid max download size {opts['max_download_size']!r}",
+                f"invalid max download size {_shown(str(opts['max_download_size']))}",
                 f"use a whole number of MiB from 1 to {MAX_DOWNLOAD_MIB}, "
                 "e.g. --max-download-size=2048",
             )
         stall_timeout = _bounded(opts["stall_timeout"], _SECONDS, 0.001, MAX_STALL_TIMEOUT)
         if stall_timeout is None:
             raise BuildError(
-                f"invalid stall timeout {opts['stall_timeout']!r}",
+                f"invalid stall timeout {_shown(str(opts['stall_timeout']))}",
                 f"use a number of seconds above 0, at most {MAX_STALL_TIMEOUT:g}, "
                 "e.g. --stall-timeout=60",
             )
         download_timeout = _bounded(opts["download_timeout"], _SECONDS, 0.001, MAX_DOWNLOAD_TIMEOUT)
         if download_timeout is None:
             raise BuildError(
-                f"invalid download timeout {opts['download_timeout']!r}",
+                f"invalid download timeout {_shown(str(opts['download_timeout']))}",
                 f"use a number of seconds above 0, at most {MAX_DOWNLOAD_TIMEOUT:g}, "
                 "e.g. --download-timeout=3600",
             )
