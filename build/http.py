@@ -16,9 +16,11 @@ import hashlib
 import ipaddress
 import os
 import re
+import socket
+import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from pathlib import Path
@@ -85,11 +87,97 @@ def session() -> requests.Session:
         import requests  # imported here: an up-to-date build never needs it
 
         _session = requests.Session()
+        for prefix in ("http://", "https://"):
+            _session.mount(prefix, _watched_adapter())
         _session.headers["User-Agent"] = USER_AGENT
         # Never an encoded body: bodies are read raw, and a raw gzip is not what was asked for.
         _session.headers["Accept-Encoding"] = "identity"
         _session.verify = True  # the default, said out loud: certificates are always checked
     return _session
+
+
+# The deadline of an attempt. A socket's read timeout ends a silence, not a trickle, and while
+# http.client reads the status line and headers no check of ours runs: so a timer shuts the
+# attempt's socket down when its time is up, which ends whatever read waits on it.
+
+_current = threading.local()  # .watch: the _Watch of the attempt running on this thread
+
+
+class _Watch:
+    def __init__(self, seconds: float) -> None:
+        self.fired = False
+        self._connection: Any = None
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self._fire)
+        self._timer.daemon = True
+
+    def attach(self, connection: Any) -> None:
+        """The connection the attempt sends its request on (new, or reused from the pool)."""
+        with self._lock:
+            self._connection = connection
+
+    def _fire(self) -> None:
+        with self._lock:
+            self.fired = True
+            sock = getattr(self._connection, "sock", None)
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+    def __enter__(self) -> _Watch:
+        _current.watch = self
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        with self._lock:
+            self._timer.cancel()
+        _current.watch = None
+
+
+@contextlib.contextmanager
+def _deadline(limits: Limits) -> Iterator[None]:
+    """Run one attempt within `limits.attempt_timeout` seconds: when the deadline passes, its
+    socket is shut down, and the attempt fails, told as the deadline."""
+    late = f"took longer than {limits.attempt_timeout:g} s (--download-timeout)"
+    with _Watch(limits.attempt_timeout) as watch:
+        try:
+            yield
+        except _Transient:
+            if watch.fired:
+                raise _Transient(late) from None
+            raise
+        # A socket shut down can also read as the end of a body (or of the headers): whatever
+        # was read after the deadline is not trusted.
+        if watch.fired:
+            raise _Transient(late)
+
+
+def _watched_adapter() -> Any:
+    """requests' adapter, whose connections tell the running attempt's _Watch about themselves
+    before each request."""
+    from requests.adapters import HTTPAdapter
+    from urllib3.connection import HTTPConnection, HTTPSConnection
+    from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+
+    def watched(base: type) -> type:
+        def request(self: Any, *args: Any, **kwargs: Any) -> Any:
+            watch = getattr(_current, "watch", None)
+            if watch is not None:
+                watch.attach(self)
+            return base.request(self, *args, **kwargs)
+
+        return type(f"Watched{base.__name__}", (base,), {"request": request})
+
+    def pool(base: type, connection: type) -> type:
+        return type(f"Watched{base.__name__}", (base,), {"ConnectionCls": watched(connection)})
+
+    adapter = HTTPAdapter()
+    adapter.poolmanager.pool_classes_by_scheme = {
+        "http": pool(HTTPConnectionPool, HTTPConnection),
+        "https": pool(HTTPSConnectionPool, HTTPSConnection),
+    }
+    return adapter
 
 
 def timeouts(limits: Limits | None = None) -> tuple[float, float]:
@@ -262,10 +350,15 @@ def download(
     check_url(url, allow_http)
     with atomic_path(final) as tmp:  # removed unless the block succeeds
         partial = _Partial(tmp)
+
+        def once() -> str:
+            with _deadline(limits):
+                return _download_once(
+                    url, partial, final.name, check_start, show_progress, allow_http, limits
+                )
+
         actual = _retrying(
-            lambda: _download_once(
-                url, partial, final.name, check_start, show_progress, allow_http, limits
-            ),
+            once,
             url=url,
             what=f"download of {url}",
             retries=retries,
@@ -333,21 +426,26 @@ def get(
 
     def once() -> Page:
         started = time.monotonic()
-        response = _request(url, dict(headers or {}), allow_http, limits, hint)
-        with response:
-            status = response.status_code
-            if rate_limited(status, response.headers):
-                raise HTTPStatusError(url, status, response.headers)
-            if status >= 500 or status in _RETRY_STATUSES:
-                raise _Transient(f"HTTP {status}")
-            if status != 200:
-                raise HTTPStatusError(url, status, response.headers)
-            _check_size(url, _content_length(response.headers), limits)
-            body = bytearray()
-            _stream(response, url, limits, started, 0, None, body.extend)
-            return Page(url, body, response.links)
+        with _deadline(limits):
+            response = _request(url, dict(headers or {}), allow_http, limits, hint)
+            return _read_page(url, response, limits, started)
 
     return _retrying(once, url=url, what=f"request to {url}", retries=retries, hint=hint)
+
+
+def _read_page(url: str, response: requests.Response, limits: Limits, started: float) -> Page:
+    with response:
+        status = response.status_code
+        if rate_limited(status, response.headers):
+            raise HTTPStatusError(url, status, response.headers)
+        if status >= 500 or status in _RETRY_STATUSES:
+            raise _Transient(f"HTTP {status}")
+        if status != 200:
+            raise HTTPStatusError(url, status, response.headers)
+        _check_size(url, _content_length(response.headers), limits)
+        body = bytearray()
+        _stream(response, url, limits, started, 0, None, body.extend)
+        return Page(url, body, response.links)
 
 
 @dataclass

@@ -293,6 +293,28 @@ def test_download_timeout_bounds_a_server_that_never_stalls(serve, tmp_path: Pat
     assert not any(name.endswith(ZIP) or ".tmp" in name for name in kept_files(tmp_path))
 
 
+def slow_headers() -> Iterator[bytes | float]:
+    """A status line, then a header that never ends: one byte at a time, 0.2 s apart."""
+    yield b"HTTP/1.1 200 OK\r\nX-Slow: "
+    while True:
+        yield b"x"
+        yield 0.2
+
+
+def test_download_timeout_bounds_a_server_that_trickles_its_headers(serve, tmp_path: Path) -> None:
+    server = serve(release(slow_headers))
+    args = ["--retries=0", "--stall-timeout=1", "--download-timeout=2"]
+    error_line(fetch(tmp_path, server, *args), "took longer than 2 s", "--download-timeout")
+    assert not any(name.endswith(ZIP) or ".tmp" in name for name in kept_files(tmp_path))
+
+
+def test_download_timeout_bounds_the_api_too(serve, tmp_path: Path) -> None:
+    server = serve(api(slow_headers))
+    run = latest(tmp_path, server, "--stall-timeout=1", "--download-timeout=2")
+    error_line(run, f"request to {server.base_url}{API}/releases", "took longer than 2 s")
+    assert kept_files(tmp_path) == []
+
+
 @pytest.mark.parametrize(
     ("option", "value"),
     [
