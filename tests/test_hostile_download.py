@@ -462,6 +462,15 @@ def test_a_release_list_built_to_break_a_parser(serve, tmp_path: Path, page: byt
     assert kept_files(tmp_path) == []
 
 
+def test_a_gzip_encoded_api_page_is_not_unpacked(serve, tmp_path: Path) -> None:
+    bomb = gzip_of_zeros(b"[", BOMB_SIZE)
+    server = serve(api(lambda: body(bomb, **{"Content-Encoding": "gzip"})))
+    run = latest(tmp_path, server)
+    error_line(run, f"{server.base_url}{API}/releases", "did not answer with a JSON list")
+    assert server.gets("releases?per_page=100")[0]["accept-encoding"] == "identity"
+    assert kept_files(tmp_path) == []
+
+
 def test_an_api_page_past_its_cap_is_refused_at_once(serve, tmp_path: Path) -> None:
     def answer() -> Iterator[bytes | float]:
         yield head("200 OK", {"Content-Length": str(33 * MiB)})
