@@ -21,7 +21,7 @@ from build.errors import BuildError, one_line
 from build.latest import spec_from_options
 from build.pipeline import run_steps, verify_any_image
 from build.signals import Interrupted, signals_raise
-from build.spec import DEFAULTS, BuildSpec, default_cache_dir
+from build.spec import DEFAULTS, BuildSpec, default_cache_dir, flag_value
 
 HELP = {
     "version": "Alloy release to build, X.Y.Z or X.Y.Z-rc.N, or latest: the highest stable "
@@ -48,13 +48,26 @@ HELP = {
     f"(default {DEFAULTS['max_binary_size']})",
     "allow_http": "allow plain http:// for --base-url, --api-url and their redirects to another "
     "host than this machine (default off: refused; TLS is always verified)",
+    "max_download_size": "refuse a release zip larger than this many MiB, by its "
+    f"Content-Length or while streaming (default {DEFAULTS['max_download_size']})",
+    "stall_timeout": "seconds in which a download must receive at least 1 KiB, or the attempt "
+    f"is abandoned as stalled and retried (default {DEFAULTS['stall_timeout']})",
+    "download_timeout": "seconds one download attempt may take in all, then it is abandoned "
+    f"and retried (default {DEFAULTS['download_timeout']})",
     "force": "rebuild even if up to date",
 }
 
 
 # Options that came after the others: no short flag, so the others keep the ones they had
 # (Invoke hands them out in signature order: -i would move from verify --image to --api-url).
-LONG_ONLY = {"api_url", "max_binary_size", "allow_http"}
+LONG_ONLY = {
+    "api_url",
+    "max_binary_size",
+    "allow_http",
+    "max_download_size",
+    "stall_timeout",
+    "download_timeout",
+}
 
 
 class _Task(Task):
@@ -214,10 +227,13 @@ def sums(c, output_dir=None):
         "e.g. https://example.com/alloy/ (or INVOKE_PUBLISH_URL)",
         "update_url": "where hosts' systemd-sysupdate looks for newer images (default: the "
         "publish URL), e.g. https://github.com/OWNER/REPO/releases/latest/download/",
-    }
+        "allow_http": "allow a plain http:// --publish-url or --update-url to another host than "
+        "this machine (default off: refused; hosts would fetch root-run images unencrypted)",
+    },
+    klass=_Task,
 )
 @_clean_exit
-def release(c, output_dir=None, publish_url=None, update_url=None):
+def release(c, output_dir=None, publish_url=None, update_url=None, allow_http=False):
     """Write the files to publish beside the images: SHA256SUMS, index.json, and per architecture
     systemd-sysupdate transfer files and a Flatcar Butane config with its Ignition JSON."""
     url = publish_url or c.config.get("publish_url")
@@ -228,7 +244,8 @@ def release(c, output_dir=None, publish_url=None, update_url=None):
             "e.g. invoke release --publish-url=https://example.com/alloy/",
         )
     updates = update_url or c.config.get("update_url")
-    publish.release(Path(output_dir or c.config.get("output_dir")), str(url), updates)
+    plain = flag_value(allow_http or c.config.get("allow_http"), "allow_http")
+    publish.release(Path(output_dir or c.config.get("output_dir")), str(url), updates, plain)
 
 
 ns = Collection(fetch, stage, pack, checksum, alias, verify, all_, clean, sums, release)

@@ -31,14 +31,22 @@ def file_sha256(path: Path, regular_only: bool = False) -> str:
     return digest.hexdigest()
 
 
-def parse_sums(text: str) -> dict[str, str]:
-    """File name -> lowercase sha256, from sha256sum output (`HEX  NAME` or `HEX *NAME`)."""
+def parse_sums(text: str, source: str = "the SHA256SUMS file") -> dict[str, str]:
+    """File name -> lowercase sha256, from sha256sum output (`HEX  NAME` or `HEX *NAME`). A name
+    listed twice with different hashes is refused: which one would be the truth? (`source` names
+    the file in that error.)"""
     sums: dict[str, str] = {}
     for line in text.splitlines():
         match = _LINE.fullmatch(line.strip())
         if match:
-            name = match.group(2).strip()
-            sums[name.removeprefix("./")] = match.group(1).lower()
+            name = match.group(2).strip().removeprefix("./")
+            sha256 = match.group(1).lower()
+            if sums.setdefault(name, sha256) != sha256:
+                raise BuildError(
+                    f"{source} lists two different sha256 for {name[:100]!r}",
+                    "it cannot tell which file is genuine, so nothing was built; "
+                    "check where it comes from",
+                )
     return sums
 
 
@@ -52,7 +60,7 @@ def write_checksum(checksum: Path, sha256: str, name: str) -> None:
 
 def read_checksum(checksum: Path) -> str:
     text = read_regular(checksum, MAX_CHECKSUM_FILE, NOT_OURS_HINT).decode("utf-8", "replace")
-    sums = parse_sums(text)
+    sums = parse_sums(text, str(checksum))
     if len(sums) != 1:
         raise BuildError(f"{checksum} is not a one-line sha256sum file", "run with --force")
     return next(iter(sums.values()))

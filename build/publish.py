@@ -16,11 +16,13 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from . import butane, sysupdate
 from .arch import ARCHES
 from .checksum import SUMS_FILE, image_sums, write_sums
 from .errors import BuildError
+from .http import is_loopback
 from .render import TEMPLATES, render
 from .report import say
 from .safeio import read_regular
@@ -60,23 +62,32 @@ class Image:
     buildinfo: dict[str, Any]
 
 
-def normalize_publish_url(url: str) -> str:
-    """The directory URL the files will be served from, ending in /."""
+def normalize_publish_url(url: str, allow_http: bool = True, option: str = "--publish-url") -> str:
+    """The directory URL the files will be served from, ending in /. Plain http:// to another
+    host than this machine only with `allow_http`: hosts would fetch root-run images over it."""
     if not _PUBLISH_URL.fullmatch(url):
         raise BuildError(
             f"invalid publish URL {url!r}",
             "give the http(s) URL of the directory the files will be served from, without "
             "%, spaces, quotes, ? or #, e.g. --publish-url=https://example.com/alloy/",
         )
+    if url.startswith("http://") and not allow_http and not is_loopback(urlsplit(url).hostname):
+        raise BuildError(
+            f"refusing plain http:// {option} {url}: hosts would fetch images they run as root "
+            "unencrypted",
+            "use an https:// URL, or allow plain http with --allow-http (INVOKE_ALLOW_HTTP=true)",
+        )
     return url.rstrip("/") + "/"
 
 
-def release(output_dir: Path, publish_url: str, update_url: str | None = None) -> list[Path]:
+def release(
+    output_dir: Path, publish_url: str, update_url: str | None = None, allow_http: bool = False
+) -> list[Path]:
     """Write the release files over `output_dir`; return them. Hosts download the image from
     `publish_url` once; sysupdate looks for newer ones at `update_url` (default: the same), e.g.
     a "latest release" address that always serves the newest directory."""
-    url = normalize_publish_url(publish_url)
-    updates = normalize_publish_url(update_url) if update_url else url
+    url = normalize_publish_url(publish_url, allow_http)
+    updates = normalize_publish_url(update_url, allow_http, "--update-url") if update_url else url
     if not output_dir.is_dir():
         raise BuildError(f"no directory {output_dir}", "build images first, e.g. invoke all")
     refuse_prereleases(output_dir)

@@ -38,6 +38,23 @@ def _check_zip_start(url: str):
 
 
 _MIRROR_HINT = "check --base-url: it must serve GitHub's release layout (vX.Y.Z/ASSET)"
+_CLEAN_HINT = "remove it (invoke clean --cache) and run again"
+
+
+SUMS_MAX = 1 << 20  # bytes: Alloy's SHA256SUMS is a few KiB
+
+
+def _limits(spec: BuildSpec, max_bytes: int, what: str, hint: str) -> http.Limits:
+    return http.Limits(max_bytes, what, hint, spec.stall_timeout, spec.download_timeout)
+
+
+def _check_sums_file(spec: BuildSpec):
+    """Vets a downloaded SHA256SUMS before it takes its name in the cache."""
+
+    def check(path: Path) -> None:
+        _sums_of(spec, path.read_text(errors="replace"))
+
+    return check
 
 
 def _download_sums(spec: BuildSpec) -> None:
@@ -48,6 +65,8 @@ def _download_sums(spec: BuildSpec) -> None:
             retries=spec.retries,
             allow_http=spec.allow_http,
             check_start=_check_sums_start(spec.sums_url),
+            check_done=_check_sums_file(spec),
+            limits=_limits(spec, SUMS_MAX, "a SHA256SUMS file", _MIRROR_HINT),
         )
     except http.HTTPStatusError as error:
         if error.status != 404:
@@ -63,13 +82,22 @@ def _download_sums(spec: BuildSpec) -> None:
         ) from None
 
 
-def expected_sha256(spec: BuildSpec) -> str:
-    text = spec.cached_sums.read_text(errors="replace")
-    sums = parse_sums(text)
+def _sums_of(spec: BuildSpec, text: str) -> dict[str, str]:
+    sums = parse_sums(text, spec.sums_url)
     if not sums:
         raise BuildError(
             f"{spec.sums_url} is not a SHA256SUMS file (no 'HASH  NAME' line)", _MIRROR_HINT
         )
+    return sums
+
+
+def expected_sha256(spec: BuildSpec) -> str:
+    # Read no more than a download may bring: the cache is a directory others can write to.
+    with spec.cached_sums.open("rb") as stream:
+        data = stream.read(SUMS_MAX + 1)
+    if len(data) > SUMS_MAX:
+        raise BuildError(f"cached {spec.cached_sums} is larger than {SUMS_MAX} bytes", _CLEAN_HINT)
+    sums = _sums_of(spec, data.decode(errors="replace"))
     try:
         return sums[spec.zip_name]
     except KeyError:
@@ -105,6 +133,12 @@ def fetch(spec: BuildSpec, force: bool) -> str:
             expected_sha256=expected,
             check_start=_check_zip_start(spec.zip_url),
             show_progress=True,
+            limits=_limits(
+                spec,
+                spec.max_download_size,
+                "a release zip (--max-download-size)",
+                "check --base-url and --version; raise --max-download-size if the zip is genuine",
+            ),
         )
     except http.HTTPStatusError as error:
         if error.status != 404:

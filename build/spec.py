@@ -45,15 +45,22 @@ DEFAULTS: dict[str, Any] = {
     # MiB: a zip member that unpacks to more is refused (Alloy's binary is under 1 GiB). A
     # string, like retries.
     "max_binary_size": "4096",
+    # Downloads: MiB a release zip may take; seconds in which an attempt must receive at least
+    # 1 KiB (a sliding window), and seconds one attempt may take in all. Strings, like retries.
+    "max_download_size": "2048",
+    "stall_timeout": "60",
+    "download_timeout": "3600",
 }
 
 COMPRESSIONS = tuple(COMPRESSORS)  # xz, xz-bcj, zstd
-VERSION_PATTERN = re.compile(r"\d+\.\d+\.\d+(-rc\.\d+)?")
+# ASCII digits only (\d takes any script's), and few of them: a version is no place for 5000.
+_PART = "[0-9]{1,9}"
+VERSION_PATTERN = re.compile(rf"{_PART}\.{_PART}\.{_PART}(-rc\.{_PART})?")
 MAX_CONFIG_PATH = 1024  # characters: systemd reads unit lines of a few KiB at most
 _UNIT_PATH_SAFE = re.compile(r"/[A-Za-z0-9._/+@:-]*")
 
 
-def _flag(value: Any, name: str) -> bool:
+def flag_value(value: Any, name: str) -> bool:
     """A yes/no option, from a flag (bool) or invoke.yaml / INVOKE_* (bool or text)."""
     if isinstance(value, bool):
         return value
@@ -63,6 +70,30 @@ def _flag(value: Any, name: str) -> bool:
     if text in ("0", "false", "no", "off", ""):
         return False
     raise BuildError(f"invalid {name} value {value!r}", "use true or false")
+
+
+# Whole seconds or with up to 3 decimals: no exponent, no inf or nan, no other script's digits.
+_SECONDS = re.compile(r"[0-9]{1,9}(\.[0-9]{1,3})?")
+
+
+def _bounded(value: Any, pattern: re.Pattern[str], low: float, high: float) -> float | None:
+    """`value` as a number within [low, high] if it is written as `pattern` says, else None."""
+    text = str(value).strip()
+    if not pattern.fullmatch(text):
+        return None
+    number = float(text)
+    return number if low <= number <= high else None
+
+
+_MIB = re.compile(r"[0-9]{1,9}")
+MAX_DOWNLOAD_MIB = 1 << 20  # 1 TiB: more is no release zip
+MAX_STALL_TIMEOUT = 86400.0
+MAX_DOWNLOAD_TIMEOUT = 7 * 86400.0
+
+
+def _shown(value: str, most: int = 40) -> str:
+    """`value` quoted for an error line, cut short when a hostile one is long."""
+    return repr(value) if len(value) <= most else f"{value[:most]!r}... ({len(value)} characters)"
 
 
 def default_cache_dir() -> Path:
@@ -86,6 +117,9 @@ class BuildSpec:
     allow_http: bool = False
     api_url: str = DEFAULTS["api_url"]
     max_binary_size: int = int(DEFAULTS["max_binary_size"]) << 20  # bytes
+    max_download_size: int = int(DEFAULTS["max_download_size"]) << 20  # bytes
+    stall_timeout: float = float(DEFAULTS["stall_timeout"])  # seconds
+    download_timeout: float = float(DEFAULTS["download_timeout"])  # seconds, per attempt
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> BuildSpec:
@@ -96,7 +130,7 @@ class BuildSpec:
             version = version[1:]
         if not VERSION_PATTERN.fullmatch(version):
             raise BuildError(
-                f"invalid version {version!r}",
+                f"invalid version {_shown(version)}",
                 "use X.Y.Z, X.Y.Z-rc.N or latest, e.g. --version=1.10.2",
             )
         compression = str(opts["compression"])
@@ -147,6 +181,27 @@ class BuildSpec:
                 f"invalid max binary size {opts['max_binary_size']!r}",
                 "use a whole number of MiB >= 1, e.g. --max-binary-size=4096",
             )
+        max_download_mib = _bounded(opts["max_download_size"], _MIB, 1, MAX_DOWNLOAD_MIB)
+        if max_download_mib is None:
+            raise BuildError(
+                f"invalid max download size {_shown(str(opts['max_download_size']))}",
+                f"use a whole number of MiB from 1 to {MAX_DOWNLOAD_MIB}, "
+                "e.g. --max-download-size=2048",
+            )
+        stall_timeout = _bounded(opts["stall_timeout"], _SECONDS, 0.001, MAX_STALL_TIMEOUT)
+        if stall_timeout is None:
+            raise BuildError(
+                f"invalid stall timeout {_shown(str(opts['stall_timeout']))}",
+                f"use a number of seconds above 0, at most {MAX_STALL_TIMEOUT:g}, "
+                "e.g. --stall-timeout=60",
+            )
+        download_timeout = _bounded(opts["download_timeout"], _SECONDS, 0.001, MAX_DOWNLOAD_TIMEOUT)
+        if download_timeout is None:
+            raise BuildError(
+                f"invalid download timeout {_shown(str(opts['download_timeout']))}",
+                f"use a number of seconds above 0, at most {MAX_DOWNLOAD_TIMEOUT:g}, "
+                "e.g. --download-timeout=3600",
+            )
         template = opts["unit_template"]
         cache_dir = opts["cache_dir"]
         return cls(
@@ -160,10 +215,13 @@ class BuildSpec:
             unit_template=Path(str(template)) if template else None,
             compat_arch=compat_arch,
             retries=retries,
-            autostart=_flag(opts["autostart"], "autostart"),
-            allow_http=_flag(opts["allow_http"], "allow_http"),
+            autostart=flag_value(opts["autostart"], "autostart"),
+            allow_http=flag_value(opts["allow_http"], "allow_http"),
             api_url=api_url,
             max_binary_size=max_binary_mib << 20,
+            max_download_size=int(max_download_mib) << 20,
+            stall_timeout=stall_timeout,
+            download_timeout=download_timeout,
         )
 
     # The release as published: {base_url}/v{version}/...
