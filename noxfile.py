@@ -87,8 +87,9 @@ def build_matrix(session: nox.Session, version: str, arch: str) -> None:
 
 # `nox -s release -- ARGS` hands ARGS to the build-matrix cells it runs first, too: each session
 # takes the flags its task knows (--output-dir goes to both).
-RELEASE_FLAGS = ("--output-dir", "--publish-url", "--update-url")
+RELEASE_FLAGS = ("--output-dir", "--publish-url", "--update-url", "--allow-http")
 RELEASE_ONLY_FLAGS = ("--publish-url", "--update-url")
+SWITCHES = ("--allow-http",)  # flags that take no value
 
 
 def _flags(args: list[str], names: tuple[str, ...], keep: bool) -> list[str]:
@@ -105,7 +106,7 @@ def _flags(args: list[str], names: tuple[str, ...], keep: bool) -> list[str]:
         name = arg.split("=", 1)[0]
         if (name in names) == keep:
             picked.append(arg)
-        taking = name in names and "=" not in arg
+        taking = name in names and "=" not in arg and name not in SWITCHES
     return picked
 
 

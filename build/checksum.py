@@ -69,6 +69,8 @@ def read_checksum(checksum: Path) -> str:
 def image_sums(output_dir: Path) -> list[tuple[Path, str]]:
     """(image, sha256) for every image in `output_dir`, sorted by name, each hashed afresh and
     checked against its own .sha256 where one exists."""
+    if not output_dir.is_dir():
+        raise BuildError(f"no images in {output_dir}", "build them first, e.g. invoke all")
     images = sorted(
         path
         for path in output_dir.iterdir()

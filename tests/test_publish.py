@@ -684,6 +684,17 @@ def test_nox_release_arguments_go_to_the_sessions_that_know_them() -> None:
         "--output-dir=o",
         "--force",
     ]
+    # --allow-http goes to both, and takes no value: the argument after it is not swallowed.
+    args = ["--allow-http", "--publish-url", "http://10.0.0.1/x/", "--base-url=http://m/"]
+    assert noxfile._flags(args, noxfile.RELEASE_FLAGS, keep=True) == [
+        "--allow-http",
+        "--publish-url",
+        "http://10.0.0.1/x/",
+    ]
+    assert noxfile._flags(args, noxfile.RELEASE_ONLY_FLAGS, keep=False) == [
+        "--allow-http",
+        "--base-url=http://m/",
+    ]
 
 
 def test_compat_name_without_its_versioned_image_is_refused(invoke: Invoke, tmp_path: Path):
