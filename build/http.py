@@ -43,6 +43,7 @@ MAX_HINT = 100 * 366 * 86400  # seconds: a server's "come back then" is capped a
 # For tests only: one number of seconds that replaces both timeouts (a stalling test server).
 TIMEOUT_VARIABLE = "ALLOY_SYSEXT_TEST_TIMEOUT"
 BACKOFF = 0.5  # seconds before the first retry, doubling after each
+MAX_BACKOFF = 60  # seconds: no wait between two tries is longer
 MAX_WAIT = 60  # seconds a download waits in total when a server asks it to (Retry-After)
 USER_AGENT = "alloy-sysext"
 _RETRY_STATUSES = {408, 429}  # request timeout, too many requests: worth waiting for
@@ -195,8 +196,13 @@ def timeouts(limits: Limits | None = None) -> tuple[float, float]:
     return TIMEOUT
 
 
+_IPV4_SPELLING = re.compile(r"[0-9a-fA-FxX.]+")
+
+
 def is_loopback(host: str | None) -> bool:
-    """Whether `host` is this machine: localhost, 127.0.0.0/8 or ::1."""
+    """Whether `host` is this machine: localhost, 127.0.0.0/8 or ::1. An IPv4 address counts in
+    every spelling the resolver takes (127.1, 0x7f000001, 2130706433): decided on the address
+    it resolves to, not on how it is written."""
     if not host:
         return False
     if host.lower().rstrip(".") == "localhost":
@@ -204,6 +210,12 @@ def is_loopback(host: str | None) -> bool:
     try:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
+        pass
+    if not _IPV4_SPELLING.fullmatch(host):  # a name: never taken for this machine
+        return False
+    try:
+        return ipaddress.IPv4Address(socket.inet_aton(host)).is_loopback
+    except OSError:
         return False
 
 
@@ -394,7 +406,7 @@ def _retrying(once: Callable[[], _T], *, url: str, what: str, retries: int, hint
             if attempt == retries:
                 tries = f" (tried {retries + 1} times)" if retries else ""
                 raise BuildError(f"{what} failed: {error}{tries}", hint) from None
-            delay = BACKOFF * 2**attempt if error.wait is None else error.wait
+            delay = min(BACKOFF * 2**attempt, MAX_BACKOFF) if error.wait is None else error.wait
             waited += delay if error.wait is not None else 0
             print(f"{'':<8} {url}: {error}; retrying in {delay:g} s", flush=True)
             time.sleep(delay)

@@ -133,7 +133,14 @@ def fetch_releases(
     seen: set[str] = set()
     while url is not None:
         if url in seen or len(seen) == MAX_PAGES:
-            raise BuildError(f"{api_url}/releases: its pages do not end (Link: rel=next)", _HINT)
+            what = (
+                "links back to a page it already gave"
+                if url in seen
+                else (
+                    f"has more than {MAX_PAGES} pages of {PER_PAGE} releases, the most this tool reads"
+                )
+            )
+            raise BuildError(f"{api_url}/releases {what} (Link: rel=next)", _HINT)
         seen.add(url)
         headers = {"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": "2022-11-28"}
         if token and _same_origin(url, api_url):  # never hand the token to another host

@@ -56,6 +56,7 @@ COMPRESSIONS = tuple(COMPRESSORS)  # xz, xz-bcj, zstd
 # ASCII digits only (\d takes any script's), and few of them: a version is no place for 5000.
 _PART = "[0-9]{1,9}"
 VERSION_PATTERN = re.compile(rf"{_PART}\.{_PART}\.{_PART}(-rc\.{_PART})?")
+MAX_RETRIES = 10  # each wait between tries is capped too (build/http.py)
 MAX_CONFIG_PATH = 1024  # characters: systemd reads unit lines of a few KiB at most
 _UNIT_PATH_SAFE = re.compile(r"/[A-Za-z0-9._/+@:-]*")
 
@@ -170,8 +171,11 @@ class BuildSpec:
             retries = int(opts["retries"])
         except (TypeError, ValueError):
             retries = -1
-        if retries < 0:
-            raise BuildError(f"invalid retries {opts['retries']!r}", "use a whole number >= 0")
+        if not 0 <= retries <= MAX_RETRIES:
+            raise BuildError(
+                f"invalid retries {opts['retries']!r}",
+                f"use a whole number from 0 to {MAX_RETRIES}",
+            )
         try:
             max_binary_mib = int(opts["max_binary_size"])
         except (TypeError, ValueError):
