@@ -21,6 +21,9 @@ class BuildError(Exception):
         return f"{self.message}; {self.hint}" if self.hint else self.message
 
 
+_DOING = "alloy_sysext_doing"  # the attribute doing() leaves on an OSError
+
+
 @contextlib.contextmanager
 def doing(what: str | None = None, path: Path | str | None = None) -> Iterator[None]:
     """An OSError from the block says what the build was doing, and names `path` when the
@@ -30,8 +33,8 @@ def doing(what: str | None = None, path: Path | str | None = None) -> Iterator[N
     except OSError as error:
         if error.filename is None and path is not None:
             error.filename = str(path)
-        if what is not None and not getattr(error, "__notes__", None):  # the innermost wins
-            error.add_note(what)
+        if what is not None and getattr(error, _DOING, None) is None:  # the innermost wins
+            setattr(error, _DOING, what)  # not add_note: Python 3.10 has none
         raise
 
 
@@ -53,8 +56,8 @@ def _option_for(path: str, places: Places) -> str:
 
 def os_error_text(error: OSError, places: Places | None = None) -> str:
     """What went wrong, on which path, while doing what; and what to do about it."""
-    notes = getattr(error, "__notes__", None)
-    while_doing = f" while {notes[0]}" if notes else ""
+    what = getattr(error, _DOING, None)
+    while_doing = f" while {what}" if what else ""
     if not isinstance(error.filename, (str, bytes, os.PathLike)):  # None, or a descriptor
         return f"{error.strerror or error}{while_doing}"
     path = os.fsdecode(error.filename)

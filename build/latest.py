@@ -133,13 +133,10 @@ def fetch_releases(
     seen: set[str] = set()
     while url is not None:
         if url in seen or len(seen) == MAX_PAGES:
-            what = (
-                "links back to a page it already gave"
-                if url in seen
-                else (
-                    f"has more than {MAX_PAGES} pages of {PER_PAGE} releases, the most this tool reads"
-                )
-            )
+            what = f"has more than {MAX_PAGES} pages of {PER_PAGE} releases, the most this tool"
+            what += " reads"
+            if url in seen:
+                what = "links back to a page it already gave"
             raise BuildError(f"{api_url}/releases {what} (Link: rel=next)", _HINT)
         seen.add(url)
         headers = {"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": "2022-11-28"}
