@@ -6,6 +6,7 @@ import hashlib
 import re
 from pathlib import Path
 
+from . import manifest
 from .errors import BuildError
 from .spec import checksum_file, parse_output_name
 from .targets import write_text_atomic
@@ -78,8 +79,10 @@ def write_sums(output_dir: Path, sums: list[tuple[Path, str]] | None = None) -> 
     """SHA256SUMS over every image in `output_dir` (`sums` from image_sums, or hashed now), in
     the format sha256sum -c and systemd-sysupdate read; returns the file and how many images it
     lists."""
+    manifest.own_subdir(output_dir, manifest.STAGING)  # where the file is recorded
     if sums is None:
         sums = image_sums(output_dir)
     path = output_dir / SUMS_FILE
     write_text_atomic(path, "".join(sums_line(sha256, image.name) for image, sha256 in sums))
+    manifest.record(output_dir, [path])
     return path, len(sums)

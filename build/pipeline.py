@@ -13,8 +13,8 @@ from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 from typing import Any
 
+from . import cache, manifest, release, render
 from . import pack as packing
-from . import release, render
 from . import stage as staging
 from .checksum import file_sha256, read_checksum, sums_line
 from .errors import BuildError
@@ -85,11 +85,23 @@ class Pipeline:
         if not self.deferred:
             with atomic_path(final) as tmp:
                 yield tmp
+            manifest.record(self.spec.output_dir, [final])
             return
+        self._own_dirs(self.pending_dir)
         target = self.pending_dir / final.name
         with atomic_path(target) as tmp:
             yield tmp
+        manifest.record(self.spec.output_dir, [target])
         self.pending[final] = target
+
+    def _own_dirs(self, directory: Path) -> None:
+        """Make `directory` (in the output directory) and its parents, recorded as the tool's."""
+        output_dir = self.spec.output_dir
+        manifest.make_dirs(output_dir, *directory.relative_to(output_dir).parts)
+
+    def _record(self, *paths: Path) -> None:
+        """Files the tool wrote in .staging (step records, lock files), for clean."""
+        manifest.record(self.spec.output_dir, paths)
 
     def write_output(self, final: Path, text: str) -> None:
         with self.output(final) as tmp:
@@ -108,7 +120,9 @@ class Pipeline:
         if self._cell_lock is not None:
             return
         stack = contextlib.ExitStack()
+        self._own_dirs(self.spec.work_dir)
         stack.enter_context(file_lock(self.spec.work_dir / "outputs.lock"))
+        self._record(self.spec.work_dir / "outputs.lock")
         self._cell_lock = stack
         shutil.rmtree(self.pending_dir, ignore_errors=True)  # a killed run's, under the lock
 
@@ -124,6 +138,8 @@ class Pipeline:
             # builds of the same cell then make each target once; the second waits, then finds
             # it up to date.
             with file_lock(self._lock(step)):
+                if step.lock is None:  # the fetch's lock is in the cache, the others here
+                    self._record(self._lock(step))
                 if not forced:  # another build may have made the targets while we waited
                     reason = self._why(step)
                 self._make(step, action, reason)
@@ -139,8 +155,10 @@ class Pipeline:
             os.replace(pending, final)
         if self.pending:
             fsync_dir(self.spec.output_dir)
+            moves = [(pending, final) for final, pending in self.pending.items()]
+            manifest.moved(self.spec.output_dir, moves)
         for step in self.unrecorded:
-            record(step)
+            self._record_step(step)
         if self.pending:
             names = ", ".join(final.name for final in self.pending)
             say("install", f"verified, now in {self.spec.output_dir}: {names}")
@@ -180,15 +198,28 @@ class Pipeline:
         else:
             forget(step)
             outcome = action()
-            record(step)
+            self._record_step(step)
         say(step.name, f"{outcome} ({time.monotonic() - started:.1f} s; {reason})")
+
+    def _record_step(self, step: Step) -> None:
+        record(step)
+        if step.stamp is not None:
+            self._record(step.stamp)
 
     def fetch(self) -> None:
         spec = self.spec
         step = Step(
             "fetch", targets=(spec.cached_zip, spec.cached_sums), lock=lock_file(spec.cached_zip)
         )
-        self._run(step, lambda: release.fetch(spec, force=step.name in self.force))
+        cache.make_cache_dir(spec.cache_dir)
+        # What a failed fetch made goes again: no empty version folder with lock files.
+        made = [d for d in (spec.cached_release.parent, spec.cached_release) if not d.exists()]
+        try:
+            self._run(step, lambda: release.fetch(spec, force=step.name in self.force))
+        except BaseException:
+            locks = cache.fetch_locks(spec.cached_zip, spec.cached_sums)
+            cache.drop_failed_fetch(spec.cached_release, locks, made)
+            raise
 
     def stage(self) -> None:
         self.fetch()
@@ -220,6 +251,7 @@ class Pipeline:
             sweep_temps(spec.rootfs)  # a killed run's half-staged trees (under the stage lock)
             with atomic_dir(spec.rootfs) as tree:
                 staging.stage(spec, zip_path, tree, texts)
+            manifest.record_tree(spec.output_dir, spec.rootfs)  # hashes the binary once more
             return f"staged {spec.rootfs}"
 
         self._run(step, action)
@@ -268,7 +300,10 @@ class Pipeline:
         step = Step("checksum", targets=(checksum_file(image),), sources=(image,))
 
         def action() -> str:
-            sha256 = file_sha256(self.current(image))
+            # Hashed when the image was recorded, unless it changed since.
+            sha256 = manifest.regular_sha256(self.current(image)) or file_sha256(
+                self.current(image)
+            )
             self.write_output(checksum_file(image), sums_line(sha256, image.name))
             return f"wrote {self.current(checksum_file(image))}"
 
@@ -296,6 +331,7 @@ class Pipeline:
             params={"of": spec.image.name},
             stamp=spec.compat_stamp,
         )
+        self._own_dirs(spec.compat_stamp.parent)
 
         def action() -> str:
             sha256 = read_checksum(self.current(image_checksum))
@@ -409,10 +445,16 @@ def run_steps(spec: BuildSpec, last: str, force: bool, verify: bool = True) -> N
         raise BuildError(f"unknown step {last!r}")
     forced = (STEPS if last == "all" else (last,)) if force else ()
     pipeline = Pipeline(spec, forced)
-    if last == "all":
-        pipeline.all(verify=verify)
-    else:
-        getattr(pipeline, last)()
+    if last == "fetch":  # the cache only: nothing in the output directory
+        pipeline.fetch()
+        return
+    # Shared with other builds and releases; clean waits for all of them.
+    with manifest.output_dir_lock(spec.output_dir, shared=True):
+        manifest.make_dirs(spec.output_dir, manifest.STAGING, spec.work_dir.name)
+        if last == "all":
+            pipeline.all(verify=verify)
+        else:
+            getattr(pipeline, last)()
 
 
 def verify_any_image(image: Path, spec: BuildSpec) -> None:
