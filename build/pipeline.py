@@ -69,6 +69,8 @@ class Pipeline:
         self.pending: dict[Path, Path] = {}  # final name -> the file waiting to take it
         self.unrecorded: list[Step] = []  # steps made into pending files: recorded at commit
         self._cell_lock: contextlib.ExitStack | None = None
+        self._output_lock = contextlib.ExitStack()
+        self._output_locked = False
 
     @property
     def pending_dir(self) -> Path:
@@ -113,6 +115,20 @@ class Pipeline:
             return f"{rebuilt.name} was rebuilt"
         return why_out_of_date(step)
 
+    def _hold_output_lock(self) -> None:
+        """The output directory's lock, shared with other builds and releases (clean waits for
+        all of them), and the cell's directory: taken once a step must write there."""
+        if self._output_locked:
+            return
+        spec = self.spec
+        self._output_lock.enter_context(manifest.output_dir_lock(spec.output_dir, shared=True))
+        self._output_locked = True
+        self._own_dirs(spec.work_dir)
+
+    def close(self) -> None:
+        self._output_lock.close()
+        self._output_locked = False
+
     def _hold_cell_lock(self) -> None:
         """Deferred: one lock over the cell's outputs from the first pending file to commit(),
         so a concurrent build of the same cell neither shares the pending directory nor
@@ -132,6 +148,9 @@ class Pipeline:
         forced = step.name in self.force
         reason = "forced" if forced else self._why(step)
         if reason is not None:
+            if step.name != "fetch":
+                self._hold_output_lock()
+                self._own_dirs(self._lock(step).parent)  # the alias's: per version
             if self.deferred and step.name in OUTPUT_STEPS:
                 self._hold_cell_lock()
             # Only a step that must run takes its lock: an unchanged run touches no file. Two
@@ -331,7 +350,6 @@ class Pipeline:
             params={"of": spec.image.name},
             stamp=spec.compat_stamp,
         )
-        self._own_dirs(spec.compat_stamp.parent)
 
         def action() -> str:
             sha256 = read_checksum(self.current(image_checksum))
@@ -445,16 +463,13 @@ def run_steps(spec: BuildSpec, last: str, force: bool, verify: bool = True) -> N
         raise BuildError(f"unknown step {last!r}")
     forced = (STEPS if last == "all" else (last,)) if force else ()
     pipeline = Pipeline(spec, forced)
-    if last == "fetch":  # the cache only: nothing in the output directory
-        pipeline.fetch()
-        return
-    # Shared with other builds and releases; clean waits for all of them.
-    with manifest.output_dir_lock(spec.output_dir, shared=True):
-        manifest.make_dirs(spec.output_dir, manifest.STAGING, spec.work_dir.name)
+    try:
         if last == "all":
             pipeline.all(verify=verify)
         else:
             getattr(pipeline, last)()
+    finally:
+        pipeline.close()
 
 
 def verify_any_image(image: Path, spec: BuildSpec) -> None:

@@ -6,13 +6,17 @@ checks, byte for byte, what survived."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import stat
 import subprocess
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
+from build.targets import file_lock
 from tests.conftest import VERSION, Invoke, Release
 
 PUBLISH_URL = "https://downloads.example.com/alloy/"
@@ -377,3 +381,37 @@ def test_an_empty_output_dir_is_refused_by_sums_and_release(
     one_error_line(invoke(*args, cwd=cwd), "empty --output-dir")
     one_error_line(invoke(task, *args[2:], env={"INVOKE_OUTPUT_DIR": ""}, cwd=cwd), "empty")
     assert contents(cwd) == before
+
+
+# Lock files clean removes: a build waiting on one takes it anew
+
+
+def _open_count(path: Path) -> int:
+    """How many of this process's file descriptors are open on `path`."""
+    fds = Path("/proc/self/fd")
+    return sum(1 for fd in fds.iterdir() if os.path.realpath(fd) == str(path))
+
+
+def test_a_lock_removed_while_waited_on_is_taken_anew(tmp_path: Path) -> None:
+    lock = tmp_path / ".staging" / "output.lock"
+    taken, release_it = threading.Event(), threading.Event()
+
+    def waiter() -> None:
+        with file_lock(lock):
+            taken.set()
+            release_it.wait(timeout=30)
+
+    with file_lock(lock):
+        thread = threading.Thread(target=waiter)
+        thread.start()
+        while _open_count(lock) < 2:  # the waiter has the file open, and waits on it
+            time.sleep(0.01)
+        lock.unlink()  # as clean does, holding it
+    assert taken.wait(timeout=30)
+    try:
+        # The file the path names now is the one held.
+        with lock.open("a") as other, pytest.raises(BlockingIOError):
+            fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    finally:
+        release_it.set()
+        thread.join(timeout=30)
