@@ -15,7 +15,7 @@ from typing import Any
 from invoke import Collection, Context, Exit, Task, task
 
 from build import publish
-from build.cache import clean_cache, refuse_untagged
+from build.cache import adopt_older_default, clean_cache, refuse_untagged
 from build.checksum import write_sums
 from build.clean import clean_outputs
 from build.errors import BuildError, one_line
@@ -192,8 +192,9 @@ def clean(
     spec = spec_from_options({**options, "api_url": c.config.get("api_url")})
     version_only = spec.version if version else None
     arch_only = spec.arch.name if arch else None
-    if cache:
-        refuse_untagged(spec.cache_dir)  # before anything goes
+    if cache:  # before anything goes
+        adopt_older_default(spec.cache_dir)
+        refuse_untagged(spec.cache_dir)
     cleaned = clean_outputs(spec.output_dir, version_only, arch_only, spec.compat_arch)
     print(f"clean    removed {len(cleaned.removed)} entries from {spec.output_dir}")
     for path, why in cleaned.kept:

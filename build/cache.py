@@ -10,16 +10,19 @@ with their lock files (.NAME.lock) and temporaries (.NAME.XXXX.tmp)."""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import re
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 
 from .arch import ARCHES
 from .errors import BuildError
 from .manifest import regular_sha256
-from .spec import NAME, VERSION_PATTERN
-from .targets import file_lock, lock_file, write_text_atomic
+from .spec import NAME, VERSION_PATTERN, default_cache_dir
+from .targets import lock_file, write_text_atomic
 
 TAG = "CACHEDIR.TAG"
 SIGNATURE = "Signature: 8a477f597d28d172789f06886806bc55"
@@ -39,13 +42,41 @@ _LATEST = re.compile(rf"{LATEST_PREFIX}[A-Za-z0-9._-]+\.json")
 
 
 def make_cache_dir(cache_dir: Path) -> None:
-    """Make the cache directory where missing, tagged as this tool's. One that exists stays as
-    it is: the tool never claims a directory it did not make."""
+    """Make the cache directory where missing, tagged as this tool's. One that exists is not
+    claimed, but for the default cache of an older version of this tool (made before the tag):
+    tagged if everything in it is the tool's by name, so clean --cache works on it again."""
     try:
         cache_dir.mkdir(parents=True)
     except FileExistsError:
+        adopt_older_default(cache_dir)
         return
     write_text_atomic(cache_dir / TAG, TAG_TEXT)
+
+
+def adopt_older_default(cache_dir: Path) -> None:
+    """Tag the default cache an older version of this tool made (before the tag), if
+    everything in it is the tool's by name."""
+    older = cache_dir == default_cache_dir() and cache_dir.is_dir() and not is_tagged(cache_dir)
+    if older and _only_the_tools_layout(cache_dir):
+        write_text_atomic(cache_dir / TAG, TAG_TEXT)
+
+
+def _only_the_tools_layout(cache_dir: Path) -> bool:
+    """Whether every entry of a non-empty `cache_dir` is in the tool's layout, by name and
+    type: source folders of version folders of the tool's files, and latest-*.json."""
+    top = list(cache_dir.iterdir())
+    for entry in top:
+        if _is_regular(entry) and _latest(entry.name):
+            continue
+        if not (_SOURCE_DIR.fullmatch(entry.name) and _is_dir(entry)):
+            return False
+        for release in entry.iterdir():
+            if not (_VERSION_DIR.fullmatch(release.name) and _is_dir(release)):
+                return False
+            for path in release.iterdir():
+                if not (_is_regular(path) and _ours(path.name, _RELEASE_FILES)):
+                    return False
+    return bool(top)
 
 
 def is_tagged(cache_dir: Path) -> bool:
@@ -66,8 +97,9 @@ def refuse_untagged(cache_dir: Path) -> None:
         raise BuildError(
             f"{cache_dir} has no {TAG}, so it is not a download cache this tool made; "
             "nothing was removed",
-            "check --cache-dir (and cache_dir in invoke.yaml, INVOKE_CACHE_DIR); a cache made "
-            "by an older alloy-sysext has no tag either: remove that one yourself",
+            "check --cache-dir (and cache_dir in invoke.yaml, INVOKE_CACHE_DIR); a cache an "
+            "older alloy-sysext made elsewhere, or that holds other files, has no tag either: "
+            "remove that one yourself",
         )
 
 
@@ -119,6 +151,7 @@ def clean_cache(cache_dir: Path, version: str | None) -> tuple[list[Path], list[
     kept: list[Path] = []
     if not cache_dir.exists():
         return removed, kept
+    adopt_older_default(cache_dir)
     refuse_untagged(cache_dir)
     for path in sorted(cache_dir.iterdir()):
         if version is None and _latest(path.name) and _is_regular(path):
@@ -152,12 +185,13 @@ def drop_failed_fetch(release_dir: Path, locks: list[Path], made: list[Path]) ->
     while they are removed, so a build waiting on one takes it again (targets.file_lock)."""
     if release_dir not in made or not _is_dir(release_dir):
         return
-    names = {lock.name for lock in locks}
-    with file_lock(locks[0]), file_lock(locks[1]):
+    with contextlib.ExitStack() as stack:
+        # Never waited for: a lock another build holds means the folder is in use.
+        held = {lock.name for lock in locks if stack.enter_context(_lock_if_free(lock))}
         entries = list(release_dir.iterdir())
         for path in entries:
-            if path.name not in names or regular_sha256(path) != _EMPTY_SHA256:
-                return  # something else, or a lock file with bytes in it: not ours to drop
+            if path.name not in held or regular_sha256(path) != _EMPTY_SHA256:
+                return  # something else, a lock in use, or one with bytes in it: not ours
         for path in entries:
             path.unlink()
         release_dir.rmdir()
@@ -166,6 +200,33 @@ def drop_failed_fetch(release_dir: Path, locks: list[Path], made: list[Path]) ->
             directory.rmdir()  # only when empty: another version may have arrived meanwhile
         except OSError:
             return
+
+
+@contextlib.contextmanager
+def _lock_if_free(path: Path) -> Iterator[bool]:
+    """Lock the existing file `path` if no one holds it (never creating it); yield whether
+    that worked."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        yield False
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield os.fstat(fd).st_ino == _inode(path)
+    finally:
+        os.close(fd)
+
+
+def _inode(path: Path) -> int | None:
+    try:
+        return path.lstat().st_ino
+    except OSError:
+        return None
 
 
 _EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"

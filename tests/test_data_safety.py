@@ -415,3 +415,25 @@ def test_a_lock_removed_while_waited_on_is_taken_anew(tmp_path: Path) -> None:
     finally:
         release_it.set()
         thread.join(timeout=30)
+
+
+def test_an_older_default_cache_is_tagged_only_if_it_holds_nothing_but_the_tools_files(
+    invoke: Invoke, release: Release, tmp_path: Path
+) -> None:
+    cache = tmp_path / "cache" / "alloy-sysext"  # the default, under XDG_CACHE_HOME
+    ok(invoke("fetch"))
+    (cache / "CACHEDIR.TAG").unlink()  # as an older version of the tool left it
+    ok(invoke("fetch"))
+    assert (cache / "CACHEDIR.TAG").is_file()
+    (cache / "CACHEDIR.TAG").unlink()
+    ok(invoke("clean", "--cache"))  # clean too knows it for the tool's
+    assert contents(cache) == {".": "dir", "CACHEDIR.TAG": (cache / "CACHEDIR.TAG").read_bytes()}
+    ok(invoke("fetch"))
+
+    (cache / "CACHEDIR.TAG").unlink()
+    write(cache, {"mine/notes.txt": b"mine\n"})
+    before = contents(cache)
+    ok(invoke("fetch"))
+    assert contents(cache) == before  # not claimed: something in it is not the tool's
+    one_error_line(invoke("clean", "--cache"), str(cache), "CACHEDIR.TAG")
+    assert contents(cache) == before
