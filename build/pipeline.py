@@ -70,6 +70,7 @@ class Pipeline:
         self.unrecorded: list[Step] = []  # steps made into pending files: recorded at commit
         self._cell_lock: contextlib.ExitStack | None = None
         self._output_lock = contextlib.ExitStack()
+        self._new_locks: list[Path] = []  # lock files made in .staging, recorded with outputs
         self._output_locked = False
 
     @property
@@ -87,13 +88,13 @@ class Pipeline:
         if not self.deferred:
             with atomic_path(final) as tmp:
                 yield tmp
-            manifest.record(self.spec.output_dir, [final])
+            self._record(final)
             return
         self._own_dirs(self.pending_dir)
         target = self.pending_dir / final.name
         with atomic_path(target) as tmp:
             yield tmp
-        manifest.record(self.spec.output_dir, [target])
+        self._record(target)
         self.pending[final] = target
 
     def _own_dirs(self, directory: Path) -> None:
@@ -102,8 +103,11 @@ class Pipeline:
         manifest.make_dirs(output_dir, *directory.relative_to(output_dir).parts)
 
     def _record(self, *paths: Path) -> None:
-        """Files the tool wrote in .staging (step records, lock files), for clean."""
-        manifest.record(self.spec.output_dir, paths)
+        """Files the tool wrote in the output directory, for clean; with the lock files taken
+        since the last record (not recorded at once: a full disk must fail the step's own
+        write, which names the file that matters)."""
+        manifest.record(self.spec.output_dir, [*self._new_locks, *paths])
+        self._new_locks.clear()
 
     def write_output(self, final: Path, text: str) -> None:
         with self.output(final) as tmp:
@@ -138,7 +142,7 @@ class Pipeline:
         stack = contextlib.ExitStack()
         self._own_dirs(self.spec.work_dir)
         stack.enter_context(file_lock(self.spec.work_dir / "outputs.lock"))
-        self._record(self.spec.work_dir / "outputs.lock")
+        self._new_locks.append(self.spec.work_dir / "outputs.lock")
         self._cell_lock = stack
         shutil.rmtree(self.pending_dir, ignore_errors=True)  # a killed run's, under the lock
 
@@ -158,7 +162,7 @@ class Pipeline:
             # it up to date.
             with file_lock(self._lock(step)):
                 if step.lock is None:  # the fetch's lock is in the cache, the others here
-                    self._record(self._lock(step))
+                    self._new_locks.append(self._lock(step))
                 if not forced:  # another build may have made the targets while we waited
                     reason = self._why(step)
                 self._make(step, action, reason)
