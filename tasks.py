@@ -15,13 +15,14 @@ from typing import Any
 from invoke import Collection, Context, Exit, Task, task
 
 from build import publish
+from build.cache import adopt_older_default, clean_cache, refuse_untagged
 from build.checksum import write_sums
-from build.clean import clean_cache, clean_outputs
+from build.clean import clean_outputs
 from build.errors import BuildError, one_line
 from build.latest import spec_from_options
 from build.pipeline import run_steps, verify_any_image
 from build.signals import Interrupted, signals_raise
-from build.spec import DEFAULTS, BuildSpec, default_cache_dir, flag_value
+from build.spec import DEFAULTS, BuildSpec, default_cache_dir, directory_option, flag_value
 
 HELP = {
     "version": "Alloy release to build, X.Y.Z or X.Y.Z-rc.N, or latest: the highest stable "
@@ -204,18 +205,25 @@ def clean(
     spec = spec_from_options({**options, "api_url": c.config.get("api_url")})
     version_only = spec.version if version else None
     arch_only = spec.arch.name if arch else None
-    removed = clean_outputs(spec.output_dir, version_only, arch_only, spec.compat_arch)
-    print(f"clean    removed {len(removed)} entries from {spec.output_dir}")
+    if cache:  # before anything goes
+        adopt_older_default(spec.cache_dir)
+        refuse_untagged(spec.cache_dir)
+    cleaned = clean_outputs(spec.output_dir, version_only, arch_only, spec.compat_arch)
+    print(f"clean    removed {len(cleaned.removed)} entries from {spec.output_dir}")
+    for path, why in cleaned.kept:
+        print(f"clean    kept {path}: {why}")
     if cache:
-        emptied = clean_cache(spec.cache_dir, version_only)
+        emptied, kept = clean_cache(spec.cache_dir, version_only)
         print(f"clean    removed {len(emptied)} entries from the download cache {spec.cache_dir}")
+        for path in kept:
+            print(f"clean    kept {path}: not a file this tool downloads")
 
 
 @task(help={"output_dir": HELP["output_dir"]})
 @_clean_exit
 def sums(c, output_dir=None):
     """Write SHA256SUMS over every image in the output directory (for publishing a release)."""
-    directory = Path(output_dir or c.config.get("output_dir"))
+    directory = _output_dir(c, output_dir)
     path, count = write_sums(directory)
     print(f"sums     wrote {path} ({count} images)")
 
@@ -245,7 +253,13 @@ def release(c, output_dir=None, publish_url=None, update_url=None, allow_http=Fa
         )
     updates = update_url or c.config.get("update_url")
     plain = flag_value(allow_http or c.config.get("allow_http"), "allow_http")
-    publish.release(Path(output_dir or c.config.get("output_dir")), str(url), updates, plain)
+    publish.release(_output_dir(c, output_dir), str(url), updates, plain)
+
+
+def _output_dir(c: Context, flag: str | None) -> Path:
+    return directory_option(
+        flag if flag is not None else c.config.get("output_dir"), "--output-dir"
+    )
 
 
 ns = Collection(fetch, stage, pack, checksum, alias, verify, all_, clean, sums, release)

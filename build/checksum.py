@@ -7,6 +7,7 @@ import os
 import re
 from pathlib import Path
 
+from . import manifest
 from .errors import BuildError
 from .safeio import open_regular, read_regular
 from .spec import checksum_file, parse_output_name
@@ -98,8 +99,10 @@ def write_sums(output_dir: Path, sums: list[tuple[Path, str]] | None = None) -> 
     """SHA256SUMS over every image in `output_dir` (`sums` from image_sums, or hashed now), in
     the format sha256sum -c and systemd-sysupdate read; returns the file and how many images it
     lists."""
+    manifest.own_subdir(output_dir, manifest.STAGING)  # where the file is recorded
     if sums is None:
         sums = image_sums(output_dir)
     path = output_dir / SUMS_FILE
     write_text_atomic(path, "".join(sums_line(sha256, image.name) for image, sha256 in sums))
+    manifest.record(output_dir, [path])
     return path, len(sums)

@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from . import http
+from .cache import make_cache_dir
 from .errors import BuildError
 from .report import say
 from .spec import DEFAULTS, BuildSpec, source_key
@@ -93,6 +94,7 @@ def resolve(
     or one fetched now (and cached)."""
     api_url = api_url.rstrip("/")
     path = cache_file(cache_dir, api_url)
+    make_cache_dir(cache_dir)
     with file_lock(lock_file(path)):  # side-by-side builds: one asks, the others read its answer
         now = time.time()
         cached = _read_cache(path, api_url)

@@ -13,8 +13,8 @@ from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 from typing import Any
 
+from . import cache, manifest, release, render
 from . import pack as packing
-from . import release, render
 from . import stage as staging
 from .checksum import file_sha256, read_checksum, sums_line
 from .errors import BuildError
@@ -69,6 +69,9 @@ class Pipeline:
         self.pending: dict[Path, Path] = {}  # final name -> the file waiting to take it
         self.unrecorded: list[Step] = []  # steps made into pending files: recorded at commit
         self._cell_lock: contextlib.ExitStack | None = None
+        self._output_lock = contextlib.ExitStack()
+        self._new_locks: list[Path] = []  # lock files made in .staging, recorded with outputs
+        self._output_locked = False
 
     @property
     def pending_dir(self) -> Path:
@@ -85,11 +88,26 @@ class Pipeline:
         if not self.deferred:
             with atomic_path(final) as tmp:
                 yield tmp
+            self._record(final)
             return
+        self._own_dirs(self.pending_dir)
         target = self.pending_dir / final.name
         with atomic_path(target) as tmp:
             yield tmp
+        self._record(target)
         self.pending[final] = target
+
+    def _own_dirs(self, directory: Path) -> None:
+        """Make `directory` (in the output directory) and its parents, recorded as the tool's."""
+        output_dir = self.spec.output_dir
+        manifest.make_dirs(output_dir, *directory.relative_to(output_dir).parts)
+
+    def _record(self, *paths: Path) -> None:
+        """Files the tool wrote in the output directory, for clean; with the lock files taken
+        since the last record (not recorded at once: a full disk must fail the step's own
+        write, which names the file that matters)."""
+        manifest.record(self.spec.output_dir, [*self._new_locks, *paths])
+        self._new_locks.clear()
 
     def write_output(self, final: Path, text: str) -> None:
         with self.output(final) as tmp:
@@ -101,6 +119,20 @@ class Pipeline:
             return f"{rebuilt.name} was rebuilt"
         return why_out_of_date(step)
 
+    def _hold_output_lock(self) -> None:
+        """The output directory's lock, shared with other builds and releases (clean waits for
+        all of them), and the cell's directory: taken once a step must write there."""
+        if self._output_locked:
+            return
+        spec = self.spec
+        self._output_lock.enter_context(manifest.output_dir_lock(spec.output_dir, shared=True))
+        self._output_locked = True
+        self._own_dirs(spec.work_dir)
+
+    def close(self) -> None:
+        self._output_lock.close()
+        self._output_locked = False
+
     def _hold_cell_lock(self) -> None:
         """Deferred: one lock over the cell's outputs from the first pending file to commit(),
         so a concurrent build of the same cell neither shares the pending directory nor
@@ -108,7 +140,9 @@ class Pipeline:
         if self._cell_lock is not None:
             return
         stack = contextlib.ExitStack()
+        self._own_dirs(self.spec.work_dir)
         stack.enter_context(file_lock(self.spec.work_dir / "outputs.lock"))
+        self._new_locks.append(self.spec.work_dir / "outputs.lock")
         self._cell_lock = stack
         shutil.rmtree(self.pending_dir, ignore_errors=True)  # a killed run's, under the lock
 
@@ -118,12 +152,17 @@ class Pipeline:
         forced = step.name in self.force
         reason = "forced" if forced else self._why(step)
         if reason is not None:
+            if step.name != "fetch":
+                self._hold_output_lock()
+                self._own_dirs(self._lock(step).parent)  # the alias's: per version
             if self.deferred and step.name in OUTPUT_STEPS:
                 self._hold_cell_lock()
             # Only a step that must run takes its lock: an unchanged run touches no file. Two
             # builds of the same cell then make each target once; the second waits, then finds
             # it up to date.
             with file_lock(self._lock(step)):
+                if step.lock is None:  # the fetch's lock is in the cache, the others here
+                    self._new_locks.append(self._lock(step))
                 if not forced:  # another build may have made the targets while we waited
                     reason = self._why(step)
                 self._make(step, action, reason)
@@ -139,8 +178,10 @@ class Pipeline:
             os.replace(pending, final)
         if self.pending:
             fsync_dir(self.spec.output_dir)
+            moves = [(pending, final) for final, pending in self.pending.items()]
+            manifest.moved(self.spec.output_dir, moves)
         for step in self.unrecorded:
-            record(step)
+            self._record_step(step)
         if self.pending:
             names = ", ".join(final.name for final in self.pending)
             say("install", f"verified, now in {self.spec.output_dir}: {names}")
@@ -180,15 +221,28 @@ class Pipeline:
         else:
             forget(step)
             outcome = action()
-            record(step)
+            self._record_step(step)
         say(step.name, f"{outcome} ({time.monotonic() - started:.1f} s; {reason})")
+
+    def _record_step(self, step: Step) -> None:
+        record(step)
+        if step.stamp is not None:
+            self._record(step.stamp)
 
     def fetch(self) -> None:
         spec = self.spec
         step = Step(
             "fetch", targets=(spec.cached_zip, spec.cached_sums), lock=lock_file(spec.cached_zip)
         )
-        self._run(step, lambda: release.fetch(spec, force=step.name in self.force))
+        cache.make_cache_dir(spec.cache_dir)
+        # What a failed fetch made goes again: no empty version folder with lock files.
+        made = [d for d in (spec.cached_release.parent, spec.cached_release) if not d.exists()]
+        try:
+            self._run(step, lambda: release.fetch(spec, force=step.name in self.force))
+        except BaseException:
+            locks = cache.fetch_locks(spec.cached_zip, spec.cached_sums)
+            cache.drop_failed_fetch(spec.cached_release, locks, made)
+            raise
 
     def stage(self) -> None:
         self.fetch()
@@ -220,6 +274,7 @@ class Pipeline:
             sweep_temps(spec.rootfs)  # a killed run's half-staged trees (under the stage lock)
             with atomic_dir(spec.rootfs) as tree:
                 staging.stage(spec, zip_path, tree, texts)
+            manifest.record_tree(spec.output_dir, spec.rootfs)  # hashes the binary once more
             return f"staged {spec.rootfs}"
 
         self._run(step, action)
@@ -268,7 +323,10 @@ class Pipeline:
         step = Step("checksum", targets=(checksum_file(image),), sources=(image,))
 
         def action() -> str:
-            sha256 = file_sha256(self.current(image))
+            # Hashed when the image was recorded, unless it changed since.
+            sha256 = manifest.regular_sha256(self.current(image)) or file_sha256(
+                self.current(image)
+            )
             self.write_output(checksum_file(image), sums_line(sha256, image.name))
             return f"wrote {self.current(checksum_file(image))}"
 
@@ -409,10 +467,13 @@ def run_steps(spec: BuildSpec, last: str, force: bool, verify: bool = True) -> N
         raise BuildError(f"unknown step {last!r}")
     forced = (STEPS if last == "all" else (last,)) if force else ()
     pipeline = Pipeline(spec, forced)
-    if last == "all":
-        pipeline.all(verify=verify)
-    else:
-        getattr(pipeline, last)()
+    try:
+        if last == "all":
+            pipeline.all(verify=verify)
+        else:
+            getattr(pipeline, last)()
+    finally:
+        pipeline.close()
 
 
 def verify_any_image(image: Path, spec: BuildSpec) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from . import butane, sysupdate
+from . import butane, manifest, sysupdate
 from .arch import ARCHES
 from .checksum import SUMS_FILE, image_sums, write_sums
 from .errors import BuildError
@@ -90,6 +90,9 @@ def release(
     updates = normalize_publish_url(update_url, allow_http, "--update-url") if update_url else url
     if not output_dir.is_dir():
         raise BuildError(f"no directory {output_dir}", "build images first, e.g. invoke all")
+    # Nothing is followed out of the output directory.
+    subdirs = [(manifest.STAGING,), (SYSUPDATE_DIR,), (FLATCAR_DIR,)]
+    manifest.refuse_links(output_dir, *subdirs, *((SYSUPDATE_DIR, a) for a in ARCHES))
     refuse_prereleases(output_dir)
     sums = image_sums(output_dir)  # hashes every image, checks each against its .sha256
     images = _images(output_dir, sums)
@@ -107,8 +110,10 @@ def release(
     # Only now, with every check passed, does anything change.
     written = [write_sums(output_dir, sums)[0]]
     for path, text in texts.items():
+        manifest.make_dirs(output_dir, *path.parent.relative_to(output_dir).parts)
         write_text_atomic(path, text)
         written.append(path)
+    manifest.record(output_dir, written)
     _remove_stale(output_dir, set(newest))
     for path in written:
         say("release", f"wrote {path}")

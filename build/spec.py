@@ -97,6 +97,19 @@ def _shown(value: str, most: int = 40) -> str:
     return repr(value) if len(value) <= most else f"{value[:most]!r}... ({len(value)} characters)"
 
 
+def directory_option(value: Any, option: str) -> Path:
+    """A directory from a flag, invoke.yaml or INVOKE_*: never empty, which would mean the
+    current directory (a checkout, a home) to every step that writes or removes files."""
+    text = str(value)
+    if not text.strip():
+        env = "INVOKE_" + option.removeprefix("--").replace("-", "_").upper()
+        raise BuildError(
+            f"empty {option} (from the flag, invoke.yaml or {env})",
+            f"give a directory, e.g. {option}=DIR, or leave the option out for the default",
+        )
+    return Path(text)
+
+
 def default_cache_dir() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "alloy-sysext"
@@ -212,8 +225,12 @@ class BuildSpec:
             version=version,
             arch=parse_arch(str(opts["arch"])),
             base_url=base_url,
-            output_dir=Path(str(opts["output_dir"])),
-            cache_dir=Path(str(cache_dir)) if cache_dir else default_cache_dir(),
+            output_dir=directory_option(opts["output_dir"], "--output-dir"),
+            cache_dir=(
+                directory_option(cache_dir, "--cache-dir")
+                if cache_dir is not None
+                else default_cache_dir()
+            ),
             compression=compression,
             config_path=config_path,
             unit_template=Path(str(template)) if template else None,

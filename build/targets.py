@@ -152,9 +152,19 @@ def lock_file(shared: Path) -> Path:
 
 
 @contextlib.contextmanager
-def file_lock(path: Path) -> Iterator[None]:
-    """An exclusive lock that concurrent builds (nox -j, parallel CI steps) wait on."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        yield
+def file_lock(path: Path, shared: bool = False) -> Iterator[None]:
+    """An exclusive (or shared) lock that concurrent builds (nox -j, parallel CI steps) wait on.
+    Taken again if the file was removed while waiting (clean removes the lock files it made,
+    holding them): a lock on a file no longer named `path` guards nothing."""
+    while True:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+            try:
+                current = os.stat(path).st_ino
+            except FileNotFoundError:
+                current = None
+            if current != os.fstat(handle.fileno()).st_ino:
+                continue
+            yield
+            return
