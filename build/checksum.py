@@ -103,6 +103,7 @@ def write_sums(output_dir: Path, sums: list[tuple[Path, str]] | None = None) -> 
     if sums is None:
         sums = image_sums(output_dir)
     path = output_dir / SUMS_FILE
+    manifest.refuse_foreign(output_dir, [path])
     write_text_atomic(path, "".join(sums_line(sha256, image.name) for image, sha256 in sums))
     manifest.record(output_dir, [path])
     return path, len(sums)

@@ -239,3 +239,17 @@ def output_dir_lock(output_dir: Path, shared: bool = False) -> Iterator[None]:
     make_dirs(output_dir, STAGING)
     with file_lock(output_dir / STAGING / OUTPUT_LOCK, shared=shared):
         yield
+
+
+def refuse_foreign(output_dir: Path, paths: Iterable[Path]) -> None:
+    """Before replacing `paths`: each must be absent or a file this tool wrote and nobody
+    changed since (the manifest says so); else one line naming it, and nothing is written."""
+    recorded = load(output_dir)
+    for path in paths:
+        if not os.path.lexists(path):
+            continue
+        if not recorded.owns_file(output_dir, relative(output_dir, path)):
+            raise BuildError(
+                f"refusing to replace {path}: this tool did not write it, or it changed since",
+                "move it away (or release into another --output-dir); nothing was written",
+            )

@@ -12,6 +12,7 @@ Everything is checked before anything is written: a refused directory is left as
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,6 +91,12 @@ def release(
     updates = normalize_publish_url(update_url, allow_http, "--update-url") if update_url else url
     if not output_dir.is_dir():
         raise BuildError(f"no directory {output_dir}", "build images first, e.g. invoke all")
+    manifest.own_subdir(output_dir, manifest.STAGING)  # where the lock lives: never a symlink
+    with manifest.output_dir_lock(output_dir, shared=True):  # clean waits, and we wait for it
+        return _release(output_dir, url, updates)
+
+
+def _release(output_dir: Path, url: str, updates: str) -> list[Path]:
     # Nothing is followed out of the output directory.
     subdirs = [(manifest.STAGING,), (SYSUPDATE_DIR,), (FLATCAR_DIR,)]
     manifest.refuse_links(output_dir, *subdirs, *((SYSUPDATE_DIR, a) for a in ARCHES))
@@ -107,6 +114,7 @@ def release(
         stem = output_dir / FLATCAR_DIR / f"{NAME}-{arch}"
         texts[stem.with_suffix(".bu")] = butane.to_butane(config, _butane_comment(image, url))
         texts[stem.with_suffix(".ign")] = butane.to_ignition(config)
+    manifest.refuse_foreign(output_dir, [output_dir / SUMS_FILE, *texts])
     # Only now, with every check passed, does anything change.
     written = [write_sums(output_dir, sums)[0]]
     for path, text in texts.items():
@@ -337,11 +345,16 @@ def _butane_comment(image: Image, url: str) -> str:
 
 def _remove_stale(output_dir: Path, arches: set[str]) -> None:
     """Release files of an architecture no longer in the directory would be published too."""
+    recorded = manifest.load(output_dir)
     for arch in set(ARCHES) - arches:
         for path in _arch_files(output_dir, arch):
-            if path.exists():
+            if not os.path.lexists(path):
+                continue
+            if recorded.owns_file(output_dir, manifest.relative(output_dir, path)):
                 path.unlink()
                 say("release", f"removed {path} (no {arch} image any more)")
+            else:
+                say("release", f"kept {path}: this tool did not write it, or it changed since")
     remove_empty_release_dirs(output_dir)
 
 
@@ -360,6 +373,8 @@ def release_files(output_dir: Path) -> list[Path]:
 
 def remove_empty_release_dirs(output_dir: Path) -> None:
     arch_dirs = [output_dir / SYSUPDATE_DIR / arch for arch in ARCHES]
+    recorded = manifest.load(output_dir)
     for directory in (*arch_dirs, output_dir / SYSUPDATE_DIR, output_dir / FLATCAR_DIR):
-        if directory.is_dir() and not any(directory.iterdir()):
+        relative = manifest.relative(output_dir, directory)
+        if recorded.owns_dir(output_dir, relative) and not any(directory.iterdir()):
             directory.rmdir()

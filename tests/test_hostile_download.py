@@ -97,15 +97,15 @@ def error_line(run: Run, *fragments: str) -> str:
 
 
 def kept_files(tmp_path: Path) -> list[str]:
-    """Files under the cache and output directories, lock files aside: a refused run keeps none
-    (no final name, no temporary file)."""
+    """Files under the cache and output directories, lock files and the cache's own tag aside:
+    a refused run keeps none (no final name, no temporary file)."""
     found = []
     for root in (tmp_path / "cache", tmp_path / "output"):
         if root.exists():
             found += [
                 str(p.relative_to(tmp_path))
                 for p in root.rglob("*")
-                if p.is_file() and not p.name.endswith(".lock")
+                if p.is_file() and not p.name.endswith(".lock") and p.name != "CACHEDIR.TAG"
             ]
     return sorted(found)
 
