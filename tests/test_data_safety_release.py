@@ -4,6 +4,7 @@ written or read through it."""
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import shutil
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import VERSION, Invoke
+from tests.conftest import INVOKE_CLI, VERSION, Invoke
 
 PUBLISH = "--publish-url=https://downloads.example.com/alloy/"
 IMAGE = f"alloy-{VERSION}-amd64.raw"
@@ -106,4 +107,82 @@ def test_a_device_under_an_image_name_is_refused(invoke: Invoke, output: Path) -
 def test_regular_files_still_publish(invoke: Invoke, output: Path) -> None:
     result = invoke("release", PUBLISH)
     assert result.returncode == 0, result.stderr
+    assert (output / "SHA256SUMS").is_file()
+
+
+USER_TEXT = b"mine, not the tool's\n"
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["SHA256SUMS", "index.json", "sysupdate/amd64/alloy.transfer", "flatcar/alloy-amd64.ign"],
+)
+def test_release_never_replaces_a_file_it_did_not_write(
+    invoke: Invoke, output: Path, name: str
+) -> None:
+    path = output / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(USER_TEXT)
+    result = invoke("release", PUBLISH)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.stderr.splitlines() == [
+        f"error: refusing to replace output/{name}: this tool did not write it, or it changed "
+        "since; move it away (or release into another --output-dir); nothing was written"
+    ]
+    assert path.read_bytes() == USER_TEXT
+    assert not (output / "index.json").exists() or name == "index.json"
+
+
+def test_release_replaces_its_own_files_but_not_one_changed_since(
+    invoke: Invoke, output: Path
+) -> None:
+    assert invoke("release", PUBLISH).returncode == 0
+    assert invoke("release", PUBLISH).returncode == 0  # its own files: replaced
+    index = output / "index.json"
+    index.write_bytes(USER_TEXT)  # edited by someone since
+    assert invoke("release", PUBLISH).returncode == 1
+    assert index.read_bytes() == USER_TEXT
+
+
+def test_sums_never_replaces_a_file_it_did_not_write(invoke: Invoke, output: Path) -> None:
+    (output / "SHA256SUMS").write_bytes(USER_TEXT)
+    result = invoke("sums")
+    assert result.returncode == 1
+    assert "refusing to replace output/SHA256SUMS" in result.stderr
+    assert (output / "SHA256SUMS").read_bytes() == USER_TEXT
+
+
+def test_a_stale_architectures_file_the_tool_did_not_write_stays(
+    invoke: Invoke, output: Path
+) -> None:
+    stale = output / "flatcar/alloy-arm64.bu"
+    stale.parent.mkdir()
+    stale.write_bytes(USER_TEXT)  # no arm64 image: release would remove its files by name
+    result = invoke("release", PUBLISH)
+    assert result.returncode == 0, result.stderr
+    assert stale.read_bytes() == USER_TEXT
+    assert "kept output/flatcar/alloy-arm64.bu: this tool did not write it" in result.stdout
+
+
+def test_release_waits_for_a_clean_holding_the_directory(
+    invoke: Invoke, output: Path, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    """clean holds .staging/output.lock exclusively: a release started meanwhile waits for it,
+    then runs, instead of interleaving with the removals."""
+    lock = output / ".staging/output.lock"
+    with lock.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # as clean does
+        release = subprocess.Popen(
+            [*INVOKE_CLI, "release", PUBLISH],
+            cwd=tmp_path,
+            env=cli_env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        with pytest.raises(subprocess.TimeoutExpired):
+            release.wait(timeout=3)  # still waiting on the lock
+        assert not (output / "SHA256SUMS").exists()
+    _, stderr = release.communicate(timeout=120)
+    assert release.returncode == 0, stderr
     assert (output / "SHA256SUMS").is_file()
