@@ -74,7 +74,9 @@ class Resolved:
 def _ago(seconds: float) -> str:
     if seconds < 60:
         return f"{int(seconds)} s ago"
-    return f"{int(seconds // 60)} min ago"
+    if seconds < 2 * 86400:
+        return f"{int(seconds // 60)} min ago"
+    return f"{int(seconds // 86400)} days ago"
 
 
 def cache_file(cache_dir: Path, api_url: str) -> Path:
@@ -105,7 +107,20 @@ def resolve(
         limits = http.Limits(
             PAGE_MAX, "a page of the releases API", _HINT, stall_timeout, download_timeout
         )
-        version = highest_stable(fetch_releases(api_url, retries, allow_http, limits), api_url)
+        try:
+            releases = fetch_releases(api_url, retries, allow_http, limits)
+        except BuildError as error:
+            if cached is None:
+                raise
+            # The API is down or refuses us: an older answer beats no build, said out loud.
+            version, fetched = cached
+            say(
+                LATEST,
+                f"warning: {api_url}/releases could not be read ({error.message}); using the "
+                f"answer cached {_ago(max(0.0, now - fetched))}",
+            )
+            return Resolved(version, api_url, now - fetched)
+        version = highest_stable(releases, api_url)
         record = {"api_url": api_url, "version": version, "fetched": now}
         write_text_atomic(path, json.dumps(record, indent=2) + "\n")
         return Resolved(version, api_url, None)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .arch import Arch
@@ -40,6 +40,16 @@ def bcj_filter(compression: str, arch: Arch) -> str | None:
     """The BCJ filter an image of this compression for this architecture is packed with
     (unsquashfs -s: "Filters selected: x86"), or None."""
     return arch.bcj if COMPRESSORS[compression].bcj else None
+
+
+def used_compression(compression: str, arch: Arch) -> str:
+    """The --compression choice that packs exactly as `compression` does for `arch`: xz-bcj on
+    an architecture without a BCJ filter (arm64) is plain xz, and is recorded so."""
+    compressor = COMPRESSORS[compression]
+    if compressor.bcj and bcj_filter(compression, arch) is None:
+        plain = replace(compressor, bcj=False)
+        return next(name for name, other in COMPRESSORS.items() if other == plain)
+    return compression
 
 
 def mksquashfs_args(compression: str, arch: Arch) -> list[str]:

@@ -300,7 +300,8 @@ class Pipeline:
                 "image": spec.image.name,
                 "version": spec.version,
                 "arch": spec.arch.name,
-                "compression": spec.compression,
+                # What packed it: xz-bcj on arm64 is xz, however it was asked for.
+                "compression": packing.used_compression(spec.compression, spec.arch),
                 "block_size": packing.BLOCK_SIZE_BYTES,
                 "mksquashfs_args": packing.mksquashfs_args(spec.compression, spec.arch),
                 "autostart": spec.autostart,

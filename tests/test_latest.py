@@ -294,6 +294,24 @@ def test_a_cached_answer_is_reused_until_it_is_old(api: ReleasesAPI, tmp_path: P
     assert api.lookups() == 2
 
 
+def test_an_old_cached_answer_is_used_with_a_warning_when_the_api_is_down(
+    httpserver: HTTPServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = httpserver.url_for(API)
+    httpserver.expect_request(f"{API}/releases").respond_with_data("down", status=503)
+    record = {"api_url": url, "version": "1.9.0", "fetched": time.time() - 3 * 3600}
+    cache_file(tmp_path, url).write_text(json.dumps(record))
+    found = resolve(url, tmp_path, retries=0)
+    assert found.version == "1.9.0" and found.age is not None and found.age > MAX_AGE
+    out = capsys.readouterr().out
+    assert f"warning: {url}/releases could not be read (" in out
+    assert "HTTP 503" in out and "using the answer cached 180 min ago" in out
+    # Without a cached answer, the same outage is the error it always was.
+    cache_file(tmp_path, url).unlink()
+    with pytest.raises(BuildError, match="HTTP 503"):
+        resolve(url, tmp_path, retries=0)
+
+
 @pytest.mark.parametrize(
     "content",
     ["", "{", '{"version": "1.2.3"}', "[]", '"x"', "VERSION ../x", "VERSION 1.18.0-rc.1"],
