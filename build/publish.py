@@ -35,6 +35,8 @@ MAX_BUILDINFO = 1 << 20
 SYSUPDATE_DIR = "sysupdate"
 FLATCAR_DIR = "flatcar"
 FIRST_BOOT_UNIT = f"{NAME}-first-boot.service"
+PLACEHOLDER_UNIT = f"{NAME}-config-placeholder.service"
+PLACEHOLDER_CONFIG = f"/etc/{NAME}-sysext/config.{NAME}.placeholder"
 SYSUPDATE_DROPIN = f"{NAME}.conf"  # in systemd-sysupdate.service.d/
 NOOP_TRANSFER = "/etc/sysupdate.d/noop.conf"  # the sysext-bakery's name, so configs merge
 # What buildinfo must say for an image to be published (build/pipeline.py writes it).
@@ -299,16 +301,15 @@ def flatcar_config(image: Image, url: str, transfer: str) -> butane.Provisioning
         butane.File(installed, 0o644, source=url + image.path.name, sha256=image.sha256),
         *transfers,
         butane.File(NOOP_TRANSFER, 0o644, inline=_template("sysupdate-noop.conf")),
-        # 0600: the config will hold credentials; alloy.service runs as root. Never replaced:
-        # Ignition stops rather than overwrite a config already there.
-        butane.File(
-            image.buildinfo["config_path"],
-            0o600,
-            inline=_template("config.alloy"),
-            overwrite=False,
-        ),
+        # 0600: the config will hold credentials; alloy.service runs as root. Not at the
+        # config's own path: a unit copies it there only where no config exists yet.
+        butane.File(PLACEHOLDER_CONFIG, 0o600, inline=_template("config.alloy")),
     )
-    units: list[butane.Unit] = []
+    placeholder = _template(
+        PLACEHOLDER_UNIT,
+        {"CONFIG_PATH": image.buildinfo["config_path"], "PLACEHOLDER": PLACEHOLDER_CONFIG},
+    )
+    units: list[butane.Unit] = [butane.Unit(PLACEHOLDER_UNIT, enabled=True, contents=placeholder)]
     if not image.buildinfo["autostart"]:
         # The image starts nothing by itself: enable and start alloy once it is merged.
         units.append(

@@ -373,10 +373,20 @@ def test_provisioning_installs_the_newest_image_with_its_hash(published: Path, a
     for installed in ("alloy.transfer", "alloy.conf"):
         assert files[f"/etc/sysupdate.alloy.d/{installed}"]["contents"] == {"inline": transfer}
     buildinfo = json.loads((published / f"{name}.buildinfo.json").read_text())
-    config = files[buildinfo["config_path"]]
-    assert config["overwrite"] is False and config["mode"] == 0o600
-    assert config["contents"]["inline"].startswith("// ")  # an Alloy comment: a valid config
+    # Never written at the config path itself (a kept config must survive re-provisioning):
+    # a placeholder beside, copied into place by a unit only where no config exists.
+    assert buildinfo["config_path"] not in files
+    placeholder = files["/etc/alloy-sysext/config.alloy.placeholder"]
+    assert placeholder["mode"] == 0o600 and "overwrite" not in placeholder
+    assert placeholder["contents"]["inline"].startswith("// ")  # an Alloy comment: valid
     units = {unit["name"]: unit for unit in ign["systemd"]["units"]}
+    copier = units["alloy-config-placeholder.service"]
+    assert copier["enabled"] is True
+    assert f"ConditionPathExists=!{buildinfo['config_path']}\n" in copier["contents"]
+    assert (
+        "ExecStart=/usr/bin/install -D -m 0600 /etc/alloy-sysext/config.alloy.placeholder "
+        f"{buildinfo['config_path']}\n"
+    ) in copier["contents"]
     assert units["systemd-sysupdate.timer"] == {"name": "systemd-sysupdate.timer", "enabled": True}
     [dropin] = units["systemd-sysupdate.service"]["dropins"]
     assert "/usr/lib/systemd/systemd-sysupdate -C alloy update" in dropin["contents"]
@@ -422,6 +432,11 @@ def test_units_pass_systemd_analyze(published: Path, tmp_path: Path) -> None:
     )
     result = analyze(tmp_path, "alloy-first-boot.service")
     assert result.returncode == 0 and not result.stderr, result.stderr
+    (tmp_path / "alloy-config-placeholder.service").write_text(
+        units["alloy-config-placeholder.service"]["contents"]
+    )
+    result = analyze(tmp_path, "alloy-config-placeholder.service")
+    assert result.returncode == 0 and not result.stderr, result.stderr
     # The drop-in, on a stand-in for systemd-sysupdate.service (this host may have none): the
     # binaries it names are swapped for ones that exist here, so only its syntax is judged.
     [dropin] = units["systemd-sysupdate.service"]["dropins"]
@@ -452,7 +467,8 @@ def test_autostart_replaces_the_first_boot_unit(invoke: Invoke, tmp_path: Path) 
     assert "ExecStart=/usr/bin/systemctl enable --now alloy.service\n" in plain["contents"]
     assert "alloy-first-boot.service" not in units(tmp_path / "autostart")
     bu = (tmp_path / "autostart/flatcar/alloy-amd64.bu").read_text()
-    assert "alloy-first-boot" not in yaml.safe_load(bu)["systemd"].__repr__()
+    names = [unit["name"] for unit in yaml.safe_load(bu)["systemd"]["units"]]
+    assert "alloy-first-boot.service" not in names and "alloy-config-placeholder.service" in names
     assert "built with --autostart" in bu
 
 
