@@ -234,7 +234,7 @@ def _signer(c: Context, sign_key: str | None, gnupg_home: str | None) -> signing
     key = sign_key or c.config.get("sign_key")
     home = gnupg_home or c.config.get("gnupg_home")
     if not key:
-        if home:
+        if gnupg_home:  # a configured home alone is fine: releases may be signed or not
             raise BuildError("--gnupg-home without --sign-key", "give the key to sign with too")
         return None
     return signing.signer(str(key), directory_option(home, "--gnupg-home") if home else None)
