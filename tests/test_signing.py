@@ -19,12 +19,21 @@ from pathlib import Path
 
 import pytest
 from pytest_httpserver import HTTPServer
+from werkzeug import Request, Response
 
 from build.signing import PASSPHRASE_ENV
 from tests.conftest import INVOKE_CLI, REPO, VERSION, Release
 from tests.fakes import release_assets
 from tests.needs import need
-from tests.test_publish import PUBLISH_URL, ok, one_line_error, snapshot
+from tests.test_publish import (
+    PUBLISH_URL,
+    SYSUPDATE,
+    host_transfer,
+    needs_sysupdate,  # noqa: F401 (a fixture)
+    ok,
+    one_line_error,
+    snapshot,
+)
 
 pytestmark = pytest.mark.needs("gpg", "gpgv")
 
@@ -397,3 +406,100 @@ def test_nox_release_routes_signing_flags_to_the_release_only() -> None:
         "--output-dir=o",
         "--force",
     ]
+
+
+# A real systemd-sysupdate (254, from tests/fetch-sysupdate.sh) with Verify=yes. Its systemd-pull
+# reads the keyring at fixed paths (/etc/systemd/import-pubring.gpg, then the vendor's), never
+# under --root, so each run gets its own mount namespace with a directory holding the keyring
+# the unit wrote bound over /etc/systemd.
+
+
+def serve_signed(httpserver: HTTPServer, directory: Path, tampered: dict[str, bytes]) -> str:
+    """Serve the images, SHA256SUMS and SHA256SUMS.gpg of `directory`; `tampered` overrides a
+    file's bytes (an attacker's answer)."""
+
+    def respond(request: Request) -> Response:
+        name = request.path.removeprefix("/pub/")
+        path = directory / name
+        if name in tampered and not tampered[name]:
+            return Response("not found", status=404)
+        if name in tampered:
+            return Response(tampered[name], content_type="application/octet-stream")
+        wanted = name in ("SHA256SUMS", "SHA256SUMS.gpg") or name.endswith(".raw")
+        if "/" in name or not wanted or not path.is_file():
+            return Response("not found", status=404)
+        return Response(path.read_bytes(), content_type="application/octet-stream")
+
+    httpserver.expect_request(re.compile("^/pub/")).respond_with_handler(respond)
+    return httpserver.url_for("/pub/")
+
+
+BIND_AND_RUN = 'mount --bind "$0" /etc/systemd; exec "$@"'
+
+
+def host_keyring(unit: str, host: Path, release_key: Path) -> Path:
+    """What alloy-import-pubring.service leaves in /etc/systemd on a host whose vendor keyring
+    is this machine's /usr/lib/systemd/import-pubring.gpg (when it has one)."""
+    for directory in ("usr/lib/systemd", "etc/systemd", "etc/alloy-sysext"):
+        (host / directory).mkdir(parents=True, exist_ok=True)
+    vendor = Path("/usr/lib/systemd/import-pubring.gpg")
+    if vendor.is_file():
+        shutil.copy(vendor, host / "usr/lib/systemd")
+    shutil.copy(release_key, host / HOST_KEY.lstrip("/"))
+    script = unit_script(unit)
+    script = script.replace("/usr/lib/", f"{host}/usr/lib/").replace("/etc/", f"{host}/etc/")
+    subprocess.run(["sh", "-ec", script], check=True)
+    return host / "etc/systemd"
+
+
+@pytest.mark.needs("unshare", "mount", root="a mount namespace with our keyring as the host's")
+@pytest.mark.usefixtures("needs_sysupdate")
+def test_real_sysupdate_verifies_the_signature_and_refuses_tampering(
+    run: Run, keys: Keys, output: Path, tmp_path: Path, httpserver: HTTPServer
+) -> None:
+    assert SYSUPDATE is not None
+    tampered: dict[str, bytes] = {}
+    url = serve_signed(httpserver, output, tampered)
+    ok(run("release", f"--publish-url={url}", f"--sign-key={keys.plain}"))
+    host = tmp_path / "host"
+    definitions = host_transfer(output, "amd64", host)
+    assert "Verify=yes" in (definitions / "alloy.conf").read_text()
+    units = {unit["name"]: unit for unit in ignition(output)["systemd"]["units"]}
+    etc_systemd = host_keyring(units[UNIT]["contents"], tmp_path / "keyhost", output / SIGNED[1])
+    binary, env = SYSUPDATE
+
+    def sysupdate(*args: str) -> subprocess.CompletedProcess:
+        command = [str(binary), f"--definitions={definitions}", "--no-pager", *args]
+        return subprocess.run(
+            ["unshare", "-m", "sh", "-ec", BIND_AND_RUN, str(etc_systemd), *command],
+            env={**os.environ, **env, "SYSTEMD_COLORS": "0"},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    # Signed: the version is offered, and installed.
+    assert ok(sysupdate("check-new")).stdout.strip() == VERSION
+    # Tampered SHA256SUMS (another image's hash), a missing signature, a stranger's signature:
+    # each refused before any image is downloaded.
+    sums_text = (output / "SHA256SUMS").read_bytes()
+    data = tmp_path / "stranger"
+    data.write_bytes(sums_text)
+    _gpg(keys.home, f"--local-user={keys.vendor}", "--detach-sign", str(data))
+    forged = sums_text.replace(b"a", b"b", 1) if b"a" in sums_text else b"0" + sums_text
+    attacks = [
+        ({"SHA256SUMS": forged}, "BAD signature"),
+        ({"SHA256SUMS.gpg": b""}, "Failed to retrieve signature file"),  # not found
+        ({"SHA256SUMS.gpg": Path(f"{data}.sig").read_bytes()}, "No public key"),
+    ]
+    for attack, why in attacks:
+        tampered.clear()
+        tampered.update(attack)
+        refused = sysupdate("check-new")
+        assert refused.returncode != 0 and refused.stdout.strip() != VERSION, refused.stderr
+        assert why in refused.stderr, refused.stderr
+        assert not list((host / "opt/extensions/alloy").iterdir())
+    tampered.clear()
+    ok(sysupdate("update"))
+    link = host / "etc/extensions/alloy.raw"
+    assert link.resolve().name == f"alloy-{VERSION}-amd64.raw"
