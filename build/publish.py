@@ -127,7 +127,8 @@ def _release(output_dir: Path, url: str, updates: str, signer: signing.Signer | 
             texts[output_dir / SYSUPDATE_DIR / arch / name] = transfer
         config = flatcar_config(image, url, transfer, signer)
         stem = output_dir / FLATCAR_DIR / f"{NAME}-{arch}"
-        texts[stem.with_suffix(".bu")] = butane.to_butane(config, _butane_comment(image, url))
+        comment = _butane_comment(image, url, signer)
+        texts[stem.with_suffix(".bu")] = butane.to_butane(config, comment)
         texts[stem.with_suffix(".ign")] = butane.to_ignition(config)
     signed = signed_files(output_dir, signer, sums_text(sums)) if signer else {}
     if signer:
@@ -426,7 +427,7 @@ def flatcar_config(
     )
 
 
-def _butane_comment(image: Image, url: str) -> str:
+def _butane_comment(image: Image, url: str, signer: signing.Signer | None = None) -> str:
     start = (
         "the image starts alloy itself (built with --autostart)"
         if image.buildinfo["autostart"]
@@ -438,6 +439,13 @@ def _butane_comment(image: Image, url: str) -> str:
         "as Ignition JSON (spec 3.3.0). Installs the image with its sha256, links\n"
         f"{sysupdate.CURRENT_SYMLINK} to it, and keeps it current with systemd-sysupdate.timer;\n"
         f"{start}."
+        + (
+            "\nSigned: sysupdate checks SHA256SUMS.gpg (Verify=yes) against the key\n"
+            f"{signer.fingerprint}, carried here inline and added to its keyring\n"
+            f"by {PUBRING_UNIT}."
+            if signer
+            else ""
+        )
     )
 
 

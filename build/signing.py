@@ -123,7 +123,7 @@ def sign(signer: Signer, data: bytes) -> bytes:
     """A binary detached signature of `data`, checked with gpgv against the exported public key
     before it is returned. A passphrase-protected key reads its passphrase from
     $ALLOY_SIGN_PASSPHRASE (gpg's loopback pinentry: no prompt, batch mode)."""
-    passphrase = os.environ.get(PASSPHRASE_ENV)
+    passphrase = os.environ.get(PASSPHRASE_ENV) or None  # CI's unset secret is empty
     hint = (
         f"check the key can sign; for a passphrase-protected key set {PASSPHRASE_ENV} to its "
         "passphrase; nothing was written"

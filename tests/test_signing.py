@@ -503,3 +503,11 @@ def test_real_sysupdate_verifies_the_signature_and_refuses_tampering(
     ok(sysupdate("update"))
     link = host / "etc/extensions/alloy.raw"
     assert link.resolve().name == f"alloy-{VERSION}-amd64.raw"
+
+
+def test_ci_publishes_every_file_a_signed_release_adds() -> None:
+    workflow = (REPO / ".github/workflows/ci.yml").read_text()
+    publish = workflow.split("- name: Publish", 1)[1]
+    for name in SIGNED:
+        assert name in publish, name
+    assert "secrets.RELEASE_SIGNING_KEY" in workflow and "INVOKE_SIGN_KEY" in workflow
