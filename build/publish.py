@@ -131,8 +131,6 @@ def _release(output_dir: Path, url: str, updates: str, signer: signing.Signer | 
         texts[stem.with_suffix(".bu")] = butane.to_butane(config, comment)
         texts[stem.with_suffix(".ign")] = butane.to_ignition(config)
     signed = signed_files(output_dir, signer, sums_text(sums)) if signer else {}
-    if signer:
-        texts[output_dir / signing.PUBLIC_KEY_ARMORED] = signer.public_key_armored
     manifest.refuse_foreign(output_dir, [output_dir / SUMS_FILE, *texts, *signed])
     # Only now, with every check passed (the signature made and verified), does anything change.
     written = [write_sums(output_dir, sums)[0]]
@@ -154,11 +152,12 @@ def _release(output_dir: Path, url: str, updates: str, signer: signing.Signer | 
 
 
 def signed_files(output_dir: Path, signer: signing.Signer, sums: str) -> dict[Path, bytes]:
-    """SHA256SUMS.gpg over the text `sums` (made and checked with gpgv now) and the binary
-    public key, by where they go; nothing is written yet."""
+    """SHA256SUMS.gpg over the text `sums` (made and checked with gpgv now) and the public
+    key, binary and armored, by where they go; nothing is written yet."""
     return {
         output_dir / signing.SIGNATURE_FILE: signing.sign(signer, sums.encode("utf-8")),
         output_dir / signing.PUBLIC_KEY_FILE: signer.public_key,
+        output_dir / signing.PUBLIC_KEY_ARMORED: signer.public_key_armored.encode("ascii"),
     }
 
 
@@ -188,6 +187,8 @@ def remove_signature(output_dir: Path, step: str) -> None:
 def write_signed_sums(output_dir: Path, signer: signing.Signer | None) -> tuple[Path, int]:
     """invoke sums: SHA256SUMS afresh over every image; signed again with `signer`, or else an
     earlier signature is removed unless SHA256SUMS is byte for byte the one it signed."""
+    if not output_dir.is_dir():  # before the lock, which would make the directory
+        raise BuildError(f"no images in {output_dir}", "build them first, e.g. invoke all")
     manifest.own_subdir(output_dir, manifest.STAGING)
     with manifest.output_dir_lock(output_dir, shared=True):
         sums = image_sums(output_dir)

@@ -369,10 +369,19 @@ def test_sums_keeps_a_matching_signature_removes_a_stale_one_or_signs_again(
     for name in SIGNED:
         assert not (output / name).exists(), name
 
-    ok(run("sums", f"--sign-key={keys.plain}"))
+    result = ok(run("sums", f"--sign-key={keys.plain}"))
+    assert f"signed output/SHA256SUMS with {keys.plain}" in result.stdout
+    for name in SIGNED:
+        assert (output / name).is_file(), name
     verdict = gpgv(output / SIGNED[1], output / "SHA256SUMS.gpg", output / "SHA256SUMS")
     assert verdict.returncode == 0, verdict.stderr
     assert "arm64" not in (output / "SHA256SUMS").read_text()
+
+
+def test_sums_in_a_missing_directory_makes_none(run: Run, tmp_path: Path) -> None:
+    line = one_line_error(run("sums", "--output-dir=nowhere"))
+    assert "no images in nowhere" in line
+    assert not (tmp_path / "nowhere").exists()
 
 
 def test_clean_removes_the_signature_and_keys(run: Run, keys: Keys, output: Path) -> None:
