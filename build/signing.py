@@ -126,7 +126,8 @@ def sign(signer: Signer, data: bytes) -> bytes:
     passphrase = os.environ.get(PASSPHRASE_ENV) or None  # CI's unset secret is empty
     hint = (
         f"check the key can sign; for a passphrase-protected key set {PASSPHRASE_ENV} to its "
-        "passphrase; nothing was written"
+        "passphrase; a long --gnupg-home path breaks gpg-agent's socket: use a short one; "
+        "nothing was written"
     )
     with tempfile.TemporaryDirectory(prefix="alloy-sign.") as scratch:
         folder = Path(scratch)

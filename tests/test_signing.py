@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -520,3 +521,33 @@ def test_ci_publishes_every_file_a_signed_release_adds() -> None:
     for name in SIGNED:
         assert name in publish, name
     assert "secrets.RELEASE_SIGNING_KEY" in workflow and "INVOKE_SIGN_KEY" in workflow
+
+
+def test_nox_release_signs_and_the_builds_never_see_the_key(
+    release: Release, cli_env: dict[str, str], keys: Keys, tmp_path: Path
+) -> None:
+    """The real session: a build cell given --sign-key would stop at an unknown flag."""
+    result = subprocess.run(
+        [
+            *(sys.executable, "-m", "nox", "-s", "release", "--"),
+            f"--publish-url={PUBLISH_URL}",
+            f"--sign-key={keys.plain}",
+            f"--gnupg-home={keys.home}",
+        ],
+        cwd=REPO,
+        env={
+            **cli_env,
+            "INVOKE_OUTPUT_DIR": str(tmp_path / "output"),
+            "ALLOY_VERSIONS": VERSION,
+            "ALLOY_ARCHS": "amd64",
+        },
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    sessions = re.findall(r"nox > \* (\S+): success", result.stderr)
+    assert sessions == [f"build-matrix({VERSION}-amd64)", "release"]
+    output = tmp_path / "output"
+    verdict = gpgv(output / SIGNED[1], output / "SHA256SUMS.gpg", output / "SHA256SUMS")
+    assert verdict.returncode == 0, verdict.stderr
