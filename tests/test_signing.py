@@ -6,7 +6,6 @@ it to systemd-sysupdate's keyring. Keys are throwaway ones, made in a short GNUP
 from __future__ import annotations
 
 import base64
-import importlib.util
 import json
 import os
 import re
@@ -30,6 +29,7 @@ from tests.test_publish import (
     PUBLISH_URL,
     SYSUPDATE,
     host_transfer,
+    load_noxfile,
     needs_sysupdate,  # noqa: F401 (a fixture)
     ok,
     one_line_error,
@@ -393,10 +393,7 @@ def test_clean_removes_the_signature_and_keys(run: Run, keys: Keys, output: Path
 
 
 def test_nox_release_routes_signing_flags_to_the_release_only() -> None:
-    spec = importlib.util.spec_from_file_location("noxfile_signing", REPO / "noxfile.py")
-    assert spec is not None and spec.loader is not None
-    noxfile = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(noxfile)
+    noxfile = load_noxfile()
     args = [
         "--publish-url=https://x/",
         "--sign-key",
