@@ -43,6 +43,8 @@ NOOP_TRANSFER = "/etc/sysupdate.d/noop.conf"  # the sysext-bakery's name, so con
 # A signed release's key on the host, and the unit that adds it to sysupdate's keyring.
 HOST_RELEASE_KEY = f"/etc/{NAME}-sysext/release-key.gpg"
 PUBRING_UNIT = f"{NAME}-import-pubring.service"
+# Where an image may carry the keys hosts should trust next (none do yet): the unit adds them.
+NEXT_KEYS_DIR = f"/usr/lib/{NAME}-sysext/release-keys.d/"
 UNSIGNED_NOTE = (
     "unsigned (no --sign-key): no SHA256SUMS.gpg, so the transfers say Verify=false: hosts "
     "check each image against SHA256SUMS, but nothing proves who wrote SHA256SUMS"
@@ -407,7 +409,8 @@ def flatcar_config(
     units: list[butane.Unit] = []
     if signer is not None:
         files += (butane.File(HOST_RELEASE_KEY, 0o644, data=signer.public_key),)
-        service = _template(PUBRING_UNIT, {"RELEASE_KEY": HOST_RELEASE_KEY})
+        keys = {"RELEASE_KEY": HOST_RELEASE_KEY, "NEXT_KEYS": NEXT_KEYS_DIR}
+        service = _template(PUBRING_UNIT, keys)
         units.append(butane.Unit(PUBRING_UNIT, enabled=True, contents=service))
     if not image.buildinfo["autostart"]:
         # The image starts nothing by itself: enable and start alloy once it is merged.

@@ -50,6 +50,7 @@ class Keys:
     plain: str  # fingerprint of a key without a passphrase
     protected: str  # fingerprint of a key with PASSPHRASE
     vendor: str  # another key, standing for the OS vendor's
+    next: str  # and one an image names as the key to trust next
 
 
 def _gpg(home: Path, *args: str) -> subprocess.CompletedProcess:
@@ -88,6 +89,7 @@ def keys() -> Iterator[Keys]:
             _new_key(home, "Plain", ""),
             _new_key(home, "Protected", PASSPHRASE),
             _new_key(home, "Vendor", ""),
+            _new_key(home, "Next", ""),
         )
     finally:
         subprocess.run(["gpgconf", f"--homedir={home}", "--kill", "all"], check=False)
@@ -224,6 +226,11 @@ def test_ignition_carries_the_key_inline_and_the_keyring_unit(
     assert result.returncode == 0 and not result.stdout.strip(), result.stdout + result.stderr
 
 
+def export(home: Path, fingerprint: str) -> bytes:
+    command = ["gpg", "--batch", f"--homedir={home}", "--export", fingerprint]
+    return subprocess.run(command, capture_output=True, check=True).stdout
+
+
 def unit_script(contents: str) -> str:
     """The shell script of the unit's ExecStart, as systemd hands it to sh -ec."""
     joined = re.sub(r"\\\n", " ", contents)
@@ -243,13 +250,14 @@ def test_keyring_unit_keeps_the_vendor_keys_and_adds_ours(
     host = tmp_path / "host"
     for directory in ("usr/lib/systemd", "etc/systemd", "etc/alloy-sysext"):
         (host / directory).mkdir(parents=True)
-    vendor_key = subprocess.run(
-        ["gpg", "--batch", f"--homedir={keys.home}", "--export", keys.vendor],
-        capture_output=True,
-        check=True,
-    ).stdout
+    vendor_key = export(keys.home, keys.vendor)
     if vendor_name:
         (host / "usr/lib/systemd" / vendor_name).write_bytes(vendor_key)
+    # The key to trust next, as a merged image may carry it (a key rotation).
+    next_keys = host / "usr/lib/alloy-sysext/release-keys.d"
+    next_keys.mkdir(parents=True)
+    (next_keys / "next.gpg").write_bytes(export(keys.home, keys.next))
+    (next_keys / "empty.gpg").write_bytes(b"")
     shutil.copy(output / SIGNED[1], host / HOST_KEY.lstrip("/"))
     script = unit_script(units[UNIT]["contents"])
     script = script.replace("/usr/lib/", f"{host}/usr/lib/").replace("/etc/", f"{host}/etc/")
@@ -258,6 +266,9 @@ def test_keyring_unit_keeps_the_vendor_keys_and_adds_ours(
     data = tmp_path / "data"
     data.write_text("vendor-signed\n")
     _gpg(keys.home, f"--local-user={keys.vendor}", "--detach-sign", str(data))
+    later = tmp_path / "later"
+    later.write_text("signed with the next key\n")
+    _gpg(keys.home, f"--local-user={keys.next}", "--detach-sign", str(later))
     for keyring in ("import-pubring.gpg", "import-pubring.pgp"):
         path = host / "etc/systemd" / keyring
         assert oct(path.stat().st_mode & 0o777) == "0o644"
@@ -265,6 +276,8 @@ def test_keyring_unit_keeps_the_vendor_keys_and_adds_ours(
         assert ours.returncode == 0, ours.stderr
         theirs = gpgv(path, Path(f"{data}.sig"), data)
         assert (theirs.returncode == 0) == (vendor_name is not None), theirs.stderr
+        upcoming = gpgv(path, Path(f"{later}.sig"), later)
+        assert upcoming.returncode == 0, upcoming.stderr
     assert sorted(p.name for p in (host / "etc/systemd").iterdir()) == [
         "import-pubring.gpg",
         "import-pubring.pgp",
@@ -323,15 +336,17 @@ def test_unsigned_release_keeps_a_signature_it_did_not_write(run: Run, output: P
         (("--sign-key=0123456789ABCDEF0123456789ABCDEF01234567",), {}, "no secret key"),
         (("--sign-key=Plain",), {"PATH": "/nonexistent"}, "--sign-key needs gpg and gpgv"),
         (("--sign-key=Plain", "--gnupg-home=/nonexistent/gnupg"), {}, "no gpg home directory"),
-        (("--sign-key=example.com",), {}, "names 3 secret keys, not one"),
+        (("--sign-key=example.com",), {}, "secret keys, not one"),
         (("--sign-key=Protected",), {}, PASSPHRASE_ENV),
         (("--sign-key=Protected",), {PASSPHRASE_ENV: "wrong"}, "gpg could not sign"),
     ],
     ids=["unknown-key", "no-gpg", "no-home", "ambiguous", "no-passphrase", "wrong-passphrase"],
 )
 def test_signing_refusals_write_nothing(
-    run: Run, output: Path, args: tuple[str, ...], env: dict[str, str], expected: str
+    run: Run, keys: Keys, output: Path, args: tuple[str, ...], env: dict[str, str], expected: str
 ) -> None:
+    # gpg-agent remembers a passphrase once given (by another test): forget it.
+    subprocess.run(["gpgconf", f"--homedir={keys.home}", "--reload", "gpg-agent"], check=True)
     ok(release(run))  # an unsigned release already there: it stays as it is
     before = snapshot(output)
     line = one_line_error(release(run, *args, env=env))
