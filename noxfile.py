@@ -87,8 +87,15 @@ def build_matrix(session: nox.Session, version: str, arch: str) -> None:
 
 # `nox -s release -- ARGS` hands ARGS to the build-matrix cells it runs first, too: each session
 # takes the flags its task knows (--output-dir goes to both).
-RELEASE_FLAGS = ("--output-dir", "--publish-url", "--update-url", "--allow-http")
-RELEASE_ONLY_FLAGS = ("--publish-url", "--update-url")
+RELEASE_FLAGS = (
+    "--output-dir",
+    "--publish-url",
+    "--update-url",
+    "--allow-http",
+    "--sign-key",
+    "--gnupg-home",
+)
+RELEASE_ONLY_FLAGS = ("--publish-url", "--update-url", "--sign-key", "--gnupg-home")
 SWITCHES = ("--allow-http",)  # flags that take no value
 
 

@@ -14,9 +14,8 @@ from typing import Any
 
 from invoke import Collection, Context, Exit, Task, task
 
-from build import publish
+from build import publish, signing
 from build.cache import adopt_older_default, clean_cache, refuse_untagged
-from build.checksum import write_sums
 from build.clean import clean_outputs
 from build.errors import BuildError, one_line
 from build.latest import spec_from_options
@@ -68,6 +67,8 @@ LONG_ONLY = {
     "max_download_size",
     "stall_timeout",
     "download_timeout",
+    "sign_key",
+    "gnupg_home",
 }
 
 
@@ -219,12 +220,34 @@ def clean(
             print(f"clean    kept {path}: not a file this tool downloads")
 
 
-@task(help={"output_dir": HELP["output_dir"]})
+SIGN_HELP = {
+    "sign_key": "sign SHA256SUMS with this gpg key (id or fingerprint): writes SHA256SUMS.gpg "
+    "and the public key, and hosts verify it (Verify=yes); a passphrase comes from "
+    f"${signing.PASSPHRASE_ENV} (default: unsigned)",
+    "gnupg_home": "the gpg home directory that holds --sign-key (default: gpg's, $GNUPGHOME "
+    "or ~/.gnupg)",
+}
+
+
+def _signer(c: Context, sign_key: str | None, gnupg_home: str | None) -> signing.Signer | None:
+    """The signing key from the flags, invoke.yaml or INVOKE_SIGN_KEY / INVOKE_GNUPG_HOME."""
+    key = sign_key or c.config.get("sign_key")
+    home = gnupg_home or c.config.get("gnupg_home")
+    if not key:
+        if gnupg_home:  # a configured home alone is fine: releases may be signed or not
+            raise BuildError("--gnupg-home without --sign-key", "give the key to sign with too")
+        return None
+    return signing.signer(str(key), directory_option(home, "--gnupg-home") if home else None)
+
+
+@task(help={"output_dir": HELP["output_dir"], **SIGN_HELP}, klass=_Task)
 @_clean_exit
-def sums(c, output_dir=None):
-    """Write SHA256SUMS over every image in the output directory (for publishing a release)."""
+def sums(c, output_dir=None, sign_key=None, gnupg_home=None):
+    """Write SHA256SUMS over every image in the output directory (for publishing a release);
+    an earlier SHA256SUMS.gpg is signed again with --sign-key, or removed once it no longer
+    matches."""
     directory = _output_dir(c, output_dir)
-    path, count = write_sums(directory)
+    path, count = publish.write_signed_sums(directory, _signer(c, sign_key, gnupg_home))
     print(f"sums     wrote {path} ({count} images)")
 
 
@@ -237,11 +260,20 @@ def sums(c, output_dir=None):
         "publish URL), e.g. https://github.com/OWNER/REPO/releases/latest/download/",
         "allow_http": "allow a plain http:// --publish-url or --update-url to another host than "
         "this machine (default off: refused; hosts would fetch root-run images unencrypted)",
+        **SIGN_HELP,
     },
     klass=_Task,
 )
 @_clean_exit
-def release(c, output_dir=None, publish_url=None, update_url=None, allow_http=False):
+def release(
+    c,
+    output_dir=None,
+    publish_url=None,
+    update_url=None,
+    allow_http=False,
+    sign_key=None,
+    gnupg_home=None,
+):
     """Write the files to publish beside the images: SHA256SUMS, index.json, and per architecture
     systemd-sysupdate transfer files and a Flatcar Butane config with its Ignition JSON."""
     url = publish_url or c.config.get("publish_url")
@@ -253,7 +285,8 @@ def release(c, output_dir=None, publish_url=None, update_url=None, allow_http=Fa
         )
     updates = update_url or c.config.get("update_url")
     plain = flag_value(allow_http or c.config.get("allow_http"), "allow_http")
-    publish.release(_output_dir(c, output_dir), str(url), updates, plain)
+    signer = _signer(c, sign_key, gnupg_home)
+    publish.release(_output_dir(c, output_dir), str(url), updates, plain, signer)
 
 
 def _output_dir(c: Context, flag: str | None) -> Path:
@@ -263,4 +296,13 @@ def _output_dir(c: Context, flag: str | None) -> Path:
 
 
 ns = Collection(fetch, stage, pack, checksum, alias, verify, all_, clean, sums, release)
-ns.configure({**DEFAULTS, "force": False, "publish_url": None, "update_url": None})
+ns.configure(
+    {
+        **DEFAULTS,
+        "force": False,
+        "publish_url": None,
+        "update_url": None,
+        "sign_key": None,
+        "gnupg_home": None,
+    }
+)

@@ -6,10 +6,12 @@ What Butane changes on the way to Ignition, and so all these two writers differ 
 - the header: `variant: flatcar` + `version: 1.0.0` becomes `ignition: {version: 3.3.0}`;
 - `contents: {inline: TEXT}` becomes `contents: {source: "data:,PERCENT-ENCODED-TEXT"}`;
 - `mode: 0644` (YAML octal) is the same number as Ignition's `mode: 420`.
+Binary contents are a base64 `data:` URL in both, as Butane passes a `source` through.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import urllib.parse
@@ -26,6 +28,7 @@ class File:
     path: str
     mode: int
     inline: str | None = None  # the text itself
+    data: bytes | None = None  # or bytes, carried inline as a base64 data: URL (both configs)
     source: str | None = None  # or a URL to download, with its sha256
     sha256: str | None = None
     overwrite: bool | None = None  # False: never replace an existing file
@@ -68,6 +71,8 @@ def _tree(config: Provisioning, ignition: bool) -> dict[str, Any]:
             if ignition:
                 return {"source": "data:," + urllib.parse.quote(file.inline, safe="")}
             return {"inline": file.inline}
+        if file.data is not None:
+            return {"source": "data:;base64," + base64.b64encode(file.data).decode("ascii")}
         found: dict[str, Any] = {"source": file.source}
         if file.sha256:
             found["verification"] = {"hash": f"sha256-{file.sha256}"}

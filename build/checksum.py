@@ -95,6 +95,11 @@ def image_sums(output_dir: Path) -> list[tuple[Path, str]]:
 SUMS_FILE = "SHA256SUMS"  # GNU format, as Alloy's own releases name it
 
 
+def sums_text(sums: list[tuple[Path, str]]) -> str:
+    """SHA256SUMS's text: exactly the bytes write_sums writes (and a signature signs)."""
+    return "".join(sums_line(sha256, image.name) for image, sha256 in sums)
+
+
 def write_sums(output_dir: Path, sums: list[tuple[Path, str]] | None = None) -> tuple[Path, int]:
     """SHA256SUMS over every image in `output_dir` (`sums` from image_sums, or hashed now), in
     the format sha256sum -c and systemd-sysupdate read; returns the file and how many images it
@@ -104,6 +109,6 @@ def write_sums(output_dir: Path, sums: list[tuple[Path, str]] | None = None) -> 
         sums = image_sums(output_dir)
     path = output_dir / SUMS_FILE
     manifest.refuse_foreign(output_dir, [path])
-    write_text_atomic(path, "".join(sums_line(sha256, image.name) for image, sha256 in sums))
+    write_text_atomic(path, sums_text(sums))
     manifest.record(output_dir, [path])
     return path, len(sums)

@@ -7,6 +7,9 @@ Over an output directory of built images it writes, each atomically:
   sysupdate/ARCH/alloy.conf       text under the name systemd 256 and older read
   flatcar/alloy-ARCH.bu           Butane: provisions a Flatcar host with the newest ARCH image
   flatcar/alloy-ARCH.ign          the Ignition config (spec 3.3.0) that Butane stands for
+Signed (a gpg key given), also:
+  SHA256SUMS.gpg                  a detached signature of exactly SHA256SUMS (Verify=yes)
+  alloy-release-key.gpg/.asc      the public key that checks it, binary and armored
 Everything is checked before anything is written: a refused directory is left as it was."""
 
 from __future__ import annotations
@@ -19,16 +22,16 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from . import butane, manifest, sysupdate
+from . import butane, manifest, signing, sysupdate
 from .arch import ARCHES
-from .checksum import SUMS_FILE, image_sums, write_sums
+from .checksum import SUMS_FILE, image_sums, sums_text, write_sums
 from .errors import BuildError
 from .http import is_loopback
 from .render import TEMPLATES, render
 from .report import say
 from .safeio import read_regular
 from .spec import NAME, buildinfo_file, parse_output_name
-from .targets import write_text_atomic
+from .targets import atomic_path, write_text_atomic
 
 INDEX = "index.json"
 MAX_BUILDINFO = 1 << 20
@@ -39,6 +42,15 @@ PLACEHOLDER_UNIT = f"{NAME}-config-placeholder.service"
 PLACEHOLDER_CONFIG = f"/etc/{NAME}-sysext/config.{NAME}.placeholder"
 SYSUPDATE_DROPIN = f"{NAME}.conf"  # in systemd-sysupdate.service.d/
 NOOP_TRANSFER = "/etc/sysupdate.d/noop.conf"  # the sysext-bakery's name, so configs merge
+# A signed release's key on the host, and the unit that adds it to sysupdate's keyring.
+HOST_RELEASE_KEY = f"/etc/{NAME}-sysext/release-key.gpg"
+PUBRING_UNIT = f"{NAME}-import-pubring.service"
+# Where an image may carry the keys hosts should trust next (none do yet): the unit adds them.
+NEXT_KEYS_DIR = f"/usr/lib/{NAME}-sysext/release-keys.d/"
+UNSIGNED_NOTE = (
+    "unsigned (no --sign-key): no SHA256SUMS.gpg, so the transfers say Verify=false: hosts "
+    "check each image against SHA256SUMS, but nothing proves who wrote SHA256SUMS"
+)
 # What buildinfo must say for an image to be published (build/pipeline.py writes it).
 BUILDINFO_KEYS = (
     "image",
@@ -84,21 +96,26 @@ def normalize_publish_url(url: str, allow_http: bool = True, option: str = "--pu
 
 
 def release(
-    output_dir: Path, publish_url: str, update_url: str | None = None, allow_http: bool = False
+    output_dir: Path,
+    publish_url: str,
+    update_url: str | None = None,
+    allow_http: bool = False,
+    signer: signing.Signer | None = None,
 ) -> list[Path]:
     """Write the release files over `output_dir`; return them. Hosts download the image from
     `publish_url` once; sysupdate looks for newer ones at `update_url` (default: the same), e.g.
-    a "latest release" address that always serves the newest directory."""
+    a "latest release" address that always serves the newest directory. With `signer`, the
+    release is signed (SHA256SUMS.gpg, the public key, Verify=yes)."""
     url = normalize_publish_url(publish_url, allow_http)
     updates = normalize_publish_url(update_url, allow_http, "--update-url") if update_url else url
     if not output_dir.is_dir():
         raise BuildError(f"no directory {output_dir}", "build images first, e.g. invoke all")
     manifest.own_subdir(output_dir, manifest.STAGING)  # where the lock lives: never a symlink
     with manifest.output_dir_lock(output_dir, shared=True):  # clean waits, and we wait for it
-        return _release(output_dir, url, updates)
+        return _release(output_dir, url, updates, signer)
 
 
-def _release(output_dir: Path, url: str, updates: str) -> list[Path]:
+def _release(output_dir: Path, url: str, updates: str, signer: signing.Signer | None) -> list[Path]:
     # Nothing is followed out of the output directory.
     subdirs = [(manifest.STAGING,), (SYSUPDATE_DIR,), (FLATCAR_DIR,)]
     manifest.refuse_links(output_dir, *subdirs, *((SYSUPDATE_DIR, a) for a in ARCHES))
@@ -106,28 +123,96 @@ def _release(output_dir: Path, url: str, updates: str) -> list[Path]:
     sums = image_sums(output_dir)  # hashes every image, checks each against its .sha256
     images = _images(output_dir, sums)
     newest = _newest_per_arch(images)
-    texts: dict[Path, str] = {output_dir / INDEX: index_json(images, newest, url)}
+    texts: dict[Path, str] = {output_dir / INDEX: index_json(images, newest, url, signer)}
     for arch, image in newest.items():
         _check_match_pattern(arch, images)
-        transfer = sysupdate.transfer(arch, updates)
+        transfer = sysupdate.transfer(arch, updates, signed=signer is not None)
         for name in sysupdate.TRANSFER_NAMES:
             texts[output_dir / SYSUPDATE_DIR / arch / name] = transfer
-        config = flatcar_config(image, url, transfer)
+        config = flatcar_config(image, url, transfer, signer)
         stem = output_dir / FLATCAR_DIR / f"{NAME}-{arch}"
-        texts[stem.with_suffix(".bu")] = butane.to_butane(config, _butane_comment(image, url))
+        comment = _butane_comment(image, url, signer)
+        texts[stem.with_suffix(".bu")] = butane.to_butane(config, comment)
         texts[stem.with_suffix(".ign")] = butane.to_ignition(config)
-    manifest.refuse_foreign(output_dir, [output_dir / SUMS_FILE, *texts])
-    # Only now, with every check passed, does anything change.
+    signed = signed_files(output_dir, signer, sums_text(sums)) if signer else {}
+    manifest.refuse_foreign(output_dir, [output_dir / SUMS_FILE, *texts, *signed])
+    # Only now, with every check passed (the signature made and verified), does anything change.
     written = [write_sums(output_dir, sums)[0]]
     for path, text in texts.items():
         manifest.make_dirs(output_dir, *path.parent.relative_to(output_dir).parts)
         write_text_atomic(path, text)
         written.append(path)
+    written += write_binaries(signed)
     manifest.record(output_dir, written)
     _remove_stale(output_dir, set(newest))
     for path in written:
         say("release", f"wrote {path}")
+    if signer is None:
+        remove_signature(output_dir, "release")
+        say("release", UNSIGNED_NOTE)
+    else:
+        say("release", f"signed SHA256SUMS with {signer.fingerprint} (checked with gpgv)")
     return written
+
+
+def signed_files(output_dir: Path, signer: signing.Signer, sums: str) -> dict[Path, bytes]:
+    """SHA256SUMS.gpg over the text `sums` (made and checked with gpgv now) and the public
+    key, binary and armored, by where they go; nothing is written yet."""
+    return {
+        output_dir / signing.SIGNATURE_FILE: signing.sign(signer, sums.encode("utf-8")),
+        output_dir / signing.PUBLIC_KEY_FILE: signer.public_key,
+        output_dir / signing.PUBLIC_KEY_ARMORED: signer.public_key_armored.encode("ascii"),
+    }
+
+
+def write_binaries(files: dict[Path, bytes]) -> list[Path]:
+    for path, data in files.items():
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(data)
+    return list(files)
+
+
+def remove_signature(output_dir: Path, step: str) -> None:
+    """An earlier signed release's signature and keys: the signature no longer signs this
+    SHA256SUMS, and a key beside an unsigned release would mislead. Removed where they are the
+    tool's (the manifest says so), kept and named otherwise."""
+    recorded = manifest.load(output_dir)
+    for name in signing.SIGNED_FILES:
+        path = output_dir / name
+        if not os.path.lexists(path):
+            continue
+        if recorded.owns_file(output_dir, name):
+            path.unlink()
+            say(step, f"removed {path} (from an earlier signed release)")
+        else:
+            say(step, f"kept {path}: this tool did not write it, or it changed since")
+
+
+def write_signed_sums(output_dir: Path, signer: signing.Signer | None) -> tuple[Path, int]:
+    """invoke sums: SHA256SUMS afresh over every image; signed again with `signer`, or else an
+    earlier signature is removed unless SHA256SUMS is byte for byte the one it signed."""
+    if not output_dir.is_dir():  # before the lock, which would make the directory
+        raise BuildError(f"no images in {output_dir}", "build them first, e.g. invoke all")
+    manifest.own_subdir(output_dir, manifest.STAGING)
+    with manifest.output_dir_lock(output_dir, shared=True):
+        sums = image_sums(output_dir)
+        text = sums_text(sums)
+        signed = signed_files(output_dir, signer, text) if signer else {}
+        manifest.refuse_foreign(output_dir, list(signed))
+        try:
+            before = (output_dir / SUMS_FILE).read_bytes()
+        except OSError:
+            before = None
+        path, count = write_sums(output_dir, sums)
+        if signer:
+            manifest.record(output_dir, write_binaries(signed))
+            say("sums", f"signed {path} with {signer.fingerprint} (checked with gpgv)")
+        elif before != text.encode("utf-8") and os.path.lexists(
+            output_dir / signing.SIGNATURE_FILE
+        ):
+            remove_signature(output_dir, "sums")
+            say("sums", f"{SUMS_FILE} changed, so it is unsigned now: sign it with --sign-key")
+        return path, count
 
 
 def refuse_prereleases(output_dir: Path) -> None:
@@ -259,9 +344,11 @@ def _newest_per_arch(images: list[Image]) -> dict[str, Image]:
     return {arch: newest[arch] for arch in ARCHES if arch in newest}
 
 
-def index_json(images: list[Image], newest: dict[str, Image], url: str) -> str:
+def index_json(
+    images: list[Image], newest: dict[str, Image], url: str, signer: signing.Signer | None = None
+) -> str:
     """What the directory holds, for tools and people, without opening an image."""
-    index = {
+    index: dict[str, Any] = {
         "name": NAME,
         "publish_url": url,
         "latest": {arch: image.version for arch, image in newest.items()},
@@ -282,6 +369,14 @@ def index_json(images: list[Image], newest: dict[str, Image], url: str) -> str:
             for image in images
         ],
     }
+    if signer is not None:  # unsigned: no key at all, exactly as before signing existed
+        index["signature"] = {
+            "file": signing.SIGNATURE_FILE,
+            "signs": SUMS_FILE,
+            "fingerprint": signer.fingerprint,
+            "public_key": signing.PUBLIC_KEY_FILE,
+            "public_key_armored": signing.PUBLIC_KEY_ARMORED,
+        }
     return json.dumps(index, indent=2) + "\n"
 
 
@@ -290,8 +385,11 @@ def _template(name: str, values: dict[str, str] | None = None) -> str:
     return render(text, values or {}, f"{name} template")
 
 
-def flatcar_config(image: Image, url: str, transfer: str) -> butane.Provisioning:
-    """A Flatcar host running `image`, kept current by systemd-sysupdate from `url`."""
+def flatcar_config(
+    image: Image, url: str, transfer: str, signer: signing.Signer | None = None
+) -> butane.Provisioning:
+    """A Flatcar host running `image`, kept current by systemd-sysupdate from `url`; with
+    `signer`, trusting its key (carried inline, never fetched) for sysupdate's Verify=yes."""
     installed = f"{sysupdate.EXTENSIONS_DIR}/{image.path.name}"
     transfers = tuple(
         butane.File(f"{sysupdate.TRANSFER_DIR}/{name}", 0o644, inline=transfer)
@@ -310,6 +408,11 @@ def flatcar_config(image: Image, url: str, transfer: str) -> butane.Provisioning
         {"CONFIG_PATH": image.buildinfo["config_path"], "PLACEHOLDER": PLACEHOLDER_CONFIG},
     )
     units: list[butane.Unit] = [butane.Unit(PLACEHOLDER_UNIT, enabled=True, contents=placeholder)]
+    if signer is not None:
+        files += (butane.File(HOST_RELEASE_KEY, 0o644, data=signer.public_key),)
+        keys = {"RELEASE_KEY": HOST_RELEASE_KEY, "NEXT_KEYS": NEXT_KEYS_DIR}
+        service = _template(PUBRING_UNIT, keys)
+        units.append(butane.Unit(PUBRING_UNIT, enabled=True, contents=service))
     if not image.buildinfo["autostart"]:
         # The image starts nothing by itself: enable and start alloy once it is merged.
         units.append(
@@ -329,7 +432,7 @@ def flatcar_config(image: Image, url: str, transfer: str) -> butane.Provisioning
     )
 
 
-def _butane_comment(image: Image, url: str) -> str:
+def _butane_comment(image: Image, url: str, signer: signing.Signer | None = None) -> str:
     start = (
         "the image starts alloy itself (built with --autostart)"
         if image.buildinfo["autostart"]
@@ -341,6 +444,13 @@ def _butane_comment(image: Image, url: str) -> str:
         "as Ignition JSON (spec 3.3.0). Installs the image with its sha256, links\n"
         f"{sysupdate.CURRENT_SYMLINK} to it, and keeps it current with systemd-sysupdate.timer;\n"
         f"{start}."
+        + (
+            "\nSigned: sysupdate checks SHA256SUMS.gpg (Verify=yes) against the key\n"
+            f"{signer.fingerprint}, carried here inline and added to its keyring\n"
+            f"by {PUBRING_UNIT}."
+            if signer
+            else ""
+        )
     )
 
 
@@ -367,6 +477,7 @@ def _arch_files(output_dir: Path, arch: str) -> list[Path]:
 def release_files(output_dir: Path) -> list[Path]:
     """The files `release` writes (for any architecture) that are in `output_dir`."""
     paths = [output_dir / SUMS_FILE, output_dir / INDEX]
+    paths += [output_dir / name for name in signing.SIGNED_FILES]
     for arch in ARCHES:
         paths += _arch_files(output_dir, arch)
     return [path for path in paths if path.exists()]

@@ -21,10 +21,13 @@ def match_pattern(arch: str) -> str:
     return f"{NAME}-@v-{arch}.raw"
 
 
-def transfer(arch: str, publish_url: str) -> str:
-    """The transfer file for `arch`: the same text serves as alloy.transfer and alloy.conf."""
+def transfer(arch: str, publish_url: str, signed: bool = False) -> str:
+    """The transfer file for `arch`: the same text serves as alloy.transfer and alloy.conf.
+    `signed`: the release has SHA256SUMS.gpg, so sysupdate verifies it (Verify=yes)."""
     template = (TEMPLATES / "alloy.transfer").read_text(encoding="utf-8")
-    text = render(template, {"ARCH": arch, "PUBLISH_URL": publish_url}, "alloy.transfer template")
+    verify = (TEMPLATES / ("verify-signed" if signed else "verify-unsigned")).read_text("utf-8")
+    values = {"ARCH": arch, "PUBLISH_URL": publish_url, "VERIFY": verify.rstrip("\n")}
+    text = render(template, values, "alloy.transfer template")
     assert f"MatchPattern={match_pattern(arch)}\n" in text, "template and match_pattern disagree"
     return text
 

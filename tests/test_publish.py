@@ -5,6 +5,7 @@ and by our own reading where it does not."""
 from __future__ import annotations
 
 import configparser
+import functools
 import hashlib
 import importlib.util
 import json
@@ -672,11 +673,18 @@ def test_release_help_and_publish_url_from_the_environment(invoke: Invoke, tmp_p
     assert not (tmp_path / "output/sysupdate/arm64").exists()  # no arm64 image, no arm64 files
 
 
-def test_nox_release_arguments_go_to_the_sessions_that_know_them() -> None:
+@functools.cache
+def load_noxfile() -> Any:
+    """noxfile.py as a module, loaded once: nox warns when its sessions register twice."""
     spec = importlib.util.spec_from_file_location("noxfile_under_test", REPO / "noxfile.py")
     assert spec is not None and spec.loader is not None
     noxfile = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(noxfile)
+    return noxfile
+
+
+def test_nox_release_arguments_go_to_the_sessions_that_know_them() -> None:
+    noxfile = load_noxfile()
     args = ["--publish-url", PUBLISH_URL, "--output-dir=out", "--force", "--base-url=http://m/"]
     assert noxfile._flags(args, noxfile.RELEASE_FLAGS, keep=True) == [
         "--publish-url",

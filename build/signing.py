@@ -1,0 +1,170 @@
+"""Signing SHA256SUMS with gpg, for systemd-sysupdate's Verify=yes.
+
+systemd-sysupdate (through systemd-pull) fetches SHA256SUMS.gpg beside SHA256SUMS and checks it
+with the host's gpg against one keyring file (/etc/systemd/import-pubring.gpg and friends). So a
+signed release is: SHA256SUMS, SHA256SUMS.gpg (a detached signature of exactly those bytes), and
+the public key, binary (what a host's keyring holds) and armored (for people).
+
+Everything here happens in a short-named temporary directory: nothing under the output directory
+is written until the signature is made and checked with gpgv against the exported public key."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import BuildError
+
+SIGNATURE_FILE = "SHA256SUMS.gpg"
+PUBLIC_KEY_FILE = "alloy-release-key.gpg"  # binary: what goes into a host's keyring
+PUBLIC_KEY_ARMORED = "alloy-release-key.asc"
+SIGNED_FILES = (SIGNATURE_FILE, PUBLIC_KEY_FILE, PUBLIC_KEY_ARMORED)
+PASSPHRASE_ENV = "ALLOY_SIGN_PASSPHRASE"
+_TIMEOUT = 120
+_MAX_MESSAGE = 300
+
+
+@dataclass(frozen=True)
+class Signer:
+    key: str  # as given: an id or fingerprint
+    gnupg_home: Path | None
+    fingerprint: str
+    public_key: bytes  # gpg --export
+    public_key_armored: str  # gpg --armor --export
+
+
+def _gpg_base(gnupg_home: Path | None) -> list[str]:
+    command = ["gpg", "--batch", "--no-tty", "--no-options"]
+    if gnupg_home is not None:
+        command.append(f"--homedir={gnupg_home}")
+    return command
+
+
+def _last_words(stderr: bytes) -> str:
+    lines = [line.strip() for line in stderr.decode("utf-8", "replace").splitlines()]
+    text = "; ".join(line for line in lines if line)[-_MAX_MESSAGE:]
+    return text or "no message"
+
+
+def _run(command: list[str], what: str, hint: str, stdin: bytes = b"") -> bytes:
+    try:
+        result = subprocess.run(command, input=stdin, capture_output=True, timeout=_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        raise BuildError(f"{what}: {command[0]} did not answer in {_TIMEOUT} s", hint) from None
+    except OSError as error:
+        raise BuildError(f"{what}: cannot run {command[0]}: {error.strerror}", hint) from None
+    if result.returncode != 0:
+        raise BuildError(f"{what}: {command[0]} says: {_last_words(result.stderr)}", hint)
+    return result.stdout
+
+
+def signer(key: str, gnupg_home: Path | None = None) -> Signer:
+    """The secret key `key` in `gnupg_home` (default: the user's), with its public key exported;
+    refused in one line when gpg or gpgv is missing or the key is unknown or ambiguous."""
+    missing = [tool for tool in ("gpg", "gpgv") if shutil.which(tool) is None]
+    if missing:
+        raise BuildError(
+            f"--sign-key needs {' and '.join(missing)}, which is not on PATH; nothing was written",
+            "install GnuPG (apt-get install gnupg gpgv), or release unsigned without --sign-key",
+        )
+    if not key.strip() or key.startswith("-"):
+        raise BuildError(f"invalid --sign-key {key!r}", "give a gpg key id or fingerprint")
+    if gnupg_home is not None and not gnupg_home.is_dir():
+        raise BuildError(
+            f"no gpg home directory {gnupg_home} (--gnupg-home); nothing was written",
+            "give the directory that holds the signing key, or leave --gnupg-home out",
+        )
+    hint = (
+        "give the id or fingerprint of a secret key that gpg --list-secret-keys shows"
+        + (f" with --homedir={gnupg_home}" if gnupg_home else "")
+        + "; nothing was written"
+    )
+    listing = _run(
+        [*_gpg_base(gnupg_home), "--with-colons", "--list-secret-keys", "--", key],
+        f"no secret key {key} to sign with",
+        hint,
+    ).decode("utf-8", "replace")
+    fingerprints = _primary_fingerprints(listing)
+    if len(fingerprints) != 1:
+        raise BuildError(
+            f"--sign-key {key} names {len(fingerprints)} secret keys, not one; nothing was written",
+            "give the full fingerprint of the key to sign with",
+        )
+    [fingerprint] = fingerprints
+    export = [*_gpg_base(gnupg_home), "--export-options=export-minimal", "--export"]
+    public = _run([*export, fingerprint], f"cannot export the public key {fingerprint}", hint)
+    armored = _run([*export[:-1], "--armor", "--export", fingerprint], "cannot export", hint)
+    if not public:
+        raise BuildError(f"gpg exported no public key for {fingerprint}", hint)
+    return Signer(key, gnupg_home, fingerprint, public, armored.decode("ascii"))
+
+
+def _primary_fingerprints(listing: str) -> list[str]:
+    """The fingerprint of each `sec` (primary secret key) in gpg --with-colons output."""
+    found: list[str] = []
+    after_sec = False
+    for line in listing.splitlines():
+        fields = line.split(":")
+        if fields[0] == "sec":
+            after_sec = True
+        elif fields[0] == "fpr" and after_sec and len(fields) > 9:
+            found.append(fields[9].upper())
+            after_sec = False
+        elif fields[0] in ("ssb", "sub"):
+            after_sec = False
+    return found
+
+
+def sign(signer: Signer, data: bytes) -> bytes:
+    """A binary detached signature of `data`, checked with gpgv against the exported public key
+    before it is returned. A passphrase-protected key reads its passphrase from
+    $ALLOY_SIGN_PASSPHRASE (gpg's loopback pinentry: no prompt, batch mode)."""
+    passphrase = os.environ.get(PASSPHRASE_ENV) or None  # CI's unset secret is empty
+    hint = (
+        f"check the key can sign; for a passphrase-protected key set {PASSPHRASE_ENV} to its "
+        "passphrase; a long --gnupg-home path breaks gpg-agent's socket: use a short one; "
+        "nothing was written"
+    )
+    with tempfile.TemporaryDirectory(prefix="alloy-sign.") as scratch:
+        folder = Path(scratch)
+        sums = folder / "SHA256SUMS"
+        sums.write_bytes(data)
+        command = [*_gpg_base(signer.gnupg_home), "--pinentry-mode=loopback"]
+        if passphrase is not None:
+            command.append("--passphrase-fd=0")
+        command += [f"--local-user={signer.fingerprint}", "--detach-sign", "--output=-"]
+        signature = _run(
+            [*command, str(sums)],
+            f"gpg could not sign with {signer.key}",
+            hint,
+            stdin=b"" if passphrase is None else passphrase.encode() + b"\n",
+        )
+        check(signer.public_key, signature, data, folder)
+    return signature
+
+
+def check(public_key: bytes, signature: bytes, data: bytes, folder: Path) -> None:
+    """gpgv's verdict on `signature` over `data`, with `public_key` as its only keyring (files in
+    `folder`, an existing scratch directory). gpgv takes a relative --keyring from its home, so
+    every path is absolute."""
+    paths = {name: folder / name for name in ("check-key.gpg", "check.sig", "check.data")}
+    paths["check-key.gpg"].write_bytes(public_key)
+    paths["check.sig"].write_bytes(signature)
+    paths["check.data"].write_bytes(data)
+    home = folder / "gpgv-home"
+    home.mkdir(mode=0o700, exist_ok=True)
+    _run(
+        [
+            "gpgv",
+            f"--homedir={home}",
+            f"--keyring={paths['check-key.gpg'].resolve()}",
+            str(paths["check.sig"]),
+            str(paths["check.data"]),
+        ],
+        "the new signature of SHA256SUMS does not verify against the exported public key",
+        "check the key (gpg --check-signatures); nothing was written",
+    )

@@ -1,0 +1,565 @@
+"""Signed releases: invoke release --sign-key writes SHA256SUMS.gpg and the public key, the
+transfers say Verify=yes, and the Ignition config carries the key inline and the unit that adds
+it to systemd-sysupdate's keyring. Keys are throwaway ones, made in a short GNUPGHOME under /tmp
+(a long path breaks gpg-agent's socket), whose agent is stopped afterwards."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from pytest_httpserver import HTTPServer
+from werkzeug import Request, Response
+
+from build.signing import PASSPHRASE_ENV
+from tests.conftest import INVOKE_CLI, REPO, VERSION, Release
+from tests.fakes import release_assets
+from tests.needs import need
+from tests.test_publish import (
+    PUBLISH_URL,
+    SYSUPDATE,
+    host_transfer,
+    load_noxfile,
+    needs_sysupdate,  # noqa: F401 (a fixture)
+    ok,
+    one_line_error,
+    snapshot,
+)
+
+pytestmark = pytest.mark.needs("gpg", "gpgv")
+
+SIGNED = ("SHA256SUMS.gpg", "alloy-release-key.gpg", "alloy-release-key.asc")
+HOST_KEY = "/etc/alloy-sysext/release-key.gpg"
+UNIT = "alloy-import-pubring.service"
+PASSPHRASE = "open sesame"
+
+
+@dataclass(frozen=True)
+class Keys:
+    home: Path
+    plain: str  # fingerprint of a key without a passphrase
+    protected: str  # fingerprint of a key with PASSPHRASE
+    vendor: str  # another key, standing for the OS vendor's
+    next: str  # and one an image names as the key to trust next
+
+
+def _gpg(home: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["gpg", "--batch", "--no-tty", f"--homedir={home}", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+
+
+def _new_key(home: Path, name: str, passphrase: str) -> str:
+    _gpg(
+        home,
+        "--pinentry-mode=loopback",
+        f"--passphrase={passphrase}",
+        "--quick-gen-key",
+        f"{name} <{name.lower()}@example.com>",
+        "ed25519",
+        "sign",
+        "never",
+    )
+    listing = _gpg(home, "--with-colons", "--list-secret-keys", name).stdout
+    return re.findall(r"^fpr:(?:[^:]*:){8}([0-9A-F]{40}):", listing, re.M)[0]
+
+
+@pytest.fixture(scope="module")
+def keys() -> Iterator[Keys]:
+    need("gpg", "gpgv", "gpgconf")
+    home = Path(tempfile.mkdtemp(prefix="ag.", dir="/tmp"))
+    home.chmod(0o700)
+    try:
+        yield Keys(
+            home,
+            _new_key(home, "Plain", ""),
+            _new_key(home, "Protected", PASSPHRASE),
+            _new_key(home, "Vendor", ""),
+            _new_key(home, "Next", ""),
+        )
+    finally:
+        subprocess.run(["gpgconf", f"--homedir={home}", "--kill", "all"], check=False)
+        shutil.rmtree(home, ignore_errors=True)
+
+
+# One amd64 and one arm64 image, built once; each test releases a copy.
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory, make_httpserver: HTTPServer) -> Path:
+    root = tmp_path_factory.mktemp("built")
+    make_httpserver.clear()
+    served = Release(make_httpserver)
+    served.publish(VERSION, release_assets())
+    env = {**os.environ, "XDG_CACHE_HOME": str(root / "cache"), "INVOKE_BASE_URL": served.base_url}
+    for arch in ("amd64", "arm64"):
+        ok(
+            subprocess.run(
+                [*INVOKE_CLI, "all", f"--version={VERSION}", f"--arch={arch}"],
+                cwd=root,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
+        )
+    make_httpserver.clear()
+    return root / "output"
+
+
+Run = Callable[..., subprocess.CompletedProcess]
+
+
+@pytest.fixture
+def output(built: Path, tmp_path: Path) -> Path:
+    copy = tmp_path / "output"
+    shutil.copytree(built, copy, symlinks=True)
+    return copy
+
+
+@pytest.fixture
+def run(tmp_path: Path, keys: Keys) -> Run:
+    """The real CLI in tmp_path, with the test keys' home as --gnupg-home (INVOKE_GNUPG_HOME)."""
+
+    def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+        base = {k: v for k, v in os.environ.items() if k != PASSPHRASE_ENV}
+        return subprocess.run(
+            [*INVOKE_CLI, *args],
+            cwd=tmp_path,
+            env={**base, "INVOKE_GNUPG_HOME": str(keys.home), **(env or {})},
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            timeout=300,
+        )
+
+    return cli
+
+
+def gpgv(keyring: Path, signature: Path, data: Path) -> subprocess.CompletedProcess:
+    home = Path(tempfile.mkdtemp(prefix="agv.", dir="/tmp"))
+    try:
+        return subprocess.run(
+            [
+                "gpgv",
+                f"--homedir={home}",
+                f"--keyring={keyring.resolve()}",
+                str(signature),
+                str(data),
+            ],
+            capture_output=True,
+            text=True,
+        )
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def ignition(output: Path, arch: str = "amd64") -> dict:
+    return json.loads((output / f"flatcar/alloy-{arch}.ign").read_text())
+
+
+def transfer_verify(output: Path, arch: str = "amd64") -> list[str]:
+    return [
+        line
+        for name in ("alloy.transfer", "alloy.conf")
+        for line in (output / f"sysupdate/{arch}/{name}").read_text().splitlines()
+        if line.startswith("Verify=")
+    ]
+
+
+def release(run: Run, *args: str, env: dict[str, str] | None = None):
+    return run("release", f"--publish-url={PUBLISH_URL}", *args, env=env)
+
+
+def test_signed_release_verifies_with_the_published_key(run: Run, keys: Keys, output: Path):
+    result = ok(release(run, f"--sign-key={keys.plain}"))
+    assert f"signed SHA256SUMS with {keys.plain}" in result.stdout
+    assert "unsigned" not in result.stdout
+    for name in SIGNED:
+        assert (output / name).is_file(), name
+    verdict = gpgv(output / SIGNED[1], output / "SHA256SUMS.gpg", output / "SHA256SUMS")
+    assert verdict.returncode == 0, verdict.stderr
+    assert (output / SIGNED[2]).read_text().startswith("-----BEGIN PGP PUBLIC KEY BLOCK-----")
+    for arch in ("amd64", "arm64"):
+        assert transfer_verify(output, arch) == ["Verify=yes", "Verify=yes"]
+    index = json.loads((output / "index.json").read_text())
+    assert index["signature"]["fingerprint"] == keys.plain
+    assert index["signature"]["file"] == "SHA256SUMS.gpg"
+    # Known to the manifest, so clean and a later release may remove them.
+    recorded = json.loads((output / ".staging/manifest.json").read_text())["files"]
+    assert set(SIGNED) <= set(recorded)
+
+
+@pytest.mark.parametrize("arch", ["amd64", "arm64"])
+def test_ignition_carries_the_key_inline_and_the_keyring_unit(
+    run: Run, keys: Keys, output: Path, arch: str
+) -> None:
+    ok(release(run, f"--sign-key={keys.plain}"))
+    config = ignition(output, arch)
+    files = {file["path"]: file for file in config["storage"]["files"]}
+    source = files[HOST_KEY]["contents"]["source"]
+    assert source.startswith("data:;base64,"), "the key is inline, never fetched"
+    assert base64.b64decode(source.split(",", 1)[1]) == (output / SIGNED[1]).read_bytes()
+    assert PUBLISH_URL not in json.dumps(files[HOST_KEY])
+    units = {unit["name"]: unit for unit in config["systemd"]["units"]}
+    unit = units[UNIT]
+    assert unit["enabled"] is True
+    assert "Before=systemd-sysupdate.service" in unit["contents"]
+    assert "WantedBy=systemd-sysupdate.service" in unit["contents"]
+    bu = (output / f"flatcar/alloy-{arch}.bu").read_text()
+    assert source in bu and UNIT in bu
+    need("ignition-validate")
+    path = output / f"flatcar/alloy-{arch}.ign"
+    result = subprocess.run(["ignition-validate", str(path)], capture_output=True, text=True)
+    assert result.returncode == 0 and not result.stdout.strip(), result.stdout + result.stderr
+
+
+def export(home: Path, fingerprint: str) -> bytes:
+    command = ["gpg", "--batch", f"--homedir={home}", "--export", fingerprint]
+    return subprocess.run(command, capture_output=True, check=True).stdout
+
+
+def unit_script(contents: str) -> str:
+    """The shell script of the unit's ExecStart, as systemd hands it to sh -ec."""
+    joined = re.sub(r"\\\n", " ", contents)
+    [line] = [line for line in joined.splitlines() if line.startswith("ExecStart=")]
+    assert line.startswith("ExecStart=/bin/sh -ec '") and line.endswith("'")
+    return line.removeprefix("ExecStart=/bin/sh -ec '")[:-1].replace("$$", "$")
+
+
+@pytest.mark.parametrize("vendor_name", ["import-pubring.gpg", "import-pubring.pgp", None])
+def test_keyring_unit_keeps_the_vendor_keys_and_adds_ours(
+    run: Run, keys: Keys, output: Path, tmp_path: Path, vendor_name: str | None
+) -> None:
+    """The unit's script, run on a stand-in root: both /etc keyrings verify our signature and
+    one of the vendor's with gpgv (which reads concatenated binary keyrings)."""
+    ok(release(run, f"--sign-key={keys.plain}"))
+    units = {unit["name"]: unit for unit in ignition(output)["systemd"]["units"]}
+    host = tmp_path / "host"
+    for directory in ("usr/lib/systemd", "etc/systemd", "etc/alloy-sysext"):
+        (host / directory).mkdir(parents=True)
+    vendor_key = export(keys.home, keys.vendor)
+    if vendor_name:
+        (host / "usr/lib/systemd" / vendor_name).write_bytes(vendor_key)
+    # The key to trust next, as a merged image may carry it (a key rotation).
+    next_keys = host / "usr/lib/alloy-sysext/release-keys.d"
+    next_keys.mkdir(parents=True)
+    (next_keys / "next.gpg").write_bytes(export(keys.home, keys.next))
+    (next_keys / "empty.gpg").write_bytes(b"")
+    shutil.copy(output / SIGNED[1], host / HOST_KEY.lstrip("/"))
+    script = unit_script(units[UNIT]["contents"])
+    script = script.replace("/usr/lib/", f"{host}/usr/lib/").replace("/etc/", f"{host}/etc/")
+    result = subprocess.run(["sh", "-ec", script], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    data = tmp_path / "data"
+    data.write_text("vendor-signed\n")
+    _gpg(keys.home, f"--local-user={keys.vendor}", "--detach-sign", str(data))
+    later = tmp_path / "later"
+    later.write_text("signed with the next key\n")
+    _gpg(keys.home, f"--local-user={keys.next}", "--detach-sign", str(later))
+    for keyring in ("import-pubring.gpg", "import-pubring.pgp"):
+        path = host / "etc/systemd" / keyring
+        assert oct(path.stat().st_mode & 0o777) == "0o644"
+        ours = gpgv(path, output / "SHA256SUMS.gpg", output / "SHA256SUMS")
+        assert ours.returncode == 0, ours.stderr
+        theirs = gpgv(path, Path(f"{data}.sig"), data)
+        assert (theirs.returncode == 0) == (vendor_name is not None), theirs.stderr
+        upcoming = gpgv(path, Path(f"{later}.sig"), later)
+        assert upcoming.returncode == 0, upcoming.stderr
+    assert sorted(p.name for p in (host / "etc/systemd").iterdir()) == [
+        "import-pubring.gpg",
+        "import-pubring.pgp",
+    ]
+
+
+@pytest.mark.needs("systemd-analyze")
+def test_keyring_unit_passes_systemd_analyze(run: Run, keys: Keys, output: Path, tmp_path: Path):
+    ok(release(run, f"--sign-key={keys.plain}"))
+    units = {unit["name"]: unit for unit in ignition(output)["systemd"]["units"]}
+    unit_dir = tmp_path / "units"
+    unit_dir.mkdir()
+    (unit_dir / UNIT).write_text(units[UNIT]["contents"])
+    (unit_dir / "systemd-sysupdate.service").write_text("[Service]\nExecStart=/usr/bin/true\n")
+    result = subprocess.run(
+        ["systemd-analyze", "verify", str(unit_dir / UNIT)],
+        env={**os.environ, "SYSTEMD_UNIT_PATH": f"{unit_dir}:"},
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0 and not result.stderr, result.stderr
+
+
+def test_unsigned_release_says_so_and_removes_an_earlier_signature(
+    run: Run, keys: Keys, output: Path, built: Path, tmp_path: Path
+) -> None:
+    ok(release(run, f"--sign-key={keys.plain}"))
+    result = ok(release(run))
+    notes = [line for line in result.stdout.splitlines() if "unsigned" in line]
+    assert len(notes) == 1 and "Verify=false" in notes[0], result.stdout
+    for name in SIGNED:
+        assert not (output / name).exists(), name
+        assert f"removed output/{name} (from an earlier signed release)" in result.stdout
+    assert transfer_verify(output) == ["Verify=false", "Verify=false"]
+    assert "signature" not in json.loads((output / "index.json").read_text())
+    assert UNIT not in (output / "flatcar/alloy-amd64.ign").read_text()
+    # Exactly what a release that never was signed writes.
+    fresh = tmp_path / "fresh"
+    shutil.copytree(built, fresh, symlinks=True)
+    ok(release(run, f"--output-dir={fresh}"))
+    for path in output.rglob("*"):
+        if path.is_file() and ".staging" not in path.parts and not path.name.endswith(".raw"):
+            assert path.read_bytes() == (fresh / path.relative_to(output)).read_bytes(), path
+
+
+def test_unsigned_release_keeps_a_signature_it_did_not_write(run: Run, output: Path) -> None:
+    (output / "SHA256SUMS.gpg").write_bytes(b"someone else's")
+    result = ok(release(run))
+    assert "kept output/SHA256SUMS.gpg: this tool did not write it" in result.stdout
+    assert (output / "SHA256SUMS.gpg").read_bytes() == b"someone else's"
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "expected"),
+    [
+        (("--sign-key=0123456789ABCDEF0123456789ABCDEF01234567",), {}, "no secret key"),
+        (("--sign-key=Plain",), {"PATH": "/nonexistent"}, "--sign-key needs gpg and gpgv"),
+        (("--sign-key=Plain", "--gnupg-home=/nonexistent/gnupg"), {}, "no gpg home directory"),
+        (("--sign-key=example.com",), {}, "secret keys, not one"),
+        (("--sign-key=Protected",), {}, PASSPHRASE_ENV),
+        (("--sign-key=Protected",), {PASSPHRASE_ENV: "wrong"}, "gpg could not sign"),
+    ],
+    ids=["unknown-key", "no-gpg", "no-home", "ambiguous", "no-passphrase", "wrong-passphrase"],
+)
+def test_signing_refusals_write_nothing(
+    run: Run, keys: Keys, output: Path, args: tuple[str, ...], env: dict[str, str], expected: str
+) -> None:
+    # gpg-agent remembers a passphrase once given (by another test): forget it.
+    subprocess.run(["gpgconf", f"--homedir={keys.home}", "--reload", "gpg-agent"], check=True)
+    ok(release(run))  # an unsigned release already there: it stays as it is
+    before = snapshot(output)
+    line = one_line_error(release(run, *args, env=env))
+    assert expected in line, line
+    assert snapshot(output) == before
+
+
+def test_passphrase_from_the_environment_signs_in_batch_mode(
+    run: Run, keys: Keys, output: Path
+) -> None:
+    ok(release(run, "--sign-key=Protected", env={PASSPHRASE_ENV: PASSPHRASE}))
+    verdict = gpgv(output / SIGNED[1], output / "SHA256SUMS.gpg", output / "SHA256SUMS")
+    assert verdict.returncode == 0, verdict.stderr
+    assert json.loads((output / "index.json").read_text())["signature"]["fingerprint"] == (
+        keys.protected
+    )
+
+
+def test_sign_key_from_the_environment(run: Run, keys: Keys, output: Path) -> None:
+    ok(release(run, env={"INVOKE_SIGN_KEY": keys.plain}))
+    assert (output / "SHA256SUMS.gpg").is_file()
+
+
+def test_sums_keeps_a_matching_signature_removes_a_stale_one_or_signs_again(
+    run: Run, keys: Keys, output: Path
+) -> None:
+    ok(release(run, f"--sign-key={keys.plain}"))
+    signature = (output / "SHA256SUMS.gpg").read_bytes()
+    ok(run("sums"))  # the same images: the same SHA256SUMS, which the signature still signs
+    assert (output / "SHA256SUMS.gpg").read_bytes() == signature
+
+    for path in output.glob(f"alloy-{VERSION}-arm64.raw*"):
+        path.unlink()  # fewer images: the signature would not match the new SHA256SUMS
+    result = ok(run("sums"))
+    assert "unsigned now" in result.stdout
+    for name in SIGNED:
+        assert not (output / name).exists(), name
+
+    result = ok(run("sums", f"--sign-key={keys.plain}"))
+    assert f"signed output/SHA256SUMS with {keys.plain}" in result.stdout
+    for name in SIGNED:
+        assert (output / name).is_file(), name
+    verdict = gpgv(output / SIGNED[1], output / "SHA256SUMS.gpg", output / "SHA256SUMS")
+    assert verdict.returncode == 0, verdict.stderr
+    assert "arm64" not in (output / "SHA256SUMS").read_text()
+
+
+def test_sums_in_a_missing_directory_makes_none(run: Run, tmp_path: Path) -> None:
+    line = one_line_error(run("sums", "--output-dir=nowhere"))
+    assert "no images in nowhere" in line
+    assert not (tmp_path / "nowhere").exists()
+
+
+def test_clean_removes_the_signature_and_keys(run: Run, keys: Keys, output: Path) -> None:
+    ok(release(run, f"--sign-key={keys.plain}"))
+    ok(run("clean"))
+    for name in SIGNED:
+        assert not (output / name).exists(), name
+
+
+def test_nox_release_routes_signing_flags_to_the_release_only() -> None:
+    noxfile = load_noxfile()
+    args = [
+        "--publish-url=https://x/",
+        "--sign-key",
+        "ABCD",
+        "--gnupg-home=/tmp/g",
+        "--output-dir=o",
+        "--force",
+    ]
+    assert noxfile._flags(args, noxfile.RELEASE_FLAGS, keep=True) == [
+        "--publish-url=https://x/",
+        "--sign-key",
+        "ABCD",
+        "--gnupg-home=/tmp/g",
+        "--output-dir=o",
+    ]
+    assert noxfile._flags(args, noxfile.RELEASE_ONLY_FLAGS, keep=False) == [
+        "--output-dir=o",
+        "--force",
+    ]
+
+
+# A real systemd-sysupdate (254, from tests/fetch-sysupdate.sh) with Verify=yes. Its systemd-pull
+# reads the keyring at fixed paths (/etc/systemd/import-pubring.gpg, then the vendor's), never
+# under --root, so each run gets its own mount namespace with a directory holding the keyring
+# the unit wrote bound over /etc/systemd.
+
+
+def serve_signed(httpserver: HTTPServer, directory: Path, tampered: dict[str, bytes]) -> str:
+    """Serve the images, SHA256SUMS and SHA256SUMS.gpg of `directory`; `tampered` overrides a
+    file's bytes (an attacker's answer)."""
+
+    def respond(request: Request) -> Response:
+        name = request.path.removeprefix("/pub/")
+        path = directory / name
+        if name in tampered and not tampered[name]:
+            return Response("not found", status=404)
+        if name in tampered:
+            return Response(tampered[name], content_type="application/octet-stream")
+        wanted = name in ("SHA256SUMS", "SHA256SUMS.gpg") or name.endswith(".raw")
+        if "/" in name or not wanted or not path.is_file():
+            return Response("not found", status=404)
+        return Response(path.read_bytes(), content_type="application/octet-stream")
+
+    httpserver.expect_request(re.compile("^/pub/")).respond_with_handler(respond)
+    return httpserver.url_for("/pub/")
+
+
+BIND_AND_RUN = 'mount --bind "$0" /etc/systemd; exec "$@"'
+
+
+def host_keyring(unit: str, host: Path, release_key: Path) -> Path:
+    """What alloy-import-pubring.service leaves in /etc/systemd on a host whose vendor keyring
+    is this machine's /usr/lib/systemd/import-pubring.gpg (when it has one)."""
+    for directory in ("usr/lib/systemd", "etc/systemd", "etc/alloy-sysext"):
+        (host / directory).mkdir(parents=True, exist_ok=True)
+    vendor = Path("/usr/lib/systemd/import-pubring.gpg")
+    if vendor.is_file():
+        shutil.copy(vendor, host / "usr/lib/systemd")
+    shutil.copy(release_key, host / HOST_KEY.lstrip("/"))
+    script = unit_script(unit)
+    script = script.replace("/usr/lib/", f"{host}/usr/lib/").replace("/etc/", f"{host}/etc/")
+    subprocess.run(["sh", "-ec", script], check=True)
+    return host / "etc/systemd"
+
+
+@pytest.mark.needs("unshare", "mount", root="a mount namespace with our keyring as the host's")
+@pytest.mark.usefixtures("needs_sysupdate")
+def test_real_sysupdate_verifies_the_signature_and_refuses_tampering(
+    run: Run, keys: Keys, output: Path, tmp_path: Path, httpserver: HTTPServer
+) -> None:
+    assert SYSUPDATE is not None
+    tampered: dict[str, bytes] = {}
+    url = serve_signed(httpserver, output, tampered)
+    ok(run("release", f"--publish-url={url}", f"--sign-key={keys.plain}"))
+    host = tmp_path / "host"
+    definitions = host_transfer(output, "amd64", host)
+    assert "Verify=yes" in (definitions / "alloy.conf").read_text()
+    units = {unit["name"]: unit for unit in ignition(output)["systemd"]["units"]}
+    etc_systemd = host_keyring(units[UNIT]["contents"], tmp_path / "keyhost", output / SIGNED[1])
+    binary, env = SYSUPDATE
+
+    def sysupdate(*args: str) -> subprocess.CompletedProcess:
+        command = [str(binary), f"--definitions={definitions}", "--no-pager", *args]
+        return subprocess.run(
+            ["unshare", "-m", "sh", "-ec", BIND_AND_RUN, str(etc_systemd), *command],
+            env={**os.environ, **env, "SYSTEMD_COLORS": "0"},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    # Signed: the version is offered, and installed.
+    assert ok(sysupdate("check-new")).stdout.strip() == VERSION
+    # Tampered SHA256SUMS (another image's hash), a missing signature, a stranger's signature:
+    # each refused before any image is downloaded.
+    sums_text = (output / "SHA256SUMS").read_bytes()
+    data = tmp_path / "stranger"
+    data.write_bytes(sums_text)
+    _gpg(keys.home, f"--local-user={keys.vendor}", "--detach-sign", str(data))
+    forged = sums_text.replace(b"a", b"b", 1) if b"a" in sums_text else b"0" + sums_text
+    attacks = [
+        ({"SHA256SUMS": forged}, "BAD signature"),
+        ({"SHA256SUMS.gpg": b""}, "Failed to retrieve signature file"),  # not found
+        ({"SHA256SUMS.gpg": Path(f"{data}.sig").read_bytes()}, "No public key"),
+    ]
+    for attack, why in attacks:
+        tampered.clear()
+        tampered.update(attack)
+        refused = sysupdate("check-new")
+        assert refused.returncode != 0 and refused.stdout.strip() != VERSION, refused.stderr
+        assert why in refused.stderr, refused.stderr
+        assert not list((host / "opt/extensions/alloy").iterdir())
+    tampered.clear()
+    ok(sysupdate("update"))
+    link = host / "etc/extensions/alloy.raw"
+    assert link.resolve().name == f"alloy-{VERSION}-amd64.raw"
+
+
+def test_ci_publishes_every_file_a_signed_release_adds() -> None:
+    workflow = (REPO / ".github/workflows/ci.yml").read_text()
+    publish = workflow.split("- name: Publish", 1)[1]
+    for name in SIGNED:
+        assert name in publish, name
+    assert "secrets.RELEASE_SIGNING_KEY" in workflow and "INVOKE_SIGN_KEY" in workflow
+
+
+def test_nox_release_signs_and_the_builds_never_see_the_key(
+    release: Release, cli_env: dict[str, str], keys: Keys, tmp_path: Path
+) -> None:
+    """The real session: a build cell given --sign-key would stop at an unknown flag."""
+    result = subprocess.run(
+        [
+            *(sys.executable, "-m", "nox", "-s", "release", "--"),
+            f"--publish-url={PUBLISH_URL}",
+            f"--sign-key={keys.plain}",
+            f"--gnupg-home={keys.home}",
+        ],
+        cwd=REPO,
+        env={
+            **cli_env,
+            "INVOKE_OUTPUT_DIR": str(tmp_path / "output"),
+            "ALLOY_VERSIONS": VERSION,
+            "ALLOY_ARCHS": "amd64",
+        },
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    sessions = re.findall(r"nox > \* (\S+): success", result.stderr)
+    assert sessions == [f"build-matrix({VERSION}-amd64)", "release"]
+    output = tmp_path / "output"
+    verdict = gpgv(output / SIGNED[1], output / "SHA256SUMS.gpg", output / "SHA256SUMS")
+    assert verdict.returncode == 0, verdict.stderr
