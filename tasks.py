@@ -237,11 +237,16 @@ def sums(c, output_dir=None):
         "publish URL), e.g. https://github.com/OWNER/REPO/releases/latest/download/",
         "allow_http": "allow a plain http:// --publish-url or --update-url to another host than "
         "this machine (default off: refused; hosts would fetch root-run images unencrypted)",
+        "health_url": "the URL an updated alloy must answer 200 on within "
+        f"{publish.HEALTH_TIMEOUT} s, or the host rolls it back "
+        f"(default {publish.DEFAULT_HEALTH_URL}, Alloy's default listen address)",
     },
     klass=_Task,
 )
 @_clean_exit
-def release(c, output_dir=None, publish_url=None, update_url=None, allow_http=False):
+def release(
+    c, output_dir=None, publish_url=None, update_url=None, allow_http=False, health_url=None
+):
     """Write the files to publish beside the images: SHA256SUMS, index.json, and per architecture
     systemd-sysupdate transfer files and a Flatcar Butane config with its Ignition JSON."""
     url = publish_url or c.config.get("publish_url")
@@ -253,7 +258,8 @@ def release(c, output_dir=None, publish_url=None, update_url=None, allow_http=Fa
         )
     updates = update_url or c.config.get("update_url")
     plain = flag_value(allow_http or c.config.get("allow_http"), "allow_http")
-    publish.release(_output_dir(c, output_dir), str(url), updates, plain)
+    health = health_url or c.config.get("health_url") or publish.DEFAULT_HEALTH_URL
+    publish.release(_output_dir(c, output_dir), str(url), updates, plain, str(health))
 
 
 def _output_dir(c: Context, flag: str | None) -> Path:
@@ -263,4 +269,6 @@ def _output_dir(c: Context, flag: str | None) -> Path:
 
 
 ns = Collection(fetch, stage, pack, checksum, alias, verify, all_, clean, sums, release)
-ns.configure({**DEFAULTS, "force": False, "publish_url": None, "update_url": None})
+ns.configure(
+    {**DEFAULTS, "force": False, "publish_url": None, "update_url": None, "health_url": None}
+)

@@ -37,6 +37,12 @@ FLATCAR_DIR = "flatcar"
 FIRST_BOOT_UNIT = f"{NAME}-first-boot.service"
 SYSUPDATE_DROPIN = f"{NAME}.conf"  # in systemd-sysupdate.service.d/
 NOOP_TRANSFER = "/etc/sysupdate.d/noop.conf"  # the sysext-bakery's name, so configs merge
+# Run by the drop-in after an update: merge, restart, health gate, rollback.
+ACTIVATE_SCRIPT = f"/opt/{NAME}-sysext/activate"
+DEFAULT_HEALTH_URL = "http://127.0.0.1:12345/-/ready"  # Alloy's default listen address
+HEALTH_TIMEOUT = 60  # seconds an updated alloy has to become healthy
+# The drop-in's TimeoutStartSec=: the download, the gate, and a rollback's second gate.
+UPDATE_TIMEOUT = "15min"
 # What buildinfo must say for an image to be published (build/pipeline.py writes it).
 BUILDINFO_KEYS = (
     "image",
@@ -81,22 +87,39 @@ def normalize_publish_url(url: str, allow_http: bool = True, option: str = "--pu
     return url.rstrip("/") + "/"
 
 
+def normalize_health_url(url: str) -> str:
+    """The URL an updated alloy must answer 200 on (run on the host itself: any http(s) URL)."""
+    if not _PUBLISH_URL.fullmatch(url):
+        raise BuildError(
+            f"invalid health URL {url!r}",
+            "give the http(s) URL alloy answers 200 on once healthy, without %, spaces, quotes, "
+            f"? or #, e.g. --health-url={DEFAULT_HEALTH_URL}",
+        )
+    return url
+
+
 def release(
-    output_dir: Path, publish_url: str, update_url: str | None = None, allow_http: bool = False
+    output_dir: Path,
+    publish_url: str,
+    update_url: str | None = None,
+    allow_http: bool = False,
+    health_url: str = DEFAULT_HEALTH_URL,
 ) -> list[Path]:
     """Write the release files over `output_dir`; return them. Hosts download the image from
     `publish_url` once; sysupdate looks for newer ones at `update_url` (default: the same), e.g.
-    a "latest release" address that always serves the newest directory."""
+    a "latest release" address that always serves the newest directory. An updated alloy must
+    answer 200 on `health_url` or is rolled back."""
     url = normalize_publish_url(publish_url, allow_http)
+    health = normalize_health_url(health_url)
     updates = normalize_publish_url(update_url, allow_http, "--update-url") if update_url else url
     if not output_dir.is_dir():
         raise BuildError(f"no directory {output_dir}", "build images first, e.g. invoke all")
     manifest.own_subdir(output_dir, manifest.STAGING)  # where the lock lives: never a symlink
     with manifest.output_dir_lock(output_dir, shared=True):  # clean waits, and we wait for it
-        return _release(output_dir, url, updates)
+        return _release(output_dir, url, updates, health)
 
 
-def _release(output_dir: Path, url: str, updates: str) -> list[Path]:
+def _release(output_dir: Path, url: str, updates: str, health_url: str) -> list[Path]:
     # Nothing is followed out of the output directory.
     subdirs = [(manifest.STAGING,), (SYSUPDATE_DIR,), (FLATCAR_DIR,)]
     manifest.refuse_links(output_dir, *subdirs, *((SYSUPDATE_DIR, a) for a in ARCHES))
@@ -110,7 +133,7 @@ def _release(output_dir: Path, url: str, updates: str) -> list[Path]:
         transfer = sysupdate.transfer(arch, updates)
         for name in sysupdate.TRANSFER_NAMES:
             texts[output_dir / SYSUPDATE_DIR / arch / name] = transfer
-        config = flatcar_config(image, url, transfer)
+        config = flatcar_config(image, url, transfer, health_url)
         stem = output_dir / FLATCAR_DIR / f"{NAME}-{arch}"
         texts[stem.with_suffix(".bu")] = butane.to_butane(config, _butane_comment(image, url))
         texts[stem.with_suffix(".ign")] = butane.to_ignition(config)
@@ -288,8 +311,12 @@ def _template(name: str, values: dict[str, str] | None = None) -> str:
     return render(text, values or {}, f"{name} template")
 
 
-def flatcar_config(image: Image, url: str, transfer: str) -> butane.Provisioning:
-    """A Flatcar host running `image`, kept current by systemd-sysupdate from `url`."""
+def flatcar_config(
+    image: Image, url: str, transfer: str, health_url: str = DEFAULT_HEALTH_URL
+) -> butane.Provisioning:
+    """A Flatcar host running `image`, kept current by systemd-sysupdate from `url`; an update
+    that does not answer 200 on `health_url` is rolled back."""
+    gate = {"HEALTH_URL": health_url, "HEALTH_TIMEOUT": str(HEALTH_TIMEOUT)}
     installed = f"{sysupdate.EXTENSIONS_DIR}/{image.path.name}"
     transfers = tuple(
         butane.File(f"{sysupdate.TRANSFER_DIR}/{name}", 0o644, inline=transfer)
@@ -299,6 +326,7 @@ def flatcar_config(image: Image, url: str, transfer: str) -> butane.Provisioning
         butane.File(installed, 0o644, source=url + image.path.name, sha256=image.sha256),
         *transfers,
         butane.File(NOOP_TRANSFER, 0o644, inline=_template("sysupdate-noop.conf")),
+        butane.File(ACTIVATE_SCRIPT, 0o755, inline=_template("alloy-sysupdate-activate", gate)),
         # 0600: the config will hold credentials; alloy.service runs as root. Never replaced:
         # Ignition stops rather than overwrite a config already there.
         butane.File(
@@ -318,7 +346,14 @@ def flatcar_config(image: Image, url: str, transfer: str) -> butane.Provisioning
         butane.Unit("systemd-sysupdate.timer", enabled=True),
         butane.Unit(
             "systemd-sysupdate.service",
-            dropins=(butane.Dropin(SYSUPDATE_DROPIN, _template("systemd-sysupdate-alloy.conf")),),
+            dropins=(
+                butane.Dropin(
+                    SYSUPDATE_DROPIN,
+                    _template(
+                        "systemd-sysupdate-alloy.conf", {**gate, "TIMEOUT_START": UPDATE_TIMEOUT}
+                    ),
+                ),
+            ),
         ),
     ]
     return butane.Provisioning(

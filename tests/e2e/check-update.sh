@@ -1,7 +1,7 @@
 #!/bin/sh
 # Runs inside the booted container (alloy-e2e-check.service) of a host provisioned with the
 # Ignition config: waits for alloy to run, then, for each published directory named in
-# DIR/steps (one a line), asks the host to serve it (DIR/serve) and runs an update as the timer
+# DIR/steps (one a line; "N stopped": stop alloy first), asks the host to serve it (DIR/serve) and runs an update as the timer
 # would: systemctl start systemd-sysupdate.service. Records (never judges) what each step left:
 # KEY_N=VALUE lines in DIR/results, ending with finished=yes. Every wait is bounded.
 set -u
@@ -30,7 +30,7 @@ wait_ready() {
 
 # What a step left: the link, the version alloy runs, its state, health, the kept instances.
 state() {
-    wait_ready 10
+    [ "$(prop "$unit" ActiveState)" != active ] || wait_ready 10
     put "link_$1" "$(readlink -f "$link")"
     put "version_$1" "$(alloy --version 2>&1 | head -n 1)"
     put "active_$1" "$(prop "$unit" ActiveState)/$(prop "$unit" SubState)"
@@ -43,9 +43,10 @@ state() {
 wait_ready 30
 state 0
 step=0
-while read -r served; do
+while read -r served how; do
     [ -n "$served" ] || continue
     step=$((step + 1))
+    [ "$how" != stopped ] || systemctl stop "$unit"
     echo "$served" >"$out/serve"
     start=$(date +%s%N)
     timeout 600 systemctl start systemd-sysupdate.service >"$out/update-$step.txt" 2>&1

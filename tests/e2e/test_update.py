@@ -104,7 +104,12 @@ class Fleet:
     invoke: Invoke
     tmp_path: Path
     server: Server
-    release_options: tuple[str, ...] = ()
+    alloy_port: int  # what alloy listens on (the host's: the container shares its network)
+    release_options: tuple[str, ...] = ()  # a signed variant adds its key here
+
+    @property
+    def health_url(self) -> str:
+        return f"http://127.0.0.1:{self.alloy_port}/-/ready"
 
     @property
     def steps(self) -> Path:
@@ -125,6 +130,7 @@ class Fleet:
                 "release",
                 f"--output-dir={output}",
                 f"--publish-url={self.server.url}",
+                f"--health-url={self.health_url}",
                 *self.release_options,
             )
             assert result.returncode == 0, result.stderr
@@ -136,23 +142,24 @@ class Fleet:
         assert url.startswith(self.server.url), url
         return (self.steps / "0" / url.removeprefix(self.server.url)).read_bytes()
 
-    def boot(self, root: Path, updates: int, report_time: Callable[[str], None]) -> Boot:
+    def boot(self, root: Path, updates: list[str], report_time: Callable[[str], None]) -> Boot:
+        """Boot the host provisioned by step 0; then, for each of `updates` (the Nth is step
+        N's directory, "N stopped": with alloy stopped first), start systemd-sysupdate.service."""
         seed = self.tmp_path / "seed"
         seed.mkdir()
         apply(self.steps / "0/flatcar/alloy-amd64.ign", seed, root, self.fetch)
-        port = free_port()
         (seed / "etc/default").mkdir(parents=True, exist_ok=True)
         (seed / "etc/default/alloy").write_text(
-            f'CUSTOM_ARGS="--server.http.listen-addr=127.0.0.1:{port}"\n'
+            f'CUSTOM_ARGS="--server.http.listen-addr=127.0.0.1:{self.alloy_port}"\n'
         )
         (seed / "etc/alloy-e2e").mkdir(parents=True)
         shutil.copy(HERE / "check-update.sh", seed / "etc/alloy-e2e/check.sh")
-        (seed / "etc/alloy-e2e/ready-url").write_text(f"http://127.0.0.1:{port}/-/ready\n")
+        (seed / "etc/alloy-e2e/ready-url").write_text(self.health_url + "\n")
         units = seed / "etc/systemd/system"
         dropins = units / "systemd-sysupdate.service.d"
         dropins.mkdir(parents=True, exist_ok=True)
         shutil.copy(HERE / "sysupdate-in-container.conf", dropins / "zz-e2e-in-container.conf")
-        timeout = 60 + 150 * updates
+        timeout = 60 + 150 * len(updates)
         check = (HERE / "alloy-e2e-check.service").read_text()
         check = check.replace("TimeoutStartSec=100", f"TimeoutStartSec={timeout}")
         (units / "alloy-e2e-check.service").write_text(check)
@@ -161,11 +168,11 @@ class Fleet:
             "/etc/systemd/system/alloy-e2e-check.service"
         )
         shared = self.tmp_path / "shared"
-        (shared / "steps").write_text("".join(f"{n}\n" for n in range(1, updates + 1)))
+        (shared / "steps").write_text("".join(f"{step}\n" for step in updates))
         booted = boot(root, seed, shared, timeout=timeout + 60, host_network=True)
-        msecs = [booted.results.get(f"update_msec_{n}", "?") for n in range(1, updates + 1)]
+        msecs = [booted.results.get(f"update_msec_{n}", "?") for n in range(1, len(updates) + 1)]
         report_time(
-            f"boot+{updates} updates+shutdown {booted.seconds:.1f} s "
+            f"boot+{len(updates)} updates+shutdown {booted.seconds:.1f} s "
             f"(each update: {', '.join(msecs)} ms)"
         )
         assert booted.returncode is not None, self.report(booted)
@@ -187,7 +194,7 @@ def fleet(
 ) -> Fleet:
     publish_stand_in(release, A, stand_in(A))
     publish_stand_in(release, C, stand_in(C))
-    return Fleet(invoke, tmp_path, published_server)
+    return Fleet(invoke, tmp_path, published_server, free_port())
 
 
 def running(booted: Boot, step: int) -> dict[str, str | None]:
@@ -213,7 +220,7 @@ def test_update_downloads_links_merges_and_restarts_alloy_on_the_newer_version(
 ) -> None:
     publish_stand_in(release, B, stand_in(B))
     fleet.publish([[A], [A, B]])
-    booted = fleet.boot(trixie_root, 1, report_time)
+    booted = fleet.boot(trixie_root, ["1"], report_time)
     report = fleet.report(booted)
     assert running(booted, 0) == runs(A), report
     assert booted.results.get("update_status_1") == "0", report
@@ -223,3 +230,63 @@ def test_update_downloads_links_merges_and_restarts_alloy_on_the_newer_version(
     # A is kept, for a rollback.
     assert booted.results.get("instances_1") == f"{image(A)} {image(B)}", report
     assert booted.returncode == 0, report
+
+
+def test_update_that_is_not_healthy_is_rolled_back_and_not_installed_again(
+    fleet: Fleet,
+    release: Release,
+    stand_in: StandIn,
+    trixie_root: Path,
+    report_time: Callable[[str], None],
+) -> None:
+    """A -> B (never ready: rolled back) -> the next timer run (B is skipped, already installed)
+    -> C (healthy: installed, and A, the version that ran, is still there)."""
+    publish_stand_in(release, B, stand_in(B, ready=False))
+    fleet.publish([[A], [A, B], [A, B, C]])
+    booted = fleet.boot(trixie_root, ["1", "1", "2"], report_time)
+    report = fleet.report(booted)
+    assert running(booted, 0) == runs(A), report
+    # B never answered 200: the link is back on A, and A runs again.
+    assert booted.results.get("update_status_1") != "0", report
+    assert running(booted, 1) == runs(A), report
+    assert booted.results["pid_1"] != booted.results["pid_0"], report  # B ran, then A again
+    assert booted.results.get("merged_1", "").split() == ["alloy"], report
+    assert booted.results.get("instances_1") == f"{image(A)} {image(B)}", report
+    rolled_back = [
+        line for line in booted.text("sysupdate.journal").splitlines() if "rolled back" in line
+    ]
+    assert rolled_back == [
+        f"alloy-sysext: rolled back {image(B)} to {image(A)}: not healthy after 60 s "
+        f"({fleet.health_url} answered 503 (not 200))"
+    ], report
+    # The next run finds B installed: nothing is downloaded, nothing changes.
+    assert booted.results.get("update_status_2") == "0", report
+    assert running(booted, 2) == runs(A), report
+    assert booted.results["pid_2"] == booted.results["pid_1"], report
+    assert fleet.server.requests.count(f"/{image(B)} 200") == 1, report
+    # C is installed, runs, and A (what ran) and B are kept.
+    assert booted.results.get("update_status_3") == "0", report
+    assert running(booted, 3) == runs(C), report
+    assert booted.results.get("instances_3") == f"{image(A)} {image(B)} {image(C)}", report
+    assert booted.returncode == 0, report
+
+
+def test_update_of_a_stopped_alloy_is_installed_but_not_started_or_gated(
+    fleet: Fleet,
+    release: Release,
+    stand_in: StandIn,
+    trixie_root: Path,
+    report_time: Callable[[str], None],
+) -> None:
+    publish_stand_in(release, B, stand_in(B, ready=False))
+    fleet.publish([[A], [A, B]])
+    booted = fleet.boot(trixie_root, ["1 stopped"], report_time)
+    report = fleet.report(booted)
+    assert booted.results.get("update_status_1") == "0", report
+    assert booted.results.get("link_1") == f"{LINK_DIR}/{image(B)}", report
+    assert booted.results.get("active_1") == "inactive/dead", report
+    assert booted.results.get("version_1") == version_line(B), report  # merged
+    assert (
+        f"alloy-sysext: installed {image(B)}; alloy.service was not running, so it was not "
+        "started or checked" in booted.text("sysupdate.journal")
+    ), report
