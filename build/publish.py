@@ -36,7 +36,9 @@ SYSUPDATE_DIR = "sysupdate"
 FLATCAR_DIR = "flatcar"
 FIRST_BOOT_UNIT = f"{NAME}-first-boot.service"
 SYSUPDATE_DROPIN = f"{NAME}.conf"  # in systemd-sysupdate.service.d/
-NOOP_TRANSFER = "/etc/sysupdate.d/noop.conf"  # the sysext-bakery's name, so configs merge
+# The no-op transfer under the name systemd 257+ reads (.transfer) and the sysext-bakery's, the
+# one 256 and older read (.conf), so configs merge.
+NOOP_TRANSFERS = ("/etc/sysupdate.d/noop.transfer", "/etc/sysupdate.d/noop.conf")
 # Run by the drop-in after an update: merge, restart, health gate, rollback.
 ACTIVATE_SCRIPT = f"/opt/{NAME}-sysext/activate"
 DEFAULT_HEALTH_URL = "http://127.0.0.1:12345/-/ready"  # Alloy's default listen address
@@ -325,7 +327,10 @@ def flatcar_config(
     files = (
         butane.File(installed, 0o644, source=url + image.path.name, sha256=image.sha256),
         *transfers,
-        butane.File(NOOP_TRANSFER, 0o644, inline=_template("sysupdate-noop.conf")),
+        *(
+            butane.File(path, 0o644, inline=_template("sysupdate-noop.conf"))
+            for path in NOOP_TRANSFERS
+        ),
         butane.File(ACTIVATE_SCRIPT, 0o755, inline=_template("alloy-sysupdate-activate", gate)),
         # 0600: the config will hold credentials; alloy.service runs as root. Never replaced:
         # Ignition stops rather than overwrite a config already there.
