@@ -76,6 +76,7 @@ class Host:
             "STUB": str(self.stub),
             "ALLOY_SYSEXT_LINK": str(self.link),
             "ALLOY_SYSEXT_STATE": str(self.tmp / "run"),
+            "ALLOY_SYSEXT_IMAGES": str(self.tmp / "opt/extensions/alloy"),
         }
         return subprocess.run(
             ["sh", str(self.tmp / "activate"), step],
@@ -202,3 +203,30 @@ def test_no_previous_image_means_no_rollback(host: Host) -> None:
     assert result.returncode == 1
     assert host.target() == NEW
     assert "there is no previous image to roll back to" in result.stdout
+
+
+def test_before_removes_what_neither_runs_nor_is_newest_so_sysupdate_keeps_the_running_one(
+    host: Host,
+) -> None:
+    """OLD runs after two rollbacks (1.1.0 and 1.2.0 installed): sysupdate, at InstancesMax=3,
+    would remove OLD, the oldest, to download 1.3.0. Before it runs, 1.1.0 goes instead."""
+    (host.tmp / "opt/extensions/alloy/alloy-1.2.0-amd64.raw").write_bytes(b"")
+    (host.tmp / "opt/extensions/alloy/alloy-1.10.0-amd64.raw").write_bytes(b"")  # 1.10 > 1.2
+    result = host.run("before")
+    assert result.returncode == 0, result.stderr
+    left = sorted(path.name for path in (host.tmp / "opt/extensions/alloy").iterdir())
+    assert left == [OLD, "alloy-1.10.0-amd64.raw"]
+    assert result.stdout.splitlines() == [
+        f"alloy-sysext: removed {name}, older than alloy-1.10.0-amd64.raw, to keep {OLD}, "
+        "which runs"
+        for name in (NEW, "alloy-1.2.0-amd64.raw")
+    ]
+
+
+def test_before_removes_nothing_with_room_left(host: Host) -> None:
+    result = host.run("before")
+    assert (result.returncode, result.stdout) == (0, "")
+    assert sorted(path.name for path in (host.tmp / "opt/extensions/alloy").iterdir()) == [
+        OLD,
+        NEW,
+    ]
