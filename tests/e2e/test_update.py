@@ -37,7 +37,7 @@ pytestmark = [
     ),
 ]
 
-A, B, C = "5.5.5", "5.5.6", "5.5.7"
+A, B, C, D = "5.5.5", "5.5.6", "5.5.7", "5.5.8"
 LINK_DIR = "/opt/extensions/alloy"
 SERVE_FILE = "serve"  # in the shared directory: which step's directory the host serves
 
@@ -193,7 +193,6 @@ def fleet(
     invoke: Invoke, tmp_path: Path, release: Release, stand_in: StandIn, published_server: Server
 ) -> Fleet:
     publish_stand_in(release, A, stand_in(A))
-    publish_stand_in(release, C, stand_in(C))
     return Fleet(invoke, tmp_path, published_server, free_port())
 
 
@@ -242,6 +241,7 @@ def test_update_that_is_not_healthy_is_rolled_back_and_not_installed_again(
     """A -> B (never ready: rolled back) -> the next timer run (B is skipped, already installed)
     -> C (healthy: installed, and A, the version that ran, is still there)."""
     publish_stand_in(release, B, stand_in(B, ready=False))
+    publish_stand_in(release, C, stand_in(C))
     fleet.publish([[A], [A, B], [A, B, C]])
     booted = fleet.boot(trixie_root, ["1", "1", "2"], report_time)
     report = fleet.report(booted)
@@ -290,3 +290,27 @@ def test_update_of_a_stopped_alloy_is_installed_but_not_started_or_gated(
         f"alloy-sysext: installed {image(B)}; alloy.service was not running, so it was not "
         "started or checked" in booted.text("sysupdate.journal")
     ), report
+
+
+def test_running_version_is_kept_through_two_rollbacks(
+    fleet: Fleet,
+    release: Release,
+    stand_in: StandIn,
+    trixie_root: Path,
+    report_time: Callable[[str], None],
+) -> None:
+    """A -> B (rolled back) -> C (rolled back) -> D: A, the oldest instance, runs all along, and
+    D's download must not remove it (B, neither running nor newest, goes instead)."""
+    publish_stand_in(release, B, stand_in(B, ready=False))
+    publish_stand_in(release, C, stand_in(C, ready=False))
+    publish_stand_in(release, D, stand_in(D))
+    fleet.publish([[A], [A, B], [A, B, C], [A, B, C, D]])
+    booted = fleet.boot(trixie_root, ["1", "2", "3"], report_time)
+    report = fleet.report(booted)
+    assert running(booted, 1) == runs(A), report
+    assert running(booted, 2) == runs(A), report
+    assert booted.results.get("instances_2") == f"{image(A)} {image(B)} {image(C)}", report
+    assert booted.results.get("update_status_3") == "0", report
+    assert running(booted, 3) == runs(D), report
+    assert booted.results.get("instances_3") == f"{image(A)} {image(C)} {image(D)}", report
+    assert booted.returncode == 0, report
