@@ -134,10 +134,11 @@ def release(session: nox.Session) -> None:
     )
 
 
-# The Debian root the boot test boots, built once by tests/e2e/make-root.sh and reused.
-E2E_ROOT = os.environ.get("ALLOY_E2E_ROOT") or str(
-    Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "alloy-sysext-e2e/bookworm"
-)
+# The Debian roots the boot tests boot, built once by tests/e2e/make-root.sh and reused:
+# bookworm (systemd 252) for the merge tests, trixie (systemd 257) for the fleet-update tests.
+E2E_CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "alloy-sysext-e2e"
+E2E_ROOT = os.environ.get("ALLOY_E2E_ROOT") or str(E2E_CACHE / "bookworm")
+E2E_TRIXIE_ROOT = os.environ.get("ALLOY_E2E_TRIXIE_ROOT") or str(E2E_CACHE / "trixie")
 E2E_TOOLS = {
     "debootstrap": "debootstrap",
     "systemd-nspawn": "systemd-container",
@@ -149,9 +150,11 @@ E2E_TOOLS = {
 
 @nox.session(python=False, default=False, tags=["e2e"])
 def e2e(session: nox.Session) -> None:
-    """Boot test: Debian with systemd in nspawn merges a built image; alloy.service runs (root).
+    """Boot tests (root): Debian 12 (systemd 252) in nspawn merges a built image and runs
+    alloy.service; Debian 13 (systemd 257), provisioned with the Ignition config, updates alloy
+    with systemd-sysupdate from a directory published on 127.0.0.1.
 
-    Builds the Debian root once (tests/e2e/make-root.sh); arguments after -- go to pytest.
+    Builds the Debian roots once (tests/e2e/make-root.sh); arguments after -- go to pytest.
     Runs in nox's own environment, like build-matrix: any Python 3.10+ with requirements.txt."""
     # Here a missing tool fails the session: in the test run it would only skip the test.
     if os.geteuid() != 0:
@@ -162,13 +165,15 @@ def e2e(session: nox.Session) -> None:
         session.error(f"missing {', '.join(missing)}: apt-get install {packages}")
     _require_modules(session, "pytest", "invoke")
     session.run(str(ROOT / "tests/e2e/make-root.sh"), E2E_ROOT, external=True)
+    make_trixie = [str(ROOT / "tests/e2e/make-root.sh"), "--suite=trixie", E2E_TRIXIE_ROOT]
+    session.run(*make_trixie, external=True)
     session.run(
         sys.executable,
         "-m",
         "pytest",
         "tests/e2e",
         *session.posargs,
-        env={"ALLOY_E2E_ROOT": E2E_ROOT},
+        env={"ALLOY_E2E_ROOT": E2E_ROOT, "ALLOY_E2E_TRIXIE_ROOT": E2E_TRIXIE_ROOT},
         external=True,
     )
 

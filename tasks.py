@@ -261,6 +261,9 @@ def sums(c, output_dir=None, sign_key=None, gnupg_home=None):
         "allow_http": "allow a plain http:// --publish-url or --update-url to another host than "
         "this machine (default off: refused; hosts would fetch root-run images unencrypted)",
         **SIGN_HELP,
+        "health_url": "the URL an updated alloy must answer 200 on within "
+        f"{publish.HEALTH_TIMEOUT} s, or the host rolls it back "
+        f"(default {publish.DEFAULT_HEALTH_URL}, Alloy's default listen address)",
     },
     klass=_Task,
 )
@@ -273,6 +276,7 @@ def release(
     allow_http=False,
     sign_key=None,
     gnupg_home=None,
+    health_url=None,
 ):
     """Write the files to publish beside the images: SHA256SUMS, index.json, and per architecture
     systemd-sysupdate transfer files and a Flatcar Butane config with its Ignition JSON."""
@@ -286,7 +290,10 @@ def release(
     updates = update_url or c.config.get("update_url")
     plain = flag_value(allow_http or c.config.get("allow_http"), "allow_http")
     signer = _signer(c, sign_key, gnupg_home)
-    publish.release(_output_dir(c, output_dir), str(url), updates, plain, signer)
+    health = health_url or c.config.get("health_url") or publish.DEFAULT_HEALTH_URL
+    publish.release(
+        _output_dir(c, output_dir), str(url), updates, plain, signer, health_url=str(health)
+    )
 
 
 def _output_dir(c: Context, flag: str | None) -> Path:
@@ -304,5 +311,6 @@ ns.configure(
         "update_url": None,
         "sign_key": None,
         "gnupg_home": None,
+        "health_url": None,
     }
 )

@@ -41,7 +41,15 @@ FIRST_BOOT_UNIT = f"{NAME}-first-boot.service"
 PLACEHOLDER_UNIT = f"{NAME}-config-placeholder.service"
 PLACEHOLDER_CONFIG = f"/etc/{NAME}-sysext/config.{NAME}.placeholder"
 SYSUPDATE_DROPIN = f"{NAME}.conf"  # in systemd-sysupdate.service.d/
-NOOP_TRANSFER = "/etc/sysupdate.d/noop.conf"  # the sysext-bakery's name, so configs merge
+# The no-op transfer under the name systemd 257+ reads (.transfer) and the sysext-bakery's, the
+# one 256 and older read (.conf), so configs merge.
+NOOP_TRANSFERS = ("/etc/sysupdate.d/noop.transfer", "/etc/sysupdate.d/noop.conf")
+# Run by the drop-in after an update: merge, restart, health gate, rollback.
+ACTIVATE_SCRIPT = f"/opt/{NAME}-sysext/activate"
+DEFAULT_HEALTH_URL = "http://127.0.0.1:12345/-/ready"  # Alloy's default listen address
+HEALTH_TIMEOUT = 60  # seconds an updated alloy has to become healthy
+# The drop-in's TimeoutStartSec=: the download, the gate, and a rollback's second gate.
+UPDATE_TIMEOUT = "15min"
 # A signed release's key on the host, and the unit that adds it to sysupdate's keyring.
 HOST_RELEASE_KEY = f"/etc/{NAME}-sysext/release-key.gpg"
 PUBRING_UNIT = f"{NAME}-import-pubring.service"
@@ -95,27 +103,43 @@ def normalize_publish_url(url: str, allow_http: bool = True, option: str = "--pu
     return url.rstrip("/") + "/"
 
 
+def normalize_health_url(url: str) -> str:
+    """The URL an updated alloy must answer 200 on (run on the host itself: any http(s) URL)."""
+    if not _PUBLISH_URL.fullmatch(url):
+        raise BuildError(
+            f"invalid health URL {url!r}",
+            "give the http(s) URL alloy answers 200 on once healthy, without %, spaces, quotes, "
+            f"? or #, e.g. --health-url={DEFAULT_HEALTH_URL}",
+        )
+    return url
+
+
 def release(
     output_dir: Path,
     publish_url: str,
     update_url: str | None = None,
     allow_http: bool = False,
     signer: signing.Signer | None = None,
+    health_url: str = DEFAULT_HEALTH_URL,
 ) -> list[Path]:
     """Write the release files over `output_dir`; return them. Hosts download the image from
     `publish_url` once; sysupdate looks for newer ones at `update_url` (default: the same), e.g.
     a "latest release" address that always serves the newest directory. With `signer`, the
-    release is signed (SHA256SUMS.gpg, the public key, Verify=yes)."""
+    release is signed (SHA256SUMS.gpg, the public key, Verify=yes). An updated alloy must
+    answer 200 on `health_url` or is rolled back."""
     url = normalize_publish_url(publish_url, allow_http)
+    health = normalize_health_url(health_url)
     updates = normalize_publish_url(update_url, allow_http, "--update-url") if update_url else url
     if not output_dir.is_dir():
         raise BuildError(f"no directory {output_dir}", "build images first, e.g. invoke all")
     manifest.own_subdir(output_dir, manifest.STAGING)  # where the lock lives: never a symlink
     with manifest.output_dir_lock(output_dir, shared=True):  # clean waits, and we wait for it
-        return _release(output_dir, url, updates, signer)
+        return _release(output_dir, url, updates, signer, health)
 
 
-def _release(output_dir: Path, url: str, updates: str, signer: signing.Signer | None) -> list[Path]:
+def _release(
+    output_dir: Path, url: str, updates: str, signer: signing.Signer | None, health_url: str
+) -> list[Path]:
     # Nothing is followed out of the output directory.
     subdirs = [(manifest.STAGING,), (SYSUPDATE_DIR,), (FLATCAR_DIR,)]
     manifest.refuse_links(output_dir, *subdirs, *((SYSUPDATE_DIR, a) for a in ARCHES))
@@ -129,7 +153,7 @@ def _release(output_dir: Path, url: str, updates: str, signer: signing.Signer | 
         transfer = sysupdate.transfer(arch, updates, signed=signer is not None)
         for name in sysupdate.TRANSFER_NAMES:
             texts[output_dir / SYSUPDATE_DIR / arch / name] = transfer
-        config = flatcar_config(image, url, transfer, signer)
+        config = flatcar_config(image, url, transfer, signer, health_url)
         stem = output_dir / FLATCAR_DIR / f"{NAME}-{arch}"
         comment = _butane_comment(image, url, signer)
         texts[stem.with_suffix(".bu")] = butane.to_butane(config, comment)
@@ -386,10 +410,16 @@ def _template(name: str, values: dict[str, str] | None = None) -> str:
 
 
 def flatcar_config(
-    image: Image, url: str, transfer: str, signer: signing.Signer | None = None
+    image: Image,
+    url: str,
+    transfer: str,
+    signer: signing.Signer | None = None,
+    health_url: str = DEFAULT_HEALTH_URL,
 ) -> butane.Provisioning:
     """A Flatcar host running `image`, kept current by systemd-sysupdate from `url`; with
-    `signer`, trusting its key (carried inline, never fetched) for sysupdate's Verify=yes."""
+    `signer`, trusting its key (carried inline, never fetched) for sysupdate's Verify=yes; an
+    update that does not answer 200 on `health_url` is rolled back."""
+    gate = {"HEALTH_URL": health_url, "HEALTH_TIMEOUT": str(HEALTH_TIMEOUT)}
     installed = f"{sysupdate.EXTENSIONS_DIR}/{image.path.name}"
     transfers = tuple(
         butane.File(f"{sysupdate.TRANSFER_DIR}/{name}", 0o644, inline=transfer)
@@ -398,7 +428,11 @@ def flatcar_config(
     files = (
         butane.File(installed, 0o644, source=url + image.path.name, sha256=image.sha256),
         *transfers,
-        butane.File(NOOP_TRANSFER, 0o644, inline=_template("sysupdate-noop.conf")),
+        *(
+            butane.File(path, 0o644, inline=_template("sysupdate-noop.conf"))
+            for path in NOOP_TRANSFERS
+        ),
+        butane.File(ACTIVATE_SCRIPT, 0o755, inline=_template("alloy-sysupdate-activate", gate)),
         # 0600: the config will hold credentials; alloy.service runs as root. Not at the
         # config's own path: a unit copies it there only where no config exists yet.
         butane.File(PLACEHOLDER_CONFIG, 0o600, inline=_template("config.alloy")),
@@ -422,7 +456,14 @@ def flatcar_config(
         butane.Unit("systemd-sysupdate.timer", enabled=True),
         butane.Unit(
             "systemd-sysupdate.service",
-            dropins=(butane.Dropin(SYSUPDATE_DROPIN, _template("systemd-sysupdate-alloy.conf")),),
+            dropins=(
+                butane.Dropin(
+                    SYSUPDATE_DROPIN,
+                    _template(
+                        "systemd-sysupdate-alloy.conf", {**gate, "TIMEOUT_START": UPDATE_TIMEOUT}
+                    ),
+                ),
+            ),
         ),
     ]
     return butane.Provisioning(

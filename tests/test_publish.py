@@ -146,7 +146,7 @@ def test_transfer_files_have_exactly_the_keys_and_values(published: Path, arch: 
         "Path": "/opt/extensions/alloy",
         "MatchPattern": f"alloy-@v-{arch}.raw",
         "CurrentSymlink": "/etc/extensions/alloy.raw",
-        "InstancesMax": "2",
+        "InstancesMax": "3",
     }
     # Said plainly, beside the setting it explains.
     assert "We do not sign SHA256SUMS yet" in transfer and "SHA256SUMS.gpg" in transfer
@@ -304,12 +304,14 @@ def test_real_systemd_sysupdate_lists_updates_and_keeps_two(
     assert link.resolve() == installed / f"alloy-{NEWER}-amd64.raw"
     assert sha256(link) == sums(output)[f"alloy-{NEWER}-amd64.raw"]
 
-    # A newer release: the link follows it, and InstancesMax=2 keeps the previous one only.
+    # A newer release: the link follows it, and InstancesMax=3 keeps the two before it (one of
+    # them may be what runs after a rollback).
     build(invoke, ("1.18.0", "amd64"))
     ok(invoke("release", f"--publish-url={url}"))
     ok(sysupdate(amd64, "update"))
     assert link.resolve() == installed / "alloy-1.18.0-amd64.raw"
     assert sorted(p.name for p in installed.iterdir()) == [
+        f"alloy-{VERSION}-amd64.raw",
         f"alloy-{NEWER}-amd64.raw",
         "alloy-1.18.0-amd64.raw",
     ]
@@ -318,7 +320,7 @@ def test_real_systemd_sysupdate_lists_updates_and_keeps_two(
     assert listed(amd64) == {
         "1.18.0": (True, True),
         NEWER: (True, True),
-        VERSION: (False, True),
+        VERSION: (True, True),
     }
 
 
@@ -391,7 +393,13 @@ def test_provisioning_installs_the_newest_image_with_its_hash(published: Path, a
     assert units["systemd-sysupdate.timer"] == {"name": "systemd-sysupdate.timer", "enabled": True}
     [dropin] = units["systemd-sysupdate.service"]["dropins"]
     assert "/usr/lib/systemd/systemd-sysupdate -C alloy update" in dropin["contents"]
-    assert "systemd-sysext refresh && systemctl try-restart alloy.service" in dropin["contents"]
+    # Around the update, the activate script the config ships: merge, restart, health gate.
+    assert "ExecStartPre=+/opt/alloy-sysext/activate before\n" in dropin["contents"]
+    assert "ExecStartPost=+/opt/alloy-sysext/activate after\n" in dropin["contents"]
+    assert "TimeoutStartSec=15min\n" in dropin["contents"]
+    activate = files["/opt/alloy-sysext/activate"]
+    assert activate["mode"] == 0o755
+    assert "health_url='http://127.0.0.1:12345/-/ready'\n" in activate["contents"]["inline"]
 
 
 def test_ignition_files_pass_ignition_validate(published: Path) -> None:
@@ -446,7 +454,9 @@ def test_units_pass_systemd_analyze(published: Path, tmp_path: Path) -> None:
     )
     (tmp_path / "systemd-sysupdate.service.d").mkdir()
     (tmp_path / "systemd-sysupdate.service.d" / dropin["name"]).write_text(
-        dropin["contents"].replace("/usr/lib/systemd/systemd-sysupdate", "/usr/bin/true")
+        dropin["contents"]
+        .replace("/usr/lib/systemd/systemd-sysupdate", "/usr/bin/true")
+        .replace("/opt/alloy-sysext/activate", "/usr/bin/true")
     )
     result = analyze(tmp_path, "systemd-sysupdate.service")
     assert result.returncode == 0 and not result.stderr, result.stderr

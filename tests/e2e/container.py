@@ -100,9 +100,13 @@ def _die_with_parent() -> None:
     ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
 
 
-def boot(root: Path, seed: Path, out: Path, timeout: float = 120) -> Boot:
+def boot(
+    root: Path, seed: Path, out: Path, timeout: float = 120, host_network: bool = False
+) -> Boot:
     """Boot `root` (read-only) with `seed` laid over it, until the container exits by itself or
-    `timeout` seconds pass (then kill it). `out` is bound in at /alloy-e2e."""
+    `timeout` seconds pass (then kill it). `out` is bound in at /alloy-e2e. With `host_network`
+    the container shares the host's network namespace (it reaches a server on the host's
+    127.0.0.1, and what it listens on is the host's); otherwise it has only its own loopback."""
     out.mkdir(parents=True, exist_ok=True)
     loops, minor_shift = _loop_nodes()
     nspawn = [
@@ -113,7 +117,7 @@ def boot(root: Path, seed: Path, out: Path, timeout: float = 120) -> Boot:
         "--register=no",  # no machined, and no transient scope: the host may run no systemd
         "--keep-unit",
         "--console=pipe",
-        "--private-network",
+        *([] if host_network else ["--private-network"]),
         "--link-journal=no",  # never into the host's /var/log/journal
         "--resolv-conf=off",
         "--timezone=off",

@@ -5,22 +5,40 @@
  *   alloy run [--storage.path=DIR] [--other.flag=VALUE ...] CONFIG
  *
  * `run` reads CONFIG (exit 1 with a message when it cannot), creates DIR (Alloy's default is
- * data-alloy/ in the working directory) and writes DIR/started, logs in Alloy's logfmt to stderr,
- * and stays up. SIGHUP re-reads CONFIG and appends a line to DIR/reloads; SIGTERM or SIGINT
- * writes DIR/stopped and exits 0. Built statically (gcc -static) to run in any root.
+ * data-alloy/ in the working directory) and writes DIR/started, listens on
+ * --server.http.listen-addr (Alloy's default 127.0.0.1:12345; exit 1 when it cannot), logs in
+ * Alloy's logfmt to stderr, and stays up. GET /-/ready answers 200, as Alloy's does once it runs;
+ * built with -DSTAND_IN_NEVER_READY it answers 503 forever (an update that never gets healthy).
+ * SIGHUP re-reads CONFIG and appends a line to DIR/reloads; SIGTERM or SIGINT writes DIR/stopped
+ * and exits 0. The version it reports is -DSTAND_IN_VERSION="X.Y.Z" (default 0.0.0-e2e).
+ * Built statically (gcc -static) to run in any root.
  */
 #define _GNU_SOURCE
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/select.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
-#define VERSION_LINE "alloy, version v0.0.0-e2e (stand-in for the alloy-sysext boot test)"
+#ifndef STAND_IN_VERSION
+#define STAND_IN_VERSION "0.0.0-e2e"
+#endif
+#define VERSION_LINE "alloy, version v" STAND_IN_VERSION " (stand-in for the alloy-sysext boot test)"
+#ifdef STAND_IN_NEVER_READY
+#define READY_STATUS "503 Service Unavailable"
+#define READY_BODY "Alloy is not ready (stand-in built never to be ready).\n"
+#else
+#define READY_STATUS "200 OK"
+#define READY_BODY "Alloy is ready.\n"
+#endif
 
 static volatile sig_atomic_t got_hup;
 static volatile sig_atomic_t got_term;
@@ -100,6 +118,61 @@ static int record(const char *dir, const char *name, int append, const char *fmt
     return append ? 0 : rename(tmp, path);
 }
 
+/* A listening TCP socket on HOST:PORT (IPv4), or -1 with errno set. */
+static int listen_on(const char *address) {
+    char host[256];
+    const char *colon = strrchr(address, ':');
+    if (!colon || (size_t)(colon - address) >= sizeof host) {
+        errno = EINVAL;
+        return -1;
+    }
+    memcpy(host, address, (size_t)(colon - address));
+    host[colon - address] = '\0';
+    struct sockaddr_in addr = {0};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons((unsigned short)atoi(colon + 1));
+    if (inet_pton(AF_INET, host[0] ? host : "0.0.0.0", &addr.sin_addr) != 1) {
+        errno = EINVAL;
+        return -1;
+    }
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (bind(fd, (struct sockaddr *)&addr, sizeof addr) != 0 || listen(fd, 16) != 0) {
+        int saved = errno;
+        close(fd);
+        errno = saved;
+        return -1;
+    }
+    return fd;
+}
+
+/* One request on a new connection: GET /-/ready gets the readiness answer, anything else 404. */
+static void answer(int listener) {
+    int fd = accept4(listener, NULL, NULL, SOCK_CLOEXEC);
+    if (fd < 0)
+        return;
+    struct timeval limit = {2, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
+    char request[2048];
+    ssize_t n = recv(fd, request, sizeof request - 1, 0);
+    request[n > 0 ? n : 0] = '\0';
+    const char *status = "404 Not Found", *body = "404 page not found\n";
+    if (strncmp(request, "GET /-/ready ", 13) == 0) {
+        status = READY_STATUS;
+        body = READY_BODY;
+    }
+    char response[512];
+    int length = snprintf(response, sizeof response,
+                          "HTTP/1.0 %s\r\nContent-Type: text/plain\r\nContent-Length: %zu\r\n"
+                          "Connection: close\r\n\r\n%s",
+                          status, strlen(body), body);
+    send(fd, response, (size_t)length, MSG_NOSIGNAL);
+    close(fd);
+}
+
 static int usage(void) {
     fprintf(stderr, "usage: alloy --version | alloy run [--storage.path=DIR] [FLAGS] CONFIG\n");
     return 2;
@@ -114,6 +187,7 @@ int main(int argc, char **argv) {
         return usage();
 
     const char *storage = "data-alloy";
+    const char *listen_addr = "127.0.0.1:12345";
     const char *config = NULL;
     for (int i = 2; i < argc; i++) {
         const char *arg = argv[i];
@@ -121,6 +195,8 @@ int main(int argc, char **argv) {
             storage = arg + 15;
         } else if (strcmp(arg, "--storage.path") == 0 && i + 1 < argc) {
             storage = argv[++i];
+        } else if (strncmp(arg, "--server.http.listen-addr=", 26) == 0) {
+            listen_addr = arg + 26;
         } else if (arg[0] == '-') {
             continue; /* other flags (as --flag=value) are accepted and ignored */
         } else if (config) {
@@ -147,6 +223,12 @@ int main(int argc, char **argv) {
         return 1;
     }
 
+    int listener = listen_on(listen_addr);
+    if (listener < 0) {
+        fprintf(stderr, "Error: could not listen on %s: %s\n", listen_addr, strerror(errno));
+        return 1;
+    }
+
     /* Handlers first, then "started": whoever waits for that file may signal right away. */
     sigset_t blocked, previous;
     sigemptyset(&blocked);
@@ -168,13 +250,18 @@ int main(int argc, char **argv) {
         return 1;
     }
     printf("%s\n", VERSION_LINE);
-    log_line("info", "now listening (stand-in: nothing is served) config=%s storage=%s", config,
-          storage);
+    log_line("info", "now listening http=%s config=%s storage=%s", listen_addr, config, storage);
 
     unsigned reloads = 0;
     for (;;) {
-        while (!got_hup && !got_term)
-            sigsuspend(&previous); /* signals are blocked between checks: none is lost */
+        while (!got_hup && !got_term) {
+            /* Signals are blocked between checks and only let in while waiting: none is lost. */
+            fd_set readable;
+            FD_ZERO(&readable);
+            FD_SET(listener, &readable);
+            if (pselect(listener + 1, &readable, NULL, NULL, NULL, &previous) > 0)
+                answer(listener);
+        }
         if (got_term) {
             log_line("info", "received shutdown signal, exiting");
             record(storage, "stopped", 0, "reloads=%u\n", reloads);

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Build, once, the Debian root the boot test (tests/e2e) boots with systemd as PID 1:
-#   tests/e2e/make-root.sh [DIR]
-# DIR defaults to ${XDG_CACHE_HOME:-$HOME/.cache}/alloy-sysext-e2e/bookworm. A complete root there
+# Build, once, a Debian root the boot test (tests/e2e) boots with systemd as PID 1:
+#   tests/e2e/make-root.sh [--suite=bookworm|trixie] [DIR]
+# bookworm (systemd 252, the default) for the merge tests; trixie (systemd 257, with
+# systemd-sysupdate, systemd-pull, gpg and curl) for the fleet-update tests.
+# DIR defaults to ${XDG_CACHE_HOME:-$HOME/.cache}/alloy-sysext-e2e/SUITE. A complete root there
 # (one holding this recipe's stamp) is reused as it is; otherwise debootstrap writes a new one to a
 # temporary directory beside DIR, renamed into place only when complete, so an interrupted run
 # never leaves a root that looks usable. Needs root and debootstrap, and Debian's package mirror
@@ -9,7 +11,20 @@
 set -euo pipefail
 
 SUITE=bookworm
-INCLUDE=systemd,systemd-sysv,dbus
+case ${1:-} in
+--suite=*)
+    SUITE=${1#--suite=}
+    shift
+    ;;
+esac
+case $SUITE in
+bookworm) INCLUDE=systemd,systemd-sysv,dbus ;;
+trixie) INCLUDE=systemd,systemd-sysv,dbus,systemd-container,gpg,curl ;;
+*)
+    echo "make-root.sh: error: unknown suite $SUITE: give --suite=bookworm or --suite=trixie" >&2
+    exit 1
+    ;;
+esac
 # Bump when what this script puts in the root changes: roots with another stamp are rebuilt.
 RECIPE=1
 STAMP_NAME=.alloy-sysext-e2e-root

@@ -1,0 +1,63 @@
+#!/bin/sh
+# Runs inside the booted container (alloy-e2e-check.service) of a host provisioned with the
+# Ignition config: waits for alloy to run, then, for each published directory named in
+# DIR/steps (one a line; "N stopped": stop alloy first), asks the host to serve it (DIR/serve) and runs an update as the timer
+# would: systemctl start systemd-sysupdate.service. Records (never judges) what each step left:
+# KEY_N=VALUE lines in DIR/results, ending with finished=yes. Every wait is bounded.
+set -u
+out=${1:?usage: check-update.sh DIR}
+results=$out/results
+unit=alloy.service
+link=/etc/extensions/alloy.raw
+: >"$results"
+
+put() { printf '%s=%s\n' "$1" "$2" >>"$results"; }
+prop() { systemctl show --property="$2" --value "$1"; }
+# The health URL alloy answers on (the test's port, from CUSTOM_ARGS in /etc/default/alloy).
+ready_url=$(cat /etc/alloy-e2e/ready-url)
+
+# "200" when /-/ready answers 200, else curl's code or 000.
+ready() { curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$ready_url"; }
+
+# Wait (at most $1 s) for alloy to be up and answering.
+wait_ready() {
+    tries=$(($1 * 10))
+    while [ "$(ready)" != 200 ] && [ "$tries" -gt 0 ]; do
+        sleep 0.1
+        tries=$((tries - 1))
+    done
+}
+
+# What a step left: the link, the version alloy runs, its state, health, the kept instances.
+state() {
+    [ "$(prop "$unit" ActiveState)" != active ] || wait_ready 10
+    put "link_$1" "$(readlink -f "$link")"
+    put "version_$1" "$(alloy --version 2>&1 | head -n 1)"
+    put "active_$1" "$(prop "$unit" ActiveState)/$(prop "$unit" SubState)"
+    put "pid_$1" "$(prop "$unit" MainPID)"
+    put "ready_$1" "$(ready)"
+    put "instances_$1" "$(cd /opt/extensions/alloy && ls | tr '\n' ' ' | sed 's/ $//')"
+    put "merged_$1" "$(systemd-sysext list --no-legend 2>&1 | awk '{print $1}' | tr '\n' ' ')"
+}
+
+wait_ready 30
+state 0
+step=0
+while read -r served how; do
+    [ -n "$served" ] || continue
+    step=$((step + 1))
+    [ "$how" != stopped ] || systemctl stop "$unit"
+    echo "$served" >"$out/serve"
+    start=$(date +%s%N)
+    timeout 600 systemctl start systemd-sysupdate.service >"$out/update-$step.txt" 2>&1
+    put "update_status_$step" $?
+    put "update_msec_$step" $((($(date +%s%N) - start) / 1000000))
+    put "sysupdate_result_$step" "$(prop systemd-sysupdate.service Result)"
+    state "$step"
+done <"$out/steps"
+
+journalctl --sync
+journalctl --unit=systemd-sysupdate.service --output=cat --no-pager >"$out/sysupdate.journal" 2>&1
+journalctl --unit="$unit" --output=cat --no-pager >"$out/alloy.journal" 2>&1
+journalctl --boot --output=short-monotonic --no-pager >"$out/boot.journal" 2>&1
+put finished yes
