@@ -54,6 +54,9 @@ HELP = {
     f"is abandoned as stalled and retried (default {DEFAULTS['stall_timeout']})",
     "download_timeout": "seconds one download attempt may take in all, then it is abandoned "
     f"and retried (default {DEFAULTS['download_timeout']})",
+    "trust_keys": "put this OpenPGP public keyring (binary or armored) in the image as the keys "
+    "hosts trust next, for a key rotation: hosts add them to sysupdate's keyring once the "
+    "image is merged (default: none)",
     "force": "rebuild even if up to date",
 }
 
@@ -69,6 +72,7 @@ LONG_ONLY = {
     "download_timeout",
     "sign_key",
     "gnupg_home",
+    "trust_keys",
 }
 
 

@@ -25,6 +25,7 @@ from .spec import (
     IMAGE_AUTOSTART,
     IMAGE_BINARY,
     IMAGE_EXTENSION_RELEASE,
+    IMAGE_TRUST_KEYS,
     IMAGE_UNIT,
     BuildSpec,
     buildinfo_file,
@@ -42,6 +43,7 @@ from .targets import (
     sweep_temps,
     why_out_of_date,
 )
+from .trustkeys import TrustKeys, read_trust_keys
 from .verify import Check, Expectations, checksums_of, verify
 
 STEPS = ("fetch", "stage", "pack", "checksum", "alias", "verify")
@@ -72,6 +74,7 @@ class Pipeline:
         self._output_lock = contextlib.ExitStack()
         self._new_locks: list[Path] = []  # lock files made in .staging, recorded with outputs
         self._output_locked = False
+        self._trust_keys: TrustKeys | None = None
 
     @property
     def pending_dir(self) -> Path:
@@ -245,16 +248,20 @@ class Pipeline:
             raise
 
     def stage(self) -> None:
-        self.fetch()
         spec = self.spec
+        if spec.trust_keys is not None:  # refused before any download
+            self._trust_keys = read_trust_keys(spec.trust_keys)
+        self.fetch()
         template_path = render.unit_template_path(spec)
         template = render.read_template(template_path)
-        texts = {
+        texts: dict[str, str | bytes] = {
             IMAGE_UNIT: render.unit(spec, template, str(template_path)),
             IMAGE_EXTENSION_RELEASE: render.extension_release(spec),
         }
         if spec.autostart:
             texts[IMAGE_AUTOSTART] = render.autostart_dropin()
+        if self._trust_keys is not None:
+            texts[IMAGE_TRUST_KEYS] = self._trust_keys.keyring
         step = Step(
             "stage",
             targets=(spec.rootfs / IMAGE_BINARY,),
@@ -306,6 +313,8 @@ class Pipeline:
                 "mksquashfs_args": packing.mksquashfs_args(spec.compression, spec.arch),
                 "autostart": spec.autostart,
                 "config_path": spec.config_path,
+                # Primary key fingerprints of --trust-keys: the keys hosts trust next.
+                "trust_keys": list(self._trust_keys.fingerprints) if self._trust_keys else [],
                 **tools,
                 "verify": NOT_VERIFIED,
             }
@@ -385,7 +394,12 @@ class Pipeline:
                 compression=spec.compression,
                 names=[spec.image.name, spec.compat_image.name],
                 checksums=[(self.current(f), self.current(c)) for f, c in checksums],
-                required=[IMAGE_BINARY, IMAGE_UNIT, *([IMAGE_AUTOSTART] if spec.autostart else [])],
+                required=[
+                    IMAGE_BINARY,
+                    IMAGE_UNIT,
+                    *([IMAGE_AUTOSTART] if spec.autostart else []),
+                    *([IMAGE_TRUST_KEYS] if spec.trust_keys is not None else []),
+                ],
             )
             image = self.current(spec.image)
             try:
@@ -457,8 +471,8 @@ def _json(data: dict[str, Any]) -> str:
     return json.dumps(data, indent=2) + "\n"
 
 
-def _sha256(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
+def _sha256(text: str | bytes) -> str:
+    return hashlib.sha256(text if isinstance(text, bytes) else text.encode()).hexdigest()
 
 
 def run_steps(spec: BuildSpec, last: str, force: bool, verify: bool = True) -> None:
@@ -484,7 +498,8 @@ def verify_any_image(image: Path, spec: BuildSpec) -> None:
         compression=spec.compression,
         names=names,
         checksums=[pair for pair in checksums_of([image]) if pair[1].exists()],
-        optional=[IMAGE_AUTOSTART],  # an image from elsewhere may be built with or without it
+        # An image from elsewhere may be built with or without --autostart and --trust-keys.
+        optional=[IMAGE_AUTOSTART, IMAGE_TRUST_KEYS],
     )
     checks = verify(image, expect)
     skipped = sum(check.status == "skip" for check in checks)

@@ -53,7 +53,7 @@ UPDATE_TIMEOUT = "15min"
 # A signed release's key on the host, and the unit that adds it to sysupdate's keyring.
 HOST_RELEASE_KEY = f"/etc/{NAME}-sysext/release-key.gpg"
 PUBRING_UNIT = f"{NAME}-import-pubring.service"
-# Where an image may carry the keys hosts should trust next (none do yet): the unit adds them.
+# Where an image carries the keys hosts should trust next (--trust-keys): the unit adds them.
 NEXT_KEYS_DIR = f"/usr/lib/{NAME}-sysext/release-keys.d/"
 UNSIGNED_NOTE = (
     "unsigned (no --sign-key): no SHA256SUMS.gpg, so the transfers say Verify=false: hosts "
@@ -389,6 +389,7 @@ def index_json(
                 "config_path": image.buildinfo["config_path"],
                 "mksquashfs": image.buildinfo["mksquashfs"],
                 "liblzma": image.buildinfo["liblzma"],
+                "trust_keys": _trust_keys(image),
             }
             for image in images
         ],
@@ -402,6 +403,24 @@ def index_json(
             "public_key_armored": signing.PUBLIC_KEY_ARMORED,
         }
     return json.dumps(index, indent=2) + "\n"
+
+
+_FINGERPRINT = re.compile(r"[0-9A-F]{40}|[0-9A-F]{64}")
+
+
+def _trust_keys(image: Image) -> list[str]:
+    """The fingerprints of the keys the image tells hosts to trust next (--trust-keys); none
+    for an image built before the option existed."""
+    found = image.buildinfo.get("trust_keys", [])
+    if not isinstance(found, list) or not all(
+        isinstance(key, str) and _FINGERPRINT.fullmatch(key) for key in found
+    ):
+        path = buildinfo_file(image.path)
+        raise BuildError(
+            f"{path} has a trust_keys entry that is not a list of key fingerprints",
+            f"rebuild the image with invoke all --force --output-dir={image.path.parent}",
+        )
+    return found
 
 
 def _template(name: str, values: dict[str, str] | None = None) -> str:

@@ -20,6 +20,8 @@ IMAGE_BINARY = f"usr/local/bin/{NAME}"
 IMAGE_UNIT = f"usr/lib/systemd/system/{NAME}.service"
 IMAGE_EXTENSION_RELEASE = f"usr/lib/extension-release.d/extension-release.{NAME}"
 IMAGE_AUTOSTART = f"usr/lib/systemd/system/multi-user.target.d/10-{NAME}.conf"  # --autostart
+# --trust-keys: the keys hosts trust next (their alloy-import-pubring.service adds them).
+IMAGE_TRUST_KEYS = f"usr/lib/{NAME}-sysext/release-keys.d/next.gpg"
 # Alloy's data directory on the host: StateDirectory={NAME} puts it under /var/lib/{NAME}.
 STATE_DIR = f"/var/lib/{NAME}"
 
@@ -50,6 +52,8 @@ DEFAULTS: dict[str, Any] = {
     "max_download_size": "2048",
     "stall_timeout": "60",
     "download_timeout": "3600",
+    # A public keyring the image carries as the keys hosts trust next (a key rotation).
+    "trust_keys": None,
 }
 
 COMPRESSIONS = tuple(COMPRESSORS)  # xz, xz-bcj, zstd
@@ -134,6 +138,7 @@ class BuildSpec:
     max_download_size: int = int(DEFAULTS["max_download_size"]) << 20  # bytes
     stall_timeout: float = float(DEFAULTS["stall_timeout"])  # seconds
     download_timeout: float = float(DEFAULTS["download_timeout"])  # seconds, per attempt
+    trust_keys: Path | None = None
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> BuildSpec:
@@ -221,6 +226,12 @@ class BuildSpec:
             )
         template = opts["unit_template"]
         cache_dir = opts["cache_dir"]
+        trust_keys = opts["trust_keys"]
+        if trust_keys is not None and not str(trust_keys).strip():
+            raise BuildError(
+                "empty --trust-keys (from the flag, invoke.yaml or INVOKE_TRUST_KEYS)",
+                "give a public keyring file, e.g. --trust-keys=K2.pub, or leave the option out",
+            )
         return cls(
             version=version,
             arch=parse_arch(str(opts["arch"])),
@@ -243,6 +254,7 @@ class BuildSpec:
             max_download_size=int(max_download_mib) << 20,
             stall_timeout=stall_timeout,
             download_timeout=download_timeout,
+            trust_keys=Path(str(trust_keys)) if trust_keys is not None else None,
         )
 
     # The release as published: {base_url}/v{version}/...

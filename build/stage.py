@@ -90,9 +90,12 @@ def _make_dirs(root: Path, relative: str) -> None:
         os.chmod(path, DIR_MODE)
 
 
-def _write(path: Path, text: str, mode: int) -> None:
+def _write(path: Path, text: str | bytes, mode: int) -> None:
     with doing("staging the image tree", path):
-        path.write_text(text, encoding="utf-8")
+        if isinstance(text, bytes):  # a keyring (--trust-keys)
+            path.write_bytes(text)
+        else:
+            path.write_text(text, encoding="utf-8")
     os.chmod(path, mode)
 
 
@@ -120,7 +123,7 @@ def _strip_foreign_xattrs(root: Path, keep: dict[Path, set[str]]) -> None:
                         os.removexattr(path, name, follow_symlinks=False)
 
 
-def stage(spec: BuildSpec, zip_path: Path, tree: Path, texts: dict[str, str]) -> None:
+def stage(spec: BuildSpec, zip_path: Path, tree: Path, texts: dict[str, str | bytes]) -> None:
     """Lay out the image: the binary from the zip, then `texts` (path in the image -> content)."""
     os.chmod(tree, DIR_MODE)  # the image root takes this directory's mode
     for relative in (IMAGE_BINARY, *texts):

@@ -19,6 +19,7 @@ from .spec import (
     IMAGE_AUTOSTART,
     IMAGE_BINARY,
     IMAGE_EXTENSION_RELEASE,
+    IMAGE_TRUST_KEYS,
     IMAGE_UNIT,
     checksum_file,
 )
@@ -31,6 +32,7 @@ EXPECTED_FILE_MODES = {
     IMAGE_UNIT: "-rw-r--r--",
     IMAGE_EXTENSION_RELEASE: "-rw-r--r--",
     IMAGE_AUTOSTART: "-rw-r--r--",
+    IMAGE_TRUST_KEYS: "-rw-r--r--",
 }
 FORBIDDEN = ("usr/sbin", "usr/local/sbin", "usr/lib/os-release")
 BINARY_DIRS = ("usr/bin/", "usr/local/bin/")

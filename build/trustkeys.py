@@ -1,0 +1,94 @@
+"""--trust-keys: the public keys an image tells hosts to trust next, for a key rotation.
+
+The file comes from whoever runs the build, maybe from elsewhere (a colleague's K2.pub): read
+only as a regular file of bounded size, parsed by gpg in a throwaway home, refused unless it
+holds public keys and nothing secret. What the image carries is gpg's own binary export of
+those keys (minimal: no third-party signatures), never the given bytes."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import BuildError
+from .safeio import read_regular
+from .signing import _gpg_base, _run
+
+MAX_TRUST_KEYS = 1 << 20  # bytes: a keyring of a few keys is a few KiB
+_HINT = (
+    "give an OpenPGP public keyring, binary or armored (gpg --export KEY or gpg --armor "
+    "--export KEY), of at most 1 MiB; nothing was written"
+)
+
+_KEYBOX_CREATED = re.compile(r"gpg: keybox '[^']*' created; ")
+
+
+@dataclass(frozen=True)
+class TrustKeys:
+    keyring: bytes  # binary, as hosts' keyrings hold it
+    fingerprints: tuple[str, ...]  # primary keys, upper-case hex
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.keyring).hexdigest()
+
+
+def read_trust_keys(path: Path) -> TrustKeys:
+    """The public keys in `path`; BuildError (naming it) for anything else."""
+    if shutil.which("gpg") is None:
+        raise BuildError(
+            "--trust-keys needs gpg, which is not on PATH; nothing was written",
+            "install GnuPG (apt-get install gnupg), or build without --trust-keys",
+        )
+    try:
+        data = read_regular(path, MAX_TRUST_KEYS, _HINT)
+    except FileNotFoundError:
+        raise BuildError(f"no --trust-keys file {path}", _HINT) from None
+    if not data.strip():
+        raise BuildError(f"--trust-keys file {path} is empty", _HINT)
+    with tempfile.TemporaryDirectory(prefix="alloy-keys.") as scratch:
+        folder = Path(scratch)
+        given = folder / "given"
+        given.write_bytes(data)
+        home = folder / "home"
+        home.mkdir(mode=0o700)
+        gpg = _gpg_base(home)
+        what = f"--trust-keys file {path} is not an OpenPGP keyring"
+        try:
+            shown = _run([*gpg, "--with-colons", "--show-keys", str(given)], what, _HINT)
+        except BuildError as error:  # gpg's words name our scratch copy: name the given file
+            words = _KEYBOX_CREATED.sub("", error.message).replace(str(given), str(path))
+            raise BuildError(words, _HINT) from None
+        records = [line.split(":")[0] for line in shown.decode("utf-8", "replace").splitlines()]
+        if "sec" in records or "ssb" in records:
+            raise BuildError(
+                f"--trust-keys file {path} holds a secret key; refusing to put it in an image",
+                "export only the public key: gpg --export KEY >K2.pub; nothing was written",
+            )
+        _run([*gpg, "--import-options=import-minimal", "--import", str(given)], what, _HINT)
+        listing = _run([*gpg, "--with-colons", "--list-keys"], what, _HINT)
+        fingerprints = _primary_fingerprints(listing.decode("utf-8", "replace"))
+        if not fingerprints:
+            raise BuildError(f"--trust-keys file {path} holds no public key", _HINT)
+        export = [*gpg, "--export-options=export-minimal", "--export", *fingerprints]
+        keyring = _run(export, f"cannot export the keys of {path}", _HINT)
+    return TrustKeys(keyring, tuple(fingerprints))
+
+
+def _primary_fingerprints(listing: str) -> list[str]:
+    found: list[str] = []
+    after_pub = False
+    for line in listing.splitlines():
+        fields = line.split(":")
+        if fields[0] == "pub":
+            after_pub = True
+        elif fields[0] == "fpr" and after_pub and len(fields) > 9:
+            found.append(fields[9].upper())
+            after_pub = False
+        elif fields[0] == "sub":
+            after_pub = False
+    return found
