@@ -242,3 +242,27 @@ def test_keyring_unit_runs_again_before_every_update(
     assert "WantedBy=systemd-sysupdate.service multi-user.target" in lines
     assert "Before=systemd-sysupdate.service" in lines
     assert unit["enabled"] is True
+
+
+def test_without_gpg_the_option_is_refused(invoke: Invoke, keys: Keys, tmp_path: Path) -> None:
+    keyring = public_key(keys, keys.next, tmp_path / "K2.gpg")
+    tools = tmp_path / "tools"  # every tool of a build, but no gpg
+    tools.mkdir()
+    for tool in ("mksquashfs", "unsquashfs"):
+        (tools / tool).symlink_to(shutil.which(tool) or tool)
+    line = one_line_error(invoke("all", f"--trust-keys={keyring}", env={"PATH": str(tools)}))
+    assert "--trust-keys needs gpg" in line, line
+    assert not (tmp_path / "output").exists()
+
+
+@pytest.mark.parametrize("recorded", ["not a list", ["f00"], [1], {"a": "b"}])
+def test_release_refuses_a_build_info_with_bad_trust_keys(
+    invoke: Invoke, keys: Keys, tmp_path: Path, recorded: object
+) -> None:
+    build_with(invoke, public_key(keys, keys.next, tmp_path / "K2.gpg"))
+    info_path = tmp_path / "output" / f"{IMAGE}.buildinfo.json"
+    info = json.loads(info_path.read_text())
+    info_path.write_text(json.dumps({**info, "trust_keys": recorded}))
+    line = one_line_error(invoke("release", f"--publish-url={PUBLISH_URL}"))
+    assert "trust_keys" in line and info_path.name in line, line
+    assert not (tmp_path / "output" / "index.json").exists()
