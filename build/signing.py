@@ -37,7 +37,7 @@ class Signer:
     public_key_armored: str  # gpg --armor --export
 
 
-def _gpg_base(gnupg_home: Path | None) -> list[str]:
+def gpg_command(gnupg_home: Path | None) -> list[str]:
     command = ["gpg", "--batch", "--no-tty", "--no-options"]
     if gnupg_home is not None:
         command.append(f"--homedir={gnupg_home}")
@@ -50,7 +50,8 @@ def _last_words(stderr: bytes) -> str:
     return text or "no message"
 
 
-def _run(command: list[str], what: str, hint: str, stdin: bytes = b"") -> bytes:
+def run_tool(command: list[str], what: str, hint: str, stdin: bytes = b"") -> bytes:
+    """stdout of gpg or gpgv; BuildError "what: TOOL says: ..." with `hint` otherwise."""
     try:
         result = subprocess.run(command, input=stdin, capture_output=True, timeout=_TIMEOUT)
     except subprocess.TimeoutExpired:
@@ -83,8 +84,8 @@ def signer(key: str, gnupg_home: Path | None = None) -> Signer:
         + (f" with --homedir={gnupg_home}" if gnupg_home else "")
         + "; nothing was written"
     )
-    listing = _run(
-        [*_gpg_base(gnupg_home), "--with-colons", "--list-secret-keys", "--", key],
+    listing = run_tool(
+        [*gpg_command(gnupg_home), "--with-colons", "--list-secret-keys", "--", key],
         f"no secret key {key} to sign with",
         hint,
     ).decode("utf-8", "replace")
@@ -95,9 +96,9 @@ def signer(key: str, gnupg_home: Path | None = None) -> Signer:
             "give the full fingerprint of the key to sign with",
         )
     [fingerprint] = fingerprints
-    export = [*_gpg_base(gnupg_home), "--export-options=export-minimal", "--export"]
-    public = _run([*export, fingerprint], f"cannot export the public key {fingerprint}", hint)
-    armored = _run([*export[:-1], "--armor", "--export", fingerprint], "cannot export", hint)
+    export = [*gpg_command(gnupg_home), "--export-options=export-minimal", "--export"]
+    public = run_tool([*export, fingerprint], f"cannot export the public key {fingerprint}", hint)
+    armored = run_tool([*export[:-1], "--armor", "--export", fingerprint], "cannot export", hint)
     if not public:
         raise BuildError(f"gpg exported no public key for {fingerprint}", hint)
     return Signer(key, gnupg_home, fingerprint, public, armored.decode("ascii"))
@@ -133,11 +134,11 @@ def sign(signer: Signer, data: bytes) -> bytes:
         folder = Path(scratch)
         sums = folder / "SHA256SUMS"
         sums.write_bytes(data)
-        command = [*_gpg_base(signer.gnupg_home), "--pinentry-mode=loopback"]
+        command = [*gpg_command(signer.gnupg_home), "--pinentry-mode=loopback"]
         if passphrase is not None:
             command.append("--passphrase-fd=0")
         command += [f"--local-user={signer.fingerprint}", "--detach-sign", "--output=-"]
-        signature = _run(
+        signature = run_tool(
             [*command, str(sums)],
             f"gpg could not sign with {signer.key}",
             hint,
@@ -157,7 +158,7 @@ def check(public_key: bytes, signature: bytes, data: bytes, folder: Path) -> Non
     paths["check.data"].write_bytes(data)
     home = folder / "gpgv-home"
     home.mkdir(mode=0o700, exist_ok=True)
-    _run(
+    run_tool(
         [
             "gpgv",
             f"--homedir={home}",

@@ -7,7 +7,6 @@ those keys (minimal: no third-party signatures), never the given bytes."""
 
 from __future__ import annotations
 
-import hashlib
 import re
 import shutil
 import tempfile
@@ -16,7 +15,7 @@ from pathlib import Path
 
 from .errors import BuildError
 from .safeio import read_regular
-from .signing import _gpg_base, _run
+from .signing import gpg_command, run_tool
 
 MAX_TRUST_KEYS = 1 << 20  # bytes: a keyring of a few keys is a few KiB
 _HINT = (
@@ -31,10 +30,6 @@ _KEYBOX_CREATED = re.compile(r"gpg: keybox '[^']*' created; ")
 class TrustKeys:
     keyring: bytes  # binary, as hosts' keyrings hold it
     fingerprints: tuple[str, ...]  # primary keys, upper-case hex
-
-    @property
-    def sha256(self) -> str:
-        return hashlib.sha256(self.keyring).hexdigest()
 
 
 def read_trust_keys(path: Path) -> TrustKeys:
@@ -56,26 +51,29 @@ def read_trust_keys(path: Path) -> TrustKeys:
         given.write_bytes(data)
         home = folder / "home"
         home.mkdir(mode=0o700)
-        gpg = _gpg_base(home)
-        what = f"--trust-keys file {path} is not an OpenPGP keyring"
-        try:
-            shown = _run([*gpg, "--with-colons", "--show-keys", str(given)], what, _HINT)
-        except BuildError as error:  # gpg's words name our scratch copy: name the given file
-            words = _KEYBOX_CREATED.sub("", error.message).replace(str(given), str(path))
-            raise BuildError(words, _HINT) from None
-        records = [line.split(":")[0] for line in shown.decode("utf-8", "replace").splitlines()]
+        gpg = gpg_command(home)
+
+        def run(*args: str) -> bytes:
+            what = f"--trust-keys file {path} is not an OpenPGP public keyring"
+            try:
+                return run_tool([*gpg, *args], what, _HINT)
+            except BuildError as error:  # gpg's words name our scratch copy: name the given file
+                words = _KEYBOX_CREATED.sub("", error.message).replace(str(given), str(path))
+                raise BuildError(words, _HINT) from None
+
+        shown = run("--with-colons", "--show-keys", str(given)).decode("utf-8", "replace")
+        records = [line.split(":")[0] for line in shown.splitlines()]
         if "sec" in records or "ssb" in records:
             raise BuildError(
                 f"--trust-keys file {path} holds a secret key; refusing to put it in an image",
                 "export only the public key: gpg --export KEY >K2.pub; nothing was written",
             )
-        _run([*gpg, "--import-options=import-minimal", "--import", str(given)], what, _HINT)
-        listing = _run([*gpg, "--with-colons", "--list-keys"], what, _HINT)
-        fingerprints = _primary_fingerprints(listing.decode("utf-8", "replace"))
+        run("--import-options=import-minimal", "--import", str(given))
+        listing = run("--with-colons", "--list-keys").decode("utf-8", "replace")
+        fingerprints = _primary_fingerprints(listing)
         if not fingerprints:
             raise BuildError(f"--trust-keys file {path} holds no public key", _HINT)
-        export = [*gpg, "--export-options=export-minimal", "--export", *fingerprints]
-        keyring = _run(export, f"cannot export the keys of {path}", _HINT)
+        keyring = run("--export-options=export-minimal", "--export", *fingerprints)
     return TrustKeys(keyring, tuple(fingerprints))
 
 

@@ -142,6 +142,12 @@ def _public_and_secret(keys: Keys, path: Path) -> None:
     path.write_bytes(export(keys.home, keys.vendor) + secret)
 
 
+def _signature(keys: Keys, path: Path) -> None:
+    data = path.with_name("data")
+    data.write_text("signed\n")
+    _gpg(keys.home, f"--local-user={keys.next}", "--output", str(path), "--detach-sign", str(data))
+
+
 def _symlink(keys: Keys, path: Path) -> None:
     path.symlink_to(public_key(keys, keys.next, path.with_name("real.gpg")))
 
@@ -154,6 +160,7 @@ BAD_KEYRINGS = {
         lambda keys, path: path.write_bytes(export(keys.home, keys.next)[:40]),
         "not an OpenPGP",
     ),
+    "a signature": (_signature, "holds no public key"),
     "empty": (lambda keys, path: path.write_bytes(b""), "is empty"),
     "too large": (lambda keys, path: path.write_bytes(b"\x00" * ((1 << 20) + 1)), "larger than"),
     "a FIFO": (lambda keys, path: os.mkfifo(path), "it is a FIFO"),
