@@ -37,9 +37,12 @@ state() {
     put "pid_$1" "$(prop "$unit" MainPID)"
     put "ready_$1" "$(ready)"
     put "instances_$1" "$(cd /opt/extensions/alloy && ls | tr '\n' ' ' | sed 's/ $//')"
+    # Hidden ones too: a partial download would be one.
+    put "files_$1" "$(cd /opt/extensions/alloy && ls -A | tr '\n' ' ' | sed 's/ $//')"
     put "merged_$1" "$(systemd-sysext list --no-legend 2>&1 | awk '{print $1}' | tr '\n' ' ')"
 }
 
+put systemd "$(systemctl --version | head -n 1)"
 wait_ready 30
 state 0
 step=0
@@ -56,6 +59,8 @@ while read -r served how; do
     state "$step"
 done <"$out/steps"
 
+# The keyrings alloy-import-pubring.service wrote for systemd-pull (signed releases).
+put keyrings "$(cd /etc/systemd && ls -d import-pubring.* 2>/dev/null | tr '\n' ' ' | sed 's/ $//')"
 journalctl --sync
 journalctl --unit=systemd-sysupdate.service --output=cat --no-pager >"$out/sysupdate.journal" 2>&1
 journalctl --unit="$unit" --output=cat --no-pager >"$out/alloy.journal" 2>&1
