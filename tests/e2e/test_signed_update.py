@@ -8,6 +8,7 @@ does). Run with `nox -s e2e`; tests/e2e/test_update.py explains the Fleet."""
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import re
 import shutil
 import subprocess
@@ -127,10 +128,12 @@ def test_signed_update_is_verified_linked_merged_and_restarted(
 
 def _tamper(step: Path, how: str, keys: Keys) -> None:
     sums = step / "SHA256SUMS"
-    if how == "tampered":  # B's line names other bytes: the signature no longer matches
+    if how == "tampered":  # an attacker's image as B, and B's line in SHA256SUMS made to fit
+        attackers = (step / image(A)).read_bytes() + b"\0" * 4096
+        (step / image(B)).write_bytes(attackers)
         text = sums.read_text()
         line = next(line for line in text.splitlines() if line.endswith(image(B)))
-        forged = ("0" if line[0] != "0" else "1") + line[1:]
+        forged = hashlib.sha256(attackers).hexdigest() + line[64:]
         sums.write_text(text.replace(line, forged))
     elif how == "stranger":  # the same SHA256SUMS, signed by a key the host does not trust
         (step / "SHA256SUMS.gpg").unlink()
