@@ -43,6 +43,9 @@ state() {
 }
 
 put systemd "$(systemctl --version | head -n 1)"
+# Boot: from the manager's start to multi-user.target, in microseconds (one monotonic clock).
+manager_start=$(systemctl show --property=UserspaceTimestampMonotonic --value)
+put boot_usec $(($(prop multi-user.target ActiveEnterTimestampMonotonic) - manager_start))
 wait_ready 30
 state 0
 step=0
@@ -62,7 +65,10 @@ done <"$out/steps"
 # The keyrings alloy-import-pubring.service wrote for systemd-pull (signed releases).
 put keyrings "$(cd /etc/systemd && ls -d import-pubring.* 2>/dev/null | tr '\n' ' ' | sed 's/ $//')"
 journalctl --sync
-journalctl --unit=systemd-sysupdate.service --output=cat --no-pager >"$out/sysupdate.journal" 2>&1
+# systemd 258+ calls the unit systemd-sysupdate-update.service (systemd-sysupdate.service is an
+# alias of it), and the journal knows it by that name only.
+journalctl --unit=systemd-sysupdate.service --unit=systemd-sysupdate-update.service \
+    --output=cat --no-pager >"$out/sysupdate.journal" 2>&1
 journalctl --unit="$unit" --output=cat --no-pager >"$out/alloy.journal" 2>&1
 journalctl --boot --output=short-monotonic --no-pager >"$out/boot.journal" 2>&1
 put finished yes

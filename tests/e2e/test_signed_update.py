@@ -157,7 +157,7 @@ def test_unverified_release_lands_nothing_and_a_keeps_running(
     release: Release,
     stand_in: StandIn,
     keys: Keys,
-    trixie_root: Path,
+    host_root: Path,
     report_time: Callable[[str], None],
 ) -> None:
     """Steps 1-3 serve B with SHA256SUMS tampered after signing, signed by a stranger, and
@@ -170,7 +170,7 @@ def test_unverified_release_lands_nothing_and_a_keeps_running(
     for number, how in enumerate(ATTACKS, 1):
         shutil.copytree(steps / str(len(ATTACKS) + 1), steps / str(number))
         _tamper(steps / str(number), how, keys)
-    booted = signed_fleet.boot(trixie_root, ["1", "2", "3", "4"], report_time)
+    booted = signed_fleet.boot(host_root, ["1", "2", "3", "4"], report_time)
     report = signed_fleet.report(booted)
     assert running(booted, 0) == runs(A), report
     for number, how in enumerate(ATTACKS, 1):

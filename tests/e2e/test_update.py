@@ -171,8 +171,11 @@ class Fleet:
         (shared / "steps").write_text("".join(f"{step}\n" for step in updates))
         booted = boot(root, seed, shared, timeout=timeout + 60, host_network=True)
         msecs = [booted.results.get(f"update_msec_{n}", "?") for n in range(1, len(updates) + 1)]
+        usec = booted.results.get("boot_usec", "")
+        systemd = booted.results.get("systemd", "systemd ?").split(" (")[0]
+        to_target = f", to multi-user.target {int(usec) / 1000:.0f} ms" if usec.isdigit() else ""
         report_time(
-            f"boot+{len(updates)} updates+shutdown {booted.seconds:.1f} s "
+            f"{systemd}{to_target}; boot+{len(updates)} updates+shutdown {booted.seconds:.1f} s "
             f"(each update: {', '.join(msecs)} ms)"
         )
         assert booted.returncode is not None, self.report(booted)
