@@ -126,6 +126,37 @@ def test_signed_update_is_verified_linked_merged_and_restarted(
     assert booted.returncode == 0, report
 
 
+def test_signed_update_on_258_and_newer_trusts_the_key_over_an_older_pgp_keyring(
+    signed_fleet: Fleet,
+    release: Release,
+    stand_in: StandIn,
+    keys: Keys,
+    testing_root: Path,
+    report_time: Callable[[str], None],
+) -> None:
+    """systemd 258+ reads /etc/systemd/import-pubring.pgp alone when it exists (never with the
+    .gpg beside it): a host whose admin put one there, without the release key, still takes the
+    signed update, because alloy-import-pubring.service writes the .pgp too."""
+    publish_stand_in(release, B, stand_in(B))
+    signed_fleet.publish([[A], [A, B]])
+    admins = subprocess.run(
+        ["gpg", "--batch", f"--homedir={keys.home}", "--export", keys.stranger],
+        capture_output=True,
+        check=True,
+        timeout=60,
+    ).stdout
+    assert admins
+    booted = signed_fleet.boot(
+        testing_root, ["1"], report_time, {"/etc/systemd/import-pubring.pgp": admins}
+    )
+    report = signed_fleet.report(booted)
+    assert systemd_major(booted.results.get("systemd", "")) >= PGP_KEYRING_SINCE, report
+    assert booted.results.get("update_status_1") == "0", report
+    assert running(booted, 1) == runs(B), report
+    assert booted.results.get("files_1") == f"{image(A)} {image(B)}", report
+    assert booted.returncode == 0, report
+
+
 def _tamper(step: Path, how: str, keys: Keys) -> None:
     sums = step / "SHA256SUMS"
     if how == "tampered":  # an attacker's image as B, and B's line in SHA256SUMS made to fit

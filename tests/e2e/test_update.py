@@ -142,11 +142,21 @@ class Fleet:
         assert url.startswith(self.server.url), url
         return (self.steps / "0" / url.removeprefix(self.server.url)).read_bytes()
 
-    def boot(self, root: Path, updates: list[str], report_time: Callable[[str], None]) -> Boot:
+    def boot(
+        self,
+        root: Path,
+        updates: list[str],
+        report_time: Callable[[str], None],
+        host_files: dict[str, bytes] | None = None,
+    ) -> Boot:
         """Boot the host provisioned by step 0; then, for each of `updates` (the Nth is step
-        N's directory, "N stopped": with alloy stopped first), start systemd-sysupdate.service."""
+        N's directory, "N stopped": with alloy stopped first), start systemd-sysupdate.service.
+        `host_files` (path: bytes) are on the host before it is provisioned."""
         seed = self.tmp_path / "seed"
         seed.mkdir()
+        for path, data in (host_files or {}).items():
+            (seed / path.lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
+            (seed / path.lstrip("/")).write_bytes(data)
         apply(self.steps / "0/flatcar/alloy-amd64.ign", seed, root, self.fetch)
         (seed / "etc/default").mkdir(parents=True, exist_ok=True)
         (seed / "etc/default/alloy").write_text(
