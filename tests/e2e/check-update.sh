@@ -57,6 +57,14 @@ while read -r served how; do
     start=$(date +%s%N)
     timeout 600 systemctl start systemd-sysupdate.service >"$out/update-$step.txt" 2>&1
     put "update_status_$step" $?
+    # The unit is Type=simple: start returns once the drop-in's ExecStartPre/Post are done, while
+    # its own ExecStart may still run (on 258+ `update --component-all`, which fetches the alloy
+    # component's SHA256SUMS again). Wait for it: the next step's start would be a no-op.
+    tries=600
+    while [ "$(prop systemd-sysupdate.service ActiveState)" = active ] && [ "$tries" -gt 0 ]; do
+        sleep 0.1
+        tries=$((tries - 1))
+    done
     put "update_msec_$step" $((($(date +%s%N) - start) / 1000000))
     put "sysupdate_result_$step" "$(prop systemd-sysupdate.service Result)"
     state "$step"
