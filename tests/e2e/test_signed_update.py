@@ -86,10 +86,19 @@ def signed_fleet(request: pytest.FixtureRequest, keys: Keys) -> Fleet:
     )
 
 
-@pytest.fixture(params=["trixie", "testing"])
-def host_root(request: pytest.FixtureRequest) -> Path:
-    """Each signed test boots Debian 13 (systemd 257) and Debian testing (258 and newer)."""
-    return request.getfixturevalue(f"{request.param}_root")
+@dataclasses.dataclass(frozen=True)
+class Host:
+    root: Path
+    least_systemd: int  # what the root must run for the test to mean what it says
+
+
+# Debian 13 (systemd 257, the .gpg keyring) and Debian testing (258+, the .pgp keyring first).
+HOSTS = {"trixie": 257, "testing": PGP_KEYRING_SINCE}
+
+
+@pytest.fixture(params=list(HOSTS))
+def host(request: pytest.FixtureRequest) -> Host:
+    return Host(request.getfixturevalue(f"{request.param}_root"), HOSTS[request.param])
 
 
 def systemd_major(booted_version: str) -> int:
@@ -103,17 +112,15 @@ def test_signed_update_is_verified_linked_merged_and_restarted(
     signed_fleet: Fleet,
     release: Release,
     stand_in: StandIn,
-    host_root: Path,
+    host: Host,
     report_time: Callable[[str], None],
 ) -> None:
     publish_stand_in(release, B, stand_in(B))
     signed_fleet.publish([[A], [A, B]])
     assert "Verify=yes" in (signed_fleet.steps / "1/sysupdate/amd64/alloy.transfer").read_text()
-    booted = signed_fleet.boot(host_root, ["1"], report_time)
+    booted = signed_fleet.boot(host.root, ["1"], report_time)
     report = signed_fleet.report(booted)
-    systemd = booted.results.get("systemd", "")
-    if host_root.name == "testing":  # the root must be one that reads the .pgp keyring first
-        assert systemd_major(systemd) >= PGP_KEYRING_SINCE, report
+    assert systemd_major(booted.results.get("systemd", "")) >= host.least_systemd, report
     assert running(booted, 0) == runs(A), report
     assert booted.results.get("update_status_1") == "0", report
     assert running(booted, 1) == runs(B), report
@@ -188,7 +195,7 @@ def test_unverified_release_lands_nothing_and_a_keeps_running(
     release: Release,
     stand_in: StandIn,
     keys: Keys,
-    host_root: Path,
+    host: Host,
     report_time: Callable[[str], None],
 ) -> None:
     """Steps 1-3 serve B with SHA256SUMS tampered after signing, signed by a stranger, and
@@ -201,8 +208,9 @@ def test_unverified_release_lands_nothing_and_a_keeps_running(
     for number, how in enumerate(ATTACKS, 1):
         shutil.copytree(steps / str(len(ATTACKS) + 1), steps / str(number))
         _tamper(steps / str(number), how, keys)
-    booted = signed_fleet.boot(host_root, ["1", "2", "3", "4"], report_time)
+    booted = signed_fleet.boot(host.root, ["1", "2", "3", "4"], report_time)
     report = signed_fleet.report(booted)
+    assert systemd_major(booted.results.get("systemd", "")) >= host.least_systemd, report
     assert running(booted, 0) == runs(A), report
     for number, how in enumerate(ATTACKS, 1):
         assert booted.results.get(f"update_status_{number}") != "0", f"{how}\n{report}"
