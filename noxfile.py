@@ -136,10 +136,13 @@ def release(session: nox.Session) -> None:
 
 
 # The Debian roots the boot tests boot, built once by tests/e2e/make-root.sh and reused:
-# bookworm (systemd 252) for the merge tests, trixie (systemd 257) for the fleet-update tests.
+# bookworm (systemd 252) for the merge tests, trixie (systemd 257) for the fleet-update tests,
+# testing (forky: systemd 262 when added, which reads the .pgp keyring first, as Flatcar
+# Beta/Alpha's 260 does) for the signed-update test too.
 E2E_CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "alloy-sysext-e2e"
 E2E_ROOT = os.environ.get("ALLOY_E2E_ROOT") or str(E2E_CACHE / "bookworm")
 E2E_TRIXIE_ROOT = os.environ.get("ALLOY_E2E_TRIXIE_ROOT") or str(E2E_CACHE / "trixie")
+E2E_TESTING_ROOT = os.environ.get("ALLOY_E2E_TESTING_ROOT") or str(E2E_CACHE / "testing")
 E2E_TOOLS = {
     "debootstrap": "debootstrap",
     "systemd-nspawn": "systemd-container",
@@ -153,7 +156,8 @@ E2E_TOOLS = {
 def e2e(session: nox.Session) -> None:
     """Boot tests (root): Debian 12 (systemd 252) in nspawn merges a built image and runs
     alloy.service; Debian 13 (systemd 257), provisioned with the Ignition config, updates alloy
-    with systemd-sysupdate from a directory published on 127.0.0.1.
+    with systemd-sysupdate from a directory published on 127.0.0.1, and takes only signed
+    releases when they are signed; Debian testing (systemd 258+) takes a signed one too.
 
     Builds the Debian roots once (tests/e2e/make-root.sh); arguments after -- go to pytest.
     Runs in nox's own environment, like build-matrix: any Python 3.10+ with requirements.txt."""
@@ -166,15 +170,19 @@ def e2e(session: nox.Session) -> None:
         session.error(f"missing {', '.join(missing)}: apt-get install {packages}")
     _require_modules(session, "pytest", "invoke")
     session.run(str(ROOT / "tests/e2e/make-root.sh"), E2E_ROOT, external=True)
-    make_trixie = [str(ROOT / "tests/e2e/make-root.sh"), "--suite=trixie", E2E_TRIXIE_ROOT]
-    session.run(*make_trixie, external=True)
+    for suite, root in (("trixie", E2E_TRIXIE_ROOT), ("testing", E2E_TESTING_ROOT)):
+        session.run(str(ROOT / "tests/e2e/make-root.sh"), f"--suite={suite}", root, external=True)
     session.run(
         sys.executable,
         "-m",
         "pytest",
         "tests/e2e",
         *session.posargs,
-        env={"ALLOY_E2E_ROOT": E2E_ROOT, "ALLOY_E2E_TRIXIE_ROOT": E2E_TRIXIE_ROOT},
+        env={
+            "ALLOY_E2E_ROOT": E2E_ROOT,
+            "ALLOY_E2E_TRIXIE_ROOT": E2E_TRIXIE_ROOT,
+            "ALLOY_E2E_TESTING_ROOT": E2E_TESTING_ROOT,
+        },
         external=True,
     )
 

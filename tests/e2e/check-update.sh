@@ -37,9 +37,15 @@ state() {
     put "pid_$1" "$(prop "$unit" MainPID)"
     put "ready_$1" "$(ready)"
     put "instances_$1" "$(cd /opt/extensions/alloy && ls | tr '\n' ' ' | sed 's/ $//')"
+    # Hidden ones too: a partial download would be one.
+    put "files_$1" "$(cd /opt/extensions/alloy && ls -A | tr '\n' ' ' | sed 's/ $//')"
     put "merged_$1" "$(systemd-sysext list --no-legend 2>&1 | awk '{print $1}' | tr '\n' ' ')"
 }
 
+put systemd "$(systemctl --version | head -n 1)"
+# Boot: from the manager's start to multi-user.target, in microseconds (one monotonic clock).
+manager_start=$(systemctl show --property=UserspaceTimestampMonotonic --value)
+put boot_usec $(($(prop multi-user.target ActiveEnterTimestampMonotonic) - manager_start))
 wait_ready 30
 state 0
 step=0
@@ -51,13 +57,26 @@ while read -r served how; do
     start=$(date +%s%N)
     timeout 600 systemctl start systemd-sysupdate.service >"$out/update-$step.txt" 2>&1
     put "update_status_$step" $?
+    # The unit is Type=simple: start returns once the drop-in's ExecStartPre/Post are done, while
+    # its own ExecStart may still run (on 258+ `update --component-all`, which fetches the alloy
+    # component's SHA256SUMS again). Wait for it: the next step's start would be a no-op.
+    tries=600
+    while [ "$(prop systemd-sysupdate.service ActiveState)" = active ] && [ "$tries" -gt 0 ]; do
+        sleep 0.1
+        tries=$((tries - 1))
+    done
     put "update_msec_$step" $((($(date +%s%N) - start) / 1000000))
     put "sysupdate_result_$step" "$(prop systemd-sysupdate.service Result)"
     state "$step"
 done <"$out/steps"
 
+# The keyrings alloy-import-pubring.service wrote for systemd-pull (signed releases).
+put keyrings "$(cd /etc/systemd && ls -d import-pubring.* 2>/dev/null | tr '\n' ' ' | sed 's/ $//')"
 journalctl --sync
-journalctl --unit=systemd-sysupdate.service --output=cat --no-pager >"$out/sysupdate.journal" 2>&1
+# systemd 258+ calls the unit systemd-sysupdate-update.service (systemd-sysupdate.service is an
+# alias of it), and the journal knows it by that name only.
+journalctl --unit=systemd-sysupdate.service --unit=systemd-sysupdate-update.service \
+    --output=cat --no-pager >"$out/sysupdate.journal" 2>&1
 journalctl --unit="$unit" --output=cat --no-pager >"$out/alloy.journal" 2>&1
 journalctl --boot --output=short-monotonic --no-pager >"$out/boot.journal" 2>&1
 put finished yes

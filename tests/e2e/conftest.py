@@ -17,6 +17,7 @@ from tests.needs import unavailable
 HERE = Path(__file__).resolve().parent
 ROOT_ENV = "ALLOY_E2E_ROOT"
 TRIXIE_ENV = "ALLOY_E2E_TRIXIE_ROOT"
+TESTING_ENV = "ALLOY_E2E_TESTING_ROOT"
 ROOT_STAMP = ".alloy-sysext-e2e-root"  # written last by make-root.sh
 GCC = ["gcc", "-static", "-O2", "-s", "-std=c11", "-Wall", "-Wextra"]
 
@@ -98,6 +99,12 @@ def e2e_root() -> Path:
 def trixie_root() -> Path:
     """The Debian 13 root (systemd 257 with systemd-sysupdate, curl, gpg), read-only."""
     return cached_root(TRIXIE_ENV, f"make-root.sh --suite=trixie, which sets {TRIXIE_ENV}")
+
+
+@pytest.fixture
+def testing_root() -> Path:
+    """The Debian testing root (forky: systemd 262 when it was added), read-only."""
+    return cached_root(TESTING_ENV, f"make-root.sh --suite=testing, which sets {TESTING_ENV}")
 
 
 @pytest.fixture

@@ -10,6 +10,8 @@ nodes made on that tmpfs, for the container's systemd-sysext to attach raw image
 from __future__ import annotations
 
 import ctypes
+import os
+import re
 import signal
 import subprocess
 import time
@@ -94,6 +96,27 @@ def _loop_nodes() -> tuple[int, int]:
     return max(existing, default=-1) + 9, max_part.bit_length()
 
 
+# systemd 258 dropped cgroup v1: as PID 1 it exits at once (status 255, not a word) in the
+# hybrid hierarchy nspawn gives a container on a host still on cgroup v1 (nspawn 252 picks the
+# host's layout). Such roots get the unified hierarchy, which nspawn sets up when told to.
+UNIFIED_ONLY_SINCE = 258
+
+
+def _systemd_version(root: Path) -> int | None:
+    """The root's systemd version, from the name of its libsystemd-shared-NNN.so."""
+    for library in root.glob("usr/lib/*/systemd/libsystemd-shared-*.so"):
+        found = re.fullmatch(r"libsystemd-shared-(\d+)\.so", library.name)
+        if found:
+            return int(found[1])
+    return None
+
+
+def _nspawn_env(root: Path) -> dict[str, str]:
+    version = _systemd_version(root)
+    unified = version is not None and version >= UNIFIED_ONLY_SINCE
+    return {**os.environ, **({"SYSTEMD_NSPAWN_UNIFIED_HIERARCHY": "1"} if unified else {})}
+
+
 def _die_with_parent() -> None:
     """If the test run dies, unshare gets SIGKILL, and the container goes with it."""
     pr_set_pdeathsig = 1
@@ -149,6 +172,7 @@ def boot(
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
+            env=_nspawn_env(root),
             preexec_fn=_die_with_parent,
         )
         try:

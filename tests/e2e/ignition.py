@@ -1,13 +1,15 @@
 """Apply an Ignition config's files, links and units to a root directory: what Ignition does on a
 Flatcar host's first boot, for the boot test's Debian root, where Ignition itself cannot run.
 
-Only what alloy-sysext's configs use (build/butane.py): files with inline (data:) or downloaded
+Only what alloy-sysext's configs use (build/butane.py): files with inline (data:, plain or
+base64, as the release key is) or downloaded
 (http) contents and a sha256, `overwrite: false`, symlinks, units with contents, drop-ins and
 `enabled`. Downloads come from `fetch` (the test's published directory), checked like Ignition
 checks them."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import re
@@ -27,8 +29,11 @@ def _under(root: Path, path: str) -> Path:
 
 def _contents(node: dict[str, Any], fetch: Callable[[str], bytes]) -> bytes:
     source = node["contents"]["source"]
-    if source.startswith("data:,"):
-        data = urllib.parse.unquote_to_bytes(source[len("data:,") :])
+    if source.startswith("data:"):  # RFC 2397: data:[MEDIATYPE][;base64],DATA
+        header, _, payload = source[len("data:") :].partition(",")
+        data = urllib.parse.unquote_to_bytes(payload)
+        if header.endswith(";base64"):
+            data = base64.b64decode(data, validate=True)
     else:
         data = fetch(source)
     wanted = node["contents"].get("verification", {}).get("hash")

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Build, once, a Debian root the boot test (tests/e2e) boots with systemd as PID 1:
-#   tests/e2e/make-root.sh [--suite=bookworm|trixie] [DIR]
+#   tests/e2e/make-root.sh [--suite=bookworm|trixie|testing] [DIR]
 # bookworm (systemd 252, the default) for the merge tests; trixie (systemd 257, with
-# systemd-sysupdate, systemd-pull, gpg and curl) for the fleet-update tests.
+# systemd-sysupdate, systemd-pull, gpg and curl) for the fleet-update tests; testing (Debian's
+# next release, forky: systemd 258 and newer, which read the .pgp keyring first, as Flatcar
+# Beta/Alpha's 260 does) with the same packages, for the signed-update test. testing moves:
+# rebuild it (remove DIR) to follow it.
 # DIR defaults to ${XDG_CACHE_HOME:-$HOME/.cache}/alloy-sysext-e2e/SUITE. A complete root there
 # (one holding this recipe's stamp) is reused as it is; otherwise debootstrap writes a new one to a
 # temporary directory beside DIR, renamed into place only when complete, so an interrupted run
@@ -19,9 +22,9 @@ case ${1:-} in
 esac
 case $SUITE in
 bookworm) INCLUDE=systemd,systemd-sysv,dbus ;;
-trixie) INCLUDE=systemd,systemd-sysv,dbus,systemd-container,gpg,curl ;;
+trixie | testing) INCLUDE=systemd,systemd-sysv,dbus,systemd-container,gpg,curl ;;
 *)
-    echo "make-root.sh: error: unknown suite $SUITE: give --suite=bookworm or --suite=trixie" >&2
+    echo "make-root.sh: error: unknown suite $SUITE: give --suite=bookworm, trixie or testing" >&2
     exit 1
     ;;
 esac

@@ -142,11 +142,21 @@ class Fleet:
         assert url.startswith(self.server.url), url
         return (self.steps / "0" / url.removeprefix(self.server.url)).read_bytes()
 
-    def boot(self, root: Path, updates: list[str], report_time: Callable[[str], None]) -> Boot:
+    def boot(
+        self,
+        root: Path,
+        updates: list[str],
+        report_time: Callable[[str], None],
+        host_files: dict[str, bytes] | None = None,
+    ) -> Boot:
         """Boot the host provisioned by step 0; then, for each of `updates` (the Nth is step
-        N's directory, "N stopped": with alloy stopped first), start systemd-sysupdate.service."""
+        N's directory, "N stopped": with alloy stopped first), start systemd-sysupdate.service.
+        `host_files` (path: bytes) are on the host before it is provisioned."""
         seed = self.tmp_path / "seed"
         seed.mkdir()
+        for path, data in (host_files or {}).items():
+            (seed / path.lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
+            (seed / path.lstrip("/")).write_bytes(data)
         apply(self.steps / "0/flatcar/alloy-amd64.ign", seed, root, self.fetch)
         (seed / "etc/default").mkdir(parents=True, exist_ok=True)
         (seed / "etc/default/alloy").write_text(
@@ -171,8 +181,11 @@ class Fleet:
         (shared / "steps").write_text("".join(f"{step}\n" for step in updates))
         booted = boot(root, seed, shared, timeout=timeout + 60, host_network=True)
         msecs = [booted.results.get(f"update_msec_{n}", "?") for n in range(1, len(updates) + 1)]
+        usec = booted.results.get("boot_usec", "")
+        systemd = booted.results.get("systemd", "systemd ?").split(" (")[0]
+        to_target = f", to multi-user.target {int(usec) / 1000:.0f} ms" if usec.isdigit() else ""
         report_time(
-            f"boot+{len(updates)} updates+shutdown {booted.seconds:.1f} s "
+            f"{systemd}{to_target}; boot+{len(updates)} updates+shutdown {booted.seconds:.1f} s "
             f"(each update: {', '.join(msecs)} ms)"
         )
         assert booted.returncode is not None, self.report(booted)
