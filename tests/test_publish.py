@@ -395,7 +395,8 @@ def test_provisioning_installs_the_newest_image_with_its_hash(published: Path, a
     assert "/usr/lib/systemd/systemd-sysupdate -C alloy update" in dropin["contents"]
     # Around the update, the activate script the config ships: merge, restart, health gate.
     assert "ExecStartPre=+/opt/alloy-sysext/activate before\n" in dropin["contents"]
-    assert "ExecStartPost=+/opt/alloy-sysext/activate after\n" in dropin["contents"]
+    assert "ExecStartPre=+/opt/alloy-sysext/activate after\n" in dropin["contents"]
+    assert "\nExecStartPost=" not in dropin["contents"]  # 258+ ExecStart= would race it
     assert "TimeoutStartSec=15min\n" in dropin["contents"]
     activate = files["/opt/alloy-sysext/activate"]
     assert activate["mode"] == 0o755
