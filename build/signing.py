@@ -89,7 +89,7 @@ def signer(key: str, gnupg_home: Path | None = None) -> Signer:
         f"no secret key {key} to sign with",
         hint,
     ).decode("utf-8", "replace")
-    fingerprints = _primary_fingerprints(listing)
+    fingerprints = primary_fingerprints(listing, "sec")
     if len(fingerprints) != 1:
         raise BuildError(
             f"--sign-key {key} names {len(fingerprints)} secret keys, not one; nothing was written",
@@ -104,19 +104,20 @@ def signer(key: str, gnupg_home: Path | None = None) -> Signer:
     return Signer(key, gnupg_home, fingerprint, public, armored.decode("ascii"))
 
 
-def _primary_fingerprints(listing: str) -> list[str]:
-    """The fingerprint of each `sec` (primary secret key) in gpg --with-colons output."""
+def primary_fingerprints(listing: str, record: str) -> list[str]:
+    """The fingerprint of each primary key in gpg --with-colons output: `record` is "sec" for
+    secret keys, "pub" for public ones (a subkey's fingerprint follows "ssb" or "sub")."""
     found: list[str] = []
-    after_sec = False
+    after_primary = False
     for line in listing.splitlines():
         fields = line.split(":")
-        if fields[0] == "sec":
-            after_sec = True
-        elif fields[0] == "fpr" and after_sec and len(fields) > 9:
+        if fields[0] == record:
+            after_primary = True
+        elif fields[0] == "fpr" and after_primary and len(fields) > 9:
             found.append(fields[9].upper())
-            after_sec = False
+            after_primary = False
         elif fields[0] in ("ssb", "sub"):
-            after_sec = False
+            after_primary = False
     return found
 
 

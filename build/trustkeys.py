@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .errors import BuildError
 from .safeio import read_regular
-from .signing import gpg_command, run_tool
+from .signing import gpg_command, primary_fingerprints, run_tool
 
 MAX_TRUST_KEYS = 1 << 20  # bytes: a keyring of a few keys is a few KiB
 _HINT = (
@@ -70,23 +70,8 @@ def read_trust_keys(path: Path) -> TrustKeys:
             )
         run("--import-options=import-minimal", "--import", str(given))
         listing = run("--with-colons", "--list-keys").decode("utf-8", "replace")
-        fingerprints = _primary_fingerprints(listing)
+        fingerprints = primary_fingerprints(listing, "pub")
         if not fingerprints:
             raise BuildError(f"--trust-keys file {path} holds no public key", _HINT)
         keyring = run("--export-options=export-minimal", "--export", *fingerprints)
     return TrustKeys(keyring, tuple(fingerprints))
-
-
-def _primary_fingerprints(listing: str) -> list[str]:
-    found: list[str] = []
-    after_pub = False
-    for line in listing.splitlines():
-        fields = line.split(":")
-        if fields[0] == "pub":
-            after_pub = True
-        elif fields[0] == "fpr" and after_pub and len(fields) > 9:
-            found.append(fields[9].upper())
-            after_pub = False
-        elif fields[0] == "sub":
-            after_pub = False
-    return found

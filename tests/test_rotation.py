@@ -19,9 +19,10 @@ from build.verify import Expectations
 from build.verify import verify as run_verify
 from tests import test_signing
 from tests.conftest import VERSION, Invoke
+from tests.gpgkeys import gpg
 from tests.image import EXPECTED_LISTING, extract, listing
 from tests.test_publish import PUBLISH_URL, ok, one_line_error
-from tests.test_signing import HOST_KEY, UNIT, Keys, _gpg, export, gpgv, ignition, unit_script
+from tests.test_signing import HOST_KEY, UNIT, Keys, export, gpgv, ignition, unit_script
 from tests.test_verify import fails_because, repack, verify
 
 pytestmark = pytest.mark.needs("gpg", "gpgv", "unsquashfs")
@@ -38,7 +39,7 @@ IMAGE = f"alloy-{VERSION}-amd64.raw"
 
 def public_key(keys: Keys, fingerprint: str, where: Path, armored: bool = False) -> Path:
     if armored:
-        where.write_text(_gpg(keys.home, "--armor", "--export", fingerprint).stdout)
+        where.write_bytes(gpg(keys.home, "--armor", "--export", fingerprint).stdout)
     else:
         where.write_bytes(export(keys.home, fingerprint))
     return where
@@ -129,9 +130,9 @@ def test_other_keys_restage_and_repack(invoke: Invoke, keys: Keys, tmp_path: Pat
 
 
 def _secret(keys: Keys, path: Path) -> None:
-    secret = _gpg(keys.home, "--pinentry-mode=loopback", "--passphrase=", "--armor",
+    secret = gpg(keys.home, "--pinentry-mode=loopback", "--passphrase=", "--armor",
                   "--export-secret-keys", keys.next).stdout  # fmt: skip
-    path.write_text(secret)
+    path.write_bytes(secret)
 
 
 def _public_and_secret(keys: Keys, path: Path) -> None:
@@ -145,7 +146,7 @@ def _public_and_secret(keys: Keys, path: Path) -> None:
 def _signature(keys: Keys, path: Path) -> None:
     data = path.with_name("data")
     data.write_text("signed\n")
-    _gpg(keys.home, f"--local-user={keys.next}", "--output", str(path), "--detach-sign", str(data))
+    gpg(keys.home, f"--local-user={keys.next}", "--output", str(path), "--detach-sign", str(data))
 
 
 def _symlink(keys: Keys, path: Path) -> None:

@@ -24,6 +24,7 @@ from werkzeug import Request, Response
 from build.signing import PASSPHRASE_ENV
 from tests.conftest import INVOKE_CLI, REPO, VERSION, Release
 from tests.fakes import release_assets
+from tests.gpgkeys import gpg, new_key, throwaway_home
 from tests.needs import need
 from tests.test_publish import (
     PUBLISH_URL,
@@ -53,47 +54,17 @@ class Keys:
     next: str  # and one an image names as the key to trust next
 
 
-def _gpg(home: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        ["gpg", "--batch", "--no-tty", f"--homedir={home}", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
-
-
-def _new_key(home: Path, name: str, passphrase: str) -> str:
-    _gpg(
-        home,
-        "--pinentry-mode=loopback",
-        f"--passphrase={passphrase}",
-        "--quick-gen-key",
-        f"{name} <{name.lower()}@example.com>",
-        "ed25519",
-        "sign",
-        "never",
-    )
-    listing = _gpg(home, "--with-colons", "--list-secret-keys", name).stdout
-    return re.findall(r"^fpr:(?:[^:]*:){8}([0-9A-F]{40}):", listing, re.M)[0]
-
-
 @pytest.fixture(scope="module")
 def keys() -> Iterator[Keys]:
     need("gpg", "gpgv", "gpgconf")
-    home = Path(tempfile.mkdtemp(prefix="ag.", dir="/tmp"))
-    home.chmod(0o700)
-    try:
+    with throwaway_home() as home:
         yield Keys(
             home,
-            _new_key(home, "Plain", ""),
-            _new_key(home, "Protected", PASSPHRASE),
-            _new_key(home, "Vendor", ""),
-            _new_key(home, "Next", ""),
+            new_key(home, "Plain"),
+            new_key(home, "Protected", PASSPHRASE),
+            new_key(home, "Vendor"),
+            new_key(home, "Next"),
         )
-    finally:
-        subprocess.run(["gpgconf", f"--homedir={home}", "--kill", "all"], check=False)
-        shutil.rmtree(home, ignore_errors=True)
 
 
 # One amd64 and one arm64 image, built once; each test releases a copy.
@@ -265,10 +236,10 @@ def test_keyring_unit_keeps_the_vendor_keys_and_adds_ours(
     assert result.returncode == 0, result.stderr
     data = tmp_path / "data"
     data.write_text("vendor-signed\n")
-    _gpg(keys.home, f"--local-user={keys.vendor}", "--detach-sign", str(data))
+    gpg(keys.home, f"--local-user={keys.vendor}", "--detach-sign", str(data))
     later = tmp_path / "later"
     later.write_text("signed with the next key\n")
-    _gpg(keys.home, f"--local-user={keys.next}", "--detach-sign", str(later))
+    gpg(keys.home, f"--local-user={keys.next}", "--detach-sign", str(later))
     for keyring in ("import-pubring.gpg", "import-pubring.pgp"):
         path = host / "etc/systemd" / keyring
         assert oct(path.stat().st_mode & 0o777) == "0o644"
@@ -507,7 +478,7 @@ def test_real_sysupdate_verifies_the_signature_and_refuses_tampering(
     sums_text = (output / "SHA256SUMS").read_bytes()
     data = tmp_path / "stranger"
     data.write_bytes(sums_text)
-    _gpg(keys.home, f"--local-user={keys.vendor}", "--detach-sign", str(data))
+    gpg(keys.home, f"--local-user={keys.vendor}", "--detach-sign", str(data))
     forged = sums_text.replace(b"a", b"b", 1) if b"a" in sums_text else b"0" + sums_text
     attacks = [
         ({"SHA256SUMS": forged}, "BAD signature"),

@@ -7,10 +7,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-import re
 import shutil
-import subprocess
-import tempfile
 import urllib.parse
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -31,6 +28,7 @@ from tests.e2e.test_update import (  # noqa: F401 (fleet, published_server: fixt
     running,
     runs,
 )
+from tests.gpgkeys import gpg, new_key, throwaway_home
 from tests.needs import need
 
 pytestmark = [*test_update.pytestmark, pytest.mark.needs("gpg", "gpgconf")]
@@ -43,33 +41,12 @@ class Keys:
     k2: str  # the key rotated to
 
 
-def _gpg(home: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        ["gpg", "--batch", "--no-tty", f"--homedir={home}", *args],
-        capture_output=True,
-        timeout=120,
-        check=True,
-    )
-
-
-def _new_key(home: Path, name: str) -> str:
-    _gpg(home, "--pinentry-mode=loopback", "--passphrase=", "--quick-gen-key",
-         f"{name} <{name.lower()}@example.com>", "ed25519", "sign", "never")  # fmt: skip
-    listing = _gpg(home, "--with-colons", "--list-secret-keys", name).stdout.decode()
-    return re.findall(r"^fpr:(?:[^:]*:){8}([0-9A-F]{40}):", listing, re.M)[0]
-
-
 @pytest.fixture(scope="module")
 def keys() -> Iterator[Keys]:
     """Throwaway keys in a short GNUPGHOME under /tmp, whose agent is stopped afterwards."""
     need("gpg", "gpgconf")
-    home = Path(tempfile.mkdtemp(prefix="ar.", dir="/tmp"))
-    home.chmod(0o700)
-    try:
-        yield Keys(home, _new_key(home, "K1"), _new_key(home, "K2"))
-    finally:
-        subprocess.run(["gpgconf", f"--homedir={home}", "--kill", "all"], check=False)
-        shutil.rmtree(home, ignore_errors=True)
+    with throwaway_home("ar.") as home:
+        yield Keys(home, new_key(home, "K1"), new_key(home, "K2"))
 
 
 @dataclasses.dataclass
@@ -129,7 +106,7 @@ def test_host_trusting_k1_takes_k1_release_carrying_k2_then_k2_only_release(
     report_time: Callable[[str], None],
 ) -> None:
     k2_public = rotation.tmp_path / "K2.pub"
-    k2_public.write_bytes(_gpg(keys.home, "--export", keys.k2).stdout)
+    k2_public.write_bytes(gpg(keys.home, "--export", keys.k2).stdout)
     carries_k2 = (f"--trust-keys={k2_public}",)
     publish_stand_in(release, B, stand_in(B))
     publish_stand_in(release, C, stand_in(C))

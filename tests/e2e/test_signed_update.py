@@ -12,7 +12,6 @@ import hashlib
 import re
 import shutil
 import subprocess
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -31,6 +30,7 @@ from tests.e2e.test_update import (  # noqa: F401 (fleet, published_server: fixt
     running,
     runs,
 )
+from tests.gpgkeys import gpg, new_key, throwaway_home
 from tests.needs import need
 
 pytestmark = [*test_update.pytestmark, pytest.mark.needs("gpg", "gpgconf")]
@@ -46,35 +46,13 @@ class Keys:
     stranger: str  # of a key no host trusts
 
 
-def _gpg(home: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        ["gpg", "--batch", "--no-tty", f"--homedir={home}", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
-
-
-def _new_key(home: Path, name: str) -> str:
-    _gpg(home, "--pinentry-mode=loopback", "--passphrase=", "--quick-gen-key",
-         f"{name} <{name.lower()}@example.com>", "ed25519", "sign", "never")  # fmt: skip
-    listing = _gpg(home, "--with-colons", "--list-secret-keys", name).stdout
-    return re.findall(r"^fpr:(?:[^:]*:){8}([0-9A-F]{40}):", listing, re.M)[0]
-
-
 @pytest.fixture(scope="module")
 def keys() -> Iterator[Keys]:
     """Throwaway keys in a short GNUPGHOME under /tmp (gpg-agent's socket path is short), whose
     agent is stopped afterwards."""
     need("gpg", "gpgconf")
-    home = Path(tempfile.mkdtemp(prefix="ag.", dir="/tmp"))
-    home.chmod(0o700)
-    try:
-        yield Keys(home, _new_key(home, "Release"), _new_key(home, "Stranger"))
-    finally:
-        subprocess.run(["gpgconf", f"--homedir={home}", "--kill", "all"], check=False)
-        shutil.rmtree(home, ignore_errors=True)
+    with throwaway_home("ag.") as home:
+        yield Keys(home, new_key(home, "Release"), new_key(home, "Stranger"))
 
 
 @pytest.fixture
@@ -175,7 +153,7 @@ def _tamper(step: Path, how: str, keys: Keys) -> None:
         sums.write_text(text.replace(line, forged))
     elif how == "stranger":  # the same SHA256SUMS, signed by a key the host does not trust
         (step / "SHA256SUMS.gpg").unlink()
-        _gpg(keys.home, f"--local-user={keys.stranger}", "--output",
+        gpg(keys.home, f"--local-user={keys.stranger}", "--output",
              str(step / "SHA256SUMS.gpg"), "--detach-sign", str(sums))  # fmt: skip
     elif how == "unsigned":  # no signature at all, while the transfer says Verify=yes
         (step / "SHA256SUMS.gpg").unlink()
