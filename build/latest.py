@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from . import http
+from . import alloy, http
 from .cache import make_cache_dir
 from .errors import BuildError
 from .report import say
-from .spec import DEFAULTS, BuildSpec, source_key
+from .spec import BuildSpec, source_key
 from .targets import file_lock, lock_file, write_text_atomic
 
 LATEST = "latest"
@@ -33,7 +33,7 @@ MAX_PAGES = 50  # a Link: rel="next" chain longer than this is a loop, not a rel
 STABLE_TAG = re.compile(r"v([0-9]{1,9})\.([0-9]{1,9})\.([0-9]{1,9})")
 PAGE_MAX = 32 << 20  # bytes of one page of the releases API (GitHub's are well under 1 MiB)
 TOKEN_VARIABLE = "GITHUB_TOKEN"
-GITHUB_API_URL = DEFAULTS["api_url"]
+GITHUB_API_URL = alloy.UPSTREAM_API_URL
 _HINT = "check the network or --api-url, or pin --version=X.Y.Z"
 
 
@@ -46,7 +46,7 @@ def spec_from_options(options: Mapping[str, Any]) -> BuildSpec:
     if not is_latest(options.get("version")):
         return BuildSpec.from_options(options)
     # Every other option validated as for any build: the cache, the retries, the API URL.
-    probe = BuildSpec.from_options({**options, "version": DEFAULTS["version"]})
+    probe = BuildSpec.from_options({**options, "version": alloy.DEFAULT_VERSION})
     found = resolve(
         probe.api_url,
         probe.cache_dir,
@@ -90,7 +90,7 @@ def resolve(
     max_age: float = MAX_AGE,
     allow_http: bool = False,
     stall_timeout: float | None = None,
-    download_timeout: float = float(DEFAULTS["download_timeout"]),
+    download_timeout: float = 3600.0,
 ) -> Resolved:
     """The highest stable release at `api_url`: a cached answer younger than `max_age` seconds,
     or one fetched now (and cached)."""

@@ -28,7 +28,7 @@ class Compressor:
     bcj: bool = False
 
 
-# Every --compression choice (spec.COMPRESSIONS is this table's keys).
+# Every --compression choice (the option table, build/options.py, takes this table's keys).
 COMPRESSORS: dict[str, Compressor] = {
     "xz": Compressor("xz"),
     "xz-bcj": Compressor("xz", bcj=True),

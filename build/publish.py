@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from . import butane, manifest, signing, sysupdate
+from . import alloy, butane, manifest, signing, sysupdate
 from .arch import ARCHES
 from .checksum import SUMS_FILE, image_sums, sums_text, write_sums
 from .errors import BuildError
@@ -46,8 +46,8 @@ SYSUPDATE_DROPIN = f"{NAME}.conf"  # in systemd-sysupdate.service.d/
 NOOP_TRANSFERS = ("/etc/sysupdate.d/noop.transfer", "/etc/sysupdate.d/noop.conf")
 # Run by the drop-in after an update: merge, restart, health gate, rollback.
 ACTIVATE_SCRIPT = f"/opt/{NAME}-sysext/activate"
-DEFAULT_HEALTH_URL = "http://127.0.0.1:12345/-/ready"  # Alloy's default listen address
-HEALTH_TIMEOUT = 60  # seconds an updated alloy has to become healthy
+DEFAULT_HEALTH_URL = alloy.DEFAULT_HEALTH_URL
+HEALTH_TIMEOUT = alloy.HEALTH_TIMEOUT
 # The drop-in's TimeoutStartSec=: the download, the gate, and a rollback's second gate.
 UPDATE_TIMEOUT = "15min"
 # A signed release's key on the host, and the unit that adds it to sysupdate's keyring.

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from build.spec import DEFAULTS
+from build.options import BY_NAME
 from tests.conftest import REPO, VERSION
 from tests.image import listing
 
@@ -65,7 +65,7 @@ def test_installs_the_tools_and_the_pinned_runtime_requirements() -> None:
 def test_environment_names_options_the_pipeline_reads() -> None:
     env = " ".join(instructions("ENV"))
     for name in re.findall(r"INVOKE_([A-Z_]+)=", env):
-        assert name.lower() in DEFAULTS
+        assert name.lower() in BY_NAME
     assert "INVOKE_OUTPUT_DIR=/output" in env
 
 

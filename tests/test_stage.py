@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from build.arch import ARCHES
-from build.pack import bcj_filter, mksquashfs_args
-from build.spec import COMPRESSIONS, BuildSpec
+from build.pack import COMPRESSORS, bcj_filter, mksquashfs_args
 from build.spec import IMAGE_EXTENSION_RELEASE as RELEASE
 from build.spec import IMAGE_UNIT as UNIT
+from build.spec import BuildSpec
 from build.stage import STRICT_XATTR, _strip_foreign_xattrs, stage
 from tests.fakes import MACHINES, elf_binary, zip_bytes
 
@@ -83,7 +83,7 @@ FLAGS = {
 
 
 def test_every_compression_and_arch_is_listed() -> None:
-    assert set(FLAGS) == {(c, a) for c in COMPRESSIONS for a in ARCHES}
+    assert set(FLAGS) == {(c, a) for c in COMPRESSORS for a in ARCHES}
 
 
 @pytest.mark.parametrize(("compression", "arch"), FLAGS)

@@ -1,0 +1,180 @@
+"""build/options.py: one table gives every task its flags, defaults, parsing and help."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import tasks
+from build import options
+from build.errors import BuildError
+from build.spec import IMAGE_AUTOSTART
+from tests.conftest import VERSION, Invoke
+from tests.test_bad_input import error_line, ok
+
+# The short flags each task had before the table pinned them (Invoke handed them out in
+# signature order): they must never move, whatever options are added.
+SHORT_FLAGS = {
+    **{
+        task: {
+            "version": "v",
+            "arch": "a",
+            "base-url": "b",
+            "output-dir": "o",
+            "cache-dir": "c",
+            "compression": "m",
+            "config-path": "n",
+            "unit-template": "u",
+            "compat-arch": "p",
+            "retries": "r",
+            "autostart": "t",
+            "force": "f",
+        }
+        for task in options.BUILD_TASKS
+    },
+    "clean": {
+        "version": "v",
+        "arch": "a",
+        "output-dir": "o",
+        "cache-dir": "c",
+        "compat-arch": "m",
+        "cache": "h",
+    },
+    "sums": {"output-dir": "o"},
+    "release": {"output-dir": "o", "publish-url": "p", "update-url": "u", "health-url": "h"},
+}
+SHORT_FLAGS["verify"]["image"] = "i"
+SHORT_FLAGS["all"]["verify"] = "e"
+
+
+def flags_of(task: str) -> dict[str, str | None]:
+    made = tasks.ns[task].get_arguments()
+    return {arg.names[0]: next((n for n in arg.names[1:] if len(n) == 1), None) for arg in made}
+
+
+@pytest.mark.parametrize("task", sorted(SHORT_FLAGS))
+def test_short_flags_are_pinned_and_unique(task: str) -> None:
+    flags = flags_of(task)
+    shorts = {name: short for name, short in flags.items() if short}
+    assert shorts == SHORT_FLAGS[task]
+    assert len(set(shorts.values())) == len(shorts)
+
+
+def test_every_task_takes_its_flags_from_the_table() -> None:
+    assert set(tasks.ns.task_names) == {task for o in options.OPTIONS for task in o.tasks}
+    for task in tasks.ns.task_names:
+        names = set(flags_of(task))
+        for option in options.options_of(task):
+            dashed = option.flag[2:]
+            assert dashed in names
+            assert (f"no-{dashed}" in names) == option.switch
+        assert len(names) == sum(1 + o.switch for o in options.options_of(task))
+    assert len(options.BY_NAME) == len(options.OPTIONS)  # each option once
+
+
+def test_configuration_knows_every_option_unset() -> None:
+    # Unset: Invoke then reads INVOKE_RETRIES=abc as text, and the parser says what is wrong.
+    assert tasks.ns.configuration() == {o.name: None for o in options.OPTIONS}
+
+
+@pytest.mark.parametrize(
+    ("flags", "config", "expected"),
+    [
+        ({}, {}, False),
+        ({}, {"autostart": "true"}, True),
+        ({}, {"autostart": True}, True),
+        ({"no_autostart": True}, {"autostart": "true"}, False),
+        ({"autostart": True}, {"autostart": "false"}, True),
+        ({"autostart": True}, {}, True),
+    ],
+)
+def test_a_switch_goes_both_ways_and_the_command_line_wins(
+    flags: dict[str, bool], config: dict[str, object], expected: bool
+) -> None:
+    assert options.resolve("all", flags, config)["autostart"] is expected
+
+
+def test_a_switch_given_both_ways_is_refused() -> None:
+    with pytest.raises(BuildError, match="--autostart and --no-autostart together"):
+        options.resolve("all", {"autostart": True, "no_autostart": True})
+
+
+def test_a_default_may_depend_on_an_earlier_option() -> None:
+    seen: list[object] = []
+    computed = options.Computed(lambda values: seen.append(dict(values)) or "x", "x")
+    table = (
+        options.Option("first", "", ("t",), options.text, default="one"),
+        options.Option("second", "", ("t",), options.text, default=computed),
+    )
+    original = options.OPTIONS
+    try:
+        options.OPTIONS = table
+        assert options.resolve("t", {}) == {"first": "one", "second": "x"}
+    finally:
+        options.OPTIONS = original
+    assert seen == [{"first": "one"}]
+
+
+def test_clean_takes_version_only_from_the_command_line() -> None:
+    # invoke.yaml's version says what to build, not that clean may keep the other versions.
+    values = options.resolve("clean", {}, {"version": "1.9.0", "arch": "arm64"})
+    assert values["version"] is None and values["arch"] is None
+    assert options.resolve("clean", {"version": "1.9.0"}, {})["version"] == "1.9.0"
+
+
+def test_no_autostart_wins_over_the_environment_and_invoke_yaml(
+    invoke: Invoke, tmp_path: Path
+) -> None:
+    dropin = tmp_path / "output/.staging" / f"alloy-{VERSION}-amd64/rootfs" / IMAGE_AUTOSTART
+    ok(invoke("stage", env={"INVOKE_AUTOSTART": "true"}))
+    assert dropin.is_file()
+    ok(invoke("stage", "--no-autostart", env={"INVOKE_AUTOSTART": "true"}))
+    assert not dropin.exists()
+    config = tmp_path / "invoke.yaml"
+    config.write_text("autostart: true\n")
+    ok(invoke("-f", str(config), "stage"))
+    assert dropin.is_file()
+    ok(invoke("-f", str(config), "stage", "--no-autostart"))
+    assert not dropin.exists()
+
+
+def test_a_mistyped_task_or_flag_names_the_closest(invoke: Invoke) -> None:
+    typo = invoke("al")
+    assert typo.returncode != 0 and "Traceback" not in typo.stderr
+    assert "No idea what 'al' is! Did you mean 'all'?" in typo.stderr
+    flag = invoke("all", "--outptu-dir=x")
+    assert "Did you mean '--output-dir'?" in flag.stderr
+    nothing = invoke("zzzzzz")
+    assert "See invoke --list for the tasks." in nothing.stderr
+
+
+def test_an_output_dir_that_is_a_file_is_named_as_the_option(
+    invoke: Invoke, tmp_path: Path
+) -> None:
+    (tmp_path / "afile").write_text("mine\n")
+    line = error_line(invoke("all", "--output-dir=afile"), "--output-dir afile is not a directory")
+    assert "(from --output-dir)" in line
+    assert (tmp_path / "afile").read_text() == "mine\n"
+    from_env = error_line(invoke("pack", env={"INVOKE_OUTPUT_DIR": "afile"}))
+    assert "from INVOKE_OUTPUT_DIR" in from_env
+
+
+def test_a_v_before_the_version_is_said(invoke: Invoke) -> None:
+    out = ok(invoke("fetch", f"--version=v{VERSION}")).stdout
+    assert f"v{VERSION} taken as {VERSION}" in out
+
+
+def test_list_lines_are_whole_sentences(invoke: Invoke) -> None:
+    listed = ok(invoke("--list")).stdout.split("Default task")[0]
+    described: dict[str, str] = {}
+    task = ""
+    for line in listed.splitlines()[1:]:
+        if line.startswith("  ") and not line.startswith("   "):
+            task, _, text = line.strip().partition(" ")
+            described[task] = text.strip()
+        elif line.strip():
+            described[task] += " " + line.strip()
+    assert set(described) == set(tasks.ns.task_names)
+    for name, text in described.items():
+        assert text.endswith("."), f"{name}: {text}"
