@@ -13,6 +13,10 @@ from pathlib import Path
 
 import nox
 
+# The newest feature used: allow_parallel= (and nox -j), which came in 2026.8.10; default=,
+# requires= and tags (on sessions and on nox.param) are older.
+nox.needs_version = ">=2026.8.10"
+
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 
@@ -46,7 +50,7 @@ def tests(session: nox.Session) -> None:
 
 @nox.session(tags=["lint"])
 def lint(session: nox.Session) -> None:
-    """Lint: ruff on the code, hadolint on the Dockerfile, actionlint + shellcheck on workflows."""
+    """Run ruff on the code, hadolint on the Dockerfile, actionlint + shellcheck on workflows."""
     session.install("-r", "requirements-lint.txt")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
@@ -120,8 +124,10 @@ def _flags(args: list[str], names: tuple[str, ...], keep: bool) -> list[str]:
 
 @nox.session(python=False, default=False, requires=["build-matrix"], tags=["release"])
 def release(session: nox.Session) -> None:
-    """Build every cell of the matrix, then write the files to publish with `invoke release`
-    (SHA256SUMS, index.json, sysupdate transfers, Butane/Ignition), once, after all of them.
+    """Build every cell of the matrix, then write the files to publish with `invoke release`.
+
+    Those files (SHA256SUMS, index.json, sysupdate transfers, Butane/Ignition) are written once,
+    after all the cells.
 
     Give the publish URL after --: nox -s release -- --publish-url=https://example.com/alloy/"""
     _require_modules(session, "invoke")
@@ -154,7 +160,9 @@ E2E_TOOLS = {
 
 @nox.session(python=False, default=False, tags=["e2e"])
 def e2e(session: nox.Session) -> None:
-    """Boot tests (root): Debian 12 (systemd 252) in nspawn merges a built image and runs
+    """Run the boot tests (as root) in Debian containers that merge and update the image.
+
+    Debian 12 (systemd 252) in nspawn merges a built image and runs
     alloy.service; Debian 13 (systemd 257), provisioned with the Ignition config, updates alloy
     with systemd-sysupdate from a directory published on 127.0.0.1, and takes only signed
     releases when they are signed; Debian testing (systemd 258+) takes a signed one too.
@@ -189,9 +197,10 @@ def e2e(session: nox.Session) -> None:
 
 @nox.session(python=False, default=False, tags=["bench"])
 def bench(session: nox.Session) -> None:
-    """Benchmarks (issue 7): size, speed and memory against the original script; prints the table
-    and writes docs/benchmarks.md (arguments after -- go to benchmarks/bench.py, e.g. --runs=5;
-    --large adds a 236 MB stand-in).
+    """Measure size, speed and memory against the original script; write docs/benchmarks.md.
+
+    Prints the table too. Arguments after -- go to benchmarks/bench.py, e.g. --runs=5; --large
+    adds a 236 MB stand-in.
 
     Fetches Debian's packer binary once with apt-get download as the stand-in for Alloy."""
     _require_modules(session, "invoke")

@@ -1,10 +1,11 @@
-"""The benchmark's table (benchmarks/bench.py; the benchmark itself runs with nox -s bench)."""
+"""The benchmark's table (benchmarks/table.py; the benchmark itself runs with nox -s bench)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from benchmarks.bench import Row, format_table, paired
+from benchmarks.common import paired
+from benchmarks.table import Row, format_table
 
 
 def test_table_shows_ratio_goal_and_verdict() -> None:

@@ -1,0 +1,81 @@
+"""docs/benchmarks.md: the table, the machine it was measured on, and the commands measured."""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import subprocess
+from pathlib import Path
+
+from benchmarks.common import COMMANDS
+from benchmarks.standin import LARGE_VERSION, PACKAGE, VERSION, binary_package
+
+# The notes below this line in docs/benchmarks.md are written by hand: a new run keeps them.
+NOTES_MARKER = "<!-- notes: kept by nox -s bench -->"
+
+
+def machine(binary: Path, large: Path | None) -> list[str]:
+    """The machine, its tools and the stand-ins, as Markdown list items."""
+
+    def first(cmd: list[str]) -> str:
+        try:
+            out = subprocess.run(cmd, capture_output=True, text=True).stdout
+        except OSError:
+            return "not installed"
+        return out.strip().splitlines()[0] if out.strip() else "?"
+
+    os_name = "?"
+    if Path("/etc/os-release").exists():
+        found = re.search(r'^PRETTY_NAME="?([^"\n]*)', Path("/etc/os-release").read_text(), re.M)
+        os_name = found.group(1) if found else "?"
+    lines = [
+        f"- CPUs (nproc): {os.cpu_count()}",
+        f"- OS: {os_name}; kernel {platform.release()} ({platform.machine()})",
+        f"- Python: {platform.python_version()}; root: {os.geteuid() == 0}",
+        f"- squashfs-tools: {first(['mksquashfs', '-version'])}",
+        f"- xz: {first(['xz', '--version'])}",
+        f"- the binary: `{binary_package(binary)}`'s /usr/bin/{PACKAGE}, "
+        f"{binary.stat().st_size:,} bytes (Go, stripped), served as Alloy {VERSION} "
+        "(alloy-linux-ARCH.zip, deflate) from a local HTTP server on 127.0.0.1",
+    ]
+    if large is not None:
+        source = (large.parent / "source.txt").read_text().strip()
+        lines.append(
+            f'- the large binary (--large, figures prefixed "large:"): built here, '
+            f"{large.stat().st_size:,} bytes (Go, stripped), served as Alloy {LARGE_VERSION}; "
+            f"from {source}"
+        )
+    return lines
+
+
+def write_docs(path: Path, table: str, lines: list[str], took: float, args: list[str]) -> None:
+    commands = "\n".join(COMMANDS)
+    text = f"""# Benchmarks
+
+Produced by `nox -s bench` ({" ".join(args) or "default run counts"}), which took {took:.0f} s
+end to end; each figure is the median of the runs given there. Ratios are ours / theirs, measured
+in the same run; "theirs" is the original script's step (or a limit) named in the figure. A ratio
+with a range in brackets comes from pairs (ours and theirs back to back, alternating which goes
+first): the median of the pairs' ratios, then the lowest and highest.
+
+{table}
+
+## Machine
+
+{chr(10).join(lines)}
+
+## Commands measured
+
+Paths are the bench's own (under its cache directory), URL its local server:
+
+```
+{commands}
+```
+"""
+    notes = "\n## Notes\n"
+    if path.exists() and NOTES_MARKER in path.read_text():
+        notes = path.read_text().split(NOTES_MARKER, 1)[1]
+    text += f"\n{NOTES_MARKER}{notes}"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)

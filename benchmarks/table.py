@@ -1,0 +1,66 @@
+"""The table of figures: one row per figure, ours against theirs or a limit, as Markdown."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+@dataclass
+class Row:
+    figure: str
+    ours: float
+    theirs: float | None = None
+    unit: str = "s"
+    limit: float | None = None  # goal: ratio ours/theirs <= limit (or ours <= limit, unit MB)
+    note: str = ""
+    ratios: tuple[float, ...] = ()  # ours/theirs of each pair, when they ran in pairs
+
+    @property
+    def ratio(self) -> float | None:
+        if self.ratios:
+            return statistics.median(self.ratios)
+        return self.ours / self.theirs if self.theirs else None
+
+    @property
+    def met(self) -> bool | None:
+        if self.limit is None:
+            return None
+        value = self.ratio if self.theirs is not None else self.ours
+        return value is not None and value <= self.limit
+
+
+def _value(value: float | None, unit: str) -> str:
+    if value is None:
+        return "—"
+    if unit == "B":
+        return f"{value / 1e6:.2f} MB"
+    if unit == "MB":
+        return f"{value:.1f} MB"
+    return f"{value:.2f} s"
+
+
+def format_table(rows: Sequence[Row]) -> str:
+    """The rows as a Markdown table: figure, ours, theirs/limit, ratio, goal, met?"""
+    lines = [
+        "| figure | ours | theirs / limit | ratio | goal | met? |",
+        "|---|---:|---:|---:|---|---|",
+    ]
+    for row in rows:
+        ratio = "—" if row.ratio is None else f"{row.ratio:.3f}x"
+        if len(row.ratios) > 1:
+            ratio += f" ({min(row.ratios):.3f}-{max(row.ratios):.3f})"
+        if row.limit is None:
+            goal = "—"
+        elif row.theirs is None:
+            goal = f"≤ {row.limit:g} {row.unit}"
+        else:
+            goal = f"≤ {row.limit:g}x"
+        met = {None: "—", True: "yes", False: "**no**"}[row.met]
+        figure = f"{row.figure} ({row.note})" if row.note else row.figure
+        theirs = _value(row.theirs, row.unit)
+        lines.append(
+            f"| {figure} | {_value(row.ours, row.unit)} | {theirs} | {ratio} | {goal} | {met} |"
+        )
+    return "\n".join(lines)
