@@ -18,10 +18,10 @@ from build import publish, signing
 from build.cache import adopt_older_default, clean_cache, refuse_untagged
 from build.clean import clean_outputs
 from build.errors import BuildError, one_line
-from build.latest import spec_from_options
 from build.pipeline import run_steps, verify_any_image
 from build.signals import Interrupted, signals_raise
 from build.spec import DEFAULTS, BuildSpec, default_cache_dir, directory_option, flag_value
+from build.upstream_latest import spec_from_options
 
 HELP = {
     "version": "Alloy release to build, X.Y.Z or X.Y.Z-rc.N, or latest: the highest stable "

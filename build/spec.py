@@ -31,7 +31,7 @@ DEFAULTS: dict[str, Any] = {
     "version": "1.10.2",
     "arch": "amd64",
     "base_url": "https://github.com/grafana/alloy/releases/download",
-    # Asked only for --version=latest (build/latest.py): GET {api_url}/releases.
+    # Asked only for --version=latest (build/upstream_latest.py): GET {api_url}/releases.
     "api_url": "https://api.github.com/repos/grafana/alloy",
     "output_dir": "output",
     "cache_dir": None,  # None: $XDG_CACHE_HOME/alloy-sysext

@@ -1,4 +1,4 @@
-"""`--version latest`: the highest stable Alloy release, asked of GitHub's releases API.
+"""`--version latest`: the highest stable upstream Alloy release, asked of GitHub's releases API.
 
 Stable: published (not a draft), not a prerelease, tagged vX.Y.Z; versions compare as numbers
 (1.10.0 > 1.9.0). The answer is kept in the download cache for a few minutes, so a rebuild asks at
