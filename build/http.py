@@ -20,15 +20,15 @@ import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
-from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urljoin, urlsplit
 
 from .errors import BuildError
-from .report import progress
+from .ratelimit import MAX_HINT, RateLimit, clock, rate_limit
+from .report import Progress, progress, say
 from .targets import atomic_path
 
 if TYPE_CHECKING:
@@ -39,7 +39,6 @@ START = 512  # bytes check_start is given to judge a file's start by
 READ = 64 << 10  # bytes asked of the socket at a time: read1 hands back whatever has arrived
 TIMEOUT = (10, 60)  # seconds: connect, between bytes (unless Limits gives a stall timeout)
 STALL_BYTES = 1024  # an attempt receiving less than this in any stall timeout has stalled
-MAX_HINT = 100 * 366 * 86400  # seconds: a server's "come back then" is capped at ~100 years
 # For tests only: one number of seconds that replaces both timeouts (a stalling test server).
 TIMEOUT_VARIABLE = "ALLOY_SYSEXT_TEST_TIMEOUT"
 BACKOFF = 0.5  # seconds before the first retry, doubling after each
@@ -48,6 +47,7 @@ MAX_WAIT = 60  # seconds a download waits in total when a server asks it to (Ret
 USER_AGENT = "alloy-sysext"
 _RETRY_STATUSES = {408, 429}  # request timeout, too many requests: worth waiting for
 _HTTP_HINT = "use an https:// URL, or allow plain http with --allow-http (INVOKE_ALLOW_HTTP=true)"
+_TLS_HINT = "check the URL; for a private CA, point REQUESTS_CA_BUNDLE at its certificate"
 
 
 @dataclass(frozen=True)
@@ -63,6 +63,9 @@ class Limits:
     attempt_timeout: float = 3600.0
 
 
+DEFAULT_LIMITS = Limits(2048 << 20, "a download", "check the URL")
+
+
 class HTTPStatusError(BuildError):
     def __init__(self, url: str, status: int, headers: Mapping[str, str] | None = None) -> None:
         super().__init__(f"{url} returned HTTP {status}")
@@ -71,12 +74,12 @@ class HTTPStatusError(BuildError):
 
 
 class _Transient(Exception):
-    """A failure worth another try: connection trouble, a 5xx, a cut-off body. `wait`: seconds
-    the server asked us to wait first (Retry-After), instead of the backoff."""
+    """A failure worth another try: connection trouble, a 5xx, a cut-off body, a rate limit
+    (whose time to come back replaces the backoff)."""
 
-    def __init__(self, message: str, wait: float | None = None, retry_at: float | None = None):
+    def __init__(self, message: str, limit: RateLimit | None = None) -> None:
         super().__init__(message)
-        self.wait, self.retry_at = wait, retry_at
+        self.limit = limit
 
 
 _session: requests.Session | None = None
@@ -91,10 +94,26 @@ def session() -> requests.Session:
         for prefix in ("http://", "https://"):
             _session.mount(prefix, _watched_adapter())
         _session.headers["User-Agent"] = USER_AGENT
-        # Never an encoded body: bodies are read raw, and a raw gzip is not what was asked for.
+        # Never an encoded body: bodies are read raw, so a gzip would not be the file asked for;
+        # and Range offsets and Content-Length then count the file's own bytes.
         _session.headers["Accept-Encoding"] = "identity"
         _session.verify = True  # the default, said out loud: certificates are always checked
     return _session
+
+
+def timeouts(limits: Limits | None = None) -> tuple[float, float]:
+    """(connect, read) seconds: TIMEOUT's, the read one replaced by a stall timeout when `limits`
+    gives one; both replaced by the test override in $ALLOY_SYSEXT_TEST_TIMEOUT."""
+    override = os.environ.get(TIMEOUT_VARIABLE, "").strip()
+    try:
+        seconds = float(override) if override else 0.0
+    except ValueError:
+        seconds = 0.0
+    if 0 < seconds < MAX_HINT:
+        return (seconds, seconds)
+    if limits is not None and limits.stall_timeout is not None:
+        return (TIMEOUT[0], limits.stall_timeout)
+    return TIMEOUT
 
 
 # The deadline of an attempt. A socket's read timeout ends a silence, not a trickle, and while
@@ -181,20 +200,7 @@ def _watched_adapter() -> Any:
     return adapter
 
 
-def timeouts(limits: Limits | None = None) -> tuple[float, float]:
-    """(connect, read) seconds: TIMEOUT's, the read one replaced by a stall timeout when `limits`
-    gives one; both replaced by the test override in $ALLOY_SYSEXT_TEST_TIMEOUT."""
-    override = os.environ.get(TIMEOUT_VARIABLE, "").strip()
-    try:
-        seconds = float(override) if override else 0.0
-    except ValueError:
-        seconds = 0.0
-    if 0 < seconds < MAX_HINT:
-        return (seconds, seconds)
-    if limits is not None and limits.stall_timeout is not None:
-        return (TIMEOUT[0], limits.stall_timeout)
-    return TIMEOUT
-
+# Which URLs are asked at all.
 
 _IPV4_SPELLING = re.compile(r"[0-9a-fA-FxX.]+")
 
@@ -262,129 +268,64 @@ def exists(url: str, allow_http: bool = False) -> bool:
     return response.ok
 
 
-# Server-asked waits (Retry-After, X-RateLimit-Reset), shared with build/latest.py.
+def _request(
+    url: str, headers: Mapping[str, str], allow_http: bool, limits: Limits, hint: str
+) -> requests.Response:
+    import requests
 
-
-_SECONDS = re.compile(r"[0-9]+")
-
-
-def _seconds(text: str) -> int | None:
-    """A whole number of seconds in ASCII digits, capped at MAX_HINT; None for anything else.
-    Thousands of digits must not reach int() (Python refuses to convert them)."""
-    if not _SECONDS.fullmatch(text):
-        return None
-    digits = text.lstrip("0") or "0"
-    return MAX_HINT if len(digits) > len(str(MAX_HINT)) else min(int(digits), MAX_HINT)
-
-
-def retry_at(headers: Mapping[str, str], now: float | None = None) -> float | None:
-    """The Unix time a server says to come back at: Retry-After (seconds or an HTTP date), else
-    X-RateLimit-Reset (a Unix time, GitHub's way); None if it says neither. Never more than
-    MAX_HINT seconds from now, whatever the server says."""
-    now = time.time() if now is None else now
-    retry_after = headers.get("Retry-After", "").strip()
-    at: float | None = None
-    seconds = _seconds(retry_after)
-    if seconds is not None:
-        at = now + seconds
-    elif retry_after and len(retry_after) < 100:
-        with contextlib.suppress(TypeError, ValueError, IndexError, OverflowError):
-            at = parsedate_to_datetime(retry_after).timestamp()
-    if at is None:
-        reset = _seconds(headers.get("X-RateLimit-Reset", "").strip())
-        at = float(reset) if reset is not None else None
-    return None if at is None else min(at, now + MAX_HINT)
-
-
-def describe_reset(at: float, now: float | None = None) -> str:
-    """ "it resets at 12:34:56 UTC, in 30 s" (or "in 5 min", or a date more than a day away)."""
-    now = time.time() if now is None else now
-    wait = max(0, int(at - now))
-    if wait >= 86400:
-        return f"it resets at {_clock(at)}, in {wait // 86400} days"
-    if wait < 60:
-        return f"it resets at {_clock(at)}, in {wait} s"
-    return f"it resets at {_clock(at)}, in {(wait + 59) // 60} min"
-
-
-def _clock(at: float, now: float | None = None) -> str:
-    """12:34:56 UTC, with the date in front when it is not within a day from now."""
-    now = time.time() if now is None else now
     try:
-        moment = time.gmtime(at)
-    except (OverflowError, OSError, ValueError):  # retry_at caps its times; others may not
-        return "a time too far off to say"
-    if abs(at - now) < 86400:
-        return time.strftime("%H:%M:%S UTC", moment)
-    return time.strftime("%Y-%m-%d %H:%M:%S UTC", moment)
-
-
-def rate_limited(status: int, headers: Mapping[str, str]) -> bool:
-    """Whether an answer says "too many requests, come back later" (GitHub's way: 403 or 429 with
-    X-RateLimit-Remaining: 0, or a Retry-After): a retry a second later would be refused too."""
-    if status not in (403, 429):
-        return False
-    return headers.get("X-RateLimit-Remaining") == "0" or "Retry-After" in headers
-
-
-def _rate_limit(url: str, status: int, headers: Mapping[str, str]) -> _Transient | None:
-    """A 403/429 that says when to come back, as a wait; None for any other answer."""
-    if not rate_limited(status, headers) and not (status == 429 and "X-RateLimit-Reset" in headers):
-        return None
-    now = time.time()
-    at = retry_at(headers, now)
-    if at is None:  # limited, but no time given: an ordinary backoff
-        return _Transient(f"rate limited (HTTP {status})")
-    wait = max(0.0, at - now)
-    return _Transient(f"rate limited (HTTP {status}), {describe_reset(at, now)}", wait, at)
-
-
-DEFAULT_LIMITS = Limits(2048 << 20, "a download", "check the URL")
-
-
-def download(
-    url: str,
-    final: Path,
-    *,
-    retries: int,
-    expected_sha256: str | None = None,
-    check_start: Callable[[bytes], None] | None = None,
-    check_done: Callable[[Path], None] | None = None,
-    show_progress: bool = False,
-    allow_http: bool = False,
-    limits: Limits = DEFAULT_LIMITS,
-) -> str:
-    """Fetch `url` into `final` and return its sha256; nothing lands at `final` unless complete
-    and, when `expected_sha256` is given, matching it. `check_start` vets the first bytes,
-    `check_done` the whole file before it takes its final name. A retry after a broken connection
-    resumes where it stopped (a Range request), or starts afresh when the server ignores or
-    refuses the Range."""
-    check_url(url, allow_http)
-    with atomic_path(final) as tmp:  # removed unless the block succeeds
-        partial = _Partial(tmp)
-
-        def once() -> str:
-            with _deadline(limits):
-                return _download_once(
-                    url, partial, final.name, check_start, show_progress, allow_http, limits
-                )
-
-        actual = _retrying(
-            once,
-            url=url,
-            what=f"download of {url}",
-            retries=retries,
-            hint="check the network or --base-url, then run again",
+        return session().get(
+            url,
+            headers=headers,
+            stream=True,
+            timeout=timeouts(limits),
+            hooks={"response": _redirect_guard(allow_http)},
         )
-        if expected_sha256 is not None and actual != expected_sha256:
-            raise BuildError(
-                f"{url} does not match its SHA256SUMS line "
-                f"(got sha256 {actual}, expected {expected_sha256})",
-                "the download is corrupt or was tampered with; nothing was kept",
-            )
-        if check_done is not None:
-            check_done(tmp)
-    return actual
+    except requests.RequestException as error:
+        raise _failure(error, url, hint) from None
+
+
+# What an answer or an error means: one reading of each, for the API and downloads alike.
+
+
+def _failure(error: Exception, url: str, hint: str, got: str | None = None) -> Exception:
+    """What a network error (requests', urllib3's, a socket's, TLS's) means, as the exception to
+    raise: a BuildError when no retry can mend it (an invalid URL, TLS that fails: never tried
+    again, and never without TLS), else a _Transient, which _retrying turns into one line when
+    the tries run out. `got`: how much of a body had arrived, when reading it failed."""
+    import requests
+    from urllib3.exceptions import ReadTimeoutError
+
+    if got is not None:
+        if isinstance(error, ReadTimeoutError):
+            return _Transient(f"timed out: the server stalled after {got} bytes")
+        return _Transient(f"cut off after {got} bytes")
+    if isinstance(error, (requests.exceptions.InvalidURL, requests.exceptions.InvalidSchema)):
+        return BuildError(f"invalid URL {url}: {error}", hint)
+    if isinstance(error, requests.exceptions.SSLError):
+        untrusted = "CERTIFICATE_VERIFY_FAILED" in str(error)
+        reason = "its certificate is not trusted" if untrusted else "the TLS handshake failed"
+        return BuildError(f"TLS to {url} failed: {reason}", _TLS_HINT)
+    if isinstance(error, requests.Timeout):
+        return _Transient("timed out")
+    if isinstance(error, requests.ConnectionError):
+        return _Transient("connection failed")
+    return _Transient(type(error).__name__)
+
+
+def _check_status(
+    url: str, response: requests.Response, accepted: Collection[int], wait_out_limits: bool
+) -> None:
+    """Raise unless the answer's status is one of `accepted`: a _Transient for a 5xx, 408 or 429
+    (and for a rate limit, when `wait_out_limits`), HTTPStatusError with the headers otherwise."""
+    status, headers = response.status_code, response.headers
+    limit = rate_limit(status, headers)
+    if limit is not None and wait_out_limits:
+        raise _Transient(str(limit), limit)
+    if limit is None and (status >= 500 or status in _RETRY_STATUSES):
+        raise _Transient(f"HTTP {status}")
+    if status not in accepted:
+        raise HTTPStatusError(url, status, headers)
 
 
 _T = TypeVar("_T")
@@ -398,19 +339,102 @@ def _retrying(once: Callable[[], _T], *, url: str, what: str, retries: int, hint
         try:
             return once()
         except _Transient as error:
-            if error.retry_at is not None and waited + (error.wait or 0) > MAX_WAIT:
+            limit = error.limit
+            asked = limit.wait if limit is not None else None  # seconds the server asked for
+            if limit is not None and limit.at is not None and waited + (asked or 0) > MAX_WAIT:
                 raise BuildError(
                     f"{what} failed: {error}, longer than the {MAX_WAIT} s this tool waits",
-                    f"run again after {_clock(error.retry_at)}",
+                    f"run again after {clock(limit.at)}",
                 ) from None
             if attempt == retries:
                 tries = f" (tried {retries + 1} times)" if retries else ""
                 raise BuildError(f"{what} failed: {error}{tries}", hint) from None
-            delay = min(BACKOFF * 2**attempt, MAX_BACKOFF) if error.wait is None else error.wait
-            waited += delay if error.wait is not None else 0
-            print(f"{'':<8} {url}: {error}; retrying in {delay:g} s", flush=True)
+            delay = min(BACKOFF * 2**attempt, MAX_BACKOFF) if asked is None else asked
+            waited += asked or 0
+            say("", f"{url}: {error}; retrying in {delay:g} s")
             time.sleep(delay)
     raise AssertionError("unreachable")
+
+
+def _stream(
+    response: requests.Response,
+    url: str,
+    limits: Limits,
+    started: float,
+    already: int,
+    total: int | None,
+    consume: Callable[[bytes], None],
+) -> None:
+    """Hand the raw body of `response` to `consume`, read as it arrives (never decoded): at most
+    `limits.max_bytes` counting `already` (bytes kept from an earlier attempt), at least
+    STALL_BYTES in any stall timeout (a sliding window), within the attempt's deadline.
+
+    read1 returns whatever has arrived, and the socket's read timeout is the stall timeout, so
+    the checks run at least once in each stall timeout, however slowly bytes trickle in."""
+    from urllib3.exceptions import HTTPError as URLLib3Error
+
+    stall = limits.stall_timeout if limits.stall_timeout is not None else TIMEOUT[1]
+    deadline = started + limits.attempt_timeout
+    # (time, bytes so far) from the oldest point still within the last STALL_BYTES received.
+    window: deque[tuple[float, int]] = deque([(time.monotonic(), 0)])
+    got = 0
+    of = f" of {total}" if total is not None else ""
+    while True:
+        try:
+            data = response.raw.read1(READ, decode_content=False)
+        except (URLLib3Error, OSError) as error:
+            raise _failure(error, url, limits.hint, got=f"{already + got}{of}") from None
+        if not data:
+            return
+        if already + got + len(data) > limits.max_bytes:
+            raise _too_big(url, limits, f"sent more than {limits.max_bytes} bytes")
+        consume(data)
+        got += len(data)
+        now = time.monotonic()
+        window.append((now, got))
+        while window[0][1] <= got - STALL_BYTES:
+            window.popleft()
+        if now - window[0][0] >= stall:
+            raise _Transient(
+                f"stalled: less than {STALL_BYTES} bytes in {stall:g} s, "
+                f"after {already + got}{of} bytes (--stall-timeout)"
+            )
+        if now >= deadline:
+            raise _Transient(
+                f"took longer than {limits.attempt_timeout:g} s (--download-timeout), "
+                f"after {already + got}{of} bytes"
+            )
+
+
+# ASCII digits, at most 18 of them (under 2**63): a longer number is no size this tool takes.
+_NUMBER = "[0-9]{1,18}"
+_CONTENT_RANGE = re.compile(rf"bytes ({_NUMBER})-({_NUMBER})/({_NUMBER}|\*)")
+_HUGE = 1 << 62  # what a longer number counts as: more than any cap
+
+
+def _content_length(headers: Mapping[str, str]) -> int | None:
+    length = headers.get("Content-Length", "").strip()
+    if re.fullmatch(_NUMBER, length):
+        return int(length)
+    return _HUGE if re.fullmatch("[0-9]+", length) else None
+
+
+def _check_size(url: str, size: int | None, limits: Limits) -> None:
+    """Refuse at once a body said to be larger than `limits` allows (before reading any)."""
+    if size is not None and size > limits.max_bytes:
+        raise _too_big(url, limits, f"is {size} bytes")
+
+
+def _too_big(url: str, limits: Limits, said: str) -> BuildError:
+    size = limits.max_bytes
+    cap = f"{size >> 20} MiB" if size >= 1 << 20 else f"{size} bytes"
+    return BuildError(
+        f"{url} {said}, more than the {cap} this tool takes for {limits.what}; nothing was kept",
+        limits.hint,
+    )
+
+
+# Small GETs: an API's answer, read whole.
 
 
 @dataclass(frozen=True)
@@ -438,33 +462,69 @@ def get(
 
     def once() -> Page:
         started = time.monotonic()
-        with _deadline(limits):
-            response = _request(url, dict(headers or {}), allow_http, limits, hint)
-            return _read_page(url, response, limits, started)
+        with _deadline(limits), _request(url, headers or {}, allow_http, limits, hint) as answer:
+            _check_status(url, answer, (200,), wait_out_limits=False)
+            _check_size(url, _content_length(answer.headers), limits)
+            body = bytearray()
+            _stream(answer, url, limits, started, 0, None, body.extend)
+            return Page(url, body, answer.links)
 
     return _retrying(once, url=url, what=f"request to {url}", retries=retries, hint=hint)
 
 
-def _read_page(url: str, response: requests.Response, limits: Limits, started: float) -> Page:
-    with response:
-        status = response.status_code
-        if rate_limited(status, response.headers):
-            raise HTTPStatusError(url, status, response.headers)
-        if status >= 500 or status in _RETRY_STATUSES:
-            raise _Transient(f"HTTP {status}")
-        if status != 200:
-            raise HTTPStatusError(url, status, response.headers)
-        _check_size(url, _content_length(response.headers), limits)
-        body = bytearray()
-        _stream(response, url, limits, started, 0, None, body.extend)
-        return Page(url, body, response.links)
+# Downloads: into a file, resumed across attempts.
+
+
+def download(
+    url: str,
+    final: Path,
+    *,
+    retries: int,
+    expected_sha256: str | None = None,
+    check_start: Callable[[bytes], None] | None = None,
+    check_done: Callable[[Path], None] | None = None,
+    show_progress: bool = False,
+    allow_http: bool = False,
+    limits: Limits = DEFAULT_LIMITS,
+) -> str:
+    """Fetch `url` into `final` and return its sha256; nothing lands at `final` unless complete
+    and, when `expected_sha256` is given, matching it. `check_start` vets the first bytes,
+    `check_done` the whole file before it takes its final name. A retry after a broken connection
+    resumes where it stopped (a Range request), or starts afresh when the server ignores or
+    refuses the Range."""
+    check_url(url, allow_http)
+    with atomic_path(final) as tmp:  # removed unless the block succeeds
+        job = _Download(url, tmp, final.name, check_start, show_progress, allow_http, limits)
+        actual = _retrying(
+            job.attempt,
+            url=url,
+            what=f"download of {url}",
+            retries=retries,
+            hint="check the network or --base-url, then run again",
+        )
+        if expected_sha256 is not None and actual != expected_sha256:
+            raise BuildError(
+                f"{url} does not match its SHA256SUMS line "
+                f"(got sha256 {actual}, expected {expected_sha256})",
+                "the download is corrupt or was tampered with; nothing was kept",
+            )
+        if check_done is not None:
+            check_done(tmp)
+    return actual
 
 
 @dataclass
-class _Partial:
-    """The bytes received so far, across the attempts of one download: kept in `path`, hashed."""
+class _Download:
+    """One download across its attempts: what to fetch and how, and the bytes received so far
+    (kept in `path`, hashed as they arrive)."""
 
+    url: str
     path: Path
+    label: str
+    check_start: Callable[[bytes], None] | None
+    show_progress: bool
+    allow_http: bool
+    limits: Limits
     received: int = 0
     digest: Any = field(default_factory=hashlib.sha256)
     validator: str | None = None  # ETag or Last-Modified of what they came from: If-Range
@@ -472,220 +532,93 @@ class _Partial:
     def reset(self) -> None:
         self.received, self.digest, self.validator = 0, hashlib.sha256(), None
 
+    def attempt(self) -> str:
+        """One try, within the deadline: the rest of the file (or all of it); its sha256."""
+        with _deadline(self.limits):
+            started = time.monotonic()
+            with self._ask() as response:
+                accepted = (200, 206) if self.received else (200,)
+                _check_status(self.url, response, accepted, wait_out_limits=True)
+                total = self._take(response)
+                _check_size(self.url, total, self.limits)
+                self._receive(response, total, started)
+            if total is not None and self.received < total:
+                raise _Transient(f"cut off after {self.received} of {total} bytes")
+            return self.digest.hexdigest()
 
-# ASCII digits, at most 18 of them (under 2**63): a longer number is no size this tool takes.
-_NUMBER = "[0-9]{1,18}"
-_CONTENT_RANGE = re.compile(rf"bytes ({_NUMBER})-({_NUMBER})/({_NUMBER}|\*)")
-_HUGE = 1 << 62  # what a longer number counts as: more than any cap
+    def _ask(self) -> requests.Response:
+        """A GET for the bytes not received yet: a Range request once some are."""
+        headers = {}
+        if self.received:
+            headers["Range"] = f"bytes={self.received}-"
+            if self.validator:  # changed since? then the whole file (200), not a splice
+                headers["If-Range"] = self.validator
+        response = self._get(headers)
+        if response.status_code == 416 and self.received:
+            response.close()
+            say("", f"{self.url}: cannot resume (HTTP 416); downloading afresh")
+            self.reset()
+            response = self._get({})
+        return response
 
+    def _get(self, headers: Mapping[str, str]) -> requests.Response:
+        return _request(self.url, headers, self.allow_http, self.limits, "check --base-url")
 
-def _content_length(headers: Mapping[str, str]) -> int | None:
-    length = headers.get("Content-Length", "").strip()
-    if re.fullmatch(_NUMBER, length):
-        return int(length)
-    return _HUGE if re.fullmatch("[0-9]+", length) else None
-
-
-def _check_size(url: str, size: int | None, limits: Limits) -> None:
-    """Refuse at once a body said to be larger than `limits` allows (before reading any)."""
-    if size is not None and size > limits.max_bytes:
-        raise _too_big(url, limits, f"is {size} bytes")
-
-
-def _too_big(url: str, limits: Limits, said: str) -> BuildError:
-    return BuildError(
-        f"{url} {said}, more than the {_mib(limits.max_bytes)} this tool takes for "
-        f"{limits.what}; nothing was kept",
-        limits.hint,
-    )
-
-
-def _mib(size: int) -> str:
-    return f"{size >> 20} MiB" if size >= 1 << 20 else f"{size} bytes"
-
-
-def _request(
-    url: str, headers: dict[str, str], allow_http: bool, limits: Limits, hint: str
-) -> requests.Response:
-    import requests
-
-    try:
-        return session().get(
-            url,
-            headers=headers,
-            stream=True,
-            timeout=timeouts(limits),
-            hooks={"response": _redirect_guard(allow_http)},
-        )
-    except (requests.exceptions.InvalidURL, requests.exceptions.InvalidSchema) as error:
-        # No retry mends an address (a scheme is required by BuildSpec already).
-        raise BuildError(f"invalid URL {url}: {error}", hint) from None
-    except requests.exceptions.SSLError as error:
-        raise _tls_error(url, error) from None
-    except requests.RequestException as error:
-        raise _Transient(_describe(error)) from None
-
-
-def _stream(
-    response: requests.Response,
-    url: str,
-    limits: Limits,
-    started: float,
-    already: int,
-    total: int | None,
-    consume: Callable[[bytes], None],
-) -> None:
-    """Hand the raw body of `response` to `consume`, read as it arrives (never decoded): at most
-    `limits.max_bytes` counting `already` (bytes kept from an earlier attempt), at least
-    STALL_BYTES in any stall timeout (a sliding window), within the attempt's deadline.
-
-    read1 returns whatever has arrived, and the socket's read timeout is the stall timeout, so
-    the checks run at least once in each stall timeout, however slowly bytes trickle in."""
-    from urllib3.exceptions import HTTPError as URLLib3Error
-    from urllib3.exceptions import ReadTimeoutError
-
-    stall = limits.stall_timeout if limits.stall_timeout is not None else TIMEOUT[1]
-    deadline = started + limits.attempt_timeout
-    # (time, bytes so far) from the oldest point still within the last STALL_BYTES received.
-    window: deque[tuple[float, int]] = deque([(time.monotonic(), 0)])
-    got = 0
-    of = f" of {total}" if total is not None else ""
-    while True:
-        try:
-            data = response.raw.read1(READ, decode_content=False)
-        except ReadTimeoutError:
-            raise _Transient(
-                f"timed out: the server stalled after {already + got}{of} bytes"
-            ) from None
-        except (URLLib3Error, OSError):
-            raise _Transient(f"cut off after {already + got}{of} bytes") from None
-        if not data:
-            return
-        if already + got + len(data) > limits.max_bytes:
-            raise _too_big(url, limits, f"sent more than {limits.max_bytes} bytes")
-        consume(data)
-        got += len(data)
-        now = time.monotonic()
-        window.append((now, got))
-        while window[0][1] <= got - STALL_BYTES:
-            window.popleft()
-        if now - window[0][0] >= stall:
-            raise _Transient(
-                f"stalled: less than {STALL_BYTES} bytes in {stall:g} s, "
-                f"after {already + got}{of} bytes (--stall-timeout)"
-            )
-        if now >= deadline:
-            raise _Transient(
-                f"took longer than {limits.attempt_timeout:g} s (--download-timeout), "
-                f"after {already + got}{of} bytes"
-            )
-
-
-def _download_once(
-    url: str,
-    partial: _Partial,
-    label: str,
-    check_start: Callable[[bytes], None] | None,
-    show_progress: bool,
-    allow_http: bool,
-    limits: Limits,
-) -> str:
-    # Identity: Range offsets and Content-Length then count the file's own bytes.
-    started = time.monotonic()
-    headers = {"Accept-Encoding": "identity"}
-    hint = "check --base-url"
-    if partial.received:
-        headers["Range"] = f"bytes={partial.received}-"
-        if partial.validator:  # changed since? then the whole file (200), not a splice
-            headers["If-Range"] = partial.validator
-    response = _request(url, headers, allow_http, limits, hint)
-    if response.status_code == 416 and partial.received:
-        response.close()
-        print(f"{'':<8} {url}: cannot resume (HTTP 416); downloading afresh", flush=True)
-        partial.reset()
-        response = _request(url, {"Accept-Encoding": "identity"}, allow_http, limits, hint)
-    with response:
-        status = response.status_code
-        limited = _rate_limit(url, status, response.headers)
-        if limited is not None:
-            raise limited
-        if status >= 500 or status in _RETRY_STATUSES:
-            raise _Transient(f"HTTP {status}")
+    def _take(self, response: requests.Response) -> int | None:
+        """The whole file's size, as an accepted answer tells it: a 206 must go on where the
+        bytes received stop; a 200 is the whole file (again)."""
         size = _content_length(response.headers)
-        if status == 206 and partial.received:
+        if response.status_code == 206:
             match = _CONTENT_RANGE.fullmatch(response.headers.get("Content-Range", "").strip())
-            if match is None or int(match[1]) != partial.received:
-                partial.reset()
+            if match is None or int(match[1]) != self.received:
+                self.reset()
                 raise _Transient("answered a Range request with other bytes; starting afresh")
-            total = int(match[3]) if match[3] != "*" else None
-            if total is None and size is not None:
-                total = partial.received + size
-        elif status == 200:
-            if partial.received:  # Range ignored (or If-Range said it changed): all of it again
-                print(f"{'':<8} {url}: the server sent the whole file again", flush=True)
-                partial.reset()
-            total = size
-            etag = response.headers.get("ETag", "")
-            strong = etag if etag and not etag.startswith("W/") else None
-            partial.validator = strong or response.headers.get("Last-Modified")
-        else:
-            raise HTTPStatusError(url, status, response.headers)
-        _check_size(url, total, limits)
-        bar = progress(label, total) if show_progress else None
-        if bar is not None and partial.received:
-            bar.update(partial.received)
-        try:
-            with partial.path.open("r+b") as out:
-                out.seek(partial.received)
-                out.truncate()
-                head = bytearray()  # the first bytes, held back until check_start saw them
-                vetted = check_start is None or partial.received > 0
+            if match[3] != "*":
+                return int(match[3])
+            return None if size is None else self.received + size
+        if self.received:  # Range ignored (or If-Range said it changed): all of it again
+            say("", f"{self.url}: the server sent the whole file again")
+            self.reset()
+        etag = response.headers.get("ETag", "")
+        strong = etag if etag and not etag.startswith("W/") else None
+        self.validator = strong or response.headers.get("Last-Modified")
+        return size
 
-                def write(data: bytes) -> None:
-                    out.write(data)
-                    partial.digest.update(data)
-                    partial.received += len(data)
-                    if bar is not None:
-                        bar.update(len(data))
+    def _receive(self, response: requests.Response, total: int | None, started: float) -> None:
+        """The body into the file after the bytes received: a new file's first START bytes are
+        held back until check_start has seen them."""
+        bar = progress(self.label, total) if self.show_progress else None
+        if bar is not None and self.received:
+            bar.update(self.received)
+        held = bytearray()
+        vetting = self.check_start is not None and not self.received
+        check_start = self.check_start or (lambda start: None)
+        try:
+            with self.path.open("r+b") as out:
+                out.seek(self.received)
+                out.truncate()
 
                 def keep(data: bytes) -> None:
-                    nonlocal vetted
-                    if not vetted:
-                        head.extend(data)
-                        if len(head) < START:
+                    nonlocal vetting
+                    if vetting:
+                        held.extend(data)
+                        if len(held) < START:
                             return
-                        check_start(bytes(head))  # type: ignore[misc]
-                        vetted = True
-                        data = bytes(head)
-                    write(data)
+                        check_start(bytes(held))
+                        vetting, data = False, bytes(held)
+                    self._write(out, data, bar)
 
-                _stream(response, url, limits, started, partial.received, total, keep)
-                if not vetted and head:  # a body shorter than START bytes
-                    check_start(bytes(head))  # type: ignore[misc]
-                    write(bytes(head))
+                _stream(response, self.url, self.limits, started, self.received, total, keep)
+                if vetting and held:  # a body shorter than START bytes
+                    check_start(bytes(held))
+                    self._write(out, bytes(held), bar)
         finally:
             if bar is not None:
                 bar.close()
-        if total is not None and partial.received < total:
-            raise _Transient(f"cut off after {partial.received} of {total} bytes")
-    return partial.digest.hexdigest()
 
-
-def _tls_error(url: str, error: Exception) -> BuildError:
-    """A certificate that does not verify: no retry mends it, and none is tried without TLS."""
-    verify = "CERTIFICATE_VERIFY_FAILED" in str(error)
-    reason = "its certificate is not trusted" if verify else "the TLS handshake failed"
-    return BuildError(
-        f"TLS to {url} failed: {reason}",
-        "check the URL; for a private CA, point REQUESTS_CA_BUNDLE at its certificate",
-    )
-
-
-def _describe(error: Exception) -> str:
-    import requests
-
-    if isinstance(error, requests.Timeout):
-        return "timed out"
-    if isinstance(error, requests.ConnectionError):
-        return "connection failed"
-    return type(error).__name__
+    def _write(self, out: Any, data: bytes, bar: Progress | None) -> None:
+        out.write(data)
+        self.digest.update(data)
+        self.received += len(data)
+        if bar is not None:
+            bar.update(len(data))

@@ -3,7 +3,7 @@
 Declared here, once; CI reads it back through `nox --list --json`. For one run, override it with
 ALLOY_VERSIONS and ALLOY_ARCHS (comma-separated), e.g. ALLOY_VERSIONS=1.10.2 ALLOY_ARCHS=arm64.
 A version may be "latest": its cells (build-matrix(latest-amd64), ...) run `invoke all
---version=latest`, which resolves it when it builds (build/latest.py).
+--version=latest`, which resolves it when it builds (build/upstream_latest.py).
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 from .arch import ARCHES
 from .errors import BuildError
-from .latest import LATEST
 from .spec import VERSION_PATTERN
+from .upstream_latest import LATEST
 
 # 1.10.2: the version this project has pinned from the start; 1.17.1: the newest release we
 # could verify (2026-06-25). Add a version here when you want CI to build and publish it.

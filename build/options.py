@@ -585,7 +585,7 @@ def _pick(
 
 def spec_for(values: Mapping[str, Any]) -> BuildSpec:
     """The build's BuildSpec, with --version=latest resolved first (and said so, once)."""
-    from . import latest  # it builds on spec.py, which builds on this module
+    from . import upstream_latest as latest  # it builds on spec.py, which builds on this one
     from .spec import BuildSpec
 
     if values["version"] == LATEST:

@@ -13,7 +13,7 @@ from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 from typing import Any
 
-from . import cache, manifest, release, render
+from . import cache, manifest, render, upstream
 from . import pack as packing
 from . import stage as staging
 from .checksum import file_sha256, read_checksum, sums_line
@@ -213,7 +213,7 @@ class Pipeline:
             return
         started = time.monotonic()
         # Leftovers of a killed run (under the lock, so no other build's files in use); the
-        # fetch's SHA256SUMS has a lock of its own, taken in release.fetch.
+        # fetch's SHA256SUMS has a lock of its own, taken in upstream.fetch.
         shared = step.targets[1:] if step.name == "fetch" else ()
         for path in (*step.targets, *([step.stamp] if step.stamp else [])):
             if path not in shared:
@@ -241,7 +241,7 @@ class Pipeline:
         # What a failed fetch made goes again: no empty version folder with lock files.
         made = [d for d in (spec.cached_release.parent, spec.cached_release) if not d.exists()]
         try:
-            self._run(step, lambda: release.fetch(spec, force=step.name in self.force))
+            self._run(step, lambda: upstream.fetch(spec, force=step.name in self.force))
         except BaseException:
             locks = cache.fetch_locks(spec.cached_zip, spec.cached_sums)
             cache.drop_failed_fetch(spec.cached_release, locks, made)
@@ -270,14 +270,14 @@ class Pipeline:
             params={
                 "version": spec.version,
                 "arch": spec.arch.name,
-                "zip": release.expected_sha256(spec),
+                "zip": upstream.expected_sha256(spec),
                 "files": {path: _sha256(text) for path, text in texts.items()},
             },
             stamp=spec.stamp("stage"),
         )
 
         def action() -> str:
-            zip_path = release.verify_cached_zip(spec)
+            zip_path = upstream.verify_cached_zip(spec)
             sweep_temps(spec.rootfs)  # a killed run's half-staged trees (under the stage lock)
             with atomic_dir(spec.rootfs) as tree:
                 staging.stage(spec, zip_path, tree, texts)

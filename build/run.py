@@ -1,5 +1,5 @@
-"""The one way to run an external command: logged, captured, failing with a clean message, and
-never outliving the build."""
+"""The one way to run an external command: looked up on PATH, its output captured, any failure
+told in one line the same way, and never outliving the build."""
 
 from __future__ import annotations
 
@@ -19,7 +19,10 @@ PACKAGES = {
     "unsquashfs": "squashfs-tools",
     "systemd-sysext": "systemd",
     "unshare": "util-linux",
+    "gpg": "gnupg",
+    "gpgv": "gpgv",
 }
+_MAX_WORDS = 300  # characters of a failed tool's stderr in its error line
 
 _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 # Looked up before any fork: dlopen() in a forked child could wait on a lock forever.
@@ -54,28 +57,60 @@ def require(tool: str) -> str:
     return path
 
 
-def run(argv: Sequence[str], env: Mapping[str, str] | None = None) -> str:
-    """Run `argv`, return its stdout; on failure raise BuildError with its last error line."""
-    command = [require(argv[0]), *argv[1:]]
+def run(
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    stdin: bytes | None = None,
+    what: str | None = None,
+    hint: str | None = None,
+    timeout: float | None = None,
+) -> str:
+    """Run `argv`, return its stdout as text; see run_bytes."""
+    return run_bytes(argv, env=env, stdin=stdin, what=what, hint=hint, timeout=timeout).decode(
+        "utf-8", "replace"
+    )
+
+
+def run_bytes(
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    stdin: bytes | None = None,
+    what: str | None = None,
+    hint: str | None = None,
+    timeout: float | None = None,
+) -> bytes:
+    """Run `argv` (given `stdin`, else none), return its stdout. Any failure is one BuildError,
+    "WHAT: TOOL says: ITS LAST WORDS", `what` saying what could not be done (by default, that
+    the tool failed) and `hint` what to do (by default, the command line that failed)."""
+    name = argv[0]
+    what = what or f"{name} failed"
+    hint = hint or f"the command was: {shlex.join(argv)}"
     try:
         result = subprocess.run(
-            command,
+            [require(name), *argv[1:]],
             env=env,
-            stdin=subprocess.DEVNULL,
+            input=stdin,
+            stdin=subprocess.DEVNULL if stdin is None else None,
             capture_output=True,
-            text=True,
+            timeout=timeout,
             preexec_fn=dies_with_this_process(),
         )
+    except subprocess.TimeoutExpired:
+        raise BuildError(f"{what}: {name} did not answer in {timeout:g} s", hint) from None
     except OSError as error:
-        raise BuildError(f"cannot run {argv[0]}: {error.strerror}") from None
+        raise BuildError(f"{what}: cannot run {name}: {error.strerror}", hint) from None
     if result.returncode != 0:
-        lines = (result.stderr or result.stdout).strip().splitlines()
-        detail = lines[-1] if lines else "no output"
-        raise BuildError(
-            f"{argv[0]} failed with exit code {result.returncode}: {detail}",
-            f"the command was: {shlex.join(argv)}",
-        )
+        words = _last_words(result.stderr) or f"no message, exit code {result.returncode}"
+        raise BuildError(f"{what}: {name} says: {words}", hint)
     return result.stdout
+
+
+def _last_words(output: bytes) -> str:
+    """The end of what a tool said, its lines joined: short enough for one error line."""
+    lines = (line.strip() for line in output.decode("utf-8", "replace").splitlines())
+    return "; ".join(line for line in lines if line)[-_MAX_WORDS:]
 
 
 def run_head(argv: Sequence[str], size: int) -> bytes:

@@ -12,20 +12,19 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import BuildError
+from .run import run_bytes
 
 SIGNATURE_FILE = "SHA256SUMS.gpg"
 PUBLIC_KEY_FILE = "alloy-release-key.gpg"  # binary: what goes into a host's keyring
 PUBLIC_KEY_ARMORED = "alloy-release-key.asc"
 SIGNED_FILES = (SIGNATURE_FILE, PUBLIC_KEY_FILE, PUBLIC_KEY_ARMORED)
 PASSPHRASE_ENV = "ALLOY_SIGN_PASSPHRASE"
-_TIMEOUT = 120
-_MAX_MESSAGE = 300
+GPG_TIMEOUT = 120  # seconds a gpg or gpgv call may take: a stuck gpg-agent must not hang us
 
 
 @dataclass(frozen=True)
@@ -42,25 +41,6 @@ def gpg_command(gnupg_home: Path | None) -> list[str]:
     if gnupg_home is not None:
         command.append(f"--homedir={gnupg_home}")
     return command
-
-
-def _last_words(stderr: bytes) -> str:
-    lines = [line.strip() for line in stderr.decode("utf-8", "replace").splitlines()]
-    text = "; ".join(line for line in lines if line)[-_MAX_MESSAGE:]
-    return text or "no message"
-
-
-def run_tool(command: list[str], what: str, hint: str, stdin: bytes = b"") -> bytes:
-    """stdout of gpg or gpgv; BuildError "what: TOOL says: ..." with `hint` otherwise."""
-    try:
-        result = subprocess.run(command, input=stdin, capture_output=True, timeout=_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        raise BuildError(f"{what}: {command[0]} did not answer in {_TIMEOUT} s", hint) from None
-    except OSError as error:
-        raise BuildError(f"{what}: cannot run {command[0]}: {error.strerror}", hint) from None
-    if result.returncode != 0:
-        raise BuildError(f"{what}: {command[0]} says: {_last_words(result.stderr)}", hint)
-    return result.stdout
 
 
 def signer(key: str, gnupg_home: Path | None = None) -> Signer:
@@ -84,10 +64,11 @@ def signer(key: str, gnupg_home: Path | None = None) -> Signer:
         + (f" with --homedir={gnupg_home}" if gnupg_home else "")
         + "; nothing was written"
     )
-    listing = run_tool(
+    listing = run_bytes(
         [*gpg_command(gnupg_home), "--with-colons", "--list-secret-keys", "--", key],
-        f"no secret key {key} to sign with",
-        hint,
+        what=f"no secret key {key} to sign with",
+        hint=hint,
+        timeout=GPG_TIMEOUT,
     ).decode("utf-8", "replace")
     fingerprints = primary_fingerprints(listing, "sec")
     if len(fingerprints) != 1:
@@ -97,8 +78,14 @@ def signer(key: str, gnupg_home: Path | None = None) -> Signer:
         )
     [fingerprint] = fingerprints
     export = [*gpg_command(gnupg_home), "--export-options=export-minimal", "--export"]
-    public = run_tool([*export, fingerprint], f"cannot export the public key {fingerprint}", hint)
-    armored = run_tool([*export[:-1], "--armor", "--export", fingerprint], "cannot export", hint)
+    what = f"cannot export the public key {fingerprint}"
+    public = run_bytes([*export, fingerprint], what=what, hint=hint, timeout=GPG_TIMEOUT)
+    armored = run_bytes(
+        [*export[:-1], "--armor", "--export", fingerprint],
+        what="cannot export",
+        hint=hint,
+        timeout=GPG_TIMEOUT,
+    )
     if not public:
         raise BuildError(f"gpg exported no public key for {fingerprint}", hint)
     return Signer(key, gnupg_home, fingerprint, public, armored.decode("ascii"))
@@ -139,11 +126,12 @@ def sign(signer: Signer, data: bytes) -> bytes:
         if passphrase is not None:
             command.append("--passphrase-fd=0")
         command += [f"--local-user={signer.fingerprint}", "--detach-sign", "--output=-"]
-        signature = run_tool(
+        signature = run_bytes(
             [*command, str(sums)],
-            f"gpg could not sign with {signer.key}",
-            hint,
-            stdin=b"" if passphrase is None else passphrase.encode() + b"\n",
+            what=f"gpg could not sign with {signer.key}",
+            hint=hint,
+            stdin=None if passphrase is None else passphrase.encode() + b"\n",
+            timeout=GPG_TIMEOUT,
         )
         check(signer.public_key, signature, data, folder)
     return signature
@@ -159,7 +147,7 @@ def check(public_key: bytes, signature: bytes, data: bytes, folder: Path) -> Non
     paths["check.data"].write_bytes(data)
     home = folder / "gpgv-home"
     home.mkdir(mode=0o700, exist_ok=True)
-    run_tool(
+    run_bytes(
         [
             "gpgv",
             f"--homedir={home}",
@@ -167,6 +155,7 @@ def check(public_key: bytes, signature: bytes, data: bytes, folder: Path) -> Non
             str(paths["check.sig"]),
             str(paths["check.data"]),
         ],
-        "the new signature of SHA256SUMS does not verify against the exported public key",
-        "check the key (gpg --check-signatures); nothing was written",
+        what="the new signature of SHA256SUMS does not verify against the exported public key",
+        hint="check the key (gpg --check-signatures); nothing was written",
+        timeout=GPG_TIMEOUT,
     )

@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import BuildError
+from .run import run_bytes
 from .safeio import read_regular
-from .signing import gpg_command, primary_fingerprints, run_tool
+from .signing import GPG_TIMEOUT, gpg_command, primary_fingerprints
 
 MAX_TRUST_KEYS = 1 << 20  # bytes: a keyring of a few keys is a few KiB
 _HINT = (
@@ -56,7 +57,7 @@ def read_trust_keys(path: Path) -> TrustKeys:
         def run(*args: str) -> bytes:
             what = f"--trust-keys file {path} is not an OpenPGP public keyring"
             try:
-                return run_tool([*gpg, *args], what, _HINT)
+                return run_bytes([*gpg, *args], what=what, hint=_HINT, timeout=GPG_TIMEOUT)
             except BuildError as error:  # gpg's words name our scratch copy: name the given file
                 words = _KEYBOX_CREATED.sub("", error.message).replace(str(given), str(path))
                 raise BuildError(words, _HINT) from None

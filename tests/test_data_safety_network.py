@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from pytest_httpserver import HTTPServer
 
-from build import http, latest
+from build import http, upstream_latest
 from build.errors import BuildError
 from tests.conftest import Invoke, Release
 
@@ -80,7 +80,7 @@ def test_no_wait_between_tries_is_longer_than_a_minute(monkeypatch: pytest.Monke
 def _endless_pages(server: HTTPServer, api: str, loop: bool) -> str:
     """Pages that link on and on (or, with `loop`, page 3 back to page 1)."""
     url = server.url_for(api)
-    for number in range(1, latest.MAX_PAGES + 2):
+    for number in range(1, upstream_latest.MAX_PAGES + 2):
         following = 1 if loop and number == 3 else number + 1
         query = {"per_page": "100", "page": str(number)}
         server.expect_request(f"{api}/releases", query_string=query).respond_with_json(

@@ -50,7 +50,7 @@ def test_latest_is_a_version_of_the_matrix_not_of_the_declared_one() -> None:
     assert "latest" not in VERSIONS  # CI builds what a commit names, not what GitHub says today
     environ = {"ALLOY_VERSIONS": "latest,1.10.2", "ALLOY_ARCHS": "amd64"}
     assert [c.id for c in cells(environ)] == ["latest-amd64", "1.10.2-amd64"]
-    # Its nox session, build-matrix(latest-amd64): tests/test_latest.py.
+    # Its nox session, build-matrix(latest-amd64): tests/test_upstream_latest.py.
 
 
 def nox(*args: str, env: dict[str, str] | None = None, cwd: Path = REPO):

@@ -1,4 +1,6 @@
-"""A Grafana Alloy release: its SHA256SUMS, its zip, and the download cache that keeps them."""
+"""Alloy's upstream release, as Grafana publishes it: its SHA256SUMS and its zip, fetched into
+the download cache and verified there. (What this project publishes, `invoke release`, is
+build/publish.py.)"""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`--version latest`: the highest stable Alloy release, asked of GitHub's releases API.
+"""`--version latest`: the highest stable upstream Alloy release, asked of GitHub's releases API.
 
 Stable: published (not a draft), not a prerelease, tagged vX.Y.Z; versions compare as numbers
 (1.10.0 > 1.9.0). The answer is kept in the download cache for a few minutes, so a rebuild asks at
@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 from . import alloy, http
 from .cache import make_cache_dir
 from .errors import BuildError
+from .ratelimit import rate_limit
 from .report import say
 from .spec import BuildSpec, source_key
 from .targets import file_lock, lock_file, write_text_atomic
@@ -344,9 +345,10 @@ def highest_stable(releases: list[dict[str, Any]], api_url: str) -> str:
 
 def _explain(error: http.HTTPStatusError, api_url: str, token: bool) -> BuildError:
     """What an answer other than 200 means here, and what to do about it."""
-    status, headers = error.status, error.headers
-    if http.rate_limited(status, headers):
-        when = _reset_time(headers)
+    status = error.status
+    limit = rate_limit(status, error.headers)
+    if limit is not None:
+        when = limit.resets or "it gave no time it resets (GitHub's limits reset within the hour)"
         if token:
             todo = f"wait until then, or pin --version=X.Y.Z ({TOKEN_VARIABLE} is set)"
         else:
@@ -368,11 +370,3 @@ def _explain(error: http.HTTPStatusError, api_url: str, token: bool) -> BuildErr
             f"check or unset {TOKEN_VARIABLE}",
         )
     return BuildError(f"{error.url} returned HTTP {status}", _HINT)
-
-
-def _reset_time(headers: Mapping[str, str], now: float | None = None) -> str:
-    """When the limit lifts, from Retry-After (seconds) or X-RateLimit-Reset (a Unix time)."""
-    at = http.retry_at(headers, now)
-    if at is None:
-        return "it gave no time it resets (GitHub's limits reset within the hour)"
-    return http.describe_reset(at, now)

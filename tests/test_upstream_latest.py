@@ -18,9 +18,9 @@ from pytest_httpserver import HTTPServer
 
 from build import http
 from build.errors import BuildError
-from build.latest import MAX_AGE, cache_file, highest_stable, resolve, spec_from_options
 from build.matrix import Cell, cells
 from build.spec import BuildSpec
+from build.upstream_latest import MAX_AGE, cache_file, highest_stable, resolve, spec_from_options
 from tests.conftest import REPO, Invoke, Release
 from tests.fakes import release_assets
 
