@@ -18,9 +18,9 @@ from build.cache import adopt_older_default, clean_cache, refuse_untagged
 from build.clean import clean_outputs
 from build.cli import suggest_close_matches
 from build.errors import BuildError, one_line
-from build.upstream_latest import resolve as resolve_latest
 from build.pipeline import run_steps, verify_any_image
 from build.signals import Interrupted, signals_raise
+from build.upstream_latest import resolve as resolve_latest
 
 suggest_close_matches()  # "No idea what 'al' is!" also names the closest task or flag
 

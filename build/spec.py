@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from . import alloy
-from .errors import BuildError
 from .arch import ARCHES, Arch
+from .errors import BuildError
 from .options import (  # noqa: F401 (re-exported: the names modules have always taken from here)
     LATEST,
     VERSION_PATTERN,
