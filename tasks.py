@@ -125,10 +125,10 @@ def _clean(c: Context, **flags: Any) -> None:
             print(f"clean    kept {path}: not a file this tool downloads")
 
 
-def _signer(values: dict[str, Any]) -> signing.Signer | None:
+def _signer(values: dict[str, Any], flags: dict[str, Any]) -> signing.Signer | None:
     key, home = values["sign_key"], values["gnupg_home"]
     if not key:
-        if home is not None:
+        if flags.get("gnupg_home"):  # a configured home alone is fine: releases may be unsigned
             raise BuildError("--gnupg-home without --sign-key", "give the key to sign with too")
         return None
     return signing.signer(str(key), home)
@@ -140,7 +140,7 @@ def _sums(c: Context, **flags: Any) -> None:
     An earlier SHA256SUMS.gpg is signed again with --sign-key, or removed once it no longer
     matches."""
     values = options.resolve("sums", flags, c.config)
-    path, count = publish.write_signed_sums(values["output_dir"], _signer(values))
+    path, count = publish.write_signed_sums(values["output_dir"], _signer(values, flags))
     print(f"sums     wrote {path} ({count} images)")
 
 
@@ -161,7 +161,7 @@ def _release(c: Context, **flags: Any) -> None:
         values["publish_url"],
         values["update_url"],
         values["allow_http"],
-        _signer(values),
+        _signer(values, flags),
         health_url=values["health_url"],
     )
 
