@@ -47,6 +47,7 @@ class Given:
     option: Option
     source: str  # "--arch", "arch in invoke.yaml", "INVOKE_ARCH", "the default"
     values: Mapping[str, Any]
+    sources: Mapping[str, str]  # where each of `values` came from
 
 
 Parser = Callable[[Any, Given], Any]
@@ -156,6 +157,32 @@ def one_of(choices: Mapping[str, Any] | tuple[str, ...], what: str) -> Parser:
         return value
 
     return parse
+
+
+# Each format's --compression choices, its default first.
+FORMAT_COMPRESSIONS: dict[str, tuple[str, ...]] = {
+    "squashfs": tuple(COMPRESSORS),
+    "erofs": ("lz4hc", "none"),
+}
+
+
+def compression(raw: Any, given: Given) -> str:
+    """A compression the chosen --format packs with; a mismatch names where each came from."""
+    value = str(raw)
+    image_format = given.values["format"]
+    fits = FORMAT_COMPRESSIONS[image_format]
+    if value in fits:
+        return value
+    if any(value in choices for choices in FORMAT_COMPRESSIONS.values()):
+        raise BuildError(
+            f"compression {value!r} (from {given.source}) does not fit format {image_format!r} "
+            f"(from {given.sources['format']})",
+            f"with --format={image_format} use --compression with one of: {', '.join(fits)}",
+        )
+    raise BuildError(
+        f"unknown compression {value!r}",
+        f"use {given.option.flag} with one of: {', '.join(fits)}",
+    )
 
 
 def url(what: str) -> Parser:
@@ -320,13 +347,24 @@ OPTIONS: tuple[Option, ...] = (
         short="c",
     ),
     Option(
-        "compression",
-        "squashfs compression: xz (small); xz-bcj (xz plus the x86 BCJ filter: ~2-3 % smaller "
-        "on amd64 at ~2x the pack time; on arm64 the same as xz); or zstd (~12 % larger, reads "
-        "back ~10x faster)",
+        "format",
+        "the image's file system: squashfs (every Flatcar channel) or erofs (Flatcar Beta and "
+        "Alpha, kernel 6.12; not LTS)",
         _BUILD,
-        one_of(tuple(COMPRESSORS), "compression"),
-        default="xz",
+        one_of(tuple(FORMAT_COMPRESSIONS), "format"),
+        default="squashfs",
+    ),
+    Option(
+        "compression",
+        "squashfs: xz (small); xz-bcj (xz plus the x86 BCJ filter: ~2-3 % smaller on amd64 at "
+        "~2x the pack time; on arm64 the same as xz); or zstd (~12 % larger, reads back ~10x "
+        "faster). erofs: lz4hc or none (Flatcar's kernels read no other)",
+        _BUILD,
+        compression,
+        default=Computed(
+            lambda values: FORMAT_COMPRESSIONS[values["format"]][0],
+            "xz for squashfs, lz4hc for erofs",
+        ),
         short="m",
     ),
     Option(
@@ -551,12 +589,15 @@ def resolve(task: str, flags: Mapping[str, Any], config: Any = None) -> dict[str
     """The task's options, parsed: from `flags` (the command line; None: not given), else
     `config` (invoke.yaml, INVOKE_*), else the defaults, in table order."""
     values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
     for option in options_of(task):
-        raw, source = _pick(task, option, flags, config, values)
+        raw, sources[option.name] = _pick(task, option, flags, config, values)
         if raw is None:
             values[option.name] = None
             continue
-        values[option.name] = option.parse(raw, Given(option, source, values))
+        values[option.name] = option.parse(
+            raw, Given(option, sources[option.name], values, sources)
+        )
     return values
 
 

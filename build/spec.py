@@ -40,6 +40,7 @@ class BuildSpec:
     base_url: str
     output_dir: Path
     cache_dir: Path
+    format: str  # squashfs or erofs
     compression: str
     config_path: str
     unit_template: Path | None

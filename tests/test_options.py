@@ -178,3 +178,35 @@ def test_list_lines_are_whole_sentences(invoke: Invoke) -> None:
     assert set(described) == set(tasks.ns.task_names)
     for name, text in described.items():
         assert text.endswith("."), f"{name}: {text}"
+
+
+@pytest.mark.parametrize(
+    ("flags", "config", "fragments"),
+    [
+        (
+            {"format": "erofs"},
+            {"compression": "xz"},
+            ["compression 'xz' (from compression in invoke.yaml", "format 'erofs' (from --format)"],
+        ),
+        (
+            {"compression": "lz4hc"},
+            {},
+            ["compression 'lz4hc' (from --compression)", "format 'squashfs' (from the default)"],
+        ),
+        ({"format": "erofs", "compression": "gzip"}, {}, ["unknown compression 'gzip'"]),
+    ],
+)
+def test_a_compression_that_does_not_fit_the_format_names_where_each_came_from(
+    flags: dict[str, str], config: dict[str, str], fragments: list[str]
+) -> None:
+    with pytest.raises(BuildError) as caught:
+        options.resolve("all", flags, config)
+    for fragment in fragments:
+        assert fragment in str(caught.value)
+    assert "lz4hc, none" in str(caught.value) or "xz, xz-bcj, zstd" in str(caught.value)
+
+
+def test_each_format_has_its_own_default_compression() -> None:
+    assert options.resolve("all", {})["compression"] == "xz"
+    assert options.resolve("all", {"format": "erofs"})["compression"] == "lz4hc"
+    assert options.resolve("all", {}, {"format": "erofs"})["compression"] == "lz4hc"
