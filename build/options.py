@@ -285,6 +285,19 @@ _MIB = "[0-9]{1,9}"
 _SECONDS = r"[0-9]{1,9}(\.[0-9]{1,3})?"
 
 _BUILD = BUILD_TASKS
+
+
+def _mib_option(name: str, help: str, default: int) -> Option:
+    what = name.replace("_", " ")
+    parse = bounded(_MIB, 1, MAX_DOWNLOAD_MIB, what, "a whole number of MiB", shift=20)
+    return Option(name, help, _BUILD, parse, default=str(default))
+
+
+def _seconds_option(name: str, help: str, default: int, most: float) -> Option:
+    parse = bounded(_SECONDS, 0.001, most, name.replace("_", " "), "a number of seconds")
+    return Option(name, help, _BUILD, parse, default=str(default))
+
+
 _CLEAN_SCOPE = "only this {} (default: every {})"
 
 OPTIONS: tuple[Option, ...] = (
@@ -420,34 +433,28 @@ OPTIONS: tuple[Option, ...] = (
             )
         },
     ),
-    Option(
+    _mib_option(
         "max_binary_size",
         "refuse a zip member that unpacks to more MiB than this (a zip bomb)",
-        _BUILD,
-        bounded(_MIB, 1, MAX_DOWNLOAD_MIB, "max binary size", "a whole number of MiB", 20),
-        default="4096",
+        4096,
     ),
-    Option(
+    _mib_option(
         "max_download_size",
         "refuse a release zip larger than this many MiB, by its Content-Length or while streaming",
-        _BUILD,
-        bounded(_MIB, 1, MAX_DOWNLOAD_MIB, "max download size", "a whole number of MiB", 20),
-        default="2048",
+        2048,
     ),
-    Option(
+    _seconds_option(
         "stall_timeout",
         "seconds in which a download must receive at least 1 KiB, or the attempt is abandoned "
         "as stalled and retried",
-        _BUILD,
-        bounded(_SECONDS, 0.001, MAX_STALL_TIMEOUT, "stall timeout", "a number of seconds"),
-        default="60",
+        60,
+        MAX_STALL_TIMEOUT,
     ),
-    Option(
+    _seconds_option(
         "download_timeout",
         "seconds one download attempt may take in all, then it is abandoned and retried",
-        _BUILD,
-        bounded(_SECONDS, 0.001, MAX_DOWNLOAD_TIMEOUT, "download timeout", "a number of seconds"),
-        default="3600",
+        3600,
+        MAX_DOWNLOAD_TIMEOUT,
     ),
     Option(
         "trust_keys",

@@ -10,6 +10,7 @@ import shutil
 import signal
 import subprocess
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from .errors import BuildError
 
@@ -57,19 +58,9 @@ def require(tool: str) -> str:
     return path
 
 
-def run(
-    argv: Sequence[str],
-    *,
-    env: Mapping[str, str] | None = None,
-    stdin: bytes | None = None,
-    what: str | None = None,
-    hint: str | None = None,
-    timeout: float | None = None,
-) -> str:
-    """Run `argv`, return its stdout as text; see run_bytes."""
-    return run_bytes(argv, env=env, stdin=stdin, what=what, hint=hint, timeout=timeout).decode(
-        "utf-8", "replace"
-    )
+def run(argv: Sequence[str], **how: Any) -> str:
+    """Run `argv`, return its stdout as text; see run_bytes for `how`."""
+    return run_bytes(argv, **how).decode("utf-8", "replace")
 
 
 def run_bytes(
