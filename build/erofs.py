@@ -134,6 +134,7 @@ class Superblock:
 class _Inode:
     nid: int
     kind: str
+    extended: bool  # a 64-byte inode, else a compact 32-byte one
     layout: int
     size: int
     raw: int  # i_u: a block address, a device number, or chunk info
@@ -182,6 +183,11 @@ class ErofsReader:
             raise BuildError(f"/{node.path} in {self.path} is not a regular file")
         with _refusing_malformed(self.path):
             return self._read(inode, min(size, inode.size, MAX_HEAD), f"/{node.path}")
+
+    def layout(self, node: Node) -> tuple[str, str]:
+        """("compact" or "extended", how its data is stored) of a node nodes() gave."""
+        inode = self._inodes[node.inode]
+        return ("extended" if inode.extended else "compact", LAYOUTS[inode.layout])
 
     # -- superblock -----------------------------------------------------------------------
 
@@ -304,7 +310,9 @@ class ErofsReader:
             raise Malformed(f"/{path} has mode {mode:o}")
         xattr_size = 0 if icount == 0 else 12 + 4 * (icount - 1)
         xattrs = self._xattrs(position + inode_size, xattr_size, path)
-        inode = _Inode(nid, kind, layout, size, raw, position + inode_size + xattr_size)
+        inode = _Inode(
+            nid, kind, inode_size == 64, layout, size, raw, position + inode_size + xattr_size
+        )
         fields: dict = {}
         if kind in ("block device", "character device"):
             fields["device"] = ((raw & 0xFFF00) >> 8, (raw & 0xFF) | ((raw >> 12) & 0xFFF00))
