@@ -9,6 +9,7 @@ from pathlib import Path
 from . import erofs
 from .errors import BuildError
 from .image import SquashfsImage
+from .pack_erofs import BLOCK_SIZE_BYTES, COMPRESSORS
 from .squashfs import Node
 
 FORMATS = ("squashfs", "erofs")
@@ -62,8 +63,28 @@ class ErofsImage:
         return self._reader.head(self.entries[path], size)
 
 
-def open_image(path: Path) -> SquashfsImage | ErofsImage:
+Image = SquashfsImage | ErofsImage
+
+
+def open_image(path: Path) -> Image:
     """The image at `path`, read by the reader its magic calls for."""
     if image_format(path) == "erofs":
         return ErofsImage(path)
     return SquashfsImage(path)
+
+
+def erofs_superblock_check(image: ErofsImage, compression: str) -> tuple[str, str]:
+    """("ok" or "FAIL", why) for verify's superblock check of an EROFS image: LZ4 or none, as
+    --compression asked (lz4 and lz4hc look the same in an image; an image where nothing
+    compressed smaller is "none"), in the 4 KiB blocks every Flatcar kernel mounts."""
+    found, block_size = image.superblock["Compression"], image.superblock["Block size"]
+    detail = f"EROFS, {found} compression, {block_size}-byte blocks"
+    compressor = COMPRESSORS.get(compression)
+    if compressor is None:
+        choices = ", ".join(COMPRESSORS)
+        return "FAIL", f"{detail}; --compression={compression} is not one for EROFS ({choices})"
+    allowed = list(dict.fromkeys([compressor.algorithm, "none"]))
+    if found not in allowed or block_size != str(BLOCK_SIZE_BYTES):
+        expected = f"{' or '.join(allowed)} compression, {BLOCK_SIZE_BYTES}-byte blocks"
+        return "FAIL", f"{detail}; expected {expected}"
+    return "ok", detail

@@ -28,7 +28,11 @@ from build.pack_erofs import (
     mkfs_erofs_version,
     pack_erofs,
 )
+from build.verify import Expectations
+from build.verify import verify as verify_image
+from tests.conftest import VERSION, Invoke
 from tests.fakes import MACHINES, elf_binary
+from tests.image import extract
 from tests.needs import need
 
 RELEASE = "usr/lib/extension-release.d/extension-release.alloy"
@@ -611,3 +615,78 @@ def test_the_reader_survives_truncated_and_garbled_images(image: Path, tmp_path:
             outcomes["refused"] += 1
     assert outcomes["refused"] > 100
     assert outcomes["read"] > 10
+
+
+# -- verify on EROFS images --------------------------------------------------------------
+
+
+@pytest.fixture
+def built_tree(invoke: Invoke, tmp_path: Path) -> Path:
+    """The tree of a real build (packed as squashfs today), to pack as EROFS."""
+    need("mkfs.erofs", "mksquashfs", "unsquashfs")
+    result = invoke("all", "--no-verify")
+    assert result.returncode == 0, result.stderr
+    return extract(tmp_path / "output" / f"alloy-{VERSION}-amd64.raw", tmp_path / "tree")
+
+
+def verified(image: Path, compression: str = "lz4hc") -> dict[str, list[tuple[str, str]]]:
+    """check name -> [(status, detail)], from build.verify; raises BuildError on a FAIL."""
+    checks = verify_image(image, Expectations(compression, names=[image.name], checksums=[]))
+    found: dict[str, list[tuple[str, str]]] = {}
+    for check in checks:
+        found.setdefault(check.name, []).append((check.status, check.detail))
+    return found
+
+
+def test_verify_passes_an_erofs_build(built_tree: Path, tmp_path: Path) -> None:
+    image = tmp_path / "erofs" / f"alloy-{VERSION}-amd64.raw"
+    image.parent.mkdir()
+    pack_erofs(built_tree, image, "lz4hc", IMAGE_ID)
+    checks = verified(image)
+    assert checks["superblock"] == [("ok", "EROFS, lz4 compression, 4096-byte blocks")]
+    assert checks["entries"][0][0] == "ok"
+    assert checks["extension-release"] == [("ok", f"{RELEASE}: ID=_any")]
+    assert checks["name"][0][0] == "ok"
+    assert checks["architecture"][0][0] == "ok"
+    if merge.cannot_merge("x86-64") is None:
+        assert [status for status, _ in checks["merge"]] == ["ok", "ok"]
+        assert all(status == "ok" for status, _ in checks["systemd-analyze"])
+
+
+def test_verify_reads_an_uncompressed_erofs_image_as_none(built_tree: Path, tmp_path: Path) -> None:
+    image = tmp_path / "erofs" / f"alloy-{VERSION}-amd64.raw"
+    image.parent.mkdir()
+    pack_erofs(built_tree, image, "none", IMAGE_ID)
+    assert verified(image, "none")["superblock"] == [
+        ("ok", "EROFS, none compression, 4096-byte blocks")
+    ]
+    with pytest.raises(BuildError, match="superblock: EROFS, none compression, 4096-byte blocks; "):
+        verified(image, "xz")  # a squashfs choice
+
+
+@pytest.mark.parametrize(
+    ("change", "fragment"),
+    [
+        ("symlink", "/usr/local/bin/alloy-agent is a symlink to /usr/bin/sh"),
+        ("xattr", f"/{UNIT} has the xattr user.origin"),
+        ("extra", "/usr/bin/ls is an extra file, not part of an Alloy sysext"),
+        ("no-strict", "without user.extension-release.strict=false"),
+    ],
+)
+def test_verify_fails_a_doctored_erofs_image_as_it_fails_squashfs(
+    built_tree: Path, tmp_path: Path, change: str, fragment: str
+) -> None:
+    if change == "symlink":
+        (built_tree / "usr/local/bin/alloy-agent").symlink_to("/usr/bin/sh")
+    elif change == "xattr":
+        os.setxattr(built_tree / UNIT, "user.origin", b"elsewhere")
+    elif change == "extra":
+        write(built_tree / "usr/bin/ls", elf_binary(MACHINES["amd64"]), 0o755)
+    else:
+        os.removexattr(built_tree / RELEASE, STRICT_XATTR)
+    image = tmp_path / "erofs" / f"alloy-{VERSION}-amd64.raw"
+    image.parent.mkdir()
+    pack_erofs(built_tree, image, "lz4hc", IMAGE_ID)
+    with pytest.raises(BuildError, match="failed verification") as caught:
+        verified(image)
+    assert fragment in str(caught.value)
