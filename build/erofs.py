@@ -100,7 +100,8 @@ XATTR_LONG_PREFIX = 0x80
 # Compressed files: lcluster types, and the map header's advise bits.
 PLAIN, HEAD1, NONHEAD, HEAD2 = range(4)
 D0_CBLKCNT = 1 << 11
-ADVISE_COMPACTED_2B = 0x1
+ADVISE_COMPACTED_2B = 0x1  # compact indexes
+ADVISE_EXTENTS = 0x1  # full indexes: extent records instead (newer than Linux 6.12)
 ADVISE_BIG_PCLUSTER_1 = 0x2
 ADVISE_BIG_PCLUSTER_2 = 0x4
 ADVISE_INLINE_PCLUSTER = 0x8
@@ -492,8 +493,12 @@ class _Zmap:
         _, self._inline_size, self._advise, algorithm_types, cluster_bits = struct.unpack(
             "<HHHBB", header
         )
-        if cluster_bits & FRAGMENT_INODE_BIT or self._advise & ADVISE_FRAGMENT_PCLUSTER:
+        # mkfs.erofs interlaces uncompressed pclusters only with fragments.
+        fragments = ADVISE_FRAGMENT_PCLUSTER | ADVISE_INTERLACED_PCLUSTER
+        if cluster_bits & FRAGMENT_INODE_BIT or self._advise & fragments:
             raise Unsupported(f"{what} is stored in fragments (mkfs.erofs -Efragments)")
+        if inode.layout == COMPRESSED_FULL and self._advise & ADVISE_EXTENTS:
+            raise Unsupported(f"{what} has extent records (erofs-utils 1.9 and later)")
         self._bits = reader._blkszbits + (cluster_bits & 7)
         self._compact = inode.layout == COMPRESSED_COMPACT
         if self._compact and self._bits != reader._blkszbits:
@@ -695,12 +700,6 @@ class _Zmap:
         if extent.head_type == PLAIN:
             if extent.end - extent.start > len(raw):
                 raise Malformed(f"{self._what} has an uncompressed extent longer than stored")
-            if self._advise & ADVISE_INTERLACED_PCLUSTER:
-                first = block - extent.start % block
-                rotate = len(raw) - first
-                if rotate < 0:
-                    raise Malformed(f"{self._what} has an interlaced extent shorter than a block")
-                raw = raw[rotate:] + raw[:rotate]
             return bytes(raw[:size])
         algorithm = self._head_algorithms[0 if extent.head_type == HEAD1 else 1]
         if ALGORITHMS[algorithm] not in READABLE:

@@ -690,3 +690,30 @@ def test_verify_fails_a_doctored_erofs_image_as_it_fails_squashfs(
     with pytest.raises(BuildError, match="failed verification") as caught:
         verified(image)
     assert fragment in str(caught.value)
+
+
+def test_chunk_based_files_are_refused_in_one_line(tmp_path: Path) -> None:
+    need("mkfs.erofs")
+    tree = alloy_tree(tmp_path / "tree", binary_size=3 * BLOCK)
+    image = mkfs(tree, tmp_path / "chunks.raw", "-T0", f"--chunksize={BLOCK}")
+    message = refused(image, "is stored in chunks (mkfs.erofs --chunksize), which verify")
+    assert message.startswith(f"cannot check {image}: /")
+
+
+@pytest.mark.parametrize(
+    ("advise", "fragment"),
+    [
+        (erofs.ADVISE_FRAGMENT_PCLUSTER, "is stored in fragments"),
+        (erofs.ADVISE_INTERLACED_PCLUSTER, "is stored in fragments"),
+    ],
+    ids=["fragments", "interlaced"],
+)
+def test_features_mkfs_erofs_writes_only_with_fragments_are_refused(
+    image: Path, advise: int, fragment: str
+) -> None:
+    reader = ErofsReader(image)
+    binary = next(node for node in reader.nodes() if node.path == BINARY)
+    header = -(-reader._inodes[binary.inode].end // 8) * 8  # the binary's compression map
+    (old,) = struct.unpack_from("<H", image.read_bytes(), header + 4)
+    damaged = patched(image, header + 4, struct.pack("<H", old | advise))
+    refused(damaged, f"cannot check {damaged}: /{BINARY} {fragment}")
