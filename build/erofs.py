@@ -167,6 +167,7 @@ class ErofsReader:
         self.path = path
         self._data = _map(path)
         self._inodes: dict[int, _Inode] = {}
+        self._zmaps: dict[int, _Zmap] = {}
         self._metadata_read = 0
         self.used_algorithms: set[str] = set()  # filled by nodes(): what compressed files use
         with _refusing_malformed(self.path):
@@ -326,7 +327,7 @@ class ErofsReader:
         elif kind == "file":
             fields["size"] = size
             if layout in (COMPRESSED_FULL, COMPRESSED_COMPACT) and size:
-                self.used_algorithms.update(_Zmap(self, inode, f"/{path}").algorithms)
+                self.used_algorithms.update(self._zmap(inode, f"/{path}").algorithms)
         self._inodes[nid] = inode
         node = Node(
             path=path,
@@ -464,7 +465,12 @@ class ErofsReader:
             return self._read_flat(inode, want, what)
         if inode.layout == CHUNK_BASED:
             raise Unsupported(f"{what} is stored in chunks (mkfs.erofs --chunksize)")
-        return _Zmap(self, inode, what).read(want)
+        return self._zmap(inode, what).read(want)
+
+    def _zmap(self, inode: _Inode, what: str) -> _Zmap:
+        if inode.nid not in self._zmaps:
+            self._zmaps[inode.nid] = _Zmap(self, inode, what)
+        return self._zmaps[inode.nid]
 
     def _read_flat(self, inode: _Inode, want: int, what: str) -> bytes:
         blocks = -(-inode.size // self._block)
@@ -519,7 +525,7 @@ class _Zmap:
             self._tail_head = self._map(inode.size - 1, find_tail=True).start >> self._bits
 
     def read(self, want: int) -> bytes:
-        out = b""
+        out = bytearray()
         decoded: tuple[_Extent | None, bytes] = (None, b"")
         while len(out) < want:
             extent = self._map(len(out))
@@ -536,7 +542,7 @@ class _Zmap:
             if len(data) < end - extent.start:
                 raise Malformed(f"{self._what} decompresses to fewer bytes than it holds")
             out += data[len(out) - extent.start : end - extent.start]
-        return out
+        return bytes(out)
 
     # -- indexes --------------------------------------------------------------------------
 
