@@ -18,6 +18,7 @@ from .errors import BuildError
 PACKAGES = {
     "mksquashfs": "squashfs-tools",
     "unsquashfs": "squashfs-tools",
+    "mkfs.erofs": "erofs-utils",
     "systemd-sysext": "systemd",
     "unshare": "util-linux",
     "gpg": "gnupg",

@@ -12,7 +12,8 @@ from .arch import ARCHES, ELF_MACHINE_NAMES, Arch
 from .checksum import file_sha256, read_checksum
 from .elf import HEADER_SIZE
 from .errors import BuildError
-from .image import Entry, SquashfsImage
+from .image import Entry
+from .images import ErofsImage, Image, erofs_superblock_check, open_image
 from .pack import BLOCK_SIZE_BYTES, COMPRESSORS, bcj_filter
 from .report import say
 from .spec import (
@@ -76,7 +77,7 @@ def verify(image: Path, expect: Expectations) -> list[Check]:
 
 
 def _checks(path: Path, expect: Expectations) -> Iterator[Check]:
-    image = SquashfsImage(path)
+    image = open_image(path)
     machines = _binary_machines(image)
     yield _superblock(image, expect.compression, _arch_of(machines))
     yield from _entries(image, expect.required, expect.optional)
@@ -85,9 +86,14 @@ def _checks(path: Path, expect: Expectations) -> Iterator[Check]:
     yield from _merges(image, path, release, expect.names)
 
 
-def _superblock(image: SquashfsImage, compression: str, arch: Arch | None) -> Check:
+def _superblock(image: Image, compression: str, arch: Arch | None) -> Check:
     """Compressor, BCJ filter and block size as --compression packs them for `arch`, the
     architecture of the image's binary (None: unknown, which the architecture check fails)."""
+    if isinstance(image, ErofsImage):
+        return Check("superblock", *erofs_superblock_check(image, compression))
+    if compression not in COMPRESSORS:
+        choices = ", ".join(COMPRESSORS)
+        return Check("superblock", "FAIL", f"a squashfs image, not {compression} ({choices})")
     compressor = COMPRESSORS[compression]
     superblock = image.superblock
     found = (superblock.get("Compression"), superblock.get("Filters"), superblock.get("Block size"))
@@ -109,9 +115,7 @@ def _describe(compression: str | None, bcj: str | None, block_size: str | None) 
     return f"{compression} compression, {filters}, {block_size}-byte blocks"
 
 
-def _entries(
-    image: SquashfsImage, required: Sequence[str], optional: Sequence[str]
-) -> Iterator[Check]:
+def _entries(image: Image, required: Sequence[str], optional: Sequence[str]) -> Iterator[Check]:
     files = {*required, IMAGE_EXTENSION_RELEASE, *optional}
     directories = {parent for path in files for parent in _parents(path)}
     links = image.hard_links()
@@ -208,7 +212,7 @@ def _escape(char: str) -> str:
 
 
 def _extension_release(
-    image: SquashfsImage, path: Path, machines: dict[str, int | None]
+    image: Image, path: Path, machines: dict[str, int | None]
 ) -> Iterator[Check]:
     """Yields its checks; returns the extension-release fields (empty if unusable)."""
     releases = [
@@ -261,7 +265,7 @@ def _extension_release(
     return fields
 
 
-def _binary_machines(image: SquashfsImage) -> dict[str, int | None]:
+def _binary_machines(image: Image) -> dict[str, int | None]:
     """Each file in /usr/bin and /usr/local/bin -> its ELF machine (None: not an ELF file)."""
     machines: dict[str, int | None] = {}
     for entry in image.entries.values():
@@ -330,7 +334,7 @@ def _checksums(pairs: Sequence[tuple[Path, Path]]) -> Iterator[Check]:
 
 
 def _merges(
-    image: SquashfsImage, path: Path, release: dict[str, str], names: Sequence[str]
+    image: Image, path: Path, release: dict[str, str], names: Sequence[str]
 ) -> Iterator[Check]:
     """Real merges under every name a host may give the image (`names`, then NAME.raw, the name
     the sysext-bakery's /etc/extensions symlink has), each in a scratch root, never over the

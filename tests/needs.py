@@ -19,6 +19,7 @@ import pytest
 PACKAGES = {
     "mksquashfs": "squashfs-tools",
     "unsquashfs": "squashfs-tools",
+    "mkfs.erofs": "erofs-utils",
     "systemd-sysext": "systemd",
     "systemd-analyze": "systemd",
     "systemd-dissect": "systemd-container",
