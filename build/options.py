@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from invoke.parser import Argument
 
-from . import alloy
+from . import alloy, pack_erofs
 from .arch import ARCHES
 from .errors import BuildError
 from .pack import COMPRESSORS
@@ -162,7 +162,7 @@ def one_of(choices: Mapping[str, Any] | tuple[str, ...], what: str) -> Parser:
 # Each format's --compression choices, its default first.
 FORMAT_COMPRESSIONS: dict[str, tuple[str, ...]] = {
     "squashfs": tuple(COMPRESSORS),
-    "erofs": ("lz4hc", "none"),
+    "erofs": tuple(dict.fromkeys((pack_erofs.DEFAULT_COMPRESSION, *pack_erofs.COMPRESSORS))),
 }
 
 

@@ -27,6 +27,7 @@ from .arch import ARCHES
 from .checksum import SUMS_FILE, image_sums, sums_text, write_sums
 from .errors import BuildError
 from .http import is_loopback
+from .images import image_format
 from .render import TEMPLATES, render
 from .report import say
 from .safeio import read_regular
@@ -60,16 +61,10 @@ UNSIGNED_NOTE = (
     "check each image against SHA256SUMS, but nothing proves who wrote SHA256SUMS"
 )
 # What buildinfo must say for an image to be published (build/pipeline.py writes it).
-BUILDINFO_KEYS = (
-    "image",
-    "version",
-    "arch",
-    "autostart",
-    "config_path",
-    "mksquashfs",
-    "liblzma",
-    "verify",
-)
+BUILDINFO_KEYS = ("image", "version", "arch", "autostart", "config_path", "verify")
+# And per format, the tools that packed it (a build info without "format" is squashfs's: they
+# were all squashfs before EROFS came).
+FORMAT_TOOLS = {"squashfs": ("mksquashfs", "liblzma"), "erofs": ("mkfs.erofs",)}
 # Plain URLs only: no %, which systemd reads as a specifier, no spaces, quotes, ? or #.
 _PUBLISH_URL = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]+)?(/[A-Za-z0-9._~/+=,@-]*)?")
 
@@ -146,6 +141,7 @@ def _release(
     refuse_prereleases(output_dir)
     sums = image_sums(output_dir)  # hashes every image, checks each against its .sha256
     images = _images(output_dir, sums)
+    refuse_mixed_formats(output_dir, images)
     newest = _newest_per_arch(images)
     texts: dict[Path, str] = {output_dir / INDEX: index_json(images, newest, url, signer)}
     for arch, image in newest.items():
@@ -262,6 +258,27 @@ def refuse_prereleases(output_dir: Path) -> None:
         )
 
 
+def _format(image: Image) -> str:
+    return str(image.buildinfo.get("format", "squashfs"))
+
+
+def refuse_mixed_formats(output_dir: Path, images: list[Image]) -> None:
+    """One release directory, one format: a host's transfer file picks images by name, which
+    cannot tell squashfs from EROFS, and a host without EROFS (Flatcar LTS) must never be
+    offered one."""
+    by_format: dict[str, list[str]] = {}
+    for image in images:
+        by_format.setdefault(_format(image), []).append(image.path.name)
+    if len(by_format) > 1:
+        listed = "; ".join(f"{f}: {', '.join(names[:3])}" for f, names in sorted(by_format.items()))
+        raise BuildError(
+            f"{output_dir} mixes image formats ({listed}): a host's transfer cannot tell them "
+            "apart by name, and a host without EROFS (Flatcar LTS) must never get one",
+            "release each format from an output directory and a URL of its own, e.g. "
+            "--output-dir=output-erofs; nothing was written",
+        )
+
+
 def _images(output_dir: Path, sums: list[tuple[Path, str]]) -> list[Image]:
     versioned: dict[str, Image] = {}
     compat: list[tuple[Path, str, str]] = []
@@ -310,9 +327,16 @@ def _buildinfo(image: Path, version: str, arch: str, sha256: str) -> dict[str, A
         raise BuildError(f"{image.name} has no {path.name} saying what built it", rebuild) from None
     except (OSError, ValueError) as error:
         raise BuildError(f"cannot read {path}: {error}", rebuild) from None
-    missing = [key for key in BUILDINFO_KEYS if not isinstance(info, dict) or key not in info]
+    if not isinstance(info, dict):
+        raise BuildError(f"{path} is not a JSON object", rebuild)
+    packed_as = info.get("format", "squashfs")
+    if packed_as not in FORMAT_TOOLS:
+        raise BuildError(f"{path} names an unknown format {str(packed_as)[:40]!r}", rebuild)
+    missing = [key for key in (*BUILDINFO_KEYS, *FORMAT_TOOLS[packed_as]) if key not in info]
     if missing:
         raise BuildError(f"{path} lacks {', '.join(missing)}", rebuild)
+    if image_format(image) != packed_as:
+        raise BuildError(f"{image.name} is not {packed_as}, which {path.name} says it is", rebuild)
     said = (info["image"], info["version"], info["arch"])
     if said != (image.name, version, arch):
         raise BuildError(
@@ -387,8 +411,8 @@ def index_json(
                 "compression": image.buildinfo.get("compression"),
                 "autostart": image.buildinfo["autostart"],
                 "config_path": image.buildinfo["config_path"],
-                "mksquashfs": image.buildinfo["mksquashfs"],
-                "liblzma": image.buildinfo["liblzma"],
+                "format": _format(image),
+                **{tool: image.buildinfo[tool] for tool in FORMAT_TOOLS[_format(image)]},
                 "trust_keys": _trust_keys(image),
             }
             for image in images
