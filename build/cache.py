@@ -20,9 +20,10 @@ from pathlib import Path
 
 from .arch import ARCHES
 from .errors import BuildError
+from .fileio import write_text_atomic
 from .manifest import regular_sha256
+from .names import LATEST_PREFIX, LOCK_SUFFIX, OLD_SUFFIX, SUMS_FILE, TEMP_SUFFIX, lock_file
 from .spec import NAME, VERSION_PATTERN, default_cache_dir
-from .targets import lock_file, write_text_atomic
 
 TAG = "CACHEDIR.TAG"
 SIGNATURE = "Signature: 8a477f597d28d172789f06886806bc55"
@@ -31,13 +32,11 @@ TAG_TEXT = (
     "# This file is a cache directory tag created by alloy-sysext (its download cache).\n"
     "# For information about cache directory tags, see https://bford.info/cachedir/\n"
 )
-LATEST_PREFIX = "latest-"
-
-_RELEASE_FILES = {f"{NAME}-linux-{arch}.zip" for arch in ARCHES} | {"SHA256SUMS"}
+_RELEASE_FILES = {f"{NAME}-linux-{arch}.zip" for arch in ARCHES} | {SUMS_FILE}
 _VERSION_DIR = re.compile(rf"v{VERSION_PATTERN.pattern}")
 _SOURCE_DIR = re.compile(r"[A-Za-z0-9.][A-Za-z0-9._-]*")
-_TEMP = re.compile(r"\.(?P<name>.+)\.[^.]+\.(tmp|old)")
-_LOCK = re.compile(r"\.(?P<name>.+)\.lock")
+_TEMP = re.compile(rf"\.(?P<name>.+)\.[^.]+({re.escape(TEMP_SUFFIX)}|{re.escape(OLD_SUFFIX)})")
+_LOCK = re.compile(rf"\.(?P<name>.+){re.escape(LOCK_SUFFIX)}")
 _LATEST = re.compile(rf"{LATEST_PREFIX}[A-Za-z0-9._-]+\.json")
 
 
@@ -182,7 +181,7 @@ def clean_cache(cache_dir: Path, version: str | None) -> tuple[list[Path], list[
 def drop_failed_fetch(release_dir: Path, locks: list[Path], made: list[Path]) -> None:
     """After a failed fetch: the version folder and source folder it made (`made`, outermost
     first) go again if nothing but its own empty lock files is in them. The locks are held
-    while they are removed, so a build waiting on one takes it again (targets.file_lock)."""
+    while they are removed, so a build waiting on one takes it again (fileio.file_lock)."""
     if release_dir not in made or not _is_dir(release_dir):
         return
     with contextlib.ExitStack() as stack:

@@ -9,9 +9,10 @@ from pathlib import Path
 
 from . import manifest
 from .errors import BuildError
+from .fileio import write_text_atomic
+from .names import SUMS_FILE, checksum_file
 from .safeio import open_regular, read_regular
-from .spec import checksum_file, parse_output_name
-from .targets import write_text_atomic
+from .spec import parse_output_name
 
 _CHUNK = 1 << 20
 _LINE = re.compile(r"([0-9a-fA-F]{64}) [ *](.+)")
@@ -90,9 +91,6 @@ def image_sums(output_dir: Path) -> list[tuple[Path, str]]:
             )
         found.append((image, sha256))
     return found
-
-
-SUMS_FILE = "SHA256SUMS"  # GNU format, as Alloy's own releases name it
 
 
 def sums_text(sums: list[tuple[Path, str]]) -> str:

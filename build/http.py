@@ -28,8 +28,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urljoin, urlsplit
 
 from .errors import BuildError
+from .fileio import atomic_path
 from .report import progress
-from .targets import atomic_path
 
 if TYPE_CHECKING:
     import requests

@@ -18,8 +18,11 @@ from . import pack as packing
 from . import stage as staging
 from .checksum import file_sha256, read_checksum, sums_line
 from .errors import BuildError
+from .fileio import atomic_dir, atomic_path, file_lock, fsync_dir, sweep_temps
 from .merge import cannot_merge
+from .names import buildinfo_file, checksum_file, lock_file
 from .report import human_size, say
+from .rule import Step, forget, record, why_out_of_date
 from .run import require
 from .spec import (
     IMAGE_AUTOSTART,
@@ -28,20 +31,6 @@ from .spec import (
     IMAGE_TRUST_KEYS,
     IMAGE_UNIT,
     BuildSpec,
-    buildinfo_file,
-    checksum_file,
-)
-from .targets import (
-    Step,
-    atomic_dir,
-    atomic_path,
-    file_lock,
-    forget,
-    fsync_dir,
-    lock_file,
-    record,
-    sweep_temps,
-    why_out_of_date,
 )
 from .trustkeys import TrustKeys, read_trust_keys
 from .verify import Check, Expectations, checksums_of, verify

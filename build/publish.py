@@ -26,12 +26,13 @@ from . import butane, manifest, signing, sysupdate
 from .arch import ARCHES
 from .checksum import SUMS_FILE, image_sums, sums_text, write_sums
 from .errors import BuildError
+from .fileio import atomic_path, write_text_atomic
 from .http import is_loopback
+from .names import buildinfo_file
 from .render import TEMPLATES, render
 from .report import say
 from .safeio import read_regular
-from .spec import NAME, buildinfo_file, parse_output_name
-from .targets import atomic_path, write_text_atomic
+from .spec import NAME, parse_output_name
 
 INDEX = "index.json"
 MAX_BUILDINFO = 1 << 20

@@ -13,6 +13,7 @@ from .checksum import file_sha256, read_checksum
 from .elf import HEADER_SIZE
 from .errors import BuildError
 from .image import Entry, SquashfsImage
+from .names import checksum_file
 from .pack import BLOCK_SIZE_BYTES, COMPRESSORS, bcj_filter
 from .report import say
 from .spec import (
@@ -21,7 +22,6 @@ from .spec import (
     IMAGE_EXTENSION_RELEASE,
     IMAGE_TRUST_KEYS,
     IMAGE_UNIT,
-    checksum_file,
 )
 from .stage import STRICT_XATTR
 
