@@ -19,9 +19,10 @@ from build.cache import adopt_older_default, clean_cache, refuse_untagged
 from build.clean import clean_outputs
 from build.errors import BuildError, one_line
 from build.latest import spec_from_options
-from build.pipeline import run_steps, verify_any_image
+from build.pipeline import run_steps
 from build.signals import Interrupted, signals_raise
 from build.spec import DEFAULTS, BuildSpec, default_cache_dir, directory_option, flag_value
+from build.verify import verify_any_image
 
 HELP = {
     "version": "Alloy release to build, X.Y.Z or X.Y.Z-rc.N, or latest: the highest stable "

@@ -23,7 +23,7 @@ from .errors import BuildError
 from .fileio import write_text_atomic
 from .manifest import regular_sha256
 from .names import LATEST_PREFIX, LOCK_SUFFIX, OLD_SUFFIX, SUMS_FILE, TEMP_SUFFIX, lock_file
-from .spec import NAME, VERSION_PATTERN, default_cache_dir
+from .spec import NAME, VERSION_PATTERN, BuildSpec, default_cache_dir
 
 TAG = "CACHEDIR.TAG"
 SIGNATURE = "Signature: 8a477f597d28d172789f06886806bc55"
@@ -234,3 +234,17 @@ _EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b85
 def fetch_locks(cached_zip: Path, cached_sums: Path) -> list[Path]:
     """The lock files a fetch takes, in the order it takes them."""
     return [lock_file(cached_zip), lock_file(cached_sums)]
+
+
+@contextlib.contextmanager
+def fetching(spec: BuildSpec) -> Iterator[None]:
+    """Around a fetch: the cache directory made (tagged); what a failed fetch made goes
+    again, so no empty version folder with lock files is left."""
+    make_cache_dir(spec.cache_dir)
+    made = [d for d in (spec.cached_release.parent, spec.cached_release) if not d.exists()]
+    try:
+        yield
+    except BaseException:
+        locks = fetch_locks(spec.cached_zip, spec.cached_sums)
+        drop_failed_fetch(spec.cached_release, locks, made)
+        raise

@@ -6,6 +6,7 @@ import hashlib
 import os
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import manifest
 from .errors import BuildError
@@ -13,6 +14,9 @@ from .fileio import write_text_atomic
 from .names import SUMS_FILE, checksum_file
 from .safeio import open_regular, read_regular
 from .spec import parse_output_name
+
+if TYPE_CHECKING:
+    from .runner import Runner
 
 _CHUNK = 1 << 20
 _LINE = re.compile(r"([0-9a-fA-F]{64}) [ *](.+)")
@@ -110,3 +114,13 @@ def write_sums(output_dir: Path, sums: list[tuple[Path, str]] | None = None) -> 
     write_text_atomic(path, sums_text(sums))
     manifest.record(output_dir, [path])
     return path, len(sums)
+
+
+def make(runner: Runner) -> str:
+    """The checksum step: the image's .sha256."""
+    image = runner.spec.image
+    # Hashed when the image was recorded, unless it changed since.
+    current = runner.current(image)
+    sha256 = manifest.regular_sha256(current) or file_sha256(current)
+    runner.write_output(checksum_file(image), sums_line(sha256, image.name))
+    return f"wrote {runner.current(checksum_file(image))}"

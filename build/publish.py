@@ -60,7 +60,7 @@ UNSIGNED_NOTE = (
     "unsigned (no --sign-key): no SHA256SUMS.gpg, so the transfers say Verify=false: hosts "
     "check each image against SHA256SUMS, but nothing proves who wrote SHA256SUMS"
 )
-# What buildinfo must say for an image to be published (build/pipeline.py writes it).
+# What buildinfo must say for an image to be published (build/buildinfo.py writes it).
 BUILDINFO_KEYS = (
     "image",
     "version",
