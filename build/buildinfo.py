@@ -53,8 +53,8 @@ def write(runner: Runner, info: dict[str, Any]) -> None:
     runner.write_output(buildinfo_file(runner.spec.image), json.dumps(info, indent=2) + "\n")
 
 
-def record_verify(runner: Runner, result: dict[str, Any]) -> None:
-    """The verify result in the image's build info, which invoke release reads."""
+def read(runner: Runner) -> dict[str, Any]:
+    """The newest build info of the image (pending, or in place)."""
     current = runner.current(buildinfo_file(runner.spec.image))
     try:
         info = json.loads(current.read_text(encoding="utf-8"))
@@ -62,4 +62,26 @@ def record_verify(runner: Runner, result: dict[str, Any]) -> None:
         raise BuildError(
             f"cannot read {current}: {error}", "rebuild with invoke all --force"
         ) from None
-    write(runner, {**info, "verify": result})
+    if not isinstance(info, dict):
+        raise BuildError(
+            f"cannot read {current}: not a JSON object", "rebuild with invoke all --force"
+        )
+    return info
+
+
+def record_verify(runner: Runner, result: dict[str, Any]) -> None:
+    """The verify result in the image's build info, which invoke release reads."""
+    write(runner, {**read(runner), "verify": result})
+
+
+def options_differ(info: dict[str, Any], spec: BuildSpec, compression: str) -> list[str]:
+    """The options (as flags) the image was built with where they differ from `spec`'s, for
+    those its checks depend on (`compression`: what --compression packs for spec.arch)."""
+    differ = []
+    if info.get("compression") != compression:
+        differ.append(f"--compression={info.get('compression')}")
+    if bool(info.get("autostart")) != spec.autostart:
+        differ.append("--autostart" if info.get("autostart") else "no --autostart")
+    if bool(info.get("trust_keys")) != (spec.trust_keys is not None):
+        differ.append("--trust-keys" if info.get("trust_keys") else "no --trust-keys")
+    return differ

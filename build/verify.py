@@ -15,7 +15,7 @@ from .elf import HEADER_SIZE
 from .errors import BuildError
 from .image import Entry, SquashfsImage
 from .names import checksum_file
-from .pack import BLOCK_SIZE_BYTES, COMPRESSORS, bcj_filter
+from .pack import BLOCK_SIZE_BYTES, COMPRESSORS, bcj_filter, used_compression
 from .report import say
 from .spec import (
     IMAGE_AUTOSTART,
@@ -448,6 +448,17 @@ def make(runner: Runner) -> str:
         ],
     )
     image = runner.current(spec.image)
+    # Built with other options, the image would fail checks it need not pass: say so, and
+    # leave its record as it is.
+    differ = buildinfo.options_differ(
+        buildinfo.read(runner), spec, used_compression(spec.compression, spec.arch)
+    )
+    if differ:
+        raise BuildError(
+            f"{spec.image} was built with {', '.join(differ)}, unlike this verify; its build "
+            "info is left as it was",
+            "verify it with the options it was built with, or rebuild it with these: invoke all",
+        )
     try:
         checks = verify(image, expect)
     except BuildError as error:

@@ -327,6 +327,26 @@ def test_verify_with_nothing_built_is_one_line(
     assert len(release.requests()) == asked
 
 
+def test_verify_with_other_options_than_the_build_says_so_and_records_nothing(
+    invoke: Invoke, tmp_path: Path
+) -> None:
+    """A verify that would fail only because it was asked with other options than the build's
+    must not record a failure over the build's passed verify."""
+    assert invoke("all", "--compression=zstd", "--autostart").returncode == 0
+    info = tmp_path / "output" / f"alloy-{VERSION}-amd64.raw.buildinfo.json"
+    before = info.read_bytes()
+    result = invoke("verify")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.stderr.splitlines() == [
+        f"error: {Path('output') / f'alloy-{VERSION}-amd64.raw'} was built with "
+        "--compression=zstd, --autostart, unlike this verify; its build info is left as it was; "
+        "verify it with the options it was built with, or rebuild it with these: invoke all"
+    ]
+    assert info.read_bytes() == before
+    same = invoke("verify", "--compression=zstd", "--autostart")
+    assert same.returncode == 0, same.stdout + same.stderr
+
+
 def test_cannot_merge_says_why(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(merge.os, "geteuid", lambda: 1000)
     assert merge.cannot_merge("x86-64") == "needs root (mount namespaces, loop devices)"
