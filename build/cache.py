@@ -22,10 +22,10 @@ from .arch import ARCHES
 from .errors import BuildError
 from .fileio import write_text_atomic
 from .manifest import regular_sha256
+from .names import CACHE_TAG as TAG
 from .names import LATEST_PREFIX, LOCK_SUFFIX, OLD_SUFFIX, SUMS_FILE, TEMP_SUFFIX, lock_file
 from .spec import NAME, VERSION_PATTERN, BuildSpec, default_cache_dir
 
-TAG = "CACHEDIR.TAG"
 SIGNATURE = "Signature: 8a477f597d28d172789f06886806bc55"
 TAG_TEXT = (
     f"{SIGNATURE}\n"

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from . import manifest
 from .errors import BuildError
 from .fileio import write_text_atomic
-from .names import SUMS_FILE, checksum_file
+from .names import STAGING, SUMS_FILE, checksum_file
 from .safeio import open_regular, read_regular
 from .spec import parse_output_name
 
@@ -106,7 +106,7 @@ def write_sums(output_dir: Path, sums: list[tuple[Path, str]] | None = None) -> 
     """SHA256SUMS over every image in `output_dir` (`sums` from image_sums, or hashed now), in
     the format sha256sum -c and systemd-sysupdate read; returns the file and how many images it
     lists."""
-    manifest.own_subdir(output_dir, manifest.STAGING)  # where the file is recorded
+    manifest.own_subdir(output_dir, STAGING)  # where the file is recorded
     if sums is None:
         sums = image_sums(output_dir)
     path = output_dir / SUMS_FILE

@@ -11,6 +11,13 @@ from pathlib import Path
 SUMS_FILE = "SHA256SUMS"
 SIGNATURE_FILE = f"{SUMS_FILE}.gpg"
 
+# invoke release, beside the images.
+INDEX = "index.json"
+SYSUPDATE_DIR = "sysupdate"
+FLATCAR_DIR = "flatcar"
+PUBLIC_KEY_FILE = "alloy-release-key.gpg"  # binary: what goes into a host's keyring
+PUBLIC_KEY_ARMORED = "alloy-release-key.asc"
+
 # Beside each image.
 CHECKSUM_SUFFIX = ".sha256"
 BUILDINFO_SUFFIX = ".buildinfo.json"
@@ -30,7 +37,9 @@ LOCK_SUFFIX = ".lock"
 TEMP_SUFFIX = ".tmp"
 OLD_SUFFIX = ".old"
 
-# The download cache: --version=latest's answer, per API.
+# The download cache: its tag (https://bford.info/cachedir/), and --version=latest's answer,
+# per API.
+CACHE_TAG = "CACHEDIR.TAG"
 LATEST_PREFIX = "latest-"
 
 

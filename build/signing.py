@@ -18,10 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import BuildError
-from .names import SIGNATURE_FILE, SUMS_FILE
+from .names import PUBLIC_KEY_ARMORED, PUBLIC_KEY_FILE, SIGNATURE_FILE, SUMS_FILE
 
-PUBLIC_KEY_FILE = "alloy-release-key.gpg"  # binary: what goes into a host's keyring
-PUBLIC_KEY_ARMORED = "alloy-release-key.asc"
 SIGNED_FILES = (SIGNATURE_FILE, PUBLIC_KEY_FILE, PUBLIC_KEY_ARMORED)
 PASSPHRASE_ENV = "ALLOY_SIGN_PASSPHRASE"
 _TIMEOUT = 120
