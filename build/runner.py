@@ -94,6 +94,7 @@ class Runner:
         self._new_locks: list[Path] = []  # lock files made in .staging, recorded with outputs
         self._output_locked = False
         self._once: dict[str, Any] = {}
+        self._deferring = False  # a deferrable step is making its targets, deferred
 
     def once(self, key: str, compute: Callable[[], Any]) -> Any:
         """`compute()`, called once per run: what two steps must see alike (an input file)."""
@@ -112,8 +113,9 @@ class Runner:
     @contextlib.contextmanager
     def output(self, final: Path) -> Iterator[Path]:
         """A temporary path for the output `final`, renamed into place when the block succeeds,
-        or, deferred, to a pending file that takes the final name at commit()."""
-        if not self.deferred:
+        or, while a deferrable step runs deferred, to a pending file that takes the final name
+        at commit()."""
+        if not self._deferring:
             with atomic_path(final) as tmp:
                 yield tmp
             self._record(final)
@@ -258,7 +260,11 @@ class Runner:
                 if path not in shared:
                     sweep_temps(path)
             if deferred:
-                outcome = entry.make(self)
+                self._deferring = True
+                try:
+                    outcome = entry.make(self)
+                finally:
+                    self._deferring = False
                 self.unrecorded.append(step)
             else:
                 forget(step)
