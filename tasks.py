@@ -18,9 +18,10 @@ from build.cache import adopt_older_default, clean_cache, refuse_untagged
 from build.clean import clean_outputs
 from build.cli import suggest_close_matches
 from build.errors import BuildError, one_line
-from build.pipeline import run_steps, verify_any_image
+from build.pipeline import run_steps
 from build.signals import Interrupted, signals_raise
 from build.upstream_latest import resolve as resolve_latest
+from build.verify import verify_any_image
 
 suggest_close_matches()  # "No idea what 'al' is!" also names the closest task or flag
 

@@ -20,24 +20,23 @@ from pathlib import Path
 
 from .arch import ARCHES
 from .errors import BuildError
+from .fileio import write_text_atomic
 from .manifest import regular_sha256
-from .spec import NAME, VERSION_PATTERN, default_cache_dir
-from .targets import lock_file, write_text_atomic
+from .names import CACHE_TAG as TAG
+from .names import LATEST_PREFIX, LOCK_SUFFIX, OLD_SUFFIX, SUMS_FILE, TEMP_SUFFIX, lock_file
+from .spec import NAME, VERSION_PATTERN, BuildSpec, default_cache_dir
 
-TAG = "CACHEDIR.TAG"
 SIGNATURE = "Signature: 8a477f597d28d172789f06886806bc55"
 TAG_TEXT = (
     f"{SIGNATURE}\n"
     "# This file is a cache directory tag created by alloy-sysext (its download cache).\n"
     "# For information about cache directory tags, see https://bford.info/cachedir/\n"
 )
-LATEST_PREFIX = "latest-"
-
-_RELEASE_FILES = {f"{NAME}-linux-{arch}.zip" for arch in ARCHES} | {"SHA256SUMS"}
+_RELEASE_FILES = {f"{NAME}-linux-{arch}.zip" for arch in ARCHES} | {SUMS_FILE}
 _VERSION_DIR = re.compile(rf"v{VERSION_PATTERN.pattern}")
 _SOURCE_DIR = re.compile(r"[A-Za-z0-9.][A-Za-z0-9._-]*")
-_TEMP = re.compile(r"\.(?P<name>.+)\.[^.]+\.(tmp|old)")
-_LOCK = re.compile(r"\.(?P<name>.+)\.lock")
+_TEMP = re.compile(rf"\.(?P<name>.+)\.[^.]+({re.escape(TEMP_SUFFIX)}|{re.escape(OLD_SUFFIX)})")
+_LOCK = re.compile(rf"\.(?P<name>.+){re.escape(LOCK_SUFFIX)}")
 _LATEST = re.compile(rf"{LATEST_PREFIX}[A-Za-z0-9._-]+\.json")
 
 
@@ -182,7 +181,7 @@ def clean_cache(cache_dir: Path, version: str | None) -> tuple[list[Path], list[
 def drop_failed_fetch(release_dir: Path, locks: list[Path], made: list[Path]) -> None:
     """After a failed fetch: the version folder and source folder it made (`made`, outermost
     first) go again if nothing but its own empty lock files is in them. The locks are held
-    while they are removed, so a build waiting on one takes it again (targets.file_lock)."""
+    while they are removed, so a build waiting on one takes it again (fileio.file_lock)."""
     if release_dir not in made or not _is_dir(release_dir):
         return
     with contextlib.ExitStack() as stack:
@@ -235,3 +234,17 @@ _EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b85
 def fetch_locks(cached_zip: Path, cached_sums: Path) -> list[Path]:
     """The lock files a fetch takes, in the order it takes them."""
     return [lock_file(cached_zip), lock_file(cached_sums)]
+
+
+@contextlib.contextmanager
+def fetching(spec: BuildSpec) -> Iterator[None]:
+    """Around a fetch: the cache directory made (tagged); what a failed fetch made goes
+    again, so no empty version folder with lock files is left."""
+    make_cache_dir(spec.cache_dir)
+    made = [d for d in (spec.cached_release.parent, spec.cached_release) if not d.exists()]
+    try:
+        yield
+    except BaseException:
+        locks = fetch_locks(spec.cached_zip, spec.cached_sums)
+        drop_failed_fetch(spec.cached_release, locks, made)
+        raise

@@ -6,12 +6,17 @@ import hashlib
 import os
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import manifest
 from .errors import BuildError
+from .fileio import write_text_atomic
+from .names import STAGING, SUMS_FILE, checksum_file
 from .safeio import open_regular, read_regular
-from .spec import checksum_file, parse_output_name
-from .targets import write_text_atomic
+from .spec import parse_output_name
+
+if TYPE_CHECKING:
+    from .runner import Runner
 
 _CHUNK = 1 << 20
 _LINE = re.compile(r"([0-9a-fA-F]{64}) [ *](.+)")
@@ -92,9 +97,6 @@ def image_sums(output_dir: Path) -> list[tuple[Path, str]]:
     return found
 
 
-SUMS_FILE = "SHA256SUMS"  # GNU format, as Alloy's own releases name it
-
-
 def sums_text(sums: list[tuple[Path, str]]) -> str:
     """SHA256SUMS's text: exactly the bytes write_sums writes (and a signature signs)."""
     return "".join(sums_line(sha256, image.name) for image, sha256 in sums)
@@ -104,7 +106,7 @@ def write_sums(output_dir: Path, sums: list[tuple[Path, str]] | None = None) -> 
     """SHA256SUMS over every image in `output_dir` (`sums` from image_sums, or hashed now), in
     the format sha256sum -c and systemd-sysupdate read; returns the file and how many images it
     lists."""
-    manifest.own_subdir(output_dir, manifest.STAGING)  # where the file is recorded
+    manifest.own_subdir(output_dir, STAGING)  # where the file is recorded
     if sums is None:
         sums = image_sums(output_dir)
     path = output_dir / SUMS_FILE
@@ -112,3 +114,13 @@ def write_sums(output_dir: Path, sums: list[tuple[Path, str]] | None = None) -> 
     write_text_atomic(path, sums_text(sums))
     manifest.record(output_dir, [path])
     return path, len(sums)
+
+
+def make(runner: Runner) -> str:
+    """The checksum step: the image's .sha256."""
+    image = runner.spec.image
+    # Hashed when the image was recorded, unless it changed since.
+    current = runner.current(image)
+    sha256 = manifest.regular_sha256(current) or file_sha256(current)
+    runner.write_output(checksum_file(image), sums_line(sha256, image.name))
+    return f"wrote {runner.current(checksum_file(image))}"

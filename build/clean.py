@@ -11,8 +11,9 @@ from pathlib import Path
 
 from . import manifest
 from .arch import ARCHES
-from .manifest import INFRASTRUCTURE, STAGING, Manifest
-from .publish import FLATCAR_DIR, SYSUPDATE_DIR, release_files
+from .manifest import INFRASTRUCTURE, Manifest
+from .names import FLATCAR_DIR, STAGING, SYSUPDATE_DIR
+from .publish import release_files
 from .spec import parse_output_name, parse_staging_name
 
 

@@ -27,9 +27,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urljoin, urlsplit
 
 from .errors import BuildError
+from .fileio import atomic_path
 from .ratelimit import MAX_HINT, RateLimit, clock, rate_limit
 from .report import Progress, progress, say
-from .targets import atomic_path
 
 if TYPE_CHECKING:
     import requests

@@ -21,12 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import BuildError
-from .targets import file_lock, write_text_atomic
+from .fileio import file_lock, write_text_atomic
+from .names import MANIFEST, MANIFEST_LOCK, OUTPUT_LOCK, STAGING
 
-STAGING = ".staging"
-MANIFEST = "manifest.json"
-MANIFEST_LOCK = "manifest.lock"
-OUTPUT_LOCK = "output.lock"
 INFRASTRUCTURE = (MANIFEST, MANIFEST_LOCK, OUTPUT_LOCK)  # in .staging, kept while it is used
 FORMAT = 1
 _CHUNK = 1 << 20

@@ -1,4 +1,4 @@
-"""The mksquashfs command line, and running it reproducibly."""
+"""The pack step: the mksquashfs command line, and running it reproducibly."""
 
 from __future__ import annotations
 
@@ -7,10 +7,16 @@ import re
 import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from . import buildinfo
 from .arch import Arch
 from .errors import BuildError
-from .run import run
+from .report import human_size
+from .run import require, run
+
+if TYPE_CHECKING:
+    from .runner import Runner
 
 BLOCK_SIZE = "1M"
 BLOCK_SIZE_BYTES = 1 << 20
@@ -110,3 +116,28 @@ def _liblzma_version() -> str | None:
         return None
     match = re.search(r"^liblzma (\S+)", run(["xz", "--version"]), re.M)
     return match.group(1) if match else None
+
+
+def check_tools(runner: Runner) -> None:
+    """Before a download and a staging that could not be packed."""
+    if runner.must_run("pack"):
+        require("mksquashfs")
+
+
+def make(runner: Runner, trust_keys: tuple[str, ...]) -> str:
+    """Pack the staged tree into the image, and write its build info (`trust_keys`: the
+    fingerprints of the keys the image carries)."""
+    spec = runner.spec
+    with runner.output(spec.image) as tmp:
+        pack(spec.rootfs, tmp, spec.compression, spec.arch)
+    tools = tool_versions()
+    packed = {
+        # What packed it: xz-bcj on arm64 is xz, however it was asked for.
+        "compression": used_compression(spec.compression, spec.arch),
+        "block_size": BLOCK_SIZE_BYTES,
+        "mksquashfs_args": mksquashfs_args(spec.compression, spec.arch),
+    }
+    buildinfo.write(runner, buildinfo.of_pack(spec, packed, tools, trust_keys))
+    size = runner.current(spec.image).stat().st_size
+    flags = f"{spec.compression}, {BLOCK_SIZE} blocks, mksquashfs {tools['mksquashfs']}"
+    return f"packed {runner.current(spec.image)}: {human_size(size)} ({flags})"

@@ -24,20 +24,18 @@ from urllib.parse import urlsplit
 
 from . import alloy, butane, manifest, signing, sysupdate
 from .arch import ARCHES
-from .checksum import SUMS_FILE, image_sums, sums_text, write_sums
+from .checksum import image_sums, sums_text, write_sums
 from .errors import BuildError
+from .fileio import atomic_path, write_text_atomic
 from .http import is_loopback
 from .images import image_format
+from .names import FLATCAR_DIR, INDEX, STAGING, SUMS_FILE, SYSUPDATE_DIR, buildinfo_file
 from .render import TEMPLATES, render
 from .report import say
 from .safeio import read_regular
-from .spec import NAME, buildinfo_file, parse_output_name
-from .targets import atomic_path, write_text_atomic
+from .spec import NAME, parse_output_name
 
-INDEX = "index.json"
 MAX_BUILDINFO = 1 << 20
-SYSUPDATE_DIR = "sysupdate"
-FLATCAR_DIR = "flatcar"
 FIRST_BOOT_UNIT = f"{NAME}-first-boot.service"
 PLACEHOLDER_UNIT = f"{NAME}-config-placeholder.service"
 PLACEHOLDER_CONFIG = f"/etc/{NAME}-sysext/config.{NAME}.placeholder"
@@ -127,7 +125,7 @@ def release(
     updates = normalize_publish_url(update_url, allow_http, "--update-url") if update_url else url
     if not output_dir.is_dir():
         raise BuildError(f"no directory {output_dir}", "build images first, e.g. invoke all")
-    manifest.own_subdir(output_dir, manifest.STAGING)  # where the lock lives: never a symlink
+    manifest.own_subdir(output_dir, STAGING)  # where the lock lives: never a symlink
     with manifest.output_dir_lock(output_dir, shared=True):  # clean waits, and we wait for it
         return _release(output_dir, url, updates, signer, health)
 
@@ -136,7 +134,7 @@ def _release(
     output_dir: Path, url: str, updates: str, signer: signing.Signer | None, health_url: str
 ) -> list[Path]:
     # Nothing is followed out of the output directory.
-    subdirs = [(manifest.STAGING,), (SYSUPDATE_DIR,), (FLATCAR_DIR,)]
+    subdirs = [(STAGING,), (SYSUPDATE_DIR,), (FLATCAR_DIR,)]
     manifest.refuse_links(output_dir, *subdirs, *((SYSUPDATE_DIR, a) for a in ARCHES))
     refuse_prereleases(output_dir)
     sums = image_sums(output_dir)  # hashes every image, checks each against its .sha256
@@ -213,7 +211,7 @@ def write_signed_sums(output_dir: Path, signer: signing.Signer | None) -> tuple[
     earlier signature is removed unless SHA256SUMS is byte for byte the one it signed."""
     if not output_dir.is_dir():  # before the lock, which would make the directory
         raise BuildError(f"no images in {output_dir}", "build them first, e.g. invoke all")
-    manifest.own_subdir(output_dir, manifest.STAGING)
+    manifest.own_subdir(output_dir, STAGING)
     with manifest.output_dir_lock(output_dir, shared=True):
         sums = image_sums(output_dir)
         text = sums_text(sums)

@@ -17,11 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import BuildError
+from .names import PUBLIC_KEY_ARMORED, PUBLIC_KEY_FILE, SIGNATURE_FILE, SUMS_FILE
 from .run import run_bytes
 
-SIGNATURE_FILE = "SHA256SUMS.gpg"
-PUBLIC_KEY_FILE = "alloy-release-key.gpg"  # binary: what goes into a host's keyring
-PUBLIC_KEY_ARMORED = "alloy-release-key.asc"
 SIGNED_FILES = (SIGNATURE_FILE, PUBLIC_KEY_FILE, PUBLIC_KEY_ARMORED)
 PASSPHRASE_ENV = "ALLOY_SIGN_PASSPHRASE"
 GPG_TIMEOUT = 120  # seconds a gpg or gpgv call may take: a stuck gpg-agent must not hang us
@@ -120,7 +118,7 @@ def sign(signer: Signer, data: bytes) -> bytes:
     )
     with tempfile.TemporaryDirectory(prefix="alloy-sign.") as scratch:
         folder = Path(scratch)
-        sums = folder / "SHA256SUMS"
+        sums = folder / SUMS_FILE
         sums.write_bytes(data)
         command = [*gpg_command(signer.gnupg_home), "--pinentry-mode=loopback"]
         if passphrase is not None:

@@ -11,6 +11,16 @@ from typing import Any
 from . import alloy
 from .arch import ARCHES, Arch
 from .errors import BuildError
+from .names import (
+    BUILDINFO_SUFFIX,
+    CHECKSUM_SUFFIX,
+    ROOTFS,
+    STAGING,
+    SUMS_FILE,
+    TEMP_SUFFIX,
+    source_key,
+    stamp_file,
+)
 from .options import (  # noqa: F401 (re-exported: the names modules have always taken from here)
     LATEST,
     VERSION_PATTERN,
@@ -88,7 +98,7 @@ class BuildSpec:
 
     @property
     def sums_url(self) -> str:
-        return f"{self.base_url}/v{self.version}/SHA256SUMS"
+        return f"{self.base_url}/v{self.version}/{SUMS_FILE}"
 
     # The download cache, shared by every build of the same version from the same source: a
     # mirror or an artifact store may hold other files under the same version.
@@ -102,19 +112,19 @@ class BuildSpec:
 
     @property
     def cached_sums(self) -> Path:
-        return self.cached_release / "SHA256SUMS"
+        return self.cached_release / SUMS_FILE
 
     # Staging and step records, one directory per (version, arch).
     @property
     def work_dir(self) -> Path:
-        return self.output_dir / ".staging" / f"{NAME}-{self.version}-{self.arch.name}"
+        return self.output_dir / STAGING / f"{NAME}-{self.version}-{self.arch.name}"
 
     @property
     def rootfs(self) -> Path:
-        return self.work_dir / "rootfs"
+        return self.work_dir / ROOTFS
 
     def stamp(self, step: str) -> Path:
-        return self.work_dir / f"{step}.stamp"
+        return stamp_file(self.work_dir, step)
 
     # Outputs.
     @property
@@ -132,27 +142,13 @@ class BuildSpec:
     @property
     def compat_stamp(self) -> Path:
         """Kept per version, not per architecture: it records which image holds the name."""
-        return self.output_dir / ".staging" / f"{NAME}-{self.version}" / "alias.stamp"
-
-
-def source_key(base_url: str) -> str:
-    """A readable directory name for a source, e.g. github.com_grafana_alloy_releases_download."""
-    without_scheme = base_url.split("://", 1)[-1]
-    return re.sub(r"[^A-Za-z0-9.-]+", "_", without_scheme).strip("_")
-
-
-def checksum_file(image: Path) -> Path:
-    return image.with_name(image.name + ".sha256")
-
-
-def buildinfo_file(image: Path) -> Path:
-    """What built the image (tool versions, options): reproducible per toolchain."""
-    return image.with_name(image.name + ".buildinfo.json")
+        return stamp_file(self.output_dir / STAGING / f"{NAME}-{self.version}", "alias")
 
 
 _OUTPUT_NAME = re.compile(
     rf"\.?{NAME}-(?P<version>{VERSION_PATTERN.pattern})(?:-(?P<arch>{'|'.join(ARCHES)}))?"
-    r"\.raw(?:\.sha256|\.buildinfo\.json)?(?:\.[^.]+\.tmp)?"
+    rf"\.raw(?:{re.escape(CHECKSUM_SUFFIX)}|{re.escape(BUILDINFO_SUFFIX)})?"
+    rf"(?:\.[^.]+{re.escape(TEMP_SUFFIX)})?"
 )
 _STAGING_NAME = re.compile(
     rf"{NAME}-(?P<version>{VERSION_PATTERN.pattern})(?:-(?P<arch>{'|'.join(ARCHES)}))?"

@@ -4,17 +4,30 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import itertools
 import os
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
-from . import zipmember
+from . import manifest, render, zipmember
 from .elf import HEADER_SIZE, check_elf_header
 from .errors import BuildError, doing
-from .spec import IMAGE_BINARY, IMAGE_EXTENSION_RELEASE, BuildSpec
+from .fileio import atomic_dir, sweep_temps
+from .spec import (
+    IMAGE_AUTOSTART,
+    IMAGE_BINARY,
+    IMAGE_EXTENSION_RELEASE,
+    IMAGE_TRUST_KEYS,
+    IMAGE_UNIT,
+    BuildSpec,
+)
+from .trustkeys import TrustKeys, read_trust_keys
+
+if TYPE_CHECKING:
+    from .runner import Runner
 
 # Lets systemd (252+) merge the image under a file name other than `alloy.raw`.
 STRICT_XATTR = "user.extension-release.strict"
@@ -136,3 +149,62 @@ def stage(spec: BuildSpec, zip_path: Path, tree: Path, texts: dict[str, str | by
     release = tree / IMAGE_EXTENSION_RELEASE
     _set_strict_false(release)
     _strip_foreign_xattrs(tree, {release: {STRICT_XATTR}})
+
+
+def trust_keys(runner: Runner) -> TrustKeys | None:
+    """--trust-keys, read once: before any download (refused early), then put in the image and
+    named in its build info."""
+    path = runner.spec.trust_keys
+    return runner.once("trust_keys", lambda: read_trust_keys(path) if path else None)
+
+
+def trust_fingerprints(runner: Runner) -> tuple[str, ...]:
+    keys = trust_keys(runner)
+    return keys.fingerprints if keys is not None else ()
+
+
+def texts(runner: Runner) -> dict[str, str | bytes]:
+    """The files rendered into the image (path in the image -> content), rendered once."""
+
+    def render_all() -> dict[str, str | bytes]:
+        spec = runner.spec
+        template_path = render.unit_template_path(spec)
+        template = render.read_template(template_path)
+        found: dict[str, str | bytes] = {
+            IMAGE_UNIT: render.unit(spec, template, str(template_path)),
+            IMAGE_EXTENSION_RELEASE: render.extension_release(spec),
+        }
+        if spec.autostart:
+            found[IMAGE_AUTOSTART] = render.autostart_dropin()
+        keys = trust_keys(runner)
+        if keys is not None:
+            found[IMAGE_TRUST_KEYS] = keys.keyring
+        return found
+
+    return runner.once("texts", render_all)
+
+
+def params(runner: Runner, zip_sha256: str) -> dict[str, Any]:
+    """Contents, not times: a re-download of the same zip or a checkout that touches the
+    templates changes nothing in the tree."""
+    spec = runner.spec
+    return {
+        "version": spec.version,
+        "arch": spec.arch.name,
+        "zip": zip_sha256,
+        "files": {path: _sha256(text) for path, text in texts(runner).items()},
+    }
+
+
+def make(runner: Runner, zip_path: Path) -> str:
+    """The stage step: the image tree from the verified zip `zip_path`, swapped in whole."""
+    spec = runner.spec
+    sweep_temps(spec.rootfs)  # a killed run's half-staged trees (under the stage lock)
+    with atomic_dir(spec.rootfs) as tree:
+        stage(spec, zip_path, tree, texts(runner))
+    manifest.record_tree(spec.output_dir, spec.rootfs)  # hashes the binary once more
+    return f"staged {spec.rootfs}"
+
+
+def _sha256(text: str | bytes) -> str:
+    return hashlib.sha256(text if isinstance(text, bytes) else text.encode()).hexdigest()

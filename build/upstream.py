@@ -9,9 +9,10 @@ from pathlib import Path
 from . import http
 from .checksum import file_sha256, parse_sums
 from .errors import BuildError
+from .fileio import file_lock, sweep_temps
+from .names import lock_file
 from .report import say
 from .spec import BuildSpec
-from .targets import file_lock, lock_file, sweep_temps
 
 RELEASES_PAGE = "https://github.com/grafana/alloy/releases"
 

@@ -21,10 +21,11 @@ from urllib.parse import urlsplit
 from . import alloy, http
 from .cache import make_cache_dir
 from .errors import BuildError
+from .fileio import file_lock, write_text_atomic
+from .names import latest_file, lock_file
 from .ratelimit import rate_limit
 from .report import say
-from .spec import BuildSpec, source_key
-from .targets import file_lock, lock_file, write_text_atomic
+from .spec import BuildSpec
 
 LATEST = "latest"
 MAX_AGE = 600  # seconds an answer is reused: a rebuild within 10 minutes asks no one
@@ -81,7 +82,7 @@ def _ago(seconds: float) -> str:
 
 
 def cache_file(cache_dir: Path, api_url: str) -> Path:
-    return cache_dir / f"{LATEST}-{source_key(api_url)}.json"
+    return latest_file(cache_dir, api_url)
 
 
 def resolve(

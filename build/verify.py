@@ -6,15 +6,17 @@ import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from . import merge
+from . import buildinfo, merge
 from .arch import ARCHES, ELF_MACHINE_NAMES, Arch
 from .checksum import file_sha256, read_checksum
 from .elf import HEADER_SIZE
 from .errors import BuildError
 from .image import Entry
 from .images import ErofsImage, Image, erofs_superblock_check, open_image
-from .pack import BLOCK_SIZE_BYTES, COMPRESSORS, bcj_filter
+from .names import checksum_file
+from .pack import BLOCK_SIZE_BYTES, COMPRESSORS, bcj_filter, used_compression
 from .report import say
 from .spec import (
     IMAGE_AUTOSTART,
@@ -22,9 +24,12 @@ from .spec import (
     IMAGE_EXTENSION_RELEASE,
     IMAGE_TRUST_KEYS,
     IMAGE_UNIT,
-    checksum_file,
+    BuildSpec,
 )
 from .stage import STRICT_XATTR
+
+if TYPE_CHECKING:
+    from .runner import Runner
 
 RELEASE_DIR = "usr/lib/extension-release.d/"
 _UNIT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9@._:-]*\.(service|socket|timer|path|target)")
@@ -407,3 +412,86 @@ def _os_release_for(release: dict[str, str]) -> str:
 
 def checksums_of(files: Sequence[Path]) -> list[tuple[Path, Path]]:
     return [(file, checksum_file(file)) for file in files]
+
+
+# The verify step: the built image, under every name it is shipped under.
+
+
+def shipped(spec: BuildSpec) -> list[Path]:
+    """The names the image is shipped under: its own, and the compat name if it owns it."""
+    return [spec.image, *([spec.compat_image] if spec.owns_compat_name else [])]
+
+
+def sources(spec: BuildSpec) -> tuple[Path, ...]:
+    """The shipped files and their .sha256 files."""
+    return tuple(path for pair in checksums_of(shipped(spec)) for path in pair)
+
+
+def params(spec: BuildSpec) -> dict[str, Any]:
+    # A check skipped for want of root runs once root is there.
+    return {
+        "compression": spec.compression,
+        "merge": merge.cannot_merge(spec.arch.systemd) or "real",
+    }
+
+
+def make(runner: Runner) -> str:
+    """Verify the newest files (pending ones, deferred, where a step just made them) and record
+    the result in the image's build info."""
+    spec = runner.spec
+    names = shipped(spec)
+    expect = Expectations(
+        compression=spec.compression,
+        names=[path.name for path in names],
+        checksums=[(runner.current(f), runner.current(c)) for f, c in checksums_of(names)],
+        required=[
+            IMAGE_BINARY,
+            IMAGE_UNIT,
+            *([IMAGE_AUTOSTART] if spec.autostart else []),
+            *([IMAGE_TRUST_KEYS] if spec.trust_keys is not None else []),
+        ],
+    )
+    image = runner.current(spec.image)
+    # Built with other options, the image would fail checks it need not pass: say so, and
+    # leave its record as it is.
+    differ = buildinfo.options_differ(
+        buildinfo.read(runner), spec, used_compression(spec.compression, spec.arch)
+    )
+    if differ:
+        raise BuildError(
+            f"{spec.image} was built with {', '.join(differ)}, unlike this verify; its build "
+            "info is left as it was",
+            "verify it with the options it was built with, or rebuild it with these: invoke all",
+        )
+    try:
+        checks = verify(image, expect)
+    except BuildError as error:
+        if runner.deferred:
+            raise BuildError(
+                error.message.replace(str(image), f"the new {spec.image}", 1),
+                "the new image was not installed: every earlier output in "
+                f"{spec.output_dir} is as it was",
+            ) from None
+        buildinfo.record_verify(runner, {"result": "failed", "error": error.message})
+        raise
+    # verify passed, so the .sha256 is the image's: the record names the bytes it vetted.
+    sha256 = read_checksum(runner.current(checksum_file(spec.image)))
+    buildinfo.record_verify(runner, buildinfo.verified(checks, sha256))
+    return _summary(image, checks)
+
+
+def _summary(image: Path, checks: list[Check]) -> str:
+    skipped = sum(check.status == "skip" for check in checks)
+    return f"{image}: {len(checks) - skipped} checks passed, {skipped} skipped"
+
+
+def verify_any_image(image: Path, spec: BuildSpec) -> None:
+    """invoke verify --image: an image from anywhere, named as its owner named it."""
+    expect = Expectations(
+        compression=spec.compression,
+        names=[image.name],
+        checksums=[pair for pair in checksums_of([image]) if pair[1].exists()],
+        # An image from elsewhere may be built with or without --autostart and --trust-keys.
+        optional=[IMAGE_AUTOSTART, IMAGE_TRUST_KEYS],
+    )
+    say("verify", _summary(image, verify(image, expect)))

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from build import pipeline
+from build import alias
+from build.runner import Runner
 from build.spec import BuildSpec, parse_output_name, parse_staging_name
 
 
@@ -48,10 +49,10 @@ def test_compat_name_is_a_copy_where_hard_links_fail(
     def no_links(*_: object) -> None:
         raise OSError(errno.EXDEV, "Invalid cross-device link")
 
-    monkeypatch.setattr(pipeline.os, "link", no_links)
+    monkeypatch.setattr(alias.os, "link", no_links)
     compat = tmp_path / "alloy-1.10.2.raw"
-    builder = pipeline.Pipeline(BuildSpec.from_options({"output_dir": str(tmp_path)}))
-    assert builder._link_or_copy(image, compat) == "copied"
+    runner = Runner((), BuildSpec.from_options({"output_dir": str(tmp_path)}))
+    assert alias.link_or_copy(runner, image, compat) == "copied"
     assert compat.read_bytes() == image.read_bytes()
     assert compat.stat().st_ino != image.stat().st_ino
     # The copy keeps the image's time, so the alias step sees it as up to date.

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from build.targets import file_lock
+from build.fileio import file_lock
 from tests.conftest import VERSION, Invoke, Release
 
 PUBLISH_URL = "https://downloads.example.com/alloy/"

@@ -9,7 +9,8 @@ import pytest
 
 from build.arch import ARCHES
 from build.errors import BuildError
-from build.spec import BuildSpec, checksum_file, default_cache_dir, source_key
+from build.names import checksum_file
+from build.spec import BuildSpec, default_cache_dir, source_key
 
 GITHUB = "https://github.com/grafana/alloy/releases/download"
 

@@ -3,15 +3,17 @@ broken on purpose."""
 
 from __future__ import annotations
 
+import json
 import os
 import platform
+import socket
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from build import merge
-from tests.conftest import VERSION, Invoke
+from tests.conftest import VERSION, Invoke, Release
 from tests.fakes import MACHINES, elf_binary
 from tests.image import extract
 
@@ -80,7 +82,7 @@ def test_all_verifies_and_records_it(invoke: Invoke, tmp_path: Path) -> None:
     if CAN_MERGE:
         assert sum(" ok   merge: " in line for line in lines) == 3  # versioned, compat, alloy.raw
         assert any("ok   systemd-analyze: verify alloy.service" in line for line in lines)
-    again = invoke("verify")
+    again = invoke("all")
     assert again.stdout.splitlines()[-1].endswith("verify.stamp: up to date")
     skipped = invoke("all", "--no-verify")
     assert not any(line.startswith("verify") for line in skipped.stdout.splitlines())
@@ -247,6 +249,102 @@ def test_an_image_for_another_machine_skips_the_merges_and_says_why(
         reason = "the image is for arm64, this machine is x86-64"
         assert f"verify   skip merge: as alloy-{VERSION}-arm64.raw: {reason}" in skips
     assert any("skip systemd-analyze" in line for line in skips)
+
+
+def test_an_arm64_image_is_checked_only_under_the_names_it_is_shipped_under(
+    invoke: Invoke, tmp_path: Path
+) -> None:
+    """With the default --compat-arch=amd64, alloy-VERSION.raw is amd64's: no merge under it is
+    listed for arm64 (nor recorded as skipped in its build info)."""
+    result = invoke("all", "--arch=arm64")
+    assert result.returncode == 0, result.stdout + result.stderr
+    merges = [line for line in result.stdout.splitlines() if " merge: as " in line]
+    assert any(f"merge: as alloy-{VERSION}-arm64.raw" in line for line in merges), merges
+    assert not any(f"as alloy-{VERSION}.raw" in line for line in merges), merges
+    info = tmp_path / "output" / f"alloy-{VERSION}-arm64.raw.buildinfo.json"
+    assert f"alloy-{VERSION}.raw" not in info.read_text()
+
+
+def closed_port() -> str:
+    """An http:// URL on this machine where nothing listens."""
+    with socket.create_server(("127.0.0.1", 0)) as sock:
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+def check_lines(stdout: str) -> list[str]:
+    return [line for line in stdout.splitlines() if line.startswith("verify ")]
+
+
+def test_verify_checks_what_is_built_without_a_download_every_time(
+    invoke: Invoke, release: Release, tmp_path: Path
+) -> None:
+    """invoke verify after a build from a mirror: no download (the source is gone), and the
+    checks are shown again on each run, not "up to date"."""
+    built = invoke("all")
+    assert built.returncode == 0, built.stdout + built.stderr
+    asked = len(release.requests())
+    for _ in range(2):
+        result = invoke("verify", f"--base-url={closed_port()}")
+        assert result.returncode == 0, result.stdout + result.stderr
+        lines = check_lines(result.stdout)
+        assert any(line.startswith("verify   ok   superblock: ") for line in lines), lines
+        assert any(line.startswith("verify   ok   checksum: ") for line in lines), lines
+        assert f"alloy-{VERSION}-amd64.raw: " in lines[-1] and " checks passed, " in lines[-1]
+        assert not any(line.split()[0] in ("fetch", "stage", "pack") for line in lines)
+        assert "up to date" not in lines[-1].split(";")[0]
+    again = invoke("verify")  # the build's own source, still served: not asked either
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert len(release.requests()) == asked
+    info = json.loads(
+        (tmp_path / "output" / f"alloy-{VERSION}-amd64.raw.buildinfo.json").read_text()
+    )
+    assert info["verify"]["result"] == "passed"
+
+
+@pytest.mark.parametrize(
+    ("built_with", "missing"),
+    [
+        ((), f"alloy-{VERSION}-amd64.raw"),
+        (("pack",), f"alloy-{VERSION}-amd64.raw.sha256"),
+    ],
+)
+def test_verify_with_nothing_built_is_one_line(
+    invoke: Invoke, release: Release, tmp_path: Path, built_with: tuple[str, ...], missing: str
+) -> None:
+    if built_with:
+        assert invoke(*built_with).returncode == 0
+    output = tmp_path / "output"
+    before = sorted(output.rglob("*")) if output.exists() else None
+    asked = len(release.requests())
+    result = invoke("verify")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.stderr.splitlines() == [
+        f"error: nothing to verify: {Path('output') / missing} is missing; build it first with "
+        "the same options: invoke all (or invoke alias, which does not verify)"
+    ]
+    assert (sorted(output.rglob("*")) if output.exists() else None) == before
+    assert len(release.requests()) == asked
+
+
+def test_verify_with_other_options_than_the_build_says_so_and_records_nothing(
+    invoke: Invoke, tmp_path: Path
+) -> None:
+    """A verify that would fail only because it was asked with other options than the build's
+    must not record a failure over the build's passed verify."""
+    assert invoke("all", "--compression=zstd", "--autostart").returncode == 0
+    info = tmp_path / "output" / f"alloy-{VERSION}-amd64.raw.buildinfo.json"
+    before = info.read_bytes()
+    result = invoke("verify")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.stderr.splitlines() == [
+        f"error: {Path('output') / f'alloy-{VERSION}-amd64.raw'} was built with "
+        "--compression=zstd, --autostart, unlike this verify; its build info is left as it was; "
+        "verify it with the options it was built with, or rebuild it with these: invoke all"
+    ]
+    assert info.read_bytes() == before
+    same = invoke("verify", "--compression=zstd", "--autostart")
+    assert same.returncode == 0, same.stdout + same.stderr
 
 
 def test_cannot_merge_says_why(monkeypatch: pytest.MonkeyPatch) -> None:

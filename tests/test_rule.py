@@ -1,31 +1,17 @@
-"""build.targets: make's out-of-date rule, step records, and atomic files and directories."""
+"""build.rule: make's out-of-date rule and step records."""
 
 from __future__ import annotations
 
 import os
-import stat
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from build import targets
-from build.targets import (
-    Step,
-    atomic_dir,
-    atomic_path,
-    forget,
-    record,
-    why_out_of_date,
-    write_text_atomic,
-)
+from build import rule
+from build.rule import Step, forget, record, why_out_of_date
 
 # A fixed time with a non-zero nanosecond part, so the 1 ns comparisons are real.
 T0 = 1_700_000_000_123_456_789
-
-
-class Boom(Exception):
-    pass
 
 
 def touch(path: Path, mtime_ns: int, text: str = "x") -> Path:
@@ -34,17 +20,6 @@ def touch(path: Path, mtime_ns: int, text: str = "x") -> Path:
     os.utime(path, ns=(mtime_ns, mtime_ns))
     assert path.stat().st_mtime_ns == mtime_ns  # the filesystem keeps nanoseconds
     return path
-
-
-@pytest.fixture
-def umask() -> Iterator[None]:
-    """Restore the process umask after a test changes it."""
-    saved = os.umask(0o022)
-    os.umask(saved)
-    try:
-        yield
-    finally:
-        os.umask(saved)
 
 
 # why_out_of_date
@@ -103,7 +78,7 @@ def test_changed_recipe_is_out_of_date(tmp_path: Path, monkeypatch: pytest.Monke
     step = Step("s", targets=(target,), params={"a": 1}, stamp=tmp_path / "s.stamp")
     record(step)
     assert why_out_of_date(step) is None
-    monkeypatch.setattr(targets, "RECIPE", targets.RECIPE + 1)
+    monkeypatch.setattr(rule, "RECIPE", rule.RECIPE + 1)
     assert why_out_of_date(step) == "its parameters changed"
 
 
@@ -165,102 +140,3 @@ def test_record_creates_the_stamp_directory(tmp_path: Path) -> None:
     record(Step("s", targets=(target,), params={"k": "v"}, stamp=stamp))
     assert stamp.is_file()
     assert '"k": "v"' in stamp.read_text()
-
-
-# atomic_path
-
-
-def test_atomic_path_success_replaces_file(tmp_path: Path) -> None:
-    final = tmp_path / "out.txt"
-    final.write_text("old")
-    with atomic_path(final) as tmp:
-        assert tmp.parent == final.parent
-        assert tmp != final
-        tmp.write_text("new")
-        assert final.read_text() == "old"  # not in place until the block ends
-    assert final.read_text() == "new"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.txt"]
-
-
-def test_atomic_path_exception_keeps_earlier_version(tmp_path: Path) -> None:
-    final = tmp_path / "out.txt"
-    final.write_text("earlier version")
-    with pytest.raises(Boom), atomic_path(final) as tmp:
-        tmp.write_text("half written")
-        raise Boom
-    assert final.read_text() == "earlier version"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.txt"]
-
-
-def test_atomic_path_exception_without_earlier_version_leaves_nothing(tmp_path: Path) -> None:
-    final = tmp_path / "sub" / "out.txt"
-    with pytest.raises(Boom), atomic_path(final) as tmp:
-        tmp.write_text("half written")
-        raise Boom
-    assert not final.exists()
-    assert list((tmp_path / "sub").iterdir()) == []
-
-
-@pytest.mark.parametrize(
-    ("mask", "mode"),
-    [(0o077, 0o644), (0o077, 0o666), (0o000, 0o600), (0o022, 0o755), (0o277, 0o640)],
-)
-def test_atomic_path_mode_ignores_umask(tmp_path: Path, umask: None, mask: int, mode: int) -> None:
-    final = tmp_path / "out"
-    os.umask(mask)
-    with atomic_path(final, mode) as tmp:
-        tmp.write_text("data")
-    assert stat.S_IMODE(final.stat().st_mode) == mode
-
-
-def test_atomic_path_default_mode_is_0644(tmp_path: Path, umask: None) -> None:
-    os.umask(0o077)
-    write_text_atomic(tmp_path / "out", "text\n")
-    assert stat.S_IMODE((tmp_path / "out").stat().st_mode) == 0o644
-    assert (tmp_path / "out").read_text() == "text\n"
-
-
-# atomic_dir
-
-
-def test_atomic_dir_creates_new_directory(tmp_path: Path) -> None:
-    final = tmp_path / "parent" / "tree"
-    with atomic_dir(final) as tmp:
-        assert tmp.is_dir() and tmp.parent == final.parent and tmp != final
-        (tmp / "file").write_text("new")
-        assert not final.exists()
-    assert (final / "file").read_text() == "new"
-    assert sorted(p.name for p in final.parent.iterdir()) == ["tree"]
-
-
-def test_atomic_dir_replaces_existing_directory(tmp_path: Path) -> None:
-    final = tmp_path / "tree"
-    (final / "nested").mkdir(parents=True)
-    (final / "stale").write_text("old")
-    (final / "nested" / "deep").write_text("old")
-    with atomic_dir(final) as tmp:
-        (tmp / "fresh").write_text("new")
-    assert sorted(p.name for p in final.iterdir()) == ["fresh"]
-    assert (final / "fresh").read_text() == "new"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["tree"]  # no .old or .tmp left
-
-
-def test_atomic_dir_exception_keeps_earlier_version(tmp_path: Path) -> None:
-    final = tmp_path / "tree"
-    final.mkdir()
-    (final / "kept").write_text("earlier version")
-    with pytest.raises(Boom), atomic_dir(final) as tmp:
-        (tmp / "partial").write_text("half")
-        (tmp / "sub").mkdir()
-        raise Boom
-    assert sorted(p.name for p in final.iterdir()) == ["kept"]
-    assert (final / "kept").read_text() == "earlier version"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["tree"]
-
-
-def test_atomic_dir_exception_without_earlier_version_leaves_nothing(tmp_path: Path) -> None:
-    final = tmp_path / "tree"
-    with pytest.raises(Boom), atomic_dir(final) as tmp:
-        (tmp / "partial").write_text("half")
-        raise Boom
-    assert list(tmp_path.iterdir()) == []

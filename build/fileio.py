@@ -1,84 +1,26 @@
-"""The make rule (targets, sources, parameter stamp) and writing files atomically."""
+"""Writing files atomically (a temporary beside the final name, renamed into place), and the
+file locks concurrent builds wait on."""
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
 import glob
-import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 from .errors import doing
-
-# Bump when a change to the pipeline changes what a step produces, so old outputs rebuild.
-RECIPE = 1
-
-
-@dataclass(frozen=True)
-class Step:
-    """What a step produces from what, shaped by which parameters."""
-
-    name: str
-    targets: tuple[Path, ...]
-    sources: tuple[Path, ...] = ()
-    params: Mapping[str, Any] = field(default_factory=dict)
-    stamp: Path | None = None
-    lock: Path | None = None  # held while checking and making targets other builds share
-
-
-def _stamp_text(step: Step) -> str:
-    return json.dumps({"recipe": RECIPE, "params": dict(step.params)}, sort_keys=True) + "\n"
-
-
-def why_out_of_date(step: Step) -> str | None:
-    """The reason `step` must run, or None when it is up to date (make's rule, in ns)."""
-    target_times = []
-    for target in step.targets:
-        try:
-            target_times.append(target.stat().st_mtime_ns)
-        except FileNotFoundError:
-            return f"{target} is missing"
-    if step.stamp is not None:
-        try:
-            recorded = step.stamp.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            return "no record of a previous build"
-        if recorded != _stamp_text(step):
-            return "its parameters changed"
-    oldest_target = min(target_times, default=None)
-    for source in step.sources:
-        try:
-            source_time = source.stat().st_mtime_ns
-        except FileNotFoundError:
-            return f"{source} is missing"
-        if oldest_target is not None and source_time > oldest_target:
-            return f"{source} is newer"
-    return None
-
-
-def forget(step: Step) -> None:
-    """Drop a step's record before replacing its targets: a crash then means "rebuild"."""
-    if step.stamp is not None:
-        step.stamp.unlink(missing_ok=True)
-
-
-def record(step: Step) -> None:
-    """Written last, after every target is in place."""
-    if step.stamp is not None:
-        write_text_atomic(step.stamp, _stamp_text(step))
+from .names import OLD_SUFFIX, TEMP_SUFFIX, temp_prefix
 
 
 @contextlib.contextmanager
 def atomic_path(final: Path, mode: int = 0o644) -> Iterator[Path]:
     """Yield a temporary path beside `final`; rename it into place only if the block succeeds."""
     final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
+    fd, tmp_name = tempfile.mkstemp(prefix=temp_prefix(final), suffix=TEMP_SUFFIX, dir=final.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -114,12 +56,14 @@ def write_text_atomic(path: Path, text: str, mode: int = 0o644) -> None:
 def atomic_dir(final: Path) -> Iterator[Path]:
     """Yield a fresh temporary directory beside `final`; swap it in only if the block succeeds."""
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(final), suffix=TEMP_SUFFIX, dir=final.parent))
     try:
         yield tmp
         old = None
         if final.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".old", dir=final.parent))
+            old = Path(
+                tempfile.mkdtemp(prefix=temp_prefix(final), suffix=OLD_SUFFIX, dir=final.parent)
+            )
             os.replace(final, old / final.name)
         os.replace(tmp, final)
         if old is not None:
@@ -136,8 +80,8 @@ def sweep_temps(final: Path) -> list[Path]:
     removed = []
     if not final.parent.is_dir():
         return removed
-    for path in final.parent.glob(f".{glob.escape(final.name)}.*"):
-        if not (path.name.endswith(".tmp") or path.name.endswith(".old")):
+    for path in final.parent.glob(glob.escape(temp_prefix(final)) + "*"):
+        if not path.name.endswith((TEMP_SUFFIX, OLD_SUFFIX)):
             continue
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path, ignore_errors=True)
@@ -145,10 +89,6 @@ def sweep_temps(final: Path) -> list[Path]:
             path.unlink(missing_ok=True)
         removed.append(path)
     return removed
-
-
-def lock_file(shared: Path) -> Path:
-    return shared.with_name(f".{shared.name}.lock")
 
 
 @contextlib.contextmanager

@@ -1,0 +1,126 @@
+"""build.fileio: atomic files and directories."""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from build.fileio import atomic_dir, atomic_path, write_text_atomic
+
+
+class Boom(Exception):
+    pass
+
+
+@pytest.fixture
+def umask() -> Iterator[None]:
+    """Restore the process umask after a test changes it."""
+    saved = os.umask(0o022)
+    os.umask(saved)
+    try:
+        yield
+    finally:
+        os.umask(saved)
+
+
+# atomic_path
+
+
+def test_atomic_path_success_replaces_file(tmp_path: Path) -> None:
+    final = tmp_path / "out.txt"
+    final.write_text("old")
+    with atomic_path(final) as tmp:
+        assert tmp.parent == final.parent
+        assert tmp != final
+        tmp.write_text("new")
+        assert final.read_text() == "old"  # not in place until the block ends
+    assert final.read_text() == "new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.txt"]
+
+
+def test_atomic_path_exception_keeps_earlier_version(tmp_path: Path) -> None:
+    final = tmp_path / "out.txt"
+    final.write_text("earlier version")
+    with pytest.raises(Boom), atomic_path(final) as tmp:
+        tmp.write_text("half written")
+        raise Boom
+    assert final.read_text() == "earlier version"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.txt"]
+
+
+def test_atomic_path_exception_without_earlier_version_leaves_nothing(tmp_path: Path) -> None:
+    final = tmp_path / "sub" / "out.txt"
+    with pytest.raises(Boom), atomic_path(final) as tmp:
+        tmp.write_text("half written")
+        raise Boom
+    assert not final.exists()
+    assert list((tmp_path / "sub").iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("mask", "mode"),
+    [(0o077, 0o644), (0o077, 0o666), (0o000, 0o600), (0o022, 0o755), (0o277, 0o640)],
+)
+def test_atomic_path_mode_ignores_umask(tmp_path: Path, umask: None, mask: int, mode: int) -> None:
+    final = tmp_path / "out"
+    os.umask(mask)
+    with atomic_path(final, mode) as tmp:
+        tmp.write_text("data")
+    assert stat.S_IMODE(final.stat().st_mode) == mode
+
+
+def test_atomic_path_default_mode_is_0644(tmp_path: Path, umask: None) -> None:
+    os.umask(0o077)
+    write_text_atomic(tmp_path / "out", "text\n")
+    assert stat.S_IMODE((tmp_path / "out").stat().st_mode) == 0o644
+    assert (tmp_path / "out").read_text() == "text\n"
+
+
+# atomic_dir
+
+
+def test_atomic_dir_creates_new_directory(tmp_path: Path) -> None:
+    final = tmp_path / "parent" / "tree"
+    with atomic_dir(final) as tmp:
+        assert tmp.is_dir() and tmp.parent == final.parent and tmp != final
+        (tmp / "file").write_text("new")
+        assert not final.exists()
+    assert (final / "file").read_text() == "new"
+    assert sorted(p.name for p in final.parent.iterdir()) == ["tree"]
+
+
+def test_atomic_dir_replaces_existing_directory(tmp_path: Path) -> None:
+    final = tmp_path / "tree"
+    (final / "nested").mkdir(parents=True)
+    (final / "stale").write_text("old")
+    (final / "nested" / "deep").write_text("old")
+    with atomic_dir(final) as tmp:
+        (tmp / "fresh").write_text("new")
+    assert sorted(p.name for p in final.iterdir()) == ["fresh"]
+    assert (final / "fresh").read_text() == "new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tree"]  # no .old or .tmp left
+
+
+def test_atomic_dir_exception_keeps_earlier_version(tmp_path: Path) -> None:
+    final = tmp_path / "tree"
+    final.mkdir()
+    (final / "kept").write_text("earlier version")
+    with pytest.raises(Boom), atomic_dir(final) as tmp:
+        (tmp / "partial").write_text("half")
+        (tmp / "sub").mkdir()
+        raise Boom
+    assert sorted(p.name for p in final.iterdir()) == ["kept"]
+    assert (final / "kept").read_text() == "earlier version"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tree"]
+
+
+def test_atomic_dir_exception_without_earlier_version_leaves_nothing(tmp_path: Path) -> None:
+    final = tmp_path / "tree"
+    with pytest.raises(Boom), atomic_dir(final) as tmp:
+        (tmp / "partial").write_text("half")
+        raise Boom
+    assert list(tmp_path.iterdir()) == []

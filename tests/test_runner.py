@@ -1,0 +1,103 @@
+"""build.runner: a table of steps run in order, each only when out of date, deferred outputs
+installed only once every step passed, and a step asked alone that checks what is built."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from build.errors import BuildError
+from build.runner import Entry, Runner
+from build.spec import BuildSpec
+
+
+def spec(tmp_path: Path) -> BuildSpec:
+    return BuildSpec.from_options({"output_dir": str(tmp_path / "out")})
+
+
+def table(calls: list[str], fail: str | None = None) -> tuple[Entry, ...]:
+    """a -> b -> c, each writing one output file named after it from the one before."""
+
+    def maker(name: str):
+        def make(runner: Runner) -> str:
+            calls.append(f"make {name}")
+            if name == fail:
+                raise BuildError(f"{name} failed")
+            runner.write_output(runner.spec.output_dir / name, f"{name}\n")
+            return f"made {name}"
+
+        return make
+
+    def before(name: str):
+        return lambda runner: calls.append(f"before {name}")
+
+    entries = []
+    for name, needs in (("a", None), ("b", "a"), ("c", "b")):
+        entries.append(
+            Entry(
+                name,
+                needs=needs,
+                makes=lambda s, name=name: (s.output_dir / name,),
+                sources=lambda r, needs=needs: (r.spec.output_dir / needs,) if needs else (),
+                params=lambda r: {"p": 1},
+                stamp=lambda s, name=name: s.stamp(name),
+                make=maker(name),
+                before=before(name),
+                deferrable=name != "a",
+                alone="build it first" if name == "c" else None,
+            )
+        )
+    return tuple(entries)
+
+
+def test_each_step_runs_after_its_needs_and_its_before_ahead_of_them(tmp_path: Path) -> None:
+    calls: list[str] = []
+    Runner(table(calls), spec(tmp_path)).run("c")
+    assert calls == ["before c", "before b", "before a", "make a", "make b", "make c"]
+    calls.clear()
+    Runner(table(calls), spec(tmp_path)).run("c")  # up to date: nothing made
+    assert calls == ["before c", "before b", "before a"]
+
+
+def test_forced_step_runs_though_up_to_date(tmp_path: Path) -> None:
+    calls: list[str] = []
+    Runner(table(calls), spec(tmp_path)).run("c")
+    calls.clear()
+    Runner(table(calls), spec(tmp_path), force=("b",)).run("c")
+    assert [call for call in calls if call.startswith("make")] == ["make b", "make c"]
+
+
+def test_deferred_outputs_stay_pending_until_every_step_passed(tmp_path: Path) -> None:
+    calls: list[str] = []
+    Runner(table(calls), spec(tmp_path)).run("c")
+    out = tmp_path / "out"
+    before = {name: (out / name).stat().st_ino for name in "abc"}
+    runner = Runner(table(calls, fail="c"), spec(tmp_path), force=("a", "b", "c"))
+    with pytest.raises(BuildError, match="c failed"):
+        runner.all()
+    # a is not deferrable: made again in place. b was made again into the pending directory,
+    # which went with c's failure: the installed b and c are as they were.
+    assert (out / "a").stat().st_ino != before["a"]
+    assert (out / "b").stat().st_ino == before["b"]
+    assert (out / "c").stat().st_ino == before["c"]
+    assert not runner.pending_dir.exists()
+    assert calls[-3:] == ["make a", "make b", "make c"]
+
+
+def test_a_step_asked_alone_runs_every_time_without_its_needs(tmp_path: Path) -> None:
+    calls: list[str] = []
+    Runner(table(calls), spec(tmp_path)).run("c")
+    calls.clear()
+    Runner(table(calls), spec(tmp_path)).ask("c")
+    assert calls == ["make c"]
+
+
+def test_a_step_asked_alone_refuses_a_missing_source(tmp_path: Path) -> None:
+    calls: list[str] = []
+    with pytest.raises(BuildError) as raised:
+        Runner(table(calls), spec(tmp_path)).ask("c")
+    assert raised.value.message == f"nothing to c: {tmp_path / 'out' / 'b'} is missing"
+    assert raised.value.hint == "build it first"
+    assert calls == []
+    assert not (tmp_path / "out").exists()
