@@ -45,20 +45,9 @@ def is_latest(version: Any) -> bool:
 
 def spec_from_options(options: Mapping[str, Any]) -> BuildSpec:
     """BuildSpec.from_options, with a version of "latest" resolved first (and said so, once)."""
-    if not is_latest(options.get("version")):
-        return BuildSpec.from_options(options)
-    # Every other option validated as for any build: the cache, the retries, the API URL.
-    probe = BuildSpec.from_options({**options, "version": alloy.DEFAULT_VERSION})
-    found = resolve(
-        probe.api_url,
-        probe.cache_dir,
-        probe.retries,
-        allow_http=probe.allow_http,
-        stall_timeout=probe.stall_timeout,
-        download_timeout=probe.download_timeout,
-    )
-    say(LATEST, found.describe())
-    return BuildSpec.from_options({**options, "version": found.version})
+    from .options import resolve, spec_for  # options.py builds on this module's caller, spec.py
+
+    return spec_for(resolve("all", options))
 
 
 @dataclass(frozen=True)
