@@ -78,6 +78,8 @@ def options_differ(info: dict[str, Any], spec: BuildSpec, compression: str) -> l
     """The options (as flags) the image was built with where they differ from `spec`'s, for
     those its checks depend on (`compression`: what --compression packs for spec.arch)."""
     differ = []
+    if info.get("format", "squashfs") != spec.format:
+        differ.append(f"--format={info.get('format', 'squashfs')}")
     if info.get("compression") != compression:
         differ.append(f"--compression={info.get('compression')}")
     if bool(info.get("autostart")) != spec.autostart:

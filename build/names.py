@@ -6,6 +6,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from .alloy import NAME
+
 # The checksum list a release publishes (GNU format, as Alloy's own releases name it), and the
 # one invoke sums / invoke release write beside the images.
 SUMS_FILE = "SHA256SUMS"
@@ -15,8 +17,8 @@ SIGNATURE_FILE = f"{SUMS_FILE}.gpg"
 INDEX = "index.json"
 SYSUPDATE_DIR = "sysupdate"
 FLATCAR_DIR = "flatcar"
-PUBLIC_KEY_FILE = "alloy-release-key.gpg"  # binary: what goes into a host's keyring
-PUBLIC_KEY_ARMORED = "alloy-release-key.asc"
+PUBLIC_KEY_FILE = f"{NAME}-release-key.gpg"  # binary: what goes into a host's keyring
+PUBLIC_KEY_ARMORED = f"{NAME}-release-key.asc"
 
 # Beside each image.
 CHECKSUM_SUFFIX = ".sha256"

@@ -7,16 +7,21 @@ import re
 import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from . import buildinfo
+from .alloy import NAME
 from .arch import Arch
 from .errors import BuildError
+from .pack_erofs import BLOCK_SIZE_BYTES as EROFS_BLOCK_SIZE_BYTES
+from .pack_erofs import MKFS_EROFS, image_uuid, mkfs_erofs_args, pack_erofs
+from .pack_erofs import tool_versions as erofs_tool_versions
 from .report import human_size
 from .run import require, run
 
 if TYPE_CHECKING:
     from .runner import Runner
+    from .spec import BuildSpec
 
 BLOCK_SIZE = "1M"
 BLOCK_SIZE_BYTES = 1 << 20
@@ -50,7 +55,10 @@ def bcj_filter(compression: str, arch: Arch) -> str | None:
 
 def used_compression(compression: str, arch: Arch) -> str:
     """The --compression choice that packs exactly as `compression` does for `arch`: xz-bcj on
-    an architecture without a BCJ filter (arm64) is plain xz, and is recorded so."""
+    an architecture without a BCJ filter (arm64) is plain xz, and is recorded so. (EROFS's
+    choices pack as they say.)"""
+    if compression not in COMPRESSORS:
+        return compression
     compressor = COMPRESSORS[compression]
     if compressor.bcj and bcj_filter(compression, arch) is None:
         plain = replace(compressor, bcj=False)
@@ -121,23 +129,46 @@ def _liblzma_version() -> str | None:
 def check_tools(runner: Runner) -> None:
     """Before a download and a staging that could not be packed."""
     if runner.must_run("pack"):
-        require("mksquashfs")
+        require(MKFS_EROFS if runner.spec.format == "erofs" else "mksquashfs")
+
+
+def params(spec: BuildSpec) -> dict[str, Any]:
+    """What shapes the image beside the staged tree: a change rebuilds it."""
+    if spec.format == "erofs":
+        image_id = image_uuid(NAME, spec.version, spec.arch.name)
+        return {"mkfs.erofs": mkfs_erofs_args(spec.compression, image_id)}
+    return {"mksquashfs": mksquashfs_args(spec.compression, spec.arch)}
 
 
 def make(runner: Runner, trust_keys: tuple[str, ...]) -> str:
-    """Pack the staged tree into the image, and write its build info (`trust_keys`: the
-    fingerprints of the keys the image carries)."""
+    """Pack the staged tree into the image in --format, and write its build info
+    (`trust_keys`: the fingerprints of the keys the image carries)."""
     spec = runner.spec
-    with runner.output(spec.image) as tmp:
-        pack(spec.rootfs, tmp, spec.compression, spec.arch)
-    tools = tool_versions()
-    packed = {
-        # What packed it: xz-bcj on arm64 is xz, however it was asked for.
-        "compression": used_compression(spec.compression, spec.arch),
-        "block_size": BLOCK_SIZE_BYTES,
-        "mksquashfs_args": mksquashfs_args(spec.compression, spec.arch),
-    }
+    if spec.format == "erofs":
+        image_id = image_uuid(NAME, spec.version, spec.arch.name)
+        with runner.output(spec.image) as tmp:
+            pack_erofs(spec.rootfs, tmp, spec.compression, image_id)
+        tools = erofs_tool_versions()
+        packed: dict[str, Any] = {
+            "format": "erofs",
+            "compression": spec.compression,
+            "block_size": EROFS_BLOCK_SIZE_BYTES,
+            "mkfs_erofs_args": mkfs_erofs_args(spec.compression, image_id),
+            "uuid": str(image_id),
+        }
+        flags = f"erofs, {spec.compression}, mkfs.erofs {tools['mkfs.erofs']}"
+    else:
+        with runner.output(spec.image) as tmp:
+            pack(spec.rootfs, tmp, spec.compression, spec.arch)
+        tools = tool_versions()
+        packed = {
+            "format": "squashfs",
+            # What packed it: xz-bcj on arm64 is xz, however it was asked for.
+            "compression": used_compression(spec.compression, spec.arch),
+            "block_size": BLOCK_SIZE_BYTES,
+            "mksquashfs_args": mksquashfs_args(spec.compression, spec.arch),
+        }
+        flags = f"{spec.compression}, {BLOCK_SIZE} blocks, mksquashfs {tools['mksquashfs']}"
     buildinfo.write(runner, buildinfo.of_pack(spec, packed, tools, trust_keys))
     size = runner.current(spec.image).stat().st_size
-    flags = f"{spec.compression}, {BLOCK_SIZE} blocks, mksquashfs {tools['mksquashfs']}"
     return f"packed {runner.current(spec.image)}: {human_size(size)} ({flags})"
