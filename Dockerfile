@@ -15,7 +15,7 @@ ENV DEBIAN_FRONTEND=noninteractive \
 
 # python3-venv brings pip into the virtualenv below; squashfs-tools is mksquashfs.
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends ca-certificates python3 python3-venv squashfs-tools \
+    && apt-get install -y --no-install-recommends ca-certificates python3 python3-venv squashfs-tools erofs-utils \
     && rm -rf /var/lib/apt/lists/*
 
 COPY requirements-runtime.txt /build/

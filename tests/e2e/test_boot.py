@@ -19,10 +19,10 @@ from typing import Any
 
 import pytest
 
+from build.images import image_format, open_image
 from tests.conftest import REPO, VERSION, Invoke
 from tests.e2e.conftest import HERE, ROOT_ENV
 from tests.e2e.container import Boot, boot
-from tests.image import extract
 
 pytestmark = [
     pytest.mark.root,
@@ -107,8 +107,9 @@ def observed(booted: Boot, expected: dict[str, str]) -> dict[str, str | None]:
 
 
 def unit_sha256(image: Path, tmp_path: Path) -> str:
-    tree = extract(image, tmp_path / "image")
-    return hashlib.sha256((tree / "usr/lib/systemd/system/alloy.service").read_bytes()).hexdigest()
+    """Of the unit as the image holds it, read by the reader of its format (squashfs or EROFS)."""
+    unit = open_image(image).head("usr/lib/systemd/system/alloy.service", 1 << 20)
+    return hashlib.sha256(unit).hexdigest()
 
 
 def expected_run(booted: Boot, image: Path, tmp_path: Path) -> dict[str, str]:
@@ -172,6 +173,32 @@ def test_booted_host_merges_the_image_and_runs_reloads_and_stops_alloy(
     journal = booted.text("alloy.journal")
     for line in ("now listening", "config reloaded reload=1", "received shutdown signal"):
         assert line in journal, booted.report()
+
+
+@pytest.mark.needs("mkfs.erofs")
+@pytest.mark.parametrize(
+    "root_fixture", ["e2e_root", "trixie_root"], ids=["debian12-systemd252", "debian13-systemd257"]
+)
+def test_booted_host_merges_an_erofs_image_and_runs_alloy(
+    invoke: Invoke,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+    report_time: Callable[[str], None],
+    root_fixture: str,
+) -> None:
+    """--format=erofs: the image Flatcar Beta and Alpha would get, merged at boot by the
+    systemd Debian 12 has and by the one Flatcar Stable runs (257)."""
+    image = build_image(invoke, tmp_path, "--format=erofs")
+    assert image_format(image) == "erofs"
+    booted = boot_with(
+        request.getfixturevalue(root_fixture), tmp_path, image, "versioned", report_time
+    )
+    expected = expected_run(booted, image, tmp_path)
+    assert observed(booted, expected) == expected, booted.report()
+    assert booted.returncode == 0, booted.report()
+    extension = re.escape(IMAGE.removesuffix(".raw"))
+    assert re.search(rf"^{extension}\s", booted.text("sysext-list.txt"), re.M), booted.report()
+    assert booted.text("reloads") == f"reload=1 config_bytes={len(CONFIG)}\n"
 
 
 def test_boot_check_sees_a_reload_that_does_not_reach_alloy(
