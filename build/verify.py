@@ -14,8 +14,9 @@ from .checksum import file_sha256, read_checksum
 from .elf import HEADER_SIZE
 from .errors import BuildError
 from .image import Entry
-from .images import ErofsImage, Image, erofs_superblock_check, open_image
+from .images import ErofsImage, Image, erofs_superblock_check, image_format, open_image
 from .names import checksum_file
+from .options import FORMAT_COMPRESSIONS
 from .pack import BLOCK_SIZE_BYTES, COMPRESSORS, bcj_filter, used_compression
 from .report import say
 from .spec import (
@@ -486,9 +487,14 @@ def _summary(image: Path, checks: list[Check]) -> str:
 
 
 def verify_any_image(image: Path, spec: BuildSpec) -> None:
-    """invoke verify --image: an image from anywhere, named as its owner named it."""
+    """invoke verify --image: an image from anywhere, named as its owner named it; an image of
+    the other format than --format is checked as its own format's default packs it."""
+    compression, found = spec.compression, image_format(image) if image.is_file() else spec.format
+    if found != spec.format:
+        compression = FORMAT_COMPRESSIONS[found][0]
+        say("verify", f"{image.name} is {found}, not {spec.format}: checked as {found} images are")
     expect = Expectations(
-        compression=spec.compression,
+        compression=compression,
         names=[image.name],
         checksums=[pair for pair in checksums_of([image]) if pair[1].exists()],
         # An image from elsewhere may be built with or without --autostart and --trust-keys.

@@ -59,6 +59,9 @@ def test_uncompressed_erofs_and_verify_image(invoke: Invoke, tmp_path: Path) -> 
     shutil.copyfile(image, elsewhere)
     checked = ok(invoke("verify", f"--image={elsewhere}", "--format=erofs", "--compression=none"))
     assert "checks passed" in checked.stdout
+    # Without --format: the image's own format is checked, and said.
+    found = ok(invoke("verify", f"--image={elsewhere}")).stdout
+    assert "alloy.raw is erofs, not squashfs" in found and "checks passed" in found
 
 
 def test_verify_with_another_format_than_the_build_says_so(invoke: Invoke) -> None:
