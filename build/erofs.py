@@ -11,8 +11,6 @@ Nothing is decompressed but what head() is asked for.
 
 from __future__ import annotations
 
-import mmap
-import os
 import stat
 import struct
 import uuid
@@ -22,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import BuildError
+from .safeio import Malformed, map_readonly, refusing_malformed
 from .squashfs import Node
 
 MAGIC = 0xE0F5E1E2
@@ -110,10 +109,6 @@ ADVISE_FRAGMENT_PCLUSTER = 0x20
 FRAGMENT_INODE_BIT = 0x80  # in h_clusterbits: the whole file is in the packed inode
 
 
-class Malformed(Exception):
-    """Raised inside the reader; ErofsReader turns it into a BuildError naming the image."""
-
-
 class Unsupported(Exception):
     """A valid image using what this reader does not read: a BuildError of its own."""
 
@@ -165,7 +160,7 @@ class _Extent:
 class ErofsReader:
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._data = _map(path)
+        self._data = map_readonly(path)
         self._inodes: dict[int, _Inode] = {}
         self._zmaps: dict[int, _Zmap] = {}
         self._metadata_read = 0
@@ -785,32 +780,12 @@ def crc32c(data: bytes, crc: int = 0xFFFFFFFF) -> int:
 
 @contextmanager
 def _refusing_malformed(path: Path) -> Iterator[None]:
-    """Turns what a malformed image raises into one BuildError naming it."""
+    """refusing_malformed(), and what this reader does not read in a line of its own."""
     try:
-        yield
-    except Malformed as error:
-        detail = str(error)
+        with refusing_malformed(path, "EROFS", "mkfs.erofs"):
+            yield
     except Unsupported as error:
         raise BuildError(
             f"cannot check {path}: {error}, which verify does not read",
             "repack it with mkfs.erofs -zlz4hc (no -Efragments, --chunksize or extra devices)",
         ) from None
-    except (struct.error, OverflowError, IndexError, ValueError):
-        detail = "a structure in it is cut short or out of range"
-    else:
-        return
-    raise BuildError(
-        f"{path} is not a valid EROFS image: {detail}",
-        "it is damaged or was not made by mkfs.erofs; do not install it",
-    )
-
-
-def _map(path: Path) -> bytes | mmap.mmap:
-    """The image's bytes, paged in as the reader touches them (an image may be 100 MB)."""
-    try:
-        with path.open("rb") as file:
-            if os.fstat(file.fileno()).st_size == 0:
-                return b""
-            return mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
-    except OSError as error:
-        raise BuildError(f"cannot read {path}: {error.strerror}") from None

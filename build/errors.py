@@ -92,3 +92,16 @@ def one_line(error: BaseException, places: Places | None = None) -> str:
     else:
         text = str(error) or type(error).__name__
     return "error: " + " ".join(text.split())
+
+
+def explain_full_disk(error: BuildError, directory: Path, tool: str, needed: int) -> BuildError:
+    """A packer that failed with less than `needed` bytes free in `directory` (mksquashfs says
+    only "Failed to write to output filesystem"): a full disk, said so; else the error as it is."""
+    stats = os.statvfs(directory)
+    free = stats.f_bavail * stats.f_frsize
+    if free >= needed:
+        return error
+    return BuildError(
+        f"no space left on device in {directory}: {tool} stopped with {free >> 10} KiB free there",
+        "free some space there or choose another --output-dir; nothing was kept",
+    )

@@ -8,13 +8,33 @@ from __future__ import annotations
 
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 from .squashfs import Node, SquashfsReader
 
 Entry = Node
 
 
-class SquashfsImage:
+class ReadImage:
+    """What verify reads of an image, whichever reader (`_reader`) parsed it."""
+
+    entries: dict[str, Entry]
+    _reader: Any
+
+    def hard_links(self) -> dict[str, list[str]]:
+        """Each path that shares its inode with other paths -> all those paths."""
+        names: dict[int, list[str]] = defaultdict(list)
+        for entry in self.entries.values():
+            if entry.kind != "directory":
+                names[entry.inode].append(entry.path)
+        return {path: paths for paths in names.values() if len(paths) > 1 for path in paths}
+
+    def head(self, path: str, size: int) -> bytes:
+        """The first `size` bytes of the regular file at `path`."""
+        return self._reader.head(self.entries[path], size)
+
+
+class SquashfsImage(ReadImage):
     def __init__(self, path: Path) -> None:
         self.path = path
         self._reader = SquashfsReader(path)
@@ -29,15 +49,3 @@ class SquashfsImage:
         if superblock.filters:
             info["Filters"] = ", ".join(superblock.filters)
         return info
-
-    def hard_links(self) -> dict[str, list[str]]:
-        """Each path that shares its inode with other paths -> all those paths."""
-        names: dict[int, list[str]] = defaultdict(list)
-        for entry in self.entries.values():
-            if entry.kind != "directory":
-                names[entry.inode].append(entry.path)
-        return {path: paths for paths in names.values() if len(paths) > 1 for path in paths}
-
-    def head(self, path: str, size: int) -> bytes:
-        """The first `size` bytes of the regular file at `path`."""
-        return self._reader.head(self.entries[path], size)

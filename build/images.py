@@ -3,12 +3,11 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
 from pathlib import Path
 
 from . import erofs
 from .errors import BuildError
-from .image import SquashfsImage
+from .image import ReadImage, SquashfsImage
 from .pack_erofs import BLOCK_SIZE_BYTES, COMPRESSORS
 from .squashfs import Node
 
@@ -27,7 +26,7 @@ def image_format(path: Path) -> str:
     return "erofs" if magic == erofs.MAGIC.to_bytes(4, "little") else "squashfs"
 
 
-class ErofsImage:
+class ErofsImage(ReadImage):
     """An EROFS image as SquashfsImage shows a squashfs one."""
 
     format = "erofs"
@@ -49,18 +48,6 @@ class ErofsImage:
             "UUID": str(superblock.uuid),
             "Build time": str(superblock.build_time),
         }
-
-    def hard_links(self) -> dict[str, list[str]]:
-        """Each path that shares its inode with other paths -> all those paths."""
-        names: dict[int, list[str]] = defaultdict(list)
-        for entry in self.entries.values():
-            if entry.kind != "directory":
-                names[entry.inode].append(entry.path)
-        return {path: paths for paths in names.values() if len(paths) > 1 for path in paths}
-
-    def head(self, path: str, size: int) -> bytes:
-        """The first `size` bytes of the regular file at `path`."""
-        return self._reader.head(self.entries[path], size)
 
 
 Image = SquashfsImage | ErofsImage

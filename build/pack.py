@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from . import buildinfo
 from .alloy import NAME
 from .arch import Arch
-from .errors import BuildError
+from .errors import BuildError, explain_full_disk
 from .pack_erofs import BLOCK_SIZE_BYTES as EROFS_BLOCK_SIZE_BYTES
 from .pack_erofs import MKFS_EROFS, image_uuid, mkfs_erofs_args, pack_erofs
 from .pack_erofs import tool_versions as erofs_tool_versions
@@ -100,16 +100,7 @@ def pack(tree: Path, image: Path, compression: str, arch: Arch) -> None:
             env=env,
         )
     except BuildError as error:
-        # mksquashfs says only "Failed to write to output filesystem": tell a full disk apart.
-        stats = os.statvfs(image.parent)
-        free = stats.f_bavail * stats.f_frsize
-        if free < 2 * BLOCK_SIZE_BYTES:
-            raise BuildError(
-                f"no space left on device in {image.parent}: mksquashfs stopped with "
-                f"{free >> 10} KiB free there",
-                "free some space there or choose another --output-dir; nothing was kept",
-            ) from error
-        raise
+        raise explain_full_disk(error, image.parent, "mksquashfs", 2 * BLOCK_SIZE_BYTES) from error
 
 
 def tool_versions() -> dict[str, str | None]:

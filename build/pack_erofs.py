@@ -16,7 +16,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import BuildError
+from .errors import BuildError, explain_full_disk
 from .run import dies_with_this_process, require, run
 
 MKFS_EROFS = "mkfs.erofs"
@@ -80,15 +80,7 @@ def pack_erofs(tree: Path, image: Path, compression: str, image_id: uuid.UUID) -
     try:
         run([MKFS_EROFS, *mkfs_erofs_args(compression, image_id), str(image), str(tree)], env=env)
     except BuildError as error:
-        stats = os.statvfs(image.parent)
-        free = stats.f_bavail * stats.f_frsize
-        if free < 2 * PCLUSTER_BYTES:
-            raise BuildError(
-                f"no space left on device in {image.parent}: mkfs.erofs stopped with "
-                f"{free >> 10} KiB free there",
-                "free some space there or choose another --output-dir; nothing was kept",
-            ) from error
-        raise
+        raise explain_full_disk(error, image.parent, "mkfs.erofs", 2 * PCLUSTER_BYTES) from error
 
 
 def mkfs_erofs_version() -> str:

@@ -3,8 +3,12 @@ symlink, never blocking on a FIFO or a device, never more than a bound."""
 
 from __future__ import annotations
 
+import contextlib
+import mmap
 import os
 import stat
+import struct
+from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -55,3 +59,35 @@ def read_regular(path: Path, limit: int, hint: str) -> bytes:
     if len(data) > limit:
         raise BuildError(f"refusing {path}: larger than {limit} bytes", hint)
     return data
+
+
+def map_readonly(path: Path) -> bytes | mmap.mmap:
+    """An image's bytes, paged in as a reader touches them (an image may be 100 MB)."""
+    try:
+        with path.open("rb") as file:
+            if os.fstat(file.fileno()).st_size == 0:
+                return b""
+            return mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
+    except OSError as error:
+        raise BuildError(f"cannot read {path}: {error.strerror}") from None
+
+
+class Malformed(Exception):
+    """Raised inside an image reader; refusing_malformed() turns it into a BuildError."""
+
+
+@contextlib.contextmanager
+def refusing_malformed(path: Path, kind: str, maker: str) -> Iterator[None]:
+    """Turns what a malformed `kind` image raises into one BuildError naming it."""
+    try:
+        yield
+    except Malformed as error:
+        detail = str(error)
+    except (struct.error, OverflowError, IndexError, ValueError):
+        detail = "a structure in it is cut short or out of range"
+    else:
+        return
+    raise BuildError(
+        f"{path} is not a valid {kind} image: {detail}",
+        f"it is damaged or was not made by {maker}; do not install it",
+    )

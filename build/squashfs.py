@@ -11,17 +11,15 @@ from __future__ import annotations
 
 import io
 import lzma
-import mmap
-import os
 import stat
 import struct
 import zlib
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import BuildError
+from .safeio import Malformed, map_readonly, refusing_malformed
 
 MAGIC = 0x73717368
 SUPERBLOCK_SIZE = 96
@@ -67,10 +65,6 @@ FORMAT_BITS = {
     "FIFO": stat.S_IFIFO,
     "socket": stat.S_IFSOCK,
 }
-
-
-class Malformed(Exception):
-    """Raised inside the reader; SquashfsReader turns it into a BuildError naming the image."""
 
 
 @dataclass(frozen=True)
@@ -120,24 +114,24 @@ class Node:
 class SquashfsReader:
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._data = _map(path)
+        self._data = map_readonly(path)
         self._blocks: dict[int, tuple[bytes, int]] = {}
         self._metadata_read = 0
-        with _refusing_malformed(self.path):
+        with refusing_malformed(self.path, "squashfs", "mksquashfs"):
             self.superblock = self._read_superblock()
             self._ids = self._read_ids()
             self._xattr_ids = self._read_xattr_ids()
 
     def nodes(self) -> list[Node]:
         """Every entry, parents before children; bounded in number, depth and bytes read."""
-        with _refusing_malformed(self.path):
+        with refusing_malformed(self.path, "squashfs", "mksquashfs"):
             return list(self._walk())
 
     def head(self, node: Node, size: int) -> bytes:
         """The first `size` bytes of a regular file."""
         if node.kind != "file" or node.location is None:
             raise BuildError(f"/{node.path} in {self.path} is not a regular file")
-        with _refusing_malformed(self.path):
+        with refusing_malformed(self.path, "squashfs", "mksquashfs"):
             return self._file_head(node, size)
 
     # -- superblock, ids, xattr ids -------------------------------------------------------
@@ -514,34 +508,6 @@ class _Stream:
         data = self._read(self._taken + size)[self._taken :]
         self._taken += size
         return data
-
-
-@contextmanager
-def _refusing_malformed(path: Path) -> Iterator[None]:
-    """Turns what a malformed image raises into one BuildError naming it."""
-    try:
-        yield
-    except Malformed as error:
-        detail = str(error)
-    except (struct.error, OverflowError):
-        detail = "a structure in it is cut short or out of range"
-    else:
-        return
-    raise BuildError(
-        f"{path} is not a valid squashfs image: {detail}",
-        "it is damaged or was not made by mksquashfs; do not install it",
-    )
-
-
-def _map(path: Path) -> bytes | mmap.mmap:
-    """The image's bytes, paged in as the reader touches them (an image may be 100 MB)."""
-    try:
-        with path.open("rb") as file:
-            if os.fstat(file.fileno()).st_size == 0:
-                return b""
-            return mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
-    except OSError as error:
-        raise BuildError(f"cannot read {path}: {error.strerror}") from None
 
 
 def _zstd_decompress(raw: bytes, limit: int) -> bytes:

@@ -219,7 +219,7 @@ needs_mkfs = pytest.mark.needs("mkfs.erofs")
 
 @needs_mkfs
 def test_a_failing_mkfs_erofs_is_one_line(tmp_path: Path) -> None:
-    with pytest.raises(BuildError, match=r"^mkfs\.erofs failed with exit code \d+: .*"):
+    with pytest.raises(BuildError, match=r"^mkfs\.erofs failed: mkfs\.erofs says: "):
         pack_erofs(tmp_path / "no-tree", tmp_path / "x.raw", "lz4hc", IMAGE_ID)
 
 
