@@ -1,14 +1,16 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from pytest_httpserver import HTTPServer
 
+from build import http
 from build.spec import source_key
 from tests.fakes import release_assets
 
@@ -82,3 +84,76 @@ def invoke(tmp_path: Path, cli_env: dict[str, str]) -> Invoke:
         )
 
     return run
+
+
+@pytest.fixture
+def missing_is_404(release: Release) -> None:
+    """Like GitHub: an asset that is not there is a 404 (pytest-httpserver's default is 500)."""
+    release.server.no_handler_status_code = 404
+
+
+@pytest.fixture
+def no_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Retries without the wait between them."""
+    monkeypatch.setattr(http, "BACKOFF", 0)
+
+
+@pytest.fixture
+def dest(tmp_path: Path) -> Path:
+    """A download's final path, in a directory of its own so leftovers are easy to see."""
+    directory = tmp_path / "cache" / f"v{VERSION}"
+    directory.mkdir(parents=True)
+    return directory / "alloy-linux-amd64.zip"
+
+
+def beside(final: Path) -> list[str]:
+    """Every name in `final`'s directory: the final file and whatever a download left there."""
+    return sorted(p.name for p in final.parent.iterdir())
+
+
+Prebuilt = Callable[..., Path]
+# The runs of `invoke all` that several modules build on, spelled once so they share the build.
+AMD64 = ((),)  # `invoke all`: the verified amd64 image
+BOTH_ARCHES = (("--arch=amd64",), ("--arch=arm64",))  # one verified image of each architecture
+
+
+@pytest.fixture(scope="session")
+def prebuilt(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prebuilt]:
+    """`prebuilt(("--arch=arm64",), ...)`: the output directory of one `invoke all` per argument
+    tuple, run in a directory of their own against a release served for them, once per session
+    for the same tuples. Tests only read it: `copy_output` gives a copy to change."""
+    built: dict[tuple[tuple[str, ...], ...], Path] = {}
+
+    def build(*runs: tuple[str, ...]) -> Path:
+        if runs not in built:
+            root = tmp_path_factory.mktemp("prebuilt")
+            with HTTPServer(host="127.0.0.1", port=0) as server:
+                served = Release(server)
+                served.publish(VERSION, release_assets())
+                env = {
+                    **os.environ,
+                    "XDG_CACHE_HOME": str(root / "cache"),
+                    "INVOKE_BASE_URL": served.base_url,
+                }
+                for args in runs:
+                    result = subprocess.run(
+                        [*INVOKE_CLI, "all", *args],
+                        cwd=root,
+                        env=env,
+                        capture_output=True,
+                        text=True,
+                        stdin=subprocess.DEVNULL,
+                        timeout=300,
+                    )
+                    assert result.returncode == 0, result.stdout + result.stderr
+            built[runs] = root / "output"
+        return built[runs]
+
+    yield build
+
+
+def copy_output(output: Path, tmp_path: Path) -> Path:
+    """A copy of a prebuilt output directory as tmp_path/output, where `invoke` looks for it."""
+    copy = tmp_path / "output"
+    shutil.copytree(output, copy, symlinks=True)
+    return copy

@@ -22,8 +22,7 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 from build.signing import PASSPHRASE_ENV
-from tests.conftest import INVOKE_CLI, REPO, VERSION, Release
-from tests.fakes import release_assets
+from tests.conftest import BOTH_ARCHES, INVOKE_CLI, REPO, VERSION, Prebuilt, Release, copy_output
 from tests.gpgkeys import gpg, new_key, throwaway_home
 from tests.needs import need
 from tests.test_publish import (
@@ -68,26 +67,9 @@ def keys() -> Iterator[Keys]:
 
 
 # One amd64 and one arm64 image, built once; each test releases a copy.
-@pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory, make_httpserver: HTTPServer) -> Path:
-    root = tmp_path_factory.mktemp("built")
-    make_httpserver.clear()
-    served = Release(make_httpserver)
-    served.publish(VERSION, release_assets())
-    env = {**os.environ, "XDG_CACHE_HOME": str(root / "cache"), "INVOKE_BASE_URL": served.base_url}
-    for arch in ("amd64", "arm64"):
-        ok(
-            subprocess.run(
-                [*INVOKE_CLI, "all", f"--version={VERSION}", f"--arch={arch}"],
-                cwd=root,
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=300,
-            )
-        )
-    make_httpserver.clear()
-    return root / "output"
+@pytest.fixture
+def built(prebuilt: Prebuilt) -> Path:
+    return prebuilt(*BOTH_ARCHES)
 
 
 Run = Callable[..., subprocess.CompletedProcess]
@@ -95,9 +77,7 @@ Run = Callable[..., subprocess.CompletedProcess]
 
 @pytest.fixture
 def output(built: Path, tmp_path: Path) -> Path:
-    copy = tmp_path / "output"
-    shutil.copytree(built, copy, symlinks=True)
-    return copy
+    return copy_output(built, tmp_path)
 
 
 @pytest.fixture
