@@ -18,7 +18,7 @@ from build.errors import BuildError
 from build.verify import Expectations
 from build.verify import verify as run_verify
 from tests import test_signing
-from tests.conftest import VERSION, Invoke
+from tests.conftest import VERSION, Invoke, Prebuilt, copy_output
 from tests.gpgkeys import gpg
 from tests.image import EXPECTED_LISTING, extract, listing
 from tests.test_publish import PUBLISH_URL, ok, one_line_error
@@ -191,10 +191,16 @@ def test_an_empty_option_is_refused(invoke: Invoke, tmp_path: Path) -> None:
     assert not (tmp_path / "output").exists()
 
 
+@pytest.fixture(scope="module")
+def next_keyring(keys: Keys, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """K2's public key, as a build's --trust-keys file (shared by the module: read it only)."""
+    return public_key(keys, keys.next, tmp_path_factory.mktemp("keys") / "K2.gpg")
+
+
 @pytest.fixture
-def rotation_tree(invoke: Invoke, keys: Keys, tmp_path: Path) -> Path:
-    ok(invoke("all", "--no-verify", f"--trust-keys={public_key(keys, keys.next, tmp_path / 'k')}"))
-    return extract(tmp_path / "output" / IMAGE, tmp_path / "tree")
+def rotation_tree(prebuilt: Prebuilt, next_keyring: Path, tmp_path: Path) -> Path:
+    output = prebuilt(("--no-verify", f"--trust-keys={next_keyring}"))
+    return extract(output / IMAGE, tmp_path / "tree")
 
 
 def test_verify_image_accepts_the_keys_as_optional(
@@ -265,10 +271,10 @@ def test_without_gpg_the_option_is_refused(invoke: Invoke, keys: Keys, tmp_path:
 
 @pytest.mark.parametrize("recorded", ["not a list", ["f00"], [1], {"a": "b"}])
 def test_release_refuses_a_build_info_with_bad_trust_keys(
-    invoke: Invoke, keys: Keys, tmp_path: Path, recorded: object
+    invoke: Invoke, prebuilt: Prebuilt, next_keyring: Path, tmp_path: Path, recorded: object
 ) -> None:
-    build_with(invoke, public_key(keys, keys.next, tmp_path / "K2.gpg"))
-    info_path = tmp_path / "output" / f"{IMAGE}.buildinfo.json"
+    output = copy_output(prebuilt((f"--trust-keys={next_keyring}",)), tmp_path)
+    info_path = output / f"{IMAGE}.buildinfo.json"
     info = json.loads(info_path.read_text())
     info_path.write_text(json.dumps({**info, "trust_keys": recorded}))
     line = one_line_error(invoke("release", f"--publish-url={PUBLISH_URL}"))
