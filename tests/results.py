@@ -12,11 +12,11 @@ def ok(result: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
     return result
 
 
-def error_line(result: subprocess.CompletedProcess, *fragments: str) -> str:
-    """The run failed (exit 1) with one `error: ` line on stderr, no traceback, naming the problem
-    with every one of `fragments`; return that line."""
+def error_line(result: subprocess.CompletedProcess, *fragments: str, exit_code: int = 1) -> str:
+    """The run failed (with `exit_code`: 1 but after a signal) with one `error: ` line on stderr,
+    no traceback, naming the problem with every one of `fragments`; return that line."""
     where = f"\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
-    assert result.returncode == 1, where
+    assert result.returncode == exit_code, f"exit code {result.returncode}, not {exit_code}{where}"
     assert "Traceback" not in result.stderr, where
     lines = result.stderr.splitlines()
     assert len(lines) == 1, f"expected exactly one stderr line{where}"

@@ -22,14 +22,9 @@ import pytest
 from tests.conftest import INVOKE_CLI, VERSION, Invoke, Release
 from tests.fakes import MACHINES, elf_binary, release_assets
 from tests.image import EXPECTED_LISTING, extract, listing, superblock
+from tests.results import ok
 
 STRICT_XATTR = "user.extension-release.strict"
-
-
-def ok(result: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "Traceback" not in result.stderr
-    return result
 
 
 def sha256(path: Path) -> str:

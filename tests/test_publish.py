@@ -41,6 +41,7 @@ from tests.conftest import (
 )
 from tests.fakes import release_assets
 from tests.needs import need, unavailable
+from tests.results import error_line, ok
 
 NEWER = "1.17.1"
 PUBLISH_URL = "https://downloads.example.com/alloy/"
@@ -56,20 +57,6 @@ RELEASE_FILES = [
     *(f"sysupdate/{arch}/alloy.{ext}" for arch in ARCHES for ext in ("transfer", "conf")),
     *(f"flatcar/alloy-{arch}.{ext}" for arch in ARCHES for ext in ("bu", "ign")),
 ]
-
-
-def ok(result: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "Traceback" not in result.stderr
-    return result
-
-
-def one_line_error(result: subprocess.CompletedProcess) -> str:
-    assert result.returncode == 1, result.stdout + result.stderr
-    assert "Traceback" not in result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    return lines[0]
 
 
 def sha256(path: Path) -> str:
@@ -534,7 +521,7 @@ def test_release_candidate_in_the_directory_is_refused(
     output = tmp_path / "output"
     before = snapshot(output)
 
-    line = one_line_error(invoke("release", f"--publish-url={PUBLISH_URL}"))
+    line = error_line(invoke("release", f"--publish-url={PUBLISH_URL}"))
     assert "alloy-1.11.0-rc.1-amd64.raw" in line and "release candidates" in line
     assert "invoke clean --version=1.11.0-rc.1" in line
     assert snapshot(output) == before  # nothing half-written, nothing touched
@@ -548,7 +535,7 @@ def test_release_candidate_alone_writes_nothing(
 ) -> None:
     release.publish("1.11.0-rc.1", release_assets(seed=4))
     build(invoke, ("1.11.0-rc.1", "arm64"))
-    one_line_error(invoke("release", f"--publish-url={PUBLISH_URL}"))
+    error_line(invoke("release", f"--publish-url={PUBLISH_URL}"))
     output = tmp_path / "output"
     assert not (output / "SHA256SUMS").exists() and not (output / "sysupdate").exists()
 
@@ -567,14 +554,14 @@ def test_publish_url_is_required_and_plain(
 ) -> None:
     copy_output(prebuilt(*AMD64), tmp_path)
     before = snapshot(tmp_path / "output")
-    assert expected in one_line_error(invoke("release", *args))
+    assert expected in error_line(invoke("release", *args))
     assert snapshot(tmp_path / "output") == before
 
 
 def test_image_without_buildinfo_is_refused(invoke: Invoke, tmp_path: Path) -> None:
     build(invoke, (VERSION, "amd64"))
     (tmp_path / f"output/alloy-{VERSION}-amd64.raw.buildinfo.json").unlink()
-    line = one_line_error(invoke("release", f"--publish-url={PUBLISH_URL}"))
+    line = error_line(invoke("release", f"--publish-url={PUBLISH_URL}"))
     assert "has no alloy-1.10.2-amd64.raw.buildinfo.json" in line
     assert "invoke all --version=1.10.2 --arch=amd64" in line
     assert not (tmp_path / "output/SHA256SUMS").exists()
@@ -754,7 +741,7 @@ def test_compat_name_without_its_versioned_image_is_refused(
     output = copy_output(prebuilt(*BOTH_ARCHES), tmp_path)
     for path in output.glob(f"alloy-{VERSION}-amd64.raw*"):
         path.unlink()
-    line = one_line_error(invoke("release", f"--publish-url={PUBLISH_URL}"))
+    line = error_line(invoke("release", f"--publish-url={PUBLISH_URL}"))
     assert f"alloy-{VERSION}.raw is the same as no versioned image of {VERSION}" in line
     assert not (output / "SHA256SUMS").exists()
 

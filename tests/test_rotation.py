@@ -21,7 +21,8 @@ from tests import test_signing
 from tests.conftest import VERSION, Invoke, Prebuilt, copy_output
 from tests.gpgkeys import gpg
 from tests.image import EXPECTED_LISTING, extract, listing
-from tests.test_publish import PUBLISH_URL, ok, one_line_error
+from tests.results import error_line, ok
+from tests.test_publish import PUBLISH_URL
 from tests.test_signing import HOST_KEY, UNIT, Keys, export, gpgv, ignition, unit_script
 from tests.test_verify import fails_because, repack, verify
 
@@ -179,14 +180,14 @@ def test_a_bad_keyring_is_refused_before_anything_is_written(
     keyring = tmp_path / "keys" / "K2.pub"
     keyring.parent.mkdir()
     make(keys, keyring)
-    line = one_line_error(invoke("all", f"--trust-keys={keyring}"))
+    line = error_line(invoke("all", f"--trust-keys={keyring}"))
     assert words in line and str(keyring) in line, line
     assert "BEGIN PGP PRIVATE" not in line
     assert not (tmp_path / "output").exists()
 
 
 def test_an_empty_option_is_refused(invoke: Invoke, tmp_path: Path) -> None:
-    line = one_line_error(invoke("all", env={"INVOKE_TRUST_KEYS": " "}))
+    line = error_line(invoke("all", env={"INVOKE_TRUST_KEYS": " "}))
     assert "empty --trust-keys" in line, line
     assert not (tmp_path / "output").exists()
 
@@ -264,7 +265,7 @@ def test_without_gpg_the_option_is_refused(invoke: Invoke, keys: Keys, tmp_path:
     tools.mkdir()
     for tool in ("mksquashfs", "unsquashfs"):
         (tools / tool).symlink_to(shutil.which(tool) or tool)
-    line = one_line_error(invoke("all", f"--trust-keys={keyring}", env={"PATH": str(tools)}))
+    line = error_line(invoke("all", f"--trust-keys={keyring}", env={"PATH": str(tools)}))
     assert "--trust-keys needs gpg" in line, line
     assert not (tmp_path / "output").exists()
 
@@ -277,6 +278,6 @@ def test_release_refuses_a_build_info_with_bad_trust_keys(
     info_path = output / f"{IMAGE}.buildinfo.json"
     info = json.loads(info_path.read_text())
     info_path.write_text(json.dumps({**info, "trust_keys": recorded}))
-    line = one_line_error(invoke("release", f"--publish-url={PUBLISH_URL}"))
+    line = error_line(invoke("release", f"--publish-url={PUBLISH_URL}"))
     assert "trust_keys" in line and info_path.name in line, line
     assert not (tmp_path / "output" / "index.json").exists()

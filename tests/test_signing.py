@@ -25,14 +25,13 @@ from build.signing import PASSPHRASE_ENV
 from tests.conftest import BOTH_ARCHES, INVOKE_CLI, REPO, VERSION, Prebuilt, Release, copy_output
 from tests.gpgkeys import gpg, new_key, throwaway_home
 from tests.needs import need
+from tests.results import error_line, ok
 from tests.test_publish import (
     PUBLISH_URL,
     SYSUPDATE,
     host_transfer,
     load_noxfile,
     needs_sysupdate,  # noqa: F401 (a fixture)
-    ok,
-    one_line_error,
     snapshot,
 )
 
@@ -300,7 +299,7 @@ def test_signing_refusals_write_nothing(
     subprocess.run(["gpgconf", f"--homedir={keys.home}", "--reload", "gpg-agent"], check=True)
     ok(release(run))  # an unsigned release already there: it stays as it is
     before = snapshot(output)
-    line = one_line_error(release(run, *args, env=env))
+    line = error_line(release(run, *args, env=env))
     assert expected in line, line
     assert snapshot(output) == before
 
@@ -346,7 +345,7 @@ def test_sums_keeps_a_matching_signature_removes_a_stale_one_or_signs_again(
 
 
 def test_sums_in_a_missing_directory_makes_none(run: Run, tmp_path: Path) -> None:
-    line = one_line_error(run("sums", "--output-dir=nowhere"))
+    line = error_line(run("sums", "--output-dir=nowhere"))
     assert "no images in nowhere" in line
     assert not (tmp_path / "nowhere").exists()
 

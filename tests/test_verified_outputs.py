@@ -7,28 +7,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import VERSION, Invoke
+from tests.results import error_line, ok
 
 UNIT_TEMPLATE = Path(__file__).resolve().parent.parent / "build/templates/alloy.service"
 PUBLISH = "--publish-url=https://downloads.example.com/alloy/"
-
-
-def ok(result: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
-    assert result.returncode == 0, result.stdout + result.stderr
-    return result
-
-
-def error_line(result: subprocess.CompletedProcess, *fragments: str) -> str:
-    assert result.returncode == 1, result.stdout + result.stderr
-    assert "Traceback" not in result.stderr
-    [line] = result.stderr.splitlines()
-    assert line.startswith("error: ") and all(f in line for f in fragments), line
-    return line
 
 
 def outputs(output: Path) -> dict[str, tuple[bytes, int, int]]:
