@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from build.targets import file_lock
-from tests.conftest import VERSION, Invoke, Release
+from tests.conftest import AMD64, VERSION, Invoke, Prebuilt, Release, copy_output
 from tests.results import error_line, ok
 
 PUBLISH_URL = "https://downloads.example.com/alloy/"
@@ -193,10 +193,9 @@ def test_clean_keeps_files_that_merely_have_our_names(invoke: Invoke, tmp_path: 
 
 
 def test_clean_keeps_user_files_among_the_tools_and_removes_the_tools(
-    invoke: Invoke, tmp_path: Path
+    invoke: Invoke, prebuilt: Prebuilt, tmp_path: Path
 ) -> None:
-    output = tmp_path / "output"
-    ok(invoke("all"))
+    output = copy_output(prebuilt(*AMD64), tmp_path)  # `invoke all`
     ok(invoke("release", f"--publish-url={PUBLISH_URL}"))
     mine = {
         f"{CELL}/rootfs/usr/local/bin/mine.sh": b"#!/bin/sh\n",
@@ -210,9 +209,10 @@ def test_clean_keeps_user_files_among_the_tools_and_removes_the_tools(
     assert f"kept output/{CELL}/notes.txt: not written by this tool" in cleaned.stdout
 
 
-def test_clean_keeps_a_file_changed_since_the_tool_wrote_it(invoke: Invoke, tmp_path: Path) -> None:
-    output = tmp_path / "output"
-    ok(invoke("all"))
+def test_clean_keeps_a_file_changed_since_the_tool_wrote_it(
+    invoke: Invoke, prebuilt: Prebuilt, tmp_path: Path
+) -> None:
+    output = copy_output(prebuilt(*AMD64), tmp_path)  # `invoke all`
     ok(invoke("release", f"--publish-url={PUBLISH_URL}"))
     changed = {
         f"{IMAGE}.sha256": b"edited by hand\n",
@@ -237,9 +237,10 @@ def _files(output: Path) -> dict[str, object]:
     }
 
 
-def test_fifos_under_our_names_do_not_hang_clean(invoke: Invoke, tmp_path: Path) -> None:
-    output = tmp_path / "output"
-    ok(invoke("all"))
+def test_fifos_under_our_names_do_not_hang_clean(
+    invoke: Invoke, prebuilt: Prebuilt, tmp_path: Path
+) -> None:
+    output = copy_output(prebuilt(*AMD64), tmp_path)  # `invoke all`
     # A FIFO where the tool wrote a file (recorded in its manifest), and where it never did.
     for name in (IMAGE, "SHA256SUMS", f"{CELL}/stage.stamp"):
         (output / name).unlink(missing_ok=True)
@@ -277,9 +278,10 @@ def _link_in_place_of(output: Path, name: str, target: Path) -> None:
 
 
 @pytest.mark.parametrize("name", [".staging", "sysupdate", "flatcar"])
-def test_clean_refuses_a_symlinked_subfolder(invoke: Invoke, tmp_path: Path, name: str) -> None:
-    output = tmp_path / "output"
-    ok(invoke("all"))
+def test_clean_refuses_a_symlinked_subfolder(
+    invoke: Invoke, prebuilt: Prebuilt, tmp_path: Path, name: str
+) -> None:
+    output = copy_output(prebuilt(*AMD64), tmp_path)  # `invoke all`
     ok(invoke("release", f"--publish-url={PUBLISH_URL}"))
     target = _sacrificial(tmp_path, name)
     _link_in_place_of(output, name, target)
@@ -290,9 +292,10 @@ def test_clean_refuses_a_symlinked_subfolder(invoke: Invoke, tmp_path: Path, nam
 
 
 @pytest.mark.parametrize("name", ["sysupdate", "flatcar"])
-def test_release_refuses_a_symlinked_subfolder(invoke: Invoke, tmp_path: Path, name: str) -> None:
-    output = tmp_path / "output"
-    ok(invoke("all"))
+def test_release_refuses_a_symlinked_subfolder(
+    invoke: Invoke, prebuilt: Prebuilt, tmp_path: Path, name: str
+) -> None:
+    output = copy_output(prebuilt(*AMD64), tmp_path)  # `invoke all`
     target = _sacrificial(tmp_path, name)
     (output / name).symlink_to(target)
     before, outside = contents(output), contents(target)
