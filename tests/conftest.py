@@ -13,6 +13,7 @@ from pytest_httpserver import HTTPServer
 from build import http
 from build.spec import source_key
 from tests.fakes import release_assets
+from tests.rawserver import Answer, RawServer
 
 REPO = Path(__file__).resolve().parent.parent
 VERSION = "1.10.2"
@@ -90,6 +91,21 @@ def invoke(tmp_path: Path, cli_env: dict[str, str]) -> Invoke:
 def missing_is_404(release: Release) -> None:
     """Like GitHub: an asset that is not there is a 404 (pytest-httpserver's default is 500)."""
     release.server.no_handler_status_code = 404
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[..., RawServer]]:
+    """`serve(answer, host="127.0.0.1")`: a RawServer answering with `answer`, stopped after the
+    test."""
+    servers: list[RawServer] = []
+
+    def start(answer: Answer, host: str = "127.0.0.1") -> RawServer:
+        servers.append(RawServer(answer, host))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.stop()
 
 
 @pytest.fixture

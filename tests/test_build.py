@@ -30,14 +30,10 @@ from tests.conftest import (
     copy_output,
 )
 from tests.fakes import MACHINES, elf_binary, release_assets
-from tests.image import EXPECTED_LISTING, extract, listing, superblock
+from tests.image import EXPECTED_LISTING, extract, listing, sha256, superblock
 from tests.results import ok
 
 STRICT_XATTR = "user.extension-release.strict"
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def snapshot(root: Path) -> dict[str, tuple[int, int, int]]:

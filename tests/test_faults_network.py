@@ -42,19 +42,6 @@ ETAG = '"v1"'
 pytestmark = pytest.mark.usefixtures("no_backoff")
 
 
-@pytest.fixture
-def serve() -> Iterator[Callable[..., RawServer]]:
-    servers: list[RawServer] = []
-
-    def start(answer: Answer, host: str = "127.0.0.1") -> RawServer:
-        servers.append(RawServer(answer, host))
-        return servers[-1]
-
-    yield start
-    for server in servers:
-        server.stop()
-
-
 def whole_or_range(
     body: bytes, headers: dict[str, str], *, ranges: bool = True, keep: int | None = None
 ) -> Iterator[bytes]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import configparser
 import functools
-import hashlib
 import importlib.util
 import json
 import os
@@ -40,6 +39,7 @@ from tests.conftest import (
     copy_output,
 )
 from tests.fakes import release_assets
+from tests.image import sha256
 from tests.needs import need, unavailable
 from tests.results import error_line, ok
 
@@ -57,10 +57,6 @@ RELEASE_FILES = [
     *(f"sysupdate/{arch}/alloy.{ext}" for arch in ARCHES for ext in ("transfer", "conf")),
     *(f"flatcar/alloy-{arch}.{ext}" for arch in ARCHES for ext in ("bu", "ign")),
 ]
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def snapshot(root: Path) -> dict[str, tuple[int, int]]:
