@@ -137,8 +137,10 @@ BOTH_ARCHES = (("--arch=amd64",), ("--arch=arm64",))  # one verified image of ea
 def prebuilt(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prebuilt]:
     """`prebuilt(("--arch=arm64",), ...)`: the output directory of one `invoke all` per argument
     tuple, run in a directory of their own against a release served for them, once per session
-    for the same tuples. Tests only read it: `copy_output` gives a copy to change."""
+    for the same tuples. Tests only read it (checked at the end of the session): `copy_output`
+    gives a copy to change."""
     built: dict[tuple[tuple[str, ...], ...], Path] = {}
+    as_built: dict[Path, dict[str, tuple[int, bytes | str]]] = {}
 
     def build(*runs: tuple[str, ...]) -> Path:
         if runs not in built:
@@ -163,9 +165,26 @@ def prebuilt(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prebuilt]:
                     )
                     assert result.returncode == 0, result.stdout + result.stderr
             built[runs] = root / "output"
+            as_built[built[runs]] = _state(built[runs])
         return built[runs]
 
     yield build
+    for output, state in as_built.items():
+        assert _state(output) == state, f"a test changed the shared build {output}"
+
+
+def _state(root: Path) -> dict[str, tuple[int, bytes | str]]:
+    """Every entry under root: its mode and its bytes (a file's), target (a link's) or ''."""
+    state: dict[str, tuple[int, bytes | str]] = {}
+    for path in root.rglob("*"):
+        mode = path.lstat().st_mode
+        if path.is_symlink():
+            state[str(path.relative_to(root))] = (mode, os.readlink(path))
+        elif path.is_file():
+            state[str(path.relative_to(root))] = (mode, path.read_bytes())
+        else:
+            state[str(path.relative_to(root))] = (mode, "")
+    return state
 
 
 def copy_output(output: Path, tmp_path: Path) -> Path:
