@@ -13,6 +13,8 @@ from pytest_httpserver import HTTPServer
 from build import http
 from build.spec import source_key
 from tests.fakes import release_assets
+from tests.gpgkeys import Keys, throwaway_keys
+from tests.needs import need
 from tests.rawserver import Answer, RawServer
 
 REPO = Path(__file__).resolve().parent.parent
@@ -85,6 +87,14 @@ def invoke(tmp_path: Path, cli_env: dict[str, str]) -> Invoke:
         )
 
     return run
+
+
+@pytest.fixture(scope="session")
+def keys() -> Iterator[Keys]:
+    """Throwaway gpg keys, made once (tests only sign and export with them)."""
+    need("gpg", "gpgv", "gpgconf")
+    with throwaway_keys() as made:
+        yield made
 
 
 @pytest.fixture

@@ -17,17 +17,15 @@ import pytest
 from build.errors import BuildError
 from build.verify import Expectations
 from build.verify import verify as run_verify
-from tests import test_signing
 from tests.conftest import VERSION, Invoke, Prebuilt, copy_output
-from tests.gpgkeys import gpg
+from tests.gpgkeys import Keys, gpg
 from tests.image import EXPECTED_LISTING, extract, listing
 from tests.results import error_line, ok
 from tests.test_publish import PUBLISH_URL
-from tests.test_signing import HOST_KEY, UNIT, Keys, export, gpgv, ignition, unit_script
+from tests.test_signing import HOST_KEY, UNIT, export, gpgv, ignition, unit_script
 from tests.test_verify import fails_because, repack, verify
 
 pytestmark = pytest.mark.needs("gpg", "gpgv", "unsquashfs")
-keys = test_signing.keys  # the throwaway keys (a fixture), made once for this module too
 
 NEXT_KEYS = "usr/lib/alloy-sysext/release-keys.d/next.gpg"
 ROTATION_ENTRIES = {

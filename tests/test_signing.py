@@ -13,8 +13,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -23,7 +22,7 @@ from werkzeug import Request, Response
 
 from build.signing import PASSPHRASE_ENV
 from tests.conftest import BOTH_ARCHES, INVOKE_CLI, REPO, VERSION, Prebuilt, Release, copy_output
-from tests.gpgkeys import gpg, new_key, throwaway_home
+from tests.gpgkeys import PASSPHRASE, Keys, gpg
 from tests.needs import need
 from tests.results import error_line, ok
 from tests.test_publish import (
@@ -40,29 +39,6 @@ pytestmark = pytest.mark.needs("gpg", "gpgv")
 SIGNED = ("SHA256SUMS.gpg", "alloy-release-key.gpg", "alloy-release-key.asc")
 HOST_KEY = "/etc/alloy-sysext/release-key.gpg"
 UNIT = "alloy-import-pubring.service"
-PASSPHRASE = "open sesame"
-
-
-@dataclass(frozen=True)
-class Keys:
-    home: Path
-    plain: str  # fingerprint of a key without a passphrase
-    protected: str  # fingerprint of a key with PASSPHRASE
-    vendor: str  # another key, standing for the OS vendor's
-    next: str  # and one an image names as the key to trust next
-
-
-@pytest.fixture(scope="module")
-def keys() -> Iterator[Keys]:
-    need("gpg", "gpgv", "gpgconf")
-    with throwaway_home() as home:
-        yield Keys(
-            home,
-            new_key(home, "Plain"),
-            new_key(home, "Protected", PASSPHRASE),
-            new_key(home, "Vendor"),
-            new_key(home, "Next"),
-        )
 
 
 # One amd64 and one arm64 image, built once; each test releases a copy.
