@@ -1,16 +1,21 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from pytest_httpserver import HTTPServer
 
+from build import http
 from build.spec import source_key
 from tests.fakes import release_assets
+from tests.gpgkeys import Keys, throwaway_keys
+from tests.needs import need
+from tests.rawserver import Answer, RawServer
 
 REPO = Path(__file__).resolve().parent.parent
 VERSION = "1.10.2"
@@ -82,3 +87,118 @@ def invoke(tmp_path: Path, cli_env: dict[str, str]) -> Invoke:
         )
 
     return run
+
+
+@pytest.fixture(scope="session")
+def keys() -> Iterator[Keys]:
+    """Throwaway gpg keys, made once (tests only sign and export with them)."""
+    need("gpg", "gpgv", "gpgconf")
+    with throwaway_keys() as made:
+        yield made
+
+
+@pytest.fixture
+def missing_is_404(release: Release) -> None:
+    """Like GitHub: an asset that is not there is a 404 (pytest-httpserver's default is 500)."""
+    release.server.no_handler_status_code = 404
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[..., RawServer]]:
+    """`serve(answer, host="127.0.0.1")`: a RawServer answering with `answer`, stopped after the
+    test."""
+    servers: list[RawServer] = []
+
+    def start(answer: Answer, host: str = "127.0.0.1") -> RawServer:
+        servers.append(RawServer(answer, host))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def no_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Retries without the wait between them."""
+    monkeypatch.setattr(http, "BACKOFF", 0)
+
+
+@pytest.fixture
+def dest(tmp_path: Path) -> Path:
+    """A download's final path, in a directory of its own so leftovers are easy to see."""
+    directory = tmp_path / "cache" / f"v{VERSION}"
+    directory.mkdir(parents=True)
+    return directory / "alloy-linux-amd64.zip"
+
+
+def beside(final: Path) -> list[str]:
+    """Every name in `final`'s directory: the final file and whatever a download left there."""
+    return sorted(p.name for p in final.parent.iterdir())
+
+
+Prebuilt = Callable[..., Path]
+# The runs of `invoke all` that several modules build on, spelled once so they share the build.
+AMD64 = ((),)  # `invoke all`: the verified amd64 image
+BOTH_ARCHES = (("--arch=amd64",), ("--arch=arm64",))  # one verified image of each architecture
+
+
+@pytest.fixture(scope="session")
+def prebuilt(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prebuilt]:
+    """`prebuilt(("--arch=arm64",), ...)`: the output directory of one `invoke all` per argument
+    tuple, run in a directory of their own against a release served for them, once per session
+    for the same tuples. Tests only read it (checked at the end of the session): `copy_output`
+    gives a copy to change."""
+    built: dict[tuple[tuple[str, ...], ...], Path] = {}
+    as_built: dict[Path, dict[str, tuple[int, bytes | str]]] = {}
+
+    def build(*runs: tuple[str, ...]) -> Path:
+        if runs not in built:
+            root = tmp_path_factory.mktemp("prebuilt")
+            with HTTPServer(host="127.0.0.1", port=0) as server:
+                served = Release(server)
+                served.publish(VERSION, release_assets())
+                env = {
+                    **os.environ,
+                    "XDG_CACHE_HOME": str(root / "cache"),
+                    "INVOKE_BASE_URL": served.base_url,
+                }
+                for args in runs:
+                    result = subprocess.run(
+                        [*INVOKE_CLI, "all", *args],
+                        cwd=root,
+                        env=env,
+                        capture_output=True,
+                        text=True,
+                        stdin=subprocess.DEVNULL,
+                        timeout=300,
+                    )
+                    assert result.returncode == 0, result.stdout + result.stderr
+            built[runs] = root / "output"
+            as_built[built[runs]] = _state(built[runs])
+        return built[runs]
+
+    yield build
+    for output, state in as_built.items():
+        assert _state(output) == state, f"a test changed the shared build {output}"
+
+
+def _state(root: Path) -> dict[str, tuple[int, bytes | str]]:
+    """Every entry under root: its mode and its bytes (a file's), target (a link's) or ''."""
+    state: dict[str, tuple[int, bytes | str]] = {}
+    for path in root.rglob("*"):
+        mode = path.lstat().st_mode
+        if path.is_symlink():
+            state[str(path.relative_to(root))] = (mode, os.readlink(path))
+        elif path.is_file():
+            state[str(path.relative_to(root))] = (mode, path.read_bytes())
+        else:
+            state[str(path.relative_to(root))] = (mode, "")
+    return state
+
+
+def copy_output(output: Path, tmp_path: Path) -> Path:
+    """A copy of a prebuilt output directory as tmp_path/output, where `invoke` looks for it."""
+    copy = tmp_path / "output"
+    shutil.copytree(output, copy, symlinks=True)
+    return copy

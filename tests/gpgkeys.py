@@ -9,7 +9,21 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+
+PASSPHRASE = "open sesame"
+
+
+@dataclass(frozen=True)
+class Keys:
+    """The tests' throwaway keys (the `keys` fixture): their home and fingerprints."""
+
+    home: Path
+    plain: str  # fingerprint of a key without a passphrase
+    protected: str  # fingerprint of a key with PASSPHRASE
+    vendor: str  # another key, standing for the OS vendor's
+    next: str  # and one an image names as the key to trust next
 
 
 def gpg(home: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
@@ -27,6 +41,18 @@ def new_key(home: Path, name: str, passphrase: str = "") -> str:
         f"{name} <{name.lower()}@example.com>", "ed25519", "sign", "never")  # fmt: skip
     listing = gpg(home, "--with-colons", "--list-secret-keys", name).stdout.decode()
     return re.findall(r"^fpr:(?:[^:]*:){8}([0-9A-F]{40}):", listing, re.M)[0]
+
+
+@contextlib.contextmanager
+def throwaway_keys() -> Iterator[Keys]:
+    with throwaway_home() as home:
+        yield Keys(
+            home,
+            new_key(home, "Plain"),
+            new_key(home, "Protected", PASSPHRASE),
+            new_key(home, "Vendor"),
+            new_key(home, "Next"),
+        )
 
 
 @contextlib.contextmanager

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 from pathlib import Path
 
@@ -46,6 +47,10 @@ def superblock(image: Path) -> dict[str, str]:
         if line.startswith("\tFilters selected:"):
             info["Filters"] = line.split(":", 1)[1].strip()
     return info
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def extract(image: Path, dest: Path) -> Path:

@@ -19,6 +19,7 @@ from tests.conftest import VERSION, Invoke, Release
 from tests.fakes import MACHINES, elf_binary, release_assets, sums, zip_bytes
 from tests.image import EXPECTED_LISTING, listing
 from tests.rawserver import Answer, RawServer, head
+from tests.results import error_line, ok
 
 OTHER = "1.10.3"  # a version the release fixture has not published: free for our own assets
 ZIP = "alloy-linux-amd64.zip"
@@ -31,10 +32,7 @@ HTML_PAGE = (
 _TEMP_NAME = re.compile(r"\..+\.(tmp|old)")
 
 
-@pytest.fixture(autouse=True)
-def missing_is_404(release: Release) -> None:
-    """Like GitHub: an asset that is not there is a 404 (pytest-httpserver's default is 500)."""
-    release.server.no_handler_status_code = 404
+pytestmark = pytest.mark.usefixtures("missing_is_404")
 
 
 def assets_with(members: dict[str, bytes]) -> dict[str, bytes]:
@@ -72,20 +70,6 @@ def outputs(tmp_path: Path) -> dict[str, bytes]:
     return {str(p.relative_to(output)): p.read_bytes() for p in found}
 
 
-def error_line(result: subprocess.CompletedProcess, *fragments: str) -> str:
-    """The run failed with one `error: ` line on stderr naming the problem; return that line."""
-    where = f"\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
-    assert result.returncode != 0, where
-    assert "Traceback" not in result.stderr, where
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, f"expected exactly one stderr line{where}"
-    line = lines[0]
-    assert line.startswith("error: ") and line.removeprefix("error: ").strip(), where
-    for fragment in fragments:
-        assert fragment in line, f"{fragment!r} not in the error line{where}"
-    return line
-
-
 def fails_cleanly(
     result: subprocess.CompletedProcess,
     tmp_path: Path,
@@ -98,12 +82,6 @@ def fails_cleanly(
     assert outputs(tmp_path) == (outputs_before or {})
     assert leftovers(tmp_path) == []
     return line
-
-
-def ok(result: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "Traceback" not in result.stderr
-    return result
 
 
 def gets(release: Release, path: str) -> int:

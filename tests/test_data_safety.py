@@ -9,7 +9,6 @@ from __future__ import annotations
 import fcntl
 import os
 import stat
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -17,28 +16,12 @@ from pathlib import Path
 import pytest
 
 from build.fileio import file_lock
-from tests.conftest import VERSION, Invoke, Release
+from tests.conftest import AMD64, VERSION, Invoke, Prebuilt, Release, copy_output
+from tests.results import error_line, ok
 
 PUBLISH_URL = "https://downloads.example.com/alloy/"
 IMAGE = f"alloy-{VERSION}-amd64.raw"
 CELL = f".staging/alloy-{VERSION}-amd64"
-
-
-def ok(result: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "Traceback" not in result.stderr
-    return result
-
-
-def one_error_line(result: subprocess.CompletedProcess, *fragments: str) -> str:
-    where = f"\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
-    assert result.returncode == 1, where
-    assert "Traceback" not in result.stderr, where
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), where
-    for fragment in fragments:
-        assert fragment in lines[0], f"{fragment!r} not in the error line{where}"
-    return lines[0]
 
 
 def contents(root: Path) -> dict[str, object]:
@@ -109,7 +92,7 @@ def test_clean_cache_refuses_a_directory_without_the_tag(
     victim = make(tmp_path)
     before = contents(victim)
     result = invoke("clean", "--cache", f"--cache-dir={victim}")
-    one_error_line(result, str(victim), "CACHEDIR.TAG", "nothing was removed")
+    error_line(result, str(victim), "CACHEDIR.TAG", "nothing was removed")
     assert contents(victim) == before
 
 
@@ -118,7 +101,7 @@ def test_clean_cache_refuses_the_current_directory_of_a_checkout(
 ) -> None:
     checkout = fake_checkout(tmp_path)
     before = contents(checkout)
-    one_error_line(invoke("clean", "--cache", "--cache-dir=.", cwd=checkout), "CACHEDIR.TAG")
+    error_line(invoke("clean", "--cache", "--cache-dir=.", cwd=checkout), "CACHEDIR.TAG")
     assert contents(checkout) == before
 
 
@@ -163,11 +146,11 @@ def test_a_failed_download_leaves_no_version_folder_behind(
         release.server.expect_request(f"/v9.9.9/{name}").respond_with_data("gone", status=404)
     ok(invoke("fetch"))
     before = contents(cache)
-    one_error_line(invoke("fetch", "--version=9.9.9"), "9.9.9", "404")
+    error_line(invoke("fetch", "--version=9.9.9"), "9.9.9", "404")
     assert contents(cache) == before  # no v9.9.9 with lock files in it
 
     fresh = tmp_path / "fresh-cache"
-    one_error_line(invoke("fetch", "--version=9.9.9", f"--cache-dir={fresh}"), "404")
+    error_line(invoke("fetch", "--version=9.9.9", f"--cache-dir={fresh}"), "404")
     assert contents(fresh) == {".": "dir", "CACHEDIR.TAG": (fresh / "CACHEDIR.TAG").read_bytes()}
 
 
@@ -178,7 +161,7 @@ def test_the_tool_never_tags_a_cache_directory_it_did_not_make(
     ok(invoke("fetch", f"--cache-dir={home}"))
     assert not (home / "CACHEDIR.TAG").exists()
     before = contents(home)
-    one_error_line(invoke("clean", "--cache", f"--cache-dir={home}"), str(home))
+    error_line(invoke("clean", "--cache", f"--cache-dir={home}"), str(home))
     assert contents(home) == before
 
 
@@ -210,10 +193,9 @@ def test_clean_keeps_files_that_merely_have_our_names(invoke: Invoke, tmp_path: 
 
 
 def test_clean_keeps_user_files_among_the_tools_and_removes_the_tools(
-    invoke: Invoke, tmp_path: Path
+    invoke: Invoke, prebuilt: Prebuilt, tmp_path: Path
 ) -> None:
-    output = tmp_path / "output"
-    ok(invoke("all"))
+    output = copy_output(prebuilt(*AMD64), tmp_path)  # `invoke all`
     ok(invoke("release", f"--publish-url={PUBLISH_URL}"))
     mine = {
         f"{CELL}/rootfs/usr/local/bin/mine.sh": b"#!/bin/sh\n",
@@ -227,9 +209,10 @@ def test_clean_keeps_user_files_among_the_tools_and_removes_the_tools(
     assert f"kept output/{CELL}/notes.txt: not written by this tool" in cleaned.stdout
 
 
-def test_clean_keeps_a_file_changed_since_the_tool_wrote_it(invoke: Invoke, tmp_path: Path) -> None:
-    output = tmp_path / "output"
-    ok(invoke("all"))
+def test_clean_keeps_a_file_changed_since_the_tool_wrote_it(
+    invoke: Invoke, prebuilt: Prebuilt, tmp_path: Path
+) -> None:
+    output = copy_output(prebuilt(*AMD64), tmp_path)  # `invoke all`
     ok(invoke("release", f"--publish-url={PUBLISH_URL}"))
     changed = {
         f"{IMAGE}.sha256": b"edited by hand\n",
@@ -254,9 +237,10 @@ def _files(output: Path) -> dict[str, object]:
     }
 
 
-def test_fifos_under_our_names_do_not_hang_clean(invoke: Invoke, tmp_path: Path) -> None:
-    output = tmp_path / "output"
-    ok(invoke("all"))
+def test_fifos_under_our_names_do_not_hang_clean(
+    invoke: Invoke, prebuilt: Prebuilt, tmp_path: Path
+) -> None:
+    output = copy_output(prebuilt(*AMD64), tmp_path)  # `invoke all`
     # A FIFO where the tool wrote a file (recorded in its manifest), and where it never did.
     for name in (IMAGE, "SHA256SUMS", f"{CELL}/stage.stamp"):
         (output / name).unlink(missing_ok=True)
@@ -294,26 +278,28 @@ def _link_in_place_of(output: Path, name: str, target: Path) -> None:
 
 
 @pytest.mark.parametrize("name", [".staging", "sysupdate", "flatcar"])
-def test_clean_refuses_a_symlinked_subfolder(invoke: Invoke, tmp_path: Path, name: str) -> None:
-    output = tmp_path / "output"
-    ok(invoke("all"))
+def test_clean_refuses_a_symlinked_subfolder(
+    invoke: Invoke, prebuilt: Prebuilt, tmp_path: Path, name: str
+) -> None:
+    output = copy_output(prebuilt(*AMD64), tmp_path)  # `invoke all`
     ok(invoke("release", f"--publish-url={PUBLISH_URL}"))
     target = _sacrificial(tmp_path, name)
     _link_in_place_of(output, name, target)
     before, outside = contents(output), contents(target)
-    one_error_line(invoke("clean"), f"output/{name} is a symbolic link")
+    error_line(invoke("clean"), f"output/{name} is a symbolic link")
     assert contents(target) == outside
     assert contents(output) == before
 
 
 @pytest.mark.parametrize("name", ["sysupdate", "flatcar"])
-def test_release_refuses_a_symlinked_subfolder(invoke: Invoke, tmp_path: Path, name: str) -> None:
-    output = tmp_path / "output"
-    ok(invoke("all"))
+def test_release_refuses_a_symlinked_subfolder(
+    invoke: Invoke, prebuilt: Prebuilt, tmp_path: Path, name: str
+) -> None:
+    output = copy_output(prebuilt(*AMD64), tmp_path)  # `invoke all`
     target = _sacrificial(tmp_path, name)
     (output / name).symlink_to(target)
     before, outside = contents(output), contents(target)
-    line = one_error_line(invoke("release", f"--publish-url={PUBLISH_URL}"))
+    line = error_line(invoke("release", f"--publish-url={PUBLISH_URL}"))
     assert f"output/{name} is a symbolic link" in line
     assert contents(target) == outside
     assert contents(output) == before
@@ -325,7 +311,7 @@ def test_a_build_refuses_a_symlinked_staging(invoke: Invoke, tmp_path: Path) -> 
     target = _sacrificial(tmp_path, ".staging")
     (output / ".staging").symlink_to(target)
     outside = contents(target)
-    one_error_line(invoke("all"), "output/.staging is a symbolic link")
+    error_line(invoke("all"), "output/.staging is a symbolic link")
     assert contents(target) == outside
     assert sorted(p.name for p in output.iterdir()) == [".staging"]
 
@@ -366,7 +352,7 @@ def test_an_empty_directory_option_is_refused(
         config = tmp_path / "invoke.yaml"
         config.write_text(f'{option}: ""\n')
         args = ["-f", str(config), *args]
-    one_error_line(invoke(*args, env=env, cwd=cwd), f"empty {flag}")
+    error_line(invoke(*args, env=env, cwd=cwd), f"empty {flag}")
     assert contents(cwd) == before
 
 
@@ -378,8 +364,8 @@ def test_an_empty_output_dir_is_refused_by_sums_and_release(
     ok(invoke("all", f"--output-dir={cwd}"))
     before = contents(cwd)
     args = [task, "--output-dir="] + ([f"--publish-url={PUBLISH_URL}"] if task == "release" else [])
-    one_error_line(invoke(*args, cwd=cwd), "empty --output-dir")
-    one_error_line(invoke(task, *args[2:], env={"INVOKE_OUTPUT_DIR": ""}, cwd=cwd), "empty")
+    error_line(invoke(*args, cwd=cwd), "empty --output-dir")
+    error_line(invoke(task, *args[2:], env={"INVOKE_OUTPUT_DIR": ""}, cwd=cwd), "empty")
     assert contents(cwd) == before
 
 
@@ -435,5 +421,5 @@ def test_an_older_default_cache_is_tagged_only_if_it_holds_nothing_but_the_tools
     before = contents(cache)
     ok(invoke("fetch"))
     assert contents(cache) == before  # not claimed: something in it is not the tool's
-    one_error_line(invoke("clean", "--cache"), str(cache), "CACHEDIR.TAG")
+    error_line(invoke("clean", "--cache"), str(cache), "CACHEDIR.TAG")
     assert contents(cache) == before

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import INVOKE_CLI, VERSION, Invoke
+from tests.conftest import AMD64, INVOKE_CLI, VERSION, Invoke, Prebuilt, copy_output
 
 PUBLISH = "--publish-url=https://downloads.example.com/alloy/"
 IMAGE = f"alloy-{VERSION}-amd64.raw"
@@ -22,10 +22,9 @@ SECRET = b"root:$6$notarealhash:19000:0:99999:7:::\n"
 
 
 @pytest.fixture
-def output(invoke: Invoke, tmp_path: Path) -> Path:
-    result = invoke("all")
-    assert result.returncode == 0, result.stdout + result.stderr
-    return tmp_path / "output"
+def output(prebuilt: Prebuilt, tmp_path: Path) -> Path:
+    """The test's own copy of what `invoke all` built."""
+    return copy_output(prebuilt(*AMD64), tmp_path)
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import pytest
 from build import erofs
 from build.images import image_format
 from tests.conftest import VERSION, Invoke
-from tests.test_bad_input import error_line, ok
+from tests.results import error_line, ok
 
 pytestmark = pytest.mark.needs("mkfs.erofs", "mksquashfs")
 IMAGE = f"alloy-{VERSION}-amd64.raw"

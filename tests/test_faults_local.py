@@ -22,16 +22,15 @@ from werkzeug import Request, Response
 from tests.conftest import INVOKE_CLI, VERSION, Invoke, Release
 from tests.fakes import MACHINES, elf_binary, sums, zip_bytes
 from tests.needs import need
-from tests.test_bad_input import ZIP, cache_root, error_line, leftovers, ok, outputs
+from tests.results import error_line, ok
+from tests.test_bad_input import ZIP, cache_root, leftovers, outputs
 
 OTHER = "1.10.3"  # a version the release fixture has not published: free for our own assets
 MEMBER = "alloy-linux-amd64"
 ROOT = os.geteuid() == 0
 
 
-@pytest.fixture(autouse=True)
-def missing_is_404(release: Release) -> None:
-    release.server.no_handler_status_code = 404
+pytestmark = pytest.mark.usefixtures("missing_is_404")
 
 
 def publish_zip(release: Release, version: str, binary: bytes) -> dict[str, bytes]:
@@ -160,8 +159,7 @@ def test_signal_mid_step_exits_cleanly_and_the_next_run_finishes(
     stdout, stderr = process.communicate(timeout=10)
     assert time.monotonic() - sent < 5
     result = subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
-    line = error_line(result, "interrupted by", signal.Signals(signum).name)
-    assert process.returncode == 128 + signum, line
+    error_line(result, "interrupted by", signal.Signals(signum).name, exit_code=128 + signum)
     # (The step's own line says it finished before the signal: a loaded machine can let that
     # happen; the clean exit above must hold anyway, and the rest is checked below.)
     caught_mid_step = not any(line.startswith(f"{step:<8}") for line in stdout.splitlines())

@@ -23,7 +23,9 @@ from build.errors import BuildError
 from build.http import download
 from build.spec import source_key
 from tests.conftest import REPO, VERSION, Invoke
+from tests.conftest import beside as leftovers
 from tests.rawserver import Answer, RawServer, head
+from tests.results import error_line, ok
 
 ZIP = "alloy-linux-amd64.zip"
 ZIP_PATH = f"/v{VERSION}/{ZIP}"
@@ -37,18 +39,7 @@ FAKE_SUMS = f"{hashlib.sha256(FAKE_ZIP).hexdigest()}  {ZIP}\n".encode()
 FILES = {ZIP_PATH: FAKE_ZIP, SUMS_PATH: FAKE_SUMS}
 ETAG = '"v1"'
 
-
-@pytest.fixture
-def serve() -> Iterator[Callable[..., RawServer]]:
-    servers: list[RawServer] = []
-
-    def start(answer: Answer, host: str = "127.0.0.1") -> RawServer:
-        servers.append(RawServer(answer, host))
-        return servers[-1]
-
-    yield start
-    for server in servers:
-        server.stop()
+pytestmark = pytest.mark.usefixtures("no_backoff")
 
 
 def whole_or_range(
@@ -100,44 +91,12 @@ def files(
     return answer
 
 
-@pytest.fixture(autouse=True)
-def _no_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(http, "BACKOFF", 0)
-
-
-@pytest.fixture
-def dest(tmp_path: Path) -> Path:
-    directory = tmp_path / "cache" / f"v{VERSION}"
-    directory.mkdir(parents=True)
-    return directory / ZIP
-
-
-def leftovers(final: Path) -> list[str]:
-    return sorted(p.name for p in final.parent.iterdir())
-
-
 def cache_dir(tmp_path: Path, base_url: str) -> Path:
     return tmp_path / "cache" / "alloy-sysext" / source_key(base_url) / f"v{VERSION}"
 
 
 def temp_files(tmp_path: Path) -> list[Path]:
     return [p for p in tmp_path.rglob(".*") if p.name.endswith(".tmp")]
-
-
-def one_error_line(result: subprocess.CompletedProcess, *fragments: str) -> str:
-    where = f"\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
-    assert result.returncode == 1, where
-    assert "Traceback" not in result.stderr, where
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), where
-    for fragment in fragments:
-        assert fragment in lines[0], f"{fragment!r} not in the error line{where}"
-    return lines[0]
-
-
-def ok(result: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
-    assert result.returncode == 0, result.stdout + result.stderr
-    return result
 
 
 # (a) The connection drops mid-download: resumed with Range, verified whole.
@@ -258,7 +217,7 @@ def test_cli_a_server_that_stalls_mid_body_times_out(invoke: Invoke, serve, tmp_
     started = time.monotonic()
     result = invoke("fetch", f"--base-url={server.base_url}", "--retries=1", env=STALL)
     assert time.monotonic() - started < 5
-    line = one_error_line(result, f"{server.base_url}{ZIP_PATH}", "timed out", "tried 2 times")
+    line = error_line(result, f"{server.base_url}{ZIP_PATH}", "timed out", "tried 2 times")
     assert "stalled" in line
     assert len(server.gets(ZIP)) == 2
     assert not (cache_dir(tmp_path, server.base_url) / ZIP).exists()
@@ -270,7 +229,7 @@ def test_cli_a_server_that_never_answers_times_out(invoke: Invoke, serve, tmp_pa
     started = time.monotonic()
     result = invoke("fetch", f"--base-url={server.base_url}", "--retries=1", env=STALL)
     assert time.monotonic() - started < 5
-    one_error_line(result, f"{server.base_url}{SUMS_PATH}", "timed out", "tried 2 times")
+    error_line(result, f"{server.base_url}{SUMS_PATH}", "timed out", "tried 2 times")
     assert temp_files(tmp_path) == []
 
 
@@ -368,7 +327,7 @@ def test_cli_long_retry_hint_ends_at_once(invoke: Invoke, serve, tmp_path: Path)
     started = time.monotonic()
     result = invoke("fetch", f"--base-url={server.base_url}", "--retries=3")
     assert time.monotonic() - started < 5
-    line = one_error_line(result, f"{server.base_url}{SUMS_PATH}", "rate limited (HTTP 403)")
+    line = error_line(result, f"{server.base_url}{SUMS_PATH}", "rate limited (HTTP 403)")
     assert re.search(r"resets at \d\d:\d\d:\d\d UTC, in 60 min", line), line
     assert re.search(r"run again after \d\d:\d\d:\d\d UTC", line), line
     assert len(server.requests) == 1
@@ -430,7 +389,7 @@ def test_cli_plain_http_to_another_host_is_refused(
     invoke: Invoke, proxy: RawServer, tmp_path: Path
 ) -> None:
     result = invoke("fetch", f"--base-url={REMOTE}", env=via_proxy(proxy))
-    one_error_line(result, f"refusing plain http:// URL {REMOTE}/v{VERSION}/", "--allow-http")
+    error_line(result, f"refusing plain http:// URL {REMOTE}/v{VERSION}/", "--allow-http")
     assert proxy.requests == []
     assert temp_files(tmp_path) == []
 
@@ -453,7 +412,7 @@ def test_cli_a_redirect_to_plain_http_elsewhere_is_refused(
 ) -> None:
     server = serve(redirect_to(REMOTE))
     result = invoke("fetch", f"--base-url={server.base_url}", env=via_proxy(proxy))
-    one_error_line(result, f"refusing the redirect from {server.base_url}{SUMS_PATH}", REMOTE)
+    error_line(result, f"refusing the redirect from {server.base_url}{SUMS_PATH}", REMOTE)
     assert proxy.requests == []
     ok(invoke("fetch", f"--base-url={server.base_url}", "--allow-http", env=via_proxy(proxy)))
     assert len(proxy.gets(ZIP)) == 1

@@ -110,19 +110,6 @@ def kept_files(tmp_path: Path) -> list[str]:
     return sorted(found)
 
 
-@pytest.fixture
-def serve() -> Iterator[Callable[[Answer], RawServer]]:
-    servers: list[RawServer] = []
-
-    def start(answer: Answer) -> RawServer:
-        servers.append(RawServer(answer))
-        return servers[-1]
-
-    yield start
-    for server in servers:
-        server.stop()
-
-
 def body(data: bytes, **headers: str) -> Iterator[bytes]:
     yield head("200 OK", {"Content-Length": str(len(data)), **headers})
     yield data

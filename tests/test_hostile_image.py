@@ -15,9 +15,9 @@ from build.errors import BuildError
 from build.squashfs import SquashfsReader
 from build.verify import Expectations
 from build.verify import verify as verify_image
+from tests import test_verify
 from tests.conftest import VERSION, Invoke
 from tests.fakes import MACHINES, elf_binary
-from tests.image import extract
 from tests.test_verify import RELEASE, STRICT_XATTR, UNIT, fails_because, repack, verify
 
 pytestmark = pytest.mark.needs("mksquashfs", "unsquashfs")
@@ -27,16 +27,8 @@ BINARY = "usr/local/bin/alloy"
 CAPABILITY = struct.pack("<5I", 0x02000001, 1 << 10, 0, 0, 0)
 
 
-@pytest.fixture
-def built(invoke: Invoke, tmp_path: Path) -> Path:
-    result = invoke("all", "--no-verify")
-    assert result.returncode == 0, result.stderr
-    return tmp_path / "output" / f"alloy-{VERSION}-amd64.raw"
-
-
-@pytest.fixture
-def tree(built: Path, tmp_path: Path) -> Path:
-    return extract(built, tmp_path / "tree")
+built = test_verify.built  # the built image, in the test's own output directory (a fixture)
+tree = test_verify.tree  # the built image unpacked (a fixture)
 
 
 def bad_image(tree: Path, tmp_path: Path, *pseudo: str) -> Path:

@@ -15,6 +15,7 @@ from build.arch import ARCHES
 from build.elf import check_elf_header
 from build.errors import BuildError
 from build.http import HTTPStatusError, download
+from tests.conftest import beside as leftovers
 from tests.fakes import MACHINES, elf_binary
 
 PATH = "/v1.10.2/alloy-linux-amd64.zip"
@@ -22,22 +23,7 @@ PATH = "/v1.10.2/alloy-linux-amd64.zip"
 DATA = random.Random(3).randbytes(2 * http.CHUNK + 4321)
 DATA_SHA = hashlib.sha256(DATA).hexdigest()
 
-
-@pytest.fixture(autouse=True)
-def _no_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(http, "BACKOFF", 0)
-
-
-@pytest.fixture
-def dest(tmp_path: Path) -> Path:
-    """The final path, in a directory of its own so leftovers are easy to see."""
-    directory = tmp_path / "cache" / "v1.10.2"
-    directory.mkdir(parents=True)
-    return directory / "alloy-linux-amd64.zip"
-
-
-def leftovers(final: Path) -> list[str]:
-    return sorted(p.name for p in final.parent.iterdir())
+pytestmark = pytest.mark.usefixtures("no_backoff")
 
 
 def paths(server: HTTPServer) -> list[str]:

@@ -11,7 +11,7 @@ from build import options
 from build.errors import BuildError
 from build.spec import IMAGE_AUTOSTART
 from tests.conftest import VERSION, Invoke
-from tests.test_bad_input import error_line, ok
+from tests.results import error_line, ok
 
 # The short flags each task had before the table pinned them (Invoke handed them out in
 # signature order): they must never move, whatever options are added.

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import configparser
 import functools
-import hashlib
 import importlib.util
 import json
 import os
@@ -28,9 +27,21 @@ from werkzeug import Request, Response
 from build import butane
 from build.spec import parse_output_name
 from build.sysupdate import match_pattern, pattern_match
-from tests.conftest import INVOKE_CLI, REPO, VERSION, Invoke, Release
+from tests.conftest import (
+    AMD64,
+    BOTH_ARCHES,
+    INVOKE_CLI,
+    REPO,
+    VERSION,
+    Invoke,
+    Prebuilt,
+    Release,
+    copy_output,
+)
 from tests.fakes import release_assets
+from tests.image import sha256
 from tests.needs import need, unavailable
+from tests.results import error_line, ok
 
 NEWER = "1.17.1"
 PUBLISH_URL = "https://downloads.example.com/alloy/"
@@ -46,24 +57,6 @@ RELEASE_FILES = [
     *(f"sysupdate/{arch}/alloy.{ext}" for arch in ARCHES for ext in ("transfer", "conf")),
     *(f"flatcar/alloy-{arch}.{ext}" for arch in ARCHES for ext in ("bu", "ign")),
 ]
-
-
-def ok(result: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "Traceback" not in result.stderr
-    return result
-
-
-def one_line_error(result: subprocess.CompletedProcess) -> str:
-    assert result.returncode == 1, result.stdout + result.stderr
-    assert "Traceback" not in result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    return lines[0]
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def snapshot(root: Path) -> dict[str, tuple[int, int]]:
@@ -463,12 +456,14 @@ def test_units_pass_systemd_analyze(published: Path, tmp_path: Path) -> None:
     assert result.returncode == 0 and not result.stderr, result.stderr
 
 
-def test_autostart_replaces_the_first_boot_unit(invoke: Invoke, tmp_path: Path) -> None:
+def test_autostart_replaces_the_first_boot_unit(
+    invoke: Invoke, prebuilt: Prebuilt, tmp_path: Path
+) -> None:
     def units(output: Path) -> dict[str, dict[str, Any]]:
         ign = json.loads((output / "flatcar/alloy-amd64.ign").read_text())
         return {unit["name"]: unit for unit in ign["systemd"]["units"]}
 
-    build(invoke, (VERSION, "amd64"), output_dir="plain")
+    shutil.copytree(prebuilt(*AMD64), tmp_path / "plain", symlinks=True)
     build(invoke, (VERSION, "amd64"), output_dir="autostart", autostart=True)
     for name in ("plain", "autostart"):
         ok(invoke("release", f"--output-dir={name}", f"--publish-url={PUBLISH_URL}"))
@@ -513,16 +508,16 @@ def test_index_lists_every_image_with_size_hash_and_tools(published: Path) -> No
 
 
 def test_release_candidate_in_the_directory_is_refused(
-    invoke: Invoke, release: Release, tmp_path: Path
+    invoke: Invoke, release: Release, prebuilt: Prebuilt, tmp_path: Path
 ) -> None:
     release.publish("1.11.0-rc.1", release_assets(seed=4))
-    build(invoke, (VERSION, "amd64"))
+    copy_output(prebuilt(*AMD64), tmp_path)
     ok(invoke("release", f"--publish-url={PUBLISH_URL}"))
     build(invoke, ("1.11.0-rc.1", "amd64"))
     output = tmp_path / "output"
     before = snapshot(output)
 
-    line = one_line_error(invoke("release", f"--publish-url={PUBLISH_URL}"))
+    line = error_line(invoke("release", f"--publish-url={PUBLISH_URL}"))
     assert "alloy-1.11.0-rc.1-amd64.raw" in line and "release candidates" in line
     assert "invoke clean --version=1.11.0-rc.1" in line
     assert snapshot(output) == before  # nothing half-written, nothing touched
@@ -536,7 +531,7 @@ def test_release_candidate_alone_writes_nothing(
 ) -> None:
     release.publish("1.11.0-rc.1", release_assets(seed=4))
     build(invoke, ("1.11.0-rc.1", "arm64"))
-    one_line_error(invoke("release", f"--publish-url={PUBLISH_URL}"))
+    error_line(invoke("release", f"--publish-url={PUBLISH_URL}"))
     output = tmp_path / "output"
     assert not (output / "SHA256SUMS").exists() and not (output / "sysupdate").exists()
 
@@ -551,18 +546,18 @@ def test_release_candidate_alone_writes_nothing(
     ],
 )
 def test_publish_url_is_required_and_plain(
-    invoke: Invoke, tmp_path: Path, args: tuple[str, ...], expected: str
+    invoke: Invoke, prebuilt: Prebuilt, tmp_path: Path, args: tuple[str, ...], expected: str
 ) -> None:
-    build(invoke, (VERSION, "amd64"))
+    copy_output(prebuilt(*AMD64), tmp_path)
     before = snapshot(tmp_path / "output")
-    assert expected in one_line_error(invoke("release", *args))
+    assert expected in error_line(invoke("release", *args))
     assert snapshot(tmp_path / "output") == before
 
 
 def test_image_without_buildinfo_is_refused(invoke: Invoke, tmp_path: Path) -> None:
     build(invoke, (VERSION, "amd64"))
     (tmp_path / f"output/alloy-{VERSION}-amd64.raw.buildinfo.json").unlink()
-    line = one_line_error(invoke("release", f"--publish-url={PUBLISH_URL}"))
+    line = error_line(invoke("release", f"--publish-url={PUBLISH_URL}"))
     assert "has no alloy-1.10.2-amd64.raw.buildinfo.json" in line
     assert "invoke all --version=1.10.2 --arch=amd64" in line
     assert not (tmp_path / "output/SHA256SUMS").exists()
@@ -570,8 +565,10 @@ def test_image_without_buildinfo_is_refused(invoke: Invoke, tmp_path: Path) -> N
     ok(invoke("release", f"--publish-url={PUBLISH_URL}"))
 
 
-def test_an_architecture_gone_takes_its_release_files_along(invoke: Invoke, tmp_path: Path):
-    build(invoke, (VERSION, "amd64"), (VERSION, "arm64"))
+def test_an_architecture_gone_takes_its_release_files_along(
+    invoke: Invoke, prebuilt: Prebuilt, tmp_path: Path
+):
+    copy_output(prebuilt(*BOTH_ARCHES), tmp_path)
     ok(invoke("release", f"--publish-url={PUBLISH_URL}"))
     output = tmp_path / "output"
     assert (output / "flatcar/alloy-arm64.ign").exists()
@@ -672,12 +669,14 @@ def test_readme_fleet_nox_command_works(
     assert index["latest"] == {"amd64": NEWER}
 
 
-def test_release_help_and_publish_url_from_the_environment(invoke: Invoke, tmp_path: Path) -> None:
+def test_release_help_and_publish_url_from_the_environment(
+    invoke: Invoke, prebuilt: Prebuilt, tmp_path: Path
+) -> None:
     listed = ok(invoke("--list")).stdout
     assert "\n  release " in listed
     help_text = ok(invoke("--help", "release")).stdout
     assert "--publish-url" in help_text and "--output-dir" in help_text and "required" in help_text
-    build(invoke, (VERSION, "amd64"))
+    copy_output(prebuilt(*AMD64), tmp_path)
     ok(invoke("release", env={"INVOKE_PUBLISH_URL": PUBLISH_URL}))
     transfer = (tmp_path / "output/sysupdate/amd64/alloy.transfer").read_text()
     assert f"\nPath={PUBLISH_URL}\n" in transfer
@@ -732,20 +731,21 @@ def test_nox_release_arguments_go_to_the_sessions_that_know_them() -> None:
     ]
 
 
-def test_compat_name_without_its_versioned_image_is_refused(invoke: Invoke, tmp_path: Path):
-    build(invoke, (VERSION, "amd64"), (VERSION, "arm64"))
-    output = tmp_path / "output"
+def test_compat_name_without_its_versioned_image_is_refused(
+    invoke: Invoke, prebuilt: Prebuilt, tmp_path: Path
+):
+    output = copy_output(prebuilt(*BOTH_ARCHES), tmp_path)
     for path in output.glob(f"alloy-{VERSION}-amd64.raw*"):
         path.unlink()
-    line = one_line_error(invoke("release", f"--publish-url={PUBLISH_URL}"))
+    line = error_line(invoke("release", f"--publish-url={PUBLISH_URL}"))
     assert f"alloy-{VERSION}.raw is the same as no versioned image of {VERSION}" in line
     assert not (output / "SHA256SUMS").exists()
 
 
 def test_update_url_goes_to_the_transfer_and_the_image_comes_from_the_publish_url(
-    invoke: Invoke, tmp_path: Path
+    invoke: Invoke, prebuilt: Prebuilt, tmp_path: Path
 ) -> None:
-    assert invoke("all").returncode == 0
+    copy_output(prebuilt(*AMD64), tmp_path)
     result = invoke(
         "release",
         "--publish-url=https://example.com/alloy/v1/",

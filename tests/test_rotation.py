@@ -17,16 +17,15 @@ import pytest
 from build.errors import BuildError
 from build.verify import Expectations
 from build.verify import verify as run_verify
-from tests import test_signing
-from tests.conftest import VERSION, Invoke
-from tests.gpgkeys import gpg
+from tests.conftest import VERSION, Invoke, Prebuilt, copy_output
+from tests.gpgkeys import Keys, gpg
 from tests.image import EXPECTED_LISTING, extract, listing
-from tests.test_publish import PUBLISH_URL, ok, one_line_error
-from tests.test_signing import HOST_KEY, UNIT, Keys, export, gpgv, ignition, unit_script
+from tests.results import error_line, ok
+from tests.test_publish import PUBLISH_URL
+from tests.test_signing import HOST_KEY, UNIT, export, gpgv, ignition, unit_script
 from tests.test_verify import fails_because, repack, verify
 
 pytestmark = pytest.mark.needs("gpg", "gpgv", "unsquashfs")
-keys = test_signing.keys  # the throwaway keys (a fixture), made once for this module too
 
 NEXT_KEYS = "usr/lib/alloy-sysext/release-keys.d/next.gpg"
 ROTATION_ENTRIES = {
@@ -179,22 +178,28 @@ def test_a_bad_keyring_is_refused_before_anything_is_written(
     keyring = tmp_path / "keys" / "K2.pub"
     keyring.parent.mkdir()
     make(keys, keyring)
-    line = one_line_error(invoke("all", f"--trust-keys={keyring}"))
+    line = error_line(invoke("all", f"--trust-keys={keyring}"))
     assert words in line and str(keyring) in line, line
     assert "BEGIN PGP PRIVATE" not in line
     assert not (tmp_path / "output").exists()
 
 
 def test_an_empty_option_is_refused(invoke: Invoke, tmp_path: Path) -> None:
-    line = one_line_error(invoke("all", env={"INVOKE_TRUST_KEYS": " "}))
+    line = error_line(invoke("all", env={"INVOKE_TRUST_KEYS": " "}))
     assert "empty --trust-keys" in line, line
     assert not (tmp_path / "output").exists()
 
 
+@pytest.fixture(scope="module")
+def next_keyring(keys: Keys, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """K2's public key, as a build's --trust-keys file (shared by the module: read it only)."""
+    return public_key(keys, keys.next, tmp_path_factory.mktemp("keys") / "K2.gpg")
+
+
 @pytest.fixture
-def rotation_tree(invoke: Invoke, keys: Keys, tmp_path: Path) -> Path:
-    ok(invoke("all", "--no-verify", f"--trust-keys={public_key(keys, keys.next, tmp_path / 'k')}"))
-    return extract(tmp_path / "output" / IMAGE, tmp_path / "tree")
+def rotation_tree(prebuilt: Prebuilt, next_keyring: Path, tmp_path: Path) -> Path:
+    output = prebuilt(("--no-verify", f"--trust-keys={next_keyring}"))
+    return extract(output / IMAGE, tmp_path / "tree")
 
 
 def test_verify_image_accepts_the_keys_as_optional(
@@ -258,19 +263,19 @@ def test_without_gpg_the_option_is_refused(invoke: Invoke, keys: Keys, tmp_path:
     tools.mkdir()
     for tool in ("mksquashfs", "unsquashfs"):
         (tools / tool).symlink_to(shutil.which(tool) or tool)
-    line = one_line_error(invoke("all", f"--trust-keys={keyring}", env={"PATH": str(tools)}))
+    line = error_line(invoke("all", f"--trust-keys={keyring}", env={"PATH": str(tools)}))
     assert "--trust-keys needs gpg" in line, line
     assert not (tmp_path / "output").exists()
 
 
 @pytest.mark.parametrize("recorded", ["not a list", ["f00"], [1], {"a": "b"}])
 def test_release_refuses_a_build_info_with_bad_trust_keys(
-    invoke: Invoke, keys: Keys, tmp_path: Path, recorded: object
+    invoke: Invoke, prebuilt: Prebuilt, next_keyring: Path, tmp_path: Path, recorded: object
 ) -> None:
-    build_with(invoke, public_key(keys, keys.next, tmp_path / "K2.gpg"))
-    info_path = tmp_path / "output" / f"{IMAGE}.buildinfo.json"
+    output = copy_output(prebuilt((f"--trust-keys={next_keyring}",)), tmp_path)
+    info_path = output / f"{IMAGE}.buildinfo.json"
     info = json.loads(info_path.read_text())
     info_path.write_text(json.dumps({**info, "trust_keys": recorded}))
-    line = one_line_error(invoke("release", f"--publish-url={PUBLISH_URL}"))
+    line = error_line(invoke("release", f"--publish-url={PUBLISH_URL}"))
     assert "trust_keys" in line and info_path.name in line, line
     assert not (tmp_path / "output" / "index.json").exists()

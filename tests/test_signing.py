@@ -13,8 +13,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -22,18 +21,16 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 from build.signing import PASSPHRASE_ENV
-from tests.conftest import INVOKE_CLI, REPO, VERSION, Release
-from tests.fakes import release_assets
-from tests.gpgkeys import gpg, new_key, throwaway_home
+from tests.conftest import BOTH_ARCHES, INVOKE_CLI, REPO, VERSION, Prebuilt, Release, copy_output
+from tests.gpgkeys import PASSPHRASE, Keys, gpg
 from tests.needs import need
+from tests.results import error_line, ok
 from tests.test_publish import (
     PUBLISH_URL,
     SYSUPDATE,
     host_transfer,
     load_noxfile,
     needs_sysupdate,  # noqa: F401 (a fixture)
-    ok,
-    one_line_error,
     snapshot,
 )
 
@@ -42,52 +39,12 @@ pytestmark = pytest.mark.needs("gpg", "gpgv")
 SIGNED = ("SHA256SUMS.gpg", "alloy-release-key.gpg", "alloy-release-key.asc")
 HOST_KEY = "/etc/alloy-sysext/release-key.gpg"
 UNIT = "alloy-import-pubring.service"
-PASSPHRASE = "open sesame"
-
-
-@dataclass(frozen=True)
-class Keys:
-    home: Path
-    plain: str  # fingerprint of a key without a passphrase
-    protected: str  # fingerprint of a key with PASSPHRASE
-    vendor: str  # another key, standing for the OS vendor's
-    next: str  # and one an image names as the key to trust next
-
-
-@pytest.fixture(scope="module")
-def keys() -> Iterator[Keys]:
-    need("gpg", "gpgv", "gpgconf")
-    with throwaway_home() as home:
-        yield Keys(
-            home,
-            new_key(home, "Plain"),
-            new_key(home, "Protected", PASSPHRASE),
-            new_key(home, "Vendor"),
-            new_key(home, "Next"),
-        )
 
 
 # One amd64 and one arm64 image, built once; each test releases a copy.
-@pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory, make_httpserver: HTTPServer) -> Path:
-    root = tmp_path_factory.mktemp("built")
-    make_httpserver.clear()
-    served = Release(make_httpserver)
-    served.publish(VERSION, release_assets())
-    env = {**os.environ, "XDG_CACHE_HOME": str(root / "cache"), "INVOKE_BASE_URL": served.base_url}
-    for arch in ("amd64", "arm64"):
-        ok(
-            subprocess.run(
-                [*INVOKE_CLI, "all", f"--version={VERSION}", f"--arch={arch}"],
-                cwd=root,
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=300,
-            )
-        )
-    make_httpserver.clear()
-    return root / "output"
+@pytest.fixture
+def built(prebuilt: Prebuilt) -> Path:
+    return prebuilt(*BOTH_ARCHES)
 
 
 Run = Callable[..., subprocess.CompletedProcess]
@@ -95,9 +52,7 @@ Run = Callable[..., subprocess.CompletedProcess]
 
 @pytest.fixture
 def output(built: Path, tmp_path: Path) -> Path:
-    copy = tmp_path / "output"
-    shutil.copytree(built, copy, symlinks=True)
-    return copy
+    return copy_output(built, tmp_path)
 
 
 @pytest.fixture
@@ -320,7 +275,7 @@ def test_signing_refusals_write_nothing(
     subprocess.run(["gpgconf", f"--homedir={keys.home}", "--reload", "gpg-agent"], check=True)
     ok(release(run))  # an unsigned release already there: it stays as it is
     before = snapshot(output)
-    line = one_line_error(release(run, *args, env=env))
+    line = error_line(release(run, *args, env=env))
     assert expected in line, line
     assert snapshot(output) == before
 
@@ -366,7 +321,7 @@ def test_sums_keeps_a_matching_signature_removes_a_stale_one_or_signs_again(
 
 
 def test_sums_in_a_missing_directory_makes_none(run: Run, tmp_path: Path) -> None:
-    line = one_line_error(run("sums", "--output-dir=nowhere"))
+    line = error_line(run("sums", "--output-dir=nowhere"))
     assert "no images in nowhere" in line
     assert not (tmp_path / "nowhere").exists()
 

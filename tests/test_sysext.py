@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import VERSION, Invoke
+from tests.conftest import AMD64, VERSION, Prebuilt
 from tests.image import extract
 
 pytestmark = [
@@ -63,10 +63,9 @@ EXPECTED = [
 
 
 @pytest.fixture
-def built(invoke: Invoke, tmp_path: Path) -> Path:
-    result = invoke("all")
-    assert result.returncode == 0, result.stderr
-    return tmp_path / "output"
+def built(prebuilt: Prebuilt) -> Path:
+    """The output directory of `invoke all` (shared: read it only)."""
+    return prebuilt(*AMD64)
 
 
 @pytest.mark.parametrize("name", [f"alloy-{VERSION}-amd64.raw", f"alloy-{VERSION}.raw"])

@@ -7,28 +7,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import VERSION, Invoke
+from tests.conftest import AMD64, BOTH_ARCHES, VERSION, Invoke, Prebuilt, copy_output
+from tests.results import error_line, ok
 
 UNIT_TEMPLATE = Path(__file__).resolve().parent.parent / "build/templates/alloy.service"
 PUBLISH = "--publish-url=https://downloads.example.com/alloy/"
-
-
-def ok(result: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
-    assert result.returncode == 0, result.stdout + result.stderr
-    return result
-
-
-def error_line(result: subprocess.CompletedProcess, *fragments: str) -> str:
-    assert result.returncode == 1, result.stdout + result.stderr
-    assert "Traceback" not in result.stderr
-    [line] = result.stderr.splitlines()
-    assert line.startswith("error: ") and all(f in line for f in fragments), line
-    return line
 
 
 def outputs(output: Path) -> dict[str, tuple[bytes, int, int]]:
@@ -105,12 +92,11 @@ def test_single_steps_and_no_verify_record_not_verified_and_release_refuses(
 
 
 def test_checks_that_could_not_be_made_are_recorded_with_their_reasons(
-    invoke: Invoke, tmp_path: Path
+    invoke: Invoke, prebuilt: Prebuilt, tmp_path: Path
 ) -> None:
     """An arm64 image on this x86-64 machine: the merges cannot be made. They do not count as
     passed: the build info lists them, and release says so."""
-    ok(invoke("all", "--arch=arm64"))
-    output = tmp_path / "output"
+    output = copy_output(prebuilt(*BOTH_ARCHES), tmp_path)  # `invoke all` for each architecture
     verified = buildinfo(output, "arm64")["verify"]
     assert verified["result"] == "passed"
     merges = [
@@ -123,10 +109,9 @@ def test_checks_that_could_not_be_made_are_recorded_with_their_reasons(
 
 
 def test_a_failed_single_verify_is_recorded_and_release_refuses(
-    invoke: Invoke, tmp_path: Path
+    invoke: Invoke, prebuilt: Prebuilt, tmp_path: Path
 ) -> None:
-    ok(invoke("all"))
-    output = tmp_path / "output"
+    output = copy_output(prebuilt(*AMD64), tmp_path)  # `invoke all`
     checksum = output / f"alloy-{VERSION}-amd64.raw.sha256"
     good = checksum.read_text()
     checksum.write_text("0" * 64 + f"  alloy-{VERSION}-amd64.raw\n")
@@ -148,12 +133,11 @@ def test_config_path_must_be_absolute_and_normal(invoke: Invoke, tmp_path: Path,
 
 
 def test_release_refuses_an_image_other_than_the_one_verify_passed(
-    invoke: Invoke, tmp_path: Path
+    invoke: Invoke, prebuilt: Prebuilt, tmp_path: Path
 ) -> None:
     """A file put under a verified image's name, with a .sha256 to match, is not what verify
     vetted: the build info records the sha256 of the bytes it passed."""
-    ok(invoke("all"))
-    output = tmp_path / "output"
+    output = copy_output(prebuilt(*AMD64), tmp_path)  # `invoke all`
     image = output / f"alloy-{VERSION}-amd64.raw"
     for name in (image.name, f"alloy-{VERSION}.raw"):
         (output / name).unlink()

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from build import merge
-from tests.conftest import VERSION, Invoke, Release
+from tests.conftest import VERSION, Invoke, Prebuilt, Release, copy_output
 from tests.fakes import MACHINES, elf_binary
 from tests.image import extract
 
@@ -26,17 +26,20 @@ needs_merge = pytest.mark.skipif(
 )
 
 
-@pytest.fixture
-def built(invoke: Invoke, tmp_path: Path) -> Path:
-    result = invoke("all", "--no-verify")
-    assert result.returncode == 0, result.stderr
-    return tmp_path / "output" / f"alloy-{VERSION}-amd64.raw"
+IMAGE = f"alloy-{VERSION}-amd64.raw"
+UNVERIFIED = ("--no-verify",)  # `invoke all --no-verify`: the image, not verified yet
 
 
 @pytest.fixture
-def tree(built: Path, tmp_path: Path) -> Path:
+def built(prebuilt: Prebuilt, tmp_path: Path) -> Path:
+    """The image of `invoke all --no-verify`, in the test's own copy of its output directory."""
+    return copy_output(prebuilt(UNVERIFIED), tmp_path) / IMAGE
+
+
+@pytest.fixture
+def tree(prebuilt: Prebuilt, tmp_path: Path) -> Path:
     """The built image unpacked (owners and xattrs kept), to break and repack."""
-    return extract(built, tmp_path / "tree")
+    return extract(prebuilt(UNVERIFIED) / IMAGE, tmp_path / "tree")
 
 
 def repack(tree: Path, image: Path, all_root: bool = True, extra: tuple[str, ...] = ()) -> Path:
