@@ -75,6 +75,7 @@ def release(httpserver: HTTPServer, arm64_stand_in: bytes) -> Release:
 
 @pytest.fixture
 def arm64_machine() -> Path:
+    """The cached machine; asked for first, so a missing one skips before anything is built."""
     return cached_machine()
 
 
@@ -147,7 +148,7 @@ def assert_merged_and_ran(booted: Boot, image: Path, tmp_path: Path) -> None:
 
 
 def test_arm64_machine_merges_the_image_at_boot_and_runs_reloads_and_stops_alloy(
-    invoke: Invoke, tmp_path: Path, arm64_machine: Path, report_time: Callable[[str], None]
+    arm64_machine: Path, invoke: Invoke, tmp_path: Path, report_time: Callable[[str], None]
 ) -> None:
     image = build_image(invoke, tmp_path)
     booted = boot_with(arm64_machine, tmp_path, image, report_time)
@@ -156,7 +157,7 @@ def test_arm64_machine_merges_the_image_at_boot_and_runs_reloads_and_stops_alloy
 
 
 def test_arm64_autostart_image_runs_alloy_at_boot_without_enable(
-    invoke: Invoke, tmp_path: Path, arm64_machine: Path, report_time: Callable[[str], None]
+    arm64_machine: Path, invoke: Invoke, tmp_path: Path, report_time: Callable[[str], None]
 ) -> None:
     image = build_image(invoke, tmp_path, "--autostart")
     booted = boot_with(arm64_machine, tmp_path, image, report_time, check="check-autostart.sh")
@@ -194,7 +195,7 @@ def with_architecture(image: Path, architecture: str, tmp_path: Path) -> Path:
 
 
 def test_arm64_machine_refuses_an_arm64_image_that_says_x86_64(
-    invoke: Invoke, tmp_path: Path, arm64_machine: Path, report_time: Callable[[str], None]
+    arm64_machine: Path, invoke: Invoke, tmp_path: Path, report_time: Callable[[str], None]
 ) -> None:
     """The control: the original tool's bug (ARCHITECTURE=x86-64 in every image) on an arm64
     image. The arm64 host skips it, so the checks the working image passes fail on it."""
