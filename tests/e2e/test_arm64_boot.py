@@ -12,6 +12,7 @@ host reads what it recorded from a second disk after power-off (tests/e2e/machin
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -45,6 +46,7 @@ pytestmark = [
 IMAGE = f"alloy-{VERSION}-arm64.raw"
 EXTENSION = IMAGE.removesuffix(".raw")  # the name it merges as, under /var/lib/extensions
 RELEASE_FILE = "usr/lib/extension-release.d/extension-release.alloy"
+STRICT_XATTR = "user.extension-release.strict"  # false: the versioned file name is accepted
 
 
 @pytest.fixture(scope="session")
@@ -191,6 +193,10 @@ def with_architecture(image: Path, architecture: str, tmp_path: Path) -> Path:
         check=True,
         capture_output=True,
     )
+    # Still accepted under its versioned name: refused for its ARCHITECTURE= alone.
+    repacked = extract(broken, tmp_path / "broken-check") / RELEASE_FILE
+    assert os.getxattr(repacked, STRICT_XATTR) == b"false"
+    assert repacked.read_text() == text
     return broken
 
 
