@@ -152,12 +152,19 @@ E2E_CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "
 E2E_ROOT = os.environ.get("ALLOY_E2E_ROOT") or str(E2E_CACHE / "bookworm")
 E2E_TRIXIE_ROOT = os.environ.get("ALLOY_E2E_TRIXIE_ROOT") or str(E2E_CACHE / "trixie")
 E2E_TESTING_ROOT = os.environ.get("ALLOY_E2E_TESTING_ROOT") or str(E2E_CACHE / "testing")
+# The emulated arm64 machine (tests/e2e/make-arm64-machine.sh): a Debian 12 arm64 root, Debian's
+# arm64 kernel and a small initramfs, booted by qemu-system-aarch64 (test_arm64_boot.py).
+E2E_ARM64_MACHINE = os.environ.get("ALLOY_E2E_ARM64_MACHINE") or str(E2E_CACHE / "arm64")
 E2E_TOOLS = {
     "debootstrap": "debootstrap",
     "systemd-nspawn": "systemd-container",
     "unshare": "util-linux",
     "gcc": "gcc libc6-dev",
     "mksquashfs": "squashfs-tools",
+    "qemu-system-aarch64": "qemu-system-arm",
+    "aarch64-linux-gnu-gcc": "gcc-aarch64-linux-gnu libc6-dev-arm64-cross",
+    "mke2fs": "e2fsprogs",
+    "cpio": "cpio",
 }
 
 
@@ -168,9 +175,11 @@ def e2e(session: nox.Session) -> None:
     Debian 12 (systemd 252) in nspawn merges a built image and runs
     alloy.service; Debian 13 (systemd 257), provisioned with the Ignition config, updates alloy
     with systemd-sysupdate from a directory published on 127.0.0.1, and takes only signed
-    releases when they are signed; Debian testing (systemd 258+) takes a signed one too.
+    releases when they are signed; Debian testing (systemd 258+) takes a signed one too; an
+    emulated arm64 Debian 12 (qemu-system-aarch64) merges an arm64 image and runs alloy.service.
 
-    Builds the Debian roots once (tests/e2e/make-root.sh); arguments after -- go to pytest.
+    Builds the Debian roots and the arm64 machine once (tests/e2e/make-root.sh,
+    tests/e2e/make-arm64-machine.sh); arguments after -- go to pytest.
     Runs in nox's own environment, like build-matrix: any Python 3.10+ with requirements.txt."""
     # Here a missing tool fails the session: in the test run it would only skip the test.
     if os.geteuid() != 0:
@@ -183,6 +192,7 @@ def e2e(session: nox.Session) -> None:
     session.run(str(ROOT / "tests/e2e/make-root.sh"), E2E_ROOT, external=True)
     for suite, root in (("trixie", E2E_TRIXIE_ROOT), ("testing", E2E_TESTING_ROOT)):
         session.run(str(ROOT / "tests/e2e/make-root.sh"), f"--suite={suite}", root, external=True)
+    session.run(str(ROOT / "tests/e2e/make-arm64-machine.sh"), E2E_ARM64_MACHINE, external=True)
     session.run(
         sys.executable,
         "-m",
@@ -193,6 +203,7 @@ def e2e(session: nox.Session) -> None:
             "ALLOY_E2E_ROOT": E2E_ROOT,
             "ALLOY_E2E_TRIXIE_ROOT": E2E_TRIXIE_ROOT,
             "ALLOY_E2E_TESTING_ROOT": E2E_TESTING_ROOT,
+            "ALLOY_E2E_ARM64_MACHINE": E2E_ARM64_MACHINE,
         },
         external=True,
     )

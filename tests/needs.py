@@ -31,6 +31,9 @@ PACKAGES = {
     "ignition-validate": "ignition",
     "gcc": "gcc libc6-dev",
     "debootstrap": "debootstrap",
+    "qemu-system-aarch64": "qemu-system-arm",
+    "aarch64-linux-gnu-gcc": "gcc-aarch64-linux-gnu libc6-dev-arm64-cross",
+    "mke2fs": "e2fsprogs",
 }
 
 

@@ -1,0 +1,227 @@
+#!/usr/bin/env bash
+# Build, once, the arm64 machine the arm64 boot test (tests/e2e/test_arm64_boot.py) boots with
+# qemu-system-aarch64:
+#   tests/e2e/make-arm64-machine.sh [DIR]
+# DIR (default ${XDG_CACHE_HOME:-$HOME/.cache}/alloy-sysext-e2e/arm64) then holds
+#   root/        a Debian 12 arm64 root (debootstrap --variant=minbase, systemd 252), with
+#                systemd-sysext.service enabled, from which each test makes its own ext4 disk
+#   vmlinuz      Debian's linux-image-arm64 kernel
+#   initrd.img   a small initramfs made here: a static arm64 busybox and the kernel's modules
+#                for virtio disks, ext4, loop, squashfs, erofs and overlayfs (see init-arm64.sh)
+# and a stamp written last. A complete DIR (with this recipe's stamp) is reused as it is;
+# otherwise the machine is built in a temporary directory beside DIR and renamed into place when
+# complete, so an interrupted run never leaves a machine that looks usable.
+#
+# Nothing on the host changes: no foreign architecture is added to dpkg and no binfmt_misc
+# handler is registered. The kernel and busybox come from Debian's mirror through apt-get with a
+# private state directory; debootstrap's second stage (which runs arm64 programs) runs inside the
+# emulated machine itself, booted from the first stage's tree, and hands the finished root back
+# as a tar stream written to a second disk.
+# Needs root, debootstrap, qemu-system-aarch64, mke2fs (e2fsprogs), cpio, and Debian's mirror
+# (DEBIAN_MIRROR, default http://deb.debian.org/debian). Prints DIR.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "$0")" && pwd)
+SUITE=bookworm
+INCLUDE=systemd,systemd-sysv,dbus
+# Bump when what this script puts in the machine changes: machines with another stamp are rebuilt.
+RECIPE=1
+STAMP_NAME=.alloy-sysext-e2e-arm64
+MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
+KEYRING=${DEBIAN_KEYRING:-/usr/share/keyrings/debian-archive-keyring.gpg}
+# Modules the initramfs loads, in this order after their dependencies: the disks and the root's
+# filesystem, then what systemd-sysext needs in the booted machine (modules loaded here stay
+# loaded after switch_root; the root itself holds no kernel modules).
+MODULES="virtio_pci virtio_mmio virtio_blk crc32c_generic ext4 loop squashfs erofs overlay"
+SECOND_STAGE_TIMEOUT=${ALLOY_E2E_ARM64_SECOND_STAGE_TIMEOUT:-3600}
+
+die() {
+    echo "make-arm64-machine.sh: error: $*" >&2
+    exit 1
+}
+say() { echo "make-arm64-machine.sh: $*" >&2; }
+
+cache_home=${XDG_CACHE_HOME:-${HOME:?}/.cache}
+dir=${1:-$cache_home/alloy-sysext-e2e/arm64}
+case $dir in
+/*) ;;
+*) dir=$PWD/$dir ;;
+esac
+parent=$(dirname "$dir")
+base=$(basename "$dir")
+stamp_text="recipe=$RECIPE suite=$SUITE arch=arm64 variant=minbase include=$INCLUDE modules=$MODULES"
+
+complete() {
+    [ -f "$1/$STAMP_NAME" ] && [ "$(cat "$1/$STAMP_NAME")" = "$stamp_text" ]
+}
+
+remove_tree() {
+    local mounts
+    mounts=$(awk -v dir="$1/" 'index($5, dir) == 1 {print $5}' /proc/self/mountinfo | sort -r)
+    if [ -n "$mounts" ]; then
+        # shellcheck disable=SC2086  # mount points under our own temporary directory: no spaces
+        umount --lazy $mounts || true
+    fi
+    rm -rf --one-file-system "$1"
+}
+
+[ "$(id -u)" -eq 0 ] || die "debootstrap needs root: run this (or nox -s e2e) as root"
+for tool in debootstrap qemu-system-aarch64 mke2fs cpio apt-get dpkg-deb; do
+    command -v "$tool" >/dev/null || die "$tool is missing: apt-get install debootstrap \
+qemu-system-arm e2fsprogs cpio"
+done
+[ -f "$KEYRING" ] || die "no $KEYRING: apt-get install debian-archive-keyring"
+
+mkdir -p "$parent"
+exec 9>"$parent/.$base.lock"
+flock 9
+
+if complete "$dir"; then
+    say "reusing $dir"
+    echo "$dir"
+    exit 0
+fi
+
+for stale in "$parent/.$base".*.tmp "$parent/.$base".*.old; do
+    if [ -d "$stale" ]; then
+        say "removing $stale, left by an interrupted run"
+        remove_tree "$stale"
+    fi
+done
+
+tmp=$(mktemp -d "$parent/.$base.XXXXXX.tmp")
+trap 'remove_tree "$tmp"' EXIT
+chmod 0755 "$tmp"
+start=$SECONDS
+log=$tmp/log
+
+# 1. The kernel and busybox, with apt-get and a state directory of our own (arm64 only).
+apt_dir=$tmp/apt
+mkdir -p "$apt_dir/lists/partial" "$apt_dir/archives/partial" "$apt_dir/parts" "$apt_dir/debs"
+: >"$apt_dir/status"
+echo "deb [signed-by=$KEYRING] $MIRROR $SUITE main" >"$apt_dir/sources.list"
+apt=(apt-get -q
+    -o "Dir::State=$apt_dir" -o "Dir::State::Lists=$apt_dir/lists"
+    -o "Dir::State::status=$apt_dir/status" -o "Dir::Cache=$apt_dir"
+    -o "Dir::Cache::archives=$apt_dir/archives"
+    -o "Dir::Etc::SourceList=$apt_dir/sources.list" -o "Dir::Etc::SourceParts=$apt_dir/parts"
+    -o "Dir::Etc::Preferences=$apt_dir/parts/none" -o "Dir::Etc::PreferencesParts=$apt_dir/parts"
+    -o "APT::Architecture=arm64" -o "APT::Architectures::=arm64"
+    -o "Debug::NoLocking=1" -o "APT::Sandbox::User=root")
+say "fetching Debian's arm64 kernel and busybox-static from $MIRROR"
+"${apt[@]}" update >"$log" 2>&1 || {
+    tail -n 20 "$log" >&2
+    die "apt-get update for arm64 failed (its log is above)"
+}
+(cd "$apt_dir/debs" && "${apt[@]}" download linux-image-arm64 busybox-static) >"$log" 2>&1 || {
+    tail -n 20 "$log" >&2
+    die "apt-get download failed (its log is above)"
+}
+# linux-image-arm64 only depends on the versioned kernel package.
+kernel_package=$(dpkg-deb -f "$apt_dir"/debs/linux-image-arm64_*.deb Depends | sed 's/ (.*//')
+case $kernel_package in
+linux-image-[0-9]*-arm64) ;;
+*) die "linux-image-arm64 depends on '$kernel_package', not one linux-image-VERSION-arm64" ;;
+esac
+(cd "$apt_dir/debs" && "${apt[@]}" download "$kernel_package") >"$log" 2>&1 || {
+    tail -n 20 "$log" >&2
+    die "apt-get download $kernel_package failed (its log is above)"
+}
+dpkg-deb -x "$apt_dir/debs/${kernel_package}"_*.deb "$tmp/kernel"
+dpkg-deb -x "$apt_dir"/debs/busybox-static_*.deb "$tmp/busybox"
+kernel_release=${kernel_package#linux-image-}
+cp "$tmp/kernel/boot/vmlinuz-$kernel_release" "$tmp/vmlinuz"
+
+# 2. The initramfs: busybox, the modules (each after what it depends on), the init script.
+initramfs=$tmp/initramfs
+mkdir -p "$initramfs/bin" "$initramfs/modules" "$initramfs/dev" "$initramfs/proc" \
+    "$initramfs/sys" "$initramfs/newroot"
+cp "$tmp/busybox/bin/busybox" "$initramfs/bin/busybox"
+cp "$HERE/init-arm64.sh" "$initramfs/init"
+chmod 0755 "$initramfs/init" "$initramfs/bin/busybox"
+module_tree=$tmp/kernel/lib/modules/$kernel_release/kernel
+loaded=" "
+add_module() {
+    local name=$1 file depends dep
+    case $loaded in *" $name "*) return ;; esac
+    file=$(find "$module_tree" -name "$name.ko" -o -name "${name//_/-}.ko" | head -n 1)
+    [ -n "$file" ] || die "no module $name in $kernel_package"
+    # .modinfo holds NUL-separated key=value strings, one of them depends=a,b.
+    depends=$(tr '\0' '\n' <"$file" | sed -n 's/^depends=//p' | head -n 1)
+    for dep in ${depends//,/ }; do
+        add_module "$dep"
+    done
+    cp "$file" "$initramfs/modules/$name.ko"
+    echo "$name" >>"$initramfs/modules/order"
+    loaded="$loaded$name "
+}
+for module in $MODULES; do
+    add_module "$module"
+done
+(cd "$initramfs" && find . | LC_ALL=C sort | cpio --quiet -o -H newc -R 0:0) |
+    gzip -9 >"$tmp/initrd.img"
+
+# 3. debootstrap's first stage on the host (unpacking only), then its second stage in the VM.
+say "debootstrap --foreign --arch=arm64 $SUITE (first stage, on the host)"
+root=$tmp/root
+if ! debootstrap --foreign --arch=arm64 --variant=minbase --include="$INCLUDE" \
+    "$SUITE" "$root" "$MIRROR" >"$log" 2>&1; then
+    tail -n 30 "$log" >&2
+    die "debootstrap failed (the end of its log is above)"
+fi
+mke2fs -q -t ext4 -d "$root" "$tmp/stage.img" 4G >"$log" 2>&1 || {
+    cat "$log" >&2
+    die "mke2fs -d $root failed"
+}
+truncate -s 4G "$tmp/tar.img"
+say "debootstrap --second-stage inside qemu-system-aarch64 (emulated: about 10 minutes)"
+if ! timeout --kill-after=10 "$SECOND_STAGE_TIMEOUT" qemu-system-aarch64 \
+    -M virt -cpu cortex-a57 -smp 2 -m 2048 -nographic -no-reboot -nic none \
+    -kernel "$tmp/vmlinuz" -initrd "$tmp/initrd.img" \
+    -append "console=ttyAMA0 panic=-1 alloy_e2e=second-stage" \
+    -drive "file=$tmp/stage.img,format=raw,if=none,id=root" -device virtio-blk-pci,drive=root \
+    -drive "file=$tmp/tar.img,format=raw,if=none,id=out" -device virtio-blk-pci,drive=out \
+    </dev/null >"$tmp/second-stage.log" 2>&1; then
+    tail -n 30 "$tmp/second-stage.log" >&2
+    die "the emulated machine did not finish debootstrap's second stage (its console is above)"
+fi
+say "second stage done at $((SECONDS - start)) s"
+rm -rf --one-file-system "$root"
+mkdir -m 0755 "$root"
+if ! tar -xf "$tmp/tar.img" -C "$root" --numeric-owner --xattrs --xattrs-include='*' \
+    --preserve-permissions 2>"$log" || [ ! -f "$root/.alloy-e2e-second-stage" ]; then
+    tail -n 30 "$tmp/second-stage.log" >&2
+    cat "$log" >&2
+    die "debootstrap's second stage failed in the emulated machine (its console is above)"
+fi
+rm -f "$root/.alloy-e2e-second-stage" "$tmp/stage.img" "$tmp/tar.img"
+# Mount points tar did not descend into (--one-file-system), for the booted machine.
+mkdir -p "$root/proc" "$root/sys" "$root/dev" "$root/run"
+
+# 4. What the tests want of every boot.
+# debootstrap applies no presets: merge extensions at boot, as Flatcar does.
+[ -f "$root/lib/systemd/system/systemd-sysext.service" ] ||
+    die "the root's systemd has no systemd-sysext.service"
+mkdir -p "$root/etc/systemd/system/sysinit.target.wants"
+ln -sf /lib/systemd/system/systemd-sysext.service \
+    "$root/etc/systemd/system/sysinit.target.wants/systemd-sysext.service"
+# No login on the serial console: a getty there hangs up whatever else writes to it.
+ln -sf /dev/null "$root/etc/systemd/system/serial-getty@ttyAMA0.service"
+echo arm64-e2e >"$root/etc/hostname"
+rm -rf "$root/var/cache/apt/archives/"*.deb "$root/var/lib/apt/lists/"*_*
+
+rm -rf "$apt_dir" "$tmp/kernel" "$tmp/busybox" "$initramfs" "$log"
+echo "kernel=$kernel_release" >"$tmp/kernel-release"
+echo "$stamp_text" >"$tmp/$STAMP_NAME"
+sync -f "$tmp/$STAMP_NAME"
+if [ -e "$dir" ]; then
+    old=$(mktemp -d "$parent/.$base.XXXXXX.old")
+    mv "$dir" "$old/"
+    mv "$tmp" "$dir"
+    remove_tree "$old"
+else
+    mv "$tmp" "$dir"
+fi
+trap - EXIT
+say "built $dir in $((SECONDS - start)) s"
+echo "$dir"
