@@ -161,6 +161,7 @@ E2E_TOOLS = {
     "unshare": "util-linux",
     "gcc": "gcc libc6-dev",
     "mksquashfs": "squashfs-tools",
+    "mkfs.erofs": "erofs-utils",
     "qemu-system-aarch64": "qemu-system-arm",
     "aarch64-linux-gnu-gcc": "gcc-aarch64-linux-gnu libc6-dev-arm64-cross",
     "mke2fs": "e2fsprogs",
