@@ -173,9 +173,9 @@ E2E_TOOLS = {
 def e2e(session: nox.Session) -> None:
     """Run the boot tests (as root): Debian containers and an emulated arm64 machine.
 
-    Debian 12 (systemd 252) in nspawn merges a built image (squashfs, and EROFS on 252 and 257)
-    and runs alloy.service; Debian 13 (systemd 257), provisioned with the Ignition config, updates alloy
-    with systemd-sysupdate from a directory published on 127.0.0.1, and takes only signed
+    Debian 12 (systemd 252) in nspawn merges a built image (squashfs; EROFS on 252 and 257) and
+    runs alloy.service; Debian 13 (systemd 257), provisioned with the Ignition config, updates
+    alloy with systemd-sysupdate from a directory published on 127.0.0.1, and takes only signed
     releases when they are signed; Debian testing (systemd 258+) takes a signed one too; an
     emulated arm64 Debian 12 (qemu-system-aarch64) merges an arm64 image and runs alloy.service.
 
