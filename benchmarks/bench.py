@@ -47,9 +47,9 @@ TOOLS = ("mksquashfs", "mkfs.erofs", "curl", "unzip", "sha256sum", "xz", "apt-ge
 
 def other_compressions(
     case: Case, original: Path, image: Path
-) -> tuple[dict[str, Path], dict[str, float], dict[str, float]]:
+) -> tuple[dict[str, Path], dict[str, float]]:
     """Each other compression choice's image, packed with mksquashfs alone and our flags: size
-    and pack time rows; then every image's read-back time. The images, pack and read-back
+    and pack time rows; then every image's read-back time. The images and their read-back
     seconds, by compression."""
     default = case.spec("cold0").compression  # the pipeline's own image is packed with it
     packs = {c: bare_pack(case, c, case.tree("cold0")) for c in COMPRESSORS}
@@ -60,7 +60,7 @@ def other_compressions(
             size.compression_size_row(case, compression, packed.image, original)
             speed.compression_pack_row(case, compression, packed.seconds, packs[default].seconds)
     readbacks = readback.readback_rows(case, original, images)
-    return images, {c: packed.seconds for c, packed in packs.items()}, readbacks
+    return images, readbacks
 
 
 def measure(case: Case, cache: Path, binary: Path) -> tuple[list[Row], list[FormatFigures]]:
@@ -78,14 +78,12 @@ def measure(case: Case, cache: Path, binary: Path) -> tuple[list[Row], list[Form
     log(f"fetch + verify + extract and curl + sha256sum + unzip, in pairs ({case.runs}x)")
     speed.stage_row(case)
     log("the other compression choices; read-back times")
-    images, pack_seconds, readbacks = other_compressions(
-        case, original_image(case), case.image("cold0")
-    )
+    images, readbacks = other_compressions(case, original_image(case), case.image("cold0"))
     log(
-        f"EROFS: mkfs.erofs and bare mksquashfs in pairs ({case.heavy}x), other pcluster sizes "
-        f"once, read-back times; systemd-sysext merge of each format ({case.runs + 2}x)"
+        f"EROFS: every mkfs.erofs and bare mksquashfs pack in rounds ({case.heavy}x), read-back "
+        f"times; systemd-sysext merge of each format in rounds ({case.runs + 2}x)"
     )
-    lines = formats.erofs_rows(case, images, pack_seconds, readbacks)
+    lines = formats.erofs_rows(case, images, readbacks)
     log("nox -s build-matrix, 1 version x every arch, cold and warm, serial and -j 2")
     speed.matrix_rows(case)
     return case.rows, lines

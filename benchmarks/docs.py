@@ -71,8 +71,9 @@ The same tree (the binary, its units, its extension-release) in each image forma
 offers, and EROFS at other pcluster sizes: sizes; pack times of the packer alone with our flags
 (mksquashfs, or mkfs.erofs through build/pack_erofs.py); seconds to read the binary from the
 mounted image, and for `systemd-sysext merge` of the image into a scratch root (build/merge.py's),
-both with a cold page cache. Medians of the runs above; the default squashfs xz and our EROFS
-lz4hc (256 KiB) pack times come from pairs run back to back, the other packs ran once.
+both with a cold page cache. Medians: the packs ran in rounds of one pack of each (each round
+starting one further along the list, so the machine's drift favours none), as many rounds as
+--heavy-runs; the merges likewise, --runs + 2 rounds; each read-back --runs times.
 
 {formats}
 

@@ -4,14 +4,16 @@ times, read-back times, and how long systemd-sysext takes to merge each format."
 
 from __future__ import annotations
 
+import functools
+import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks import readback
 from benchmarks.bare import bare_pack
-from benchmarks.common import BUILD_ARCH, Case, note_command, paired
-from benchmarks.sysext_merge import cannot_time_merges, median, merge_times
+from benchmarks.common import BUILD_ARCH, Case, note_command, rounds
+from benchmarks.sysext_merge import cannot_time_merges, merge_times
 from benchmarks.table import FormatFigures
 from build.alloy import NAME
 from build.pack_erofs import MKFS_EROFS, PCLUSTER_BYTES, image_uuid, mkfs_erofs_args, pack_erofs
@@ -50,65 +52,57 @@ def erofs_pack(case: Case, tree: Path, compression: str, pcluster: int = PCLUSTE
 
 
 def erofs_rows(
-    case: Case,
-    squashfs: dict[str, Path],
-    squashfs_pack: dict[str, float],
-    squashfs_readback: dict[str, float],
+    case: Case, squashfs: dict[str, Path], squashfs_readback: dict[str, float]
 ) -> list[FormatFigures]:
     """Rows of every EROFS image against the default squashfs one, and the formats table's
-    lines. Our pcluster size is packed in pairs with bare mksquashfs (xz); the others once."""
+    lines. Every pack, squashfs (bare mksquashfs) and EROFS, runs once a round (common.rounds),
+    so the drift hits them alike; a ratio's range is over the rounds."""
     tree = case.tree("cold0")
-    xz = squashfs[DEFAULT_SQUASHFS]
-    ours: list[Packed] = []
+    erofs = {erofs_label("lz4hc", p): ("lz4hc", p) for p in PCLUSTERS}
+    erofs[erofs_label("none")] = ("none", PCLUSTER_BYTES)
+    images: dict[str, Path] = {}
 
-    def ours_pack(_: int) -> float:
-        ours.append(erofs_pack(case, tree, "lz4hc"))
-        return ours[-1].seconds
+    def squashfs_pack(compression: str, _: int) -> float:
+        return bare_pack(case, compression, tree).seconds
 
-    def xz_pack(_: int) -> float:
-        return bare_pack(case, DEFAULT_SQUASHFS, tree).seconds
+    def erofs_pack_once(label: str, _: int) -> float:
+        packed = erofs_pack(case, tree, *erofs[label])
+        images[label] = packed.image
+        return packed.seconds
 
-    ours_seconds, xz_seconds, ratios = paired(case.heavy, ours_pack, xz_pack)
-    packs = {
-        erofs_label("lz4hc", pcluster): (
-            Packed(ours[-1].image, ours_seconds)
-            if pcluster == PCLUSTER_BYTES
-            else erofs_pack(case, tree, "lz4hc", pcluster)
+    measures = {c: functools.partial(squashfs_pack, c) for c in squashfs}
+    measures.update({label: functools.partial(erofs_pack_once, label) for label in erofs})
+    seconds = rounds(case.heavy, measures)
+    packs = {label: statistics.median(values) for label, values in seconds.items()}
+    xz = DEFAULT_SQUASHFS
+
+    xz_size = squashfs[xz].stat().st_size
+    for label, image in images.items():
+        case.row(f"{label} image size vs {xz}", image.stat().st_size, xz_size, "B")
+    for label in erofs:
+        ratios = tuple(a / b for a, b in zip(seconds[label], seconds[xz], strict=True))
+        case.row(
+            f"{label} pack (mkfs.erofs) vs {xz} (bare mksquashfs)",
+            packs[label],
+            packs[xz],
+            ratios=ratios,
         )
-        for pcluster in PCLUSTERS
-    }
-    packs[erofs_label("none")] = erofs_pack(case, tree, "none")
-
-    xz_size = xz.stat().st_size
     readbacks: dict[str, float] = {}
-    for label, packed in packs.items():
-        case.row(
-            f"{label} image size vs {DEFAULT_SQUASHFS}", packed.image.stat().st_size, xz_size, "B"
-        )
-    for label, packed in packs.items():
-        pairs = ratios if label == erofs_label("lz4hc") else ()
-        case.row(
-            f"{label} pack (mkfs.erofs) vs {DEFAULT_SQUASHFS} (bare mksquashfs)",
-            packed.seconds,
-            xz_seconds,
-            ratios=pairs,
-        )
-    if DEFAULT_SQUASHFS in squashfs_readback:
-        for label, packed in packs.items():
-            readbacks[label] = readback.read_back(case, packed.image) or 0.0
+    if xz in squashfs_readback:
+        for label, image in images.items():
+            readbacks[label] = readback.read_back(case, image) or 0.0
             case.row(
-                f"read binary from mounted image, {label} vs {DEFAULT_SQUASHFS}",
+                f"read binary from mounted image, {label} vs {xz}",
                 readbacks[label],
-                squashfs_readback[DEFAULT_SQUASHFS],
+                squashfs_readback[xz],
             )
 
-    merges = _merge_rows(case, {**squashfs, "erofs lz4hc": packs[erofs_label("lz4hc")].image})
+    merges = _merge_rows(case, {**squashfs, "erofs lz4hc": images[erofs_label("lz4hc")]})
     lines = [
         FormatFigures(
-            f"squashfs {compression}, 1 MiB blocks"
-            + (" (ours)" if compression == DEFAULT_SQUASHFS else ""),
+            f"squashfs {compression}, 1 MiB blocks" + (" (ours)" if compression == xz else ""),
             image.stat().st_size,
-            xz_seconds if compression == DEFAULT_SQUASHFS else squashfs_pack.get(compression),
+            packs[compression],
             squashfs_readback.get(compression),
             merges.get(compression),
         )
@@ -117,12 +111,12 @@ def erofs_rows(
     lines += [
         FormatFigures(
             label,
-            packed.image.stat().st_size,
-            packed.seconds,
+            image.stat().st_size,
+            packs[label],
             readbacks.get(label),
             merges.get("erofs lz4hc") if label == erofs_label("lz4hc") else None,
         )
-        for label, packed in packs.items()
+        for label, image in images.items()
     ]
     return lines
 
@@ -133,7 +127,7 @@ def _merge_rows(case: Case, images: dict[str, Path]) -> dict[str, float]:
         return {}
     chosen = {label: images[label] for label in MERGED}
     seconds = merge_times(chosen, case.spec("cold0").image.name, case.runs + 2)
-    medians = {label: median(values) for label, values in seconds.items()}
+    medians = {label: statistics.median(values) for label, values in seconds.items()}
     base = DEFAULT_SQUASHFS
     case.row(f"systemd-sysext merge, {base} image (cold cache)", medians[base])
     for label in MERGED:

@@ -3,13 +3,13 @@
 
 from __future__ import annotations
 
+import functools
 import os
-import statistics
 import subprocess
 import sys
 from pathlib import Path
 
-from benchmarks.common import note_command
+from benchmarks.common import note_command, rounds
 from build.merge import SCRATCH_MOUNTS, cannot_merge, scratch_root
 from build.spec import IMAGE_BINARY
 
@@ -56,19 +56,16 @@ def merge_seconds(image: Path, name: str) -> float:
 
 
 def merge_times(images: dict[str, Path], name: str, runs: int) -> dict[str, list[float]]:
-    """Each image's merge seconds, `runs` rounds; each round merges every image once, back to
-    back, starting one further along each round (the machine's drift favours none)."""
+    """Each image's merge seconds, in `runs` rounds (common.rounds)."""
     note_command(
         "unshare -m: scratch root (build/merge.py's SCRATCH_MOUNTS); echo 3 > "
         "/proc/sys/vm/drop_caches; time systemd-sysext --root=ROOT merge; systemd-sysext unmerge"
     )
-    labels = list(images)
-    seconds: dict[str, list[float]] = {label: [] for label in labels}
-    for i in range(runs):
-        for label in labels[i % len(labels) :] + labels[: i % len(labels)]:
-            seconds[label].append(merge_seconds(images[label], name))
-    return seconds
+    return rounds(
+        runs,
+        {label: functools.partial(_merge_once, image, name) for label, image in images.items()},
+    )
 
 
-def median(values: list[float]) -> float:
-    return statistics.median(values)
+def _merge_once(image: Path, name: str, _: int) -> float:
+    return merge_seconds(image, name)

@@ -77,6 +77,10 @@ class FormatFigures:
     merge: float | None = None  # seconds systemd-sysext merge takes, cold page cache
 
 
+def _milliseconds(seconds: float | None) -> str:
+    return "—" if seconds is None else f"{seconds:.3f} s"
+
+
 def format_formats_table(formats: Sequence[FormatFigures]) -> str:
     """The formats as a Markdown table; each size also as a ratio to the first line's."""
     lines = [
@@ -88,6 +92,6 @@ def format_formats_table(formats: Sequence[FormatFigures]) -> str:
         ratio = f"{f.size / first:.3f}x" if first else "—"
         lines.append(
             f"| {f.image} | {_value(f.size, 'B')} | {ratio} | {_value(f.pack, 's')} "
-            f"| {_value(f.readback, 's')} | {'—' if f.merge is None else f'{f.merge:.3f} s'} |"
+            f"| {_milliseconds(f.readback)} | {_milliseconds(f.merge)} |"
         )
     return "\n".join(lines)
