@@ -5,8 +5,10 @@ It takes a real Go binary (Debian's `packer`, ~107 MB, fetched once with `apt-ge
 the bench's cache), serves it as an Alloy release from a local HTTP server on 127.0.0.1, measures
 each figure as the median of a few runs, prints a table and writes it to docs/benchmarks.md.
 With --large it also builds a ~236 MB Go binary offline from Debian's Go sources (see
-benchmarks/standin.py) and measures the size figures on it. Not collected by pytest: it takes
-minutes.
+benchmarks/standin.py) and measures the size figures on it. It also packs the default stand-in's
+tree as EROFS (lz4hc at several pcluster sizes, and uncompressed) against the squashfs choices:
+size, pack, cold read-back and systemd-sysext merge times, in a formats table
+(benchmarks/formats.py). Not collected by pytest: it takes minutes.
 
 This machine's CPU speed drifts by about 10 % from minute to minute (the same mksquashfs took
 29-35 s of CPU time in five runs in a row), so two timings compared in a ratio are taken as a
