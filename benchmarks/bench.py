@@ -5,8 +5,10 @@ It takes a real Go binary (Debian's `packer`, ~107 MB, fetched once with `apt-ge
 the bench's cache), serves it as an Alloy release from a local HTTP server on 127.0.0.1, measures
 each figure as the median of a few runs, prints a table and writes it to docs/benchmarks.md.
 With --large it also builds a ~236 MB Go binary offline from Debian's Go sources (see
-benchmarks/standin.py) and measures the size figures on it. Not collected by pytest: it takes
-minutes.
+benchmarks/standin.py) and measures the size figures on it. It also packs the default stand-in's
+tree as EROFS (lz4hc at several pcluster sizes, and uncompressed) against the squashfs choices:
+size, pack, cold read-back and systemd-sysext merge times, in a formats table
+(benchmarks/formats.py). Not collected by pytest: it takes minutes.
 
 This machine's CPU speed drifts by about 10 % from minute to minute (the same mksquashfs took
 29-35 s of CPU time in five runs in a row), so two timings compared in a ratio are taken as a
@@ -27,7 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks import docs, memory, readback, size, speed  # noqa: E402
+from benchmarks import docs, formats, memory, readback, size, speed  # noqa: E402
 from benchmarks.bare import bare_pack  # noqa: E402
 from benchmarks.common import Case, log  # noqa: E402
 from benchmarks.original import original_image  # noqa: E402
@@ -39,15 +41,18 @@ from benchmarks.standin import (  # noqa: E402
     make_release,
     serve,
 )
-from benchmarks.table import Row, format_table  # noqa: E402
+from benchmarks.table import FormatFigures, Row, format_formats_table, format_table  # noqa: E402
 from build.pack import COMPRESSORS  # noqa: E402
 
-TOOLS = ("mksquashfs", "curl", "unzip", "sha256sum", "xz", "apt-get", "dpkg")
+TOOLS = ("mksquashfs", "mkfs.erofs", "curl", "unzip", "sha256sum", "xz", "apt-get", "dpkg")
 
 
-def other_compressions(case: Case, original: Path, image: Path) -> None:
+def other_compressions(
+    case: Case, original: Path, image: Path
+) -> tuple[dict[str, Path], dict[str, float]]:
     """Each other compression choice's image, packed with mksquashfs alone and our flags: size
-    and pack time rows; then every image's read-back time."""
+    and pack time rows; then every image's read-back time. The images and their read-back
+    seconds, by compression."""
     default = case.spec("cold0").compression  # the pipeline's own image is packed with it
     packs = {c: bare_pack(case, c, case.tree("cold0")) for c in COMPRESSORS}
     images = {default: image}
@@ -56,11 +61,12 @@ def other_compressions(case: Case, original: Path, image: Path) -> None:
             images[compression] = packed.image
             size.compression_size_row(case, compression, packed.image, original)
             speed.compression_pack_row(case, compression, packed.seconds, packs[default].seconds)
-    readback.readback_rows(case, original, images)
+    readbacks = readback.readback_rows(case, original, images)
+    return images, readbacks
 
 
-def measure(case: Case, cache: Path, binary: Path) -> list[Row]:
-    """Every figure on the default stand-in."""
+def measure(case: Case, cache: Path, binary: Path) -> tuple[list[Row], list[FormatFigures]]:
+    """Every figure on the default stand-in; the formats table's lines."""
     log(f"original script's steps and cold invoke all, in pairs ({case.heavy}x)")
     original_time = speed.cold_build_row(case, case.heavy)
     size.image_size_rows(
@@ -74,10 +80,15 @@ def measure(case: Case, cache: Path, binary: Path) -> list[Row]:
     log(f"fetch + verify + extract and curl + sha256sum + unzip, in pairs ({case.runs}x)")
     speed.stage_row(case)
     log("the other compression choices; read-back times")
-    other_compressions(case, original_image(case), case.image("cold0"))
+    images, readbacks = other_compressions(case, original_image(case), case.image("cold0"))
+    log(
+        f"EROFS: every mkfs.erofs and bare mksquashfs pack in rounds ({case.heavy}x), read-back "
+        f"times; systemd-sysext merge of each format in rounds ({case.runs + 2}x)"
+    )
+    lines = formats.erofs_rows(case, images, readbacks)
     log("nox -s build-matrix, 1 version x every arch, cold and warm, serial and -j 2")
     speed.matrix_rows(case)
-    return case.rows
+    return case.rows, lines
 
 
 def measure_large(case: Case) -> list[Row]:
@@ -111,7 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     for tool in TOOLS:
         if shutil.which(tool) is None:
             sys.exit(
-                f"bench: {tool} not found (apt-get install squashfs-tools curl unzip xz-utils)"
+                f"bench: {tool} not found "
+                "(apt-get install squashfs-tools erofs-utils curl unzip xz-utils)"
             )
     cache = args.cache.resolve()
     cache.mkdir(parents=True, exist_ok=True)
@@ -125,7 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}"
         work = cache / "run"
-        rows = measure(Case(work / "main", url, VERSION, args.runs, args.heavy_runs), cache, binary)
+        main_case = Case(work / "main", url, VERSION, args.runs, args.heavy_runs)
+        rows, lines = measure(main_case, cache, binary)
         if large is not None:
             case = Case(work / "large", url, LARGE_VERSION, args.runs, 1, label="large: ")
             rows += measure_large(case)
@@ -135,11 +148,14 @@ def main(argv: list[str] | None = None) -> int:
     shutil.rmtree(cache / "run", ignore_errors=True)
     took = time.monotonic() - started
     table = format_table(rows)
+    formats_table = format_formats_table(lines)
     print(table)
+    print()
+    print(formats_table)
     print(f"\nbench took {took:.0f} s; wrote {args.docs}")
     shown = [f"--runs={args.runs}", f"--heavy-runs={args.heavy_runs}"]
     shown += ["--large"] if args.large else []
-    docs.write_docs(args.docs, table, docs.machine(binary, large), took, shown)
+    docs.write_docs(args.docs, table, formats_table, docs.machine(binary, large), took, shown)
     (cache / "last.json").write_text(json.dumps([row.__dict__ for row in rows], indent=1))
     return 0
 

@@ -68,6 +68,18 @@ def paired(
     )
 
 
+def rounds(n: int, measures: dict[str, Callable[[int], float]]) -> dict[str, list[float]]:
+    """Run every measure once a round, `n` rounds, each round starting one further along (so
+    the page cache and the machine's drift favour none): each one's seconds, round by round."""
+    names = list(measures)
+    seconds: dict[str, list[float]] = {name: [] for name in names}
+    for i in range(n):
+        start = i % len(names) if names else 0
+        for name in names[start:] + names[:start]:
+            seconds[name].append(measures[name](i))
+    return seconds
+
+
 def log(message: str) -> None:
     print(f"bench: {message}", file=sys.stderr, flush=True)
 

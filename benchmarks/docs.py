@@ -10,6 +10,7 @@ from pathlib import Path
 
 from benchmarks.common import COMMANDS
 from benchmarks.standin import LARGE_VERSION, PACKAGE, VERSION, binary_package
+from build.pack_erofs import mkfs_erofs_version
 
 # The notes below this line in docs/benchmarks.md are written by hand: a new run keeps them.
 NOTES_MARKER = "<!-- notes: kept by nox -s bench -->"
@@ -35,6 +36,7 @@ def machine(binary: Path, large: Path | None) -> list[str]:
         f"- Python: {platform.python_version()}; root: {os.geteuid() == 0}",
         f"- squashfs-tools: {first(['mksquashfs', '-version'])}",
         f"- xz: {first(['xz', '--version'])}",
+        f"- erofs-utils: mkfs.erofs {mkfs_erofs_version()}",
         f"- the binary: `{binary_package(binary)}`'s /usr/bin/{PACKAGE}, "
         f"{binary.stat().st_size:,} bytes (Go, stripped), served as Alloy {VERSION} "
         "(alloy-linux-ARCH.zip, deflate) from a local HTTP server on 127.0.0.1",
@@ -49,7 +51,9 @@ def machine(binary: Path, large: Path | None) -> list[str]:
     return lines
 
 
-def write_docs(path: Path, table: str, lines: list[str], took: float, args: list[str]) -> None:
+def write_docs(
+    path: Path, table: str, formats: str, lines: list[str], took: float, args: list[str]
+) -> None:
     commands = "\n".join(COMMANDS)
     text = f"""# Benchmarks
 
@@ -60,6 +64,18 @@ with a range in brackets comes from pairs (ours and theirs back to back, alterna
 first): the median of the pairs' ratios, then the lowest and highest.
 
 {table}
+
+## Formats
+
+The same tree (the binary, its units, its extension-release) in each image format the build
+offers, and EROFS at other pcluster sizes: sizes; pack times of the packer alone with our flags
+(mksquashfs, or mkfs.erofs through build/pack_erofs.py); seconds to read the binary from the
+mounted image, and for `systemd-sysext merge` of the image into a scratch root (build/merge.py's),
+both with a cold page cache. Medians: the packs ran in rounds of one pack of each (each round
+starting one further along the list, so the machine's drift favours none), as many rounds as
+--heavy-runs; the merges likewise, --runs + 2 rounds; each read-back --runs times.
+
+{formats}
 
 ## Machine
 

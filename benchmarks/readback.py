@@ -38,11 +38,18 @@ def read_back(case: Case, image: Path) -> float | None:
         subprocess.run(["umount", str(mnt)], check=True)
 
 
-def readback_rows(case: Case, original: Path, images: dict[str, Path]) -> None:
-    """Each compression's image against the original script's (none when not root)."""
+def readback_rows(case: Case, original: Path, images: dict[str, Path]) -> dict[str, float]:
+    """Each compression's image against the original script's; their seconds (none when not
+    root)."""
     theirs = read_back(case, original)
     if theirs is None:
-        return
+        return {}
+    seconds = {}
     for compression, image in images.items():
-        ours = read_back(case, image)
-        case.row(f"read binary from mounted image, {compression} vs original", ours or 0, theirs)
+        seconds[compression] = read_back(case, image) or 0.0
+        case.row(
+            f"read binary from mounted image, {compression} vs original",
+            seconds[compression],
+            theirs,
+        )
+    return seconds

@@ -64,3 +64,34 @@ def format_table(rows: Sequence[Row]) -> str:
             f"| {figure} | {_value(row.ours, row.unit)} | {theirs} | {ratio} | {goal} | {met} |"
         )
     return "\n".join(lines)
+
+
+@dataclass
+class FormatFigures:
+    """One image format and compression, measured on the same tree: a line of the formats table."""
+
+    image: str  # e.g. "squashfs xz, 1 MiB blocks"
+    size: int  # bytes
+    pack: float | None = None  # seconds
+    readback: float | None = None  # seconds to read the binary, cold page cache
+    merge: float | None = None  # seconds systemd-sysext merge takes, cold page cache
+
+
+def _milliseconds(seconds: float | None) -> str:
+    return "—" if seconds is None else f"{seconds:.3f} s"
+
+
+def format_formats_table(formats: Sequence[FormatFigures]) -> str:
+    """The formats as a Markdown table; each size also as a ratio to the first line's."""
+    lines = [
+        "| image | size | size / first line's | pack | read binary (cold) | merge (cold) |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    first = formats[0].size if formats else 0
+    for f in formats:
+        ratio = f"{f.size / first:.3f}x" if first else "—"
+        lines.append(
+            f"| {f.image} | {_value(f.size, 'B')} | {ratio} | {_value(f.pack, 's')} "
+            f"| {_milliseconds(f.readback)} | {_milliseconds(f.merge)} |"
+        )
+    return "\n".join(lines)

@@ -26,14 +26,12 @@ from .run import dies_with_this_process
 TIMEOUT = 120  # seconds for one merge, its checks and the unmerge
 MAX_LINES = 200  # of systemd-analyze or merge output kept per merge: the unit is the image's
 
-# Runs under `unshare -m`, as: sh -c SCRIPT merge ROOT NFILES FILE... UNIT...
+# The scratch root's mounts, under `unshare -m` with the root in $root; also sets $no_reload.
 # Mounts are made private first, so nothing propagates to the host, then shared again, so the
 # overlay systemd-sysext mounts in a child namespace is seen here. SCRATCH/usr gets a peer group
 # of its own (private, then shared): without that, the overlay would propagate to /usr too.
-_SCRIPT = r"""
-set -eu
-root=$1 nfiles=$2
-shift 2
+# (benchmarks/sysext_merge.py times merges in the same scratch roots.)
+SCRATCH_MOUNTS = r"""
 mount --make-rprivate /
 mount --make-rshared /
 mount -t tmpfs tmpfs /run
@@ -55,6 +53,17 @@ done
 # systemd 255+ reloads the manager after a merge for EXTENSION_RELOAD_MANAGER=1: not ours to do.
 no_reload=
 if systemd-sysext --help 2>/dev/null | grep -q -- --no-reload; then no_reload=--no-reload; fi
+"""
+
+# Runs under `unshare -m`, as: sh -c SCRIPT merge ROOT NFILES FILE... UNIT...
+_SCRIPT = (
+    r"""
+set -eu
+root=$1 nfiles=$2
+shift 2
+"""
+    + SCRATCH_MOUNTS
+    + r"""
 systemd-sysext $no_reload --root="$root" merge >/run/merge.log 2>&1 || true
 i=0
 while [ "$i" -lt "$nfiles" ]; do
@@ -71,6 +80,7 @@ systemd-sysext $no_reload --root="$root" unmerge >/dev/null 2>&1 || true
 echo "merge-log"
 head -n 200 /run/merge.log | sed 's/^/| /'
 """
+)
 
 _DEFAULT_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 _HOST_ARCH = {"x86_64": "x86-64", "aarch64": "arm64"}
@@ -140,6 +150,18 @@ def _top_level_like_the_host(root: Path) -> None:
             (root / name).mkdir()
 
 
+@contextlib.contextmanager
+def scratch_root(near: Path, os_release: str) -> Iterator[Path]:
+    """An empty root for `systemd-sysext --root` (SCRATCH_MOUNTS mounts the host's /usr
+    there), with `os_release` and an empty var/lib/extensions; removed afterwards."""
+    with _scratch_dir(near) as root:
+        for directory in ("usr", "etc", "run", "var/lib/extensions"):
+            (root / directory).mkdir(parents=True)
+        _top_level_like_the_host(root)
+        (root / "etc/os-release").write_text(os_release, encoding="utf-8")
+        yield root
+
+
 def merge_in_scratch_root(
     image: Path,
     name: str,
@@ -151,11 +173,7 @@ def merge_in_scratch_root(
     host's, read-only (`--root` ignores symlinks, so the image is hard-linked there, or copied);
     report which of `files` appeared and what `systemd-analyze verify --root` says of `units`
     meanwhile, then unmerge."""
-    with _scratch_dir(image.parent) as root:
-        for directory in ("usr", "etc", "run", "var/lib/extensions"):
-            (root / directory).mkdir(parents=True)
-        _top_level_like_the_host(root)
-        (root / "etc/os-release").write_text(os_release, encoding="utf-8")
+    with scratch_root(image.parent, os_release) as root:
         extensions = root / "var/lib/extensions"
         try:
             os.link(image, extensions / name)

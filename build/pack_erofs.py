@@ -59,11 +59,17 @@ def image_uuid(name: str, version: str, arch: str) -> uuid.UUID:
     return uuid.uuid5(UUID_NAMESPACE, f"{name}\n{version}\n{arch}")
 
 
-def mkfs_erofs_args(compression: str, image_id: uuid.UUID) -> list[str]:
+def mkfs_erofs_args(
+    compression: str, image_id: uuid.UUID, pcluster_bytes: int = PCLUSTER_BYTES
+) -> list[str]:
     """Everything between mkfs.erofs and IMAGE TREE. xattrs are kept (mkfs.erofs's default):
-    user.extension-release.strict must travel in the image."""
+    user.extension-release.strict must travel in the image. `pcluster_bytes` is for the bench,
+    which compares sizes."""
     return [
-        *COMPRESSORS[compression].options,
+        *(
+            f"-C{pcluster_bytes}" if o.startswith("-C") else o
+            for o in COMPRESSORS[compression].options
+        ),
         "--all-root",
         f"-T{BUILD_TIME}",
         f"-U{image_id}",
@@ -71,16 +77,23 @@ def mkfs_erofs_args(compression: str, image_id: uuid.UUID) -> list[str]:
     ]
 
 
-def pack_erofs(tree: Path, image: Path, compression: str, image_id: uuid.UUID) -> None:
+def pack_erofs(
+    tree: Path,
+    image: Path,
+    compression: str,
+    image_id: uuid.UUID,
+    pcluster_bytes: int = PCLUSTER_BYTES,
+) -> None:
     """Pack `tree` into `image` (replaced if it exists)."""
     # Nothing from the caller's environment but PATH, and never SOURCE_DATE_EPOCH (see
     # BUILD_TIME): only the command line shapes the image.
     env = {"PATH": os.environ.get("PATH", ""), "LC_ALL": "C"}
     image.unlink(missing_ok=True)  # mkfs.erofs would write over an old image's bytes
     try:
-        run([MKFS_EROFS, *mkfs_erofs_args(compression, image_id), str(image), str(tree)], env=env)
+        args = mkfs_erofs_args(compression, image_id, pcluster_bytes)
+        run([MKFS_EROFS, *args, str(image), str(tree)], env=env)
     except BuildError as error:
-        raise explain_full_disk(error, image.parent, "mkfs.erofs", 2 * PCLUSTER_BYTES) from error
+        raise explain_full_disk(error, image.parent, "mkfs.erofs", 2 * pcluster_bytes) from error
 
 
 def mkfs_erofs_version() -> str:

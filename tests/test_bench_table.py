@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from benchmarks.common import paired
-from benchmarks.table import Row, format_table
+from benchmarks.common import paired, rounds
+from benchmarks.table import FormatFigures, Row, format_formats_table, format_table
 
 
 def test_table_shows_ratio_goal_and_verdict() -> None:
@@ -44,3 +44,32 @@ def test_pairs_alternate_which_side_runs_first() -> None:
     assert calls == ["ours0", "theirs0", "theirs1", "ours1", "ours2", "theirs2"]
     assert (ours, theirs) == (3.0, 2.0)
     assert ratios == (2.0, 1.5, 3.0)
+
+
+def test_formats_table_shows_size_against_the_first_line_and_dashes_for_unmeasured() -> None:
+    table = format_formats_table(
+        [
+            FormatFigures("squashfs xz", 17_698_816, 17.2, 1.47, 0.12),
+            FormatFigures("erofs lz4hc", 30_015_488, 24.6, 0.21),
+        ]
+    ).splitlines()
+    assert table[0] == (
+        "| image | size | size / first line's | pack | read binary (cold) | merge (cold) |"
+    )
+    assert table[2] == "| squashfs xz | 17.70 MB | 1.000x | 17.20 s | 1.470 s | 0.120 s |"
+    assert table[3] == "| erofs lz4hc | 30.02 MB | 1.696x | 24.60 s | 0.210 s | — |"
+
+
+def test_rounds_run_each_measure_once_a_round_starting_one_further_along() -> None:
+    calls: list[str] = []
+
+    def measure(name: str) -> Callable[[int], float]:
+        def once(i: int) -> float:
+            calls.append(f"{name}{i}")
+            return float(i)
+
+        return once
+
+    seconds = rounds(3, {"a": measure("a"), "b": measure("b"), "c": measure("c")})
+    assert calls == ["a0", "b0", "c0", "b1", "c1", "a1", "c2", "a2", "b2"]
+    assert seconds == {"a": [0.0, 1.0, 2.0], "b": [0.0, 1.0, 2.0], "c": [0.0, 1.0, 2.0]}
