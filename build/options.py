@@ -361,8 +361,8 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "format",
-        "the image's file system: squashfs (every Flatcar channel) or erofs (Flatcar Beta and "
-        "Alpha, kernel 6.12; not LTS)",
+        "the image's file system: squashfs (every Flatcar channel) or erofs (Flatcar's 6.12 "
+        "kernels: Stable, Beta, Alpha; not LTS, whose 6.6 has no EROFS)",
         _BUILD,
         one_of(tuple(FORMAT_COMPRESSIONS), "format"),
         default="squashfs",
