@@ -41,7 +41,8 @@ def rate_limit(status: int, headers: Mapping[str, str]) -> RateLimit | None:
     at = _lifts_at(headers, now)
     if at is None:
         return RateLimit(status)
-    return RateLimit(status, at, max(0.0, at - now), _resets(at, now))
+    # Capped again: at - now may round to a hair above MAX_HINT.
+    return RateLimit(status, at, min(max(0.0, at - now), MAX_HINT), _resets(at, now))
 
 
 def _lifts_at(headers: Mapping[str, str], now: float) -> float | None:
