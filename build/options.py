@@ -61,6 +61,9 @@ class Computed:
     text: str  # for --help
 
 
+_OPTION_DEFAULT = object()
+
+
 @dataclass(frozen=True)
 class Variant:
     """How one task takes an option unlike the others."""
@@ -68,7 +71,7 @@ class Variant:
     help: str | None = None
     short: str | None = None
     configurable: bool = True  # False: only the command line sets it for this task
-    default: Any = None
+    default: Any = _OPTION_DEFAULT  # left out: the option's own
 
 
 @dataclass(frozen=True)
@@ -94,8 +97,8 @@ class Option:
         return self.variants.get(task, Variant())
 
     def default_for(self, task: str) -> Any:
-        variant = self.variants.get(task)
-        return variant.default if variant is not None else self.default
+        default = self.variant(task).default
+        return self.default if default is _OPTION_DEFAULT else default
 
     def help_for(self, task: str) -> str:
         text = self.variant(task).help or self.help
@@ -298,7 +301,11 @@ def _seconds_option(name: str, help: str, default: int, most: float) -> Option:
     return Option(name, help, _BUILD, parse, default=str(default))
 
 
-_CLEAN_SCOPE = "only this {} (default: every {})"
+def _clean_scope(what: str) -> Variant:
+    """clean's --version and --arch narrow what it removes, from the command line only: a
+    configured version says what to build, not that clean may keep the others."""
+    return Variant(f"only this {what} (default: every {what})", configurable=False, default=None)
+
 
 OPTIONS: tuple[Option, ...] = (
     Option(
@@ -309,7 +316,7 @@ OPTIONS: tuple[Option, ...] = (
         version,
         default=alloy.DEFAULT_VERSION,
         short="v",
-        variants={"clean": Variant(_CLEAN_SCOPE.format("version", "version"), configurable=False)},
+        variants={"clean": _clean_scope("version")},
     ),
     Option(
         "arch",
@@ -318,11 +325,7 @@ OPTIONS: tuple[Option, ...] = (
         one_of(ARCHES, "architecture"),
         default="amd64",
         short="a",
-        variants={
-            "clean": Variant(
-                _CLEAN_SCOPE.format("architecture", "architecture"), configurable=False
-            )
-        },
+        variants={"clean": _clean_scope("architecture")},
     ),
     Option(
         "base_url",
@@ -404,7 +407,7 @@ OPTIONS: tuple[Option, ...] = (
         one_of(ARCHES, "compat architecture"),
         default="amd64",
         short="p",
-        variants={"clean": Variant(short="m", default="amd64")},  # -m since clean had it
+        variants={"clean": Variant(short="m")},  # -m: clean had it before the table
     ),
     Option("retries", "retries of a failed download", _BUILD, retries, default="3", short="r"),
     Option(
@@ -429,7 +432,6 @@ OPTIONS: tuple[Option, ...] = (
             "release": Variant(
                 "allow a plain http:// --publish-url or --update-url to another host than this "
                 "machine (off: refused; hosts would fetch root-run images unencrypted)",
-                default=False,
             )
         },
     ),
