@@ -41,29 +41,11 @@ die() {
 }
 say() { echo "make-arm64-machine.sh: $*" >&2; }
 
+# shellcheck source=tests/e2e/cached-dir.sh
+. "$HERE/cached-dir.sh"
+
 cache_home=${XDG_CACHE_HOME:-${HOME:?}/.cache}
-dir=${1:-$cache_home/alloy-sysext-e2e/arm64}
-case $dir in
-/*) ;;
-*) dir=$PWD/$dir ;;
-esac
-parent=$(dirname "$dir")
-base=$(basename "$dir")
 stamp_text="recipe=$RECIPE suite=$SUITE arch=arm64 variant=minbase include=$INCLUDE modules=$MODULES"
-
-complete() {
-    [ -f "$1/$STAMP_NAME" ] && [ "$(cat "$1/$STAMP_NAME")" = "$stamp_text" ]
-}
-
-remove_tree() {
-    local mounts
-    mounts=$(awk -v dir="$1/" 'index($5, dir) == 1 {print $5}' /proc/self/mountinfo | sort -r)
-    if [ -n "$mounts" ]; then
-        # shellcheck disable=SC2086  # mount points under our own temporary directory: no spaces
-        umount --lazy $mounts || true
-    fi
-    rm -rf --one-file-system "$1"
-}
 
 [ "$(id -u)" -eq 0 ] || die "debootstrap needs root: run this (or nox -s e2e) as root"
 for tool in debootstrap qemu-system-aarch64 mke2fs cpio apt-get dpkg-deb; do
@@ -72,26 +54,7 @@ qemu-system-arm e2fsprogs cpio"
 done
 [ -f "$KEYRING" ] || die "no $KEYRING: apt-get install debian-archive-keyring"
 
-mkdir -p "$parent"
-exec 9>"$parent/.$base.lock"
-flock 9
-
-if complete "$dir"; then
-    say "reusing $dir"
-    echo "$dir"
-    exit 0
-fi
-
-for stale in "$parent/.$base".*.tmp "$parent/.$base".*.old; do
-    if [ -d "$stale" ]; then
-        say "removing $stale, left by an interrupted run"
-        remove_tree "$stale"
-    fi
-done
-
-tmp=$(mktemp -d "$parent/.$base.XXXXXX.tmp")
-trap 'remove_tree "$tmp"' EXIT
-chmod 0755 "$tmp"
+cached_dir_begin "${1:-$cache_home/alloy-sysext-e2e/arm64}"
 start=$SECONDS
 log=$tmp/log
 
@@ -199,12 +162,7 @@ rm -f "$root/.alloy-e2e-second-stage" "$tmp/stage.img" "$tmp/tar.img"
 mkdir -p "$root/proc" "$root/sys" "$root/dev" "$root/run"
 
 # 4. What the tests want of every boot.
-# debootstrap applies no presets: merge extensions at boot, as Flatcar does.
-[ -f "$root/lib/systemd/system/systemd-sysext.service" ] ||
-    die "the root's systemd has no systemd-sysext.service"
-mkdir -p "$root/etc/systemd/system/sysinit.target.wants"
-ln -sf /lib/systemd/system/systemd-sysext.service \
-    "$root/etc/systemd/system/sysinit.target.wants/systemd-sysext.service"
+enable_sysext "$root"
 # No login on the serial console: a getty there hangs up whatever else writes to it.
 ln -sf /dev/null "$root/etc/systemd/system/serial-getty@ttyAMA0.service"
 echo arm64-e2e >"$root/etc/hostname"
@@ -212,16 +170,6 @@ rm -rf "$root/var/cache/apt/archives/"*.deb "$root/var/lib/apt/lists/"*_*
 
 rm -rf "$apt_dir" "$tmp/kernel" "$tmp/busybox" "$initramfs" "$log"
 echo "kernel=$kernel_release" >"$tmp/kernel-release"
-echo "$stamp_text" >"$tmp/$STAMP_NAME"
-sync -f "$tmp/$STAMP_NAME"
-if [ -e "$dir" ]; then
-    old=$(mktemp -d "$parent/.$base.XXXXXX.old")
-    mv "$dir" "$old/"
-    mv "$tmp" "$dir"
-    remove_tree "$old"
-else
-    mv "$tmp" "$dir"
-fi
-trap - EXIT
+cached_dir_install
 say "built $dir in $((SECONDS - start)) s"
 echo "$dir"

@@ -38,58 +38,18 @@ die() {
     exit 1
 }
 
+say() { echo "make-root.sh: $*" >&2; }
+# shellcheck source=tests/e2e/cached-dir.sh
+. "$(dirname "$0")/cached-dir.sh"
+
 cache_home=${XDG_CACHE_HOME:-${HOME:?}/.cache}
-root=${1:-$cache_home/alloy-sysext-e2e/$SUITE}
-case $root in
-/*) ;;
-*) root=$PWD/$root ;;
-esac
-parent=$(dirname "$root")
-base=$(basename "$root")
 stamp_text="recipe=$RECIPE suite=$SUITE variant=minbase include=$INCLUDE"
-
-complete() {
-    [ -f "$1/$STAMP_NAME" ] && [ "$(cat "$1/$STAMP_NAME")" = "$stamp_text" ]
-}
-
-# Unmount whatever an interrupted debootstrap left mounted (proc, sys) under $1, then remove it
-# without ever crossing into another filesystem.
-remove_tree() {
-    local mounts
-    mounts=$(awk -v dir="$1/" 'index($5, dir) == 1 {print $5}' /proc/self/mountinfo | sort -r)
-    if [ -n "$mounts" ]; then
-        # shellcheck disable=SC2086  # mount points under our own temporary directory: no spaces
-        umount --lazy $mounts || true
-    fi
-    rm -rf --one-file-system "$1"
-}
 
 [ "$(id -u)" -eq 0 ] || die "debootstrap needs root: run this (or nox -s e2e) as root"
 command -v debootstrap >/dev/null || die "debootstrap is missing: apt-get install debootstrap"
 
-mkdir -p "$parent"
-# One builder at a time: a second run waits, then finds the root complete.
-exec 9>"$parent/.$base.lock"
-flock 9
-
-if complete "$root"; then
-    echo "make-root.sh: reusing $root" >&2
-    echo "$root"
-    exit 0
-fi
-
-for stale in "$parent/.$base".*.tmp "$parent/.$base".*.old; do
-    if [ -d "$stale" ]; then
-        echo "make-root.sh: removing $stale, left by an interrupted run" >&2
-        remove_tree "$stale"
-    fi
-done
-rm -f "$parent/.$base".*.tmp.log
-
-tmp=$(mktemp -d "$parent/.$base.XXXXXX.tmp")
+cached_dir_begin "${1:-$cache_home/alloy-sysext-e2e/$SUITE}"
 log=$tmp.log
-trap 'remove_tree "$tmp"; rm -f "$log"' EXIT
-chmod 0755 "$tmp"
 
 echo "make-root.sh: debootstrap $SUITE from $MIRROR into $tmp" >&2
 start=$SECONDS
@@ -98,26 +58,10 @@ if ! debootstrap --variant=minbase --include="$INCLUDE" "$SUITE" "$tmp" "$MIRROR
     die "debootstrap failed (the end of its log is above)"
 fi
 
-# debootstrap applies no presets: merge extensions at boot, as Flatcar does.
-[ -f "$tmp/lib/systemd/system/systemd-sysext.service" ] ||
-    die "the root's systemd has no systemd-sysext.service"
-mkdir -p "$tmp/etc/systemd/system/sysinit.target.wants"
-ln -sf /lib/systemd/system/systemd-sysext.service \
-    "$tmp/etc/systemd/system/sysinit.target.wants/systemd-sysext.service"
+enable_sysext "$tmp"
 # No downloaded packages or package lists kept in the cache.
 rm -rf "$tmp/var/cache/apt/archives/"*.deb "$tmp/var/lib/apt/lists/"*_*
 
-echo "$stamp_text" >"$tmp/$STAMP_NAME"
-sync -f "$tmp/$STAMP_NAME"
-if [ -e "$root" ]; then
-    old=$(mktemp -d "$parent/.$base.XXXXXX.old")
-    mv "$root" "$old/"
-    mv "$tmp" "$root"
-    remove_tree "$old"
-else
-    mv "$tmp" "$root"
-fi
-trap - EXIT
-rm -f "$log"
-echo "make-root.sh: built $root in $((SECONDS - start)) s" >&2
-echo "$root"
+cached_dir_install
+say "built $dir in $((SECONDS - start)) s"
+echo "$dir"
