@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import random
 import subprocess
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 EXPECTED_LISTING = {
@@ -60,3 +62,21 @@ def extract(image: Path, dest: Path) -> Path:
         check=True,
     )
     return dest
+
+
+def garbled_copies(
+    data: bytes, seed: int, spot: Callable[[random.Random, int, int], int], count: int = 300
+) -> Iterator[tuple[int, bytearray]]:
+    """(attempt, copy) for `count` damaged copies of an image's `data`: every third cut short at
+    a random length, the others with 1 to 4 random bytes written where `spot(rng, attempt,
+    size)` says, so a test aims the damage at what its reader trusts most."""
+    rng = random.Random(seed)
+    for attempt in range(count):
+        copy = bytearray(data)
+        if attempt % 3 == 0:
+            copy = copy[: rng.randrange(len(copy))]
+        else:
+            for _ in range(rng.randint(1, 4)):
+                where = spot(rng, attempt, len(copy))  # drawn before the byte, as written
+                copy[where] = rng.randrange(256)
+        yield attempt, copy

@@ -32,7 +32,7 @@ from build.verify import Expectations
 from build.verify import verify as verify_image
 from tests.conftest import VERSION, Invoke
 from tests.fakes import MACHINES, elf_binary
-from tests.image import extract
+from tests.image import extract, garbled_copies
 from tests.needs import need
 
 RELEASE = "usr/lib/extension-release.d/extension-release.alloy"
@@ -587,23 +587,15 @@ def test_the_reader_survives_truncated_and_garbled_images(image: Path, tmp_path:
     """Each damaged copy reads or fails with one BuildError naming it: never another exception,
     never a hang. The damage falls on the metadata (with the superblock checksum made right,
     else that check alone would refuse most) and anywhere else."""
-    data = image.read_bytes()
-    rng = random.Random(15)
+
+    def spot(rng: random.Random, attempt: int, size: int) -> int:
+        return rng.randrange(SUPERBLOCK, 2 * BLOCK) if attempt % 3 == 1 else rng.randrange(size)
+
     damaged = tmp_path / "damaged.raw"
     outcomes = {"refused": 0, "read": 0}
-    for attempt in range(300):
-        copy = bytearray(data)
-        if attempt % 3 == 0:
-            copy = copy[: rng.randrange(len(copy))]
-        else:
-            for _ in range(rng.randint(1, 4)):
-                if attempt % 3 == 1:
-                    where = rng.randrange(SUPERBLOCK, 2 * BLOCK)
-                else:
-                    where = rng.randrange(len(copy))
-                copy[where] = rng.randrange(256)
-            if len(copy) >= BLOCK and attempt % 2:
-                fix_checksum(copy)
+    for attempt, copy in garbled_copies(image.read_bytes(), 15, spot):
+        if attempt % 3 and len(copy) >= BLOCK and attempt % 2:
+            fix_checksum(copy)
         damaged.write_bytes(bytes(copy))
         try:
             first = read_everything(damaged)

@@ -18,6 +18,7 @@ from build.verify import verify as verify_image
 from tests import test_verify
 from tests.conftest import VERSION, Invoke
 from tests.fakes import MACHINES, elf_binary
+from tests.image import garbled_copies
 from tests.test_verify import RELEASE, STRICT_XATTR, UNIT, fails_because, repack, verify
 
 pytestmark = pytest.mark.needs("mksquashfs", "unsquashfs")
@@ -265,18 +266,13 @@ def test_the_reader_refuses_garbage(tmp_path: Path, data: bytes) -> None:
 def test_the_reader_survives_truncated_and_garbled_images(zstd_image: Path, tmp_path: Path) -> None:
     """Each damaged copy reads or fails with one BuildError naming it: never another exception,
     never a hang. The damage falls on the superblock and the metadata at the image's end."""
-    data = zstd_image.read_bytes()
-    rng = random.Random(11)
+
+    def spot(rng: random.Random, attempt: int, size: int) -> int:
+        return rng.randrange(96) if attempt % 3 == 1 else size - rng.randint(1, 600)
+
     damaged = tmp_path / "damaged.raw"
     refused = 0
-    for attempt in range(300):
-        copy = bytearray(data)
-        if attempt % 3 == 0:
-            copy = copy[: rng.randrange(len(copy))]
-        else:
-            for _ in range(rng.randint(1, 4)):
-                where = rng.randrange(96) if attempt % 3 == 1 else len(copy) - rng.randint(1, 600)
-                copy[where] = rng.randrange(256)
+    for _, copy in garbled_copies(zstd_image.read_bytes(), 11, spot):
         damaged.write_bytes(bytes(copy))
         try:
             reader = SquashfsReader(damaged)

@@ -26,7 +26,14 @@ from tests.conftest import VERSION, Invoke, Release
 from tests.e2e.conftest import GCC, HERE
 from tests.e2e.container import Boot
 from tests.e2e.machine_arm64 import SHARED, boot, cached_machine
-from tests.e2e.test_boot import CONFIG, CONFIG_PATH, STAND_IN_VERSION, expected_run, observed
+from tests.e2e.test_boot import (
+    CONFIG,
+    CONFIG_PATH,
+    STAND_IN_VERSION,
+    expected_run,
+    observed,
+    seed_check,
+)
 from tests.fakes import sums, zip_bytes
 from tests.image import extract
 
@@ -92,20 +99,8 @@ def seed_root(seed: Path, image: Path, check: str) -> Path:
     Alloy's config, the check and the probe unit that runs it once the machine is up."""
     (seed / "var/lib/extensions").mkdir(parents=True)
     shutil.copy(image, seed / "var/lib/extensions" / image.name)
-    config_file = seed / CONFIG_PATH.lstrip("/")
-    config_file.parent.mkdir(parents=True)
-    config_file.write_text(CONFIG)
     (seed / SHARED.lstrip("/")).mkdir()
-    (seed / "etc/alloy-e2e").mkdir(parents=True)
-    shutil.copy(HERE / check, seed / "etc/alloy-e2e/check.sh")
-    units = seed / "etc/systemd/system"
-    (units / "systemd-sysext.service.d").mkdir(parents=True)
-    shutil.copy(HERE / "sysext-reload-manager.conf", units / "systemd-sysext.service.d")
-    (units / "multi-user.target.wants").mkdir(parents=True)
-    shutil.copy(HERE / "alloy-e2e-arm64-check.service", units)
-    (units / "multi-user.target.wants/alloy-e2e-arm64-check.service").symlink_to(
-        "/etc/systemd/system/alloy-e2e-arm64-check.service"
-    )
+    seed_check(seed, check, "alloy-e2e-arm64-check.service")
     return seed
 
 

@@ -65,6 +65,13 @@ def seed_root(
         shutil.copy(image, seed / "opt/extensions/alloy" / image.name)
         (seed / "etc/extensions").mkdir(parents=True)
         (seed / "etc/extensions/alloy.raw").symlink_to(f"/opt/extensions/alloy/{image.name}")
+    seed_check(seed, check, "alloy-e2e-check.service", config)
+    return seed
+
+
+def seed_check(seed: Path, check: str, unit: str, config: bool = True) -> None:
+    """Alloy's config (unless not `config`), the `check` script and the probe `unit` that runs it
+    once the machine is up, and the drop-in that has systemd-sysext reload the manager."""
     if config:
         config_file = seed / CONFIG_PATH.lstrip("/")
         config_file.parent.mkdir(parents=True)
@@ -75,11 +82,8 @@ def seed_root(
     (units / "systemd-sysext.service.d").mkdir(parents=True)
     shutil.copy(HERE / "sysext-reload-manager.conf", units / "systemd-sysext.service.d")
     (units / "multi-user.target.wants").mkdir(parents=True)
-    shutil.copy(HERE / "alloy-e2e-check.service", units)
-    (units / "multi-user.target.wants/alloy-e2e-check.service").symlink_to(
-        "/etc/systemd/system/alloy-e2e-check.service"
-    )
-    return seed
+    shutil.copy(HERE / unit, units)
+    (units / "multi-user.target.wants" / unit).symlink_to(f"/etc/systemd/system/{unit}")
 
 
 def boot_with(
