@@ -330,6 +330,29 @@ def test_verify_with_nothing_built_is_one_line(
     assert len(release.requests()) == asked
 
 
+def test_verify_after_a_single_pack_says_what_is_out_of_date_and_records_nothing(
+    invoke: Invoke, tmp_path: Path
+) -> None:
+    """README's `invoke pack --config-path=...` after a build repacks the image only: its
+    .sha256 is older than it. verify says so, instead of failing the checksum check."""
+    assert invoke("all").returncode == 0
+    assert invoke("pack", "--config-path=/etc/alloy/config.alloy").returncode == 0
+    info = tmp_path / "output" / f"alloy-{VERSION}-amd64.raw.buildinfo.json"
+    before = info.read_bytes()
+    result = invoke("verify", "--config-path=/etc/alloy/config.alloy")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.stderr.splitlines() == [
+        f"error: nothing to verify yet: checksum is out of date "
+        f"({Path('output') / f'alloy-{VERSION}-amd64.raw'} is newer); build it first with the "
+        "same options: invoke all (or invoke alias, which does not verify)"
+    ]
+    assert info.read_bytes() == before
+    # Once the chain is made again, verify checks it.
+    assert invoke("alias", "--config-path=/etc/alloy/config.alloy").returncode == 0
+    checked = invoke("verify", "--config-path=/etc/alloy/config.alloy")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
 def test_verify_with_other_options_than_the_build_says_so_and_records_nothing(
     invoke: Invoke, tmp_path: Path
 ) -> None:
