@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import BuildError, explain_full_disk
-from .run import dies_with_this_process, require, run
+from .run import run, run_answer
 
 MKFS_EROFS = "mkfs.erofs"
 PACKAGE = "erofs-utils"
@@ -85,37 +84,26 @@ def pack_erofs(
     pcluster_bytes: int = PCLUSTER_BYTES,
 ) -> None:
     """Pack `tree` into `image` (replaced if it exists)."""
-    # Nothing from the caller's environment but PATH, and never SOURCE_DATE_EPOCH (see
-    # BUILD_TIME): only the command line shapes the image.
-    env = {"PATH": os.environ.get("PATH", ""), "LC_ALL": "C"}
     image.unlink(missing_ok=True)  # mkfs.erofs would write over an old image's bytes
     try:
         args = mkfs_erofs_args(compression, image_id, pcluster_bytes)
-        run([MKFS_EROFS, *args, str(image), str(tree)], env=env)
+        run([MKFS_EROFS, *args, str(image), str(tree)], env=_environment())
     except BuildError as error:
         raise explain_full_disk(error, image.parent, "mkfs.erofs", 2 * pcluster_bytes) from error
+
+
+def _environment() -> dict[str, str]:
+    """Nothing from the caller's environment but PATH, and never SOURCE_DATE_EPOCH (see
+    BUILD_TIME): only the command line shapes the image."""
+    return {"PATH": os.environ.get("PATH", ""), "LC_ALL": "C"}
 
 
 def mkfs_erofs_version() -> str:
     """mkfs.erofs's version, e.g. "1.5" or "1.8.6". 1.4 and 1.5 have no --version: they print
     their version before refusing it."""
-    command = [require(MKFS_EROFS), "--version"]
-    try:
-        result = subprocess.run(
-            command,
-            env={"PATH": os.environ.get("PATH", ""), "LC_ALL": "C"},
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            errors="replace",
-            preexec_fn=dies_with_this_process(),
-            timeout=30,
-        )
-    except (OSError, subprocess.TimeoutExpired) as error:
-        raise BuildError(f"cannot run {MKFS_EROFS} --version: {error}") from None
-    match = re.search(
-        r"^mkfs\.erofs (?:\(erofs-utils\) )?(\d+\.\d+\S*)", result.stdout + result.stderr, re.M
-    )
+    command = [MKFS_EROFS, "--version"]
+    said = run_answer(command, env=_environment(), timeout=30)
+    match = re.search(r"^mkfs\.erofs (?:\(erofs-utils\) )?(\d+\.\d+\S*)", said, re.M)
     if match is None:
         raise BuildError(
             f"{command[0]} --version does not say which version it is",

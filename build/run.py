@@ -76,11 +76,35 @@ def run_bytes(
     """Run `argv` (given `stdin`, else none), return its stdout. Any failure is one BuildError,
     "WHAT: TOOL says: ITS LAST WORDS", `what` saying what could not be done (by default, that
     the tool failed) and `hint` what to do (by default, the command line that failed)."""
-    name = argv[0]
-    what = what or f"{name} failed"
+    what = what or f"{argv[0]} failed"
     hint = hint or f"the command was: {shlex.join(argv)}"
+    result = _completed(argv, env, stdin, what, hint, timeout)
+    if result.returncode != 0:
+        words = _last_words(result.stderr) or f"no message, exit code {result.returncode}"
+        raise BuildError(f"{what}: {argv[0]} says: {words}", hint)
+    return result.stdout
+
+
+def run_answer(argv: Sequence[str], *, env: Mapping[str, str] | None, timeout: float) -> str:
+    """What `argv` prints, stdout then stderr, whatever its exit code: for a question some
+    versions of a tool answer with an error (mkfs.erofs 1.4 and 1.5 print their version, then
+    refuse --version)."""
+    hint = f"the command was: {shlex.join(argv)}"
+    result = _completed(argv, env, None, f"{shlex.join(argv)} failed", hint, timeout)
+    return (result.stdout + result.stderr).decode("utf-8", "replace")
+
+
+def _completed(
+    argv: Sequence[str],
+    env: Mapping[str, str] | None,
+    stdin: bytes | None,
+    what: str,
+    hint: str,
+    timeout: float | None,
+) -> subprocess.CompletedProcess[bytes]:
+    name = argv[0]
     try:
-        result = subprocess.run(
+        return subprocess.run(
             [require(name), *argv[1:]],
             env=env,
             input=stdin,
@@ -93,29 +117,9 @@ def run_bytes(
         raise BuildError(f"{what}: {name} did not answer in {timeout:g} s", hint) from None
     except OSError as error:
         raise BuildError(f"{what}: cannot run {name}: {error.strerror}", hint) from None
-    if result.returncode != 0:
-        words = _last_words(result.stderr) or f"no message, exit code {result.returncode}"
-        raise BuildError(f"{what}: {name} says: {words}", hint)
-    return result.stdout
 
 
 def _last_words(output: bytes) -> str:
     """The end of what a tool said, its lines joined: short enough for one error line."""
     lines = (line.strip() for line in output.decode("utf-8", "replace").splitlines())
     return "; ".join(line for line in lines if line)[-_MAX_WORDS:]
-
-
-def run_head(argv: Sequence[str], size: int) -> bytes:
-    """The first `size` bytes `argv` writes, without waiting for the rest (e.g. a large file)."""
-    command = [require(argv[0]), *argv[1:]]
-    with subprocess.Popen(
-        command,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        preexec_fn=dies_with_this_process(),
-    ) as process:
-        assert process.stdout is not None
-        head = process.stdout.read(size)
-        process.kill()
-    return head
