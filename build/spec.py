@@ -26,7 +26,6 @@ from .options import (  # noqa: F401 (re-exported: the names modules have always
     VERSION_PATTERN,
     default_cache_dir,
 )
-from .options import shown as _shown  # noqa: F401
 
 NAME = alloy.NAME
 

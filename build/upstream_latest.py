@@ -23,11 +23,11 @@ from .cache import make_cache_dir
 from .errors import BuildError
 from .fileio import file_lock, write_text_atomic
 from .names import latest_file, lock_file
+from .options import LATEST
 from .ratelimit import rate_limit
 from .report import say
 from .spec import BuildSpec
 
-LATEST = "latest"
 MAX_AGE = 600  # seconds an answer is reused: a rebuild within 10 minutes asks no one
 PER_PAGE = 100  # GitHub's maximum
 MAX_PAGES = 50  # a Link: rel="next" chain longer than this is a loop, not a release list
