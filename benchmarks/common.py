@@ -80,6 +80,11 @@ def rounds(n: int, measures: dict[str, Callable[[int], float]]) -> dict[str, lis
     return seconds
 
 
+def round_ratios(seconds: dict[str, list[float]], label: str, base: str) -> tuple[float, ...]:
+    """`label`'s time over `base`'s in each round of rounds(): both met the same drift."""
+    return tuple(a / b for a, b in zip(seconds[label], seconds[base], strict=True))
+
+
 def log(message: str) -> None:
     print(f"bench: {message}", file=sys.stderr, flush=True)
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from benchmarks import readback
 from benchmarks.bare import bare_pack
-from benchmarks.common import BUILD_ARCH, Case, note_command, rounds
+from benchmarks.common import BUILD_ARCH, Case, note_command, round_ratios, rounds
 from benchmarks.sysext_merge import cannot_time_merges, merge_times
 from benchmarks.table import FormatFigures
 from build.alloy import NAME
@@ -80,12 +80,11 @@ def erofs_rows(
     for label, image in images.items():
         case.row(f"{label} image size vs {xz}", image.stat().st_size, xz_size, "B")
     for label in erofs:
-        ratios = tuple(a / b for a, b in zip(seconds[label], seconds[xz], strict=True))
         case.row(
             f"{label} pack (mkfs.erofs) vs {xz} (bare mksquashfs)",
             packs[label],
             packs[xz],
-            ratios=ratios,
+            ratios=round_ratios(seconds, label, xz),
         )
     readbacks: dict[str, float] = {}
     if xz in squashfs_readback:
@@ -132,11 +131,10 @@ def _merge_rows(case: Case, images: dict[str, Path]) -> dict[str, float]:
     case.row(f"systemd-sysext merge, {base} image (cold cache)", medians[base])
     for label in MERGED:
         if label != base:
-            ratios = tuple(a / b for a, b in zip(seconds[label], seconds[base], strict=True))
             case.row(
                 f"systemd-sysext merge, {label} vs {base}",
                 medians[label],
                 medians[base],
-                ratios=ratios,
+                ratios=round_ratios(seconds, label, base),
             )
     return medians
