@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -51,6 +52,26 @@ def release(httpserver: HTTPServer) -> Release:
 
 Invoke = Callable[..., subprocess.CompletedProcess]
 INVOKE_CLI = [sys.executable, "-m", "invoke", "--search-root", str(REPO)]
+
+
+def nox_sessions(args: list[str], env: dict[str, str], output: Path, versions: str) -> list[str]:
+    """Run the checkout's `nox ARGS`, building `versions` (ALLOY_VERSIONS) for amd64 into
+    `output`; it must pass. The sessions that succeeded, in the order nox lists them."""
+    result = subprocess.run(
+        [sys.executable, "-m", "nox", *args],
+        cwd=REPO,
+        env={
+            **env,
+            "INVOKE_OUTPUT_DIR": str(output),
+            "ALLOY_VERSIONS": versions,
+            "ALLOY_ARCHS": "amd64",
+        },
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return re.findall(r"nox > \* (\S+): success", result.stderr)
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ import re
 import shlex
 import shutil
 import subprocess
-import sys
 import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
@@ -37,6 +36,7 @@ from tests.conftest import (
     Prebuilt,
     Release,
     copy_output,
+    nox_sessions,
 )
 from tests.fakes import release_assets
 from tests.image import sha256
@@ -648,22 +648,9 @@ def test_readme_fleet_nox_command_works(
 ) -> None:
     [command] = fleet_commands(".venv/bin/nox")
     release.publish(NEWER, release_assets(seed=2))
-    result = subprocess.run(
-        [sys.executable, "-m", "nox", *shlex.split(command)[1:]],
-        cwd=REPO,
-        # Two of the declared cells are enough to see the session run after them, once.
-        env={
-            **cli_env,
-            "INVOKE_OUTPUT_DIR": str(tmp_path / "output"),
-            "ALLOY_VERSIONS": f"{VERSION},{NEWER}",
-            "ALLOY_ARCHS": "amd64",
-        },
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    sessions = re.findall(r"nox > \* (\S+): success", result.stderr)
+    # Two of the declared cells are enough to see the session run after them, once.
+    versions = f"{VERSION},{NEWER}"
+    sessions = nox_sessions(shlex.split(command)[1:], cli_env, tmp_path / "output", versions)
     assert sessions == [f"build-matrix({VERSION}-amd64)", f"build-matrix({NEWER}-amd64)", "release"]
     index = json.loads((tmp_path / "output/index.json").read_text())
     assert index["latest"] == {"amd64": NEWER}

@@ -11,7 +11,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -21,7 +20,16 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 from build.signing import PASSPHRASE_ENV
-from tests.conftest import BOTH_ARCHES, INVOKE_CLI, REPO, VERSION, Prebuilt, Release, copy_output
+from tests.conftest import (
+    BOTH_ARCHES,
+    INVOKE_CLI,
+    REPO,
+    VERSION,
+    Prebuilt,
+    Release,
+    copy_output,
+    nox_sessions,
+)
 from tests.gpgkeys import PASSPHRASE, Keys, gpg
 from tests.needs import need
 from tests.results import error_line, ok
@@ -465,26 +473,9 @@ def test_nox_release_signs_and_the_builds_never_see_the_key(
     release: Release, cli_env: dict[str, str], keys: Keys, tmp_path: Path
 ) -> None:
     """The real session: a build cell given --sign-key would stop at an unknown flag."""
-    result = subprocess.run(
-        [
-            *(sys.executable, "-m", "nox", "-s", "release", "--"),
-            f"--publish-url={PUBLISH_URL}",
-            f"--sign-key={keys.plain}",
-            f"--gnupg-home={keys.home}",
-        ],
-        cwd=REPO,
-        env={
-            **cli_env,
-            "INVOKE_OUTPUT_DIR": str(tmp_path / "output"),
-            "ALLOY_VERSIONS": VERSION,
-            "ALLOY_ARCHS": "amd64",
-        },
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    sessions = re.findall(r"nox > \* (\S+): success", result.stderr)
+    args = ["-s", "release", "--", f"--publish-url={PUBLISH_URL}"]
+    args += [f"--sign-key={keys.plain}", f"--gnupg-home={keys.home}"]
+    sessions = nox_sessions(args, cli_env, tmp_path / "output", VERSION)
     assert sessions == [f"build-matrix({VERSION}-amd64)", "release"]
     output = tmp_path / "output"
     verdict = gpgv(output / SIGNED[1], output / "SHA256SUMS.gpg", output / "SHA256SUMS")
