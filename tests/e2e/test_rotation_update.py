@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-import shutil
 import urllib.parse
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -63,28 +62,10 @@ class RotationFleet(Fleet):
 
     def publish_signed(self, steps: list[tuple[list[tuple[str, tuple[str, ...]]], str]]) -> None:
         """Step N: each (version, build flags) built once, then released signed with a key."""
-        output = self.tmp_path / "output"
-        built: set[str] = set()
-        for number, (versions, key) in enumerate(steps):
-            for version, flags in versions:
-                if version not in built:
-                    result = self.invoke(
-                        "all", f"--version={version}", f"--output-dir={output}", *flags
-                    )
-                    assert result.returncode == 0, result.stderr
-                    built.add(version)
-            result = self.invoke(
-                "release",
-                f"--output-dir={output}",
-                f"--publish-url={self.server.url}",
-                f"--health-url={self.health_url}",
-                f"--sign-key={key}",
-                env={"INVOKE_GNUPG_HOME": str(self.keys_home)},
-            )
-            assert result.returncode == 0, result.stderr
-            shutil.copytree(
-                output, self.steps / str(number), ignore=shutil.ignore_patterns(".staging")
-            )
+        self.publish_steps(
+            [(versions, (f"--sign-key={key}",)) for versions, key in steps],
+            env={"INVOKE_GNUPG_HOME": str(self.keys_home)},
+        )
 
     keys_home: Path = Path()
 

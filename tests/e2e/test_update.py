@@ -118,12 +118,26 @@ class Fleet:
     def publish(self, steps: list[list[str]]) -> None:
         """Step N's directory: `invoke all` of each version in steps[N] (cumulative), then
         `invoke release` over them, as a publisher would; a snapshot of the output directory."""
+        self.publish_steps(
+            [([(v, ()) for v in versions], self.release_options) for versions in steps]
+        )
+
+    def publish_steps(
+        self,
+        steps: list[tuple[list[tuple[str, tuple[str, ...]]], tuple[str, ...]]],
+        env: dict[str, str] | None = None,
+    ) -> None:
+        """Step N: each (version, its `invoke all` flags) built once, the first time a step
+        holds it, then `invoke release` with the step's own flags (and `env`) over every image
+        built so far; a snapshot of the output directory."""
         output = self.tmp_path / "output"
         built: set[str] = set()
-        for number, versions in enumerate(steps):
-            for version in versions:
+        for number, (versions, release_flags) in enumerate(steps):
+            for version, flags in versions:
                 if version not in built:
-                    result = self.invoke("all", f"--version={version}", f"--output-dir={output}")
+                    result = self.invoke(
+                        "all", f"--version={version}", f"--output-dir={output}", *flags
+                    )
                     assert result.returncode == 0, result.stderr
                     built.add(version)
             result = self.invoke(
@@ -131,7 +145,8 @@ class Fleet:
                 f"--output-dir={output}",
                 f"--publish-url={self.server.url}",
                 f"--health-url={self.health_url}",
-                *self.release_options,
+                *release_flags,
+                env=env,
             )
             assert result.returncode == 0, result.stderr
             shutil.copytree(
