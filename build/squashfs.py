@@ -28,8 +28,9 @@ Kernel paths the reader follows (same bytes, same arithmetic):
 - cache.c squashfs_read_metadata: a read at an offset at or past its block's length fails;
   reading to a block's end moves to the next block. block.c squashfs_read_data: a metadata
   block stores at most 8192 bytes and gives at most 8192.
-- inode.c squashfs_read_inode / squashfs_new_inode: every field, with the mode's type bits
-  (none, or the inode type's own); basic files have nlink 1; uid/gid indexes below the id count
+- inode.c squashfs_read_inode / squashfs_new_inode: every field; the mode holds no type bits
+  (older kernels OR the inode type into them, newer ones refuse the inode: mksquashfs writes
+  none); basic files have nlink 1; uid/gid indexes below the id count
   (id.c squashfs_get_id); an inode naming a fragment is looked up when read (fragment.c
   squashfs_frag_lookup: index below the superblock's count, size word below 1 << 25).
 - squashfs_iget: iget_locked() caches inodes by NUMBER: each number must name one inode
@@ -271,7 +272,7 @@ class SquashfsReader:
         self._regular(node)
         if node.size > limit:
             raise BuildError(
-                f"/{node.path} in {self.path} is {node.size} bytes, more than {limit}",
+                f"{_at(node.path)} in {self.path} is {node.size} bytes, more than {limit}",
                 "raise --max-binary-size if the binary really is that large",
             )
         self._budget.extend(CONTENT_SECONDS_PER_GIB * limit / (1 << 30))
@@ -283,7 +284,7 @@ class SquashfsReader:
 
     def _regular(self, node: Node) -> None:
         if node.kind != "file" or node.location is None:
-            raise BuildError(f"/{node.path} in {self.path} is not a regular file")
+            raise BuildError(f"{_at(node.path)} in {self.path} is not a regular file")
 
     # -- superblock and tables ------------------------------------------------------------
 
@@ -486,17 +487,16 @@ class SquashfsReader:
         extended = inode_type > 7
         kind = KINDS.get(inode_type - 7 if extended else inode_type)
         if kind is None:
-            raise Malformed(f"/{path} has inode type {inode_type}")
-        fmt_bits = stat.S_IFMT(mode)
-        if fmt_bits and fmt_bits != FORMAT_BITS[kind]:
-            raise Malformed(f"/{path} is a {kind} whose mode says otherwise ({mode:o})")
+            raise Malformed(f"{_at(path)} has inode type {inode_type}")
+        if stat.S_IFMT(mode):  # kernels OR the type in, or (since 6.x) refuse the inode
+            raise Malformed(f"{_at(path)} is a {kind} whose mode holds type bits ({mode:o})")
         if uid_index >= self._no_ids or gid_index >= self._no_ids:
-            raise Malformed(f"/{path} has an owner index past the id table")
+            raise Malformed(f"{_at(path)} has an owner index past the id table")
         if uid_index >= len(self._ids) or gid_index >= len(self._ids):
-            raise Malformed(f"/{path} has an owner index past {MAX_ENTRIES}")
+            raise Malformed(f"{_at(path)} has an owner index past {MAX_ENTRIES}")
         if not 1 <= number <= self._inode_count:
             raise Malformed(
-                f"/{path} has inode number {number} (the image has {self._inode_count})"
+                f"{_at(path)} has inode number {number} (the image has {self._inode_count})"
             )
         xattr = NO_XATTR
         nlink = 1
@@ -508,7 +508,7 @@ class SquashfsReader:
                 )
                 if index_count:
                     raise Malformed(
-                        f"/{path} has a directory index (the kernel's lookup follows it, "
+                        f"{_at(path)} has a directory index (the kernel's lookup follows it, "
                         "not the listing)"
                     )
             else:
@@ -520,10 +520,10 @@ class SquashfsReader:
         elif kind == "symlink":
             nlink, target_size = struct.unpack("<II", take(8))
             if not 0 < target_size <= MAX_SYMLINK:
-                raise Malformed(f"/{path} is a symlink with a {target_size}-byte target")
+                raise Malformed(f"{_at(path)} is a symlink with a {target_size}-byte target")
             target = take(target_size)
             if b"\0" in target:
-                raise Malformed(f"/{path} is a symlink whose target holds a NUL")
+                raise Malformed(f"{_at(path)} is a symlink whose target holds a NUL")
             fields["target"] = target.decode("utf-8", "surrogateescape")
             if extended:
                 (xattr,) = struct.unpack("<I", take(4))
@@ -536,9 +536,9 @@ class SquashfsReader:
             nlink, *more = struct.unpack("<II" if extended else "<I", take(8 if extended else 4))
             xattr = more[0] if more else NO_XATTR
         if nlink == 0:
-            raise Malformed(f"/{path} has no links")
+            raise Malformed(f"{_at(path)} has no links")
         if xattr != NO_XATTR and kind != "file":
-            raise Malformed(f"/{path} is a {kind} with xattrs (only files carry them)")
+            raise Malformed(f"{_at(path)} is a {kind} with xattrs (only files carry them)")
         self._budget.parsed(cursor.taken)
         return Node(
             path=path,
@@ -560,37 +560,37 @@ class SquashfsReader:
                 "<QQQIIII", take(40)
             )
             if sparse:
-                raise Malformed(f"/{path} is a sparse file")
+                raise Malformed(f"{_at(path)} is a sparse file")
         else:
             start, fragment, frag_offset, size = struct.unpack("<IIII", take(16))
         if size > MAX_FILE_BYTES:
-            raise Malformed(f"/{path} claims {size} bytes")
+            raise Malformed(f"{_at(path)} claims {size} bytes")
         block_size = self._block_size
         whole, tail = divmod(size, block_size)
         if fragment == NO_FRAGMENT:
             count = whole + (1 if tail else 0)
         elif not tail:
-            raise Malformed(f"/{path} names a fragment but has no tail to put in it")
+            raise Malformed(f"{_at(path)} names a fragment but has no tail to put in it")
         else:
             count = whole
             self._fragment_entry(fragment, path)  # squashfs_read_inode looks it up
         room = self._inode_table - start
         if count and (start < self._data_start or count > room):
-            raise Malformed(f"/{path} claims {size} bytes, more than the image could hold")
+            raise Malformed(f"{_at(path)} claims {size} bytes, more than the image could hold")
         self._budget.parsed(4 * count)
         blocks = struct.unpack(f"<{count}I", take(4 * count))
         stored = 0
         for word in blocks:
             size_of = word & ~DATA_UNCOMPRESSED
             if word >> 25:
-                raise Malformed(f"/{path} has a block size word {word:#x}")
+                raise Malformed(f"{_at(path)} has a block size word {word:#x}")
             if size_of == 0:
-                raise Malformed(f"/{path} has a sparse block")
+                raise Malformed(f"{_at(path)} has a sparse block")
             if size_of > block_size:
-                raise Malformed(f"/{path} has a {size_of}-byte data block")
+                raise Malformed(f"{_at(path)} has a {size_of}-byte data block")
             stored += size_of
         if stored > room:
-            raise Malformed(f"/{path}'s blocks run past the data area")
+            raise Malformed(f"{_at(path)}'s blocks run past the data area")
         return {
             "location": (start, blocks, fragment, frag_offset),
             "size": size,
@@ -621,15 +621,17 @@ class SquashfsReader:
                 path = f"{directory.path}/{name}".lstrip("/")
                 known = refs.setdefault(number, ref)
                 if known != ref:
-                    raise Malformed(f"/{path} has inode number {number}, which names another inode")
+                    raise Malformed(
+                        f"{_at(path)} has inode number {number}, which names another inode"
+                    )
                 node = self._inode(ref, path)
                 if node.inode != number:
-                    raise Malformed(f"/{path}: its directory entry and inode disagree")
+                    raise Malformed(f"{_at(path)}: its directory entry and inode disagree")
                 if KINDS.get(entry_type) != node.kind:
-                    raise Malformed(f"/{path}: its directory entry says another type")
+                    raise Malformed(f"{_at(path)}: its directory entry says another type")
                 if node.kind == "directory":
                     if ref in directories:
-                        raise Malformed(f"/{path} is a directory reached twice (a loop)")
+                        raise Malformed(f"{_at(path)} is a directory reached twice (a loop)")
                     directories.add(ref)
                     children.append((node, depth + 1))
                 yield node
@@ -640,7 +642,7 @@ class SquashfsReader:
         assert directory.location is not None
         start, _, size, offset = directory.location
         if size < 3:
-            raise Malformed(f"/{directory.path} has a directory size of {size}")
+            raise Malformed(f"{_at(directory.path)} has a directory size of {size}")
         cursor = _Cursor(self, self._dir_table + start, offset, self._end)
         left = size - 3
         previous = b""
@@ -649,23 +651,25 @@ class SquashfsReader:
             count, inode_block, base = struct.unpack("<III", cursor.take(12))
             left -= 12
             if count >= DIR_COUNT_MAX:
-                raise Malformed(f"/{directory.path} has a listing header of {count + 1} entries")
+                raise Malformed(
+                    f"{_at(directory.path)} has a listing header of {count + 1} entries"
+                )
             for _ in range(count + 1):
                 offset_in_block, delta, entry_type, name_size = struct.unpack(
                     "<HhHH", cursor.take(8)
                 )
                 if name_size >= NAME_MAX:
-                    raise Malformed(f"/{directory.path} has a {name_size + 1}-byte name")
+                    raise Malformed(f"{_at(directory.path)} has a {name_size + 1}-byte name")
                 raw = cursor.take(name_size + 1)
                 left -= 8 + name_size + 1
                 if left < 0:
-                    raise Malformed(f"/{directory.path}'s listing runs past its size")
+                    raise Malformed(f"{_at(directory.path)}'s listing runs past its size")
                 if raw in (b".", b"..") or b"/" in raw or b"\0" in raw:
-                    raise Malformed(f"/{directory.path} holds an impossible name {raw!r}")
+                    raise Malformed(f"{_at(directory.path)} holds an impossible name {_cut(raw)}")
                 if raw <= previous:
                     raise Malformed(
-                        f"/{directory.path}'s listing is not sorted ({raw!r} after "
-                        f"{previous!r}): the kernel's lookup would miss names"
+                        f"{_at(directory.path)}'s listing is not sorted ({_cut(raw)} after "
+                        f"{_cut(previous)}): the kernel's lookup would miss names"
                     )
                 previous = raw
                 ref = (inode_block << 16) | offset_in_block
@@ -682,7 +686,7 @@ class SquashfsReader:
         for node in nodes:
             want = 2 + subdirs[node.path] if node.kind == "directory" else names[node.inode]
             if node.nlink != want:
-                raise Malformed(f"/{node.path} has nlink {node.nlink}, but {want} names")
+                raise Malformed(f"{_at(node.path)} has nlink {node.nlink}, but {want} names")
 
     def _check_exports(self, nodes: list[Node]) -> None:
         """The export table (NFS handles, open_by_handle_at) must name the inodes the walk
@@ -693,7 +697,7 @@ class SquashfsReader:
             self._budget.check()
             row = self._row(self._lookup_index, node.inode - 1, 8, self._lookup_table)
             if struct.unpack("<Q", row)[0] != self._refs[node.inode]:
-                raise Malformed(f"/{node.path}: the export table names another inode")
+                raise Malformed(f"{_at(node.path)}: the export table names another inode")
 
     # -- xattrs ---------------------------------------------------------------------------
 
@@ -708,11 +712,11 @@ class SquashfsReader:
 
     def _read_xattrs(self, index: int, path: str) -> dict[str, bytes]:
         if index >= self._xattr_count:
-            raise Malformed(f"/{path} has an xattr index past the xattr table")
+            raise Malformed(f"{_at(path)} has an xattr index past the xattr table")
         self.work.xattr_parses += 1
         ref, count, _ = struct.unpack("<QII", self._row(self._xattr_ids, index, 16, self._end))
         if count > MAX_XATTRS:
-            raise Malformed(f"/{path} has {count} xattrs")
+            raise Malformed(f"{_at(path)} has {count} xattrs")
         limit = self._xattr_ids[0]
         cursor = _Cursor(self, self._xattr_kv + (ref >> 16), ref & 0xFFFF, limit)
         xattrs: dict[str, bytes] = {}
@@ -721,29 +725,29 @@ class SquashfsReader:
             xtype, name_size = struct.unpack("<HH", cursor.take(4))
             prefix = XATTR_PREFIXES.get(xtype & 0xFF)
             if prefix is None or xtype & ~(0xFF | XATTR_VALUE_OUT_OF_LINE):
-                raise Malformed(f"/{path} has an xattr of unknown type {xtype}")
+                raise Malformed(f"{_at(path)} has an xattr of unknown type {xtype}")
             raw_name = cursor.take(name_size)
             if not raw_name or b"\0" in raw_name:
-                raise Malformed(f"/{path} has an xattr with an empty name or a NUL in it")
+                raise Malformed(f"{_at(path)} has an xattr with an empty name or a NUL in it")
             name = prefix + raw_name.decode("utf-8", "backslashreplace")
             (value_size,) = struct.unpack("<I", cursor.take(4))
             if value_size > MAX_XATTR_VALUE:
-                raise Malformed(f"/{path} has a {value_size}-byte xattr")
+                raise Malformed(f"{_at(path)} has a {value_size}-byte xattr")
             value = cursor.take(value_size)
             if xtype & XATTR_VALUE_OUT_OF_LINE:
                 if value_size != 8:
-                    raise Malformed(f"/{path} has a malformed xattr reference")
+                    raise Malformed(f"{_at(path)} has a malformed xattr reference")
                 (value_ref,) = struct.unpack("<Q", value)
                 out_of_line = _Cursor(
                     self, self._xattr_kv + (value_ref >> 16), value_ref & 0xFFFF, limit
                 )
                 (size,) = struct.unpack("<I", out_of_line.take(4))
                 if size > MAX_XATTR_VALUE:
-                    raise Malformed(f"/{path} has a {size}-byte xattr")
+                    raise Malformed(f"{_at(path)} has a {size}-byte xattr")
                 value = out_of_line.take(size)
                 self._budget.parsed(out_of_line.taken)
             if name in xattrs:
-                raise Malformed(f"/{path} has the xattr {name} twice")
+                raise Malformed(f"{_at(path)} has the xattr {name} twice")
             xattrs[name] = value
         self._budget.parsed(cursor.taken)
         return xattrs
@@ -763,40 +767,42 @@ class SquashfsReader:
             self._budget.check()
             stored = word & ~DATA_UNCOMPRESSED
             expected = min(block_size, node.size - done)
-            raw = self._bytes(position, stored, f"data of /{node.path}")
+            raw = self._bytes(position, stored, f"data of {_at(node.path)}")
             position += stored
             data = bytes(raw) if word & DATA_UNCOMPRESSED else self._decompress(raw, block_size)
             self.work.data_blocks += 1
             self.work.data_bytes += len(data)
             if len(data) != expected:
-                raise Malformed(f"/{node.path} has a block of {len(data)} bytes, not {expected}")
+                raise Malformed(
+                    f"{_at(node.path)} has a block of {len(data)} bytes, not {expected}"
+                )
             done += expected
             yield data[: want - done + expected]
         if done < want and fragment != NO_FRAGMENT:
             tail = node.size - done
             block = self._fragment(fragment, node)
             if frag_offset + tail > len(block):
-                raise Malformed(f"/{node.path}'s tail runs past its fragment block")
+                raise Malformed(f"{_at(node.path)}'s tail runs past its fragment block")
             yield block[frag_offset : frag_offset + min(tail, want - done)]
 
     def _fragment_entry(self, index: int, path: str) -> tuple[int, int]:
         if index >= self._fragments:
-            raise Malformed(f"/{path} names fragment {index}, past the fragment table")
+            raise Malformed(f"{_at(path)} names fragment {index}, past the fragment table")
         start, word, _ = struct.unpack(
             "<QII", self._row(self._fragment_index, index, 16, self._fragment_table)
         )
         stored = word & ~DATA_UNCOMPRESSED
         if word >> 25 or not 0 < stored <= self._block_size:
-            raise Malformed(f"the fragment of /{path} is {stored} bytes")
+            raise Malformed(f"the fragment of {_at(path)} is {stored} bytes")
         if start < self._data_start or start + stored > self._inode_table:
-            raise Malformed(f"the fragment of /{path} lies outside the data area")
+            raise Malformed(f"the fragment of {_at(path)} lies outside the data area")
         return start, word
 
     def _fragment(self, index: int, node: Node) -> bytes:
         if self._fragment_cache is not None and self._fragment_cache[0] == index:
             return self._fragment_cache[1]
         start, word = self._fragment_entry(index, node.path)
-        raw = self._bytes(start, word & ~DATA_UNCOMPRESSED, f"fragment of /{node.path}")
+        raw = self._bytes(start, word & ~DATA_UNCOMPRESSED, f"fragment of {_at(node.path)}")
         data = bytes(raw) if word & DATA_UNCOMPRESSED else self._decompress(raw, self._block_size)
         self.work.data_blocks += 1
         self.work.data_bytes += len(data)
@@ -831,6 +837,16 @@ class _Cursor:
             if self._offset == len(data):
                 self._block, self._offset = after, 0
         return b"".join(parts)
+
+
+def _at(path: str) -> str:
+    """A path in the image as messages show it: at most 100 characters."""
+    return _cut(f"/{path}".encode("utf-8", "surrogateescape"))
+
+
+def _cut(raw: bytes) -> str:
+    shown = repr(bytes(raw))[2:-1]  # control characters and non-ASCII bytes escaped
+    return shown if len(shown) <= 100 else f"{shown[:60]}…{shown[-39:]}"
 
 
 def _size_of(path: Path) -> int:
