@@ -220,6 +220,11 @@ class _Budget:
         if self._clock() > self._deadline:
             raise Malformed(f"reading it takes more than {self._seconds:g} s")
 
+    def room(self, size: int) -> None:
+        """Refuses before parsing `size` bytes more would pass the cap."""
+        if self.work.parsed_bytes + size > MAX_METADATA_BYTES:
+            raise Malformed(f"more than {MAX_METADATA_BYTES >> 20} MiB of metadata to parse")
+
     def parsed(self, size: int) -> None:
         self.work.parsed_bytes += size
         if self.work.parsed_bytes > MAX_METADATA_BYTES:
@@ -243,8 +248,10 @@ class SquashfsReader:
         self._refs: dict[int, int] = {}  # inode number -> the inode reference it names
         with refusing_malformed(self.path, "squashfs", "mksquashfs"):
             size = _size_of(path)
-            if size > MAX_IMAGE_BYTES:
-                raise Malformed(f"{size} bytes, more than the {MAX_IMAGE_BYTES >> 30} GiB it takes")
+            if size > MAX_IMAGE_BYTES:  # read at call time: tests lower it
+                raise Malformed(
+                    f"{size} bytes; verify reads images of at most {MAX_IMAGE_BYTES} bytes"
+                )
             self._data = map_readonly(path)
             self.superblock = self._read_superblock()
             self._ids = self._read_ids()
@@ -577,7 +584,7 @@ class SquashfsReader:
         room = self._inode_table - start
         if count and (start < self._data_start or count > room):
             raise Malformed(f"{_at(path)} claims {size} bytes, more than the image could hold")
-        self._budget.parsed(4 * count)
+        self._budget.room(4 * count)
         blocks = struct.unpack(f"<{count}I", take(4 * count))
         stored = 0
         for word in blocks:

@@ -295,6 +295,12 @@ class Layout:
         spots = self.header_field(self.entries[path].header, 8)
         return struct.unpack("<I", bytes(self.data[i] for i in spots))[0]
 
+    def export_field(self, number: int) -> list[int]:
+        """Where the export table's entry for inode `number` is."""
+        (lookup_table,) = struct.unpack_from("<Q", self.data, 88)
+        (block,) = struct.unpack_from("<Q", self.data, lookup_table)
+        return Table(self.data, 0).offsets(block, 8 * (number - 1), 8)
+
     def index_field(self, path: str, number: int, rel: int, fmt: str = "<I") -> list[int]:
         inode = self.inodes[path]
         return self._field(inode.ref, inode.index[number] + rel, fmt)
