@@ -76,7 +76,9 @@ def test_an_index_aiming_the_kernels_lookup_at_a_setuid_alloy_is_refused(
     index sends the kernel's lookup and readdir to a listing no directory names, whose alloy is
     setuid root with cap_sys_admin. The reader of before took it (verify passed)."""
     evil = Dir({"alloy": File(b"#!/bin/sh\nid\n", 0o4755, {"security.capability": CAPABILITY})})
-    image = build(alloy_tree(evil), tmp_path / "alloy.raw", orphans=(evil,))
+    image = build(
+        alloy_tree(evil), tmp_path / "alloy.raw", 1 << 20, orphans=(evil,), compressor="xz"
+    )
     result = verify(invoke, image)
     assert result.returncode == 1
     assert result.stderr.splitlines() == [
@@ -211,8 +213,8 @@ def test_an_export_table_naming_another_inode(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("target", "fragment"),
-    [(b"alloy\0/usr/bin/sh", "whose target holds a NUL"), (b"a" * 4097, "4097-byte target")],
-    ids=["nul", "over-a-page"],
+    [(b"alloy\0/usr/bin/sh", "whose target holds a NUL"), (b"", "0-byte target")],
+    ids=["nul", "empty"],
 )
 def test_symlink_targets_readlink_shows_otherwise(
     tmp_path: Path, target: bytes, fragment: str

@@ -16,6 +16,7 @@ from pathlib import Path
 METADATA = 8192
 NO_XATTR = 0xFFFFFFFF
 NO_TABLE = 0xFFFFFFFFFFFFFFFF
+COMPRESSORS = {"gzip": 1, "xz": 4}
 XATTR_TYPES = {"user.": 0, "trusted.": 1, "security.": 2}
 
 
@@ -57,9 +58,14 @@ def build(
     block_size: int = 4096,
     compress: bool = False,
     orphans: tuple[Dir, ...] = (),
+    compressor: str = "gzip",
 ) -> Path:
-    """Write `root` (and `orphans`: directories no listing names) as a squashfs image."""
-    return _Writer(root, block_size, compress, orphans).write(image)
+    """Write `root` (and `orphans`: directories no listing names) as a squashfs image.
+    `compressor` is what the superblock names ("xz": as the build packs); only gzip is
+    written, and only where `compress`."""
+    writer = _Writer(root, block_size, compress, orphans)
+    writer.compressor = COMPRESSORS[compressor]
+    return writer.write(image)
 
 
 class _Writer:
@@ -75,6 +81,7 @@ class _Writer:
         self._collect(root)
         for orphan in orphans:
             self._collect(orphan)
+        self.compressor = COMPRESSORS["gzip"]
         self.xattr_sets: list[dict[str, bytes]] = []
         self.xattr_id: dict[int, int] = {}
 
@@ -159,7 +166,7 @@ class _Writer:
             "<IIIIIHHHHHHQQQQQQQQ",
             out,
             0,
-            *(0x73717368, len(self.order), 0, self.block_size, 0, 1),
+            *(0x73717368, len(self.order), 0, self.block_size, 0, self.compressor),
             *(self.block_size.bit_length() - 1, 0, 1, 4, 0),
             *(root_ref, bytes_used, id_table, xattr_table, inode_table, dir_table),
             *(NO_TABLE, NO_TABLE),
