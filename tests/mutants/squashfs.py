@@ -33,6 +33,7 @@ VARIANTS = {
     "fragment": (128 << 10, 20_000, 0),  # the binary wholly in a fragment
     "blocks": (4096, 18_000, 0),  # four blocks and a tail in a fragment
     "bigdir": (4096, 9000, 120),  # usr/local/bin's listing over 8 KiB: it gets an index
+    "xattrs": (4096, 9000, -1),  # xattrs on every file, one value shared; a symlink
 }
 
 
@@ -44,7 +45,7 @@ def alloy_tree(root: Path, extra: int = 0, binary_size: int = 20_000) -> Path:
         UNIT: (b"[Service]\nExecStart=/usr/local/bin/alloy run\n", 0o644),
         RELEASE: (b"ID=_any\nARCHITECTURE=x86-64\n", 0o644),
     }
-    for number in range(extra):
+    for number in range(max(extra, 0)):
         files[f"usr/local/bin/zz-{number:03d}-{'x' * 90}"] = (b"", 0o644)
     for name, (data, mode) in files.items():
         path = root / name
@@ -52,6 +53,11 @@ def alloy_tree(root: Path, extra: int = 0, binary_size: int = 20_000) -> Path:
         path.write_bytes(data)
         path.chmod(mode)
     os.setxattr(root / RELEASE, STRICT_XATTR, b"false")
+    if extra < 0:  # the xattrs variant
+        for name in (BINARY, UNIT):
+            os.setxattr(root / name, "user.note", b"shared value " * 8)
+        os.setxattr(root / BINARY, "user.own", b"own")
+        (root / "usr/local/bin/alloy-link").symlink_to("alloy")
     for directory in [root, *(p for p in root.rglob("*") if p.is_dir())]:
         directory.chmod(0o755)
     return root
@@ -216,6 +222,7 @@ class Layout:
                 "xattr": (52, "<I"),
             },
             3: {"nlink": (16, "<I"), "target_size": (20, "<I")},
+            10: {"nlink": (16, "<I"), "target_size": (20, "<I")},
         }
         fields.update(layouts.get(kind, {}))
         inode = Inode(path, ref, kind, number, fields)
@@ -294,6 +301,26 @@ class Layout:
         """The inode number base of the listing header that holds `path`'s entry."""
         spots = self.header_field(self.entries[path].header, 8)
         return struct.unpack("<I", bytes(self.data[i] for i in spots))[0]
+
+    def xattr_entries(self) -> list[int]:
+        """File offsets of each xattr entry's type field, in the key/value area."""
+        if self.xattr_table == 0xFFFFFFFFFFFFFFFF:
+            return []
+        kv_start, count, _ = struct.unpack_from("<QII", self.data, self.xattr_table)
+        (ids_block,) = struct.unpack_from("<Q", self.data, self.xattr_table + 16)
+        rows = Table(self.data, 0)
+        kv = Table(self.data, kv_start)
+        found = []
+        for number in range(count):
+            ref, pairs, _ = struct.unpack("<QII", rows.read(ids_block, 16 * number, 16))
+            position = (ref >> 16, ref & 0xFFFF)
+            for _ in range(pairs):
+                found.append(kv.offsets(*position, 1)[0])
+                _, name_size = struct.unpack("<HH", kv.read(*position, 4))
+                position = kv.advance(*position, 4 + name_size)
+                (value_size,) = struct.unpack("<I", kv.read(*position, 4))
+                position = kv.advance(*position, 4 + value_size)
+        return found
 
     def export_field(self, number: int) -> list[int]:
         """Where the export table's entry for inode `number` is."""
@@ -437,7 +464,31 @@ def _nlink(layout: Layout, rng: random.Random) -> str | None:
     return f"nlink of /{path} {old} -> {new}"
 
 
+def _symlink(layout: Layout, rng: random.Random) -> str | None:
+    links = sorted(path for path, inode in layout.inodes.items() if inode.type in (3, 10))
+    if not links:
+        return None
+    path = rng.choice(links)
+    old = layout.get(path, "target_size")
+    new = max(0, old + rng.choice([-1, 1, 4096]))
+    layout.set(path, "target_size", new)
+    return f"symlink target size of /{path} {old} -> {new}"
+
+
+def _xattr_entry(layout: Layout, rng: random.Random) -> str | None:
+    entries = layout.xattr_entries()
+    if not entries:
+        return None
+    at = rng.choice(entries)
+    old = struct.unpack_from("<H", layout.data, at)[0]
+    new = rng.choice([0, 1, 2, 3, old ^ 0x100, old | 0x200])
+    struct.pack_into("<H", layout.data, at, new)
+    return f"xattr entry type at byte {at} {old:#x} -> {new:#x}"
+
+
 MUTATIONS: tuple[Mutation, ...] = (
+    _symlink,
+    _xattr_entry,
     _mode,
     _owner,
     _inode_number,
