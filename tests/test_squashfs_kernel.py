@@ -18,7 +18,7 @@ from tests.conftest import Invoke
 from tests.fakes import MACHINES, elf_binary
 from tests.mutants import squashfs as mutants
 from tests.mutants.squashfs import BINARY, RELEASE, UNIT, Layout, base_image
-from tests.mutants.squashfs_writer import Dir, File, Symlink, build
+from tests.mutants.squashfs_writer import Dir, File, Node, Symlink, build
 from tests.test_verify import verify
 
 CAPABILITY = struct.pack("<5I", 0x02000001, 1 << 21, 0, 0, 0)  # cap_sys_admin, effective
@@ -31,7 +31,7 @@ def alloy_tree(evil: Dir | None = None) -> Dir:
     if evil is not None:
         binary.index = [(b"a", evil)]
     unit = File(b"[Service]\nExecStart=/usr/local/bin/alloy run\n")
-    lib = {
+    lib: dict[str, Node] = {
         "extension-release.d": Dir({"extension-release.alloy": release}),
         "systemd": Dir({"system": Dir({"alloy.service": unit})}),
     }

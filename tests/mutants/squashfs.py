@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.fakes import MACHINES, elf_binary
-from tests.mutants.squashfs_writer import Dir, File, build
+from tests.mutants.squashfs_writer import Dir, File, Node, build
 
 BINARY = "usr/local/bin/alloy"
 UNIT = "usr/lib/systemd/system/alloy.service"
@@ -532,7 +532,7 @@ def _chain() -> Dir:
 def _shared_xattrs() -> Dir:
     """8,000 files sharing one xattr id of 60 values of 60 KiB each."""
     xattrs = {f"user.v{number:02d}": bytes([number]) * (60 << 10) for number in range(60)}
-    files = {f"f{number:05d}": File(b"", xattrs=xattrs) for number in range(8000)}
+    files: dict[str, Node] = {f"f{n:05d}": File(b"", xattrs=xattrs) for n in range(8000)}
     return Dir({"usr": Dir({"local": Dir({"bin": Dir(files, extended=True)})})})
 
 
@@ -545,7 +545,7 @@ def _long_block_list() -> Dir:
 def _max_listing() -> Dir:
     """9,990 names of 255 bytes in one directory, all one small file."""
     small = File(b"x", xattrs={"user.a": b"b"})
-    names = {f"{number:05d}{'n' * 250}": small for number in range(9990)}
+    names: dict[str, Node] = {f"{number:05d}{'n' * 250}": small for number in range(9990)}
     return Dir({"usr": Dir(names, extended=True)})
 
 
