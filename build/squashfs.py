@@ -59,7 +59,8 @@ Kernel paths the reader refuses (one line, Malformed):
 - an inode number reached by two inode references (or equal to a directory's), 0, or above the
   superblock's inode count; a directory reached twice; nlink other than the names the walk
   found (directories: 2 + subdirectories; a basic file always shows 1); nlink 0.
-- xattr ids on anything but regular files; an xattr of unknown type bits; sparse blocks
+- xattr ids on anything but regular files and directories (security.selinux on an SELinux
+  build host); an xattr of unknown type bits; sparse blocks
   (squashfs_readpage_sparse: an Alloy binary has none, and an LREG sparse count != 0); blocks
   or fragments outside the data area; a size word with bits above 1 << 24 (squashfs_block_size
   -EIO); a fragment on a file whose size is a whole number of blocks; a fragment tail past its
@@ -544,8 +545,10 @@ class SquashfsReader:
             xattr = more[0] if more else NO_XATTR
         if nlink == 0:
             raise Malformed(f"{_at(path)} has no links")
-        if xattr != NO_XATTR and kind != "file":
-            raise Malformed(f"{_at(path)} is a {kind} with xattrs (only files carry them)")
+        if xattr != NO_XATTR and kind not in ("file", "directory"):
+            raise Malformed(
+                f"{_at(path)} is a {kind} with xattrs (files and directories carry them)"
+            )
         self._budget.parsed(cursor.taken)
         return Node(
             path=path,
@@ -715,7 +718,7 @@ class SquashfsReader:
         if cached is None:
             cached = self._read_xattrs(index, path)
             self._xattr_sets[index] = cached
-        return dict(cached)
+        return cached  # one dict for every inode sharing the id: nothing changes it
 
     def _read_xattrs(self, index: int, path: str) -> dict[str, bytes]:
         if index >= self._xattr_count:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -47,6 +48,7 @@ BINARY_DIRS = ("usr/bin/", "usr/local/bin/")
 # STRICT_XATTR (on the extension-release file) fails.
 ALLOWED_XATTRS = ("security.selinux",)
 MAX_RELEASE_BYTES = 64 << 10
+SHOWN_LINKS = 3  # other names of a hard link a message shows
 
 
 @dataclass(frozen=True)
@@ -178,8 +180,12 @@ def _kind_problems(
     elif entry.kind in ("FIFO", "socket"):
         yield f"is a {entry.kind}"
     elif entry.path in links:
-        others = ", ".join(_shown(other) for other in links[entry.path] if other != entry.path)
-        yield f"is a hard link (one inode with {others})"
+        names = links[entry.path]  # thousands in a hostile image: show a few, count the rest
+        others = ", ".join(
+            _shown(other) for other in islice((o for o in names if o != entry.path), SHOWN_LINKS)
+        )
+        more = f" … and {len(names) - 1 - SHOWN_LINKS} more" if len(names) - 1 > SHOWN_LINKS else ""
+        yield f"is a hard link (one inode with {others}{more})"
     elif entry.is_dir and entry.path in files:
         yield "is a directory, not a regular file"
     elif entry.is_file and entry.path in directories:

@@ -140,10 +140,24 @@ def test_an_inode_number_the_kernel_caches_otherwise(
     refused(patched(tmp_path, "fragment", _renumber(BINARY, number)), fragment)
 
 
-def test_xattrs_on_a_directory(tmp_path: Path) -> None:
+def test_xattrs_on_a_symlink(tmp_path: Path) -> None:
+    """Files carry xattrs, and directories (security.selinux on an SELinux build host); an
+    Alloy sysext has no symlink to carry one."""
     tree = alloy_tree()
-    tree.children["usr"].xattrs = {"security.capability": CAPABILITY}  # type: ignore[union-attr]
-    refused(build(tree, tmp_path / "x.raw"), "/usr is a directory with xattrs")
+    link = Symlink(b"alloy", xattrs={"security.capability": CAPABILITY})
+    tree.children["usr"].children["local"].children["bin"].children["link"] = link  # type: ignore[union-attr]
+    refused(build(tree, tmp_path / "x.raw"), "/usr/local/bin/link is a symlink with xattrs")
+
+
+def test_xattrs_on_a_directory_read_as_the_kernel_shows_them(tmp_path: Path) -> None:
+    tree = alloy_tree()
+    tree.children["usr"].xattrs = {"security.selinux": b"system_u:object_r:usr_t:s0\0"}  # type: ignore[union-attr]
+    image = build(tree, tmp_path / "x.raw")
+    nodes = {node.path: node for node in SquashfsReader(image).nodes()}
+    assert nodes["usr"].xattrs == {"security.selinux": b"system_u:object_r:usr_t:s0\0"}
+    if kernelview.cannot_mount() is None:
+        view = kernelview.kernel_view(image, "squashfs", list(nodes), 1 << 20)
+        assert view.looked_up["usr"].xattrs == nodes["usr"].xattrs
 
 
 @pytest.mark.needs("mksquashfs")

@@ -34,6 +34,7 @@ class File:
 class Symlink:
     target: bytes
     mode: int = 0o777
+    xattrs: dict[str, bytes] | None = None  # an extended inode with an xattr id
 
 
 @dataclass(eq=False)
@@ -103,7 +104,7 @@ class _Writer:
             if isinstance(node, File):
                 data_at[id(node)] = (len(out), self._data(node, out))
         for node in self.order:
-            if isinstance(node, (File, Dir)) and node.xattrs is not None:
+            if node.xattrs is not None:
                 self._xattr_index(node.xattrs)
         sizes = [self._inode_size(node, data_at) for node in self.order]
         positions, position = {}, 0
@@ -202,7 +203,7 @@ class _Writer:
             )
             return 40 + sum(12 + len(name) for name, _ in node.index) if extended else 32
         if isinstance(node, Symlink):
-            return 24 + len(node.target)
+            return 24 + len(node.target) + (4 if node.xattrs is not None else 0)
         words = data_at[id(node)][1]
         return (56 if node.xattrs is not None else 32) + 4 * len(words)
 
@@ -283,8 +284,12 @@ class _Writer:
                 out += struct.pack("<III", 0, orphan_block, len(name) - 1) + name
             return out
         if isinstance(node, Symlink):
-            head = struct.pack("<HHHHII", 3, node.mode, 0, 0, 0, number)
-            return head + struct.pack("<II", links, len(node.target)) + node.target
+            extended = node.xattrs is not None
+            head = struct.pack("<HHHHII", 10 if extended else 3, node.mode, 0, 0, 0, number)
+            out = head + struct.pack("<II", links, len(node.target)) + node.target
+            if node.xattrs is not None:
+                out += struct.pack("<I", self._xattr_index(node.xattrs))
+            return out
         start, words = data_at[id(node)]
         size = len(node.data) if node.size is None else node.size
         nlink = links if node.nlink is None else node.nlink
