@@ -33,7 +33,7 @@ Kernel paths the reader follows (same bytes, same arithmetic):
   none); basic files have nlink 1; uid/gid indexes below the id count
   (id.c squashfs_get_id); an inode naming a fragment is looked up when read (fragment.c
   squashfs_frag_lookup: index below the superblock's count, size word below 1 << 25).
-- squashfs_iget: iget_locked() caches inodes by NUMBER: each number must name one inode
+- inode.c squashfs_iget: iget_locked() caches inodes by NUMBER: each number must name one inode
   reference (else lookup returns whichever came first, e.g. a directory for a file's name); the
   number must be 1 .. the superblock's inode count, and the directory entry's number must be
   the inode's own.
@@ -68,6 +68,11 @@ Kernel paths the reader refuses (one line, Malformed):
   it); an export table entry (export.c squashfs_inode_lookup, NFS handles) naming another
   inode than the walk found for that number; block and metadata streams that do not end where
   they should (trailing or missing bytes).
+
+Not modelled, where the kernel can only fail where the reader reads (a read error, never other
+bytes): xz_wrapper.c's preallocated dictionary (a stream asking more fails in the kernel),
+zstd_wrapper.c's window; readdir's ".." inode number (the directory's parent field) is not
+compared, the walk's names are.
 
 Bounds (work counted in `Work`, for tests): one deadline (READ_SECONDS, a monotonic clock,
 injectable) covers the whole read; images over MAX_IMAGE_BYTES are refused before reading;
