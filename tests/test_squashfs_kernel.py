@@ -315,3 +315,19 @@ def test_sha256_of_a_whole_file(tmp_path: Path, variant: str) -> None:
     assert binary_size <= reader.work.data_bytes <= binary_size + 4096  # a fragment's others
     with pytest.raises(BuildError, match=f"is {binary_size} bytes, more than {binary_size - 1}"):
         reader.sha256(node, binary_size - 1)
+
+
+# -- the differential suite's generator --------------------------------------------------------
+
+
+@pytest.mark.needs("mksquashfs")
+def test_mutants_are_reproducible(tmp_path: Path) -> None:
+    def made(workdir: Path) -> list[tuple[str, str]]:
+        return [
+            (what, hashlib.sha256(image.read_bytes()).hexdigest())
+            for what, image in mutants.mutants(workdir, 7, 12)
+        ]
+
+    first = made(tmp_path / "one")
+    assert len(first) == 12 and len({sha for _, sha in first}) > 6
+    assert made(tmp_path / "two") == first

@@ -511,10 +511,10 @@ def mutants(workdir: Path, seed: int, count: int) -> Iterator[tuple[str, Path]]:
     while made < count:
         variant = rng.choice(sorted(VARIANTS))
         layout = Layout(bases[variant])
-        mutation = rng.choice(MUTATIONS)
-        what = mutation(layout, rng)
-        if what is None:
+        changes = [rng.choice(MUTATIONS)(layout, rng) for _ in range(rng.choice((1, 1, 2)))]
+        if None in changes:
             continue
+        what = "; ".join(change for change in changes if change)
         image = workdir / f"mutant-{seed}-{made:04d}.raw"
         image.write_bytes(bytes(layout.data))
         made += 1
