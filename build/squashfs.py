@@ -75,11 +75,14 @@ zstd_wrapper.c's window; readdir's ".." inode number (the directory's parent fie
 compared, the walk's names are.
 
 Bounds (work counted in `Work`, for tests): one deadline (READ_SECONDS, a monotonic clock,
-injectable) covers the whole read; images over MAX_IMAGE_BYTES are refused before reading;
-each metadata block is decompressed at most once and at most MAX_METADATA_BYTES in all; each
-inode is parsed once per reference and at most MAX_METADATA_BYTES of inodes, listings and
-xattrs are parsed in all; each xattr id is parsed once; file contents are decompressed block by
-block, never more than the caller's limit (verify gives --max-binary-size).
+injectable) covers the whole static read (construction and nodes(); head() and sha256() start
+their own, longer by what they may decompress); images over MAX_IMAGE_BYTES are refused before
+reading; each metadata block is decompressed at most once and at most MAX_METADATA_BYTES in
+all; each inode is parsed once per reference and at most MAX_METADATA_BYTES of inodes, listings
+and xattrs are parsed in all; each xattr id is parsed once; file contents are decompressed block
+by block, never more than the caller's limit (verify gives --max-binary-size). So the work is
+at most about 2 x MAX_METADATA_BYTES plus the content asked for, whatever counts the image
+claims.
 """
 
 from __future__ import annotations
@@ -121,8 +124,8 @@ MAX_METADATA_BYTES = 8 << 20  # decompressed, and again parsed, over the whole r
 MAX_XATTRS = 64  # per inode
 MAX_XATTR_VALUE = 64 << 10
 MAX_SYMLINK = PAGE_SIZE
-READ_SECONDS = 8.0  # the static read; sha256() adds CONTENT_SECONDS_PER_GIB of its limit
-CONTENT_SECONDS_PER_GIB = 60.0
+READ_SECONDS = 8.0  # construction and nodes(); head() and sha256() each start their own
+CONTENT_SECONDS_PER_GIB = 60.0  # and add this per GiB they may decompress
 
 COMPRESSIONS = {1: "gzip", 2: "lzma", 3: "lzo", 4: "xz", 5: "lz4", 6: "zstd"}
 READABLE = ("gzip", "xz", "zstd")
@@ -218,9 +221,10 @@ class _Budget:
         self._deadline = clock() + seconds
         self.work = Work()
 
-    def extend(self, seconds: float) -> None:
-        self._seconds += seconds
-        self._deadline += seconds
+    def restart(self, seconds: float) -> None:
+        """A new deadline, for a read the caller starts later (a file's content)."""
+        self._seconds = seconds
+        self._deadline = self._clock() + seconds
 
     def check(self) -> None:
         if self._clock() > self._deadline:
@@ -273,22 +277,24 @@ class SquashfsReader:
     def head(self, node: Node, size: int) -> bytes:
         """The first `size` bytes of a regular file."""
         self._regular(node)
+        wanted = min(size, node.size)
+        self._budget.restart(READ_SECONDS + CONTENT_SECONDS_PER_GIB * wanted / (1 << 30))
         with refusing_malformed(self.path, "squashfs", "mksquashfs"):
             out = bytearray()
-            for chunk in self._content(node, min(size, node.size)):
+            for chunk in self._content(node, wanted):
                 out += chunk
             return bytes(out[:size])
 
     def sha256(self, node: Node, limit: int) -> str:
         """The sha256 of a regular file's whole content, read block by block; refused when the
-        file is larger than `limit` bytes. The deadline grows with `limit`."""
+        file is larger than `limit` bytes. Its deadline grows with the size."""
         self._regular(node)
         if node.size > limit:
             raise BuildError(
                 f"{_at(node.path)} in {self.path} is {node.size} bytes, more than {limit}",
                 "raise --max-binary-size if the binary really is that large",
             )
-        self._budget.extend(CONTENT_SECONDS_PER_GIB * limit / (1 << 30))
+        self._budget.restart(READ_SECONDS + CONTENT_SECONDS_PER_GIB * node.size / (1 << 30))
         digest = hashlib.sha256()
         with refusing_malformed(self.path, "squashfs", "mksquashfs"):
             for chunk in self._content(node, node.size):
