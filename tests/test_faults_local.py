@@ -105,9 +105,10 @@ def busy_in(
     """Publish OTHER so that building it spends a while in `step` (stage or pack): the
     environment to build with, and a probe that is true once the build is inside the step."""
     if step == "stage":
-        # 64 MiB of zeros: a small zip that takes a while to unpack.
+        # 64 MiB of one byte: a small zip that takes a while to unpack (not zeros: mksquashfs
+        # would store sparse blocks, which verify refuses as no Alloy binary has them).
         header = elf_binary(MACHINES["amd64"], size=4096)
-        publish_zip(release, OTHER, header + bytes(64 << 20))
+        publish_zip(release, OTHER, header + b"\x01" * (64 << 20))
         return {}, lambda: temps(tmp_path, ".rootfs.*.tmp")
     publish_zip(release, OTHER, elf_binary(MACHINES["amd64"], seed=2))
     env, log = slow_mksquashfs(tmp_path, 30)
