@@ -331,3 +331,13 @@ def test_mutants_are_reproducible(tmp_path: Path) -> None:
     first = made(tmp_path / "one")
     assert len(first) == 12 and len({sha for _, sha in first}) > 6
     assert made(tmp_path / "two") == first
+
+
+@pytest.mark.needs("mksquashfs")
+def test_a_fragment_count_whose_index_runs_into_the_next_table(tmp_path: Path) -> None:
+    """super.c refuses the mount; the reader of before never read the count."""
+
+    def change(layout: Layout) -> None:
+        struct.pack_into("<I", layout.data, 16, 100_000)
+
+    refused(patched(tmp_path, "fragment", change), "its fragment table index runs into the table")

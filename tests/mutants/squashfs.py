@@ -5,6 +5,10 @@ uncompressed, -noI -noD -noF -noX, so every field can be found and rewritten in 
 one field rewritten: a directory index and its start_block/offsets, the order of a listing, an
 inode number, an xattr id, a fragment, a block list, nlink, a mode, an owner's id index. Never
 random bytes: those risk an oops in the host's kernel when the suite mounts the image.
+
+bombs() gives the resource bombs (benchmarks/hostile.py runs verify on both): small images,
+written by tests/mutants/squashfs_writer.py, that cost the reader of before minutes or
+gigabytes.
 """
 
 from __future__ import annotations
