@@ -11,7 +11,10 @@ fingerprint and what is wrong, with nothing written."""
 from __future__ import annotations
 
 import os
+import shutil
+import signal
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from build.signing import PASSPHRASE_ENV
-from tests.conftest import VERSION, Invoke, Prebuilt, copy_output
+from tests.conftest import INVOKE_CLI, VERSION, Invoke, Prebuilt, copy_output
 from tests.gpgkeys import (
     EXPIRED_ON,
     PASSPHRASE,
@@ -161,6 +164,64 @@ def test_an_agent_the_user_runs_is_left_alone_and_learns_nothing(
         found.append("the user's agent no longer serves its home")
     found += leftovers(home, fingerprint, passphrase, tmp_path, frozenset({pid}))
     assert found == []
+
+
+# A gpg that, asked to sign, has an agent started for its home and then hangs: the test
+# interrupts the release there, while the agent runs.
+HANGING_GPG = """#!/bin/sh
+case " $* " in *" --detach-sign "*)
+  for arg; do case $arg in --homedir=*) home=${arg#--homedir=};; esac; done
+  gpg-connect-agent --homedir "$home" /bye >/dev/null 2>&1
+  : >"$SIGNING_MARKER"
+  exec sleep 60;;
+esac
+exec "$REAL_GPG" "$@"
+"""
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_release_interrupted_while_signing_leaves_no_daemon(
+    cli_env: dict[str, str],
+    output: Path,
+    protected: tuple[Path, str, str],
+    tmp_path: Path,
+    signum: int,
+) -> None:
+    home, fingerprint, passphrase = protected
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    (tools / "gpg").write_text(HANGING_GPG)
+    (tools / "gpg").chmod(0o755)
+    marker = tmp_path / "signing"
+    env = {
+        **cli_env,
+        "PATH": f"{tools}:{os.environ['PATH']}",
+        "REAL_GPG": shutil.which("gpg") or "gpg",
+        "SIGNING_MARKER": str(marker),
+        "INVOKE_GNUPG_HOME": str(home),
+        PASSPHRASE_ENV: passphrase,
+    }
+    args = ["release", f"--publish-url={PUBLISH_URL}", f"--sign-key={fingerprint}"]
+    process = subprocess.Popen(
+        [*INVOKE_CLI, *args],
+        cwd=tmp_path,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while not marker.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert marker.exists(), "the release never came to sign"
+    process.send_signal(signum)
+    stdout, stderr = process.communicate(timeout=30)
+    result = subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+    error_line(result, "interrupted by", exit_code=128 + signum)
+    assert not (output / "SHA256SUMS.gpg").exists()
+    assert processes_naming(str(home)) == {}, "a process the release started still runs"
+    assert processes_naming(passphrase) == {}, "a process keeps the passphrase"
 
 
 @pytest.fixture(scope="session")
