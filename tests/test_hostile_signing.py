@@ -59,7 +59,11 @@ def protected() -> Iterator[tuple[Path, str, str]]:
 
 
 def stop_agent(home: Path) -> None:
+    """gpgconf asks the agent to end, and may return before it has."""
     subprocess.run(["gpgconf", f"--homedir={home}", "--kill", "all"], check=True)
+    deadline = time.monotonic() + 10
+    while processes_naming(str(home)) and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert not processes_naming(str(home)), "the test's own agent did not stop"
 
 
