@@ -21,6 +21,11 @@ class BuildError(Exception):
         return f"{self.message}; {self.hint}" if self.hint else self.message
 
 
+def shown(value: str, most: int = 40) -> str:
+    """`value` quoted for an error line, cut short when a hostile one is long."""
+    return repr(value) if len(value) <= most else f"{value[:most]!r}... ({len(value)} characters)"
+
+
 _DOING = "alloy_sysext_doing"  # the attribute doing() leaves on an OSError
 
 

@@ -20,14 +20,12 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
-from . import alloy, butane, manifest, signing, sysupdate
+from . import alloy, butane, manifest, signing, sysupdate, urls
 from .arch import ARCHES
 from .checksum import image_sums, sums_text, write_sums
 from .errors import BuildError
 from .fileio import atomic_path, write_text_atomic
-from .http import is_loopback
 from .images import image_format
 from .names import FLATCAR_DIR, INDEX, STAGING, SUMS_FILE, SYSUPDATE_DIR, buildinfo_file
 from .render import TEMPLATES, render
@@ -87,7 +85,8 @@ def normalize_publish_url(url: str, allow_http: bool = True, option: str = "--pu
             "give the http(s) URL of the directory the files will be served from, without "
             "%, spaces, quotes, ? or #, e.g. --publish-url=https://example.com/alloy/",
         )
-    if url.startswith("http://") and not allow_http and not is_loopback(urlsplit(url).hostname):
+    target = urls.check(url, option, client=False)  # never fetched here: hosts fetch it
+    if target.scheme == "http" and not allow_http and not target.is_loopback:
         raise BuildError(
             f"refusing plain http:// {option} {url}: hosts would fetch images they run as root "
             "unencrypted",
