@@ -12,7 +12,7 @@ MAX_LINE = 400
 # A list within a line, leaving the rest of the line for what the list is about.
 MAX_LISTING = 300
 # One item of a list: a path of 4,000 characters must not hide the items after it.
-MAX_ITEM = 120
+MAX_ITEM = 200
 
 
 def cut(text: str, most: int = MAX_LINE) -> str:

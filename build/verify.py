@@ -249,7 +249,8 @@ def _conf_lines(image: Image) -> Check:
         return Check("sysusers-tmpfiles", "FAIL", listing(problems))
     if not read:
         return Check("sysusers-tmpfiles", "ok", "no sysusers.d or tmpfiles.d file")
-    return Check("sysusers-tmpfiles", "ok", f"{read} files, only lines this build writes")
+    files = f"{read} file{'s' if read > 1 else ''}"
+    return Check("sysusers-tmpfiles", "ok", f"{files} read, every line one this build writes")
 
 
 def _shown(path: str) -> str:
