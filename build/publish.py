@@ -31,7 +31,7 @@ from .http import is_loopback
 from .images import image_format
 from .names import FLATCAR_DIR, INDEX, STAGING, SUMS_FILE, SYSUPDATE_DIR, buildinfo_file
 from .render import TEMPLATES, render
-from .report import say
+from .report import listing, say
 from .safeio import read_regular
 from .spec import NAME, parse_output_name
 
@@ -247,9 +247,9 @@ def refuse_prereleases(output_dir: Path) -> None:
     )
     if found:
         versions = sorted({parse_output_name(name)[0] for name in found})  # type: ignore[index]
-        shown = ", ".join(found[:3]) + (f" and {len(found) - 3} more" if len(found) > 3 else "")
-        cleans = " and ".join(
-            f"invoke clean --version={v} --output-dir={output_dir}" for v in versions
+        shown = listing(found, ", ", most=120)
+        cleans = listing(
+            (f"invoke clean --version={v} --output-dir={output_dir}" for v in versions), " and "
         )
         raise BuildError(
             f"{output_dir} holds release candidates ({shown}), which are never published: "
@@ -270,7 +270,8 @@ def refuse_mixed_formats(output_dir: Path, images: list[Image]) -> None:
     for image in images:
         by_format.setdefault(_format(image), []).append(image.path.name)
     if len(by_format) > 1:
-        listed = "; ".join(f"{f}: {', '.join(names[:3])}" for f, names in sorted(by_format.items()))
+        formats = sorted(by_format.items())
+        listed = "; ".join(f"{f}: {listing(names, ', ', 80)}" for f, names in formats)
         raise BuildError(
             f"{output_dir} mixes image formats ({listed}): a host's transfer cannot tell them "
             "apart by name, and a host without EROFS (Flatcar LTS) must never get one",
