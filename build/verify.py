@@ -272,7 +272,7 @@ def _escape(char: str) -> str:
 
 def _extension_release(
     image: Image, path: Path, machines: dict[str, int | None]
-) -> Iterator[Check]:
+) -> Generator[Check, None, dict[str, str]]:
     """Yields its checks; returns the extension-release fields (empty if unusable)."""
     releases = [
         name for name in image.entries if name.startswith(RELEASE_DIR + "extension-release.")

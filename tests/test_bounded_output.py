@@ -64,3 +64,12 @@ def test_an_error_line_is_cut_before_its_hint() -> None:
     line = one_line(BuildError("refusing " + "x" * 5000, "do this instead"))
     assert len(line) <= MAX_LINE
     assert line.startswith("error: refusing xxx") and line.endswith("…; do this instead")
+
+
+def test_an_unknown_task_of_3000_characters_is_one_short_line(invoke: Invoke) -> None:
+    result = invoke("x" * 3000)
+    assert result.returncode != 0
+    assert result.stderr.strip() and all(
+        len(line) <= MAX_LINE for line in result.stderr.splitlines()
+    )
+    assert "No idea what 'xxx" in result.stderr
