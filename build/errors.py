@@ -8,6 +8,8 @@ import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
+from .report import MAX_LINE, cut
+
 
 class BuildError(Exception):
     """A failure the user can act on: what went wrong, and what to do about it."""
@@ -91,12 +93,20 @@ def one_line(error: BaseException, places: Places | None = None) -> str:
     """The single stderr line for an error that ends a run. `places`: option -> directory it
     sets (--output-dir, --cache-dir), for the advice on an OSError under one of them."""
     if isinstance(error, BuildError):
-        text = str(error)
+        text = _bounded(" ".join(error.message.split()), " ".join(error.hint.split()))
     elif isinstance(error, OSError):
         text = os_error_text(error, places)
     else:
         text = str(error) or type(error).__name__
-    return "error: " + " ".join(text.split())
+    return cut("error: " + " ".join(text.split()))
+
+
+def _bounded(message: str, hint: str) -> str:
+    """message; hint within a line: a long message is cut before its hint, what to do, is."""
+    if not hint:
+        return message
+    room = MAX_LINE - len("error: ; ") - len(hint)
+    return f"{cut(message, max(room, MAX_LINE // 2))}; {hint}"
 
 
 def explain_full_disk(error: BuildError, directory: Path, tool: str, needed: int) -> BuildError:
