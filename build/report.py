@@ -4,11 +4,40 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Sequence
 from typing import Protocol, TextIO
 
 
 def say(step: str, message: str) -> None:
     print(f"{step:<8} {message}", flush=True)
+
+
+def printable(text: str) -> str:
+    """`text` with each control character or undecodable byte as a \\x or \\u escape."""
+    return "".join(char if char.isprintable() else _escape(char) for char in text)
+
+
+def _escape(char: str) -> str:
+    code = ord(char)
+    if 0xDC80 <= code <= 0xDCFF:  # an undecodable byte, kept as a surrogate
+        return f"\\x{code - 0xDC00:02x}"
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def joined_within(lines: Sequence[str], width: int, separator: str = "; ") -> str:
+    """`lines` joined on one line of at most `width` characters: as many as fit, then
+    "… and N more"."""
+    shown: list[str] = []
+    for index, line in enumerate(lines):
+        rest = len(lines) - index - 1
+        tail = f"{separator}… and {rest} more" if rest else ""
+        candidate = separator.join([*shown, line])
+        if len(candidate) + len(tail) <= width:
+            shown.append(line)
+            continue
+        more = f"… and {len(lines) - len(shown)} more"
+        return separator.join([*shown, more]) if shown else more
+    return separator.join(shown)
 
 
 def human_size(size: int) -> str:
