@@ -340,35 +340,47 @@ def _differences(
     for path in sorted(set(reader) - set(view.listed)):
         yield f"{_path(path)} is found by the reader, not listed by the kernel"
     for path, node in reader.items():
-        both = (("lookup", view.looked_up.get(path)), ("listing", view.listed.get(path)))
-        for label, seen in both:
-            if seen is None:
-                continue
-            if seen.error is not None:
-                yield f"{_path(path)}: the kernel's {label} fails ({_clip(seen.error)})"
-                continue
-            yield from _compare(path, label, node, seen, sha256)
+        lookup = list(_against(path, node, view.looked_up.get(path), sha256))
+        listing = list(_against(path, node, view.listed.get(path), sha256))
+        # Where both of the kernel's ways show the same, one line says so.
+        if lookup == listing:
+            yield from (line.replace(_LABEL, "lookup and listing") for line in lookup)
+            continue
+        yield from (line.replace(_LABEL, "lookup") for line in lookup)
+        yield from (line.replace(_LABEL, "listing") for line in listing)
+
+
+_LABEL = "\0"  # where the kernel's way (lookup, listing) goes: never in an escaped path
+
+
+def _against(
+    path: str, node: object, seen: Seen | None, sha256: Callable[[str], str]
+) -> Iterator[str]:
+    if seen is None:
+        return
+    if seen.error is not None:
+        yield f"{_path(path)}: the kernel's {_LABEL} fails ({_clip(seen.error)})"
+    else:
+        yield from _compare(path, node, seen, sha256)
 
 
 _FIELDS = ("kind", "permissions", "uid", "gid", "nlink", "xattrs")
 
 
-def _compare(
-    path: str, label: str, node: object, seen: Seen, sha256: Callable[[str], str]
-) -> Iterator[str]:
+def _compare(path: str, node: object, seen: Seen, sha256: Callable[[str], str]) -> Iterator[str]:
     where = _path(path)
     for name in _FIELDS:
         mine, theirs = getattr(node, name, None), getattr(seen, name)
         if mine != theirs:
             shown = _shown_xattrs(theirs, mine) if name == "xattrs" else (theirs, mine)
-            yield _both(where, name, label, *(_shown(value, name) for value in shown))
+            yield _both(where, name, *(_shown(value, name) for value in shown))
     kind = getattr(node, "kind", None)
     if kind != seen.kind:
         return
     if kind == "file":
         mine = getattr(node, "size", None)
         if mine != seen.size:
-            yield _both(where, "size", label, str(seen.size), str(mine))
+            yield _both(where, "size", str(seen.size), str(mine))
             return
         try:
             hashed = sha256(path)
@@ -376,18 +388,18 @@ def _compare(
             yield f"{where}: the reader cannot hash it ({_clip(error.message)})"
             return
         if hashed != seen.sha256:
-            yield _both(where, "sha256", label, _short(seen.sha256), _short(hashed))
+            yield _both(where, "sha256", _short(seen.sha256), _short(hashed))
     elif kind == "symlink" and getattr(node, "target", None) != seen.target:
         mine = getattr(node, "target", None)
-        yield _both(where, "target", label, _clip(repr(seen.target)), _clip(repr(mine)))
+        yield _both(where, "target", _clip(repr(seen.target)), _clip(repr(mine)))
     elif kind in ("block device", "character device"):
         mine = getattr(node, "device", None)
         if mine != seen.device:
-            yield _both(where, "device", label, str(seen.device), str(mine))
+            yield _both(where, "device", str(seen.device), str(mine))
 
 
-def _both(where: str, name: str, label: str, kernel: str, reader: str) -> str:
-    return f"{where}: {name} is {kernel} to the kernel ({label}), {reader} to the reader"
+def _both(where: str, name: str, kernel: str, reader: str) -> str:
+    return f"{where}: {name} is {kernel} to the kernel ({_LABEL}), {reader} to the reader"
 
 
 def _shown_xattrs(kernel: object, reader: object) -> tuple[object, object]:

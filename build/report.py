@@ -26,17 +26,16 @@ def _escape(char: str) -> str:
 
 def joined_within(lines: Sequence[str], width: int, separator: str = "; ") -> str:
     """`lines` joined on one line of at most `width` characters: as many as fit, then
-    "… and N more"."""
+    "… and N more" (the first one cut short if it alone is too long)."""
     shown: list[str] = []
     for index, line in enumerate(lines):
         rest = len(lines) - index - 1
         tail = f"{separator}… and {rest} more" if rest else ""
-        candidate = separator.join([*shown, line])
-        if len(candidate) + len(tail) <= width:
-            shown.append(line)
-            continue
-        more = f"… and {len(lines) - len(shown)} more"
-        return separator.join([*shown, more]) if shown else more
+        if not shown and len(line) + len(tail) > width:
+            line = line[: max(width - len(tail) - 1, 0)] + "…"
+        if len(separator.join([*shown, line])) + len(tail) > width:
+            return separator.join([*shown, f"… and {len(lines) - len(shown)} more"])
+        shown.append(line)
     return separator.join(shown)
 
 
