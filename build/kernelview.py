@@ -14,6 +14,7 @@ see two images, and nothing the reader says about the image can be trusted.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -37,6 +38,7 @@ MAX_DEPTH = 32
 MAX_OUTPUT = 64 << 20  # bytes of the walk's report
 MAX_LINE = 400  # characters of one line of differences
 FSTYPES = ("squashfs", "erofs")
+LOOP_CONTROL = Path("/dev/loop-control")
 # What the fallback reader hash (until ReadImage.sha256 exists) reads at most: EROFS's head().
 FALLBACK_HASH_BYTES = 16 << 20
 
@@ -186,6 +188,26 @@ def cannot_mount(fstype: str) -> str | None:
             return f"{tool} is not installed"
     if not _kernel_has(fstype):
         return f"this machine's kernel has no {fstype} driver"
+    # A container's root may lack both: the machine's limits, not the image's fault.
+    if not LOOP_CONTROL.exists():
+        return f"no loop devices here ({LOOP_CONTROL} is missing)"
+    refused = _namespace_refused()
+    if refused:
+        return f"no private mount namespace here ({refused})"
+    return None
+
+
+@functools.cache
+def _namespace_refused() -> str | None:
+    """Why `unshare -m` fails here (an unprivileged container), or None."""
+    try:
+        subprocess.run(
+            ["unshare", "-m", "true"], capture_output=True, check=True, text=True, timeout=30
+        )
+    except subprocess.CalledProcessError as error:
+        return _one_line(error.stderr) or f"unshare -m exits {error.returncode}"
+    except (OSError, subprocess.TimeoutExpired) as error:
+        return str(error)
     return None
 
 
@@ -289,7 +311,8 @@ def _seen(entry: Mapping[str, object]) -> Seen:
 
 
 class Readable(Protocol):
-    entries: Mapping[str, object]
+    @property
+    def entries(self) -> Mapping[str, object]: ...
 
     def head(self, path: str, size: int) -> bytes: ...
 

@@ -293,7 +293,17 @@ def test_cannot_mount_says_why(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(kernelview.shutil, "which", lambda tool: "/x")
     monkeypatch.setattr(kernelview, "_kernel_has", lambda fstype: fstype != "erofs")
     assert kernelview.cannot_mount("erofs") == "this machine's kernel has no erofs driver"
+    monkeypatch.setattr(kernelview, "_namespace_refused", lambda: None)
+    monkeypatch.setattr(kernelview, "LOOP_CONTROL", Path("/nonexistent/loop-control"))
+    assert kernelview.cannot_mount("squashfs") == (
+        "no loop devices here (/nonexistent/loop-control is missing)"
+    )
+    monkeypatch.setattr(kernelview, "LOOP_CONTROL", Path("/"))
     assert kernelview.cannot_mount("squashfs") is None
+    # An unprivileged container's root: unshare -m is refused before any image is read.
+    refused = "unshare: unshare failed: Operation not permitted"
+    monkeypatch.setattr(kernelview, "_namespace_refused", lambda: refused)
+    assert kernelview.cannot_mount("squashfs") == f"no private mount namespace here ({refused})"
 
 
 @needs_tools
