@@ -65,6 +65,9 @@ class Seen:
 class KernelView:
     listed: dict[str, Seen]  # found by readdir from the root
     looked_up: dict[str, Seen]  # each name the reader found, looked up from the root
+    # xattrs this machine's security module shows on every file whatever the image holds (an
+    # SELinux host labels each one): not compared. verify allows an SELinux label anyway.
+    synthesized: frozenset[str] = frozenset()
 
 
 # The child: mounts, walks, prints one JSON document. Runs as `python -I -c WALK IMAGE TYPE
@@ -290,7 +293,14 @@ def _parse(image: Path, result: subprocess.CompletedProcess[bytes]) -> KernelVie
     return KernelView(
         listed={entry["path"]: _seen(entry) for entry in report["listed"]},
         looked_up={entry["path"]: _seen(entry) for entry in report["looked_up"]},
+        synthesized=synthesized_xattrs(),
     )
+
+
+def synthesized_xattrs() -> frozenset[str]:
+    """The xattrs a security module of this machine answers for itself, on any file."""
+    modules = {"selinux": "security.selinux", "smackfs": "security.SMACK64"}
+    return frozenset(name for where, name in modules.items() if Path("/sys/fs", where).is_dir())
 
 
 def _one_line(text: str) -> str:
@@ -363,8 +373,8 @@ def _differences(
     for path in sorted(set(reader) - set(view.listed)):
         yield f"{_path(path)} is found by the reader, not listed by the kernel"
     for path, node in reader.items():
-        lookup = list(_against(path, node, view.looked_up.get(path), sha256))
-        listing = list(_against(path, node, view.listed.get(path), sha256))
+        lookup = list(_against(path, node, view.looked_up.get(path), sha256, view.synthesized))
+        listing = list(_against(path, node, view.listed.get(path), sha256, view.synthesized))
         # Where both of the kernel's ways show the same, one line says so.
         if lookup == listing:
             yield from (line.replace(_LABEL, "lookup and listing") for line in lookup)
@@ -377,23 +387,31 @@ _LABEL = "\0"  # where the kernel's way (lookup, listing) goes: never in an esca
 
 
 def _against(
-    path: str, node: object, seen: Seen | None, sha256: Callable[[str], str]
+    path: str,
+    node: object,
+    seen: Seen | None,
+    sha256: Callable[[str], str],
+    synthesized: frozenset[str],
 ) -> Iterator[str]:
     if seen is None:
         return
     if seen.error is not None:
         yield f"{_path(path)}: the kernel's {_LABEL} fails ({_clip(seen.error)})"
     else:
-        yield from _compare(path, node, seen, sha256)
+        yield from _compare(path, node, seen, sha256, synthesized)
 
 
 _FIELDS = ("kind", "permissions", "uid", "gid", "nlink", "xattrs")
 
 
-def _compare(path: str, node: object, seen: Seen, sha256: Callable[[str], str]) -> Iterator[str]:
+def _compare(
+    path: str, node: object, seen: Seen, sha256: Callable[[str], str], synthesized: frozenset[str]
+) -> Iterator[str]:
     where = _path(path)
     for name in _FIELDS:
         mine, theirs = getattr(node, name, None), getattr(seen, name)
+        if name == "xattrs" and synthesized and isinstance(mine, dict):
+            mine, theirs = _without(mine, synthesized), _without(theirs, synthesized)
         if mine != theirs:
             shown = _shown_xattrs(theirs, mine) if name == "xattrs" else (theirs, mine)
             yield _both(where, name, *(_shown(value, name) for value in shown))
@@ -419,6 +437,10 @@ def _compare(path: str, node: object, seen: Seen, sha256: Callable[[str], str]) 
         mine = getattr(node, "device", None)
         if mine != seen.device:
             yield _both(where, "device", str(seen.device), str(mine))
+
+
+def _without(xattrs: dict[str, bytes], names: frozenset[str]) -> dict[str, bytes]:
+    return {name: value for name, value in xattrs.items() if name not in names}
 
 
 def _both(where: str, name: str, kernel: str, reader: str) -> str:

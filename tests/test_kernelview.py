@@ -353,3 +353,22 @@ def test_the_unit_is_hashed_too(
     monkeypatch.setattr(ReadImage, "sha256", wrong, raising=False)
     line = failed_line(capsys, image_of(tmp_path))
     assert line.startswith(f"verify   FAIL kernel view: /{IMAGE_UNIT}: sha256 is sha256 ")
+
+
+def test_labels_a_security_module_gives_every_file_are_not_differences() -> None:
+    """On an SELinux host the kernel shows a label on every file, whatever the image holds."""
+    node = kernelview.Seen("usr", "directory", 0o755, xattrs={"user.a": b"1"})
+    labelled = dataclasses.replace(
+        node, xattrs={"user.a": b"1", "security.selinux": b"system_u:object_r:unlabeled_t:s0"}
+    )
+    view = kernelview.KernelView(listed={"usr": labelled}, looked_up={"usr": labelled})
+    assert kernelview.differences({"usr": node}, view, lambda path: "") == [
+        "/usr: xattrs is {security.selinux, user.a} to the kernel (lookup and listing), {user.a} "
+        "to the reader"
+    ]
+    synthesized = dataclasses.replace(view, synthesized=frozenset({"security.selinux"}))
+    assert kernelview.differences({"usr": node}, synthesized, lambda path: "") == []
+    hidden = dataclasses.replace(node, xattrs={})  # but not what the reader hides besides
+    assert kernelview.differences({"usr": hidden}, synthesized, lambda path: "") == [
+        "/usr: xattrs is {user.a} to the kernel (lookup and listing), none to the reader"
+    ]
