@@ -74,7 +74,7 @@ class KernelView:
 # MOUNTPOINT MAX_HASH MAX_ENTRIES MAX_DEPTH` under unshare -m; the reader's paths come on stdin,
 # one JSON list. A file over MAX_HASH bytes is an error, never an unhashed pass.
 _WALK = r"""
-import hashlib, json, os, stat, subprocess, sys
+import errno, hashlib, json, os, stat, subprocess, sys
 
 image, fstype, top, max_hash, max_entries, max_depth = sys.argv[1:7]
 max_hash, max_entries, max_depth = int(max_hash), int(max_entries), int(max_depth)
@@ -108,7 +108,7 @@ def seen(rel, where):
             entry["target"] = os.fsdecode(os.readlink(where))
         entry["xattrs"] = {
             name: os.getxattr(where, name, follow_symlinks=False).hex()
-            for name in os.listxattr(where, follow_symlinks=False)
+            for name in listed_xattrs(where)
         }
         if kind == "file":
             entry["sha256"] = digest(where)
@@ -117,6 +117,15 @@ def seen(rel, where):
         return {"path": rel, "error": f"it holds more than {max_hash} bytes"}
     except OSError as error:
         return {"path": rel, "error": error.strerror or str(error)}
+
+def listed_xattrs(where):
+    # An image without an xattr table: the kernel has none to show, not an error.
+    try:
+        return os.listxattr(where, follow_symlinks=False)
+    except OSError as error:
+        if error.errno in (errno.ENOTSUP, errno.EOPNOTSUPP):
+            return []
+        raise
 
 def digest(where):
     fd = os.open(where, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)

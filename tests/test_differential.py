@@ -289,7 +289,18 @@ def _odd_names(tree: Path, rng: random.Random) -> str:
     return f"names {names!r}"
 
 
-MUTATIONS = (_mode, _owner, _xattrs, _hard_link, _many, _sizes, _special, _deep, _odd_names)
+def _no_xattrs(tree: Path, rng: random.Random) -> str:
+    """No xattr at all: the image has no xattr table (squashfs) or no xattr area (EROFS)."""
+    for path in _entries(tree):
+        for name in os.listxattr(path):
+            os.removexattr(path, name)
+    return "no xattrs"
+
+
+MUTATIONS = (
+    *(_mode, _owner, _xattrs, _hard_link, _many, _sizes, _special, _deep, _odd_names),
+    _no_xattrs,
+)
 
 
 def test_the_stand_in_is_reproducible(tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ from build.image import ReadImage
 from build.images import Image
 from build.report import joined_within
 from build.spec import IMAGE_BINARY, IMAGE_UNIT
+from build.stage import STRICT_XATTR
 from tests.conftest import REPO, Invoke
 from tests.trees import LAYOUTS, alloy_tree, packed
 
@@ -372,3 +373,17 @@ def test_labels_a_security_module_gives_every_file_are_not_differences() -> None
     assert kernelview.differences({"usr": hidden}, synthesized, lambda path: "") == [
         "/usr: xattrs is {user.a} to the kernel (lookup and listing), none to the reader"
     ]
+
+
+@needs_tools
+@needs_mount
+@pytest.mark.parametrize(("fmt", "compression"), [("squashfs", "xz"), ("erofs", "lz4hc")])
+def test_an_image_without_any_xattr_looks_the_same(
+    tmp_path: Path, fmt: str, compression: str
+) -> None:
+    """No xattr table: the kernel answers listxattr with "not supported", which is none."""
+    tree = alloy_tree(tmp_path / "tree")
+    os.removexattr(tree / "usr/lib/extension-release.d/extension-release.alloy", STRICT_XATTR)
+    image = packed(tree, tmp_path / "alloy.raw", fmt, compression)
+    check = verify._kernel_view(verify.open_image(image), image, 1 << 20)
+    assert check.status == "ok", check.detail
