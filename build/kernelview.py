@@ -74,7 +74,7 @@ class KernelView:
 # MOUNTPOINT MAX_HASH MAX_ENTRIES MAX_DEPTH` under unshare -m; the reader's paths come on stdin,
 # one JSON list. A file over MAX_HASH bytes is an error, never an unhashed pass.
 _WALK = r"""
-import errno, hashlib, json, os, stat, subprocess, sys
+import collections, errno, hashlib, json, os, stat, subprocess, sys
 
 image, fstype, top, max_hash, max_entries, max_depth = sys.argv[1:7]
 max_hash, max_entries, max_depth = int(max_hash), int(max_entries), int(max_depth)
@@ -155,7 +155,8 @@ while pending:
     except OSError as error:
         listed[rel] = {"path": rel, "error": "readdir: " + (error.strerror or str(error))}
         continue
-    for name in sorted(set(children)):
+    times = collections.Counter(children)
+    for name in sorted(times):
         count += 1
         if count > max_entries:
             print(json.dumps({"too_many": max_entries}))
@@ -163,8 +164,8 @@ while pending:
         child = f"{rel}/{name}" if rel else name
         if "/" in name or name in ("", ".", ".."):
             listed[child] = {"path": child, "error": "listed under a name no lookup can take"}
-        elif children.count(name) > 1:
-            listed[child] = {"path": child, "error": f"listed {children.count(name)} times"}
+        elif times[name] > 1:
+            listed[child] = {"path": child, "error": f"listed {times[name]} times"}
         else:
             listed[child] = seen(child, os.path.join(top, child))
             if listed[child].get("kind") == "directory":

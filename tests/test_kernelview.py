@@ -387,3 +387,34 @@ def test_an_image_without_any_xattr_looks_the_same(
     image = packed(tree, tmp_path / "alloy.raw", fmt, compression)
     check = verify._kernel_view(verify.open_image(image), image, 1 << 20)
     assert check.status == "ok", check.detail
+
+
+@needs_tools
+@needs_mount
+@pytest.mark.parametrize(
+    ("renamed", "where", "error"),
+    [
+        (b"zzza", "usr/zzza", "listed 2 times"),
+        # The kernel's VFS itself refuses a listing with a slash in a name.
+        (b"z/za", "usr", "readdir: Input/output error"),
+    ],
+)
+def test_names_the_kernel_lists_but_cannot_look_up_are_errors(
+    tmp_path: Path, renamed: bytes, where: str, error: str
+) -> None:
+    """A listing with a name twice, or with a slash: the walk says so, never merges or follows
+    them (the readers refuse such listings; a reader that took one would differ here)."""
+    tree = tmp_path / "tree"
+    (tree / "usr").mkdir(parents=True)
+    (tree / "usr/zzza").write_bytes(b"a")
+    (tree / "usr/zzzb").write_bytes(b"b")
+    image = tmp_path / "image.raw"
+    uncompressed = ("-noI", "-noD", "-noF", "-noX", "-all-root", "-noappend", "-no-progress")
+    subprocess.run(["mksquashfs", tree, image, *uncompressed], check=True, capture_output=True)
+    data = image.read_bytes()
+    assert data.count(b"zzzb") == 1  # the listing's name, stored as it is
+    image.write_bytes(data.replace(b"zzzb", renamed))
+    view = kernelview.kernel_view(image, "squashfs", ["", "usr"], 1 << 20)
+    assert view.listed[where] == kernelview.Seen(where, error=error)
+    with pytest.raises(BuildError):
+        verify.open_image(image)  # the reader refuses it
