@@ -39,8 +39,9 @@ MAX_OUTPUT = 64 << 20  # bytes of the walk's report
 MAX_LINE = 400  # characters of one line of differences
 FSTYPES = ("squashfs", "erofs")
 LOOP_CONTROL = Path("/dev/loop-control")
-# What the fallback reader hash (until ReadImage.sha256 exists) reads at most: EROFS's head().
-FALLBACK_HASH_BYTES = 16 << 20
+# What the fallback reader hash (until ReadImage.sha256 exists) reads at most, whole, in memory
+# (EROFS's head() stops at 16 MiB: a larger file fails there).
+FALLBACK_HASH_BYTES = 128 << 20
 
 
 @dataclass(frozen=True)
