@@ -37,7 +37,7 @@ from build.report import joined_within
 from build.spec import IMAGE_BINARY, IMAGE_UNIT
 from tests.fakes import MACHINES, elf_binary
 from tests.needs import unavailable
-from tests.trees import alloy_tree, packed
+from tests.trees import CAP_SYS_ADMIN, alloy_tree, packed
 
 # The generator modules; a missing one skips outside CI, fails under CI=true.
 GENERATORS = ("tests.mutants.squashfs", "tests.mutants.erofs")
@@ -217,11 +217,8 @@ def _xattrs(tree: Path, rng: random.Random) -> str:
     for target in targets:
         os.setxattr(target, name, value, follow_symlinks=False)
     if rng.random() < 0.3:
-        os.setxattr(tree / IMAGE_BINARY, "security.capability", _CAP_SYS_ADMIN)
+        os.setxattr(tree / IMAGE_BINARY, "security.capability", CAP_SYS_ADMIN)
     return f"xattr {name} ({len(value)} bytes) on {len(targets)} entries"
-
-
-_CAP_SYS_ADMIN = (0x02000001).to_bytes(4, "little") + (1 << 21).to_bytes(4, "little") + bytes(12)
 
 
 def _hard_link(tree: Path, rng: random.Random) -> str:

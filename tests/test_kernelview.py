@@ -20,12 +20,10 @@ from build.report import joined_within
 from build.spec import IMAGE_BINARY, IMAGE_UNIT
 from build.stage import STRICT_XATTR
 from tests.conftest import REPO, Invoke
-from tests.trees import LAYOUTS, alloy_tree, packed
+from tests.trees import CAP_SYS_ADMIN, LAYOUTS, alloy_tree, packed
 
 needs_mount = pytest.mark.needs("unshare", "mount", root="mounting images in a private namespace")
 needs_tools = pytest.mark.needs("mksquashfs", "mkfs.erofs")
-# file capabilities: version 2, effective, cap_sys_admin (bit 21) permitted
-CAP_SYS_ADMIN = (0x02000001).to_bytes(4, "little") + (1 << 21).to_bytes(4, "little") + bytes(12)
 
 
 def image_of(tmp_path: Path, fmt: str = "squashfs", compression: str = "xz", **kw: object) -> Path:

@@ -13,6 +13,9 @@ from build.spec import IMAGE_BINARY, IMAGE_EXTENSION_RELEASE, IMAGE_UNIT
 from build.stage import STRICT_XATTR
 from tests.fakes import MACHINES, elf_binary
 
+# security.capability's value for cap_sys_admin, effective: version 2, bit 21 permitted.
+CAP_SYS_ADMIN = (0x02000001).to_bytes(4, "little") + (1 << 21).to_bytes(4, "little") + bytes(12)
+
 # (format, compression, arch): every layout verify accepts, on both architectures.
 LAYOUTS = (
     ("squashfs", "xz", "amd64"),
