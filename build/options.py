@@ -292,6 +292,7 @@ _MIB = "[0-9]{1,9}"
 _SECONDS = r"[0-9]{1,9}(\.[0-9]{1,3})?"
 
 _BUILD = BUILD_TASKS
+MAX_BINARY_MIB = 4096  # --max-binary-size's default
 
 
 def _mib_option(name: str, help: str, default: int) -> Option:
@@ -442,7 +443,7 @@ OPTIONS: tuple[Option, ...] = (
     _mib_option(
         "max_binary_size",
         "refuse a zip member that unpacks to more MiB than this (a zip bomb)",
-        4096,
+        MAX_BINARY_MIB,
     ),
     _mib_option(
         "max_download_size",

@@ -43,6 +43,18 @@ def say(step: str, message: str) -> None:
     print(cut(f"{step:<8} {message}"), flush=True)
 
 
+def printable(text: str) -> str:
+    """`text` with each control character or undecodable byte as a \\x or \\u escape."""
+    return "".join(char if char.isprintable() else _escape(char) for char in text)
+
+
+def _escape(char: str) -> str:
+    code = ord(char)
+    if 0xDC80 <= code <= 0xDCFF:  # an undecodable byte, kept as a surrogate
+        return f"\\x{code - 0xDC00:02x}"
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
 def human_size(size: int) -> str:
     """A size for people: 812 B, 13.4 KiB, 98.2 MiB."""
     if size < 1024:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import buildinfo, conflines, merge
+from . import buildinfo, conflines, kernelview, merge
 from .arch import ARCHES, ELF_MACHINE_NAMES, Arch
 from .checksum import file_sha256, read_checksum
 from .elf import HEADER_SIZE
@@ -16,9 +16,10 @@ from .errors import BuildError
 from .image import Entry
 from .images import ErofsImage, Image, erofs_superblock_check, image_format, open_image
 from .names import checksum_file
-from .options import FORMAT_COMPRESSIONS
+from .options import FORMAT_COMPRESSIONS, MAX_BINARY_MIB
 from .pack import BLOCK_SIZE_BYTES, COMPRESSORS, bcj_filter, used_compression
 from .report import listing, say
+from .report import printable as _printable
 from .spec import (
     IMAGE_AUTOSTART,
     IMAGE_BINARY,
@@ -47,6 +48,8 @@ BINARY_DIRS = ("usr/bin/", "usr/local/bin/")
 # STRICT_XATTR (on the extension-release file) fails.
 ALLOWED_XATTRS = ("security.selinux",)
 MAX_RELEASE_BYTES = 64 << 10
+MAX_DETAIL = 300  # characters of a check's detail: its line, and the error line, stay under 400
+KERNEL_DIFFERS = "the kernel sees another image than the reader (kernel view): not merged"
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,8 @@ class Expectations:
     # Paths it may hold. With `required` and the extension-release file, and the directories on
     # their way, they are all it may hold: any other entry fails.
     optional: Sequence[str] = ()
+    # --max-binary-size: the largest file the kernel view hashes (a larger one fails).
+    max_binary_size: int = MAX_BINARY_MIB << 20
 
 
 def verify(image: Path, expect: Expectations) -> list[Check]:
@@ -101,7 +106,14 @@ def static_checks(path: Path, expect: Expectations) -> list[Check]:
 
 def _checks(path: Path, expect: Expectations) -> Iterator[Check]:
     image = open_image(path)
+    # First: every other check reads the image through the reader, trustworthy only where the
+    # kernel sees the same image.
+    seen = _kernel_view(image, path, expect.max_binary_size)
+    yield seen
     release = yield from _static_checks(image, path, expect)
+    if seen.status == "FAIL":
+        yield Check("merge", "skip", KERNEL_DIFFERS)
+        return
     yield from _merges(image, path, release, expect.names)
 
 
@@ -117,6 +129,30 @@ def _static_checks(
     release = yield from _extension_release(image, path, machines)
     yield from _checksums(expect.checksums)
     return release
+
+
+def _kernel_view(image: Image, path: Path, max_binary_size: int) -> Check:
+    """The image mounted alone, as the kernel shows it (build/kernelview.py), against the
+    reader's entries: paths, types, modes, owners, sizes, xattrs, every file's sha256."""
+    fstype = "erofs" if isinstance(image, ErofsImage) else "squashfs"
+    reason = kernelview.cannot_mount(fstype)
+    if reason is not None:
+        return Check("kernel view", "skip", reason)
+    try:
+        view = kernelview.kernel_view(path, fstype, list(image.entries), max_binary_size)
+    except BuildError as error:
+        return Check("kernel view", "FAIL", listing([error.message], most=MAX_DETAIL))
+    sha256 = kernelview.reader_sha256(image, max_binary_size)
+    found = kernelview.differences(image.entries, view, sha256)
+    if found:
+        return Check("kernel view", "FAIL", listing(found, most=MAX_DETAIL))
+    files = sum(entry.is_file for entry in image.entries.values())
+    return Check(
+        "kernel view",
+        "ok",
+        f"mounted alone, the kernel lists and looks up the same {len(image.entries)} entries "
+        f"as the reader: types, modes, owners, sizes, xattrs, the sha256 of {files} files",
+    )
 
 
 def _superblock(image: Image, compression: str, arch: Arch | None) -> Check:
@@ -256,18 +292,6 @@ def _conf_lines(image: Image) -> Check:
 def _shown(path: str) -> str:
     """/path on one line, whatever bytes its names hold."""
     return "/" + _printable(path)
-
-
-def _printable(text: str) -> str:
-    """`text` with each control character or undecodable byte as a \\x or \\u escape."""
-    return "".join(char if char.isprintable() else _escape(char) for char in text)
-
-
-def _escape(char: str) -> str:
-    code = ord(char)
-    if 0xDC80 <= code <= 0xDCFF:  # an undecodable byte, kept as a surrogate
-        return f"\\x{code - 0xDC00:02x}"
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
 def _extension_release(
@@ -487,6 +511,7 @@ def params(spec: BuildSpec) -> dict[str, Any]:
     return {
         "compression": spec.compression,
         "merge": merge.cannot_merge(spec.arch.systemd) or "real",
+        "kernel view": kernelview.cannot_mount(spec.format) or "real",
     }
 
 
@@ -510,6 +535,7 @@ def make(runner: Runner) -> str:
         names=[path.name for path in names],
         checksums=[(runner.current(f), runner.current(c)) for f, c in checksums_of(names)],
         required=required_files(spec.autostart, spec.trust_keys is not None),
+        max_binary_size=spec.max_binary_size,
     )
     image = runner.current(spec.image)
     # Built with other options, the image would fail checks it need not pass: say so, and
@@ -558,5 +584,6 @@ def verify_any_image(image: Path, spec: BuildSpec) -> None:
         checksums=[pair for pair in checksums_of([image]) if pair[1].exists()],
         # An image from elsewhere may be built with or without --autostart and --trust-keys.
         optional=[IMAGE_AUTOSTART, IMAGE_TRUST_KEYS],
+        max_binary_size=spec.max_binary_size,
     )
     say("verify", _summary(image, verify(image, expect)))
