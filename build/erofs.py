@@ -83,6 +83,9 @@ MAX_XATTR_AREA = 1 << 16  # an inode's xattr ibody: ours hold one short xattr
 MAX_IMAGE_BYTES = 1 << 30
 READ_SECONDS = 10.0  # one deadline for the whole read, on a monotonic clock
 MAX_PCLUSTER_BYTES = 1 << 20  # the kernel's Z_EROFS_PCLUSTER_MAX_SIZE
+# Lookback steps from an lcluster to its head: mkfs.erofs needs one per 2047 lclusters, and an
+# extent of a 1 MiB pcluster decompresses to at most 255 MiB (31 steps).
+MAX_LOOKBACK_STEPS = 64
 LZ4_WINDOW = 1 << 16  # how far back an LZ4 match reaches
 STREAM_CHUNK = 1 << 20  # what a streamed read holds at once
 
@@ -489,7 +492,8 @@ class ErofsReader:
             zmap = _Zmap(self, inode, f"/{path}")
             region_end = zmap.region_end
             self._regions.claim(position, region_end, f"/{path}")
-            zmap.scan()
+            if zmap.inline:
+                zmap._find_tail()
             self._zmaps[nid] = zmap
             self.used_algorithms.update(zmap.algorithms)
         else:
@@ -755,6 +759,7 @@ class _Zmap:
         self.region_end = self._index_end
         if self._advise & ADVISE_INLINE_PCLUSTER:
             self.region_end += self._inline_size
+        self.inline = bool(self._advise & ADVISE_INLINE_PCLUSTER)
         self._tail_head: int | None = None
         self._inline_at = 0
 
@@ -774,46 +779,45 @@ class _Zmap:
             compacted_2b = 0
         return initial_4b, compacted_2b
 
-    def scan(self) -> None:
-        """Every lcluster once, in order: where a NONHEAD's lookback (z_erofs_extent_lookback,
-        a chain the kernel follows on every read) lands must be the extent it continues, so a
-        read may go forwards and never follow a chain. Also finds the inline tail's extent."""
-        bits, size = self._bits, self._inode.size
-        current: tuple[int, _Lcluster] | None = None
-        previous_head: tuple[int, _Lcluster] | None = None
-        last = None
-        for lcn in range(self._count):
-            last = self._lcluster(lcn)
-            if last.type == NONHEAD:
-                if current is None:
-                    raise Malformed(f"{self._what} does not start with an extent")
-                if not 0 < last.delta0 <= lcn - current[0]:
-                    raise Malformed(f"{self._what} looks back out of its extent at {lcn}")
-                if last.compressed_blocks and (lcn != current[0] + 1 or current[1].type == PLAIN):
-                    raise Malformed(f"{self._what} has a big-pcluster count out of place")
-            else:
-                if lcn == 0 and last.clusterofs:
-                    raise Malformed(f"{self._what} does not start with an extent")
-                previous_head, current = current, (lcn, last)
-        assert current is not None and last is not None
-        tail = current
-        if last.type != NONHEAD and (size - 1) & ((1 << bits) - 1) < last.clusterofs:
-            assert previous_head is not None  # lcn 0 starts at 0
-            tail = previous_head
-        if self._advise & ADVISE_INLINE_PCLUSTER:
-            self._inline_at = last.next_pack
-            self._tail_head = tail[0]
-            if self._inline_at + self._inline_size > self.region_end:
-                raise Malformed(f"the inline tail of {self._what} is not where it belongs")
+    def _find_tail(self) -> None:
+        """The extent the last byte is in, as the kernel finds it (FINDTAIL: the lookback
+        chain from the last lcluster); its stored bytes follow the indexes."""
+        last_lcn = self._count - 1
+        last = self._lcluster(last_lcn)
+        self._inline_at = last.next_pack
+        if self._inline_at + self._inline_size > self.region_end:
+            raise Malformed(f"the inline tail of {self._what} is not where it belongs")
+        offset = (self._inode.size - 1) & ((1 << self._bits) - 1)
+        if last.type != NONHEAD and offset >= last.clusterofs:
+            self._tail_head = last_lcn
+        elif last.type != NONHEAD:
+            self._tail_head = self._lookback(last_lcn, 1)
+        else:
+            self._tail_head = self._lookback(last_lcn, last.delta0)
+
+    def _lookback(self, lcn: int, distance: int) -> int:
+        """z_erofs_extent_lookback: the head lcluster `distance` and each NONHEAD's delta0
+        back; refused when longer than any extent needs (mkfs.erofs points each NONHEAD at its
+        head, or 2047 back where that is farther)."""
+        for _ in range(MAX_LOOKBACK_STEPS):
+            if not 0 < distance <= lcn:
+                break
+            lcn -= distance
+            lcluster = self._lcluster(lcn)
+            if lcluster.type != NONHEAD:
+                return lcn
+            distance = lcluster.delta0
+        else:
+            raise Malformed(f"{self._what} has a lookback chain over {MAX_LOOKBACK_STEPS} steps")
+        raise Malformed(f"{self._what} has a logical cluster that belongs to no extent")
 
     def chunks(self, want: int, whole: bool) -> Iterator[bytes]:
-        """The first `want` bytes, extent by extent, each decoded once."""
-        for extent in self._extents():
-            if extent.start >= want:
-                return
+        """The first `want` bytes, extent by extent, each decoded once; `whole`: each extent
+        must decode to exactly its length."""
+        for extent in self._extents(want):
             self._reader.work.extents += 1
             need = min(extent.end, want) - extent.start
-            yield from self._decode(extent, need, whole and need == extent.end - extent.start)
+            yield from self._decode(extent, need, whole and extent.end <= want)
 
     # -- indexes --------------------------------------------------------------------------
 
@@ -924,16 +928,29 @@ class _Zmap:
 
     # -- extents --------------------------------------------------------------------------
 
-    def _extents(self) -> Iterator[_Extent]:
-        """Each extent in order: from a head lcluster's offset to the next head's (or the
-        end), which scan() found to be what the kernel's lookback gives every byte."""
+    def _extents(self, want: int) -> Iterator[_Extent]:
+        """The extents holding the first `want` bytes, in order, each from a head lcluster's
+        offset to the next head's (or the end). Going forwards, each NONHEAD's lookback must
+        land in the extent it continues: then, by induction, the kernel's whole chain does,
+        and no read follows a chain. Linear in the lclusters read."""
         bits, size = self._bits, self._inode.size
         head: tuple[int, _Lcluster] | None = None
         start = 0
         for lcn in range(self._count):
+            if head is not None and lcn << bits >= want:  # the rest is not asked for
+                yield self._extent(head, start, lcn << bits)
+                return
             lcluster = self._lcluster(lcn)
             if lcluster.type == NONHEAD:
+                if head is None:
+                    raise Malformed(f"{self._what} does not start with an extent")
+                if not 0 < lcluster.delta0 <= lcn - head[0]:
+                    raise Malformed(f"{self._what} looks back out of its extent at {lcn}")
+                if lcluster.compressed_blocks and (lcn != head[0] + 1 or head[1].type == PLAIN):
+                    raise Malformed(f"{self._what} has a big-pcluster count out of place")
                 continue
+            if lcn == 0 and lcluster.clusterofs:
+                raise Malformed(f"{self._what} does not start with an extent")
             boundary = min((lcn << bits) | lcluster.clusterofs, size)
             if head is not None and boundary > start:
                 yield self._extent(head, start, boundary)
