@@ -89,7 +89,7 @@ def lookback_chain_image(path: Path, files: int = 100, lclusters: int = 65_000) 
         meta[at : at + len(data)] = data
     meta += bytes(-len(meta) % BLOCK)
     blocks = 1 + len(meta) // BLOCK
-    incompat = erofs.INCOMPAT_ZERO_PADDING | erofs.INCOMPAT_ZTAILPACKING
+    incompat = 0x1 | 0x10  # 0padding, ztailpacking
     image = _superblock(0, blocks, incompat) + meta
     fix_checksum(image)
     path.write_bytes(bytes(image))

@@ -1,0 +1,374 @@
+"""The EROFS reader reads what the kernel reads, or refuses (issue 20): directories the kernel's
+binary search reads otherwise than a listing walk, feature bits and xattrs it does not model,
+inodes that overlap; and every read is bounded: work counters, one deadline, a size limit."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import struct
+from pathlib import Path
+
+import pytest
+
+from build import erofs
+from build.erofs import ErofsReader
+from build.errors import BuildError
+from build.images import ErofsImage
+from build.pack_erofs import pack_erofs
+from tests.erofs_craft import lookback_chain_image
+from tests.fakes import MACHINES, elf_binary
+from tests.needs import need
+from tests.test_erofs import (
+    BINARY,
+    BLOCK,
+    IMAGE_ID,
+    RELEASE,
+    STRICT_XATTR,
+    SUPERBLOCK,
+    alloy_tree,
+    fix_checksum,
+    nids,
+    patched,
+    position_of,
+    read_everything,
+    refused,
+    write,
+)
+
+BIN = "usr/local/bin"
+CAPABILITY = struct.pack("<5I", 0x02000001, 1 << 21, 0, 0, 0)  # cap_sys_admin
+
+
+@pytest.fixture
+def evil(tmp_path: Path) -> Path:
+    """Ours, plus usr/local/bin/evil: setuid root with cap_sys_admin, for directories that
+    name it otherwise."""
+    need("mkfs.erofs")
+    tree = alloy_tree(tmp_path / "tree", binary_size=20_000)
+    write(tree / BIN / "evil", elf_binary(MACHINES["amd64"], size=20_000), 0o4755)
+    os.setxattr(tree / BIN / "evil", "security.capability", CAPABILITY)
+    image = tmp_path / "image" / "alloy.raw"
+    image.parent.mkdir()
+    pack_erofs(tree, image, "lz4hc", IMAGE_ID)
+    return image
+
+
+def with_listing(image: Path, directory: str, entries: list[tuple[bytes, int, int]],
+                 size: int | None = None, tail: bytes = b"") -> Path:  # fmt: skip
+    """A copy of `image` whose `directory` lists `entries` (stored name, nid, type) in that
+    order, from a block of its own at the image's end (a plain layout), `size` bytes long
+    (all of them by default) with `tail` stored after the names."""
+    data = bytearray(image.read_bytes())
+    names = b""
+    dirents = bytearray()
+    for name, nid, kind in entries:
+        dirents += struct.pack("<QHBB", nid, 12 * len(entries) + len(names), kind, 0)
+        names += name
+    listing = bytes(dirents) + names
+    block_number = len(data) // BLOCK
+    data += (listing + tail).ljust(BLOCK, b"\0")
+    at = position_of(image, directory)
+    (i_format,) = struct.unpack_from("<H", data, at)
+    assert not i_format & 1, "a compact inode"
+    struct.pack_into("<H", data, at, (i_format & 1) | erofs.FLAT_PLAIN << 1)
+    struct.pack_into("<I", data, at + 8, len(listing) if size is None else size)
+    struct.pack_into("<I", data, at + 16, block_number)
+    struct.pack_into("<I", data, SUPERBLOCK + 36, len(data) // BLOCK)
+    fix_checksum(data)
+    out = image.with_name("listing.raw")
+    out.write_bytes(bytes(data))
+    return out
+
+
+def bin_entries(image: Path) -> dict[str, int]:
+    found = nids(image)
+    return {
+        ".": found[BIN],
+        "..": found["usr/local"],
+        "alloy": found[f"{BIN}/alloy"],
+        "evil": found[f"{BIN}/evil"],
+    }
+
+
+# -- directories as erofs_namei reads them -----------------------------------------------
+
+
+def test_a_listing_the_binary_search_reads_as_setuid_alloy_is_refused(evil: Path) -> None:
+    """readdir and a listing walk see ".", "alloy", "..", "allo"; the kernel's binary search
+    for "alloy" looks at ".." then at the last entry, whose name lookup reads on past the
+    listing's end ("alloy"): usr/local/bin/alloy is the setuid one with cap_sys_admin (see
+    kernel_view below). Today's reader took the honest one."""
+    nid = bin_entries(evil)
+    crafted = with_listing(
+        evil,
+        BIN,
+        [(b".", nid["."], 2), (b"alloy", nid["alloy"], 1), (b"..", nid[".."], 2),
+         (b"allo", nid["evil"], 1)],
+        tail=b"y",
+    )  # fmt: skip
+    refused(crafted, f"/{BIN} lists b'..' after b'alloy': not sorted")
+
+
+def test_an_unsorted_listing_is_refused(evil: Path) -> None:
+    """The binary search for "alloy" stops at "zz" and finds nothing: the kernel has no alloy
+    where the listing has one."""
+    nid = bin_entries(evil)
+    entries = [(b".", nid["."], 2), (b"..", nid[".."], 2), (b"zz", nid["evil"], 1),
+               (b"alloy", nid["alloy"], 1)]  # fmt: skip
+    refused(with_listing(evil, BIN, entries), f"/{BIN} lists b'alloy' after b'zz': not sorted")
+
+
+def test_a_name_twice_is_refused(evil: Path) -> None:
+    nid = bin_entries(evil)
+    entries = [(b".", nid["."], 2), (b"..", nid[".."], 2), (b"alloy", nid["alloy"], 1),
+               (b"alloy", nid["evil"], 1)]  # fmt: skip
+    refused(with_listing(evil, BIN, entries), f"/{BIN} lists b'alloy' twice")
+
+
+def test_a_last_name_that_lookup_reads_on_is_refused(evil: Path) -> None:
+    """readdir ends the last name at the listing's size; lookup reads to a NUL in the block:
+    "alloy" is listed and cannot be looked up."""
+    nid = bin_entries(evil)
+    entries = [(b".", nid["."], 2), (b"..", nid[".."], 2), (b"alloy", nid["alloy"], 1)]
+    refused(with_listing(evil, BIN, entries, tail=b"-evil"), "a last name that runs on past")
+
+
+@pytest.mark.parametrize(
+    ("dots", "fragment"),
+    [
+        ([b".."], "lacks its . or .. entry"),
+        ([b"."], "lacks its . or .. entry"),
+        ([b".", b"..", b".."], "lists b'..' twice"),
+    ],
+    ids=["no-dot", "no-dotdot", "dotdot-twice"],
+)
+def test_dot_entries_are_the_directory_and_its_parent(
+    evil: Path, dots: list[bytes], fragment: str
+) -> None:
+    nid = bin_entries(evil)
+    entries = [(name, nid[name.decode()], 2) for name in dots]
+    entries.append((b"alloy", nid["alloy"], 1))
+    refused(with_listing(evil, BIN, entries), fragment)
+
+
+def test_a_dot_entry_of_another_type_is_refused(evil: Path) -> None:
+    nid = bin_entries(evil)
+    entries = [(b".", nid["."], 1), (b"..", nid[".."], 2), (b"alloy", nid["alloy"], 1)]
+    refused(with_listing(evil, BIN, entries), f"/{BIN}'s . is not its own")
+
+
+def test_an_inode_inside_another_is_refused(tmp_path: Path) -> None:
+    """A file whose inline tail holds the bytes of a setuid inode, and an entry naming that
+    inode: two nids, one set of bytes."""
+    need("mkfs.erofs")
+    tree = alloy_tree(tmp_path / "tree", binary_size=20_000)
+    # A compact inode: regular, 04755, one link, empty.
+    hidden = struct.pack("<HHHHIIIIHHI", 0, 0, 0o104755, 1, 0, 0, 0, 0, 0, 0, 0)
+    write(tree / BIN / "carrier", hidden + b"x" * 40)
+    image = tmp_path / "image" / "alloy.raw"
+    image.parent.mkdir()
+    pack_erofs(tree, image, "none", IMAGE_ID)
+    found = nids(image)
+    entries = [(b".", found[BIN], 2), (b"..", found["usr/local"], 2),
+               (b"alloy", found[f"{BIN}/alloy"], 1), (b"carrier", found[f"{BIN}/carrier"], 1),
+               (b"hidden", found[f"{BIN}/carrier"] + 1, 1)]  # fmt: skip
+    crafted = with_listing(image, BIN, entries)
+    refused(crafted, f"the inode of /{BIN}/", "overlaps another inode")
+
+
+# -- superblock feature bits --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("offset", "bit", "fragment"),
+    [
+        (SUPERBLOCK + 8, 0x4, "the compatible feature xattr_filter"),
+        (SUPERBLOCK + 8, 0x10, "the compatible feature 0x10"),
+        (SUPERBLOCK + 80, 0x8, "the incompatible feature device_table/compr_head2"),
+        (SUPERBLOCK + 80, 0x20, "the incompatible feature fragments/dedupe"),
+        (SUPERBLOCK + 80, 0x40, "the incompatible feature xattr_prefixes"),
+    ],
+    ids=["xattr-filter", "compat-unknown", "device-table", "fragments", "xattr-prefixes"],
+)
+def test_feature_bits_the_reader_does_not_model_are_refused(
+    evil: Path, offset: int, bit: int, fragment: str
+) -> None:
+    (old,) = struct.unpack_from("<I", evil.read_bytes(), offset)
+    message = refused(patched(evil, offset, struct.pack("<I", old | bit)), fragment)
+    assert message.startswith("cannot check ")
+
+
+def test_a_name_filter_cannot_hide_the_strict_xattr(evil: Path) -> None:
+    """With xattr_filter, a set bit in an inode's h_name_filter makes the kernel's getxattr
+    skip that name: systemd would not see user.extension-release.strict."""
+    data = bytearray(patched(evil, SUPERBLOCK + 8, b"").read_bytes())
+    (compat,) = struct.unpack_from("<I", data, SUPERBLOCK + 8)
+    struct.pack_into("<I", data, SUPERBLOCK + 8, compat | 0x4)
+    release = position_of(evil, RELEASE)
+    struct.pack_into("<I", data, release + erofs.INODE_SLOT, 0xFFFFFFFF)  # h_name_filter
+    fix_checksum(data)
+    crafted = evil.with_name("filtered.raw")
+    crafted.write_bytes(bytes(data))
+    refused(crafted, "xattr_filter")
+
+
+# -- xattrs, symlinks -----------------------------------------------------------------------
+
+
+def xattr_entry_at(image: Path, path: str) -> int:
+    """Where the first inline xattr entry of `path` (a compact inode, no shared ones) is."""
+    at = position_of(image, path) + erofs.INODE_SLOT
+    assert image.read_bytes()[at + 4] == 0, "no shared xattrs"
+    return at + 12
+
+
+def test_an_xattr_area_of_just_its_header_is_refused(evil: Path) -> None:
+    release = position_of(evil, RELEASE)
+    refused(patched(evil, release + 2, struct.pack("<H", 1)), "an xattr area of just its header")
+
+
+def test_an_xattr_name_with_a_nul_is_refused(evil: Path) -> None:
+    """listxattr shows "user.extension" and "release.strict"; the reader showed one name."""
+    at = xattr_entry_at(evil, RELEASE) + 4 + len("extension")
+    refused(patched(evil, at, b"\0"), "has an xattr named 'user.'")
+
+
+def test_an_acl_with_a_suffix_is_refused(evil: Path) -> None:
+    at = xattr_entry_at(evil, RELEASE)
+    refused(patched(evil, at + 1, b"\x02"), "has an xattr named 'system.posix_acl_access'")
+
+
+def test_a_symlink_target_with_a_nul_is_refused(tmp_path: Path) -> None:
+    """readlink ends the target at its NUL: the kernel shows "/us", the reader showed more."""
+    need("mkfs.erofs")
+    tree = alloy_tree(tmp_path / "tree", binary_size=20_000)
+    (tree / BIN / "link").symlink_to("/usr/bin/true")
+    image = tmp_path / "image" / "alloy.raw"
+    image.parent.mkdir()
+    pack_erofs(tree, image, "lz4hc", IMAGE_ID)
+    at = image.read_bytes().index(b"/usr/bin/true")
+    refused(patched(image, at + 3, b"\0"), "is a symlink to b'/us\\x00/bin/true'")
+
+
+# -- compressed files -----------------------------------------------------------------------
+
+
+def map_header_at(image: Path, path: str) -> int:
+    reader = ErofsReader(image)
+    node = next(node for node in reader.nodes() if node.path == path)
+    return -(-reader._inodes[node.inode].end // 8) * 8
+
+
+def test_big_pcluster_bits_that_differ_on_compact_indexes_are_refused(evil: Path) -> None:
+    header = map_header_at(evil, BINARY)
+    (advise,) = struct.unpack_from("<H", evil.read_bytes(), header + 4)
+    assert advise & erofs.ADVISE_BIG_PCLUSTER_2
+    damaged = patched(evil, header + 4, struct.pack("<H", advise & ~erofs.ADVISE_BIG_PCLUSTER_2))
+    refused(damaged, "compact indexes with one big-pcluster kind of two")
+
+
+def test_cluster_bits_later_kernels_read_are_refused(evil: Path) -> None:
+    header = map_header_at(evil, BINARY)
+    refused(patched(evil, header + 7, b"\x08"), "has cluster bits 0x8")
+
+
+def test_a_lookback_chain_is_refused_in_bounded_work(tmp_path: Path) -> None:
+    """26 MB of indexes: 100 files whose every NONHEAD looks back one or two lclusters, the
+    kernel's tail lookup walking ~43,000 of them each (today: 4.3 million lcluster loads)."""
+    image = lookback_chain_image(tmp_path / "chain.raw", files=100, lclusters=65_000)
+    reader = ErofsReader(image)
+    with pytest.raises(BuildError, match="has a lookback chain over 64 steps") as caught:
+        reader.nodes()
+    assert "\n" not in str(caught.value)
+    assert reader.work.lcluster_loads <= erofs.MAX_LOOKBACK_STEPS + 1
+    assert reader.work.inodes <= 2
+
+
+def test_short_lookback_chains_read_in_linear_work(tmp_path: Path) -> None:
+    files, lclusters = 100, 100
+    image = lookback_chain_image(tmp_path / "chain.raw", files=files, lclusters=lclusters)
+    reader = ErofsReader(image)
+    heads = [reader.head(node, 1 << 16) for node in reader.nodes() if node.kind == "file"]
+    assert heads == [bytes(1 << 16)] * files
+    head_lclusters = (1 << 16) // BLOCK
+    assert reader.work.lcluster_loads <= files * (erofs.MAX_LOOKBACK_STEPS + head_lclusters + 2)
+    assert reader.work.bytes_decompressed == files * (1 << 16)
+
+
+def test_the_whole_file_of_a_chain_is_read_once(tmp_path: Path) -> None:
+    """sha256 reads forwards: each lcluster loaded about once, never a chain per lcluster;
+    the extent's LZ4 stream decodes to less than the file, which is refused."""
+    image = lookback_chain_image(tmp_path / "chain.raw", files=1, lclusters=60)
+    opened = ErofsImage(image)
+    with pytest.raises(BuildError, match="decompresses to other than the bytes it holds"):
+        opened.sha256("f00000", 1 << 30)
+    assert opened._reader.work.lcluster_loads <= 60 + erofs.MAX_LOOKBACK_STEPS + 2
+
+
+# -- bounds -----------------------------------------------------------------------------------
+
+
+def test_one_deadline_covers_the_read(evil: Path) -> None:
+    now = [0.0]
+
+    def clock() -> float:
+        now[0] += 1.0  # every look at the clock: a second later
+        return now[0]
+
+    reader = ErofsReader(evil, clock=clock, seconds=5)
+    with pytest.raises(BuildError) as caught:
+        reader.nodes()
+    assert str(caught.value).startswith(f"refusing {evil}: reading it took more than 5 s")
+    assert "\n" not in str(caught.value)
+
+
+def test_an_image_over_the_limit_is_refused_before_reading(
+    evil: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(erofs, "MAX_IMAGE_BYTES", evil.stat().st_size - 1)
+    with pytest.raises(BuildError, match=f"^refusing {evil}: {evil.stat().st_size} bytes, more"):
+        ErofsReader(evil)
+
+
+@pytest.mark.parametrize("compression", ["lz4hc", "none"])
+def test_sha256_streams_a_whole_file(tmp_path: Path, compression: str) -> None:
+    need("mkfs.erofs")
+    tree = alloy_tree(tmp_path / "tree", binary_size=3 << 20)
+    image = tmp_path / "image" / "alloy.raw"
+    image.parent.mkdir()
+    pack_erofs(tree, image, compression, IMAGE_ID)
+    opened = ErofsImage(image)
+    binary = (tree / BINARY).read_bytes()
+    assert opened.sha256(BINARY, len(binary)) == hashlib.sha256(binary).hexdigest()
+    work = opened._reader.work
+    if compression == "lz4hc":
+        assert 0 < work.bytes_decompressed <= len(binary)
+        assert work.lcluster_loads <= 2 * len(binary) // BLOCK + 10
+    else:
+        assert work.bytes_copied >= len(binary)
+    with pytest.raises(BuildError, match=f"/{BINARY} in {image} is {len(binary)} bytes, more"):
+        opened.sha256(BINARY, len(binary) - 1)
+    with pytest.raises(BuildError, match="is not a regular file"):
+        opened.sha256("usr", 1 << 20)
+
+
+def test_shared_xattrs_are_parsed_once(tmp_path: Path) -> None:
+    need("mkfs.erofs")
+    tree = alloy_tree(tmp_path / "tree", binary_size=20_000)
+    for index in range(20):
+        write(tree / "usr/share" / f"f{index}", b"x")
+        os.setxattr(tree / "usr/share" / f"f{index}", "user.same", b"one value")
+    from tests.test_erofs import mkfs
+
+    image = mkfs(tree, tmp_path / "x.raw", "-zlz4hc", "-x1", "-T0")
+    reader = ErofsReader(image)
+    nodes = {node.path: node for node in reader.nodes()}
+    assert nodes["usr/share/f7"].xattrs == {"user.same": b"one value"}
+    assert nodes[RELEASE].xattrs == {STRICT_XATTR: b"false"}
+    # 21 inodes' xattr areas, and each shared entry once (not 20 times).
+    assert reader.work.xattr_parses <= 21 + 2 + 2
+
+
+def test_read_everything_still_reads_ours(evil: Path) -> None:
+    assert read_everything(evil)
