@@ -220,3 +220,13 @@ def bench(session: nox.Session) -> None:
     Fetches Debian's packer binary once with apt-get download as the stand-in for Alloy."""
     _require_modules(session, "invoke")
     session.run(sys.executable, str(ROOT / "benchmarks/bench.py"), *session.posargs, external=True)
+
+
+@nox.session(name="bench-hostile", python=False, default=False, tags=["bench"])
+def bench_hostile(session: nox.Session) -> None:
+    """Time invoke verify --image on every hostile test image (as root); the worst wall time
+    and peak RSS go to docs/benchmarks.md. Arguments after -- go to benchmarks/hostile.py."""
+    _require_modules(session, "invoke")
+    session.run(
+        sys.executable, str(ROOT / "benchmarks/hostile.py"), *session.posargs, external=True
+    )
