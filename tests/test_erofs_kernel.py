@@ -15,6 +15,7 @@ from build import erofs
 from build.erofs import ErofsReader
 from build.errors import BuildError
 from build.images import ErofsImage
+from build.kernelview import kernel_view
 from build.pack_erofs import pack_erofs
 from tests.erofs_craft import lookback_chain_image
 from tests.fakes import MACHINES, elf_binary
@@ -108,6 +109,26 @@ def test_a_listing_the_binary_search_reads_as_setuid_alloy_is_refused(evil: Path
         tail=b"y",
     )  # fmt: skip
     refused(crafted, f"/{BIN} lists b'..' after b'alloy': not sorted")
+
+
+@pytest.mark.needs("unshare", "mount", root="mounting the image in a private namespace")
+def test_the_kernel_sees_the_setuid_alloy_today_s_reader_missed(evil: Path) -> None:
+    """The control for the test above: the kernel's lookup of usr/local/bin/alloy in that
+    image finds the setuid inode with cap_sys_admin, where a listing walk finds the honest
+    one (what today's reader reported) and an "allo"."""
+    nid = bin_entries(evil)
+    crafted = with_listing(
+        evil,
+        BIN,
+        [(b".", nid["."], 2), (b"alloy", nid["alloy"], 1), (b"..", nid[".."], 2),
+         (b"allo", nid["evil"], 1)],
+        tail=b"y",
+    )  # fmt: skip
+    view = kernel_view(crafted, "erofs", [f"{BIN}/alloy"], 1 << 20)
+    alloy = view.looked_up[f"{BIN}/alloy"]
+    assert alloy.permissions == 0o4755
+    assert alloy.xattrs == {"security.capability": CAPABILITY}
+    assert {f"{BIN}/alloy", f"{BIN}/allo"} <= set(view.listed)
 
 
 def test_an_unsorted_listing_is_refused(evil: Path) -> None:
@@ -372,3 +393,27 @@ def test_shared_xattrs_are_parsed_once(tmp_path: Path) -> None:
 
 def test_read_everything_still_reads_ours(evil: Path) -> None:
     assert read_everything(evil)
+
+
+def test_the_mutants_are_reproducible_and_structural(tmp_path: Path) -> None:
+    """tests/mutants/erofs.py: the same seed, the same images; each differs from its base
+    image (checksum made right) and reads or is refused in one line."""
+    need("mkfs.erofs")
+    from tests.mutants import erofs as erofs_mutants
+
+    first = [
+        (what, path.read_bytes()) for what, path in erofs_mutants.mutants(tmp_path / "a", 3, 12)
+    ]
+    again = [
+        (what, path.read_bytes()) for what, path in erofs_mutants.mutants(tmp_path / "b", 3, 12)
+    ]
+    assert first == again
+    assert len({data for _, data in first}) > 6
+    for what, data in first:
+        image = tmp_path / "one.raw"
+        image.write_bytes(data)
+        try:
+            read_everything(image)
+        except BuildError as error:
+            assert "\n" not in str(error), what
+            assert "superblock checksum" not in str(error), what
