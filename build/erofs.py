@@ -47,7 +47,9 @@ deadline (READ_SECONDS on a monotonic clock) covers the whole read. `work` count
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import mmap
 import stat
 import struct
 import time
@@ -58,6 +60,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from . import lz4native
 from .errors import BuildError
 from .safeio import Malformed, map_readonly, refusing_malformed
 from .squashfs import Node
@@ -88,6 +91,7 @@ MAX_PCLUSTER_BYTES = 1 << 20  # the kernel's Z_EROFS_PCLUSTER_MAX_SIZE
 MAX_LOOKBACK_STEPS = 64
 LZ4_WINDOW = 1 << 16  # how far back an LZ4 match reaches
 STREAM_CHUNK = 1 << 20  # what a streamed read holds at once
+MAX_NATIVE_EXTENT = 16 << 20  # extents up to this are decoded whole by liblz4 (ours: < 7 MiB)
 
 COMPAT_SB_CHKSUM = 0x1
 COMPAT_FEATURES = {0x1: "sb_csum", 0x2: "mtime", 0x4: "xattr_filter"}
@@ -438,6 +442,14 @@ class ErofsReader:
         self._check_range(start, size, what)
         return self._data[start : start + size]
 
+    def _release(self, start: int, size: int) -> None:
+        """Drops the mapped pages of a range read once (file data): a whole-file read then
+        holds no more of the image in memory than a chunk."""
+        if isinstance(self._data, mmap.mmap) and size > 0:
+            aligned = start - start % mmap.PAGESIZE
+            with contextlib.suppress(ValueError, OSError):
+                self._data.madvise(mmap.MADV_DONTNEED, aligned, size + start - aligned)
+
     def _count_metadata(self, size: int) -> None:
         self._metadata_read += size
         if self._metadata_read > MAX_METADATA_BYTES:
@@ -705,6 +717,7 @@ class ErofsReader:
                 self.deadline.check()
                 chunk = self._data[at : min(at + STREAM_CHUNK, start + from_blocks)]
                 self.work.bytes_copied += len(chunk)
+                self._release(at, len(chunk))
                 yield chunk
         if want > from_blocks:
             tail = inode.size - whole * self._block
@@ -1008,23 +1021,56 @@ class _Zmap:
             if skip == len(first):
                 raise Malformed(f"{self._what} has an empty compressed extent")
             exact = whole
-        decoder = Lz4Stream(raw[skip:], size, reader.deadline)
+        reader.deadline.check()
+        try:
+            yield from self._lz4(raw[skip:], size, exact)
+        except Malformed as error:
+            raise Malformed(
+                f"{self._what} decompresses to other than the bytes it holds ({error})"
+            ) from None
+        if extent.at != self._inline_at:
+            reader._release(extent.at, extent.stored)
+
+    def _lz4(self, source: bytes | memoryview, size: int, exact: bool) -> Iterator[bytes]:
+        """liblz4 for extents up to MAX_NATIVE_EXTENT (memory), else Python, streamed."""
+        work = self._reader.work
+        native = None
+        if size <= MAX_NATIVE_EXTENT:
+            native = lz4native.decompress(bytes(source), size, exact)
+        if native is not None:
+            if len(native) < size:
+                raise Malformed(f"{len(native)} bytes, not {size}")
+            work.bytes_decompressed += size
+            for at in range(0, size, STREAM_CHUNK):
+                yield native[at : at + STREAM_CHUNK]
+            return
+        decoder = Lz4Stream(source, size, self._reader.deadline, exact)
         for chunk in decoder.chunks():
-            reader.work.bytes_decompressed += len(chunk)
+            work.bytes_decompressed += len(chunk)
             yield chunk
         if decoder.produced < size or (exact and not decoder.finished):
-            raise Malformed(f"{self._what} decompresses to other than the bytes it holds")
+            raise Malformed(f"{decoder.produced} bytes, not {size}")
 
 
 class Lz4Stream:
     """An LZ4 block decoded in chunks, holding only LZ4_WINDOW bytes back: at most `limit`
     bytes; `finished` when its input ended exactly with its last sequence within the limit.
-    A block that refers outside its own output is Malformed."""
+    A block that refers outside its own output is Malformed. `exact`: it must decode to exactly
+    `limit` bytes under LZ4_decompress_safe's rules (the kernel's lib/lz4): the last sequence
+    ends input and output together, earlier literals leave 12 bytes of output and 8 of input,
+    no match ends in the last 5 bytes."""
 
-    def __init__(self, source: bytes | memoryview, limit: int, deadline: Deadline | None = None):
+    def __init__(
+        self,
+        source: bytes | memoryview,
+        limit: int,
+        deadline: Deadline | None = None,
+        exact: bool = False,
+    ):
         self._source = source
         self._limit = limit
         self._deadline = deadline
+        self._exact = exact
         self.produced = 0
         self.finished = False
 
@@ -1045,6 +1091,9 @@ class Lz4Stream:
                 raise Malformed("an LZ4 block's literals run past its end")
             out += source[at : at + literals]
             at += literals
+            ending = self._exact and (flushed + len(out) > limit - 12 or at > end - 8)
+            if ending and (at != end or flushed + len(out) != limit):
+                raise Malformed("an LZ4 block ends otherwise than its output")
             if at == end:
                 self.finished = flushed + len(out) <= limit
                 break
@@ -1057,6 +1106,8 @@ class Lz4Stream:
             if distance == 0 or distance > flushed + len(out):
                 raise Malformed("an LZ4 block refers before its start")
             length, at = _lz4_length(source, at, token & 15)
+            if self._exact and flushed + len(out) + length + 4 > limit - 5:
+                raise Malformed("an LZ4 block has a match in its last 5 bytes")
             length = min(length + 4, limit - flushed - len(out))
             start = len(out) - distance
             if length <= distance:

@@ -15,11 +15,12 @@ INODE = 32
 
 
 def zeros_lz4(size: int) -> bytes:
-    """An LZ4 block that decodes to `size` zero bytes (size > 5)."""
-    match = size - 2 - 4  # a literal zero, a match of one back, a last literal
+    """An LZ4 block that decodes to `size` zero bytes (size > 32), ending as LZ4 blocks must
+    (the last match 12 bytes or more before the end, then literals)."""
+    match = size - 1 - 12 - 4  # after one literal zero; then 12 literal zeros
     extra = match - 15
     lengths = b"\xff" * (extra // 255) + bytes([extra % 255])
-    return bytes([0x1F, 0]) + b"\x01\x00" + lengths + bytes([0x10, 0])
+    return bytes([0x1F, 0]) + b"\x01\x00" + lengths + bytes([0xC0]) + bytes(12)
 
 
 def _inode(mode: int, layout: int, size: int, raw: int, nlink: int = 1) -> bytes:

@@ -317,9 +317,14 @@ def test_short_lookback_chains_read_in_linear_work(tmp_path: Path) -> None:
     assert reader.work.bytes_decompressed == files * (1 << 16)
 
 
-def test_the_whole_file_of_a_chain_is_read_once(tmp_path: Path) -> None:
+@pytest.mark.parametrize("python", [False, True], ids=["liblz4", "python"])
+def test_the_whole_file_of_a_chain_is_read_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, python: bool
+) -> None:
     """sha256 reads forwards: each lcluster loaded about once, never a chain per lcluster;
     the extent's LZ4 stream decodes to less than the file, which is refused."""
+    if python:
+        monkeypatch.setattr(erofs.lz4native, "decompress", lambda *_: None)
     image = lookback_chain_image(tmp_path / "chain.raw", files=1, lclusters=60)
     opened = ErofsImage(image)
     with pytest.raises(BuildError, match="decompresses to other than the bytes it holds"):
@@ -352,9 +357,19 @@ def test_an_image_over_the_limit_is_refused_before_reading(
         ErofsReader(evil)
 
 
-@pytest.mark.parametrize("compression", ["lz4hc", "none"])
-def test_sha256_streams_a_whole_file(tmp_path: Path, compression: str) -> None:
+@pytest.mark.parametrize(
+    ("compression", "decoder"),
+    [("lz4hc", "liblz4"), ("lz4hc", "python"), ("none", "-")],
+    ids=["lz4hc-liblz4", "lz4hc-python", "none"],
+)
+def test_sha256_streams_a_whole_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, compression: str, decoder: str
+) -> None:
     need("mkfs.erofs")
+    if decoder == "python":
+        monkeypatch.setattr(erofs.lz4native, "decompress", lambda *_: None)
+    elif decoder == "liblz4" and not erofs.lz4native.available():
+        pytest.skip("no liblz4 on this machine")
     tree = alloy_tree(tmp_path / "tree", binary_size=3 << 20)
     image = tmp_path / "image" / "alloy.raw"
     image.parent.mkdir()
