@@ -54,6 +54,7 @@ import stat
 import struct
 import time
 import uuid
+from array import array
 from bisect import bisect_left
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -86,6 +87,7 @@ MAX_XATTR_AREA = 1 << 16  # an inode's xattr ibody: ours hold one short xattr
 MAX_IMAGE_BYTES = 1 << 30
 READ_SECONDS = 10.0  # one deadline for the whole read, on a monotonic clock
 MAX_PCLUSTER_BYTES = 1 << 20  # the kernel's Z_EROFS_PCLUSTER_MAX_SIZE
+MAX_PCLUSTERS = 1 << 20  # compressed extents in an image: 4 GiB in 4 KiB pclusters
 # Lookback steps from an lcluster to its head: mkfs.erofs needs one per 2047 lclusters, and an
 # extent of a 1 MiB pcluster decompresses to at most 255 MiB (31 steps).
 MAX_LOOKBACK_STEPS = 64
@@ -244,6 +246,7 @@ class _Extent:
     at: int  # physical: where its stored bytes start in the image
     stored: int  # their length
     head_type: int
+    inline: bool = False  # stored after the indexes (ztailpacking), not in blocks of its own
 
 
 @dataclass
@@ -287,6 +290,7 @@ class ErofsReader:
         self._zmaps: dict[int, _Zmap] = {}
         self._shared_xattrs: dict[int, tuple[str, bytes]] = {}
         self._regions = _Regions()
+        self._pclusters = array("Q")  # start block << 16 | blocks, of every compressed extent
         self._metadata_read = 0
         self.used_algorithms: set[str] = set()  # filled by nodes(): what compressed files use
         with _refusing_malformed(self.path):
@@ -295,7 +299,20 @@ class ErofsReader:
     def nodes(self) -> list[Node]:
         """Every entry, parents before children; bounded in number, depth and bytes read."""
         with _refusing_malformed(self.path):
-            return list(self._walk())
+            nodes = list(self._walk())
+            self._check_pclusters()
+            return nodes
+
+    def _check_pclusters(self) -> None:
+        """No two compressed extents share a block: the kernel keeps one pcluster per start
+        block for the whole mount (zdata.c), so a second file naming it with another length or
+        type would change what the first decompresses to, by the order files are read."""
+        end = 0
+        for value in sorted(self._pclusters):
+            start, blocks = value >> 16, value & 0xFFFF
+            if start < end:
+                raise Malformed(f"two compressed extents share block {start}")
+            end = start + blocks
 
     def head(self, node: Node, size: int) -> bytes:
         """The first `size` bytes of a regular file (at most MAX_HEAD)."""
@@ -506,6 +523,10 @@ class ErofsReader:
             self._regions.claim(position, region_end, f"/{path}")
             if zmap.inline:
                 zmap._find_tail()
+            for start, blocks in zmap.pclusters():
+                self._pclusters.append(start << 16 | blocks)
+            if len(self._pclusters) > MAX_PCLUSTERS:
+                raise Malformed(f"more than {MAX_PCLUSTERS} compressed extents")
             self._zmaps[nid] = zmap
             self.used_algorithms.update(zmap.algorithms)
         else:
@@ -824,6 +845,16 @@ class _Zmap:
             raise Malformed(f"{self._what} has a lookback chain over {MAX_LOOKBACK_STEPS} steps")
         raise Malformed(f"{self._what} has a logical cluster that belongs to no extent")
 
+    def pclusters(self) -> Iterator[tuple[int, int]]:
+        """(start block, blocks) of each extent stored outside the inode, the whole file's
+        lookbacks checked on the way: linear in its lclusters."""
+        for extent in self._extents(self._inode.size):
+            if not extent.inline:
+                blocks = -(-extent.stored // self._reader._block)
+                if extent.stored > MAX_PCLUSTER_BYTES:
+                    raise Malformed(f"{self._what} has a {extent.stored}-byte pcluster")
+                yield extent.at // self._reader._block, blocks
+
     def chunks(self, want: int, whole: bool) -> Iterator[bytes]:
         """The first `want` bytes, extent by extent, each decoded once; `whole`: each extent
         must decode to exactly its length."""
@@ -974,7 +1005,7 @@ class _Zmap:
     def _extent(self, head: tuple[int, _Lcluster], start: int, end: int) -> _Extent:
         head_lcn, lcluster = head
         if head_lcn == self._tail_head:
-            return _Extent(start, end, self._inline_at, self._inline_size, lcluster.type)
+            return _Extent(start, end, self._inline_at, self._inline_size, lcluster.type, True)
         blkszbits = self._reader._blkszbits
         stored = self._stored_blocks(head_lcn, lcluster) << blkszbits
         return _Extent(start, end, lcluster.pblk << blkszbits, stored, lcluster.type)
@@ -999,7 +1030,7 @@ class _Zmap:
         block = reader._block
         if extent.stored > MAX_PCLUSTER_BYTES:
             raise Malformed(f"{self._what} has a {extent.stored}-byte pcluster")
-        if extent.at == self._inline_at and extent.at % block + extent.stored > block:
+        if extent.inline and extent.at % block + extent.stored > block:
             raise Malformed(f"the inline tail of {self._what} crosses a block boundary")
         reader._check_range(extent.at, extent.stored, f"data of {self._what}")
         raw = reader._view[extent.at : extent.at + extent.stored]
@@ -1028,7 +1059,7 @@ class _Zmap:
             raise Malformed(
                 f"{self._what} decompresses to other than the bytes it holds ({error})"
             ) from None
-        if extent.at != self._inline_at:
+        if not extent.inline:
             reader._release(extent.at, extent.stored)
 
     def _lz4(self, source: bytes | memoryview, size: int, exact: bool) -> Iterator[bytes]:

@@ -34,8 +34,9 @@ BINARY = "usr/local/bin/alloy"
 UNIT = "usr/lib/systemd/system/alloy.service"
 
 
-def base_tree(root: Path) -> Path:
-    """What an Alloy sysext holds, small: the ELF binary, its unit, its release file."""
+def base_tree(root: Path, many: int = 0) -> Path:
+    """What an Alloy sysext holds, small: the ELF binary, its unit, its release file; and
+    `many` more files in one directory (a listing over several blocks)."""
     files = {
         RELEASE: (b"ID=_any\nARCHITECTURE=x86-64\n", 0o644),
         UNIT: (b"[Service]\nExecStart=/usr/local/bin/alloy run\n", 0o644),
@@ -46,21 +47,29 @@ def base_tree(root: Path) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
         path.chmod(mode)
+    for index in range(many):
+        path = root / "usr/share/alloy" / f"file-{index:04}-{'x' * (index % 40)}"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"%d\n" % index)
+        path.chmod(0o644)
     for directory, _, _ in os.walk(root):
         Path(directory).chmod(0o755)
     os.setxattr(root / RELEASE, "user.extension-release.strict", b"false")
     return root
 
 
+BASES = {"lz4hc": ("lz4hc", 0), "none": ("none", 0), "lz4hc-many": ("lz4hc", 300)}
+
+
 def base_images(workdir: Path) -> dict[str, Path]:
-    """compression -> the base image, packed once per workdir."""
+    """base name -> the base image, packed once per workdir."""
     images = {}
-    for compression in ("lz4hc", "none"):
-        image = workdir / "base" / f"alloy-{compression}.raw"
+    for name, (compression, many) in BASES.items():
+        image = workdir / "base" / f"alloy-{name}.raw"
         if not image.exists():
-            tree = base_tree(workdir / "base" / f"tree-{compression}")
+            tree = base_tree(workdir / "base" / f"tree-{name}", many)
             pack_erofs(tree, image, compression, image_uuid("alloy", "1.10.2", "amd64"))
-        images[compression] = image
+        images[name] = image
     return images
 
 
@@ -72,7 +81,7 @@ class Layout:
     nids: dict[str, int]  # path -> nid
     kinds: dict[str, str]
     inodes: dict[str, int]  # path -> byte offset of its inode
-    listings: dict[str, tuple[int, int]]  # directory -> (offset of its listing, size)
+    listings: dict[str, tuple[int, int]]  # directory block -> (its offset, its size)
     xattrs: dict[str, tuple[int, int]]  # path -> (offset of its xattr ibody, size)
     maps: dict[str, int]  # compressed file -> offset of its map header
     indexes: dict[str, list[tuple[int, int, int]]]  # file -> [(pack offset, bits, slot)]
@@ -93,10 +102,13 @@ def layout_of(image: Path) -> Layout:
         if inode.end > ibody:
             found.xattrs[node.path] = (ibody, inode.end - ibody)
         if node.kind == "directory":
-            if inode.layout == erofs.FLAT_INLINE and inode.size < BLOCK:
-                found.listings[node.path] = (inode.end, inode.size)
-            elif inode.layout == erofs.FLAT_PLAIN:
-                found.listings[node.path] = (inode.raw * BLOCK, inode.size)
+            blocks = -(-inode.size // BLOCK)
+            for number in range(blocks):
+                size = min(BLOCK, inode.size - number * BLOCK)
+                tail = inode.layout == erofs.FLAT_INLINE and number == blocks - 1
+                at = inode.end if tail else inode.raw * BLOCK + number * BLOCK
+                name = f"{node.path} (block {number})" if number else node.path
+                found.listings[name] = (at, size)
         zmap = reader._zmaps.get(node.inode)
         if zmap is not None:
             found.maps[node.path] = -(-inode.end // 8) * 8
@@ -391,23 +403,24 @@ MUTATIONS: list[Mutation] = [
 
 
 def mutants(workdir: Path, seed: int, count: int) -> Iterator[tuple[str, Path]]:
-    """`count` mutants of the base images (alternately LZ4 and uncompressed), each one to three
+    """`count` mutants of the base images (LZ4, uncompressed, LZ4 with a long listing in turn),
+    each one to three
     structural changes, reproducible from `seed`; yields (what changed, the image)."""
     workdir.mkdir(parents=True, exist_ok=True)
     bases = base_images(workdir)
-    layouts = {compression: layout_of(image) for compression, image in bases.items()}
-    originals = {compression: image.read_bytes() for compression, image in bases.items()}
+    layouts = {name: layout_of(image) for name, image in bases.items()}
+    originals = {name: image.read_bytes() for name, image in bases.items()}
     for index in range(count):
         rng = random.Random(f"{seed}-{index}")
-        compression = ("lz4hc", "none")[index % 2]
-        data = bytearray(originals[compression])
+        base = list(BASES)[index % len(BASES)]
+        data = bytearray(originals[base])
         changes = []
         for _ in range(rng.choice([1, 1, 2, 3])):
-            changes.append(rng.choice(MUTATIONS)(data, layouts[compression], rng))
+            changes.append(rng.choice(MUTATIONS)(data, layouts[base], rng))
         fix_checksum(data)
         image = workdir / f"mutant-{seed}-{index:04}.raw"
         image.write_bytes(bytes(data))
-        yield f"{compression}: " + "; ".join(changes), image
+        yield f"{base}: " + "; ".join(changes), image
 
 
 def bombs(workdir: Path) -> Iterator[tuple[str, Path]]:
