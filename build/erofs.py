@@ -4,45 +4,50 @@ reads them (fs/erofs/ of Linux 6.1 to 6.18), and refused where the kernel could 
 Everything in the image is hostile: every offset is checked against the image, every count,
 size and depth is bounded, and anything malformed is one BuildError naming the image.
 
-Kernel paths the reader follows (function names of fs/erofs/):
+Kernel paths the reader follows (function names of fs/erofs/ and lib/lz4/):
 - super.c erofs_read_superblock: magic, crc32c checksum, block size, root nid, meta and xattr
-  block addresses; z_erofs_load_lz4_config / erofs_load_compr_cfgs (the configs must fit).
-- inode.c erofs_read_inode: compact (16-bit uid/gid/nlink, 32-bit size) and extended inodes,
-  mode, new_decode_dev() device numbers; erofs_fill_symlink (fast and page symlinks).
+  block addresses; erofs_load_compr_cfgs (each declared compressor's config must fit).
+- inode.c erofs_read_inode: compact (16-bit uid/gid/nlink, 32-bit size, the build time as
+  mtime) and extended inodes, mode, new_decode_dev() device numbers; erofs_fill_symlink.
 - namei.c erofs_namei, find_target_block_classic, find_target_dirent, erofs_dirnamecmp: a
-  binary search, so every directory must be strictly sorted (bytes, shorter first, '.' and
-  '..' included); dir.c erofs_readdir / erofs_fill_dentries: names end at the next nameoff, the
-  last one of a block at its first NUL.
-- xattr.c erofs_init_inode_xattrs, inline_getxattr, shared_getxattr, erofs_listxattr: the
-  ibody header, shared xattr ids (each parsed once), 4-byte aligned inline entries; user.,
-  trusted., security. and the two ACL names.
-- data.c erofs_map_blocks: flat plain and flat inline (tail packing in the inode's block).
+  binary search over blocks then dirents, so every directory must be strictly sorted as bytes
+  (shorter first, '.' and '..' included); dir.c erofs_readdir / erofs_fill_dentries: a name
+  ends at the next nameoff, the last one of a block at its first NUL or the listing's end.
+- xattr.c erofs_init_inode_xattrs, inline_getxattr, shared_getxattr, erofs_listxattr,
+  xattr_foreach: the ibody header, shared xattr ids (each entry parsed once), 4-byte aligned
+  inline entries within xattr_isize; user., trusted., security. and the two ACL names.
+- data.c erofs_map_blocks: flat plain and flat inline (the tail in the inode's block).
 - zmap.c z_erofs_fill_inode_lazy, z_erofs_load_full_lcluster, z_erofs_load_compact_lcluster
   (unpack_compacted_index), z_erofs_extent_lookback, z_erofs_get_extent_compressedlen, the
-  ztailpacking tail (FINDTAIL); decompressor.c z_erofs_lz4_decompress with 0padding
-  (z_erofs_fixup_insize), z_erofs_transform_plain (shifted).
+  ztailpacking tail (EROFS_GET_BLOCKS_FINDTAIL); decompressor.c z_erofs_lz4_decompress with
+  0padding (z_erofs_fixup_insize) or without, z_erofs_transform_plain (shifted); lib/lz4's
+  LZ4_decompress_safe (by the system's liblz4, build/lz4native.py, or Python under its rules).
 
-Kernel paths it refuses (what an Alloy sysext never needs, or where the kernel and a plain walk
-could differ): erofs_read_superblock's feature bits other than sb_csum, mtime, 0padding,
-big_pcluster/compr_cfgs and ztailpacking (so: xattr_filter's name bloom filter, the xattr
-prefix table and long prefixes (erofs_xattr_prefixes_init), chunk-based files
-(erofs_map_blocks chunk path), extra devices (erofs_init_device), fragments, dedupe, 48-bit
-layouts, metabox); block sizes other than 512 to 4096 bytes; i_format bits it does not know
-(EROFS_I_NLINK_1_BIT); erofs_namei over unsorted or duplicate names, nameoffs out of order or
-past the block, names with NUL or '/', '.' or '..' naming anything but the directory and its
-parent; inodes whose bytes overlap another's; an xattr ibody of just its header (the kernel
-says EOPNOTSUPP), unknown xattr indexes (listxattr hides them), ACL entries with a suffix, xattr
-names with NUL; symlink targets that are empty or hold NUL (readlink stops there); compressed
-directories and symlinks; compressed files without 0padding, with HEAD2 lclusters, interlaced
-or fragment pclusters, extent records (Z_EROFS_ADVISE_EXTENTS), h_clusterbits beyond 3 bits,
-HEAD1/HEAD2 big-pcluster bits that differ on compact indexes, a big pcluster the superblock
-does not declare, pclusters over 1 MiB, 0padding past the first block, lookbacks that leave
-their extent, and LZ4 streams that do not decode to exactly their extent.
+Kernel paths it refuses (what an Alloy sysext never needs, or where the kernel and a walk could
+differ): superblock feature bits other than sb_csum, mtime, 0padding, big_pcluster/compr_cfgs
+and ztailpacking, so xattr_filter (a name bloom filter with which getxattr skips names), the
+xattr prefix table and long prefixes (erofs_xattr_prefixes_init), chunk-based files
+(erofs_map_blocks' chunk path), extra devices (erofs_init_device), fragments and dedupe, 48-bit
+layouts, metabox and any bit a later kernel adds; blocks over 4096 bytes; i_format bits it does
+not know (EROFS_I_NLINK_1_BIT); erofs_namei over unsorted or duplicate names, nameoffs out of
+order or past the block, names with NUL or '/', a last name that lookup reads on past the
+listing's end, '.' or '..' missing or naming anything but the directory and its parent; an
+inode whose bytes (inode, xattrs, inline data, indexes) overlap another's; an xattr ibody of
+just its header (EOPNOTSUPP), xattr indexes without a handler (listxattr hides them), ACL names
+with a suffix, xattr names with NUL or empty; symlink targets empty or holding NUL (readlink
+stops there); compressed directories and symlinks; HEAD2 lclusters, interlaced and fragment
+pclusters, extent records (Z_EROFS_ADVISE_EXTENTS), h_clusterbits past 3 bits, compact indexes
+whose HEAD1/HEAD2 big-pcluster bits differ, big pclusters or inline tails the superblock does
+not declare, pclusters over 1 MiB, 0padding past the first block, a lookback that leaves its
+extent or a chain over MAX_LOOKBACK_STEPS, LZ4 streams that do not decode to exactly their
+extent, and two compressed extents sharing a block (zdata.c keeps one pcluster per start block
+for the whole mount, so one file could change what another decompresses to).
 
-Bounds: images over MAX_IMAGE_BYTES are refused before reading; the work is at most a constant
-times the image's bytes (each lcluster index is loaded twice, each xattr parsed once, each inode
-read once) plus the bytes decompressed, which are what head() or sha256() are asked for; one
-deadline (READ_SECONDS on a monotonic clock) covers the whole read. `work` counts it.
+Bounds: images over MAX_IMAGE_BYTES are refused before reading. The work is at most a constant
+times the image's bytes (each inode read once, each xattr entry parsed once, each lcluster
+index loaded about twice, the tail's chain at most MAX_LOOKBACK_STEPS) plus the bytes head()
+and sha256() are asked for, the latter capped by the caller's limit (--max-binary-size). One
+deadline (READ_SECONDS, monotonic, injectable) covers the whole read; `work` counts it.
 """
 
 from __future__ import annotations
