@@ -450,3 +450,52 @@ def test_the_mutants_are_reproducible_and_structural(tmp_path: Path) -> None:
         except BuildError as error:
             assert "\n" not in str(error), what
             assert "superblock checksum" not in str(error), what
+
+
+def lz4_zeros(size: int, final_literals: int) -> bytes:
+    """A literal zero, a match of one back, `final_literals` literal zeros: `size` bytes."""
+    extra = size - 1 - final_literals - 4 - 15
+    lengths = b"\xff" * (extra // 255) + bytes([extra % 255])
+    return (
+        bytes([0x1F, 0])
+        + b"\x01\x00"
+        + lengths
+        + bytes([final_literals << 4])
+        + bytes(final_literals)
+    )
+
+
+@pytest.mark.parametrize(
+    ("stream", "size", "good"),
+    [
+        (lz4_zeros(1000, 12), 1000, True),
+        (lz4_zeros(1000, 5), 1000, True),  # 5 last literals: enough for a decoder
+        (lz4_zeros(1000, 3), 1000, False),  # a match in the last 5 bytes
+        (lz4_zeros(1000, 12) + b"\x00", 1000, False),  # input left over
+        (lz4_zeros(1000, 12), 999, False),  # more output than the extent
+        (lz4_zeros(1000, 12), 1001, False),  # less
+    ],
+    ids=["good", "five-literals", "match-at-end", "trailing", "longer", "shorter"],
+)
+def test_python_lz4_keeps_the_kernel_s_rules(stream: bytes, size: int, good: bool) -> None:
+    """Decoding a whole extent, the Python decoder refuses what lib/lz4's LZ4_decompress_safe
+    (the kernel's, and liblz4's) refuses; a head (partial) read refuses none of these."""
+
+    def python(exact: bool) -> bytes:
+        return b"".join(erofs.Lz4Stream(stream, size, exact=exact).chunks())
+
+    if good:
+        assert python(True) == bytes(size)
+    else:
+        with pytest.raises(erofs.Malformed):
+            decoder = erofs.Lz4Stream(stream, size, exact=True)
+            out = b"".join(decoder.chunks())
+            if len(out) != size or not decoder.finished:
+                raise erofs.Malformed("short")
+    if erofs.lz4native.available():
+        if good:
+            assert erofs.lz4native.decompress(stream, size, True) == bytes(size)
+        else:
+            with pytest.raises(erofs.Malformed):
+                erofs.lz4native.decompress(stream, size, True)
+    assert python(False) == bytes(min(size, 1000))
