@@ -43,11 +43,13 @@ extent or a chain over MAX_LOOKBACK_STEPS, LZ4 streams that do not decode to exa
 extent, and two compressed extents sharing a block (zdata.c keeps one pcluster per start block
 for the whole mount, so one file could change what another decompresses to).
 
-Bounds: images over MAX_IMAGE_BYTES are refused before reading. The work is at most a constant
-times the image's bytes (each inode read once, each xattr entry parsed once, each lcluster
-index loaded about twice, the tail's chain at most MAX_LOOKBACK_STEPS) plus the bytes head()
-and sha256() are asked for, the latter capped by the caller's limit (--max-binary-size). One
-deadline (READ_SECONDS, monotonic, injectable) covers the whole read; `work` counts it.
+Bounds: images over MAX_IMAGE_BYTES are refused before reading, and images whose compressed
+files say they hold more than MAX_COMPRESSED_BYTES before their indexes are read. The work is
+at most a constant times the image's bytes (each inode read once, each xattr entry parsed once,
+each lcluster index loaded about twice, the tail's chain at most MAX_LOOKBACK_STEPS) plus the
+bytes head() and sha256() are asked for, the latter capped by the caller's limit
+(--max-binary-size). One deadline (READ_SECONDS, monotonic, injectable) covers the whole
+read; `work` counts it.
 """
 
 from __future__ import annotations
@@ -92,7 +94,9 @@ MAX_XATTR_AREA = 1 << 16  # an inode's xattr ibody: ours hold one short xattr
 MAX_IMAGE_BYTES = 1 << 30
 READ_SECONDS = 10.0  # one deadline for the whole read, on a monotonic clock
 MAX_PCLUSTER_BYTES = 1 << 20  # the kernel's Z_EROFS_PCLUSTER_MAX_SIZE
-MAX_PCLUSTERS = 1 << 20  # compressed extents in an image: 4 GiB in 4 KiB pclusters
+# What compressed files may hold in all: every lcluster of them is read once, so this bounds
+# that work (an Alloy binary is about 420 MB).
+MAX_COMPRESSED_BYTES = 1 << 30
 # Lookback steps from an lcluster to its head: mkfs.erofs needs one per 2047 lclusters, and an
 # extent of a 1 MiB pcluster decompresses to at most 255 MiB (31 steps).
 MAX_LOOKBACK_STEPS = 64
@@ -296,6 +300,7 @@ class ErofsReader:
         self._shared_xattrs: dict[int, tuple[str, bytes]] = {}
         self._regions = _Regions()
         self._pclusters = array("Q")  # start block << 16 | blocks, of every compressed extent
+        self._compressed_bytes = 0  # what compressed files say they hold
         self._metadata_read = 0
         self.used_algorithms: set[str] = set()  # filled by nodes(): what compressed files use
         with _refusing_malformed(self.path):
@@ -523,6 +528,13 @@ class ErofsReader:
             tail = size - (-(-size // self._block) - 1) * self._block
             region_end = min(region_end + tail, region_end - region_end % self._block + self._block)
         if compressed and size:
+            self._compressed_bytes += size
+            if self._compressed_bytes > MAX_COMPRESSED_BYTES:
+                raise BuildError(
+                    f"refusing {self.path}: its compressed files hold more than "
+                    f"{MAX_COMPRESSED_BYTES >> 20} MiB, more than verify reads",
+                    "an Alloy sysext holds one binary of a few hundred MiB; do not install it",
+                )
             zmap = _Zmap(self, inode, f"/{path}")
             region_end = zmap.region_end
             self._regions.claim(position, region_end, f"/{path}")
@@ -530,8 +542,6 @@ class ErofsReader:
                 zmap._find_tail()
             for start, blocks in zmap.pclusters():
                 self._pclusters.append(start << 16 | blocks)
-            if len(self._pclusters) > MAX_PCLUSTERS:
-                raise Malformed(f"more than {MAX_PCLUSTERS} compressed extents")
             self._zmaps[nid] = zmap
             self.used_algorithms.update(zmap.algorithms)
         else:
@@ -799,6 +809,7 @@ class _Zmap:
         if self._advise & ADVISE_INLINE_PCLUSTER:
             self.region_end += self._inline_size
         self.inline = bool(self._advise & ADVISE_INLINE_PCLUSTER)
+        self._last_pack: tuple[int, list[tuple[int, int]], int] | None = None
         self._tail_head: int | None = None
         self._inline_at = 0
 
@@ -916,6 +927,23 @@ class _Zmap:
             return position + (index << 1), 1
         return position + compacted_2b * 2 + ((index - compacted_2b) << 2), 2
 
+    def _pack(self, pack_at: int, pack_size: int, count: int) -> tuple[list[tuple[int, int]], int]:
+        """A pack of compact indexes: (type, lo) of each lcluster in it, and its block base;
+        the last one decoded is kept, as reads go through a pack's lclusters in turn."""
+        if self._last_pack is not None and self._last_pack[0] == pack_at:
+            return self._last_pack[1], self._last_pack[2]
+        pack = self._reader._bytes(pack_at, pack_size, f"indexes of {self._what}")
+        value = int.from_bytes(pack[: pack_size - 4], "little")
+        encodebits = (pack_size - 4) * 8 // count
+        lobits = 12  # compact indexes are for 4 KiB lclusters only
+        entries = []
+        for _ in range(count):
+            entries.append(((value >> lobits) & 3, value & ((1 << lobits) - 1)))
+            value >>= encodebits
+        (base,) = struct.unpack_from("<I", pack, pack_size - 4)
+        self._last_pack = (pack_at, entries, base)
+        return entries, base
+
     def _compact_lcluster(self, lcn: int) -> _Lcluster:
         position, shift = self._compact_position(lcn)
         if shift == 2:
@@ -926,16 +954,12 @@ class _Zmap:
             raise Malformed(f"{self._what} has 2-byte indexes for large clusters")
         pack_size = count << shift
         pack_at = position - position % pack_size
-        pack = self._reader._bytes(pack_at, pack_size, f"indexes of {self._what}") + bytes(4)
-        lobits = max(self._bits, 12)
-        encodebits = (pack_size - 4) * 8 // count
+        entries, base = self._pack(pack_at, pack_size, count)
         i = (position - pack_at) >> shift
         next_pack = pack_at + pack_size
 
         def decode(slot: int) -> tuple[int, int]:
-            bit = encodebits * slot
-            value = int.from_bytes(pack[bit // 8 : bit // 8 + 4], "little") >> (bit & 7)
-            return (value >> lobits) & 3, value & ((1 << lobits) - 1)
+            return entries[slot]
 
         kind, lo = decode(i)
         if kind == NONHEAD:
@@ -972,7 +996,6 @@ class _Zmap:
                     i -= lo2 - 2
                     continue
                 blocks += 1
-        (base,) = struct.unpack_from("<I", pack, pack_size - 4)
         return self._head(kind, lo, base + blocks, next_pack)
 
     # -- extents --------------------------------------------------------------------------

@@ -35,10 +35,13 @@ def _superblock(root_nid: int, blocks: int, incompat: int) -> bytearray:
     return sb
 
 
-def lookback_chain_image(path: Path, files: int = 100, lclusters: int = 65_000) -> Path:
+def lookback_chain_image(
+    path: Path, files: int = 100, lclusters: int = 65_000, heads: bool = False
+) -> Path:
     """`files` LZ4 files of `lclusters` 4 KiB lclusters each: one extent, its head at lcn 0,
     stored inline after the indexes (ztailpacking), and every NONHEAD's delta0 one (or two,
-    the last of a pack): the kernel's lookback from the last lcluster walks the whole file."""
+    the last of a pack): the kernel's lookback from the last lcluster walks the whole file.
+    `heads`: every lcluster a head instead, each its own block: as many extents as indexes."""
     tail = zeros_lz4(1 << 16)
     meta = bytearray()
     names = [f"f{index:05}".encode() for index in range(files)]
@@ -60,13 +63,13 @@ def lookback_chain_image(path: Path, files: int = 100, lclusters: int = 65_000) 
         for pack in range(0, lclusters, 2):
             entries = []
             for lcn in (pack, pack + 1):
-                if lcn == 0:
+                if lcn == 0 or (heads and lcn < lclusters):
                     entries.append(erofs.HEAD1 << 12)
                 elif lcn < lclusters:
                     entries.append(erofs.NONHEAD << 12 | 1)
                 else:
                     entries.append(0)
-            packs += struct.pack("<HHI", *entries, 0)
+            packs += struct.pack("<HHI", *entries, pack + 10)
         header = struct.pack("<HHHBB", 0, len(tail), erofs.ADVISE_INLINE_PCLUSTER, 0, 0)
         inode = _inode(0o100644, erofs.COMPRESSED_COMPACT, lclusters * BLOCK, 1)
         file_bytes.append((position, inode + header + packs[:index_bytes] + tail))

@@ -499,3 +499,16 @@ def test_python_lz4_keeps_the_kernel_s_rules(stream: bytes, size: int, good: boo
             with pytest.raises(erofs.Malformed):
                 erofs.lz4native.decompress(stream, size, True)
     assert python(False) == bytes(min(size, 1000))
+
+
+def test_compressed_files_claiming_too_much_are_refused_before_their_indexes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every lcluster of a compressed file is read once: what they may claim in all is bounded
+    before any index is read."""
+    image = lookback_chain_image(tmp_path / "heads.raw", files=3, lclusters=5000, heads=True)
+    monkeypatch.setattr(erofs, "MAX_COMPRESSED_BYTES", 2 * 5000 * BLOCK)
+    reader = ErofsReader(image)
+    with pytest.raises(BuildError, match=f"^refusing {image}: its compressed files hold more"):
+        reader.nodes()
+    assert reader.work.lcluster_loads <= 2 * (2 * 5000 + 2)

@@ -431,6 +431,10 @@ def bombs(workdir: Path) -> Iterator[tuple[str, Path]]:
         lookback_chain_image(workdir / "lookback-chains.raw", files=100, lclusters=65_000),
     )
     yield (
+        "100 files of 65,000 lclusters, each its own extent (26 MB of indexes)",
+        lookback_chain_image(workdir / "heads.raw", files=100, lclusters=65_000, heads=True),
+    )
+    yield (
         "200 files whose lookback chains are just short enough to follow",
         lookback_chain_image(workdir / "short-chains.raw", files=200, lclusters=120),
     )
