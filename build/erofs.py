@@ -67,6 +67,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from . import lz4native
 from .errors import BuildError
@@ -499,9 +500,9 @@ class ErofsReader:
         if layout not in LAYOUTS:
             raise Malformed(f"/{path} has data layout {layout}")
         if i_format & 1:  # extended
-            fields = self._bytes(position, 64, f"inode of /{path}")
+            whole = self._bytes(position, 64, f"inode of /{path}")
             _, _, mode, _, size, raw, _, uid, gid, _, _, nlink = struct.unpack_from(
-                "<HHHHQIIIIQII", fields
+                "<HHHHQIIIIQII", whole
             )
             inode_size = 64
         else:
@@ -522,7 +523,7 @@ class ErofsReader:
         compressed = layout in (COMPRESSED_FULL, COMPRESSED_COMPACT)
         if compressed and kind != "file":
             raise Malformed(f"/{path} is a {kind} with a {LAYOUTS[layout]} layout")
-        fields: dict = {}
+        fields: dict[str, Any] = {}
         region_end = inode.end
         if layout == FLAT_INLINE and size:  # the tail, up to its block's end (read checks it)
             tail = size - (-(-size // self._block) - 1) * self._block
@@ -1191,7 +1192,7 @@ def lz4_decompress(source: bytes, limit: int) -> bytes:
     return b"".join(Lz4Stream(source, limit).chunks())
 
 
-def _lz4_length(source: bytes, at: int, length: int) -> tuple[int, int]:
+def _lz4_length(source: bytes | memoryview, at: int, length: int) -> tuple[int, int]:
     if length != 15:
         return length, at
     while True:
