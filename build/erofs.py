@@ -95,6 +95,7 @@ MAX_XATTR_AREA = 1 << 16  # an inode's xattr ibody: ours hold one short xattr
 MAX_IMAGE_BYTES = 1 << 30
 READ_SECONDS = 10.0  # one deadline for the whole read, on a monotonic clock
 MAX_PCLUSTER_BYTES = 1 << 20  # the kernel's Z_EROFS_PCLUSTER_MAX_SIZE
+LZ4_CONFIG_SIZE = 14  # struct z_erofs_lz4_cfgs
 # What compressed files may hold in all: every lcluster of them is read once, so this bounds
 # that work (an Alloy binary is about 420 MB).
 MAX_COMPRESSED_BYTES = 1 << 30
@@ -423,6 +424,7 @@ class ErofsReader:
         self._xattr_start = xattr_blkaddr * self._block
         self._root = root_nid
         self._zero_padding = bool(incompat & INCOMPAT_ZERO_PADDING)
+        self._max_pcluster_blocks = 1  # without compression configs
         self._big_pcluster = bool(incompat & INCOMPAT_COMPR_CFGS)
         self._ztailpacking = bool(incompat & INCOMPAT_ZTAILPACKING)
         if incompat & INCOMPAT_COMPR_CFGS:
@@ -453,11 +455,19 @@ class ErofsReader:
         )
 
     def _check_compression_configs(self, bitmap: int, at: int) -> None:
-        """One length-prefixed record per declared compressor, after the superblock."""
+        """One length-prefixed record per declared compressor, after the superblock; LZ4's
+        says how many blocks a pcluster may have (z_erofs_load_lz4_config)."""
         for number in ALGORITHMS:
             if bitmap >> number & 1:
                 (length,) = struct.unpack("<H", self._bytes(at, 2, "compression configs"))
-                self._bytes(at + 2, length, "compression configs")
+                config = self._bytes(at + 2, length, "compression configs")
+                if ALGORITHMS[number] == "lz4":
+                    if length < LZ4_CONFIG_SIZE:
+                        raise Malformed(f"its LZ4 config is {length} bytes")
+                    (blocks,) = struct.unpack_from("<H", config, 2)
+                    if blocks > MAX_PCLUSTER_BYTES >> self._blkszbits:
+                        raise Malformed(f"its pclusters may have {blocks} blocks")
+                    self._max_pcluster_blocks = blocks or 1
                 at += 2 + length
 
     # -- bytes ----------------------------------------------------------------------------
@@ -547,11 +557,17 @@ class ErofsReader:
             self.used_algorithms.update(zmap.algorithms)
         else:
             self._regions.claim(position, region_end, f"/{path}")
+        if kind == "directory" and size > MAX_ENTRIES * (DIRENT_SIZE + MAX_NAME):
+            raise Malformed(f"/{path} has a {size}-byte listing")
+        if kind == "symlink" and size >= MAX_SYMLINK:  # page_get_link ends one at 4095 bytes
+            raise Malformed(f"/{path} is a symlink with a {size}-byte target")
+        if layout in (FLAT_PLAIN, FLAT_INLINE) and kind in ("file", "directory", "symlink"):
+            whole = -(-size // self._block) - (layout == FLAT_INLINE)
+            if whole > 0:  # erofs_map_blocks: the kernel reads its blocks from here
+                self._check_range(raw * self._block, whole * self._block, f"data of /{path}")
         if kind in ("block device", "character device"):
             fields["device"] = ((raw & 0xFFF00) >> 8, (raw & 0xFF) | ((raw >> 12) & 0xFFF00))
         elif kind == "symlink":
-            if size > MAX_SYMLINK:
-                raise Malformed(f"/{path} is a symlink with a {size}-byte target")
             target = self._read(inode, size, f"/{path}")
             self._count_metadata(size)
             if not target or b"\0" in target:  # readlink ends a target at its first NUL
@@ -868,8 +884,9 @@ class _Zmap:
         for extent in self._extents(self._inode.size):
             if not extent.inline:
                 blocks = -(-extent.stored // self._reader._block)
-                if extent.stored > MAX_PCLUSTER_BYTES:
+                if blocks > self._reader._max_pcluster_blocks:
                     raise Malformed(f"{self._what} has a {extent.stored}-byte pcluster")
+                self._reader._check_range(extent.at, extent.stored, f"data of {self._what}")
                 yield extent.at // self._reader._block, blocks
 
     def chunks(self, want: int, whole: bool) -> Iterator[bytes]:

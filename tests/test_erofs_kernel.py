@@ -507,8 +507,28 @@ def test_compressed_files_claiming_too_much_are_refused_before_their_indexes(
     """Every lcluster of a compressed file is read once: what they may claim in all is bounded
     before any index is read."""
     image = lookback_chain_image(tmp_path / "heads.raw", files=3, lclusters=5000, heads=True)
-    monkeypatch.setattr(erofs, "MAX_COMPRESSED_BYTES", 2 * 5000 * BLOCK)
+    monkeypatch.setattr(erofs, "MAX_COMPRESSED_BYTES", 5000 * BLOCK - 1)
     reader = ErofsReader(image)
     with pytest.raises(BuildError, match=f"^refusing {image}: its compressed files hold more"):
         reader.nodes()
-    assert reader.work.lcluster_loads <= 2 * (2 * 5000 + 2)
+    assert reader.work.lcluster_loads == 0
+
+
+def test_pclusters_over_the_declared_size_are_refused(evil: Path) -> None:
+    """The superblock's LZ4 config says 64 blocks at most (256 KiB); the kernel's buffers
+    are sized by it. Declared as one block, the binary's big pclusters exceed it."""
+    lz4_config = SUPERBLOCK + 128 + 2
+    assert struct.unpack_from("<HH", evil.read_bytes(), lz4_config)[1] == 64
+    refused(patched(evil, lz4_config + 2, struct.pack("<H", 1)), f"/{BINARY} has a ")
+
+
+def test_file_data_past_the_image_is_refused_with_its_entries(tmp_path: Path) -> None:
+    """Listing the entries checks every file's blocks lie in the image, not only the heads."""
+    need("mkfs.erofs")
+    tree = alloy_tree(tmp_path / "tree", binary_size=3 * BLOCK)
+    image = tmp_path / "image" / "alloy.raw"
+    image.parent.mkdir()
+    pack_erofs(tree, image, "none", IMAGE_ID)
+    damaged = patched(image, position_of(image, BINARY) + 16, struct.pack("<I", 1 << 20))
+    with pytest.raises(BuildError, match=f"its data of /{BINARY} at byte .* runs past its end"):
+        ErofsReader(damaged).nodes()
