@@ -17,13 +17,14 @@ from __future__ import annotations
 import os
 import random
 import struct
+import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from build import erofs
 from build.erofs import ErofsReader
-from build.pack_erofs import image_uuid, pack_erofs
+from build.pack_erofs import MKFS_EROFS, image_uuid, mkfs_erofs_args, pack_erofs
 from tests.erofs_craft import fix_checksum, lookback_chain_image
 from tests.fakes import MACHINES, elf_binary
 
@@ -34,9 +35,11 @@ BINARY = "usr/local/bin/alloy"
 UNIT = "usr/lib/systemd/system/alloy.service"
 
 
-def base_tree(root: Path, many: int = 0) -> Path:
+def base_tree(root: Path, many: int = 0, variant: str = "") -> Path:
     """What an Alloy sysext holds, small: the ELF binary, its unit, its release file; and
-    `many` more files in one directory (a listing over several blocks)."""
+    `many` more files in one directory (a listing over several blocks); `variant`: "owner"
+    (the unit owned by 70000, an extended inode), "shared" (an xattr on three files, which
+    mkfs.erofs shares)."""
     files = {
         RELEASE: (b"ID=_any\nARCHITECTURE=x86-64\n", 0o644),
         UNIT: (b"[Service]\nExecStart=/usr/local/bin/alloy run\n", 0o644),
@@ -55,20 +58,38 @@ def base_tree(root: Path, many: int = 0) -> Path:
     for directory, _, _ in os.walk(root):
         Path(directory).chmod(0o755)
     os.setxattr(root / RELEASE, "user.extension-release.strict", b"false")
+    if variant == "owner":
+        os.chown(root / UNIT, 70000, 70001)
+    if variant == "shared":
+        for name in (RELEASE, UNIT, BINARY):
+            os.setxattr(root / name, "user.shared", b"one value for three")
     return root
 
 
-BASES = {"lz4hc": ("lz4hc", 0), "none": ("none", 0), "lz4hc-many": ("lz4hc", 300)}
+BASES = {
+    "lz4hc": ("lz4hc", 0, ""),
+    "none": ("none", 0, ""),
+    "lz4hc-many": ("lz4hc", 300, ""),
+    "none-owner": ("none", 0, "owner"),
+    "lz4hc-shared": ("lz4hc", 0, "shared"),
+}
 
 
 def base_images(workdir: Path) -> dict[str, Path]:
     """base name -> the base image, packed once per workdir."""
     images = {}
-    for name, (compression, many) in BASES.items():
+    for name, (compression, many, variant) in BASES.items():
         image = workdir / "base" / f"alloy-{name}.raw"
         if not image.exists():
-            tree = base_tree(workdir / "base" / f"tree-{name}", many)
-            pack_erofs(tree, image, compression, image_uuid("alloy", "1.10.2", "amd64"))
+            tree = base_tree(workdir / "base" / f"tree-{name}", many, variant)
+            image_id = image_uuid("alloy", "1.10.2", "amd64")
+            if variant == "owner":  # the project's flags but --all-root: owners kept
+                args = [
+                    arg for arg in mkfs_erofs_args(compression, image_id) if arg != "--all-root"
+                ]
+                subprocess.run([MKFS_EROFS, *args, str(image), str(tree)], check=True)
+            else:
+                pack_erofs(tree, image, compression, image_id)
         images[name] = image
     return images
 
