@@ -532,3 +532,16 @@ def test_file_data_past_the_image_is_refused_with_its_entries(tmp_path: Path) ->
     damaged = patched(image, position_of(image, BINARY) + 16, struct.pack("<I", 1 << 20))
     with pytest.raises(BuildError, match=f"its data of /{BINARY} at byte .* runs past its end"):
         ErofsReader(damaged).nodes()
+
+
+def test_a_whole_file_read_extends_the_deadline_by_its_size(evil: Path) -> None:
+    """The deadline covers the static read; hashing a file adds time for its bytes only."""
+    now = [0.0]
+    reader = ErofsReader(evil, clock=lambda: now[0], seconds=5)
+    binary = next(node for node in reader.nodes() if node.path == BINARY)
+    now[0] = 5 + binary.size / erofs.CONTENT_BYTES_PER_SECOND / 2
+    assert len(reader.sha256(binary, binary.size)) == 64
+    assert reader.deadline.seconds == 5 + binary.size / erofs.CONTENT_BYTES_PER_SECOND
+    now[0] = 1000.0
+    with pytest.raises(BuildError, match="reading it took more than"):
+        reader.sha256(binary, binary.size)
