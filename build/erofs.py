@@ -608,6 +608,8 @@ class ErofsReader:
         self._count_metadata(size)
         self.work.xattr_parses += 1
         shared = area[4]
+        if shared > MAX_XATTRS:
+            raise Malformed(f"/{path} has {shared} shared xattrs")
         inline_at = 12 + 4 * shared
         if inline_at > size:
             raise Malformed(f"/{path} has {shared} shared xattrs that its xattr area cannot hold")
