@@ -31,17 +31,19 @@ xattr prefix table and long prefixes (erofs_xattr_prefixes_init), chunk-based fi
 layouts, metabox and any bit a later kernel adds; blocks over 4096 bytes; i_format bits it does
 not know (EROFS_I_NLINK_1_BIT); erofs_namei over unsorted or duplicate names, nameoffs out of
 order or past the block, names with NUL or '/', a last name that lookup reads on past the
-listing's end, '.' or '..' missing or naming anything but the directory and its parent; an
-inode whose bytes (inode, xattrs, inline data, indexes) overlap another's; an xattr ibody of
-just its header (EOPNOTSUPP), xattr indexes without a handler (listxattr hides them), ACL names
-with a suffix, xattr names with NUL or empty; symlink targets empty or holding NUL (readlink
-stops there); compressed directories and symlinks; HEAD2 lclusters, interlaced and fragment
-pclusters, extent records (Z_EROFS_ADVISE_EXTENTS), h_clusterbits past 3 bits, compact indexes
-whose HEAD1/HEAD2 big-pcluster bits differ, big pclusters or inline tails the superblock does
-not declare, pclusters over 1 MiB, 0padding past the first block, a lookback that leaves its
-extent or a chain over MAX_LOOKBACK_STEPS, LZ4 streams that do not decode to exactly their
-extent, and two compressed extents sharing a block (zdata.c keeps one pcluster per start block
-for the whole mount, so one file could change what another decompresses to).
+listing's end, '.' or '..' missing or naming anything but the directory and its parent; an inode
+whose bytes (inode, xattrs, inline data, indexes) overlap another's; an xattr ibody of just its
+header (EOPNOTSUPP), xattr indexes without a handler (listxattr hides them), ACL names with a
+suffix, xattr names with NUL or empty; symlink targets empty, holding NUL or of 4096 bytes or
+more (readlink and page_get_link end them sooner); data blocks past the image's end; compressed
+directories and symlinks; HEAD2 lclusters, interlaced and fragment pclusters, extent records
+(Z_EROFS_ADVISE_EXTENTS), h_clusterbits past 3 bits, compact indexes whose HEAD1/HEAD2 big-
+pcluster bits differ, big pclusters or inline tails the superblock does not declare, pclusters
+over its LZ4 config's max_pclusterblks (z_erofs_load_lz4_config), 0padding past the first block,
+a lookback that leaves its extent or a chain over MAX_LOOKBACK_STEPS, LZ4 streams that do not
+decode to exactly their extent, and two compressed extents sharing a block (zdata.c keeps one
+pcluster per start block for the whole mount, so one file could change what another decompresses
+to).
 
 Bounds: images over MAX_IMAGE_BYTES are refused before reading, and images whose compressed
 files say they hold more than MAX_COMPRESSED_BYTES before their indexes are read. The work is
