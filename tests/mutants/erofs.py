@@ -437,7 +437,11 @@ def mutants(workdir: Path, seed: int, count: int) -> Iterator[tuple[str, Path]]:
         data = bytearray(originals[base])
         changes = []
         for _ in range(rng.choice([1, 1, 2, 3])):
-            changes.append(rng.choice(MUTATIONS)(data, layouts[base], rng))
+            for _attempt in range(8):  # some draws find nothing to change
+                change = rng.choice(MUTATIONS)(data, layouts[base], rng)
+                if change != "nothing":
+                    changes.append(change)
+                    break
         fix_checksum(data)
         image = workdir / f"mutant-{seed}-{index:04}.raw"
         image.write_bytes(bytes(data))
