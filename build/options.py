@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING, Any
 
 from invoke.parser import Argument
 
-from . import alloy, pack_erofs
+from . import alloy, pack_erofs, urls
 from .arch import ARCHES
-from .errors import BuildError
+from .errors import BuildError, shown
 from .pack import COMPRESSORS
 from .report import say
 
@@ -129,11 +129,6 @@ def switch(raw: Any, given: Given) -> bool:
     raise BuildError(f"invalid {given.option.name} value {raw!r}", "use true or false")
 
 
-def shown(value: str, most: int = 40) -> str:
-    """`value` quoted for an error line, cut short when a hostile one is long."""
-    return repr(value) if len(value) <= most else f"{value[:most]!r}... ({len(value)} characters)"
-
-
 def version(raw: Any, given: Given) -> str:
     value = str(raw)
     if value == LATEST:
@@ -194,6 +189,15 @@ def url(what: str) -> Parser:
         if not re.match(r"https?://[^/]", value):
             raise BuildError(
                 f"invalid {what} {value!r}", f"use {given.option.flag}=https://HOST/PATH"
+            )
+        # urllib3's reading is compared at each request: importing it here would slow every task.
+        urls.check(value, given.source, client=False)
+        if "?" in value:  # the tool adds paths after it: /vX.Y.Z/ASSET, /releases?per_page=
+            raise urls.refuse(
+                value,
+                given.source,
+                "it holds a query (?), and this tool adds paths after it",
+                f"use {given.option.flag}=https://HOST/PATH",
             )
         return value
 

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import buildinfo, merge
+from . import buildinfo, conflines, merge
 from .arch import ARCHES, ELF_MACHINE_NAMES, Arch
 from .checksum import file_sha256, read_checksum
 from .elf import HEADER_SIZE
@@ -18,7 +18,7 @@ from .images import ErofsImage, Image, erofs_superblock_check, image_format, ope
 from .names import checksum_file
 from .options import FORMAT_COMPRESSIONS
 from .pack import BLOCK_SIZE_BYTES, COMPRESSORS, bcj_filter, used_compression
-from .report import say
+from .report import listing, say
 from .spec import (
     IMAGE_AUTOSTART,
     IMAGE_BINARY,
@@ -74,22 +74,49 @@ def verify(image: Path, expect: Expectations) -> list[Check]:
     checks = list(_checks(image, expect))
     for check in checks:
         say("verify", f"{check.status:<4} {check.name}: {check.detail}")
-    failed = [check for check in checks if check.status == "FAIL"]
+    failed = failure(image, checks)
     if failed:
-        first = failed[0]
-        more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
-        raise BuildError(f"{image} failed verification: {first.name}: {first.detail}{more}")
+        raise BuildError(failed)
     return checks
+
+
+def failure(image: Path, checks: Sequence[Check]) -> str | None:
+    """What `checks` of `image` found wrong, in a line (the first failure, and how many
+    more), or None where none failed."""
+    failed = [check for check in checks if check.status == "FAIL"]
+    if not failed:
+        return None
+    first = failed[0]
+    more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
+    return f"{image} failed verification: {first.name}: {first.detail}{more}"
+
+
+def static_checks(path: Path, expect: Expectations) -> list[Check]:
+    """The checks that read only the image and its files, without root and without merging
+    it: superblock, entries, sysusers.d/tmpfiles.d lines, extension-release, architecture,
+    name, checksums. invoke release runs them again on every image it publishes: an image
+    swapped after its build fails them as it would fail verify."""
+    return list(_static_checks(open_image(path), path, expect))
 
 
 def _checks(path: Path, expect: Expectations) -> Iterator[Check]:
     image = open_image(path)
+    release = yield from _static_checks(image, path, expect)
+    yield from _merges(image, path, release, expect.names)
+
+
+def _static_checks(
+    image: Image, path: Path, expect: Expectations
+) -> Generator[Check, None, dict[str, str]]:
+    """Yields static_checks's checks; returns the extension-release fields (empty if
+    unusable), which the merges need."""
     machines = _binary_machines(image)
     yield _superblock(image, expect.compression, _arch_of(machines))
     yield from _entries(image, expect.required, expect.optional)
+    yield _conf_lines(image)
     release = yield from _extension_release(image, path, machines)
     yield from _checksums(expect.checksums)
-    yield from _merges(image, path, release, expect.names)
+    return release
 
 
 def _superblock(image: Image, compression: str, arch: Arch | None) -> Check:
@@ -150,7 +177,7 @@ def _entries(image: Image, required: Sequence[str], optional: Sequence[str]) -> 
             problems.append(f"{where} has a setuid, setgid or sticky bit ({entry.mode})")
         problems.extend(f"{where} {problem}" for problem in _xattr_problems(entry))
     if problems:
-        yield Check("entries", "FAIL", "; ".join(problems))
+        yield Check("entries", "FAIL", listing(problems))
     else:
         yield Check(
             "entries",
@@ -178,7 +205,7 @@ def _kind_problems(
     elif entry.kind in ("FIFO", "socket"):
         yield f"is a {entry.kind}"
     elif entry.path in links:
-        others = ", ".join(_shown(other) for other in links[entry.path] if other != entry.path)
+        others = listing((_shown(o) for o in links[entry.path] if o != entry.path), ", ")
         yield f"is a hard link (one inode with {others})"
     elif entry.is_dir and entry.path in files:
         yield "is a directory, not a regular file"
@@ -200,6 +227,32 @@ def _xattr_problems(entry: Entry) -> Iterator[str]:
             yield f"has the xattr {_printable(name)}"
 
 
+def _conf_lines(image: Image) -> Check:
+    """Every line of every sysusers.d and tmpfiles.d file in the image is one this build
+    writes (build/conflines.py): systemd runs them as root on the host."""
+    problems: list[str] = []
+    read = 0
+    for entry in image.entries.values():
+        kind = conflines.format_of(entry.path)
+        if kind is None:
+            continue
+        where = _shown(entry.path)
+        if not entry.is_file:
+            problems.append(f"{where} is a {entry.kind}: systemd would read what it points to")
+        elif entry.size > conflines.MAX_BYTES:
+            problems.append(f"{where} is {entry.size} bytes, over {conflines.MAX_BYTES}")
+        else:
+            text = image.head(entry.path, entry.size).decode("utf-8", errors="replace")
+            problems += [f"{where} {why}" for why in conflines.refusals(entry.path, kind, text)]
+            read += 1
+    if problems:
+        return Check("sysusers-tmpfiles", "FAIL", listing(problems))
+    if not read:
+        return Check("sysusers-tmpfiles", "ok", "no sysusers.d or tmpfiles.d file")
+    files = f"{read} file{'s' if read > 1 else ''}"
+    return Check("sysusers-tmpfiles", "ok", f"{files} read, every line one this build writes")
+
+
 def _shown(path: str) -> str:
     """/path on one line, whatever bytes its names hold."""
     return "/" + _printable(path)
@@ -219,13 +272,13 @@ def _escape(char: str) -> str:
 
 def _extension_release(
     image: Image, path: Path, machines: dict[str, int | None]
-) -> Iterator[Check]:
+) -> Generator[Check, None, dict[str, str]]:
     """Yields its checks; returns the extension-release fields (empty if unusable)."""
     releases = [
         name for name in image.entries if name.startswith(RELEASE_DIR + "extension-release.")
     ]
     if len(releases) != 1:
-        found = ", ".join(_printable(name) for name in releases) or "none"
+        found = listing((_printable(name) for name in releases), ", ") or "none"
         yield Check(
             "extension-release",
             "FAIL",
@@ -316,7 +369,7 @@ def _architecture(machines: dict[str, int | None], architecture: str) -> Check:
     return Check(
         "architecture",
         "ok",
-        f"ARCHITECTURE={architecture} matches {', '.join('/' + b for b in binaries)}",
+        f"ARCHITECTURE={architecture} matches {listing(('/' + b for b in binaries), ', ')}",
     )
 
 
@@ -381,15 +434,16 @@ def _merges(
         for unit in units:
             output = merged.analyze.get(unit, ["(did not run)"])
             if output:
-                yield Check("systemd-analyze", "FAIL", f"{unit}: " + " / ".join(output))
+                yield Check("systemd-analyze", "FAIL", f"{unit}: " + listing(output, " / "))
             else:
                 yield Check("systemd-analyze", "ok", f"verify {unit}: no warnings")
 
 
 def _merge_check(how: str, merged: merge.Merged) -> Check:
     if merged.missing:
-        why = " / ".join(line for line in merged.log if line.strip()) or "no reason given"
-        return Check("merge", "FAIL", f"{how}: {', '.join(merged.missing)} did not appear ({why})")
+        why = listing((line for line in merged.log if line.strip()), " / ") or "no reason given"
+        missing = listing(merged.missing, ", ", most=100)
+        return Check("merge", "FAIL", f"{how}: {missing} did not appear ({why})")
     return Check("merge", "ok", f"{how}: {len(merged.present)} files appeared, unmerged again")
 
 
@@ -436,6 +490,16 @@ def params(spec: BuildSpec) -> dict[str, Any]:
     }
 
 
+def required_files(autostart: bool, trust_keys: bool) -> list[str]:
+    """The files an image built with (or without) --autostart and --trust-keys holds."""
+    return [
+        IMAGE_BINARY,
+        IMAGE_UNIT,
+        *([IMAGE_AUTOSTART] if autostart else []),
+        *([IMAGE_TRUST_KEYS] if trust_keys else []),
+    ]
+
+
 def make(runner: Runner) -> str:
     """Verify the newest files (pending ones, deferred, where a step just made them) and record
     the result in the image's build info."""
@@ -445,12 +509,7 @@ def make(runner: Runner) -> str:
         compression=spec.compression,
         names=[path.name for path in names],
         checksums=[(runner.current(f), runner.current(c)) for f, c in checksums_of(names)],
-        required=[
-            IMAGE_BINARY,
-            IMAGE_UNIT,
-            *([IMAGE_AUTOSTART] if spec.autostart else []),
-            *([IMAGE_TRUST_KEYS] if spec.trust_keys is not None else []),
-        ],
+        required=required_files(spec.autostart, spec.trust_keys is not None),
     )
     image = runner.current(spec.image)
     # Built with other options, the image would fail checks it need not pass: say so, and
