@@ -73,6 +73,7 @@ from typing import Any
 
 from . import lz4native
 from .errors import BuildError
+from .report import MAX_ITEM, cut
 from .safeio import Malformed, map_readonly, refusing_malformed
 from .squashfs import Node
 
@@ -1257,13 +1258,17 @@ def crc32c(data: bytes, crc: int = 0xFFFFFFFF) -> int:
 
 @contextmanager
 def _refusing_malformed(path: Path) -> Iterator[None]:
-    """refusing_malformed(), and what this reader does not read in a line of its own."""
+    """refusing_malformed(), and what this reader does not read in a line of its own; what
+    the image put in the line (paths, names) cut to MAX_ITEM characters."""
     try:
         with refusing_malformed(path, "EROFS", "mkfs.erofs"):
-            yield
+            try:
+                yield
+            except Malformed as error:
+                raise Malformed(cut(str(error), MAX_ITEM)) from None
     except Unsupported as error:
         raise BuildError(
-            f"cannot check {path}: {error}, which verify does not read",
+            f"cannot check {path}: {cut(str(error), MAX_ITEM)}, which verify does not read",
             "repack it with mkfs.erofs -zlz4hc (no -Efragments, --chunksize or extra devices)",
         ) from None
     except Overtime as error:

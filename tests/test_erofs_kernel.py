@@ -545,3 +545,15 @@ def test_a_whole_file_read_extends_the_deadline_by_its_size(evil: Path) -> None:
     now[0] = 1000.0
     with pytest.raises(BuildError, match="reading it took more than"):
         reader.sha256(binary, binary.size)
+
+
+def test_a_refusal_naming_long_names_stays_one_short_line(evil: Path) -> None:
+    """Names of 255 escaped bytes (four characters each) in an unsorted listing: the line
+    stays within 400 characters, whatever the image puts in it."""
+    nid = bin_entries(evil)
+    long_one, long_two = b"\xff" * 200 + b"b", b"\xff" * 200 + b"a"
+    entries = [(b".", nid["."], 2), (b"..", nid[".."], 2), (long_one, nid["alloy"], 1),
+               (long_two, nid["evil"], 1)]  # fmt: skip
+    crafted = with_listing(evil, BIN, entries)
+    message = refused(crafted, f"/{BIN} lists b'\\xff")
+    assert len(message) <= 400
