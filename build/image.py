@@ -33,6 +33,10 @@ class ReadImage:
         """The first `size` bytes of the regular file at `path`."""
         return self._reader.head(self.entries[path], size)
 
+    def sha256(self, path: str, limit: int) -> str:
+        """The sha256 of the whole regular file at `path`, streamed; refused past `limit`."""
+        return self._reader.sha256(self.entries[path], limit)
+
 
 class SquashfsImage(ReadImage):
     def __init__(self, path: Path) -> None:
