@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import random
 import shutil
 import sys
 from pathlib import Path
@@ -206,6 +207,38 @@ def e2e(session: nox.Session) -> None:
             "ALLOY_E2E_TESTING_ROOT": E2E_TESTING_ROOT,
             "ALLOY_E2E_ARM64_MACHINE": E2E_ARM64_MACHINE,
         },
+        external=True,
+    )
+
+
+@nox.session(name="differential-deep", python=False, default=False, tags=["differential"])
+def differential_deep(session: nox.Session) -> None:
+    """Hold many more mutated images against the kernel's view of them (as root): -- COUNT SEED.
+
+    tests/test_differential.py with COUNT mutants per generator (default 2000) from SEED
+    (default: a new one each run, printed; give it again to repeat a run). Mutants are mounted
+    on this machine's kernel, as in nox -s tests; not part of .ci/run.
+    Runs in nox's own environment, like e2e: any Python 3.10+ with requirements.txt."""
+    if os.geteuid() != 0:
+        session.error("the differential suite needs root (loop mounts in a private namespace)")
+    _require_modules(session, "pytest")
+    count, seed = [*session.posargs, "", ""][:2]
+    count = count or os.environ.get("ALLOY_DIFFERENTIAL_COUNT") or "2000"
+    seed = seed or os.environ.get("ALLOY_DIFFERENTIAL_SEED") or str(random.randrange(1 << 32))
+    if not (count.isdigit() and seed.isdigit() and int(count) > 0):
+        session.error(f"COUNT and SEED are whole numbers (COUNT > 0), not {count!r} {seed!r}")
+    session.log(f"{count} mutants per generator from seed {seed}")
+    session.run(
+        sys.executable,
+        "-m",
+        "pytest",
+        "tests/test_differential.py",
+        "-k",
+        "every_mutant",
+        "-p",
+        "no:cacheprovider",
+        "-rA",
+        env={"ALLOY_DIFFERENTIAL_COUNT": count, "ALLOY_DIFFERENTIAL_SEED": seed},
         external=True,
     )
 

@@ -16,6 +16,7 @@ from invoke import Collection, Context, Exit, Task
 from build import options
 from build.cli import suggest_close_matches
 from build.errors import BuildError, one_line
+from build.report import say
 from build.signals import Interrupted, signals_raise
 
 if TYPE_CHECKING:
@@ -124,14 +125,14 @@ def _clean(c: Context, **flags: Any) -> None:
         refuse_untagged(cache_dir)
     output_dir = values["output_dir"]
     cleaned = clean_outputs(output_dir, version_only, arch_only, values["compat_arch"])
-    print(f"clean    removed {len(cleaned.removed)} entries from {output_dir}")
+    say("clean", f"removed {len(cleaned.removed)} entries from {output_dir}")
     for path, why in cleaned.kept:
-        print(f"clean    kept {path}: {why}")
+        say("clean", f"kept {path}: {why}")
     if values["cache"]:
         emptied, kept = clean_cache(cache_dir, version_only)
-        print(f"clean    removed {len(emptied)} entries from the download cache {cache_dir}")
+        say("clean", f"removed {len(emptied)} entries from the download cache {cache_dir}")
         for path in kept:
-            print(f"clean    kept {path}: not a file this tool downloads")
+            say("clean", f"kept {path}: not a file this tool downloads")
 
 
 def _signer(values: dict[str, Any], flags: dict[str, Any]) -> signing.Signer | None:
@@ -154,7 +155,7 @@ def _sums(c: Context, **flags: Any) -> None:
 
     values = options.resolve("sums", flags, c.config)
     path, count = publish.write_signed_sums(values["output_dir"], _signer(values, flags))
-    print(f"sums     wrote {path} ({count} images)")
+    say("sums", f"wrote {path} ({count} images)")
 
 
 def _release(c: Context, **flags: Any) -> None:

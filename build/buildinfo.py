@@ -5,7 +5,9 @@ verify passed on, with that sha256."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import BuildError
@@ -18,6 +20,14 @@ if TYPE_CHECKING:
 
 # What a build info says until verify passed on the image (invoke release refuses it).
 NOT_VERIFIED = {"result": "not run", "why": "built without verify (a single step or --no-verify)"}
+# The fields that hold an option's value, read back through that option's own parser (in the
+# option table's order: compression's parser reads format).
+OPTION_FIELDS = ("version", "arch", "format", "compression", "config_path", "autostart")
+# A field's value as old build infos lack it: all images were squashfs before EROFS came.
+OPTION_DEFAULTS = {"format": "squashfs"}
+# trust_keys: the primary key fingerprints gpg listed (build/trustkeys.py), upper-case hex.
+_FINGERPRINT = re.compile(r"[0-9A-F]{40}|[0-9A-F]{64}")
+MAX_TOOL_VERSION = 200  # characters of a tool's version ("mksquashfs version 4.5.1 ...")
 
 
 def of_pack(
@@ -87,3 +97,52 @@ def options_differ(info: dict[str, Any], spec: BuildSpec, compression: str) -> l
     if bool(info.get("trust_keys")) != (spec.trust_keys is not None):
         differ.append("--trust-keys" if info.get("trust_keys") else "no --trust-keys")
     return differ
+
+
+def parse_fields(path: Path, info: dict[str, Any], tools: Sequence[str]) -> dict[str, Any]:
+    """`info`, read from `path`, with each field that came from an option parsed by that
+    option's parser (build/options.py), as if given again; trust_keys a list of fingerprints,
+    `tools` (the tools that packed it) versions or null, verify's skipped checks a list of
+    text. BuildError naming `path` and the field, with the parser's words, for any other."""
+    from . import options  # it builds on pack.py, which builds on this module
+
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for option in options.OPTIONS:  # table order
+        name = option.name
+        if name not in OPTION_FIELDS:
+            continue
+        sources[name] = f"{name} in {path}"
+        raw = info.get(name, OPTION_DEFAULTS.get(name))
+        try:
+            if raw is None:
+                raise BuildError("missing")
+            values[name] = option.parse(raw, options.Given(option, sources[name], values, sources))
+        except BuildError as error:
+            raise _bad(path, name, error.message) from None
+    keys = info.get("trust_keys", [])  # none: built before --trust-keys existed
+    if not isinstance(keys, list) or not all(
+        isinstance(key, str) and _FINGERPRINT.fullmatch(key) for key in keys
+    ):
+        raise _bad(path, "trust_keys", "not a list of key fingerprints")
+    for tool in tools:
+        version = info.get(tool)
+        if version is not None and not _is_text(version, MAX_TOOL_VERSION):
+            raise _bad(path, tool, "not the version of a tool")
+    verified = info.get("verify")
+    skipped = verified.get("skipped", []) if isinstance(verified, dict) else []
+    if not isinstance(skipped, list) or not all(_is_text(line, 1000) for line in skipped):
+        raise _bad(path, "verify", "its skipped checks are not a list of lines")
+    return {**info, **values, "trust_keys": keys}
+
+
+def _is_text(value: object, most: int) -> bool:
+    return isinstance(value, str) and len(value) <= most and value.isprintable()
+
+
+def _bad(path: Path, field: str, why: str) -> BuildError:
+    return BuildError(
+        f"{path} has a bad {field}: {why}",
+        "it is not what a build writes: rebuild the image with invoke all --force; "
+        "nothing was written",
+    )

@@ -6,7 +6,10 @@ removes by the tool's own layout only:
   CACHE/latest-SOURCE.json                        --version=latest's answer (upstream_latest.py)
   CACHE/SOURCE/vVERSION/alloy-linux-ARCH.zip      a release's zip and SHA256SUMS
   CACHE/SOURCE/vVERSION/SHA256SUMS
-with their lock files (.NAME.lock) and temporaries (.NAME.XXXX.tmp)."""
+with their lock files (.NAME.lock) and temporaries (.NAME.XXXX.tmp). SOURCE is urls.cache_key of
+--base-url (or --api-url), e.g. https_github.com_443__HASH. Older versions named it by host and
+path alone (github.com_grafana_alloy_releases_download): builds never read such a folder, and
+clean removes it like any other."""
 
 from __future__ import annotations
 

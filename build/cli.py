@@ -9,6 +9,8 @@ from typing import Any
 from invoke.exceptions import ParseError
 from invoke.parser.parser import ParseMachine
 
+from .report import cut
+
 _UNKNOWN = re.compile(r"No idea what (?P<token>'.*'|\".*\") is!")
 
 
@@ -34,8 +36,8 @@ def suggest_close_matches() -> None:
             near = closest(token, self)
             hint = f"Did you mean {near!r}?" if near else "See invoke --list for the tasks."
             more = "invoke --help TASK lists a task's flags"
-            raise ParseError(f"{msg} {hint} ({more})", self.context)
-        plain(self, msg)
+            raise ParseError(f"{cut(msg, 200)} {hint} ({more})", self.context)
+        plain(self, cut(msg))  # a line, however long the argument that was given
 
     error.suggests = True  # type: ignore[attr-defined]
     ParseMachine.error = error  # type: ignore[method-assign]

@@ -8,6 +8,8 @@ import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
+from .report import MAX_LINE, cut
+
 
 class BuildError(Exception):
     """A failure the user can act on: what went wrong, and what to do about it."""
@@ -19,6 +21,11 @@ class BuildError(Exception):
 
     def __str__(self) -> str:
         return f"{self.message}; {self.hint}" if self.hint else self.message
+
+
+def shown(value: str, most: int = 40) -> str:
+    """`value` quoted for an error line, cut short when a hostile one is long."""
+    return repr(value) if len(value) <= most else f"{value[:most]!r}... ({len(value)} characters)"
 
 
 _DOING = "alloy_sysext_doing"  # the attribute doing() leaves on an OSError
@@ -86,12 +93,20 @@ def one_line(error: BaseException, places: Places | None = None) -> str:
     """The single stderr line for an error that ends a run. `places`: option -> directory it
     sets (--output-dir, --cache-dir), for the advice on an OSError under one of them."""
     if isinstance(error, BuildError):
-        text = str(error)
+        text = _bounded(" ".join(error.message.split()), " ".join(error.hint.split()))
     elif isinstance(error, OSError):
         text = os_error_text(error, places)
     else:
         text = str(error) or type(error).__name__
-    return "error: " + " ".join(text.split())
+    return cut("error: " + " ".join(text.split()))
+
+
+def _bounded(message: str, hint: str) -> str:
+    """message; hint within a line: a long message is cut before its hint, what to do, is."""
+    if not hint:
+        return message
+    room = MAX_LINE - len("error: ; ") - len(hint)
+    return f"{cut(message, max(room, MAX_LINE // 2))}; {hint}"
 
 
 def explain_full_disk(error: BuildError, directory: Path, tool: str, needed: int) -> BuildError:

@@ -1,7 +1,8 @@
 """Downloads: streamed in chunks, hashed while streaming, retried with backoff, resumed with an
 HTTP Range request after a broken connection, atomic; and small GET requests (an API's JSON
-answer), retried the same way. Redirects are followed; plain http:// is refused unless the host is
-this machine or allow_http is given; TLS certificates are always verified (requests' default,
+answer), retried the same way. Redirects are followed; every URL, each redirect's too, is read
+and checked by urls.check; plain http:// is refused unless the host is this machine or
+allow_http is given; TLS certificates are always verified (requests' default,
 never turned off here).
 
 Every body is read raw: the bytes kept and hashed are the bytes served, never a Content-Encoding
@@ -13,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import ipaddress
 import os
 import re
 import socket
@@ -24,12 +24,14 @@ from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin
 
+from . import urls
 from .errors import BuildError
 from .fileio import atomic_path
 from .ratelimit import MAX_HINT, RateLimit, clock, rate_limit
 from .report import Progress, progress, say
+from .urls import is_loopback  # noqa: F401 (re-exported: tests and callers take it from here)
 
 if TYPE_CHECKING:
     import requests
@@ -200,39 +202,49 @@ def _watched_adapter() -> Any:
     return adapter
 
 
-# Which URLs are asked at all.
+# Which URLs are asked at all: each through urls.check (the same reading as urllib3's, which
+# requests connects by), then plain http:// only to this machine or with allow_http.
 
-_IPV4_SPELLING = re.compile(r"[0-9a-fA-FxX.]+")
+
+def check_url(
+    url: str, allow_http: bool, via: str | None = None, source: str | None = None
+) -> urls.Target:
+    """Refuse a URL urls.check refuses, and plain http:// to another host than this machine
+    unless `allow_http`. `via`: the URL whose redirect led here; `source`: where `url` came from
+    (default: the redirect, else the request itself)."""
+    where = source or (f"the redirect from {via}" if via else "the request")
+    target = urls.check(url, where)
+    if target.scheme != "http" or allow_http:
+        return target
+    if not target.is_loopback:
+        if via is None:
+            raise BuildError(f"refusing plain http:// URL {url}: not encrypted", _HTTP_HINT)
+        raise BuildError(f"refusing the redirect from {via} to plain http:// {url}", _HTTP_HINT)
+    proxy = _proxy_host(url)
+    if proxy is not None and not urls.is_loopback(proxy):
+        raise BuildError(
+            f"refusing plain http:// URL {url}: it would go through the proxy at {proxy} "
+            "(HTTP_PROXY), not encrypted",
+            f"{_HTTP_HINT}, or list {target.host} in NO_PROXY",
+        )
+    return target
 
 
-def is_loopback(host: str | None) -> bool:
-    """Whether `host` is this machine: localhost, 127.0.0.0/8 or ::1. An IPv4 address counts in
-    every spelling the resolver takes (127.1, 0x7f000001, 2130706433): decided on the address
-    it resolves to, not on how it is written."""
-    if not host:
-        return False
-    if host.lower().rstrip(".") == "localhost":
-        return True
+def _proxy_host(url: str) -> str | None:
+    """The host of the proxy requests would send `url` through (HTTP_PROXY and the like, NO_PROXY
+    heeded), which is then the host it connects to; None without one. Only the host: a proxy
+    URL may hold a password."""
+    from requests.utils import get_environ_proxies, select_proxy
+    from urllib3.exceptions import LocationParseError
+    from urllib3.util import parse_url
+
+    proxy = select_proxy(url, get_environ_proxies(url))
+    if not proxy:
+        return None
     try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        pass
-    if not _IPV4_SPELLING.fullmatch(host):  # a name: never taken for this machine
-        return False
-    try:
-        return ipaddress.IPv4Address(socket.inet_aton(host)).is_loopback
-    except OSError:
-        return False
-
-
-def check_url(url: str, allow_http: bool, via: str | None = None) -> None:
-    """Refuse plain http:// to another host than this machine, unless `allow_http`."""
-    parts = urlsplit(url)
-    if parts.scheme.lower() != "http" or allow_http or is_loopback(parts.hostname):
-        return
-    if via is None:
-        raise BuildError(f"refusing plain http:// URL {url}: not encrypted", _HTTP_HINT)
-    raise BuildError(f"refusing the redirect from {via} to plain http:// {url}", _HTTP_HINT)
+        return parse_url(proxy).host or "(none)"
+    except LocationParseError:
+        return "(unreadable)"
 
 
 def _redirect_guard(allow_http: bool) -> Callable[..., Any]:
@@ -454,11 +466,12 @@ def get(
     headers: Mapping[str, str] | None = None,
     allow_http: bool = False,
     limits: Limits,
+    source: str | None = None,
 ) -> Page:
     """A small GET, read whole (at most `limits.max_bytes`), answered 200; retried like a
     download after connection trouble or a 5xx. Any other answer, a rate limit included, raises
-    HTTPStatusError with its headers."""
-    check_url(url, allow_http)
+    HTTPStatusError with its headers. `source`: where `url` came from, for check_url."""
+    check_url(url, allow_http, source=source)
 
     def once() -> Page:
         started = time.monotonic()

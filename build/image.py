@@ -34,8 +34,7 @@ class ReadImage:
         return self._reader.head(self.entries[path], size)
 
     def sha256(self, path: str, limit: int) -> str:
-        """The sha256 of the whole regular file at `path`, read block by block; refused (one
-        BuildError) when it is larger than `limit` bytes."""
+        """The sha256 of the whole regular file at `path`, streamed; refused past `limit`."""
         return self._reader.sha256(self.entries[path], limit)
 
 

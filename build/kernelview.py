@@ -6,12 +6,19 @@ is the kernel's lookup of that name) and by a lookup of each name the reader fou
 component, never through a symlink. Of each entry it records type, mode, owner, link count,
 size, symlink target, device numbers and xattrs, and the sha256 of regular files; nothing in the
 image is ever executed or followed. The walk runs in a child (`unshare -m`) that dies with us.
+
+verify's "kernel view" check and the differential tests (tests/test_differential.py) hold a
+reader's entries against it with `differences()`: any difference means the reader and the kernel
+see two images, and nothing the reader says about the image can be trusted.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -19,14 +26,22 @@ import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from .errors import BuildError
+from .report import printable
 from .run import dies_with_this_process
 
 TIMEOUT = 120  # seconds for the mount, the walk and the hashes
 MAX_ENTRIES = 10_000  # what the kernel lists; the readers refuse more
 MAX_DEPTH = 32
 MAX_OUTPUT = 64 << 20  # bytes of the walk's report
+MAX_LINE = 400  # characters of one line of differences
+FSTYPES = ("squashfs", "erofs")
+LOOP_CONTROL = Path("/dev/loop-control")
+# What the fallback reader hash (until ReadImage.sha256 exists) reads at most, whole, in memory
+# (EROFS's head() stops at 16 MiB: a larger file fails there).
+FALLBACK_HASH_BYTES = 128 << 20
 
 
 @dataclass(frozen=True)
@@ -51,12 +66,16 @@ class Seen:
 class KernelView:
     listed: dict[str, Seen]  # found by readdir from the root
     looked_up: dict[str, Seen]  # each name the reader found, looked up from the root
+    # xattrs this machine's security module shows on every file whatever the image holds (an
+    # SELinux host labels each one): not compared. verify allows an SELinux label anyway.
+    synthesized: frozenset[str] = frozenset()
 
 
 # The child: mounts, walks, prints one JSON document. Runs as `python -I -c WALK IMAGE TYPE
-# MOUNTPOINT MAX_HASH` under unshare -m; the reader's paths come on stdin, one JSON list.
+# MOUNTPOINT MAX_HASH MAX_ENTRIES MAX_DEPTH` under unshare -m; the reader's paths come on stdin,
+# one JSON list. A file over MAX_HASH bytes is an error, never an unhashed pass.
 _WALK = r"""
-import hashlib, json, os, stat, subprocess, sys
+import collections, errno, hashlib, json, os, stat, subprocess, sys
 
 image, fstype, top, max_hash, max_entries, max_depth = sys.argv[1:7]
 max_hash, max_entries, max_depth = int(max_hash), int(max_entries), int(max_depth)
@@ -73,8 +92,8 @@ KINDS = {stat.S_IFDIR: "directory", stat.S_IFREG: "file", stat.S_IFLNK: "symlink
          stat.S_IFBLK: "block device", stat.S_IFCHR: "character device",
          stat.S_IFIFO: "FIFO", stat.S_IFSOCK: "socket"}
 
-def fs(name):
-    return os.fsencode(name)
+class TooBig(Exception):
+    pass
 
 def seen(rel, where):
     try:
@@ -90,34 +109,42 @@ def seen(rel, where):
             entry["target"] = os.fsdecode(os.readlink(where))
         entry["xattrs"] = {
             name: os.getxattr(where, name, follow_symlinks=False).hex()
-            for name in os.listxattr(where, follow_symlinks=False)
+            for name in listed_xattrs(where)
         }
         if kind == "file":
-            entry["sha256"] = digest(where, st.st_size)
+            entry["sha256"] = digest(where)
         return entry
+    except TooBig:
+        return {"path": rel, "error": f"it holds more than {max_hash} bytes"}
     except OSError as error:
         return {"path": rel, "error": error.strerror or str(error)}
 
-def digest(where, size):
-    if size > max_hash:
-        return None
+def listed_xattrs(where):
+    # An image without an xattr table: the kernel has none to show, not an error.
+    try:
+        return os.listxattr(where, follow_symlinks=False)
+    except OSError as error:
+        if error.errno in (errno.ENOTSUP, errno.EOPNOTSUPP):
+            return []
+        raise
+
+def digest(where):
     fd = os.open(where, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return None
+            raise OSError(0, "not a regular file when opened")
         sha, total = hashlib.sha256(), 0
         while chunk := os.read(fd, 1 << 20):
             total += len(chunk)
             if total > max_hash:
-                return None
+                raise TooBig()
             sha.update(chunk)
         return sha.hexdigest()
     finally:
         os.close(fd)
 
 listed, pending, count = {}, [("", 0)], 0
-root = seen("", top)
-listed[""] = root
+listed[""] = seen("", top)
 while pending:
     rel, depth = pending.pop()
     if depth >= max_depth:
@@ -125,19 +152,25 @@ while pending:
         continue
     try:
         with os.scandir(os.path.join(top, rel) if rel else top) as names:
-            children = sorted(entry.name for entry in names)
+            children = [entry.name for entry in names]
     except OSError as error:
         listed[rel] = {"path": rel, "error": "readdir: " + (error.strerror or str(error))}
         continue
-    for name in children:
+    times = collections.Counter(children)
+    for name in sorted(times):
         count += 1
         if count > max_entries:
             print(json.dumps({"too_many": max_entries}))
             sys.exit(0)
         child = f"{rel}/{name}" if rel else name
-        listed[child] = seen(child, os.path.join(top, child))
-        if listed[child].get("kind") == "directory":
-            pending.append((child, depth + 1))
+        if "/" in name or name in ("", ".", ".."):
+            listed[child] = {"path": child, "error": "listed under a name no lookup can take"}
+        elif times[name] > 1:
+            listed[child] = {"path": child, "error": f"listed {times[name]} times"}
+        else:
+            listed[child] = seen(child, os.path.join(top, child))
+            if listed[child].get("kind") == "directory":
+                pending.append((child, depth + 1))
 
 looked_up = {}
 for rel in wanted[:max_entries]:
@@ -160,20 +193,59 @@ print(json.dumps({"listed": list(listed.values()), "looked_up": list(looked_up.v
 """
 
 
-def cannot_mount() -> str | None:
-    """Why this machine cannot show an image as the kernel sees it, or None."""
+def cannot_mount(fstype: str) -> str | None:
+    """Why this machine cannot show an image of `fstype` as the kernel sees it, or None."""
     if os.geteuid() != 0:
         return "needs root (a private mount namespace and a loop device)"
     for tool in ("unshare", "mount"):
         if shutil.which(tool) is None:
             return f"{tool} is not installed"
+    if not _kernel_has(fstype):
+        return f"this machine's kernel has no {fstype} driver"
+    # A container's root may lack both: the machine's limits, not the image's fault.
+    if not LOOP_CONTROL.exists():
+        return f"no loop devices here ({LOOP_CONTROL} is missing)"
+    refused = _namespace_refused()
+    if refused:
+        return f"no private mount namespace here ({refused})"
     return None
+
+
+@functools.cache
+def _namespace_refused() -> str | None:
+    """Why `unshare -m` fails here (an unprivileged container), or None."""
+    try:
+        subprocess.run(
+            ["unshare", "-m", "true"], capture_output=True, check=True, text=True, timeout=30
+        )
+    except subprocess.CalledProcessError as error:
+        return _one_line(error.stderr) or f"unshare -m exits {error.returncode}"
+    except (OSError, subprocess.TimeoutExpired) as error:
+        return str(error)
+    return None
+
+
+def _kernel_has(fstype: str) -> bool:
+    """Built in or loaded (/proc/filesystems), or a module mount would load."""
+    try:
+        loaded = Path("/proc/filesystems").read_text(encoding="utf-8").split()
+    except OSError:
+        return True  # no /proc to ask: let the mount say
+    if fstype in loaded:
+        return True
+    modules = Path("/lib/modules") / platform.release() / "modules.dep"
+    try:
+        return f"/{fstype}.ko" in modules.read_text(encoding="utf-8")
+    except OSError:
+        return False
 
 
 def kernel_view(image: Path, fstype: str, paths: Sequence[str], max_hash: int) -> KernelView:
     """`image` (of `fstype`: squashfs or erofs) as the kernel shows it; `paths` are the reader's,
-    each looked up; regular files up to `max_hash` bytes are hashed. BuildError if it cannot be
-    mounted or walked in time."""
+    each looked up; regular files are hashed, and one over `max_hash` bytes is an error. One-line
+    BuildError if it cannot be mounted or walked in time."""
+    if fstype not in FSTYPES:
+        raise BuildError(f"cannot mount {image} as {fstype}: only {', '.join(FSTYPES)}")
     mountpoint = Path(tempfile.mkdtemp(prefix="alloy-sysext-kernel-view-"))
     try:
         command = [
@@ -213,15 +285,18 @@ def kernel_view(image: Path, fstype: str, paths: Sequence[str], max_hash: int) -
 
 
 def _parse(image: Path, result: subprocess.CompletedProcess[bytes]) -> KernelView:
-    stderr = result.stderr.decode("utf-8", "replace").strip()[-300:]
+    stderr = _one_line(result.stderr.decode("utf-8", "replace"))
     if result.returncode != 0 or len(result.stdout) > MAX_OUTPUT:
         raise BuildError(
             f"cannot show {image} as the kernel sees it: {stderr or f'exit {result.returncode}'}"
         )
-    report = json.loads(result.stdout)
+    try:
+        report = json.loads(result.stdout)
+    except ValueError:
+        raise BuildError(f"cannot show {image} as the kernel sees it: no report") from None
     if "mount" in report:
         raise BuildError(
-            f"the kernel refuses to mount {image}: {report['mount'] or 'no reason given'}",
+            f"the kernel refuses to mount {image}: {_one_line(report['mount']) or 'no reason'}",
             "do not install it: a host cannot merge it",
         )
     if "too_many" in report:
@@ -229,7 +304,18 @@ def _parse(image: Path, result: subprocess.CompletedProcess[bytes]) -> KernelVie
     return KernelView(
         listed={entry["path"]: _seen(entry) for entry in report["listed"]},
         looked_up={entry["path"]: _seen(entry) for entry in report["looked_up"]},
+        synthesized=synthesized_xattrs(),
     )
+
+
+def synthesized_xattrs() -> frozenset[str]:
+    """The xattrs a security module of this machine answers for itself, on any file."""
+    modules = {"selinux": "security.selinux", "smackfs": "security.SMACK64"}
+    return frozenset(name for where, name in modules.items() if Path("/sys/fs", where).is_dir())
+
+
+def _one_line(text: str) -> str:
+    return " / ".join(line.strip() for line in text.strip().splitlines() if line.strip())[-300:]
 
 
 def _seen(entry: Mapping[str, object]) -> Seen:
@@ -242,65 +328,170 @@ def _seen(entry: Mapping[str, object]) -> Seen:
     return Seen(**fields)  # type: ignore[arg-type]
 
 
+# The reader's side of the content hashes.
+
+
+class Readable(Protocol):
+    @property
+    def entries(self) -> Mapping[str, object]: ...
+
+    def head(self, path: str, size: int) -> bytes: ...
+
+
+def reader_sha256(image: Readable, limit: int) -> Callable[[str], str]:
+    """`sha256(path)` of a regular file as the image's reader decodes it, each file once; a
+    BuildError when the reader cannot (a file over `limit` bytes, or malformed)."""
+    hasher = getattr(image, "sha256", None)
+    known: dict[str, str] = {}
+
+    def sha256(path: str) -> str:
+        if path not in known:
+            known[path] = hasher(path, limit) if hasher else _head_sha256(image, path, limit)
+        return known[path]
+
+    return sha256
+
+
+def _head_sha256(image: Readable, path: str, limit: int) -> str:
+    """Until the readers hash files themselves (ReadImage.sha256): through head(), for files up
+    to FALLBACK_HASH_BYTES; anything larger fails, never counts as equal."""
+    size = getattr(image.entries[path], "size", 0)
+    if size > min(limit, FALLBACK_HASH_BYTES):
+        raise BuildError(f"the reader cannot hash /{path} ({size} bytes) yet")
+    data = image.head(path, size)
+    if len(data) != size:
+        raise BuildError(f"the reader reads {len(data)} of the {size} bytes of /{path}")
+    return hashlib.sha256(data).hexdigest()
+
+
+# Where the reader and the kernel disagree.
+
+
 def differences(
-    reader: Mapping[str, object], view: KernelView, sha256: Callable[[str], str | None]
+    reader: Mapping[str, object], view: KernelView, sha256: Callable[[str], str]
 ) -> list[str]:
     """Where the reader's entries (path -> a node with the readers' fields) and the kernel's
-    view disagree, one line per difference; `sha256(path)` is the reader's hash of a file."""
+    view disagree, one line per difference naming the path and both views; `sha256(path)` is
+    the reader's hash of a file (a BuildError from it is a difference too)."""
     return list(_differences(reader, view, sha256))
 
 
 def _differences(
-    reader: Mapping[str, object], view: KernelView, sha256: Callable[[str], str | None]
+    reader: Mapping[str, object], view: KernelView, sha256: Callable[[str], str]
 ) -> Iterator[str]:
     for path in sorted(set(view.listed) - set(reader)):
-        yield f"/{path} is listed by the kernel, not by the reader"
+        yield f"{_path(path)} is listed by the kernel, not by the reader"
     for path in sorted(set(reader) - set(view.listed)):
-        yield f"/{path} is found by the reader, not listed by the kernel"
+        yield f"{_path(path)} is found by the reader, not listed by the kernel"
     for path, node in reader.items():
-        both = (("lookup", view.looked_up.get(path)), ("listing", view.listed.get(path)))
-        for label, seen in both:
-            if seen is None:
-                continue
-            if seen.error is not None:
-                yield f"/{path}: the kernel's {label} fails ({seen.error})"
-                continue
-            yield from _compare(path, label, node, seen, sha256)
+        lookup = list(_against(path, node, view.looked_up.get(path), sha256, view.synthesized))
+        listing = list(_against(path, node, view.listed.get(path), sha256, view.synthesized))
+        # Where both of the kernel's ways show the same, one line says so.
+        if lookup == listing:
+            yield from (line.replace(_LABEL, "lookup and listing") for line in lookup)
+            continue
+        yield from (line.replace(_LABEL, "lookup") for line in lookup)
+        yield from (line.replace(_LABEL, "listing") for line in listing)
+
+
+_LABEL = "\0"  # where the kernel's way (lookup, listing) goes: never in an escaped path
+
+
+def _against(
+    path: str,
+    node: object,
+    seen: Seen | None,
+    sha256: Callable[[str], str],
+    synthesized: frozenset[str],
+) -> Iterator[str]:
+    if seen is None:
+        return
+    if seen.error is not None:
+        yield f"{_path(path)}: the kernel's {_LABEL} fails ({_clip(seen.error)})"
+    else:
+        yield from _compare(path, node, seen, sha256, synthesized)
 
 
 _FIELDS = ("kind", "permissions", "uid", "gid", "nlink", "xattrs")
 
 
 def _compare(
-    path: str, label: str, node: object, seen: Seen, sha256: Callable[[str], str | None]
+    path: str, node: object, seen: Seen, sha256: Callable[[str], str], synthesized: frozenset[str]
 ) -> Iterator[str]:
+    where = _path(path)
     for name in _FIELDS:
-        mine, theirs = getattr(node, name), getattr(seen, name)
+        mine, theirs = getattr(node, name, None), getattr(seen, name)
+        if name == "xattrs" and synthesized and isinstance(mine, dict):
+            mine, theirs = _without(mine, synthesized), _without(theirs, synthesized)
         if mine != theirs:
-            yield (
-                f"/{path}: {name} is {_shown(theirs, name)} to the kernel ({label}), "
-                f"{_shown(mine, name)} to the reader"
-            )
+            shown = _shown_xattrs(theirs, mine) if name == "xattrs" else (theirs, mine)
+            yield _both(where, name, *(_shown(value, name) for value in shown))
     kind = getattr(node, "kind", None)
     if kind != seen.kind:
         return
     if kind == "file":
-        if getattr(node, "size", None) != seen.size:
-            mine = getattr(node, "size", None)
-            yield f"/{path}: size is {seen.size} to the kernel ({label}), {mine} to the reader"
-        elif seen.sha256 is not None and sha256(path) != seen.sha256:
-            yield f"/{path}: its content differs between the kernel ({label}) and the reader"
+        mine = getattr(node, "size", None)
+        if mine != seen.size:
+            yield _both(where, "size", str(seen.size), str(mine))
+            return
+        try:
+            hashed = sha256(path)
+        except BuildError as error:
+            yield f"{where}: the reader cannot hash it ({_clip(error.message)})"
+            return
+        if hashed != seen.sha256:
+            yield _both(where, "sha256", _short(seen.sha256), _short(hashed))
     elif kind == "symlink" and getattr(node, "target", None) != seen.target:
-        yield f"/{path}: the symlink's target differs between the kernel ({label}) and the reader"
-    elif kind in ("block device", "character device") and getattr(node, "device", None) != (
-        seen.device
-    ):
-        yield f"/{path}: the device numbers differ between the kernel ({label}) and the reader"
+        mine = getattr(node, "target", None)
+        yield _both(where, "target", _clip(repr(seen.target)), _clip(repr(mine)))
+    elif kind in ("block device", "character device"):
+        mine = getattr(node, "device", None)
+        if mine != seen.device:
+            yield _both(where, "device", str(seen.device), str(mine))
+
+
+def _without(xattrs: dict[str, bytes], names: frozenset[str]) -> dict[str, bytes]:
+    return {name: value for name, value in xattrs.items() if name not in names}
+
+
+def _both(where: str, name: str, kernel: str, reader: str) -> str:
+    return f"{where}: {name} is {kernel} to the kernel ({_LABEL}), {reader} to the reader"
+
+
+def _shown_xattrs(kernel: object, reader: object) -> tuple[object, object]:
+    """Both sides' xattrs, the values shown only where both name them with other values."""
+    if not isinstance(kernel, dict) or not isinstance(reader, dict):
+        return kernel, reader
+    differ = {name for name in kernel.keys() & reader.keys() if kernel[name] != reader[name]}
+
+    def named(xattrs: dict[str, bytes]) -> dict[str, bytes | None]:
+        return {name: value if name in differ else None for name, value in xattrs.items()}
+
+    return named(kernel), named(reader)
 
 
 def _shown(value: object, name: str) -> str:
     if name == "permissions" and isinstance(value, int):
         return f"{value:04o}"
     if name == "xattrs" and isinstance(value, dict):
-        return "{" + ", ".join(sorted(value)) + "}" if value else "none"
-    return str(value)
+        if not value:
+            return "none"
+        return "{" + ", ".join(_xattr(key, value[key]) for key in sorted(value)) + "}"
+    return _clip(str(value))
+
+
+def _xattr(name: str, value: bytes | None) -> str:
+    shown = _clip(printable(name), 60)
+    return shown if value is None else f"{shown}={value[:16].hex()}{'…' if value[16:] else ''}"
+
+
+def _short(digest: str | None) -> str:
+    return "sha256 " + digest[:16] + "…" if digest else "unknown"
+
+
+def _path(path: str) -> str:
+    return _clip("/" + printable(path), 160)
+
+
+def _clip(text: str, width: int = 100) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"

@@ -231,8 +231,9 @@ def moved(output_dir: Path, moves: Iterable[tuple[Path, Path]]) -> None:
 
 @contextlib.contextmanager
 def output_dir_lock(output_dir: Path, shared: bool = False) -> Iterator[None]:
-    """The whole output directory's lock, OUTPUT/.staging/output.lock: builds and releases take
-    it shared, clean exclusive, so clean never removes what a running build or release uses."""
+    """The whole output directory's lock, OUTPUT/.staging/output.lock: builds take it shared;
+    clean, release and sums exclusive, so clean never removes what a running build or release
+    uses, and two releases (or sums) never interleave their files."""
     make_dirs(output_dir, STAGING)
     with file_lock(output_dir / STAGING / OUTPUT_LOCK, shared=shared):
         yield

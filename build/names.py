@@ -3,9 +3,9 @@ files), decided here and nowhere else: clean, the cache and the manifest recogni
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
+from . import urls
 from .alloy import NAME
 
 # The checksum list a release publishes (GNU format, as Alloy's own releases name it), and the
@@ -73,10 +73,12 @@ def temp_prefix(final: Path) -> str:
     return f".{final.name}."
 
 
-def source_key(base_url: str) -> str:
-    """A readable directory name for a source, e.g. github.com_grafana_alloy_releases_download."""
-    without_scheme = base_url.split("://", 1)[-1]
-    return re.sub(r"[^A-Za-z0-9.-]+", "_", without_scheme).strip("_")
+def source_key(url: str) -> str:
+    """The download cache's folder for a source: urls.cache_key, e.g.
+    https_github.com_443__274c5d72b86ba4cb77b903e7e4afdb07; every part of the URL that chooses
+    the bytes (scheme, host, port, path) is in its hash, so an http:// fetch is never taken for
+    an https:// one."""
+    return urls.cache_key(url)
 
 
 def latest_file(cache_dir: Path, api_url: str) -> Path:

@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING, Any
 
 from invoke.parser import Argument
 
-from . import alloy, pack_erofs
+from . import alloy, pack_erofs, urls
 from .arch import ARCHES
-from .errors import BuildError
+from .errors import BuildError, shown
 from .pack import COMPRESSORS
 from .report import say
 
@@ -129,11 +129,6 @@ def switch(raw: Any, given: Given) -> bool:
     raise BuildError(f"invalid {given.option.name} value {raw!r}", "use true or false")
 
 
-def shown(value: str, most: int = 40) -> str:
-    """`value` quoted for an error line, cut short when a hostile one is long."""
-    return repr(value) if len(value) <= most else f"{value[:most]!r}... ({len(value)} characters)"
-
-
 def version(raw: Any, given: Given) -> str:
     value = str(raw)
     if value == LATEST:
@@ -194,6 +189,15 @@ def url(what: str) -> Parser:
         if not re.match(r"https?://[^/]", value):
             raise BuildError(
                 f"invalid {what} {value!r}", f"use {given.option.flag}=https://HOST/PATH"
+            )
+        # urllib3's reading is compared at each request: importing it here would slow every task.
+        urls.check(value, given.source, client=False)
+        if "?" in value:  # the tool adds paths after it: /vX.Y.Z/ASSET, /releases?per_page=
+            raise urls.refuse(
+                value,
+                given.source,
+                "it holds a query (?), and this tool adds paths after it",
+                f"use {given.option.flag}=https://HOST/PATH",
             )
         return value
 
@@ -288,6 +292,7 @@ _MIB = "[0-9]{1,9}"
 _SECONDS = r"[0-9]{1,9}(\.[0-9]{1,3})?"
 
 _BUILD = BUILD_TASKS
+MAX_BINARY_MIB = 4096  # --max-binary-size's default
 
 
 def _mib_option(name: str, help: str, default: int) -> Option:
@@ -438,7 +443,7 @@ OPTIONS: tuple[Option, ...] = (
     _mib_option(
         "max_binary_size",
         "refuse a zip member that unpacks to more MiB than this (a zip bomb)",
-        4096,
+        MAX_BINARY_MIB,
     ),
     _mib_option(
         "max_download_size",

@@ -20,18 +20,16 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
-from . import alloy, butane, manifest, signing, sysupdate
+from . import alloy, buildinfo, butane, manifest, signing, sysupdate, urls, verify
 from .arch import ARCHES
 from .checksum import image_sums, sums_text, write_sums
 from .errors import BuildError
 from .fileio import atomic_path, write_text_atomic
-from .http import is_loopback
 from .images import image_format
 from .names import FLATCAR_DIR, INDEX, STAGING, SUMS_FILE, SYSUPDATE_DIR, buildinfo_file
 from .render import TEMPLATES, render
-from .report import say
+from .report import listing, say
 from .safeio import read_regular
 from .spec import NAME, parse_output_name
 
@@ -59,7 +57,7 @@ UNSIGNED_NOTE = (
     "check each image against SHA256SUMS, but nothing proves who wrote SHA256SUMS"
 )
 # What buildinfo must say for an image to be published (build/pipeline.py writes it).
-BUILDINFO_KEYS = ("image", "version", "arch", "autostart", "config_path", "verify")
+BUILDINFO_KEYS = ("image", "version", "arch", "compression", "autostart", "config_path", "verify")
 # And per format, the tools that packed it (a build info without "format" is squashfs's: they
 # were all squashfs before EROFS came).
 FORMAT_TOOLS = {"squashfs": ("mksquashfs", "liblzma"), "erofs": ("mkfs.erofs",)}
@@ -87,7 +85,8 @@ def normalize_publish_url(url: str, allow_http: bool = True, option: str = "--pu
             "give the http(s) URL of the directory the files will be served from, without "
             "%, spaces, quotes, ? or #, e.g. --publish-url=https://example.com/alloy/",
         )
-    if url.startswith("http://") and not allow_http and not is_loopback(urlsplit(url).hostname):
+    target = urls.check(url, option, client=False)  # never fetched here: hosts fetch it
+    if target.scheme == "http" and not allow_http and not target.is_loopback:
         raise BuildError(
             f"refusing plain http:// {option} {url}: hosts would fetch images they run as root "
             "unencrypted",
@@ -126,7 +125,9 @@ def release(
     if not output_dir.is_dir():
         raise BuildError(f"no directory {output_dir}", "build images first, e.g. invoke all")
     manifest.own_subdir(output_dir, STAGING)  # where the lock lives: never a symlink
-    with manifest.output_dir_lock(output_dir, shared=True):  # clean waits, and we wait for it
+    # Alone in the directory: builds, clean, sums and other releases wait, and we wait for
+    # them, so no SHA256SUMS.gpg of one key is published beside another key.
+    with manifest.output_dir_lock(output_dir):
         return _release(output_dir, url, updates, signer, health)
 
 
@@ -212,7 +213,7 @@ def write_signed_sums(output_dir: Path, signer: signing.Signer | None) -> tuple[
     if not output_dir.is_dir():  # before the lock, which would make the directory
         raise BuildError(f"no images in {output_dir}", "build them first, e.g. invoke all")
     manifest.own_subdir(output_dir, STAGING)
-    with manifest.output_dir_lock(output_dir, shared=True):
+    with manifest.output_dir_lock(output_dir):  # as release: alone
         sums = image_sums(output_dir)
         text = sums_text(sums)
         signed = signed_files(output_dir, signer, text) if signer else {}
@@ -245,9 +246,9 @@ def refuse_prereleases(output_dir: Path) -> None:
     )
     if found:
         versions = sorted({parse_output_name(name)[0] for name in found})  # type: ignore[index]
-        shown = ", ".join(found[:3]) + (f" and {len(found) - 3} more" if len(found) > 3 else "")
-        cleans = " and ".join(
-            f"invoke clean --version={v} --output-dir={output_dir}" for v in versions
+        shown = listing(found, ", ", most=120)
+        cleans = listing(
+            (f"invoke clean --version={v} --output-dir={output_dir}" for v in versions), " and "
         )
         raise BuildError(
             f"{output_dir} holds release candidates ({shown}), which are never published: "
@@ -268,7 +269,8 @@ def refuse_mixed_formats(output_dir: Path, images: list[Image]) -> None:
     for image in images:
         by_format.setdefault(_format(image), []).append(image.path.name)
     if len(by_format) > 1:
-        listed = "; ".join(f"{f}: {', '.join(names[:3])}" for f, names in sorted(by_format.items()))
+        formats = sorted(by_format.items())
+        listed = "; ".join(f"{f}: {listing(names, ', ', 80)}" for f, names in formats)
         raise BuildError(
             f"{output_dir} mixes image formats ({listed}): a host's transfer cannot tell them "
             "apart by name, and a host without EROFS (Flatcar LTS) must never get one",
@@ -286,6 +288,7 @@ def _images(output_dir: Path, sums: list[tuple[Path, str]]) -> list[Image]:
             compat.append((path, version, sha256))
             continue
         info = _buildinfo(path, version, arch, sha256)
+        _static_checks(path, info)
         versioned[path.name] = Image(path, version, arch, None, sha256, path.lstat().st_size, info)
     images = list(versioned.values())
     for path, version, sha256 in compat:
@@ -299,6 +302,7 @@ def _images(output_dir: Path, sums: list[tuple[Path, str]]) -> list[Image]:
                 f"rebuild it with invoke all --version={version} --output-dir={output_dir} "
                 "(the --compat-arch image makes it), or remove it",
             )
+        _static_checks(path, twin.buildinfo)  # the same bytes, under another name
         images.append(
             Image(
                 path,
@@ -335,6 +339,9 @@ def _buildinfo(image: Path, version: str, arch: str, sha256: str) -> dict[str, A
         raise BuildError(f"{path} lacks {', '.join(missing)}", rebuild)
     if image_format(image) != packed_as:
         raise BuildError(f"{image.name} is not {packed_as}, which {path.name} says it is", rebuild)
+    # Every field goes into index.json, units and Butane as the build's options would: through
+    # the same parsers, so a config_path with a newline is no ExecStartPre= of a root unit.
+    info = buildinfo.parse_fields(path, info, FORMAT_TOOLS[packed_as])
     said = (info["image"], info["version"], info["arch"])
     if said != (image.name, version, arch):
         raise BuildError(
@@ -356,9 +363,30 @@ def _buildinfo(image: Path, version: str, arch: str, sha256: str) -> dict[str, A
             f"verify it with invoke verify --version={version} --arch={arch} "
             f"--output-dir={image.parent} --force, or rebuild it with invoke all --force",
         )
-    for skipped in verified.get("skipped") or []:
+    for skipped in verified.get("skipped") or []:  # lines of text (parse_fields)
         say("release", f"{image.name}: verify could not check {skipped}")
     return info
+
+
+def _static_checks(image: Path, info: dict[str, Any]) -> None:
+    """verify's static checks, again, on the image as it is now, expecting what its build info
+    says it was built with: an image swapped after its build (an uploaded artifact, a copy)
+    is refused, however its .sha256 and build info were made to match."""
+    expect = verify.Expectations(
+        compression=info["compression"],
+        names=[image.name],
+        checksums=[pair for pair in verify.checksums_of([image]) if pair[1].exists()],
+        required=verify.required_files(info["autostart"], bool(info["trust_keys"])),
+    )
+    checks = verify.static_checks(image, expect)
+    failed = verify.failure(image, checks)
+    if failed:
+        raise BuildError(
+            failed + ", so it is not published",
+            f"rebuild it with invoke all --force --output-dir={image.parent}, or remove it; "
+            "nothing was written",
+        )
+    say("release", f"{image.name}: {len(checks)} static checks of verify passed again")
 
 
 def _check_match_pattern(arch: str, images: list[Image]) -> None:
@@ -427,22 +455,10 @@ def index_json(
     return json.dumps(index, indent=2) + "\n"
 
 
-_FINGERPRINT = re.compile(r"[0-9A-F]{40}|[0-9A-F]{64}")
-
-
 def _trust_keys(image: Image) -> list[str]:
-    """The fingerprints of the keys the image tells hosts to trust next (--trust-keys); none
-    for an image built before the option existed."""
-    found = image.buildinfo.get("trust_keys", [])
-    if not isinstance(found, list) or not all(
-        isinstance(key, str) and _FINGERPRINT.fullmatch(key) for key in found
-    ):
-        path = buildinfo_file(image.path)
-        raise BuildError(
-            f"{path} has a trust_keys entry that is not a list of key fingerprints",
-            f"rebuild the image with invoke all --force --output-dir={image.path.parent}",
-        )
-    return found
+    """The fingerprints of the keys the image tells hosts to trust next (--trust-keys; checked
+    by buildinfo.parse_fields); none for an image built before the option existed."""
+    return list(image.buildinfo["trust_keys"])
 
 
 def _template(name: str, values: dict[str, str] | None = None) -> str:

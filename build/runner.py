@@ -303,8 +303,8 @@ class Runner:
     # Locks and the deferred install.
 
     def _hold_output_lock(self) -> None:
-        """The output directory's lock, shared with other builds and releases (clean waits for
-        all of them), and the cell's directory: taken once a step must write there."""
+        """The output directory's lock, shared with other builds (clean, release and sums wait
+        for all of them), and the cell's directory: taken once a step must write there."""
         if self._output_locked:
             return
         spec = self.spec

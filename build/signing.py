@@ -5,8 +5,9 @@ with the host's gpg against one keyring file (/etc/systemd/import-pubring.gpg an
 signed release is: SHA256SUMS, SHA256SUMS.gpg (a detached signature of exactly those bytes), and
 the public key, binary (what a host's keyring holds) and armored (for people).
 
-Everything here happens in a short-named temporary directory: nothing under the output directory
-is written until the signature is made and checked with gpgv against the exported public key."""
+gpg runs in a throwaway copy of the user's home (gpghome), never in the home itself, and the key
+must be able to sign (keylisting). Nothing under the output directory is written until the
+signature is made and checked with gpgv against the exported public key."""
 
 from __future__ import annotations
 
@@ -17,12 +18,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import BuildError
+from .gpghome import (
+    GPG_TIMEOUT,
+    PASSPHRASE_ENV,
+    copy_key,
+    default_home,
+    run_gpg,
+    throwaway_home,
+)
+from .keylisting import keys, primary_fingerprints, signing_problem
 from .names import PUBLIC_KEY_ARMORED, PUBLIC_KEY_FILE, SIGNATURE_FILE, SUMS_FILE
 from .run import run_bytes
 
 SIGNED_FILES = (SIGNATURE_FILE, PUBLIC_KEY_FILE, PUBLIC_KEY_ARMORED)
-PASSPHRASE_ENV = "ALLOY_SIGN_PASSPHRASE"
-GPG_TIMEOUT = 120  # seconds a gpg or gpgv call may take: a stuck gpg-agent must not hang us
 
 
 @dataclass(frozen=True)
@@ -34,16 +42,11 @@ class Signer:
     public_key_armored: str  # gpg --armor --export
 
 
-def gpg_command(gnupg_home: Path | None) -> list[str]:
-    command = ["gpg", "--batch", "--no-tty", "--no-options"]
-    if gnupg_home is not None:
-        command.append(f"--homedir={gnupg_home}")
-    return command
-
-
 def signer(key: str, gnupg_home: Path | None = None) -> Signer:
     """The secret key `key` in `gnupg_home` (default: the user's), with its public key exported;
-    refused in one line when gpg or gpgv is missing or the key is unknown or ambiguous."""
+    refused in one line when gpg or gpgv is missing, or the key is unknown, ambiguous, or
+    cannot sign (revoked, expired, no usable signing subkey). gpg runs in a throwaway copy of
+    the home (gpghome): nothing of ours talks to the user's agent or outlives this call."""
     missing = [tool for tool in ("gpg", "gpgv") if shutil.which(tool) is None]
     if missing:
         raise BuildError(
@@ -62,74 +65,68 @@ def signer(key: str, gnupg_home: Path | None = None) -> Signer:
         + (f" with --homedir={gnupg_home}" if gnupg_home else "")
         + "; nothing was written"
     )
-    listing = run_bytes(
-        [*gpg_command(gnupg_home), "--with-colons", "--list-secret-keys", "--", key],
-        what=f"no secret key {key} to sign with",
-        hint=hint,
-        timeout=GPG_TIMEOUT,
-    ).decode("utf-8", "replace")
-    fingerprints = primary_fingerprints(listing, "sec")
-    if len(fingerprints) != 1:
-        raise BuildError(
-            f"--sign-key {key} names {len(fingerprints)} secret keys, not one; nothing was written",
-            "give the full fingerprint of the key to sign with",
-        )
-    [fingerprint] = fingerprints
-    export = [*gpg_command(gnupg_home), "--export-options=export-minimal", "--export"]
-    what = f"cannot export the public key {fingerprint}"
-    public = run_bytes([*export, fingerprint], what=what, hint=hint, timeout=GPG_TIMEOUT)
-    armored = run_bytes(
-        [*export[:-1], "--armor", "--export", fingerprint],
-        what="cannot export",
-        hint=hint,
-        timeout=GPG_TIMEOUT,
-    )
+    what = f"no secret key {key} to sign with"
+    with throwaway_home() as home:
+        copy_key(gnupg_home or default_home(), home, key, what=what, hint=hint)
+        listing = run_gpg(
+            home, "--with-colons", "--list-secret-keys", "--", key, what=what, hint=hint
+        ).decode("utf-8", "replace")
+        fingerprints = primary_fingerprints(listing, "sec")
+        if len(fingerprints) != 1:
+            raise BuildError(
+                f"--sign-key {key} names {len(fingerprints)} secret keys, not one; "
+                "nothing was written",
+                "give the full fingerprint of the key to sign with",
+            )
+        [fingerprint] = fingerprints
+        [found] = keys(listing)
+        problem = signing_problem(found)
+        if problem is not None:
+            given = "" if key.upper() == fingerprint else f" {key}:"
+            raise BuildError(
+                f"--sign-key{given} key {fingerprint} {problem}; nothing was written",
+                "sign with a key gpg --list-secret-keys shows with an 'S' (add a signing subkey: "
+                "gpg --quick-add-key; a new expiry date: gpg --quick-set-expire)",
+            )
+        export = ("--export-options=export-minimal", "--export", fingerprint)
+        cannot = f"cannot export the public key {fingerprint}"
+        public = run_gpg(home, *export, what=cannot, hint=hint)
+        armored = run_gpg(home, "--armor", *export, what=cannot, hint=hint)
     if not public:
         raise BuildError(f"gpg exported no public key for {fingerprint}", hint)
     return Signer(key, gnupg_home, fingerprint, public, armored.decode("ascii"))
 
 
-def primary_fingerprints(listing: str, record: str) -> list[str]:
-    """The fingerprint of each primary key in gpg --with-colons output: `record` is "sec" for
-    secret keys, "pub" for public ones (a subkey's fingerprint follows "ssb" or "sub")."""
-    found: list[str] = []
-    after_primary = False
-    for line in listing.splitlines():
-        fields = line.split(":")
-        if fields[0] == record:
-            after_primary = True
-        elif fields[0] == "fpr" and after_primary and len(fields) > 9:
-            found.append(fields[9].upper())
-            after_primary = False
-        elif fields[0] in ("ssb", "sub"):
-            after_primary = False
-    return found
-
-
 def sign(signer: Signer, data: bytes) -> bytes:
     """A binary detached signature of `data`, checked with gpgv against the exported public key
     before it is returned. A passphrase-protected key reads its passphrase from
-    $ALLOY_SIGN_PASSPHRASE (gpg's loopback pinentry: no prompt, batch mode)."""
+    $ALLOY_SIGN_PASSPHRASE (gpg's loopback pinentry: no prompt, batch mode), handed to gpg on a
+    pipe, in a throwaway copy of the home whose agent is stopped before this returns: no
+    process keeps the passphrase, in its environment or its cache."""
     passphrase = os.environ.get(PASSPHRASE_ENV) or None  # CI's unset secret is empty
     hint = (
         f"check the key can sign; for a passphrase-protected key set {PASSPHRASE_ENV} to its "
-        "passphrase; a long --gnupg-home path breaks gpg-agent's socket: use a short one; "
-        "nothing was written"
+        "passphrase; nothing was written"
     )
-    with tempfile.TemporaryDirectory(prefix="alloy-sign.") as scratch:
+    what = f"gpg could not sign with {signer.key}"
+    with tempfile.TemporaryDirectory(prefix="alloy-sign.") as scratch, throwaway_home() as home:
+        copy_key(
+            signer.gnupg_home or default_home(), home, signer.fingerprint, what=what, hint=hint
+        )
         folder = Path(scratch)
         sums = folder / SUMS_FILE
         sums.write_bytes(data)
-        command = [*gpg_command(signer.gnupg_home), "--pinentry-mode=loopback"]
+        command = ["--pinentry-mode=loopback"]
         if passphrase is not None:
             command.append("--passphrase-fd=0")
         command += [f"--local-user={signer.fingerprint}", "--detach-sign", "--output=-"]
-        signature = run_bytes(
-            [*command, str(sums)],
-            what=f"gpg could not sign with {signer.key}",
+        signature = run_gpg(
+            home,
+            *command,
+            str(sums),
+            what=what,
             hint=hint,
             stdin=None if passphrase is None else passphrase.encode() + b"\n",
-            timeout=GPG_TIMEOUT,
         )
         check(signer.public_key, signature, data, folder)
     return signature

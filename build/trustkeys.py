@@ -2,21 +2,22 @@
 
 The file comes from whoever runs the build, maybe from elsewhere (a colleague's K2.pub): read
 only as a regular file of bounded size, parsed by gpg in a throwaway home, refused unless it
-holds public keys and nothing secret. What the image carries is gpg's own binary export of
-those keys (minimal: no third-party signatures), never the given bytes."""
+holds public keys and nothing secret, each able to sign (not revoked, not expired, with a usable
+signing (sub)key: a key hosts trust only to check signatures must be able to make them). What
+the image carries is gpg's own binary export of those keys (minimal: no third-party
+signatures), never the given bytes."""
 
 from __future__ import annotations
 
 import re
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import BuildError
-from .run import run_bytes
+from .gpghome import run_gpg, throwaway_home
+from .keylisting import keys, signing_problem
 from .safeio import read_regular
-from .signing import GPG_TIMEOUT, gpg_command, primary_fingerprints
 
 MAX_TRUST_KEYS = 1 << 20  # bytes: a keyring of a few keys is a few KiB
 _HINT = (
@@ -46,18 +47,14 @@ def read_trust_keys(path: Path) -> TrustKeys:
         raise BuildError(f"no --trust-keys file {path}", _HINT) from None
     if not data.strip():
         raise BuildError(f"--trust-keys file {path} is empty", _HINT)
-    with tempfile.TemporaryDirectory(prefix="alloy-keys.") as scratch:
-        folder = Path(scratch)
-        given = folder / "given"
+    with throwaway_home() as home:
+        given = home / "given"
         given.write_bytes(data)
-        home = folder / "home"
-        home.mkdir(mode=0o700)
-        gpg = gpg_command(home)
 
         def run(*args: str) -> bytes:
             what = f"--trust-keys file {path} is not an OpenPGP public keyring"
             try:
-                return run_bytes([*gpg, *args], what=what, hint=_HINT, timeout=GPG_TIMEOUT)
+                return run_gpg(home, *args, what=what, hint=_HINT)
             except BuildError as error:  # gpg's words name our scratch copy: name the given file
                 words = _KEYBOX_CREATED.sub("", error.message).replace(str(given), str(path))
                 raise BuildError(words, _HINT) from None
@@ -71,8 +68,17 @@ def read_trust_keys(path: Path) -> TrustKeys:
             )
         run("--import-options=import-minimal", "--import", str(given))
         listing = run("--with-colons", "--list-keys").decode("utf-8", "replace")
-        fingerprints = primary_fingerprints(listing, "pub")
-        if not fingerprints:
+        found = [key for key in keys(listing) if key.primary.kind == "pub"]
+        if not found:
             raise BuildError(f"--trust-keys file {path} holds no public key", _HINT)
+        for key in found:
+            problem = signing_problem(key)
+            if problem is not None:
+                raise BuildError(
+                    f"--trust-keys file {path}: key {key.primary.fingerprint} {problem}",
+                    "give only keys that can sign (gpg --list-keys shows an 'S' for them): "
+                    "hosts would trust them to check releases; nothing was written",
+                )
+        fingerprints = [key.primary.fingerprint for key in found]
         keyring = run("--export-options=export-minimal", "--export", *fingerprints)
     return TrustKeys(keyring, tuple(fingerprints))

@@ -139,6 +139,7 @@ def fetch_releases(
     token = os.environ.get(TOKEN_VARIABLE, "").strip()
     releases: list[dict[str, Any]] = []
     seen: set[str] = set()
+    source = None  # the first page's URL is --api-url's; the others come from a Link: header
     while url is not None:
         if url in seen or len(seen) == MAX_PAGES:
             what = f"has more than {MAX_PAGES} pages of {PER_PAGE} releases, the most this tool"
@@ -158,6 +159,7 @@ def fetch_releases(
                 headers=headers,
                 allow_http=allow_http,
                 limits=limits,
+                source=source,
             )
         except http.HTTPStatusError as error:
             raise _explain(error, api_url, bool(token)) from None
@@ -168,6 +170,7 @@ def fetch_releases(
                 f"check --api-url: it must serve GitHub's releases API ({GITHUB_API_URL})",
             )
         releases += page
+        source = f"the Link: rel=next header of {url}"
         url = answer.links.get("next", {}).get("url")
     return releases
 

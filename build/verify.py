@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import buildinfo, merge
+from . import buildinfo, conflines, kernelview, merge
 from .arch import ARCHES, ELF_MACHINE_NAMES, Arch
 from .checksum import file_sha256, read_checksum
 from .elf import HEADER_SIZE
@@ -17,9 +17,10 @@ from .errors import BuildError
 from .image import Entry
 from .images import ErofsImage, Image, erofs_superblock_check, image_format, open_image
 from .names import checksum_file
-from .options import FORMAT_COMPRESSIONS
+from .options import FORMAT_COMPRESSIONS, MAX_BINARY_MIB
 from .pack import BLOCK_SIZE_BYTES, COMPRESSORS, bcj_filter, used_compression
-from .report import say
+from .report import listing, say
+from .report import printable as _printable
 from .spec import (
     IMAGE_AUTOSTART,
     IMAGE_BINARY,
@@ -48,7 +49,9 @@ BINARY_DIRS = ("usr/bin/", "usr/local/bin/")
 # STRICT_XATTR (on the extension-release file) fails.
 ALLOWED_XATTRS = ("security.selinux",)
 MAX_RELEASE_BYTES = 64 << 10
-SHOWN_LINKS = 3  # other names of a hard link a message shows
+MAX_DETAIL = 300  # characters of a check's detail: its line, and the error line, stay under 400
+KERNEL_DIFFERS = "the kernel sees another image than the reader (kernel view): not merged"
+SHOWN_LINKS = 3  # other names of a hard link a message looks at (9,000 names: not each time)
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,8 @@ class Expectations:
     # Paths it may hold. With `required` and the extension-release file, and the directories on
     # their way, they are all it may hold: any other entry fails.
     optional: Sequence[str] = ()
+    # --max-binary-size: the largest file the kernel view hashes (a larger one fails).
+    max_binary_size: int = MAX_BINARY_MIB << 20
 
 
 def verify(image: Path, expect: Expectations) -> list[Check]:
@@ -76,22 +81,80 @@ def verify(image: Path, expect: Expectations) -> list[Check]:
     checks = list(_checks(image, expect))
     for check in checks:
         say("verify", f"{check.status:<4} {check.name}: {check.detail}")
-    failed = [check for check in checks if check.status == "FAIL"]
+    failed = failure(image, checks)
     if failed:
-        first = failed[0]
-        more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
-        raise BuildError(f"{image} failed verification: {first.name}: {first.detail}{more}")
+        raise BuildError(failed)
     return checks
+
+
+def failure(image: Path, checks: Sequence[Check]) -> str | None:
+    """What `checks` of `image` found wrong, in a line (the first failure, and how many
+    more), or None where none failed."""
+    failed = [check for check in checks if check.status == "FAIL"]
+    if not failed:
+        return None
+    first = failed[0]
+    more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
+    return f"{image} failed verification: {first.name}: {first.detail}{more}"
+
+
+def static_checks(path: Path, expect: Expectations) -> list[Check]:
+    """The checks that read only the image and its files, without root and without merging
+    it: superblock, entries, sysusers.d/tmpfiles.d lines, extension-release, architecture,
+    name, checksums. invoke release runs them again on every image it publishes: an image
+    swapped after its build fails them as it would fail verify."""
+    return list(_static_checks(open_image(path), path, expect))
 
 
 def _checks(path: Path, expect: Expectations) -> Iterator[Check]:
     image = open_image(path)
+    # First: every other check reads the image through the reader, trustworthy only where the
+    # kernel sees the same image.
+    seen = _kernel_view(image, path, expect.max_binary_size)
+    yield seen
+    release = yield from _static_checks(image, path, expect)
+    if seen.status == "FAIL":
+        yield Check("merge", "skip", KERNEL_DIFFERS)
+        return
+    yield from _merges(image, path, release, expect.names)
+
+
+def _static_checks(
+    image: Image, path: Path, expect: Expectations
+) -> Generator[Check, None, dict[str, str]]:
+    """Yields static_checks's checks; returns the extension-release fields (empty if
+    unusable), which the merges need."""
     machines = _binary_machines(image)
     yield _superblock(image, expect.compression, _arch_of(machines))
     yield from _entries(image, expect.required, expect.optional)
+    yield _conf_lines(image)
     release = yield from _extension_release(image, path, machines)
     yield from _checksums(expect.checksums)
-    yield from _merges(image, path, release, expect.names)
+    return release
+
+
+def _kernel_view(image: Image, path: Path, max_binary_size: int) -> Check:
+    """The image mounted alone, as the kernel shows it (build/kernelview.py), against the
+    reader's entries: paths, types, modes, owners, sizes, xattrs, every file's sha256."""
+    fstype = "erofs" if isinstance(image, ErofsImage) else "squashfs"
+    reason = kernelview.cannot_mount(fstype)
+    if reason is not None:
+        return Check("kernel view", "skip", reason)
+    try:
+        view = kernelview.kernel_view(path, fstype, list(image.entries), max_binary_size)
+    except BuildError as error:
+        return Check("kernel view", "FAIL", listing([error.message], most=MAX_DETAIL))
+    sha256 = kernelview.reader_sha256(image, max_binary_size)
+    found = kernelview.differences(image.entries, view, sha256)
+    if found:
+        return Check("kernel view", "FAIL", listing(found, most=MAX_DETAIL))
+    files = sum(entry.is_file for entry in image.entries.values())
+    return Check(
+        "kernel view",
+        "ok",
+        f"mounted alone, the kernel lists and looks up the same {len(image.entries)} entries "
+        f"as the reader: types, modes, owners, sizes, xattrs, the sha256 of {files} files",
+    )
 
 
 def _superblock(image: Image, compression: str, arch: Arch | None) -> Check:
@@ -152,7 +215,7 @@ def _entries(image: Image, required: Sequence[str], optional: Sequence[str]) -> 
             problems.append(f"{where} has a setuid, setgid or sticky bit ({entry.mode})")
         problems.extend(f"{where} {problem}" for problem in _xattr_problems(entry))
     if problems:
-        yield Check("entries", "FAIL", "; ".join(problems))
+        yield Check("entries", "FAIL", listing(problems))
     else:
         yield Check(
             "entries",
@@ -181,11 +244,12 @@ def _kind_problems(
         yield f"is a {entry.kind}"
     elif entry.path in links:
         names = links[entry.path]  # thousands in a hostile image: show a few, count the rest
-        others = ", ".join(
-            _shown(other) for other in islice((o for o in names if o != entry.path), SHOWN_LINKS)
+        others = listing(
+            (_shown(o) for o in islice((o for o in names if o != entry.path), SHOWN_LINKS)), ", "
         )
-        more = f" … and {len(names) - 1 - SHOWN_LINKS} more" if len(names) - 1 > SHOWN_LINKS else ""
-        yield f"is a hard link (one inode with {others}{more})"
+        if len(names) - 1 > SHOWN_LINKS:
+            others += f", … and {len(names) - 1 - SHOWN_LINKS} more"
+        yield f"is a hard link (one inode with {others})"
     elif entry.is_dir and entry.path in files:
         yield "is a directory, not a regular file"
     elif entry.is_file and entry.path in directories:
@@ -206,32 +270,46 @@ def _xattr_problems(entry: Entry) -> Iterator[str]:
             yield f"has the xattr {_printable(name)}"
 
 
+def _conf_lines(image: Image) -> Check:
+    """Every line of every sysusers.d and tmpfiles.d file in the image is one this build
+    writes (build/conflines.py): systemd runs them as root on the host."""
+    problems: list[str] = []
+    read = 0
+    for entry in image.entries.values():
+        kind = conflines.format_of(entry.path)
+        if kind is None:
+            continue
+        where = _shown(entry.path)
+        if not entry.is_file:
+            problems.append(f"{where} is a {entry.kind}: systemd would read what it points to")
+        elif entry.size > conflines.MAX_BYTES:
+            problems.append(f"{where} is {entry.size} bytes, over {conflines.MAX_BYTES}")
+        else:
+            text = image.head(entry.path, entry.size).decode("utf-8", errors="replace")
+            problems += [f"{where} {why}" for why in conflines.refusals(entry.path, kind, text)]
+            read += 1
+    if problems:
+        return Check("sysusers-tmpfiles", "FAIL", listing(problems))
+    if not read:
+        return Check("sysusers-tmpfiles", "ok", "no sysusers.d or tmpfiles.d file")
+    files = f"{read} file{'s' if read > 1 else ''}"
+    return Check("sysusers-tmpfiles", "ok", f"{files} read, every line one this build writes")
+
+
 def _shown(path: str) -> str:
     """/path on one line, whatever bytes its names hold."""
     return "/" + _printable(path)
 
 
-def _printable(text: str) -> str:
-    """`text` with each control character or undecodable byte as a \\x or \\u escape."""
-    return "".join(char if char.isprintable() else _escape(char) for char in text)
-
-
-def _escape(char: str) -> str:
-    code = ord(char)
-    if 0xDC80 <= code <= 0xDCFF:  # an undecodable byte, kept as a surrogate
-        return f"\\x{code - 0xDC00:02x}"
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
-
-
 def _extension_release(
     image: Image, path: Path, machines: dict[str, int | None]
-) -> Iterator[Check]:
+) -> Generator[Check, None, dict[str, str]]:
     """Yields its checks; returns the extension-release fields (empty if unusable)."""
     releases = [
         name for name in image.entries if name.startswith(RELEASE_DIR + "extension-release.")
     ]
     if len(releases) != 1:
-        found = ", ".join(_printable(name) for name in releases) or "none"
+        found = listing((_printable(name) for name in releases), ", ") or "none"
         yield Check(
             "extension-release",
             "FAIL",
@@ -322,7 +400,7 @@ def _architecture(machines: dict[str, int | None], architecture: str) -> Check:
     return Check(
         "architecture",
         "ok",
-        f"ARCHITECTURE={architecture} matches {', '.join('/' + b for b in binaries)}",
+        f"ARCHITECTURE={architecture} matches {listing(('/' + b for b in binaries), ', ')}",
     )
 
 
@@ -387,15 +465,16 @@ def _merges(
         for unit in units:
             output = merged.analyze.get(unit, ["(did not run)"])
             if output:
-                yield Check("systemd-analyze", "FAIL", f"{unit}: " + " / ".join(output))
+                yield Check("systemd-analyze", "FAIL", f"{unit}: " + listing(output, " / "))
             else:
                 yield Check("systemd-analyze", "ok", f"verify {unit}: no warnings")
 
 
 def _merge_check(how: str, merged: merge.Merged) -> Check:
     if merged.missing:
-        why = " / ".join(line for line in merged.log if line.strip()) or "no reason given"
-        return Check("merge", "FAIL", f"{how}: {', '.join(merged.missing)} did not appear ({why})")
+        why = listing((line for line in merged.log if line.strip()), " / ") or "no reason given"
+        missing = listing(merged.missing, ", ", most=100)
+        return Check("merge", "FAIL", f"{how}: {missing} did not appear ({why})")
     return Check("merge", "ok", f"{how}: {len(merged.present)} files appeared, unmerged again")
 
 
@@ -439,7 +518,18 @@ def params(spec: BuildSpec) -> dict[str, Any]:
     return {
         "compression": spec.compression,
         "merge": merge.cannot_merge(spec.arch.systemd) or "real",
+        "kernel view": kernelview.cannot_mount(spec.format) or "real",
     }
+
+
+def required_files(autostart: bool, trust_keys: bool) -> list[str]:
+    """The files an image built with (or without) --autostart and --trust-keys holds."""
+    return [
+        IMAGE_BINARY,
+        IMAGE_UNIT,
+        *([IMAGE_AUTOSTART] if autostart else []),
+        *([IMAGE_TRUST_KEYS] if trust_keys else []),
+    ]
 
 
 def make(runner: Runner) -> str:
@@ -451,12 +541,8 @@ def make(runner: Runner) -> str:
         compression=spec.compression,
         names=[path.name for path in names],
         checksums=[(runner.current(f), runner.current(c)) for f, c in checksums_of(names)],
-        required=[
-            IMAGE_BINARY,
-            IMAGE_UNIT,
-            *([IMAGE_AUTOSTART] if spec.autostart else []),
-            *([IMAGE_TRUST_KEYS] if spec.trust_keys is not None else []),
-        ],
+        required=required_files(spec.autostart, spec.trust_keys is not None),
+        max_binary_size=spec.max_binary_size,
     )
     image = runner.current(spec.image)
     # Built with other options, the image would fail checks it need not pass: say so, and
@@ -505,5 +591,6 @@ def verify_any_image(image: Path, spec: BuildSpec) -> None:
         checksums=[pair for pair in checksums_of([image]) if pair[1].exists()],
         # An image from elsewhere may be built with or without --autostart and --trust-keys.
         optional=[IMAGE_AUTOSTART, IMAGE_TRUST_KEYS],
+        max_binary_size=spec.max_binary_size,
     )
     say("verify", _summary(image, verify(image, expect)))

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from .errors import doing
+from .report import listing
 
 # Alloy's release zips deflate; a stored member costs nothing to allow. Other methods (bzip2,
 # lzma, ...) would only add decompressors for an attacker to aim at.
@@ -30,7 +31,9 @@ _LOCAL_SIGNATURE = b"PK\x03\x04"
 _ZIP64_SIZE = 0xFFFFFFFF
 _UNIX = 3  # the "made by" system whose external attributes hold a mode
 _FILE_TYPES = {stat.S_IFLNK: "a symbolic link", stat.S_IFDIR: "a directory"}
-_SHOWN = 5  # names listed in a message, at most
+# Characters of names listed in a message: with the URL and the hint, the line stays within
+# report.MAX_LINE.
+_LISTED = 70
 CHUNK = 1 << 20
 
 
@@ -51,8 +54,7 @@ def _escape(char: str) -> str:
 
 
 def listed(names: list[str]) -> str:
-    text = ", ".join(shown(name) for name in names[:_SHOWN])
-    return text + (f" and {len(names) - _SHOWN} more" if len(names) > _SHOWN else "")
+    return listing((shown(name) for name in names), ", ", most=_LISTED)
 
 
 def _readings(name: str) -> set[str]:

@@ -4,6 +4,7 @@ cut short of its Content-Length, a stall, odd status lines."""
 from __future__ import annotations
 
 import socket
+import ssl
 import threading
 from collections.abc import Callable, Iterable
 
@@ -21,8 +22,11 @@ class RawServer:
     `answer(method, path, headers)`: bytes are sent, a number is seconds of silence (a stall,
     cut short when the server stops); then the connection closes."""
 
-    def __init__(self, answer: Answer, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self, answer: Answer, host: str = "127.0.0.1", tls: ssl.SSLContext | None = None
+    ) -> None:
         self.answer = answer
+        self.tls = tls  # given: https too, on the same port (a TLS handshake is told by its start)
         self.requests: list[Request] = []
         self.sock = socket.create_server((host, 0))
         self.sock.settimeout(0.1)
@@ -43,7 +47,10 @@ class RawServer:
         with conn:
             conn.settimeout(5)
             request = b""
+            scheme = "http"
             try:
+                if self.tls is not None and conn.recv(1, socket.MSG_PEEK) == b"\x16":
+                    conn, scheme = self.tls.wrap_socket(conn, server_side=True), "https"
                 while b"\r\n\r\n" not in request:
                     data = conn.recv(65536)
                     if not data:
@@ -53,14 +60,17 @@ class RawServer:
                 method, path = lines[0].split(" ")[:2]
                 headers = dict(line.split(": ", 1) for line in lines[1:] if ": " in line)
                 headers = {k.lower(): v for k, v in headers.items()}
+                headers[":scheme"] = scheme  # no header of HTTP/1.1 can take this name
                 self.requests.append((method, path, headers))
                 for part in self.answer(method, path, headers):
                     if isinstance(part, bytes):
                         conn.sendall(part)
                     elif self.stopping.wait(part):
                         return
-            except OSError:
+            except OSError:  # ssl.SSLError too
                 return
+            finally:
+                conn.close()  # the TLS socket, when there is one
 
     def gets(self, suffix: str) -> list[dict[str, str]]:
         """Headers of each GET whose path ends with `suffix`."""

@@ -459,7 +459,11 @@ def test_bad_retries_setting_is_one_line(invoke: Invoke, tmp_path: Path) -> None
 
 def test_malformed_base_url_is_not_retried(invoke: Invoke, tmp_path: Path) -> None:
     result = invoke("all", "--base-url=http://127.0.0.1:99999/alloy")
-    fails_cleanly(result, tmp_path, "invalid URL http://127.0.0.1:99999/alloy/v1.10.2/SHA256SUMS")
+    fails_cleanly(
+        result,
+        tmp_path,
+        "refusing the URL 'http://127.0.0.1:99999/alloy' (from --base-url): its port is not",
+    )
     assert "retrying" not in result.stdout
 
 

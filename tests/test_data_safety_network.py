@@ -11,13 +11,13 @@ from pytest_httpserver import HTTPServer
 
 from build import http, upstream_latest
 from build.errors import BuildError
-from tests.conftest import Invoke, Release
+from tests.conftest import Invoke
 
 
 @pytest.mark.parametrize(
-    "host", ["127.0.0.1", "127.1", "0x7f000001", "2130706433", "127.255.0.9", "::1", "localhost"]
+    "host", ["127.0.0.1", "127.255.0.9", "::1", "[::1]", "[0:0::1]", "localhost", "LocalHost"]
 )
-def test_loopback_in_every_spelling(host: str) -> None:
+def test_loopback_hosts(host: str) -> None:
     assert http.is_loopback(host)
 
 
@@ -25,12 +25,17 @@ def test_loopback_in_every_spelling(host: str) -> None:
     "host",
     [
         "0.0.0.0",
-        "0",
+        "localhost.",  # asked of DNS, not /etc/hosts
+        "LOCALHOST.",
         "localhost.example.com",
         "127.0.0.1.example.com",
         "10.0.0.1",
-        "0x0a000001",
+        "127.1",  # spellings other than dotted decimal: check() refuses them
+        "0x7f000001",
+        "2130706433",
+        "0177.0.0.1",
         "127.0.0.1 ",
+        "[::ffff:127.0.0.1]",
         "example.com",
         "",
     ],
@@ -39,12 +44,11 @@ def test_not_loopback(host: str) -> None:
     assert not http.is_loopback(host)
 
 
-def test_a_loopback_spelling_fetches_over_plain_http(
-    invoke: Invoke, release: Release, tmp_path: Path
-) -> None:
-    base = f"http://127.1:{release.server.port}"  # the test server listens on 127.0.0.1
-    result = invoke("fetch", f"--base-url={base}")
-    assert result.returncode == 0, result.stderr
+def test_localhost_with_a_trailing_dot_needs_allow_http(invoke: Invoke) -> None:
+    result = invoke("fetch", "--base-url=http://localhost.:9/alloy", "--retries=0")
+    assert result.returncode == 1
+    [line] = result.stderr.splitlines()
+    assert line.startswith("error: refusing plain http:// URL http://localhost.:9/alloy/")
 
 
 def test_a_non_loopback_address_still_needs_allow_http(invoke: Invoke) -> None:

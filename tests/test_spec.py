@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from hashlib import sha256
 from pathlib import Path
 from typing import Any
 
@@ -228,8 +230,9 @@ def test_derived_names_amd64(tmp_path: Path) -> None:
     assert s.zip_url == "https://m.example/rel/v1.10.2/alloy-linux-amd64.zip"
     assert s.sums_url == "https://m.example/rel/v1.10.2/SHA256SUMS"
     assert s.cache_dir == cache
-    assert s.cached_zip == cache / "m.example_rel" / "v1.10.2" / "alloy-linux-amd64.zip"
-    assert s.cached_sums == cache / "m.example_rel" / "v1.10.2" / "SHA256SUMS"
+    key = "https_m.example_443__" + sha256(b"https://m.example:443/rel").hexdigest()[:32]
+    assert s.cached_zip == cache / key / "v1.10.2" / "alloy-linux-amd64.zip"
+    assert s.cached_sums == cache / key / "v1.10.2" / "SHA256SUMS"
     assert s.work_dir == out / ".staging" / "alloy-1.10.2-amd64"
     assert s.rootfs == out / ".staging" / "alloy-1.10.2-amd64" / "rootfs"
     assert s.stamp("pack") == out / ".staging" / "alloy-1.10.2-amd64" / "pack.stamp"
@@ -269,7 +272,7 @@ def test_cache_dir_none_uses_xdg_cache_home(
     assert s.cache_dir == tmp_path / "elsewhere" / "alloy-sysext"
     assert s.cached_zip == (
         tmp_path
-        / "elsewhere/alloy-sysext/github.com_grafana_alloy_releases_download"
+        / "elsewhere/alloy-sysext/https_github.com_443__274c5d72b86ba4cb77b903e7e4afdb07"
         / "v1.10.2/alloy-linux-amd64.zip"
     )
 
@@ -291,16 +294,46 @@ def test_explicit_cache_dir_wins_over_xdg(tmp_path: Path) -> None:
     assert spec(cache_dir=str(tmp_path / "mine")).cache_dir == tmp_path / "mine"
 
 
+# Each pair differs in one part that chooses the bytes served: scheme, host, port, path.
+_OTHER_SOURCES = [
+    ("http://127.0.0.1:8080/alloy", "https://127.0.0.1:8080/alloy"),
+    ("http://127.0.0.1:8080/alloy", "http://127.0.0.1:8081/alloy"),
+    ("http://127.0.0.1:8080/alloy", "http://127.0.0.2:8080/alloy"),
+    ("http://127.0.0.1:8080/alloy", "http://127.0.0.1:8080/Alloy"),
+    ("http://127.0.0.1:8080/alloy", "http://127.0.0.1:8080/alloy/x"),
+    ("https://a.example/x_y", "https://a.example/x/y"),  # the older layout's names: one folder
+    ("https://a-b.example/x", "https://a_b.example/x"),
+]
+
+
+@pytest.mark.parametrize(("one", "other"), _OTHER_SOURCES)
+def test_each_source_has_its_own_cache_directory(one: str, other: str) -> None:
+    assert source_key(one) != source_key(other)
+
+
 @pytest.mark.parametrize(
-    ("base_url", "key"),
+    ("one", "other"),
     [
-        (
-            "https://github.com/grafana/alloy/releases/download",
-            "github.com_grafana_alloy_releases_download",
-        ),
-        ("http://127.0.0.1:8080/alloy", "127.0.0.1_8080_alloy"),
-        ("https://mirror.example.com/a b/%20x", "mirror.example.com_a_b_20x"),
+        ("https://GitHub.com/grafana", "https://github.com/grafana"),
+        ("https://github.com:443/grafana", "https://github.com/grafana"),
+        ("http://localhost:80/a", "http://LOCALHOST/a"),
     ],
 )
-def test_each_source_has_its_own_cache_directory(base_url: str, key: str) -> None:
-    assert source_key(base_url) == key
+def test_spellings_of_one_source_share_a_cache_directory(one: str, other: str) -> None:
+    assert source_key(one) == source_key(other)
+
+
+@pytest.mark.parametrize(
+    ("base_url", "readable"),
+    [
+        ("https://github.com/grafana/alloy/releases/download", "https_github.com_443__"),
+        ("http://127.0.0.1:8080/alloy", "http_127.0.0.1_8080__"),
+        ("http://[::1]:8080/alloy", "http_--1_8080__"),
+        (f"https://{'a' * 63}.{'b' * 63}.example/{'p/' * 2000}", f"https_{'a' * 63}._443__"),
+    ],
+)
+def test_a_cache_directory_name_is_readable_and_short(base_url: str, readable: str) -> None:
+    key = source_key(base_url)
+    assert key.startswith(readable)
+    assert re.fullmatch(r"[a-z0-9._-]+__[0-9a-f]{32}", key)
+    assert len(key) <= 6 + 64 + 1 + 5 + 2 + 32

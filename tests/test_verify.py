@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from build import merge
+from build import kernelview, merge
 from tests.conftest import VERSION, Invoke, Prebuilt, Release, copy_output
 from tests.fakes import MACHINES, elf_binary
 from tests.image import extract
@@ -82,6 +82,8 @@ def test_all_verifies_and_records_it(invoke: Invoke, tmp_path: Path) -> None:
         "checksum",
     } <= checks
     assert all(line.split()[1] in ("ok", "skip") for line in lines[:-1])
+    if kernelview.cannot_mount("squashfs") is None:  # the build's verify holds the kernel's view
+        assert lines[0].startswith("verify   ok   kernel view: mounted alone, "), lines
     if CAN_MERGE:
         assert sum(" ok   merge: " in line for line in lines) == 3  # versioned, compat, alloy.raw
         assert any("ok   systemd-analyze: verify alloy.service" in line for line in lines)
