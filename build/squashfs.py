@@ -55,6 +55,9 @@ Kernel paths the reader refuses (one line, Malformed):
 - namei.c squashfs_lookup -> get_dir_index_using_name, dir.c squashfs_readdir ->
   get_dir_index_using_f_pos: refused unless i_count == 0. The index makes lookup jump to a
   start_block relative to the whole directory table, not to the listing the reader walks.
+- listings over MAX_LISTING_BYTES (mksquashfs indexes any over 8 KiB; without an index the
+  kernel's lookup scans the listing for each name); xattrs over XATTR_LIST_MAX on one inode,
+  or over MAX_METADATA_BYTES summed entry by entry (what listxattr/getxattr would read).
 - listings not strictly ascending by bytes; a name twice; "." or ".."; a "/" or NUL in a name.
 - an inode number reached by two inode references (or equal to a directory's), 0, or above the
   superblock's inode count; a directory reached twice; nlink other than the names the walk
@@ -123,6 +126,10 @@ MAX_DEPTH = 32
 MAX_METADATA_BYTES = 8 << 20  # decompressed, and again parsed, over the whole read
 MAX_XATTRS = 64  # per inode
 MAX_XATTR_VALUE = 64 << 10
+MAX_XATTR_LIST = 64 << 10  # XATTR_LIST_MAX: listxattr fails on more names (and so do values)
+# mksquashfs indexes any listing over 8 KiB (refused); the kernel's lookup scans an unindexed
+# listing from its start for every name, so a longer one costs the kernel view n^2.
+MAX_LISTING_BYTES = 16 << 10
 MAX_SYMLINK = PAGE_SIZE
 READ_SECONDS = 8.0  # construction and nodes(); head() and sha256() each start their own
 CONTENT_SECONDS_PER_GIB = 60.0  # and add this per GiB they may decompress
@@ -256,6 +263,7 @@ class SquashfsReader:
         self._xattr_sets: dict[int, dict[str, bytes]] = {}  # xattr id -> its xattrs
         self._fragment_cache: tuple[int, bytes] | None = None
         self._refs: dict[int, int] = {}  # inode number -> the inode reference it names
+        self._xattrs_shown = 0  # bytes of xattrs over every entry, shared ones each time
         with refusing_malformed(self.path, "squashfs", "mksquashfs"):
             size = _size_of(path)
             if size > MAX_IMAGE_BYTES:  # read at call time: tests lower it
@@ -655,6 +663,12 @@ class SquashfsReader:
                         raise Malformed(f"{_at(path)} is a directory reached twice (a loop)")
                     directories.add(ref)
                     children.append((node, depth + 1))
+                self._xattrs_shown += sum(len(k) + len(v) for k, v in node.xattrs.items())
+                if self._xattrs_shown > MAX_METADATA_BYTES:
+                    raise Malformed(
+                        f"more than {MAX_METADATA_BYTES >> 20} MiB of xattrs, counted on each "
+                        "entry as the kernel lists them"
+                    )
                 yield node
             pending.extend(reversed(children))
 
@@ -664,6 +678,11 @@ class SquashfsReader:
         start, _, size, offset = directory.location
         if size < 3:
             raise Malformed(f"{_at(directory.path)} has a directory size of {size}")
+        if size - 3 > MAX_LISTING_BYTES:
+            raise Malformed(
+                f"{_at(directory.path)} has a {size - 3}-byte listing, over "
+                f"{MAX_LISTING_BYTES >> 10} KiB with no index (mksquashfs would index it)"
+            )
         cursor = _Cursor(self, self._dir_table + start, offset, self._end)
         left = size - 3
         previous = b""
@@ -741,6 +760,7 @@ class SquashfsReader:
         limit = self._xattr_ids[0]
         cursor = _Cursor(self, self._xattr_kv + (ref >> 16), ref & 0xFFFF, limit)
         xattrs: dict[str, bytes] = {}
+        names_size = values_size = 0
         for _ in range(count):
             self._budget.check()
             xtype, name_size = struct.unpack("<HH", cursor.take(4))
@@ -770,6 +790,10 @@ class SquashfsReader:
             if name in xattrs:
                 raise Malformed(f"{_at(path)} has the xattr {name} twice")
             xattrs[name] = value
+            names_size += len(name) + 1
+            values_size += len(value)
+            if names_size > MAX_XATTR_LIST or values_size > MAX_XATTR_LIST:
+                raise Malformed(f"{_at(path)} has xattrs over {MAX_XATTR_LIST >> 10} KiB")
         self._budget.parsed(cursor.taken)
         return xattrs
 

@@ -534,16 +534,22 @@ def _chain() -> Dir:
 
 
 def _shared_xattrs() -> Dir:
-    """8,000 files sharing one xattr id of 60 values of 60 KiB each."""
-    xattrs = {f"user.v{number:02d}": bytes([number]) * (60 << 10) for number in range(60)}
-    files: dict[str, Node] = {f"f{n:05d}": File(b"", xattrs=xattrs) for n in range(8000)}
-    return Dir({"usr": Dir({"local": Dir({"bin": Dir(files, extended=True)})})})
+    """8,000 files (80 directories of 100) sharing one xattr id of 60 values of 1,000 bytes."""
+    xattrs = {f"user.v{number:02d}": bytes([number]) * 1000 for number in range(60)}
+    directories: dict[str, Node] = {
+        f"d{number:02d}": Dir({f"f{name:03d}": File(b"", xattrs=xattrs) for name in range(100)})
+        for number in range(80)
+    }
+    return Dir({"usr": Dir(directories)})
 
 
 def _long_block_list() -> Dir:
-    """One file of 60,000 4-byte blocks, under 9,000 names."""
+    """One file of 60,000 4-byte blocks, under 9,000 names in 90 directories."""
     big = File(block_words=[4 | 1 << 24] * 60_000, size=60_000 * 4096, xattrs={"user.a": b"b"})
-    return Dir({"usr": Dir({f"f{number:04d}": big for number in range(9000)}, extended=True)})
+    directories: dict[str, Node] = {
+        f"d{number:02d}": Dir({f"f{name:03d}": big for name in range(100)}) for number in range(90)
+    }
+    return Dir({"usr": Dir(directories)})
 
 
 def _max_listing() -> Dir:
@@ -555,7 +561,7 @@ def _max_listing() -> Dir:
 
 BOMBS: dict[str, Callable[[], Dir]] = {
     "metadata chain of 48 MiB": _chain,
-    "8,000 inodes sharing 3.6 MiB of xattrs": _shared_xattrs,
+    "8,000 inodes sharing 60 KB of xattrs": _shared_xattrs,
     "60,000-block list under 9,000 names": _long_block_list,
     "listing of 9,990 255-byte names": _max_listing,
 }

@@ -114,7 +114,10 @@ class _Writer:
         # References name where compressed blocks start: lay out until they stop moving.
         inode_starts: list[int] = []
         dir_starts: list[int] = []
-        for _ in range(10):
+        compress = self.compress
+        for attempt in range(20):
+            if attempt == 10:  # compressed sizes that keep moving the references: store them
+                self.compress = False
             refs = {key: _ref(at, inode_starts) for key, at in positions.items()}
             listings, dir_stream = self._listings(refs)
             self.dir_starts = dir_starts
@@ -128,6 +131,7 @@ class _Writer:
             inode_starts, dir_starts = new_inode_starts, new_dir_starts
         else:
             raise RuntimeError("the metadata layout does not settle")
+        self.compress = compress
         inode_table = len(out)
         out += inodes
         dir_table = len(out)
