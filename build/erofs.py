@@ -74,7 +74,7 @@ from typing import Any
 from . import lz4native
 from .errors import BuildError
 from .report import MAX_ITEM, cut
-from .safeio import Malformed, map_readonly, refusing_malformed
+from .safeio import Deadline, Malformed, map_readonly, refusing_malformed
 from .squashfs import Node
 
 MAGIC = 0xE0F5E1E2
@@ -192,10 +192,6 @@ class Unsupported(Exception):
     """A valid image using what this reader does not read: a BuildError of its own."""
 
 
-class Overtime(Exception):
-    """The read went past its deadline: a BuildError of its own."""
-
-
 @dataclass
 class Work:
     """What a read did, for tests to assert instead of wall time."""
@@ -207,24 +203,6 @@ class Work:
     extents: int = 0  # extents decompressed or copied
     bytes_decompressed: int = 0  # LZ4 output
     bytes_copied: int = 0  # plain data read
-
-
-class Deadline:
-    """One deadline for a whole read; `clock` is injectable for tests."""
-
-    def __init__(self, seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self.seconds = seconds
-        self._clock = clock
-        self._end = clock() + seconds
-
-    def extend(self, seconds: float) -> None:
-        """More time for content the caller asked for (bounded by its own limit)."""
-        self.seconds += seconds
-        self._end += seconds
-
-    def check(self) -> None:
-        if self._clock() > self._end:
-            raise Overtime(f"reading it took more than {self.seconds:g} s")
 
 
 @dataclass(frozen=True)
@@ -1270,9 +1248,4 @@ def _refusing_malformed(path: Path) -> Iterator[None]:
         raise BuildError(
             f"cannot check {path}: {cut(str(error), MAX_ITEM)}, which verify does not read",
             "repack it with mkfs.erofs -zlz4hc (no -Efragments, --chunksize or extra devices)",
-        ) from None
-    except Overtime as error:
-        raise BuildError(
-            f"refusing {path}: {error}, the most verify spends on an image",
-            "an Alloy sysext reads in well under a second; do not install it",
         ) from None

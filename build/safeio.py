@@ -8,7 +8,8 @@ import mmap
 import os
 import stat
 import struct
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -76,11 +77,43 @@ class Malformed(Exception):
     """Raised inside an image reader; refusing_malformed() turns it into a BuildError."""
 
 
+class Overtime(Exception):
+    """A read went past its deadline: refusing_malformed() says so, not that it is invalid."""
+
+
+class Deadline:
+    """One deadline for a reader's whole read; `clock` is injectable for tests."""
+
+    def __init__(self, seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.seconds = seconds
+        self._clock = clock
+        self._end = clock() + seconds
+
+    def extend(self, seconds: float) -> None:
+        """More time for content the caller asked for (bounded by its own limit)."""
+        self.seconds += seconds
+        self._end += seconds
+
+    def restart(self, seconds: float) -> None:
+        """A new deadline, for a read the caller starts later (a file's content)."""
+        self.seconds = seconds
+        self._end = self._clock() + seconds
+
+    def check(self) -> None:
+        if self._clock() > self._end:
+            raise Overtime(f"reading it took more than {self.seconds:g} s")
+
+
 @contextlib.contextmanager
 def refusing_malformed(path: Path, kind: str, maker: str) -> Iterator[None]:
     """Turns what a malformed `kind` image raises into one BuildError naming it."""
     try:
         yield
+    except Overtime as error:
+        raise BuildError(
+            f"refusing {path}: {error}, the most verify spends on an image",
+            "an Alloy sysext reads in well under a second; do not install it",
+        ) from None
     except Malformed as error:
         detail = str(error)
     except (struct.error, OverflowError, IndexError, ValueError):

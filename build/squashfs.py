@@ -103,7 +103,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .errors import BuildError
-from .safeio import Malformed, map_readonly, refusing_malformed
+from .safeio import Deadline, Malformed, map_readonly, refusing_malformed
 
 MAGIC = 0x73717368
 SUPERBLOCK_SIZE = 96
@@ -223,19 +223,15 @@ class _Budget:
     """The read's one deadline and its metadata caps."""
 
     def __init__(self, clock: Callable[[], float], seconds: float) -> None:
-        self._clock = clock
-        self._seconds = seconds
-        self._deadline = clock() + seconds
+        self._deadline = Deadline(seconds, clock)
         self.work = Work()
 
     def restart(self, seconds: float) -> None:
         """A new deadline, for a read the caller starts later (a file's content)."""
-        self._seconds = seconds
-        self._deadline = self._clock() + seconds
+        self._deadline.restart(seconds)
 
     def check(self) -> None:
-        if self._clock() > self._deadline:
-            raise Malformed(f"reading it takes more than {self._seconds:g} s")
+        self._deadline.check()
 
     def room(self, size: int) -> None:
         """Refuses before parsing `size` bytes more would pass the cap."""
