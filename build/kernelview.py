@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Protocol
 
 from .errors import BuildError
-from .report import printable
+from .report import cut, printable
 from .run import dies_with_this_process
 
 TIMEOUT = 120  # seconds for the mount, the walk and the hashes
@@ -407,7 +407,7 @@ def _against(
     if seen is None:
         return
     if seen.error is not None:
-        yield f"{_path(path)}: the kernel's {_LABEL} fails ({_clip(seen.error)})"
+        yield f"{_path(path)}: the kernel's {_LABEL} fails ({cut(seen.error, 100)})"
     else:
         yield from _compare(path, node, seen, sha256, synthesized)
 
@@ -437,13 +437,13 @@ def _compare(
         try:
             hashed = sha256(path)
         except BuildError as error:
-            yield f"{where}: the reader cannot hash it ({_clip(error.message)})"
+            yield f"{where}: the reader cannot hash it ({cut(error.message, 100)})"
             return
         if hashed != seen.sha256:
             yield _both(where, "sha256", _short(seen.sha256), _short(hashed))
     elif kind == "symlink" and getattr(node, "target", None) != seen.target:
         mine = getattr(node, "target", None)
-        yield _both(where, "target", _clip(repr(seen.target)), _clip(repr(mine)))
+        yield _both(where, "target", cut(repr(seen.target), 100), cut(repr(mine), 100))
     elif kind in ("block device", "character device"):
         mine = getattr(node, "device", None)
         if mine != seen.device:
@@ -477,11 +477,11 @@ def _shown(value: object, name: str) -> str:
         if not value:
             return "none"
         return "{" + ", ".join(_xattr(key, value[key]) for key in sorted(value)) + "}"
-    return _clip(str(value))
+    return cut(str(value), 100)
 
 
 def _xattr(name: str, value: bytes | None) -> str:
-    shown = _clip(printable(name), 60)
+    shown = cut(printable(name), 60)
     return shown if value is None else f"{shown}={value[:16].hex()}{'…' if value[16:] else ''}"
 
 
@@ -490,8 +490,4 @@ def _short(digest: str | None) -> str:
 
 
 def _path(path: str) -> str:
-    return _clip("/" + printable(path), 160)
-
-
-def _clip(text: str, width: int = 100) -> str:
-    return text if len(text) <= width else text[: width - 1] + "…"
+    return cut("/" + printable(path), 160)
