@@ -42,7 +42,7 @@ from tests.trees import CAP_SYS_ADMIN, alloy_tree, packed
 # The generator modules; a missing one skips outside CI, fails under CI=true.
 GENERATORS = ("tests.mutants.squashfs", "tests.mutants.erofs")
 SEED = 20  # issue 20
-COUNT = {"tests.mutants.squashfs": 150, "tests.mutants.erofs": 150, "stand-in": 30}
+COUNT = {"tests.mutants.squashfs": 300, "tests.mutants.erofs": 300, "stand-in": 30}
 MAX_HASH = 64 << 20  # the largest file a mutant's kernel view hashes
 
 pytestmark = pytest.mark.needs(
