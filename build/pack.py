@@ -72,6 +72,9 @@ def mksquashfs_args(compression: str, arch: Arch) -> list[str]:
     return [
         "-noappend",
         "-all-root",
+        # A block of zeros is stored as data, not as a sparse block, which verify refuses (the
+        # kernel reads it as zeros, but no Alloy binary needs it, and it is work from nothing).
+        "-no-sparse",
         "-comp",
         compressor.comp,
         *compressor.options,

@@ -77,6 +77,15 @@ class Malformed(Exception):
     """Raised inside an image reader; refusing_malformed() turns it into a BuildError."""
 
 
+class Refused(Malformed):
+    """A valid image that holds what verify refuses (the kernel would read it, but no Alloy
+    sysext needs it and it opens a gap between readers): said with its own `hint`."""
+
+    def __init__(self, message: str, hint: str) -> None:
+        super().__init__(message)
+        self.hint = hint
+
+
 class Overtime(Exception):
     """A read went past its deadline: refusing_malformed() says so, not that it is invalid."""
 
@@ -114,6 +123,8 @@ def refusing_malformed(path: Path, kind: str, maker: str) -> Iterator[None]:
             f"refusing {path}: {error}, the most verify spends on an image",
             "an Alloy sysext reads in well under a second; do not install it",
         ) from None
+    except Refused as error:
+        raise BuildError(f"refusing {path}: {error}", error.hint) from None
     except Malformed as error:
         detail = str(error)
     except (struct.error, OverflowError, IndexError, ValueError):

@@ -103,7 +103,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .errors import BuildError
-from .safeio import Deadline, Malformed, map_readonly, refusing_malformed
+from .safeio import Deadline, Malformed, Refused, map_readonly, refusing_malformed
 
 MAGIC = 0x73717368
 SUPERBLOCK_SIZE = 96
@@ -130,6 +130,14 @@ MAX_XATTR_LIST = 64 << 10  # XATTR_LIST_MAX: listxattr fails on more names (and 
 # mksquashfs indexes any listing over 8 KiB (refused); the kernel's lookup scans an unindexed
 # listing from its start for every name, so a longer one costs the kernel view n^2.
 MAX_LISTING_BYTES = 16 << 10
+# The hints of what a valid image may hold and verify still refuses (safeio.Refused).
+_NO_SPARSE = (
+    "an Alloy binary needs no sparse blocks: pack it as this tool does (mksquashfs -no-sparse)"
+)
+_SMALL_LISTINGS = (
+    "an Alloy sysext's directories hold a few entries (mksquashfs indexes listings over 8 KiB, "
+    "which verify refuses): do not install it"
+)
 MAX_SYMLINK = PAGE_SIZE
 READ_SECONDS = 8.0  # construction and nodes(); head() and sha256() each start their own
 CONTENT_SECONDS_PER_GIB = 60.0  # and add this per GiB they may decompress
@@ -530,9 +538,10 @@ class SquashfsReader:
                     "<IIIIHHI", take(24)
                 )
                 if index_count:
-                    raise Malformed(
+                    raise Refused(
                         f"{_at(path)} has a directory index (the kernel's lookup follows it, "
-                        "not the listing)"
+                        "not the listing)",
+                        _SMALL_LISTINGS,
                     )
             else:
                 start, nlink, size, dir_offset, _ = struct.unpack("<IIHHI", take(16))
@@ -585,7 +594,7 @@ class SquashfsReader:
                 "<QQQIIII", take(40)
             )
             if sparse:
-                raise Malformed(f"{_at(path)} is a sparse file")
+                raise Refused(f"{_at(path)} is a sparse file", _NO_SPARSE)
         else:
             start, fragment, frag_offset, size = struct.unpack("<IIII", take(16))
         if size > MAX_FILE_BYTES:
@@ -610,7 +619,7 @@ class SquashfsReader:
             if word >> 25:
                 raise Malformed(f"{_at(path)} has a block size word {word:#x}")
             if size_of == 0:
-                raise Malformed(f"{_at(path)} has a sparse block")
+                raise Refused(f"{_at(path)} has a sparse block", _NO_SPARSE)
             if size_of > block_size:
                 raise Malformed(f"{_at(path)} has a {size_of}-byte data block")
             stored += size_of
@@ -675,9 +684,10 @@ class SquashfsReader:
         if size < 3:
             raise Malformed(f"{_at(directory.path)} has a directory size of {size}")
         if size - 3 > MAX_LISTING_BYTES:
-            raise Malformed(
+            raise Refused(
                 f"{_at(directory.path)} has a {size - 3}-byte listing, over "
-                f"{MAX_LISTING_BYTES >> 10} KiB with no index (mksquashfs would index it)"
+                f"{MAX_LISTING_BYTES >> 10} KiB with no index (mksquashfs would index it)",
+                _SMALL_LISTINGS,
             )
         cursor = _Cursor(self, self._dir_table + start, offset, self._end)
         left = size - 3

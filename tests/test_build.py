@@ -29,7 +29,7 @@ from tests.conftest import (
     Release,
     copy_output,
 )
-from tests.fakes import MACHINES, elf_binary, release_assets
+from tests.fakes import MACHINES, elf_binary, release_assets, zip_bytes
 from tests.image import EXPECTED_LISTING, extract, listing, sha256, superblock
 from tests.results import ok
 
@@ -74,7 +74,15 @@ def test_all_builds_image_with_expected_layout(invoke: Invoke, tmp_path: Path) -
     buildinfo = json.loads((output / f"alloy-{VERSION}-amd64.raw.buildinfo.json").read_text())
     versions = subprocess.run(["mksquashfs", "-version"], capture_output=True, text=True).stdout
     assert buildinfo["mksquashfs"] in versions.splitlines()[0]
-    assert buildinfo["mksquashfs_args"] == ["-noappend", "-all-root", "-comp", "xz", "-b", "1M"]
+    assert buildinfo["mksquashfs_args"] == [
+        "-noappend",
+        "-all-root",
+        "-no-sparse",
+        "-comp",
+        "xz",
+        "-b",
+        "1M",
+    ]
     assert (buildinfo["image"], buildinfo["version"], buildinfo["arch"]) == (
         image.name,
         VERSION,
@@ -194,7 +202,7 @@ def test_xz_bcj_adds_the_x86_filter_on_amd64_and_switching_repacks(
     assert image.read_bytes() != xz_image
     info = json.loads(buildinfo.read_text())
     assert info["compression"] == "xz-bcj"
-    args = ["-noappend", "-all-root", "-comp", "xz", "-Xbcj", "x86", "-b", "1M"]
+    args = ["-noappend", "-all-root", "-no-sparse", "-comp", "xz", "-Xbcj", "x86", "-b", "1M"]
     assert info["mksquashfs_args"] == args
     assert "ok   superblock: xz compression, BCJ filter x86, 1048576-byte blocks" in result.stdout
     check = subprocess.run(["sha256sum", "-c", image.name + ".sha256"], cwd=image.parent)
@@ -216,7 +224,15 @@ def test_xz_bcj_on_arm64_packs_exactly_like_xz(invoke: Invoke, tmp_path: Path) -
     assert image.read_bytes() == (tmp_path / "xz" / name).read_bytes()
     info = json.loads(image.with_name(name + ".buildinfo.json").read_text())
     assert info["compression"] == "xz"  # what really packed it, as index.json then says
-    assert info["mksquashfs_args"] == ["-noappend", "-all-root", "-comp", "xz", "-b", "1M"]
+    assert info["mksquashfs_args"] == [
+        "-noappend",
+        "-all-root",
+        "-no-sparse",
+        "-comp",
+        "xz",
+        "-b",
+        "1M",
+    ]
     assert "ok   superblock: xz compression, no BCJ filter, 1048576-byte blocks" in result.stdout
     # Switching in place: the same mksquashfs command line, so nothing to repack; verify reruns.
     steps = outcomes(ok(invoke("all", "--arch=arm64", "--compression=xz-bcj", "--output-dir=xz")))
@@ -582,3 +598,18 @@ def test_autostart_ships_the_upholds_dropin(invoke: Invoke, tmp_path: Path) -> N
     assert "ConditionPathExists=/var/mnt/storage/alloy/config.alloy" in unit
     buildinfo = json.loads(image.with_name(image.name + ".buildinfo.json").read_text())
     assert buildinfo["autostart"] is True
+
+
+def test_a_binary_with_a_block_of_zeros_builds_and_verifies(
+    invoke: Invoke, release: Release, tmp_path: Path
+) -> None:
+    """mksquashfs stores an all-zero block sparse unless told not to, and verify refuses sparse
+    blocks: our own build must never make an image our own verify refuses."""
+    binary = bytearray(elf_binary(MACHINES["amd64"], size=3 << 20, seed=9))
+    binary[1 << 20 : 2 << 20] = bytes(1 << 20)  # the second 1 MiB block: all zeros
+    data = zip_bytes({"alloy-linux-amd64": bytes(binary)})
+    sums = f"{hashlib.sha256(data).hexdigest()}  alloy-linux-amd64.zip\n".encode()
+    release.publish("1.10.8", {"alloy-linux-amd64.zip": data, "SHA256SUMS": sums})
+    ok(invoke("all", "--version=1.10.8"))
+    image = tmp_path / "output" / "alloy-1.10.8-amd64.raw"
+    assert (extract(image, tmp_path / "root") / "usr/local/bin/alloy").read_bytes() == binary
