@@ -93,18 +93,20 @@ MAX_XATTRS = 64  # per inode
 MAX_SYMLINK = 4096
 MAX_HEAD = 16 << 20  # what head() decompresses at most
 MAX_XATTR_AREA = 1 << 16  # an inode's xattr ibody: ours hold one short xattr
-# The largest image read at all (refused before reading): an Alloy sysext of a 420 MB binary
-# is about 150 MB. Reading is linear in it, and bounded in time by READ_SECONDS.
-MAX_IMAGE_BYTES = 1 << 30
+# The largest image read at all (refused before reading), as for squashfs: a 4 GiB binary
+# (--max-binary-size's default) stored uncompressed. An Alloy sysext of a 420 MB binary is about
+# 150 MB. Reading is linear in it, and bounded in time by READ_SECONDS.
+MAX_IMAGE_BYTES = 8 << 30
 READ_SECONDS = 10.0  # one deadline for the whole read, on a monotonic clock
 # ...which a whole-file read extends by its size at this rate: liblz4 decodes ~150 MB/s on a
-# loaded 2-core machine, Python ~4 MB/s (where liblz4 is missing, only small files hash).
+# loaded 2-core machine, Python ~4 MB/s (where liblz4 is missing, content_rate() allows that).
 CONTENT_BYTES_PER_SECOND = 16 << 20
+PYTHON_LZ4_BYTES_PER_SECOND = 2 << 20
 MAX_PCLUSTER_BYTES = 1 << 20  # the kernel's Z_EROFS_PCLUSTER_MAX_SIZE
 LZ4_CONFIG_SIZE = 14  # struct z_erofs_lz4_cfgs
 # What compressed files may hold in all: every lcluster of them is read once, so this bounds
-# that work (an Alloy binary is about 420 MB).
-MAX_COMPRESSED_BYTES = 1 << 30
+# that work (an Alloy binary is about 420 MB; verify caps all content at --max-binary-size).
+MAX_COMPRESSED_BYTES = 8 << 30
 # Lookback steps from an lcluster to its head: mkfs.erofs needs one per 2047 lclusters, and an
 # extent of a 1 MiB pcluster decompresses to at most 255 MiB (31 steps).
 MAX_LOOKBACK_STEPS = 64
@@ -190,6 +192,11 @@ FRAGMENT_INODE_BIT = 0x80  # in h_clusterbits: the whole file is in the packed i
 
 class Unsupported(Exception):
     """A valid image using what this reader does not read: a BuildError of its own."""
+
+
+def content_rate() -> float:
+    """Bytes a second a whole-file read may take: Python's LZ4 where liblz4 is missing."""
+    return CONTENT_BYTES_PER_SECOND if lz4native.available() else PYTHON_LZ4_BYTES_PER_SECOND
 
 
 @dataclass
@@ -330,7 +337,7 @@ class ErofsReader:
                 f"/{node.path} in {self.path} is {inode.size} bytes, more than {limit}",
                 "raise --max-binary-size if the file is right",
             )
-        self.deadline.extend(inode.size / CONTENT_BYTES_PER_SECOND)
+        self.deadline.extend(inode.size / content_rate())
         digest = hashlib.sha256()
         read = 0
         with _refusing_malformed(self.path):

@@ -15,7 +15,6 @@ see two images, and nothing the reader says about the image can be trusted.
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import os
 import platform
@@ -39,9 +38,6 @@ MAX_OUTPUT = 64 << 20  # bytes of the walk's report
 MAX_LINE = 400  # characters of one line of differences
 FSTYPES = ("squashfs", "erofs")
 LOOP_CONTROL = Path("/dev/loop-control")
-# What the fallback reader hash (until ReadImage.sha256 exists) reads at most, whole, in memory
-# (EROFS's head() stops at 16 MiB: a larger file fails there).
-FALLBACK_HASH_BYTES = 128 << 20
 
 
 @dataclass(frozen=True)
@@ -331,37 +327,21 @@ def _seen(entry: Mapping[str, object]) -> Seen:
 # The reader's side of the content hashes.
 
 
-class Readable(Protocol):
-    @property
-    def entries(self) -> Mapping[str, object]: ...
-
-    def head(self, path: str, size: int) -> bytes: ...
+class Hashing(Protocol):
+    def sha256(self, path: str, limit: int) -> str: ...
 
 
-def reader_sha256(image: Readable, limit: int) -> Callable[[str], str]:
+def reader_sha256(image: Hashing, limit: int) -> Callable[[str], str]:
     """`sha256(path)` of a regular file as the image's reader decodes it, each file once; a
     BuildError when the reader cannot (a file over `limit` bytes, or malformed)."""
-    hasher = getattr(image, "sha256", None)
     known: dict[str, str] = {}
 
     def sha256(path: str) -> str:
         if path not in known:
-            known[path] = hasher(path, limit) if hasher else _head_sha256(image, path, limit)
+            known[path] = image.sha256(path, limit)
         return known[path]
 
     return sha256
-
-
-def _head_sha256(image: Readable, path: str, limit: int) -> str:
-    """Until the readers hash files themselves (ReadImage.sha256): through head(), for files up
-    to FALLBACK_HASH_BYTES; anything larger fails, never counts as equal."""
-    size = getattr(image.entries[path], "size", 0)
-    if size > min(limit, FALLBACK_HASH_BYTES):
-        raise BuildError(f"the reader cannot hash /{path} ({size} bytes) yet")
-    data = image.head(path, size)
-    if len(data) != size:
-        raise BuildError(f"the reader reads {len(data)} of the {size} bytes of /{path}")
-    return hashlib.sha256(data).hexdigest()
 
 
 # Where the reader and the kernel disagree.

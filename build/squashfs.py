@@ -551,7 +551,7 @@ class SquashfsReader:
             nlink, xattr = fields.pop("nlink"), fields.pop("xattr")
         elif kind == "symlink":
             nlink, target_size = struct.unpack("<II", take(8))
-            if not 0 < target_size <= MAX_SYMLINK:
+            if not 0 < target_size < MAX_SYMLINK:  # page_get_link keeps 4095 bytes
                 raise Malformed(f"{_at(path)} is a symlink with a {target_size}-byte target")
             target = take(target_size)
             if b"\0" in target:

@@ -49,6 +49,7 @@ BINARY_DIRS = ("usr/bin/", "usr/local/bin/")
 # STRICT_XATTR (on the extension-release file) fails.
 ALLOWED_XATTRS = ("security.selinux",)
 MAX_RELEASE_BYTES = 64 << 10
+CONTENT_SLACK = 1 << 20  # bytes, beyond the binary, of every other file an image holds
 MAX_DETAIL = 300  # characters of a check's detail: its line, and the error line, stay under 400
 KERNEL_DIFFERS = "the kernel sees another image than the reader (kernel view): not merged"
 SHOWN_LINKS = 3  # other names of a hard link a message looks at (9,000 names: not each time)
@@ -103,11 +104,28 @@ def static_checks(path: Path, expect: Expectations) -> list[Check]:
     it: superblock, entries, sysusers.d/tmpfiles.d lines, extension-release, architecture,
     name, checksums. invoke release runs them again on every image it publishes: an image
     swapped after its build fails them as it would fail verify."""
-    return list(_static_checks(open_image(path), path, expect))
+    return list(_static_checks(_opened(path, expect), path, expect))
+
+
+def _opened(path: Path, expect: Expectations) -> Image:
+    """The image, read by its reader, whose files hold no more than one binary's worth of
+    content in all: every check after this may read every file (the kernel view hashes them
+    all), and each file is capped only by --max-binary-size, so without this a small image
+    naming one big block twenty times would have them decompress it twenty times."""
+    image = open_image(path)
+    total = sum(entry.size for entry in image.entries.values() if entry.is_file)
+    most = expect.max_binary_size + CONTENT_SLACK
+    if total > most:
+        raise BuildError(
+            f"refusing {path}: its files hold {total} bytes in all, more than --max-binary-size "
+            f"({expect.max_binary_size}) and {CONTENT_SLACK >> 20} MiB for the small ones",
+            "an Alloy sysext holds one binary and a few small files: do not install it",
+        )
+    return image
 
 
 def _checks(path: Path, expect: Expectations) -> Iterator[Check]:
-    image = open_image(path)
+    image = _opened(path, expect)
     # First: every other check reads the image through the reader, trustworthy only where the
     # kernel sees the same image.
     seen = _kernel_view(image, path, expect.max_binary_size)

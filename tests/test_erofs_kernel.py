@@ -539,9 +539,9 @@ def test_a_whole_file_read_extends_the_deadline_by_its_size(evil: Path) -> None:
     now = [0.0]
     reader = ErofsReader(evil, clock=lambda: now[0], seconds=5)
     binary = next(node for node in reader.nodes() if node.path == BINARY)
-    now[0] = 5 + binary.size / erofs.CONTENT_BYTES_PER_SECOND / 2
+    now[0] = 5 + binary.size / erofs.content_rate() / 2
     assert len(reader.sha256(binary, binary.size)) == 64
-    assert reader.deadline.seconds == 5 + binary.size / erofs.CONTENT_BYTES_PER_SECOND
+    assert reader.deadline.seconds == 5 + binary.size / erofs.content_rate()
     now[0] = 1000.0
     with pytest.raises(BuildError, match="reading it took more than"):
         reader.sha256(binary, binary.size)

@@ -290,3 +290,25 @@ def _host_id() -> str:
         if line.startswith("ID="):
             return line.removeprefix("ID=").strip("\"'")
     pytest.fail("this machine's /etc/os-release has no ID=")
+
+
+def test_content_named_many_times_is_refused_before_anything_reads_it(
+    invoke: Invoke, tree: Path, tmp_path: Path
+) -> None:
+    """Twenty names for one 2 MiB block list (mksquashfs stores duplicates once): a 2 MiB
+    image whose files hold 40 MiB. Every file is within --max-binary-size, but the kernel
+    view and the reader would each decompress the block twenty times."""
+    data = random.Random(20).randbytes(2 << 20)
+    for number in range(20):
+        write(tree / f"usr/share/alloy/copy{number}", data)
+    total = sum(path.stat().st_size for path in tree.rglob("*") if path.is_file())
+    image = repack(tree, tmp_path / "bad" / "alloy.raw")
+    assert image.stat().st_size < 4 << 20
+    result = invoke("verify", f"--image={image}", "--max-binary-size=4")
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        f"error: refusing {image}: its files hold {total} bytes "
+        "in all, more than --max-binary-size (4194304) and 1 MiB for the small ones; an Alloy "
+        "sysext holds one binary and a few small files: do not install it"
+    ]
+    assert "kernel view" not in result.stdout and "merge" not in result.stdout

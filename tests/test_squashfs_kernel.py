@@ -229,8 +229,12 @@ def test_an_export_table_naming_another_inode(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("target", "fragment"),
-    [(b"alloy\0/usr/bin/sh", "whose target holds a NUL"), (b"", "0-byte target")],
-    ids=["nul", "empty"],
+    [
+        (b"alloy\0/usr/bin/sh", "whose target holds a NUL"),
+        (b"", "0-byte target"),
+        (b"a" * 4096, "4096-byte target"),  # the kernel shows 4095 bytes of it
+    ],
+    ids=["nul", "empty", "a-page"],
 )
 def test_symlink_targets_readlink_shows_otherwise(
     tmp_path: Path, target: bytes, fragment: str
