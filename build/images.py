@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import erofs
+from . import erofs, squashfs
 from .errors import BuildError
 from .image import ReadImage, SquashfsImage
 from .pack_erofs import BLOCK_SIZE_BYTES, COMPRESSORS
 from .squashfs import Node
 
 FORMATS = ("squashfs", "erofs")
+MAX_IMAGE_BYTES = max(erofs.MAX_IMAGE_BYTES, squashfs.MAX_IMAGE_BYTES)  # either reader's most
 
 
 def image_format(path: Path) -> str:

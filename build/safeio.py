@@ -8,6 +8,7 @@ import mmap
 import os
 import stat
 import struct
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -60,6 +61,35 @@ def read_regular(path: Path, limit: int, hint: str) -> bytes:
     if len(data) > limit:
         raise BuildError(f"refusing {path}: larger than {limit} bytes", hint)
     return data
+
+
+@contextlib.contextmanager
+def private_copy(path: Path, most: int) -> Iterator[Path]:
+    """`path`'s bytes as they are now, copied under the same name into a directory of this
+    process's own (mode 0700, removed afterwards): every check then reads one set of bytes,
+    whatever happens to `path` meanwhile (swapped between two checks, or truncated under a
+    reader's mmap, which would kill it with SIGBUS). A file over `most` bytes is refused."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as error:
+        raise BuildError(f"cannot read {path}: {error.strerror}") from None
+    with os.fdopen(fd, "rb") as source:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise _refuse(path, mode, "give the image file itself")
+        with tempfile.TemporaryDirectory(prefix="alloy-sysext-vetting-") as directory:
+            copy = Path(directory) / path.name
+            with copy.open("xb") as target:
+                copied = 0
+                while chunk := source.read(1 << 20):
+                    copied += len(chunk)
+                    if copied > most:
+                        raise BuildError(
+                            f"refusing {path}: larger than {most} bytes, the most verify reads",
+                            "an Alloy sysext is a few hundred MB at most: do not install it",
+                        )
+                    target.write(chunk)
+            yield copy
 
 
 def map_readonly(path: Path) -> bytes | mmap.mmap:

@@ -15,12 +15,20 @@ from .checksum import file_sha256, read_checksum
 from .elf import HEADER_SIZE
 from .errors import BuildError
 from .image import Entry
-from .images import ErofsImage, Image, erofs_superblock_check, image_format, open_image
+from .images import (
+    MAX_IMAGE_BYTES,
+    ErofsImage,
+    Image,
+    erofs_superblock_check,
+    image_format,
+    open_image,
+)
 from .names import checksum_file
 from .options import FORMAT_COMPRESSIONS, MAX_BINARY_MIB
 from .pack import BLOCK_SIZE_BYTES, COMPRESSORS, bcj_filter, used_compression
 from .report import listing, say
 from .report import printable as _printable
+from .safeio import private_copy
 from .spec import (
     IMAGE_AUTOSTART,
     IMAGE_BINARY,
@@ -598,17 +606,26 @@ def _summary(image: Path, checks: list[Check]) -> str:
 
 def verify_any_image(image: Path, spec: BuildSpec) -> None:
     """invoke verify --image: an image from anywhere, named as its owner named it; an image of
-    the other format than --format is checked as its own format's default packs it."""
+    the other format than --format is checked as its own format's default packs it. Every check
+    reads one private copy of it, whose sha256 the last line gives: the bytes vetted."""
     compression, found = spec.compression, image_format(image) if image.is_file() else spec.format
     if found != spec.format:
         compression = FORMAT_COMPRESSIONS[found][0]
         say("verify", f"{image.name} is {found}, not {spec.format}: checked as {found} images are")
-    expect = Expectations(
-        compression=compression,
-        names=[image.name],
-        checksums=[pair for pair in checksums_of([image]) if pair[1].exists()],
-        # An image from elsewhere may be built with or without --autostart and --trust-keys.
-        optional=[IMAGE_AUTOSTART, IMAGE_TRUST_KEYS],
-        max_binary_size=spec.max_binary_size,
-    )
-    say("verify", _summary(image, verify(image, expect)))
+    if not image.is_file():
+        raise BuildError(f"no image at {image}", "build it first, or check --image")
+    with private_copy(image, MAX_IMAGE_BYTES) as copy:
+        expect = Expectations(
+            compression=compression,
+            names=[image.name],
+            checksums=[(copy, sums) for _, sums in checksums_of([image]) if sums.exists()],
+            # An image from elsewhere may be built with or without --autostart and --trust-keys.
+            optional=[IMAGE_AUTOSTART, IMAGE_TRUST_KEYS],
+            max_binary_size=spec.max_binary_size,
+        )
+        try:
+            checks = verify(copy, expect)
+        except BuildError as error:
+            raise BuildError(error.message.replace(str(copy), str(image)), error.hint) from None
+        vetted = file_sha256(copy)
+    say("verify", f"{_summary(image, checks)}; the bytes vetted have sha256 {vetted}")

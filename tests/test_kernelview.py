@@ -4,6 +4,7 @@ verify fails in one line naming the path and both views."""
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 import subprocess
 import sys
@@ -404,3 +405,44 @@ def test_names_the_kernel_lists_but_cannot_look_up_are_errors(
     assert view.listed[where] == kernelview.Seen(where, error=error)
     with pytest.raises(BuildError):
         verify.open_image(image)  # the reader refuses it
+
+
+SWAPPER = """
+import shutil, sys
+sys.path.insert(0, {repo!r})
+from build import kernelview
+real = kernelview.kernel_view
+def swapped(*args, **kwargs):
+    shutil.copyfile({evil!r}, {image!r})  # the user's file changes after the reader read it
+    return real(*args, **kwargs)
+kernelview.kernel_view = swapped
+from invoke.main import program
+program.run(["invoke", *sys.argv[1:]])
+"""
+
+
+@needs_tools
+@needs_mount
+def test_every_check_reads_the_bytes_the_reader_read(
+    cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    """An image swapped between the reader and the kernel view (or the merges) is not what
+    the checks see: they all read one private copy, whose sha256 verify gives."""
+    image = image_of(tmp_path)
+    honest = hashlib.sha256(image.read_bytes()).hexdigest()
+    tree = alloy_tree(tmp_path / "evil-tree")
+    (tree / IMAGE_BINARY).chmod(0o4755)
+    evil = packed(tree, tmp_path / "evil/alloy.raw", "squashfs", "xz")
+    swapper = SWAPPER.format(repo=str(REPO), evil=str(evil), image=str(image))
+    result = subprocess.run(
+        [sys.executable, "-c", swapper, "--search-root", str(REPO), "verify", f"--image={image}"],
+        cwd=tmp_path,
+        env=cli_env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert image.read_bytes() == evil.read_bytes()  # the swap happened
+    last = result.stdout.splitlines()[-1]
+    assert last.endswith(f"; the bytes vetted have sha256 {honest}"), last
