@@ -31,7 +31,6 @@ from .errors import BuildError
 from .fileio import atomic_path
 from .ratelimit import MAX_HINT, RateLimit, clock, rate_limit
 from .report import Progress, progress, say
-from .urls import is_loopback  # noqa: F401 (re-exported: tests and callers take it from here)
 
 if TYPE_CHECKING:
     import requests

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from pytest_httpserver import HTTPServer
 
-from build import http, upstream_latest
+from build import http, upstream_latest, urls
 from build.errors import BuildError
 from tests.conftest import Invoke
 
@@ -18,7 +18,7 @@ from tests.conftest import Invoke
     "host", ["127.0.0.1", "127.255.0.9", "::1", "[::1]", "[0:0::1]", "localhost", "LocalHost"]
 )
 def test_loopback_hosts(host: str) -> None:
-    assert http.is_loopback(host)
+    assert urls.is_loopback(host)
 
 
 @pytest.mark.parametrize(
@@ -41,7 +41,7 @@ def test_loopback_hosts(host: str) -> None:
     ],
 )
 def test_not_loopback(host: str) -> None:
-    assert not http.is_loopback(host)
+    assert not urls.is_loopback(host)
 
 
 def test_localhost_with_a_trailing_dot_needs_allow_http(invoke: Invoke) -> None:

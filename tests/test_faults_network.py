@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from pytest_httpserver import HTTPServer
 
-from build import http
+from build import http, urls
 from build.errors import BuildError
 from build.http import download
 from build.spec import source_key
@@ -420,9 +420,9 @@ def test_cli_a_redirect_to_plain_http_elsewhere_is_refused(
 
 def test_loopback_hosts_count_as_this_machine() -> None:
     for host in ("localhost", "LOCALHOST", "127.0.0.1", "127.8.9.10", "::1"):
-        assert http.is_loopback(host), host
+        assert urls.is_loopback(host), host
     for host in ("example.com", "10.0.0.1", "128.0.0.1", "localhost.example.com", "", None):
-        assert not http.is_loopback(host), host
+        assert not urls.is_loopback(host), host
     http.check_url("http://[::1]:8080/x", allow_http=False)
     http.check_url("https://example.com/x", allow_http=False)
     with pytest.raises(BuildError, match="refusing plain http://"):
