@@ -68,13 +68,15 @@ class KernelView:
 
 
 # The child: mounts, walks, prints one JSON document. Runs as `python -I -c WALK IMAGE TYPE
-# MOUNTPOINT MAX_HASH MAX_ENTRIES MAX_DEPTH` under unshare -m; the reader's paths come on stdin,
-# one JSON list. A file over MAX_HASH bytes is an error, never an unhashed pass.
+# MOUNTPOINT MAX_HASH MAX_TOTAL MAX_ENTRIES MAX_DEPTH` under unshare -m; the reader's paths come
+# on stdin, one JSON list. A file over MAX_HASH bytes, or past MAX_TOTAL hashed in all, is an
+# error, never an unhashed pass.
 _WALK = r"""
 import collections, errno, hashlib, json, os, stat, subprocess, sys
 
-image, fstype, top, max_hash, max_entries, max_depth = sys.argv[1:7]
-max_hash, max_entries, max_depth = int(max_hash), int(max_entries), int(max_depth)
+image, fstype, top, max_hash, max_total, max_entries, max_depth = sys.argv[1:8]
+max_hash, max_total = int(max_hash), int(max_total)
+max_entries, max_depth = int(max_entries), int(max_depth)
 wanted = json.load(sys.stdin)
 subprocess.run(["mount", "--make-rprivate", "/"], check=True)
 mounted = subprocess.run(
@@ -90,6 +92,11 @@ KINDS = {stat.S_IFDIR: "directory", stat.S_IFREG: "file", stat.S_IFLNK: "symlink
 
 class TooBig(Exception):
     pass
+
+class TooMuch(Exception):
+    pass
+
+digests, hashed = {}, [0]  # (device, inode) -> its sha256; bytes hashed over the whole walk
 
 def seen(rel, where):
     try:
@@ -112,6 +119,8 @@ def seen(rel, where):
         return entry
     except TooBig:
         return {"path": rel, "error": f"it holds more than {max_hash} bytes"}
+    except TooMuch:
+        return {"path": rel, "error": f"the image's files hold more than {max_total} bytes"}
     except OSError as error:
         return {"path": rel, "error": error.strerror or str(error)}
 
@@ -127,15 +136,23 @@ def listed_xattrs(where):
 def digest(where):
     fd = os.open(where, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        opened = os.fstat(fd)
+        if not stat.S_ISREG(opened.st_mode):
             raise OSError(0, "not a regular file when opened")
+        inode = (opened.st_dev, opened.st_ino)
+        if inode in digests:  # listed and looked up, or a hard link: read once
+            return digests[inode]
         sha, total = hashlib.sha256(), 0
         while chunk := os.read(fd, 1 << 20):
             total += len(chunk)
+            hashed[0] += len(chunk)
             if total > max_hash:
                 raise TooBig()
+            if hashed[0] > max_total:
+                raise TooMuch()
             sha.update(chunk)
-        return sha.hexdigest()
+        digests[inode] = sha.hexdigest()
+        return digests[inode]
     finally:
         os.close(fd)
 
@@ -236,10 +253,15 @@ def _kernel_has(fstype: str) -> bool:
         return False
 
 
-def kernel_view(image: Path, fstype: str, paths: Sequence[str], max_hash: int) -> KernelView:
+def kernel_view(
+    image: Path, fstype: str, paths: Sequence[str], max_hash: int, max_total: int | None = None
+) -> KernelView:
     """`image` (of `fstype`: squashfs or erofs) as the kernel shows it; `paths` are the reader's,
-    each looked up; regular files are hashed, and one over `max_hash` bytes is an error. One-line
-    BuildError if it cannot be mounted or walked in time."""
+    each looked up; regular files are hashed, each inode once, and one over `max_hash` bytes, or
+    any once `max_total` bytes (by default `max_hash` and 1 MiB) are hashed in all, is an error.
+    One-line BuildError if it cannot be mounted or walked in time."""
+    if max_total is None:
+        max_total = max_hash + (1 << 20)
     if fstype not in FSTYPES:
         raise BuildError(f"cannot mount {image} as {fstype}: only {', '.join(FSTYPES)}")
     mountpoint = Path(tempfile.mkdtemp(prefix="alloy-sysext-kernel-view-"))
@@ -255,6 +277,7 @@ def kernel_view(image: Path, fstype: str, paths: Sequence[str], max_hash: int) -
             fstype,
             str(mountpoint),
             str(max_hash),
+            str(max_total),
             str(MAX_ENTRIES),
             str(MAX_DEPTH),
         ]

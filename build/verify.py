@@ -167,7 +167,9 @@ def _kernel_view(image: Image, path: Path, max_binary_size: int) -> Check:
     if reason is not None:
         return Check("kernel view", "skip", reason)
     try:
-        view = kernelview.kernel_view(path, fstype, list(image.entries), max_binary_size)
+        view = kernelview.kernel_view(
+            path, fstype, list(image.entries), max_binary_size, max_binary_size + CONTENT_SLACK
+        )
     except BuildError as error:
         return Check("kernel view", "FAIL", listing([error.message], most=MAX_DETAIL))
     sha256 = kernelview.reader_sha256(image, max_binary_size)

@@ -446,3 +446,19 @@ def test_every_check_reads_the_bytes_the_reader_read(
     assert image.read_bytes() == evil.read_bytes()  # the swap happened
     last = result.stdout.splitlines()[-1]
     assert last.endswith(f"; the bytes vetted have sha256 {honest}"), last
+
+
+@needs_tools
+@needs_mount
+def test_the_kernel_view_hashes_each_inode_once_and_stops_at_its_total(tmp_path: Path) -> None:
+    """However many names the kernel shows, what it hashes is bounded in all."""
+    tree = alloy_tree(tmp_path / "tree")
+    for number in range(3):
+        (tree / f"usr/local/bin/copy{number}").write_bytes(os.urandom(300_000))
+    image = packed(tree, tmp_path / "image/alloy.raw", "squashfs", "xz")
+    paths = [f"usr/local/bin/copy{number}" for number in range(3)]
+    view = kernelview.kernel_view(image, "squashfs", paths, 1 << 20, 700_000)
+    errors = [view.listed[path].error for path in paths]
+    assert errors.count(None) == 2 and "hold more than 700000 bytes" in str(errors)
+    whole = kernelview.kernel_view(image, "squashfs", paths, 1 << 20)
+    assert all(whole.looked_up[path].sha256 == whole.listed[path].sha256 for path in paths)
