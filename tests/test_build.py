@@ -512,9 +512,7 @@ def test_a_build_waiting_for_the_fetch_lock_uses_what_the_other_build_fetched(
             text=True,
         )
         deadline = time.monotonic() + 30
-        while not any(
-            os.path.realpath(fd) == str(lock) for fd in Path(f"/proc/{waiting.pid}/fd").glob("*")
-        ):
+        while not _holds_open(waiting.pid, lock):
             assert waiting.poll() is None and time.monotonic() < deadline, waiting.communicate()
             time.sleep(0.02)
         shutil.copytree(release.cached(donor), lock.parent, dirs_exist_ok=True)
@@ -613,3 +611,14 @@ def test_a_binary_with_a_block_of_zeros_builds_and_verifies(
     ok(invoke("all", "--version=1.10.8"))
     image = tmp_path / "output" / "alloy-1.10.8-amd64.raw"
     assert (extract(image, tmp_path / "root") / "usr/local/bin/alloy").read_bytes() == binary
+
+
+def _holds_open(pid: int, path: Path) -> bool:
+    """Whether process `pid` has `path` open (an fd may close while we look: not this one)."""
+    for fd in Path(f"/proc/{pid}/fd").glob("*"):
+        try:
+            if os.readlink(fd) == str(path):
+                return True
+        except OSError:
+            continue
+    return False

@@ -193,9 +193,12 @@ _UUID = "2f6a2c1e-0b1d-4c55-9a5e-7d1c0f3b2a10"  # mkfs.erofs picks a random one
 def _entries(tree: Path) -> list[Path]:
     """The tree's regular files and directories: never a symlink (chmod, chown and setxattr
     would follow it out of the tree), FIFO or device."""
+    # os.walk, not rglob: Python 3.10's rglob stats through symlinks (one to a 300-byte name
+    # fails with ENAMETOOLONG).
+    found = [Path(top) / name for top, dirs, files in os.walk(tree) for name in dirs + files]
     return [
         path
-        for path in sorted(tree.rglob("*"), key=str)
+        for path in sorted(found, key=str)
         if stat.S_ISREG(path.lstat().st_mode) or stat.S_ISDIR(path.lstat().st_mode)
     ]
 

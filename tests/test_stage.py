@@ -89,8 +89,8 @@ def test_every_compression_and_arch_is_listed() -> None:
 @pytest.mark.parametrize(("compression", "arch"), FLAGS)
 def test_mksquashfs_args_per_compression_and_arch(compression: str, arch: str) -> None:
     flags = FLAGS[compression, arch]
-    # Root-owned fresh images, 1 MiB blocks; no -no-xattrs: the strict=false xattr must reach
-    # the image.
+    # Root-owned fresh images, zero blocks stored as data (verify refuses sparse blocks), 1 MiB
+    # blocks; no -no-xattrs: the strict=false xattr must reach the image.
     args = mksquashfs_args(compression, ARCHES[arch])
-    assert args == ["-noappend", "-all-root", *flags, "-b", "1M"]
+    assert args == ["-noappend", "-all-root", "-no-sparse", *flags, "-b", "1M"]
     assert bcj_filter(compression, ARCHES[arch]) == ("x86" if "-Xbcj" in flags else None)
