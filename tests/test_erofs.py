@@ -34,6 +34,7 @@ from tests.conftest import VERSION, Invoke
 from tests.fakes import MACHINES, elf_binary
 from tests.image import extract, garbled_copies
 from tests.needs import need
+from tests.trees import write
 
 RELEASE = "usr/lib/extension-release.d/extension-release.alloy"
 BINARY = "usr/local/bin/alloy"
@@ -42,15 +43,6 @@ STRICT_XATTR = "user.extension-release.strict"
 IMAGE_ID = image_uuid("alloy", "1.10.2", "amd64")
 SUPERBLOCK = erofs.SUPERBLOCK_OFFSET
 BLOCK = 4096
-
-
-def write(path: Path, data: bytes, mode: int = 0o644) -> None:
-    for parent in reversed(path.parents):
-        if not parent.exists():
-            parent.mkdir()
-            parent.chmod(0o755)
-    path.write_bytes(data)
-    path.chmod(mode)
 
 
 def alloy_tree(root: Path, binary_size: int = 3 << 20, strict: bool = True) -> Path:
