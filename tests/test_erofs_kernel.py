@@ -95,19 +95,25 @@ def bin_entries(image: Path) -> dict[str, int]:
 # -- directories as erofs_namei reads them -----------------------------------------------
 
 
-def test_a_listing_the_binary_search_reads_as_setuid_alloy_is_refused(evil: Path) -> None:
-    """readdir and a listing walk see ".", "alloy", "..", "allo"; the kernel's binary search
-    for "alloy" looks at ".." then at the last entry, whose name lookup reads on past the
-    listing's end ("alloy"): usr/local/bin/alloy is the setuid one with cap_sys_admin (see
-    kernel_view below). Today's reader took the honest one."""
+def unsorted_alloy(evil: Path) -> Path:
+    """`evil` with /usr/local/bin listed out of order: a listing walk finds the honest alloy,
+    the kernel's binary search the setuid one."""
     nid = bin_entries(evil)
-    crafted = with_listing(
+    return with_listing(
         evil,
         BIN,
         [(b".", nid["."], 2), (b"alloy", nid["alloy"], 1), (b"..", nid[".."], 2),
          (b"allo", nid["evil"], 1)],
         tail=b"y",
     )  # fmt: skip
+
+
+def test_a_listing_the_binary_search_reads_as_setuid_alloy_is_refused(evil: Path) -> None:
+    """readdir and a listing walk see ".", "alloy", "..", "allo"; the kernel's binary search
+    for "alloy" looks at ".." then at the last entry, whose name lookup reads on past the
+    listing's end ("alloy"): usr/local/bin/alloy is the setuid one with cap_sys_admin (see
+    kernel_view below). Today's reader took the honest one."""
+    crafted = unsorted_alloy(evil)
     refused(crafted, f"/{BIN} lists b'..' after b'alloy': not sorted")
 
 
@@ -116,14 +122,7 @@ def test_the_kernel_sees_the_setuid_alloy_today_s_reader_missed(evil: Path) -> N
     """The control for the test above: the kernel's lookup of usr/local/bin/alloy in that
     image finds the setuid inode with cap_sys_admin, where a listing walk finds the honest
     one (what today's reader reported) and an "allo"."""
-    nid = bin_entries(evil)
-    crafted = with_listing(
-        evil,
-        BIN,
-        [(b".", nid["."], 2), (b"alloy", nid["alloy"], 1), (b"..", nid[".."], 2),
-         (b"allo", nid["evil"], 1)],
-        tail=b"y",
-    )  # fmt: skip
+    crafted = unsorted_alloy(evil)
     view = kernel_view(crafted, "erofs", [f"{BIN}/alloy"], 1 << 20)
     alloy = view.looked_up[f"{BIN}/alloy"]
     assert alloy.permissions == 0o4755
