@@ -1,5 +1,6 @@
 """Sessions for alloy-sysext: a bare `nox` runs lint and tests; `nox -s build-matrix` builds every
-image of the matrix declared in build/matrix.py; `nox -s release` builds it and writes the files to
+image of the matrix declared in build/config/matrix.py; `nox -s release` builds it and writes
+the files to
 publish; `nox -s e2e` runs the boot test (as root).
 `nox --list` explains each session."""
 
@@ -21,8 +22,8 @@ nox.needs_version = ">=2026.8.10"
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 
-from build.errors import BuildError  # noqa: E402
-from build.matrix import cells  # noqa: E402
+from build.config.matrix import cells  # noqa: E402
+from build.core.errors import BuildError  # noqa: E402
 
 PYTHONS = ["3.10", "3.11"]  # 3.10: Ubuntu 22.04's, in the container
 

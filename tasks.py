@@ -1,7 +1,7 @@
 """Build Grafana Alloy as a systemd-sysext image: `invoke all --version=1.10.2`.
 
 Every option can also be set in invoke.yaml or as INVOKE_<OPTION>, e.g. INVOKE_ARCH=arm64; the
-command line wins over both. The options are declared once, in build/options.py.
+command line wins over both. The options are declared once, in build/config/options.py.
 """
 
 from __future__ import annotations
@@ -13,14 +13,14 @@ from typing import TYPE_CHECKING, Any
 
 from invoke import Collection, Context, Exit, Task
 
-from build import options
-from build.cli import suggest_close_matches
-from build.errors import BuildError, one_line
-from build.report import say
-from build.signals import Interrupted, signals_raise
+from build.config import options
+from build.core.cli import suggest_close_matches
+from build.core.errors import BuildError, one_line
+from build.core.report import say
+from build.core.signals import Interrupted, signals_raise
 
 if TYPE_CHECKING:
-    from build import signing
+    from build.keys import signing
 
 # The modules that do the work are imported by the task that needs them, when it runs: every
 # command (and each of the test suite's hundreds) starts 60 ms sooner, --list and --help too.
@@ -81,8 +81,8 @@ def _build_task(name: str, doc: str) -> OptionTask:
     """A build step: `invoke NAME` runs the steps up to NAME that are out of date."""
 
     def body(c: Context, **flags: Any) -> None:
-        from build.pipeline import run_steps
-        from build.verify import verify_any_image
+        from build.pipeline.steps import run_steps
+        from build.verify.checks import verify_any_image
 
         values = options.resolve(name, flags, c.config)
         if name == "verify" and values["image"] is not None:
@@ -111,9 +111,9 @@ def _clean(c: Context, **flags: Any) -> None:
 
     Only the options clean uses are read: a bad compression in invoke.yaml must not stop a
     clean-up. --version and --arch narrow it; without them it cleans every version."""
-    from build.cache import adopt_older_default, clean_cache, refuse_untagged
-    from build.clean import clean_outputs
-    from build.upstream_latest import resolve as resolve_latest
+    from build.fetch.cache import adopt_older_default, clean_cache, refuse_untagged
+    from build.fetch.latest import resolve as resolve_latest
+    from build.pipeline.clean import clean_outputs
 
     values = options.resolve("clean", flags, c.config)
     version_only, arch_only = values["version"], values["arch"]
@@ -136,7 +136,7 @@ def _clean(c: Context, **flags: Any) -> None:
 
 
 def _signer(values: dict[str, Any], flags: dict[str, Any]) -> signing.Signer | None:
-    from build import signing
+    from build.keys import signing
 
     key, home = values["sign_key"], values["gnupg_home"]
     if not key:
@@ -151,7 +151,7 @@ def _sums(c: Context, **flags: Any) -> None:
 
     An earlier SHA256SUMS.gpg is signed again with --sign-key, or removed once it no longer
     matches."""
-    from build import publish
+    from build.release import publish
 
     values = options.resolve("sums", flags, c.config)
     path, count = publish.write_signed_sums(values["output_dir"], _signer(values, flags))
@@ -163,7 +163,7 @@ def _release(c: Context, **flags: Any) -> None:
 
     Per architecture: systemd-sysupdate transfer files and a Flatcar Butane config with its
     Ignition JSON."""
-    from build import publish
+    from build.release import publish
 
     values = options.resolve("release", flags, c.config)
     if not values["publish_url"]:

@@ -1,4 +1,4 @@
-"""mksquashfs alone with our flags (build/pack.py's): the yardstick for `invoke pack`, and how
+"""mksquashfs alone with our flags (build/image/pack.py's): the yardstick for `invoke pack`, and how
 the images of the other compression choices are packed."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ from pathlib import Path
 
 from benchmarks.common import BUILD_ARCH, Case, timed
 from benchmarks.memory import time_max_rss_mb
-from build.arch import ARCHES
-from build.pack import mksquashfs_args
+from build.image.pack import mksquashfs_args
+from build.model.arch import ARCHES
 
 
 @dataclass(frozen=True)

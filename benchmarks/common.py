@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from benchmarks.table import Row
-from build.spec import BuildSpec
+from build.config.spec import BuildSpec
 
 ROOT = Path(__file__).resolve().parent.parent
 BUILD_ARCH = "amd64"  # the architecture every figure but build-matrix's builds
@@ -29,7 +29,7 @@ def note_command(cmd: Sequence[str] | str) -> None:
 
 def timed(cmd: Sequence[str] | str, *, cwd: Path | None = None, env: dict | None = None) -> float:
     """Run `cmd` (a list, or a string for sh -c), quietly; its wall time in seconds. Not
-    build.run.run: that one neither times, nor takes a shell line or a working directory."""
+    build.core.run.run: that one neither times, nor takes a shell line or a working directory."""
     note_command(cmd)
     shell = isinstance(cmd, str)
     started = time.monotonic()

@@ -1,4 +1,5 @@
-"""EROFS against squashfs on the same tree: mkfs.erofs alone with our flags (build/pack_erofs.py's),
+"""EROFS against squashfs on the same tree: mkfs.erofs alone with our flags
+(build/formats/erofs.py's),
 lz4hc at several pcluster sizes and uncompressed, against our squashfs images; their sizes, pack
 times, read-back times, and how long systemd-sysext takes to merge each format."""
 
@@ -16,7 +17,7 @@ from benchmarks.common import BUILD_ARCH, Case, note_command, round_ratios, roun
 from benchmarks.sysext_merge import cannot_time_merges, merge_times
 from benchmarks.table import FormatFigures
 from build.alloy import NAME
-from build.pack_erofs import MKFS_EROFS, PCLUSTER_BYTES, image_uuid, mkfs_erofs_args, pack_erofs
+from build.formats.erofs import MKFS_EROFS, PCLUSTER_BYTES, image_uuid, mkfs_erofs_args, pack_erofs
 
 PCLUSTERS = (64 << 10, 128 << 10, PCLUSTER_BYTES, 1 << 20)  # ours: PCLUSTER_BYTES, 256 KiB
 DEFAULT_SQUASHFS = "xz"  # the pipeline's default: every EROFS figure is against it

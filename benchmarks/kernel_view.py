@@ -18,9 +18,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from build import kernelview, verify
-from build.errors import BuildError
-from build.images import open_image
+from build.core.errors import BuildError
+from build.formats.images import open_image
+from build.verify import checks as verify
+from build.verify import kernelview
 from tests.fakes import MACHINES, elf_binary
 from tests.trees import alloy_tree, packed
 

@@ -11,7 +11,7 @@ from benchmarks.bare import bare_pack
 from benchmarks.common import ROOT, Case, median_of, note_command, paired, timed
 from benchmarks.memory import polled
 from benchmarks.original import original_build, original_download
-from build.arch import ARCHES
+from build.model.arch import ARCHES
 
 
 def cold_build(case: Case, i: int) -> float:

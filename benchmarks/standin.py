@@ -17,8 +17,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from benchmarks.common import file_sha256, fresh, log, note_command
-from build.arch import ARCHES
-from build.spec import BuildSpec
+from build.config.spec import BuildSpec
+from build.model.arch import ARCHES
 
 VERSION = "1.10.2"  # the default stand-in is served as this release
 LARGE_VERSION = "1.17.1"  # the --large stand-in is served as this release

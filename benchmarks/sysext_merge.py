@@ -1,4 +1,4 @@
-"""How long `systemd-sysext merge` takes for an image, in a scratch root of build/merge.py's
+"""How long `systemd-sysext merge` takes for an image, in a scratch root of build/verify/merge.py's
 (never over the live /usr), cold page cache, unmerged after each run."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 
 from benchmarks.common import note_command, rounds
-from build.merge import SCRATCH_MOUNTS, cannot_merge, scratch_root
-from build.spec import IMAGE_BINARY
+from build.config.spec import IMAGE_BINARY
+from build.verify.merge import SCRATCH_MOUNTS, cannot_merge, scratch_root
 
 # The image's extension-release says ID=_any: any os-release ID will do.
 OS_RELEASE = "ID=scratch\n"
@@ -58,7 +58,7 @@ def merge_seconds(image: Path, name: str) -> float:
 def merge_times(images: dict[str, Path], name: str, runs: int) -> dict[str, list[float]]:
     """Each image's merge seconds, in `runs` rounds (common.rounds)."""
     note_command(
-        "unshare -m: scratch root (build/merge.py's SCRATCH_MOUNTS); echo 3 > "
+        "unshare -m: scratch root (build/verify/merge.py's SCRATCH_MOUNTS); echo 3 > "
         "/proc/sys/vm/drop_caches; time systemd-sysext --root=ROOT merge; systemd-sysext unmerge"
     )
     return rounds(

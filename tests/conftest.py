@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from pytest_httpserver import HTTPServer
 
-from build import http
-from build.spec import source_key
+from build.config.spec import source_key
+from build.fetch import http
 from tests.fakes import release_assets
 from tests.gpgkeys import Keys, throwaway_keys
 from tests.needs import need

@@ -7,7 +7,7 @@ from __future__ import annotations
 import struct
 from pathlib import Path
 
-from build import erofs
+from build.read import erofs
 
 BLOCK = 4096
 MAP_HEADER = 8

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from build.publish import DEFAULT_HEALTH_URL, HEALTH_TIMEOUT
-from build.render import TEMPLATES, render
+from build.image.render import TEMPLATES, render
+from build.release.publish import DEFAULT_HEALTH_URL, HEALTH_TIMEOUT
 
 OLD, NEW = "alloy-1.0.0-amd64.raw", "alloy-1.1.0-amd64.raw"
 

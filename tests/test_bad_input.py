@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from build.spec import source_key
+from build.config.spec import source_key
 from tests.conftest import VERSION, Invoke, Release
 from tests.fakes import MACHINES, elf_binary, release_assets, sums, zip_bytes
 from tests.image import EXPECTED_LISTING, listing

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from build.errors import BuildError, one_line
-from build.report import MAX_ITEM, MAX_LINE, listing
+from build.core.errors import BuildError, one_line
+from build.core.report import MAX_ITEM, MAX_LINE, listing
 from tests import test_verify
 from tests.conftest import Invoke
 from tests.test_verify import fails_because, repack, verify

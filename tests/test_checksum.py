@@ -1,4 +1,4 @@
-"""build.checksum: sha256 of files and sha256sum-compatible `.sha256` files."""
+"""build.image.checksum: sha256 of files and sha256sum-compatible `.sha256` files."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from build.checksum import file_sha256, parse_sums, read_checksum, sums_line, write_checksum
-from build.errors import BuildError
+from build.core.errors import BuildError
+from build.image.checksum import file_sha256, parse_sums, read_checksum, sums_line, write_checksum
 
 A = hashlib.sha256(b"a").hexdigest()
 B = hashlib.sha256(b"b").hexdigest()

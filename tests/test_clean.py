@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from build import alias
-from build.runner import Runner
-from build.spec import BuildSpec, parse_output_name, parse_staging_name
+from build.config.spec import BuildSpec, parse_output_name, parse_staging_name
+from build.image import alias
+from build.pipeline.runner import Runner
 
 
 @pytest.mark.parametrize(

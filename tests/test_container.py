@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from build.options import BY_NAME
+from build.config.options import BY_NAME
 from tests.conftest import REPO, VERSION
 from tests.image import listing
 

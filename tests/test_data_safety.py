@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from build.fileio import file_lock
+from build.core.fileio import file_lock
 from tests.conftest import AMD64, VERSION, Invoke, Prebuilt, Release, copy_output
 from tests.results import error_line, ok
 

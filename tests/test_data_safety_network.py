@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 from pytest_httpserver import HTTPServer
 
-from build import http, upstream_latest, urls
-from build.errors import BuildError
+from build.core import urls
+from build.core.errors import BuildError
+from build.fetch import http
+from build.fetch import latest as upstream_latest
 from tests.conftest import Invoke
 
 

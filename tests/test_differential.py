@@ -1,5 +1,6 @@
 """The differential suite: images mutated by structure, each read by the project's reader and, if
-the reader takes it, mounted alone and walked as the kernel shows it (build/kernelview.py). An
+the reader takes it, mounted alone and walked as the kernel shows it
+(build/verify/kernelview.py). An
 image the reader accepts must look the same to both: listing, lookup, attributes, xattrs and
 content hashes. A refusal is fine; a difference, or a reader that crashes, fails the test, and
 every failure of a run is reported together.
@@ -30,11 +31,11 @@ from types import ModuleType
 
 import pytest
 
-from build import kernelview
-from build.errors import BuildError
-from build.images import ErofsImage, Image, open_image
-from build.report import listing
-from build.spec import IMAGE_BINARY, IMAGE_UNIT
+from build.config.spec import IMAGE_BINARY, IMAGE_UNIT
+from build.core.errors import BuildError
+from build.core.report import listing
+from build.formats.images import ErofsImage, Image, open_image
+from build.verify import kernelview
 from tests.fakes import MACHINES, elf_binary
 from tests.needs import unavailable
 from tests.trees import CAP_SYS_ADMIN, alloy_tree, packed

@@ -1,12 +1,12 @@
-"""build.elf: refuse any binary that cannot run on the target architecture."""
+"""build.image.elf: refuse any binary that cannot run on the target architecture."""
 
 from __future__ import annotations
 
 import pytest
 
-from build.arch import ARCHES
-from build.elf import HEADER_SIZE, check_elf_header
-from build.errors import BuildError
+from build.core.errors import BuildError
+from build.image.elf import HEADER_SIZE, check_elf_header
+from build.model.arch import ARCHES
 from tests.fakes import MACHINES, elf_binary
 
 AMD64, ARM64 = ARCHES["amd64"], ARCHES["arm64"]

@@ -1,5 +1,5 @@
 """EROFS images: the mkfs.erofs command line, reproducible packing, real merges, and the reader
-(build/erofs.py) on every layout mkfs.erofs writes and on images made to break it."""
+(build/read/erofs.py) on every layout mkfs.erofs writes and on images made to break it."""
 
 from __future__ import annotations
 
@@ -14,12 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from build import erofs, merge
-from build.erofs import ErofsReader, lz4_decompress
-from build.errors import BuildError
-from build.image import SquashfsImage
-from build.images import ErofsImage, image_format, open_image
-from build.pack_erofs import (
+from build.core.errors import BuildError
+from build.formats.erofs import (
     BUILD_TIME,
     LZ4HC_LEVEL,
     PCLUSTER_BYTES,
@@ -28,8 +24,13 @@ from build.pack_erofs import (
     mkfs_erofs_version,
     pack_erofs,
 )
-from build.verify import Expectations
-from build.verify import verify as verify_image
+from build.formats.images import ErofsImage, image_format, open_image
+from build.read import erofs
+from build.read.erofs import ErofsReader, lz4_decompress
+from build.read.image import SquashfsImage
+from build.verify import merge
+from build.verify.checks import Expectations
+from build.verify.checks import verify as verify_image
 from tests.conftest import VERSION, Invoke
 from tests.fakes import MACHINES, elf_binary
 from tests.image import extract, garbled_copies
@@ -615,7 +616,7 @@ def built_tree(invoke: Invoke, tmp_path: Path) -> Path:
 
 
 def verified(image: Path, compression: str = "lz4hc") -> dict[str, list[tuple[str, str]]]:
-    """check name -> [(status, detail)], from build.verify; raises BuildError on a FAIL."""
+    """check name -> [(status, detail)], from build.verify.checks; raises BuildError on a FAIL."""
     checks = verify_image(image, Expectations(compression, names=[image.name], checksums=[]))
     found: dict[str, list[tuple[str, str]]] = {}
     for check in checks:

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from build import erofs
-from build.images import image_format
+from build.formats.images import image_format
+from build.read import erofs
 from tests.conftest import VERSION, Invoke
 from tests.results import error_line, ok
 

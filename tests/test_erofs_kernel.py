@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from build import erofs
-from build.erofs import ErofsReader
-from build.errors import BuildError
-from build.images import ErofsImage
-from build.kernelview import kernel_view
-from build.pack_erofs import pack_erofs
+from build.core.errors import BuildError
+from build.formats.erofs import pack_erofs
+from build.formats.images import ErofsImage
+from build.read import erofs
+from build.read.erofs import ErofsReader
+from build.verify.kernelview import kernel_view
 from tests.erofs_craft import lookback_chain_image
 from tests.fakes import MACHINES, elf_binary
 from tests.needs import need

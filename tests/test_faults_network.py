@@ -18,10 +18,11 @@ from pathlib import Path
 import pytest
 from pytest_httpserver import HTTPServer
 
-from build import http, urls
-from build.errors import BuildError
-from build.http import download
-from build.spec import source_key
+from build.config.spec import source_key
+from build.core import urls
+from build.core.errors import BuildError
+from build.fetch import http
+from build.fetch.http import download
 from tests.conftest import REPO, VERSION, Invoke
 from tests.conftest import beside as leftovers
 from tests.rawserver import Answer, RawServer, head

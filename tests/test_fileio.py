@@ -1,4 +1,4 @@
-"""build.fileio: atomic files and directories."""
+"""build.core.fileio: atomic files and directories."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from build.fileio import atomic_dir, atomic_path, write_text_atomic
+from build.core.fileio import atomic_dir, atomic_path, write_text_atomic
 
 
 class Boom(Exception):

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from build.checksum import parse_sums
-from build.errors import BuildError
-from build.spec import source_key
+from build.config.spec import source_key
+from build.core.errors import BuildError
+from build.image.checksum import parse_sums
 from tests.conftest import REPO, VERSION
 from tests.fakes import release_assets, sums
 from tests.rawserver import Answer, RawServer, head

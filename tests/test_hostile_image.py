@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from build.errors import BuildError
-from build.squashfs import SquashfsReader
-from build.verify import Expectations
-from build.verify import verify as verify_image
+from build.core.errors import BuildError
+from build.read.squashfs import SquashfsReader
+from build.verify.checks import Expectations
+from build.verify.checks import verify as verify_image
 from tests import test_verify
 from tests.conftest import VERSION, Invoke
 from tests.fakes import MACHINES, elf_binary

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from build import verify
-from build.image import SquashfsImage
-from build.stage import STRICT_XATTR
+from build.image.stage import STRICT_XATTR
+from build.read.image import SquashfsImage
+from build.verify import checks as verify
 from tests.fakes import MACHINES, elf_binary
 
 pytestmark = [

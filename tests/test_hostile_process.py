@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from build.errors import doing, one_line
+from build.core.errors import doing, one_line
 from tests.conftest import INVOKE_CLI, Release
 from tests.fakes import MACHINES, elf_binary
 from tests.test_bad_input import cache_root

@@ -1,5 +1,5 @@
 """sysusers.d and tmpfiles.d files in an image (issue 20): systemd runs their lines as root on
-the host, so verify allows only the lines this build writes (build/conflines.py BUILD_WRITES),
+the host, so verify allows only the lines this build writes (build/image/conflines.py BUILD_WRITES),
 read with systemd's own syntax: comments, blank lines, quoting, escapes, no continuation."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from build import conflines
+from build.image import conflines
 from tests import test_verify
 from tests.conftest import Invoke
 from tests.test_verify import fails_because, repack, verify

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from build.signing import PASSPHRASE_ENV
+from build.keys.signing import PASSPHRASE_ENV
 from tests.conftest import INVOKE_CLI, VERSION, Invoke, Prebuilt, copy_output
 from tests.gpgkeys import (
     EXPIRED_ON,

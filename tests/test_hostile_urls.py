@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from build.names import CACHE_TAG
-from build.spec import source_key
+from build.config.spec import source_key
+from build.model.names import CACHE_TAG
 from tests.conftest import VERSION, Invoke
 from tests.fakes import release_assets
 from tests.rawserver import Answer, RawServer, head

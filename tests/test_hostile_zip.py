@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from build.stage import ASSET_HINT
-from build.zipmember import could_be
+from build.fetch.zipmember import could_be
+from build.image.stage import ASSET_HINT
 from tests.conftest import Invoke, Release
 from tests.fakes import MACHINES, elf_binary, sums
 from tests.test_bad_input import MEMBER, OTHER, ZIP, leftovers, outputs

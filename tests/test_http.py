@@ -1,4 +1,4 @@
-"""build.http: streamed, hashed, retried, atomic downloads, against a server on 127.0.0.1."""
+"""build.fetch.http: streamed, hashed, retried, atomic downloads, against a server on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from pytest_httpserver import HTTPServer
 
-from build import http
-from build.arch import ARCHES
-from build.elf import check_elf_header
-from build.errors import BuildError
-from build.http import HTTPStatusError, download
+from build.core.errors import BuildError
+from build.fetch import http
+from build.fetch.http import HTTPStatusError, download
+from build.image.elf import check_elf_header
+from build.model.arch import ARCHES
 from tests.conftest import beside as leftovers
 from tests.fakes import MACHINES, elf_binary
 

@@ -1,4 +1,4 @@
-"""build.http's one reading of network errors: which end the run at once (no retry mends them)
+"""build.fetch.http's one reading of network errors: which end the run at once (no retry mends them)
 and which are tried again, and the words each ends in."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import pytest
 import requests
 from urllib3.exceptions import ProtocolError, ReadTimeoutError
 
-from build import http
-from build.errors import BuildError
+from build.core.errors import BuildError
+from build.fetch import http
 
 URL = "https://example.com/alloy.zip"
 
@@ -66,6 +66,6 @@ def test_a_refused_connection_is_retried_then_one_line(
     with pytest.raises(BuildError) as raised:
         http.download(url, tmp_path / "alloy.zip", retries=1)
     assert raised.value.message == f"download of {url} failed: connection failed (tried 2 times)"
-    # The retry line comes through the same reporter as every other line (build.report.say).
+    # The retry line comes through the same reporter as every other line (build.core.report.say).
     assert capsys.readouterr().out == f"{'':8} {url}: connection failed; retrying in 0.5 s\n"
     assert list(tmp_path.iterdir()) == []

@@ -13,13 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from build import kernelview, verify
-from build.errors import BuildError
-from build.image import ReadImage
-from build.images import Image
-from build.report import listing
-from build.spec import IMAGE_BINARY, IMAGE_UNIT
-from build.stage import STRICT_XATTR
+from build.config.spec import IMAGE_BINARY, IMAGE_UNIT
+from build.core.errors import BuildError
+from build.core.report import listing
+from build.formats.images import Image
+from build.image.stage import STRICT_XATTR
+from build.read.image import ReadImage
+from build.verify import checks as verify
+from build.verify import kernelview
 from tests.conftest import REPO, Invoke
 from tests.trees import CAP_SYS_ADMIN, LAYOUTS, alloy_tree, packed
 
@@ -88,7 +89,7 @@ def test_a_good_image_looks_the_same_to_the_kernel(
 LIAR = """
 import dataclasses, sys
 sys.path.insert(0, {repo!r})
-from build import verify
+from build.verify import checks as verify
 real = verify.open_image
 def lie(path):
     image = real(path)
@@ -410,7 +411,7 @@ def test_names_the_kernel_lists_but_cannot_look_up_are_errors(
 SWAPPER = """
 import shutil, sys
 sys.path.insert(0, {repo!r})
-from build import kernelview
+from build.verify import kernelview
 real = kernelview.kernel_view
 def swapped(*args, **kwargs):
     shutil.copyfile({evil!r}, {image!r})  # the user's file changes after the reader read it

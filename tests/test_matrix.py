@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from build.errors import BuildError
-from build.matrix import ARCHS, VERSIONS, Cell, cells
+from build.config.matrix import ARCHS, VERSIONS, Cell, cells
+from build.core.errors import BuildError
 from tests.conftest import REPO, VERSION, Release
 from tests.fakes import release_assets
 

@@ -1,4 +1,4 @@
-"""build/options.py: one table gives every task its flags, defaults, parsing and help."""
+"""build/config/options.py: one table gives every task its flags, defaults, parsing and help."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 import tasks
-from build import options
-from build.errors import BuildError
-from build.spec import IMAGE_AUTOSTART
+from build.config import options
+from build.config.spec import IMAGE_AUTOSTART
+from build.core.errors import BuildError
 from tests.conftest import VERSION, Invoke
 from tests.results import error_line, ok
 

@@ -23,9 +23,9 @@ import yaml
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
-from build import butane
-from build.spec import parse_output_name
-from build.sysupdate import match_pattern, pattern_match
+from build.config.spec import parse_output_name
+from build.release import butane
+from build.release.sysupdate import match_pattern, pattern_match
 from tests.conftest import (
     AMD64,
     BOTH_ARCHES,

@@ -1,4 +1,4 @@
-"""build.ratelimit: the one rule for "too many requests, come back later", read from headers a
+"""build.fetch.ratelimit: the one rule for "too many requests, come back later", read from headers a
 server (maybe an attacker) chose, and used by the releases API and downloads alike."""
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from pytest_httpserver import HTTPServer
 
-from build import http
-from build.errors import BuildError
-from build.ratelimit import MAX_HINT, rate_limit
-from build.upstream_latest import resolve
+from build.core.errors import BuildError
+from build.fetch import http
+from build.fetch.latest import resolve
+from build.fetch.ratelimit import MAX_HINT, rate_limit
 
 API = "/repos/grafana/alloy"
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from build.matrix import VERSIONS
+from build.config.matrix import VERSIONS
 from tests.conftest import REPO, VERSION, Invoke, Release
 from tests.fakes import release_assets
 

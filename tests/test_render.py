@@ -1,4 +1,4 @@
-"""build.render: the systemd unit and extension-release rendered into the image."""
+"""build.image.render: the systemd unit and extension-release rendered into the image."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from build import render
-from build.errors import BuildError
-from build.spec import BuildSpec
+from build.config.spec import BuildSpec
+from build.core.errors import BuildError
+from build.image import render
 
 DEFAULT_EXEC_START = (
     "ExecStart=/usr/local/bin/alloy run $CUSTOM_ARGS --storage.path=/var/lib/alloy/data "

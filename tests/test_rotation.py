@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from build.errors import BuildError
-from build.verify import Expectations
-from build.verify import verify as run_verify
+from build.core.errors import BuildError
+from build.verify.checks import Expectations
+from build.verify.checks import verify as run_verify
 from tests.conftest import VERSION, Invoke, Prebuilt, copy_output
 from tests.gpgkeys import Keys, gpg
 from tests.image import EXPECTED_LISTING, extract, listing

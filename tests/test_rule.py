@@ -1,4 +1,4 @@
-"""build.rule: make's out-of-date rule and step records."""
+"""build.model.rule: make's out-of-date rule and step records."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from build import rule
-from build.rule import Step, forget, record, why_out_of_date
+from build.model import rule
+from build.model.rule import Step, forget, record, why_out_of_date
 
 # A fixed time with a non-zero nanosecond part, so the 1 ns comparisons are real.
 T0 = 1_700_000_000_123_456_789

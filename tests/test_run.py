@@ -1,11 +1,11 @@
-"""build.run: the one way the build runs a tool, and the one line a failed tool ends in."""
+"""build.core.run: the one way the build runs a tool, and the one line a failed tool ends in."""
 
 from __future__ import annotations
 
 import pytest
 
-from build.errors import BuildError
-from build.run import run, run_bytes
+from build.core.errors import BuildError
+from build.core.run import run, run_bytes
 
 
 def test_a_failing_tool_is_one_line_with_its_last_words_and_the_command() -> None:

@@ -1,4 +1,5 @@
-"""build.runner: a table of steps run in order, each only when out of date, deferred outputs
+"""build.pipeline.runner: a table of steps run in order, each only when out of date, deferred
+outputs
 installed only once every step passed, and a step asked alone that checks what is built."""
 
 from __future__ import annotations
@@ -7,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from build.errors import BuildError
-from build.runner import Entry, Runner
-from build.spec import BuildSpec
+from build.config.spec import BuildSpec
+from build.core.errors import BuildError
+from build.pipeline.runner import Entry, Runner
 
 
 def spec(tmp_path: Path) -> BuildSpec:

@@ -19,7 +19,7 @@ import pytest
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
-from build.signing import PASSPHRASE_ENV
+from build.keys.signing import PASSPHRASE_ENV
 from tests.conftest import (
     BOTH_ARCHES,
     INVOKE_CLI,

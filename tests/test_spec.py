@@ -1,4 +1,4 @@
-"""build.spec: option validation and every file name derived from the options."""
+"""build.config.spec: option validation and every file name derived from the options."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from build.arch import ARCHES
-from build.errors import BuildError
-from build.names import checksum_file
-from build.spec import BuildSpec, default_cache_dir, source_key
+from build.config.spec import BuildSpec, default_cache_dir, source_key
+from build.core.errors import BuildError
+from build.model.arch import ARCHES
+from build.model.names import checksum_file
 
 GITHUB = "https://github.com/grafana/alloy/releases/download"
 

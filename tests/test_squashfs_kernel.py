@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from build import kernelview, squashfs
-from build.errors import BuildError
-from build.squashfs import SquashfsReader
+from build.core.errors import BuildError
+from build.read import squashfs
+from build.read.squashfs import SquashfsReader
+from build.verify import kernelview
 from tests.conftest import Invoke
 from tests.fakes import MACHINES, elf_binary
 from tests.mutants import squashfs as mutants

@@ -1,4 +1,5 @@
-"""build.stage in process: the tree it lays out, whatever the umask and the staging directory."""
+"""build.image.stage in process: the tree it lays out, whatever the umask and the staging
+directory."""
 
 from __future__ import annotations
 
@@ -8,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from build.arch import ARCHES
-from build.pack import COMPRESSORS, bcj_filter, mksquashfs_args
-from build.spec import IMAGE_EXTENSION_RELEASE as RELEASE
-from build.spec import IMAGE_UNIT as UNIT
-from build.spec import BuildSpec
-from build.stage import STRICT_XATTR, _strip_foreign_xattrs, stage
+from build.config.spec import IMAGE_EXTENSION_RELEASE as RELEASE
+from build.config.spec import IMAGE_UNIT as UNIT
+from build.config.spec import BuildSpec
+from build.image.pack import COMPRESSORS, bcj_filter, mksquashfs_args
+from build.image.stage import STRICT_XATTR, _strip_foreign_xattrs, stage
+from build.model.arch import ARCHES
 from tests.fakes import MACHINES, elf_binary, zip_bytes
 
 

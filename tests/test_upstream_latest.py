@@ -16,11 +16,11 @@ from typing import Any
 import pytest
 from pytest_httpserver import HTTPServer
 
-from build import http
-from build.errors import BuildError
-from build.matrix import Cell, cells
-from build.spec import BuildSpec
-from build.upstream_latest import MAX_AGE, cache_file, highest_stable, resolve, spec_from_options
+from build.config.matrix import Cell, cells
+from build.config.spec import BuildSpec
+from build.core.errors import BuildError
+from build.fetch import http
+from build.fetch.latest import MAX_AGE, cache_file, highest_stable, resolve, spec_from_options
 from tests.conftest import REPO, Invoke, Release
 from tests.fakes import release_assets
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from build import kernelview, merge
+from build.verify import kernelview, merge
 from tests.conftest import VERSION, Invoke, Prebuilt, Release, copy_output
 from tests.fakes import MACHINES, elf_binary
 from tests.image import extract

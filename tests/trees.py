@@ -6,11 +6,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from build.arch import ARCHES
-from build.pack import pack
-from build.pack_erofs import image_uuid, pack_erofs
-from build.spec import IMAGE_BINARY, IMAGE_EXTENSION_RELEASE, IMAGE_UNIT
-from build.stage import STRICT_XATTR
+from build.config.spec import IMAGE_BINARY, IMAGE_EXTENSION_RELEASE, IMAGE_UNIT
+from build.formats.erofs import image_uuid, pack_erofs
+from build.image.pack import pack
+from build.image.stage import STRICT_XATTR
+from build.model.arch import ARCHES
 from tests.fakes import MACHINES, elf_binary
 
 # security.capability's value for cap_sys_admin, effective: version 2, bit 21 permitted.

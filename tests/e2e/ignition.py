@@ -1,7 +1,7 @@
 """Apply an Ignition config's files, links and units to a root directory: what Ignition does on a
 Flatcar host's first boot, for the boot test's Debian root, where Ignition itself cannot run.
 
-Only what alloy-sysext's configs use (build/butane.py): files with inline (data:, plain or
+Only what alloy-sysext's configs use (build/release/butane.py): files with inline (data:, plain or
 base64, as the release key is) or downloaded
 (http) contents and a sha256, `overwrite: false`, symlinks, units with contents, drop-ins and
 `enabled`. Downloads come from `fetch` (the test's published directory), checked like Ignition

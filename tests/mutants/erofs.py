@@ -1,7 +1,7 @@
 """EROFS images mutated by structure, for the differential suite (the reader's view against the
 kernel's) and the hostile bench.
 
-From a base Alloy-like image (mkfs.erofs with the project's flags, build/pack_erofs.py; LZ4 and
+From a base Alloy-like image (mkfs.erofs with the project's flags, build/formats/erofs.py; LZ4 and
 uncompressed) each mutant changes one to three structures, never random bytes (those risk an
 oops in the host's kernel): directory entries (order, nids, types, nameoffs), inode modes,
 owners, link counts, sizes, layouts and block addresses, xattr entries (name index, name, value,
@@ -22,9 +22,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from build import erofs
-from build.erofs import ErofsReader
-from build.pack_erofs import MKFS_EROFS, image_uuid, mkfs_erofs_args, pack_erofs
+from build.formats.erofs import MKFS_EROFS, image_uuid, mkfs_erofs_args, pack_erofs
+from build.read import erofs
+from build.read.erofs import ErofsReader
 from tests.erofs_craft import fix_checksum, lookback_chain_image
 from tests.fakes import MACHINES, elf_binary
 

@@ -1,0 +1,659 @@
+"""Every option of every task, declared once: its flags, default, parser, help and tasks.
+
+tasks.py builds each task's flags from this table. A value comes from the command line, else from
+the configuration (invoke.yaml, INVOKE_<NAME> in the environment), else from the default; each is
+parsed and checked by the same parser. A yes/no option has --X and --no-X, so the command line can
+switch it either way over the configuration.
+
+Adding an option: one `Option(...)` entry below, plus the code that uses its value.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from invoke.parser import Argument
+
+from build import alloy
+from build.core import urls
+from build.core.errors import BuildError, shown
+from build.core.report import say
+from build.formats import erofs as pack_erofs
+from build.image.pack import COMPRESSORS
+from build.model.arch import ARCHES
+
+if TYPE_CHECKING:
+    from build.config.spec import BuildSpec
+
+BUILD_TASKS = ("fetch", "stage", "pack", "checksum", "alias", "verify", "all")
+LATEST = "latest"
+MAX_RETRIES = 10  # each wait between tries is capped too (build/fetch/http.py)
+MAX_CONFIG_PATH = 1024  # characters: systemd reads unit lines of a few KiB at most
+MAX_DOWNLOAD_MIB = 1 << 20  # 1 TiB: more is no release zip
+MAX_STALL_TIMEOUT = 86400.0
+MAX_DOWNLOAD_TIMEOUT = 7 * 86400.0
+# ASCII digits only (\d takes any script's), and few of them: a version is no place for 5000.
+_PART = "[0-9]{1,9}"
+VERSION_PATTERN = re.compile(rf"{_PART}\.{_PART}\.{_PART}(-rc\.{_PART})?")
+
+
+@dataclass(frozen=True)
+class Given:
+    """A raw value being parsed: where it came from, and the options parsed before it."""
+
+    option: Option
+    source: str  # "--arch", "arch in invoke.yaml", "INVOKE_ARCH", "the default"
+    values: Mapping[str, Any]
+    sources: Mapping[str, str]  # where each of `values` came from
+
+
+Parser = Callable[[Any, Given], Any]
+
+
+@dataclass(frozen=True)
+class Computed:
+    """A default worked out from the options parsed before it (table order)."""
+
+    make: Callable[[Mapping[str, Any]], Any]
+    text: str  # for --help
+
+
+_OPTION_DEFAULT = object()
+
+
+@dataclass(frozen=True)
+class Variant:
+    """How one task takes an option unlike the others."""
+
+    help: str | None = None
+    short: str | None = None
+    configurable: bool = True  # False: only the command line sets it for this task
+    default: Any = _OPTION_DEFAULT  # left out: the option's own
+
+
+@dataclass(frozen=True)
+class Option:
+    name: str  # as in Python and invoke.yaml; the flag is --name-with-dashes
+    help: str
+    tasks: tuple[str, ...]
+    parse: Parser
+    default: Any = None  # a raw value (parsed like a given one), a Computed, or None: unset
+    short: str | None = None  # pinned: Invoke would hand them out in signature order
+    switch: bool = False  # yes/no: --name and --no-name, no value
+    variants: Mapping[str, Variant] = field(default_factory=dict)
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    @property
+    def env(self) -> str:
+        return "INVOKE_" + self.name.upper()
+
+    def variant(self, task: str) -> Variant:
+        return self.variants.get(task, Variant())
+
+    def default_for(self, task: str) -> Any:
+        default = self.variant(task).default
+        return self.default if default is _OPTION_DEFAULT else default
+
+    def help_for(self, task: str) -> str:
+        text = self.variant(task).help or self.help
+        default = self.default_for(task)
+        if self.switch:
+            return f"{text} (default {'on' if default else 'off'})"
+        if isinstance(default, Computed):
+            return f"{text} (default {default.text})"
+        return text if default is None else f"{text} (default {default})"
+
+
+# Parsers: (raw value, where it came from) -> the value, or BuildError naming the option.
+
+
+def text(raw: Any, given: Given) -> str:
+    return str(raw)
+
+
+def switch(raw: Any, given: Given) -> bool:
+    """A yes/no option, from a flag (bool) or invoke.yaml / INVOKE_* (bool or text)."""
+    if isinstance(raw, bool):
+        return raw
+    word = str(raw).strip().lower()
+    if word in ("1", "true", "yes", "on"):
+        return True
+    if word in ("0", "false", "no", "off", ""):
+        return False
+    raise BuildError(f"invalid {given.option.name} value {raw!r}", "use true or false")
+
+
+def version(raw: Any, given: Given) -> str:
+    value = str(raw)
+    if value == LATEST:
+        return value  # resolved by spec_for(), which asks --api-url
+    if value.startswith("v") and VERSION_PATTERN.fullmatch(value[1:]):
+        say("version", f"{value} taken as {value[1:]} (versions are written without the v)")
+        value = value[1:]
+    if not VERSION_PATTERN.fullmatch(value):
+        raise BuildError(
+            f"invalid version {shown(value)}",
+            "use X.Y.Z, X.Y.Z-rc.N or latest, e.g. --version=1.10.2",
+        )
+    return value
+
+
+def one_of(choices: Mapping[str, Any] | tuple[str, ...], what: str) -> Parser:
+    def parse(raw: Any, given: Given) -> str:
+        value = str(raw)
+        if value not in choices:
+            raise BuildError(
+                f"unknown {what} {value!r}",
+                f"use {given.option.flag} with one of: {', '.join(choices)}",
+            )
+        return value
+
+    return parse
+
+
+# Each format's --compression choices, its default first.
+FORMAT_COMPRESSIONS: dict[str, tuple[str, ...]] = {
+    "squashfs": tuple(COMPRESSORS),
+    "erofs": tuple(dict.fromkeys((pack_erofs.DEFAULT_COMPRESSION, *pack_erofs.COMPRESSORS))),
+}
+
+
+def compression(raw: Any, given: Given) -> str:
+    """A compression the chosen --format packs with; a mismatch names where each came from."""
+    value = str(raw)
+    image_format = given.values["format"]
+    fits = FORMAT_COMPRESSIONS[image_format]
+    if value in fits:
+        return value
+    if any(value in choices for choices in FORMAT_COMPRESSIONS.values()):
+        raise BuildError(
+            f"compression {value!r} (from {given.source}) does not fit format {image_format!r} "
+            f"(from {given.sources['format']})",
+            f"with --format={image_format} use --compression with one of: {', '.join(fits)}",
+        )
+    raise BuildError(
+        f"unknown compression {value!r}",
+        f"use {given.option.flag} with one of: {', '.join(fits)}",
+    )
+
+
+def url(what: str) -> Parser:
+    def parse(raw: Any, given: Given) -> str:
+        value = str(raw).rstrip("/")
+        if not re.match(r"https?://[^/]", value):
+            raise BuildError(
+                f"invalid {what} {value!r}", f"use {given.option.flag}=https://HOST/PATH"
+            )
+        # urllib3's reading is compared at each request: importing it here would slow every task.
+        urls.check(value, given.source, client=False)
+        if "?" in value:  # the tool adds paths after it: /vX.Y.Z/ASSET, /releases?per_page=
+            raise urls.refuse(
+                value,
+                given.source,
+                "it holds a query (?), and this tool adds paths after it",
+                f"use {given.option.flag}=https://HOST/PATH",
+            )
+        return value
+
+    return parse
+
+
+def directory(raw: Any, given: Given) -> Path:
+    """Never empty, which would mean the current directory (a checkout, a home) to every step
+    that writes or removes files; and a directory where something exists."""
+    value = str(raw)
+    flag = given.option.flag
+    if not value.strip():
+        raise BuildError(
+            f"empty {flag} (from the flag, invoke.yaml or {given.option.env})",
+            f"give a directory, e.g. {flag}=DIR, or leave the option out for the default",
+        )
+    path = Path(value)
+    if os.path.lexists(path) and not path.is_dir():
+        raise BuildError(
+            f"{flag} {path} is not a directory (from {given.source})",
+            f"give a directory, e.g. {flag}=DIR",
+        )
+    return path
+
+
+def default_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "alloy-sysext"
+
+
+_UNIT_PATH_SAFE = re.compile(r"/[A-Za-z0-9._/+@:-]*")
+
+
+def config_path(raw: Any, given: Given) -> str:
+    value = str(raw)
+    if len(value) > MAX_CONFIG_PATH:
+        raise BuildError(
+            f"config path of {len(value)} characters is too long",
+            f"use at most {MAX_CONFIG_PATH}: it goes into the unit's ExecStart= line",
+        )
+    # Absolute and already normal: /../../etc/shadow names another file than it seems to.
+    normal = os.path.normpath(value) == value and not value.startswith("//")
+    if not _UNIT_PATH_SAFE.fullmatch(value) or not normal:
+        raise BuildError(
+            f"invalid config path {value!r}",
+            "use a normal absolute path (no . or .. parts, no //) without spaces, quotes or $, "
+            "e.g. --config-path=/etc/alloy/config.alloy",
+        )
+    return value
+
+
+def file_path(raw: Any, given: Given) -> Path:
+    value = str(raw)
+    if not value.strip():
+        raise BuildError(
+            f"empty {given.option.flag} (from the flag, invoke.yaml or {given.option.env})",
+            f"give a file, e.g. {given.option.flag}=FILE, or leave the option out",
+        )
+    return Path(value)
+
+
+def retries(raw: Any, given: Given) -> int:
+    try:
+        count = int(raw)
+    except (TypeError, ValueError):
+        count = -1
+    if not 0 <= count <= MAX_RETRIES:
+        raise BuildError(f"invalid retries {raw!r}", f"use a whole number from 0 to {MAX_RETRIES}")
+    return count
+
+
+def bounded(pattern: str, low: float, high: float, what: str, unit: str, shift: int = 0) -> Parser:
+    """A number written as `pattern` within [low, high]; in bytes for MiB (shift=20)."""
+    compiled = re.compile(pattern)
+
+    def parse(raw: Any, given: Given) -> Any:
+        value = str(raw).strip()
+        number = float(value) if compiled.fullmatch(value) else None
+        if number is None or not low <= number <= high:
+            example = f"{given.option.flag}={given.option.default}"
+            raise BuildError(
+                f"invalid {what} {shown(str(raw))}",
+                f"use {unit} from {low:g} to {high:g}, e.g. {example}",
+            )
+        return int(number) << shift if shift else number
+
+    return parse
+
+
+_MIB = "[0-9]{1,9}"
+# Whole seconds or with up to 3 decimals: no exponent, no inf or nan, no other script's digits.
+_SECONDS = r"[0-9]{1,9}(\.[0-9]{1,3})?"
+
+_BUILD = BUILD_TASKS
+MAX_BINARY_MIB = 4096  # --max-binary-size's default
+
+
+def _mib_option(name: str, help: str, default: int) -> Option:
+    what = name.replace("_", " ")
+    parse = bounded(_MIB, 1, MAX_DOWNLOAD_MIB, what, "a whole number of MiB", shift=20)
+    return Option(name, help, _BUILD, parse, default=str(default))
+
+
+def _seconds_option(name: str, help: str, default: int, most: float) -> Option:
+    parse = bounded(_SECONDS, 0.001, most, name.replace("_", " "), "a number of seconds")
+    return Option(name, help, _BUILD, parse, default=str(default))
+
+
+def _clean_scope(what: str) -> Variant:
+    """clean's --version and --arch narrow what it removes, from the command line only: a
+    configured version says what to build, not that clean may keep the others."""
+    return Variant(f"only this {what} (default: every {what})", configurable=False, default=None)
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option(
+        "version",
+        "Alloy release to build, X.Y.Z or X.Y.Z-rc.N, or latest: the highest stable release, "
+        "asked of --api-url",
+        (*_BUILD, "clean"),
+        version,
+        default=alloy.DEFAULT_VERSION,
+        short="v",
+        variants={"clean": _clean_scope("version")},
+    ),
+    Option(
+        "arch",
+        "amd64 or arm64",
+        (*_BUILD, "clean"),
+        one_of(ARCHES, "architecture"),
+        default="amd64",
+        short="a",
+        variants={"clean": _clean_scope("architecture")},
+    ),
+    Option(
+        "base_url",
+        "where releases live, GitHub's layout: {base-url}/vX.Y.Z/ASSET",
+        _BUILD,
+        url("base URL"),
+        default=alloy.UPSTREAM_BASE_URL,
+        short="b",
+    ),
+    Option(
+        "api_url",
+        "GitHub's releases API of Alloy, asked only for --version=latest (with GITHUB_TOKEN "
+        "when set)",
+        (*_BUILD, "clean"),
+        url("API URL"),
+        default=alloy.UPSTREAM_API_URL,
+    ),
+    Option(
+        "output_dir",
+        "where images go",
+        (*_BUILD, "clean", "sums", "release"),
+        directory,
+        default="output",
+        short="o",
+    ),
+    Option(
+        "cache_dir",
+        "download cache",
+        (*_BUILD, "clean"),
+        directory,
+        default=Computed(
+            lambda values: str(default_cache_dir()),
+            "$XDG_CACHE_HOME/alloy-sysext, ~/.cache/alloy-sysext",
+        ),
+        short="c",
+    ),
+    Option(
+        "format",
+        "the image's file system: squashfs (every Flatcar channel) or erofs (Flatcar's 6.12 "
+        "kernels: Stable, Beta, Alpha; not LTS, whose 6.6 has no EROFS)",
+        _BUILD,
+        one_of(tuple(FORMAT_COMPRESSIONS), "format"),
+        default="squashfs",
+    ),
+    Option(
+        "compression",
+        "squashfs: xz (small); xz-bcj (xz plus the x86 BCJ filter: ~2-3 % smaller on amd64 at "
+        "~2x the pack time; on arm64 the same as xz); or zstd (~12 % larger, reads back ~10x "
+        "faster). erofs: lz4hc or none (Flatcar's kernels read no other)",
+        _BUILD,
+        compression,
+        default=Computed(
+            lambda values: FORMAT_COMPRESSIONS[values["format"]][0],
+            "xz for squashfs, lz4hc for erofs",
+        ),
+        short="m",
+    ),
+    Option(
+        "config_path",
+        "Alloy config the unit runs",
+        _BUILD,
+        config_path,
+        default=alloy.DEFAULT_CONFIG_PATH,
+        short="n",
+    ),
+    Option(
+        "unit_template",
+        "your own alloy.service template, with @BINARY@, @CONFIG_PATH@, @STATE_DIR@, "
+        "@VERSION@ placeholders",
+        _BUILD,
+        file_path,
+        default=Computed(lambda values: None, "build/templates/alloy.service"),
+        short="u",
+    ),
+    Option(
+        "compat_arch",
+        "the architecture that owns the compat name alloy-VERSION.raw",
+        (*_BUILD, "clean"),
+        one_of(ARCHES, "compat architecture"),
+        default="amd64",
+        short="p",
+        variants={"clean": Variant(short="m")},  # -m: clean had it before the table
+    ),
+    Option("retries", "retries of a failed download", _BUILD, retries, default="3", short="r"),
+    Option(
+        "autostart",
+        "start alloy whenever the image is merged (Upholds= on multi-user.target), once its "
+        "config exists",
+        _BUILD,
+        switch,
+        default=False,
+        short="t",
+        switch=True,
+    ),
+    Option(
+        "allow_http",
+        "allow plain http:// for --base-url, --api-url and their redirects to another host "
+        "than this machine (off: refused; TLS is always verified)",
+        (*_BUILD, "release"),
+        switch,
+        default=False,
+        switch=True,
+        variants={
+            "release": Variant(
+                "allow a plain http:// --publish-url or --update-url to another host than this "
+                "machine (off: refused; hosts would fetch root-run images unencrypted)",
+            )
+        },
+    ),
+    _mib_option(
+        "max_binary_size",
+        "refuse a zip member that unpacks to more MiB than this (a zip bomb)",
+        MAX_BINARY_MIB,
+    ),
+    _mib_option(
+        "max_download_size",
+        "refuse a release zip larger than this many MiB, by its Content-Length or while streaming",
+        2048,
+    ),
+    _seconds_option(
+        "stall_timeout",
+        "seconds in which a download must receive at least 1 KiB, or the attempt is abandoned "
+        "as stalled and retried",
+        60,
+        MAX_STALL_TIMEOUT,
+    ),
+    _seconds_option(
+        "download_timeout",
+        "seconds one download attempt may take in all, then it is abandoned and retried",
+        3600,
+        MAX_DOWNLOAD_TIMEOUT,
+    ),
+    Option(
+        "trust_keys",
+        "put this OpenPGP public keyring (binary or armored) in the image as the keys hosts "
+        "trust next, for a key rotation: hosts add them to sysupdate's keyring once the image "
+        "is merged",
+        _BUILD,
+        file_path,
+        default=Computed(lambda values: None, "none"),
+    ),
+    Option(
+        "force",
+        "rebuild even if up to date",
+        _BUILD,
+        switch,
+        default=False,
+        short="f",
+        switch=True,
+    ),
+    Option(
+        "image",
+        "check this image file instead (from anywhere)",
+        ("verify",),
+        file_path,
+        short="i",
+        variants={"verify": Variant(configurable=False)},
+    ),
+    Option(
+        "verify",
+        "run the verify step (--no-verify skips it)",
+        ("all",),
+        switch,
+        default=True,
+        short="e",
+        switch=True,
+    ),
+    Option(
+        "cache",
+        "also empty the download cache (with --version: only that version's)",
+        ("clean",),
+        switch,
+        default=False,
+        short="h",
+        switch=True,
+    ),
+    Option(
+        "publish_url",
+        "required: the http(s) URL of the directory the files will be served from, e.g. "
+        "https://example.com/alloy/",
+        ("release",),
+        text,
+        short="p",
+    ),
+    Option(
+        "update_url",
+        "where hosts' systemd-sysupdate looks for newer images (default: the publish URL), "
+        "e.g. https://github.com/OWNER/REPO/releases/latest/download/",
+        ("release",),
+        text,
+        short="u",
+    ),
+    Option(
+        "sign_key",
+        "sign SHA256SUMS with this gpg key (id or fingerprint): writes SHA256SUMS.gpg and the "
+        "public key, and hosts verify it (Verify=yes); a passphrase comes from "
+        "$ALLOY_SIGN_PASSPHRASE (default: unsigned)",
+        ("sums", "release"),
+        text,
+    ),
+    Option(
+        "gnupg_home",
+        "the gpg home directory that holds --sign-key (default: gpg's, $GNUPGHOME or ~/.gnupg)",
+        ("sums", "release"),
+        directory,
+    ),
+    Option(
+        "health_url",
+        f"the URL an updated alloy must answer 200 on within {alloy.HEALTH_TIMEOUT} s, or the "
+        "host rolls it back (Alloy's default listen address)",
+        ("release",),
+        text,
+        default=alloy.DEFAULT_HEALTH_URL,
+        short="h",
+    ),
+)
+
+BY_NAME: dict[str, Option] = {option.name: option for option in OPTIONS}
+
+
+def options_of(task: str) -> list[Option]:
+    return [option for option in OPTIONS if task in option.tasks]
+
+
+def arguments(task: str) -> list[Argument]:
+    """The task's flags, for Invoke: every option's --name (and -x), and --no-name for yes/no
+    options. Every default is None here: "not given", so the configuration can fill it in."""
+    made = []
+    for option in options_of(task):
+        dashed = option.name.replace("_", "-")
+        short = option.variant(task).short or option.short
+        made.append(
+            Argument(
+                names=(dashed, short) if short else (dashed,),
+                kind=bool if option.switch else str,
+                help=option.help_for(task),
+                attr_name=option.name if option.name != dashed else None,
+            )
+        )
+        if option.switch:
+            made.append(
+                Argument(
+                    names=(f"no-{dashed}",),
+                    kind=bool,
+                    help=f"turn --{dashed} off, whatever invoke.yaml or {option.env} says",
+                    attr_name=f"no_{option.name}",
+                )
+            )
+    return made
+
+
+def config_keys() -> dict[str, None]:
+    """Every option as a configuration key, unset: Invoke then reads INVOKE_<NAME> as text, and
+    the option's own parser says what is wrong with it."""
+    return {option.name: None for option in OPTIONS}
+
+
+def _config_source(config: Any, name: str) -> str:
+    """Which configuration layer set `name`, for error lines (Invoke keeps one dict per layer)."""
+    if name in (getattr(config, "_env", None) or {}):
+        return f"INVOKE_{name.upper()}"
+    layers = (("_runtime", "the -f file"), ("_project", "invoke.yaml"), ("_user", "~/.invoke.yaml"))
+    for attr, label in layers:
+        if name in (getattr(config, attr, None) or {}):
+            return f"{name} in {label}"
+    return f"{name} in invoke.yaml or INVOKE_{name.upper()}"
+
+
+def resolve(task: str, flags: Mapping[str, Any], config: Any = None) -> dict[str, Any]:
+    """The task's options, parsed: from `flags` (the command line; None: not given), else
+    `config` (invoke.yaml, INVOKE_*), else the defaults, in table order."""
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for option in options_of(task):
+        raw, sources[option.name] = _pick(task, option, flags, config, values)
+        if raw is None:
+            values[option.name] = None
+            continue
+        values[option.name] = option.parse(
+            raw, Given(option, sources[option.name], values, sources)
+        )
+    return values
+
+
+def _pick(
+    task: str, option: Option, flags: Mapping[str, Any], config: Any, values: Mapping[str, Any]
+) -> tuple[Any, str]:
+    given = flags.get(option.name)
+    if option.switch:
+        off = flags.get(f"no_{option.name}")
+        if given and off:
+            raise BuildError(
+                f"{option.flag} and --no-{option.flag[2:]} together", "give one of them"
+            )
+        given = False if off else (True if given else None)
+    if given is not None:
+        return given, option.flag
+    if option.variant(task).configurable and config is not None:
+        configured = config.get(option.name)
+        if configured is not None:
+            return configured, _config_source(config, option.name)
+    default = option.default_for(task)
+    if isinstance(default, Computed):
+        default = default.make(values)
+    return default, "the default"
+
+
+def spec_for(values: Mapping[str, Any]) -> BuildSpec:
+    """The build's BuildSpec, with --version=latest resolved first (and said so, once)."""
+    from build.config.spec import BuildSpec
+    from build.fetch import latest  # it builds on spec.py, which builds on this one
+
+    if values["version"] == LATEST:
+        found = latest.resolve(
+            values["api_url"],
+            values["cache_dir"],
+            values["retries"],
+            allow_http=values["allow_http"],
+            stall_timeout=values["stall_timeout"],
+            download_timeout=values["download_timeout"],
+        )
+        say(LATEST, found.describe())
+        values = {**values, "version": found.version}
+    return BuildSpec.from_values(values)

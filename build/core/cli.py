@@ -1,0 +1,43 @@
+"""The command line around Invoke's parser: a mistyped task or flag names the closest match."""
+
+from __future__ import annotations
+
+import difflib
+import re
+from typing import Any
+
+from invoke.exceptions import ParseError
+from invoke.parser.parser import ParseMachine
+
+from build.core.report import cut
+
+_UNKNOWN = re.compile(r"No idea what (?P<token>'.*'|\".*\") is!")
+
+
+def closest(token: str, machine: Any) -> str | None:
+    """The task or flag (of the task being parsed) nearest to `token`, if one is near."""
+    candidates = list(machine.contexts)
+    if machine.context is not None:
+        candidates += [*machine.context.flags, *machine.context.inverse_flags]
+    found = difflib.get_close_matches(token, candidates, n=1, cutoff=0.6)
+    return found[0] if found else None
+
+
+def suggest_close_matches() -> None:
+    """Make Invoke's "No idea what 'al' is!" end with "Did you mean 'all'?" (once per process)."""
+    if getattr(ParseMachine.error, "suggests", False):
+        return
+    plain = ParseMachine.error
+
+    def error(self: Any, msg: str) -> None:
+        match = _UNKNOWN.fullmatch(msg)
+        if match:
+            token = match["token"][1:-1]
+            near = closest(token, self)
+            hint = f"Did you mean {near!r}?" if near else "See invoke --list for the tasks."
+            more = "invoke --help TASK lists a task's flags"
+            raise ParseError(f"{cut(msg, 200)} {hint} ({more})", self.context)
+        plain(self, cut(msg))  # a line, however long the argument that was given
+
+    error.suggests = True  # type: ignore[attr-defined]
+    ParseMachine.error = error  # type: ignore[method-assign]

@@ -1,0 +1,110 @@
+"""Writing files atomically (a temporary beside the final name, renamed into place), and the
+file locks concurrent builds wait on."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import glob
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from build.core.errors import doing
+from build.model.names import OLD_SUFFIX, TEMP_SUFFIX, temp_prefix
+
+
+@contextlib.contextmanager
+def atomic_path(final: Path, mode: int = 0o644) -> Iterator[Path]:
+    """Yield a temporary path beside `final`; rename it into place only if the block succeeds."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=temp_prefix(final), suffix=TEMP_SUFFIX, dir=final.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        with doing(path=final):  # a full disk fails a write() that names no file
+            yield tmp
+        os.chmod(tmp, mode)
+        _fsync(tmp)  # the data, then the name: a crash must not leave a named empty file
+        os.replace(tmp, final)
+        _fsync(final.parent)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def fsync_dir(directory: Path) -> None:
+    """Make renames in `directory` durable."""
+    _fsync(directory)
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_text_atomic(path: Path, text: str, mode: int = 0o644) -> None:
+    with atomic_path(path, mode) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+@contextlib.contextmanager
+def atomic_dir(final: Path) -> Iterator[Path]:
+    """Yield a fresh temporary directory beside `final`; swap it in only if the block succeeds."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(final), suffix=TEMP_SUFFIX, dir=final.parent))
+    try:
+        yield tmp
+        old = None
+        if final.exists():
+            old = Path(
+                tempfile.mkdtemp(prefix=temp_prefix(final), suffix=OLD_SUFFIX, dir=final.parent)
+            )
+            os.replace(final, old / final.name)
+        os.replace(tmp, final)
+        if old is not None:
+            shutil.rmtree(old)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+
+
+def sweep_temps(final: Path) -> list[Path]:
+    """Remove what an earlier run killed outright (SIGKILL, power loss) left beside `final`: its
+    temporary files and directories (.NAME.xxxx.tmp, .NAME.xxxx.old). Only while holding the
+    lock every writer of `final` takes: then none of them is another build's, in use."""
+    removed = []
+    if not final.parent.is_dir():
+        return removed
+    for path in final.parent.glob(glob.escape(temp_prefix(final)) + "*"):
+        if not path.name.endswith((TEMP_SUFFIX, OLD_SUFFIX)):
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+        removed.append(path)
+    return removed
+
+
+@contextlib.contextmanager
+def file_lock(path: Path, shared: bool = False) -> Iterator[None]:
+    """An exclusive (or shared) lock that concurrent builds (nox -j, parallel CI steps) wait on.
+    Taken again if the file was removed while waiting (clean removes the lock files it made,
+    holding them): a lock on a file no longer named `path` guards nothing."""
+    while True:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+            try:
+                current = os.stat(path).st_ino
+            except FileNotFoundError:
+                current = None
+            if current != os.fstat(handle.fileno()).st_ino:
+                continue
+            yield
+            return

@@ -1,0 +1,125 @@
+"""The one way to run an external command: looked up on PATH, its output captured, any failure
+told in one line the same way, and never outliving the build."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from build.core.errors import BuildError
+
+# Which package brings each external tool, for the error when it is missing.
+PACKAGES = {
+    "mksquashfs": "squashfs-tools",
+    "unsquashfs": "squashfs-tools",
+    "mkfs.erofs": "erofs-utils",
+    "systemd-sysext": "systemd",
+    "unshare": "util-linux",
+    "gpg": "gnupg",
+    "gpgv": "gpgv",
+}
+_MAX_WORDS = 300  # characters of a failed tool's stderr in its error line
+
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+# Looked up before any fork: dlopen() in a forked child could wait on a lock forever.
+_prctl = ctypes.CDLL(None, use_errno=True).prctl
+
+
+def dies_with_this_process() -> Callable[[], None]:
+    """A preexec_fn that has the kernel SIGKILL the child when this process dies, even by
+    SIGKILL, which runs no clean-up of ours (a killed build must not leave mksquashfs writing
+    on). A process group would not do it, and would keep Ctrl-C from reaching the child.
+
+    preexec_fn is unsafe in a process with threads; the build runs its commands from its one
+    (main) thread, and the death signal follows the thread that forked, which is that one."""
+    parent = os.getpid()
+
+    def set_death_signal() -> None:
+        _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before the prctl: nobody would kill us
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return set_death_signal
+
+
+def require(tool: str) -> str:
+    path = shutil.which(tool)
+    if path is None:
+        package = PACKAGES.get(tool, tool)
+        raise BuildError(
+            f"{tool} not found on PATH",
+            f"install the package {package} (e.g. apt-get install {package})",
+        )
+    return path
+
+
+def run(argv: Sequence[str], **how: Any) -> str:
+    """Run `argv`, return its stdout as text; see run_bytes for `how`."""
+    return run_bytes(argv, **how).decode("utf-8", "replace")
+
+
+def run_bytes(
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    stdin: bytes | None = None,
+    what: str | None = None,
+    hint: str | None = None,
+    timeout: float | None = None,
+) -> bytes:
+    """Run `argv` (given `stdin`, else none), return its stdout. Any failure is one BuildError,
+    "WHAT: TOOL says: ITS LAST WORDS", `what` saying what could not be done (by default, that
+    the tool failed) and `hint` what to do (by default, the command line that failed)."""
+    what = what or f"{argv[0]} failed"
+    hint = hint or f"the command was: {shlex.join(argv)}"
+    result = _completed(argv, env, stdin, what, hint, timeout)
+    if result.returncode != 0:
+        words = _last_words(result.stderr) or f"no message, exit code {result.returncode}"
+        raise BuildError(f"{what}: {argv[0]} says: {words}", hint)
+    return result.stdout
+
+
+def run_answer(argv: Sequence[str], *, env: Mapping[str, str] | None, timeout: float) -> str:
+    """What `argv` prints, stdout then stderr, whatever its exit code: for a question some
+    versions of a tool answer with an error (mkfs.erofs 1.4 and 1.5 print their version, then
+    refuse --version)."""
+    hint = f"the command was: {shlex.join(argv)}"
+    result = _completed(argv, env, None, f"{shlex.join(argv)} failed", hint, timeout)
+    return (result.stdout + result.stderr).decode("utf-8", "replace")
+
+
+def _completed(
+    argv: Sequence[str],
+    env: Mapping[str, str] | None,
+    stdin: bytes | None,
+    what: str,
+    hint: str,
+    timeout: float | None,
+) -> subprocess.CompletedProcess[bytes]:
+    name = argv[0]
+    try:
+        return subprocess.run(
+            [require(name), *argv[1:]],
+            env=env,
+            input=stdin,
+            stdin=subprocess.DEVNULL if stdin is None else None,
+            capture_output=True,
+            timeout=timeout,
+            preexec_fn=dies_with_this_process(),
+        )
+    except subprocess.TimeoutExpired:
+        raise BuildError(f"{what}: {name} did not answer in {timeout:g} s", hint) from None
+    except OSError as error:
+        raise BuildError(f"{what}: cannot run {name}: {error.strerror}", hint) from None
+
+
+def _last_words(output: bytes) -> str:
+    """The end of what a tool said, its lines joined: short enough for one error line."""
+    lines = (line.strip() for line in output.decode("utf-8", "replace").splitlines())
+    return "; ".join(line for line in lines if line)[-_MAX_WORDS:]

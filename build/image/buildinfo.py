@@ -1,0 +1,148 @@
+"""The build info beside each image (OUTPUT/alloy-VERSION-ARCH.raw.buildinfo.json): what packed
+it, with which options, and what verify found; invoke release publishes only images it says
+verify passed on, with that sha256."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from build.core.errors import BuildError
+from build.model.names import buildinfo_file
+
+if TYPE_CHECKING:
+    from build.config.spec import BuildSpec
+    from build.pipeline.runner import Runner
+    from build.verify.checks import Check
+
+# What a build info says until verify passed on the image (invoke release refuses it).
+NOT_VERIFIED = {"result": "not run", "why": "built without verify (a single step or --no-verify)"}
+# The fields that hold an option's value, read back through that option's own parser (in the
+# option table's order: compression's parser reads format).
+OPTION_FIELDS = ("version", "arch", "format", "compression", "config_path", "autostart")
+# A field's value as old build infos lack it: all images were squashfs before EROFS came.
+OPTION_DEFAULTS = {"format": "squashfs"}
+# trust_keys: the primary key fingerprints gpg listed (build/keys/trustkeys.py), upper-case hex.
+_FINGERPRINT = re.compile(r"[0-9A-F]{40}|[0-9A-F]{64}")
+MAX_TOOL_VERSION = 200  # characters of a tool's version ("mksquashfs version 4.5.1 ...")
+
+
+def of_pack(
+    spec: BuildSpec,
+    packed: dict[str, Any],
+    tools: dict[str, str | None],
+    trust_keys: Sequence[str],
+) -> dict[str, Any]:
+    """The record the pack step writes: the options (`packed`: compression, block_size,
+    mksquashfs_args) and tools that made the image."""
+    return {
+        "image": spec.image.name,
+        "version": spec.version,
+        "arch": spec.arch.name,
+        **packed,
+        "autostart": spec.autostart,
+        "config_path": spec.config_path,
+        # Primary key fingerprints of --trust-keys: the keys hosts trust next.
+        "trust_keys": list(trust_keys),
+        **tools,
+        "verify": NOT_VERIFIED,
+    }
+
+
+def verified(checks: list[Check], sha256: str) -> dict[str, Any]:
+    """A passed verify of the image with this sha256, and the checks it could not make (never
+    counted as passed)."""
+    skipped = [f"{check.name}: {check.detail}" for check in checks if check.status == "skip"]
+    return {"result": "passed", "sha256": sha256, "skipped": skipped}
+
+
+def write(runner: Runner, info: dict[str, Any]) -> None:
+    runner.write_output(buildinfo_file(runner.spec.image), json.dumps(info, indent=2) + "\n")
+
+
+def read(runner: Runner) -> dict[str, Any]:
+    """The newest build info of the image (pending, or in place)."""
+    current = runner.current(buildinfo_file(runner.spec.image))
+    try:
+        info = json.loads(current.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise BuildError(
+            f"cannot read {current}: {error}", "rebuild with invoke all --force"
+        ) from None
+    if not isinstance(info, dict):
+        raise BuildError(
+            f"cannot read {current}: not a JSON object", "rebuild with invoke all --force"
+        )
+    return info
+
+
+def record_verify(runner: Runner, result: dict[str, Any]) -> None:
+    """The verify result in the image's build info, which invoke release reads."""
+    write(runner, {**read(runner), "verify": result})
+
+
+def options_differ(info: dict[str, Any], spec: BuildSpec, compression: str) -> list[str]:
+    """The options (as flags) the image was built with where they differ from `spec`'s, for
+    those its checks depend on (`compression`: what --compression packs for spec.arch)."""
+    differ = []
+    if info.get("format", "squashfs") != spec.format:
+        differ.append(f"--format={info.get('format', 'squashfs')}")
+    if info.get("compression") != compression:
+        differ.append(f"--compression={info.get('compression')}")
+    if bool(info.get("autostart")) != spec.autostart:
+        differ.append("--autostart" if info.get("autostart") else "no --autostart")
+    if bool(info.get("trust_keys")) != (spec.trust_keys is not None):
+        differ.append("--trust-keys" if info.get("trust_keys") else "no --trust-keys")
+    return differ
+
+
+def parse_fields(path: Path, info: dict[str, Any], tools: Sequence[str]) -> dict[str, Any]:
+    """`info`, read from `path`, with each field that came from an option parsed by that
+    option's parser (build/config/options.py), as if given again; trust_keys a list of fingerprints,
+    `tools` (the tools that packed it) versions or null, verify's skipped checks a list of
+    text. BuildError naming `path` and the field, with the parser's words, for any other."""
+    from build.config import options  # it builds on pack.py, which builds on this module
+
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for option in options.OPTIONS:  # table order
+        name = option.name
+        if name not in OPTION_FIELDS:
+            continue
+        sources[name] = f"{name} in {path}"
+        raw = info.get(name, OPTION_DEFAULTS.get(name))
+        try:
+            if raw is None:
+                raise BuildError("missing")
+            values[name] = option.parse(raw, options.Given(option, sources[name], values, sources))
+        except BuildError as error:
+            raise _bad(path, name, error.message) from None
+    keys = info.get("trust_keys", [])  # none: built before --trust-keys existed
+    if not isinstance(keys, list) or not all(
+        isinstance(key, str) and _FINGERPRINT.fullmatch(key) for key in keys
+    ):
+        raise _bad(path, "trust_keys", "not a list of key fingerprints")
+    for tool in tools:
+        version = info.get(tool)
+        if version is not None and not _is_text(version, MAX_TOOL_VERSION):
+            raise _bad(path, tool, "not the version of a tool")
+    verified = info.get("verify")
+    skipped = verified.get("skipped", []) if isinstance(verified, dict) else []
+    if not isinstance(skipped, list) or not all(_is_text(line, 1000) for line in skipped):
+        raise _bad(path, "verify", "its skipped checks are not a list of lines")
+    return {**info, **values, "trust_keys": keys}
+
+
+def _is_text(value: object, most: int) -> bool:
+    return isinstance(value, str) and len(value) <= most and value.isprintable()
+
+
+def _bad(path: Path, field: str, why: str) -> BuildError:
+    return BuildError(
+        f"{path} has a bad {field}: {why}",
+        "it is not what a build writes: rebuild the image with invoke all --force; "
+        "nothing was written",
+    )

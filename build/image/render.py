@@ -1,0 +1,105 @@
+"""Files rendered into the image, from templates in build/templates/ with @NAME@ placeholders.
+
+@NAME@ rather than $NAME or {name}: unit files use $VAR and ${VAR} themselves."""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+from collections.abc import Mapping
+from pathlib import Path
+
+from build.config.spec import IMAGE_BINARY, STATE_DIR, BuildSpec
+from build.core.errors import BuildError
+
+TEMPLATES = Path(__file__).parent.parent / "templates"
+_PLACEHOLDER = re.compile(r"@([A-Z_]+)@")
+
+
+def render(template: str, values: Mapping[str, str], source: str) -> str:
+    def value(match: re.Match[str]) -> str:
+        try:
+            return values[match.group(1)]
+        except KeyError:
+            known = ", ".join(f"@{name}@" for name in values)
+            raise BuildError(
+                f"{source} uses unknown placeholder {match.group(0)}", f"known: {known}"
+            ) from None
+
+    return _PLACEHOLDER.sub(value, template)
+
+
+def unit_template_path(spec: BuildSpec) -> Path:
+    return spec.unit_template or TEMPLATES / "alloy.service"
+
+
+# A unit template is a small text file a user wrote: never a device, a FIFO or a kernel file
+# (/proc/self/environ would put the build's secrets into the image; /dev/zero never ends).
+MAX_TEMPLATE = 64 << 10
+_NOT_FILES = ("/proc", "/sys", "/dev")
+_SERVICE_SECTION = re.compile(r"^\[Service\][ \t]*$", re.M)
+
+
+def read_template(path: Path) -> str:
+    def refuse(reason: str) -> BuildError:
+        return BuildError(
+            f"refusing unit template {path}: {reason}",
+            f"give --unit-template a unit file of at most {MAX_TEMPLATE >> 10} KiB of UTF-8 text "
+            "with a [Service] section",
+        )
+
+    real = os.path.realpath(path)
+    for root in _NOT_FILES:
+        if real == root or real.startswith(root + "/"):
+            raise refuse(f"it is {real}, under {root}: not a file a user wrote")
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError as error:
+        raise BuildError(
+            f"cannot read unit template {path}: {error.strerror}", "check --unit-template"
+        ) from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise refuse("it is not a regular file")
+        data = _read_at_most(fd, MAX_TEMPLATE + 1)
+    finally:
+        os.close(fd)
+    if len(data) > MAX_TEMPLATE:
+        raise refuse(f"it is larger than {MAX_TEMPLATE >> 10} KiB")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise refuse("it is not UTF-8 text") from None
+    if "\0" in text:
+        raise refuse("it holds NUL bytes")
+    if not _SERVICE_SECTION.search(text):
+        raise refuse("it has no [Service] section")
+    return text
+
+
+def _read_at_most(fd: int, size: int) -> bytes:
+    chunks, left = [], size
+    while left > 0 and (chunk := os.read(fd, min(left, 1 << 16))):
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
+def unit(spec: BuildSpec, template: str, source: str) -> str:
+    values = {
+        "VERSION": spec.version,
+        "BINARY": "/" + IMAGE_BINARY,
+        "CONFIG_PATH": spec.config_path,
+        "STATE_DIR": STATE_DIR,
+    }
+    return render(template, values, source)
+
+
+def autostart_dropin() -> str:
+    return (TEMPLATES / "autostart.conf").read_text(encoding="utf-8")
+
+
+def extension_release(spec: BuildSpec) -> str:
+    template = (TEMPLATES / "extension-release").read_text(encoding="utf-8")
+    return render(template, {"ARCHITECTURE": spec.arch.systemd}, "extension-release template")

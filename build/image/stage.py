@@ -1,0 +1,212 @@
+"""Lay out the image tree: the one binary from the zip, the unit and the extension metadata."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import itertools
+import os
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+from build.config.spec import (
+    IMAGE_AUTOSTART,
+    IMAGE_BINARY,
+    IMAGE_EXTENSION_RELEASE,
+    IMAGE_TRUST_KEYS,
+    IMAGE_UNIT,
+    BuildSpec,
+)
+from build.core.errors import BuildError, doing
+from build.core.fileio import atomic_dir, sweep_temps
+from build.fetch import zipmember
+from build.image import render
+from build.image.elf import HEADER_SIZE, check_elf_header
+from build.keys.trustkeys import TrustKeys, read_trust_keys
+from build.model import manifest
+
+if TYPE_CHECKING:
+    from build.pipeline.runner import Runner
+
+# Lets systemd (252+) merge the image under a file name other than `alloy.raw`.
+STRICT_XATTR = "user.extension-release.strict"
+DIR_MODE = 0o755  # overlayfs gives a merged directory the top layer's mode: never narrower
+
+
+# The zip matched the release's SHA256SUMS: whatever is wrong with it is wrong at the source.
+ASSET_HINT = (
+    "the release asset is broken or was tampered with (it matches SHA256SUMS: a new download "
+    "will not help); check that release, or the mirror given as --base-url"
+)
+
+
+def extract_binary(zip_path: Path, spec: BuildSpec, dest: Path) -> None:
+    """Write only the member `alloy-linux-ARCH` to `dest`, refusing anything but the right ELF
+    in a zip where nothing else could be taken for it."""
+    what = f"{spec.member} in {spec.zip_name}"
+    reading = doing("reading the release zip", zip_path)
+    try:
+        with reading, zip_path.open("rb") as raw, zipmember.open_archive(zip_path) as archive:
+            info = zipmember.select(archive, raw, spec.member)
+            if info is None:
+                raise BuildError(
+                    f"{spec.zip_name} from {spec.zip_url} has no {spec.member}",
+                    f"it holds: {zipmember.listed(archive.namelist()) or 'nothing'}; "
+                    "check --arch and --base-url",
+                )
+            limit = spec.max_binary_size  # a zip bomb must not fill the disk
+            if info.file_size > limit:
+                raise _too_big(what, limit)
+            chunks = zipmember.read_chunks(archive.open(info), zip_path)
+            with doing("unpacking the binary", dest), dest.open("wb") as out:
+                _copy(chunks, out, spec, what)
+    except zipmember.ZipProblem as problem:
+        raise BuildError(f"{spec.zip_name} from {spec.zip_url} {problem}", ASSET_HINT) from None
+    except (zipfile.BadZipFile, NotImplementedError, RuntimeError):
+        # What select() did not foresee, from zipfile.open(): its words hold reprs.
+        raise BuildError(
+            f"{spec.zip_name} from {spec.zip_url} has an entry for {spec.member} that cannot "
+            "be read",
+            ASSET_HINT,
+        ) from None
+
+
+def _copy(chunks: Iterator[bytes], out: BinaryIO, spec: BuildSpec, what: str) -> None:
+    """Check the ELF header before a byte is written, and the size as the bytes come."""
+    head = b""
+    for chunk in chunks:  # a chunk may be shorter than the header: join until it is not
+        head += chunk
+        if len(head) >= HEADER_SIZE:
+            break
+    check_elf_header(head[:HEADER_SIZE], spec.arch, what)
+    written = 0
+    for chunk in itertools.chain([head], chunks):
+        written += len(chunk)
+        if written > spec.max_binary_size:  # the header's size can lie
+            raise _too_big(what, spec.max_binary_size)
+        out.write(chunk)
+
+
+def _too_big(what: str, limit: int) -> BuildError:
+    return BuildError(
+        f"{what} unpacks to more than {limit >> 20} MiB (--max-binary-size)",
+        "the release asset is broken, or raise --max-binary-size",
+    )
+
+
+def _make_dirs(root: Path, relative: str) -> None:
+    path = root
+    for part in Path(relative).parts:
+        path = path / part
+        path.mkdir(exist_ok=True)
+        os.chmod(path, DIR_MODE)
+
+
+def _write(path: Path, text: str | bytes, mode: int) -> None:
+    with doing("staging the image tree", path):
+        if isinstance(text, bytes):  # a keyring (--trust-keys)
+            path.write_bytes(text)
+        else:
+            path.write_text(text, encoding="utf-8")
+    os.chmod(path, mode)
+
+
+def _set_strict_false(path: Path) -> None:
+    try:
+        os.setxattr(path, STRICT_XATTR, b"false")
+    except OSError as error:
+        if error.errno in (errno.ENOTSUP, errno.EOPNOTSUPP):
+            raise BuildError(
+                f"cannot set the {STRICT_XATTR} xattr under {path.parent}: the filesystem "
+                "does not support user xattrs (tmpfs before Linux 6.6?)",
+                "use an --output-dir on a disk filesystem such as ext4 or xfs",
+            ) from None
+        raise
+
+
+def _strip_foreign_xattrs(root: Path, keep: dict[Path, set[str]]) -> None:
+    """A stray xattr (default ACLs, a desktop's tags) would change the image's bytes."""
+    for directory, _, files in os.walk(root):
+        for path in [Path(directory), *(Path(directory) / name for name in files)]:
+            for name in os.listxattr(path, follow_symlinks=False):
+                if name not in keep.get(path, set()):
+                    # Some cannot go (security.selinux where the policy forbids it).
+                    with contextlib.suppress(OSError):
+                        os.removexattr(path, name, follow_symlinks=False)
+
+
+def stage(spec: BuildSpec, zip_path: Path, tree: Path, texts: dict[str, str | bytes]) -> None:
+    """Lay out the image: the binary from the zip, then `texts` (path in the image -> content)."""
+    os.chmod(tree, DIR_MODE)  # the image root takes this directory's mode
+    for relative in (IMAGE_BINARY, *texts):
+        _make_dirs(tree, str(Path(relative).parent))
+    binary = tree / IMAGE_BINARY
+    extract_binary(zip_path, spec, binary)
+    os.chmod(binary, 0o755)
+    for relative, text in texts.items():
+        _write(tree / relative, text, 0o644)
+    release = tree / IMAGE_EXTENSION_RELEASE
+    _set_strict_false(release)
+    _strip_foreign_xattrs(tree, {release: {STRICT_XATTR}})
+
+
+def trust_keys(runner: Runner) -> TrustKeys | None:
+    """--trust-keys, read once: before any download (refused early), then put in the image and
+    named in its build info."""
+    path = runner.spec.trust_keys
+    return runner.once("trust_keys", lambda: read_trust_keys(path) if path else None)
+
+
+def trust_fingerprints(runner: Runner) -> tuple[str, ...]:
+    keys = trust_keys(runner)
+    return keys.fingerprints if keys is not None else ()
+
+
+def texts(runner: Runner) -> dict[str, str | bytes]:
+    """The files rendered into the image (path in the image -> content), rendered once."""
+
+    def render_all() -> dict[str, str | bytes]:
+        spec = runner.spec
+        template_path = render.unit_template_path(spec)
+        template = render.read_template(template_path)
+        found: dict[str, str | bytes] = {
+            IMAGE_UNIT: render.unit(spec, template, str(template_path)),
+            IMAGE_EXTENSION_RELEASE: render.extension_release(spec),
+        }
+        if spec.autostart:
+            found[IMAGE_AUTOSTART] = render.autostart_dropin()
+        keys = trust_keys(runner)
+        if keys is not None:
+            found[IMAGE_TRUST_KEYS] = keys.keyring
+        return found
+
+    return runner.once("texts", render_all)
+
+
+def params(runner: Runner, zip_sha256: str) -> dict[str, Any]:
+    """Contents, not times: a re-download of the same zip or a checkout that touches the
+    templates changes nothing in the tree."""
+    spec = runner.spec
+    return {
+        "version": spec.version,
+        "arch": spec.arch.name,
+        "zip": zip_sha256,
+        "files": {path: _sha256(text) for path, text in texts(runner).items()},
+    }
+
+
+def make(runner: Runner, zip_path: Path) -> str:
+    """The stage step: the image tree from the verified zip `zip_path`, swapped in whole."""
+    spec = runner.spec
+    sweep_temps(spec.rootfs)  # a killed run's half-staged trees (under the stage lock)
+    with atomic_dir(spec.rootfs) as tree:
+        stage(spec, zip_path, tree, texts(runner))
+    manifest.record_tree(spec.output_dir, spec.rootfs)  # hashes the binary once more
+    return f"staged {spec.rootfs}"
+
+
+def _sha256(text: str | bytes) -> str:
+    return hashlib.sha256(text if isinstance(text, bytes) else text.encode()).hexdigest()

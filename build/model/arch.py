@@ -1,0 +1,46 @@
+"""The one table that maps our architecture names to systemd's and ELF's."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from build.core.errors import BuildError
+
+
+@dataclass(frozen=True)
+class Arch:
+    name: str  # Alloy's asset suffix and ours: amd64, arm64
+    systemd: str  # ARCHITECTURE= in extension-release
+    elf_machine: int  # e_machine in the ELF header
+    elf_name: str  # how people call that machine
+    # mksquashfs's xz BCJ filter for this machine's code (-Xbcj), for --compression=xz-bcj; None
+    # where squashfs-tools has none (4.5 knows 32-bit ARM's, not arm64's).
+    bcj: str | None
+
+
+ARCHES: dict[str, Arch] = {
+    "amd64": Arch("amd64", "x86-64", 62, "x86-64", bcj="x86"),
+    "arm64": Arch("arm64", "arm64", 183, "AArch64", bcj=None),
+}
+
+ELF_MACHINE_NAMES: dict[int, str] = {
+    3: "x86 (32-bit)",
+    8: "MIPS",
+    20: "PowerPC",
+    21: "PowerPC64",
+    22: "s390",
+    40: "ARM (32-bit)",
+    62: "x86-64",
+    183: "AArch64",
+    243: "RISC-V",
+}
+
+
+def parse_arch(name: str) -> Arch:
+    try:
+        return ARCHES[name]
+    except KeyError:
+        valid = ", ".join(ARCHES)
+        raise BuildError(
+            f"unknown architecture {name!r}", f"use --arch with one of: {valid}"
+        ) from None

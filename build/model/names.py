@@ -1,0 +1,86 @@
+"""Every name this tool gives a file it writes (outputs, records, locks, temporaries, cache
+files), decided here and nowhere else: clean, the cache and the manifest recognise them too."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from build.alloy import NAME
+from build.core import urls
+
+# The checksum list a release publishes (GNU format, as Alloy's own releases name it), and the
+# one invoke sums / invoke release write beside the images.
+SUMS_FILE = "SHA256SUMS"
+SIGNATURE_FILE = f"{SUMS_FILE}.gpg"
+
+# invoke release, beside the images.
+INDEX = "index.json"
+SYSUPDATE_DIR = "sysupdate"
+FLATCAR_DIR = "flatcar"
+PUBLIC_KEY_FILE = f"{NAME}-release-key.gpg"  # binary: what goes into a host's keyring
+PUBLIC_KEY_ARMORED = f"{NAME}-release-key.asc"
+
+# Beside each image.
+CHECKSUM_SUFFIX = ".sha256"
+BUILDINFO_SUFFIX = ".buildinfo.json"
+
+# OUTPUT/.staging: the tool's own records, one directory per build cell (version, arch).
+STAGING = ".staging"
+MANIFEST = "manifest.json"
+MANIFEST_LOCK = "manifest.lock"
+OUTPUT_LOCK = "output.lock"
+PENDING = "pending"  # invoke all: outputs waiting for verify to pass
+CELL_LOCK = "outputs.lock"  # held from the first pending output to their install
+ROOTFS = "rootfs"
+STAMP_SUFFIX = ".stamp"
+LOCK_SUFFIX = ".lock"
+
+# Temporaries beside a file: .NAME.XXXX.tmp while written, .NAME.XXXX.old while replaced.
+TEMP_SUFFIX = ".tmp"
+OLD_SUFFIX = ".old"
+
+# The download cache: its tag (https://bford.info/cachedir/), and --version=latest's answer,
+# per API.
+CACHE_TAG = "CACHEDIR.TAG"
+LATEST_PREFIX = "latest-"
+
+
+def checksum_file(image: Path) -> Path:
+    return image.with_name(image.name + CHECKSUM_SUFFIX)
+
+
+def buildinfo_file(image: Path) -> Path:
+    """What built the image (tool versions, options): reproducible per toolchain."""
+    return image.with_name(image.name + BUILDINFO_SUFFIX)
+
+
+def stamp_file(directory: Path, step: str) -> Path:
+    """A step's record of the parameters it last made its targets with."""
+    return directory / f"{step}{STAMP_SUFFIX}"
+
+
+def step_lock(stamp: Path) -> Path:
+    """The lock a step holds while it checks and makes its targets, beside its record."""
+    return stamp.with_suffix(LOCK_SUFFIX)
+
+
+def lock_file(shared: Path) -> Path:
+    """The lock beside a file that several builds share (a cached download): .NAME.lock."""
+    return shared.with_name(f".{shared.name}{LOCK_SUFFIX}")
+
+
+def temp_prefix(final: Path) -> str:
+    return f".{final.name}."
+
+
+def source_key(url: str) -> str:
+    """The download cache's folder for a source: urls.cache_key, e.g.
+    https_github.com_443__274c5d72b86ba4cb77b903e7e4afdb07; every part of the URL that chooses
+    the bytes (scheme, host, port, path) is in its hash, so an http:// fetch is never taken for
+    an https:// one."""
+    return urls.cache_key(url)
+
+
+def latest_file(cache_dir: Path, api_url: str) -> Path:
+    """The cached answer of --version=latest from `api_url`."""
+    return cache_dir / f"{LATEST_PREFIX}{source_key(api_url)}.json"

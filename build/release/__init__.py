@@ -1,0 +1,2 @@
+"""Publishing for fleets (invoke release, invoke sums): SHA256SUMS and its signature, index.json
+(publish), sysupdate transfers (sysupdate) and the Butane/Ignition config (butane)."""

@@ -1,0 +1,597 @@
+"""invoke release: what a published directory holds beside its images, for fleets.
+
+Over an output directory of built images it writes, each atomically:
+  SHA256SUMS                      every image (what sha256sum -c and systemd-sysupdate read)
+  index.json                      every image: version, arch, size, sha256, the tools that built it
+  sysupdate/ARCH/alloy.transfer   the transfer for a host's /etc/sysupdate.alloy.d/, and the same
+  sysupdate/ARCH/alloy.conf       text under the name systemd 256 and older read
+  flatcar/alloy-ARCH.bu           Butane: provisions a Flatcar host with the newest ARCH image
+  flatcar/alloy-ARCH.ign          the Ignition config (spec 3.3.0) that Butane stands for
+Signed (a gpg key given), also:
+  SHA256SUMS.gpg                  a detached signature of exactly SHA256SUMS (Verify=yes)
+  alloy-release-key.gpg/.asc      the public key that checks it, binary and armored
+Everything is checked before anything is written: a refused directory is left as it was."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from build import alloy
+from build.config.spec import NAME, parse_output_name
+from build.core import urls
+from build.core.errors import BuildError
+from build.core.fileio import atomic_path, write_text_atomic
+from build.core.report import listing, say
+from build.core.safeio import read_regular
+from build.formats.images import image_format
+from build.image import buildinfo
+from build.image.checksum import image_sums, sums_text, write_sums
+from build.image.render import TEMPLATES, render
+from build.keys import signing
+from build.model import manifest
+from build.model.arch import ARCHES
+from build.model.names import FLATCAR_DIR, INDEX, STAGING, SUMS_FILE, SYSUPDATE_DIR, buildinfo_file
+from build.release import butane, sysupdate
+from build.verify import checks as verify
+
+MAX_BUILDINFO = 1 << 20
+FIRST_BOOT_UNIT = f"{NAME}-first-boot.service"
+PLACEHOLDER_UNIT = f"{NAME}-config-placeholder.service"
+PLACEHOLDER_CONFIG = f"/etc/{NAME}-sysext/config.{NAME}.placeholder"
+SYSUPDATE_DROPIN = f"{NAME}.conf"  # in systemd-sysupdate.service.d/
+# The no-op transfer under the name systemd 257+ reads (.transfer) and the sysext-bakery's, the
+# one 256 and older read (.conf), so configs merge.
+NOOP_TRANSFERS = ("/etc/sysupdate.d/noop.transfer", "/etc/sysupdate.d/noop.conf")
+# Run by the drop-in after an update: merge, restart, health gate, rollback.
+ACTIVATE_SCRIPT = f"/opt/{NAME}-sysext/activate"
+DEFAULT_HEALTH_URL = alloy.DEFAULT_HEALTH_URL
+HEALTH_TIMEOUT = alloy.HEALTH_TIMEOUT
+# The drop-in's TimeoutStartSec=: the download, the gate, and a rollback's second gate.
+UPDATE_TIMEOUT = "15min"
+# A signed release's key on the host, and the unit that adds it to sysupdate's keyring.
+HOST_RELEASE_KEY = f"/etc/{NAME}-sysext/release-key.gpg"
+PUBRING_UNIT = f"{NAME}-import-pubring.service"
+# Where an image carries the keys hosts should trust next (--trust-keys): the unit adds them.
+NEXT_KEYS_DIR = f"/usr/lib/{NAME}-sysext/release-keys.d/"
+UNSIGNED_NOTE = (
+    "unsigned (no --sign-key): no SHA256SUMS.gpg, so the transfers say Verify=false: hosts "
+    "check each image against SHA256SUMS, but nothing proves who wrote SHA256SUMS"
+)
+# What buildinfo must say for an image to be published (build/pipeline/steps.py writes it).
+BUILDINFO_KEYS = ("image", "version", "arch", "compression", "autostart", "config_path", "verify")
+# And per format, the tools that packed it (a build info without "format" is squashfs's: they
+# were all squashfs before EROFS came).
+FORMAT_TOOLS = {"squashfs": ("mksquashfs", "liblzma"), "erofs": ("mkfs.erofs",)}
+# Plain URLs only: no %, which systemd reads as a specifier, no spaces, quotes, ? or #.
+_PUBLISH_URL = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]+)?(/[A-Za-z0-9._~/+=,@-]*)?")
+
+
+@dataclass(frozen=True)
+class Image:
+    path: Path
+    version: str
+    arch: str  # for the compat name: the architecture of the image it is a copy of
+    compat_of: str | None  # the versioned image the compat name holds, or None
+    sha256: str
+    size: int
+    buildinfo: dict[str, Any]
+
+
+def normalize_publish_url(url: str, allow_http: bool = True, option: str = "--publish-url") -> str:
+    """The directory URL the files will be served from, ending in /. Plain http:// to another
+    host than this machine only with `allow_http`: hosts would fetch root-run images over it."""
+    if not _PUBLISH_URL.fullmatch(url):
+        raise BuildError(
+            f"invalid publish URL {url!r}",
+            "give the http(s) URL of the directory the files will be served from, without "
+            "%, spaces, quotes, ? or #, e.g. --publish-url=https://example.com/alloy/",
+        )
+    target = urls.check(url, option, client=False)  # never fetched here: hosts fetch it
+    if target.scheme == "http" and not allow_http and not target.is_loopback:
+        raise BuildError(
+            f"refusing plain http:// {option} {url}: hosts would fetch images they run as root "
+            "unencrypted",
+            "use an https:// URL, or allow plain http with --allow-http (INVOKE_ALLOW_HTTP=true)",
+        )
+    return url.rstrip("/") + "/"
+
+
+def normalize_health_url(url: str) -> str:
+    """The URL an updated alloy must answer 200 on (run on the host itself: any http(s) URL)."""
+    if not _PUBLISH_URL.fullmatch(url):
+        raise BuildError(
+            f"invalid health URL {url!r}",
+            "give the http(s) URL alloy answers 200 on once healthy, without %, spaces, quotes, "
+            f"? or #, e.g. --health-url={DEFAULT_HEALTH_URL}",
+        )
+    return url
+
+
+def release(
+    output_dir: Path,
+    publish_url: str,
+    update_url: str | None = None,
+    allow_http: bool = False,
+    signer: signing.Signer | None = None,
+    health_url: str = DEFAULT_HEALTH_URL,
+) -> list[Path]:
+    """Write the release files over `output_dir`; return them. Hosts download the image from
+    `publish_url` once; sysupdate looks for newer ones at `update_url` (default: the same), e.g.
+    a "latest release" address that always serves the newest directory. With `signer`, the
+    release is signed (SHA256SUMS.gpg, the public key, Verify=yes). An updated alloy must
+    answer 200 on `health_url` or is rolled back."""
+    url = normalize_publish_url(publish_url, allow_http)
+    health = normalize_health_url(health_url)
+    updates = normalize_publish_url(update_url, allow_http, "--update-url") if update_url else url
+    if not output_dir.is_dir():
+        raise BuildError(f"no directory {output_dir}", "build images first, e.g. invoke all")
+    manifest.own_subdir(output_dir, STAGING)  # where the lock lives: never a symlink
+    # Alone in the directory: builds, clean, sums and other releases wait, and we wait for
+    # them, so no SHA256SUMS.gpg of one key is published beside another key.
+    with manifest.output_dir_lock(output_dir):
+        return _release(output_dir, url, updates, signer, health)
+
+
+def _release(
+    output_dir: Path, url: str, updates: str, signer: signing.Signer | None, health_url: str
+) -> list[Path]:
+    # Nothing is followed out of the output directory.
+    subdirs = [(STAGING,), (SYSUPDATE_DIR,), (FLATCAR_DIR,)]
+    manifest.refuse_links(output_dir, *subdirs, *((SYSUPDATE_DIR, a) for a in ARCHES))
+    refuse_prereleases(output_dir)
+    sums = image_sums(output_dir)  # hashes every image, checks each against its .sha256
+    images = _images(output_dir, sums)
+    refuse_mixed_formats(output_dir, images)
+    newest = _newest_per_arch(images)
+    texts: dict[Path, str] = {output_dir / INDEX: index_json(images, newest, url, signer)}
+    for arch, image in newest.items():
+        _check_match_pattern(arch, images)
+        transfer = sysupdate.transfer(arch, updates, signed=signer is not None)
+        for name in sysupdate.TRANSFER_NAMES:
+            texts[output_dir / SYSUPDATE_DIR / arch / name] = transfer
+        config = flatcar_config(image, url, transfer, signer, health_url)
+        stem = output_dir / FLATCAR_DIR / f"{NAME}-{arch}"
+        comment = _butane_comment(image, url, signer)
+        texts[stem.with_suffix(".bu")] = butane.to_butane(config, comment)
+        texts[stem.with_suffix(".ign")] = butane.to_ignition(config)
+    signed = signed_files(output_dir, signer, sums_text(sums)) if signer else {}
+    manifest.refuse_foreign(output_dir, [output_dir / SUMS_FILE, *texts, *signed])
+    # Only now, with every check passed (the signature made and verified), does anything change.
+    written = [write_sums(output_dir, sums)[0]]
+    for path, text in texts.items():
+        manifest.make_dirs(output_dir, *path.parent.relative_to(output_dir).parts)
+        write_text_atomic(path, text)
+        written.append(path)
+    written += write_binaries(signed)
+    manifest.record(output_dir, written)
+    _remove_stale(output_dir, set(newest))
+    for path in written:
+        say("release", f"wrote {path}")
+    if signer is None:
+        remove_signature(output_dir, "release")
+        say("release", UNSIGNED_NOTE)
+    else:
+        say("release", f"signed SHA256SUMS with {signer.fingerprint} (checked with gpgv)")
+    return written
+
+
+def signed_files(output_dir: Path, signer: signing.Signer, sums: str) -> dict[Path, bytes]:
+    """SHA256SUMS.gpg over the text `sums` (made and checked with gpgv now) and the public
+    key, binary and armored, by where they go; nothing is written yet."""
+    return {
+        output_dir / signing.SIGNATURE_FILE: signing.sign(signer, sums.encode("utf-8")),
+        output_dir / signing.PUBLIC_KEY_FILE: signer.public_key,
+        output_dir / signing.PUBLIC_KEY_ARMORED: signer.public_key_armored.encode("ascii"),
+    }
+
+
+def write_binaries(files: dict[Path, bytes]) -> list[Path]:
+    for path, data in files.items():
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(data)
+    return list(files)
+
+
+def remove_signature(output_dir: Path, step: str) -> None:
+    """An earlier signed release's signature and keys: the signature no longer signs this
+    SHA256SUMS, and a key beside an unsigned release would mislead. Removed where they are the
+    tool's (the manifest says so), kept and named otherwise."""
+    recorded = manifest.load(output_dir)
+    for name in signing.SIGNED_FILES:
+        path = output_dir / name
+        if not os.path.lexists(path):
+            continue
+        if recorded.owns_file(output_dir, name):
+            path.unlink()
+            say(step, f"removed {path} (from an earlier signed release)")
+        else:
+            say(step, f"kept {path}: this tool did not write it, or it changed since")
+
+
+def write_signed_sums(output_dir: Path, signer: signing.Signer | None) -> tuple[Path, int]:
+    """invoke sums: SHA256SUMS afresh over every image; signed again with `signer`, or else an
+    earlier signature is removed unless SHA256SUMS is byte for byte the one it signed."""
+    if not output_dir.is_dir():  # before the lock, which would make the directory
+        raise BuildError(f"no images in {output_dir}", "build them first, e.g. invoke all")
+    manifest.own_subdir(output_dir, STAGING)
+    with manifest.output_dir_lock(output_dir):  # as release: alone
+        sums = image_sums(output_dir)
+        text = sums_text(sums)
+        signed = signed_files(output_dir, signer, text) if signer else {}
+        manifest.refuse_foreign(output_dir, list(signed))
+        try:
+            before = (output_dir / SUMS_FILE).read_bytes()
+        except OSError:
+            before = None
+        path, count = write_sums(output_dir, sums)
+        if signer:
+            manifest.record(output_dir, write_binaries(signed))
+            say("sums", f"signed {path} with {signer.fingerprint} (checked with gpgv)")
+        elif before != text.encode("utf-8") and os.path.lexists(
+            output_dir / signing.SIGNATURE_FILE
+        ):
+            remove_signature(output_dir, "sums")
+            say("sums", f"{SUMS_FILE} changed, so it is unsigned now: sign it with --sign-key")
+        return path, count
+
+
+def refuse_prereleases(output_dir: Path) -> None:
+    """A release candidate must never be published: systemd's version order puts 1.11.0-rc.1
+    after 1.11.0, so sysupdate would install it over the release."""
+    found = sorted(
+        path.name
+        for path in output_dir.iterdir()
+        if not path.name.startswith(".")
+        and (parsed := parse_output_name(path.name)) is not None
+        and "-rc." in parsed[0]
+    )
+    if found:
+        versions = sorted({parse_output_name(name)[0] for name in found})  # type: ignore[index]
+        shown = listing(found, ", ", most=120)
+        cleans = listing(
+            (f"invoke clean --version={v} --output-dir={output_dir}" for v in versions), " and "
+        )
+        raise BuildError(
+            f"{output_dir} holds release candidates ({shown}), which are never published: "
+            "systemd-sysupdate orders X.Y.Z-rc.N after X.Y.Z and would install them",
+            f"remove them ({cleans}) or release from a directory without them; nothing was written",
+        )
+
+
+def _format(image: Image) -> str:
+    return str(image.buildinfo.get("format", "squashfs"))
+
+
+def refuse_mixed_formats(output_dir: Path, images: list[Image]) -> None:
+    """One release directory, one format: a host's transfer file picks images by name, which
+    cannot tell squashfs from EROFS, and a host without EROFS (Flatcar LTS) must never be
+    offered one."""
+    by_format: dict[str, list[str]] = {}
+    for image in images:
+        by_format.setdefault(_format(image), []).append(image.path.name)
+    if len(by_format) > 1:
+        formats = sorted(by_format.items())
+        listed = "; ".join(f"{f}: {listing(names, ', ', 80)}" for f, names in formats)
+        raise BuildError(
+            f"{output_dir} mixes image formats ({listed}): a host's transfer cannot tell them "
+            "apart by name, and a host without EROFS (Flatcar LTS) must never get one",
+            "release each format from an output directory and a URL of its own, e.g. "
+            "--output-dir=output-erofs; nothing was written",
+        )
+
+
+def _images(output_dir: Path, sums: list[tuple[Path, str]]) -> list[Image]:
+    versioned: dict[str, Image] = {}
+    compat: list[tuple[Path, str, str]] = []
+    for path, sha256 in sums:
+        version, arch = parse_output_name(path.name)  # type: ignore[misc]
+        if arch is None:
+            compat.append((path, version, sha256))
+            continue
+        info = _buildinfo(path, version, arch, sha256)
+        _static_checks(path, info)
+        versioned[path.name] = Image(path, version, arch, None, sha256, path.lstat().st_size, info)
+    images = list(versioned.values())
+    for path, version, sha256 in compat:
+        twin = next(
+            (i for i in versioned.values() if i.version == version and i.sha256 == sha256), None
+        )
+        if twin is None:
+            raise BuildError(
+                f"{path.name} is the same as no versioned image of {version} in {output_dir}, "
+                "so nothing says what built it",
+                f"rebuild it with invoke all --version={version} --output-dir={output_dir} "
+                "(the --compat-arch image makes it), or remove it",
+            )
+        _static_checks(path, twin.buildinfo)  # the same bytes, under another name
+        images.append(
+            Image(
+                path,
+                version,
+                twin.arch,
+                twin.path.name,
+                sha256,
+                path.lstat().st_size,
+                twin.buildinfo,
+            )
+        )
+    return sorted(images, key=lambda image: image.path.name)
+
+
+def _buildinfo(image: Path, version: str, arch: str, sha256: str) -> dict[str, Any]:
+    path = buildinfo_file(image)
+    rebuild = (
+        f"rebuild the image with invoke all --version={version} --arch={arch} "
+        f"--output-dir={image.parent}"
+    )
+    try:
+        info = json.loads(read_regular(path, MAX_BUILDINFO, rebuild))
+    except FileNotFoundError:
+        raise BuildError(f"{image.name} has no {path.name} saying what built it", rebuild) from None
+    except (OSError, ValueError) as error:
+        raise BuildError(f"cannot read {path}: {error}", rebuild) from None
+    if not isinstance(info, dict):
+        raise BuildError(f"{path} is not a JSON object", rebuild)
+    packed_as = info.get("format", "squashfs")
+    if packed_as not in FORMAT_TOOLS:
+        raise BuildError(f"{path} names an unknown format {str(packed_as)[:40]!r}", rebuild)
+    missing = [key for key in (*BUILDINFO_KEYS, *FORMAT_TOOLS[packed_as]) if key not in info]
+    if missing:
+        raise BuildError(f"{path} lacks {', '.join(missing)}", rebuild)
+    if image_format(image) != packed_as:
+        raise BuildError(f"{image.name} is not {packed_as}, which {path.name} says it is", rebuild)
+    # Every field goes into index.json, units and Butane as the build's options would: through
+    # the same parsers, so a config_path with a newline is no ExecStartPre= of a root unit.
+    info = buildinfo.parse_fields(path, info, FORMAT_TOOLS[packed_as])
+    said = (info["image"], info["version"], info["arch"])
+    if said != (image.name, version, arch):
+        raise BuildError(
+            f"{path} describes {said[0]} ({said[1]}, {said[2]}), not {image.name}", rebuild
+        )
+    verified = info["verify"] if isinstance(info["verify"], dict) else {}
+    if verified.get("result") != "passed":
+        raise BuildError(
+            f"{image.name} is not verified ({path.name} says: {verified.get('result', 'nothing')})"
+            ", and only verified images are published",
+            f"verify it with invoke verify --version={version} --arch={arch} "
+            f"--output-dir={image.parent}, or rebuild it with invoke all",
+        )
+    if verified.get("sha256") != sha256:
+        raise BuildError(
+            f"{image.name} is not the image verify passed ({path.name} records sha256 "
+            f"{verified.get('sha256')}, the file has {sha256}), and only verified images are "
+            "published",
+            f"verify it with invoke verify --version={version} --arch={arch} "
+            f"--output-dir={image.parent} --force, or rebuild it with invoke all --force",
+        )
+    for skipped in verified.get("skipped") or []:  # lines of text (parse_fields)
+        say("release", f"{image.name}: verify could not check {skipped}")
+    return info
+
+
+def _static_checks(image: Path, info: dict[str, Any]) -> None:
+    """verify's static checks, again, on the image as it is now, expecting what its build info
+    says it was built with: an image swapped after its build (an uploaded artifact, a copy)
+    is refused, however its .sha256 and build info were made to match."""
+    expect = verify.Expectations(
+        compression=info["compression"],
+        names=[image.name],
+        checksums=[pair for pair in verify.checksums_of([image]) if pair[1].exists()],
+        required=verify.required_files(info["autostart"], bool(info["trust_keys"])),
+    )
+    checks = verify.static_checks(image, expect)
+    failed = verify.failure(image, checks)
+    if failed:
+        raise BuildError(
+            failed + ", so it is not published",
+            f"rebuild it with invoke all --force --output-dir={image.parent}, or remove it; "
+            "nothing was written",
+        )
+    say("release", f"{image.name}: {len(checks)} static checks of verify passed again")
+
+
+def _check_match_pattern(arch: str, images: list[Image]) -> None:
+    """The transfer's MatchPattern must pick exactly this architecture's versioned images, each
+    with its own version: a change to the file-name rule must not publish a blind transfer."""
+    pattern = sysupdate.match_pattern(arch)
+    for image in images:
+        picked = sysupdate.pattern_match(pattern, image.path.name)
+        wanted = image.version if image.arch == arch and image.compat_of is None else None
+        if picked != wanted:
+            raise BuildError(
+                f"MatchPattern={pattern} reads {image.path.name} as {picked or 'no match'}, "
+                f"not {wanted or 'no match'}",
+                "build/release/sysupdate.py and the image file names (build/config/spec.py) "
+                "disagree",
+            )
+
+
+def _version_key(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in version.split("."))  # X.Y.Z: prereleases were refused
+
+
+def _newest_per_arch(images: list[Image]) -> dict[str, Image]:
+    newest: dict[str, Image] = {}
+    for image in images:
+        if image.compat_of is None:
+            best = newest.get(image.arch)
+            if best is None or _version_key(image.version) > _version_key(best.version):
+                newest[image.arch] = image
+    return {arch: newest[arch] for arch in ARCHES if arch in newest}
+
+
+def index_json(
+    images: list[Image], newest: dict[str, Image], url: str, signer: signing.Signer | None = None
+) -> str:
+    """What the directory holds, for tools and people, without opening an image."""
+    index: dict[str, Any] = {
+        "name": NAME,
+        "publish_url": url,
+        "latest": {arch: image.version for arch, image in newest.items()},
+        "images": [
+            {
+                "file": image.path.name,
+                "version": image.version,
+                "arch": image.arch,
+                "compat_of": image.compat_of,
+                "size": image.size,
+                "sha256": image.sha256,
+                "compression": image.buildinfo.get("compression"),
+                "autostart": image.buildinfo["autostart"],
+                "config_path": image.buildinfo["config_path"],
+                "format": _format(image),
+                **{tool: image.buildinfo[tool] for tool in FORMAT_TOOLS[_format(image)]},
+                "trust_keys": _trust_keys(image),
+            }
+            for image in images
+        ],
+    }
+    if signer is not None:  # unsigned: no key at all, exactly as before signing existed
+        index["signature"] = {
+            "file": signing.SIGNATURE_FILE,
+            "signs": SUMS_FILE,
+            "fingerprint": signer.fingerprint,
+            "public_key": signing.PUBLIC_KEY_FILE,
+            "public_key_armored": signing.PUBLIC_KEY_ARMORED,
+        }
+    return json.dumps(index, indent=2) + "\n"
+
+
+def _trust_keys(image: Image) -> list[str]:
+    """The fingerprints of the keys the image tells hosts to trust next (--trust-keys; checked
+    by buildinfo.parse_fields); none for an image built before the option existed."""
+    return list(image.buildinfo["trust_keys"])
+
+
+def _template(name: str, values: dict[str, str] | None = None) -> str:
+    text = (TEMPLATES / name).read_text(encoding="utf-8")
+    return render(text, values or {}, f"{name} template")
+
+
+def flatcar_config(
+    image: Image,
+    url: str,
+    transfer: str,
+    signer: signing.Signer | None = None,
+    health_url: str = DEFAULT_HEALTH_URL,
+) -> butane.Provisioning:
+    """A Flatcar host running `image`, kept current by systemd-sysupdate from `url`; with
+    `signer`, trusting its key (carried inline, never fetched) for sysupdate's Verify=yes; an
+    update that does not answer 200 on `health_url` is rolled back."""
+    gate = {"HEALTH_URL": health_url, "HEALTH_TIMEOUT": str(HEALTH_TIMEOUT)}
+    installed = f"{sysupdate.EXTENSIONS_DIR}/{image.path.name}"
+    transfers = tuple(
+        butane.File(f"{sysupdate.TRANSFER_DIR}/{name}", 0o644, inline=transfer)
+        for name in sysupdate.TRANSFER_NAMES
+    )
+    files = (
+        butane.File(installed, 0o644, source=url + image.path.name, sha256=image.sha256),
+        *transfers,
+        *(
+            butane.File(path, 0o644, inline=_template("sysupdate-noop.conf"))
+            for path in NOOP_TRANSFERS
+        ),
+        butane.File(ACTIVATE_SCRIPT, 0o755, inline=_template("alloy-sysupdate-activate", gate)),
+        # 0600: the config will hold credentials; alloy.service runs as root. Not at the
+        # config's own path: a unit copies it there only where no config exists yet.
+        butane.File(PLACEHOLDER_CONFIG, 0o600, inline=_template("config.alloy")),
+    )
+    placeholder = _template(
+        PLACEHOLDER_UNIT,
+        {"CONFIG_PATH": image.buildinfo["config_path"], "PLACEHOLDER": PLACEHOLDER_CONFIG},
+    )
+    units: list[butane.Unit] = [butane.Unit(PLACEHOLDER_UNIT, enabled=True, contents=placeholder)]
+    if signer is not None:
+        files += (butane.File(HOST_RELEASE_KEY, 0o644, data=signer.public_key),)
+        keys = {"RELEASE_KEY": HOST_RELEASE_KEY, "NEXT_KEYS": NEXT_KEYS_DIR}
+        service = _template(PUBRING_UNIT, keys)
+        units.append(butane.Unit(PUBRING_UNIT, enabled=True, contents=service))
+    if not image.buildinfo["autostart"]:
+        # The image starts nothing by itself: enable and start alloy once it is merged.
+        units.append(
+            butane.Unit(FIRST_BOOT_UNIT, enabled=True, contents=_template(FIRST_BOOT_UNIT))
+        )
+    units += [
+        butane.Unit("systemd-sysupdate.timer", enabled=True),
+        butane.Unit(
+            "systemd-sysupdate.service",
+            dropins=(
+                butane.Dropin(
+                    SYSUPDATE_DROPIN,
+                    _template(
+                        "systemd-sysupdate-alloy.conf", {**gate, "TIMEOUT_START": UPDATE_TIMEOUT}
+                    ),
+                ),
+            ),
+        ),
+    ]
+    return butane.Provisioning(
+        files=files,
+        links=(butane.Link(sysupdate.CURRENT_SYMLINK, installed),),
+        units=tuple(units),
+    )
+
+
+def _butane_comment(image: Image, url: str, signer: signing.Signer | None = None) -> str:
+    start = (
+        "the image starts alloy itself (built with --autostart)"
+        if image.buildinfo["autostart"]
+        else f"{FIRST_BOOT_UNIT} enables and starts alloy once the image is merged"
+    )
+    return (
+        f"Grafana Alloy {image.version} ({image.arch}) for Flatcar, from {url}\n"
+        f"Written by alloy-sysext's invoke release; {NAME}-{image.arch}.ign is the same config\n"
+        "as Ignition JSON (spec 3.3.0). Installs the image with its sha256, links\n"
+        f"{sysupdate.CURRENT_SYMLINK} to it, and keeps it current with systemd-sysupdate.timer;\n"
+        f"{start}."
+        + (
+            "\nSigned: sysupdate checks SHA256SUMS.gpg (Verify=yes) against the key\n"
+            f"{signer.fingerprint}, carried here inline and added to its keyring\n"
+            f"by {PUBRING_UNIT}."
+            if signer
+            else ""
+        )
+    )
+
+
+def _remove_stale(output_dir: Path, arches: set[str]) -> None:
+    """Release files of an architecture no longer in the directory would be published too."""
+    recorded = manifest.load(output_dir)
+    for arch in set(ARCHES) - arches:
+        for path in _arch_files(output_dir, arch):
+            if not os.path.lexists(path):
+                continue
+            if recorded.owns_file(output_dir, manifest.relative(output_dir, path)):
+                path.unlink()
+                say("release", f"removed {path} (no {arch} image any more)")
+            else:
+                say("release", f"kept {path}: this tool did not write it, or it changed since")
+    remove_empty_release_dirs(output_dir)
+
+
+def _arch_files(output_dir: Path, arch: str) -> list[Path]:
+    paths = [output_dir / SYSUPDATE_DIR / arch / name for name in sysupdate.TRANSFER_NAMES]
+    return paths + [output_dir / FLATCAR_DIR / f"{NAME}-{arch}{ext}" for ext in (".bu", ".ign")]
+
+
+def release_files(output_dir: Path) -> list[Path]:
+    """The files `release` writes (for any architecture) that are in `output_dir`."""
+    paths = [output_dir / SUMS_FILE, output_dir / INDEX]
+    paths += [output_dir / name for name in signing.SIGNED_FILES]
+    for arch in ARCHES:
+        paths += _arch_files(output_dir, arch)
+    return [path for path in paths if path.exists()]
+
+
+def remove_empty_release_dirs(output_dir: Path) -> None:
+    arch_dirs = [output_dir / SYSUPDATE_DIR / arch for arch in ARCHES]
+    recorded = manifest.load(output_dir)
+    for directory in (*arch_dirs, output_dir / SYSUPDATE_DIR, output_dir / FLATCAR_DIR):
+        relative = manifest.relative(output_dir, directory)
+        if recorded.owns_dir(output_dir, relative) and not any(directory.iterdir()):
+            directory.rmdir()

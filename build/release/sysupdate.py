@@ -1,0 +1,58 @@
+"""systemd-sysupdate's view of a release: the transfer file for one architecture, and how its
+MatchPattern reads our file names (a port of systemd's pattern_match for the fields we use)."""
+
+from __future__ import annotations
+
+import re
+
+from build.config.spec import NAME
+from build.image.render import TEMPLATES, render
+
+# On the host (Flatcar's sysext-bakery layout): versions side by side, one link merged.
+COMPONENT = NAME  # systemd-sysupdate -C alloy reads /etc/sysupdate.alloy.d/
+TRANSFER_DIR = f"/etc/sysupdate.{COMPONENT}.d"
+TRANSFER_NAMES = (f"{NAME}.transfer", f"{NAME}.conf")  # systemd 257+, and 256 and older
+EXTENSIONS_DIR = f"/opt/extensions/{NAME}"
+CURRENT_SYMLINK = f"/etc/extensions/{NAME}.raw"
+
+
+def match_pattern(arch: str) -> str:
+    """Our versioned image names for `arch`, as sysupdate's MatchPattern: alloy-@v-amd64.raw."""
+    return f"{NAME}-@v-{arch}.raw"
+
+
+def transfer(arch: str, publish_url: str, signed: bool = False) -> str:
+    """The transfer file for `arch`: the same text serves as alloy.transfer and alloy.conf.
+    `signed`: the release has SHA256SUMS.gpg, so sysupdate verifies it (Verify=yes)."""
+    template = (TEMPLATES / "alloy.transfer").read_text(encoding="utf-8")
+    verify = (TEMPLATES / ("verify-signed" if signed else "verify-unsigned")).read_text("utf-8")
+    values = {"ARCH": arch, "PUBLISH_URL": publish_url, "VERIFY": verify.rstrip("\n")}
+    text = render(template, values, "alloy.transfer template")
+    assert f"MatchPattern={match_pattern(arch)}\n" in text, "template and match_pattern disagree"
+    return text
+
+
+# systemd's version_is_valid(): a file-name part of these characters.
+_VERSION_CHARS = re.compile(r"[A-Za-z0-9.,_+-]+")
+
+
+def pattern_match(pattern: str, name: str) -> str | None:
+    """The version `pattern` extracts from `name`, or None when it does not match: systemd's
+    pattern_match() (src/sysupdate/sysupdate-pattern.c) for literals and @v, the only field our
+    patterns use. Like systemd, a field ends at the *first* occurrence of the literal after it."""
+    parts = re.split(r"(@v)", pattern)
+    if parts.count("@v") != 1 or "@" in pattern.replace("@v", ""):
+        raise ValueError(f"only literal text and one @v are supported: {pattern!r}")
+    prefix, _, suffix = parts
+    if not name.startswith(prefix):
+        return None
+    rest = name[len(prefix) :]
+    end = rest.find(suffix) if suffix else len(rest)
+    if end < 0:
+        return None
+    version = rest[:end]
+    if rest[end + len(suffix) :]:  # the name goes on past the pattern
+        return None
+    if not _VERSION_CHARS.fullmatch(version) or version in (".", ".."):
+        return None
+    return version

@@ -1,0 +1,634 @@
+"""invoke verify: check an image the way a host will take it, one line per check."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Generator, Iterator, Sequence
+from dataclasses import dataclass
+from itertools import islice
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from build.config.options import FORMAT_COMPRESSIONS, MAX_BINARY_MIB
+from build.config.spec import (
+    IMAGE_AUTOSTART,
+    IMAGE_BINARY,
+    IMAGE_EXTENSION_RELEASE,
+    IMAGE_TRUST_KEYS,
+    IMAGE_UNIT,
+    BuildSpec,
+)
+from build.core.errors import BuildError
+from build.core.report import listing, say
+from build.core.report import printable as _printable
+from build.core.safeio import private_copy
+from build.formats.images import (
+    MAX_IMAGE_BYTES,
+    ErofsImage,
+    Image,
+    erofs_superblock_check,
+    image_format,
+    open_image,
+)
+from build.image import buildinfo, conflines
+from build.image.checksum import file_sha256, read_checksum
+from build.image.elf import HEADER_SIZE
+from build.image.pack import BLOCK_SIZE_BYTES, COMPRESSORS, bcj_filter, used_compression
+from build.image.stage import STRICT_XATTR
+from build.model.arch import ARCHES, ELF_MACHINE_NAMES, Arch
+from build.model.names import checksum_file
+from build.read.image import Entry
+from build.verify import kernelview, merge
+
+if TYPE_CHECKING:
+    from build.pipeline.runner import Runner
+
+RELEASE_DIR = "usr/lib/extension-release.d/"
+_UNIT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9@._:-]*\.(service|socket|timer|path|target)")
+EXPECTED_FILE_MODES = {
+    IMAGE_BINARY: "-rwxr-xr-x",
+    IMAGE_UNIT: "-rw-r--r--",
+    IMAGE_EXTENSION_RELEASE: "-rw-r--r--",
+    IMAGE_AUTOSTART: "-rw-r--r--",
+    IMAGE_TRUST_KEYS: "-rw-r--r--",
+}
+FORBIDDEN = ("usr/sbin", "usr/local/sbin", "usr/lib/os-release")
+BINARY_DIRS = ("usr/bin/", "usr/local/bin/")
+# An SELinux label: a host's policy may give one to any file. Every other xattr but
+# STRICT_XATTR (on the extension-release file) fails.
+ALLOWED_XATTRS = ("security.selinux",)
+MAX_RELEASE_BYTES = 64 << 10
+CONTENT_SLACK = 1 << 20  # bytes, beyond the binary, of every other file an image holds
+MAX_DETAIL = 300  # characters of a check's detail: its line, and the error line, stay under 400
+KERNEL_DIFFERS = "the kernel sees another image than the reader (kernel view): not merged"
+SHOWN_LINKS = 3  # other names of a hard link a message looks at (9,000 names: not each time)
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    status: str  # "ok", "FAIL" or "skip"
+    detail: str
+
+
+@dataclass(frozen=True)
+class Expectations:
+    compression: str
+    names: Sequence[str]  # every file name a user may give the image, beside its own
+    checksums: Sequence[tuple[Path, Path]]  # (file, its .sha256) that must exist and match
+    required: Sequence[str] = (IMAGE_BINARY, IMAGE_UNIT)  # paths the image must hold
+    # Paths it may hold. With `required` and the extension-release file, and the directories on
+    # their way, they are all it may hold: any other entry fails.
+    optional: Sequence[str] = ()
+    # --max-binary-size: the largest file the kernel view hashes (a larger one fails).
+    max_binary_size: int = MAX_BINARY_MIB << 20
+
+
+def verify(image: Path, expect: Expectations) -> list[Check]:
+    """Run every check on `image`, report each as a line, raise BuildError if any failed."""
+    if not image.is_file():
+        raise BuildError(f"no image at {image}", "build it first, or check --image")
+    checks = list(_checks(image, expect))
+    for check in checks:
+        say("verify", f"{check.status:<4} {check.name}: {check.detail}")
+    failed = failure(image, checks)
+    if failed:
+        raise BuildError(failed)
+    return checks
+
+
+def failure(image: Path, checks: Sequence[Check]) -> str | None:
+    """What `checks` of `image` found wrong, in a line (the first failure, and how many
+    more), or None where none failed."""
+    failed = [check for check in checks if check.status == "FAIL"]
+    if not failed:
+        return None
+    first = failed[0]
+    more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
+    return f"{image} failed verification: {first.name}: {first.detail}{more}"
+
+
+def static_checks(path: Path, expect: Expectations) -> list[Check]:
+    """The checks that read only the image and its files, without root and without merging
+    it: superblock, entries, sysusers.d/tmpfiles.d lines, extension-release, architecture,
+    name, checksums. invoke release runs them again on every image it publishes: an image
+    swapped after its build fails them as it would fail verify."""
+    return list(_static_checks(_opened(path, expect), path, expect))
+
+
+def _opened(path: Path, expect: Expectations) -> Image:
+    """The image, read by its reader, whose files hold no more than one binary's worth of
+    content in all: every check after this may read every file (the kernel view hashes them
+    all), and each file is capped only by --max-binary-size, so without this a small image
+    naming one big block twenty times would have them decompress it twenty times."""
+    image = open_image(path)
+    total = sum(entry.size for entry in image.entries.values() if entry.is_file)
+    most = expect.max_binary_size + CONTENT_SLACK
+    if total > most:
+        raise BuildError(
+            f"refusing {path}: its files hold {total} bytes in all, more than --max-binary-size "
+            f"({expect.max_binary_size}) and {CONTENT_SLACK >> 20} MiB for the small ones",
+            "an Alloy sysext holds one binary and a few small files: do not install it",
+        )
+    return image
+
+
+def _checks(path: Path, expect: Expectations) -> Iterator[Check]:
+    image = _opened(path, expect)
+    # First: every other check reads the image through the reader, trustworthy only where the
+    # kernel sees the same image.
+    seen = _kernel_view(image, path, expect.max_binary_size)
+    yield seen
+    release = yield from _static_checks(image, path, expect)
+    if seen.status == "FAIL":
+        yield Check("merge", "skip", KERNEL_DIFFERS)
+        return
+    yield from _merges(image, path, release, expect.names)
+
+
+def _static_checks(
+    image: Image, path: Path, expect: Expectations
+) -> Generator[Check, None, dict[str, str]]:
+    """Yields static_checks's checks; returns the extension-release fields (empty if
+    unusable), which the merges need."""
+    machines = _binary_machines(image)
+    yield _superblock(image, expect.compression, _arch_of(machines))
+    yield from _entries(image, expect.required, expect.optional)
+    yield _conf_lines(image)
+    release = yield from _extension_release(image, path, machines)
+    yield from _checksums(expect.checksums)
+    return release
+
+
+def _kernel_view(image: Image, path: Path, max_binary_size: int) -> Check:
+    """The image mounted alone, as the kernel shows it (build/verify/kernelview.py), against the
+    reader's entries: paths, types, modes, owners, sizes, xattrs, every file's sha256."""
+    fstype = "erofs" if isinstance(image, ErofsImage) else "squashfs"
+    reason = kernelview.cannot_mount(fstype)
+    if reason is not None:
+        return Check("kernel view", "skip", reason)
+    try:
+        view = kernelview.kernel_view(
+            path, fstype, list(image.entries), max_binary_size, max_binary_size + CONTENT_SLACK
+        )
+    except BuildError as error:
+        return Check("kernel view", "FAIL", listing([error.message], most=MAX_DETAIL))
+    sha256 = kernelview.reader_sha256(image, max_binary_size)
+    found = kernelview.differences(image.entries, view, sha256)
+    if found:
+        return Check("kernel view", "FAIL", listing(found, most=MAX_DETAIL))
+    files = sum(entry.is_file for entry in image.entries.values())
+    return Check(
+        "kernel view",
+        "ok",
+        f"mounted alone, the kernel lists and looks up the same {len(image.entries)} entries "
+        f"as the reader: types, modes, owners, sizes, xattrs, the sha256 of {files} files",
+    )
+
+
+def _superblock(image: Image, compression: str, arch: Arch | None) -> Check:
+    """Compressor, BCJ filter and block size as --compression packs them for `arch`, the
+    architecture of the image's binary (None: unknown, which the architecture check fails)."""
+    if isinstance(image, ErofsImage):
+        return Check("superblock", *erofs_superblock_check(image, compression))
+    if compression not in COMPRESSORS:
+        choices = ", ".join(COMPRESSORS)
+        return Check("superblock", "FAIL", f"a squashfs image, not {compression} ({choices})")
+    compressor = COMPRESSORS[compression]
+    superblock = image.superblock
+    found = (superblock.get("Compression"), superblock.get("Filters"), superblock.get("Block size"))
+    detail = _describe(*found)
+    if compressor.bcj and arch is None:
+        # The filter follows the binary's machine, unknown here: the architecture check fails.
+        bcj = found[1]
+        detail += " (filter not checked: the binary's architecture is unknown)"
+    else:
+        bcj = bcj_filter(compression, arch) if arch is not None else None
+    wanted = (compressor.comp, bcj, str(BLOCK_SIZE_BYTES))
+    if found != wanted:
+        return Check("superblock", "FAIL", f"{detail}; expected {_describe(*wanted)}")
+    return Check("superblock", "ok", detail)
+
+
+def _describe(compression: str | None, bcj: str | None, block_size: str | None) -> str:
+    filters = f"BCJ filter {bcj}" if bcj is not None else "no BCJ filter"
+    return f"{compression} compression, {filters}, {block_size}-byte blocks"
+
+
+def _entries(image: Image, required: Sequence[str], optional: Sequence[str]) -> Iterator[Check]:
+    files = {*required, IMAGE_EXTENSION_RELEASE, *optional}
+    directories = {parent for path in files for parent in _parents(path)}
+    links = image.hard_links()
+    problems = [f"/{path} is missing" for path in required if path not in image.entries]
+    for entry in image.entries.values():
+        where = _shown(entry.path)
+        if not entry.path.isprintable():
+            problems.append(f"{where} has a control character in its name")
+        if entry.path and entry.path.split("/")[0] != "usr":
+            problems.append(f"{where} is outside /usr (systemd-sysext ignores it)")
+        if any(entry.path == bad or entry.path.startswith(bad + "/") for bad in FORBIDDEN):
+            problems.append(f"{where} must not be shipped (it would hide or replace the host's)")
+        problems.extend(
+            f"{where} {problem}" for problem in _kind_problems(entry, files, directories, links)
+        )
+        if entry.owner != "0/0":
+            problems.append(f"{where} is owned by {entry.owner}, not root")
+        if entry.is_dir and entry.mode != "drwxr-xr-x":
+            problems.append(f"directory {where} has mode {entry.mode}, not drwxr-xr-x")
+        expected = EXPECTED_FILE_MODES.get(entry.path)
+        if entry.is_file and expected and entry.mode != expected:
+            problems.append(f"{where} has mode {entry.mode}, not {expected}")
+        if entry.is_file and entry.permissions & 0o022:
+            problems.append(f"{where} is writable by others ({entry.mode})")
+        if entry.permissions & 0o7000:
+            problems.append(f"{where} has a setuid, setgid or sticky bit ({entry.mode})")
+        problems.extend(f"{where} {problem}" for problem in _xattr_problems(entry))
+    if problems:
+        yield Check("entries", "FAIL", listing(problems))
+    else:
+        yield Check(
+            "entries",
+            "ok",
+            f"{len(image.entries)} entries, only the expected files and their directories, "
+            "root-owned, under /usr, no xattrs but the expected",
+        )
+
+
+def _parents(path: str) -> list[str]:
+    parts = path.split("/")
+    return ["/".join(parts[:depth]) for depth in range(len(parts))]
+
+
+def _kind_problems(
+    entry: Entry, files: set[str], directories: set[str], links: dict[str, list[str]]
+) -> Iterator[str]:
+    """What is wrong with the entry's type and place: only directories and regular files, each
+    where an Alloy sysext has one, each with a single name."""
+    if entry.kind == "symlink":
+        yield f"is a symlink to {_printable(entry.target or '')}"
+    elif entry.kind in ("block device", "character device"):
+        major, minor = entry.device or (0, 0)
+        yield f"is a {entry.kind} ({major}, {minor})"
+    elif entry.kind in ("FIFO", "socket"):
+        yield f"is a {entry.kind}"
+    elif entry.path in links:
+        names = links[entry.path]  # thousands in a hostile image: show a few, count the rest
+        others = listing(
+            (_shown(o) for o in islice((o for o in names if o != entry.path), SHOWN_LINKS)), ", "
+        )
+        if len(names) - 1 > SHOWN_LINKS:
+            others += f", … and {len(names) - 1 - SHOWN_LINKS} more"
+        yield f"is a hard link (one inode with {others})"
+    elif entry.is_dir and entry.path in files:
+        yield "is a directory, not a regular file"
+    elif entry.is_file and entry.path in directories:
+        yield "is a file where a directory belongs"
+    elif entry.path not in files | directories:
+        yield f"is an extra {'directory' if entry.is_dir else 'file'}, not part of an Alloy sysext"
+
+
+def _xattr_problems(entry: Entry) -> Iterator[str]:
+    for name in entry.xattrs:
+        if name in ALLOWED_XATTRS:
+            continue
+        if name == STRICT_XATTR and entry.is_file and entry.path.startswith(RELEASE_DIR):
+            continue
+        if name == "security.capability":
+            yield "has file capabilities (xattr security.capability)"
+        else:
+            yield f"has the xattr {_printable(name)}"
+
+
+def _conf_lines(image: Image) -> Check:
+    """Every line of every sysusers.d and tmpfiles.d file in the image is one this build
+    writes (build/image/conflines.py): systemd runs them as root on the host."""
+    problems: list[str] = []
+    read = 0
+    for entry in image.entries.values():
+        kind = conflines.format_of(entry.path)
+        if kind is None:
+            continue
+        where = _shown(entry.path)
+        if not entry.is_file:
+            problems.append(f"{where} is a {entry.kind}: systemd would read what it points to")
+        elif entry.size > conflines.MAX_BYTES:
+            problems.append(f"{where} is {entry.size} bytes, over {conflines.MAX_BYTES}")
+        else:
+            text = image.head(entry.path, entry.size).decode("utf-8", errors="replace")
+            problems += [f"{where} {why}" for why in conflines.refusals(entry.path, kind, text)]
+            read += 1
+    if problems:
+        return Check("sysusers-tmpfiles", "FAIL", listing(problems))
+    if not read:
+        return Check("sysusers-tmpfiles", "ok", "no sysusers.d or tmpfiles.d file")
+    files = f"{read} file{'s' if read > 1 else ''}"
+    return Check("sysusers-tmpfiles", "ok", f"{files} read, every line one this build writes")
+
+
+def _shown(path: str) -> str:
+    """/path on one line, whatever bytes its names hold."""
+    return "/" + _printable(path)
+
+
+def _extension_release(
+    image: Image, path: Path, machines: dict[str, int | None]
+) -> Generator[Check, None, dict[str, str]]:
+    """Yields its checks; returns the extension-release fields (empty if unusable)."""
+    releases = [
+        name for name in image.entries if name.startswith(RELEASE_DIR + "extension-release.")
+    ]
+    if len(releases) != 1:
+        found = listing((_printable(name) for name in releases), ", ") or "none"
+        yield Check(
+            "extension-release",
+            "FAIL",
+            f"expected one {RELEASE_DIR}extension-release.NAME, found {found}",
+        )
+        return {}
+    inside = releases[0]
+    entry = image.entries[inside]
+    if not entry.is_file:
+        # Never followed: a symlink to /etc/os-release would report the host's ID.
+        yield Check(
+            "extension-release", "FAIL", f"{_shown(inside)} is a {entry.kind}, not a regular file"
+        )
+        return {}
+    if entry.size > MAX_RELEASE_BYTES:
+        yield Check(
+            "extension-release",
+            "FAIL",
+            f"{_shown(inside)} is {entry.size} bytes; an extension-release file is a few lines",
+        )
+        return {}
+    extension = inside.removeprefix(RELEASE_DIR + "extension-release.")
+    fields = _parse_release(image.head(inside, entry.size).decode("utf-8", errors="replace"))
+    strict = entry.xattrs.get(STRICT_XATTR)
+    fields["_NAME"] = extension
+    if not fields.get("ID"):
+        yield Check("extension-release", "FAIL", f"{inside} has no ID=")
+    else:
+        yield Check("extension-release", "ok", f"{inside}: ID={fields['ID']}")
+    yield _architecture(machines, fields.get("ARCHITECTURE", ""))
+    stem = path.name.removesuffix(".raw")
+    if stem == extension:
+        yield Check("name", "ok", f"{path.name} matches extension-release.{extension}")
+    elif strict == b"false":
+        yield Check("name", "ok", f"{STRICT_XATTR}=false lets systemd accept {path.name}")
+    else:
+        yield Check(
+            "name",
+            "FAIL",
+            f"{path.name} holds extension-release.{extension} without {STRICT_XATTR}=false: "
+            f"systemd refuses it under this name (only {extension}.raw would merge)",
+        )
+    return fields
+
+
+def _binary_machines(image: Image) -> dict[str, int | None]:
+    """Each file in /usr/bin and /usr/local/bin -> its ELF machine (None: not an ELF file)."""
+    machines: dict[str, int | None] = {}
+    for entry in image.entries.values():
+        if entry.is_file and entry.path.startswith(BINARY_DIRS):
+            header = image.head(entry.path, HEADER_SIZE)
+            elf = header[:4] == b"\x7fELF" and len(header) >= HEADER_SIZE
+            machines[entry.path] = int.from_bytes(header[18:20], "little") if elf else None
+    return machines
+
+
+def _arch_of(machines: dict[str, int | None]) -> Arch | None:
+    """The architecture every binary is built for; None if none, mixed, or not one of ours."""
+    found = set(machines.values())
+    if len(found) != 1:
+        return None
+    [machine] = found
+    return next((a for a in ARCHES.values() if a.elf_machine == machine), None)
+
+
+def _architecture(machines: dict[str, int | None], architecture: str) -> Check:
+    arch = next((a for a in ARCHES.values() if a.systemd == architecture), None)
+    if arch is None:
+        valid = ", ".join(a.systemd for a in ARCHES.values())
+        return Check(
+            "architecture",
+            "FAIL",
+            f"ARCHITECTURE={architecture or '(missing)'} is not one of systemd's names ({valid})",
+        )
+    binaries = list(machines)
+    for binary, machine in machines.items():
+        if machine is None:
+            return Check("architecture", "FAIL", f"/{binary} is not an ELF executable")
+        if machine != arch.elf_machine:
+            found = ELF_MACHINE_NAMES.get(machine, f"machine {machine}")
+            return Check(
+                "architecture",
+                "FAIL",
+                f"ARCHITECTURE={architecture} but /{binary} is built for {found}",
+            )
+    if not binaries:
+        return Check("architecture", "FAIL", "no binary in /usr/bin or /usr/local/bin to check")
+    return Check(
+        "architecture",
+        "ok",
+        f"ARCHITECTURE={architecture} matches {listing(('/' + b for b in binaries), ', ')}",
+    )
+
+
+def _checksums(pairs: Sequence[tuple[Path, Path]]) -> Iterator[Check]:
+    for file, checksum in pairs:
+        if not checksum.exists():
+            yield Check("checksum", "FAIL", f"{checksum} is missing")
+            continue
+        try:
+            recorded = read_checksum(checksum)
+        except BuildError as error:
+            yield Check("checksum", "FAIL", str(error))
+            continue
+        listed = checksum.read_text(encoding="utf-8").split()[-1].lstrip("*")
+        if listed != file.name:
+            yield Check("checksum", "FAIL", f"{checksum.name} names {listed}, not {file.name}")
+        elif recorded != file_sha256(file):
+            yield Check("checksum", "FAIL", f"{file.name} does not match {checksum.name}")
+        else:
+            yield Check("checksum", "ok", f"{file.name} matches {checksum.name}")
+
+
+def _merges(
+    image: Image, path: Path, release: dict[str, str], names: Sequence[str]
+) -> Iterator[Check]:
+    """Real merges under every name a host may give the image (`names`, then NAME.raw, the name
+    the sysext-bakery's /etc/extensions symlink has), each in a scratch root, never over the
+    live /usr; systemd-analyze checks the units while the last one is merged."""
+    if "_NAME" not in release:
+        yield Check("merge", "skip", "no usable extension-release")
+        return
+    link = f"{release['_NAME']}.raw"
+    every_name = list(dict.fromkeys([*names, link]))
+    reason = merge.cannot_merge(release.get("ARCHITECTURE", ""))
+    if reason is not None:
+        for name in every_name:
+            yield Check("merge", "skip", f"as {name}: {reason}")
+        yield Check("systemd-analyze", "skip", reason)
+        return
+    files = [entry.path for entry in image.entries.values() if entry.is_file]
+    # Unit names come from the image: only plain ones go to systemd-analyze (the entries check
+    # fails any other unit; a name like --generators=yes must never become an option).
+    units = [
+        f.removeprefix("usr/lib/systemd/system/")
+        for f in files
+        if f.startswith("usr/lib/systemd/system/")
+        and _UNIT_NAME.fullmatch(f.removeprefix("usr/lib/systemd/system/"))
+    ]
+    os_release = _os_release_for(release)
+    for name in every_name:
+        analyze = units if name == link else ()
+        merged = merge.merge_in_scratch_root(path, name, os_release, files, analyze)
+        how = f"as {name}"
+        if name == link and name not in names:
+            how += " (the sysext-bakery link's name)"
+        yield _merge_check(how, merged)
+        if name != link:
+            continue
+        if merged.missing:
+            yield Check("systemd-analyze", "skip", f"the image did not merge as {name}")
+            continue
+        for unit in units:
+            output = merged.analyze.get(unit, ["(did not run)"])
+            if output:
+                yield Check("systemd-analyze", "FAIL", f"{unit}: " + listing(output, " / "))
+            else:
+                yield Check("systemd-analyze", "ok", f"verify {unit}: no warnings")
+
+
+def _merge_check(how: str, merged: merge.Merged) -> Check:
+    if merged.missing:
+        why = listing((line for line in merged.log if line.strip()), " / ") or "no reason given"
+        missing = listing(merged.missing, ", ", most=100)
+        return Check("merge", "FAIL", f"{how}: {missing} did not appear ({why})")
+    return Check("merge", "ok", f"{how}: {len(merged.present)} files appeared, unmerged again")
+
+
+def _parse_release(text: str) -> dict[str, str]:
+    fields = {}
+    for line in text.splitlines():
+        key, sep, value = line.strip().partition("=")
+        if sep and key and not key.startswith("#"):
+            fields[key] = value.strip().strip("\"'")
+    return fields
+
+
+def _os_release_for(release: dict[str, str]) -> str:
+    """A scratch root's os-release that the image's extension-release accepts."""
+    lines = [f"ID={release['ID'] if release.get('ID') not in (None, '_any') else 'scratch'}"]
+    for key in ("VERSION_ID", "SYSEXT_LEVEL"):
+        if key in release:
+            lines.append(f"{key}={release[key]}")
+    return "\n".join(lines) + "\n"
+
+
+def checksums_of(files: Sequence[Path]) -> list[tuple[Path, Path]]:
+    return [(file, checksum_file(file)) for file in files]
+
+
+# The verify step: the built image, under every name it is shipped under.
+
+
+def shipped(spec: BuildSpec) -> list[Path]:
+    """The names the image is shipped under: its own, and the compat name if it owns it."""
+    return [spec.image, *([spec.compat_image] if spec.owns_compat_name else [])]
+
+
+def sources(spec: BuildSpec) -> tuple[Path, ...]:
+    """The shipped files and their .sha256 files."""
+    return tuple(path for pair in checksums_of(shipped(spec)) for path in pair)
+
+
+def params(spec: BuildSpec) -> dict[str, Any]:
+    # A check skipped for want of root runs once root is there.
+    return {
+        "compression": spec.compression,
+        "merge": merge.cannot_merge(spec.arch.systemd) or "real",
+        "kernel view": kernelview.cannot_mount(spec.format) or "real",
+    }
+
+
+def required_files(autostart: bool, trust_keys: bool) -> list[str]:
+    """The files an image built with (or without) --autostart and --trust-keys holds."""
+    return [
+        IMAGE_BINARY,
+        IMAGE_UNIT,
+        *([IMAGE_AUTOSTART] if autostart else []),
+        *([IMAGE_TRUST_KEYS] if trust_keys else []),
+    ]
+
+
+def make(runner: Runner) -> str:
+    """Verify the newest files (pending ones, deferred, where a step just made them) and record
+    the result in the image's build info."""
+    spec = runner.spec
+    names = shipped(spec)
+    expect = Expectations(
+        compression=spec.compression,
+        names=[path.name for path in names],
+        checksums=[(runner.current(f), runner.current(c)) for f, c in checksums_of(names)],
+        required=required_files(spec.autostart, spec.trust_keys is not None),
+        max_binary_size=spec.max_binary_size,
+    )
+    image = runner.current(spec.image)
+    # Built with other options, the image would fail checks it need not pass: say so, and
+    # leave its record as it is.
+    differ = buildinfo.options_differ(
+        buildinfo.read(runner), spec, used_compression(spec.compression, spec.arch)
+    )
+    if differ:
+        raise BuildError(
+            f"{spec.image} was built with {', '.join(differ)}, unlike this verify; its build "
+            "info is left as it was",
+            "verify it with the options it was built with, or rebuild it with these: invoke all",
+        )
+    try:
+        checks = verify(image, expect)
+    except BuildError as error:
+        if runner.deferred:
+            raise BuildError(
+                error.message.replace(str(image), f"the new {spec.image}", 1),
+                "the new image was not installed: every earlier output in "
+                f"{spec.output_dir} is as it was",
+            ) from None
+        buildinfo.record_verify(runner, {"result": "failed", "error": error.message})
+        raise
+    # verify passed, so the .sha256 is the image's: the record names the bytes it vetted.
+    sha256 = read_checksum(runner.current(checksum_file(spec.image)))
+    buildinfo.record_verify(runner, buildinfo.verified(checks, sha256))
+    return _summary(image, checks)
+
+
+def _summary(image: Path, checks: list[Check]) -> str:
+    skipped = sum(check.status == "skip" for check in checks)
+    return f"{image}: {len(checks) - skipped} checks passed, {skipped} skipped"
+
+
+def verify_any_image(image: Path, spec: BuildSpec) -> None:
+    """invoke verify --image: an image from anywhere, named as its owner named it; an image of
+    the other format than --format is checked as its own format's default packs it. Every check
+    reads one private copy of it, whose sha256 the last line gives: the bytes vetted."""
+    compression, found = spec.compression, image_format(image) if image.is_file() else spec.format
+    if found != spec.format:
+        compression = FORMAT_COMPRESSIONS[found][0]
+        say("verify", f"{image.name} is {found}, not {spec.format}: checked as {found} images are")
+    if not image.is_file():
+        raise BuildError(f"no image at {image}", "build it first, or check --image")
+    with private_copy(image, MAX_IMAGE_BYTES) as copy:
+        expect = Expectations(
+            compression=compression,
+            names=[image.name],
+            checksums=[(copy, sums) for _, sums in checksums_of([image]) if sums.exists()],
+            # An image from elsewhere may be built with or without --autostart and --trust-keys.
+            optional=[IMAGE_AUTOSTART, IMAGE_TRUST_KEYS],
+            max_binary_size=spec.max_binary_size,
+        )
+        try:
+            checks = verify(copy, expect)
+        except BuildError as error:
+            raise BuildError(error.message.replace(str(copy), str(image)), error.hint) from None
+        vetted = file_sha256(copy)
+    say("verify", f"{_summary(image, checks)}; the bytes vetted have sha256 {vetted}")
