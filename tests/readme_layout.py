@@ -41,7 +41,7 @@ LAYERS: tuple[tuple[str, str], ...] = (
     ("8", "build/verify/"),
     ("9", "build/release/"),
     ("10", "build/pipeline/"),
-    ("", "build/templates/"),
+    ("data", "build/templates/"),
     ("top", "tasks.py"),
     ("top", "noxfile.py"),
     ("top", "benchmarks/"),
