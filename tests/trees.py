@@ -8,7 +8,7 @@ from pathlib import Path
 
 from build.config.spec import IMAGE_BINARY, IMAGE_EXTENSION_RELEASE, IMAGE_UNIT
 from build.formats.erofs import image_uuid, pack_erofs
-from build.image.pack import pack
+from build.formats.squashfs import pack_squashfs
 from build.image.stage import STRICT_XATTR
 from build.model.arch import ARCHES
 from tests.fakes import MACHINES, elf_binary
@@ -53,5 +53,5 @@ def packed(tree: Path, image: Path, fmt: str, compression: str, arch: str = "amd
     if fmt == "erofs":
         pack_erofs(tree, image, compression, image_uuid("alloy", "1.10.2", arch))
     else:
-        pack(tree, image, compression, ARCHES[arch])
+        pack_squashfs(tree, image, compression, ARCHES[arch])
     return image
