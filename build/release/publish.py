@@ -28,7 +28,7 @@ from build.core.errors import BuildError
 from build.core.fileio import atomic_path, write_text_atomic
 from build.core.report import listing, say
 from build.core.safeio import read_regular
-from build.formats.table import Format, format_named, image_format, recorded_format
+from build.formats.table import FORMATS, Format, format_named, image_format, recorded_format
 from build.image import buildinfo
 from build.image.checksum import image_sums, sums_text, write_sums
 from build.image.render import TEMPLATES, render
@@ -262,10 +262,8 @@ def refuse_prereleases(output_dir: Path) -> None:
 
 
 def _format(image: Image) -> Format:
-    """Its format: _buildinfo refused any a build info names that is not in the table."""
-    fmt = format_named(recorded_format(image.buildinfo))
-    assert fmt is not None
-    return fmt
+    """Its format, as its build info names it (parsed by --format's parser: in the table)."""
+    return FORMATS[image.buildinfo["format"]]
 
 
 def refuse_mixed_formats(output_dir: Path, images: list[Image]) -> None:
