@@ -23,8 +23,7 @@ from build import alloy
 from build.core import urls
 from build.core.errors import BuildError, shown
 from build.core.report import say
-from build.formats import erofs as pack_erofs
-from build.image.pack import COMPRESSORS
+from build.formats.table import DEFAULT_FORMAT, FORMATS
 from build.model.arch import ARCHES
 
 if TYPE_CHECKING:
@@ -159,21 +158,15 @@ def one_of(choices: Mapping[str, Any] | tuple[str, ...], what: str) -> Parser:
     return parse
 
 
-# Each format's --compression choices, its default first.
-FORMAT_COMPRESSIONS: dict[str, tuple[str, ...]] = {
-    "squashfs": tuple(COMPRESSORS),
-    "erofs": tuple(dict.fromkeys((pack_erofs.DEFAULT_COMPRESSION, *pack_erofs.COMPRESSORS))),
-}
-
-
 def compression(raw: Any, given: Given) -> str:
-    """A compression the chosen --format packs with; a mismatch names where each came from."""
+    """A compression the chosen --format packs with (the format table's choices for it); a
+    mismatch names where each came from."""
     value = str(raw)
     image_format = given.values["format"]
-    fits = FORMAT_COMPRESSIONS[image_format]
+    fits = FORMATS[image_format].compressions
     if value in fits:
         return value
-    if any(value in choices for choices in FORMAT_COMPRESSIONS.values()):
+    if any(value in fmt.compressions for fmt in FORMATS.values()):
         raise BuildError(
             f"compression {value!r} (from {given.source}) does not fit format {image_format!r} "
             f"(from {given.sources['format']})",
@@ -374,8 +367,8 @@ OPTIONS: tuple[Option, ...] = (
         "the image's file system: squashfs (every Flatcar channel) or erofs (Flatcar's 6.12 "
         "kernels: Stable, Beta, Alpha; not LTS, whose 6.6 has no EROFS)",
         _BUILD,
-        one_of(tuple(FORMAT_COMPRESSIONS), "format"),
-        default="squashfs",
+        one_of(tuple(FORMATS), "format"),
+        default=DEFAULT_FORMAT.name,
     ),
     Option(
         "compression",
@@ -385,8 +378,8 @@ OPTIONS: tuple[Option, ...] = (
         _BUILD,
         compression,
         default=Computed(
-            lambda values: FORMAT_COMPRESSIONS[values["format"]][0],
-            "xz for squashfs, lz4hc for erofs",
+            lambda values: FORMATS[values["format"]].default_compression,
+            ", ".join(f"{fmt.default_compression} for {fmt.name}" for fmt in FORMATS.values()),
         ),
         short="m",
     ),

@@ -28,7 +28,7 @@ from build.core.errors import BuildError
 from build.core.fileio import atomic_path, write_text_atomic
 from build.core.report import listing, say
 from build.core.safeio import read_regular
-from build.formats.images import image_format
+from build.formats.table import FORMATS, Format, format_named, image_format, recorded_format
 from build.image import buildinfo
 from build.image.checksum import image_sums, sums_text, write_sums
 from build.image.render import TEMPLATES, render
@@ -62,11 +62,9 @@ UNSIGNED_NOTE = (
     "unsigned (no --sign-key): no SHA256SUMS.gpg, so the transfers say Verify=false: hosts "
     "check each image against SHA256SUMS, but nothing proves who wrote SHA256SUMS"
 )
-# What buildinfo must say for an image to be published (build/pipeline/steps.py writes it).
+# What buildinfo must say for an image to be published (build/pipeline/steps.py writes it),
+# and the tools that packed it (its format's, build/formats/table.py).
 BUILDINFO_KEYS = ("image", "version", "arch", "compression", "autostart", "config_path", "verify")
-# And per format, the tools that packed it (a build info without "format" is squashfs's: they
-# were all squashfs before EROFS came).
-FORMAT_TOOLS = {"squashfs": ("mksquashfs", "liblzma"), "erofs": ("mkfs.erofs",)}
 # Plain URLs only: no %, which systemd reads as a specifier, no spaces, quotes, ? or #.
 _PUBLISH_URL = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]+)?(/[A-Za-z0-9._~/+=,@-]*)?")
 
@@ -263,8 +261,9 @@ def refuse_prereleases(output_dir: Path) -> None:
         )
 
 
-def _format(image: Image) -> str:
-    return str(image.buildinfo.get("format", "squashfs"))
+def _format(image: Image) -> Format:
+    """Its format, as its build info names it (parsed by --format's parser: in the table)."""
+    return FORMATS[image.buildinfo["format"]]
 
 
 def refuse_mixed_formats(output_dir: Path, images: list[Image]) -> None:
@@ -273,7 +272,7 @@ def refuse_mixed_formats(output_dir: Path, images: list[Image]) -> None:
     offered one."""
     by_format: dict[str, list[str]] = {}
     for image in images:
-        by_format.setdefault(_format(image), []).append(image.path.name)
+        by_format.setdefault(_format(image).name, []).append(image.path.name)
     if len(by_format) > 1:
         formats = sorted(by_format.items())
         listed = "; ".join(f"{f}: {listing(names, ', ', 80)}" for f, names in formats)
@@ -337,17 +336,18 @@ def _buildinfo(image: Path, version: str, arch: str, sha256: str) -> dict[str, A
         raise BuildError(f"cannot read {path}: {error}", rebuild) from None
     if not isinstance(info, dict):
         raise BuildError(f"{path} is not a JSON object", rebuild)
-    packed_as = info.get("format", "squashfs")
-    if packed_as not in FORMAT_TOOLS:
+    packed_as = recorded_format(info)
+    fmt = format_named(packed_as)
+    if fmt is None:
         raise BuildError(f"{path} names an unknown format {str(packed_as)[:40]!r}", rebuild)
-    missing = [key for key in (*BUILDINFO_KEYS, *FORMAT_TOOLS[packed_as]) if key not in info]
+    missing = [key for key in (*BUILDINFO_KEYS, *fmt.tools) if key not in info]
     if missing:
         raise BuildError(f"{path} lacks {', '.join(missing)}", rebuild)
-    if image_format(image) != packed_as:
-        raise BuildError(f"{image.name} is not {packed_as}, which {path.name} says it is", rebuild)
+    if image_format(image) != fmt.name:
+        raise BuildError(f"{image.name} is not {fmt.name}, which {path.name} says it is", rebuild)
     # Every field goes into index.json, units and Butane as the build's options would: through
     # the same parsers, so a config_path with a newline is no ExecStartPre= of a root unit.
-    info = buildinfo.parse_fields(path, info, FORMAT_TOOLS[packed_as])
+    info = buildinfo.parse_fields(path, info, fmt.tools)
     said = (info["image"], info["version"], info["arch"])
     if said != (image.name, version, arch):
         raise BuildError(
@@ -444,8 +444,8 @@ def index_json(
                 "compression": image.buildinfo.get("compression"),
                 "autostart": image.buildinfo["autostart"],
                 "config_path": image.buildinfo["config_path"],
-                "format": _format(image),
-                **{tool: image.buildinfo[tool] for tool in FORMAT_TOOLS[_format(image)]},
+                "format": _format(image).name,
+                **{tool: image.buildinfo[tool] for tool in _format(image).tools},
                 "trust_keys": _trust_keys(image),
             }
             for image in images

@@ -9,7 +9,7 @@ from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from build.config.options import FORMAT_COMPRESSIONS, MAX_BINARY_MIB
+from build.config.options import MAX_BINARY_MIB
 from build.config.spec import (
     IMAGE_AUTOSTART,
     IMAGE_BINARY,
@@ -22,22 +22,14 @@ from build.core.errors import BuildError
 from build.core.report import listing, say
 from build.core.report import printable as _printable
 from build.core.safeio import private_copy
-from build.formats.images import (
-    MAX_IMAGE_BYTES,
-    ErofsImage,
-    Image,
-    erofs_superblock_check,
-    image_format,
-    open_image,
-)
+from build.formats.table import FORMATS, MAX_IMAGE_BYTES, image_format, open_image
 from build.image import buildinfo, conflines
 from build.image.checksum import file_sha256, read_checksum
 from build.image.elf import HEADER_SIZE
-from build.image.pack import BLOCK_SIZE_BYTES, COMPRESSORS, bcj_filter, used_compression
 from build.image.stage import STRICT_XATTR
 from build.model.arch import ARCHES, ELF_MACHINE_NAMES, Arch
 from build.model.names import checksum_file
-from build.read.image import Entry
+from build.read.image import Entry, ReadImage
 from build.verify import kernelview, merge
 
 if TYPE_CHECKING:
@@ -116,7 +108,7 @@ def static_checks(path: Path, expect: Expectations) -> list[Check]:
     return list(_static_checks(_opened(path, expect), path, expect))
 
 
-def _opened(path: Path, expect: Expectations) -> Image:
+def _opened(path: Path, expect: Expectations) -> ReadImage:
     """The image, read by its reader, whose files hold no more than one binary's worth of
     content in all: every check after this may read every file (the kernel view hashes them
     all), and each file is capped only by --max-binary-size, so without this a small image
@@ -147,7 +139,7 @@ def _checks(path: Path, expect: Expectations) -> Iterator[Check]:
 
 
 def _static_checks(
-    image: Image, path: Path, expect: Expectations
+    image: ReadImage, path: Path, expect: Expectations
 ) -> Generator[Check, None, dict[str, str]]:
     """Yields static_checks's checks; returns the extension-release fields (empty if
     unusable), which the merges need."""
@@ -160,10 +152,10 @@ def _static_checks(
     return release
 
 
-def _kernel_view(image: Image, path: Path, max_binary_size: int) -> Check:
+def _kernel_view(image: ReadImage, path: Path, max_binary_size: int) -> Check:
     """The image mounted alone, as the kernel shows it (build/verify/kernelview.py), against the
     reader's entries: paths, types, modes, owners, sizes, xattrs, every file's sha256."""
-    fstype = "erofs" if isinstance(image, ErofsImage) else "squashfs"
+    fstype = FORMATS[image.format].fstype
     reason = kernelview.cannot_mount(fstype)
     if reason is not None:
         return Check("kernel view", "skip", reason)
@@ -186,36 +178,13 @@ def _kernel_view(image: Image, path: Path, max_binary_size: int) -> Check:
     )
 
 
-def _superblock(image: Image, compression: str, arch: Arch | None) -> Check:
-    """Compressor, BCJ filter and block size as --compression packs them for `arch`, the
-    architecture of the image's binary (None: unknown, which the architecture check fails)."""
-    if isinstance(image, ErofsImage):
-        return Check("superblock", *erofs_superblock_check(image, compression))
-    if compression not in COMPRESSORS:
-        choices = ", ".join(COMPRESSORS)
-        return Check("superblock", "FAIL", f"a squashfs image, not {compression} ({choices})")
-    compressor = COMPRESSORS[compression]
-    superblock = image.superblock
-    found = (superblock.get("Compression"), superblock.get("Filters"), superblock.get("Block size"))
-    detail = _describe(*found)
-    if compressor.bcj and arch is None:
-        # The filter follows the binary's machine, unknown here: the architecture check fails.
-        bcj = found[1]
-        detail += " (filter not checked: the binary's architecture is unknown)"
-    else:
-        bcj = bcj_filter(compression, arch) if arch is not None else None
-    wanted = (compressor.comp, bcj, str(BLOCK_SIZE_BYTES))
-    if found != wanted:
-        return Check("superblock", "FAIL", f"{detail}; expected {_describe(*wanted)}")
-    return Check("superblock", "ok", detail)
+def _superblock(image: ReadImage, compression: str, arch: Arch | None) -> Check:
+    """What the image's format packs for --compression on `arch`, the architecture of the
+    image's binary (None: unknown, which the architecture check fails)."""
+    return Check("superblock", *FORMATS[image.format].superblock_check(image, compression, arch))
 
 
-def _describe(compression: str | None, bcj: str | None, block_size: str | None) -> str:
-    filters = f"BCJ filter {bcj}" if bcj is not None else "no BCJ filter"
-    return f"{compression} compression, {filters}, {block_size}-byte blocks"
-
-
-def _entries(image: Image, required: Sequence[str], optional: Sequence[str]) -> Iterator[Check]:
+def _entries(image: ReadImage, required: Sequence[str], optional: Sequence[str]) -> Iterator[Check]:
     files = {*required, IMAGE_EXTENSION_RELEASE, *optional}
     directories = {parent for path in files for parent in _parents(path)}
     links = image.hard_links()
@@ -299,7 +268,7 @@ def _xattr_problems(entry: Entry) -> Iterator[str]:
             yield f"has the xattr {_printable(name)}"
 
 
-def _conf_lines(image: Image) -> Check:
+def _conf_lines(image: ReadImage) -> Check:
     """Every line of every sysusers.d and tmpfiles.d file in the image is one this build
     writes (build/image/conflines.py): systemd runs them as root on the host."""
     problems: list[str] = []
@@ -331,7 +300,7 @@ def _shown(path: str) -> str:
 
 
 def _extension_release(
-    image: Image, path: Path, machines: dict[str, int | None]
+    image: ReadImage, path: Path, machines: dict[str, int | None]
 ) -> Generator[Check, None, dict[str, str]]:
     """Yields its checks; returns the extension-release fields (empty if unusable)."""
     releases = [
@@ -384,7 +353,7 @@ def _extension_release(
     return fields
 
 
-def _binary_machines(image: Image) -> dict[str, int | None]:
+def _binary_machines(image: ReadImage) -> dict[str, int | None]:
     """Each file in /usr/bin and /usr/local/bin -> its ELF machine (None: not an ELF file)."""
     machines: dict[str, int | None] = {}
     for entry in image.entries.values():
@@ -453,7 +422,7 @@ def _checksums(pairs: Sequence[tuple[Path, Path]]) -> Iterator[Check]:
 
 
 def _merges(
-    image: Image, path: Path, release: dict[str, str], names: Sequence[str]
+    image: ReadImage, path: Path, release: dict[str, str], names: Sequence[str]
 ) -> Iterator[Check]:
     """Real merges under every name a host may give the image (`names`, then NAME.raw, the name
     the sysext-bakery's /etc/extensions symlink has), each in a scratch root, never over the
@@ -547,7 +516,7 @@ def params(spec: BuildSpec) -> dict[str, Any]:
     return {
         "compression": spec.compression,
         "merge": merge.cannot_merge(spec.arch.systemd) or "real",
-        "kernel view": kernelview.cannot_mount(spec.format) or "real",
+        "kernel view": kernelview.cannot_mount(FORMATS[spec.format].fstype) or "real",
     }
 
 
@@ -577,7 +546,9 @@ def make(runner: Runner) -> str:
     # Built with other options, the image would fail checks it need not pass: say so, and
     # leave its record as it is.
     differ = buildinfo.options_differ(
-        buildinfo.read(runner), spec, used_compression(spec.compression, spec.arch)
+        buildinfo.read(runner),
+        spec,
+        FORMATS[spec.format].used_compression(spec.compression, spec.arch),
     )
     if differ:
         raise BuildError(
@@ -613,7 +584,7 @@ def verify_any_image(image: Path, spec: BuildSpec) -> None:
     reads one private copy of it, whose sha256 the last line gives: the bytes vetted."""
     compression, found = spec.compression, image_format(image) if image.is_file() else spec.format
     if found != spec.format:
-        compression = FORMAT_COMPRESSIONS[found][0]
+        compression = FORMATS[found].default_compression
         say("verify", f"{image.name} is {found}, not {spec.format}: checked as {found} images are")
     if not image.is_file():
         raise BuildError(f"no image at {image}", "build it first, or check --image")

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from build.formats.images import image_format, open_image
+from build.formats.table import image_format, open_image
 from tests.conftest import REPO, VERSION, Invoke
 from tests.e2e.conftest import HERE, ROOT_ENV
 from tests.e2e.container import Boot, boot
