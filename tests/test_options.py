@@ -116,6 +116,25 @@ def test_a_default_may_depend_on_an_earlier_option() -> None:
     assert seen == [{"first": "one"}]
 
 
+@pytest.mark.parametrize("config", [{}, {"publish_url": ""}])
+def test_a_required_option_left_out_or_empty_is_refused_by_the_table(
+    config: dict[str, str],
+) -> None:
+    with pytest.raises(BuildError) as caught:
+        options.resolve("release", {}, config)
+    assert caught.value.message == "--publish-url is required"
+    assert caught.value.hint == (
+        "give the URL the files will be published at, "
+        "e.g. invoke release --publish-url=https://example.com/alloy/"
+    )
+    assert options.resolve("release", {"publish_url": "https://example.com/a/"})["publish_url"]
+
+
+def test_a_bad_value_is_said_before_a_missing_required_one() -> None:
+    with pytest.raises(BuildError, match="empty --gnupg-home"):
+        options.resolve("release", {"gnupg_home": " "})
+
+
 def test_clean_takes_version_only_from_the_command_line() -> None:
     # invoke.yaml's version says what to build, not that clean may keep the other versions.
     values = options.resolve("clean", {}, {"version": "1.9.0", "arch": "arm64"})

@@ -15,7 +15,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from invoke.parser import Argument
 
@@ -26,20 +26,15 @@ from build.core.report import say
 from build.formats import erofs as pack_erofs
 from build.image.pack import COMPRESSORS
 from build.model.arch import ARCHES
-
-if TYPE_CHECKING:
-    from build.config.spec import BuildSpec
+from build.model.names import default_cache_dir
+from build.model.versions import LATEST, VERSION_PATTERN
 
 BUILD_TASKS = ("fetch", "stage", "pack", "checksum", "alias", "verify", "all")
-LATEST = "latest"
 MAX_RETRIES = 10  # each wait between tries is capped too (build/fetch/http.py)
 MAX_CONFIG_PATH = 1024  # characters: systemd reads unit lines of a few KiB at most
 MAX_DOWNLOAD_MIB = 1 << 20  # 1 TiB: more is no release zip
 MAX_STALL_TIMEOUT = 86400.0
 MAX_DOWNLOAD_TIMEOUT = 7 * 86400.0
-# ASCII digits only (\d takes any script's), and few of them: a version is no place for 5000.
-_PART = "[0-9]{1,9}"
-VERSION_PATTERN = re.compile(rf"{_PART}\.{_PART}\.{_PART}(-rc\.{_PART})?")
 
 
 @dataclass(frozen=True)
@@ -85,6 +80,7 @@ class Option:
     default: Any = None  # a raw value (parsed like a given one), a Computed, or None: unset
     short: str | None = None  # pinned: Invoke would hand them out in signature order
     switch: bool = False  # yes/no: --name and --no-name, no value
+    required: str | None = None  # the advice when it is missing (or empty): it must be given
     variants: Mapping[str, Variant] = field(default_factory=dict)
 
     @property
@@ -134,7 +130,7 @@ def switch(raw: Any, given: Given) -> bool:
 def version(raw: Any, given: Given) -> str:
     value = str(raw)
     if value == LATEST:
-        return value  # resolved by spec_for(), which asks --api-url
+        return value  # resolved by the pipeline (build/pipeline/steps.py), which asks --api-url
     if value.startswith("v") and VERSION_PATTERN.fullmatch(value[1:]):
         say("version", f"{value} taken as {value[1:]} (versions are written without the v)")
         value = value[1:]
@@ -223,11 +219,6 @@ def directory(raw: Any, given: Given) -> Path:
             f"give a directory, e.g. {flag}=DIR",
         )
     return path
-
-
-def default_cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "alloy-sysext"
 
 
 _UNIT_PATH_SAFE = re.compile(r"/[A-Za-z0-9._/+@:-]*")
@@ -516,6 +507,8 @@ OPTIONS: tuple[Option, ...] = (
         ("release",),
         text,
         short="p",
+        required="give the URL the files will be published at, "
+        "e.g. invoke release --publish-url=https://example.com/alloy/",
     ),
     Option(
         "update_url",
@@ -614,6 +607,9 @@ def resolve(task: str, flags: Mapping[str, Any], config: Any = None) -> dict[str
         values[option.name] = option.parse(
             raw, Given(option, sources[option.name], values, sources)
         )
+    for option in options_of(task):  # once every value is parsed: a bad one is said first
+        if option.required is not None and not values[option.name]:
+            raise BuildError(f"{option.flag} is required", option.required)
     return values
 
 
@@ -638,22 +634,3 @@ def _pick(
     if isinstance(default, Computed):
         default = default.make(values)
     return default, "the default"
-
-
-def spec_for(values: Mapping[str, Any]) -> BuildSpec:
-    """The build's BuildSpec, with --version=latest resolved first (and said so, once)."""
-    from build.config.spec import BuildSpec
-    from build.fetch import latest  # it builds on spec.py, which builds on this one
-
-    if values["version"] == LATEST:
-        found = latest.resolve(
-            values["api_url"],
-            values["cache_dir"],
-            values["retries"],
-            allow_http=values["allow_http"],
-            stall_timeout=values["stall_timeout"],
-            download_timeout=values["download_timeout"],
-        )
-        say(LATEST, found.describe())
-        values = {**values, "version": found.version}
-    return BuildSpec.from_values(values)

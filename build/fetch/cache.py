@@ -21,7 +21,7 @@ import stat
 from collections.abc import Iterator
 from pathlib import Path
 
-from build.config.spec import NAME, VERSION_PATTERN, BuildSpec, default_cache_dir
+from build.config.spec import NAME, BuildSpec
 from build.core.errors import BuildError
 from build.core.fileio import write_text_atomic
 from build.model.arch import ARCHES
@@ -33,8 +33,10 @@ from build.model.names import (
     OLD_SUFFIX,
     SUMS_FILE,
     TEMP_SUFFIX,
+    default_cache_dir,
     lock_file,
 )
+from build.model.versions import VERSION_PATTERN
 
 SIGNATURE = "Signature: 8a477f597d28d172789f06886806bc55"
 TAG_TEXT = (

@@ -3,6 +3,7 @@ files), decided here and nowhere else: clean, the cache and the manifest recogni
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from build.alloy import NAME
@@ -84,3 +85,9 @@ def source_key(url: str) -> str:
 def latest_file(cache_dir: Path, api_url: str) -> Path:
     """The cached answer of --version=latest from `api_url`."""
     return cache_dir / f"{LATEST_PREFIX}{source_key(api_url)}.json"
+
+
+def default_cache_dir() -> Path:
+    """--cache-dir's default: $XDG_CACHE_HOME/alloy-sysext, else ~/.cache/alloy-sysext."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "alloy-sysext"
