@@ -16,7 +16,7 @@ from build.model import manifest
 from build.model.names import STAGING, SUMS_FILE, checksum_file
 
 if TYPE_CHECKING:
-    from build.pipeline.runner import Runner
+    from build.config.context import StepContext
 
 _CHUNK = 1 << 20
 _LINE = re.compile(r"([0-9a-fA-F]{64}) [ *](.+)")
@@ -116,7 +116,7 @@ def write_sums(output_dir: Path, sums: list[tuple[Path, str]] | None = None) -> 
     return path, len(sums)
 
 
-def make(runner: Runner) -> str:
+def make(runner: StepContext) -> str:
     """The checksum step: the image's .sha256."""
     image = runner.spec.image
     # Hashed when the image was recorded, unless it changed since.

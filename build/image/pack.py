@@ -20,8 +20,8 @@ from build.image import buildinfo
 from build.model.arch import Arch
 
 if TYPE_CHECKING:
+    from build.config.context import StepContext
     from build.config.spec import BuildSpec
-    from build.pipeline.runner import Runner
 
 BLOCK_SIZE = "1M"
 BLOCK_SIZE_BYTES = 1 << 20
@@ -120,7 +120,7 @@ def _liblzma_version() -> str | None:
     return match.group(1) if match else None
 
 
-def check_tools(runner: Runner) -> None:
+def check_tools(runner: StepContext) -> None:
     """Before a download and a staging that could not be packed."""
     if runner.must_run("pack"):
         require(MKFS_EROFS if runner.spec.format == "erofs" else "mksquashfs")
@@ -134,7 +134,7 @@ def params(spec: BuildSpec) -> dict[str, Any]:
     return {"mksquashfs": mksquashfs_args(spec.compression, spec.arch)}
 
 
-def make(runner: Runner, trust_keys: tuple[str, ...]) -> str:
+def make(runner: StepContext, trust_keys: tuple[str, ...]) -> str:
     """Pack the staged tree into the image in --format, and write its build info
     (`trust_keys`: the fingerprints of the keys the image carries)."""
     spec = runner.spec
