@@ -10,6 +10,7 @@ from typing import Any
 
 from build import alloy
 from build.core.errors import BuildError
+from build.core.fileio import TEMP_SUFFIX
 from build.model.arch import ARCHES, Arch
 from build.model.names import (
     BUILDINFO_SUFFIX,
@@ -17,7 +18,6 @@ from build.model.names import (
     ROOTFS,
     STAGING,
     SUMS_FILE,
-    TEMP_SUFFIX,
     source_key,
     stamp_file,
 )

@@ -1,5 +1,6 @@
-"""Every name this tool gives a file it writes (outputs, records, locks, temporaries, cache
-files), decided here and nowhere else: clean, the cache and the manifest recognise them too."""
+"""Every name this tool gives a file it writes (outputs, records, locks, cache files), decided
+here and nowhere else: clean, the cache and the manifest recognise them too. Temporaries are
+named by build/core/fileio.py, which makes them."""
 
 from __future__ import annotations
 
@@ -36,10 +37,6 @@ ROOTFS = "rootfs"
 STAMP_SUFFIX = ".stamp"
 LOCK_SUFFIX = ".lock"
 
-# Temporaries beside a file: .NAME.XXXX.tmp while written, .NAME.XXXX.old while replaced.
-TEMP_SUFFIX = ".tmp"
-OLD_SUFFIX = ".old"
-
 # The download cache: its tag (https://bford.info/cachedir/), and --version=latest's answer,
 # per API.
 CACHE_TAG = "CACHEDIR.TAG"
@@ -68,10 +65,6 @@ def step_lock(stamp: Path) -> Path:
 def lock_file(shared: Path) -> Path:
     """The lock beside a file that several builds share (a cached download): .NAME.lock."""
     return shared.with_name(f".{shared.name}{LOCK_SUFFIX}")
-
-
-def temp_prefix(final: Path) -> str:
-    return f".{final.name}."
 
 
 def source_key(url: str) -> str:
