@@ -171,7 +171,6 @@ def _release(c: Context, **flags: Any) -> None:
         values["output_dir"],
         values["publish_url"],
         values["update_url"],
-        values["allow_http"],
         _signer(values, flags),
         health_url=values["health_url"],
     )

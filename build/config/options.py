@@ -202,6 +202,46 @@ def url(what: str) -> Parser:
     return parse
 
 
+# Plain URLs only: no %, which systemd reads as a specifier, no spaces, quotes, ? or #.
+_SERVED_URL = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]+)?(/[A-Za-z0-9._~/+=,@-]*)?")
+
+
+def served_url(raw: Any, given: Given) -> str:
+    """--publish-url, --update-url: the directory URL hosts fetch the release from, ending in /
+    (empty: not given). Plain http:// to another host than this machine only with --allow-http:
+    hosts would fetch root-run images over it."""
+    value = str(raw)
+    if not value:
+        return value  # --update-url: the publish URL's; --publish-url: said to be required
+    if not _SERVED_URL.fullmatch(value):
+        raise BuildError(
+            f"invalid publish URL {value!r}",
+            "give the http(s) URL of the directory the files will be served from, without "
+            "%, spaces, quotes, ? or #, e.g. --publish-url=https://example.com/alloy/",
+        )
+    flag = given.option.flag
+    target = urls.check(value, flag, client=False)  # never fetched here: hosts fetch it
+    if target.scheme == "http" and not given.values["allow_http"] and not target.is_loopback:
+        raise BuildError(
+            f"refusing plain http:// {flag} {value}: hosts would fetch images they run as root "
+            "unencrypted",
+            "use an https:// URL, or allow plain http with --allow-http (INVOKE_ALLOW_HTTP=true)",
+        )
+    return value.rstrip("/") + "/"
+
+
+def health_url(raw: Any, given: Given) -> str:
+    """The URL an updated alloy must answer 200 on (run on the host itself: any http(s) URL)."""
+    value = str(raw)
+    if not _SERVED_URL.fullmatch(value):
+        raise BuildError(
+            f"invalid health URL {value!r}",
+            "give the http(s) URL alloy answers 200 on once healthy, without %, spaces, quotes, "
+            f"? or #, e.g. --health-url={alloy.DEFAULT_HEALTH_URL}",
+        )
+    return value
+
+
 def directory(raw: Any, given: Given) -> Path:
     """Never empty, which would mean the current directory (a checkout, a home) to every step
     that writes or removes files; and a directory where something exists."""
@@ -505,7 +545,7 @@ OPTIONS: tuple[Option, ...] = (
         "required: the http(s) URL of the directory the files will be served from, e.g. "
         "https://example.com/alloy/",
         ("release",),
-        text,
+        served_url,
         short="p",
         required="give the URL the files will be published at, "
         "e.g. invoke release --publish-url=https://example.com/alloy/",
@@ -515,7 +555,7 @@ OPTIONS: tuple[Option, ...] = (
         "where hosts' systemd-sysupdate looks for newer images (default: the publish URL), "
         "e.g. https://github.com/OWNER/REPO/releases/latest/download/",
         ("release",),
-        text,
+        served_url,
         short="u",
     ),
     Option(
@@ -537,7 +577,7 @@ OPTIONS: tuple[Option, ...] = (
         f"the URL an updated alloy must answer 200 on within {alloy.HEALTH_TIMEOUT} s, or the "
         "host rolls it back (Alloy's default listen address)",
         ("release",),
-        text,
+        health_url,
         default=alloy.DEFAULT_HEALTH_URL,
         short="h",
     ),
