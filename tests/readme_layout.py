@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from build.core.fileio import write_text_atomic
+from tests.layers import LAYERS as BUILD_LAYERS
 
 REPO = Path(__file__).resolve().parent.parent
 COMMAND = "python -m tests.readme_layout --write"
@@ -29,18 +30,10 @@ END = "<!-- layout end -->"
 # from a lower layer (tests/test_layout.py checks it). Its role is the first paragraph of its
 # docstring (the package's __init__.py for a folder), except where a place holds no Python.
 LAYERS: tuple[tuple[str, str], ...] = (
-    ("0", "build/alloy.py"),
-    ("1", "build/core/"),
-    ("2", "build/model/"),
-    ("3", "build/read/"),
-    ("4", "build/formats/"),
-    ("5", "build/config/"),
-    ("6", "build/keys/"),
-    ("6", "build/fetch/"),
-    ("7", "build/image/"),
-    ("8", "build/verify/"),
-    ("9", "build/release/"),
-    ("10", "build/pipeline/"),
+    *(
+        (str(layer), f"build/{package}.py" if package == "alloy" else f"build/{package}/")
+        for layer, package in BUILD_LAYERS
+    ),
     ("data", "build/templates/"),
     ("top", "tasks.py"),
     ("top", "noxfile.py"),

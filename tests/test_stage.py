@@ -16,11 +16,12 @@ from build.formats.squashfs import COMPRESSORS, bcj_filter, mksquashfs_args
 from build.image.stage import STRICT_XATTR, _strip_foreign_xattrs, stage
 from build.model.arch import ARCHES
 from tests.fakes import MACHINES, elf_binary, zip_bytes
+from tests.specs import spec_of
 
 
 @pytest.fixture
 def spec(tmp_path: Path) -> BuildSpec:
-    return BuildSpec.from_options({"output_dir": tmp_path / "out", "cache_dir": tmp_path / "c"})
+    return spec_of({"output_dir": tmp_path / "out", "cache_dir": tmp_path / "c"})
 
 
 def test_stage_sets_every_mode_under_a_restrictive_umask(spec: BuildSpec, tmp_path: Path) -> None:

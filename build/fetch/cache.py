@@ -21,20 +21,20 @@ import stat
 from collections.abc import Iterator
 from pathlib import Path
 
-from build.config.spec import NAME, VERSION_PATTERN, BuildSpec, default_cache_dir
+from build.config.spec import NAME, BuildSpec
 from build.core.errors import BuildError
-from build.core.fileio import write_text_atomic
+from build.core.fileio import OLD_SUFFIX, TEMP_SUFFIX, write_text_atomic
 from build.model.arch import ARCHES
 from build.model.manifest import regular_sha256
 from build.model.names import CACHE_TAG as TAG
 from build.model.names import (
     LATEST_PREFIX,
     LOCK_SUFFIX,
-    OLD_SUFFIX,
     SUMS_FILE,
-    TEMP_SUFFIX,
+    default_cache_dir,
     lock_file,
 )
+from build.model.versions import VERSION_PATTERN
 
 SIGNATURE = "Signature: 8a477f597d28d172789f06886806bc55"
 TAG_TEXT = (

@@ -10,8 +10,8 @@ from build.config.spec import BuildSpec
 from build.core.errors import BuildError
 from build.core.fileio import file_lock, sweep_temps
 from build.core.report import say
+from build.core.sums import file_sha256, parse_sums
 from build.fetch import http
-from build.image.checksum import file_sha256, parse_sums
 from build.model.names import lock_file
 
 RELEASES_PAGE = "https://github.com/grafana/alloy/releases"

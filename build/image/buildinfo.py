@@ -16,9 +16,9 @@ from build.formats.table import UNRECORDED_FORMAT, recorded_format
 from build.model.names import buildinfo_file
 
 if TYPE_CHECKING:
+    from build.config.context import StepContext
     from build.config.spec import BuildSpec
-    from build.pipeline.runner import Runner
-    from build.verify.checks import Check
+    from build.model.check import Check
 
 # What a build info says until verify passed on the image (invoke release refuses it).
 NOT_VERIFIED = {"result": "not run", "why": "built without verify (a single step or --no-verify)"}
@@ -61,11 +61,11 @@ def verified(checks: list[Check], sha256: str) -> dict[str, Any]:
     return {"result": "passed", "sha256": sha256, "skipped": skipped}
 
 
-def write(runner: Runner, info: dict[str, Any]) -> None:
+def write(runner: StepContext, info: dict[str, Any]) -> None:
     runner.write_output(buildinfo_file(runner.spec.image), json.dumps(info, indent=2) + "\n")
 
 
-def read(runner: Runner) -> dict[str, Any]:
+def read(runner: StepContext) -> dict[str, Any]:
     """The newest build info of the image (pending, or in place)."""
     current = runner.current(buildinfo_file(runner.spec.image))
     try:
@@ -81,7 +81,7 @@ def read(runner: Runner) -> dict[str, Any]:
     return info
 
 
-def record_verify(runner: Runner, result: dict[str, Any]) -> None:
+def record_verify(runner: StepContext, result: dict[str, Any]) -> None:
     """The verify result in the image's build info, which invoke release reads."""
     write(runner, {**read(runner), "verify": result})
 

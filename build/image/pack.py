@@ -13,15 +13,15 @@ from build.formats.table import FORMATS
 from build.image import buildinfo
 
 if TYPE_CHECKING:
+    from build.config.context import StepContext
     from build.config.spec import BuildSpec
-    from build.pipeline.runner import Runner
 
 
 def recipe(spec: BuildSpec) -> Recipe:
     return Recipe(NAME, spec.version, spec.arch, spec.compression)
 
 
-def check_tools(runner: Runner) -> None:
+def check_tools(runner: StepContext) -> None:
     """Before a download and a staging that could not be packed."""
     if runner.must_run("pack"):
         require(FORMATS[runner.spec.format].command)
@@ -32,7 +32,7 @@ def params(spec: BuildSpec) -> dict[str, Any]:
     return FORMATS[spec.format].args(recipe(spec))
 
 
-def make(runner: Runner, trust_keys: tuple[str, ...]) -> str:
+def make(runner: StepContext, trust_keys: tuple[str, ...]) -> str:
     """Pack the staged tree into the image in --format, and write its build info
     (`trust_keys`: the fingerprints of the keys the image carries)."""
     spec = runner.spec

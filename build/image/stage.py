@@ -29,7 +29,7 @@ from build.keys.trustkeys import TrustKeys, read_trust_keys
 from build.model import manifest
 
 if TYPE_CHECKING:
-    from build.pipeline.runner import Runner
+    from build.config.context import StepContext
 
 # Lets systemd (252+) merge the image under a file name other than `alloy.raw`.
 STRICT_XATTR = "user.extension-release.strict"
@@ -153,19 +153,19 @@ def stage(spec: BuildSpec, zip_path: Path, tree: Path, texts: dict[str, str | by
     _strip_foreign_xattrs(tree, {release: {STRICT_XATTR}})
 
 
-def trust_keys(runner: Runner) -> TrustKeys | None:
+def trust_keys(runner: StepContext) -> TrustKeys | None:
     """--trust-keys, read once: before any download (refused early), then put in the image and
     named in its build info."""
     path = runner.spec.trust_keys
     return runner.once("trust_keys", lambda: read_trust_keys(path) if path else None)
 
 
-def trust_fingerprints(runner: Runner) -> tuple[str, ...]:
+def trust_fingerprints(runner: StepContext) -> tuple[str, ...]:
     keys = trust_keys(runner)
     return keys.fingerprints if keys is not None else ()
 
 
-def texts(runner: Runner) -> dict[str, str | bytes]:
+def texts(runner: StepContext) -> dict[str, str | bytes]:
     """The files rendered into the image (path in the image -> content), rendered once."""
 
     def render_all() -> dict[str, str | bytes]:
@@ -186,7 +186,7 @@ def texts(runner: Runner) -> dict[str, str | bytes]:
     return runner.once("texts", render_all)
 
 
-def params(runner: Runner, zip_sha256: str) -> dict[str, Any]:
+def params(runner: StepContext, zip_sha256: str) -> dict[str, Any]:
     """Contents, not times: a re-download of the same zip or a checkout that touches the
     templates changes nothing in the tree."""
     spec = runner.spec
@@ -198,7 +198,7 @@ def params(runner: Runner, zip_sha256: str) -> dict[str, Any]:
     }
 
 
-def make(runner: Runner, zip_path: Path) -> str:
+def make(runner: StepContext, zip_path: Path) -> str:
     """The stage step: the image tree from the verified zip `zip_path`, swapped in whole."""
     spec = runner.spec
     sweep_temps(spec.rootfs)  # a killed run's half-staged trees (under the stage lock)

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from build.config.spec import BuildSpec
 from build.core.errors import BuildError
@@ -23,6 +23,8 @@ from build.core.report import say
 from build.model import manifest
 from build.model.names import CELL_LOCK, PENDING, step_lock
 from build.model.rule import Step, forget, record, why_out_of_date
+
+T = TypeVar("T")
 
 
 def _nothing(_: Any) -> tuple[Path, ...]:
@@ -69,7 +71,7 @@ class Runner:
     """Runs the steps of `table` for one BuildSpec, each at most once, each after the one it
     needs.
 
-    With `deferred` (invoke all, verifying), the outputs go to a pending directory in .staging
+    Deferred (all(), verifying), the outputs go to a pending directory in .staging
     first and replace the earlier ones only once every step passed on them (commit()); until
     then the step records stay as they were, so a failed verify leaves every earlier output as
     it was."""
@@ -79,7 +81,6 @@ class Runner:
         table: Sequence[Entry],
         spec: BuildSpec,
         force: Collection[str] = (),
-        deferred: bool = False,
     ):
         self.table = {entry.name: entry for entry in table}
         unknown = set(force) - set(self.table)
@@ -88,7 +89,7 @@ class Runner:
         self.spec = spec
         self.force = set(force)
         self.done: set[str] = set()
-        self.deferred = deferred
+        self.deferred = False  # all() turns it on, verifying
         self.pending: dict[Path, Path] = {}  # final name -> the file waiting to take it
         self.unrecorded: list[Step] = []  # steps made into pending files: recorded at commit
         self._cell_lock: contextlib.ExitStack | None = None
@@ -98,11 +99,11 @@ class Runner:
         self._once: dict[str, Any] = {}
         self._deferring = False  # a deferrable step is making its targets, deferred
 
-    def once(self, key: str, compute: Callable[[], Any]) -> Any:
+    def once(self, key: str, compute: Callable[[], T]) -> T:
         """`compute()`, called once per run: what two steps must see alike (an input file)."""
         if key not in self._once:
             self._once[key] = compute()
-        return self._once[key]
+        return cast(T, self._once[key])
 
     @property
     def pending_dir(self) -> Path:

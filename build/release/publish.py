@@ -16,14 +16,12 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from build import alloy
 from build.config.spec import NAME, parse_output_name
-from build.core import urls
 from build.core.errors import BuildError
 from build.core.fileio import atomic_path, write_text_atomic
 from build.core.report import listing, say
@@ -65,8 +63,6 @@ UNSIGNED_NOTE = (
 # What buildinfo must say for an image to be published (build/pipeline/steps.py writes it),
 # and the tools that packed it (its format's, build/formats/table.py).
 BUILDINFO_KEYS = ("image", "version", "arch", "compression", "autostart", "config_path", "verify")
-# Plain URLs only: no %, which systemd reads as a specifier, no spaces, quotes, ? or #.
-_PUBLISH_URL = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]+)?(/[A-Za-z0-9._~/+=,@-]*)?")
 
 
 @dataclass(frozen=True)
@@ -80,41 +76,10 @@ class Image:
     buildinfo: dict[str, Any]
 
 
-def normalize_publish_url(url: str, allow_http: bool = True, option: str = "--publish-url") -> str:
-    """The directory URL the files will be served from, ending in /. Plain http:// to another
-    host than this machine only with `allow_http`: hosts would fetch root-run images over it."""
-    if not _PUBLISH_URL.fullmatch(url):
-        raise BuildError(
-            f"invalid publish URL {url!r}",
-            "give the http(s) URL of the directory the files will be served from, without "
-            "%, spaces, quotes, ? or #, e.g. --publish-url=https://example.com/alloy/",
-        )
-    target = urls.check(url, option, client=False)  # never fetched here: hosts fetch it
-    if target.scheme == "http" and not allow_http and not target.is_loopback:
-        raise BuildError(
-            f"refusing plain http:// {option} {url}: hosts would fetch images they run as root "
-            "unencrypted",
-            "use an https:// URL, or allow plain http with --allow-http (INVOKE_ALLOW_HTTP=true)",
-        )
-    return url.rstrip("/") + "/"
-
-
-def normalize_health_url(url: str) -> str:
-    """The URL an updated alloy must answer 200 on (run on the host itself: any http(s) URL)."""
-    if not _PUBLISH_URL.fullmatch(url):
-        raise BuildError(
-            f"invalid health URL {url!r}",
-            "give the http(s) URL alloy answers 200 on once healthy, without %, spaces, quotes, "
-            f"? or #, e.g. --health-url={DEFAULT_HEALTH_URL}",
-        )
-    return url
-
-
 def release(
     output_dir: Path,
     publish_url: str,
     update_url: str | None = None,
-    allow_http: bool = False,
     signer: signing.Signer | None = None,
     health_url: str = DEFAULT_HEALTH_URL,
 ) -> list[Path]:
@@ -122,10 +87,10 @@ def release(
     `publish_url` once; sysupdate looks for newer ones at `update_url` (default: the same), e.g.
     a "latest release" address that always serves the newest directory. With `signer`, the
     release is signed (SHA256SUMS.gpg, the public key, Verify=yes). An updated alloy must
-    answer 200 on `health_url` or is rolled back."""
-    url = normalize_publish_url(publish_url, allow_http)
-    health = normalize_health_url(health_url)
-    updates = normalize_publish_url(update_url, allow_http, "--update-url") if update_url else url
+    answer 200 on `health_url` or is rolled back. The URLs come checked and ending in / from
+    the option table (build/config/options.py served_url, health_url)."""
+    url, health = publish_url, health_url
+    updates = update_url or url
     if not output_dir.is_dir():
         raise BuildError(f"no directory {output_dir}", "build images first, e.g. invoke all")
     manifest.own_subdir(output_dir, STAGING)  # where the lock lives: never a symlink

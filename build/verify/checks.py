@@ -28,12 +28,13 @@ from build.image.checksum import file_sha256, read_checksum
 from build.image.elf import HEADER_SIZE
 from build.image.stage import STRICT_XATTR
 from build.model.arch import ARCHES, ELF_MACHINE_NAMES, Arch
+from build.model.check import Check
 from build.model.names import checksum_file
 from build.read.image import Entry, ReadImage
 from build.verify import kernelview, merge
 
 if TYPE_CHECKING:
-    from build.pipeline.runner import Runner
+    from build.config.context import StepContext
 
 RELEASE_DIR = "usr/lib/extension-release.d/"
 _UNIT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9@._:-]*\.(service|socket|timer|path|target)")
@@ -54,13 +55,6 @@ CONTENT_SLACK = 1 << 20  # bytes, beyond the binary, of every other file an imag
 MAX_DETAIL = 300  # characters of a check's detail: its line, and the error line, stay under 400
 KERNEL_DIFFERS = "the kernel sees another image than the reader (kernel view): not merged"
 SHOWN_LINKS = 3  # other names of a hard link a message looks at (9,000 names: not each time)
-
-
-@dataclass(frozen=True)
-class Check:
-    name: str
-    status: str  # "ok", "FAIL" or "skip"
-    detail: str
 
 
 @dataclass(frozen=True)
@@ -530,7 +524,7 @@ def required_files(autostart: bool, trust_keys: bool) -> list[str]:
     ]
 
 
-def make(runner: Runner) -> str:
+def make(runner: StepContext) -> str:
     """Verify the newest files (pending ones, deferred, where a step just made them) and record
     the result in the image's build info."""
     spec = runner.spec
