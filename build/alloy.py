@@ -21,10 +21,10 @@ IMAGE_BINARY = f"usr/local/bin/{NAME}"
 STATE_DIR = f"/var/lib/{NAME}"  # StateDirectory={NAME}
 DEFAULT_CONFIG_PATH = f"/var/mnt/storage/{NAME}/config.{NAME}"
 # What an updated alloy must answer 200 on (its default listen address), and how soon, before a
-# host keeps it (build/templates/alloy-sysupdate-activate).
+# host keeps it (build/templates/host/alloy-sysupdate-activate).
 DEFAULT_HEALTH_URL = "http://127.0.0.1:12345/-/ready"
 HEALTH_TIMEOUT = 60  # seconds
-UNIT_TEMPLATE = Path(__file__).parent / "templates" / f"{NAME}.service"
+UNIT_TEMPLATE = Path(__file__).parent / "templates" / "image" / f"{NAME}.service"
 
 
 def asset_member(arch: str) -> str:

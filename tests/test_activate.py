@@ -1,4 +1,4 @@
-"""The health gate that activates an update on a fleet host (build/templates/
+"""The health gate that activates an update on a fleet host (build/templates/host/
 alloy-sysupdate-activate, shipped by the Butane config as /opt/alloy-sysext/activate), run with
 stub systemctl, systemd-sysext, curl, date and sleep: what it does to the link and the unit for
 each outcome, without booting (tests/e2e/test_update.py boots it on systemd 257)."""
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from build.image.render import TEMPLATES, render
+from build.image.render import HOST_TEMPLATES, render
 from build.release.publish import DEFAULT_HEALTH_URL, HEALTH_TIMEOUT
 
 OLD, NEW = "alloy-1.0.0-amd64.raw", "alloy-1.1.0-amd64.raw"
@@ -98,7 +98,7 @@ class Host:
 def host(tmp_path: Path) -> Host:
     """OLD installed, linked and running; NEW installed beside it."""
     script = render(
-        (TEMPLATES / "alloy-sysupdate-activate").read_text(),
+        (HOST_TEMPLATES / "alloy-sysupdate-activate").read_text(),
         {"HEALTH_URL": DEFAULT_HEALTH_URL, "HEALTH_TIMEOUT": str(HEALTH_TIMEOUT)},
         "test",
     )

@@ -31,7 +31,7 @@ from build.core.safeio import read_regular
 from build.formats.images import image_format
 from build.image import buildinfo
 from build.image.checksum import image_sums, sums_text, write_sums
-from build.image.render import TEMPLATES, render
+from build.image.render import HOST_TEMPLATES, render
 from build.keys import signing
 from build.model import manifest
 from build.model.arch import ARCHES
@@ -469,7 +469,7 @@ def _trust_keys(image: Image) -> list[str]:
 
 
 def _template(name: str, values: dict[str, str] | None = None) -> str:
-    text = (TEMPLATES / name).read_text(encoding="utf-8")
+    text = (HOST_TEMPLATES / name).read_text(encoding="utf-8")
     return render(text, values or {}, f"{name} template")
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 from build.config.spec import NAME
-from build.image.render import TEMPLATES, render
+from build.image.render import HOST_TEMPLATES, render
 
 # On the host (Flatcar's sysext-bakery layout): versions side by side, one link merged.
 COMPONENT = NAME  # systemd-sysupdate -C alloy reads /etc/sysupdate.alloy.d/
@@ -24,8 +24,9 @@ def match_pattern(arch: str) -> str:
 def transfer(arch: str, publish_url: str, signed: bool = False) -> str:
     """The transfer file for `arch`: the same text serves as alloy.transfer and alloy.conf.
     `signed`: the release has SHA256SUMS.gpg, so sysupdate verifies it (Verify=yes)."""
-    template = (TEMPLATES / "alloy.transfer").read_text(encoding="utf-8")
-    verify = (TEMPLATES / ("verify-signed" if signed else "verify-unsigned")).read_text("utf-8")
+    template = (HOST_TEMPLATES / "alloy.transfer").read_text(encoding="utf-8")
+    verify_name = "verify-signed" if signed else "verify-unsigned"
+    verify = (HOST_TEMPLATES / verify_name).read_text("utf-8")
     values = {"ARCH": arch, "PUBLISH_URL": publish_url, "VERIFY": verify.rstrip("\n")}
     text = render(template, values, "alloy.transfer template")
     assert f"MatchPattern={match_pattern(arch)}\n" in text, "template and match_pattern disagree"

@@ -215,7 +215,7 @@ def test_boot_check_sees_a_reload_that_does_not_reach_alloy(
     template, replaced = re.subn(
         r"^ExecReload=.*$",
         "ExecReload=/bin/true",
-        (REPO / "build/templates/alloy.service").read_text(),
+        (REPO / "build/templates/image/alloy.service").read_text(),
         flags=re.M,
     )
     assert replaced == 1
