@@ -29,15 +29,6 @@ from build.model.names import (
 
 NAME = alloy.NAME
 
-# Paths inside the image, relative to its root.
-IMAGE_BINARY = alloy.IMAGE_BINARY
-IMAGE_UNIT = f"usr/lib/systemd/system/{NAME}.service"
-IMAGE_EXTENSION_RELEASE = f"usr/lib/extension-release.d/extension-release.{NAME}"
-IMAGE_AUTOSTART = f"usr/lib/systemd/system/multi-user.target.d/10-{NAME}.conf"  # --autostart
-# --trust-keys: the keys hosts trust next (their alloy-import-pubring.service adds them).
-IMAGE_TRUST_KEYS = f"usr/lib/{NAME}-sysext/release-keys.d/next.gpg"
-STATE_DIR = alloy.STATE_DIR
-
 
 @dataclass(frozen=True)
 class BuildSpec:

@@ -11,8 +11,10 @@ import stat
 from collections.abc import Mapping
 from pathlib import Path
 
-from build.config.spec import IMAGE_BINARY, STATE_DIR, BuildSpec
+from build import alloy
+from build.config.spec import BuildSpec
 from build.core.errors import BuildError
+from build.image.content import IMAGE_BINARY
 
 TEMPLATES = Path(__file__).parent.parent / "templates"
 IMAGE_TEMPLATES = TEMPLATES / "image"  # what goes into the image
@@ -94,7 +96,7 @@ def unit(spec: BuildSpec, template: str, source: str) -> str:
         "VERSION": spec.version,
         "BINARY": "/" + IMAGE_BINARY,
         "CONFIG_PATH": spec.config_path,
-        "STATE_DIR": STATE_DIR,
+        "STATE_DIR": alloy.STATE_DIR,
     }
     return render(template, values, source)
 

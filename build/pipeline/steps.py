@@ -3,13 +3,14 @@ function that makes it. build/pipeline/runner.py runs them, each only when out o
 
 from __future__ import annotations
 
-from build.config.spec import IMAGE_BINARY, BuildSpec
+from build.config.spec import BuildSpec
 from build.core.errors import BuildError
 from build.fetch import cache, upstream
 from build.image import alias
 from build.image import checksum as checksumming
 from build.image import pack as packing
 from build.image import stage as staging
+from build.image.content import IMAGE_BINARY
 from build.model.names import buildinfo_file, checksum_file, lock_file
 from build.pipeline.runner import Entry, Runner
 from build.verify import checks as verify
