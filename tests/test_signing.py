@@ -20,6 +20,7 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 from build.keys.signing import PASSPHRASE_ENV
+from build.release import host as layout
 from tests.conftest import (
     BOTH_ARCHES,
     INVOKE_CLI,
@@ -45,8 +46,8 @@ from tests.test_publish import (
 pytestmark = pytest.mark.needs("gpg", "gpgv")
 
 SIGNED = ("SHA256SUMS.gpg", "alloy-release-key.gpg", "alloy-release-key.asc")
-HOST_KEY = "/etc/alloy-sysext/release-key.gpg"
-UNIT = "alloy-import-pubring.service"
+HOST_KEY = layout.HOST_RELEASE_KEY
+UNIT = layout.PUBRING_UNIT
 
 
 # One amd64 and one arm64 image, built once; each test releases a copy.

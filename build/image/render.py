@@ -18,7 +18,6 @@ from build.image.content import IMAGE_BINARY
 
 TEMPLATES = Path(__file__).parent.parent / "templates"
 IMAGE_TEMPLATES = TEMPLATES / "image"  # what goes into the image
-HOST_TEMPLATES = TEMPLATES / "host"  # what the Butane/Ignition config and transfers put on a host
 _PLACEHOLDER = re.compile(r"@([A-Z_]+)@")
 
 
