@@ -76,11 +76,11 @@ class BuildSpec:
     # The release as published: {base_url}/v{version}/...
     @property
     def member(self) -> str:
-        return f"{NAME}-linux-{self.arch.name}"
+        return alloy.asset_member(self.arch.name)
 
     @property
     def zip_name(self) -> str:
-        return f"{self.member}.zip"
+        return alloy.asset_zip(self.arch.name)
 
     @property
     def zip_url(self) -> str:

@@ -35,7 +35,7 @@ def render(template: str, values: Mapping[str, str], source: str) -> str:
 
 
 def unit_template_path(spec: BuildSpec) -> Path:
-    return spec.unit_template or IMAGE_TEMPLATES / "alloy.service"
+    return spec.unit_template or alloy.UNIT_TEMPLATE
 
 
 # A unit template is a small text file a user wrote: never a device, a FIFO or a kernel file
