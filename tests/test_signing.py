@@ -189,7 +189,7 @@ def test_keyring_unit_keeps_the_vendor_keys_and_adds_ours(
     if vendor_name:
         (host / "usr/lib/systemd" / vendor_name).write_bytes(vendor_key)
     # The key to trust next, as a merged image may carry it (a key rotation).
-    next_keys = host / "usr/lib/alloy-sysext/release-keys.d"
+    next_keys = host / layout.NEXT_KEYS_DIR.strip("/")
     next_keys.mkdir(parents=True)
     (next_keys / "next.gpg").write_bytes(export(keys.home, keys.next))
     (next_keys / "empty.gpg").write_bytes(b"")
@@ -454,10 +454,10 @@ def test_real_sysupdate_verifies_the_signature_and_refuses_tampering(
         refused = sysupdate("check-new")
         assert refused.returncode != 0 and refused.stdout.strip() != VERSION, refused.stderr
         assert why in refused.stderr, refused.stderr
-        assert not list((host / "opt/extensions/alloy").iterdir())
+        assert not list((host / layout.EXTENSIONS_DIR.lstrip("/")).iterdir())
     tampered.clear()
     ok(sysupdate("update"))
-    link = host / "etc/extensions/alloy.raw"
+    link = host / layout.CURRENT_SYMLINK.lstrip("/")
     assert link.resolve().name == f"alloy-{VERSION}-amd64.raw"
 
 
