@@ -31,10 +31,10 @@ from types import ModuleType
 
 import pytest
 
-from build.config.spec import IMAGE_BINARY, IMAGE_UNIT
 from build.core.errors import BuildError
 from build.core.report import listing
 from build.formats.table import open_image
+from build.image.content import IMAGE_BINARY, IMAGE_UNIT
 from build.read.image import ErofsImage, ReadImage
 from build.verify import kernelview
 from tests.fakes import MACHINES, elf_binary

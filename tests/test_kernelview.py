@@ -13,10 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from build.config.spec import IMAGE_BINARY, IMAGE_UNIT
 from build.core.errors import BuildError
 from build.core.report import listing
-from build.image.stage import STRICT_XATTR
+from build.image.content import IMAGE_BINARY, IMAGE_UNIT, STRICT_XATTR
 from build.read.image import ReadImage
 from build.verify import checks as verify
 from build.verify import kernelview

@@ -9,8 +9,8 @@ import pytest
 
 import tasks
 from build.config import options
-from build.config.spec import IMAGE_AUTOSTART
 from build.core.errors import BuildError
+from build.image.content import IMAGE_AUTOSTART
 from tests.conftest import VERSION, Invoke
 from tests.results import error_line, ok
 

@@ -6,10 +6,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from build.config.spec import IMAGE_BINARY, IMAGE_EXTENSION_RELEASE, IMAGE_UNIT
 from build.formats.recipe import Recipe
 from build.formats.table import FORMATS
-from build.image.stage import STRICT_XATTR
+from build.image.content import IMAGE_BINARY, IMAGE_EXTENSION_RELEASE, IMAGE_UNIT, STRICT_XATTR
 from build.model.arch import ARCHES
 from tests.fakes import MACHINES, elf_binary
 

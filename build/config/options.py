@@ -428,7 +428,7 @@ OPTIONS: tuple[Option, ...] = (
         "@VERSION@ placeholders",
         _BUILD,
         file_path,
-        default=Computed(lambda values: None, "build/templates/alloy.service"),
+        default=Computed(lambda values: None, "build/templates/image/alloy.service"),
         short="u",
     ),
     Option(

@@ -25,15 +25,6 @@ from build.model.versions import LATEST, VERSION_PATTERN
 
 NAME = alloy.NAME
 
-# Paths inside the image, relative to its root.
-IMAGE_BINARY = alloy.IMAGE_BINARY
-IMAGE_UNIT = f"usr/lib/systemd/system/{NAME}.service"
-IMAGE_EXTENSION_RELEASE = f"usr/lib/extension-release.d/extension-release.{NAME}"
-IMAGE_AUTOSTART = f"usr/lib/systemd/system/multi-user.target.d/10-{NAME}.conf"  # --autostart
-# --trust-keys: the keys hosts trust next (their alloy-import-pubring.service adds them).
-IMAGE_TRUST_KEYS = f"usr/lib/{NAME}-sysext/release-keys.d/next.gpg"
-STATE_DIR = alloy.STATE_DIR
-
 
 @dataclass(frozen=True)
 class BuildSpec:
@@ -74,11 +65,11 @@ class BuildSpec:
     # The release as published: {base_url}/v{version}/...
     @property
     def member(self) -> str:
-        return f"{NAME}-linux-{self.arch.name}"
+        return alloy.asset_member(self.arch.name)
 
     @property
     def zip_name(self) -> str:
-        return f"{self.member}.zip"
+        return alloy.asset_zip(self.arch.name)
 
     @property
     def zip_url(self) -> str:

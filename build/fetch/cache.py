@@ -21,7 +21,8 @@ import stat
 from collections.abc import Iterator
 from pathlib import Path
 
-from build.config.spec import NAME, BuildSpec
+from build import alloy
+from build.config.spec import BuildSpec
 from build.core.errors import BuildError
 from build.core.fileio import OLD_SUFFIX, TEMP_SUFFIX, write_text_atomic
 from build.model.arch import ARCHES
@@ -42,7 +43,7 @@ TAG_TEXT = (
     "# This file is a cache directory tag created by alloy-sysext (its download cache).\n"
     "# For information about cache directory tags, see https://bford.info/cachedir/\n"
 )
-_RELEASE_FILES = {f"{NAME}-linux-{arch}.zip" for arch in ARCHES} | {SUMS_FILE}
+_RELEASE_FILES = {alloy.asset_zip(arch) for arch in ARCHES} | {SUMS_FILE}
 _VERSION_DIR = re.compile(rf"v{VERSION_PATTERN.pattern}")
 _SOURCE_DIR = re.compile(r"[A-Za-z0-9.][A-Za-z0-9._-]*")
 _TEMP = re.compile(rf"\.(?P<name>.+)\.[^.]+({re.escape(TEMP_SUFFIX)}|{re.escape(OLD_SUFFIX)})")

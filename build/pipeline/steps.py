@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from build.config.spec import IMAGE_BINARY, BuildSpec
+from build.config.spec import BuildSpec
 from build.core.errors import BuildError
 from build.core.report import say
 from build.fetch import cache, latest, upstream
@@ -14,6 +14,7 @@ from build.image import alias
 from build.image import checksum as checksumming
 from build.image import pack as packing
 from build.image import stage as staging
+from build.image.content import IMAGE_BINARY
 from build.model.names import buildinfo_file, checksum_file, lock_file
 from build.model.versions import LATEST
 from build.pipeline.runner import Entry, Runner

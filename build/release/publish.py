@@ -29,33 +29,18 @@ from build.core.safeio import read_regular
 from build.formats.table import FORMATS, Format, format_named, image_format, recorded_format
 from build.image import buildinfo
 from build.image.checksum import image_sums, sums_text, write_sums
-from build.image.render import TEMPLATES, render
 from build.keys import signing
 from build.model import manifest
 from build.model.arch import ARCHES
 from build.model.names import FLATCAR_DIR, INDEX, STAGING, SUMS_FILE, SYSUPDATE_DIR, buildinfo_file
-from build.release import butane, sysupdate
+from build.release import butane, host, sysupdate
 from build.verify import checks as verify
 
 MAX_BUILDINFO = 1 << 20
-FIRST_BOOT_UNIT = f"{NAME}-first-boot.service"
-PLACEHOLDER_UNIT = f"{NAME}-config-placeholder.service"
-PLACEHOLDER_CONFIG = f"/etc/{NAME}-sysext/config.{NAME}.placeholder"
-SYSUPDATE_DROPIN = f"{NAME}.conf"  # in systemd-sysupdate.service.d/
-# The no-op transfer under the name systemd 257+ reads (.transfer) and the sysext-bakery's, the
-# one 256 and older read (.conf), so configs merge.
-NOOP_TRANSFERS = ("/etc/sysupdate.d/noop.transfer", "/etc/sysupdate.d/noop.conf")
-# Run by the drop-in after an update: merge, restart, health gate, rollback.
-ACTIVATE_SCRIPT = f"/opt/{NAME}-sysext/activate"
 DEFAULT_HEALTH_URL = alloy.DEFAULT_HEALTH_URL
 HEALTH_TIMEOUT = alloy.HEALTH_TIMEOUT
 # The drop-in's TimeoutStartSec=: the download, the gate, and a rollback's second gate.
 UPDATE_TIMEOUT = "15min"
-# A signed release's key on the host, and the unit that adds it to sysupdate's keyring.
-HOST_RELEASE_KEY = f"/etc/{NAME}-sysext/release-key.gpg"
-PUBRING_UNIT = f"{NAME}-import-pubring.service"
-# Where an image carries the keys hosts should trust next (--trust-keys): the unit adds them.
-NEXT_KEYS_DIR = f"/usr/lib/{NAME}-sysext/release-keys.d/"
 UNSIGNED_NOTE = (
     "unsigned (no --sign-key): no SHA256SUMS.gpg, so the transfers say Verify=false: hosts "
     "check each image against SHA256SUMS, but nothing proves who wrote SHA256SUMS"
@@ -115,7 +100,7 @@ def _release(
     for arch, image in newest.items():
         _check_match_pattern(arch, images)
         transfer = sysupdate.transfer(arch, updates, signed=signer is not None)
-        for name in sysupdate.TRANSFER_NAMES:
+        for name in host.TRANSFER_NAMES:
             texts[output_dir / SYSUPDATE_DIR / arch / name] = transfer
         config = flatcar_config(image, url, transfer, signer, health_url)
         stem = output_dir / FLATCAR_DIR / f"{NAME}-{arch}"
@@ -433,11 +418,6 @@ def _trust_keys(image: Image) -> list[str]:
     return list(image.buildinfo["trust_keys"])
 
 
-def _template(name: str, values: dict[str, str] | None = None) -> str:
-    text = (TEMPLATES / name).read_text(encoding="utf-8")
-    return render(text, values or {}, f"{name} template")
-
-
 def flatcar_config(
     image: Image,
     url: str,
@@ -449,75 +429,81 @@ def flatcar_config(
     `signer`, trusting its key (carried inline, never fetched) for sysupdate's Verify=yes; an
     update that does not answer 200 on `health_url` is rolled back."""
     gate = {"HEALTH_URL": health_url, "HEALTH_TIMEOUT": str(HEALTH_TIMEOUT)}
-    installed = f"{sysupdate.EXTENSIONS_DIR}/{image.path.name}"
-    transfers = tuple(
-        butane.File(f"{sysupdate.TRANSFER_DIR}/{name}", 0o644, inline=transfer)
-        for name in sysupdate.TRANSFER_NAMES
+    installed = f"{host.EXTENSIONS_DIR}/{image.path.name}"
+    files = _host_files(image, url, transfer, installed, gate)
+    if signer is not None:
+        files += (butane.File(host.HOST_RELEASE_KEY, 0o644, data=signer.public_key),)
+    return butane.Provisioning(
+        files=files,
+        links=(butane.Link(host.CURRENT_SYMLINK, installed),),
+        units=_host_units(image, signer is not None, gate),
     )
-    files = (
+
+
+def _host_files(
+    image: Image, url: str, transfer: str, installed: str, gate: dict[str, str]
+) -> tuple[butane.File, ...]:
+    """The image (downloaded by its hash), the transfers, the activate script, the config."""
+    transfers = tuple(
+        butane.File(f"{host.TRANSFER_DIR}/{name}", 0o644, inline=transfer)
+        for name in host.TRANSFER_NAMES
+    )
+    return (
         butane.File(installed, 0o644, source=url + image.path.name, sha256=image.sha256),
         *transfers,
         *(
-            butane.File(path, 0o644, inline=_template("sysupdate-noop.conf"))
-            for path in NOOP_TRANSFERS
+            butane.File(path, 0o644, inline=host.template("sysupdate-noop.conf"))
+            for path in host.NOOP_TRANSFERS
         ),
-        butane.File(ACTIVATE_SCRIPT, 0o755, inline=_template("alloy-sysupdate-activate", gate)),
+        butane.File(
+            host.ACTIVATE_SCRIPT, 0o755, inline=host.template("alloy-sysupdate-activate", gate)
+        ),
         # 0600: the config will hold credentials; alloy.service runs as root. Not at the
         # config's own path: a unit copies it there only where no config exists yet.
-        butane.File(PLACEHOLDER_CONFIG, 0o600, inline=_template("config.alloy")),
+        butane.File(host.PLACEHOLDER_CONFIG, 0o600, inline=host.template("config.alloy")),
     )
-    placeholder = _template(
-        PLACEHOLDER_UNIT,
-        {"CONFIG_PATH": image.buildinfo["config_path"], "PLACEHOLDER": PLACEHOLDER_CONFIG},
+
+
+def _host_units(image: Image, signed: bool, gate: dict[str, str]) -> tuple[butane.Unit, ...]:
+    placeholder = host.template(
+        host.PLACEHOLDER_UNIT, {"CONFIG_PATH": image.buildinfo["config_path"]}
     )
-    units: list[butane.Unit] = [butane.Unit(PLACEHOLDER_UNIT, enabled=True, contents=placeholder)]
-    if signer is not None:
-        files += (butane.File(HOST_RELEASE_KEY, 0o644, data=signer.public_key),)
-        keys = {"RELEASE_KEY": HOST_RELEASE_KEY, "NEXT_KEYS": NEXT_KEYS_DIR}
-        service = _template(PUBRING_UNIT, keys)
-        units.append(butane.Unit(PUBRING_UNIT, enabled=True, contents=service))
+    units = [butane.Unit(host.PLACEHOLDER_UNIT, enabled=True, contents=placeholder)]
+    if signed:  # adds the release's key to sysupdate's keyring
+        service = host.template(host.PUBRING_UNIT)
+        units.append(butane.Unit(host.PUBRING_UNIT, enabled=True, contents=service))
     if not image.buildinfo["autostart"]:
         # The image starts nothing by itself: enable and start alloy once it is merged.
-        units.append(
-            butane.Unit(FIRST_BOOT_UNIT, enabled=True, contents=_template(FIRST_BOOT_UNIT))
-        )
+        first_boot = host.template(host.FIRST_BOOT_UNIT)
+        units.append(butane.Unit(host.FIRST_BOOT_UNIT, enabled=True, contents=first_boot))
+    dropin = host.template(
+        "systemd-sysupdate-alloy.conf", {**gate, "TIMEOUT_START": UPDATE_TIMEOUT}
+    )
     units += [
         butane.Unit("systemd-sysupdate.timer", enabled=True),
         butane.Unit(
-            "systemd-sysupdate.service",
-            dropins=(
-                butane.Dropin(
-                    SYSUPDATE_DROPIN,
-                    _template(
-                        "systemd-sysupdate-alloy.conf", {**gate, "TIMEOUT_START": UPDATE_TIMEOUT}
-                    ),
-                ),
-            ),
+            "systemd-sysupdate.service", dropins=(butane.Dropin(host.SYSUPDATE_DROPIN, dropin),)
         ),
     ]
-    return butane.Provisioning(
-        files=files,
-        links=(butane.Link(sysupdate.CURRENT_SYMLINK, installed),),
-        units=tuple(units),
-    )
+    return tuple(units)
 
 
 def _butane_comment(image: Image, url: str, signer: signing.Signer | None = None) -> str:
     start = (
         "the image starts alloy itself (built with --autostart)"
         if image.buildinfo["autostart"]
-        else f"{FIRST_BOOT_UNIT} enables and starts alloy once the image is merged"
+        else f"{host.FIRST_BOOT_UNIT} enables and starts alloy once the image is merged"
     )
     return (
         f"Grafana Alloy {image.version} ({image.arch}) for Flatcar, from {url}\n"
         f"Written by alloy-sysext's invoke release; {NAME}-{image.arch}.ign is the same config\n"
         "as Ignition JSON (spec 3.3.0). Installs the image with its sha256, links\n"
-        f"{sysupdate.CURRENT_SYMLINK} to it, and keeps it current with systemd-sysupdate.timer;\n"
+        f"{host.CURRENT_SYMLINK} to it, and keeps it current with systemd-sysupdate.timer;\n"
         f"{start}."
         + (
             "\nSigned: sysupdate checks SHA256SUMS.gpg (Verify=yes) against the key\n"
             f"{signer.fingerprint}, carried here inline and added to its keyring\n"
-            f"by {PUBRING_UNIT}."
+            f"by {host.PUBRING_UNIT}."
             if signer
             else ""
         )
@@ -540,7 +526,7 @@ def _remove_stale(output_dir: Path, arches: set[str]) -> None:
 
 
 def _arch_files(output_dir: Path, arch: str) -> list[Path]:
-    paths = [output_dir / SYSUPDATE_DIR / arch / name for name in sysupdate.TRANSFER_NAMES]
+    paths = [output_dir / SYSUPDATE_DIR / arch / name for name in host.TRANSFER_NAMES]
     return paths + [output_dir / FLATCAR_DIR / f"{NAME}-{arch}{ext}" for ext in (".bu", ".ign")]
 
 

@@ -10,23 +10,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from build.config.options import MAX_BINARY_MIB
-from build.config.spec import (
-    IMAGE_AUTOSTART,
-    IMAGE_BINARY,
-    IMAGE_EXTENSION_RELEASE,
-    IMAGE_TRUST_KEYS,
-    IMAGE_UNIT,
-    BuildSpec,
-)
+from build.config.spec import BuildSpec
 from build.core.errors import BuildError
 from build.core.report import listing, say
 from build.core.report import printable as _printable
 from build.core.safeio import private_copy
 from build.formats.table import FORMATS, MAX_IMAGE_BYTES, image_format, open_image
-from build.image import buildinfo, conflines
+from build.image import buildinfo, conflines, content
 from build.image.checksum import file_sha256, read_checksum
+from build.image.content import IMAGE_EXTENSION_RELEASE, RELEASE_DIR, STRICT_XATTR
 from build.image.elf import HEADER_SIZE
-from build.image.stage import STRICT_XATTR
 from build.model.arch import ARCHES, ELF_MACHINE_NAMES, Arch
 from build.model.check import Check
 from build.model.names import checksum_file
@@ -36,15 +29,8 @@ from build.verify import kernelview, merge
 if TYPE_CHECKING:
     from build.config.context import StepContext
 
-RELEASE_DIR = "usr/lib/extension-release.d/"
 _UNIT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9@._:-]*\.(service|socket|timer|path|target)")
-EXPECTED_FILE_MODES = {
-    IMAGE_BINARY: "-rwxr-xr-x",
-    IMAGE_UNIT: "-rw-r--r--",
-    IMAGE_EXTENSION_RELEASE: "-rw-r--r--",
-    IMAGE_AUTOSTART: "-rw-r--r--",
-    IMAGE_TRUST_KEYS: "-rw-r--r--",
-}
+EXPECTED_FILE_MODES = {file.path: file.listed_mode for file in content.FILES}
 FORBIDDEN = ("usr/sbin", "usr/local/sbin", "usr/lib/os-release")
 BINARY_DIRS = ("usr/bin/", "usr/local/bin/")
 # An SELinux label: a host's policy may give one to any file. Every other xattr but
@@ -57,12 +43,20 @@ KERNEL_DIFFERS = "the kernel sees another image than the reader (kernel view): n
 SHOWN_LINKS = 3  # other names of a hard link a message looks at (9,000 names: not each time)
 
 
+def required_files(autostart: bool, trust_keys: bool) -> list[str]:
+    """The files an image built with (or without) --autostart and --trust-keys holds, but the
+    extension-release file, which the extension-release check looks for."""
+    held = content.held(autostart, trust_keys)
+    return [file.path for file in held if file is not content.EXTENSION_RELEASE]
+
+
 @dataclass(frozen=True)
 class Expectations:
     compression: str
     names: Sequence[str]  # every file name a user may give the image, beside its own
     checksums: Sequence[tuple[Path, Path]]  # (file, its .sha256) that must exist and match
-    required: Sequence[str] = (IMAGE_BINARY, IMAGE_UNIT)  # paths the image must hold
+    # Paths the image must hold (the extension-release file has a check of its own).
+    required: Sequence[str] = tuple(required_files(autostart=False, trust_keys=False))
     # Paths it may hold. With `required` and the extension-release file, and the directories on
     # their way, they are all it may hold: any other entry fails.
     optional: Sequence[str] = ()
@@ -180,7 +174,7 @@ def _superblock(image: ReadImage, compression: str, arch: Arch | None) -> Check:
 
 def _entries(image: ReadImage, required: Sequence[str], optional: Sequence[str]) -> Iterator[Check]:
     files = {*required, IMAGE_EXTENSION_RELEASE, *optional}
-    directories = {parent for path in files for parent in _parents(path)}
+    directories = content.directories(files)
     links = image.hard_links()
     problems = [f"/{path} is missing" for path in required if path not in image.entries]
     for entry in image.entries.values():
@@ -196,8 +190,10 @@ def _entries(image: ReadImage, required: Sequence[str], optional: Sequence[str])
         )
         if entry.owner != "0/0":
             problems.append(f"{where} is owned by {entry.owner}, not root")
-        if entry.is_dir and entry.mode != "drwxr-xr-x":
-            problems.append(f"directory {where} has mode {entry.mode}, not drwxr-xr-x")
+        if entry.is_dir and entry.mode != content.DIR_LISTED_MODE:
+            problems.append(
+                f"directory {where} has mode {entry.mode}, not {content.DIR_LISTED_MODE}"
+            )
         expected = EXPECTED_FILE_MODES.get(entry.path)
         if entry.is_file and expected and entry.mode != expected:
             problems.append(f"{where} has mode {entry.mode}, not {expected}")
@@ -215,11 +211,6 @@ def _entries(image: ReadImage, required: Sequence[str], optional: Sequence[str])
             f"{len(image.entries)} entries, only the expected files and their directories, "
             "root-owned, under /usr, no xattrs but the expected",
         )
-
-
-def _parents(path: str) -> list[str]:
-    parts = path.split("/")
-    return ["/".join(parts[:depth]) for depth in range(len(parts))]
 
 
 def _kind_problems(
@@ -514,16 +505,6 @@ def params(spec: BuildSpec) -> dict[str, Any]:
     }
 
 
-def required_files(autostart: bool, trust_keys: bool) -> list[str]:
-    """The files an image built with (or without) --autostart and --trust-keys holds."""
-    return [
-        IMAGE_BINARY,
-        IMAGE_UNIT,
-        *([IMAGE_AUTOSTART] if autostart else []),
-        *([IMAGE_TRUST_KEYS] if trust_keys else []),
-    ]
-
-
 def make(runner: StepContext) -> str:
     """Verify the newest files (pending ones, deferred, where a step just made them) and record
     the result in the image's build info."""
@@ -588,7 +569,7 @@ def verify_any_image(image: Path, spec: BuildSpec) -> None:
             names=[image.name],
             checksums=[(copy, sums) for _, sums in checksums_of([image]) if sums.exists()],
             # An image from elsewhere may be built with or without --autostart and --trust-keys.
-            optional=[IMAGE_AUTOSTART, IMAGE_TRUST_KEYS],
+            optional=[file.path for file in content.optional()],
             max_binary_size=spec.max_binary_size,
         )
         try:
