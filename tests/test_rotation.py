@@ -23,7 +23,7 @@ from tests.image import EXPECTED_LISTING, extract, listing
 from tests.results import error_line, ok
 from tests.test_publish import PUBLISH_URL
 from tests.test_signing import HOST_KEY, UNIT, export, gpgv, ignition, unit_script
-from tests.test_verify import fails_because, repack, verify
+from tests.verifying import fails_because, repack, verify
 
 pytestmark = pytest.mark.needs("gpg", "gpgv", "unsquashfs")
 
