@@ -15,8 +15,9 @@ from build.config.spec import source_key
 from build.fetch import http
 from tests.fakes import release_assets
 from tests.gpgkeys import Keys, throwaway_keys
-from tests.needs import need
+from tests.needs import need, unavailable
 from tests.rawserver import Answer, RawServer
+from tests.release_files import SYSUPDATE
 
 REPO = Path(__file__).resolve().parent.parent
 VERSION = "1.10.2"
@@ -116,6 +117,15 @@ def keys() -> Iterator[Keys]:
     need("gpg", "gpgv", "gpgconf")
     with throwaway_keys() as made:
         yield made
+
+
+@pytest.fixture
+def needs_sysupdate() -> None:
+    if SYSUPDATE is None:
+        unavailable(
+            "no systemd-sysupdate: Debian 12's systemd 252 does not ship it; "
+            "tests/fetch-sysupdate.sh unpacks 254 from bookworm-backports where this test finds it"
+        )
 
 
 @pytest.fixture

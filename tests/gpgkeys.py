@@ -43,6 +43,29 @@ def new_key(home: Path, name: str, passphrase: str = "") -> str:
     return re.findall(r"^fpr:(?:[^:]*:){8}([0-9A-F]{40}):", listing, re.M)[0]
 
 
+def export(home: Path, fingerprint: str) -> bytes:
+    command = ["gpg", "--batch", f"--homedir={home}", "--export", fingerprint]
+    return subprocess.run(command, capture_output=True, check=True).stdout
+
+
+def gpgv(keyring: Path, signature: Path, data: Path) -> subprocess.CompletedProcess:
+    home = Path(tempfile.mkdtemp(prefix="agv.", dir="/tmp"))
+    try:
+        return subprocess.run(
+            [
+                "gpgv",
+                f"--homedir={home}",
+                f"--keyring={keyring.resolve()}",
+                str(signature),
+                str(data),
+            ],
+            capture_output=True,
+            text=True,
+        )
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
 @contextlib.contextmanager
 def throwaway_keys() -> Iterator[Keys]:
     with throwaway_home() as home:

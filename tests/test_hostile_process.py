@@ -19,16 +19,8 @@ import pytest
 from build.core.errors import doing, one_line
 from tests.conftest import INVOKE_CLI, Release
 from tests.fakes import MACHINES, elf_binary
-from tests.test_bad_input import cache_root
-from tests.test_faults_local import (
-    OTHER,
-    alive,
-    pids,
-    publish_zip,
-    slow_mksquashfs,
-    start,
-    wait_for,
-)
+from tests.processes import alive, pids, slow_mksquashfs, start, wait_for
+from tests.runs import OTHER, cache_root, publish_zip
 
 PLACES = {"--output-dir": Path("/srv/out"), "--cache-dir": Path("/var/cache/alloy-sysext")}
 

@@ -35,8 +35,8 @@ from tests.gpgkeys import (
     unusable_keys,
 )
 from tests.needs import need
+from tests.release_files import PUBLISH_URL, snapshot
 from tests.results import error_line, ok
-from tests.test_publish import PUBLISH_URL, snapshot
 
 pytestmark = pytest.mark.needs("gpg", "gpgv", "gpgconf", "gpg-connect-agent")
 

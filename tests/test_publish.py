@@ -5,8 +5,6 @@ and by our own reading where it does not."""
 from __future__ import annotations
 
 import configparser
-import functools
-import importlib.util
 import json
 import os
 import re
@@ -40,11 +38,12 @@ from tests.conftest import (
 )
 from tests.fakes import release_assets
 from tests.image import sha256
-from tests.needs import need, unavailable
+from tests.needs import need
+from tests.noxfile_module import load_noxfile
+from tests.release_files import PUBLISH_URL, SYSUPDATE, host_transfer, snapshot
 from tests.results import error_line, ok
 
 NEWER = "1.17.1"
-PUBLISH_URL = "https://downloads.example.com/alloy/"
 ARCHES = ("amd64", "arm64")
 TRANSFER_KEYS = {
     "Transfer": {"Verify"},
@@ -57,13 +56,6 @@ RELEASE_FILES = [
     *(f"sysupdate/{arch}/alloy.{ext}" for arch in ARCHES for ext in ("transfer", "conf")),
     *(f"flatcar/alloy-{arch}.{ext}" for arch in ARCHES for ext in ("bu", "ign")),
 ]
-
-
-def snapshot(root: Path) -> dict[str, tuple[int, int]]:
-    return {
-        str(path.relative_to(root)): (path.lstat().st_mtime_ns, path.lstat().st_size)
-        for path in root.rglob("*")
-    }
 
 
 def sums(directory: Path) -> dict[str, str]:
@@ -178,44 +170,6 @@ def test_pattern_match_follows_systemd() -> None:
     assert pattern_match("a-@v.raw", "b-1.raw") is None
 
 
-def find_sysupdate() -> tuple[Path, dict[str, str]] | None:
-    """A systemd-sysupdate binary and the environment it needs: the host's, or one unpacked by
-    tests/fetch-sysupdate.sh (with its own libsystemd-shared and systemd-pull)."""
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    candidates = [
-        os.environ.get("ALLOY_SYSUPDATE"),
-        "/usr/lib/systemd/systemd-sysupdate",
-        "/lib/systemd/systemd-sysupdate",
-        str(cache / "alloy-sysext-sysupdate/root/lib/systemd/systemd-sysupdate"),
-    ]
-    for candidate in filter(None, candidates):
-        binary = Path(candidate)
-        if not os.access(binary, os.X_OK):
-            continue
-        env = {}
-        root = binary.parents[2]
-        if not str(binary).startswith(("/usr/lib/", "/lib/")):  # an unpacked tree
-            libraries = sorted(root.glob("usr/lib/*/systemd"))
-            if libraries:
-                env["LD_LIBRARY_PATH"] = str(libraries[0])
-            if (binary.parent / "systemd-pull").exists():
-                env["SYSTEMD_PULL_PATH"] = str(binary.parent / "systemd-pull")
-        return binary, env
-    return None
-
-
-SYSUPDATE = find_sysupdate()
-
-
-@pytest.fixture
-def needs_sysupdate() -> None:
-    if SYSUPDATE is None:
-        unavailable(
-            "no systemd-sysupdate: Debian 12's systemd 252 does not ship it; "
-            "tests/fetch-sysupdate.sh unpacks 254 from bookworm-backports where this test finds it"
-        )
-
-
 def serve(httpserver: HTTPServer, directory: Path, prefix: str = "/pub/") -> str:
     """Serve the images and SHA256SUMS of `directory`, as they are at each request, as a web
     server would; return their URL."""
@@ -241,22 +195,6 @@ def sysupdate(definitions: Path, *args: str) -> subprocess.CompletedProcess:
         text=True,
         timeout=120,
     )
-
-
-def host_transfer(published: Path, arch: str, host: Path) -> Path:
-    """Our transfer file as is, but with the target under `host` rather than in / of a host."""
-    text = (published / f"sysupdate/{arch}/alloy.transfer").read_text()
-    text = text.replace("Path=/opt/extensions/alloy\n", f"Path={host}/opt/extensions/alloy\n")
-    text = text.replace(
-        "CurrentSymlink=/etc/extensions/alloy.raw\n",
-        f"CurrentSymlink={host}/etc/extensions/alloy.raw\n",
-    )
-    definitions = host / f"etc/sysupdate.alloy.d.{arch}"
-    definitions.mkdir(parents=True)
-    (definitions / "alloy.conf").write_text(text)  # systemd 254 and older read only *.conf
-    (host / "opt/extensions/alloy").mkdir(parents=True, exist_ok=True)
-    (host / "etc/extensions").mkdir(parents=True, exist_ok=True)
-    return definitions
 
 
 def listed(definitions: Path) -> dict[str, tuple[bool, bool]]:
@@ -668,16 +606,6 @@ def test_release_help_and_publish_url_from_the_environment(
     transfer = (tmp_path / "output/sysupdate/amd64/alloy.transfer").read_text()
     assert f"\nPath={PUBLISH_URL}\n" in transfer
     assert not (tmp_path / "output/sysupdate/arm64").exists()  # no arm64 image, no arm64 files
-
-
-@functools.cache
-def load_noxfile() -> Any:
-    """noxfile.py as a module, loaded once: nox warns when its sessions register twice."""
-    spec = importlib.util.spec_from_file_location("noxfile_under_test", REPO / "noxfile.py")
-    assert spec is not None and spec.loader is not None
-    noxfile = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(noxfile)
-    return noxfile
 
 
 def test_nox_release_arguments_go_to_the_sessions_that_know_them() -> None:

@@ -18,11 +18,10 @@ from build.core.errors import BuildError
 from build.verify.checks import Expectations
 from build.verify.checks import verify as run_verify
 from tests.conftest import VERSION, Invoke, Prebuilt, copy_output
-from tests.gpgkeys import Keys, gpg
+from tests.gpgkeys import Keys, export, gpg, gpgv
 from tests.image import EXPECTED_LISTING, extract, listing
+from tests.release_files import HOST_KEY, PUBLISH_URL, PUBRING_UNIT, ignition, unit_script
 from tests.results import error_line, ok
-from tests.test_publish import PUBLISH_URL
-from tests.test_signing import HOST_KEY, UNIT, export, gpgv, ignition, unit_script
 from tests.verifying import fails_because, repack, verify
 
 pytestmark = pytest.mark.needs("gpg", "gpgv", "unsquashfs")
@@ -91,7 +90,7 @@ def test_a_host_trusting_k1_takes_k1_carrying_k2_then_k2_only(
     }
     k1_public = tmp_path / "K1.gpg"
     shutil.copy(output / "alloy-release-key.gpg", k1_public)
-    unit = {u["name"]: u for u in ignition(output)["systemd"]["units"]}[UNIT]["contents"]
+    unit = {u["name"]: u for u in ignition(output)["systemd"]["units"]}[PUBRING_UNIT]["contents"]
     before = host_keyring(tmp_path, unit, k1_public, merged=None)
     assert gpgv(before, output / "SHA256SUMS.gpg", output / "SHA256SUMS").returncode == 0
     merged = extract(image, tmp_path / "merged")
@@ -247,7 +246,7 @@ def test_keyring_unit_runs_again_before_every_update(
     ok(invoke("all"))
     env = signing_env(keys)
     ok(invoke("release", f"--publish-url={PUBLISH_URL}", f"--sign-key={keys.plain}", env=env))
-    unit = {u["name"]: u for u in ignition(tmp_path / "output")["systemd"]["units"]}[UNIT]
+    unit = {u["name"]: u for u in ignition(tmp_path / "output")["systemd"]["units"]}[PUBRING_UNIT]
     lines = unit["contents"].splitlines()
     assert "Type=oneshot" in lines and not any(
         line.startswith("RemainAfterExit=") for line in lines
