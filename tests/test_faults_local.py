@@ -22,6 +22,7 @@ from tests.fakes import MACHINES, elf_binary, sums, zip_bytes
 from tests.processes import alive, pids, slow_mksquashfs, start, wait_for
 from tests.results import error_line, ok
 from tests.runs import MEMBER, OTHER, ZIP, cache_root, leftovers, outputs, publish_zip
+from tests.smalldisk import WHY, run_on_small_tmpfs
 
 ROOT = os.geteuid() == 0
 
@@ -180,7 +181,7 @@ def test_two_builds_of_different_versions_at_once_share_the_directories(
 # (c) A full disk
 
 
-@pytest.mark.needs("unshare", root="mounting a small tmpfs")
+@pytest.mark.needs("unshare", root=WHY)
 def test_disk_full_during_pack_is_one_line_and_leaves_nothing_partial(
     release: Release, cli_env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -188,27 +189,16 @@ def test_disk_full_during_pack_is_one_line_and_leaves_nothing_partial(
     noise = random.Random(3).randbytes(3 << 20)
     publish_zip(release, OTHER, elf_binary(MACHINES["amd64"], size=4096) + noise)
     output, staging = tmp_path / "output", tmp_path / "staging"
-    output.mkdir()
     staging.mkdir()
     script = (
-        'mount -t tmpfs -o size=1m tmpfs "$1" && mkdir "$1/.staging" && '
-        'mount --bind "$2" "$1/.staging" && shift 2 && "$@"; code=$?; '
-        'ls -A "$OUT" > "$LISTING"; exit $code'
+        'mkdir "$AT/.staging" && mount --bind "$STAGING" "$AT/.staging" && '
+        f"$INVOKE all --no-verify --version={OTHER}"
     )
-    listing = tmp_path / "listing"
-    unshare = ["unshare", "-m", "sh", "-c", script, "sh", str(output), str(staging)]
-    result = subprocess.run(
-        [*unshare, *INVOKE_CLI, "all", "--no-verify", f"--version={OTHER}"],
-        cwd=tmp_path,
-        env={**cli_env, "OUT": str(output), "LISTING": str(listing)},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    if "mount" in result.stderr and result.returncode != 0 and "error:" not in result.stderr:
-        pytest.skip(f"cannot mount here: {result.stderr.strip()}")
+    env = {**cli_env, "STAGING": str(staging)}
+    result, listing = run_on_small_tmpfs(env, tmp_path, output, script)
     error_line(result, "no space left on device in", str(output), "--output-dir")
-    assert listing.read_text().split() == [".staging"]  # no image, no temporary file
+    on_tmpfs = [path for path in listing if Path(path).parent == output]
+    assert on_tmpfs == [str(output / ".staging")]  # no image, no temporary file
     assert leftovers(tmp_path) == []
 
 
