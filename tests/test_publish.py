@@ -42,6 +42,7 @@ from tests.needs import need
 from tests.noxfile_module import load_noxfile
 from tests.release_files import PUBLISH_URL, SYSUPDATE, host_transfer, snapshot
 from tests.results import error_line, ok
+from tests.shared import once
 
 NEWER = "1.17.1"
 ARCHES = ("amd64", "arm64")
@@ -73,25 +74,32 @@ def build(run: Callable[..., subprocess.CompletedProcess], *cells: tuple[str, st
         ok(run("all", f"--version={version}", f"--arch={arch}", *flags))
 
 
-# One directory of four images and their release files, built once for the tests that only read.
+# One directory of four images and their release files, built once a run (whichever xdist
+# worker asks first: tests/shared.py) for the tests that only read.
 @pytest.fixture(scope="module")
 def published(tmp_path_factory: pytest.TempPathFactory, make_httpserver: HTTPServer) -> Path:
-    root = tmp_path_factory.mktemp("published")
-    make_httpserver.clear()
-    served = Release(make_httpserver)
-    served.publish(VERSION, release_assets())
-    served.publish(NEWER, release_assets(seed=2))
-    env = {**os.environ, "XDG_CACHE_HOME": str(root / "cache"), "INVOKE_BASE_URL": served.base_url}
+    def publish(root: Path) -> dict[str, str]:
+        make_httpserver.clear()
+        served = Release(make_httpserver)
+        served.publish(VERSION, release_assets())
+        served.publish(NEWER, release_assets(seed=2))
+        env = {
+            **os.environ,
+            "XDG_CACHE_HOME": str(root / "cache"),
+            "INVOKE_BASE_URL": served.base_url,
+        }
 
-    def run(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [*INVOKE_CLI, *args], cwd=root, env=env, capture_output=True, text=True, timeout=300
-        )
+        def run(*args: str) -> subprocess.CompletedProcess:
+            return subprocess.run(
+                [*INVOKE_CLI, *args], cwd=root, env=env, capture_output=True, text=True, timeout=300
+            )
 
-    build(run, *((v, a) for v in (VERSION, NEWER) for a in ARCHES))
-    ok(run("release", f"--publish-url={PUBLISH_URL}"))
-    make_httpserver.clear()
-    return root / "output"
+        build(run, *((v, a) for v in (VERSION, NEWER) for a in ARCHES))
+        ok(run("release", f"--publish-url={PUBLISH_URL}"))
+        make_httpserver.clear()
+        return {"output": str(root / "output")}
+
+    return Path(once(tmp_path_factory, "published", publish)["output"])
 
 
 def test_release_writes_every_file_and_sha256sums_checks(published: Path) -> None:

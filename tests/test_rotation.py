@@ -22,6 +22,7 @@ from tests.gpgkeys import Keys, export, gpg, gpgv
 from tests.image import EXPECTED_LISTING, extract, listing
 from tests.release_files import HOST_KEY, PUBLISH_URL, PUBRING_UNIT, ignition, unit_script
 from tests.results import error_line, ok
+from tests.shared import once
 from tests.verifying import fails_because, repack, verify
 
 pytestmark = pytest.mark.needs("gpg", "gpgv", "unsquashfs")
@@ -191,8 +192,14 @@ def test_an_empty_option_is_refused(invoke: Invoke, tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def next_keyring(keys: Keys, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """K2's public key, as a build's --trust-keys file (shared by the module: read it only)."""
-    return public_key(keys, keys.next, tmp_path_factory.mktemp("keys") / "K2.gpg")
+    """K2's public key, as a build's --trust-keys file (one for the run, so every worker's
+    prebuilt image with it is the same one: read it only)."""
+    made = once(
+        tmp_path_factory,
+        "next-keyring",
+        lambda root: {"path": str(public_key(keys, keys.next, root / "K2.gpg"))},
+    )
+    return Path(made["path"])
 
 
 @pytest.fixture
