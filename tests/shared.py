@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -25,10 +24,20 @@ from tests.gpgkeys import Keys, UnusableKeys, new_home, remove_home
 GPG_HOMES = "gpg-homes"  # the record of the gpg homes end_of_run removes, one a line
 
 
+_in_a_worker = False  # set by pytest_configure: whether this process is an xdist worker
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # xdist gives a worker `workerinput`; PYTEST_XDIST_WORKER is no proof, as a pytest run by
+    # a test inherits it.
+    global _in_a_worker
+    _in_a_worker = hasattr(config, "workerinput")
+
+
 def run_dir(factory: pytest.TempPathFactory) -> Path:
     """The directory of this run that every process of it sees."""
     base = factory.getbasetemp()
-    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    return base.parent if _in_a_worker else base
 
 
 def once(
@@ -62,7 +71,7 @@ def remove_at_end_of_run(factory: pytest.TempPathFactory, home: Path) -> None:
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     """The run is over when the process that ran the workers finishes (or the only process)."""
-    if not os.environ.get("PYTEST_XDIST_WORKER"):
+    if not hasattr(session.config, "workerinput"):
         end_of_run(session.config._tmp_path_factory)  # type: ignore[attr-defined]
 
 
