@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
@@ -14,9 +15,11 @@ from pytest_httpserver import HTTPServer
 from build.config.spec import source_key
 from build.fetch import http
 from tests.fakes import release_assets
-from tests.gpgkeys import Keys, throwaway_keys
-from tests.needs import need
+from tests.gpgkeys import Keys, make_keys
+from tests.needs import need, unavailable
 from tests.rawserver import Answer, RawServer
+from tests.release_files import SYSUPDATE
+from tests.shared import once, shared_keys
 
 REPO = Path(__file__).resolve().parent.parent
 VERSION = "1.10.2"
@@ -111,11 +114,20 @@ def invoke(tmp_path: Path, cli_env: dict[str, str]) -> Invoke:
 
 
 @pytest.fixture(scope="session")
-def keys() -> Iterator[Keys]:
-    """Throwaway gpg keys, made once (tests only sign and export with them)."""
+def keys(tmp_path_factory: pytest.TempPathFactory) -> Keys:
+    """Throwaway gpg keys, made once a run for every worker (tests only sign and export with
+    them)."""
     need("gpg", "gpgv", "gpgconf")
-    with throwaway_keys() as made:
-        yield made
+    return shared_keys(tmp_path_factory, "keys", make_keys, Keys, "ag.")
+
+
+@pytest.fixture
+def needs_sysupdate() -> None:
+    if SYSUPDATE is None:
+        unavailable(
+            "no systemd-sysupdate: Debian 12's systemd 252 does not ship it; "
+            "tests/fetch-sysupdate.sh unpacks 254 from bookworm-backports where this test finds it"
+        )
 
 
 @pytest.fixture
@@ -167,41 +179,50 @@ BOTH_ARCHES = (("--arch=amd64",), ("--arch=arm64",))  # one verified image of ea
 @pytest.fixture(scope="session")
 def prebuilt(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prebuilt]:
     """`prebuilt(("--arch=arm64",), ...)`: the output directory of one `invoke all` per argument
-    tuple, run in a directory of their own against a release served for them, once per session
-    for the same tuples. Tests only read it (checked at the end of the session): `copy_output`
-    gives a copy to change."""
-    built: dict[tuple[tuple[str, ...], ...], Path] = {}
-    as_built: dict[Path, dict[str, tuple[int, bytes | str]]] = {}
+    tuple, run in a directory of their own against a release served for them, once per test
+    run for the same tuples, whichever xdist worker asks first (tests/shared.py). Tests only
+    read it (checked at the end of each worker's session): `copy_output` gives a copy to
+    change."""
+    used: dict[Path, str] = {}
 
     def build(*runs: tuple[str, ...]) -> Path:
-        if runs not in built:
-            root = tmp_path_factory.mktemp("prebuilt")
-            with HTTPServer(host="127.0.0.1", port=0) as server:
-                served = Release(server)
-                served.publish(VERSION, release_assets())
-                env = {
-                    **os.environ,
-                    "XDG_CACHE_HOME": str(root / "cache"),
-                    "INVOKE_BASE_URL": served.base_url,
-                }
-                for args in runs:
-                    result = subprocess.run(
-                        [*INVOKE_CLI, "all", *args],
-                        cwd=root,
-                        env=env,
-                        capture_output=True,
-                        text=True,
-                        stdin=subprocess.DEVNULL,
-                        timeout=300,
-                    )
-                    assert result.returncode == 0, result.stdout + result.stderr
-            built[runs] = root / "output"
-            as_built[built[runs]] = _state(built[runs])
-        return built[runs]
+        name = "prebuilt-" + hashlib.sha256(repr(runs).encode()).hexdigest()[:16]
+        made = once(tmp_path_factory, name, lambda root: _build_all(root, runs))
+        output = Path(made["output"])
+        used[output] = made["state"]
+        return output
 
     yield build
-    for output, state in as_built.items():
-        assert _state(output) == state, f"a test changed the shared build {output}"
+    for output, state in used.items():
+        assert _digest(output) == state, f"a test changed the shared build {output}"
+
+
+def _build_all(root: Path, runs: tuple[tuple[str, ...], ...]) -> dict[str, str]:
+    """`invoke all ARGS` in `root` for each of `runs`: its output directory, and its digest."""
+    with HTTPServer(host="127.0.0.1", port=0) as server:
+        served = Release(server)
+        served.publish(VERSION, release_assets())
+        env = {
+            **os.environ,
+            "XDG_CACHE_HOME": str(root / "cache"),
+            "INVOKE_BASE_URL": served.base_url,
+        }
+        for args in runs:
+            result = subprocess.run(
+                [*INVOKE_CLI, "all", *args],
+                cwd=root,
+                env=env,
+                capture_output=True,
+                text=True,
+                stdin=subprocess.DEVNULL,
+                timeout=300,
+            )
+            assert result.returncode == 0, result.stdout + result.stderr
+    return {"output": str(root / "output"), "state": _digest(root / "output")}
+
+
+def _digest(root: Path) -> str:
+    return hashlib.sha256(repr(sorted(_state(root).items())).encode()).hexdigest()
 
 
 def _state(root: Path) -> dict[str, tuple[int, bytes | str]]:

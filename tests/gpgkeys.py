@@ -1,5 +1,6 @@
 """Throwaway gpg keys for tests: a short GNUPGHOME under /tmp (gpg-agent's socket path must stay
-short), whose agent is stopped and whose files are removed afterwards."""
+short), whose agent is stopped and whose files are removed afterwards (after the whole run for
+the keys every worker shares: tests/shared.py)."""
 
 from __future__ import annotations
 
@@ -43,30 +44,62 @@ def new_key(home: Path, name: str, passphrase: str = "") -> str:
     return re.findall(r"^fpr:(?:[^:]*:){8}([0-9A-F]{40}):", listing, re.M)[0]
 
 
-@contextlib.contextmanager
-def throwaway_keys() -> Iterator[Keys]:
-    with throwaway_home() as home:
-        yield Keys(
-            home,
-            new_key(home, "Plain"),
-            new_key(home, "Protected", PASSPHRASE),
-            new_key(home, "Vendor"),
-            new_key(home, "Next"),
+def export(home: Path, fingerprint: str) -> bytes:
+    command = ["gpg", "--batch", f"--homedir={home}", "--export", fingerprint]
+    return subprocess.run(command, capture_output=True, check=True).stdout
+
+
+def gpgv(keyring: Path, signature: Path, data: Path) -> subprocess.CompletedProcess:
+    home = Path(tempfile.mkdtemp(prefix="agv.", dir="/tmp"))
+    try:
+        return subprocess.run(
+            [
+                "gpgv",
+                f"--homedir={home}",
+                f"--keyring={keyring.resolve()}",
+                str(signature),
+                str(data),
+            ],
+            capture_output=True,
+            text=True,
         )
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def make_keys(home: Path) -> Keys:
+    return Keys(
+        home,
+        new_key(home, "Plain"),
+        new_key(home, "Protected", PASSPHRASE),
+        new_key(home, "Vendor"),
+        new_key(home, "Next"),
+    )
+
+
+def new_home(prefix: str = "ag.") -> Path:
+    home = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    home.chmod(0o700)
+    return home
+
+
+def remove_home(home: Path) -> None:
+    """Stop the daemons gpg started for `home` (gpg-agent, keyboxd), then remove it."""
+    if shutil.which("gpgconf") is not None:
+        subprocess.run(["gpgconf", f"--homedir={home}", "--kill", "all"], check=False)
+    shutil.rmtree(home, ignore_errors=True)
 
 
 @contextlib.contextmanager
 def throwaway_home(prefix: str = "ag.") -> Iterator[Path]:
-    home = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
-    home.chmod(0o700)
+    home = new_home(prefix)
     try:
         yield home
     finally:
-        subprocess.run(["gpgconf", f"--homedir={home}", "--kill", "all"], check=False)
-        shutil.rmtree(home, ignore_errors=True)
+        remove_home(home)
 
 
-# Keys that cannot sign, made once a session (unusable_keys): the primary revoked or expired, the
+# Keys that cannot sign, made once a run (make_unusable_keys): the primary revoked or expired, the
 # only signing subkey revoked or expired, an encrypt-only key (its primary only certifies), and
 # a key whose signing subkey's secret is not in the home. Expired ones are made with a faked
 # clock in the past, so their expiry dates are fixed.
@@ -141,27 +174,25 @@ def revoke_subkey(home: Path, primary: str) -> None:
     )
 
 
-@contextlib.contextmanager
-def unusable_keys() -> Iterator[UnusableKeys]:
-    with throwaway_home("au.") as home:
-        revoked = quick_key(home, "Revoked", "sign", "never")
-        revoke_key(home, revoked)
-        subkey_revoked = quick_key(home, "SubkeyRevoked", "cert", "never")
-        add_subkey(home, subkey_revoked, "ed25519", "sign", "never")
-        revoke_subkey(home, subkey_revoked)
-        subkey_expired = quick_key(home, "SubkeyExpired", "cert", "never", faked=True)
-        add_subkey(home, subkey_expired, "ed25519", "sign", EXPIRED_ON, faked=True)
-        encrypt_only = quick_key(home, "EncryptOnly", "cert", "never")
-        add_subkey(home, encrypt_only, "cv25519", "encr", "never")
-        elsewhere = quick_key(home, "Elsewhere", "cert", "never")
-        signing = add_subkey(home, elsewhere, "ed25519", "sign", "never")
-        gpg(home, "--yes", "--delete-secret-keys", f"{signing}!")
-        yield UnusableKeys(
-            home,
-            revoked,
-            quick_key(home, "Expired", "sign", EXPIRED_ON, faked=True),
-            subkey_revoked,
-            subkey_expired,
-            encrypt_only,
-            elsewhere,
-        )
+def make_unusable_keys(home: Path) -> UnusableKeys:
+    revoked = quick_key(home, "Revoked", "sign", "never")
+    revoke_key(home, revoked)
+    subkey_revoked = quick_key(home, "SubkeyRevoked", "cert", "never")
+    add_subkey(home, subkey_revoked, "ed25519", "sign", "never")
+    revoke_subkey(home, subkey_revoked)
+    subkey_expired = quick_key(home, "SubkeyExpired", "cert", "never", faked=True)
+    add_subkey(home, subkey_expired, "ed25519", "sign", EXPIRED_ON, faked=True)
+    encrypt_only = quick_key(home, "EncryptOnly", "cert", "never")
+    add_subkey(home, encrypt_only, "cv25519", "encr", "never")
+    elsewhere = quick_key(home, "Elsewhere", "cert", "never")
+    signing = add_subkey(home, elsewhere, "ed25519", "sign", "never")
+    gpg(home, "--yes", "--delete-secret-keys", f"{signing}!")
+    return UnusableKeys(
+        home,
+        revoked,
+        quick_key(home, "Expired", "sign", EXPIRED_ON, faked=True),
+        subkey_revoked,
+        subkey_expired,
+        encrypt_only,
+        elsewhere,
+    )

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import re
 import shutil
 import subprocess
 import zipfile
@@ -20,16 +19,13 @@ from tests.fakes import MACHINES, elf_binary, release_assets, sums, zip_bytes
 from tests.image import EXPECTED_LISTING, listing
 from tests.rawserver import Answer, RawServer, head
 from tests.results import error_line, ok
+from tests.runs import MEMBER, OTHER, ZIP, cache_root, leftovers, outputs
 
-OTHER = "1.10.3"  # a version the release fixture has not published: free for our own assets
-ZIP = "alloy-linux-amd64.zip"
-MEMBER = "alloy-linux-amd64"
 IMAGE_FILES = set(EXPECTED_LISTING)
 HTML_PAGE = (
     b"<!DOCTYPE html>\n<html><head><title>Not Found</title></head>"
     b"<body><h1>404 Not Found</h1></body></html>\n"
 )
-_TEMP_NAME = re.compile(r"\..+\.(tmp|old)")
 
 
 pytestmark = pytest.mark.usefixtures("missing_is_404")
@@ -44,30 +40,8 @@ def assets_with(members: dict[str, bytes]) -> dict[str, bytes]:
     return assets
 
 
-def cache_root(tmp_path: Path) -> Path:
-    return tmp_path / "cache" / "alloy-sysext"
-
-
 def cached(tmp_path: Path, base_url: str, version: str, name: str = ZIP) -> Path:
     return cache_root(tmp_path) / source_key(base_url) / f"v{version}" / name
-
-
-def leftovers(tmp_path: Path) -> list[str]:
-    """Temporary files or directories (.NAME.xxxx.tmp, .NAME.xxxx.old) under output or cache."""
-    found = []
-    for root in (tmp_path / "output", cache_root(tmp_path)):
-        if root.exists():
-            found += [str(p) for p in root.rglob(".*") if _TEMP_NAME.fullmatch(p.name)]
-    return found
-
-
-def outputs(tmp_path: Path) -> dict[str, bytes]:
-    """Every image, checksum and build record under output, by name, with its bytes."""
-    output = tmp_path / "output"
-    if not output.exists():
-        return {}
-    found = [*output.rglob("*.raw"), *output.rglob("*.sha256"), *output.rglob("*.buildinfo.json")]
-    return {str(p.relative_to(output)): p.read_bytes() for p in found}
 
 
 def fails_cleanly(

@@ -10,12 +10,12 @@ import pytest
 
 from build.core.errors import BuildError, one_line
 from build.core.report import MAX_ITEM, MAX_LINE, listing
-from tests import test_verify
+from tests import verifying
 from tests.conftest import Invoke
-from tests.test_verify import fails_because, repack, verify
+from tests.verifying import fails_because, repack, verify
 
-built = test_verify.built  # fixtures
-tree = test_verify.tree
+built = verifying.built  # fixtures
+tree = verifying.tree
 
 EXTRA = 9000
 

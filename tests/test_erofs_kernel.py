@@ -18,9 +18,7 @@ from build.read.erofs import ErofsReader
 from build.read.image import ErofsImage
 from build.verify.kernelview import kernel_view
 from tests.erofs_craft import lookback_chain_image
-from tests.fakes import MACHINES, elf_binary
-from tests.needs import need
-from tests.test_erofs import (
+from tests.erofs_images import (
     BINARY,
     BLOCK,
     IMAGE_ID,
@@ -29,13 +27,16 @@ from tests.test_erofs import (
     SUPERBLOCK,
     alloy_tree,
     fix_checksum,
+    mkfs,
     nids,
     patched,
     position_of,
     read_everything,
     refused,
-    write,
 )
+from tests.fakes import MACHINES, elf_binary
+from tests.needs import need
+from tests.trees import write
 
 BIN = "usr/local/bin"
 CAPABILITY = struct.pack("<5I", 0x02000001, 1 << 21, 0, 0, 0)  # cap_sys_admin
@@ -412,8 +413,6 @@ def test_shared_xattrs_are_parsed_once(tmp_path: Path) -> None:
     for index in range(20):
         write(tree / "usr/share" / f"f{index}", b"x")
         os.setxattr(tree / "usr/share" / f"f{index}", "user.same", b"one value")
-    from tests.test_erofs import mkfs
-
     image = mkfs(tree, tmp_path / "x.raw", "-zlz4hc", "-x1", "-T0")
     reader = ErofsReader(image)
     nodes = {node.path: node for node in reader.nodes()}

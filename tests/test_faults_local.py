@@ -7,10 +7,8 @@ from __future__ import annotations
 import contextlib
 import os
 import random
-import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -21,82 +19,19 @@ from werkzeug import Request, Response
 
 from tests.conftest import INVOKE_CLI, VERSION, Invoke, Release
 from tests.fakes import MACHINES, elf_binary, sums, zip_bytes
-from tests.needs import need
+from tests.processes import alive, pids, slow_mksquashfs, start, wait_for
 from tests.results import error_line, ok
-from tests.test_bad_input import ZIP, cache_root, leftovers, outputs
+from tests.runs import MEMBER, OTHER, ZIP, cache_root, leftovers, outputs, publish_zip
+from tests.smalldisk import WHY, run_on_small_tmpfs
 
-OTHER = "1.10.3"  # a version the release fixture has not published: free for our own assets
-MEMBER = "alloy-linux-amd64"
 ROOT = os.geteuid() == 0
 
 
 pytestmark = pytest.mark.usefixtures("missing_is_404")
 
 
-def publish_zip(release: Release, version: str, binary: bytes) -> dict[str, bytes]:
-    assets = {ZIP: zip_bytes({MEMBER: binary})}
-    assets["SHA256SUMS"] = sums(assets)
-    release.publish(version, assets)
-    return assets
-
-
-def start(cli_env: dict[str, str], cwd: Path, *args: str, **env: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        [*INVOKE_CLI, *args],
-        cwd=cwd,
-        env={**cli_env, **env},
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def wait_for(what: Callable[[], object], process: subprocess.Popen, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while not what():
-        if process.poll() is not None:
-            raise AssertionError(f"exited early: {process.communicate()}")
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.005)
-
-
 def temps(tmp_path: Path, pattern: str) -> list[Path]:
     return [*(tmp_path / "output").rglob(pattern), *cache_root(tmp_path).rglob(pattern)]
-
-
-def slow_mksquashfs(tmp_path: Path, seconds: float) -> tuple[dict[str, str], Path]:
-    """A PATH-front mksquashfs that logs its pid, sleeps, then execs the real one (pack's
-    environment is PATH only, so the settings are written into the script)."""
-    need("mksquashfs")
-    real = shutil.which("mksquashfs")
-    bin_dir = tmp_path / "slowbin"
-    bin_dir.mkdir()
-    log = tmp_path / "mksquashfs.log"
-    script = bin_dir / "mksquashfs"
-    script.write_text(
-        f"#!{sys.executable}\n"
-        "import os, sys, time\n"
-        "if '-version' not in sys.argv:\n"
-        f"    with open({str(log)!r}, 'a') as f:\n"
-        "        f.write(f'{os.getpid()}\\n')\n"
-        f"    time.sleep({seconds})\n"
-        f"os.execv({real!r}, [{real!r}, *sys.argv[1:]])\n"
-    )
-    script.chmod(0o755)
-    return {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}, log
-
-
-def pids(log: Path) -> list[int]:
-    return [int(line) for line in log.read_text().split()] if log.exists() else []
-
-
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, IndexError):
-        return False
-    return state != "Z"
 
 
 def busy_in(
@@ -246,7 +181,7 @@ def test_two_builds_of_different_versions_at_once_share_the_directories(
 # (c) A full disk
 
 
-@pytest.mark.needs("unshare", root="mounting a small tmpfs")
+@pytest.mark.needs("unshare", root=WHY)
 def test_disk_full_during_pack_is_one_line_and_leaves_nothing_partial(
     release: Release, cli_env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -254,27 +189,16 @@ def test_disk_full_during_pack_is_one_line_and_leaves_nothing_partial(
     noise = random.Random(3).randbytes(3 << 20)
     publish_zip(release, OTHER, elf_binary(MACHINES["amd64"], size=4096) + noise)
     output, staging = tmp_path / "output", tmp_path / "staging"
-    output.mkdir()
     staging.mkdir()
     script = (
-        'mount -t tmpfs -o size=1m tmpfs "$1" && mkdir "$1/.staging" && '
-        'mount --bind "$2" "$1/.staging" && shift 2 && "$@"; code=$?; '
-        'ls -A "$OUT" > "$LISTING"; exit $code'
+        'mkdir "$AT/.staging" && mount --bind "$STAGING" "$AT/.staging" && '
+        f"$INVOKE all --no-verify --version={OTHER}"
     )
-    listing = tmp_path / "listing"
-    unshare = ["unshare", "-m", "sh", "-c", script, "sh", str(output), str(staging)]
-    result = subprocess.run(
-        [*unshare, *INVOKE_CLI, "all", "--no-verify", f"--version={OTHER}"],
-        cwd=tmp_path,
-        env={**cli_env, "OUT": str(output), "LISTING": str(listing)},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    if "mount" in result.stderr and result.returncode != 0 and "error:" not in result.stderr:
-        pytest.skip(f"cannot mount here: {result.stderr.strip()}")
+    env = {**cli_env, "STAGING": str(staging)}
+    result, listing = run_on_small_tmpfs(env, tmp_path, output, script)
     error_line(result, "no space left on device in", str(output), "--output-dir")
-    assert listing.read_text().split() == [".staging"]  # no image, no temporary file
+    on_tmpfs = [path for path in listing if Path(path).parent == output]
+    assert on_tmpfs == [str(output / ".staging")]  # no image, no temporary file
     assert leftovers(tmp_path) == []
 
 

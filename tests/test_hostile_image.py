@@ -15,11 +15,11 @@ from build.core.errors import BuildError
 from build.read.squashfs import SquashfsReader
 from build.verify.checks import Expectations
 from build.verify.checks import verify as verify_image
-from tests import test_verify
+from tests import verifying
 from tests.conftest import VERSION, Invoke
 from tests.fakes import MACHINES, elf_binary
 from tests.image import garbled_copies
-from tests.test_verify import RELEASE, STRICT_XATTR, UNIT, fails_because, repack, verify
+from tests.verifying import RELEASE, STRICT_XATTR, UNIT, fails_because, repack, verify
 
 pytestmark = pytest.mark.needs("mksquashfs", "unsquashfs")
 
@@ -28,8 +28,8 @@ BINARY = "usr/local/bin/alloy"
 CAPABILITY = struct.pack("<5I", 0x02000001, 1 << 10, 0, 0, 0)
 
 
-built = test_verify.built  # the built image, in the test's own output directory (a fixture)
-tree = test_verify.tree  # the built image unpacked (a fixture)
+built = verifying.built  # the built image, in the test's own output directory (a fixture)
+tree = verifying.tree  # the built image unpacked (a fixture)
 
 
 def bad_image(tree: Path, tmp_path: Path, *pseudo: str) -> Path:

@@ -17,18 +17,11 @@ from pathlib import Path
 import pytest
 
 from build.core.errors import doing, one_line
-from tests.conftest import INVOKE_CLI, Release
+from tests.conftest import Release
 from tests.fakes import MACHINES, elf_binary
-from tests.test_bad_input import cache_root
-from tests.test_faults_local import (
-    OTHER,
-    alive,
-    pids,
-    publish_zip,
-    slow_mksquashfs,
-    start,
-    wait_for,
-)
+from tests.processes import alive, pids, slow_mksquashfs, start, wait_for
+from tests.runs import OTHER, cache_root, publish_zip
+from tests.smalldisk import WHY, run_on_small_tmpfs
 
 PLACES = {"--output-dir": Path("/srv/out"), "--cache-dir": Path("/var/cache/alloy-sysext")}
 
@@ -89,32 +82,6 @@ def test_os_error_with_nothing_to_name_still_says_what_it_was_doing() -> None:
 # A full disk, for real: a small tmpfs in a mount namespace of the run's own
 
 
-def run_on_small_tmpfs(
-    cli_env: dict[str, str], tmp_path: Path, mount_at: Path, script: str, size: str = "1m"
-) -> tuple[subprocess.CompletedProcess, list[str]]:
-    """Run `script` (sh, with $INVOKE the CLI) with a `size` tmpfs mounted at `mount_at`, then
-    list every path under it, from inside the namespace (the mount goes with it)."""
-    mount_at.mkdir(parents=True, exist_ok=True)
-    listing = tmp_path / "listing"
-    wrapper = (
-        f'mount -t tmpfs -o size={size} tmpfs "$AT" && {{ {script}; }}; code=$?; '
-        'find "$AT" -mindepth 1 > "$LISTING"; exit $code'
-    )
-    invoke = " ".join(f"'{part}'" for part in INVOKE_CLI)
-    result = subprocess.run(
-        ["unshare", "-m", "sh", "-c", wrapper.replace("$INVOKE", invoke)],
-        cwd=tmp_path,
-        env={**cli_env, "AT": str(mount_at), "LISTING": str(listing)},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    if "mount" in result.stderr and result.returncode != 0 and "error:" not in result.stderr:
-        pytest.skip(f"cannot mount here: {result.stderr.strip()}")
-    found = listing.read_text().split("\n") if listing.exists() else []
-    return result, [line for line in found if line]
-
-
 def exactly_one_line(result: subprocess.CompletedProcess, pattern: str) -> None:
     where = f"\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
     assert result.returncode == 1, where
@@ -122,7 +89,7 @@ def exactly_one_line(result: subprocess.CompletedProcess, pattern: str) -> None:
     assert len(lines) == 1 and re.fullmatch(pattern, lines[0]), where
 
 
-@pytest.mark.needs("unshare", root="mounting a small tmpfs")
+@pytest.mark.needs("unshare", root=WHY)
 def test_disk_full_while_unpacking_the_binary_names_the_file_and_stages_nothing(
     release: Release, cli_env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -142,7 +109,7 @@ def test_disk_full_while_unpacking_the_binary_names_the_file_and_stages_nothing(
     assert not [path for path in listing if re.search(r"rootfs|\.tmp|\.raw", path)], listing
 
 
-@pytest.mark.needs("unshare", "mksquashfs", root="mounting a small tmpfs")
+@pytest.mark.needs("unshare", "mksquashfs", root=WHY)
 def test_disk_full_while_writing_the_checksum_names_it_and_leaves_no_partial_file(
     release: Release, cli_env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -167,7 +134,7 @@ def test_disk_full_while_writing_the_checksum_names_it_and_leaves_no_partial_fil
     assert not [path for path in listing if ".sha256" in path], listing
 
 
-@pytest.mark.needs("unshare", root="mounting a small tmpfs")
+@pytest.mark.needs("unshare", root=WHY)
 def test_disk_full_in_the_cache_says_to_choose_another_cache_dir(
     release: Release, cli_env: dict[str, str], tmp_path: Path
 ) -> None:

@@ -20,7 +20,7 @@ from tests.conftest import AMD64, INVOKE_CLI, VERSION, Invoke, Prebuilt, copy_ou
 from tests.gpgkeys import Keys
 from tests.image import extract
 from tests.results import error_line, ok
-from tests.test_verify import repack
+from tests.verifying import repack
 
 PUBLISH = "--publish-url=https://downloads.example.com/alloy/"
 IMAGE = f"alloy-{VERSION}-amd64.raw"

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 
 from build.image import conflines
-from tests import test_verify
+from tests import verifying
 from tests.conftest import Invoke
-from tests.test_verify import fails_because, repack, verify
+from tests.verifying import fails_because, repack, verify
 
-tree = test_verify.tree  # the built image unpacked (a fixture)
+tree = verifying.tree  # the built image unpacked (a fixture)
 
 TMPFILES = "tmpfiles copies, chowns and chmods as root"
 SYSUSERS = "sysusers creates users and groups as root"

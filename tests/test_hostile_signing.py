@@ -30,13 +30,14 @@ from tests.gpgkeys import (
     UnusableKeys,
     fingerprints,
     gpg,
+    make_unusable_keys,
     new_key,
     throwaway_home,
-    unusable_keys,
 )
 from tests.needs import need
+from tests.release_files import PUBLISH_URL, snapshot
 from tests.results import error_line, ok
-from tests.test_publish import PUBLISH_URL, snapshot
+from tests.shared import shared_keys
 
 pytestmark = pytest.mark.needs("gpg", "gpgv", "gpgconf", "gpg-connect-agent")
 
@@ -229,11 +230,10 @@ def test_a_release_interrupted_while_signing_leaves_no_daemon(
 
 
 @pytest.fixture(scope="session")
-def unusable() -> Iterator[UnusableKeys]:
-    """Keys that cannot sign, made once a session (tests only read them)."""
+def unusable(tmp_path_factory: pytest.TempPathFactory) -> UnusableKeys:
+    """Keys that cannot sign, made once a run for every worker (tests only read them)."""
     need("gpg", "gpgconf")
-    with unusable_keys() as made:
-        yield made
+    return shared_keys(tmp_path_factory, "unusable-keys", make_unusable_keys, UnusableKeys, "au.")
 
 
 def signing_subkey(keys: UnusableKeys, primary: str) -> str:

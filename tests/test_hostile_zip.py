@@ -16,7 +16,7 @@ from build.fetch.zipmember import could_be
 from build.image.stage import ASSET_HINT
 from tests.conftest import Invoke, Release
 from tests.fakes import MACHINES, elf_binary, sums
-from tests.test_bad_input import MEMBER, OTHER, ZIP, leftovers, outputs
+from tests.runs import MEMBER, OTHER, ZIP, leftovers, outputs
 
 GOOD = elf_binary(MACHINES["amd64"], seed=1)
 EVIL = elf_binary(MACHINES["amd64"], seed=666)

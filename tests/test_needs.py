@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO
+from tests.smalldisk import run_on_small_tmpfs
 
 NEEDY = """
 import pytest
@@ -52,3 +53,30 @@ def test_missing_tool_skips_locally_and_fails_in_ci(tmp_path: Path, ci: str, out
     )
     if ci:
         assert "CI=true, and this test cannot run" in result.stdout
+
+
+CANNOT = [("", pytest.skip.Exception), ("true", pytest.fail.Exception)]
+
+
+@pytest.mark.parametrize(("ci", "outcome"), CANNOT)
+def test_a_small_tmpfs_that_cannot_be_mounted_skips_locally_and_fails_in_ci(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ci: str, outcome: type[BaseException]
+) -> None:
+    """As in an unprivileged container: unshare -m is refused, and the run never starts."""
+    refused = "unshare: unshare failed: Operation not permitted"
+    fake = tmp_path / "bin" / "unshare"
+    fake.parent.mkdir()
+    fake.write_text(f"#!/bin/sh\necho '{refused}' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake.parent}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("CI", ci)
+    ran = tmp_path / "ran"
+    with pytest.raises(outcome) as raised:
+        run_on_small_tmpfs(dict(os.environ), tmp_path, tmp_path / "at", f": > '{ran}'")
+    reason = str(raised.value)
+    assert reason.startswith("CI=true, and this test cannot run: " if ci else ""), reason
+    assert (
+        f"cannot mount a tmpfs in a mount namespace here: {refused}" in reason
+        or "needs root (mounting a small tmpfs)" in reason  # where the tests do not run as root
+    ), reason
+    assert not ran.exists()

@@ -5,8 +5,6 @@ and by our own reading where it does not."""
 from __future__ import annotations
 
 import configparser
-import functools
-import importlib.util
 import json
 import os
 import re
@@ -41,11 +39,13 @@ from tests.conftest import (
 )
 from tests.fakes import release_assets
 from tests.image import sha256
-from tests.needs import need, unavailable
+from tests.needs import need
+from tests.noxfile_module import load_noxfile
+from tests.release_files import PUBLISH_URL, SYSUPDATE, host_transfer, snapshot
 from tests.results import error_line, ok
+from tests.shared import once
 
 NEWER = "1.17.1"
-PUBLISH_URL = "https://downloads.example.com/alloy/"
 ARCHES = ("amd64", "arm64")
 TRANSFER_KEYS = {
     "Transfer": {"Verify"},
@@ -58,13 +58,6 @@ RELEASE_FILES = [
     *(f"sysupdate/{arch}/alloy.{ext}" for arch in ARCHES for ext in ("transfer", "conf")),
     *(f"flatcar/alloy-{arch}.{ext}" for arch in ARCHES for ext in ("bu", "ign")),
 ]
-
-
-def snapshot(root: Path) -> dict[str, tuple[int, int]]:
-    return {
-        str(path.relative_to(root)): (path.lstat().st_mtime_ns, path.lstat().st_size)
-        for path in root.rglob("*")
-    }
 
 
 def sums(directory: Path) -> dict[str, str]:
@@ -82,25 +75,32 @@ def build(run: Callable[..., subprocess.CompletedProcess], *cells: tuple[str, st
         ok(run("all", f"--version={version}", f"--arch={arch}", *flags))
 
 
-# One directory of four images and their release files, built once for the tests that only read.
+# One directory of four images and their release files, built once a run (whichever xdist
+# worker asks first: tests/shared.py) for the tests that only read.
 @pytest.fixture(scope="module")
 def published(tmp_path_factory: pytest.TempPathFactory, make_httpserver: HTTPServer) -> Path:
-    root = tmp_path_factory.mktemp("published")
-    make_httpserver.clear()
-    served = Release(make_httpserver)
-    served.publish(VERSION, release_assets())
-    served.publish(NEWER, release_assets(seed=2))
-    env = {**os.environ, "XDG_CACHE_HOME": str(root / "cache"), "INVOKE_BASE_URL": served.base_url}
+    def publish(root: Path) -> dict[str, str]:
+        make_httpserver.clear()
+        served = Release(make_httpserver)
+        served.publish(VERSION, release_assets())
+        served.publish(NEWER, release_assets(seed=2))
+        env = {
+            **os.environ,
+            "XDG_CACHE_HOME": str(root / "cache"),
+            "INVOKE_BASE_URL": served.base_url,
+        }
 
-    def run(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [*INVOKE_CLI, *args], cwd=root, env=env, capture_output=True, text=True, timeout=300
-        )
+        def run(*args: str) -> subprocess.CompletedProcess:
+            return subprocess.run(
+                [*INVOKE_CLI, *args], cwd=root, env=env, capture_output=True, text=True, timeout=300
+            )
 
-    build(run, *((v, a) for v in (VERSION, NEWER) for a in ARCHES))
-    ok(run("release", f"--publish-url={PUBLISH_URL}"))
-    make_httpserver.clear()
-    return root / "output"
+        build(run, *((v, a) for v in (VERSION, NEWER) for a in ARCHES))
+        ok(run("release", f"--publish-url={PUBLISH_URL}"))
+        make_httpserver.clear()
+        return {"output": str(root / "output")}
+
+    return Path(once(tmp_path_factory, "published", publish)["output"])
 
 
 def test_release_writes_every_file_and_sha256sums_checks(published: Path) -> None:
@@ -179,44 +179,6 @@ def test_pattern_match_follows_systemd() -> None:
     assert pattern_match("a-@v.raw", "b-1.raw") is None
 
 
-def find_sysupdate() -> tuple[Path, dict[str, str]] | None:
-    """A systemd-sysupdate binary and the environment it needs: the host's, or one unpacked by
-    tests/fetch-sysupdate.sh (with its own libsystemd-shared and systemd-pull)."""
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    candidates = [
-        os.environ.get("ALLOY_SYSUPDATE"),
-        "/usr/lib/systemd/systemd-sysupdate",
-        "/lib/systemd/systemd-sysupdate",
-        str(cache / "alloy-sysext-sysupdate/root/lib/systemd/systemd-sysupdate"),
-    ]
-    for candidate in filter(None, candidates):
-        binary = Path(candidate)
-        if not os.access(binary, os.X_OK):
-            continue
-        env = {}
-        root = binary.parents[2]
-        if not str(binary).startswith(("/usr/lib/", "/lib/")):  # an unpacked tree
-            libraries = sorted(root.glob("usr/lib/*/systemd"))
-            if libraries:
-                env["LD_LIBRARY_PATH"] = str(libraries[0])
-            if (binary.parent / "systemd-pull").exists():
-                env["SYSTEMD_PULL_PATH"] = str(binary.parent / "systemd-pull")
-        return binary, env
-    return None
-
-
-SYSUPDATE = find_sysupdate()
-
-
-@pytest.fixture
-def needs_sysupdate() -> None:
-    if SYSUPDATE is None:
-        unavailable(
-            "no systemd-sysupdate: Debian 12's systemd 252 does not ship it; "
-            "tests/fetch-sysupdate.sh unpacks 254 from bookworm-backports where this test finds it"
-        )
-
-
 def serve(httpserver: HTTPServer, directory: Path, prefix: str = "/pub/") -> str:
     """Serve the images and SHA256SUMS of `directory`, as they are at each request, as a web
     server would; return their URL."""
@@ -242,20 +204,6 @@ def sysupdate(definitions: Path, *args: str) -> subprocess.CompletedProcess:
         text=True,
         timeout=120,
     )
-
-
-def host_transfer(published: Path, arch: str, host: Path) -> Path:
-    """Our transfer file as is, but with the target under `host` rather than in / of a host."""
-    text = (published / f"sysupdate/{arch}/alloy.transfer").read_text()
-    images, link = layout.EXTENSIONS_DIR, layout.CURRENT_SYMLINK
-    text = text.replace(f"Path={images}\n", f"Path={host}{images}\n")
-    text = text.replace(f"CurrentSymlink={link}\n", f"CurrentSymlink={host}{link}\n")
-    definitions = host / f"etc/sysupdate.alloy.d.{arch}"
-    definitions.mkdir(parents=True)
-    (definitions / "alloy.conf").write_text(text)  # systemd 254 and older read only *.conf
-    (host / images.lstrip("/")).mkdir(parents=True, exist_ok=True)
-    (host / link.lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
-    return definitions
 
 
 def listed(definitions: Path) -> dict[str, tuple[bool, bool]]:
@@ -667,16 +615,6 @@ def test_release_help_and_publish_url_from_the_environment(
     transfer = (tmp_path / "output/sysupdate/amd64/alloy.transfer").read_text()
     assert f"\nPath={PUBLISH_URL}\n" in transfer
     assert not (tmp_path / "output/sysupdate/arm64").exists()  # no arm64 image, no arm64 files
-
-
-@functools.cache
-def load_noxfile() -> Any:
-    """noxfile.py as a module, loaded once: nox warns when its sessions register twice."""
-    spec = importlib.util.spec_from_file_location("noxfile_under_test", REPO / "noxfile.py")
-    assert spec is not None and spec.loader is not None
-    noxfile = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(noxfile)
-    return noxfile
 
 
 def test_nox_release_arguments_go_to_the_sessions_that_know_them() -> None:

@@ -19,12 +19,12 @@ from build.image.content import IMAGE_TRUST_KEYS
 from build.verify.checks import Expectations
 from build.verify.checks import verify as run_verify
 from tests.conftest import VERSION, Invoke, Prebuilt, copy_output
-from tests.gpgkeys import Keys, gpg
+from tests.gpgkeys import Keys, export, gpg, gpgv
 from tests.image import EXPECTED_LISTING, extract, listing
+from tests.release_files import HOST_KEY, PUBLISH_URL, PUBRING_UNIT, ignition, unit_script
 from tests.results import error_line, ok
-from tests.test_publish import PUBLISH_URL
-from tests.test_signing import HOST_KEY, UNIT, export, gpgv, ignition, unit_script
-from tests.test_verify import fails_because, repack, verify
+from tests.shared import once
+from tests.verifying import fails_because, repack, verify
 
 pytestmark = pytest.mark.needs("gpg", "gpgv", "unsquashfs")
 
@@ -92,7 +92,7 @@ def test_a_host_trusting_k1_takes_k1_carrying_k2_then_k2_only(
     }
     k1_public = tmp_path / "K1.gpg"
     shutil.copy(output / "alloy-release-key.gpg", k1_public)
-    unit = {u["name"]: u for u in ignition(output)["systemd"]["units"]}[UNIT]["contents"]
+    unit = {u["name"]: u for u in ignition(output)["systemd"]["units"]}[PUBRING_UNIT]["contents"]
     before = host_keyring(tmp_path, unit, k1_public, merged=None)
     assert gpgv(before, output / "SHA256SUMS.gpg", output / "SHA256SUMS").returncode == 0
     merged = extract(image, tmp_path / "merged")
@@ -193,8 +193,14 @@ def test_an_empty_option_is_refused(invoke: Invoke, tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def next_keyring(keys: Keys, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """K2's public key, as a build's --trust-keys file (shared by the module: read it only)."""
-    return public_key(keys, keys.next, tmp_path_factory.mktemp("keys") / "K2.gpg")
+    """K2's public key, as a build's --trust-keys file (one for the run, so every worker's
+    prebuilt image with it is the same one: read it only)."""
+    made = once(
+        tmp_path_factory,
+        "next-keyring",
+        lambda root: {"path": str(public_key(keys, keys.next, root / "K2.gpg"))},
+    )
+    return Path(made["path"])
 
 
 @pytest.fixture
@@ -248,7 +254,7 @@ def test_keyring_unit_runs_again_before_every_update(
     ok(invoke("all"))
     env = signing_env(keys)
     ok(invoke("release", f"--publish-url={PUBLISH_URL}", f"--sign-key={keys.plain}", env=env))
-    unit = {u["name"]: u for u in ignition(tmp_path / "output")["systemd"]["units"]}[UNIT]
+    unit = {u["name"]: u for u in ignition(tmp_path / "output")["systemd"]["units"]}[PUBRING_UNIT]
     lines = unit["contents"].splitlines()
     assert "Type=oneshot" in lines and not any(
         line.startswith("RemainAfterExit=") for line in lines

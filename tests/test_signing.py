@@ -11,7 +11,6 @@ import os
 import re
 import shutil
 import subprocess
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -31,23 +30,24 @@ from tests.conftest import (
     copy_output,
     nox_sessions,
 )
-from tests.gpgkeys import PASSPHRASE, Keys, gpg
+from tests.gpgkeys import PASSPHRASE, Keys, export, gpg, gpgv
 from tests.needs import need
-from tests.results import error_line, ok
-from tests.test_publish import (
+from tests.noxfile_module import load_noxfile
+from tests.release_files import (
+    HOST_KEY,
     PUBLISH_URL,
+    PUBRING_UNIT,
     SYSUPDATE,
     host_transfer,
-    load_noxfile,
-    needs_sysupdate,  # noqa: F401 (a fixture)
+    ignition,
     snapshot,
+    unit_script,
 )
+from tests.results import error_line, ok
 
 pytestmark = pytest.mark.needs("gpg", "gpgv")
 
 SIGNED = ("SHA256SUMS.gpg", "alloy-release-key.gpg", "alloy-release-key.asc")
-HOST_KEY = layout.HOST_RELEASE_KEY
-UNIT = layout.PUBRING_UNIT
 
 
 # One amd64 and one arm64 image, built once; each test releases a copy.
@@ -81,28 +81,6 @@ def run(tmp_path: Path, keys: Keys) -> Run:
         )
 
     return cli
-
-
-def gpgv(keyring: Path, signature: Path, data: Path) -> subprocess.CompletedProcess:
-    home = Path(tempfile.mkdtemp(prefix="agv.", dir="/tmp"))
-    try:
-        return subprocess.run(
-            [
-                "gpgv",
-                f"--homedir={home}",
-                f"--keyring={keyring.resolve()}",
-                str(signature),
-                str(data),
-            ],
-            capture_output=True,
-            text=True,
-        )
-    finally:
-        shutil.rmtree(home, ignore_errors=True)
-
-
-def ignition(output: Path, arch: str = "amd64") -> dict:
-    return json.loads((output / f"flatcar/alloy-{arch}.ign").read_text())
 
 
 def transfer_verify(output: Path, arch: str = "amd64") -> list[str]:
@@ -149,29 +127,16 @@ def test_ignition_carries_the_key_inline_and_the_keyring_unit(
     assert base64.b64decode(source.split(",", 1)[1]) == (output / SIGNED[1]).read_bytes()
     assert PUBLISH_URL not in json.dumps(files[HOST_KEY])
     units = {unit["name"]: unit for unit in config["systemd"]["units"]}
-    unit = units[UNIT]
+    unit = units[PUBRING_UNIT]
     assert unit["enabled"] is True
     assert "Before=systemd-sysupdate.service" in unit["contents"]
     assert "WantedBy=systemd-sysupdate.service" in unit["contents"]
     bu = (output / f"flatcar/alloy-{arch}.bu").read_text()
-    assert source in bu and UNIT in bu
+    assert source in bu and PUBRING_UNIT in bu
     need("ignition-validate")
     path = output / f"flatcar/alloy-{arch}.ign"
     result = subprocess.run(["ignition-validate", str(path)], capture_output=True, text=True)
     assert result.returncode == 0 and not result.stdout.strip(), result.stdout + result.stderr
-
-
-def export(home: Path, fingerprint: str) -> bytes:
-    command = ["gpg", "--batch", f"--homedir={home}", "--export", fingerprint]
-    return subprocess.run(command, capture_output=True, check=True).stdout
-
-
-def unit_script(contents: str) -> str:
-    """The shell script of the unit's ExecStart, as systemd hands it to sh -ec."""
-    joined = re.sub(r"\\\n", " ", contents)
-    [line] = [line for line in joined.splitlines() if line.startswith("ExecStart=")]
-    assert line.startswith("ExecStart=/bin/sh -ec '") and line.endswith("'")
-    return line.removeprefix("ExecStart=/bin/sh -ec '")[:-1].replace("$$", "$")
 
 
 @pytest.mark.parametrize("vendor_name", ["import-pubring.gpg", "import-pubring.pgp", None])
@@ -194,7 +159,7 @@ def test_keyring_unit_keeps_the_vendor_keys_and_adds_ours(
     (next_keys / "next.gpg").write_bytes(export(keys.home, keys.next))
     (next_keys / "empty.gpg").write_bytes(b"")
     shutil.copy(output / SIGNED[1], host / HOST_KEY.lstrip("/"))
-    script = unit_script(units[UNIT]["contents"])
+    script = unit_script(units[PUBRING_UNIT]["contents"])
     script = script.replace("/usr/lib/", f"{host}/usr/lib/").replace("/etc/", f"{host}/etc/")
     result = subprocess.run(["sh", "-ec", script], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
@@ -225,10 +190,10 @@ def test_keyring_unit_passes_systemd_analyze(run: Run, keys: Keys, output: Path,
     units = {unit["name"]: unit for unit in ignition(output)["systemd"]["units"]}
     unit_dir = tmp_path / "units"
     unit_dir.mkdir()
-    (unit_dir / UNIT).write_text(units[UNIT]["contents"])
+    (unit_dir / PUBRING_UNIT).write_text(units[PUBRING_UNIT]["contents"])
     (unit_dir / "systemd-sysupdate.service").write_text("[Service]\nExecStart=/usr/bin/true\n")
     result = subprocess.run(
-        ["systemd-analyze", "verify", str(unit_dir / UNIT)],
+        ["systemd-analyze", "verify", str(unit_dir / PUBRING_UNIT)],
         env={**os.environ, "SYSTEMD_UNIT_PATH": f"{unit_dir}:"},
         capture_output=True,
         text=True,
@@ -248,7 +213,7 @@ def test_unsigned_release_says_so_and_removes_an_earlier_signature(
         assert f"removed output/{name} (from an earlier signed release)" in result.stdout
     assert transfer_verify(output) == ["Verify=false", "Verify=false"]
     assert "signature" not in json.loads((output / "index.json").read_text())
-    assert UNIT not in (output / "flatcar/alloy-amd64.ign").read_text()
+    assert PUBRING_UNIT not in (output / "flatcar/alloy-amd64.ign").read_text()
     # Exactly what a release that never was signed writes.
     fresh = tmp_path / "fresh"
     shutil.copytree(built, fresh, symlinks=True)
@@ -421,7 +386,9 @@ def test_real_sysupdate_verifies_the_signature_and_refuses_tampering(
     definitions = host_transfer(output, "amd64", host)
     assert "Verify=yes" in (definitions / "alloy.conf").read_text()
     units = {unit["name"]: unit for unit in ignition(output)["systemd"]["units"]}
-    etc_systemd = host_keyring(units[UNIT]["contents"], tmp_path / "keyhost", output / SIGNED[1])
+    etc_systemd = host_keyring(
+        units[PUBRING_UNIT]["contents"], tmp_path / "keyhost", output / SIGNED[1]
+    )
     binary, env = SYSUPDATE
 
     def sysupdate(*args: str) -> subprocess.CompletedProcess:

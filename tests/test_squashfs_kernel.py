@@ -20,7 +20,7 @@ from tests.fakes import MACHINES, elf_binary
 from tests.mutants import squashfs as mutants
 from tests.mutants.squashfs import BINARY, RELEASE, UNIT, Layout, base_image
 from tests.mutants.squashfs_writer import Dir, File, Node, Symlink, build
-from tests.test_verify import verify
+from tests.verifying import verify
 
 CAPABILITY = struct.pack("<5I", 0x02000001, 1 << 21, 0, 0, 0)  # cap_sys_admin, effective
 

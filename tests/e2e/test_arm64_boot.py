@@ -23,10 +23,7 @@ import pytest
 from pytest_httpserver import HTTPServer
 
 from tests.conftest import VERSION, Invoke, Release
-from tests.e2e.conftest import GCC, HERE
-from tests.e2e.container import Boot
-from tests.e2e.machine_arm64 import SHARED, boot, cached_machine
-from tests.e2e.test_boot import (
+from tests.e2e.boot_check import (
     CONFIG,
     CONFIG_PATH,
     STAND_IN_VERSION,
@@ -34,6 +31,9 @@ from tests.e2e.test_boot import (
     observed,
     seed_check,
 )
+from tests.e2e.conftest import GCC, HERE
+from tests.e2e.container import Boot
+from tests.e2e.machine_arm64 import SHARED, boot, cached_machine
 from tests.fakes import sums, zip_bytes
 from tests.image import extract
 

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Release
-from tests.e2e import test_update
 from tests.e2e.conftest import StandIn, publish_stand_in
-from tests.e2e.test_update import (  # noqa: F401 (fleet, published_server: fixtures)
+from tests.e2e.fleet import (  # noqa: F401 (fleet, published_server: fixtures)
+    FLEET_MARKS,
     A,
     B,
     C,
@@ -30,7 +30,7 @@ from tests.e2e.test_update import (  # noqa: F401 (fleet, published_server: fixt
 from tests.gpgkeys import gpg, new_key, throwaway_home
 from tests.needs import need
 
-pytestmark = [*test_update.pytestmark, pytest.mark.needs("gpg", "gpgconf")]
+pytestmark = [*FLEET_MARKS, pytest.mark.needs("gpg", "gpgconf")]
 
 
 @dataclasses.dataclass(frozen=True)

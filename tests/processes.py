@@ -1,0 +1,70 @@
+"""A real `invoke` process to interrupt: started in the background, waited on until it is busy,
+with a mksquashfs slow enough to catch, whose pids are logged to see whether they outlive it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from tests.conftest import INVOKE_CLI
+from tests.needs import need
+
+
+def start(cli_env: dict[str, str], cwd: Path, *args: str, **env: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [*INVOKE_CLI, *args],
+        cwd=cwd,
+        env={**cli_env, **env},
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_for(what: Callable[[], object], process: subprocess.Popen, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while not what():
+        if process.poll() is not None:
+            raise AssertionError(f"exited early: {process.communicate()}")
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.005)
+
+
+def slow_mksquashfs(tmp_path: Path, seconds: float) -> tuple[dict[str, str], Path]:
+    """A PATH-front mksquashfs that logs its pid, sleeps, then execs the real one (pack's
+    environment is PATH only, so the settings are written into the script)."""
+    need("mksquashfs")
+    real = shutil.which("mksquashfs")
+    bin_dir = tmp_path / "slowbin"
+    bin_dir.mkdir()
+    log = tmp_path / "mksquashfs.log"
+    script = bin_dir / "mksquashfs"
+    script.write_text(
+        f"#!{sys.executable}\n"
+        "import os, sys, time\n"
+        "if '-version' not in sys.argv:\n"
+        f"    with open({str(log)!r}, 'a') as f:\n"
+        "        f.write(f'{os.getpid()}\\n')\n"
+        f"    time.sleep({seconds})\n"
+        f"os.execv({real!r}, [{real!r}, *sys.argv[1:]])\n"
+    )
+    script.chmod(0o755)
+    return {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}, log
+
+
+def pids(log: Path) -> list[int]:
+    return [int(line) for line in log.read_text().split()] if log.exists() else []
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, IndexError):
+        return False
+    return state != "Z"
