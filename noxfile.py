@@ -24,6 +24,7 @@ sys.path.insert(0, str(ROOT))
 
 from build.config.matrix import cells  # noqa: E402
 from build.core.errors import BuildError  # noqa: E402
+from build.core.tools import packages  # noqa: E402
 
 PYTHONS = ["3.10", "3.11"]  # 3.10: Ubuntu 22.04's, in the container
 
@@ -157,18 +158,18 @@ E2E_TESTING_ROOT = os.environ.get("ALLOY_E2E_TESTING_ROOT") or str(E2E_CACHE / "
 # The emulated arm64 machine (tests/e2e/make-arm64-machine.sh): a Debian 12 arm64 root, Debian's
 # arm64 kernel and a small initramfs, booted by qemu-system-aarch64 (test_arm64_boot.py).
 E2E_ARM64_MACHINE = os.environ.get("ALLOY_E2E_ARM64_MACHINE") or str(E2E_CACHE / "arm64")
-E2E_TOOLS = {
-    "debootstrap": "debootstrap",
-    "systemd-nspawn": "systemd-container",
-    "unshare": "util-linux",
-    "gcc": "gcc libc6-dev",
-    "mksquashfs": "squashfs-tools",
-    "mkfs.erofs": "erofs-utils",
-    "qemu-system-aarch64": "qemu-system-arm",
-    "aarch64-linux-gnu-gcc": "gcc-aarch64-linux-gnu libc6-dev-arm64-cross",
-    "mke2fs": "e2fsprogs",
-    "cpio": "cpio",
-}
+E2E_TOOLS = (
+    "debootstrap",
+    "systemd-nspawn",
+    "unshare",
+    "gcc",
+    "mksquashfs",
+    "mkfs.erofs",
+    "qemu-system-aarch64",
+    "aarch64-linux-gnu-gcc",
+    "mke2fs",
+    "cpio",
+)
 
 
 @nox.session(python=False, default=False, tags=["e2e"])
@@ -189,8 +190,7 @@ def e2e(session: nox.Session) -> None:
         session.error("the boot test needs root (debootstrap, mount namespaces, systemd-nspawn)")
     missing = [tool for tool in E2E_TOOLS if not shutil.which(tool)]
     if missing:
-        packages = " ".join(dict.fromkeys(E2E_TOOLS[tool] for tool in missing))
-        session.error(f"missing {', '.join(missing)}: apt-get install {packages}")
+        session.error(f"missing {', '.join(missing)}: apt-get install {packages(missing)}")
     _require_modules(session, "pytest", "invoke")
     session.run(str(ROOT / "tests/e2e/make-root.sh"), E2E_ROOT, external=True)
     for suite, root in (("trixie", E2E_TRIXIE_ROOT), ("testing", E2E_TESTING_ROOT)):

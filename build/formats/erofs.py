@@ -17,9 +17,10 @@ from pathlib import Path
 
 from build.core.errors import BuildError, explain_full_disk
 from build.core.run import run, run_answer
+from build.core.tools import package
 
 MKFS_EROFS = "mkfs.erofs"
-PACKAGE = "erofs-utils"
+PACKAGE = package(MKFS_EROFS)
 BLOCK_SIZE_BYTES = 4096  # what mkfs.erofs 1.4 and 1.5 always write, and 1.8 on 4 KiB pages
 LZ4HC_LEVEL = 12  # lz4hc's highest: ~0.3 % smaller than its default 9, packs in seconds
 # The physical cluster: how much is compressed together. 256 KiB gets within 1 % of the
