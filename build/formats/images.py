@@ -31,6 +31,7 @@ class ErofsImage(ReadImage):
     """An EROFS image as SquashfsImage shows a squashfs one."""
 
     format = "erofs"
+    _reader: erofs.ErofsReader
 
     def __init__(self, path: Path) -> None:
         self.path = path

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from build.config.spec import BuildSpec
 from build.core.errors import BuildError
@@ -23,6 +23,8 @@ from build.core.report import say
 from build.model import manifest
 from build.model.names import CELL_LOCK, PENDING, step_lock
 from build.model.rule import Step, forget, record, why_out_of_date
+
+T = TypeVar("T")
 
 
 def _nothing(_: Any) -> tuple[Path, ...]:
@@ -55,7 +57,7 @@ class Entry:
     # Left out by `all --no-verify`.
     optional: bool = False
     # Run before its needs: to refuse early (before a download) what would fail it later.
-    before: Callable[[Runner], None] | None = None
+    before: Callable[[Runner], object] | None = None
     # Why it has nothing to make for this build (said, then the step counts as done).
     skip: Callable[[BuildSpec], str | None] | None = None
     # Around the step's run: undoes what a failed run left (the fetch's empty cache folders).
@@ -98,11 +100,11 @@ class Runner:
         self._once: dict[str, Any] = {}
         self._deferring = False  # a deferrable step is making its targets, deferred
 
-    def once(self, key: str, compute: Callable[[], Any]) -> Any:
+    def once(self, key: str, compute: Callable[[], T]) -> T:
         """`compute()`, called once per run: what two steps must see alike (an input file)."""
         if key not in self._once:
             self._once[key] = compute()
-        return self._once[key]
+        return cast(T, self._once[key])
 
     @property
     def pending_dir(self) -> Path:

@@ -8,18 +8,26 @@ from __future__ import annotations
 
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
+from typing import Protocol
 
 from build.read.squashfs import Node, SquashfsReader
 
 Entry = Node
 
 
+class EntryReader(Protocol):
+    """What ReadImage asks of each format's reader."""
+
+    def head(self, node: Entry, size: int) -> bytes: ...
+
+    def sha256(self, node: Entry, limit: int) -> str: ...
+
+
 class ReadImage:
     """What verify reads of an image, whichever reader (`_reader`) parsed it."""
 
     entries: dict[str, Entry]
-    _reader: Any
+    _reader: EntryReader
 
     def hard_links(self) -> dict[str, list[str]]:
         """Each path that shares its inode with other paths -> all those paths."""
@@ -39,6 +47,8 @@ class ReadImage:
 
 
 class SquashfsImage(ReadImage):
+    _reader: SquashfsReader
+
     def __init__(self, path: Path) -> None:
         self.path = path
         self._reader = SquashfsReader(path)
