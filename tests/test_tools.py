@@ -33,7 +33,7 @@ def test_no_other_module_maps_tools_to_packages() -> None:
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
             if isinstance(node, ast.Dict) and len(set(_strings(node.keys)) & PACKAGES.keys()) > 1:
                 copies.append(f"{path.relative_to(REPO)}:{node.lineno}")
-    assert copies == ["build/core/tools.py:9"], "use build.core.tools instead"
+    assert [copy.split(":")[0] for copy in copies] == ["build/core/tools.py"], copies
 
 
 def test_every_tool_a_test_or_session_checks_for_has_its_package() -> None:
