@@ -3,22 +3,10 @@
 
 from __future__ import annotations
 
-import functools
-import importlib.util
 import subprocess
 from pathlib import Path
-from types import ModuleType
 
-REPO = Path(__file__).resolve().parent.parent
-
-
-@functools.cache  # nox registers each session once per process
-def _noxfile() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("noxfile_under_test", REPO / "noxfile.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from tests.noxfile_module import load_noxfile
 
 
 def test_every_shell_script_and_nothing_else_is_found(tmp_path: Path) -> None:
@@ -43,7 +31,7 @@ def test_every_shell_script_and_nothing_else_is_found(tmp_path: Path) -> None:
         ["git", "add", "run", "tests", "templates/verify-signed"], cwd=tmp_path, check=True
     )
     # Tracked, or new (templates/activate is not added yet) and not ignored.
-    assert _noxfile().shell_scripts(tmp_path) == [
+    assert load_noxfile().shell_scripts(tmp_path) == [
         "run",
         "templates/activate",
         "tests/e2e/cached-dir.sh",
@@ -52,7 +40,7 @@ def test_every_shell_script_and_nothing_else_is_found(tmp_path: Path) -> None:
 
 
 def test_this_repository_s_scripts_are_found() -> None:
-    found = _noxfile().shell_scripts()
+    found = load_noxfile().shell_scripts()
     for script in (
         ".ci/run",
         "docker-entrypoint.sh",
