@@ -18,6 +18,7 @@ from build.core.cli import suggest_close_matches
 from build.core.errors import BuildError, one_line
 from build.core.report import say
 from build.core.signals import Interrupted, signals_raise
+from build.model.versions import LATEST
 
 if TYPE_CHECKING:
     from build.keys import signing
@@ -81,16 +82,16 @@ def _build_task(name: str, doc: str) -> OptionTask:
     """A build step: `invoke NAME` runs the steps up to NAME that are out of date."""
 
     def body(c: Context, **flags: Any) -> None:
-        from build.pipeline.steps import run_steps
+        from build.pipeline.steps import run_steps, spec_for
         from build.verify.checks import verify_any_image
 
         values = options.resolve(name, flags, c.config)
         if name == "verify" and values["image"] is not None:
             # The image's own version counts, not --version: no API call for a "latest".
-            spec = options.spec_for({**values, "version": "0.0.0"})
+            spec = spec_for({**values, "version": "0.0.0"})
             verify_any_image(values["image"], spec)
             return
-        spec = options.spec_for(values)
+        spec = spec_for(values)
         run_steps(spec, name, force=values["force"], verify=values.get("verify", True))
 
     body.__doc__ = doc
@@ -117,7 +118,7 @@ def _clean(c: Context, **flags: Any) -> None:
 
     values = options.resolve("clean", flags, c.config)
     version_only, arch_only = values["version"], values["arch"]
-    if version_only == options.LATEST:  # the cached answer, as the build that used it had
+    if version_only == LATEST:  # the cached answer, as the build that used it had
         version_only = resolve_latest(values["api_url"], values["cache_dir"], retries=3).version
     cache_dir = values["cache_dir"]
     if values["cache"]:  # before anything goes
@@ -166,17 +167,10 @@ def _release(c: Context, **flags: Any) -> None:
     from build.release import publish
 
     values = options.resolve("release", flags, c.config)
-    if not values["publish_url"]:
-        raise BuildError(
-            "--publish-url is required",
-            "give the URL the files will be published at, "
-            "e.g. invoke release --publish-url=https://example.com/alloy/",
-        )
     publish.release(
         values["output_dir"],
         values["publish_url"],
         values["update_url"],
-        values["allow_http"],
         _signer(values, flags),
         health_url=values["health_url"],
     )

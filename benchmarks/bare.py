@@ -1,5 +1,5 @@
-"""mksquashfs alone with our flags (build/image/pack.py's): the yardstick for `invoke pack`, and how
-the images of the other compression choices are packed."""
+"""mksquashfs alone with our flags (build/formats/squashfs.py's): the yardstick for `invoke pack`,
+and how the images of the other compression choices are packed."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 from benchmarks.common import BUILD_ARCH, Case, timed
 from benchmarks.memory import time_max_rss_mb
-from build.image.pack import mksquashfs_args
+from build.formats.squashfs import mksquashfs_args
 from build.model.arch import ARCHES
 
 

@@ -42,7 +42,7 @@ from benchmarks.standin import (  # noqa: E402
     serve,
 )
 from benchmarks.table import FormatFigures, Row, format_formats_table, format_table  # noqa: E402
-from build.image.pack import COMPRESSORS  # noqa: E402
+from build.formats.squashfs import COMPRESSORS  # noqa: E402
 
 TOOLS = ("mksquashfs", "mkfs.erofs", "curl", "unzip", "sha256sum", "xz", "apt-get", "dpkg")
 

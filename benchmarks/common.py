@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from benchmarks.table import Row
+from build.config.options import resolve
 from build.config.spec import BuildSpec
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -141,7 +142,7 @@ class Case:
 
     def spec(self, name: str) -> BuildSpec:
         """Build `name` as the pipeline sees it, for the names of its files."""
-        return BuildSpec.from_options(self.options(name))
+        return BuildSpec.from_values(resolve("all", self.options(name)))
 
     def inv(self, task: str, name: str, *extra: str) -> list[str]:
         flags = [f"--{key.replace('_', '-')}={value}" for key, value in self.options(name).items()]

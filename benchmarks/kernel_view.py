@@ -19,7 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from build.core.errors import BuildError
-from build.formats.images import open_image
+from build.formats.table import FORMATS, open_image
 from build.verify import checks as verify
 from build.verify import kernelview
 from tests.fakes import MACHINES, elf_binary
@@ -39,7 +39,7 @@ def seconds(action: Callable[[], object]) -> tuple[float, object]:
 
 def measure(image: Path, runs: int) -> None:
     read = open_image(image)
-    fstype = "erofs" if read.__class__.__name__ == "ErofsImage" else "squashfs"
+    fstype = FORMATS[read.format].fstype
     paths = list(read.entries)
     files = [path for path, entry in read.entries.items() if entry.is_file]
 

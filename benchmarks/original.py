@@ -7,7 +7,8 @@ import posixpath
 from pathlib import Path
 
 from benchmarks.common import Case, fresh, timed
-from build.config.spec import IMAGE_BINARY, NAME
+from build.config.spec import NAME
+from build.image.content import IMAGE_BINARY
 
 # The original script's mksquashfs flags (its block size: mksquashfs's default, 128 KiB).
 ORIGINAL_FLAGS = ["-comp", "xz", "-Xdict-size", "100%", "-noappend"]

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from benchmarks.common import Case, drop_caches, fresh, median_of, note_command
-from build.config.spec import IMAGE_BINARY
+from build.image.content import IMAGE_BINARY
 
 CHUNK = 1 << 20
 

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from benchmarks.common import file_sha256, fresh, log, note_command
+from build.config.options import resolve
 from build.config.spec import BuildSpec
 from build.model.arch import ARCHES
 
@@ -157,7 +158,7 @@ def make_release(release: Path, version: str, binary: Path) -> None:
     lines = []
     for arch in ARCHES.values():
         data[18:20] = arch.elf_machine.to_bytes(2, "little")  # e_machine
-        spec = BuildSpec.from_options({"version": version, "arch": arch.name})
+        spec = BuildSpec.from_values(resolve("all", {"version": version, "arch": arch.name}))
         info = zipfile.ZipInfo(spec.member, date_time=(2025, 1, 1, 0, 0, 0))
         info.external_attr = 0o755 << 16
         with zipfile.ZipFile(directory / spec.zip_name, "w", zipfile.ZIP_DEFLATED) as archive:

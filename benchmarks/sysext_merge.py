@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from benchmarks.common import note_command, rounds
-from build.config.spec import IMAGE_BINARY
+from build.image.content import IMAGE_BINARY
 from build.verify.merge import SCRATCH_MOUNTS, cannot_merge, scratch_root
 
 # The image's extension-release says ID=_any: any os-release ID will do.

@@ -1,4 +1,4 @@
-"""The health gate that activates an update on a fleet host (build/templates/
+"""The health gate that activates an update on a fleet host (build/templates/host/
 alloy-sysupdate-activate, shipped by the Butane config as /opt/alloy-sysext/activate), run with
 stub systemctl, systemd-sysext, curl, date and sleep: what it does to the link and the unit for
 each outcome, without booting (tests/e2e/test_update.py boots it on systemd 257)."""
@@ -12,10 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from build.image.render import TEMPLATES, render
+from build.release import host as layout
 from build.release.publish import DEFAULT_HEALTH_URL, HEALTH_TIMEOUT
 
 OLD, NEW = "alloy-1.0.0-amd64.raw", "alloy-1.1.0-amd64.raw"
+# The host's paths, under a test's directory.
+LINK = layout.CURRENT_SYMLINK.lstrip("/")
+IMAGES = layout.EXTENSIONS_DIR.lstrip("/")
 
 # The stubs log each call to $STUB/calls. alloy.service is as $STUB/active says; a restart makes
 # it what $STUB/starts-as.IMAGE says (default active) for the image the link points at, and curl
@@ -57,7 +60,7 @@ class Host:
 
     @property
     def link(self) -> Path:
-        return self.tmp / "etc/extensions/alloy.raw"
+        return self.tmp / LINK
 
     @property
     def stub(self) -> Path:
@@ -65,7 +68,7 @@ class Host:
 
     def point(self, image: str) -> None:
         self.link.unlink(missing_ok=True)
-        self.link.symlink_to(self.tmp / "opt/extensions/alloy" / image)
+        self.link.symlink_to(self.tmp / IMAGES / image)
 
     def set(self, name: str, value: str) -> None:
         (self.stub / name).write_text(value)
@@ -76,7 +79,7 @@ class Host:
             "STUB": str(self.stub),
             "ALLOY_SYSEXT_LINK": str(self.link),
             "ALLOY_SYSEXT_STATE": str(self.tmp / "run"),
-            "ALLOY_SYSEXT_IMAGES": str(self.tmp / "opt/extensions/alloy"),
+            "ALLOY_SYSEXT_IMAGES": str(self.tmp / IMAGES),
         }
         return subprocess.run(
             ["sh", str(self.tmp / "activate"), step],
@@ -97,20 +100,19 @@ class Host:
 @pytest.fixture
 def host(tmp_path: Path) -> Host:
     """OLD installed, linked and running; NEW installed beside it."""
-    script = render(
-        (TEMPLATES / "alloy-sysupdate-activate").read_text(),
+    script = layout.template(
+        "alloy-sysupdate-activate",
         {"HEALTH_URL": DEFAULT_HEALTH_URL, "HEALTH_TIMEOUT": str(HEALTH_TIMEOUT)},
-        "test",
     )
     (tmp_path / "activate").write_text(script)
     (tmp_path / "stub/bin").mkdir(parents=True)
     for name, text in STUBS.items():
         (tmp_path / "stub/bin" / name).write_text(text)
         (tmp_path / "stub/bin" / name).chmod(0o755)
-    (tmp_path / "opt/extensions/alloy").mkdir(parents=True)
+    (tmp_path / IMAGES).mkdir(parents=True)
     for image in (OLD, NEW):
-        (tmp_path / "opt/extensions/alloy" / image).write_bytes(b"")
-    (tmp_path / "etc/extensions").mkdir(parents=True)
+        (tmp_path / IMAGES / image).write_bytes(b"")
+    (tmp_path / LINK).parent.mkdir(parents=True)
     made = Host(tmp_path)
     made.point(OLD)
     made.set("active", "active")
@@ -197,7 +199,7 @@ def test_no_previous_image_means_no_rollback(host: Host) -> None:
     host.set(f"ready.{NEW}", "503")
     before = host.run("before")
     assert before.returncode == 0
-    (host.tmp / "opt/extensions/alloy" / OLD).unlink()  # gone, e.g. removed by hand meanwhile
+    (host.tmp / IMAGES / OLD).unlink()  # gone, e.g. removed by hand meanwhile
     host.point(NEW)
     result = host.run("after")
     assert result.returncode == 1
@@ -210,11 +212,11 @@ def test_before_removes_what_neither_runs_nor_is_newest_so_sysupdate_keeps_the_r
 ) -> None:
     """OLD runs after two rollbacks (1.1.0 and 1.2.0 installed): sysupdate, at InstancesMax=3,
     would remove OLD, the oldest, to download 1.3.0. Before it runs, 1.1.0 goes instead."""
-    (host.tmp / "opt/extensions/alloy/alloy-1.2.0-amd64.raw").write_bytes(b"")
-    (host.tmp / "opt/extensions/alloy/alloy-1.10.0-amd64.raw").write_bytes(b"")  # 1.10 > 1.2
+    (host.tmp / IMAGES / "alloy-1.2.0-amd64.raw").write_bytes(b"")
+    (host.tmp / IMAGES / "alloy-1.10.0-amd64.raw").write_bytes(b"")  # 1.10 > 1.2
     result = host.run("before")
     assert result.returncode == 0, result.stderr
-    left = sorted(path.name for path in (host.tmp / "opt/extensions/alloy").iterdir())
+    left = sorted(path.name for path in (host.tmp / IMAGES).iterdir())
     assert left == [OLD, "alloy-1.10.0-amd64.raw"]
     assert result.stdout.splitlines() == [
         f"alloy-sysext: removed {name}, older than alloy-1.10.0-amd64.raw, to keep {OLD}, "
@@ -226,7 +228,7 @@ def test_before_removes_what_neither_runs_nor_is_newest_so_sysupdate_keeps_the_r
 def test_before_removes_nothing_with_room_left(host: Host) -> None:
     result = host.run("before")
     assert (result.returncode, result.stdout) == (0, "")
-    assert sorted(path.name for path in (host.tmp / "opt/extensions/alloy").iterdir()) == [
+    assert sorted(path.name for path in (host.tmp / IMAGES).iterdir()) == [
         OLD,
         NEW,
     ]

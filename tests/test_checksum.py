@@ -1,4 +1,5 @@
-"""build.image.checksum: sha256 of files and sha256sum-compatible `.sha256` files."""
+"""build.core.sums and build.image.checksum: sha256 of files and sha256sum-compatible `.sha256`
+files."""
 
 from __future__ import annotations
 
@@ -10,7 +11,12 @@ from pathlib import Path
 import pytest
 
 from build.core.errors import BuildError
-from build.image.checksum import file_sha256, parse_sums, read_checksum, sums_line, write_checksum
+from build.core.sums import file_sha256, parse_sums, sums_line
+from build.image import checksum as checksumming
+from build.image.checksum import read_checksum
+from build.model.names import checksum_file
+from build.pipeline.runner import Runner
+from tests.specs import spec_of
 
 A = hashlib.sha256(b"a").hexdigest()
 B = hashlib.sha256(b"b").hexdigest()
@@ -66,12 +72,22 @@ def test_sums_line_round_trips() -> None:
     assert parse_sums(sums_line(A, "x.raw") + sums_line(B, "y.raw")) == {"x.raw": A, "y.raw": B}
 
 
+def checksum_step(output_dir: Path, image_bytes: bytes) -> Path:
+    """The checksum step's .sha256 of an image of `image_bytes`, made as a build makes it."""
+    runner = Runner((), spec_of({"version": "1.10.2", "output_dir": str(output_dir)}))
+    runner.spec.image.parent.mkdir(parents=True, exist_ok=True)
+    runner.spec.image.write_bytes(image_bytes)
+    try:
+        checksumming.make(runner)
+    finally:
+        runner.close()
+    return checksum_file(runner.spec.image)
+
+
 @pytest.mark.needs("sha256sum")
-def test_write_checksum_passes_sha256sum_check(tmp_path: Path) -> None:
+def test_the_checksum_step_passes_sha256sum_check(tmp_path: Path) -> None:
+    checksum = checksum_step(tmp_path, random.Random(7).randbytes(300_000))
     image = tmp_path / "alloy-1.10.2-amd64.raw"
-    image.write_bytes(random.Random(7).randbytes(300_000))
-    checksum = tmp_path / "alloy-1.10.2-amd64.raw.sha256"
-    write_checksum(checksum, file_sha256(image), image.name)
 
     result = subprocess.run(
         ["sha256sum", "-c", checksum.name], cwd=tmp_path, capture_output=True, text=True
@@ -88,16 +104,19 @@ def test_write_checksum_passes_sha256sum_check(tmp_path: Path) -> None:
     assert "alloy-1.10.2-amd64.raw: FAILED" in result.stdout
 
 
-def test_write_checksum_content_and_no_temp_left(tmp_path: Path) -> None:
-    checksum = tmp_path / "x.raw.sha256"
-    write_checksum(checksum, B, "x.raw")
-    assert checksum.read_text() == f"{B}  x.raw\n"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.raw.sha256"]
+def test_the_checksum_steps_content_and_no_temp_left(tmp_path: Path) -> None:
+    checksum = checksum_step(tmp_path, b"b")
+    assert checksum.read_text() == f"{B}  alloy-1.10.2-amd64.raw\n"
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".")) == [
+        "alloy-1.10.2-amd64.raw",
+        "alloy-1.10.2-amd64.raw.sha256",
+    ]
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith((".tmp", ".old"))] == []
 
 
 def test_read_checksum(tmp_path: Path) -> None:
     checksum = tmp_path / "x.raw.sha256"
-    write_checksum(checksum, C, "x.raw")
+    checksum.write_text(sums_line(C, "x.raw"))
     assert read_checksum(checksum) == C
 
 

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from build.config.spec import BuildSpec, parse_output_name, parse_staging_name
+from build.config.spec import parse_output_name, parse_staging_name
 from build.image import alias
 from build.pipeline.runner import Runner
+from tests.specs import spec_of
 
 
 @pytest.mark.parametrize(
@@ -51,7 +52,7 @@ def test_compat_name_is_a_copy_where_hard_links_fail(
 
     monkeypatch.setattr(alias.os, "link", no_links)
     compat = tmp_path / "alloy-1.10.2.raw"
-    runner = Runner((), BuildSpec.from_options({"output_dir": str(tmp_path)}))
+    runner = Runner((), spec_of({"output_dir": str(tmp_path)}))
     assert alias.link_or_copy(runner, image, compat) == "copied"
     assert compat.read_bytes() == image.read_bytes()
     assert compat.stat().st_ino != image.stat().st_ino

@@ -11,7 +11,7 @@ import pytest
 
 from tests.conftest import Invoke
 
-TEMPLATE = Path(__file__).resolve().parent.parent / "build/templates/alloy.service"
+TEMPLATE = Path(__file__).resolve().parent.parent / "build/templates/image/alloy.service"
 SECRET = "ghp_notarealtoken_but_a_secret"
 
 

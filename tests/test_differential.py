@@ -31,10 +31,11 @@ from types import ModuleType
 
 import pytest
 
-from build.config.spec import IMAGE_BINARY, IMAGE_UNIT
 from build.core.errors import BuildError
 from build.core.report import listing
-from build.formats.images import ErofsImage, Image, open_image
+from build.formats.table import open_image
+from build.image.content import IMAGE_BINARY, IMAGE_UNIT
+from build.read.image import ErofsImage, ReadImage
 from build.verify import kernelview
 from tests.fakes import MACHINES, elf_binary
 from tests.needs import unavailable
@@ -328,7 +329,7 @@ def test_the_harness_reports_every_difference_and_crash_together(
     real = open_image
     calls = iter(("lie", "crash", "lie", "truth"))
 
-    def reader(image: Path) -> Image:
+    def reader(image: Path) -> ReadImage:
         how = next(calls)
         if how == "crash":
             raise ValueError("unpack requires a buffer of 4 bytes")

@@ -24,10 +24,10 @@ from build.formats.erofs import (
     mkfs_erofs_version,
     pack_erofs,
 )
-from build.formats.images import ErofsImage, image_format, open_image
+from build.formats.table import image_format, open_image
 from build.read import erofs
 from build.read.erofs import ErofsReader, lz4_decompress
-from build.read.image import SquashfsImage
+from build.read.image import ErofsImage, SquashfsImage
 from build.verify import merge
 from build.verify.checks import Expectations
 from build.verify.checks import verify as verify_image

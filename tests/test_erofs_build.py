@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from build.formats.images import image_format
+from build.formats.table import image_format
 from build.read import erofs
 from tests.conftest import VERSION, Invoke
 from tests.results import error_line, ok
@@ -119,3 +119,19 @@ def test_release_refuses_an_image_that_is_not_the_format_its_build_info_says(
     info = json.loads(info_path.read_text())
     info_path.write_text(json.dumps({**info, "format": "erofs", "mkfs.erofs": "1.5"}))
     error_line(invoke("release", PUBLISH, "--output-dir=liar"), "is not erofs")
+
+
+def test_release_refuses_a_build_info_naming_a_format_not_in_the_table(
+    invoke: Invoke, tmp_path: Path
+) -> None:
+    ok(invoke("all", "--output-dir=odd"))
+    info_path = tmp_path / "odd" / (IMAGE + ".buildinfo.json")
+    info = json.loads(info_path.read_text())
+    # Any JSON, not only a string: a list once crashed the lookup with a traceback.
+    for named, shown in (("ext4", "'ext4'"), (["erofs"], "\"['erofs']\"")):
+        info_path.write_text(json.dumps({**info, "format": named}))
+        error_line(
+            invoke("release", PUBLISH, "--output-dir=odd"), f"names an unknown format {shown}"
+        )
+        assert not (tmp_path / "odd" / "index.json").exists()
+        assert not (tmp_path / "odd" / "SHA256SUMS").exists()

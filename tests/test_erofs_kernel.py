@@ -13,9 +13,9 @@ import pytest
 
 from build.core.errors import BuildError
 from build.formats.erofs import pack_erofs
-from build.formats.images import ErofsImage
 from build.read import erofs
 from build.read.erofs import ErofsReader
+from build.read.image import ErofsImage
 from build.verify.kernelview import kernel_view
 from tests.erofs_craft import lookback_chain_image
 from tests.fakes import MACHINES, elf_binary

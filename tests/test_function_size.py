@@ -7,9 +7,6 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 MAX_LINES = 60
-# Split by another part of issue 21 (the Butane writer moves to build/release/butane.py); an
-# entry here that is no longer too long fails the test below, so the list cannot go stale.
-PENDING = {"build/release/publish.py:flatcar_config"}
 
 
 def long_functions(root: Path, package: str = "build") -> dict[str, int]:
@@ -28,12 +25,8 @@ def long_functions(root: Path, package: str = "build") -> dict[str, int]:
 
 
 def test_no_function_in_build_is_over_60_lines() -> None:
-    found = long_functions(REPO)
-    too_long = {name: lines for name, lines in found.items() if name not in PENDING}
+    too_long = long_functions(REPO)
     assert not too_long, f"split these into named parts (lines): {too_long}"
-    assert not PENDING - found.keys(), (
-        f"no longer too long, drop from PENDING: {PENDING - found.keys()}"
-    )
 
 
 def test_a_61_line_method_is_found_and_a_60_line_function_is_not(tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ import pytest
 
 from build.config.spec import source_key
 from build.core.errors import BuildError
-from build.image.checksum import parse_sums
+from build.core.sums import parse_sums
 from tests.conftest import REPO, VERSION
 from tests.fakes import release_assets, sums
 from tests.rawserver import Answer, RawServer, head

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from build.image.stage import STRICT_XATTR
+from build.image.content import STRICT_XATTR
 from build.read.image import SquashfsImage
 from build.verify import checks as verify
 from tests.fakes import MACHINES, elf_binary

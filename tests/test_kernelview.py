@@ -14,11 +14,9 @@ from typing import Any
 
 import pytest
 
-from build.config.spec import IMAGE_BINARY, IMAGE_UNIT
 from build.core.errors import BuildError
 from build.core.report import listing
-from build.formats.images import Image
-from build.image.stage import STRICT_XATTR
+from build.image.content import IMAGE_BINARY, IMAGE_UNIT, STRICT_XATTR
 from build.read.image import ReadImage
 from build.verify import checks as verify
 from build.verify import kernelview
@@ -42,7 +40,7 @@ def lying(monkeypatch: pytest.MonkeyPatch, path: str, **changes: Any) -> None:
     """verify's reader shows `path` with `changes`, whatever the image holds."""
     real = verify.open_image
 
-    def lie(image: Path) -> Image:
+    def lie(image: Path) -> ReadImage:
         read = real(image)
         read.entries[path] = dataclasses.replace(read.entries[path], **changes)
         return read
@@ -221,7 +219,7 @@ def test_files_the_reader_hides_are_named_in_one_bounded_line(
     image = packed(tree, tmp_path / "image/alloy.raw", "squashfs", "xz")
     real = verify.open_image
 
-    def hiding(path: Path) -> Image:
+    def hiding(path: Path) -> ReadImage:
         read = real(path)
         for name in [name for name in read.entries if "system-generators" in name]:
             del read.entries[name]
@@ -243,7 +241,7 @@ def test_a_path_only_the_reader_finds_fails(
 ) -> None:
     real = verify.open_image
 
-    def inventing(path: Path) -> Image:
+    def inventing(path: Path) -> ReadImage:
         read = real(path)
         read.entries["usr/ghost"] = dataclasses.replace(read.entries["usr/local"], path="usr/ghost")
         return read

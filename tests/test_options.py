@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
 import tasks
 from build.config import options
-from build.config.spec import IMAGE_AUTOSTART
 from build.core.errors import BuildError
+from build.image.content import IMAGE_AUTOSTART
 from tests.conftest import VERSION, Invoke
 from tests.results import error_line, ok
 
@@ -114,6 +115,55 @@ def test_a_default_may_depend_on_an_earlier_option() -> None:
     finally:
         options.OPTIONS = original
     assert seen == [{"first": "one"}]
+
+
+@pytest.mark.parametrize("config", [{}, {"publish_url": ""}])
+def test_a_required_option_left_out_or_empty_is_refused_by_the_table(
+    config: dict[str, str],
+) -> None:
+    with pytest.raises(BuildError) as caught:
+        options.resolve("release", {}, config)
+    assert caught.value.message == "--publish-url is required"
+    assert caught.value.hint == (
+        "give the URL the files will be published at, "
+        "e.g. invoke release --publish-url=https://example.com/alloy/"
+    )
+    assert options.resolve("release", {"publish_url": "https://example.com/a/"})["publish_url"]
+
+
+def test_a_bad_value_is_said_before_a_missing_required_one() -> None:
+    with pytest.raises(BuildError, match="empty --gnupg-home"):
+        options.resolve("release", {"gnupg_home": " "})
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        ({"publish_url": "ftp://example.com/alloy/"}, "invalid publish URL 'ftp://example.com/"),
+        ({"publish_url": "https://example.com/%41/"}, "invalid publish URL"),
+        (
+            {"update_url": "https://example.com/a b/"},
+            "invalid publish URL 'https://example.com/a b/'",
+        ),
+        ({"update_url": "http://example.com/u/"}, "refusing plain http:// --update-url http://"),
+        ({"publish_url": "http://example.com/"}, "refusing plain http:// --publish-url http://"),
+        ({"health_url": "http://127.0.0.1:12345/?x"}, "invalid health URL"),
+        ({"health_url": ""}, "invalid health URL ''"),
+    ],
+)
+def test_the_table_checks_the_release_urls(flags: dict[str, str], expected: str) -> None:
+    with pytest.raises(BuildError, match=re.escape(expected)):
+        options.resolve("release", {"publish_url": "https://example.com/alloy", **flags})
+
+
+def test_release_urls_come_out_as_hosts_take_them() -> None:
+    values = options.resolve(
+        "release", {"publish_url": "http://example.com/a", "update_url": "", "allow_http": True}
+    )
+    assert values["publish_url"] == "http://example.com/a/"
+    assert values["update_url"] == ""  # the publish URL's, said by release()
+    local = options.resolve("release", {"publish_url": "http://127.0.0.1:8080/a//"})
+    assert local["publish_url"] == "http://127.0.0.1:8080/a/"
 
 
 def test_clean_takes_version_only_from_the_command_line() -> None:

@@ -25,6 +25,7 @@ from werkzeug import Request, Response
 
 from build.config.spec import parse_output_name
 from build.release import butane
+from build.release import host as layout
 from build.release.sysupdate import match_pattern, pattern_match
 from tests.conftest import (
     AMD64,
@@ -136,9 +137,9 @@ def test_transfer_files_have_exactly_the_keys_and_values(published: Path, arch: 
     }
     assert dict(parser["Target"]) == {
         "Type": "regular-file",
-        "Path": "/opt/extensions/alloy",
+        "Path": layout.EXTENSIONS_DIR,
         "MatchPattern": f"alloy-@v-{arch}.raw",
-        "CurrentSymlink": "/etc/extensions/alloy.raw",
+        "CurrentSymlink": layout.CURRENT_SYMLINK,
         "InstancesMax": "3",
     }
     # Said plainly, beside the setting it explains.
@@ -246,16 +247,14 @@ def sysupdate(definitions: Path, *args: str) -> subprocess.CompletedProcess:
 def host_transfer(published: Path, arch: str, host: Path) -> Path:
     """Our transfer file as is, but with the target under `host` rather than in / of a host."""
     text = (published / f"sysupdate/{arch}/alloy.transfer").read_text()
-    text = text.replace("Path=/opt/extensions/alloy\n", f"Path={host}/opt/extensions/alloy\n")
-    text = text.replace(
-        "CurrentSymlink=/etc/extensions/alloy.raw\n",
-        f"CurrentSymlink={host}/etc/extensions/alloy.raw\n",
-    )
+    images, link = layout.EXTENSIONS_DIR, layout.CURRENT_SYMLINK
+    text = text.replace(f"Path={images}\n", f"Path={host}{images}\n")
+    text = text.replace(f"CurrentSymlink={link}\n", f"CurrentSymlink={host}{link}\n")
     definitions = host / f"etc/sysupdate.alloy.d.{arch}"
     definitions.mkdir(parents=True)
     (definitions / "alloy.conf").write_text(text)  # systemd 254 and older read only *.conf
-    (host / "opt/extensions/alloy").mkdir(parents=True, exist_ok=True)
-    (host / "etc/extensions").mkdir(parents=True, exist_ok=True)
+    (host / images.lstrip("/")).mkdir(parents=True, exist_ok=True)
+    (host / link.lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
     return definitions
 
 
@@ -288,8 +287,8 @@ def test_real_systemd_sysupdate_lists_updates_and_keeps_two(
     assert listed(arm64) == {NEWER: (False, True)}
 
     # A host as an older provisioning left it: 1.10.2 installed and linked.
-    installed = host / "opt/extensions/alloy"
-    link = host / "etc/extensions/alloy.raw"
+    installed = host / layout.EXTENSIONS_DIR.lstrip("/")
+    link = host / layout.CURRENT_SYMLINK.lstrip("/")
     shutil.copy(output / f"alloy-{VERSION}-amd64.raw", installed)
     link.symlink_to(installed / f"alloy-{VERSION}-amd64.raw")
     assert ok(sysupdate(amd64, "check-new")).stdout.strip() == NEWER
@@ -352,7 +351,7 @@ def test_provisioning_installs_the_newest_image_with_its_hash(published: Path, a
     ign = ignition_with_text(json.loads((published / f"flatcar/alloy-{arch}.ign").read_text()))
     name = f"alloy-{NEWER}-{arch}.raw"
     files = {file["path"]: file for file in ign["storage"]["files"]}
-    image = files[f"/opt/extensions/alloy/{name}"]
+    image = files[f"{layout.EXTENSIONS_DIR}/{name}"]
     assert image["contents"] == {
         "source": PUBLISH_URL + name,
         "verification": {"hash": f"sha256-{sums(published)[name]}"},
@@ -360,38 +359,38 @@ def test_provisioning_installs_the_newest_image_with_its_hash(published: Path, a
     assert image["mode"] == 0o644
     assert ign["storage"]["links"] == [
         {
-            "path": "/etc/extensions/alloy.raw",
-            "target": f"/opt/extensions/alloy/{name}",
+            "path": layout.CURRENT_SYMLINK,
+            "target": f"{layout.EXTENSIONS_DIR}/{name}",
             "hard": False,
         }
     ]
     transfer = (published / f"sysupdate/{arch}/alloy.transfer").read_text()
     for installed in ("alloy.transfer", "alloy.conf"):
-        assert files[f"/etc/sysupdate.alloy.d/{installed}"]["contents"] == {"inline": transfer}
+        assert files[f"{layout.TRANSFER_DIR}/{installed}"]["contents"] == {"inline": transfer}
     buildinfo = json.loads((published / f"{name}.buildinfo.json").read_text())
     # Never written at the config path itself (a kept config must survive re-provisioning):
     # a placeholder beside, copied into place by a unit only where no config exists.
     assert buildinfo["config_path"] not in files
-    placeholder = files["/etc/alloy-sysext/config.alloy.placeholder"]
+    placeholder = files[layout.PLACEHOLDER_CONFIG]
     assert placeholder["mode"] == 0o600 and "overwrite" not in placeholder
     assert placeholder["contents"]["inline"].startswith("// ")  # an Alloy comment: valid
     units = {unit["name"]: unit for unit in ign["systemd"]["units"]}
-    copier = units["alloy-config-placeholder.service"]
+    copier = units[layout.PLACEHOLDER_UNIT]
     assert copier["enabled"] is True
     assert f"ConditionPathExists=!{buildinfo['config_path']}\n" in copier["contents"]
     assert (
-        "ExecStart=/usr/bin/install -D -m 0600 /etc/alloy-sysext/config.alloy.placeholder "
+        f"ExecStart=/usr/bin/install -D -m 0600 {layout.PLACEHOLDER_CONFIG} "
         f"{buildinfo['config_path']}\n"
     ) in copier["contents"]
     assert units["systemd-sysupdate.timer"] == {"name": "systemd-sysupdate.timer", "enabled": True}
     [dropin] = units["systemd-sysupdate.service"]["dropins"]
     assert "/usr/lib/systemd/systemd-sysupdate -C alloy update" in dropin["contents"]
     # Around the update, the activate script the config ships: merge, restart, health gate.
-    assert "ExecStartPre=+/opt/alloy-sysext/activate before\n" in dropin["contents"]
-    assert "ExecStartPre=+/opt/alloy-sysext/activate after\n" in dropin["contents"]
+    assert f"ExecStartPre=+{layout.ACTIVATE_SCRIPT} before\n" in dropin["contents"]
+    assert f"ExecStartPre=+{layout.ACTIVATE_SCRIPT} after\n" in dropin["contents"]
     assert "\nExecStartPost=" not in dropin["contents"]  # 258+ ExecStart= would race it
     assert "TimeoutStartSec=15min\n" in dropin["contents"]
-    activate = files["/opt/alloy-sysext/activate"]
+    activate = files[layout.ACTIVATE_SCRIPT]
     assert activate["mode"] == 0o755
     assert "health_url='http://127.0.0.1:12345/-/ready'\n" in activate["contents"]["inline"]
 
@@ -450,7 +449,7 @@ def test_units_pass_systemd_analyze(published: Path, tmp_path: Path) -> None:
     (tmp_path / "systemd-sysupdate.service.d" / dropin["name"]).write_text(
         dropin["contents"]
         .replace("/usr/lib/systemd/systemd-sysupdate", "/usr/bin/true")
-        .replace("/opt/alloy-sysext/activate", "/usr/bin/true")
+        .replace(layout.ACTIVATE_SCRIPT, "/usr/bin/true")
     )
     result = analyze(tmp_path, "systemd-sysupdate.service")
     assert result.returncode == 0 and not result.stderr, result.stderr
@@ -744,6 +743,6 @@ def test_update_url_goes_to_the_transfer_and_the_image_comes_from_the_publish_ur
     assert "Path=https://example.com/alloy/latest/" in transfer.splitlines()
     ignition = json.loads((output / "flatcar/alloy-amd64.ign").read_text())
     files = {f["path"]: f["contents"]["source"] for f in ignition["storage"]["files"]}
-    image = files[f"/opt/extensions/alloy/alloy-{VERSION}-amd64.raw"]
+    image = files[f"{layout.EXTENSIONS_DIR}/alloy-{VERSION}-amd64.raw"]
     assert image == f"https://example.com/alloy/v1/alloy-{VERSION}-amd64.raw"
-    assert decode_data_url(files["/etc/sysupdate.alloy.d/alloy.transfer"]) == transfer
+    assert decode_data_url(files[f"{layout.TRANSFER_DIR}/alloy.transfer"]) == transfer

@@ -12,6 +12,7 @@ import pytest
 from build.config.spec import BuildSpec
 from build.core.errors import BuildError
 from build.image import render
+from tests.specs import spec_of
 
 DEFAULT_EXEC_START = (
     "ExecStart=/usr/local/bin/alloy run $CUSTOM_ARGS --storage.path=/var/lib/alloy/data "
@@ -36,7 +37,7 @@ REQUIRED_LINES = [
 
 
 def make_spec(tmp_path: Path, **options: Any) -> BuildSpec:
-    return BuildSpec.from_options({"cache_dir": str(tmp_path / "cache"), **options})
+    return spec_of({"cache_dir": str(tmp_path / "cache"), **options})
 
 
 def default_unit(spec: BuildSpec) -> str:

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from build.core.errors import BuildError
+from build.image.content import IMAGE_TRUST_KEYS
 from build.verify.checks import Expectations
 from build.verify.checks import verify as run_verify
 from tests.conftest import VERSION, Invoke, Prebuilt, copy_output
@@ -27,7 +28,7 @@ from tests.test_verify import fails_because, repack, verify
 
 pytestmark = pytest.mark.needs("gpg", "gpgv", "unsquashfs")
 
-NEXT_KEYS = "usr/lib/alloy-sysext/release-keys.d/next.gpg"
+NEXT_KEYS = IMAGE_TRUST_KEYS
 ROTATION_ENTRIES = {
     "usr/lib/alloy-sysext": ("drwxr-xr-x", "0/0"),
     "usr/lib/alloy-sysext/release-keys.d": ("drwxr-xr-x", "0/0"),

@@ -11,10 +11,11 @@ import pytest
 from build.config.spec import BuildSpec
 from build.core.errors import BuildError
 from build.pipeline.runner import Entry, Runner
+from tests.specs import spec_of
 
 
 def spec(tmp_path: Path) -> BuildSpec:
-    return BuildSpec.from_options({"output_dir": str(tmp_path / "out")})
+    return spec_of({"output_dir": str(tmp_path / "out")})
 
 
 def table(calls: list[str], fail: str | None = None) -> tuple[Entry, ...]:

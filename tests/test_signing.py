@@ -20,6 +20,7 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 from build.keys.signing import PASSPHRASE_ENV
+from build.release import host as layout
 from tests.conftest import (
     BOTH_ARCHES,
     INVOKE_CLI,
@@ -45,8 +46,8 @@ from tests.test_publish import (
 pytestmark = pytest.mark.needs("gpg", "gpgv")
 
 SIGNED = ("SHA256SUMS.gpg", "alloy-release-key.gpg", "alloy-release-key.asc")
-HOST_KEY = "/etc/alloy-sysext/release-key.gpg"
-UNIT = "alloy-import-pubring.service"
+HOST_KEY = layout.HOST_RELEASE_KEY
+UNIT = layout.PUBRING_UNIT
 
 
 # One amd64 and one arm64 image, built once; each test releases a copy.
@@ -188,7 +189,7 @@ def test_keyring_unit_keeps_the_vendor_keys_and_adds_ours(
     if vendor_name:
         (host / "usr/lib/systemd" / vendor_name).write_bytes(vendor_key)
     # The key to trust next, as a merged image may carry it (a key rotation).
-    next_keys = host / "usr/lib/alloy-sysext/release-keys.d"
+    next_keys = host / layout.NEXT_KEYS_DIR.strip("/")
     next_keys.mkdir(parents=True)
     (next_keys / "next.gpg").write_bytes(export(keys.home, keys.next))
     (next_keys / "empty.gpg").write_bytes(b"")
@@ -453,10 +454,10 @@ def test_real_sysupdate_verifies_the_signature_and_refuses_tampering(
         refused = sysupdate("check-new")
         assert refused.returncode != 0 and refused.stdout.strip() != VERSION, refused.stderr
         assert why in refused.stderr, refused.stderr
-        assert not list((host / "opt/extensions/alloy").iterdir())
+        assert not list((host / layout.EXTENSIONS_DIR.lstrip("/")).iterdir())
     tampered.clear()
     ok(sysupdate("update"))
-    link = host / "etc/extensions/alloy.raw"
+    link = host / layout.CURRENT_SYMLINK.lstrip("/")
     assert link.resolve().name == f"alloy-{VERSION}-amd64.raw"
 
 

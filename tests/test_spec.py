@@ -9,21 +9,22 @@ from typing import Any
 
 import pytest
 
-from build.config.spec import BuildSpec, default_cache_dir, source_key
+from build.config.spec import BuildSpec, source_key
 from build.core.errors import BuildError
 from build.model.arch import ARCHES
-from build.model.names import checksum_file
+from build.model.names import checksum_file, default_cache_dir
+from tests.specs import spec_of
 
 GITHUB = "https://github.com/grafana/alloy/releases/download"
 
 
 def spec(**options: Any) -> BuildSpec:
-    return BuildSpec.from_options(options)
+    return spec_of(options)
 
 
 def refused(**options: Any) -> str:
     with pytest.raises(BuildError) as caught:
-        BuildSpec.from_options(options)
+        spec_of(options)
     return str(caught.value)
 
 

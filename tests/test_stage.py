@@ -9,18 +9,20 @@ from pathlib import Path
 
 import pytest
 
-from build.config.spec import IMAGE_EXTENSION_RELEASE as RELEASE
-from build.config.spec import IMAGE_UNIT as UNIT
 from build.config.spec import BuildSpec
-from build.image.pack import COMPRESSORS, bcj_filter, mksquashfs_args
-from build.image.stage import STRICT_XATTR, _strip_foreign_xattrs, stage
+from build.formats.squashfs import COMPRESSORS, bcj_filter, mksquashfs_args
+from build.image.content import IMAGE_EXTENSION_RELEASE as RELEASE
+from build.image.content import IMAGE_UNIT as UNIT
+from build.image.content import STRICT_XATTR
+from build.image.stage import _strip_foreign_xattrs, stage
 from build.model.arch import ARCHES
 from tests.fakes import MACHINES, elf_binary, zip_bytes
+from tests.specs import spec_of
 
 
 @pytest.fixture
 def spec(tmp_path: Path) -> BuildSpec:
-    return BuildSpec.from_options({"output_dir": tmp_path / "out", "cache_dir": tmp_path / "c"})
+    return spec_of({"output_dir": tmp_path / "out", "cache_dir": tmp_path / "c"})
 
 
 def test_stage_sets_every_mode_under_a_restrictive_umask(spec: BuildSpec, tmp_path: Path) -> None:

@@ -17,12 +17,12 @@ import pytest
 from pytest_httpserver import HTTPServer
 
 from build.config.matrix import Cell, cells
-from build.config.spec import BuildSpec
 from build.core.errors import BuildError
 from build.fetch import http
-from build.fetch.latest import MAX_AGE, cache_file, highest_stable, resolve, spec_from_options
+from build.fetch.latest import MAX_AGE, cache_file, highest_stable, resolve
 from tests.conftest import REPO, Invoke, Release
 from tests.fakes import release_assets
+from tests.specs import latest_spec_of, spec_of
 
 API = "/repos/grafana/alloy"
 NEWEST = "1.17.1"
@@ -202,12 +202,12 @@ def test_an_answer_that_is_not_a_release_list(httpserver: HTTPServer, tmp_path: 
 def test_an_invalid_api_url_is_refused_before_any_request(tmp_path: Path) -> None:
     options = {"version": "latest", "api_url": "api.github.com/repos/grafana/alloy"}
     with pytest.raises(BuildError, match=r"invalid API URL .*use --api-url=https://"):
-        spec_from_options({**options, "cache_dir": str(tmp_path)})
+        latest_spec_of({**options, "cache_dir": str(tmp_path)})
 
 
 def test_a_pinned_version_asks_no_one(httpserver: HTTPServer, tmp_path: Path) -> None:
     options = {"version": "1.10.2", "api_url": httpserver.url_for(API), "cache_dir": tmp_path}
-    assert spec_from_options(options) == BuildSpec.from_options(options)
+    assert latest_spec_of(options) == spec_of(options)
     assert httpserver.log == []
 
 

@@ -14,7 +14,7 @@ import pytest
 from tests.conftest import AMD64, BOTH_ARCHES, VERSION, Invoke, Prebuilt, copy_output
 from tests.results import error_line, ok
 
-UNIT_TEMPLATE = Path(__file__).resolve().parent.parent / "build/templates/alloy.service"
+UNIT_TEMPLATE = Path(__file__).resolve().parent.parent / "build/templates/image/alloy.service"
 PUBLISH = "--publish-url=https://downloads.example.com/alloy/"
 
 

@@ -407,7 +407,7 @@ def test_an_image_without_the_unit(invoke: Invoke, tree: Path, tmp_path: Path) -
 def test_a_unit_may_name_host_programs_through_bin(invoke: Invoke, tmp_path: Path) -> None:
     """The scratch root has the host's /bin (a link into /usr, or a read-only bind): a unit's
     /bin/true is found there, as on the host."""
-    template = Path(__file__).resolve().parent.parent / "build/templates/alloy.service"
+    template = Path(__file__).resolve().parent.parent / "build/templates/image/alloy.service"
     unit = tmp_path / "alloy.service"
     unit.write_text(
         template.read_text().replace("[Service]\n", "[Service]\nExecStartPre=/bin/true\n")

@@ -6,10 +6,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from build.config.spec import IMAGE_BINARY, IMAGE_EXTENSION_RELEASE, IMAGE_UNIT
-from build.formats.erofs import image_uuid, pack_erofs
-from build.image.pack import pack
-from build.image.stage import STRICT_XATTR
+from build.formats.recipe import Recipe
+from build.formats.table import FORMATS
+from build.image.content import IMAGE_BINARY, IMAGE_EXTENSION_RELEASE, IMAGE_UNIT, STRICT_XATTR
 from build.model.arch import ARCHES
 from tests.fakes import MACHINES, elf_binary
 
@@ -50,8 +49,5 @@ def alloy_tree(root: Path, arch: str = "amd64", binary: bytes | None = None) -> 
 def packed(tree: Path, image: Path, fmt: str, compression: str, arch: str = "amd64") -> Path:
     """`tree` packed into `image` as `invoke pack --format=FMT --compression=COMPRESSION`."""
     image.parent.mkdir(parents=True, exist_ok=True)
-    if fmt == "erofs":
-        pack_erofs(tree, image, compression, image_uuid("alloy", "1.10.2", arch))
-    else:
-        pack(tree, image, compression, ARCHES[arch])
+    FORMATS[fmt].pack(Recipe("alloy", "1.10.2", ARCHES[arch], compression), tree, image)
     return image

@@ -1,2 +1,3 @@
 """What a build is asked to do: the option table of every task (options), the parsed options of one
-build and every path derived from them (spec), and the version x architecture matrix (matrix)."""
+build and every path derived from them (spec), the version x architecture matrix (matrix), and
+what a step is given to do its work (context: the StepContext the pipeline's runner satisfies)."""

@@ -11,10 +11,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from build.config.spec import VERSION_PATTERN
 from build.core.errors import BuildError
-from build.fetch.latest import LATEST
 from build.model.arch import ARCHES
+from build.model.versions import LATEST, VERSION_PATTERN
 
 # 1.10.2: the version this project has pinned from the start; 1.17.1: the newest release we
 # could verify (2026-06-25). Add a version here when you want CI to build and publish it.

@@ -15,7 +15,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from invoke.parser import Argument
 
@@ -23,23 +23,17 @@ from build import alloy
 from build.core import urls
 from build.core.errors import BuildError, shown
 from build.core.report import say
-from build.formats import erofs as pack_erofs
-from build.image.pack import COMPRESSORS
+from build.formats.table import DEFAULT_FORMAT, FORMATS
 from build.model.arch import ARCHES
-
-if TYPE_CHECKING:
-    from build.config.spec import BuildSpec
+from build.model.names import default_cache_dir
+from build.model.versions import LATEST, VERSION_PATTERN
 
 BUILD_TASKS = ("fetch", "stage", "pack", "checksum", "alias", "verify", "all")
-LATEST = "latest"
 MAX_RETRIES = 10  # each wait between tries is capped too (build/fetch/http.py)
 MAX_CONFIG_PATH = 1024  # characters: systemd reads unit lines of a few KiB at most
 MAX_DOWNLOAD_MIB = 1 << 20  # 1 TiB: more is no release zip
 MAX_STALL_TIMEOUT = 86400.0
 MAX_DOWNLOAD_TIMEOUT = 7 * 86400.0
-# ASCII digits only (\d takes any script's), and few of them: a version is no place for 5000.
-_PART = "[0-9]{1,9}"
-VERSION_PATTERN = re.compile(rf"{_PART}\.{_PART}\.{_PART}(-rc\.{_PART})?")
 
 
 @dataclass(frozen=True)
@@ -85,6 +79,7 @@ class Option:
     default: Any = None  # a raw value (parsed like a given one), a Computed, or None: unset
     short: str | None = None  # pinned: Invoke would hand them out in signature order
     switch: bool = False  # yes/no: --name and --no-name, no value
+    required: str | None = None  # the advice when it is missing (or empty): it must be given
     variants: Mapping[str, Variant] = field(default_factory=dict)
 
     @property
@@ -134,7 +129,7 @@ def switch(raw: Any, given: Given) -> bool:
 def version(raw: Any, given: Given) -> str:
     value = str(raw)
     if value == LATEST:
-        return value  # resolved by spec_for(), which asks --api-url
+        return value  # resolved by the pipeline (build/pipeline/steps.py), which asks --api-url
     if value.startswith("v") and VERSION_PATTERN.fullmatch(value[1:]):
         say("version", f"{value} taken as {value[1:]} (versions are written without the v)")
         value = value[1:]
@@ -159,21 +154,15 @@ def one_of(choices: Mapping[str, Any] | tuple[str, ...], what: str) -> Parser:
     return parse
 
 
-# Each format's --compression choices, its default first.
-FORMAT_COMPRESSIONS: dict[str, tuple[str, ...]] = {
-    "squashfs": tuple(COMPRESSORS),
-    "erofs": tuple(dict.fromkeys((pack_erofs.DEFAULT_COMPRESSION, *pack_erofs.COMPRESSORS))),
-}
-
-
 def compression(raw: Any, given: Given) -> str:
-    """A compression the chosen --format packs with; a mismatch names where each came from."""
+    """A compression the chosen --format packs with (the format table's choices for it); a
+    mismatch names where each came from."""
     value = str(raw)
     image_format = given.values["format"]
-    fits = FORMAT_COMPRESSIONS[image_format]
+    fits = FORMATS[image_format].compressions
     if value in fits:
         return value
-    if any(value in choices for choices in FORMAT_COMPRESSIONS.values()):
+    if any(value in fmt.compressions for fmt in FORMATS.values()):
         raise BuildError(
             f"compression {value!r} (from {given.source}) does not fit format {image_format!r} "
             f"(from {given.sources['format']})",
@@ -206,6 +195,46 @@ def url(what: str) -> Parser:
     return parse
 
 
+# Plain URLs only: no %, which systemd reads as a specifier, no spaces, quotes, ? or #.
+_SERVED_URL = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]+)?(/[A-Za-z0-9._~/+=,@-]*)?")
+
+
+def served_url(raw: Any, given: Given) -> str:
+    """--publish-url, --update-url: the directory URL hosts fetch the release from, ending in /
+    (empty: not given). Plain http:// to another host than this machine only with --allow-http:
+    hosts would fetch root-run images over it."""
+    value = str(raw)
+    if not value:
+        return value  # --update-url: the publish URL's; --publish-url: said to be required
+    if not _SERVED_URL.fullmatch(value):
+        raise BuildError(
+            f"invalid publish URL {value!r}",
+            "give the http(s) URL of the directory the files will be served from, without "
+            "%, spaces, quotes, ? or #, e.g. --publish-url=https://example.com/alloy/",
+        )
+    flag = given.option.flag
+    target = urls.check(value, flag, client=False)  # never fetched here: hosts fetch it
+    if target.scheme == "http" and not given.values["allow_http"] and not target.is_loopback:
+        raise BuildError(
+            f"refusing plain http:// {flag} {value}: hosts would fetch images they run as root "
+            "unencrypted",
+            "use an https:// URL, or allow plain http with --allow-http (INVOKE_ALLOW_HTTP=true)",
+        )
+    return value.rstrip("/") + "/"
+
+
+def health_url(raw: Any, given: Given) -> str:
+    """The URL an updated alloy must answer 200 on (run on the host itself: any http(s) URL)."""
+    value = str(raw)
+    if not _SERVED_URL.fullmatch(value):
+        raise BuildError(
+            f"invalid health URL {value!r}",
+            "give the http(s) URL alloy answers 200 on once healthy, without %, spaces, quotes, "
+            f"? or #, e.g. --health-url={alloy.DEFAULT_HEALTH_URL}",
+        )
+    return value
+
+
 def directory(raw: Any, given: Given) -> Path:
     """Never empty, which would mean the current directory (a checkout, a home) to every step
     that writes or removes files; and a directory where something exists."""
@@ -223,11 +252,6 @@ def directory(raw: Any, given: Given) -> Path:
             f"give a directory, e.g. {flag}=DIR",
         )
     return path
-
-
-def default_cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "alloy-sysext"
 
 
 _UNIT_PATH_SAFE = re.compile(r"/[A-Za-z0-9._/+@:-]*")
@@ -374,8 +398,8 @@ OPTIONS: tuple[Option, ...] = (
         "the image's file system: squashfs (every Flatcar channel) or erofs (Flatcar's 6.12 "
         "kernels: Stable, Beta, Alpha; not LTS, whose 6.6 has no EROFS)",
         _BUILD,
-        one_of(tuple(FORMAT_COMPRESSIONS), "format"),
-        default="squashfs",
+        one_of(tuple(FORMATS), "format"),
+        default=DEFAULT_FORMAT.name,
     ),
     Option(
         "compression",
@@ -385,8 +409,8 @@ OPTIONS: tuple[Option, ...] = (
         _BUILD,
         compression,
         default=Computed(
-            lambda values: FORMAT_COMPRESSIONS[values["format"]][0],
-            "xz for squashfs, lz4hc for erofs",
+            lambda values: FORMATS[values["format"]].default_compression,
+            ", ".join(f"{fmt.default_compression} for {fmt.name}" for fmt in FORMATS.values()),
         ),
         short="m",
     ),
@@ -404,7 +428,7 @@ OPTIONS: tuple[Option, ...] = (
         "@VERSION@ placeholders",
         _BUILD,
         file_path,
-        default=Computed(lambda values: None, "build/templates/alloy.service"),
+        default=Computed(lambda values: None, "build/templates/image/alloy.service"),
         short="u",
     ),
     Option(
@@ -514,15 +538,17 @@ OPTIONS: tuple[Option, ...] = (
         "required: the http(s) URL of the directory the files will be served from, e.g. "
         "https://example.com/alloy/",
         ("release",),
-        text,
+        served_url,
         short="p",
+        required="give the URL the files will be published at, "
+        "e.g. invoke release --publish-url=https://example.com/alloy/",
     ),
     Option(
         "update_url",
         "where hosts' systemd-sysupdate looks for newer images (default: the publish URL), "
         "e.g. https://github.com/OWNER/REPO/releases/latest/download/",
         ("release",),
-        text,
+        served_url,
         short="u",
     ),
     Option(
@@ -544,7 +570,7 @@ OPTIONS: tuple[Option, ...] = (
         f"the URL an updated alloy must answer 200 on within {alloy.HEALTH_TIMEOUT} s, or the "
         "host rolls it back (Alloy's default listen address)",
         ("release",),
-        text,
+        health_url,
         default=alloy.DEFAULT_HEALTH_URL,
         short="h",
     ),
@@ -614,6 +640,9 @@ def resolve(task: str, flags: Mapping[str, Any], config: Any = None) -> dict[str
         values[option.name] = option.parse(
             raw, Given(option, sources[option.name], values, sources)
         )
+    for option in options_of(task):  # once every value is parsed: a bad one is said first
+        if option.required is not None and not values[option.name]:
+            raise BuildError(f"{option.flag} is required", option.required)
     return values
 
 
@@ -638,22 +667,3 @@ def _pick(
     if isinstance(default, Computed):
         default = default.make(values)
     return default, "the default"
-
-
-def spec_for(values: Mapping[str, Any]) -> BuildSpec:
-    """The build's BuildSpec, with --version=latest resolved first (and said so, once)."""
-    from build.config.spec import BuildSpec
-    from build.fetch import latest  # it builds on spec.py, which builds on this one
-
-    if values["version"] == LATEST:
-        found = latest.resolve(
-            values["api_url"],
-            values["cache_dir"],
-            values["retries"],
-            allow_http=values["allow_http"],
-            stall_timeout=values["stall_timeout"],
-            download_timeout=values["download_timeout"],
-        )
-        say(LATEST, found.describe())
-        values = {**values, "version": found.version}
-    return BuildSpec.from_values(values)

@@ -9,12 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from build import alloy
-from build.config.options import (  # noqa: F401 (re-exported: the names modules have always taken from here)
-    LATEST,
-    VERSION_PATTERN,
-    default_cache_dir,
-)
 from build.core.errors import BuildError
+from build.core.fileio import TEMP_SUFFIX
 from build.model.arch import ARCHES, Arch
 from build.model.names import (
     BUILDINFO_SUFFIX,
@@ -22,21 +18,12 @@ from build.model.names import (
     ROOTFS,
     STAGING,
     SUMS_FILE,
-    TEMP_SUFFIX,
     source_key,
     stamp_file,
 )
+from build.model.versions import LATEST, VERSION_PATTERN
 
 NAME = alloy.NAME
-
-# Paths inside the image, relative to its root.
-IMAGE_BINARY = alloy.IMAGE_BINARY
-IMAGE_UNIT = f"usr/lib/systemd/system/{NAME}.service"
-IMAGE_EXTENSION_RELEASE = f"usr/lib/extension-release.d/extension-release.{NAME}"
-IMAGE_AUTOSTART = f"usr/lib/systemd/system/multi-user.target.d/10-{NAME}.conf"  # --autostart
-# --trust-keys: the keys hosts trust next (their alloy-import-pubring.service adds them).
-IMAGE_TRUST_KEYS = f"usr/lib/{NAME}-sysext/release-keys.d/next.gpg"
-STATE_DIR = alloy.STATE_DIR
 
 
 @dataclass(frozen=True)
@@ -68,28 +55,21 @@ class BuildSpec:
     def from_values(cls, values: Mapping[str, Any]) -> BuildSpec:
         """From the option table's parsed values (build/config/options.py resolve())."""
         taken = {f.name: values[f.name] for f in fields(cls)}
-        if taken["version"] == LATEST:  # build/options.spec_for() resolves it first
+        if taken["version"] == LATEST:  # the pipeline resolves it first
             raise BuildError(
                 "invalid version 'latest' here",
                 "use X.Y.Z, X.Y.Z-rc.N or latest, e.g. --version=1.10.2",
             )
         return cls(**{**taken, "arch": ARCHES[taken["arch"]]})
 
-    @classmethod
-    def from_options(cls, options: Mapping[str, Any]) -> BuildSpec:
-        """From raw option values, as if given on the command line (tests, benchmarks)."""
-        from build.config.options import resolve
-
-        return cls.from_values(resolve("all", options))
-
     # The release as published: {base_url}/v{version}/...
     @property
     def member(self) -> str:
-        return f"{NAME}-linux-{self.arch.name}"
+        return alloy.asset_member(self.arch.name)
 
     @property
     def zip_name(self) -> str:
-        return f"{self.member}.zip"
+        return alloy.asset_zip(self.arch.name)
 
     @property
     def zip_url(self) -> str:

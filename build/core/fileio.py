@@ -13,7 +13,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from build.core.errors import doing
-from build.model.names import OLD_SUFFIX, TEMP_SUFFIX, temp_prefix
+
+# Temporaries beside a file: .NAME.XXXX.tmp while written, .NAME.XXXX.old while replaced
+# (build/model/names.py lists them with every other name the tool writes).
+TEMP_SUFFIX = ".tmp"
+OLD_SUFFIX = ".old"
+
+
+def temp_prefix(final: Path) -> str:
+    return f".{final.name}."
 
 
 @contextlib.contextmanager

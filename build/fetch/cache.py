@@ -21,20 +21,21 @@ import stat
 from collections.abc import Iterator
 from pathlib import Path
 
-from build.config.spec import NAME, VERSION_PATTERN, BuildSpec, default_cache_dir
+from build import alloy
+from build.config.spec import BuildSpec
 from build.core.errors import BuildError
-from build.core.fileio import write_text_atomic
+from build.core.fileio import OLD_SUFFIX, TEMP_SUFFIX, write_text_atomic
 from build.model.arch import ARCHES
 from build.model.manifest import regular_sha256
 from build.model.names import CACHE_TAG as TAG
 from build.model.names import (
     LATEST_PREFIX,
     LOCK_SUFFIX,
-    OLD_SUFFIX,
     SUMS_FILE,
-    TEMP_SUFFIX,
+    default_cache_dir,
     lock_file,
 )
+from build.model.versions import VERSION_PATTERN
 
 SIGNATURE = "Signature: 8a477f597d28d172789f06886806bc55"
 TAG_TEXT = (
@@ -42,7 +43,7 @@ TAG_TEXT = (
     "# This file is a cache directory tag created by alloy-sysext (its download cache).\n"
     "# For information about cache directory tags, see https://bford.info/cachedir/\n"
 )
-_RELEASE_FILES = {f"{NAME}-linux-{arch}.zip" for arch in ARCHES} | {SUMS_FILE}
+_RELEASE_FILES = {alloy.asset_zip(arch) for arch in ARCHES} | {SUMS_FILE}
 _VERSION_DIR = re.compile(rf"v{VERSION_PATTERN.pattern}")
 _SOURCE_DIR = re.compile(r"[A-Za-z0-9.][A-Za-z0-9._-]*")
 _TEMP = re.compile(rf"\.(?P<name>.+)\.[^.]+({re.escape(TEMP_SUFFIX)}|{re.escape(OLD_SUFFIX)})")

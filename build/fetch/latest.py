@@ -19,8 +19,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from build import alloy
-from build.config.options import LATEST
-from build.config.spec import BuildSpec
 from build.core.errors import BuildError
 from build.core.fileio import file_lock, write_text_atomic
 from build.core.report import say
@@ -28,6 +26,7 @@ from build.fetch import http
 from build.fetch.cache import make_cache_dir
 from build.fetch.ratelimit import rate_limit
 from build.model.names import latest_file, lock_file
+from build.model.versions import LATEST
 
 MAX_AGE = 600  # seconds an answer is reused: a rebuild within 10 minutes asks no one
 PER_PAGE = 100  # GitHub's maximum
@@ -38,20 +37,6 @@ PAGE_MAX = 32 << 20  # bytes of one page of the releases API (GitHub's are well 
 TOKEN_VARIABLE = "GITHUB_TOKEN"
 GITHUB_API_URL = alloy.UPSTREAM_API_URL
 _HINT = "check the network or --api-url, or pin --version=X.Y.Z"
-
-
-def is_latest(version: Any) -> bool:
-    return str(version) == LATEST
-
-
-def spec_from_options(options: Mapping[str, Any]) -> BuildSpec:
-    """BuildSpec.from_options, with a version of "latest" resolved first (and said so, once)."""
-    from build.config.options import (  # options.py builds on this module's caller, spec.py
-        resolve,
-        spec_for,
-    )
-
-    return spec_for(resolve("all", options))
 
 
 @dataclass(frozen=True)

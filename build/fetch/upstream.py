@@ -7,15 +7,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from build import alloy
 from build.config.spec import BuildSpec
 from build.core.errors import BuildError
 from build.core.fileio import file_lock, sweep_temps
 from build.core.report import say
+from build.core.sums import file_sha256, parse_sums
 from build.fetch import http
-from build.image.checksum import file_sha256, parse_sums
 from build.model.names import lock_file
-
-RELEASES_PAGE = "https://github.com/grafana/alloy/releases"
 
 
 def _looks_like_html(start: bytes) -> bool:
@@ -82,7 +81,7 @@ def _download_sums(spec: BuildSpec) -> None:
             ) from None
         raise BuildError(
             f"Alloy v{spec.version} not found: {spec.sums_url} returned HTTP 404",
-            f"check --version against {RELEASES_PAGE} (and --base-url for a mirror)",
+            f"check --version against {alloy.RELEASES_PAGE} (and --base-url for a mirror)",
         ) from None
 
 

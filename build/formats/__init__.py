@@ -1,2 +1,4 @@
-"""The image formats: per format, its packer and its arguments, its reader, its compressions;
-everything else asks here instead of branching on a format's name."""
+"""The image formats as one table (table: Format, FORMATS): per format, its packer and its
+arguments (squashfs: mksquashfs, erofs: mkfs.erofs, both given a recipe), its reader picked by
+magic, its compressions, its build-info fields and tools, its superblock check. Everything else
+asks the table instead of branching on a format's name."""

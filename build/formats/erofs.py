@@ -1,4 +1,5 @@
-"""The mkfs.erofs command line, and running it reproducibly.
+"""The mkfs.erofs command line, running it reproducibly, and what verify expects of an EROFS
+image's superblock.
 
 Flatcar's kernels decompress only LZ4 in EROFS, so an image is lz4hc-compressed or not at all.
 Two runs of the same erofs-utils version on the same tree give the same bytes: the tree's
@@ -12,15 +13,21 @@ from __future__ import annotations
 import os
 import re
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from build.core.errors import BuildError, explain_full_disk
 from build.core.run import run, run_answer
 from build.core.tools import package
+from build.formats.recipe import Recipe
+from build.model.arch import Arch
+from build.read.image import ReadImage
 
 MKFS_EROFS = "mkfs.erofs"
 PACKAGE = package(MKFS_EROFS)
+TOOLS = ("mkfs.erofs",)  # the versions tool_versions() gives
 BLOCK_SIZE_BYTES = 4096  # what mkfs.erofs 1.4 and 1.5 always write, and 1.8 on 4 KiB pages
 LZ4HC_LEVEL = 12  # lz4hc's highest: ~0.3 % smaller than its default 9, packs in seconds
 # The physical cluster: how much is compressed together. 256 KiB gets within 1 % of the
@@ -117,3 +124,54 @@ def tool_versions() -> dict[str, str | None]:
     """The tools that decide the image's bytes: same versions, same image. liblz4's version
     did not change the bytes between 1.9.4 and 1.10.0; mkfs.erofs's does."""
     return {"mkfs.erofs": mkfs_erofs_version()}
+
+
+# The format table's interface (build/formats/table.py: Format).
+
+
+def pack(recipe: Recipe, tree: Path, image: Path) -> None:
+    pack_erofs(tree, image, recipe.compression, _uuid(recipe))
+
+
+def args(recipe: Recipe) -> dict[str, Any]:
+    return {"mkfs.erofs": mkfs_erofs_args(recipe.compression, _uuid(recipe))}
+
+
+def fields(recipe: Recipe) -> dict[str, Any]:
+    return {
+        "compression": recipe.compression,
+        "block_size": BLOCK_SIZE_BYTES,
+        "mkfs_erofs_args": mkfs_erofs_args(recipe.compression, _uuid(recipe)),
+        "uuid": str(_uuid(recipe)),
+    }
+
+
+def summary(recipe: Recipe, tools: Mapping[str, str | None]) -> str:
+    return f"erofs, {recipe.compression}, mkfs.erofs {tools['mkfs.erofs']}"
+
+
+def used_compression(compression: str, arch: Arch) -> str:
+    """Every choice packs as it says, on every architecture."""
+    return compression
+
+
+def _uuid(recipe: Recipe) -> uuid.UUID:
+    return image_uuid(recipe.name, recipe.version, recipe.arch.name)
+
+
+def superblock_check(image: ReadImage, compression: str, arch: Arch | None) -> tuple[str, str]:
+    """("ok" or "FAIL", why) for verify's superblock check of an EROFS image: LZ4 or none, as
+    --compression asked (lz4 and lz4hc look the same in an image; an image where nothing
+    compressed smaller is "none"), in the 4 KiB blocks every Flatcar kernel mounts. The same
+    on every architecture."""
+    found, block_size = image.superblock["Compression"], image.superblock["Block size"]
+    detail = f"EROFS, {found} compression, {block_size}-byte blocks"
+    compressor = COMPRESSORS.get(compression)
+    if compressor is None:
+        choices = ", ".join(COMPRESSORS)
+        return "FAIL", f"{detail}; --compression={compression} is not one for EROFS ({choices})"
+    allowed = list(dict.fromkeys([compressor.algorithm, "none"]))
+    if found not in allowed or block_size != str(BLOCK_SIZE_BYTES):
+        expected = f"{' or '.join(allowed)} compression, {BLOCK_SIZE_BYTES}-byte blocks"
+        return "FAIL", f"{detail}; expected {expected}"
+    return "ok", detail

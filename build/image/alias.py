@@ -13,7 +13,7 @@ from build.image.checksum import read_checksum, sums_line
 from build.model.names import checksum_file
 
 if TYPE_CHECKING:
-    from build.pipeline.runner import Runner
+    from build.config.context import StepContext
 
 
 def not_ours(spec: BuildSpec) -> str | None:
@@ -23,7 +23,7 @@ def not_ours(spec: BuildSpec) -> str | None:
     return f"{spec.compat_image.name} belongs to --compat-arch={spec.compat_arch}"
 
 
-def make(runner: Runner) -> str:
+def make(runner: StepContext) -> str:
     spec = runner.spec
     compat = spec.compat_image
     sha256 = read_checksum(runner.current(checksum_file(spec.image)))
@@ -32,7 +32,7 @@ def make(runner: Runner) -> str:
     return f"{how} {runner.current(compat)}"
 
 
-def link_or_copy(runner: Runner, source: Path, final: Path) -> str:
+def link_or_copy(runner: StepContext, source: Path, final: Path) -> str:
     """Same content under a second name: a hard link where the filesystem allows it."""
     with runner.output(final) as tmp:
         tmp.unlink()

@@ -10,21 +10,23 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from build.config import options
 from build.core.errors import BuildError
+from build.formats.table import UNRECORDED_FORMAT, recorded_format
 from build.model.names import buildinfo_file
 
 if TYPE_CHECKING:
+    from build.config.context import StepContext
     from build.config.spec import BuildSpec
-    from build.pipeline.runner import Runner
-    from build.verify.checks import Check
+    from build.model.check import Check
 
 # What a build info says until verify passed on the image (invoke release refuses it).
 NOT_VERIFIED = {"result": "not run", "why": "built without verify (a single step or --no-verify)"}
 # The fields that hold an option's value, read back through that option's own parser (in the
 # option table's order: compression's parser reads format).
 OPTION_FIELDS = ("version", "arch", "format", "compression", "config_path", "autostart")
-# A field's value as old build infos lack it: all images were squashfs before EROFS came.
-OPTION_DEFAULTS = {"format": "squashfs"}
+# A field's value as old build infos lack it.
+OPTION_DEFAULTS = {"format": UNRECORDED_FORMAT.name}
 # trust_keys: the primary key fingerprints gpg listed (build/keys/trustkeys.py), upper-case hex.
 _FINGERPRINT = re.compile(r"[0-9A-F]{40}|[0-9A-F]{64}")
 MAX_TOOL_VERSION = 200  # characters of a tool's version ("mksquashfs version 4.5.1 ...")
@@ -59,11 +61,11 @@ def verified(checks: list[Check], sha256: str) -> dict[str, Any]:
     return {"result": "passed", "sha256": sha256, "skipped": skipped}
 
 
-def write(runner: Runner, info: dict[str, Any]) -> None:
+def write(runner: StepContext, info: dict[str, Any]) -> None:
     runner.write_output(buildinfo_file(runner.spec.image), json.dumps(info, indent=2) + "\n")
 
 
-def read(runner: Runner) -> dict[str, Any]:
+def read(runner: StepContext) -> dict[str, Any]:
     """The newest build info of the image (pending, or in place)."""
     current = runner.current(buildinfo_file(runner.spec.image))
     try:
@@ -79,7 +81,7 @@ def read(runner: Runner) -> dict[str, Any]:
     return info
 
 
-def record_verify(runner: Runner, result: dict[str, Any]) -> None:
+def record_verify(runner: StepContext, result: dict[str, Any]) -> None:
     """The verify result in the image's build info, which invoke release reads."""
     write(runner, {**read(runner), "verify": result})
 
@@ -88,8 +90,8 @@ def options_differ(info: dict[str, Any], spec: BuildSpec, compression: str) -> l
     """The options (as flags) the image was built with where they differ from `spec`'s, for
     those its checks depend on (`compression`: what --compression packs for spec.arch)."""
     differ = []
-    if info.get("format", "squashfs") != spec.format:
-        differ.append(f"--format={info.get('format', 'squashfs')}")
+    if recorded_format(info) != spec.format:
+        differ.append(f"--format={recorded_format(info)}")
     if info.get("compression") != compression:
         differ.append(f"--compression={info.get('compression')}")
     if bool(info.get("autostart")) != spec.autostart:
@@ -104,8 +106,6 @@ def parse_fields(path: Path, info: dict[str, Any], tools: Sequence[str]) -> dict
     option's parser (build/config/options.py), as if given again; trust_keys a list of fingerprints,
     `tools` (the tools that packed it) versions or null, verify's skipped checks a list of
     text. BuildError naming `path` and the field, with the parser's words, for any other."""
-    from build.config import options  # it builds on pack.py, which builds on this module
-
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
     for option in options.OPTIONS:  # table order

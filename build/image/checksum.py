@@ -1,67 +1,24 @@
-"""sha256 of files, and `.sha256` files in sha256sum's format."""
+"""The checksum step: an image's `.sha256` file, and SHA256SUMS over an output directory's
+images (sha256sum's format: build/core/sums.py)."""
 
 from __future__ import annotations
 
-import hashlib
 import os
-import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from build.config.spec import parse_output_name
 from build.core.errors import BuildError
 from build.core.fileio import write_text_atomic
-from build.core.safeio import open_regular, read_regular
+from build.core.safeio import read_regular
+from build.core.sums import NOT_OURS_HINT, file_sha256, parse_sums, sums_line
 from build.model import manifest
 from build.model.names import STAGING, SUMS_FILE, checksum_file
 
 if TYPE_CHECKING:
-    from build.pipeline.runner import Runner
+    from build.config.context import StepContext
 
-_CHUNK = 1 << 20
-_LINE = re.compile(r"([0-9a-fA-F]{64}) [ *](.+)")
-
-
-# What to do about an output that is not the regular file the build wrote.
-NOT_OURS_HINT = "remove it, or put the file itself there: only files a build wrote are read"
 MAX_CHECKSUM_FILE = 4096
-
-
-def file_sha256(path: Path, regular_only: bool = False) -> str:
-    """sha256 of the file; with `regular_only`, of a regular file only, never through a symlink
-    or from a FIFO or device (safeio.open_regular)."""
-    digest = hashlib.sha256()
-    with open_regular(path, NOT_OURS_HINT) if regular_only else path.open("rb") as stream:
-        while chunk := stream.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def parse_sums(text: str, source: str = "the SHA256SUMS file") -> dict[str, str]:
-    """File name -> lowercase sha256, from sha256sum output (`HEX  NAME` or `HEX *NAME`). A name
-    listed twice with different hashes is refused: which one would be the truth? (`source` names
-    the file in that error.)"""
-    sums: dict[str, str] = {}
-    for line in text.splitlines():
-        match = _LINE.fullmatch(line.strip())
-        if match:
-            name = match.group(2).strip().removeprefix("./")
-            sha256 = match.group(1).lower()
-            if sums.setdefault(name, sha256) != sha256:
-                raise BuildError(
-                    f"{source} lists two different sha256 for {name[:100]!r}",
-                    "it cannot tell which file is genuine, so nothing was built; "
-                    "check where it comes from",
-                )
-    return sums
-
-
-def sums_line(sha256: str, name: str) -> str:
-    return f"{sha256}  {name}\n"
-
-
-def write_checksum(checksum: Path, sha256: str, name: str) -> None:
-    write_text_atomic(checksum, sums_line(sha256, name))
 
 
 def read_checksum(checksum: Path) -> str:
@@ -116,7 +73,7 @@ def write_sums(output_dir: Path, sums: list[tuple[Path, str]] | None = None) -> 
     return path, len(sums)
 
 
-def make(runner: Runner) -> str:
+def make(runner: StepContext) -> str:
     """The checksum step: the image's .sha256."""
     image = runner.spec.image
     # Hashed when the image was recorded, unless it changed since.

@@ -1,4 +1,5 @@
-"""Files rendered into the image, from templates in build/templates/ with @NAME@ placeholders.
+"""Files rendered into the image, from templates in build/templates/image/ with @NAME@
+placeholders (release renders build/templates/host/ with the same render()).
 
 @NAME@ rather than $NAME or {name}: unit files use $VAR and ${VAR} themselves."""
 
@@ -10,10 +11,13 @@ import stat
 from collections.abc import Mapping
 from pathlib import Path
 
-from build.config.spec import IMAGE_BINARY, STATE_DIR, BuildSpec
+from build import alloy
+from build.config.spec import BuildSpec
 from build.core.errors import BuildError
+from build.image.content import IMAGE_BINARY
 
 TEMPLATES = Path(__file__).parent.parent / "templates"
+IMAGE_TEMPLATES = TEMPLATES / "image"  # what goes into the image
 _PLACEHOLDER = re.compile(r"@([A-Z_]+)@")
 
 
@@ -31,7 +35,7 @@ def render(template: str, values: Mapping[str, str], source: str) -> str:
 
 
 def unit_template_path(spec: BuildSpec) -> Path:
-    return spec.unit_template or TEMPLATES / "alloy.service"
+    return spec.unit_template or alloy.UNIT_TEMPLATE
 
 
 # A unit template is a small text file a user wrote: never a device, a FIFO or a kernel file
@@ -91,15 +95,15 @@ def unit(spec: BuildSpec, template: str, source: str) -> str:
         "VERSION": spec.version,
         "BINARY": "/" + IMAGE_BINARY,
         "CONFIG_PATH": spec.config_path,
-        "STATE_DIR": STATE_DIR,
+        "STATE_DIR": alloy.STATE_DIR,
     }
     return render(template, values, source)
 
 
 def autostart_dropin() -> str:
-    return (TEMPLATES / "autostart.conf").read_text(encoding="utf-8")
+    return (IMAGE_TEMPLATES / "autostart.conf").read_text(encoding="utf-8")
 
 
 def extension_release(spec: BuildSpec) -> str:
-    template = (TEMPLATES / "extension-release").read_text(encoding="utf-8")
+    template = (IMAGE_TEMPLATES / "extension-release").read_text(encoding="utf-8")
     return render(template, {"ARCHITECTURE": spec.arch.systemd}, "extension-release template")

@@ -8,32 +8,22 @@ import hashlib
 import itertools
 import os
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from build.config.spec import (
-    IMAGE_AUTOSTART,
-    IMAGE_BINARY,
-    IMAGE_EXTENSION_RELEASE,
-    IMAGE_TRUST_KEYS,
-    IMAGE_UNIT,
-    BuildSpec,
-)
+from build.config.spec import BuildSpec
 from build.core.errors import BuildError, doing
 from build.core.fileio import atomic_dir, sweep_temps
 from build.fetch import zipmember
-from build.image import render
+from build.image import content, render
+from build.image.content import DIR_MODE
 from build.image.elf import HEADER_SIZE, check_elf_header
 from build.keys.trustkeys import TrustKeys, read_trust_keys
 from build.model import manifest
 
 if TYPE_CHECKING:
-    from build.pipeline.runner import Runner
-
-# Lets systemd (252+) merge the image under a file name other than `alloy.raw`.
-STRICT_XATTR = "user.extension-release.strict"
-DIR_MODE = 0o755  # overlayfs gives a merged directory the top layer's mode: never narrower
+    from build.config.context import StepContext
 
 
 # The zip matched the release's SHA256SUMS: whatever is wrong with it is wrong at the source.
@@ -114,13 +104,13 @@ def _write(path: Path, text: str | bytes, mode: int) -> None:
     os.chmod(path, mode)
 
 
-def _set_strict_false(path: Path) -> None:
+def _set_xattr(path: Path, name: str, value: bytes) -> None:
     try:
-        os.setxattr(path, STRICT_XATTR, b"false")
+        os.setxattr(path, name, value)
     except OSError as error:
         if error.errno in (errno.ENOTSUP, errno.EOPNOTSUPP):
             raise BuildError(
-                f"cannot set the {STRICT_XATTR} xattr under {path.parent}: the filesystem "
+                f"cannot set the {name} xattr under {path.parent}: the filesystem "
                 "does not support user xattrs (tmpfs before Linux 6.6?)",
                 "use an --output-dir on a disk filesystem such as ext4 or xfs",
             ) from None
@@ -139,54 +129,62 @@ def _strip_foreign_xattrs(root: Path, keep: dict[Path, set[str]]) -> None:
 
 
 def stage(spec: BuildSpec, zip_path: Path, tree: Path, texts: dict[str, str | bytes]) -> None:
-    """Lay out the image: the binary from the zip, then `texts` (path in the image -> content)."""
+    """Lay out the image: the binary from the zip, then `texts` (path in the image -> content),
+    each with its mode and xattrs from the content table (build/image/content.py)."""
     os.chmod(tree, DIR_MODE)  # the image root takes this directory's mode
-    for relative in (IMAGE_BINARY, *texts):
+    for relative in (content.BINARY.path, *texts):
         _make_dirs(tree, str(Path(relative).parent))
-    binary = tree / IMAGE_BINARY
+    binary = tree / content.BINARY.path
     extract_binary(zip_path, spec, binary)
-    os.chmod(binary, 0o755)
+    os.chmod(binary, content.BINARY.mode)
     for relative, text in texts.items():
-        _write(tree / relative, text, 0o644)
-    release = tree / IMAGE_EXTENSION_RELEASE
-    _set_strict_false(release)
-    _strip_foreign_xattrs(tree, {release: {STRICT_XATTR}})
+        _write(tree / relative, text, content.BY_PATH[relative].mode)
+    keep: dict[Path, set[str]] = {}
+    for file in (content.BY_PATH[relative] for relative in texts):
+        for name, value in file.xattrs:
+            _set_xattr(tree / file.path, name, value)
+            keep.setdefault(tree / file.path, set()).add(name)
+    _strip_foreign_xattrs(tree, keep)
 
 
-def trust_keys(runner: Runner) -> TrustKeys | None:
+def trust_keys(runner: StepContext) -> TrustKeys | None:
     """--trust-keys, read once: before any download (refused early), then put in the image and
     named in its build info."""
     path = runner.spec.trust_keys
     return runner.once("trust_keys", lambda: read_trust_keys(path) if path else None)
 
 
-def trust_fingerprints(runner: Runner) -> tuple[str, ...]:
+def trust_fingerprints(runner: StepContext) -> tuple[str, ...]:
     keys = trust_keys(runner)
     return keys.fingerprints if keys is not None else ()
 
 
-def texts(runner: Runner) -> dict[str, str | bytes]:
+def texts(runner: StepContext) -> dict[str, str | bytes]:
     """The files rendered into the image (path in the image -> content), rendered once."""
 
     def render_all() -> dict[str, str | bytes]:
         spec = runner.spec
         template_path = render.unit_template_path(spec)
         template = render.read_template(template_path)
-        found: dict[str, str | bytes] = {
-            IMAGE_UNIT: render.unit(spec, template, str(template_path)),
-            IMAGE_EXTENSION_RELEASE: render.extension_release(spec),
+        renderers: dict[content.ImageFile, Callable[[], str | bytes]] = {
+            content.UNIT: lambda: render.unit(spec, template, str(template_path)),
+            content.EXTENSION_RELEASE: lambda: render.extension_release(spec),
+            content.AUTOSTART: render.autostart_dropin,
+            content.TRUST_KEYS: lambda: _keyring(runner),
         }
-        if spec.autostart:
-            found[IMAGE_AUTOSTART] = render.autostart_dropin()
-        keys = trust_keys(runner)
-        if keys is not None:
-            found[IMAGE_TRUST_KEYS] = keys.keyring
-        return found
+        held = content.held(spec.autostart, spec.trust_keys is not None)
+        return {file.path: renderers[file]() for file in held if file is not content.BINARY}
 
     return runner.once("texts", render_all)
 
 
-def params(runner: Runner, zip_sha256: str) -> dict[str, Any]:
+def _keyring(runner: StepContext) -> bytes:
+    keys = trust_keys(runner)
+    assert keys is not None, "held() puts the keys in only with --trust-keys"
+    return keys.keyring
+
+
+def params(runner: StepContext, zip_sha256: str) -> dict[str, Any]:
     """Contents, not times: a re-download of the same zip or a checkout that touches the
     templates changes nothing in the tree."""
     spec = runner.spec
@@ -198,7 +196,7 @@ def params(runner: Runner, zip_sha256: str) -> dict[str, Any]:
     }
 
 
-def make(runner: Runner, zip_path: Path) -> str:
+def make(runner: StepContext, zip_path: Path) -> str:
     """The stage step: the image tree from the verified zip `zip_path`, swapped in whole."""
     spec = runner.spec
     sweep_temps(spec.rootfs)  # a killed run's half-staged trees (under the stage lock)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from build.core.errors import BuildError
-
 
 @dataclass(frozen=True)
 class Arch:
@@ -34,13 +32,3 @@ ELF_MACHINE_NAMES: dict[int, str] = {
     183: "AArch64",
     243: "RISC-V",
 }
-
-
-def parse_arch(name: str) -> Arch:
-    try:
-        return ARCHES[name]
-    except KeyError:
-        valid = ", ".join(ARCHES)
-        raise BuildError(
-            f"unknown architecture {name!r}", f"use --arch with one of: {valid}"
-        ) from None

@@ -1,8 +1,10 @@
-"""Every name this tool gives a file it writes (outputs, records, locks, temporaries, cache
-files), decided here and nowhere else: clean, the cache and the manifest recognise them too."""
+"""Every name this tool gives a file it writes (outputs, records, locks, cache files), decided
+here and nowhere else: clean, the cache and the manifest recognise them too. Temporaries are
+named by build/core/fileio.py, which makes them."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from build.alloy import NAME
@@ -35,10 +37,6 @@ ROOTFS = "rootfs"
 STAMP_SUFFIX = ".stamp"
 LOCK_SUFFIX = ".lock"
 
-# Temporaries beside a file: .NAME.XXXX.tmp while written, .NAME.XXXX.old while replaced.
-TEMP_SUFFIX = ".tmp"
-OLD_SUFFIX = ".old"
-
 # The download cache: its tag (https://bford.info/cachedir/), and --version=latest's answer,
 # per API.
 CACHE_TAG = "CACHEDIR.TAG"
@@ -69,10 +67,6 @@ def lock_file(shared: Path) -> Path:
     return shared.with_name(f".{shared.name}{LOCK_SUFFIX}")
 
 
-def temp_prefix(final: Path) -> str:
-    return f".{final.name}."
-
-
 def source_key(url: str) -> str:
     """The download cache's folder for a source: urls.cache_key, e.g.
     https_github.com_443__274c5d72b86ba4cb77b903e7e4afdb07; every part of the URL that chooses
@@ -84,3 +78,9 @@ def source_key(url: str) -> str:
 def latest_file(cache_dir: Path, api_url: str) -> Path:
     """The cached answer of --version=latest from `api_url`."""
     return cache_dir / f"{LATEST_PREFIX}{source_key(api_url)}.json"
+
+
+def default_cache_dir() -> Path:
+    """--cache-dir's default: $XDG_CACHE_HOME/alloy-sysext, else ~/.cache/alloy-sysext."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "alloy-sysext"

@@ -71,7 +71,7 @@ class Runner:
     """Runs the steps of `table` for one BuildSpec, each at most once, each after the one it
     needs.
 
-    With `deferred` (invoke all, verifying), the outputs go to a pending directory in .staging
+    Deferred (all(), verifying), the outputs go to a pending directory in .staging
     first and replace the earlier ones only once every step passed on them (commit()); until
     then the step records stay as they were, so a failed verify leaves every earlier output as
     it was."""
@@ -81,7 +81,6 @@ class Runner:
         table: Sequence[Entry],
         spec: BuildSpec,
         force: Collection[str] = (),
-        deferred: bool = False,
     ):
         self.table = {entry.name: entry for entry in table}
         unknown = set(force) - set(self.table)
@@ -90,7 +89,7 @@ class Runner:
         self.spec = spec
         self.force = set(force)
         self.done: set[str] = set()
-        self.deferred = deferred
+        self.deferred = False  # all() turns it on, verifying
         self.pending: dict[Path, Path] = {}  # final name -> the file waiting to take it
         self.unrecorded: list[Step] = []  # steps made into pending files: recorded at commit
         self._cell_lock: contextlib.ExitStack | None = None

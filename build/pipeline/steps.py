@@ -3,14 +3,20 @@ function that makes it. build/pipeline/runner.py runs them, each only when out o
 
 from __future__ import annotations
 
-from build.config.spec import IMAGE_BINARY, BuildSpec
+from collections.abc import Mapping
+from typing import Any
+
+from build.config.spec import BuildSpec
 from build.core.errors import BuildError
-from build.fetch import cache, upstream
+from build.core.report import say
+from build.fetch import cache, latest, upstream
 from build.image import alias
 from build.image import checksum as checksumming
 from build.image import pack as packing
 from build.image import stage as staging
+from build.image.content import IMAGE_BINARY
 from build.model.names import buildinfo_file, checksum_file, lock_file
+from build.model.versions import LATEST
 from build.pipeline.runner import Entry, Runner
 from build.verify import checks as verify
 
@@ -81,6 +87,23 @@ TABLE = (
     ),
 )
 STEPS = tuple(entry.name for entry in TABLE)
+
+
+def spec_for(values: Mapping[str, Any]) -> BuildSpec:
+    """The build's BuildSpec from the option table's values (build/config/options.py resolve()),
+    with --version=latest resolved first (and said so, once)."""
+    if values["version"] == LATEST:
+        found = latest.resolve(
+            values["api_url"],
+            values["cache_dir"],
+            values["retries"],
+            allow_http=values["allow_http"],
+            stall_timeout=values["stall_timeout"],
+            download_timeout=values["download_timeout"],
+        )
+        say(LATEST, found.describe())
+        values = {**values, "version": found.version}
+    return BuildSpec.from_values(values)
 
 
 def run_steps(spec: BuildSpec, last: str, force: bool, verify: bool = True) -> None:

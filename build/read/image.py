@@ -1,7 +1,8 @@
 """An image as the kernel would see it: superblock, every entry with its xattrs, file heads.
 
-Read by build/read/squashfs.py, without unsquashfs's listing (which loses xattrs, hard links and
-names with a newline) and without root.
+Read by build/read/squashfs.py or build/read/erofs.py, without unsquashfs's listing (which loses
+xattrs, hard links and names with a newline), without dump.erofs and without root. Which reader
+reads a file is the format table's to say (build/formats/table.py: by its magic).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Protocol
 
+from build.read import erofs
 from build.read.squashfs import Node, SquashfsReader
 
 Entry = Node
@@ -24,8 +26,12 @@ class EntryReader(Protocol):
 
 
 class ReadImage:
-    """What verify reads of an image, whichever reader (`_reader`) parsed it."""
+    """What verify reads of an image, whichever reader (`_reader`) parsed it: `superblock`
+    (unsquashfs -s's names), `entries` (path -> Entry), `hard_links()`, `head()`, `sha256()`."""
 
+    format: str  # the name of its entry in the format table
+    path: Path
+    superblock: dict[str, str]
     entries: dict[str, Entry]
     _reader: EntryReader
 
@@ -47,6 +53,7 @@ class ReadImage:
 
 
 class SquashfsImage(ReadImage):
+    format = "squashfs"
     _reader: SquashfsReader
 
     def __init__(self, path: Path) -> None:
@@ -63,3 +70,28 @@ class SquashfsImage(ReadImage):
         if superblock.filters:
             info["Filters"] = ", ".join(superblock.filters)
         return info
+
+
+class ErofsImage(ReadImage):
+    """An EROFS image as SquashfsImage shows a squashfs one."""
+
+    format = "erofs"
+    _reader: erofs.ErofsReader
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._reader = erofs.ErofsReader(path)
+        self.entries: dict[str, Entry] = {node.path: node for node in self._reader.nodes()}
+        self.superblock = self._superblock()
+
+    def _superblock(self) -> dict[str, str]:
+        """What verify compares: "Compression" is lz4 where any file is compressed, else none
+        (lz4 and lz4hc write the same format), and the block size."""
+        superblock = self._reader.superblock
+        used = sorted(self._reader.used_algorithms)
+        return {
+            "Compression": ", ".join(used) or "none",
+            "Block size": str(superblock.block_size),
+            "UUID": str(superblock.uuid),
+            "Build time": str(superblock.build_time),
+        }

@@ -16,59 +16,38 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from build import alloy
 from build.config.spec import NAME, parse_output_name
-from build.core import urls
 from build.core.errors import BuildError
 from build.core.fileio import atomic_path, write_text_atomic
 from build.core.report import listing, say
 from build.core.safeio import read_regular
-from build.formats.images import image_format
+from build.formats.table import FORMATS, Format, format_named, image_format, recorded_format
 from build.image import buildinfo
 from build.image.checksum import image_sums, sums_text, write_sums
-from build.image.render import TEMPLATES, render
 from build.keys import signing
 from build.model import manifest
 from build.model.arch import ARCHES
 from build.model.names import FLATCAR_DIR, INDEX, STAGING, SUMS_FILE, SYSUPDATE_DIR, buildinfo_file
-from build.release import butane, sysupdate
+from build.release import butane, host, sysupdate
 from build.verify import checks as verify
 
 MAX_BUILDINFO = 1 << 20
-FIRST_BOOT_UNIT = f"{NAME}-first-boot.service"
-PLACEHOLDER_UNIT = f"{NAME}-config-placeholder.service"
-PLACEHOLDER_CONFIG = f"/etc/{NAME}-sysext/config.{NAME}.placeholder"
-SYSUPDATE_DROPIN = f"{NAME}.conf"  # in systemd-sysupdate.service.d/
-# The no-op transfer under the name systemd 257+ reads (.transfer) and the sysext-bakery's, the
-# one 256 and older read (.conf), so configs merge.
-NOOP_TRANSFERS = ("/etc/sysupdate.d/noop.transfer", "/etc/sysupdate.d/noop.conf")
-# Run by the drop-in after an update: merge, restart, health gate, rollback.
-ACTIVATE_SCRIPT = f"/opt/{NAME}-sysext/activate"
 DEFAULT_HEALTH_URL = alloy.DEFAULT_HEALTH_URL
 HEALTH_TIMEOUT = alloy.HEALTH_TIMEOUT
 # The drop-in's TimeoutStartSec=: the download, the gate, and a rollback's second gate.
 UPDATE_TIMEOUT = "15min"
-# A signed release's key on the host, and the unit that adds it to sysupdate's keyring.
-HOST_RELEASE_KEY = f"/etc/{NAME}-sysext/release-key.gpg"
-PUBRING_UNIT = f"{NAME}-import-pubring.service"
-# Where an image carries the keys hosts should trust next (--trust-keys): the unit adds them.
-NEXT_KEYS_DIR = f"/usr/lib/{NAME}-sysext/release-keys.d/"
 UNSIGNED_NOTE = (
     "unsigned (no --sign-key): no SHA256SUMS.gpg, so the transfers say Verify=false: hosts "
     "check each image against SHA256SUMS, but nothing proves who wrote SHA256SUMS"
 )
-# What buildinfo must say for an image to be published (build/pipeline/steps.py writes it).
+# What buildinfo must say for an image to be published (build/pipeline/steps.py writes it),
+# and the tools that packed it (its format's, build/formats/table.py).
 BUILDINFO_KEYS = ("image", "version", "arch", "compression", "autostart", "config_path", "verify")
-# And per format, the tools that packed it (a build info without "format" is squashfs's: they
-# were all squashfs before EROFS came).
-FORMAT_TOOLS = {"squashfs": ("mksquashfs", "liblzma"), "erofs": ("mkfs.erofs",)}
-# Plain URLs only: no %, which systemd reads as a specifier, no spaces, quotes, ? or #.
-_PUBLISH_URL = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]+)?(/[A-Za-z0-9._~/+=,@-]*)?")
 
 
 @dataclass(frozen=True)
@@ -82,41 +61,10 @@ class Image:
     buildinfo: dict[str, Any]
 
 
-def normalize_publish_url(url: str, allow_http: bool = True, option: str = "--publish-url") -> str:
-    """The directory URL the files will be served from, ending in /. Plain http:// to another
-    host than this machine only with `allow_http`: hosts would fetch root-run images over it."""
-    if not _PUBLISH_URL.fullmatch(url):
-        raise BuildError(
-            f"invalid publish URL {url!r}",
-            "give the http(s) URL of the directory the files will be served from, without "
-            "%, spaces, quotes, ? or #, e.g. --publish-url=https://example.com/alloy/",
-        )
-    target = urls.check(url, option, client=False)  # never fetched here: hosts fetch it
-    if target.scheme == "http" and not allow_http and not target.is_loopback:
-        raise BuildError(
-            f"refusing plain http:// {option} {url}: hosts would fetch images they run as root "
-            "unencrypted",
-            "use an https:// URL, or allow plain http with --allow-http (INVOKE_ALLOW_HTTP=true)",
-        )
-    return url.rstrip("/") + "/"
-
-
-def normalize_health_url(url: str) -> str:
-    """The URL an updated alloy must answer 200 on (run on the host itself: any http(s) URL)."""
-    if not _PUBLISH_URL.fullmatch(url):
-        raise BuildError(
-            f"invalid health URL {url!r}",
-            "give the http(s) URL alloy answers 200 on once healthy, without %, spaces, quotes, "
-            f"? or #, e.g. --health-url={DEFAULT_HEALTH_URL}",
-        )
-    return url
-
-
 def release(
     output_dir: Path,
     publish_url: str,
     update_url: str | None = None,
-    allow_http: bool = False,
     signer: signing.Signer | None = None,
     health_url: str = DEFAULT_HEALTH_URL,
 ) -> list[Path]:
@@ -124,10 +72,10 @@ def release(
     `publish_url` once; sysupdate looks for newer ones at `update_url` (default: the same), e.g.
     a "latest release" address that always serves the newest directory. With `signer`, the
     release is signed (SHA256SUMS.gpg, the public key, Verify=yes). An updated alloy must
-    answer 200 on `health_url` or is rolled back."""
-    url = normalize_publish_url(publish_url, allow_http)
-    health = normalize_health_url(health_url)
-    updates = normalize_publish_url(update_url, allow_http, "--update-url") if update_url else url
+    answer 200 on `health_url` or is rolled back. The URLs come checked and ending in / from
+    the option table (build/config/options.py served_url, health_url)."""
+    url, health = publish_url, health_url
+    updates = update_url or url
     if not output_dir.is_dir():
         raise BuildError(f"no directory {output_dir}", "build images first, e.g. invoke all")
     manifest.own_subdir(output_dir, STAGING)  # where the lock lives: never a symlink
@@ -152,7 +100,7 @@ def _release(
     for arch, image in newest.items():
         _check_match_pattern(arch, images)
         transfer = sysupdate.transfer(arch, updates, signed=signer is not None)
-        for name in sysupdate.TRANSFER_NAMES:
+        for name in host.TRANSFER_NAMES:
             texts[output_dir / SYSUPDATE_DIR / arch / name] = transfer
         config = flatcar_config(image, url, transfer, signer, health_url)
         stem = output_dir / FLATCAR_DIR / f"{NAME}-{arch}"
@@ -263,8 +211,9 @@ def refuse_prereleases(output_dir: Path) -> None:
         )
 
 
-def _format(image: Image) -> str:
-    return str(image.buildinfo.get("format", "squashfs"))
+def _format(image: Image) -> Format:
+    """Its format, as its build info names it (parsed by --format's parser: in the table)."""
+    return FORMATS[image.buildinfo["format"]]
 
 
 def refuse_mixed_formats(output_dir: Path, images: list[Image]) -> None:
@@ -273,7 +222,7 @@ def refuse_mixed_formats(output_dir: Path, images: list[Image]) -> None:
     offered one."""
     by_format: dict[str, list[str]] = {}
     for image in images:
-        by_format.setdefault(_format(image), []).append(image.path.name)
+        by_format.setdefault(_format(image).name, []).append(image.path.name)
     if len(by_format) > 1:
         formats = sorted(by_format.items())
         listed = "; ".join(f"{f}: {listing(names, ', ', 80)}" for f, names in formats)
@@ -337,17 +286,18 @@ def _buildinfo(image: Path, version: str, arch: str, sha256: str) -> dict[str, A
         raise BuildError(f"cannot read {path}: {error}", rebuild) from None
     if not isinstance(info, dict):
         raise BuildError(f"{path} is not a JSON object", rebuild)
-    packed_as = info.get("format", "squashfs")
-    if packed_as not in FORMAT_TOOLS:
+    packed_as = recorded_format(info)
+    fmt = format_named(packed_as)
+    if fmt is None:
         raise BuildError(f"{path} names an unknown format {str(packed_as)[:40]!r}", rebuild)
-    missing = [key for key in (*BUILDINFO_KEYS, *FORMAT_TOOLS[packed_as]) if key not in info]
+    missing = [key for key in (*BUILDINFO_KEYS, *fmt.tools) if key not in info]
     if missing:
         raise BuildError(f"{path} lacks {', '.join(missing)}", rebuild)
-    if image_format(image) != packed_as:
-        raise BuildError(f"{image.name} is not {packed_as}, which {path.name} says it is", rebuild)
+    if image_format(image) != fmt.name:
+        raise BuildError(f"{image.name} is not {fmt.name}, which {path.name} says it is", rebuild)
     # Every field goes into index.json, units and Butane as the build's options would: through
     # the same parsers, so a config_path with a newline is no ExecStartPre= of a root unit.
-    info = buildinfo.parse_fields(path, info, FORMAT_TOOLS[packed_as])
+    info = buildinfo.parse_fields(path, info, fmt.tools)
     said = (info["image"], info["version"], info["arch"])
     if said != (image.name, version, arch):
         raise BuildError(
@@ -444,8 +394,8 @@ def index_json(
                 "compression": image.buildinfo.get("compression"),
                 "autostart": image.buildinfo["autostart"],
                 "config_path": image.buildinfo["config_path"],
-                "format": _format(image),
-                **{tool: image.buildinfo[tool] for tool in FORMAT_TOOLS[_format(image)]},
+                "format": _format(image).name,
+                **{tool: image.buildinfo[tool] for tool in _format(image).tools},
                 "trust_keys": _trust_keys(image),
             }
             for image in images
@@ -468,11 +418,6 @@ def _trust_keys(image: Image) -> list[str]:
     return list(image.buildinfo["trust_keys"])
 
 
-def _template(name: str, values: dict[str, str] | None = None) -> str:
-    text = (TEMPLATES / name).read_text(encoding="utf-8")
-    return render(text, values or {}, f"{name} template")
-
-
 def flatcar_config(
     image: Image,
     url: str,
@@ -484,75 +429,81 @@ def flatcar_config(
     `signer`, trusting its key (carried inline, never fetched) for sysupdate's Verify=yes; an
     update that does not answer 200 on `health_url` is rolled back."""
     gate = {"HEALTH_URL": health_url, "HEALTH_TIMEOUT": str(HEALTH_TIMEOUT)}
-    installed = f"{sysupdate.EXTENSIONS_DIR}/{image.path.name}"
-    transfers = tuple(
-        butane.File(f"{sysupdate.TRANSFER_DIR}/{name}", 0o644, inline=transfer)
-        for name in sysupdate.TRANSFER_NAMES
+    installed = f"{host.EXTENSIONS_DIR}/{image.path.name}"
+    files = _host_files(image, url, transfer, installed, gate)
+    if signer is not None:
+        files += (butane.File(host.HOST_RELEASE_KEY, 0o644, data=signer.public_key),)
+    return butane.Provisioning(
+        files=files,
+        links=(butane.Link(host.CURRENT_SYMLINK, installed),),
+        units=_host_units(image, signer is not None, gate),
     )
-    files = (
+
+
+def _host_files(
+    image: Image, url: str, transfer: str, installed: str, gate: dict[str, str]
+) -> tuple[butane.File, ...]:
+    """The image (downloaded by its hash), the transfers, the activate script, the config."""
+    transfers = tuple(
+        butane.File(f"{host.TRANSFER_DIR}/{name}", 0o644, inline=transfer)
+        for name in host.TRANSFER_NAMES
+    )
+    return (
         butane.File(installed, 0o644, source=url + image.path.name, sha256=image.sha256),
         *transfers,
         *(
-            butane.File(path, 0o644, inline=_template("sysupdate-noop.conf"))
-            for path in NOOP_TRANSFERS
+            butane.File(path, 0o644, inline=host.template("sysupdate-noop.conf"))
+            for path in host.NOOP_TRANSFERS
         ),
-        butane.File(ACTIVATE_SCRIPT, 0o755, inline=_template("alloy-sysupdate-activate", gate)),
+        butane.File(
+            host.ACTIVATE_SCRIPT, 0o755, inline=host.template("alloy-sysupdate-activate", gate)
+        ),
         # 0600: the config will hold credentials; alloy.service runs as root. Not at the
         # config's own path: a unit copies it there only where no config exists yet.
-        butane.File(PLACEHOLDER_CONFIG, 0o600, inline=_template("config.alloy")),
+        butane.File(host.PLACEHOLDER_CONFIG, 0o600, inline=host.template("config.alloy")),
     )
-    placeholder = _template(
-        PLACEHOLDER_UNIT,
-        {"CONFIG_PATH": image.buildinfo["config_path"], "PLACEHOLDER": PLACEHOLDER_CONFIG},
+
+
+def _host_units(image: Image, signed: bool, gate: dict[str, str]) -> tuple[butane.Unit, ...]:
+    placeholder = host.template(
+        host.PLACEHOLDER_UNIT, {"CONFIG_PATH": image.buildinfo["config_path"]}
     )
-    units: list[butane.Unit] = [butane.Unit(PLACEHOLDER_UNIT, enabled=True, contents=placeholder)]
-    if signer is not None:
-        files += (butane.File(HOST_RELEASE_KEY, 0o644, data=signer.public_key),)
-        keys = {"RELEASE_KEY": HOST_RELEASE_KEY, "NEXT_KEYS": NEXT_KEYS_DIR}
-        service = _template(PUBRING_UNIT, keys)
-        units.append(butane.Unit(PUBRING_UNIT, enabled=True, contents=service))
+    units = [butane.Unit(host.PLACEHOLDER_UNIT, enabled=True, contents=placeholder)]
+    if signed:  # adds the release's key to sysupdate's keyring
+        service = host.template(host.PUBRING_UNIT)
+        units.append(butane.Unit(host.PUBRING_UNIT, enabled=True, contents=service))
     if not image.buildinfo["autostart"]:
         # The image starts nothing by itself: enable and start alloy once it is merged.
-        units.append(
-            butane.Unit(FIRST_BOOT_UNIT, enabled=True, contents=_template(FIRST_BOOT_UNIT))
-        )
+        first_boot = host.template(host.FIRST_BOOT_UNIT)
+        units.append(butane.Unit(host.FIRST_BOOT_UNIT, enabled=True, contents=first_boot))
+    dropin = host.template(
+        "systemd-sysupdate-alloy.conf", {**gate, "TIMEOUT_START": UPDATE_TIMEOUT}
+    )
     units += [
         butane.Unit("systemd-sysupdate.timer", enabled=True),
         butane.Unit(
-            "systemd-sysupdate.service",
-            dropins=(
-                butane.Dropin(
-                    SYSUPDATE_DROPIN,
-                    _template(
-                        "systemd-sysupdate-alloy.conf", {**gate, "TIMEOUT_START": UPDATE_TIMEOUT}
-                    ),
-                ),
-            ),
+            "systemd-sysupdate.service", dropins=(butane.Dropin(host.SYSUPDATE_DROPIN, dropin),)
         ),
     ]
-    return butane.Provisioning(
-        files=files,
-        links=(butane.Link(sysupdate.CURRENT_SYMLINK, installed),),
-        units=tuple(units),
-    )
+    return tuple(units)
 
 
 def _butane_comment(image: Image, url: str, signer: signing.Signer | None = None) -> str:
     start = (
         "the image starts alloy itself (built with --autostart)"
         if image.buildinfo["autostart"]
-        else f"{FIRST_BOOT_UNIT} enables and starts alloy once the image is merged"
+        else f"{host.FIRST_BOOT_UNIT} enables and starts alloy once the image is merged"
     )
     return (
         f"Grafana Alloy {image.version} ({image.arch}) for Flatcar, from {url}\n"
         f"Written by alloy-sysext's invoke release; {NAME}-{image.arch}.ign is the same config\n"
         "as Ignition JSON (spec 3.3.0). Installs the image with its sha256, links\n"
-        f"{sysupdate.CURRENT_SYMLINK} to it, and keeps it current with systemd-sysupdate.timer;\n"
+        f"{host.CURRENT_SYMLINK} to it, and keeps it current with systemd-sysupdate.timer;\n"
         f"{start}."
         + (
             "\nSigned: sysupdate checks SHA256SUMS.gpg (Verify=yes) against the key\n"
             f"{signer.fingerprint}, carried here inline and added to its keyring\n"
-            f"by {PUBRING_UNIT}."
+            f"by {host.PUBRING_UNIT}."
             if signer
             else ""
         )
@@ -575,7 +526,7 @@ def _remove_stale(output_dir: Path, arches: set[str]) -> None:
 
 
 def _arch_files(output_dir: Path, arch: str) -> list[Path]:
-    paths = [output_dir / SYSUPDATE_DIR / arch / name for name in sysupdate.TRANSFER_NAMES]
+    paths = [output_dir / SYSUPDATE_DIR / arch / name for name in host.TRANSFER_NAMES]
     return paths + [output_dir / FLATCAR_DIR / f"{NAME}-{arch}{ext}" for ext in (".bu", ".ign")]
 
 

@@ -6,14 +6,7 @@ from __future__ import annotations
 import re
 
 from build.config.spec import NAME
-from build.image.render import TEMPLATES, render
-
-# On the host (Flatcar's sysext-bakery layout): versions side by side, one link merged.
-COMPONENT = NAME  # systemd-sysupdate -C alloy reads /etc/sysupdate.alloy.d/
-TRANSFER_DIR = f"/etc/sysupdate.{COMPONENT}.d"
-TRANSFER_NAMES = (f"{NAME}.transfer", f"{NAME}.conf")  # systemd 257+, and 256 and older
-EXTENSIONS_DIR = f"/opt/extensions/{NAME}"
-CURRENT_SYMLINK = f"/etc/extensions/{NAME}.raw"
+from build.release import host
 
 
 def match_pattern(arch: str) -> str:
@@ -24,10 +17,9 @@ def match_pattern(arch: str) -> str:
 def transfer(arch: str, publish_url: str, signed: bool = False) -> str:
     """The transfer file for `arch`: the same text serves as alloy.transfer and alloy.conf.
     `signed`: the release has SHA256SUMS.gpg, so sysupdate verifies it (Verify=yes)."""
-    template = (TEMPLATES / "alloy.transfer").read_text(encoding="utf-8")
-    verify = (TEMPLATES / ("verify-signed" if signed else "verify-unsigned")).read_text("utf-8")
+    verify = host.template("verify-signed" if signed else "verify-unsigned")
     values = {"ARCH": arch, "PUBLISH_URL": publish_url, "VERIFY": verify.rstrip("\n")}
-    text = render(template, values, "alloy.transfer template")
+    text = host.template(f"{NAME}.transfer", values)
     assert f"MatchPattern={match_pattern(arch)}\n" in text, "template and match_pattern disagree"
     return text
 

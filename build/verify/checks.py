@@ -9,49 +9,28 @@ from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from build.config.options import FORMAT_COMPRESSIONS, MAX_BINARY_MIB
-from build.config.spec import (
-    IMAGE_AUTOSTART,
-    IMAGE_BINARY,
-    IMAGE_EXTENSION_RELEASE,
-    IMAGE_TRUST_KEYS,
-    IMAGE_UNIT,
-    BuildSpec,
-)
+from build.config.options import MAX_BINARY_MIB
+from build.config.spec import BuildSpec
 from build.core.errors import BuildError
 from build.core.report import listing, say
 from build.core.report import printable as _printable
 from build.core.safeio import private_copy
-from build.formats.images import (
-    MAX_IMAGE_BYTES,
-    ErofsImage,
-    Image,
-    erofs_superblock_check,
-    image_format,
-    open_image,
-)
-from build.image import buildinfo, conflines
+from build.formats.table import FORMATS, MAX_IMAGE_BYTES, image_format, open_image
+from build.image import buildinfo, conflines, content
 from build.image.checksum import file_sha256, read_checksum
+from build.image.content import IMAGE_EXTENSION_RELEASE, RELEASE_DIR, STRICT_XATTR
 from build.image.elf import HEADER_SIZE
-from build.image.pack import BLOCK_SIZE_BYTES, COMPRESSORS, bcj_filter, used_compression
-from build.image.stage import STRICT_XATTR
 from build.model.arch import ARCHES, ELF_MACHINE_NAMES, Arch
+from build.model.check import Check
 from build.model.names import checksum_file
-from build.read.image import Entry
+from build.read.image import Entry, ReadImage
 from build.verify import kernelview, merge
 
 if TYPE_CHECKING:
-    from build.pipeline.runner import Runner
+    from build.config.context import StepContext
 
-RELEASE_DIR = "usr/lib/extension-release.d/"
 _UNIT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9@._:-]*\.(service|socket|timer|path|target)")
-EXPECTED_FILE_MODES = {
-    IMAGE_BINARY: "-rwxr-xr-x",
-    IMAGE_UNIT: "-rw-r--r--",
-    IMAGE_EXTENSION_RELEASE: "-rw-r--r--",
-    IMAGE_AUTOSTART: "-rw-r--r--",
-    IMAGE_TRUST_KEYS: "-rw-r--r--",
-}
+EXPECTED_FILE_MODES = {file.path: file.listed_mode for file in content.FILES}
 FORBIDDEN = ("usr/sbin", "usr/local/sbin", "usr/lib/os-release")
 BINARY_DIRS = ("usr/bin/", "usr/local/bin/")
 # An SELinux label: a host's policy may give one to any file. Every other xattr but
@@ -64,11 +43,11 @@ KERNEL_DIFFERS = "the kernel sees another image than the reader (kernel view): n
 SHOWN_LINKS = 3  # other names of a hard link a message looks at (9,000 names: not each time)
 
 
-@dataclass(frozen=True)
-class Check:
-    name: str
-    status: str  # "ok", "FAIL" or "skip"
-    detail: str
+def required_files(autostart: bool, trust_keys: bool) -> list[str]:
+    """The files an image built with (or without) --autostart and --trust-keys holds, but the
+    extension-release file, which the extension-release check looks for."""
+    held = content.held(autostart, trust_keys)
+    return [file.path for file in held if file is not content.EXTENSION_RELEASE]
 
 
 @dataclass(frozen=True)
@@ -76,7 +55,8 @@ class Expectations:
     compression: str
     names: Sequence[str]  # every file name a user may give the image, beside its own
     checksums: Sequence[tuple[Path, Path]]  # (file, its .sha256) that must exist and match
-    required: Sequence[str] = (IMAGE_BINARY, IMAGE_UNIT)  # paths the image must hold
+    # Paths the image must hold (the extension-release file has a check of its own).
+    required: Sequence[str] = tuple(required_files(autostart=False, trust_keys=False))
     # Paths it may hold. With `required` and the extension-release file, and the directories on
     # their way, they are all it may hold: any other entry fails.
     optional: Sequence[str] = ()
@@ -116,7 +96,7 @@ def static_checks(path: Path, expect: Expectations) -> list[Check]:
     return list(_static_checks(_opened(path, expect), path, expect))
 
 
-def _opened(path: Path, expect: Expectations) -> Image:
+def _opened(path: Path, expect: Expectations) -> ReadImage:
     """The image, read by its reader, whose files hold no more than one binary's worth of
     content in all: every check after this may read every file (the kernel view hashes them
     all), and each file is capped only by --max-binary-size, so without this a small image
@@ -147,7 +127,7 @@ def _checks(path: Path, expect: Expectations) -> Iterator[Check]:
 
 
 def _static_checks(
-    image: Image, path: Path, expect: Expectations
+    image: ReadImage, path: Path, expect: Expectations
 ) -> Generator[Check, None, dict[str, str]]:
     """Yields static_checks's checks; returns the extension-release fields (empty if
     unusable), which the merges need."""
@@ -160,10 +140,10 @@ def _static_checks(
     return release
 
 
-def _kernel_view(image: Image, path: Path, max_binary_size: int) -> Check:
+def _kernel_view(image: ReadImage, path: Path, max_binary_size: int) -> Check:
     """The image mounted alone, as the kernel shows it (build/verify/kernelview.py), against the
     reader's entries: paths, types, modes, owners, sizes, xattrs, every file's sha256."""
-    fstype = "erofs" if isinstance(image, ErofsImage) else "squashfs"
+    fstype = FORMATS[image.format].fstype
     reason = kernelview.cannot_mount(fstype)
     if reason is not None:
         return Check("kernel view", "skip", reason)
@@ -186,38 +166,15 @@ def _kernel_view(image: Image, path: Path, max_binary_size: int) -> Check:
     )
 
 
-def _superblock(image: Image, compression: str, arch: Arch | None) -> Check:
-    """Compressor, BCJ filter and block size as --compression packs them for `arch`, the
-    architecture of the image's binary (None: unknown, which the architecture check fails)."""
-    if isinstance(image, ErofsImage):
-        return Check("superblock", *erofs_superblock_check(image, compression))
-    if compression not in COMPRESSORS:
-        choices = ", ".join(COMPRESSORS)
-        return Check("superblock", "FAIL", f"a squashfs image, not {compression} ({choices})")
-    compressor = COMPRESSORS[compression]
-    superblock = image.superblock
-    found = (superblock.get("Compression"), superblock.get("Filters"), superblock.get("Block size"))
-    detail = _describe(*found)
-    if compressor.bcj and arch is None:
-        # The filter follows the binary's machine, unknown here: the architecture check fails.
-        bcj = found[1]
-        detail += " (filter not checked: the binary's architecture is unknown)"
-    else:
-        bcj = bcj_filter(compression, arch) if arch is not None else None
-    wanted = (compressor.comp, bcj, str(BLOCK_SIZE_BYTES))
-    if found != wanted:
-        return Check("superblock", "FAIL", f"{detail}; expected {_describe(*wanted)}")
-    return Check("superblock", "ok", detail)
+def _superblock(image: ReadImage, compression: str, arch: Arch | None) -> Check:
+    """What the image's format packs for --compression on `arch`, the architecture of the
+    image's binary (None: unknown, which the architecture check fails)."""
+    return Check("superblock", *FORMATS[image.format].superblock_check(image, compression, arch))
 
 
-def _describe(compression: str | None, bcj: str | None, block_size: str | None) -> str:
-    filters = f"BCJ filter {bcj}" if bcj is not None else "no BCJ filter"
-    return f"{compression} compression, {filters}, {block_size}-byte blocks"
-
-
-def _entries(image: Image, required: Sequence[str], optional: Sequence[str]) -> Iterator[Check]:
+def _entries(image: ReadImage, required: Sequence[str], optional: Sequence[str]) -> Iterator[Check]:
     files = {*required, IMAGE_EXTENSION_RELEASE, *optional}
-    directories = {parent for path in files for parent in _parents(path)}
+    directories = content.directories(files)
     links = image.hard_links()
     problems = [f"/{path} is missing" for path in required if path not in image.entries]
     for entry in image.entries.values():
@@ -233,8 +190,10 @@ def _entries(image: Image, required: Sequence[str], optional: Sequence[str]) -> 
         )
         if entry.owner != "0/0":
             problems.append(f"{where} is owned by {entry.owner}, not root")
-        if entry.is_dir and entry.mode != "drwxr-xr-x":
-            problems.append(f"directory {where} has mode {entry.mode}, not drwxr-xr-x")
+        if entry.is_dir and entry.mode != content.DIR_LISTED_MODE:
+            problems.append(
+                f"directory {where} has mode {entry.mode}, not {content.DIR_LISTED_MODE}"
+            )
         expected = EXPECTED_FILE_MODES.get(entry.path)
         if entry.is_file and expected and entry.mode != expected:
             problems.append(f"{where} has mode {entry.mode}, not {expected}")
@@ -252,11 +211,6 @@ def _entries(image: Image, required: Sequence[str], optional: Sequence[str]) -> 
             f"{len(image.entries)} entries, only the expected files and their directories, "
             "root-owned, under /usr, no xattrs but the expected",
         )
-
-
-def _parents(path: str) -> list[str]:
-    parts = path.split("/")
-    return ["/".join(parts[:depth]) for depth in range(len(parts))]
 
 
 def _kind_problems(
@@ -299,7 +253,7 @@ def _xattr_problems(entry: Entry) -> Iterator[str]:
             yield f"has the xattr {_printable(name)}"
 
 
-def _conf_lines(image: Image) -> Check:
+def _conf_lines(image: ReadImage) -> Check:
     """Every line of every sysusers.d and tmpfiles.d file in the image is one this build
     writes (build/image/conflines.py): systemd runs them as root on the host."""
     problems: list[str] = []
@@ -331,7 +285,7 @@ def _shown(path: str) -> str:
 
 
 def _extension_release(
-    image: Image, path: Path, machines: dict[str, int | None]
+    image: ReadImage, path: Path, machines: dict[str, int | None]
 ) -> Generator[Check, None, dict[str, str]]:
     """Yields its checks; returns the extension-release fields (empty if unusable)."""
     releases = [
@@ -384,7 +338,7 @@ def _extension_release(
     return fields
 
 
-def _binary_machines(image: Image) -> dict[str, int | None]:
+def _binary_machines(image: ReadImage) -> dict[str, int | None]:
     """Each file in /usr/bin and /usr/local/bin -> its ELF machine (None: not an ELF file)."""
     machines: dict[str, int | None] = {}
     for entry in image.entries.values():
@@ -453,7 +407,7 @@ def _checksums(pairs: Sequence[tuple[Path, Path]]) -> Iterator[Check]:
 
 
 def _merges(
-    image: Image, path: Path, release: dict[str, str], names: Sequence[str]
+    image: ReadImage, path: Path, release: dict[str, str], names: Sequence[str]
 ) -> Iterator[Check]:
     """Real merges under every name a host may give the image (`names`, then NAME.raw, the name
     the sysext-bakery's /etc/extensions symlink has), each in a scratch root, never over the
@@ -547,21 +501,11 @@ def params(spec: BuildSpec) -> dict[str, Any]:
     return {
         "compression": spec.compression,
         "merge": merge.cannot_merge(spec.arch.systemd) or "real",
-        "kernel view": kernelview.cannot_mount(spec.format) or "real",
+        "kernel view": kernelview.cannot_mount(FORMATS[spec.format].fstype) or "real",
     }
 
 
-def required_files(autostart: bool, trust_keys: bool) -> list[str]:
-    """The files an image built with (or without) --autostart and --trust-keys holds."""
-    return [
-        IMAGE_BINARY,
-        IMAGE_UNIT,
-        *([IMAGE_AUTOSTART] if autostart else []),
-        *([IMAGE_TRUST_KEYS] if trust_keys else []),
-    ]
-
-
-def make(runner: Runner) -> str:
+def make(runner: StepContext) -> str:
     """Verify the newest files (pending ones, deferred, where a step just made them) and record
     the result in the image's build info."""
     spec = runner.spec
@@ -577,7 +521,9 @@ def make(runner: Runner) -> str:
     # Built with other options, the image would fail checks it need not pass: say so, and
     # leave its record as it is.
     differ = buildinfo.options_differ(
-        buildinfo.read(runner), spec, used_compression(spec.compression, spec.arch)
+        buildinfo.read(runner),
+        spec,
+        FORMATS[spec.format].used_compression(spec.compression, spec.arch),
     )
     if differ:
         raise BuildError(
@@ -613,7 +559,7 @@ def verify_any_image(image: Path, spec: BuildSpec) -> None:
     reads one private copy of it, whose sha256 the last line gives: the bytes vetted."""
     compression, found = spec.compression, image_format(image) if image.is_file() else spec.format
     if found != spec.format:
-        compression = FORMAT_COMPRESSIONS[found][0]
+        compression = FORMATS[found].default_compression
         say("verify", f"{image.name} is {found}, not {spec.format}: checked as {found} images are")
     if not image.is_file():
         raise BuildError(f"no image at {image}", "build it first, or check --image")
@@ -623,7 +569,7 @@ def verify_any_image(image: Path, spec: BuildSpec) -> None:
             names=[image.name],
             checksums=[(copy, sums) for _, sums in checksums_of([image]) if sums.exists()],
             # An image from elsewhere may be built with or without --autostart and --trust-keys.
-            optional=[IMAGE_AUTOSTART, IMAGE_TRUST_KEYS],
+            optional=[file.path for file in content.optional()],
             max_binary_size=spec.max_binary_size,
         )
         try:

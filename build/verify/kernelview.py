@@ -30,13 +30,14 @@ from typing import Protocol
 from build.core.errors import BuildError
 from build.core.report import cut, printable
 from build.core.run import dies_with_this_process
+from build.formats.table import FORMATS
 
 TIMEOUT = 120  # seconds for the mount, the walk and the hashes
 MAX_ENTRIES = 10_000  # what the kernel lists; the readers refuse more
 MAX_DEPTH = 32
 MAX_OUTPUT = 64 << 20  # bytes of the walk's report
 MAX_LINE = 400  # characters of one line of differences
-FSTYPES = ("squashfs", "erofs")
+FSTYPES = tuple(fmt.fstype for fmt in FORMATS.values())  # what it may mount -t
 LOOP_CONTROL = Path("/dev/loop-control")
 
 

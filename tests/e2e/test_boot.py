@@ -19,7 +19,8 @@ from typing import Any
 
 import pytest
 
-from build.formats.images import image_format, open_image
+from build.formats.table import image_format, open_image
+from build.release import host as layout
 from tests.conftest import REPO, VERSION, Invoke
 from tests.e2e.conftest import HERE, ROOT_ENV
 from tests.e2e.container import Boot, boot
@@ -61,10 +62,11 @@ def seed_root(
         (seed / "etc/extensions").mkdir(parents=True)
         shutil.copy(image, seed / "etc/extensions" / image.name)
     else:  # sysext-bakery: /etc/extensions/alloy.raw -> /opt/extensions/alloy/VERSIONED
-        (seed / "opt/extensions/alloy").mkdir(parents=True)
-        shutil.copy(image, seed / "opt/extensions/alloy" / image.name)
-        (seed / "etc/extensions").mkdir(parents=True)
-        (seed / "etc/extensions/alloy.raw").symlink_to(f"/opt/extensions/alloy/{image.name}")
+        images, link = layout.EXTENSIONS_DIR, layout.CURRENT_SYMLINK
+        (seed / images.lstrip("/")).mkdir(parents=True)
+        shutil.copy(image, seed / images.lstrip("/") / image.name)
+        (seed / link.lstrip("/")).parent.mkdir(parents=True)
+        (seed / link.lstrip("/")).symlink_to(f"{images}/{image.name}")
     seed_check(seed, check, "alloy-e2e-check.service", config)
     return seed
 
@@ -215,7 +217,7 @@ def test_boot_check_sees_a_reload_that_does_not_reach_alloy(
     template, replaced = re.subn(
         r"^ExecReload=.*$",
         "ExecReload=/bin/true",
-        (REPO / "build/templates/alloy.service").read_text(),
+        (REPO / "build/templates/image/alloy.service").read_text(),
         flags=re.M,
     )
     assert replaced == 1

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from build.release import host as layout
 from tests.conftest import Invoke, Release
 from tests.e2e.conftest import HERE, StandIn, publish_stand_in
 from tests.e2e.container import Boot, boot
@@ -38,7 +39,7 @@ pytestmark = [
 ]
 
 A, B, C, D = "5.5.5", "5.5.6", "5.5.7", "5.5.8"
-LINK_DIR = "/opt/extensions/alloy"
+LINK_DIR = layout.EXTENSIONS_DIR
 SERVE_FILE = "serve"  # in the shared directory: which step's directory the host serves
 
 

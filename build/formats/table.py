@@ -1,0 +1,139 @@
+"""The format table: per image format, everything the build, verify and release know of it.
+
+The option table takes --format's and --compression's choices from here, the pack step the
+packer and what the build info records, verify the reader (picked by the file's magic), the
+mount type and the superblock check, invoke release the tools a build info must name. Nothing
+else in build/ branches on a format's name: it looks its entry up (tests/test_formats_table.py
+holds it to that).
+
+A format that wraps another (a signed dm-verity DDI holding an EROFS or squashfs image) is one
+more entry: its packer packs the inner format's image and wraps it (what it needs beyond the
+build's options comes in the Recipe), its magic is the wrapper's, and its reader checks the
+wrapper before it opens the inner image with the inner format's reader.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from build.core.errors import BuildError
+from build.formats import erofs, squashfs
+from build.formats.recipe import Recipe
+from build.model.arch import Arch
+from build.read import erofs as read_erofs
+from build.read import squashfs as read_squashfs
+from build.read.image import ErofsImage, ReadImage, SquashfsImage
+
+
+@dataclass(frozen=True)
+class Magic:
+    """Bytes a format's images hold at a fixed offset."""
+
+    offset: int
+    value: bytes
+
+
+@dataclass(frozen=True)
+class Format:
+    name: str  # --format's choice; "format" in a build info and in index.json
+    # Packing (the pack step, build/image/pack.py)
+    command: str  # the packer's program, required before a build downloads anything
+    pack: Callable[[Recipe, Path, Path], None]  # (recipe, tree, image): image replaced
+    args: Callable[[Recipe], dict[str, Any]]  # what shapes the image beside the tree
+    fields: Callable[[Recipe], dict[str, Any]]  # what the build info records of the packing
+    tools: tuple[str, ...]  # whose versions decide the bytes: build info and index.json keys
+    tool_versions: Callable[[], dict[str, str | None]]  # those versions, in that order
+    summary: Callable[[Recipe, Mapping[str, str | None]], str]  # the pack step's line
+    compressions: tuple[str, ...]  # --compression's choices, the default first
+    # The choice that packs as the given one does for an architecture (what a build info says)
+    used_compression: Callable[[str, Arch], str]
+    # Reading (verify, invoke release)
+    magic: Magic | None  # None: the format of any file no other format's magic claims
+    read: Callable[[Path], ReadImage]
+    max_image_bytes: int  # the largest image its reader reads
+    fstype: str  # mount -t, for the kernel view and the merges
+    # verify's superblock check: (image, --compression, the binary's architecture or None)
+    superblock_check: Callable[[ReadImage, str, Arch | None], tuple[str, str]]
+
+    @property
+    def default_compression(self) -> str:
+        return self.compressions[0]
+
+
+SQUASHFS = Format(
+    name="squashfs",
+    command=squashfs.MKSQUASHFS,
+    pack=squashfs.pack,
+    args=squashfs.args,
+    fields=squashfs.fields,
+    tools=squashfs.TOOLS,
+    tool_versions=squashfs.tool_versions,
+    summary=squashfs.summary,
+    compressions=tuple(squashfs.COMPRESSORS),
+    used_compression=squashfs.used_compression,
+    # Its reader says what is wrong with a file that is neither format, as verify always has.
+    magic=None,
+    read=SquashfsImage,
+    max_image_bytes=read_squashfs.MAX_IMAGE_BYTES,
+    fstype="squashfs",
+    superblock_check=squashfs.superblock_check,
+)
+
+EROFS = Format(
+    name="erofs",
+    command=erofs.MKFS_EROFS,
+    pack=erofs.pack,
+    args=erofs.args,
+    fields=erofs.fields,
+    tools=erofs.TOOLS,
+    tool_versions=erofs.tool_versions,
+    summary=erofs.summary,
+    compressions=tuple(dict.fromkeys((erofs.DEFAULT_COMPRESSION, *erofs.COMPRESSORS))),
+    used_compression=erofs.used_compression,
+    magic=Magic(read_erofs.SUPERBLOCK_OFFSET, read_erofs.MAGIC.to_bytes(4, "little")),
+    read=ErofsImage,
+    max_image_bytes=read_erofs.MAX_IMAGE_BYTES,
+    fstype="erofs",
+    superblock_check=erofs.superblock_check,
+)
+
+# Every format, in the order --help and messages list them.
+FORMATS: dict[str, Format] = {fmt.name: fmt for fmt in (SQUASHFS, EROFS)}
+DEFAULT_FORMAT = SQUASHFS  # --format's default
+# The format of a build info that names none: every image was squashfs before EROFS came.
+UNRECORDED_FORMAT = SQUASHFS
+MAX_IMAGE_BYTES = max(fmt.max_image_bytes for fmt in FORMATS.values())  # any reader's most
+
+
+def recorded_format(info: Mapping[str, Any]) -> object:
+    """The "format" a build info names (UNRECORDED_FORMAT's name where it names none), as it
+    is: not checked against the table."""
+    return info.get("format", UNRECORDED_FORMAT.name)
+
+
+def format_named(name: object) -> Format | None:
+    """The entry named `name` (a value read from a file: any JSON), or None."""
+    return FORMATS.get(name) if isinstance(name, str) else None
+
+
+def image_format(path: Path) -> str:
+    """The name of the format whose magic `path` holds; where none does, the one whose magic
+    is None (squashfs: its reader then says what is wrong with the file)."""
+    try:
+        with path.open("rb") as file:
+            for fmt in FORMATS.values():
+                if fmt.magic is not None:
+                    file.seek(fmt.magic.offset)
+                    if file.read(len(fmt.magic.value)) == fmt.magic.value:
+                        return fmt.name
+    except OSError as error:
+        raise BuildError(f"cannot read {path}: {error.strerror}") from None
+    return next(fmt.name for fmt in FORMATS.values() if fmt.magic is None)
+
+
+def open_image(path: Path) -> ReadImage:
+    """The image at `path`, read by the reader its magic calls for."""
+    return FORMATS[image_format(path)].read(path)

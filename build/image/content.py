@@ -1,0 +1,87 @@
+"""What an image holds, written once: each file's path, mode and the option that puts it there.
+
+Stage (build/image/stage.py) writes exactly these files, and the directories on their way with
+DIR_MODE; verify (build/verify/checks.py) expects exactly these, with these modes, and fails any
+other entry. Paths are relative to the image root."""
+
+from __future__ import annotations
+
+import stat
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import Enum
+
+from build import alloy
+
+NAME = alloy.NAME
+DIR_MODE = 0o755  # overlayfs gives a merged directory the top layer's mode: never narrower
+RELEASE_DIR = "usr/lib/extension-release.d/"
+# Lets systemd (252+) merge the image under a file name other than `alloy.raw`.
+STRICT_XATTR = "user.extension-release.strict"
+
+
+class When(Enum):
+    """The build option that puts a file into the image."""
+
+    ALWAYS = "always"
+    AUTOSTART = "--autostart"
+    TRUST_KEYS = "--trust-keys"
+
+
+@dataclass(frozen=True)
+class ImageFile:
+    path: str
+    mode: int
+    when: When
+    xattrs: tuple[tuple[str, bytes], ...] = ()  # (name, value): the only ones it may carry
+
+    @property
+    def listed_mode(self) -> str:
+        """The mode as `ls -l` and the readers list it: -rw-r--r--."""
+        return stat.filemode(stat.S_IFREG | self.mode)
+
+
+BINARY = ImageFile(alloy.IMAGE_BINARY, 0o755, When.ALWAYS)
+UNIT = ImageFile(f"usr/lib/systemd/system/{NAME}.service", 0o644, When.ALWAYS)
+EXTENSION_RELEASE = ImageFile(
+    f"{RELEASE_DIR}extension-release.{NAME}",
+    0o644,
+    When.ALWAYS,
+    xattrs=((STRICT_XATTR, b"false"),),
+)
+AUTOSTART = ImageFile(
+    f"usr/lib/systemd/system/multi-user.target.d/10-{NAME}.conf", 0o644, When.AUTOSTART
+)
+# The keys hosts trust next (their alloy-import-pubring.service adds them).
+TRUST_KEYS = ImageFile(f"usr/lib/{NAME}-sysext/release-keys.d/next.gpg", 0o644, When.TRUST_KEYS)
+
+FILES = (BINARY, UNIT, EXTENSION_RELEASE, AUTOSTART, TRUST_KEYS)
+BY_PATH = {file.path: file for file in FILES}
+
+IMAGE_BINARY = BINARY.path
+IMAGE_UNIT = UNIT.path
+IMAGE_EXTENSION_RELEASE = EXTENSION_RELEASE.path
+IMAGE_AUTOSTART = AUTOSTART.path
+IMAGE_TRUST_KEYS = TRUST_KEYS.path
+DIR_LISTED_MODE = stat.filemode(stat.S_IFDIR | DIR_MODE)
+
+
+def held(autostart: bool, trust_keys: bool) -> tuple[ImageFile, ...]:
+    """The files an image built with (or without) --autostart and --trust-keys holds."""
+    given = {When.ALWAYS: True, When.AUTOSTART: autostart, When.TRUST_KEYS: trust_keys}
+    return tuple(file for file in FILES if given[file.when])
+
+
+def optional() -> tuple[ImageFile, ...]:
+    """The files an option puts there: an image from elsewhere may hold them or not."""
+    return tuple(file for file in FILES if file.when is not When.ALWAYS)
+
+
+def parents(path: str) -> list[str]:
+    """The directories on the way to `path`, the root ("") first."""
+    parts = path.split("/")
+    return ["/".join(parts[:depth]) for depth in range(len(parts))]
+
+
+def directories(paths: Iterable[str]) -> set[str]:
+    return {parent for path in paths for parent in parents(path)}

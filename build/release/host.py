@@ -1,0 +1,74 @@
+"""Where a release puts things on a host, written once: the paths and unit names the Butane/Ignition
+config writes (build/release/publish.py), the host templates (build/templates/host/) are rendered
+with, and the tests look for.
+
+The layout is Flatcar's sysext-bakery's: versioned images side by side in EXTENSIONS_DIR, one link
+in /etc/extensions that systemd-sysext merges, moved by systemd-sysupdate -C NAME."""
+
+from __future__ import annotations
+
+import posixpath
+from pathlib import Path
+
+from build import alloy
+from build.image import content
+from build.image.render import TEMPLATES, render
+
+NAME = alloy.NAME
+HOST_TEMPLATES = TEMPLATES / "host"
+
+# The images, and the link systemd-sysext merges (it follows the newest installed version).
+EXTENSIONS_DIR = f"/opt/extensions/{NAME}"
+CURRENT_SYMLINK = f"/etc/extensions/{NAME}.raw"
+
+# systemd-sysupdate: our component's transfers, and a no-op one in the default directory, under
+# the name systemd 257+ reads (.transfer) and the one 256 and older read (.conf).
+COMPONENT = NAME  # systemd-sysupdate -C alloy reads /etc/sysupdate.alloy.d/
+TRANSFER_DIR = f"/etc/sysupdate.{COMPONENT}.d"
+TRANSFER_NAMES = (f"{NAME}.transfer", f"{NAME}.conf")  # systemd 257+, and 256 and older
+NOOP_DIR = "/etc/sysupdate.d"
+NOOP_TRANSFERS = (f"{NOOP_DIR}/noop.transfer", f"{NOOP_DIR}/noop.conf")
+SYSUPDATE_DROPIN = f"{NAME}.conf"  # in systemd-sysupdate.service.d/
+# Run by the drop-in around an update: merge, restart, health gate, rollback; its state.
+ACTIVATE_SCRIPT = f"/opt/{NAME}-sysext/activate"
+ACTIVATE_STATE = f"/run/{NAME}-sysext"
+
+# A signed release's key, where an image carries the keys to trust next (--trust-keys), and the
+# keyrings systemd-pull reads: ours in /etc (written by PUBRING_UNIT), the vendor's in /usr.
+HOST_RELEASE_KEY = f"/etc/{NAME}-sysext/release-key.gpg"
+NEXT_KEYS_DIR = "/" + posixpath.dirname(content.IMAGE_TRUST_KEYS) + "/"
+SYSUPDATE_KEYRINGS = ("/etc/systemd/import-pubring.gpg", "/etc/systemd/import-pubring.pgp")
+VENDOR_KEYRINGS = ("/usr/lib/systemd/import-pubring.pgp", "/usr/lib/systemd/import-pubring.gpg")
+
+# Alloy's config: a placeholder, copied to the config's path only where no config exists yet.
+PLACEHOLDER_CONFIG = f"/etc/{NAME}-sysext/config.{NAME}.placeholder"
+
+# The units a release adds.
+FIRST_BOOT_UNIT = f"{NAME}-first-boot.service"
+PLACEHOLDER_UNIT = f"{NAME}-config-placeholder.service"
+PUBRING_UNIT = f"{NAME}-import-pubring.service"
+
+# The placeholders every host template may use, beside its own.
+LAYOUT = {
+    "EXTENSIONS_DIR": EXTENSIONS_DIR,
+    "CURRENT_SYMLINK": CURRENT_SYMLINK,
+    "TRANSFER_DIR": TRANSFER_DIR,
+    "NOOP_DIR": NOOP_DIR,
+    "ACTIVATE": ACTIVATE_SCRIPT,
+    "ACTIVATE_STATE": ACTIVATE_STATE,
+    "RELEASE_KEY": HOST_RELEASE_KEY,
+    "NEXT_KEYS": NEXT_KEYS_DIR,
+    "SYSUPDATE_KEYRINGS": " ".join(SYSUPDATE_KEYRINGS),
+    "VENDOR_KEYRINGS": " ".join(VENDOR_KEYRINGS),
+    "PLACEHOLDER": PLACEHOLDER_CONFIG,
+}
+
+
+def template(name: str, values: dict[str, str] | None = None) -> str:
+    """The host template `name` (build/templates/host/), rendered with the layout and `values`."""
+    text = (HOST_TEMPLATES / name).read_text(encoding="utf-8")
+    return render(text, {**LAYOUT, **(values or {})}, f"{name} template")
+
+
+def template_path(name: str) -> Path:
+    return HOST_TEMPLATES / name
