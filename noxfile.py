@@ -9,7 +9,9 @@ from __future__ import annotations
 import importlib.util
 import os
 import random
+import re
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -24,6 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 from build.config.matrix import cells  # noqa: E402
 from build.core.errors import BuildError  # noqa: E402
+from build.core.tools import packages  # noqa: E402
 
 PYTHONS = ["3.10", "3.11"]  # 3.10: Ubuntu 22.04's, in the container
 
@@ -55,12 +58,48 @@ def tests(session: nox.Session) -> None:
 
 @nox.session(tags=["lint"])
 def lint(session: nox.Session) -> None:
-    """Run ruff on the code, hadolint on the Dockerfile, actionlint + shellcheck on workflows."""
-    session.install("-r", "requirements-lint.txt")
+    """Run ruff and mypy on the code, shellcheck on every shell script, hadolint on the
+    Dockerfile, actionlint + shellcheck on workflows."""
+    session.install("-r", "requirements.txt", "-r", "requirements-lint.txt")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
+    session.run("mypy")  # what and how strictly: pyproject.toml's [tool.mypy]
+    scripts = shell_scripts()
+    plain = [script for script in scripts if Path(script).name not in SHELLCHECK_EXCLUDES]
+    session.run("shellcheck", *plain)
+    for script in sorted(set(scripts) - set(plain)):
+        session.run("shellcheck", f"--exclude={SHELLCHECK_EXCLUDES[Path(script).name]}", script)
     session.run("hadolint", "Dockerfile")
     session.run("actionlint")
+
+
+# A file is a shell script by its first line: a sh or bash shebang, or, for a file that is only
+# sourced, a shellcheck shell= directive.
+SHELL_FIRST_LINE = re.compile(rb"#!\s*/(?:usr/)?bin/(?:env\s+)?(?:ba)?sh\b|# shellcheck shell=")
+# Checks skipped from here, for a script whose bytes a release publishes as they are (the
+# activation script goes into every Butane/Ignition config): a directive would change them.
+SHELLCHECK_EXCLUDES = {
+    "alloy-sysupdate-activate": "SC2010",  # ls | grep on the names systemd-sysupdate wrote
+}
+
+
+def shell_scripts(root: Path = ROOT) -> list[str]:
+    """Every shell script git has or would add (tracked, or new and not ignored) in the work
+    tree at `root`, by path."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=root,
+        capture_output=True,
+        check=True,
+    ).stdout
+    scripts = []
+    for name in sorted(set(listed.decode().split("\0")) - {""}):
+        path = root / name
+        if path.is_file() and not path.is_symlink():
+            with path.open("rb") as file:
+                if SHELL_FIRST_LINE.match(file.readline()):
+                    scripts.append(name)
+    return scripts
 
 
 def _require_modules(session: nox.Session, *modules: str) -> None:
@@ -157,18 +196,18 @@ E2E_TESTING_ROOT = os.environ.get("ALLOY_E2E_TESTING_ROOT") or str(E2E_CACHE / "
 # The emulated arm64 machine (tests/e2e/make-arm64-machine.sh): a Debian 12 arm64 root, Debian's
 # arm64 kernel and a small initramfs, booted by qemu-system-aarch64 (test_arm64_boot.py).
 E2E_ARM64_MACHINE = os.environ.get("ALLOY_E2E_ARM64_MACHINE") or str(E2E_CACHE / "arm64")
-E2E_TOOLS = {
-    "debootstrap": "debootstrap",
-    "systemd-nspawn": "systemd-container",
-    "unshare": "util-linux",
-    "gcc": "gcc libc6-dev",
-    "mksquashfs": "squashfs-tools",
-    "mkfs.erofs": "erofs-utils",
-    "qemu-system-aarch64": "qemu-system-arm",
-    "aarch64-linux-gnu-gcc": "gcc-aarch64-linux-gnu libc6-dev-arm64-cross",
-    "mke2fs": "e2fsprogs",
-    "cpio": "cpio",
-}
+E2E_TOOLS = (
+    "debootstrap",
+    "systemd-nspawn",
+    "unshare",
+    "gcc",
+    "mksquashfs",
+    "mkfs.erofs",
+    "qemu-system-aarch64",
+    "aarch64-linux-gnu-gcc",
+    "mke2fs",
+    "cpio",
+)
 
 
 @nox.session(python=False, default=False, tags=["e2e"])
@@ -189,8 +228,7 @@ def e2e(session: nox.Session) -> None:
         session.error("the boot test needs root (debootstrap, mount namespaces, systemd-nspawn)")
     missing = [tool for tool in E2E_TOOLS if not shutil.which(tool)]
     if missing:
-        packages = " ".join(dict.fromkeys(E2E_TOOLS[tool] for tool in missing))
-        session.error(f"missing {', '.join(missing)}: apt-get install {packages}")
+        session.error(f"missing {', '.join(missing)}: apt-get install {packages(missing)}")
     _require_modules(session, "pytest", "invoke")
     session.run(str(ROOT / "tests/e2e/make-root.sh"), E2E_ROOT, external=True)
     for suite, root in (("trixie", E2E_TRIXIE_ROOT), ("testing", E2E_TESTING_ROOT)):

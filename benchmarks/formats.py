@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,6 +72,7 @@ def erofs_rows(
         images[label] = packed.image
         return packed.seconds
 
+    measures: dict[str, Callable[[int], float]]
     measures = {c: functools.partial(squashfs_pack, c) for c in squashfs}
     measures.update({label: functools.partial(erofs_pack_once, label) for label in erofs})
     seconds = rounds(case.heavy, measures)

@@ -21,8 +21,9 @@ def xz9e_size(cache: Path, binary: Path) -> int:
         return int(kept.read_text())
     log("xz -9e over the bare binary (once; ~2 minutes on 2 cores)")
     with subprocess.Popen(["xz", "-9e", "-T1", "-c", str(binary)], stdout=subprocess.PIPE) as xz:
-        assert xz.stdout is not None
-        size = sum(len(chunk) for chunk in iter(lambda: xz.stdout.read(1 << 20), b""))
+        out = xz.stdout
+        assert out is not None
+        size = sum(len(chunk) for chunk in iter(lambda: out.read(1 << 20), b""))
     kept.write_text(f"{size}\n")
     return size
 

@@ -15,26 +15,10 @@ from typing import NoReturn
 
 import pytest
 
-# Which package brings each tool, for the message.
-PACKAGES = {
-    "mksquashfs": "squashfs-tools",
-    "unsquashfs": "squashfs-tools",
-    "mkfs.erofs": "erofs-utils",
-    "systemd-sysext": "systemd",
-    "systemd-analyze": "systemd",
-    "systemd-dissect": "systemd-container",
-    "systemd-nspawn": "systemd-container",
-    "systemd-sysupdate": "systemd-container (or tests/fetch-sysupdate.sh)",
-    "unshare": "util-linux",
-    "setpriv": "util-linux",
-    "sha256sum": "coreutils",
-    "ignition-validate": "ignition",
-    "gcc": "gcc libc6-dev",
-    "debootstrap": "debootstrap",
-    "qemu-system-aarch64": "qemu-system-arm",
-    "aarch64-linux-gnu-gcc": "gcc-aarch64-linux-gnu libc6-dev-arm64-cross",
-    "mke2fs": "e2fsprogs",
-}
+from build.core.tools import packages
+
+# Where a test's tool can be had without installing it, beside its package.
+ALSO = {"systemd-sysupdate": " (or tests/fetch-sysupdate.sh)"}
 
 
 def in_ci() -> bool:
@@ -58,8 +42,8 @@ def need(*tools: str, root: str | None = None) -> None:
         unavailable(f"needs root ({root})")
     absent = missing_tools(*tools)
     if absent:
-        packages = " ".join(dict.fromkeys(PACKAGES.get(tool, tool) for tool in absent))
-        unavailable(f"missing {', '.join(absent)} (apt-get install {packages})")
+        also = "".join(ALSO.get(tool, "") for tool in absent)
+        unavailable(f"missing {', '.join(absent)} (apt-get install {packages(absent)}{also})")
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -17,7 +17,7 @@ def header(machine: int = 62, elf_type: int = 2) -> bytearray:
     return bytearray(elf_binary(machine, size=64, elf_type=elf_type))
 
 
-def refusal(data: bytes, arch=AMD64) -> str:
+def refusal(data: bytes | bytearray, arch=AMD64) -> str:
     with pytest.raises(BuildError) as caught:
         check_elf_header(bytes(data), arch, WHAT)
     return str(caught.value)

@@ -66,6 +66,7 @@ def test_signal_mid_step_exits_cleanly_and_the_next_run_finishes(
     ok(invoke("all", "--no-verify"))
     good = outputs(tmp_path)
     env: dict[str, str] = {}
+    in_step: Callable[[], object]
     log = tmp_path / "mksquashfs.log"
     slow = threading.Event()
     slow.set()

@@ -309,7 +309,7 @@ def test_rate_limited_every_time_ends_in_a_clear_error(
 def test_cli_short_retry_after_is_honoured(invoke: Invoke, serve, tmp_path: Path) -> None:
     limited = limited_then([("429 Too Many Requests", {"Retry-After": "1"})], FAKE_ZIP)
 
-    def answer(method: str, path: str, headers: dict[str, str]) -> Iterable[bytes]:
+    def answer(method: str, path: str, headers: dict[str, str]) -> Iterable[bytes | float]:
         if path.endswith("SHA256SUMS"):
             return whole_or_range(FAKE_SUMS, headers)
         return limited(method, path, headers)
@@ -422,8 +422,8 @@ def test_cli_a_redirect_to_plain_http_elsewhere_is_refused(
 def test_loopback_hosts_count_as_this_machine() -> None:
     for host in ("localhost", "LOCALHOST", "127.0.0.1", "127.8.9.10", "::1"):
         assert urls.is_loopback(host), host
-    for host in ("example.com", "10.0.0.1", "128.0.0.1", "localhost.example.com", "", None):
-        assert not urls.is_loopback(host), host
+    for other in ("example.com", "10.0.0.1", "128.0.0.1", "localhost.example.com", "", None):
+        assert not urls.is_loopback(other), other
     http.check_url("http://[::1]:8080/x", allow_http=False)
     http.check_url("https://example.com/x", allow_http=False)
     with pytest.raises(BuildError, match="refusing plain http://"):

@@ -78,7 +78,7 @@ def _classes(node: ast.expr) -> set[str]:
 
 
 def test_no_module_outside_the_table_and_the_readers_branches_on_a_format() -> None:
-    found = []
+    found: list[str] = []
     for path in sorted((REPO / "build").rglob("*.py")):
         where = path.relative_to(REPO).as_posix()
         if not where.startswith(ALLOWED):

@@ -163,6 +163,7 @@ def test_the_marker_programs_would_leave_a_marker(tmp_path: Path) -> None:
     library = next(tree.glob("usr/lib/*/libacl.so.1"), None)
     if library is not None:  # sed with the stand-in library: the constructor runs first
         sed = shutil.which("sed")
+        assert sed is not None
         env = {**os.environ, "LD_LIBRARY_PATH": str(library.parent)}
         subprocess.run([sed, "--version"], env=env, capture_output=True)
         assert "libacl.so.1" in marker.read_text().split()

@@ -184,7 +184,7 @@ def test_a_refused_connection_is_retried(dest: Path, monkeypatch: pytest.MonkeyP
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]  # nothing listens here until the server starts below
     url = f"http://127.0.0.1:{port}{PATH}"
-    started = []
+    started: list[HTTPServer] = []
 
     def start_server_instead_of_waiting(seconds: float) -> None:  # the backoff before a retry
         if not started:

@@ -23,7 +23,7 @@ URL = "https://example.com/alloy.zip"
         (requests.ConnectionError("x"), None, "connection failed"),
         (requests.exceptions.ChunkedEncodingError("x"), None, "ChunkedEncodingError"),
         (
-            ReadTimeoutError(None, URL, "x"),
+            ReadTimeoutError(None, URL, "x"),  # type: ignore[arg-type]  # no pool to name
             "10 of 20",
             "timed out: the server stalled after 10 of 20 bytes",
         ),

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -35,7 +36,7 @@ def expect(compression: str = "xz") -> verify.Expectations:
     return verify.Expectations(compression=compression, names=["alloy.raw"], checksums=[])
 
 
-def lying(monkeypatch: pytest.MonkeyPatch, path: str, **changes: object) -> None:
+def lying(monkeypatch: pytest.MonkeyPatch, path: str, **changes: Any) -> None:
     """verify's reader shows `path` with `changes`, whatever the image holds."""
     real = verify.open_image
 

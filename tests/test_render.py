@@ -95,7 +95,8 @@ def test_exec_reload_sends_sighup(unit_text: str) -> None:
 
 def test_unit_lines_sit_in_their_sections(unit_text: str) -> None:
     """Line by line, without configparser: which section each required key is under."""
-    section, where = None, {}
+    section: str | None = None
+    where: dict[str, str | None] = {}
     for line in unit_text.splitlines():
         if line.startswith("[") and line.endswith("]"):
             section = line[1:-1]

@@ -34,23 +34,21 @@ def table(calls: list[str], fail: str | None = None) -> tuple[Entry, ...]:
     def before(name: str):
         return lambda runner: calls.append(f"before {name}")
 
-    entries = []
-    for name, needs in (("a", None), ("b", "a"), ("c", "b")):
-        entries.append(
-            Entry(
-                name,
-                needs=needs,
-                makes=lambda s, name=name: (s.output_dir / name,),
-                sources=lambda r, needs=needs: (r.spec.output_dir / needs,) if needs else (),
-                params=lambda r: {"p": 1},
-                stamp=lambda s, name=name: s.stamp(name),
-                make=maker(name),
-                before=before(name),
-                deferrable=name != "a",
-                alone="build it first" if name == "c" else None,
-            )
+    def entry(name: str, needs: str | None) -> Entry:
+        return Entry(
+            name,
+            needs=needs,
+            makes=lambda s: (s.output_dir / name,),
+            sources=lambda r: (r.spec.output_dir / needs,) if needs else (),
+            params=lambda r: {"p": 1},
+            stamp=lambda s: s.stamp(name),
+            make=maker(name),
+            before=before(name),
+            deferrable=name != "a",
+            alone="build it first" if name == "c" else None,
         )
-    return tuple(entries)
+
+    return tuple(entry(name, needs) for name, needs in (("a", None), ("b", "a"), ("c", "b")))
 
 
 def test_each_step_runs_after_its_needs_and_its_before_ahead_of_them(tmp_path: Path) -> None:

@@ -103,7 +103,7 @@ def test_the_same_tree_without_the_index_reads_as_the_kernel_shows_it(tmp_path: 
     if kernelview.cannot_mount("squashfs") is None:
         view = kernelview.kernel_view(image, "squashfs", list(nodes), 1 << 20)
         shas = {path: reader.sha256(node, 1 << 20) for path, node in nodes.items() if node.is_file}
-        assert kernelview.differences(nodes, view, shas.get) == []
+        assert kernelview.differences(nodes, view, shas.__getitem__) == []
 
 
 # -- what the kernel reads otherwise ------------------------------------------------------
@@ -154,7 +154,7 @@ def test_xattrs_on_a_symlink(tmp_path: Path) -> None:
 
 def test_xattrs_on_a_directory_read_as_the_kernel_shows_them(tmp_path: Path) -> None:
     tree = alloy_tree()
-    tree.children["usr"].xattrs = {"security.selinux": b"system_u:object_r:usr_t:s0\0"}  # type: ignore[union-attr]
+    tree.children["usr"].xattrs = {"security.selinux": b"system_u:object_r:usr_t:s0\0"}
     image = build(tree, tmp_path / "x.raw")
     nodes = {node.path: node for node in SquashfsReader(image).nodes()}
     assert nodes["usr"].xattrs == {"security.selinux": b"system_u:object_r:usr_t:s0\0"}

@@ -39,5 +39,6 @@ def suggest_close_matches() -> None:
             raise ParseError(f"{cut(msg, 200)} {hint} ({more})", self.context)
         plain(self, cut(msg))  # a line, however long the argument that was given
 
-    error.suggests = True  # type: ignore[attr-defined]
-    ParseMachine.error = error  # type: ignore[method-assign]
+    # Invoke has no hook for its parse errors: its parser's method is replaced, and marked.
+    error.suggests = True  # type: ignore[attr-defined]  # a mark on the function
+    ParseMachine.error = error  # type: ignore[method-assign]  # Invoke's, replaced on purpose

@@ -85,7 +85,7 @@ def sweep_temps(final: Path) -> list[Path]:
     """Remove what an earlier run killed outright (SIGKILL, power loss) left beside `final`: its
     temporary files and directories (.NAME.xxxx.tmp, .NAME.xxxx.old). Only while holding the
     lock every writer of `final` takes: then none of them is another build's, in use."""
-    removed = []
+    removed: list[Path] = []
     if not final.parent.is_dir():
         return removed
     for path in final.parent.glob(glob.escape(temp_prefix(final)) + "*"):

@@ -13,17 +13,8 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from build.core.errors import BuildError
+from build.core.tools import package as package_of
 
-# Which package brings each external tool, for the error when it is missing.
-PACKAGES = {
-    "mksquashfs": "squashfs-tools",
-    "unsquashfs": "squashfs-tools",
-    "mkfs.erofs": "erofs-utils",
-    "systemd-sysext": "systemd",
-    "unshare": "util-linux",
-    "gpg": "gnupg",
-    "gpgv": "gpgv",
-}
 _MAX_WORDS = 300  # characters of a failed tool's stderr in its error line
 
 _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
@@ -51,7 +42,7 @@ def dies_with_this_process() -> Callable[[], None]:
 def require(tool: str) -> str:
     path = shutil.which(tool)
     if path is None:
-        package = PACKAGES.get(tool, tool)
+        package = package_of(tool)
         raise BuildError(
             f"{tool} not found on PATH",
             f"install the package {package} (e.g. apt-get install {package})",

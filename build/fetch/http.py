@@ -33,6 +33,8 @@ from build.core.report import Progress, progress, say
 from build.fetch.ratelimit import MAX_HINT, RateLimit, clock, rate_limit
 
 if TYPE_CHECKING:
+    import _hashlib
+
     import requests
 
 CHUNK = 1 << 20
@@ -181,7 +183,7 @@ def _watched_adapter() -> Any:
     from urllib3.connection import HTTPConnection, HTTPSConnection
     from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
-    def watched(base: type) -> type:
+    def watched(base: type[HTTPConnection]) -> type:
         def request(self: Any, *args: Any, **kwargs: Any) -> Any:
             watch = getattr(_current, "watch", None)
             if watch is not None:
@@ -538,7 +540,7 @@ class _Download:
     allow_http: bool
     limits: Limits
     received: int = 0
-    digest: Any = field(default_factory=hashlib.sha256)
+    digest: _hashlib.HASH = field(default_factory=hashlib.sha256)
     validator: str | None = None  # ETag or Last-Modified of what they came from: If-Range
 
     def reset(self) -> None:

@@ -200,7 +200,7 @@ def _scan(body: bytes | bytearray) -> list[dict[str, Any]]:
     stack = bytearray()  # the open [ and { brackets
     expect = "root"  # root, value, value/], key, key/}, colon, next, end
     key: str | None = None  # in a release (depth 2): the field whose value comes next
-    pos = _SPACE.match(body).end()  # type: ignore[union-attr]
+    pos = _run_end(_SPACE, body, 0)
     while pos < len(body):
         char = body[pos]
         if expect == "colon":
@@ -232,16 +232,7 @@ def _scan(body: bytes | bytearray) -> list[dict[str, Any]]:
                 stack.pop()
                 expect, pos = ("next" if stack else "end"), pos + 1
             elif char in (ord("["), ord("{")):
-                if expect == "root" and char != ord("["):
-                    raise _NotReleases  # the page itself must be a list
-                stack.append(char)
-                if len(stack) > DEPTH_MAX:
-                    raise _NotReleases
-                if len(stack) == 2 and char == ord("{"):
-                    if len(releases) == PAGE_RELEASES_MAX:
-                        raise _NotReleases
-                    releases.append({})
-                expect, pos = ("value/]" if char == ord("[") else "key/}"), pos + 1
+                expect, pos = _open(char, expect, stack, releases), pos + 1
             elif expect == "root":
                 raise _NotReleases
             else:
@@ -252,7 +243,7 @@ def _scan(body: bytes | bytearray) -> list[dict[str, Any]]:
                 expect = "next"
         else:  # "end": only white space may follow the list
             raise _NotReleases
-        pos = _SPACE.match(body, pos).end()  # type: ignore[union-attr]
+        pos = _run_end(_SPACE, body, pos)
     if expect != "end":
         raise _NotReleases  # cut short
     return releases
@@ -261,11 +252,32 @@ def _scan(body: bytes | bytearray) -> list[dict[str, Any]]:
 _CLOSING = {ord("["): ord("]"), ord("{"): ord("}")}
 
 
+def _open(char: int, expect: str, stack: bytearray, releases: list[dict[str, Any]]) -> str:
+    """Open the [ or { `char` where a value (or the page) was expected; a { in the page's list
+    starts a release. What to expect next."""
+    if expect == "root" and char != ord("["):
+        raise _NotReleases  # the page itself must be a list
+    stack.append(char)
+    if len(stack) > DEPTH_MAX:
+        raise _NotReleases
+    if len(stack) == 2 and char == ord("{"):
+        if len(releases) == PAGE_RELEASES_MAX:
+            raise _NotReleases
+        releases.append({})
+    return "value/]" if char == ord("[") else "key/}"
+
+
+def _run_end(pattern: re.Pattern[bytes], body: bytes | bytearray, pos: int) -> int:
+    """Where the run of `pattern` (which matches the empty string too) from `pos` ends."""
+    run = pattern.match(body, pos)
+    return run.end() if run else pos
+
+
 def _string_end(body: bytes | bytearray, pos: int) -> int:
     """Where the JSON string that opens at `pos` ends (just past its closing quote)."""
     pos += 1
     while True:
-        pos = _STRING_RUN.match(body, pos).end()  # type: ignore[union-attr]
+        pos = _run_end(_STRING_RUN, body, pos)
         if pos >= len(body):
             raise _NotReleases
         if body[pos] == ord('"'):
@@ -281,7 +293,8 @@ def _short_string(body: bytes | bytearray, start: int, end: int) -> str | None:
     if end - start > 256:
         return None
     try:
-        return json.loads(bytes(body[start:end]))
+        text: str = json.loads(bytes(body[start:end]))  # the slice is one JSON string
+        return text
     except ValueError:  # invalid UTF-8 or a lone surrogate escape
         raise _NotReleases from None
 

@@ -4,6 +4,7 @@ build/release/publish.py.)"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from build import alloy
@@ -21,7 +22,7 @@ def _looks_like_html(start: bytes) -> bool:
     return head.startswith((b"<!doctype", b"<html", b"<?xml", b"<head", b"<body"))
 
 
-def _check_sums_start(url: str):
+def _check_sums_start(url: str) -> Callable[[bytes], None]:
     def check(start: bytes) -> None:
         if _looks_like_html(start):
             raise BuildError(f"{url} is an HTML page, not a SHA256SUMS file", _MIRROR_HINT)
@@ -29,7 +30,7 @@ def _check_sums_start(url: str):
     return check
 
 
-def _check_zip_start(url: str):
+def _check_zip_start(url: str) -> Callable[[bytes], None]:
     def check(start: bytes) -> None:
         if start.startswith(b"PK\x03\x04"):
             return
@@ -50,7 +51,7 @@ def _limits(spec: BuildSpec, max_bytes: int, what: str, hint: str) -> http.Limit
     return http.Limits(max_bytes, what, hint, spec.stall_timeout, spec.download_timeout)
 
 
-def _check_sums_file(spec: BuildSpec):
+def _check_sums_file(spec: BuildSpec) -> Callable[[Path], None]:
     """Vets a downloaded SHA256SUMS before it takes its name in the cache."""
 
     def check(path: Path) -> None:

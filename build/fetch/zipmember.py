@@ -14,7 +14,7 @@ import zipfile
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO, BinaryIO
 
 from build.core.errors import doing
 from build.core.report import listing
@@ -170,7 +170,7 @@ def select(archive: zipfile.ZipFile, raw: BinaryIO, member: str) -> zipfile.ZipI
     return exact[0]
 
 
-def read_chunks(source: BinaryIO, path: Path) -> Iterator[bytes]:
+def read_chunks(source: IO[bytes], path: Path) -> Iterator[bytes]:
     """The bytes of `source` (a member opened from the zip at `path`), then it is closed;
     corrupt data as a ZipProblem (zipfile says it with reprs)."""
     with source:
@@ -178,7 +178,7 @@ def read_chunks(source: BinaryIO, path: Path) -> Iterator[bytes]:
             yield chunk
 
 
-def _read(source: BinaryIO, path: Path) -> bytes:
+def _read(source: IO[bytes], path: Path) -> bytes:
     with doing("reading the release zip", path):
         try:
             return source.read(CHUNK)

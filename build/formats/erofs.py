@@ -20,12 +20,13 @@ from typing import Any
 
 from build.core.errors import BuildError, explain_full_disk
 from build.core.run import run, run_answer
+from build.core.tools import package
 from build.formats.recipe import Recipe
 from build.model.arch import Arch
 from build.read.image import ReadImage
 
 MKFS_EROFS = "mkfs.erofs"
-PACKAGE = "erofs-utils"
+PACKAGE = package(MKFS_EROFS)
 TOOLS = ("mkfs.erofs",)  # the versions tool_versions() gives
 BLOCK_SIZE_BYTES = 4096  # what mkfs.erofs 1.4 and 1.5 always write, and 1.8 on 4 KiB pages
 LZ4HC_LEVEL = 12  # lz4hc's highest: ~0.3 % smaller than its default 9, packs in seconds

@@ -57,7 +57,7 @@ class Entry:
     # Left out by `all --no-verify`.
     optional: bool = False
     # Run before its needs: to refuse early (before a download) what would fail it later.
-    before: Callable[[Runner], None] | None = None
+    before: Callable[[Runner], object] | None = None
     # Why it has nothing to make for this build (said, then the step counts as done).
     skip: Callable[[BuildSpec], str | None] | None = None
     # Around the step's run: undoes what a failed run left (the fetch's empty cache folders).

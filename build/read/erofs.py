@@ -274,6 +274,32 @@ class _Regions:
         self.ends.insert(index, end)
 
 
+def _check_features(
+    compat: int, incompat: int, extra_devices: int, dirblkbits: int, prefix_count: int
+) -> None:
+    """Refuse a superblock that declares what this reader does not model."""
+    unknown = incompat & ~sum(INCOMPAT_FEATURES)
+    if unknown:
+        raise Unsupported(f"it uses features this reader does not know ({unknown:#x})")
+    unmodelled = incompat & ~INCOMPAT_MODELLED
+    if unmodelled:
+        names = [name for bit, name in INCOMPAT_FEATURES.items() if unmodelled & bit]
+        raise Unsupported(f"it uses the incompatible feature {', '.join(names)}")
+    if compat & ~COMPAT_MODELLED:
+        names = [
+            COMPAT_FEATURES.get(1 << bit, f"{1 << bit:#x}")
+            for bit in range(32)
+            if compat & ~COMPAT_MODELLED & (1 << bit)
+        ]
+        raise Unsupported(f"it uses the compatible feature {', '.join(names)}")
+    if extra_devices:
+        raise Unsupported(f"its data spans {extra_devices} more devices")
+    if dirblkbits:
+        raise Unsupported("its directory blocks are larger than its blocks")
+    if prefix_count:
+        raise Unsupported("it uses long xattr name prefixes")
+
+
 class ErofsReader:
     def __init__(
         self,
@@ -375,7 +401,7 @@ class ErofsReader:
         if blkszbits > 12:  # the kernel mounts blocks up to its page size
             raise Unsupported(f"its blocks are {1 << blkszbits} bytes, larger than a page")
         self._block = 1 << blkszbits
-        self._blkszbits = blkszbits
+        self._blkszbits: int = blkszbits
         if self._block < SUPERBLOCK_OFFSET + SUPERBLOCK_SIZE + 16 * extslots:
             raise Malformed(f"a {self._block}-byte block cannot hold its superblock")
         if len(self._data) < self._block:
@@ -393,26 +419,7 @@ class ErofsReader:
         incompat, algs_or_distance, extra_devices, _, dirblkbits, prefix_count = struct.unpack_from(
             "<IHHHBB", self._data, sb + 80
         )
-        unknown = incompat & ~sum(INCOMPAT_FEATURES)
-        if unknown:
-            raise Unsupported(f"it uses features this reader does not know ({unknown:#x})")
-        unmodelled = incompat & ~INCOMPAT_MODELLED
-        if unmodelled:
-            names = [name for bit, name in INCOMPAT_FEATURES.items() if unmodelled & bit]
-            raise Unsupported(f"it uses the incompatible feature {', '.join(names)}")
-        if compat & ~COMPAT_MODELLED:
-            names = [
-                COMPAT_FEATURES.get(1 << bit, f"{1 << bit:#x}")
-                for bit in range(32)
-                if compat & ~COMPAT_MODELLED & (1 << bit)
-            ]
-            raise Unsupported(f"it uses the compatible feature {', '.join(names)}")
-        if extra_devices:
-            raise Unsupported(f"its data spans {extra_devices} more devices")
-        if dirblkbits:
-            raise Unsupported("its directory blocks are larger than its blocks")
-        if prefix_count:
-            raise Unsupported("it uses long xattr name prefixes")
+        _check_features(compat, incompat, extra_devices, dirblkbits, prefix_count)
         if blocks and blocks * self._block > len(self._data):
             raise Malformed(
                 f"it says {blocks * self._block} bytes but holds {len(self._data)}: truncated"
@@ -424,12 +431,29 @@ class ErofsReader:
         self._max_pcluster_blocks = 1  # without compression configs
         self._big_pcluster = bool(incompat & INCOMPAT_COMPR_CFGS)
         self._ztailpacking = bool(incompat & INCOMPAT_ZTAILPACKING)
+        configs_at = sb + SUPERBLOCK_SIZE + 16 * extslots
+        algorithms = self._read_algorithms(incompat, algs_or_distance, configs_at)
+        return Superblock(
+            block_size=self._block,
+            uuid=uuid.UUID(bytes=raw_uuid),
+            build_time=build_time,
+            volume_name=volume.decode("utf-8", "backslashreplace"),
+            compat=tuple(name for bit, name in COMPAT_FEATURES.items() if compat & bit),
+            incompat=tuple(name for bit, name in INCOMPAT_FEATURES.items() if incompat & bit),
+            algorithms=algorithms,
+        )
+
+    def _read_algorithms(
+        self, incompat: int, algs_or_distance: int, configs_at: int
+    ) -> tuple[str, ...]:
+        """The compressors the superblock declares (LZ4 alone without compression configs),
+        refused unless verify reads them all."""
         if incompat & INCOMPAT_COMPR_CFGS:
             bitmap = algs_or_distance
             unknown_algs = bitmap & ~sum(1 << number for number in ALGORITHMS)
             if unknown_algs or not bitmap:
                 raise Malformed(f"its compressor bitmap is {bitmap:#x}")
-            self._check_compression_configs(bitmap, sb + SUPERBLOCK_SIZE + 16 * extslots)
+            self._check_compression_configs(bitmap, configs_at)
             self._algorithm_bits = bitmap
         else:
             self._algorithm_bits = 1  # LZ4 only
@@ -441,15 +465,7 @@ class ErofsReader:
                 f"reads {', '.join(READABLE)} EROFS images (Flatcar's kernels mount no other)",
                 "repack it with mkfs.erofs -zlz4hc",
             )
-        return Superblock(
-            block_size=self._block,
-            uuid=uuid.UUID(bytes=raw_uuid),
-            build_time=build_time,
-            volume_name=volume.decode("utf-8", "backslashreplace"),
-            compat=tuple(name for bit, name in COMPAT_FEATURES.items() if compat & bit),
-            incompat=tuple(name for bit, name in INCOMPAT_FEATURES.items() if incompat & bit),
-            algorithms=algorithms,
-        )
+        return algorithms
 
     def _check_compression_configs(self, bitmap: int, at: int) -> None:
         """One length-prefixed record per declared compressor, after the superblock; LZ4's
@@ -527,10 +543,30 @@ class ErofsReader:
         inode = _Inode(
             nid, kind, inode_size == 64, layout, size, raw, position + inode_size + xattr_size
         )
+        self._claim(inode, position, path)
+        fields = self._fields(inode, path)
+        self._inodes[nid] = inode
+        node = Node(
+            path=path,
+            kind=kind,
+            permissions=stat.S_IMODE(mode),
+            uid=uid,
+            gid=gid,
+            nlink=nlink,
+            inode=nid,
+            xattrs=xattrs,
+            **fields,
+        )
+        self._nodes[nid] = node
+        return inode, node
+
+    def _claim(self, inode: _Inode, position: int, path: str) -> None:
+        """Claim the bytes the inode at `position` holds (with its inline data or compression
+        map), and read a compressed file's map."""
+        nid, kind, layout, size = inode.nid, inode.kind, inode.layout, inode.size
         compressed = layout in (COMPRESSED_FULL, COMPRESSED_COMPACT)
         if compressed and kind != "file":
             raise Malformed(f"/{path} is a {kind} with a {LAYOUTS[layout]} layout")
-        fields: dict[str, Any] = {}
         region_end = inode.end
         if layout == FLAT_INLINE and size:  # the tail, up to its block's end (read checks it)
             tail = size - (-(-size // self._block) - 1) * self._block
@@ -554,6 +590,12 @@ class ErofsReader:
             self.used_algorithms.update(zmap.algorithms)
         else:
             self._regions.claim(position, region_end, f"/{path}")
+
+    def _fields(self, inode: _Inode, path: str) -> dict[str, Any]:
+        """The Node fields of the inode's kind (device, target, size), its size and data range
+        checked."""
+        kind, layout, size, raw = inode.kind, inode.layout, inode.size, inode.raw
+        fields: dict[str, Any] = {}
         if kind == "directory" and size > MAX_ENTRIES * (DIRENT_SIZE + MAX_NAME):
             raise Malformed(f"/{path} has a {size}-byte listing")
         if kind == "symlink" and size >= MAX_SYMLINK:  # page_get_link ends one at 4095 bytes
@@ -572,20 +614,7 @@ class ErofsReader:
             fields["target"] = target.decode("utf-8", "surrogateescape")
         elif kind == "file":
             fields["size"] = size
-        self._inodes[nid] = inode
-        node = Node(
-            path=path,
-            kind=kind,
-            permissions=stat.S_IMODE(mode),
-            uid=uid,
-            gid=gid,
-            nlink=nlink,
-            inode=nid,
-            xattrs=xattrs,
-            **fields,
-        )
-        self._nodes[nid] = node
-        return inode, node
+        return fields
 
     # -- xattrs ---------------------------------------------------------------------------
 
@@ -782,6 +811,10 @@ class ErofsReader:
 
 class _Zmap:
     """A compressed file's logical-cluster indexes, and its extents (the kernel's zmap.c)."""
+
+    _inline_size: int
+    _advise: int
+    _bits: int
 
     def __init__(self, reader: ErofsReader, inode: _Inode, what: str) -> None:
         self._reader = reader

@@ -9,12 +9,20 @@ from __future__ import annotations
 
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
+from typing import Protocol
 
 from build.read import erofs
 from build.read.squashfs import Node, SquashfsReader
 
 Entry = Node
+
+
+class EntryReader(Protocol):
+    """What ReadImage asks of each format's reader."""
+
+    def head(self, node: Entry, size: int) -> bytes: ...
+
+    def sha256(self, node: Entry, limit: int) -> str: ...
 
 
 class ReadImage:
@@ -25,7 +33,7 @@ class ReadImage:
     path: Path
     superblock: dict[str, str]
     entries: dict[str, Entry]
-    _reader: Any
+    _reader: EntryReader
 
     def hard_links(self) -> dict[str, list[str]]:
         """Each path that shares its inode with other paths -> all those paths."""
@@ -46,6 +54,7 @@ class ReadImage:
 
 class SquashfsImage(ReadImage):
     format = "squashfs"
+    _reader: SquashfsReader
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -67,6 +76,7 @@ class ErofsImage(ReadImage):
     """An EROFS image as SquashfsImage shows a squashfs one."""
 
     format = "erofs"
+    _reader: erofs.ErofsReader
 
     def __init__(self, path: Path) -> None:
         self.path = path

@@ -529,6 +529,31 @@ class SquashfsReader:
             raise Malformed(
                 f"{_at(path)} has inode number {number} (the image has {self._inode_count})"
             )
+        nlink, xattr, fields = self._kind_fields(kind, take, extended, path)
+        if nlink == 0:
+            raise Malformed(f"{_at(path)} has no links")
+        if xattr != NO_XATTR and kind not in ("file", "directory"):
+            raise Malformed(
+                f"{_at(path)} is a {kind} with xattrs (files and directories carry them)"
+            )
+        self._budget.parsed(cursor.taken)
+        return Node(
+            path=path,
+            kind=kind,
+            permissions=stat.S_IMODE(mode),
+            uid=self._ids[uid_index],
+            gid=self._ids[gid_index],
+            nlink=nlink,
+            inode=number,
+            xattrs=self._xattrs(xattr, path),
+            **fields,
+        )
+
+    def _kind_fields(
+        self, kind: str, take: Callable[[int], bytes], extended: bool, path: str
+    ) -> tuple[int, int, dict]:
+        """What the inode of `kind` holds after the common header: its link count, its xattr
+        index, and the Node fields of its kind."""
         xattr = NO_XATTR
         nlink = 1
         fields: dict = {}
@@ -567,24 +592,7 @@ class SquashfsReader:
         else:
             nlink, *more = struct.unpack("<II" if extended else "<I", take(8 if extended else 4))
             xattr = more[0] if more else NO_XATTR
-        if nlink == 0:
-            raise Malformed(f"{_at(path)} has no links")
-        if xattr != NO_XATTR and kind not in ("file", "directory"):
-            raise Malformed(
-                f"{_at(path)} is a {kind} with xattrs (files and directories carry them)"
-            )
-        self._budget.parsed(cursor.taken)
-        return Node(
-            path=path,
-            kind=kind,
-            permissions=stat.S_IMODE(mode),
-            uid=self._ids[uid_index],
-            gid=self._ids[gid_index],
-            nlink=nlink,
-            inode=number,
-            xattrs=self._xattrs(xattr, path),
-            **fields,
-        )
+        return nlink, xattr, fields
 
     def _file_fields(self, take: Callable[[int], bytes], extended: bool, path: str) -> dict:
         xattr = NO_XATTR

@@ -191,15 +191,16 @@ def write_signed_sums(output_dir: Path, signer: signing.Signer | None) -> tuple[
 def refuse_prereleases(output_dir: Path) -> None:
     """A release candidate must never be published: systemd's version order puts 1.11.0-rc.1
     after 1.11.0, so sysupdate would install it over the release."""
-    found = sorted(
-        path.name
+    candidates = {
+        path.name: parsed[0]
         for path in output_dir.iterdir()
         if not path.name.startswith(".")
         and (parsed := parse_output_name(path.name)) is not None
         and "-rc." in parsed[0]
-    )
+    }
+    found = sorted(candidates)
     if found:
-        versions = sorted({parse_output_name(name)[0] for name in found})  # type: ignore[index]
+        versions = sorted(set(candidates.values()))
         shown = listing(found, ", ", most=120)
         cleans = listing(
             (f"invoke clean --version={v} --output-dir={output_dir}" for v in versions), " and "

@@ -7,8 +7,7 @@ import hashlib
 import shutil
 from pathlib import Path
 
-from build.formats.images import open_image
-
+from build.formats.table import open_image
 from tests.e2e.conftest import HERE
 from tests.e2e.container import Boot
 

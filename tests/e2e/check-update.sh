@@ -29,6 +29,7 @@ wait_ready() {
 }
 
 # What a step left: the link, the version alloy runs, its state, health, the kept instances.
+# shellcheck disable=SC2012  # ls lists the names sysupdate wrote, for one line of the report
 state() {
     [ "$(prop "$unit" ActiveState)" != active ] || wait_ready 10
     put "link_$1" "$(readlink -f "$link")"
@@ -71,6 +72,7 @@ while read -r served how; do
 done <"$out/steps"
 
 # The keyrings alloy-import-pubring.service wrote for systemd-pull (signed releases).
+# shellcheck disable=SC2012  # two names of our own choosing
 put keyrings "$(cd /etc/systemd && ls -d import-pubring.* 2>/dev/null | tr '\n' ' ' | sed 's/ $//')"
 journalctl --sync
 # systemd 258+ calls the unit systemd-sysupdate-update.service (systemd-sysupdate.service is an

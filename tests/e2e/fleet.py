@@ -76,7 +76,7 @@ class Server:
 
 @pytest.fixture
 def published_server(tmp_path: Path) -> Iterator[Server]:
-    handler = type(
+    handler: type[_Published] = type(
         "Handler",
         (_Published,),
         {"steps": tmp_path / "steps", "shared": tmp_path / "shared", "requests": []},

@@ -83,8 +83,8 @@ def apply(config: Path, seed: Path, base_root: Path, fetch: Callable[[str], byte
             (units / f"{name}.d").mkdir(parents=True, exist_ok=True)
             (units / f"{name}.d" / dropin["name"]).write_text(dropin["contents"])
         if node.get("enabled"):
-            for target in _wanted_by(name, (seed, base_root)):
-                wants = units / f"{target}.wants"
+            for wanted_by in _wanted_by(name, (seed, base_root)):
+                wants = units / f"{wanted_by}.wants"
                 wants.mkdir(parents=True, exist_ok=True)
                 (wants / name).unlink(missing_ok=True)
                 vendor = f"/usr/lib/systemd/system/{name}"

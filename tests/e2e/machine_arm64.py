@@ -16,6 +16,7 @@ import subprocess
 import tarfile
 import time
 from pathlib import Path
+from typing import Any
 
 from tests.e2e.container import Boot
 from tests.needs import unavailable
@@ -78,7 +79,7 @@ def _read_results(disk: Path, out: Path) -> None:
     try:
         with tarfile.open(disk, "r:") as archive:
             # The "data" filter where this Python has it (3.10.12+, 3.11.4+).
-            safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+            safe: dict[str, Any] = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
             archive.extractall(out, **safe)
     except tarfile.ReadError:
         pass
