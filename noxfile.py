@@ -1,7 +1,6 @@
 """Sessions for alloy-sysext: a bare `nox` runs lint and tests; `nox -s build-matrix` builds every
 image of the matrix declared in build/config/matrix.py; `nox -s release` builds it and writes
-the files to
-publish; `nox -s e2e` runs the boot test (as root).
+the files to publish; `nox -s e2e` runs the boot test (as root).
 `nox --list` explains each session."""
 
 from __future__ import annotations
@@ -75,7 +74,9 @@ def lint(session: nox.Session) -> None:
 
 # A file is a shell script by its first line: a sh or bash shebang, or, for a file that is only
 # sourced, a shellcheck shell= directive.
-SHELL_FIRST_LINE = re.compile(rb"#!\s*/(?:usr/)?bin/(?:env\s+)?(?:ba)?sh\b|# shellcheck shell=")
+SHELL_FIRST_LINE = re.compile(
+    rb"#!\s*/(?:usr/)?bin/(?:env\s+|busybox\s+)?(?:ba)?sh\b|# shellcheck shell="
+)
 # Checks skipped from here, for a script whose bytes a release publishes as they are (the
 # activation script goes into every Butane/Ignition config): a directive would change them.
 SHELLCHECK_EXCLUDES = {
@@ -85,15 +86,25 @@ SHELLCHECK_EXCLUDES = {
 
 def shell_scripts(root: Path = ROOT) -> list[str]:
     """Every shell script git has or would add (tracked, or new and not ignored) in the work
-    tree at `root`, by path."""
-    listed = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=root,
-        capture_output=True,
-        check=True,
-    ).stdout
+    tree at `root`, by path; outside a git checkout (an unpacked archive), every file but those
+    of .git, .nox and virtual environments."""
+    if (root / ".git").exists():
+        listed = subprocess.run(
+            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            cwd=root,
+            capture_output=True,
+            check=True,
+        ).stdout.decode()
+        names = set(listed.split("\0")) - {""}
+    else:
+        skipped = {".git", ".nox", ".venv", "venv"}
+        names = {
+            str(path.relative_to(root))
+            for path in root.rglob("*")
+            if not skipped & set(path.relative_to(root).parts)
+        }
     scripts = []
-    for name in sorted(set(listed.decode().split("\0")) - {""}):
+    for name in sorted(names):
         path = root / name
         if path.is_file() and not path.is_symlink():
             with path.open("rb") as file:

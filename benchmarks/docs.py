@@ -67,12 +67,11 @@ first): the median of the pairs' ratios, then the lowest and highest.
 
 ## Formats
 
-The same tree (the binary, its units, its extension-release) in each image format the build
-offers, and EROFS at other pcluster sizes: sizes; pack times of the packer alone with our flags
-(mksquashfs, or mkfs.erofs through build/formats/erofs.py); seconds to read the binary from the
-mounted image, and for `systemd-sysext merge` of the image into a scratch root
-(build/verify/merge.py's),
-both with a cold page cache. Medians: the packs ran in rounds of one pack of each (each round
+The same tree (the binary, its units, its extension-release) in each image format the build offers,
+and EROFS at other pcluster sizes: sizes; pack times of the packer alone with our flags (mksquashfs,
+or mkfs.erofs through build/formats/erofs.py); seconds to read the binary from the mounted image,
+and for `systemd-sysext merge` of the image into a scratch root (build/verify/merge.py's), both with
+a cold page cache. Medians: the packs ran in rounds of one pack of each (each round
 starting one further along the list, so the machine's drift favours none), as many rounds as
 --heavy-runs; the merges likewise, --runs + 2 rounds; each read-back --runs times.
 

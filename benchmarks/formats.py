@@ -1,7 +1,7 @@
 """EROFS against squashfs on the same tree: mkfs.erofs alone with our flags
-(build/formats/erofs.py's),
-lz4hc at several pcluster sizes and uncompressed, against our squashfs images; their sizes, pack
-times, read-back times, and how long systemd-sysext takes to merge each format."""
+(build/formats/erofs.py's), lz4hc at several pcluster sizes and uncompressed, against our squashfs
+images; their sizes, pack times, read-back times, and how long systemd-sysext takes to merge each
+format."""
 
 from __future__ import annotations
 

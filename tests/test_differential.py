@@ -1,9 +1,8 @@
 """The differential suite: images mutated by structure, each read by the project's reader and, if
-the reader takes it, mounted alone and walked as the kernel shows it
-(build/verify/kernelview.py). An
-image the reader accepts must look the same to both: listing, lookup, attributes, xattrs and
-content hashes. A refusal is fine; a difference, or a reader that crashes, fails the test, and
-every failure of a run is reported together.
+the reader takes it, mounted alone and walked as the kernel shows it (build/verify/kernelview.py).
+An image the reader accepts must look the same to both: listing, lookup, attributes, xattrs and
+content hashes. A refusal is fine; a difference, or a reader that crashes, fails the test, and every
+failure of a run is reported together.
 
 Generators are modules with `mutants(workdir, seed, count) -> Iterator[(description, image)]`
 (GENERATORS); the images are made by structure (tables, listings, inode numbers, xattr ids,

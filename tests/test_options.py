@@ -260,3 +260,39 @@ def test_each_format_has_its_own_default_compression() -> None:
     assert options.resolve("all", {})["compression"] == "xz"
     assert options.resolve("all", {"format": "erofs"})["compression"] == "lz4hc"
     assert options.resolve("all", {}, {"format": "erofs"})["compression"] == "lz4hc"
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        (
+            ["--publish-url=ftp://example.com/alloy/", "--sign-key=NOPEKEY"],
+            "error: invalid publish URL 'ftp://example.com/alloy/'",
+        ),
+        (
+            ["--publish-url=ftp://example.com/alloy/", "--gnupg-home=/nonexistent"],
+            "error: invalid publish URL 'ftp://example.com/alloy/'",
+        ),
+        (["--health-url=http://127.0.0.1:1/?x"], "error: invalid health URL"),
+    ],
+)
+def test_release_refuses_a_bad_url_before_it_asks_gpg_or_reads_images(
+    invoke: Invoke, tmp_path: Path, cli_env: dict[str, str], flags: list[str], expected: str
+) -> None:
+    """The option table checks the release URLs while it parses: before the signing key is looked
+    up (gpg never runs) and before any image is read; nothing is written."""
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    ran = tmp_path / "gpg-ran"
+    gpg = tools / "gpg"
+    gpg.write_text(f"#!/bin/sh\ntouch {ran}\nexit 2\n")
+    gpg.chmod(0o755)
+    output = tmp_path / "output"
+    output.mkdir()
+    env = {**cli_env, "PATH": f"{tools}:{cli_env['PATH']}"}
+    result = invoke("release", f"--output-dir={output}", *flags, env=env)
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[0].startswith(expected), result.stderr
+    assert len(result.stderr.splitlines()) == 1 and "Traceback" not in result.stderr
+    assert not ran.exists()
+    assert list(output.iterdir()) == []

@@ -1,6 +1,5 @@
 """build.pipeline.runner: a table of steps run in order, each only when out of date, deferred
-outputs
-installed only once every step passed, and a step asked alone that checks what is built."""
+outputs installed only once every step passed, and a step asked alone that checks what is built."""
 
 from __future__ import annotations
 

@@ -13,6 +13,10 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def _python_files() -> list[Path]:
+    """The tracked and new Python files: in a checkout, where tests run (not an unpacked archive:
+    there every .py under the tree but .git and venvs would do)."""
+    if not (REPO / ".git").exists():
+        return [p for p in REPO.rglob("*.py") if not {".git", ".nox", ".venv"} & set(p.parts)]
     listed = subprocess.run(
         ["git", "ls-files", "--cached", "--others", "--exclude-standard", "*.py"],
         cwd=REPO,

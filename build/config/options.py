@@ -395,17 +395,15 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "format",
-        "the image's file system: squashfs (every Flatcar channel) or erofs (Flatcar's 6.12 "
-        "kernels: Stable, Beta, Alpha; not LTS, whose 6.6 has no EROFS)",
+        "the image's file system: "
+        + " or ".join(f"{fmt.name} ({fmt.help})" for fmt in FORMATS.values()),
         _BUILD,
         one_of(tuple(FORMATS), "format"),
         default=DEFAULT_FORMAT.name,
     ),
     Option(
         "compression",
-        "squashfs: xz (small); xz-bcj (xz plus the x86 BCJ filter: ~2-3 % smaller on amd64 at "
-        "~2x the pack time; on arm64 the same as xz); or zstd (~12 % larger, reads back ~10x "
-        "faster). erofs: lz4hc or none (Flatcar's kernels read no other)",
+        ". ".join(f"{fmt.name}: {fmt.compression_help}" for fmt in FORMATS.values()),
         _BUILD,
         compression,
         default=Computed(
@@ -428,7 +426,10 @@ OPTIONS: tuple[Option, ...] = (
         "@VERSION@ placeholders",
         _BUILD,
         file_path,
-        default=Computed(lambda values: None, "build/templates/image/alloy.service"),
+        default=Computed(
+            lambda values: None,
+            str(alloy.UNIT_TEMPLATE.relative_to(Path(alloy.__file__).parent.parent)),
+        ),
         short="u",
     ),
     Option(

@@ -3,7 +3,7 @@ Cache Directory Tagging convention, which backup tools honour too), and whose en
 removes by the tool's own layout only:
 
   CACHE/CACHEDIR.TAG                              the tag (stays)
-  CACHE/latest-SOURCE.json                        --version=latest's answer (upstream_latest.py)
+  CACHE/latest-SOURCE.json                        --version=latest's answer (build/fetch/latest.py)
   CACHE/SOURCE/vVERSION/alloy-linux-ARCH.zip      a release's zip and SHA256SUMS
   CACHE/SOURCE/vVERSION/SHA256SUMS
 with their lock files (.NAME.lock) and temporaries (.NAME.XXXX.tmp). SOURCE is urls.cache_key of

@@ -1,8 +1,7 @@
-"""Runs a table of steps (build/pipeline/steps.py's): each at most once, after the step it
-needs, and
-only when out of date (build/model/rule.py); deferred, the outputs take their final names only once
-every step passed. Nothing here knows a step by name: what differs between steps is a field
-of its table entry."""
+"""Runs a table of steps (build/pipeline/steps.py's): each at most once, after the step it needs,
+and only when out of date (build/model/rule.py); deferred, the outputs take their final names only
+once every step passed. Nothing here knows a step by name: what differs between steps is a field of
+its table entry."""
 
 from __future__ import annotations
 

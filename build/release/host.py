@@ -48,6 +48,11 @@ FIRST_BOOT_UNIT = f"{NAME}-first-boot.service"
 PLACEHOLDER_UNIT = f"{NAME}-config-placeholder.service"
 PUBRING_UNIT = f"{NAME}-import-pubring.service"
 
+# Host templates (build/templates/host/) named after the extension, beside the units above.
+ACTIVATE_TEMPLATE = f"{NAME}-sysupdate-activate"
+CONFIG_TEMPLATE = f"config.{NAME}"
+SYSUPDATE_DROPIN_TEMPLATE = f"systemd-sysupdate-{NAME}.conf"
+
 # The placeholders every host template may use, beside its own.
 LAYOUT = {
     "EXTENSIONS_DIR": EXTENSIONS_DIR,

@@ -457,11 +457,11 @@ def _host_files(
             for path in host.NOOP_TRANSFERS
         ),
         butane.File(
-            host.ACTIVATE_SCRIPT, 0o755, inline=host.template("alloy-sysupdate-activate", gate)
+            host.ACTIVATE_SCRIPT, 0o755, inline=host.template(host.ACTIVATE_TEMPLATE, gate)
         ),
         # 0600: the config will hold credentials; alloy.service runs as root. Not at the
         # config's own path: a unit copies it there only where no config exists yet.
-        butane.File(host.PLACEHOLDER_CONFIG, 0o600, inline=host.template("config.alloy")),
+        butane.File(host.PLACEHOLDER_CONFIG, 0o600, inline=host.template(host.CONFIG_TEMPLATE)),
     )
 
 
@@ -478,7 +478,7 @@ def _host_units(image: Image, signed: bool, gate: dict[str, str]) -> tuple[butan
         first_boot = host.template(host.FIRST_BOOT_UNIT)
         units.append(butane.Unit(host.FIRST_BOOT_UNIT, enabled=True, contents=first_boot))
     dropin = host.template(
-        "systemd-sysupdate-alloy.conf", {**gate, "TIMEOUT_START": UPDATE_TIMEOUT}
+        host.SYSUPDATE_DROPIN_TEMPLATE, {**gate, "TIMEOUT_START": UPDATE_TIMEOUT}
     )
     units += [
         butane.Unit("systemd-sysupdate.timer", enabled=True),
