@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import sys
 from collections.abc import Iterator
+from typing import Any
 
 HANDLED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
@@ -22,22 +24,53 @@ class Interrupted(KeyboardInterrupt):
         return 128 + self.signum  # what a shell reports for a process the signal killed
 
 
+_received: int | None = None  # the signal that ended the run, once one came
+
+
 def _raise(signum: int, _frame: object) -> None:
+    global _received
     # A second signal must not cut the clean-up of the first short.
     for other in HANDLED:
         signal.signal(other, signal.SIG_IGN)
+    _received = signum
     raise Interrupted(signum)
+
+
+def raise_if_interrupted() -> None:
+    """Raise the Interrupted of a signal that came while Python ran a weakref callback or a
+    __del__: there its exception is dropped ("Exception ignored in ..."), and the run would go
+    on to the end, deaf to further signals. The runner asks before and after each step."""
+    if _received is not None:
+        raise Interrupted(_received)
+
+
+def _quiet_about_interrupts(previous: Any) -> Any:
+    """sys.unraisablehook that says nothing of a dropped Interrupted: raise_if_interrupted()
+    raises it again; anything else goes to `previous`."""
+
+    def hook(unraisable: Any) -> None:
+        if not isinstance(unraisable.exc_value, Interrupted):
+            previous(unraisable)
+
+    return hook
 
 
 @contextlib.contextmanager
 def signals_raise() -> Iterator[None]:
     """Within the block, SIGINT, SIGTERM and SIGHUP raise Interrupted (Python's default for
     SIGTERM ends the process at once, leaving temporary files and a running mksquashfs)."""
+    global _received
+    _received = None
     previous = {signum: signal.getsignal(signum) for signum in HANDLED}
+    previous_hook = sys.unraisablehook
+    sys.unraisablehook = _quiet_about_interrupts(previous_hook)
     for signum in HANDLED:
         signal.signal(signum, _raise)
     try:
         yield
+        raise_if_interrupted()
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+        sys.unraisablehook = previous_hook
+        _received = None

@@ -19,6 +19,7 @@ from build.config.spec import BuildSpec
 from build.core.errors import BuildError
 from build.core.fileio import atomic_path, file_lock, fsync_dir, sweep_temps
 from build.core.report import say
+from build.core.signals import raise_if_interrupted
 from build.model import manifest
 from build.model.names import CELL_LOCK, PENDING, step_lock
 from build.model.rule import Step, forget, record, why_out_of_date
@@ -283,16 +284,19 @@ class Runner:
             for path in (*step.targets, *([step.stamp] if step.stamp else [])):
                 if path not in shared:
                     sweep_temps(path)
+            raise_if_interrupted()
             if deferred:
                 self._deferring = True
                 try:
                     outcome = entry.make(self)
                 finally:
                     self._deferring = False
+                raise_if_interrupted()
                 self.unrecorded.append(step)
             else:
                 forget(step)
                 outcome = entry.make(self)
+                raise_if_interrupted()  # not recorded: the next run makes it again
                 self._record_step(step)
             say(step.name, f"{outcome} ({time.monotonic() - started:.1f} s; {reason})")
 
