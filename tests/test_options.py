@@ -296,3 +296,11 @@ def test_release_refuses_a_bad_url_before_it_asks_gpg_or_reads_images(
     assert len(result.stderr.splitlines()) == 1 and "Traceback" not in result.stderr
     assert not ran.exists()
     assert list(output.iterdir()) == []
+
+
+def test_all_with_systemd_s_arch_name_builds_the_image_under_ours(
+    invoke: Invoke, tmp_path: Path
+) -> None:
+    ok(invoke("all", "--arch=aarch64", "--no-verify"))
+    assert (tmp_path / f"output/alloy-{VERSION}-arm64.raw").is_file()
+    assert not list((tmp_path / "output").glob("*aarch64*"))

@@ -115,11 +115,23 @@ def test_arch_accepted(name: str) -> None:
     assert spec(arch=name).arch.name == name
 
 
-@pytest.mark.parametrize("name", ["x86_64", "aarch64", "AMD64", "arm", ""])
+@pytest.mark.parametrize(
+    ("name", "ours"),
+    [("x86-64", "amd64"), ("x86_64", "amd64"), ("aarch64", "arm64")],
+)
+def test_arch_takes_systemd_s_and_the_kernel_s_names_and_keeps_ours(
+    name: str, ours: str, tmp_path: Path
+) -> None:
+    built = spec(arch=name, output_dir=tmp_path / "out")
+    assert built.arch.name == ours
+    assert built.image.name == f"alloy-{built.version}-{ours}.raw"
+
+
+@pytest.mark.parametrize("name", ["AMD64", "arm", "", "x86", "aarch64 ", "i386"])
 def test_arch_refused_with_valid_list(name: str) -> None:
     text = refused(arch=name)
     assert f"unknown architecture {name!r}" in text
-    assert "amd64, arm64" in text
+    assert "amd64, arm64 (or x86-64, x86_64, aarch64)" in text
 
 
 @pytest.mark.parametrize("name", ["x86-64", "i386"])

@@ -24,7 +24,7 @@ from build.core import urls
 from build.core.errors import BuildError, shown
 from build.core.report import say
 from build.formats.table import DEFAULT_FORMAT, FORMATS
-from build.model.arch import ARCHES
+from build.model.arch import ARCH_NAMES, ARCHES
 from build.model.names import default_cache_dir
 from build.model.versions import LATEST, VERSION_PATTERN
 
@@ -152,6 +152,19 @@ def one_of(choices: Mapping[str, Any] | tuple[str, ...], what: str) -> Parser:
         return value
 
     return parse
+
+
+def architecture(raw: Any, given: Given) -> str:
+    """amd64 or arm64, also as systemd names them (x86-64, arm64) and as uname -m does (x86_64,
+    aarch64): our name, which every output name keeps."""
+    value = str(raw)
+    if value not in ARCH_NAMES:
+        others = ", ".join(name for name in ARCH_NAMES if name not in ARCHES)
+        raise BuildError(
+            f"unknown architecture {value!r}",
+            f"use {given.option.flag} with one of: {', '.join(ARCHES)} (or {others})",
+        )
+    return ARCH_NAMES[value]
 
 
 def compression(raw: Any, given: Given) -> str:
@@ -351,9 +364,9 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "arch",
-        "amd64 or arm64",
+        "amd64 or arm64 (also x86-64, x86_64, aarch64: the images keep amd64/arm64 in their names)",
         (*_BUILD, "clean"),
-        one_of(ARCHES, "architecture"),
+        architecture,
         default="amd64",
         short="a",
         variants={"clean": _clean_scope("architecture")},

@@ -14,11 +14,19 @@ class Arch:
     # mksquashfs's xz BCJ filter for this machine's code (-Xbcj), for --compression=xz-bcj; None
     # where squashfs-tools has none (4.5 knows 32-bit ARM's, not arm64's).
     bcj: str | None
+    # Other names --arch takes for it (output names keep `name`): systemd's, and the kernel's.
+    aliases: tuple[str, ...] = ()
 
 
 ARCHES: dict[str, Arch] = {
-    "amd64": Arch("amd64", "x86-64", 62, "x86-64", bcj="x86"),
-    "arm64": Arch("arm64", "arm64", 183, "AArch64", bcj=None),
+    "amd64": Arch("amd64", "x86-64", 62, "x86-64", bcj="x86", aliases=("x86-64", "x86_64")),
+    "arm64": Arch("arm64", "arm64", 183, "AArch64", bcj=None, aliases=("aarch64",)),
+}
+# Every name --arch takes -> our name for it.
+ARCH_NAMES: dict[str, str] = {
+    alias: arch.name
+    for arch in ARCHES.values()
+    for alias in (arch.name, arch.systemd, *arch.aliases)
 }
 
 ELF_MACHINE_NAMES: dict[int, str] = {
