@@ -26,7 +26,9 @@ if TYPE_CHECKING:
 # The modules that do the work are imported by the task that needs them, when it runs: every
 # command (and each of the test suite's hundreds) starts 60 ms sooner, --list and --help too.
 
-suggest_close_matches()  # "No idea what 'al' is!" also names the closest task or flag
+suggest_close_matches(
+    options.flag_owners()
+)  # "No idea what 'al' is!" also names the closest task or flag
 
 
 class OptionTask(Task):

@@ -304,3 +304,36 @@ def test_all_with_systemd_s_arch_name_builds_the_image_under_ours(
     ok(invoke("all", "--arch=aarch64", "--no-verify"))
     assert (tmp_path / f"output/alloy-{VERSION}-arm64.raw").is_file()
     assert not list((tmp_path / "output").glob("*aarch64*"))
+
+
+@pytest.mark.parametrize(
+    ("args", "said", "never"),
+    [
+        (
+            ("all", "--sign-key=ABC"),
+            "'--sign-key' is a flag of invoke sums or invoke release, not of invoke all.",
+            "--trust-keys",
+        ),
+        (
+            ("release", "--trust-keys=keys.gpg"),
+            "'--trust-keys' is a flag of invoke all (and its steps), not of invoke release.",
+            "--sign-key",
+        ),
+        (
+            ("clean", "--no-autostart"),
+            "'--no-autostart' is a flag of invoke all (and its steps), not of invoke clean.",
+            "Did you mean",
+        ),
+    ],
+)
+def test_a_flag_of_another_task_names_its_tasks_never_a_near_flag_of_this_one(
+    invoke: Invoke, tmp_path: Path, args: tuple[str, ...], said: str, never: str
+) -> None:
+    """--sign-key and --trust-keys are near in spelling and opposite in role: a near match
+    must not be offered in place of a flag that belongs to another task."""
+    result = invoke(*args)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and said in lines[0], result.stderr
+    assert never not in lines[0]
+    assert not (tmp_path / "output").exists()

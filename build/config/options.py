@@ -597,6 +597,25 @@ def options_of(task: str) -> list[Option]:
     return [option for option in OPTIONS if task in option.tasks]
 
 
+def flag_owners() -> dict[str, str]:
+    """Every flag (--name, and --no-name for yes/no options) -> the tasks that take it, as said:
+    a flag given to a task that lacks it is answered with them, never with a near flag of this
+    task, which may have another role (--sign-key is not --trust-keys)."""
+    owners: dict[str, str] = {}
+    for option in OPTIONS:
+        steps = [task for task in option.tasks if task in BUILD_TASKS]
+        said = (
+            ["invoke all (and its steps)"]
+            if len(steps) == len(BUILD_TASKS)
+            else [f"invoke {task}" for task in steps]
+        )
+        said += [f"invoke {task}" for task in option.tasks if task not in BUILD_TASKS]
+        owners[option.flag] = " or ".join(said)
+        if option.switch:
+            owners["--no-" + option.flag[2:]] = owners[option.flag]
+    return owners
+
+
 def arguments(task: str) -> list[Argument]:
     """The task's flags, for Invoke: every option's --name (and -x), and --no-name for yes/no
     options. Every default is None here: "not given", so the configuration can fill it in."""

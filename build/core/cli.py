@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from invoke.exceptions import ParseError
@@ -23,18 +24,34 @@ def closest(token: str, machine: Any) -> str | None:
     return found[0] if found else None
 
 
-def suggest_close_matches() -> None:
-    """Make Invoke's "No idea what 'al' is!" end with "Did you mean 'all'?" (once per process)."""
+def other_tasks_flag(token: str, machine: Any, owners: Mapping[str, str]) -> str | None:
+    """ "'--sign-key' is a flag of invoke release, not of invoke all" where `token` is a flag of
+    other tasks (`owners`: flag -> its tasks, as said) than the one being parsed."""
+    flag = token.split("=", 1)[0]
+    where = owners.get(flag)
+    if where is None or machine.context is None:
+        return None
+    return f"{flag!r} is a flag of {where}, not of invoke {machine.context.name}."
+
+
+def suggest_close_matches(owners: Mapping[str, str] | None = None) -> None:
+    """Make Invoke's "No idea what 'al' is!" end with "Did you mean 'all'?" (once per process),
+    or, for a flag of other tasks (`owners`: flag -> its tasks), name those tasks instead."""
     if getattr(ParseMachine.error, "suggests", False):
         return
     plain = ParseMachine.error
+    known = owners or {}
 
     def error(self: Any, msg: str) -> None:
         match = _UNKNOWN.fullmatch(msg)
         if match:
             token = match["token"][1:-1]
             near = closest(token, self)
-            hint = f"Did you mean {near!r}?" if near else "See invoke --list for the tasks."
+            elsewhere = other_tasks_flag(token, self, known)
+            if elsewhere:
+                hint = elsewhere
+            else:
+                hint = f"Did you mean {near!r}?" if near else "See invoke --list for the tasks."
             more = "invoke --help TASK lists a task's flags"
             raise ParseError(f"{cut(msg, 200)} {hint} ({more})", self.context)
         plain(self, cut(msg))  # a line, however long the argument that was given
