@@ -26,9 +26,8 @@ if TYPE_CHECKING:
 # The modules that do the work are imported by the task that needs them, when it runs: every
 # command (and each of the test suite's hundreds) starts 60 ms sooner, --list and --help too.
 
-suggest_close_matches(
-    options.flag_owners()
-)  # "No idea what 'al' is!" also names the closest task or flag
+# "No idea what 'al' is!" also names the closest task or flag, or the tasks a flag belongs to.
+suggest_close_matches(options.flag_owners)
 
 
 class OptionTask(Task):

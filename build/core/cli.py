@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from invoke.exceptions import ParseError
@@ -34,20 +34,20 @@ def other_tasks_flag(token: str, machine: Any, owners: Mapping[str, str]) -> str
     return f"{flag!r} is a flag of {where}, not of invoke {machine.context.name}."
 
 
-def suggest_close_matches(owners: Mapping[str, str] | None = None) -> None:
+def suggest_close_matches(owners: Callable[[], Mapping[str, str]] = dict) -> None:
     """Make Invoke's "No idea what 'al' is!" end with "Did you mean 'all'?" (once per process),
-    or, for a flag of other tasks (`owners`: flag -> its tasks), name those tasks instead."""
+    or, for a flag of other tasks (`owners()`: flag -> its tasks, asked only on such an error,
+    not at every start), name those tasks instead."""
     if getattr(ParseMachine.error, "suggests", False):
         return
     plain = ParseMachine.error
-    known = owners or {}
 
     def error(self: Any, msg: str) -> None:
         match = _UNKNOWN.fullmatch(msg)
         if match:
             token = match["token"][1:-1]
             near = closest(token, self)
-            elsewhere = other_tasks_flag(token, self, known)
+            elsewhere = other_tasks_flag(token, self, owners())
             if elsewhere:
                 hint = elsewhere
             else:
