@@ -84,9 +84,9 @@ SHELLCHECK_EXCLUDES = {
 }
 
 
-def shell_scripts(root: Path = ROOT) -> list[str]:
-    """Every shell script git has or would add (tracked, or new and not ignored) in the work
-    tree at `root`, by path; outside a git checkout (an unpacked archive), every file but those
+def checkout_files(root: Path = ROOT) -> list[str]:
+    """Every file git has or would add (tracked, or new and not ignored) in the work tree at
+    `root`, by path, sorted; outside a git checkout (an unpacked archive), every file but those
     of .git, .nox and virtual environments."""
     if (root / ".git").exists():
         listed = subprocess.run(
@@ -95,16 +95,19 @@ def shell_scripts(root: Path = ROOT) -> list[str]:
             capture_output=True,
             check=True,
         ).stdout.decode()
-        names = set(listed.split("\0")) - {""}
-    else:
-        skipped = {".git", ".nox", ".venv", "venv"}
-        names = {
-            str(path.relative_to(root))
-            for path in root.rglob("*")
-            if not skipped & set(path.relative_to(root).parts)
-        }
+        return sorted(set(listed.split("\0")) - {""})
+    skipped = {".git", ".nox", ".venv", "venv"}
+    return sorted(
+        str(path.relative_to(root))
+        for path in root.rglob("*")
+        if not skipped & set(path.relative_to(root).parts)
+    )
+
+
+def shell_scripts(root: Path = ROOT) -> list[str]:
+    """Every shell script of checkout_files(root), by path."""
     scripts = []
-    for name in sorted(names):
+    for name in checkout_files(root):
         path = root / name
         if path.is_file() and not path.is_symlink():
             with path.open("rb") as file:

@@ -4,27 +4,17 @@ build's missing-tool error, the tests' skips and the boot test session all read 
 from __future__ import annotations
 
 import ast
-import subprocess
 from pathlib import Path
 
 from build.core.tools import PACKAGES, package, packages
+from tests.noxfile_module import load_noxfile
 
 REPO = Path(__file__).resolve().parent.parent
 
 
 def _python_files() -> list[Path]:
-    """The tracked and new Python files: in a checkout, where tests run (not an unpacked archive:
-    there every .py under the tree but .git and venvs would do)."""
-    if not (REPO / ".git").exists():
-        return [p for p in REPO.rglob("*.py") if not {".git", ".nox", ".venv"} & set(p.parts)]
-    listed = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "*.py"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()
-    return [REPO / name for name in listed if (REPO / name).exists()]
+    names = load_noxfile().checkout_files(REPO)
+    return [REPO / name for name in names if name.endswith(".py") and (REPO / name).exists()]
 
 
 def _strings(nodes: list[ast.expr | None]) -> list[str]:
