@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from build.core import fileio
 from build.core.signals import Interrupted, raise_if_interrupted, signals_raise
 from build.pipeline.runner import Entry, Runner
 from tests.specs import spec_of
@@ -71,3 +72,25 @@ def test_the_runner_stops_after_a_step_that_swallowed_a_signal(tmp_path: Path) -
         finally:
             runner.close()
     assert made == ["first"]  # the signal ended the run before the next step
+
+
+def test_a_signal_while_a_temporary_is_made_leaves_no_temporary(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The test of a signal mid-step waits for the step's temporary to appear, then signals: the
+    signal can come between its creation and the clean-up that covers it. It waits until then."""
+    made: list[Path] = []
+    new_file = fileio._new_file
+
+    def signalled_while_made(final: Path) -> Path:
+        made.append(new_file(final))
+        os.kill(os.getpid(), signal.SIGTERM)
+        for _ in range(10_000):  # the handler would run at one of these, were it not held
+            pass
+        return made[-1]
+
+    monkeypatch.setattr(fileio, "_new_file", signalled_while_made)
+    with pytest.raises(Interrupted), signals_raise(), fileio.atomic_path(tmp_path / "out.txt"):
+        pass  # the signal is raised here at the latest
+    assert made and not made[0].exists()
+    assert list(tmp_path.iterdir()) == []

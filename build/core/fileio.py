@@ -9,10 +9,11 @@ import glob
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from build.core.errors import doing
+from build.core.signals import held, raise_if_interrupted
 
 # Temporaries beside a file: .NAME.XXXX.tmp while written, .NAME.XXXX.old while replaced
 # (build/model/names.py lists them with every other name the tool writes).
@@ -25,21 +26,39 @@ def temp_prefix(final: Path) -> str:
 
 
 @contextlib.contextmanager
+def _temporary(make: Callable[[], Path]) -> Iterator[Path]:
+    """`make()`'s new temporary, for a block whose clean-up removes it: a SIGINT, SIGTERM or
+    SIGHUP that comes while it is made is raised inside the block, never between the
+    temporary's creation and the clean-up that covers it (it was left behind then)."""
+    with held():
+        tmp = make()
+    try:
+        raise_if_interrupted()
+        yield tmp
+    finally:
+        if tmp.is_dir() and not tmp.is_symlink():
+            shutil.rmtree(tmp)
+        else:
+            tmp.unlink(missing_ok=True)
+
+
+def _new_file(final: Path) -> Path:
+    fd, name = tempfile.mkstemp(prefix=temp_prefix(final), suffix=TEMP_SUFFIX, dir=final.parent)
+    os.close(fd)
+    return Path(name)
+
+
+@contextlib.contextmanager
 def atomic_path(final: Path, mode: int = 0o644) -> Iterator[Path]:
     """Yield a temporary path beside `final`; rename it into place only if the block succeeds."""
     final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=temp_prefix(final), suffix=TEMP_SUFFIX, dir=final.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+    with _temporary(lambda: _new_file(final)) as tmp:
         with doing(path=final):  # a full disk fails a write() that names no file
             yield tmp
         os.chmod(tmp, mode)
         _fsync(tmp)  # the data, then the name: a crash must not leave a named empty file
         os.replace(tmp, final)
         _fsync(final.parent)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def fsync_dir(directory: Path) -> None:
@@ -64,8 +83,10 @@ def write_text_atomic(path: Path, text: str, mode: int = 0o644) -> None:
 def atomic_dir(final: Path) -> Iterator[Path]:
     """Yield a fresh temporary directory beside `final`; swap it in only if the block succeeds."""
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(final), suffix=TEMP_SUFFIX, dir=final.parent))
-    try:
+    new_dir = lambda: Path(  # noqa: E731
+        tempfile.mkdtemp(prefix=temp_prefix(final), suffix=TEMP_SUFFIX, dir=final.parent)
+    )
+    with _temporary(new_dir) as tmp:
         yield tmp
         old = None
         if final.exists():
@@ -76,9 +97,6 @@ def atomic_dir(final: Path) -> Iterator[Path]:
         os.replace(tmp, final)
         if old is not None:
             shutil.rmtree(old)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
 
 
 def sweep_temps(final: Path) -> list[Path]:

@@ -25,6 +25,7 @@ class Interrupted(KeyboardInterrupt):
 
 
 _received: int | None = None  # the signal that ended the run, once one came
+_holding = 0  # within held(): a signal is remembered, and raised by raise_if_interrupted()
 
 
 def _raise(signum: int, _frame: object) -> None:
@@ -33,7 +34,22 @@ def _raise(signum: int, _frame: object) -> None:
     for other in HANDLED:
         signal.signal(other, signal.SIG_IGN)
     _received = signum
-    raise Interrupted(signum)
+    if not _holding:
+        raise Interrupted(signum)
+
+
+@contextlib.contextmanager
+def held() -> Iterator[None]:
+    """Within the block a signal is only remembered: the caller raises it with
+    raise_if_interrupted() where its clean-up covers what the block made. (pthread_sigmask would
+    hold it only on this thread: another thread may take the signal, and Python then runs the
+    handler here, masked or not.)"""
+    global _holding
+    _holding += 1
+    try:
+        yield
+    finally:
+        _holding -= 1
 
 
 def raise_if_interrupted() -> None:
