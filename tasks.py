@@ -90,8 +90,24 @@ def _build_task(name: str, doc: str) -> OptionTask:
         if name == "verify" and values["image"] is not None:
             # The image's own version counts, not --version: no API call for a "latest".
             spec = spec_for({**values, "version": "0.0.0"})
-            verify_any_image(values["image"], spec)
+            # Any compression a host mounts passes, unless --compression is given here (not
+            # from invoke.yaml, which is for builds): then as this tool packs it.
+            given = values["compression"] if flags.get("compression") is not None else None
+            verify_any_image(
+                values["image"],
+                spec,
+                given,
+                values["expect_format"],
+                values["expect_compression"],
+            )
             return
+        for option in options.options_of(name):
+            if option.name.startswith("expect_") and values[option.name] is not None:
+                raise BuildError(
+                    f"{option.flag} is for verify --image: a build's own image is held to the "
+                    "options it was built with",
+                    f"give --image=PATH with it, or leave {option.flag} out",
+                )
         spec = spec_for(values)
         run_steps(spec, name, force=values["force"], verify=values.get("verify", True))
 

@@ -23,7 +23,7 @@ from build import alloy
 from build.core import urls
 from build.core.errors import BuildError, shown
 from build.core.report import say
-from build.formats.table import DEFAULT_FORMAT, FORMATS
+from build.formats.table import DEFAULT_FORMAT, FORMATS, expectable_compressions
 from build.model.arch import ARCH_NAMES, ARCHES
 from build.model.names import default_cache_dir
 from build.model.versions import LATEST, VERSION_PATTERN
@@ -185,6 +185,22 @@ def compression(raw: Any, given: Given) -> str:
         f"unknown compression {value!r}",
         f"use {given.option.flag} with one of: {', '.join(fits)}",
     )
+
+
+def expected_compression(raw: Any, given: Given) -> str:
+    """A compression an image of --expect-format (of any format, where it is not given) may
+    name: as unsquashfs -s or the EROFS superblock names it, or a --compression choice."""
+    value = str(raw)
+    pinned = given.values.get("expect_format")
+    formats = [FORMATS[pinned]] if pinned else list(FORMATS.values())
+    fits = list(dict.fromkeys(c for fmt in formats for c in expectable_compressions(fmt)))
+    if value not in fits:
+        of = f" for --expect-format={pinned}" if pinned else ""
+        raise BuildError(
+            f"unknown compression {value!r}{of}",
+            f"use {given.option.flag} with one of: {', '.join(fits)}",
+        )
+    return value
 
 
 def url(what: str) -> Parser:
@@ -527,6 +543,28 @@ OPTIONS: tuple[Option, ...] = (
         ("verify",),
         file_path,
         short="i",
+        variants={"verify": Variant(configurable=False)},
+    ),
+    # verify --image takes any image a host mounts; these pin it (never from invoke.yaml: a
+    # build's own image is held to the options it was built with).
+    Option(
+        "expect_format",
+        "with --image: fail unless the image is of this format ("
+        + ", ".join(FORMATS)
+        + "; default: either)",
+        ("verify",),
+        one_of(tuple(FORMATS), "format"),
+        variants={"verify": Variant(configurable=False)},
+    ),
+    Option(
+        "expect_compression",
+        "with --image: fail unless the image is compressed so ("
+        + "; ".join(
+            f"{fmt.name}: {', '.join(expectable_compressions(fmt))}" for fmt in FORMATS.values()
+        )
+        + "; default: any a host mounts)",
+        ("verify",),
+        expected_compression,
         variants={"verify": Variant(configurable=False)},
     ),
     Option(

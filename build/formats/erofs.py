@@ -175,3 +175,26 @@ def superblock_check(image: ReadImage, compression: str, arch: Arch | None) -> t
         expected = f"{' or '.join(allowed)} compression, {BLOCK_SIZE_BYTES}-byte blocks"
         return "FAIL", f"{detail}; expected {expected}"
     return "ok", detail
+
+
+# What verify --image takes from images made elsewhere, as the image shows it: LZ4 (lz4 or
+# lz4hc: one format) or nothing compressed. The reader refuses the others in a line of its own.
+IMAGE_COMPRESSIONS = ("lz4", "none")
+
+
+def vet_superblock(image: ReadImage, expected: str | None, arch: Arch | None) -> tuple[str, str]:
+    """("ok" or "FAIL", why) for verify --image's superblock check of an EROFS image made
+    anywhere: any compression and block size the reader takes (what Flatcar's kernels mount),
+    said; `expected` (--expect-compression) pins it: lz4 or lz4hc also match an image whose
+    files all stored smaller uncompressed, as the pack step's check does."""
+    found, block_size = image.superblock["Compression"], image.superblock["Block size"]
+    detail = f"EROFS, {found} compression, {block_size}-byte blocks"
+    if expected is None:
+        return "ok", detail
+    compressor = COMPRESSORS.get(expected)
+    algorithm = compressor.algorithm if compressor is not None else expected
+    if found not in (algorithm, "none"):
+        return "FAIL", f"{detail}; expected {expected} compression (--expect-compression)"
+    if found == "none" and algorithm != "none":
+        return "ok", f"{detail} (nothing stored smaller {expected}-compressed)"
+    return "ok", detail

@@ -21,6 +21,7 @@ from build.core.run import run
 from build.formats.recipe import Recipe
 from build.model.arch import Arch
 from build.read.image import ReadImage
+from build.read.squashfs import READABLE
 
 MKSQUASHFS = "mksquashfs"
 TOOLS = ("mksquashfs", "liblzma")  # the versions tool_versions() gives, in its order
@@ -166,6 +167,33 @@ def superblock_check(image: ReadImage, compression: str, arch: Arch | None) -> t
     if found != wanted:
         return "FAIL", f"{detail}; expected {_describe(*wanted)}"
     return "ok", detail
+
+
+# What verify --image takes from images made elsewhere (mksquashfs's gzip default, as
+# sysext-bakery packs, and the others Flatcar's kernels mount), as unsquashfs -s names them:
+# the reader refuses the rest (lzo, lzma) in a line of its own.
+IMAGE_COMPRESSIONS = READABLE
+
+
+def vet_superblock(image: ReadImage, expected: str | None, arch: Arch | None) -> tuple[str, str]:
+    """("ok" or "FAIL", why) for verify --image's superblock check of a squashfs image made
+    anywhere: any compression and block size a host mounts (the reader refused the others),
+    said; `expected` (--expect-compression) pins the compression: xz matches with or without
+    a BCJ filter, xz-bcj wants the filter of the binary's architecture `arch`, as
+    --compression=xz-bcj packs it."""
+    superblock = image.superblock
+    found = (superblock.get("Compression"), superblock.get("Filters"), superblock.get("Block size"))
+    detail = "squashfs, " + _describe(*found)
+    if expected is None or expected == found[0]:
+        return "ok", detail
+    compressor = COMPRESSORS.get(expected)
+    if compressor is not None and compressor.comp == found[0]:
+        bcj = bcj_filter(expected, arch) if arch is not None else found[1]
+        if found[1] == bcj:
+            return "ok", detail
+        filters = f"BCJ filter {bcj}" if bcj is not None else "no BCJ filter"
+        return "FAIL", f"{detail}; expected {expected} ({filters}: --expect-compression)"
+    return "FAIL", f"{detail}; expected {expected} compression (--expect-compression)"
 
 
 def _describe(compression: str | None, bcj: str | None, block_size: str | None) -> str:

@@ -59,6 +59,10 @@ class Format:
     fstype: str  # mount -t, for the kernel view and the merges
     # verify's superblock check: (image, --compression, the binary's architecture or None)
     superblock_check: Callable[[ReadImage, str, Arch | None], tuple[str, str]]
+    # verify --image's: an image made anywhere passes with what any host mounts, said;
+    # (image, --expect-compression or None, the binary's architecture or None)
+    vet_superblock: Callable[[ReadImage, str | None, Arch | None], tuple[str, str]]
+    image_compressions: tuple[str, ...]  # the compressions it takes, as images name them
 
     @property
     def default_compression(self) -> str:
@@ -85,6 +89,8 @@ SQUASHFS = Format(
     max_image_bytes=read_squashfs.MAX_IMAGE_BYTES,
     fstype="squashfs",
     superblock_check=squashfs.superblock_check,
+    vet_superblock=squashfs.vet_superblock,
+    image_compressions=squashfs.IMAGE_COMPRESSIONS,
 )
 
 EROFS = Format(
@@ -105,6 +111,8 @@ EROFS = Format(
     max_image_bytes=read_erofs.MAX_IMAGE_BYTES,
     fstype="erofs",
     superblock_check=erofs.superblock_check,
+    vet_superblock=erofs.vet_superblock,
+    image_compressions=erofs.IMAGE_COMPRESSIONS,
 )
 
 # Every format, in the order --help and messages list them.
@@ -113,6 +121,12 @@ DEFAULT_FORMAT = SQUASHFS  # --format's default
 # The format of a build info that names none: every image was squashfs before EROFS came.
 UNRECORDED_FORMAT = SQUASHFS
 MAX_IMAGE_BYTES = max(fmt.max_image_bytes for fmt in FORMATS.values())  # any reader's most
+
+
+def expectable_compressions(fmt: Format) -> tuple[str, ...]:
+    """--expect-compression's choices for a format: as its images name them, and its
+    --compression choices."""
+    return tuple(dict.fromkeys((*fmt.image_compressions, *fmt.compressions)))
 
 
 def recorded_format(info: Mapping[str, Any]) -> object:

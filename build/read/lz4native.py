@@ -40,6 +40,22 @@ def available() -> bool:
     return _library() is not None
 
 
+def decompress_block(source: bytes, capacity: int) -> bytes | None:
+    """What `source`, one whole LZ4 block, decodes to: at most `capacity` bytes, or Malformed
+    (more, or malformed), as the kernel's squashfs lz4_uncompress checks it with
+    LZ4_decompress_safe. None without liblz4."""
+    library = _library()
+    if library is None:
+        return None
+    if len(source) >= 1 << 31 or capacity >= 1 << 31:
+        raise Malformed("an LZ4 block larger than 2 GiB")
+    out = ctypes.create_string_buffer(capacity)
+    produced = library.LZ4_decompress_safe(source, out, len(source), capacity)
+    if produced < 0:
+        raise Malformed(f"an lz4 block is malformed or decompresses to more than {capacity} bytes")
+    return out.raw[:produced]
+
+
 def decompress(source: bytes, size: int, exact: bool) -> bytes | None:
     """The first `size` bytes `source` decodes to (fewer where it ends sooner), or None without
     liblz4. `exact`: `source` must decode to exactly `size` bytes and end there, as

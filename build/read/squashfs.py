@@ -24,7 +24,9 @@ Kernel paths the reader follows (same bytes, same arithmetic):
 - decompressor.c squashfs_decompressor_setup: the flags the kernel honours are COMP_OPT alone
   (the options block, uncompressed); NO_XATTRS and the others are not read by the kernel, which
   goes by xattr_id_table_start: so does the reader. xz_wrapper.c: the dictionary size is 2^n or
-  2^n + 2^(n+1).
+  2^n + 2^(n+1). lz4_wrapper.c: an options block of version 1 (LZ4_LEGACY) is required, and each
+  block is one LZ4_decompress_safe into the block's capacity (liblz4, build/read/lz4native.py).
+  gzip (zlib streams), xz, zstd and lz4 are read; lzo and lzma are refused in one line.
 - cache.c squashfs_read_metadata: a read at an offset at or past its block's length fails;
   reading to a block's end moves to the next block. block.c squashfs_read_data: a metadata
   block stores at most 8192 bytes and gives at most 8192.
@@ -104,6 +106,7 @@ from pathlib import Path
 
 from build.core.errors import BuildError
 from build.core.safeio import Deadline, Malformed, Refused, map_readonly, refusing_malformed
+from build.read import lz4native
 
 MAGIC = 0x73717368
 SUPERBLOCK_SIZE = 96
@@ -143,7 +146,21 @@ READ_SECONDS = 8.0  # construction and nodes(); head() and sha256() each start t
 CONTENT_SECONDS_PER_GIB = 60.0  # and add this per GiB they may decompress
 
 COMPRESSIONS = {1: "gzip", 2: "lzma", 3: "lzo", 4: "xz", 5: "lz4", 6: "zstd"}
-READABLE = ("gzip", "xz", "zstd")
+# What the reader decodes: every compressor Flatcar's kernels mount but lzo (Python has no
+# decoder for it). lz4 by the system's liblz4, as the EROFS reader.
+READABLE = ("gzip", "xz", "zstd", "lz4")
+# Why the others are refused: (what, what to do).
+UNREADABLE = {
+    "lzo": (
+        "verify cannot decode lzo (Flatcar's kernels mount it)",
+        "repack it with -comp zstd, xz, gzip or lz4 to have it checked",
+    ),
+    "lzma": (
+        "no Linux kernel mounts squashfs lzma (it was never merged), so no host merges it",
+        "repack it with -comp xz or -comp zstd",
+    ),
+}
+LZ4_LEGACY = 1  # lz4_wrapper.c: the only LZ4 version the kernel takes in the options block
 # squashfs-tools' xz options: bit i of the filter word is this table's entry i.
 XZ_FILTERS = ("x86", "powerpc", "ia64", "arm", "armthumb", "sparc")
 XATTR_PREFIXES = {0: "user.", 1: "trusted.", 2: "security."}
@@ -365,18 +382,26 @@ class SquashfsReader:
         if compression is None:
             raise Malformed(f"unknown compressor id {comp_id}")
         self._compression = compression
-        if compression not in READABLE:
+        if compression in UNREADABLE:
+            why, hint = UNREADABLE[compression]
             raise BuildError(
-                f"cannot check {self.path}: it is {compression}-compressed, and verify reads "
-                f"{', '.join(READABLE)} images",
-                "repack it with -comp xz or -comp zstd",
+                f"cannot check {self.path}: it is {compression}-compressed: {why}", hint
+            )
+        if compression == "lz4" and not lz4native.available():
+            raise BuildError(
+                f"cannot check {self.path}: it is lz4-compressed, and reading it needs liblz4 "
+                f"{lz4native.MIN_VERSION // 10000}.{lz4native.MIN_VERSION // 100 % 100} or newer",
+                "install liblz4-1 (apt-get install liblz4-1)",
             )
         self._data_start = SUPERBLOCK_SIZE
         filters: tuple[str, ...] = ()
+        options = None
         if flags & COMP_OPT_FLAG:
             options, self._data_start = self._metadata_block(SUPERBLOCK_SIZE, compressed_ok=False)
             if compression == "xz":
                 filters = _xz_filters(options)
+        if compression == "lz4":
+            _check_lz4_options(options)
         self._check_table_chain()
         return Superblock(compression, block_size, filters)
 
@@ -490,6 +515,9 @@ class SquashfsReader:
                 unxz = lzma.LZMADecompressor(format=lzma.FORMAT_XZ, memlimit=64 << 20)
                 data = unxz.decompress(raw, limit + 1)
                 complete = unxz.eof and not unxz.unused_data
+            elif self._compression == "lz4":
+                # liblz4 checks the block is whole and stops at `limit` (None: checked above).
+                data, complete = lz4native.decompress_block(bytes(raw), limit) or b"", True
             else:
                 data, complete = _zstd_decompress(raw, limit, max(self._block_size, METADATA_SIZE))
         except (zlib.error, lzma.LZMAError) as error:
@@ -927,6 +955,16 @@ def _xz_filters(options: bytes) -> tuple[str, ...]:
     if dictionary == 0 or dictionary not in (low, low + (low << 1)):
         raise Malformed(f"its xz dictionary size {dictionary} is not 2^n or 2^n + 2^(n+1)")
     return tuple(name for i, name in enumerate(XZ_FILTERS) if bits & (1 << i))
+
+
+def _check_lz4_options(options: bytes | None) -> None:
+    """lz4_wrapper.c lz4_comp_opts: an LZ4 image always has an options block, whose version is
+    LZ4_LEGACY (the flags, LZ4_HC, only say how it was packed); else the mount fails."""
+    if options is None or len(options) < 8:
+        raise Malformed("it is lz4-compressed without its lz4 options, which the kernel needs")
+    (version,) = struct.unpack_from("<I", options, 0)
+    if version != LZ4_LEGACY:
+        raise Malformed(f"its lz4 options say version {version}, not {LZ4_LEGACY} (legacy)")
 
 
 def _zstd_decompress(raw: bytes, limit: int, window: int) -> tuple[bytes, bool]:

@@ -15,7 +15,7 @@ from build.core.errors import BuildError
 from build.core.report import listing, say
 from build.core.report import printable as _printable
 from build.core.safeio import private_copy
-from build.formats.table import FORMATS, MAX_IMAGE_BYTES, image_format, open_image
+from build.formats.table import FORMATS, MAX_IMAGE_BYTES, open_image
 from build.image import buildinfo, conflines, content
 from build.image.checksum import file_sha256, read_checksum
 from build.image.content import IMAGE_EXTENSION_RELEASE, RELEASE_DIR, STRICT_XATTR
@@ -52,7 +52,10 @@ def required_files(autostart: bool, trust_keys: bool) -> list[str]:
 
 @dataclass(frozen=True)
 class Expectations:
-    compression: str
+    # The --compression an image must be packed as, as this tool packs it (its format's
+    # superblock_check); None: any a host mounts, as verify --image takes images made elsewhere
+    # (its format's vet_superblock).
+    compression: str | None
     names: Sequence[str]  # every file name a user may give the image, beside its own
     checksums: Sequence[tuple[Path, Path]]  # (file, its .sha256) that must exist and match
     # Paths the image must hold (the extension-release file has a check of its own).
@@ -62,6 +65,8 @@ class Expectations:
     optional: Sequence[str] = ()
     # --max-binary-size: the largest file the kernel view hashes (a larger one fails).
     max_binary_size: int = MAX_BINARY_MIB << 20
+    expect_format: str | None = None  # --expect-format: the image must be of this format
+    expect_compression: str | None = None  # --expect-compression: compressed so
 
 
 def verify(image: Path, expect: Expectations) -> list[Check]:
@@ -132,7 +137,7 @@ def _static_checks(
     """Yields static_checks's checks; returns the extension-release fields (empty if
     unusable), which the merges need."""
     machines = _binary_machines(image)
-    yield _superblock(image, expect.compression, _arch_of(machines))
+    yield _superblock(image, expect, _arch_of(machines))
     yield from _entries(image, expect.required, expect.optional)
     yield _conf_lines(image)
     release = yield from _extension_release(image, path, machines)
@@ -166,10 +171,26 @@ def _kernel_view(image: ReadImage, path: Path, max_binary_size: int) -> Check:
     )
 
 
-def _superblock(image: ReadImage, compression: str, arch: Arch | None) -> Check:
+def _superblock(image: ReadImage, expect: Expectations, arch: Arch | None) -> Check:
     """What the image's format packs for --compression on `arch`, the architecture of the
-    image's binary (None: unknown, which the architecture check fails)."""
-    return Check("superblock", *FORMATS[image.format].superblock_check(image, compression, arch))
+    image's binary (None: unknown, which the architecture check fails); without a
+    --compression, anything a host mounts. Then what --expect-format and --expect-compression
+    pin."""
+    fmt = FORMATS[image.format]
+    vetted = fmt.vet_superblock(image, expect.expect_compression, arch)
+    if expect.compression is not None:
+        status, detail = fmt.superblock_check(image, expect.compression, arch)
+        if status == "ok" and vetted[0] == "FAIL":
+            status, detail = vetted
+    else:
+        status, detail = vetted
+    if expect.expect_format not in (None, image.format):
+        return Check(
+            "superblock",
+            "FAIL",
+            f"{detail}; expected {expect.expect_format} (--expect-format)",
+        )
+    return Check("superblock", status, detail)
 
 
 def _entries(image: ReadImage, required: Sequence[str], optional: Sequence[str]) -> Iterator[Check]:
@@ -553,14 +574,18 @@ def _summary(image: Path, checks: list[Check]) -> str:
     return f"{image}: {len(checks) - skipped} checks passed, {skipped} skipped"
 
 
-def verify_any_image(image: Path, spec: BuildSpec) -> None:
-    """invoke verify --image: an image from anywhere, named as its owner named it; an image of
-    the other format than --format is checked as its own format's default packs it. Every check
-    reads one private copy of it, whose sha256 the last line gives: the bytes vetted."""
-    compression, found = spec.compression, image_format(image) if image.is_file() else spec.format
-    if found != spec.format:
-        compression = FORMATS[found].default_compression
-        say("verify", f"{image.name} is {found}, not {spec.format}: checked as {found} images are")
+def verify_any_image(
+    image: Path,
+    spec: BuildSpec,
+    compression: str | None = None,
+    expect_format: str | None = None,
+    expect_compression: str | None = None,
+) -> None:
+    """invoke verify --image: an image from anywhere, named as its owner named it, of either
+    format, packed with any compression and block size a host mounts (said in the superblock
+    line); `compression` (--compression given on the command line) holds it to what this
+    tool packs for it, `expect_format` and `expect_compression` pin those. Every check reads
+    one private copy of it, whose sha256 the last line gives: the bytes vetted."""
     if not image.is_file():
         raise BuildError(f"no image at {image}", "build it first, or check --image")
     with private_copy(image, MAX_IMAGE_BYTES) as copy:
@@ -571,6 +596,8 @@ def verify_any_image(image: Path, spec: BuildSpec) -> None:
             # An image from elsewhere may be built with or without --autostart and --trust-keys.
             optional=[file.path for file in content.optional()],
             max_binary_size=spec.max_binary_size,
+            expect_format=expect_format,
+            expect_compression=expect_compression,
         )
         try:
             checks = verify(copy, expect)
