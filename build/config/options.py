@@ -539,7 +539,8 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "image",
-        "check this image file instead (from anywhere)",
+        "check this image file instead (from anywhere, packed with any compression and block "
+        "size a host mounts, which the superblock line names)",
         ("verify",),
         file_path,
         short="i",

@@ -378,10 +378,16 @@ class SquashfsReader:
         self._block_size = block_size
         if self._root & 0xFFFF >= METADATA_SIZE:
             raise Malformed("its root inode reference is out of range")
+        self._compression = compression = self._compressor(comp_id)
+        filters = self._read_options(flags)
+        self._check_table_chain()
+        return Superblock(compression, block_size, filters)
+
+    def _compressor(self, comp_id: int) -> str:
+        """The compressor's name, where the reader decodes it; else one line saying why not."""
         compression = COMPRESSIONS.get(comp_id)
         if compression is None:
             raise Malformed(f"unknown compressor id {comp_id}")
-        self._compression = compression
         if compression in UNREADABLE:
             why, hint = UNREADABLE[compression]
             raise BuildError(
@@ -393,17 +399,18 @@ class SquashfsReader:
                 f"{lz4native.MIN_VERSION // 10000}.{lz4native.MIN_VERSION // 100 % 100} or newer",
                 "install liblz4-1 (apt-get install liblz4-1)",
             )
+        return compression
+
+    def _read_options(self, flags: int) -> tuple[str, ...]:
+        """The compressor's options block, where the flags say there is one (the data starts
+        after it): xz's BCJ filters; lz4's version."""
         self._data_start = SUPERBLOCK_SIZE
-        filters: tuple[str, ...] = ()
         options = None
         if flags & COMP_OPT_FLAG:
             options, self._data_start = self._metadata_block(SUPERBLOCK_SIZE, compressed_ok=False)
-            if compression == "xz":
-                filters = _xz_filters(options)
-        if compression == "lz4":
+        if self._compression == "lz4":
             _check_lz4_options(options)
-        self._check_table_chain()
-        return Superblock(compression, block_size, filters)
+        return _xz_filters(options) if self._compression == "xz" and options is not None else ()
 
     def _check_table_chain(self) -> None:
         """super.c's order: each table's index fits below the table after it."""
