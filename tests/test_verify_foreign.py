@@ -167,6 +167,23 @@ def test_expect_compression_and_format_pin_the_image(
     passed(pinned, GZIP_DEFAULTS)
 
 
+def test_only_a_compression_on_the_command_line_holds_it_to_this_tool_s_recipe(
+    invoke: Invoke, tree: Path, tmp_path: Path
+) -> None:
+    """invoke.yaml's compression is for builds: it does not pin an image from elsewhere."""
+    image = bakery(tree, tmp_path / "bakery" / "alloy.raw", "-comp", "zstd")
+    config = tmp_path / "invoke.yaml"
+    config.write_text("compression: xz\n")
+    zstd = "squashfs, zstd compression, no BCJ filter, 131072-byte blocks"
+    passed(invoke("-f", str(config), "verify", f"--image={image}"), zstd)
+    fails_because(
+        verify(invoke, image, "--compression=zstd"),
+        "superblock",
+        "zstd compression, no BCJ filter, 131072-byte blocks; "
+        "expected zstd compression, no BCJ filter, 1048576-byte blocks",
+    )
+
+
 def test_expect_compression_xz_bcj_wants_the_binary_s_filter(tree: Path, tmp_path: Path) -> None:
     plain = bakery(tree, tmp_path / "plain" / "alloy.raw", "-comp", "xz")
     filtered = bakery(tree, tmp_path / "x86" / "alloy.raw", "-comp", "xz", "-Xbcj", "x86")
