@@ -46,12 +46,28 @@ def image_sums(output_dir: Path) -> list[tuple[Path, str]]:
         sha256 = file_sha256(image, regular_only=True)
         own = checksum_file(image)
         if os.path.lexists(own) and read_checksum(own) != sha256:
-            raise BuildError(
-                f"{image} does not match {own.name}",
-                "the image changed after it was built or copied; rebuild it with --force",
-            )
+            raise _stale(output_dir, image, sha256)
         found.append((image, sha256))
     return found
+
+
+def _stale(output_dir: Path, image: Path, sha256: str) -> BuildError:
+    """An image that does not match its .sha256: packed alone by this tool (a single `invoke
+    pack`, recorded as written), or changed by something else since."""
+    own = checksum_file(image)
+    written = manifest.load(output_dir).files.get(manifest.relative(output_dir, image))
+    name = parse_output_name(image.name)
+    if written != sha256 or name is None:
+        return BuildError(
+            f"{image} does not match {own.name}",
+            "the image changed after it was built or copied; rebuild it with --force",
+        )
+    version, arch = name
+    build = f"invoke all --version={version}" + (f" --arch={arch}" if arch else "")
+    return BuildError(
+        f"{image} was packed alone (invoke pack), so {own.name} and its verify are out of date",
+        f"run {build} with the options you packed it with, then this again",
+    )
 
 
 def sums_text(sums: list[tuple[Path, str]]) -> str:

@@ -1,0 +1,173 @@
+"""What a newcomer does out of habit (issue 22): a mistyped key in invoke.yaml, `invoke --list |
+head`, a single `invoke pack` before a release, a download that fails halfway."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from invoke import Config
+
+import tasks
+from build.config.configkeys import closest_option, refuse_unknown_settings
+from build.core.errors import BuildError
+from tests.conftest import AMD64, INVOKE_CLI, VERSION, Invoke, Prebuilt, Release, copy_output
+from tests.fakes import sums, zip_bytes
+from tests.release_files import PUBLISH_URL
+from tests.results import error_line, ok
+from tests.runs import MEMBER, ZIP, outputs
+
+# invoke.yaml: a key no option has is refused, never built around
+
+
+@pytest.mark.parametrize(
+    ("key", "near"),
+    [
+        ("architecture", "arch"),
+        ("output-dir", "output_dir"),
+        ("ARCH", "arch"),
+        ("versoin", "version"),
+    ],
+)
+def test_an_unknown_key_names_the_closest_option(key: str, near: str) -> None:
+    assert closest_option(key) == near
+
+
+def test_an_unknown_key_in_the_runtime_file_is_refused_before_anything_runs(
+    invoke: Invoke, tmp_path: Path
+) -> None:
+    config = tmp_path / "mine.yaml"
+    config.write_text("architecture: arm64\n")
+    error_line(
+        invoke("-f", str(config), "all"), "unknown key 'architecture'", str(config), "'arch'"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.yaml"]  # no output, no cache
+    # Every task refuses it, not only the builds.
+    error_line(invoke("-f", str(config), "clean"), "unknown key 'architecture'")
+
+
+def test_an_unknown_key_in_the_project_file_is_named_with_its_path(tmp_path: Path) -> None:
+    (tmp_path / "invoke.yaml").write_text("arch: arm64\nrun:\n  echo: true\nachr: x\n")
+    config = Config(project_location=tmp_path)
+    config.load_collection(tasks.ns.configuration())
+    config.load_project()
+    with pytest.raises(BuildError) as caught:
+        refuse_unknown_settings(config, environ={})
+    assert str(caught.value).startswith(f"unknown key 'achr' in {tmp_path / 'invoke.yaml'}")
+    assert "did you mean 'arch'?" in str(caught.value)
+
+
+def test_options_and_invoke_s_own_settings_pass(tmp_path: Path) -> None:
+    (tmp_path / "invoke.yaml").write_text(
+        "arch: arm64\nrun:\n  echo: true\ntasks:\n  dedupe: true\n"
+    )
+    (tmp_path / "user.yaml").write_text("another_projects_key: 1\n")  # ~/.invoke.yaml: shared
+    config = Config(project_location=tmp_path, user_prefix=str(tmp_path / "user."))
+    config.load_collection(tasks.ns.configuration())
+    config.load_base_conf_files()
+    config.load_project()
+    environ = {"INVOKE_ARCH": "arm64", "INVOKE_RUN_ECHO": "1", "INVOKE_DEBUG": "1", "PATH": "/bin"}
+    refuse_unknown_settings(config, environ=environ)
+
+
+def test_an_unknown_invoke_variable_is_refused(invoke: Invoke, tmp_path: Path) -> None:
+    result = invoke("stage", env={"INVOKE_ARCHITECTURE": "arm64"})
+    error_line(result, "unknown variable 'INVOKE_ARCHITECTURE'", "INVOKE_ARCH?")
+    assert not (tmp_path / "output").exists() and not (tmp_path / "cache").exists()
+
+
+# `invoke --list | head -1`: the reader gone, no traceback
+
+
+@pytest.mark.parametrize("args", [("--list",), ("--help", "all"), ("--list", "--list-format=json")])
+def test_a_closed_pipe_on_stdout_ends_quietly(args: tuple[str, ...], tmp_path: Path) -> None:
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # like `head` that has read its line: every write now fails with EPIPE
+    try:
+        result = subprocess.run(
+            [*INVOKE_CLI, *args],
+            cwd=tmp_path,
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        os.close(write_end)
+    assert result.stderr == ""
+    assert result.returncode == 1  # as Python's own note on SIGPIPE does
+
+
+# A single `invoke pack` after `invoke all`: release names the cause and the fix
+
+
+def test_release_after_a_single_pack_says_to_run_all(
+    invoke: Invoke, prebuilt: Prebuilt, tmp_path: Path
+) -> None:
+    output = copy_output(prebuilt(*AMD64), tmp_path)
+    ok(invoke("pack", "--config-path=/etc/alloy/other.alloy"))  # README's own example
+    before = outputs(tmp_path)
+    line = error_line(
+        invoke("release", f"--publish-url={PUBLISH_URL}"),
+        f"alloy-{VERSION}-amd64.raw was packed alone (invoke pack)",
+        f"invoke all --version={VERSION} --arch=amd64",
+    )
+    assert "changed after it was built" not in line
+    assert outputs(tmp_path) == before
+    assert not (output / "SHA256SUMS").exists() and not (output / "index.json").exists()
+
+
+def test_an_image_changed_by_someone_else_is_still_said_so(
+    invoke: Invoke, prebuilt: Prebuilt, tmp_path: Path
+) -> None:
+    output = copy_output(prebuilt(*AMD64), tmp_path)
+    with (output / f"alloy-{VERSION}-amd64.raw").open("ab") as image:
+        image.write(b"\0")
+    error_line(invoke("sums"), "changed after it was built or copied")
+    assert not (output / "SHA256SUMS").exists()
+
+
+# A download that fails: no version folder left in the cache
+
+
+@pytest.mark.parametrize(
+    ("zip_data", "status"),
+    [
+        (b"gone", 404),  # a mirror that lacks the zip
+        (zip_bytes({MEMBER: b"another binary"}), 200),  # its sha256 does not match
+    ],
+    ids=["404", "wrong-sha256"],
+)
+def test_a_download_failing_after_sha256sums_leaves_no_version_folder(
+    invoke: Invoke, release: Release, tmp_path: Path, zip_data: bytes, status: int
+) -> None:
+    cache = tmp_path / "cache" / "alloy-sysext"
+    listed = sums({ZIP: zip_bytes({MEMBER: b"\x7fELF the real one"})})
+    release.server.expect_request("/v9.9.9/SHA256SUMS").respond_with_data(listed)
+    release.server.expect_request(f"/v9.9.9/{ZIP}").respond_with_data(zip_data, status)
+    ok(invoke("fetch"))  # the cache and its source folder exist already
+    version_dir = release.cached(cache, "9.9.9")
+    before = sorted(cache.rglob("*"))
+
+    error_line(invoke("fetch", "--version=9.9.9", "--retries=0"), "9.9.9")
+    assert not version_dir.exists()
+    assert sorted(cache.rglob("*")) == before
+    assert f"/v9.9.9/{ZIP}" in release.requests()
+
+
+def test_a_failed_download_keeps_a_version_folder_it_did_not_make(
+    invoke: Invoke, release: Release, tmp_path: Path
+) -> None:
+    cache = tmp_path / "cache" / "alloy-sysext"
+    listed = sums({ZIP: zip_bytes({MEMBER: b"\x7fELF the real one"})})
+    release.server.expect_request("/v9.9.9/SHA256SUMS").respond_with_data(listed)
+    release.server.expect_request(f"/v9.9.9/{ZIP}").respond_with_data("gone", status=404)
+    version_dir = release.cached(cache, "9.9.9")
+    version_dir.mkdir(parents=True)
+    (version_dir / "notes.txt").write_text("mine\n")
+    error_line(invoke("fetch", "--version=9.9.9"), "404")
+    assert (version_dir / "notes.txt").read_text() == "mine\n"
+    assert (version_dir / "SHA256SUMS").read_bytes() == listed  # in a folder it did not make
