@@ -4,7 +4,9 @@ head`, a single `invoke pack` before a release, a download that fails halfway.""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,7 +15,8 @@ from invoke import Config
 import tasks
 from build.config.configkeys import closest_option, refuse_unknown_settings
 from build.core.errors import BuildError
-from tests.conftest import AMD64, INVOKE_CLI, VERSION, Invoke, Prebuilt, Release, copy_output
+from build.model.names import CHECKOUT, default_output_dir
+from tests.conftest import AMD64, INVOKE_CLI, REPO, VERSION, Invoke, Prebuilt, Release, copy_output
 from tests.fakes import sums, zip_bytes
 from tests.release_files import PUBLISH_URL
 from tests.results import error_line, ok
@@ -171,3 +174,56 @@ def test_a_failed_download_keeps_a_version_folder_it_did_not_make(
     error_line(invoke("fetch", "--version=9.9.9"), "404")
     assert (version_dir / "notes.txt").read_text() == "mine\n"
     assert (version_dir / "SHA256SUMS").read_bytes() == listed  # in a folder it did not make
+
+
+# Run from a subdirectory of the checkout: the checkout's output/, said; a given path is the user's
+
+
+def scratch_checkout(tmp_path: Path) -> Path:
+    """A checkout of our own (tasks.py and build/, as the container image holds them), with a
+    subdirectory to run from: the tests' own checkout's output/ is never written."""
+    checkout = tmp_path / "checkout"
+    shutil.copytree(
+        REPO / "build", checkout / "build", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    shutil.copy2(REPO / "tasks.py", checkout / "tasks.py")
+    (checkout / "docs").mkdir()
+    return checkout
+
+
+def test_a_build_from_a_subdirectory_goes_to_the_checkout_s_output(
+    tmp_path: Path, cli_env: dict[str, str]
+) -> None:
+    checkout = scratch_checkout(tmp_path)
+    subdir = checkout / "docs"
+
+    def run(*args: str, cwd: Path = subdir) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "invoke", *args],  # Invoke finds tasks.py above it
+            cwd=cwd,
+            env=cli_env,
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            timeout=300,
+        )
+
+    staged = f".staging/alloy-{VERSION}-amd64/stage.stamp"
+    said = ok(run("stage")).stdout
+    assert (checkout / "output" / staged).is_file()
+    assert not (subdir / "output").exists()
+    assert f"{checkout / 'output'}: the checkout's" in said
+
+    ok(run("stage", "--output-dir=mine"))  # a path the user gives is theirs: here
+    assert (subdir / "mine" / staged).is_file()
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    ok(run("-r", str(checkout), "stage", cwd=elsewhere))  # outside the checkout: here, as before
+    assert (elsewhere / "output" / staged).is_file()
+
+
+def test_the_default_output_dir_is_the_checkout_s_only_inside_it(tmp_path: Path) -> None:
+    assert default_output_dir(CHECKOUT) == Path("output")
+    assert default_output_dir(CHECKOUT / "docs") == CHECKOUT / "output"
+    assert default_output_dir(tmp_path) == Path("output")
