@@ -17,7 +17,7 @@ from build.config import options
 from build.config.configkeys import refuse_unknown_settings
 from build.core.cli import suggest_close_matches
 from build.core.errors import BuildError, one_line
-from build.core.pipes import quiet_broken_pipe
+from build.core.pipes import quiet_broken_pipe, silence_stdout, stdout_gone
 from build.core.report import say
 from build.core.signals import Interrupted, signals_raise
 from build.model.versions import LATEST
@@ -54,6 +54,13 @@ def _clean_exit(body: Callable[..., None]) -> Callable[..., None]:
         except BuildError as error:
             raise Exit(one_line(error), code=1) from None
         except OSError as error:
+            if isinstance(error, BrokenPipeError) and stdout_gone():  # `invoke all | head -3`
+                silence_stdout()
+                raise Exit(
+                    "error: stopped: the reader of its output (stdout) went away; partial files "
+                    "removed, run again to finish",
+                    code=1,
+                ) from None
             raise Exit(one_line(error, _places(c, flags)), code=1) from None
         except KeyboardInterrupt as error:
             signum = error.signum if isinstance(error, Interrupted) else 2

@@ -20,7 +20,7 @@ from tests.conftest import AMD64, INVOKE_CLI, REPO, VERSION, Invoke, Prebuilt, R
 from tests.fakes import sums, zip_bytes
 from tests.release_files import PUBLISH_URL
 from tests.results import error_line, ok
-from tests.runs import MEMBER, ZIP, outputs
+from tests.runs import MEMBER, ZIP, leftovers, outputs
 
 # invoke.yaml: a key no option has is refused, never built around
 
@@ -84,24 +84,42 @@ def test_an_unknown_invoke_variable_is_refused(invoke: Invoke, tmp_path: Path) -
 # `invoke --list | head -1`: the reader gone, no traceback
 
 
-@pytest.mark.parametrize("args", [("--list",), ("--help", "all"), ("--list", "--list-format=json")])
-def test_a_closed_pipe_on_stdout_ends_quietly(args: tuple[str, ...], tmp_path: Path) -> None:
+def with_stdout_closed(
+    args: tuple[str, ...], cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run `invoke ARGS` with its stdout a pipe whose reader is gone, like `head` that has read
+    its line: every write to it fails with EPIPE."""
     read_end, write_end = os.pipe()
-    os.close(read_end)  # like `head` that has read its line: every write now fails with EPIPE
+    os.close(read_end)
     try:
-        result = subprocess.run(
+        return subprocess.run(
             [*INVOKE_CLI, *args],
-            cwd=tmp_path,
+            cwd=cwd,
+            env=env,
             stdout=write_end,
             stderr=subprocess.PIPE,
             stdin=subprocess.DEVNULL,
             text=True,
-            timeout=60,
+            timeout=120,
         )
     finally:
         os.close(write_end)
+
+
+@pytest.mark.parametrize("args", [("--list",), ("--help", "all"), ("--list", "--list-format=json")])
+def test_a_closed_pipe_on_stdout_ends_quietly(args: tuple[str, ...], tmp_path: Path) -> None:
+    result = with_stdout_closed(args, tmp_path)
     assert result.stderr == ""
     assert result.returncode == 1  # as Python's own note on SIGPIPE does
+
+
+def test_a_build_whose_stdout_closes_stops_in_one_line(
+    tmp_path: Path, cli_env: dict[str, str]
+) -> None:
+    result = with_stdout_closed(("stage",), tmp_path, cli_env)
+    error_line(result, "stopped: the reader of its output (stdout) went away")
+    assert "alloy-linux-amd64.zip" not in result.stderr  # no file is to blame
+    assert not (tmp_path / "output").exists() and leftovers(tmp_path) == []
 
 
 # A single `invoke pack` after `invoke all`: release names the cause and the fix

@@ -9,13 +9,25 @@ from __future__ import annotations
 
 import atexit
 import os
+import select
 import sys
 from types import TracebackType
 
 _INSTALLED = "alloy_sysext_quiet_broken_pipe"  # the mark on an installed hook
 
 
-def _silence_stdout() -> None:
+def stdout_gone() -> bool:
+    """Whether stdout is a pipe whose reader has closed it (poll says POLLERR): a BrokenPipeError
+    then came from a line the build printed, not from a socket or a tool's pipe."""
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poller.poll(0))
+    except (OSError, ValueError, AttributeError):  # no stdout, or not a real file
+        return False
+
+
+def silence_stdout() -> None:
     """Point stdout at /dev/null, so the interpreter's last flush of what is still buffered
     has somewhere to go."""
     try:
@@ -31,7 +43,7 @@ def flush_or_silence() -> None:
     try:
         sys.stdout.flush()
     except BrokenPipeError:
-        _silence_stdout()
+        silence_stdout()
     except (OSError, ValueError):
         pass
 
@@ -47,7 +59,7 @@ def quiet_broken_pipe() -> None:
         kind: type[BaseException], error: BaseException, traceback: TracebackType | None
     ) -> None:
         if issubclass(kind, BrokenPipeError):
-            _silence_stdout()
+            silence_stdout()
             return  # Python exits with 1 after the hook
         previous(kind, error, traceback)
 
