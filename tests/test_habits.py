@@ -141,6 +141,20 @@ def test_release_after_a_single_pack_says_to_run_all(
     assert not (output / "SHA256SUMS").exists() and not (output / "index.json").exists()
 
 
+def test_release_after_a_first_single_pack_says_to_run_all_not_verify(
+    invoke: Invoke, tmp_path: Path
+) -> None:
+    ok(invoke("pack", "--output-dir=packed"))
+    before = sorted((tmp_path / "packed").rglob("*"))
+    line = error_line(
+        invoke("release", f"--publish-url={PUBLISH_URL}", "--output-dir=packed"),
+        f"alloy-{VERSION}-amd64.raw was packed alone (invoke pack)",
+        f"invoke all --version={VERSION} --arch=amd64 --output-dir=packed",
+    )
+    assert "invoke verify" not in line  # which would answer that the .sha256 is missing
+    assert sorted((tmp_path / "packed").rglob("*")) == before
+
+
 def test_an_image_changed_by_someone_else_is_still_said_so(
     invoke: Invoke, prebuilt: Prebuilt, tmp_path: Path
 ) -> None:
