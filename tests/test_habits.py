@@ -62,6 +62,13 @@ def test_an_unknown_key_in_the_project_file_is_named_with_its_path(tmp_path: Pat
     assert "did you mean 'arch'?" in str(caught.value)
 
 
+def test_a_section_named_after_a_task_is_refused(invoke: Invoke, tmp_path: Path) -> None:
+    config = tmp_path / "mine.yaml"
+    config.write_text("all:\n  arch: arm64\n")
+    error_line(invoke("-f", str(config), "all"), "section 'all'", "not set per task", "arch: arm64")
+    assert not (tmp_path / "output").exists()
+
+
 def test_options_and_invoke_s_own_settings_pass(tmp_path: Path) -> None:
     (tmp_path / "invoke.yaml").write_text(
         "arch: arm64\nrun:\n  echo: true\ntasks:\n  dedupe: true\n"

@@ -50,7 +50,14 @@ def refuse_unknown_file_keys(data: Mapping[str, Any], known: Iterable[str], wher
     """Every top-level key of the configuration file `where` must be an option or one of
     Invoke's own sections (`known`)."""
     allowed = set(known)
+    tasks = {task for option in OPTIONS for task in option.tasks}
     for key in data:
+        if key in tasks:  # `all: {arch: arm64}`: there are no sections per task
+            raise BuildError(
+                f"section {shown(str(key))} in {where}: options are not set per task",
+                "write them at the top level of the file (e.g. arch: arm64), where every task "
+                "that takes them reads them",
+            )
         if key not in allowed:
             raise BuildError(
                 f"unknown key {shown(str(key))} in {where}: no option of this tool has that name",
