@@ -14,8 +14,10 @@ from typing import TYPE_CHECKING, Any
 from invoke import Collection, Context, Exit, Task
 
 from build.config import options
+from build.config.configkeys import refuse_unknown_settings
 from build.core.cli import suggest_close_matches
 from build.core.errors import BuildError, one_line
+from build.core.pipes import quiet_broken_pipe, silence_stdout, stdout_gone
 from build.core.report import say
 from build.core.signals import Interrupted, signals_raise
 from build.model.versions import LATEST
@@ -26,6 +28,8 @@ if TYPE_CHECKING:
 # The modules that do the work are imported by the task that needs them, when it runs: every
 # command (and each of the test suite's hundreds) starts 60 ms sooner, --list and --help too.
 
+# `invoke --list | head -1`: the reader gone, stop quietly (SIGPIPE stays ignored: see pipes.py).
+quiet_broken_pipe()
 # "No idea what 'al' is!" also names the closest task or flag, or the tasks a flag belongs to.
 suggest_close_matches(options.flag_owners)
 
@@ -45,10 +49,18 @@ def _clean_exit(body: Callable[..., None]) -> Callable[..., None]:
     def wrapper(c: Context, **flags: Any) -> None:
         try:
             with signals_raise():
+                refuse_unknown_settings(c.config)  # a mistyped key must not build the default
                 body(c, **flags)
         except BuildError as error:
             raise Exit(one_line(error), code=1) from None
         except OSError as error:
+            if isinstance(error, BrokenPipeError) and stdout_gone():  # `invoke all | head -3`
+                silence_stdout()
+                raise Exit(
+                    "error: stopped: the reader of its output (stdout) went away; partial files "
+                    "removed, run again to finish",
+                    code=1,
+                ) from None
             raise Exit(one_line(error, _places(c, flags)), code=1) from None
         except KeyboardInterrupt as error:
             signum = error.signum if isinstance(error, Interrupted) else 2

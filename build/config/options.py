@@ -25,7 +25,7 @@ from build.core.errors import BuildError, shown
 from build.core.report import say
 from build.formats.table import DEFAULT_FORMAT, FORMATS, expectable_compressions
 from build.model.arch import ARCH_NAMES, ARCHES
-from build.model.names import default_cache_dir
+from build.model.names import OUTPUT_DIR, default_cache_dir, default_output_dir
 from build.model.versions import LATEST, VERSION_PATTERN
 
 BUILD_TASKS = ("fetch", "stage", "pack", "checksum", "alias", "verify", "all")
@@ -286,6 +286,15 @@ def directory(raw: Any, given: Given) -> Path:
 _UNIT_PATH_SAFE = re.compile(r"/[A-Za-z0-9._/+@:-]*")
 
 
+def output_directory(raw: Any, given: Given) -> Path:
+    """A directory (as `directory`); the default, when it is the checkout's output/ because the
+    run is in a subdirectory of it, is said: the images are not where the user stands."""
+    path = directory(raw, given)
+    if given.source == "the default" and str(path) != OUTPUT_DIR:
+        say("output", f"{path}: the checkout's, from this subdirectory too (--output-dir moves it)")
+    return path
+
+
 def config_path(raw: Any, given: Given) -> str:
     value = str(raw)
     if len(value) > MAX_CONFIG_PATH:
@@ -407,8 +416,12 @@ OPTIONS: tuple[Option, ...] = (
         "output_dir",
         "where images go",
         (*_BUILD, "clean", "sums", "release"),
-        directory,
-        default="output",
+        output_directory,
+        default=Computed(
+            lambda values: str(default_output_dir()),
+            f"{OUTPUT_DIR}/ of the checkout, from any directory in it; elsewhere {OUTPUT_DIR}/ "
+            "here",
+        ),
         short="o",
     ),
     Option(

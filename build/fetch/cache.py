@@ -189,10 +189,13 @@ def clean_cache(cache_dir: Path, version: str | None) -> tuple[list[Path], list[
     return removed, kept
 
 
-def drop_failed_fetch(release_dir: Path, locks: list[Path], made: list[Path]) -> None:
+def drop_failed_fetch(
+    release_dir: Path, locks: list[Path], made: list[Path], sums: Path | None = None
+) -> None:
     """After a failed fetch: the version folder and source folder it made (`made`, outermost
-    first) go again if nothing but its own empty lock files is in them. The locks are held
-    while they are removed, so a build waiting on one takes it again (fileio.file_lock)."""
+    first) go again if nothing but its own empty lock files and the `sums` file it downloaded
+    (SHA256SUMS, before the zip failed) is in them. The locks are held while they are removed,
+    so a build waiting on one takes it again (fileio.file_lock), and no one is reading the sums."""
     if release_dir not in made or not _is_dir(release_dir):
         return
     with contextlib.ExitStack() as stack:
@@ -200,7 +203,7 @@ def drop_failed_fetch(release_dir: Path, locks: list[Path], made: list[Path]) ->
         held = {lock.name for lock in locks if stack.enter_context(_lock_if_free(lock))}
         entries = list(release_dir.iterdir())
         for path in entries:
-            if path.name not in held or regular_sha256(path) != _EMPTY_SHA256:
+            if not (_held_empty_lock(path, held) or _fetched_sums(path, sums, held)):
                 return  # something else, a lock in use, or one with bytes in it: not ours
         for path in entries:
             path.unlink()
@@ -210,6 +213,20 @@ def drop_failed_fetch(release_dir: Path, locks: list[Path], made: list[Path]) ->
             directory.rmdir()  # only when empty: another version may have arrived meanwhile
         except OSError:
             return
+
+
+def _held_empty_lock(path: Path, held: set[str]) -> bool:
+    return path.name in held and regular_sha256(path) == _EMPTY_SHA256
+
+
+def _fetched_sums(path: Path, sums: Path | None, held: set[str]) -> bool:
+    """`path` is the SHA256SUMS this fetch brought into a folder it made, its lock held."""
+    if sums is None or path.name != sums.name or lock_file(sums).name not in held:
+        return False
+    try:
+        return stat.S_ISREG(path.lstat().st_mode)
+    except OSError:
+        return False
 
 
 @contextlib.contextmanager
@@ -257,5 +274,5 @@ def fetching(spec: BuildSpec) -> Iterator[None]:
         yield
     except BaseException:
         locks = fetch_locks(spec.cached_zip, spec.cached_sums)
-        drop_failed_fetch(spec.cached_release, locks, made)
+        drop_failed_fetch(spec.cached_release, locks, made, spec.cached_sums)
         raise

@@ -13,7 +13,7 @@ from build.core.fileio import write_text_atomic
 from build.core.safeio import read_regular
 from build.core.sums import NOT_OURS_HINT, file_sha256, parse_sums, sums_line
 from build.model import manifest
-from build.model.names import STAGING, SUMS_FILE, checksum_file
+from build.model.names import OUTPUT_DIR, STAGING, SUMS_FILE, checksum_file
 
 if TYPE_CHECKING:
     from build.config.context import StepContext
@@ -46,12 +46,35 @@ def image_sums(output_dir: Path) -> list[tuple[Path, str]]:
         sha256 = file_sha256(image, regular_only=True)
         own = checksum_file(image)
         if os.path.lexists(own) and read_checksum(own) != sha256:
-            raise BuildError(
-                f"{image} does not match {own.name}",
-                "the image changed after it was built or copied; rebuild it with --force",
-            )
+            raise _stale(output_dir, image, sha256)
         found.append((image, sha256))
     return found
+
+
+def _stale(output_dir: Path, image: Path, sha256: str) -> BuildError:
+    """An image that does not match its .sha256: packed alone by this tool (a single `invoke
+    pack`, recorded as written), or changed by something else since."""
+    own = checksum_file(image)
+    written = manifest.load(output_dir).files.get(manifest.relative(output_dir, image))
+    if written != sha256 or parse_output_name(image.name) is None:
+        return BuildError(
+            f"{image} does not match {own.name}",
+            "the image changed after it was built or copied; rebuild it with --force",
+        )
+    return packed_alone(image, f"its {own.name} and verify are out of date")
+
+
+def packed_alone(image: Path, what: str) -> BuildError:
+    """`image` was written by a single `invoke pack` (README's own example), which runs no step
+    after it: `what` is out of date, and `invoke all` with the same options brings it up."""
+    version, arch = parse_output_name(image.name) or ("VERSION", None)
+    build = f"invoke all --version={version}" + (f" --arch={arch}" if arch else "")
+    if str(image.parent) != OUTPUT_DIR:
+        build += f" --output-dir={image.parent}"
+    return BuildError(
+        f"{image} was packed alone (invoke pack), so {what}",
+        f"run {build} with the options you packed it with, then this again",
+    )
 
 
 def sums_text(sums: list[tuple[Path, str]]) -> str:

@@ -80,6 +80,20 @@ def latest_file(cache_dir: Path, api_url: str) -> Path:
     return cache_dir / f"{LATEST_PREFIX}{source_key(api_url)}.json"
 
 
+OUTPUT_DIR = "output"
+CHECKOUT = Path(__file__).resolve().parents[2]  # where tasks.py is
+
+
+def default_output_dir(cwd: Path | None = None) -> Path:
+    """--output-dir's default: the checkout's output/ when run in it or below it (Invoke finds
+    tasks.py from a subdirectory, and output/ would land there), else output/ where it runs
+    (`invoke -r CHECKOUT` from a directory of one's own)."""
+    here = Path.cwd() if cwd is None else cwd
+    if here == CHECKOUT or not here.is_relative_to(CHECKOUT):
+        return Path(OUTPUT_DIR)
+    return CHECKOUT / OUTPUT_DIR
+
+
 def default_cache_dir() -> Path:
     """--cache-dir's default: $XDG_CACHE_HOME/alloy-sysext, else ~/.cache/alloy-sysext."""
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")

@@ -28,11 +28,19 @@ from build.core.report import listing, say
 from build.core.safeio import read_regular
 from build.formats.table import FORMATS, Format, format_named, image_format, recorded_format
 from build.image import buildinfo
-from build.image.checksum import image_sums, sums_text, write_sums
+from build.image.checksum import image_sums, packed_alone, sums_text, write_sums
 from build.keys import signing
 from build.model import manifest
 from build.model.arch import ARCHES
-from build.model.names import FLATCAR_DIR, INDEX, STAGING, SUMS_FILE, SYSUPDATE_DIR, buildinfo_file
+from build.model.names import (
+    FLATCAR_DIR,
+    INDEX,
+    STAGING,
+    SUMS_FILE,
+    SYSUPDATE_DIR,
+    buildinfo_file,
+    checksum_file,
+)
 from build.release import butane, host, sysupdate
 from build.verify import checks as verify
 
@@ -306,6 +314,11 @@ def _buildinfo(image: Path, version: str, arch: str, sha256: str) -> dict[str, A
         )
     verified = info["verify"] if isinstance(info["verify"], dict) else {}
     if verified.get("result") != "passed":
+        if not os.path.lexists(checksum_file(image)):  # nothing ran after it: verify cannot
+            raise packed_alone(
+                image,
+                f"it has no {checksum_file(image).name}, is not verified and cannot be published",
+            )
         raise BuildError(
             f"{image.name} is not verified ({path.name} says: {verified.get('result', 'nothing')})"
             ", and only verified images are published",
