@@ -84,6 +84,7 @@ def _build_task(name: str, doc: str) -> OptionTask:
 
     def body(c: Context, **flags: Any) -> None:
         from build.pipeline.steps import run_steps, spec_for
+        from build.pipeline.verifybuilt import verify_built
         from build.verify.checks import verify_any_image
 
         values = options.resolve(name, flags, c.config)
@@ -91,6 +92,9 @@ def _build_task(name: str, doc: str) -> OptionTask:
             # The image's own version counts, not --version: no API call for a "latest".
             spec = spec_for({**values, "version": "0.0.0"})
             verify_any_image(values["image"], spec)
+            return
+        if name == "verify":  # what is built, as it was built
+            verify_built(values, options.on_command_line(flags))
             return
         spec = spec_for(values)
         run_steps(spec, name, force=values["force"], verify=values.get("verify", True))

@@ -649,6 +649,18 @@ def config_keys() -> dict[str, None]:
     return {option.name: None for option in OPTIONS}
 
 
+def on_command_line(flags: Mapping[str, Any]) -> frozenset[str]:
+    """The options given on the command line (`flags`, as Invoke passes them), by name: a
+    switch's --name or --no-name counts, a configured or default value does not."""
+    given = set()
+    for name, value in flags.items():
+        switched_off = name.startswith("no_") and name[3:] in BY_NAME
+        option = BY_NAME.get(name[3:] if switched_off else name)
+        if option is not None and value is not None and (value or not option.switch):
+            given.add(option.name)
+    return frozenset(given)
+
+
 def _config_source(config: Any, name: str) -> str:
     """Which configuration layer set `name`, for error lines (Invoke keeps one dict per layer)."""
     if name in (getattr(config, "_env", None) or {}):
