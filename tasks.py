@@ -89,8 +89,10 @@ def _build_task(name: str, doc: str) -> OptionTask:
 
         values = options.resolve(name, flags, c.config)
         if name == "verify" and values["image"] is not None:
-            # The image's own version counts, not --version: no API call for a "latest".
-            spec = spec_for({**values, "version": "0.0.0"})
+            # The image's own version counts, not --version: no API call for a "latest"; and
+            # its own architecture (verify's --arch has no default: every image built).
+            arch = values["arch"] or options.BY_NAME["arch"].default
+            spec = spec_for({**values, "version": "0.0.0", "arch": arch})
             verify_any_image(values["image"], spec)
             return
         if name == "verify":  # what is built, as it was built

@@ -351,6 +351,12 @@ def _clean_scope(what: str) -> Variant:
     return Variant(f"only this {what} (default: every {what})", configurable=False, default=None)
 
 
+def _verify_scope(what: str) -> Variant:
+    """verify checks every image built; its --version and --arch, given on the command line,
+    narrow that (build/pipeline/verifybuilt.py)."""
+    return Variant(f"only the image of this {what} (default: every image built)", default=None)
+
+
 OPTIONS: tuple[Option, ...] = (
     Option(
         "version",
@@ -360,7 +366,7 @@ OPTIONS: tuple[Option, ...] = (
         version,
         default=alloy.DEFAULT_VERSION,
         short="v",
-        variants={"clean": _clean_scope("version")},
+        variants={"clean": _clean_scope("version"), "verify": _verify_scope("version")},
     ),
     Option(
         "arch",
@@ -369,7 +375,7 @@ OPTIONS: tuple[Option, ...] = (
         architecture,
         default="amd64",
         short="a",
-        variants={"clean": _clean_scope("architecture")},
+        variants={"clean": _clean_scope("architecture"), "verify": _verify_scope("architecture")},
     ),
     Option(
         "base_url",

@@ -9,7 +9,7 @@ from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
-from build.alloy import NAME
+from build.alloy import DEFAULT_VERSION, NAME
 from build.config.spec import BuildSpec, parse_output_name
 from build.core.errors import BuildError
 from build.core.report import listing, say
@@ -18,8 +18,7 @@ from build.image import buildinfo
 from build.keys.trustkeys import read_trust_keys
 from build.model.arch import ARCHES
 from build.model.names import buildinfo_file
-from build.model.versions import LATEST
-from build.pipeline.steps import run_steps, spec_for
+from build.pipeline.steps import resolved_version, run_steps, spec_for
 
 
 def built_images(output_dir: Path, version: str | None, arch: str | None) -> list[tuple[str, str]]:
@@ -46,9 +45,7 @@ def _version_key(version: str) -> tuple[int, ...]:
 def verify_built(values: Mapping[str, Any], given: Collection[str]) -> None:
     """Verify the built images that `values` (the option table's, for verify) select: those
     of --version and --arch when given on the command line (`given`), else every one."""
-    version = values["version"] if "version" in given else None
-    if version == LATEST:
-        version = spec_for(values).version
+    version = resolved_version(values) if "version" in given else None
     arch = values["arch"] if "arch" in given else None
     output_dir = values["output_dir"]
     if version is not None and arch is not None:
@@ -83,7 +80,7 @@ def _nothing_built(
     which = " ".join(
         [*([f"of version {version}"] if version else []), *([f"for {arch}"] if arch else [])]
     )
-    command = ["invoke all", f"--version={version or values['version']}"]
+    command = ["invoke all", f"--version={version or values['version'] or DEFAULT_VERSION}"]
     command += [f"--arch={arch}"] if arch else []
     command += [f"--output-dir={values['output_dir']}"] if "output_dir" in given else []
     return BuildError(
