@@ -140,6 +140,15 @@ def test_verify_checks_every_version_and_arch_there(
     assert info(output, images[1])["verify"]["result"] == "passed"
 
 
+def test_the_compat_name_is_checked_with_the_image_it_holds(invoke: Invoke) -> None:
+    """Built with --compat-arch=arm64, alloy-VERSION.raw is the arm64 image's: verify checks it
+    with that image, without being told --compat-arch again."""
+    ok(invoke("all", "--no-verify", "--arch=arm64", "--compat-arch=arm64"))
+    result = ok(invoke("verify"))
+    compat = f"alloy-{VERSION}.raw"
+    assert f"verify   ok   checksum: {compat} matches {compat}.sha256" in result.stdout
+
+
 @pytest.mark.parametrize(
     ("field", "value"),
     [

@@ -5,6 +5,7 @@ the defaults say what to build next, not what an image already built must be."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
@@ -15,9 +16,10 @@ from build.core.errors import BuildError
 from build.core.report import listing, say
 from build.formats.table import format_named, recorded_format
 from build.image import buildinfo
+from build.image.checksum import read_checksum
 from build.keys.trustkeys import read_trust_keys
 from build.model.arch import ARCHES
-from build.model.names import buildinfo_file
+from build.model.names import buildinfo_file, checksum_file
 from build.pipeline.steps import resolved_version, run_steps, spec_for
 
 
@@ -55,7 +57,7 @@ def verify_built(values: Mapping[str, Any], given: Collection[str]) -> None:
     if not cells:
         raise _nothing_built(values, given, version, arch)
     # Every image's options first: a contradicting flag is refused before anything is checked.
-    checked = [_as_built(spec_for({**values, "version": v, "arch": a}), given) for v, a in cells]
+    checked = [_as_built(_spec(values, given, v, a), given) for v, a in cells]
     failed: list[BuildError] = []
     for spec, built in checked:
         if built:
@@ -72,6 +74,32 @@ def verify_built(values: Mapping[str, Any], given: Collection[str]) -> None:
     if failed:
         more = f" (and {len(failed) - 1} more of {len(checked)} failed)" if failed[1:] else ""
         raise BuildError(failed[0].message + more, failed[0].hint)
+
+
+def _spec(values: Mapping[str, Any], given: Collection[str], version: str, arch: str) -> BuildSpec:
+    """The image's BuildSpec; --compat-arch, unless given, the architecture whose image the
+    compat name holds (invoke all --compat-arch=arm64 made it arm64's)."""
+    spec = spec_for({**values, "version": version, "arch": arch})
+    if "compat_arch" in given:
+        return spec
+    owner = _compat_owner(spec)
+    return dataclasses.replace(spec, compat_arch=owner) if owner else spec
+
+
+def _compat_owner(spec: BuildSpec) -> str | None:
+    """The architecture of the image the compat name holds, by their .sha256 files, or None."""
+
+    def recorded(image: Path) -> str | None:
+        try:
+            return read_checksum(checksum_file(image))
+        except (BuildError, OSError):
+            return None
+
+    held = recorded(spec.compat_image)
+    if held is None:
+        return None
+    images = {arch: dataclasses.replace(spec, arch=ARCHES[arch]).image for arch in ARCHES}
+    return next((arch for arch, image in images.items() if recorded(image) == held), None)
 
 
 def _nothing_built(
