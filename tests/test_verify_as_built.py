@@ -46,6 +46,7 @@ def test_a_plain_verify_checks_the_image_as_it_was_built(
     keyring.write_bytes(export(keys.home, keys.next))
     ok(invoke("all", *BUILT_WITH, f"--trust-keys={keyring}"))
     output = tmp_path / "output"
+    ok(invoke("verify", f"--trust-keys={keyring}"))  # the same keys: no contradiction
     keyring.unlink()  # verify needs no --trust-keys file: the build info names the keys
     result = ok(invoke("verify"))
     [fingerprint] = info(output)["trust_keys"]
