@@ -96,12 +96,15 @@ def _build_task(name: str, doc: str) -> OptionTask:
 
     def body(c: Context, **flags: Any) -> None:
         from build.pipeline.steps import run_steps, spec_for
+        from build.pipeline.verifybuilt import verify_built
         from build.verify.checks import verify_any_image
 
         values = options.resolve(name, flags, c.config)
         if name == "verify" and values["image"] is not None:
-            # The image's own version counts, not --version: no API call for a "latest".
-            spec = spec_for({**values, "version": "0.0.0"})
+            # The image's own version counts, not --version: no API call for a "latest"; and
+            # its own architecture (verify's --arch has no default: every image built).
+            arch = values["arch"] or options.BY_NAME["arch"].default
+            spec = spec_for({**values, "version": "0.0.0", "arch": arch})
             # Any compression a host mounts passes, unless --compression is given here (not
             # from invoke.yaml, which is for builds): then as this tool packs it.
             given = values["compression"] if flags.get("compression") is not None else None
@@ -120,6 +123,9 @@ def _build_task(name: str, doc: str) -> OptionTask:
                     "options it was built with",
                     f"give --image=PATH with it, or leave {option.flag} out",
                 )
+        if name == "verify":  # what is built, as it was built
+            verify_built(values, options.on_command_line(flags))
+            return
         spec = spec_for(values)
         run_steps(spec, name, force=values["force"], verify=values.get("verify", True))
 

@@ -67,7 +67,8 @@ def test_uncompressed_erofs_and_verify_image(invoke: Invoke, tmp_path: Path) -> 
 
 def test_verify_with_another_format_than_the_build_says_so(invoke: Invoke) -> None:
     ok(invoke("all", "--format=erofs"))
-    error_line(invoke("verify"), "was built with --format=erofs")
+    error_line(invoke("verify", "--format=squashfs"), "was built with --format=erofs, not ")
+    assert "as built: --format=erofs --compression=lz4hc " in ok(invoke("verify")).stdout
 
 
 def test_a_bad_format_or_compression_pair_is_one_line(invoke: Invoke, tmp_path: Path) -> None:

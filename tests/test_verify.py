@@ -288,7 +288,7 @@ def test_verify_with_nothing_built_is_one_line(
     output = tmp_path / "output"
     before = sorted(output.rglob("*")) if output.exists() else None
     asked = len(release.requests())
-    result = invoke("verify")
+    result = invoke("verify", f"--version={VERSION}", "--arch=amd64")  # the one named
     assert result.returncode == 1, result.stdout + result.stderr
     assert result.stderr.splitlines() == [
         f"error: nothing to verify: {Path('output') / missing} is missing; build it first with "
@@ -325,20 +325,26 @@ def test_verify_with_other_options_than_the_build_says_so_and_records_nothing(
     invoke: Invoke, tmp_path: Path
 ) -> None:
     """A verify that would fail only because it was asked with other options than the build's
-    must not record a failure over the build's passed verify."""
+    must not record a failure over the build's passed verify: a plain verify checks the image
+    as built (tests/test_verify_as_built.py), a flag that contradicts the build is refused."""
     assert invoke("all", "--compression=zstd", "--autostart").returncode == 0
     info = tmp_path / "output" / f"alloy-{VERSION}-amd64.raw.buildinfo.json"
     before = info.read_bytes()
-    result = invoke("verify")
+    result = invoke("verify", "--compression=xz", "--no-autostart")
     assert result.returncode == 1, result.stdout + result.stderr
     assert result.stderr.splitlines() == [
         f"error: {Path('output') / f'alloy-{VERSION}-amd64.raw'} was built with "
-        "--compression=zstd, --autostart, unlike this verify; its build info is left as it was; "
-        "verify it with the options it was built with, or rebuild it with these: invoke all"
+        "--compression=zstd, --autostart, not --compression=xz, --no-autostart as given; nothing "
+        "was checked or written; leave those options out to check it as it was built, or "
+        f"rebuild it with them: invoke all --version={VERSION} --arch=amd64 --compression=xz "
+        "--no-autostart"
     ]
+    assert result.stdout == ""
     assert info.read_bytes() == before
     same = invoke("verify", "--compression=zstd", "--autostart")
     assert same.returncode == 0, same.stdout + same.stderr
+    plain = invoke("verify")
+    assert plain.returncode == 0, plain.stdout + plain.stderr
 
 
 def test_cannot_merge_says_why(monkeypatch: pytest.MonkeyPatch) -> None:

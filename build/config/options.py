@@ -376,6 +376,12 @@ def _clean_scope(what: str) -> Variant:
     return Variant(f"only this {what} (default: every {what})", configurable=False, default=None)
 
 
+def _verify_scope(what: str) -> Variant:
+    """verify checks every image built; its --version and --arch, given on the command line,
+    narrow that (build/pipeline/verifybuilt.py)."""
+    return Variant(f"only the image of this {what} (default: every image built)", default=None)
+
+
 OPTIONS: tuple[Option, ...] = (
     Option(
         "version",
@@ -385,7 +391,7 @@ OPTIONS: tuple[Option, ...] = (
         version,
         default=alloy.DEFAULT_VERSION,
         short="v",
-        variants={"clean": _clean_scope("version")},
+        variants={"clean": _clean_scope("version"), "verify": _verify_scope("version")},
     ),
     Option(
         "arch",
@@ -394,7 +400,7 @@ OPTIONS: tuple[Option, ...] = (
         architecture,
         default="amd64",
         short="a",
-        variants={"clean": _clean_scope("architecture")},
+        variants={"clean": _clean_scope("architecture"), "verify": _verify_scope("architecture")},
     ),
     Option(
         "base_url",
@@ -699,6 +705,18 @@ def config_keys() -> dict[str, None]:
     """Every option as a configuration key, unset: Invoke then reads INVOKE_<NAME> as text, and
     the option's own parser says what is wrong with it."""
     return {option.name: None for option in OPTIONS}
+
+
+def on_command_line(flags: Mapping[str, Any]) -> frozenset[str]:
+    """The options given on the command line (`flags`, as Invoke passes them), by name: a
+    switch's --name or --no-name counts, a configured or default value does not."""
+    given = set()
+    for name, value in flags.items():
+        switched_off = name.startswith("no_") and name[3:] in BY_NAME
+        option = BY_NAME.get(name[3:] if switched_off else name)
+        if option is not None and value is not None and (value or not option.switch):
+            given.add(option.name)
+    return frozenset(given)
 
 
 def _config_source(config: Any, name: str) -> str:

@@ -4,15 +4,16 @@ verify passed on, with that sha256."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from build.config import options
 from build.core.errors import BuildError
-from build.formats.table import UNRECORDED_FORMAT, recorded_format
+from build.formats.table import FORMATS, UNRECORDED_FORMAT, recorded_format
 from build.model.names import buildinfo_file
 
 if TYPE_CHECKING:
@@ -67,7 +68,11 @@ def write(runner: StepContext, info: dict[str, Any]) -> None:
 
 def read(runner: StepContext) -> dict[str, Any]:
     """The newest build info of the image (pending, or in place)."""
-    current = runner.current(buildinfo_file(runner.spec.image))
+    return load(runner.current(buildinfo_file(runner.spec.image)))
+
+
+def load(current: Path) -> dict[str, Any]:
+    """The build info at `current`, a JSON object (its fields unchecked: parse_fields)."""
     try:
         info = json.loads(current.read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
@@ -96,9 +101,63 @@ def options_differ(info: dict[str, Any], spec: BuildSpec, compression: str) -> l
         differ.append(f"--compression={info.get('compression')}")
     if bool(info.get("autostart")) != spec.autostart:
         differ.append("--autostart" if info.get("autostart") else "no --autostart")
-    if bool(info.get("trust_keys")) != (spec.trust_keys is not None):
-        differ.append("--trust-keys" if info.get("trust_keys") else "no --trust-keys")
+    if spec.trust_keys is not None and not info.get("trust_keys"):  # none given: as built
+        differ.append("no --trust-keys")
     return differ
+
+
+# The options an image's checks depend on, as its build info records them; what verify checks
+# an image against unless the command line says otherwise (build/pipeline/verifybuilt.py).
+CHECKED_OPTIONS = ("format", "compression", "autostart", "config_path", "trust_keys")
+
+
+def built_options(info: Mapping[str, Any]) -> dict[str, Any]:
+    """CHECKED_OPTIONS as `info` (parsed by parse_fields) records them: the fingerprints for
+    trust_keys, sorted."""
+    return {
+        **{name: info[name] for name in CHECKED_OPTIONS},
+        "trust_keys": sorted(info["trust_keys"]),
+    }
+
+
+def asked_options(spec: BuildSpec, fingerprints: Sequence[str]) -> dict[str, Any]:
+    """CHECKED_OPTIONS as `spec` asks for them, comparable with built_options: the compression
+    that packs as spec's does (xz-bcj on arm64 is xz); `fingerprints`: those of --trust-keys."""
+    compression = FORMATS[spec.format].used_compression(spec.compression, spec.arch)
+    return {
+        "format": spec.format,
+        "compression": compression,
+        "autostart": spec.autostart,
+        "config_path": spec.config_path,
+        "trust_keys": sorted(fingerprints),
+    }
+
+
+def as_flag(name: str, value: Any) -> str:
+    """An option of CHECKED_OPTIONS with its value, as the flag that gives it."""
+    if name == "autostart":
+        return "--autostart" if value else "--no-autostart"
+    if name == "trust_keys":
+        return "--trust-keys (keys " + ", ".join(value) + ")" if value else "no --trust-keys"
+    return f"--{name.replace('_', '-')}={value}"
+
+
+def as_built(spec: BuildSpec, info: Mapping[str, Any]) -> BuildSpec:
+    """`spec` with the options the image was built with (`info`, parsed by parse_fields); its
+    compression kept where it packs as the recorded one does. --trust-keys stays as given:
+    verify takes whether the image holds keys from the build info."""
+    built = built_options(info)
+    asked = asked_options(spec, ())
+    compression = spec.compression
+    if (asked["format"], asked["compression"]) != (built["format"], built["compression"]):
+        compression = built["compression"]
+    return dataclasses.replace(
+        spec,
+        format=built["format"],
+        compression=compression,
+        autostart=built["autostart"],
+        config_path=built["config_path"],
+    )
 
 
 def parse_fields(path: Path, info: dict[str, Any], tools: Sequence[str]) -> dict[str, Any]:

@@ -92,18 +92,23 @@ STEPS = tuple(entry.name for entry in TABLE)
 def spec_for(values: Mapping[str, Any]) -> BuildSpec:
     """The build's BuildSpec from the option table's values (build/config/options.py resolve()),
     with --version=latest resolved first (and said so, once)."""
-    if values["version"] == LATEST:
-        found = latest.resolve(
-            values["api_url"],
-            values["cache_dir"],
-            values["retries"],
-            allow_http=values["allow_http"],
-            stall_timeout=values["stall_timeout"],
-            download_timeout=values["download_timeout"],
-        )
-        say(LATEST, found.describe())
-        values = {**values, "version": found.version}
-    return BuildSpec.from_values(values)
+    return BuildSpec.from_values({**values, "version": resolved_version(values)})
+
+
+def resolved_version(values: Mapping[str, Any]) -> str:
+    """--version, or for latest the version it names now (said so)."""
+    if values["version"] != LATEST:
+        return str(values["version"])
+    found = latest.resolve(
+        values["api_url"],
+        values["cache_dir"],
+        values["retries"],
+        allow_http=values["allow_http"],
+        stall_timeout=values["stall_timeout"],
+        download_timeout=values["download_timeout"],
+    )
+    say(LATEST, found.describe())
+    return found.version
 
 
 def run_steps(spec: BuildSpec, last: str, force: bool, verify: bool = True) -> None:

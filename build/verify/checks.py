@@ -531,20 +531,20 @@ def make(runner: StepContext) -> str:
     the result in the image's build info."""
     spec = runner.spec
     names = shipped(spec)
+    info = buildinfo.read(runner)
     expect = Expectations(
         compression=spec.compression,
         names=[path.name for path in names],
         checksums=[(runner.current(f), runner.current(c)) for f, c in checksums_of(names)],
-        required=required_files(spec.autostart, spec.trust_keys is not None),
+        # The keys' presence as built: invoke verify without --trust-keys checks the image's.
+        required=required_files(spec.autostart, bool(info.get("trust_keys"))),
         max_binary_size=spec.max_binary_size,
     )
     image = runner.current(spec.image)
     # Built with other options, the image would fail checks it need not pass: say so, and
     # leave its record as it is.
     differ = buildinfo.options_differ(
-        buildinfo.read(runner),
-        spec,
-        FORMATS[spec.format].used_compression(spec.compression, spec.arch),
+        info, spec, FORMATS[spec.format].used_compression(spec.compression, spec.arch)
     )
     if differ:
         raise BuildError(
