@@ -433,7 +433,14 @@ def test_clean_can_pick_a_version_or_an_architecture(
         "alloy-1.10.3-amd64",
     ]
 
-    ok(invoke("clean", "--version=1.10.3", "--cache"))
+    cleaned = ok(invoke("clean", "--version=1.10.3", "--cache"))
+    # issue 22: what kinds went, and from where, not "removed 36 entries"
+    assert cleaned.stdout.splitlines() == [
+        "clean    removed from output: 2 images, 2 checksums, 1 build info file, 3 staged files, "
+        "4 step records, 6 lock files, 10 directories",
+        f"clean    removed from the download cache {cache}: 1 downloaded zip, "
+        "1 SHA256SUMS list, 2 lock files, 1 directory",
+    ]
     assert sorted(p.name for p in output.iterdir()) == [
         ".alloy-1.10.2-amd64.raw.k2j4.tmp",
         ".staging",
@@ -468,10 +475,15 @@ def test_clean_removes_the_release_files_once_an_image_goes(invoke: Invoke, tmp_
     files = sorted(str(p.relative_to(output)) for p in output.rglob("*") if p.is_file())
     assert set(released) <= set(files)
 
-    ok(invoke("clean", "--version=9.9.9"))  # no image of that version: the release still holds
+    kept = ok(invoke("clean", "--version=9.9.9"))  # no image of that version: the release holds
+    assert kept.stdout == "clean    nothing to remove in output\n"
     assert sorted(str(p.relative_to(output)) for p in output.rglob("*") if p.is_file()) == files
 
-    ok(invoke("clean", "--arch=amd64"))
+    cleaned = ok(invoke("clean", "--arch=amd64"))
+    assert cleaned.stdout.splitlines() == [
+        "clean    removed from output: 2 images, 2 checksums, 1 build info file, 6 fleet files, "
+        "3 staged files, 4 step records, 6 lock files, 12 directories",
+    ]
     assert sorted(str(p.relative_to(output)) for p in output.rglob("*")) == [
         "flatcar",
         "flatcar/mine.bu",
