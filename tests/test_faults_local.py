@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import re
 import signal
 import subprocess
 import threading
@@ -161,6 +162,24 @@ def test_two_builds_of_the_same_version_at_once_make_everything_once(
     for name in (f"alloy-{VERSION}-amd64.raw", f"alloy-{VERSION}.raw"):
         assert (output / name).read_bytes() == (tmp_path / "serial" / name).read_bytes()
     assert leftovers(tmp_path) == []
+
+
+def test_a_build_waiting_for_another_says_so_once_with_its_pid(
+    invoke: Invoke, release: Release, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    """issue 22: the second build says whom it waits for, then how long it waited."""
+    env, log = slow_mksquashfs(tmp_path, 2)
+    first = start(cli_env, tmp_path, "all", **env)
+    wait_for(lambda: pids(log), first)  # packing: it holds the build's outputs
+    second = start(cli_env, tmp_path, "all", **env)
+    stdout, stderr = second.communicate(timeout=120)
+    assert second.returncode == 0, stdout + stderr
+    assert first.wait(timeout=120) == 0
+    waits = [line for line in stdout.splitlines() if line.startswith("lock ")]
+    assert len(waits) == 2, stdout
+    assert waits[0] == f"lock     waiting for another build in output (pid {first.pid}) …"
+    assert re.fullmatch(r"lock     waited \d+\.\d s for another build in output", waits[1])
+    assert len(pids(log)) == 1  # and then found the image made
 
 
 def test_two_builds_of_different_versions_at_once_share_the_directories(

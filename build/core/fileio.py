@@ -9,10 +9,12 @@ import glob
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from build.core.errors import doing
+from build.core.report import say
 from build.core.signals import held, raise_if_interrupted
 
 # Temporaries beside a file: .NAME.XXXX.tmp while written, .NAME.XXXX.old while replaced
@@ -118,19 +120,64 @@ def sweep_temps(final: Path) -> list[Path]:
 
 
 @contextlib.contextmanager
-def file_lock(path: Path, shared: bool = False) -> Iterator[None]:
+def file_lock(path: Path, shared: bool = False, waiting_for: str | None = None) -> Iterator[None]:
     """An exclusive (or shared) lock that concurrent builds (nox -j, parallel CI steps) wait on.
     Taken again if the file was removed while waiting (clean removes the lock files it made,
-    holding them): a lock on a file no longer named `path` guards nothing."""
+    holding them): a lock on a file no longer named `path` guards nothing.
+
+    With `waiting_for` (who holds it, e.g. "another build in output"), a wait is said once,
+    "waiting for WAITING_FOR (pid N) …", and how long it took once the lock is taken: a build
+    waiting minutes for another must not look hung."""
+    started: float | None = None
     while True:
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("a") as handle:
-            fcntl.flock(handle, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+            mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
+            try:
+                fcntl.flock(handle, mode | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if started is None and waiting_for is not None:
+                    started = time.monotonic()
+                    say("lock", f"waiting for {waiting_for}{_held_by(handle.fileno())} …")
+                fcntl.flock(handle, mode)
             try:
                 current = os.stat(path).st_ino
             except FileNotFoundError:
                 current = None
             if current != os.fstat(handle.fileno()).st_ino:
                 continue
+            if started is not None:
+                say("lock", f"waited {time.monotonic() - started:.1f} s for {waiting_for}")
             yield
             return
+
+
+def _held_by(fd: int) -> str:
+    """ " (pid N)": the processes holding a lock on the file open as `fd`, as /proc/locks lists
+    them (nothing is written to the lock file: clean recognises it by its bytes); "" where it
+    lists none this process can see."""
+    st = os.fstat(fd)
+    try:
+        with open("/proc/locks", encoding="ascii", errors="replace") as listing:
+            lines = listing.read().splitlines()
+    except OSError:
+        return ""
+    pids = []
+    for line in lines:
+        fields = line.split()
+        if len(fields) < 6 or fields[1] == "->":  # "->": a waiter, not a holder
+            continue
+        pid, where = fields[4], fields[5].split(":")
+        try:
+            if len(where) != 3 or not pid.isdigit() or int(pid) <= 0:
+                continue
+            if (int(where[0], 16), int(where[1], 16), int(where[2])) == (
+                os.major(st.st_dev),
+                os.minor(st.st_dev),
+                st.st_ino,
+            ):
+                pids.append(pid)
+        except ValueError:
+            continue
+    pids = sorted(set(pids), key=int)
+    return f" ({'pids' if len(pids) > 1 else 'pid'} {', '.join(pids)})" if pids else ""

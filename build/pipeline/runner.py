@@ -275,6 +275,12 @@ class Runner:
             return step.lock
         return step_lock(step.stamp or self.spec.stamp(step.name))
 
+    def _holder(self, entry: Entry | None, lock: Path) -> str:
+        """Who holds a lock the build waits on, for its "waiting for …" line."""
+        if entry is not None and entry.lock is not None:  # shared by every output directory
+            return f"another build's {entry.name} in {lock.parent}"
+        return f"another build in {self.spec.output_dir}"
+
     def _run(self, entry: Entry, step: Step, reason: str, recheck: bool = False) -> None:
         """Make the step's targets, under its lock. Only a step that must run takes its lock: an
         unchanged run touches no file. Two builds of the same cell then make each target once;
@@ -286,7 +292,7 @@ class Runner:
         deferred = self.deferred and entry.deferrable
         if deferred:
             self._hold_cell_lock()
-        with file_lock(lock):
+        with file_lock(lock, waiting_for=self._holder(entry, lock)):
             if entry.lock is None:
                 self._new_locks.append(lock)
             if recheck:  # another build may have made the targets while we waited
@@ -345,7 +351,7 @@ class Runner:
         stack = contextlib.ExitStack()
         self._own_dirs(self.spec.work_dir)
         cell_lock = self.spec.work_dir / CELL_LOCK
-        stack.enter_context(file_lock(cell_lock))
+        stack.enter_context(file_lock(cell_lock, waiting_for=self._holder(None, cell_lock)))
         self._new_locks.append(cell_lock)
         self._cell_lock = stack
         shutil.rmtree(self.pending_dir, ignore_errors=True)  # a killed run's, under the lock
