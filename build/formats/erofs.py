@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from build.core.errors import BuildError, explain_full_disk
+from build.core.readprogress import read_progress, tree_size
 from build.core.run import run, run_answer
 from build.core.tools import package
 from build.formats.recipe import Recipe
@@ -95,7 +96,8 @@ def pack_erofs(
     image.unlink(missing_ok=True)  # mkfs.erofs would write over an old image's bytes
     try:
         args = mkfs_erofs_args(compression, image_id, pcluster_bytes)
-        run([MKFS_EROFS, *args, str(image), str(tree)], env=_environment())
+        with read_progress("packing", tree_size(tree)) as watch:
+            run([MKFS_EROFS, *args, str(image), str(tree)], env=_environment(), watch=watch)
     except BuildError as error:
         raise explain_full_disk(error, image.parent, "mkfs.erofs", 2 * pcluster_bytes) from error
 

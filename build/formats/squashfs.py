@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from build.core.errors import BuildError, explain_full_disk
+from build.core.readprogress import read_progress, tree_size
 from build.core.run import run
 from build.formats.recipe import Recipe
 from build.model.arch import Arch
@@ -92,17 +93,11 @@ def pack_squashfs(tree: Path, image: Path, compression: str, arch: Arch) -> None
         "LC_ALL": "C",
         "SOURCE_DATE_EPOCH": SOURCE_DATE_EPOCH,
     }
+    argv = [MKSQUASHFS, str(tree), str(image), *mksquashfs_args(compression, arch)]
     try:
-        run(
-            [
-                MKSQUASHFS,
-                str(tree),
-                str(image),
-                *mksquashfs_args(compression, arch),
-                "-no-progress",
-            ],
-            env=env,
-        )
+        # Its own progress bar is a terminal's (carriage returns): ours reads its reads.
+        with read_progress("packing", tree_size(tree)) as watch:
+            run([*argv, "-no-progress"], env=env, watch=watch)
     except BuildError as error:
         raise explain_full_disk(error, image.parent, "mksquashfs", 2 * BLOCK_SIZE_BYTES) from error
 
