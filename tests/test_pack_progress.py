@@ -1,7 +1,7 @@
 """The pack step says how far it got (issue 22): a packer that prints nothing while it works is
-watched through the bytes it has read (build/core/readprogress.py, build/core/run.py's watch).
-Fake packers read their input in two halves and wait between them until the progress shown has
-reached the first: counters, not timings."""
+watched through the bytes it has read or written (build/core/toolprogress.py, build/core/run.py's
+watch). Fake packers read and write in two halves and wait between them until the progress
+shown has reached the first: counters, not timings."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ from typing import ClassVar
 
 import pytest
 
-from build.core import readprogress
 from build.core import run as running
+from build.core import toolprogress
 from build.core.errors import BuildError
 from build.core.report import PlainProgress
 from build.core.run import run, run_bytes
@@ -27,27 +27,29 @@ from build.model.arch import ARCHES
 
 HALF = 2 << 20  # bytes: far more than the fake's own start-up reads (~40 KiB)
 
-# Reads every file of the tree it is given (the argument that is a directory), half of the
-# bytes, then waits for GO, then the rest; then writes the image (the other path).
+# Reads every file of the tree it is given (the argument that is a directory) and writes what
+# it read to the image (the other path): half of the bytes, then waits for GO, then the rest.
 FAKE_PACKER = """\
 import os, sys, time
 tree = next(a for a in sys.argv[1:] if os.path.isdir(a))
 image = next(a for a in sys.argv[1:] if a.endswith(".raw"))
 go, half = {go!r}, {half}
 done = 0
-for directory, _, files in os.walk(tree):
-    for name in sorted(files):
-        with open(os.path.join(directory, name), "rb") as f:
-            while chunk := f.read(65536):
-                done += len(chunk)
-                if done == half:
-                    deadline = time.monotonic() + 60
-                    while not os.path.exists(go):
-                        if time.monotonic() > deadline:
-                            sys.exit("nobody said go")
-                        time.sleep(0.01)
-with open(image, "wb") as f:
-    f.write(b"image")
+with open(image, "wb", buffering=0) as out:
+    for directory, _, files in os.walk(tree):
+        for name in sorted(files):
+            if os.path.islink(os.path.join(directory, name)):
+                continue
+            with open(os.path.join(directory, name), "rb") as f:
+                while chunk := f.read(65536):
+                    out.write(chunk)
+                    done += len(chunk)
+                    if done == half:
+                        deadline = time.monotonic() + 60
+                        while not os.path.exists(go):
+                            if time.monotonic() > deadline:
+                                sys.exit("nobody said go")
+                            time.sleep(0.01)
 """
 
 
@@ -57,7 +59,7 @@ class Recorded(PlainProgress):
     made: ClassVar[list[Recorded]] = []
 
     def __init__(self, label: str, total: int | None, go: Path):
-        super().__init__(label, total, sys.stdout)
+        super().__init__(label, total, sys.stdout, interval=0)  # a line for each update
         self.go = go
         self.seen: list[int] = []
         Recorded.made.append(self)
@@ -81,9 +83,9 @@ def fake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         script.chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setattr(running, "WATCH_EVERY", 0.01)
-    monkeypatch.setattr(readprogress, "QUIET_FOR", 0.0)
+    monkeypatch.setattr(toolprogress, "QUIET_FOR", 0.0)
     Recorded.made = []
-    monkeypatch.setattr(readprogress, "progress", lambda label, total: Recorded(label, total, go))
+    monkeypatch.setattr(toolprogress, "progress", lambda label, total: Recorded(label, total, go))
     tree = tmp_path / "tree"
     (tree / "usr/local/bin").mkdir(parents=True)
     (tree / "usr/local/bin/alloy").write_bytes(os.urandom(2 * HALF))
@@ -98,13 +100,12 @@ def pack_with(packer: str, tree: Path, image: Path) -> None:
         pack_erofs(tree, image, "lz4hc", uuid.uuid4())
 
 
-@pytest.mark.parametrize("packer", ["squashfs", "erofs"])
-def test_packing_shows_the_bytes_the_packer_has_read(
-    fake: Path, tmp_path: Path, packer: str, capsys: pytest.CaptureFixture[str]
+def test_mkfs_erofs_shows_the_share_of_the_tree_it_has_read(
+    fake: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     image = tmp_path / "alloy.raw"
-    pack_with(packer, fake, image)
-    assert image.read_bytes() == b"image"
+    pack_with("erofs", fake, image)
+    assert image.stat().st_size == 2 * HALF
     [shown] = Recorded.made
     assert shown.total == 2 * HALF  # the regular files' bytes
     assert any(HALF <= done < 2 * HALF for done in shown.seen)  # seen while it waited
@@ -113,10 +114,25 @@ def test_packing_shows_the_bytes_the_packer_has_read(
     assert any(re.fullmatch(r" {9}packing: 2\.\d MiB of 4\.0 MiB \(5\d%\)", line) for line in lines)
 
 
+def test_mksquashfs_shows_what_it_has_written(
+    fake: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """mksquashfs reads the whole tree ahead of its compressors: its writes tell how far it got,
+    of a size nobody knows before."""
+    image = tmp_path / "alloy.raw"
+    pack_with("squashfs", fake, image)
+    [shown] = Recorded.made
+    assert shown.total is None
+    assert any(HALF <= done < 2 * HALF for done in shown.seen)  # seen while it waited
+    assert shown.seen == sorted(shown.seen)
+    lines = capsys.readouterr().out.splitlines()
+    assert f"{'':9}packing, written so far: 2.0 MiB" in lines
+
+
 def test_a_quick_pack_shows_no_progress(
     fake: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setattr(readprogress, "QUIET_FOR", 3600.0)
+    monkeypatch.setattr(toolprogress, "QUIET_FOR", 3600.0)
     (tmp_path / "go").touch()  # the fake packer does not wait
     pack_with("squashfs", fake, tmp_path / "alloy.raw")
     assert Recorded.made == []
@@ -180,5 +196,5 @@ def test_a_watched_command_that_does_not_answer_is_stopped(
     assert time.monotonic() - started < 30
 
 
-def test_bytes_read_is_none_for_a_process_that_is_gone() -> None:
-    assert readprogress.bytes_read(2**22 + 12345) is None
+def test_io_bytes_is_none_for_a_process_that_is_gone() -> None:
+    assert toolprogress.io_bytes(2**22 + 12345, toolprogress.READ) is None
