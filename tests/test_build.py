@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import pty
+import re
 import shutil
 import struct
 import subprocess
@@ -518,9 +519,12 @@ def test_a_build_waiting_for_the_fetch_lock_uses_what_the_other_build_fetched(
     stdout, stderr = waiting.communicate(timeout=60)
     assert waiting.returncode == 0, stderr
     assert release.requests() == requests
-    assert stdout.splitlines() == [
-        f"fetch    {release.cached(cache, name='alloy-linux-amd64.zip')}: up to date"
-    ]
+    waited, took, fetched = stdout.splitlines()
+    # issue 22: a wait is said, with the holder (this test), and how long it took
+    holder = f"another build's fetch in {lock.parent}"
+    assert waited == f"lock     waiting for {holder} (pid {os.getpid()}) …"
+    assert re.fullmatch(rf"lock     waited \d+\.\d s for {re.escape(holder)}", took)
+    assert fetched == f"fetch    {release.cached(cache, name='alloy-linux-amd64.zip')}: up to date"
 
 
 def test_sums_lists_every_image_checkable_with_sha256sum(
