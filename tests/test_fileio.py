@@ -136,15 +136,15 @@ LOCKER = """
 import sys
 from pathlib import Path
 from build.core.fileio import file_lock
-with file_lock(Path(sys.argv[1]), waiting_for=sys.argv[2] or None):
+with file_lock(Path(sys.argv[1]), sys.argv[3] == "shared", waiting_for=sys.argv[2] or None):
     print("held", flush=True)
     sys.stdin.readline()
 """
 
 
-def locker(lock: Path, waiting_for: str = "") -> subprocess.Popen[str]:
+def locker(lock: Path, waiting_for: str = "", how: str = "alone") -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-c", LOCKER, str(lock), waiting_for],
+        [sys.executable, "-c", LOCKER, str(lock), waiting_for, how],
         cwd=REPO,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
@@ -165,6 +165,22 @@ def test_a_second_process_says_it_waits_for_the_holder_once_and_how_long(tmp_pat
     waited, held = rest.splitlines()
     assert re.fullmatch(r"lock     waited \d+\.\d s for another build in output", waited)
     assert held == "held"
+
+
+def test_a_wait_for_several_holders_names_each(tmp_path: Path) -> None:
+    lock = tmp_path / "output" / ".staging" / "output.lock"
+    holders = [locker(lock, how="shared") for _ in range(2)]  # two builds
+    for holder in holders:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+    waiter = locker(lock, "another build or release in output")  # clean
+    assert waiter.stdout is not None
+    pids = ", ".join(str(pid) for pid in sorted(holder.pid for holder in holders))
+    expected = f"lock     waiting for another build or release in output (pids {pids}) …\n"
+    assert waiter.stdout.readline() == expected
+    for holder in holders:
+        holder.communicate("\n", timeout=30)
+    rest, _ = waiter.communicate("\n", timeout=30)
+    assert rest.splitlines()[-1] == "held"
 
 
 def test_a_lock_taken_at_once_says_nothing(

@@ -153,31 +153,29 @@ def file_lock(path: Path, shared: bool = False, waiting_for: str | None = None) 
 
 
 def _held_by(fd: int) -> str:
-    """ " (pid N)": the processes holding a lock on the file open as `fd`, as /proc/locks lists
-    them (nothing is written to the lock file: clean recognises it by its bytes); "" where it
-    lists none this process can see."""
-    st = os.fstat(fd)
+    """What a wait's line says of the holder: " (pid N)", or "" where /proc/locks lists no
+    holder this process can see. The pid is not written into the lock file: clean recognises
+    that file by its bytes."""
+    pids = _holders(os.fstat(fd))
+    if not pids:
+        return ""
+    return f" ({'pids' if len(pids) > 1 else 'pid'} {', '.join(map(str, pids))})"
+
+
+def _holders(st: os.stat_result) -> list[int]:
+    """The pids /proc/locks lists as holding a lock on the file `st` is of."""
     try:
         with open("/proc/locks", encoding="ascii", errors="replace") as listing:
             lines = listing.read().splitlines()
     except OSError:
-        return ""
-    pids = []
+        return []
+    wanted = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    pids = set()
     for line in lines:
+        # "1: FLOCK  ADVISORY  WRITE 4242 fe:00:2589620 0 EOF"; a waiter's has "->" after "1:"
         fields = line.split()
-        if len(fields) < 6 or fields[1] == "->":  # "->": a waiter, not a holder
+        if len(fields) < 6 or fields[1] == "->" or fields[5] != wanted:
             continue
-        pid, where = fields[4], fields[5].split(":")
-        try:
-            if len(where) != 3 or not pid.isdigit() or int(pid) <= 0:
-                continue
-            if (int(where[0], 16), int(where[1], 16), int(where[2])) == (
-                os.major(st.st_dev),
-                os.minor(st.st_dev),
-                st.st_ino,
-            ):
-                pids.append(pid)
-        except ValueError:
-            continue
-    pids = sorted(set(pids), key=int)
-    return f" ({'pids' if len(pids) > 1 else 'pid'} {', '.join(pids)})" if pids else ""
+        if fields[4].isdigit() and int(fields[4]) > 0:  # 0: in another pid namespace
+            pids.add(int(fields[4]))
+    return sorted(pids)
