@@ -171,6 +171,16 @@ def test_a_changed_option_is_named_with_both_values(tmp_path: Path) -> None:
     assert plain_reason(step) == "--compression changed from xz to zstd"
 
 
+def test_a_record_without_the_options_is_from_another_version(tmp_path: Path) -> None:
+    """After an upgrade that records the options too: not "--compression is now xz"."""
+    target = touch(tmp_path / "t", T0)
+    stamp = tmp_path / "pack.stamp"
+    record(Step("pack", targets=(target,), params={"mksquashfs": ["-comp", "xz"]}, stamp=stamp))
+    now = {"--compression": "xz", "mksquashfs": ["-comp", "xz"]}
+    step = Step("pack", targets=(target,), params=now, stamp=stamp)
+    assert plain_reason(step) == "recorded by another version of this tool"
+
+
 def test_other_changed_params_are_named_without_long_values(tmp_path: Path) -> None:
     target = touch(tmp_path / "t", T0)
     stamp = tmp_path / "stage.stamp"

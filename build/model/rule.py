@@ -110,7 +110,9 @@ def changed_params(recorded: str, params: Mapping[str, Any]) -> str:
         return "this version of the tool builds it differently"
     new = json.loads(json.dumps(dict(params)))  # as recorded: tuples as lists
     changed = [key for key in sorted({*old, *new}) if old.get(key) != new.get(key)]
-    options = [key for key in changed if key.startswith("--")]
+    options = [key for key in changed if key.startswith("--") and key in old and key in new]
+    if not options and old.keys() != new.keys():  # not a value: what the record holds changed
+        return "recorded by another version of this tool"
     return listing(_change(key, old.get(key), new.get(key)) for key in options or changed)
 
 
