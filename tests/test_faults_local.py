@@ -173,7 +173,7 @@ def test_a_build_waiting_for_another_says_so_once_with_its_pid(
     wait_for(lambda: pids(log), first)  # packing, held at the gate: it holds the build's outputs
     second = start(cli_env, tmp_path, "all", **env)
     assert second.stdout is not None
-    said = []
+    said: list[str] = []
     while not said or not said[-1].startswith("lock "):  # its wait, said before it waits
         said.append(second.stdout.readline().rstrip("\n"))
         assert said[-1] or second.poll() is None, said
