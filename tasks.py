@@ -149,7 +149,7 @@ def _clean(c: Context, **flags: Any) -> None:
     clean-up. --version and --arch narrow it; without them it cleans every version."""
     from build.fetch.cache import adopt_older_default, clean_cache, refuse_untagged
     from build.fetch.latest import resolve as resolve_latest
-    from build.pipeline.clean import clean_outputs
+    from build.pipeline.clean import cache_kinds, clean_outputs, removed_line
 
     values = options.resolve("clean", flags, c.config)
     version_only, arch_only = values["version"], values["arch"]
@@ -161,12 +161,13 @@ def _clean(c: Context, **flags: Any) -> None:
         refuse_untagged(cache_dir)
     output_dir = values["output_dir"]
     cleaned = clean_outputs(output_dir, version_only, arch_only, values["compat_arch"])
-    say("clean", f"removed {len(cleaned.removed)} entries from {output_dir}")
+    say("clean", removed_line(cleaned.kinds, str(output_dir)))
     for path, why in cleaned.kept:
         say("clean", f"kept {path}: {why}")
     if values["cache"]:
         emptied, kept = clean_cache(cache_dir, version_only)
-        say("clean", f"removed {len(emptied)} entries from the download cache {cache_dir}")
+        where = f"the download cache {cache_dir}"
+        say("clean", removed_line(cache_kinds(emptied, cache_dir), where))
         for path in kept:
             say("clean", f"kept {path}: not a file this tool downloads")
 

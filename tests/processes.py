@@ -58,6 +58,30 @@ def slow_mksquashfs(tmp_path: Path, seconds: float) -> tuple[dict[str, str], Pat
     return {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}, log
 
 
+def gated_mksquashfs(tmp_path: Path) -> tuple[dict[str, str], Path, Path]:
+    """As slow_mksquashfs, but it waits until the returned gate file exists (at most 60 s)
+    instead of a fixed time: a test opens the gate once it has seen what it waits for."""
+    need("mksquashfs")
+    real = shutil.which("mksquashfs")
+    bin_dir = tmp_path / "gatedbin"
+    bin_dir.mkdir()
+    log, gate = tmp_path / "mksquashfs.log", tmp_path / "mksquashfs.gate"
+    script = bin_dir / "mksquashfs"
+    script.write_text(
+        f"#!{sys.executable}\n"
+        "import os, sys, time\n"
+        "if '-version' not in sys.argv:\n"
+        f"    with open({str(log)!r}, 'a') as f:\n"
+        "        f.write(f'{os.getpid()}\\n')\n"
+        "    deadline = time.monotonic() + 60\n"
+        f"    while not os.path.exists({str(gate)!r}) and time.monotonic() < deadline:\n"
+        "        time.sleep(0.01)\n"
+        f"os.execv({real!r}, [{real!r}, *sys.argv[1:]])\n"
+    )
+    script.chmod(0o755)
+    return {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}, log, gate
+
+
 def pids(log: Path) -> list[int]:
     return [int(line) for line in log.read_text().split()] if log.exists() else []
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import re
 import signal
 import subprocess
 import threading
@@ -19,7 +20,7 @@ from werkzeug import Request, Response
 
 from tests.conftest import INVOKE_CLI, VERSION, Invoke, Release
 from tests.fakes import MACHINES, elf_binary, sums, zip_bytes
-from tests.processes import alive, pids, slow_mksquashfs, start, wait_for
+from tests.processes import alive, gated_mksquashfs, pids, slow_mksquashfs, start, wait_for
 from tests.results import error_line, ok
 from tests.runs import MEMBER, OTHER, ZIP, cache_root, leftovers, outputs, publish_zip
 from tests.smalldisk import WHY, run_on_small_tmpfs
@@ -161,6 +162,30 @@ def test_two_builds_of_the_same_version_at_once_make_everything_once(
     for name in (f"alloy-{VERSION}-amd64.raw", f"alloy-{VERSION}.raw"):
         assert (output / name).read_bytes() == (tmp_path / "serial" / name).read_bytes()
     assert leftovers(tmp_path) == []
+
+
+def test_a_build_waiting_for_another_says_so_once_with_its_pid(
+    invoke: Invoke, release: Release, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    """issue 22: the second build says whom it waits for, then how long it waited."""
+    env, log, gate = gated_mksquashfs(tmp_path)
+    first = start(cli_env, tmp_path, "all", **env)
+    wait_for(lambda: pids(log), first)  # packing, held at the gate: it holds the build's outputs
+    second = start(cli_env, tmp_path, "all", **env)
+    assert second.stdout is not None
+    said: list[str] = []
+    while not said or not said[-1].startswith("lock "):  # its wait, said before it waits
+        said.append(second.stdout.readline().rstrip("\n"))
+        assert said[-1] or second.poll() is None, said
+    gate.touch()
+    stdout, stderr = second.communicate(timeout=120)
+    assert second.returncode == 0, stdout + stderr
+    assert first.wait(timeout=120) == 0
+    waits = [line for line in [*said, *stdout.splitlines()] if line.startswith("lock ")]
+    assert len(waits) == 2, said + stdout.splitlines()
+    assert waits[0] == f"lock     waiting for another build in output (pid {first.pid}) …"
+    assert re.fullmatch(r"lock     waited \d+\.\d s for another build in output", waits[1])
+    assert len(pids(log)) == 1  # and then found the image made
 
 
 def test_two_builds_of_different_versions_at_once_share_the_directories(

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import os
+import re
 import stat
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from build.core.fileio import atomic_dir, atomic_path, write_text_atomic
+from build.core.fileio import atomic_dir, atomic_path, file_lock, write_text_atomic
 
 
 class Boom(Exception):
@@ -124,3 +127,65 @@ def test_atomic_dir_exception_without_earlier_version_leaves_nothing(tmp_path: P
         (tmp / "partial").write_text("half")
         raise Boom
     assert list(tmp_path.iterdir()) == []
+
+
+# file_lock: a wait is said, with the holder's pid, and how long it took (issue 22)
+
+REPO = Path(__file__).resolve().parent.parent
+LOCKER = """
+import sys
+from pathlib import Path
+from build.core.fileio import file_lock
+with file_lock(Path(sys.argv[1]), sys.argv[3] == "shared", waiting_for=sys.argv[2] or None):
+    print("held", flush=True)
+    sys.stdin.readline()
+"""
+
+
+def locker(lock: Path, waiting_for: str = "", how: str = "alone") -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-c", LOCKER, str(lock), waiting_for, how],
+        cwd=REPO,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_a_second_process_says_it_waits_for_the_holder_once_and_how_long(tmp_path: Path) -> None:
+    lock = tmp_path / "output" / ".staging" / "outputs.lock"
+    holder = locker(lock)
+    assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+    waiter = locker(lock, "another build in output")
+    assert waiter.stdout is not None and waiter.stdin is not None
+    first = waiter.stdout.readline()  # said before it waits: the holder still holds it
+    assert first == f"lock     waiting for another build in output (pid {holder.pid}) …\n"
+    holder.communicate("\n", timeout=30)
+    rest, _ = waiter.communicate("\n", timeout=30)
+    waited, held = rest.splitlines()
+    assert re.fullmatch(r"lock     waited \d+\.\d s for another build in output", waited)
+    assert held == "held"
+
+
+def test_a_wait_for_several_holders_names_each(tmp_path: Path) -> None:
+    lock = tmp_path / "output" / ".staging" / "output.lock"
+    holders = [locker(lock, how="shared") for _ in range(2)]  # two builds
+    for holder in holders:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+    waiter = locker(lock, "another build or release in output")  # clean
+    assert waiter.stdout is not None
+    pids = ", ".join(str(pid) for pid in sorted(holder.pid for holder in holders))
+    expected = f"lock     waiting for another build or release in output (pids {pids}) …\n"
+    assert waiter.stdout.readline() == expected
+    for holder in holders:
+        holder.communicate("\n", timeout=30)
+    rest, _ = waiter.communicate("\n", timeout=30)
+    assert rest.splitlines()[-1] == "held"
+
+
+def test_a_lock_taken_at_once_says_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with file_lock(tmp_path / "x.lock", waiting_for="another build in output"):
+        pass
+    assert capsys.readouterr().out == ""

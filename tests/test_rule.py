@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from build.model import rule
-from build.model.rule import Step, forget, record, why_out_of_date
+from build.model.rule import Step, forget, plain_reason, record, why_out_of_date
 
 # A fixed time with a non-zero nanosecond part, so the 1 ns comparisons are real.
 T0 = 1_700_000_000_123_456_789
@@ -140,3 +140,73 @@ def test_record_creates_the_stamp_directory(tmp_path: Path) -> None:
     record(Step("s", targets=(target,), params={"k": "v"}, stamp=stamp))
     assert stamp.is_file()
     assert '"k": "v"' in stamp.read_text()
+
+
+# plain_reason: the words of a step's line (issue 22: no internal paths, no error-like wording)
+
+
+def test_nothing_made_yet_is_the_first_build(tmp_path: Path) -> None:
+    output = tmp_path / "output" / "alloy-1.10.2-amd64.raw"
+    step = Step("pack", targets=(output, tmp_path / "info"), stamp=tmp_path / "pack.stamp")
+    assert plain_reason(step) == "first build"
+    assert why_out_of_date(step) == f"{output} is missing"  # refusals keep naming the file
+
+
+def test_a_recorded_target_that_is_gone_was_removed(tmp_path: Path) -> None:
+    image = touch(tmp_path / "alloy-1.10.2-amd64.raw", T0)
+    step = Step("pack", targets=(image,), params={"a": 1}, stamp=tmp_path / "pack.stamp")
+    record(step)
+    image.unlink()
+    assert plain_reason(step) == "alloy-1.10.2-amd64.raw was removed"
+
+
+def test_a_changed_option_is_named_with_both_values(tmp_path: Path) -> None:
+    target = touch(tmp_path / "t", T0)
+    stamp = tmp_path / "pack.stamp"
+    before = {"--compression": "xz", "mksquashfs": ["-comp", "xz"], "sha": "a" * 64}
+    record(Step("pack", targets=(target,), params=before, stamp=stamp))
+    after = {"--compression": "zstd", "mksquashfs": ["-comp", "zstd"], "sha": "b" * 64}
+    step = Step("pack", targets=(target,), params=after, stamp=stamp)
+    # Only the option: the packer's arguments follow from it.
+    assert plain_reason(step) == "--compression changed from xz to zstd"
+
+
+def test_a_record_without_the_options_is_from_another_version(tmp_path: Path) -> None:
+    """After an upgrade that records the options too: not "--compression is now xz"."""
+    target = touch(tmp_path / "t", T0)
+    stamp = tmp_path / "pack.stamp"
+    record(Step("pack", targets=(target,), params={"mksquashfs": ["-comp", "xz"]}, stamp=stamp))
+    now = {"--compression": "xz", "mksquashfs": ["-comp", "xz"]}
+    step = Step("pack", targets=(target,), params=now, stamp=stamp)
+    assert plain_reason(step) == "recorded by another version of this tool"
+
+
+def test_other_changed_params_are_named_without_long_values(tmp_path: Path) -> None:
+    target = touch(tmp_path / "t", T0)
+    stamp = tmp_path / "stage.stamp"
+    files = {"usr/lib/a.service": "1", "usr/lib/gone.conf": "2"}
+    record(Step("stage", targets=(target,), params={"zip": "a" * 64, "files": files}, stamp=stamp))
+    now = {"zip": "b" * 64, "files": {"usr/lib/a.service": "3", "usr/lib/new.conf": "4"}}
+    step = Step("stage", targets=(target,), params=now, stamp=stamp)
+    assert plain_reason(step) == (
+        "files changed (usr/lib/new.conf added, usr/lib/gone.conf removed, "
+        "usr/lib/a.service changed); zip changed"
+    )
+
+
+def test_a_record_of_another_recipe_says_this_version_builds_differently(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = touch(tmp_path / "t", T0)
+    step = Step("s", targets=(target,), params={"a": 1}, stamp=tmp_path / "s.stamp")
+    record(step)
+    monkeypatch.setattr(rule, "RECIPE", rule.RECIPE + 1)
+    assert plain_reason(step) == "this version of the tool builds it differently"
+
+
+def test_a_newer_source_is_named_by_its_name_and_a_record_as_its_step(tmp_path: Path) -> None:
+    target = touch(tmp_path / "t", T0)
+    binary = touch(tmp_path / ".staging" / "rootfs" / "alloy", T0 + 1)
+    assert plain_reason(Step("pack", targets=(target,), sources=(binary,))) == "alloy changed"
+    stamp = touch(tmp_path / ".staging" / "stage.stamp", T0 + 1)
+    assert plain_reason(Step("pack", targets=(target,), sources=(stamp,))) == "stage ran again"

@@ -3,6 +3,7 @@ outputs installed only once every step passed, and a step asked alone that check
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -26,7 +27,7 @@ def table(calls: list[str], fail: str | None = None) -> tuple[Entry, ...]:
             if name == fail:
                 raise BuildError(f"{name} failed")
             runner.write_output(runner.spec.output_dir / name, f"{name}\n")
-            return f"made {name}"
+            return f"made {runner.current(runner.spec.output_dir / name)}"
 
         return make
 
@@ -100,3 +101,45 @@ def test_a_step_asked_alone_refuses_a_missing_source(tmp_path: Path) -> None:
     assert raised.value.hint == "build it first"
     assert calls == []
     assert not (tmp_path / "out").exists()
+
+
+def step_lines(out: str) -> list[str]:
+    """The step lines, their times (which vary) as T."""
+    return [re.sub(r"\(\d+\.\d s;", "(T s;", line) for line in out.splitlines()]
+
+
+def test_step_lines_name_the_final_outputs_and_say_why_plainly(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """issue 22: not "made out/.staging/…/pending/b (…; out/b is missing)"."""
+    out = tmp_path / "out"
+    Runner(table([]), spec(tmp_path)).all()
+    assert step_lines(capsys.readouterr().out) == [
+        f"a        made {out / 'a'} (T s; first build)",
+        f"b        made {out / 'b'} (T s; first build)",
+        f"c        made {out / 'c'} (T s; first build)",
+        f"install  verified, now in {out}: b, c",
+    ]
+    (out / "b").unlink()
+    Runner(table([]), spec(tmp_path)).all()
+    assert step_lines(capsys.readouterr().out) == [
+        "a        " + f"{out / 'a'}: up to date",
+        f"b        made {out / 'b'} (T s; b was removed)",
+        f"c        made {out / 'c'} (T s; b was rebuilt)",
+        f"install  verified, now in {out}: b, c",
+    ]
+    Runner(table([]), spec(tmp_path), force=["a"]).run("a")
+    assert step_lines(capsys.readouterr().out) == [f"a        made {out / 'a'} (T s; --force)"]
+
+
+def test_a_step_whose_targets_are_all_records_is_up_to_date_without_a_path(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def make(runner: Runner) -> str:
+        runner.write_output(runner.spec.stamp("check"), "")
+        return "checked"
+
+    entry = Entry("check", None, lambda s: (s.stamp("check"),), make, stamp=lambda s: s.stamp("x"))
+    Runner((entry,), spec(tmp_path)).run("check")
+    Runner((entry,), spec(tmp_path)).run("check")
+    assert capsys.readouterr().out.splitlines()[-1] == "check    up to date"

@@ -9,10 +9,12 @@ import glob
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from build.core.errors import doing
+from build.core.report import say
 from build.core.signals import held, raise_if_interrupted
 
 # Temporaries beside a file: .NAME.XXXX.tmp while written, .NAME.XXXX.old while replaced
@@ -118,19 +120,62 @@ def sweep_temps(final: Path) -> list[Path]:
 
 
 @contextlib.contextmanager
-def file_lock(path: Path, shared: bool = False) -> Iterator[None]:
+def file_lock(path: Path, shared: bool = False, waiting_for: str | None = None) -> Iterator[None]:
     """An exclusive (or shared) lock that concurrent builds (nox -j, parallel CI steps) wait on.
     Taken again if the file was removed while waiting (clean removes the lock files it made,
-    holding them): a lock on a file no longer named `path` guards nothing."""
+    holding them): a lock on a file no longer named `path` guards nothing.
+
+    With `waiting_for` (who holds it, e.g. "another build in output"), a wait is said once,
+    "waiting for WAITING_FOR (pid N) …", and how long it took once the lock is taken: a build
+    waiting minutes for another must not look hung."""
+    started: float | None = None
     while True:
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("a") as handle:
-            fcntl.flock(handle, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+            mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
+            try:
+                fcntl.flock(handle, mode | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if started is None and waiting_for is not None:
+                    started = time.monotonic()
+                    say("lock", f"waiting for {waiting_for}{_held_by(handle.fileno())} …")
+                fcntl.flock(handle, mode)
             try:
                 current = os.stat(path).st_ino
             except FileNotFoundError:
                 current = None
             if current != os.fstat(handle.fileno()).st_ino:
                 continue
+            if started is not None:
+                say("lock", f"waited {time.monotonic() - started:.1f} s for {waiting_for}")
             yield
             return
+
+
+def _held_by(fd: int) -> str:
+    """What a wait's line says of the holder: " (pid N)", or "" where /proc/locks lists no
+    holder this process can see. The pid is not written into the lock file: clean recognises
+    that file by its bytes."""
+    pids = _holders(os.fstat(fd))
+    if not pids:
+        return ""
+    return f" ({'pids' if len(pids) > 1 else 'pid'} {', '.join(map(str, pids))})"
+
+
+def _holders(st: os.stat_result) -> list[int]:
+    """The pids /proc/locks lists as holding a lock on the file `st` is of."""
+    try:
+        with open("/proc/locks", encoding="ascii", errors="replace") as listing:
+            lines = listing.read().splitlines()
+    except OSError:
+        return []
+    wanted = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    pids = set()
+    for line in lines:
+        # "1: FLOCK  ADVISORY  WRITE 4242 fe:00:2589620 0 EOF"; a waiter's has "->" after "1:"
+        fields = line.split()
+        if len(fields) < 6 or fields[1] == "->" or fields[5] != wanted:
+            continue
+        if fields[4].isdigit() and int(fields[4]) > 0:  # 0: in another pid namespace
+            pids.add(int(fields[4]))
+    return sorted(pids)

@@ -9,6 +9,7 @@ import shlex
 import shutil
 import signal
 import subprocess
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -16,6 +17,11 @@ from build.core.errors import BuildError
 from build.core.tools import package as package_of
 
 _MAX_WORDS = 300  # characters of a failed tool's stderr in its error line
+# How often a watched command's watcher is called while it runs, in seconds.
+WATCH_EVERY = 1.0
+
+# Called with a running command's pid every WATCH_EVERY seconds (run_bytes's `watch`).
+Watch = Callable[[int], None]
 
 _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 # Looked up before any fork: dlopen() in a forked child could wait on a lock forever.
@@ -63,13 +69,15 @@ def run_bytes(
     what: str | None = None,
     hint: str | None = None,
     timeout: float | None = None,
+    watch: Watch | None = None,
 ) -> bytes:
     """Run `argv` (given `stdin`, else none), return its stdout. Any failure is one BuildError,
     "WHAT: TOOL says: ITS LAST WORDS", `what` saying what could not be done (by default, that
-    the tool failed) and `hint` what to do (by default, the command line that failed)."""
+    the tool failed) and `hint` what to do (by default, the command line that failed).
+    `watch`, if given, is called with the command's pid while it runs (its progress)."""
     what = what or f"{argv[0]} failed"
     hint = hint or f"the command was: {shlex.join(argv)}"
-    result = _completed(argv, env, stdin, what, hint, timeout)
+    result = _completed(argv, env, stdin, what, hint, timeout, watch)
     if result.returncode != 0:
         words = _last_words(result.stderr) or f"no message, exit code {result.returncode}"
         raise BuildError(f"{what}: {argv[0]} says: {words}", hint)
@@ -92,9 +100,12 @@ def _completed(
     what: str,
     hint: str,
     timeout: float | None,
+    watch: Watch | None = None,
 ) -> subprocess.CompletedProcess[bytes]:
     name = argv[0]
     try:
+        if watch is not None:
+            return _watched([require(name), *argv[1:]], env, stdin, timeout, watch)
         return subprocess.run(
             [require(name), *argv[1:]],
             env=env,
@@ -108,6 +119,48 @@ def _completed(
         raise BuildError(f"{what}: {name} did not answer in {timeout:g} s", hint) from None
     except OSError as error:
         raise BuildError(f"{what}: cannot run {name}: {error.strerror}", hint) from None
+
+
+def _watched(
+    argv: Sequence[str],
+    env: Mapping[str, str] | None,
+    stdin: bytes | None,
+    timeout: float | None,
+    watch: Watch,
+) -> subprocess.CompletedProcess[bytes]:
+    """subprocess.run's work, calling `watch` between waits (from this thread: the death
+    signal of dies_with_this_process follows the thread that forked)."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    with subprocess.Popen(
+        argv,
+        env=env,
+        stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        preexec_fn=dies_with_this_process(),
+    ) as process:
+        try:
+            stdout, stderr = _communicate(process, stdin, deadline, watch)
+        except BaseException:  # a timeout, Ctrl-C, a failing watch: the command goes too
+            process.kill()
+            raise
+    return subprocess.CompletedProcess(argv, process.returncode, stdout, stderr)
+
+
+def _communicate(
+    process: subprocess.Popen[bytes], stdin: bytes | None, deadline: float | None, watch: Watch
+) -> tuple[bytes, bytes]:
+    given = stdin
+    while True:
+        wait = WATCH_EVERY if deadline is None else min(WATCH_EVERY, deadline - time.monotonic())
+        try:
+            # Asked again after a timeout, communicate() goes on where it was: input once.
+            return process.communicate(given, timeout=max(wait, 0))
+        except subprocess.TimeoutExpired:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise
+        given = None
+        watch(process.pid)
 
 
 def _last_words(output: bytes) -> str:

@@ -20,6 +20,7 @@ from typing import Any
 
 from build.core.errors import BuildError, explain_full_disk
 from build.core.run import run, run_answer
+from build.core.toolprogress import READ, io_progress, tree_size
 from build.core.tools import package
 from build.formats.recipe import Recipe
 from build.model.arch import Arch
@@ -95,7 +96,9 @@ def pack_erofs(
     image.unlink(missing_ok=True)  # mkfs.erofs would write over an old image's bytes
     try:
         args = mkfs_erofs_args(compression, image_id, pcluster_bytes)
-        run([MKFS_EROFS, *args, str(image), str(tree)], env=_environment())
+        # It reads as it compresses: how much of the tree it has read is how far it got.
+        with io_progress("packing", READ, tree_size(tree)) as watch:
+            run([MKFS_EROFS, *args, str(image), str(tree)], env=_environment(), watch=watch)
     except BuildError as error:
         raise explain_full_disk(error, image.parent, "mkfs.erofs", 2 * pcluster_bytes) from error
 

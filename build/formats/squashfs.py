@@ -18,6 +18,7 @@ from typing import Any
 
 from build.core.errors import BuildError, explain_full_disk
 from build.core.run import run
+from build.core.toolprogress import WRITTEN, io_progress
 from build.formats.recipe import Recipe
 from build.model.arch import Arch
 from build.read.image import ReadImage
@@ -93,17 +94,12 @@ def pack_squashfs(tree: Path, image: Path, compression: str, arch: Arch) -> None
         "LC_ALL": "C",
         "SOURCE_DATE_EPOCH": SOURCE_DATE_EPOCH,
     }
+    argv = [MKSQUASHFS, str(tree), str(image), *mksquashfs_args(compression, arch)]
     try:
-        run(
-            [
-                MKSQUASHFS,
-                str(tree),
-                str(image),
-                *mksquashfs_args(compression, arch),
-                "-no-progress",
-            ],
-            env=env,
-        )
+        # Its own bar (4.5) shows only once it is done, and it reads the whole tree ahead of
+        # its compressors: what it has written is what tells how far it got.
+        with io_progress("packing, written so far", WRITTEN) as watch:
+            run([*argv, "-no-progress"], env=env, watch=watch)
     except BuildError as error:
         raise explain_full_disk(error, image.parent, "mksquashfs", 2 * BLOCK_SIZE_BYTES) from error
 

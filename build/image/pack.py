@@ -28,8 +28,15 @@ def check_tools(runner: StepContext) -> None:
 
 
 def params(spec: BuildSpec) -> dict[str, Any]:
-    """What shapes the image beside the staged tree: a change rebuilds it."""
-    return FORMATS[spec.format].args(recipe(spec))
+    """What shapes the image beside the staged tree: a change rebuilds it. The options by
+    their flags, so that the pack step's line names the one that changed; --compression as it
+    packs (xz-bcj on arm64 packs as xz: switching between them repacks nothing)."""
+    fmt = FORMATS[spec.format]
+    return {
+        "--format": fmt.name,
+        "--compression": fmt.used_compression(spec.compression, spec.arch),
+        **fmt.args(recipe(spec)),
+    }
 
 
 def make(runner: StepContext, trust_keys: tuple[str, ...]) -> str:

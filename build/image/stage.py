@@ -203,7 +203,7 @@ def make(runner: StepContext, zip_path: Path) -> str:
     with atomic_dir(spec.rootfs) as tree:
         stage(spec, zip_path, tree, texts(runner))
     manifest.record_tree(spec.output_dir, spec.rootfs)  # hashes the binary once more
-    return f"staged {spec.rootfs}"
+    return f"staged the files of {spec.image.name}"
 
 
 def _sha256(text: str | bytes) -> str:

@@ -235,7 +235,10 @@ def output_dir_lock(output_dir: Path, shared: bool = False) -> Iterator[None]:
     clean, release and sums exclusive, so clean never removes what a running build or release
     uses, and two releases (or sums) never interleave their files."""
     make_dirs(output_dir, STAGING)
-    with file_lock(output_dir / STAGING / OUTPUT_LOCK, shared=shared):
+    # A build (shared) waits only for the tasks that hold it alone.
+    holder = "invoke clean, release or sums" if shared else "another build or release"
+    lock = output_dir / STAGING / OUTPUT_LOCK
+    with file_lock(lock, shared=shared, waiting_for=f"{holder} in {output_dir}"):
         yield
 
 

@@ -10,9 +10,14 @@ from pathlib import Path
 from typing import Any
 
 from build.core.fileio import write_text_atomic
+from build.core.report import MAX_ITEM, listing
+from build.model.names import STAMP_SUFFIX
 
 # Bump when a change to the pipeline changes what a step produces, so old outputs rebuild.
 RECIPE = 1
+# The longest parameter value a reason shows (a sha256 is longer: said changed, not shown).
+_SHOWN = 40
+FIRST_BUILD = "first build"  # plain_reason's when nothing of the step was made before
 
 
 @dataclass(frozen=True)
@@ -32,29 +37,107 @@ def _stamp_text(step: Step) -> str:
 
 
 def why_out_of_date(step: Step) -> str | None:
-    """The reason `step` must run, or None when it is up to date (make's rule, in ns)."""
+    """The reason `step` must run, or None when it is up to date (make's rule, in ns), naming
+    the file or record that decides it: for a refusal to act on stale outputs."""
+    found = _out_of_date(step)
+    return found[0] if found is not None else None
+
+
+def plain_reason(step: Step) -> str | None:
+    """The same as why_out_of_date, for the step's line: what changed, in the user's words
+    ("first build", "--compression changed from xz to zstd", "alloy changed"), no internal
+    paths."""
+    found = _out_of_date(step)
+    return found[1] if found is not None else None
+
+
+def _out_of_date(step: Step) -> tuple[str, str] | None:
+    """(why_out_of_date's reason, plain_reason's), or None when up to date."""
     target_times = []
+    recorded = _recorded(step)
     for target in step.targets:
         try:
             target_times.append(target.stat().st_mtime_ns)
         except FileNotFoundError:
-            return f"{target} is missing"
+            return f"{target} is missing", _missing_target(step, target, recorded)
     if step.stamp is not None:
-        try:
-            recorded = step.stamp.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            return "no record of a previous build"
+        if recorded is None:
+            return "no record of a previous build", "no record of how it was built"
         if recorded != _stamp_text(step):
-            return "its parameters changed"
+            return "its parameters changed", changed_params(recorded, step.params)
     oldest_target = min(target_times, default=None)
     for source in step.sources:
         try:
             source_time = source.stat().st_mtime_ns
         except FileNotFoundError:
-            return f"{source} is missing"
+            return f"{source} is missing", f"{source.name} is missing"
         if oldest_target is not None and source_time > oldest_target:
-            return f"{source} is newer"
+            return f"{source} is newer", _newer(source)
     return None
+
+
+def _recorded(step: Step) -> str | None:
+    if step.stamp is None:
+        return None
+    try:
+        return step.stamp.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+
+
+def _missing_target(step: Step, target: Path, recorded: str | None) -> str:
+    """A target is missing: the first build (no record, nothing made yet), else removed."""
+    if recorded is None and not any(path.exists() for path in step.targets):
+        return FIRST_BUILD
+    return f"{target.name} was removed"
+
+
+def _newer(source: Path) -> str:
+    if source.name.endswith(STAMP_SUFFIX):  # another step's record: that step ran again
+        return f"{source.name.removesuffix(STAMP_SUFFIX)} ran again"
+    return f"{source.name} changed"
+
+
+def changed_params(recorded: str, params: Mapping[str, Any]) -> str:
+    """What differs between a step's record and its parameters now, in a few words: the
+    options first ("--compression changed from xz to zstd"); others only when no option did."""
+    try:
+        loaded = json.loads(recorded)
+        old = loaded["params"] if loaded.get("recipe") == RECIPE else None
+    except (ValueError, AttributeError, KeyError, TypeError):
+        old = None
+    if not isinstance(old, dict):
+        return "this version of the tool builds it differently"
+    new = json.loads(json.dumps(dict(params)))  # as recorded: tuples as lists
+    changed = [key for key in sorted({*old, *new}) if old.get(key) != new.get(key)]
+    options = [key for key in changed if key.startswith("--") and key in old and key in new]
+    if not options and old.keys() != new.keys():  # not a value: what the record holds changed
+        return "recorded by another version of this tool"
+    return listing(_change(key, old.get(key), new.get(key)) for key in options or changed)
+
+
+def _change(key: str, old: Any, new: Any) -> str:
+    if isinstance(old, dict) and isinstance(new, dict):
+        added = [f"{name} added" for name in new if name not in old]
+        gone = [f"{name} removed" for name in old if name not in new]
+        differ = [f"{name} changed" for name in new if name in old and old[name] != new[name]]
+        return f"{key} changed ({listing([*added, *gone, *differ], ', ', MAX_ITEM)})"
+    if _shown(old) and _shown(new):
+        if old is None:
+            return f"{key} is now {new}"
+        if new is None:
+            return f"{key} {old} is no longer set"
+        return f"{key} changed from {old} to {new}"
+    return f"{key} changed"
+
+
+def _shown(value: Any) -> bool:
+    """A value short enough to say: not a list or a sha256."""
+    return (
+        value is None
+        or isinstance(value, bool | int | float)
+        or (isinstance(value, str) and len(value) <= _SHOWN)
+    )
 
 
 def forget(step: Step) -> None:

@@ -6,21 +6,118 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from build.config.spec import parse_output_name, parse_staging_name
+from build.core.fileio import OLD_SUFFIX, TEMP_SUFFIX
 from build.model import manifest
 from build.model.arch import ARCHES
 from build.model.manifest import INFRASTRUCTURE, Manifest
-from build.model.names import FLATCAR_DIR, STAGING, SYSUPDATE_DIR
+from build.model.names import (
+    BUILDINFO_SUFFIX,
+    CHECKSUM_SUFFIX,
+    FLATCAR_DIR,
+    LATEST_PREFIX,
+    LOCK_SUFFIX,
+    PUBLIC_KEY_ARMORED,
+    PUBLIC_KEY_FILE,
+    ROOTFS,
+    SIGNATURE_FILE,
+    STAGING,
+    STAMP_SUFFIX,
+    SUMS_FILE,
+    SYSUPDATE_DIR,
+)
 from build.release.publish import release_files
+
+# What clean says it removed, in this order: (kind, one, many).
+_KINDS = (
+    ("image", "image", "images"),
+    ("checksum", "checksum", "checksums"),
+    ("buildinfo", "build info file", "build info files"),
+    ("signature", "signature", "signatures"),
+    ("key", "public key", "public keys"),
+    ("fleet", "fleet file", "fleet files"),  # SHA256SUMS, index.json, sysupdate/, flatcar/
+    ("staged", "staged file", "staged files"),
+    ("record", "step record", "step records"),
+    ("zip", "downloaded zip", "downloaded zips"),
+    ("sums", "SHA256SUMS list", "SHA256SUMS lists"),
+    ("latest", "--version=latest answer", "--version=latest answers"),
+    ("lock", "lock file", "lock files"),
+    ("temporary", "temporary file", "temporary files"),
+    ("other", "other file", "other files"),
+    ("directory", "directory", "directories"),
+)
 
 
 @dataclass
 class Cleaned:
     removed: list[Path] = field(default_factory=list)
     kept: list[tuple[Path, str]] = field(default_factory=list)  # (path, why)
+    kinds: Counter[str] = field(default_factory=Counter)  # what was removed: kind -> count
+
+    def add(self, path: Path, kind: str) -> None:
+        self.removed.append(path)
+        self.kinds[kind] += 1
+
+
+def removed_line(kinds: Counter[str], where: str) -> str:
+    """clean's line for what went from `where`: "removed from output: 2 images, 2 checksums,
+    …", each kind counted, or that there was nothing to remove."""
+    said = [
+        f"{kinds[kind]} {one if kinds[kind] == 1 else many}"
+        for kind, one, many in _KINDS
+        if kinds[kind]
+    ]
+    if not said:
+        return f"nothing to remove in {where}"
+    return f"removed from {where}: {', '.join(said)}"
+
+
+def output_kind(relative: Path) -> str:
+    """What a file clean removes from the output directory is, by its path there."""
+    name = relative.name
+    if name.endswith((TEMP_SUFFIX, OLD_SUFFIX)):
+        return "temporary"
+    if name.endswith(LOCK_SUFFIX):
+        return "lock"
+    if relative.parts[0] == STAGING:
+        if ROOTFS in relative.parts:
+            return "staged"
+        return "record" if name.endswith(STAMP_SUFFIX) else "other"
+    if relative.parts[0] in (SYSUPDATE_DIR, FLATCAR_DIR) or name == SUMS_FILE:
+        return "fleet"
+    by_name = {SIGNATURE_FILE: "signature", PUBLIC_KEY_FILE: "key", PUBLIC_KEY_ARMORED: "key"}
+    if name in by_name:
+        return by_name[name]
+    for suffix, kind in ((CHECKSUM_SUFFIX, "checksum"), (BUILDINFO_SUFFIX, "buildinfo")):
+        if name.endswith(suffix):
+            return kind
+    return "image" if name.endswith(".raw") else "fleet"  # index.json
+
+
+def cache_kinds(removed: Iterable[Path], cache_dir: Path) -> Counter[str]:
+    """What clean --cache removed (build/fetch/cache.py clean_cache), counted by kind: its
+    folders are the paths directly in the cache or in a source folder with no suffix."""
+    kinds: Counter[str] = Counter()
+    for path in removed:
+        name = path.name
+        if name.endswith((TEMP_SUFFIX, OLD_SUFFIX)):
+            kinds["temporary"] += 1
+        elif name.endswith(LOCK_SUFFIX):
+            kinds["lock"] += 1
+        elif name.startswith(LATEST_PREFIX) and path.parent == cache_dir:
+            kinds["latest"] += 1
+        elif name == SUMS_FILE:
+            kinds["sums"] += 1
+        elif name.endswith(".zip"):
+            kinds["zip"] += 1
+        else:  # a version folder (vX.Y.Z) or a source folder, emptied
+            kinds["directory"] += 1
+    return kinds
 
 
 def _wanted(found: tuple[str, str], version: str | None, arch: str | None) -> bool:
@@ -48,7 +145,7 @@ class _Cleaner:
         relative = self._relative(path)
         if self.owned.owns_file(self.output_dir, relative):
             path.unlink()
-            self.result.removed.append(path)
+            self.result.add(path, output_kind(Path(relative)))
         elif relative not in self.owned.files:
             self.result.kept.append((path, "not written by this tool"))
         else:
@@ -81,7 +178,7 @@ class _Cleaner:
             return
         if not any(directory.iterdir()):
             directory.rmdir()
-            self.result.removed.append(directory)
+            self.result.add(directory, "directory")
 
 
 def clean_outputs(

@@ -21,8 +21,8 @@ from build.core.fileio import atomic_path, file_lock, fsync_dir, sweep_temps
 from build.core.report import say
 from build.core.signals import raise_if_interrupted
 from build.model import manifest
-from build.model.names import CELL_LOCK, PENDING, step_lock
-from build.model.rule import Step, forget, record, why_out_of_date
+from build.model.names import CELL_LOCK, PENDING, STAGING, step_lock
+from build.model.rule import FIRST_BUILD, Step, forget, plain_reason, record, why_out_of_date
 
 T = TypeVar("T")
 
@@ -215,11 +215,11 @@ class Runner:
         with guard:
             step = self.rule(entry)
             if name in self.force:
-                self._run(entry, step, "forced")
+                self._run(entry, step, "--force")
             else:
                 reason = self._why(step)
                 if reason is None:
-                    say(name, f"{step.targets[0]}: up to date")
+                    self._say_up_to_date(step)
                 else:
                     self._run(entry, step, reason, recheck=True)
         self.done.add(name)
@@ -245,10 +245,28 @@ class Runner:
             self.release_cell()
 
     def _why(self, step: Step) -> str | None:
+        """Why the step must run, in the words of its line, or None when it is up to date."""
+        reason = plain_reason(step)
+        if reason == FIRST_BUILD:
+            return reason
         rebuilt = next((source for source in step.sources if source in self.pending), None)
         if rebuilt is not None:
             return f"{rebuilt.name} was rebuilt"
-        return why_out_of_date(step)
+        return reason
+
+    def _say_up_to_date(self, step: Step) -> None:
+        """Says "STEP TARGET: up to date", naming its first target outside .staging (the user's
+        file), or none: a step record or the staged tree is the tool's business."""
+        staging = self.spec.output_dir / STAGING
+        shown = next((path for path in step.targets if not path.is_relative_to(staging)), None)
+        say(step.name, f"{shown}: up to date" if shown is not None else "up to date")
+
+    def _final_names(self, outcome: str) -> str:
+        """`outcome` naming each output by its final name, not by the pending file that takes
+        it at commit(): the user looks for the file there."""
+        for final, pending in self.pending.items():
+            outcome = outcome.replace(str(pending), str(final))
+        return outcome
 
     def _lock(self, step: Step) -> Path:
         """The step's own lock (the fetch's, shared across output directories), else one per
@@ -256,6 +274,12 @@ class Runner:
         if step.lock is not None:
             return step.lock
         return step_lock(step.stamp or self.spec.stamp(step.name))
+
+    def _holder(self, entry: Entry | None, lock: Path) -> str:
+        """Who holds a lock the build waits on, for its "waiting for …" line."""
+        if entry is not None and entry.lock is not None:  # shared by every output directory
+            return f"another build's {entry.name} in {lock.parent}"
+        return f"another build in {self.spec.output_dir}"
 
     def _run(self, entry: Entry, step: Step, reason: str, recheck: bool = False) -> None:
         """Make the step's targets, under its lock. Only a step that must run takes its lock: an
@@ -268,13 +292,13 @@ class Runner:
         deferred = self.deferred and entry.deferrable
         if deferred:
             self._hold_cell_lock()
-        with file_lock(lock):
+        with file_lock(lock, waiting_for=self._holder(entry, lock)):
             if entry.lock is None:
                 self._new_locks.append(lock)
             if recheck:  # another build may have made the targets while we waited
                 again = self._why(step)
                 if again is None:
-                    say(step.name, f"{step.targets[0]}: up to date")
+                    self._say_up_to_date(step)
                     return
                 reason = again
             started = time.monotonic()
@@ -298,7 +322,8 @@ class Runner:
                 outcome = entry.make(self)
                 raise_if_interrupted()  # not recorded: the next run makes it again
                 self._record_step(step)
-            say(step.name, f"{outcome} ({time.monotonic() - started:.1f} s; {reason})")
+            elapsed = time.monotonic() - started
+            say(step.name, f"{self._final_names(outcome)} ({elapsed:.1f} s; {reason})")
 
     def _record_step(self, step: Step) -> None:
         record(step)
@@ -326,7 +351,7 @@ class Runner:
         stack = contextlib.ExitStack()
         self._own_dirs(self.spec.work_dir)
         cell_lock = self.spec.work_dir / CELL_LOCK
-        stack.enter_context(file_lock(cell_lock))
+        stack.enter_context(file_lock(cell_lock, waiting_for=self._holder(None, cell_lock)))
         self._new_locks.append(cell_lock)
         self._cell_lock = stack
         shutil.rmtree(self.pending_dir, ignore_errors=True)  # a killed run's, under the lock

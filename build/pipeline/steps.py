@@ -67,7 +67,7 @@ TABLE = (
         sources=lambda r: (r.spec.image,),
         # One record per compat name, whichever architecture made it: building another
         # --compat-arch into the same directory takes the name, and the owner takes it back.
-        params=lambda r: {"of": r.spec.image.name},
+        params=lambda r: {"image": r.spec.image.name},
         stamp=lambda s: s.compat_stamp,
         make=alias.make,
         deferrable=True,

@@ -520,7 +520,7 @@ def sources(spec: BuildSpec) -> tuple[Path, ...]:
 def params(spec: BuildSpec) -> dict[str, Any]:
     # A check skipped for want of root runs once root is there.
     return {
-        "compression": spec.compression,
+        "--compression": spec.compression,
         "merge": merge.cannot_merge(spec.arch.systemd) or "real",
         "kernel view": kernelview.cannot_mount(FORMATS[spec.format].fstype) or "real",
     }
