@@ -4,7 +4,10 @@ the test fails instead, naming what is missing, so a green CI means the feature 
     @pytest.mark.needs("mksquashfs", root="mounting a tmpfs")   # on a test or a module
     need("ignition-validate")                                   # inside a test or fixture
 
-A pytest plugin too (pyproject.toml loads it with -p tests.needs): it handles the marker.
+A pytest plugin too (pyproject.toml loads it with -p tests.needs): it handles the marker, and
+`--quick` (nox -s quick, README's quick test command): the tests that need root or the network are
+left out, whoever runs it: deselected, so pytest counts them and CI=true does not fail them; any
+other test that cannot run still skips with its reason, or fails under CI=true.
 """
 
 from __future__ import annotations
@@ -19,6 +22,12 @@ from build.core.tools import packages
 
 # Where a test's tool can be had without installing it, beside its package.
 ALSO = {"systemd-sysupdate": " (or tests/fetch-sysupdate.sh)"}
+
+
+QUICK_HELP = (
+    "leave out (deselect) the tests that need root or the network (systemd-sysupdate from "
+    "Debian's backports), whoever runs them"
+)
 
 
 def in_ci() -> bool:
@@ -46,12 +55,37 @@ def need(*tools: str, root: str | None = None) -> None:
         unavailable(f"missing {', '.join(absent)} (apt-get install {packages(absent)}{also})")
 
 
+def left_out_of_quick(item: pytest.Item) -> str | None:
+    """Why a quick run leaves `item` out (root, the network), or None when it runs it."""
+    if item.get_closest_marker("root") is not None:
+        return "needs root"
+    for mark in item.iter_markers("needs"):
+        if mark.kwargs.get("root") is not None:
+            return f"needs root ({mark.kwargs['root']})"
+    if "needs_sysupdate" in getattr(item, "fixturenames", ()):
+        return "needs systemd-sysupdate, which tests/fetch-sysupdate.sh downloads"
+    return None
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--quick", action="store_true", help=QUICK_HELP)
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
         "needs(*tools, root=WHY): skip without the tools or root, fail under CI=true "
         "(tests/needs.py)",
     )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not config.getoption("quick"):
+        return
+    left = [item for item in items if left_out_of_quick(item) is not None]
+    if left:
+        config.hook.pytest_deselected(items=left)
+        items[:] = [item for item in items if left_out_of_quick(item) is None]
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
