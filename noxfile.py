@@ -59,9 +59,9 @@ def tests(session: nox.Session) -> None:
 def quick(session: nox.Session) -> None:
     """Run the quick tests: no root, no network, minutes (README.md's quick test command).
 
-    The unit and hostile-input tests: pytest --quick leaves out the boot tests and every test
-    that needs root or the network (deselected, and counted), and fails any other test that
-    cannot run, as under CI=true, so a green quick run ran every test it selected.
+    The unit and hostile-input tests: pytest --quick leaves out the boot tests, and skips every
+    test that needs root or the network as left out of the quick run, with the reason, whoever
+    runs it and even under CI=true (tests/needs.py); the rest skip or fail as in nox -s tests.
     Runs in nox's own environment, like e2e: any Python 3.10+ with requirements.txt;
     arguments after -- go to pytest."""
     _require_modules(session, "pytest", "pytest_httpserver", "xdist")

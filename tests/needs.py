@@ -6,8 +6,9 @@ the test fails instead, naming what is missing, so a green CI means the feature 
 
 A pytest plugin too (pyproject.toml loads it with -p tests.needs): it handles the marker, and
 `--quick` (nox -s quick, README's quick test command): the tests that need root or the network are
-left out, whoever runs it: deselected, so pytest counts them and CI=true does not fail them; any
-other test that cannot run still skips with its reason, or fails under CI=true.
+left out, whoever runs it: skipped as left out, with the reason, which CI=true does not turn into
+a failure (skipped, not deselected: pytest-xdist would not count deselected tests); any other test
+that cannot run still skips with its reason, or fails under CI=true.
 """
 
 from __future__ import annotations
@@ -25,9 +26,10 @@ ALSO = {"systemd-sysupdate": " (or tests/fetch-sysupdate.sh)"}
 
 
 QUICK_HELP = (
-    "leave out (deselect) the tests that need root or the network (systemd-sysupdate from "
-    "Debian's backports), whoever runs them"
+    "leave out (skip) the tests that need root or the network (systemd-sysupdate from "
+    "Debian's backports), whoever runs them, even under CI=true"
 )
+QUICK_SKIP = "left out of the quick run (nox -s quick): "
 
 
 def in_ci() -> bool:
@@ -57,11 +59,11 @@ def need(*tools: str, root: str | None = None) -> None:
 
 def left_out_of_quick(item: pytest.Item) -> str | None:
     """Why a quick run leaves `item` out (root, the network), or None when it runs it."""
-    if item.get_closest_marker("root") is not None:
-        return "needs root"
     for mark in item.iter_markers("needs"):
         if mark.kwargs.get("root") is not None:
             return f"needs root ({mark.kwargs['root']})"
+    if item.get_closest_marker("root") is not None:
+        return "needs root"
     if "needs_sysupdate" in getattr(item, "fixturenames", ()):
         return "needs systemd-sysupdate, which tests/fetch-sysupdate.sh downloads"
     return None
@@ -79,15 +81,10 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if not config.getoption("quick"):
-        return
-    left = [item for item in items if left_out_of_quick(item) is not None]
-    if left:
-        config.hook.pytest_deselected(items=left)
-        items[:] = [item for item in items if left_out_of_quick(item) is None]
-
-
 def pytest_runtest_setup(item: pytest.Item) -> None:
+    if item.config.getoption("quick"):
+        reason = left_out_of_quick(item)
+        if reason is not None:
+            pytest.skip(QUICK_SKIP + reason)
     for mark in item.iter_markers("needs"):
         need(*mark.args, **mark.kwargs)
