@@ -55,6 +55,29 @@ def tests(session: nox.Session) -> None:
     session.run("pytest", *(session.posargs or default))
 
 
+@nox.session(python=False, default=False, tags=["quick"])
+def quick(session: nox.Session) -> None:
+    """Run the quick tests: no root, no network, minutes (README.md's quick test command).
+
+    The unit and hostile-input tests: pytest --quick leaves out the boot tests, and skips every
+    test that needs root or the network as left out of the quick run, with the reason, whoever
+    runs it and even under CI=true (tests/needs.py); the rest skip or fail as in nox -s tests.
+    Runs in nox's own environment, like e2e: any Python 3.10+ with requirements.txt;
+    arguments after -- go to pytest."""
+    _require_modules(session, "pytest", "pytest_httpserver", "xdist")
+    session.run(
+        sys.executable,
+        "-m",
+        "pytest",
+        "--quick",
+        "--ignore=tests/e2e",
+        "--numprocesses=auto",
+        "--maxprocesses=4",
+        *session.posargs,
+        external=True,
+    )
+
+
 @nox.session(tags=["lint"])
 def lint(session: nox.Session) -> None:
     """Run ruff and mypy on the code, shellcheck on every shell script, hadolint on the

@@ -4,7 +4,11 @@ the test fails instead, naming what is missing, so a green CI means the feature 
     @pytest.mark.needs("mksquashfs", root="mounting a tmpfs")   # on a test or a module
     need("ignition-validate")                                   # inside a test or fixture
 
-A pytest plugin too (pyproject.toml loads it with -p tests.needs): it handles the marker.
+A pytest plugin too (pyproject.toml loads it with -p tests.needs): it handles the marker, and
+`--quick` (nox -s quick, README's quick test command): the tests that need root or the network are
+left out, whoever runs it: skipped as left out, with the reason, which CI=true does not turn into
+a failure (skipped, not deselected: pytest-xdist would not count deselected tests); any other test
+that cannot run still skips with its reason, or fails under CI=true.
 """
 
 from __future__ import annotations
@@ -19,6 +23,13 @@ from build.core.tools import packages
 
 # Where a test's tool can be had without installing it, beside its package.
 ALSO = {"systemd-sysupdate": " (or tests/fetch-sysupdate.sh)"}
+
+
+QUICK_HELP = (
+    "leave out (skip) the tests that need root or the network (systemd-sysupdate from "
+    "Debian's backports), whoever runs them, even under CI=true"
+)
+QUICK_SKIP = "left out of the quick run (nox -s quick): "
 
 
 def in_ci() -> bool:
@@ -46,6 +57,22 @@ def need(*tools: str, root: str | None = None) -> None:
         unavailable(f"missing {', '.join(absent)} (apt-get install {packages(absent)}{also})")
 
 
+def left_out_of_quick(item: pytest.Item) -> str | None:
+    """Why a quick run leaves `item` out (root, the network), or None when it runs it."""
+    for mark in item.iter_markers("needs"):
+        if mark.kwargs.get("root") is not None:
+            return f"needs root ({mark.kwargs['root']})"
+    if item.get_closest_marker("root") is not None:
+        return "needs root"
+    if "needs_sysupdate" in getattr(item, "fixturenames", ()):
+        return "needs systemd-sysupdate, which tests/fetch-sysupdate.sh downloads"
+    return None
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--quick", action="store_true", help=QUICK_HELP)
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
@@ -55,5 +82,9 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
+    if item.config.getoption("quick"):
+        reason = left_out_of_quick(item)
+        if reason is not None:
+            pytest.skip(QUICK_SKIP + reason)
     for mark in item.iter_markers("needs"):
         need(*mark.args, **mark.kwargs)

@@ -46,7 +46,7 @@ CAPABILITY = struct.pack("<5I", 0x02000001, 1 << 21, 0, 0, 0)  # cap_sys_admin
 def evil(tmp_path: Path) -> Path:
     """Ours, plus usr/local/bin/evil: setuid root with cap_sys_admin, for directories that
     name it otherwise."""
-    need("mkfs.erofs")
+    need("mkfs.erofs", root="to set security.capability")
     tree = alloy_tree(tmp_path / "tree", binary_size=20_000)
     write(tree / BIN / "evil", elf_binary(MACHINES["amd64"], size=20_000), 0o4755)
     os.setxattr(tree / BIN / "evil", "security.capability", CAPABILITY)
@@ -429,7 +429,7 @@ def test_read_everything_still_reads_ours(evil: Path) -> None:
 def test_the_mutants_are_reproducible_and_structural(tmp_path: Path) -> None:
     """tests/mutants/erofs.py: the same seed, the same images; each differs from its base
     image (checksum made right) and reads or is refused in one line."""
-    need("mkfs.erofs")
+    need("mkfs.erofs", root="the base images hold a file of another owner")
     from tests.mutants import erofs as erofs_mutants
 
     first = [

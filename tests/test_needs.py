@@ -80,3 +80,54 @@ def test_a_small_tmpfs_that_cannot_be_mounted_skips_locally_and_fails_in_ci(
         or "needs root (mounting a small tmpfs)" in reason  # where the tests do not run as root
     ), reason
     assert not ran.exists()
+
+
+PYTEST = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "tests.needs"]
+QUICK = """
+import pytest
+from tests.needs import need
+
+@pytest.fixture
+def needs_sysupdate():
+    pass
+
+@pytest.mark.needs(root="mounting")
+def test_root():
+    pass
+
+@pytest.mark.root
+def test_root_marked():
+    pass
+
+def test_network(needs_sysupdate):
+    pass
+
+def test_tool():
+    need("no-such-tool-alloy-sysext")
+
+def test_plain():
+    pass
+"""
+
+
+@pytest.mark.parametrize(
+    ("ci", "outcome"), [("", "1 passed, 4 skipped"), ("true", "1 failed, 1 passed, 3 skipped")]
+)
+def test_quick_leaves_out_root_and_network_tests(tmp_path: Path, ci: str, outcome: str) -> None:
+    """nox -s quick: root and network tests are left out (skipped with the reason, never failed
+    by CI=true), whoever runs it; a test missing a tool skips, or fails under CI=true."""
+    test = tmp_path / "test_quick.py"
+    test.write_text(QUICK)
+    result = subprocess.run(
+        [*PYTEST, "--quick", "-rsf", str(test)],
+        cwd=REPO,
+        env={**os.environ, "CI": ci, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert f"= {outcome}" in result.stdout, result.stdout + result.stderr
+    assert "missing no-such-tool-alloy-sysext" in result.stdout
+    left = "left out of the quick run (nox -s quick): needs root"
+    assert f"{left} (mounting)" in result.stdout and f"{left}\n" in result.stdout
+    assert "needs systemd-sysupdate, which tests/fetch-sysupdate.sh downloads" in result.stdout

@@ -46,7 +46,12 @@ def _temporary(make: Callable[[], Path]) -> Iterator[Path]:
 
 def _new_file(final: Path) -> Path:
     fd, name = tempfile.mkstemp(prefix=temp_prefix(final), suffix=TEMP_SUFFIX, dir=final.parent)
-    os.close(fd)
+    try:
+        # mkstemp's 0600 goes through the umask: under umask 0277 the owner could not write
+        # the file it is handed (root can, anyone else cannot). atomic_path sets the final mode.
+        os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
     return Path(name)
 
 

@@ -19,6 +19,9 @@
 # as a tar stream written to a second disk.
 # Needs root, debootstrap, qemu-system-aarch64, mke2fs (e2fsprogs), cpio, and Debian's mirror
 # (DEBIAN_MIRROR, default http://deb.debian.org/debian). Prints DIR.
+# Takes 7-25 minutes on 2 cores (453 s on a quiet machine, 19 min on a loaded one), most of it the
+# emulated second stage: it says when each phase starts, and every ALLOY_E2E_HEARTBEAT seconds
+# (60) that a long one is still running (tests/e2e/progress.sh).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -43,6 +46,8 @@ say() { echo "make-arm64-machine.sh: $*" >&2; }
 
 # shellcheck source=tests/e2e/cached-dir.sh
 . "$HERE/cached-dir.sh"
+# shellcheck source=tests/e2e/progress.sh
+. "$HERE/progress.sh"
 
 cache_home=${XDG_CACHE_HOME:-${HOME:?}/.cache}
 stamp_text="recipe=$RECIPE suite=$SUITE arch=arm64 variant=minbase include=$INCLUDE modules=$MODULES"
@@ -71,12 +76,14 @@ apt=(apt-get -q
     -o "Dir::Etc::Preferences=$apt_dir/parts/none" -o "Dir::Etc::PreferencesParts=$apt_dir/parts"
     -o "APT::Architecture=arm64" -o "APT::Architectures::=arm64"
     -o "Debug::NoLocking=1" -o "APT::Sandbox::User=root")
-say "fetching Debian's arm64 kernel and busybox-static from $MIRROR"
-"${apt[@]}" update >"$log" 2>&1 || {
+phase "fetching Debian's arm64 kernel and busybox-static from $MIRROR (1 of 4)"
+with_heartbeat "apt-get update" "$log" "${apt[@]}" update || {
     tail -n 20 "$log" >&2
     die "apt-get update for arm64 failed (its log is above)"
 }
-(cd "$apt_dir/debs" && "${apt[@]}" download linux-image-arm64 busybox-static) >"$log" 2>&1 || {
+# apt-get download writes into the current directory.
+download() { (cd "$apt_dir/debs" && "${apt[@]}" download "$@"); }
+with_heartbeat "downloading the kernel" "$log" download linux-image-arm64 busybox-static || {
     tail -n 20 "$log" >&2
     die "apt-get download failed (its log is above)"
 }
@@ -86,7 +93,7 @@ case $kernel_package in
 linux-image-[0-9]*-arm64) ;;
 *) die "linux-image-arm64 depends on '$kernel_package', not one linux-image-VERSION-arm64" ;;
 esac
-(cd "$apt_dir/debs" && "${apt[@]}" download "$kernel_package") >"$log" 2>&1 || {
+with_heartbeat "downloading $kernel_package" "$log" download "$kernel_package" || {
     tail -n 20 "$log" >&2
     die "apt-get download $kernel_package failed (its log is above)"
 }
@@ -96,6 +103,7 @@ kernel_release=${kernel_package#linux-image-}
 cp "$tmp/kernel/boot/vmlinuz-$kernel_release" "$tmp/vmlinuz"
 
 # 2. The initramfs: busybox, the modules (each after what it depends on), the init script.
+phase "making the initramfs (2 of 4)"
 initramfs=$tmp/initramfs
 mkdir -p "$initramfs/bin" "$initramfs/modules" "$initramfs/dev" "$initramfs/proc" \
     "$initramfs/sys" "$initramfs/newroot"
@@ -125,10 +133,10 @@ done
     gzip -9 >"$tmp/initrd.img"
 
 # 3. debootstrap's first stage on the host (unpacking only), then its second stage in the VM.
-say "debootstrap --foreign --arch=arm64 $SUITE (first stage, on the host)"
+phase "debootstrap --foreign --arch=arm64 $SUITE (3 of 4: first stage, on the host)"
 root=$tmp/root
-if ! debootstrap --foreign --arch=arm64 --variant=minbase --include="$INCLUDE" \
-    "$SUITE" "$root" "$MIRROR" >"$log" 2>&1; then
+if ! with_heartbeat "debootstrap's first stage" "$log" debootstrap --foreign --arch=arm64 \
+    --variant=minbase --include="$INCLUDE" "$SUITE" "$root" "$MIRROR"; then
     tail -n 30 "$log" >&2
     die "debootstrap failed (the end of its log is above)"
 fi
@@ -137,18 +145,18 @@ mke2fs -q -t ext4 -d "$root" "$tmp/stage.img" 4G >"$log" 2>&1 || {
     die "mke2fs -d $root failed"
 }
 truncate -s 4G "$tmp/tar.img"
-say "debootstrap --second-stage inside qemu-system-aarch64 (emulated: about 10 minutes)"
-if ! timeout --kill-after=10 "$SECOND_STAGE_TIMEOUT" qemu-system-aarch64 \
+phase "debootstrap --second-stage inside qemu-system-aarch64 (4 of 4; emulated: 6-20 minutes)"
+if ! with_heartbeat "debootstrap's second stage in the emulated machine" \
+    "$tmp/second-stage.log" timeout --kill-after=10 "$SECOND_STAGE_TIMEOUT" qemu-system-aarch64 \
     -M virt -cpu cortex-a57 -smp 2 -m 2048 -nographic -no-reboot -nic none \
     -kernel "$tmp/vmlinuz" -initrd "$tmp/initrd.img" \
     -append "console=ttyAMA0 panic=-1 alloy_e2e=second-stage" \
     -drive "file=$tmp/stage.img,format=raw,if=none,id=root" -device virtio-blk-pci,drive=root \
-    -drive "file=$tmp/tar.img,format=raw,if=none,id=out" -device virtio-blk-pci,drive=out \
-    </dev/null >"$tmp/second-stage.log" 2>&1; then
+    -drive "file=$tmp/tar.img,format=raw,if=none,id=out" -device virtio-blk-pci,drive=out; then
     tail -n 30 "$tmp/second-stage.log" >&2
     die "the emulated machine did not finish debootstrap's second stage (its console is above)"
 fi
-say "second stage done at $((SECONDS - start)) s"
+phase "second stage done; unpacking the root"
 rm -rf --one-file-system "$root"
 mkdir -m 0755 "$root"
 if ! tar -xf "$tmp/tar.img" -C "$root" --numeric-owner --xattrs --xattrs-include='*' \

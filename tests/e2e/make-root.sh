@@ -41,6 +41,8 @@ die() {
 say() { echo "make-root.sh: $*" >&2; }
 # shellcheck source=tests/e2e/cached-dir.sh
 . "$(dirname "$0")/cached-dir.sh"
+# shellcheck source=tests/e2e/progress.sh
+. "$(dirname "$0")/progress.sh"
 
 cache_home=${XDG_CACHE_HOME:-${HOME:?}/.cache}
 stamp_text="recipe=$RECIPE suite=$SUITE variant=minbase include=$INCLUDE"
@@ -53,7 +55,8 @@ log=$tmp.log
 
 echo "make-root.sh: debootstrap $SUITE from $MIRROR into $tmp" >&2
 start=$SECONDS
-if ! debootstrap --variant=minbase --include="$INCLUDE" "$SUITE" "$tmp" "$MIRROR" >"$log" 2>&1; then
+if ! with_heartbeat "debootstrap $SUITE" "$log" \
+    debootstrap --variant=minbase --include="$INCLUDE" "$SUITE" "$tmp" "$MIRROR"; then
     tail -n 30 "$log" >&2
     die "debootstrap failed (the end of its log is above)"
 fi
