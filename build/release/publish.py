@@ -25,7 +25,6 @@ from build.config.spec import NAME, parse_output_name
 from build.core.errors import BuildError
 from build.core.fileio import atomic_path, write_text_atomic
 from build.core.report import listing, say
-from build.core.safeio import read_regular
 from build.formats.table import FORMATS, Format, format_named, image_format, recorded_format
 from build.image import buildinfo
 from build.image.checksum import image_sums, packed_alone, sums_text, write_sums
@@ -44,7 +43,6 @@ from build.model.names import (
 from build.release import butane, host, sysupdate
 from build.verify import checks as verify
 
-MAX_BUILDINFO = 1 << 20
 DEFAULT_HEALTH_URL = alloy.DEFAULT_HEALTH_URL
 HEALTH_TIMEOUT = alloy.HEALTH_TIMEOUT
 # The drop-in's TimeoutStartSec=: the download, the gate, and a rollback's second gate.
@@ -287,14 +285,9 @@ def _buildinfo(image: Path, version: str, arch: str, sha256: str) -> dict[str, A
         f"rebuild the image with invoke all --version={version} --arch={arch} "
         f"--output-dir={image.parent}"
     )
-    try:
-        info = json.loads(read_regular(path, MAX_BUILDINFO, rebuild))
-    except FileNotFoundError:
-        raise BuildError(f"{image.name} has no {path.name} saying what built it", rebuild) from None
-    except (OSError, ValueError) as error:
-        raise BuildError(f"cannot read {path}: {error}", rebuild) from None
-    if not isinstance(info, dict):
-        raise BuildError(f"{path} is not a JSON object", rebuild)
+    if not os.path.lexists(path):
+        raise BuildError(f"{image.name} has no {path.name} saying what built it", rebuild)
+    info = buildinfo.load(path, rebuild)
     packed_as = recorded_format(info)
     fmt = format_named(packed_as)
     if fmt is None:
