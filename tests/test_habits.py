@@ -236,11 +236,13 @@ def test_a_build_from_a_subdirectory_goes_to_the_checkout_s_output(
     checkout = scratch_checkout(tmp_path)
     subdir = checkout / "docs"
 
-    def run(*args: str, cwd: Path = subdir) -> subprocess.CompletedProcess:
+    def run(
+        *args: str, cwd: Path = subdir, env: dict[str, str] = cli_env
+    ) -> subprocess.CompletedProcess:
         return subprocess.run(
             [sys.executable, "-m", "invoke", *args],  # Invoke finds tasks.py above it
             cwd=cwd,
-            env=cli_env,
+            env=env,
             capture_output=True,
             text=True,
             stdin=subprocess.DEVNULL,
@@ -253,8 +255,22 @@ def test_a_build_from_a_subdirectory_goes_to_the_checkout_s_output(
     assert not (subdir / "output").exists()
     assert f"{checkout / 'output'}: the checkout's" in said
 
-    ok(run("stage", "--output-dir=mine"))  # a path the user gives is theirs: here
+    said = ok(run("stage", "--output-dir=mine")).stdout  # a path the user gives is theirs: here
     assert (subdir / "mine" / staged).is_file()
+    assert f"output   {subdir / 'mine'}: in this subdirectory, as --output-dir says" in said
+    said = ok(run("stage", env={**cli_env, "INVOKE_OUTPUT_DIR": "theirs"})).stdout
+    assert (subdir / "theirs" / staged).is_file()
+    assert f"output   {subdir / 'theirs'}: in this subdirectory, as INVOKE_OUTPUT_DIR says" in said
+
+    # The checkout's invoke.yaml means its own directory, wherever the run is.
+    (checkout / "invoke.yaml").write_text("output_dir: built\n")
+    said = ok(run("stage")).stdout
+    assert (checkout / "built" / staged).is_file()
+    assert not (subdir / "built").exists()
+    assert f"output   {checkout / 'built'}: the checkout's, as its invoke.yaml says" in said
+    said = ok(run("stage", cwd=checkout)).stdout  # in the checkout itself: nothing to say
+    assert "output   " not in said and not (checkout / "output" / "built").exists()
+    (checkout / "invoke.yaml").unlink()
 
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
