@@ -8,6 +8,7 @@ from __future__ import annotations
 import random
 import struct
 import subprocess
+import sys
 import zlib
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from build.read.squashfs import SquashfsReader
 from build.verify.checks import Expectations, static_checks
 from build.verify.checks import verify as verify_image
 from tests import verifying
-from tests.conftest import Invoke
+from tests.conftest import REPO, Invoke
 from tests.mutants.squashfs import BINARY, Layout, alloy_tree
 from tests.mutants.squashfs import pack as pack_uncompressed
 from tests.verifying import fails_because, verify
@@ -138,6 +139,44 @@ def test_lzo_is_refused_in_one_line(invoke: Invoke, tree: Path, tmp_path: Path) 
     line = one_line(result, f"cannot check {image}: it is lzo-compressed", "repack it with")
     assert "-comp zstd" in line and len(line) < 400
     assert "superblock" not in result.stdout  # stopped before any check
+
+
+# Run the CLI with the system's liblz4 missing (or older than 1.9): squashfs lz4 cannot be read.
+WITHOUT_LIBLZ4 = """
+import sys
+sys.path.insert(0, {repo!r})
+from build.read import lz4native
+lz4native.available = lambda: False
+from invoke.main import program
+program.run(["invoke", *sys.argv[1:]])
+"""
+
+
+def test_squashfs_lz4_without_liblz4_is_refused_in_one_line(
+    cli_env: dict[str, str], tree: Path, tmp_path: Path
+) -> None:
+    image = bakery(tree, tmp_path / "bakery" / "alloy.raw", "-comp", "lz4")
+    before = sorted(tmp_path.rglob("*"))
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            WITHOUT_LIBLZ4.format(repo=str(REPO)),
+            *("--search-root", str(REPO), "verify", f"--image={image}"),
+        ],
+        cwd=tmp_path,
+        env=cli_env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    one_line(
+        result,
+        f"cannot check {image}: it is lz4-compressed, and reading it needs liblz4 1.9 or newer",
+        "install liblz4-1",
+    )
+    assert result.stdout == ""
+    assert sorted(tmp_path.rglob("*")) == before
 
 
 def test_lzma_is_refused_as_no_kernel_mounts_it(tree: Path, tmp_path: Path) -> None:
