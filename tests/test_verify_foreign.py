@@ -111,12 +111,33 @@ def test_the_build_s_own_check_still_insists_on_its_recipe(tree: Path, tmp_path:
 
 @pytest.mark.needs("mkfs.erofs")
 @pytest.mark.parametrize(
-    ("args", "superblock"),
-    [((), "EROFS, none compression, 4096-byte blocks"), (("-zlz4hc",), "EROFS, lz4 compression")],
+    ("args", "superblock", "pin", "pinned"),
+    [
+        (
+            (),
+            "EROFS, none compression, 4096-byte blocks",
+            "lz4",  # the files LZ4 would not store smaller are stored as they are
+            " ok   superblock: EROFS, none compression, 4096-byte blocks (nothing stored "
+            "smaller lz4-compressed)",
+        ),
+        (
+            ("-zlz4hc",),
+            "EROFS, lz4 compression",
+            "none",
+            " FAIL superblock: EROFS, lz4 compression, 4096-byte blocks; expected none "
+            "compression (--expect-compression)",
+        ),
+    ],
     ids=["uncompressed", "lz4hc"],
 )
 def test_an_erofs_image_made_elsewhere_passes(
-    invoke: Invoke, tree: Path, tmp_path: Path, args: tuple[str, ...], superblock: str
+    invoke: Invoke,
+    tree: Path,
+    tmp_path: Path,
+    args: tuple[str, ...],
+    superblock: str,
+    pin: str,
+    pinned: str,
 ) -> None:
     image = tmp_path / "erofs" / "alloy.raw"
     image.parent.mkdir()
@@ -128,6 +149,13 @@ def test_an_erofs_image_made_elsewhere_passes(
     result = verify(invoke, image)
     assert result.returncode == 0, result.stdout + result.stderr
     assert f" ok   superblock: {superblock}" in result.stdout, result.stdout
+    # --expect-compression pins it.
+    result = verify(invoke, image, f"--expect-compression={pin}")
+    if " FAIL " in pinned:
+        fails_because(result, "superblock", pinned.split("superblock: ")[1])
+    else:
+        assert result.returncode == 0, result.stdout + result.stderr
+    assert f"verify  {pinned}" in result.stdout.splitlines(), result.stdout
 
 
 # -- what verify --image refuses -----------------------------------------------------------
