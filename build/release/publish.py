@@ -40,6 +40,7 @@ from build.model.names import (
     buildinfo_file,
     checksum_file,
 )
+from build.model.versions import version_key
 from build.release import butane, host, sysupdate
 from build.verify import checks as verify
 
@@ -368,16 +369,12 @@ def _check_match_pattern(arch: str, images: list[Image]) -> None:
             )
 
 
-def _version_key(version: str) -> tuple[int, ...]:
-    return tuple(int(part) for part in version.split("."))  # X.Y.Z: prereleases were refused
-
-
 def _newest_per_arch(images: list[Image]) -> dict[str, Image]:
     newest: dict[str, Image] = {}
     for image in images:
         if image.compat_of is None:
             best = newest.get(image.arch)
-            if best is None or _version_key(image.version) > _version_key(best.version):
+            if best is None or version_key(image.version) > version_key(best.version):
                 newest[image.arch] = image
     return {arch: newest[arch] for arch in ARCHES if arch in newest}
 
