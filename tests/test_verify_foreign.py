@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from build.config import options
 from build.core.errors import BuildError
+from build.pipeline.verifybuilt import refuse_expect_without_image
 from build.read import squashfs
 from build.read.squashfs import SquashfsReader
 from build.verify.checks import Expectations, static_checks
@@ -282,6 +284,14 @@ def test_expect_flags_without_image_are_refused(invoke: Invoke, tmp_path: Path, 
     result = invoke("verify", flag)
     one_line(result, f"{flag.split('=')[0]} is for verify --image", "give --image=PATH")
     assert not (tmp_path / "output").exists()
+
+
+def test_the_expect_flags_refusal_is_the_pipeline_s() -> None:
+    """tasks.py only wires it: the rule lives beside the verify of built images."""
+    values = options.resolve("verify", {"expect_format": "erofs"})
+    with pytest.raises(BuildError, match="--expect-format is for verify --image"):
+        refuse_expect_without_image(values)
+    refuse_expect_without_image(options.resolve("verify", {}))
 
 
 # -- hostile blocks: the new decoders are bounded as xz's is ---------------------------------
