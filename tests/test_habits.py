@@ -15,6 +15,7 @@ from invoke import Config
 import tasks
 from build.config.configkeys import closest_option, refuse_unknown_settings
 from build.core.errors import BuildError
+from build.image.checksum import packed_alone
 from build.model.names import CHECKOUT, default_output_dir
 from tests.conftest import AMD64, INVOKE_CLI, REPO, VERSION, Invoke, Prebuilt, Release, copy_output
 from tests.fakes import sums, zip_bytes
@@ -160,6 +161,20 @@ def test_release_after_a_first_single_pack_says_to_run_all_not_verify(
     )
     assert "invoke verify" not in line  # which would answer that the .sha256 is missing
     assert sorted((tmp_path / "packed").rglob("*")) == before
+
+
+def test_the_fix_after_a_single_pack_names_an_output_dir_only_where_it_is_not_the_default(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """From a subdirectory the default is the checkout's output/: no needless --output-dir."""
+    name = f"alloy-{VERSION}-amd64.raw"
+    monkeypatch.chdir(CHECKOUT / "build")
+    assert "--output-dir" not in packed_alone(CHECKOUT / "output" / name, "x").hint
+    assert "--output-dir=output " in packed_alone(Path("output") / name, "x").hint  # build/output
+    monkeypatch.chdir(CHECKOUT)
+    assert "--output-dir" not in packed_alone(Path("output") / name, "x").hint
+    assert "--output-dir" not in packed_alone(CHECKOUT / "output" / name, "x").hint
+    assert "--output-dir=elsewhere " in packed_alone(Path("elsewhere") / name, "x").hint
 
 
 def test_an_image_changed_by_someone_else_is_still_said_so(
