@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import errno
 import os
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from build.config.spec import parse_output_name, parse_staging_name
 from build.image import alias
+from build.pipeline.clean import output_kind, removed_line
 from build.pipeline.runner import Runner
 from tests.specs import spec_of
 
@@ -60,3 +62,29 @@ def test_compat_name_is_a_copy_where_hard_links_fail(
     assert compat.stat().st_mtime_ns == image.stat().st_mtime_ns
     made = sorted(p.name for p in tmp_path.iterdir())
     assert made == [".staging", image.name, compat.name]  # .staging: the manifest of outputs
+
+
+@pytest.mark.parametrize(
+    ("relative", "kind"),
+    [
+        ("alloy-1.10.2-amd64.raw", "image"),
+        ("alloy-1.10.2-amd64.raw.sha256", "checksum"),
+        ("alloy-1.10.2-amd64.raw.buildinfo.json", "buildinfo"),
+        ("SHA256SUMS", "fleet"),
+        ("index.json", "fleet"),
+        ("sysupdate/amd64/alloy.transfer", "fleet"),
+        ("flatcar/alloy.bu", "fleet"),
+        ("SHA256SUMS.gpg", "signature"),
+        (".staging/alloy-1.10.2-amd64/pack.stamp", "record"),
+        # A file the manifest records by a name this version does not know: not a fleet file.
+        ("notes.txt", "other"),
+        ("alloy-1.10.2-amd64.raw.bak", "other"),
+    ],
+)
+def test_clean_counts_each_file_as_what_it_is(relative: str, kind: str) -> None:
+    assert output_kind(Path(relative)) == kind
+
+
+def test_clean_says_other_files_as_such() -> None:
+    kinds = Counter({"fleet": 1, "other": 2})
+    assert removed_line(kinds, "output") == "removed from output: 1 fleet file, 2 other files"

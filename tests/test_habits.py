@@ -15,6 +15,7 @@ from invoke import Config
 import tasks
 from build.config.configkeys import closest_option, refuse_unknown_settings
 from build.core.errors import BuildError
+from build.image.checksum import packed_alone
 from build.model.names import CHECKOUT, default_output_dir
 from tests.conftest import AMD64, INVOKE_CLI, REPO, VERSION, Invoke, Prebuilt, Release, copy_output
 from tests.fakes import sums, zip_bytes
@@ -162,6 +163,20 @@ def test_release_after_a_first_single_pack_says_to_run_all_not_verify(
     assert sorted((tmp_path / "packed").rglob("*")) == before
 
 
+def test_the_fix_after_a_single_pack_names_an_output_dir_only_where_it_is_not_the_default(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """From a subdirectory the default is the checkout's output/: no needless --output-dir."""
+    name = f"alloy-{VERSION}-amd64.raw"
+    monkeypatch.chdir(CHECKOUT / "build")
+    assert "--output-dir" not in packed_alone(CHECKOUT / "output" / name, "x").hint
+    assert "--output-dir=output " in packed_alone(Path("output") / name, "x").hint  # build/output
+    monkeypatch.chdir(CHECKOUT)
+    assert "--output-dir" not in packed_alone(Path("output") / name, "x").hint
+    assert "--output-dir" not in packed_alone(CHECKOUT / "output" / name, "x").hint
+    assert "--output-dir=elsewhere " in packed_alone(Path("elsewhere") / name, "x").hint
+
+
 def test_an_image_changed_by_someone_else_is_still_said_so(
     invoke: Invoke, prebuilt: Prebuilt, tmp_path: Path
 ) -> None:
@@ -236,11 +251,13 @@ def test_a_build_from_a_subdirectory_goes_to_the_checkout_s_output(
     checkout = scratch_checkout(tmp_path)
     subdir = checkout / "docs"
 
-    def run(*args: str, cwd: Path = subdir) -> subprocess.CompletedProcess:
+    def run(
+        *args: str, cwd: Path = subdir, env: dict[str, str] = cli_env
+    ) -> subprocess.CompletedProcess:
         return subprocess.run(
             [sys.executable, "-m", "invoke", *args],  # Invoke finds tasks.py above it
             cwd=cwd,
-            env=cli_env,
+            env=env,
             capture_output=True,
             text=True,
             stdin=subprocess.DEVNULL,
@@ -253,8 +270,22 @@ def test_a_build_from_a_subdirectory_goes_to_the_checkout_s_output(
     assert not (subdir / "output").exists()
     assert f"{checkout / 'output'}: the checkout's" in said
 
-    ok(run("stage", "--output-dir=mine"))  # a path the user gives is theirs: here
+    said = ok(run("stage", "--output-dir=mine")).stdout  # a path the user gives is theirs: here
     assert (subdir / "mine" / staged).is_file()
+    assert f"output   {subdir / 'mine'}: in this subdirectory, as --output-dir says" in said
+    said = ok(run("stage", env={**cli_env, "INVOKE_OUTPUT_DIR": "theirs"})).stdout
+    assert (subdir / "theirs" / staged).is_file()
+    assert f"output   {subdir / 'theirs'}: in this subdirectory, as INVOKE_OUTPUT_DIR says" in said
+
+    # The checkout's invoke.yaml means its own directory, wherever the run is.
+    (checkout / "invoke.yaml").write_text("output_dir: built\n")
+    said = ok(run("stage")).stdout
+    assert (checkout / "built" / staged).is_file()
+    assert not (subdir / "built").exists()
+    assert f"output   {checkout / 'built'}: the checkout's, as its invoke.yaml says" in said
+    said = ok(run("stage", cwd=checkout)).stdout  # in the checkout itself: nothing to say
+    assert "output   " not in said and not (checkout / "output" / "built").exists()
+    (checkout / "invoke.yaml").unlink()
 
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()

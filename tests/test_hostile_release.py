@@ -78,6 +78,20 @@ def test_a_build_info_field_the_build_would_refuse_is_refused(
         assert not (output / name).exists(), name
 
 
+def test_a_build_info_nested_past_the_parsers_limit_is_refused(
+    invoke: Invoke, output: Path
+) -> None:
+    """Under the size cap, brackets alone still recurse past the JSON parser's limit: one line
+    naming the file, not a RecursionError's traceback."""
+    path = output / f"{IMAGE}.buildinfo.json"
+    path.write_text("[" * ((1 << 20) - 1))
+    before = state(output)
+    result = invoke("release", PUBLISH)
+    error_line(result, f"{path.name}: nested too deeply", "rebuild the image")
+    assert result.stdout == ""
+    assert state(output) == before
+
+
 def test_a_build_info_that_is_all_right_still_publishes(invoke: Invoke, output: Path) -> None:
     """The same parsers take what a build writes: an unchanged output directory is released,
     and every image's static checks pass again."""

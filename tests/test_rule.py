@@ -210,3 +210,33 @@ def test_a_newer_source_is_named_by_its_name_and_a_record_as_its_step(tmp_path: 
     assert plain_reason(Step("pack", targets=(target,), sources=(binary,))) == "alloy changed"
     stamp = touch(tmp_path / ".staging" / "stage.stamp", T0 + 1)
     assert plain_reason(Step("pack", targets=(target,), sources=(stamp,))) == "stage ran again"
+
+
+@pytest.mark.parametrize(
+    "recorded",
+    [b"[" * 5000, b"\xff\xfe not UTF-8"],
+    ids=["nested past the parser's limit", "not UTF-8"],
+)
+def test_a_record_this_tool_cannot_read_is_a_plain_reason(tmp_path: Path, recorded: bytes) -> None:
+    """Not a RecursionError or UnicodeDecodeError's traceback: the step runs again."""
+    target = touch(tmp_path / "t", T0)
+    stamp = tmp_path / "pack.stamp"
+    stamp.write_bytes(recorded)
+    step = Step("pack", targets=(target,), params={"--compression": "xz"}, stamp=stamp)
+    assert plain_reason(step) == "this version of the tool builds it differently"
+    assert why_out_of_date(step) == "its parameters changed"
+
+
+def test_recorded_values_and_names_are_shown_escaped_on_one_line(tmp_path: Path) -> None:
+    """A record is text in a file anyone may have edited: a newline or a terminal's escape
+    sequence in it is shown as \\n or \\x1b, never printed."""
+    target = touch(tmp_path / "t", T0)
+    stamp = tmp_path / "pack.stamp"
+    odd = {"--compression": "x\ny\x1b[31m", "files": {"a\nb": "1"}}
+    record(Step("pack", targets=(target,), params=odd, stamp=stamp))
+    now = {"--compression": "zstd", "files": {}}
+    step = Step("pack", targets=(target,), params=now, stamp=stamp)
+    assert plain_reason(step) == "--compression changed from x\\x0ay\\x1b[31m to zstd"
+    record(Step("pack", targets=(target,), params={"files": {"a\nb": "1"}}, stamp=stamp))
+    step = Step("pack", targets=(target,), params={"files": {}}, stamp=stamp)
+    assert plain_reason(step) == "files changed (a\\x0ab removed)"

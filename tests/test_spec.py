@@ -13,6 +13,7 @@ from build.config.spec import BuildSpec, source_key
 from build.core.errors import BuildError
 from build.model.arch import ARCHES
 from build.model.names import checksum_file, default_cache_dir
+from build.model.versions import version_key
 from tests.specs import spec_of
 
 GITHUB = "https://github.com/grafana/alloy/releases/download"
@@ -105,6 +106,19 @@ def test_version_from_yaml_as_float_is_refused() -> None:
 def test_version_as_str_is_kept_as_str() -> None:
     s = spec(version="1.10.2")
     assert isinstance(s.version, str) and s.version == "1.10.2"
+
+
+def test_versions_sort_with_a_release_candidate_before_its_release() -> None:
+    """One order for verify (oldest first) and release (the newest per arch)."""
+    versions = ["1.10.0", "1.9.10", "1.10.0-rc.2", "1.10.1", "1.10.0-rc.10", "1.9.2"]
+    assert sorted(versions, key=version_key) == [
+        "1.9.2",
+        "1.9.10",
+        "1.10.0-rc.2",
+        "1.10.0-rc.10",
+        "1.10.0",
+        "1.10.1",
+    ]
 
 
 # arch

@@ -5,6 +5,7 @@ line, and nothing is checked or written."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -150,23 +151,41 @@ def test_the_compat_name_is_checked_with_the_image_it_holds(invoke: Invoke) -> N
     assert f"verify   ok   checksum: {compat} matches {compat}.sha256" in result.stdout
 
 
-@pytest.mark.parametrize(
-    ("field", "value"),
-    [
-        ("config_path", "/etc/alloy\nExecStartPre=/bin/sh"),
-        ("compression", "lz4hc"),
-        ("autostart", "yes please"),
-        ("format", "ext4"),
-    ],
-)
+def with_field(field: str, value: object) -> Callable[[dict], str]:
+    return lambda built_info: json.dumps({**built_info, field: value})
+
+
+# (the build info written, given the one built, what the refusal says after the path)
+BAD_BUILD_INFOS = {
+    "config_path": (
+        with_field("config_path", "/etc/alloy\nExecStartPre=/bin/sh"),
+        (" has a bad config_path: ", "nothing was written"),
+    ),
+    "compression": (
+        with_field("compression", "lz4hc"),
+        (" has a bad compression: ", "nothing was written"),
+    ),
+    "autostart": (
+        with_field("autostart", "yes please"),
+        (" has a bad autostart: ", "nothing was written"),
+    ),
+    "format": (with_field("format", "ext4"), (" has a bad format: ", "nothing was written")),
+    # Past the JSON parser's recursion limit: one line, not a RecursionError's traceback.
+    "nested": (lambda _: "[" * 5000, (": nested too deeply",)),
+    # A build info as built, padded to 2 MiB: no build writes that much.
+    "too large": (lambda built_info: json.dumps(built_info).ljust(2 << 20), (": larger than ",)),
+}
+
+
+@pytest.mark.parametrize(("written", "said"), BAD_BUILD_INFOS.values(), ids=BAD_BUILD_INFOS)
 def test_a_bad_build_info_is_refused_before_anything_is_checked(
-    invoke: Invoke, built: Path, field: str, value: str
+    invoke: Invoke, built: Path, written: Callable[[dict], str], said: tuple[str, ...]
 ) -> None:
     path = built / f"{IMAGE}.buildinfo.json"
-    path.write_text(json.dumps({**info(built), field: value}))
+    path.write_text(written(info(built)))
     before = snapshot(built)
     result = invoke("verify")
-    error_line(result, f"{Path('output') / path.name} has a bad {field}: ", "nothing was written")
+    error_line(result, f"{Path('output') / path.name}", *said, "rebuild")
     assert result.stdout == ""
     assert snapshot(built) == before
 

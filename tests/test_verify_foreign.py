@@ -8,18 +8,21 @@ from __future__ import annotations
 import random
 import struct
 import subprocess
+import sys
 import zlib
 from pathlib import Path
 
 import pytest
 
+from build.config import options
 from build.core.errors import BuildError
+from build.pipeline.verifybuilt import refuse_expect_without_image
 from build.read import squashfs
 from build.read.squashfs import SquashfsReader
 from build.verify.checks import Expectations, static_checks
 from build.verify.checks import verify as verify_image
 from tests import verifying
-from tests.conftest import Invoke
+from tests.conftest import REPO, Invoke
 from tests.mutants.squashfs import BINARY, Layout, alloy_tree
 from tests.mutants.squashfs import pack as pack_uncompressed
 from tests.verifying import fails_because, verify
@@ -110,12 +113,33 @@ def test_the_build_s_own_check_still_insists_on_its_recipe(tree: Path, tmp_path:
 
 @pytest.mark.needs("mkfs.erofs")
 @pytest.mark.parametrize(
-    ("args", "superblock"),
-    [((), "EROFS, none compression, 4096-byte blocks"), (("-zlz4hc",), "EROFS, lz4 compression")],
+    ("args", "superblock", "pin", "pinned"),
+    [
+        (
+            (),
+            "EROFS, none compression, 4096-byte blocks",
+            "lz4",  # the files LZ4 would not store smaller are stored as they are
+            " ok   superblock: EROFS, none compression, 4096-byte blocks (nothing stored "
+            "smaller lz4-compressed)",
+        ),
+        (
+            ("-zlz4hc",),
+            "EROFS, lz4 compression",
+            "none",
+            " FAIL superblock: EROFS, lz4 compression, 4096-byte blocks; expected none "
+            "compression (--expect-compression)",
+        ),
+    ],
     ids=["uncompressed", "lz4hc"],
 )
 def test_an_erofs_image_made_elsewhere_passes(
-    invoke: Invoke, tree: Path, tmp_path: Path, args: tuple[str, ...], superblock: str
+    invoke: Invoke,
+    tree: Path,
+    tmp_path: Path,
+    args: tuple[str, ...],
+    superblock: str,
+    pin: str,
+    pinned: str,
 ) -> None:
     image = tmp_path / "erofs" / "alloy.raw"
     image.parent.mkdir()
@@ -127,6 +151,13 @@ def test_an_erofs_image_made_elsewhere_passes(
     result = verify(invoke, image)
     assert result.returncode == 0, result.stdout + result.stderr
     assert f" ok   superblock: {superblock}" in result.stdout, result.stdout
+    # --expect-compression pins it.
+    result = verify(invoke, image, f"--expect-compression={pin}")
+    if " FAIL " in pinned:
+        fails_because(result, "superblock", pinned.split("superblock: ")[1])
+    else:
+        assert result.returncode == 0, result.stdout + result.stderr
+    assert f"verify  {pinned}" in result.stdout.splitlines(), result.stdout
 
 
 # -- what verify --image refuses -----------------------------------------------------------
@@ -138,6 +169,44 @@ def test_lzo_is_refused_in_one_line(invoke: Invoke, tree: Path, tmp_path: Path) 
     line = one_line(result, f"cannot check {image}: it is lzo-compressed", "repack it with")
     assert "-comp zstd" in line and len(line) < 400
     assert "superblock" not in result.stdout  # stopped before any check
+
+
+# Run the CLI with the system's liblz4 missing (or older than 1.9): squashfs lz4 cannot be read.
+WITHOUT_LIBLZ4 = """
+import sys
+sys.path.insert(0, {repo!r})
+from build.read import lz4native
+lz4native.available = lambda: False
+from invoke.main import program
+program.run(["invoke", *sys.argv[1:]])
+"""
+
+
+def test_squashfs_lz4_without_liblz4_is_refused_in_one_line(
+    cli_env: dict[str, str], tree: Path, tmp_path: Path
+) -> None:
+    image = bakery(tree, tmp_path / "bakery" / "alloy.raw", "-comp", "lz4")
+    before = sorted(tmp_path.rglob("*"))
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            WITHOUT_LIBLZ4.format(repo=str(REPO)),
+            *("--search-root", str(REPO), "verify", f"--image={image}"),
+        ],
+        cwd=tmp_path,
+        env=cli_env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    one_line(
+        result,
+        f"cannot check {image}: it is lz4-compressed, and reading it needs liblz4 1.9 or newer",
+        "install liblz4-1",
+    )
+    assert result.stdout == ""
+    assert sorted(tmp_path.rglob("*")) == before
 
 
 def test_lzma_is_refused_as_no_kernel_mounts_it(tree: Path, tmp_path: Path) -> None:
@@ -215,6 +284,14 @@ def test_expect_flags_without_image_are_refused(invoke: Invoke, tmp_path: Path, 
     result = invoke("verify", flag)
     one_line(result, f"{flag.split('=')[0]} is for verify --image", "give --image=PATH")
     assert not (tmp_path / "output").exists()
+
+
+def test_the_expect_flags_refusal_is_the_pipeline_s() -> None:
+    """tasks.py only wires it: the rule lives beside the verify of built images."""
+    values = options.resolve("verify", {"expect_format": "erofs"})
+    with pytest.raises(BuildError, match="--expect-format is for verify --image"):
+        refuse_expect_without_image(values)
+    refuse_expect_without_image(options.resolve("verify", {}))
 
 
 # -- hostile blocks: the new decoders are bounded as xz's is ---------------------------------

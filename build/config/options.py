@@ -25,7 +25,7 @@ from build.core.errors import BuildError, shown
 from build.core.report import say
 from build.formats.table import DEFAULT_FORMAT, FORMATS, expectable_compressions
 from build.model.arch import ARCH_NAMES, ARCHES
-from build.model.names import OUTPUT_DIR, default_cache_dir, default_output_dir
+from build.model.names import CHECKOUT, OUTPUT_DIR, default_cache_dir, default_output_dir
 from build.model.versions import LATEST, VERSION_PATTERN
 
 BUILD_TASKS = ("fetch", "stage", "pack", "checksum", "alias", "verify", "all")
@@ -287,11 +287,33 @@ _UNIT_PATH_SAFE = re.compile(r"/[A-Za-z0-9._/+@:-]*")
 
 
 def output_directory(raw: Any, given: Given) -> Path:
-    """A directory (as `directory`); the default, when it is the checkout's output/ because the
-    run is in a subdirectory of it, is said: the images are not where the user stands."""
+    """A directory (as `directory`). Invoke finds tasks.py from a subdirectory of the checkout
+    too: there the default is the checkout's output/, and a relative path from the checkout's
+    invoke.yaml is the checkout's wherever the run is (as the file means it); both are said.
+    Any other relative path (a flag's, INVOKE_OUTPUT_DIR's) stays where the user stands, said
+    when that is a subdirectory of the checkout: the images are not in the checkout's."""
+    here = Path.cwd()
+    value = str(raw)
+    relative = bool(value.strip()) and not Path(value).is_absolute()
+    from_project = given.source == _project_source(given.option.name)
+    if relative and from_project and here != CHECKOUT:
+        raw = CHECKOUT / value
     path = directory(raw, given)
-    if given.source == "the default" and str(path) != OUTPUT_DIR:
-        say("output", f"{path}: the checkout's, from this subdirectory too (--output-dir moves it)")
+    if given.source == "the default":
+        if str(path) != OUTPUT_DIR:  # default_output_dir: the checkout's, from below it
+            say(
+                "output",
+                f"{path}: the checkout's, from this subdirectory too (--output-dir moves it)",
+            )
+    elif not relative or here == CHECKOUT:
+        pass
+    elif from_project:
+        say("output", f"{path}: the checkout's, as its invoke.yaml says, from {here} too")
+    elif here.is_relative_to(CHECKOUT):
+        say(
+            "output",
+            f"{here / path}: in this subdirectory, as {given.source} says (not the checkout's)",
+        )
     return path
 
 
@@ -723,11 +745,18 @@ def _config_source(config: Any, name: str) -> str:
     """Which configuration layer set `name`, for error lines (Invoke keeps one dict per layer)."""
     if name in (getattr(config, "_env", None) or {}):
         return f"INVOKE_{name.upper()}"
-    layers = (("_runtime", "the -f file"), ("_project", "invoke.yaml"), ("_user", "~/.invoke.yaml"))
-    for attr, label in layers:
-        if name in (getattr(config, attr, None) or {}):
-            return f"{name} in {label}"
+    if name in (getattr(config, "_runtime", None) or {}):
+        return f"{name} in the -f file"
+    if name in (getattr(config, "_project", None) or {}):
+        return _project_source(name)
+    if name in (getattr(config, "_user", None) or {}):
+        return f"{name} in ~/.invoke.yaml"
     return f"{name} in invoke.yaml or INVOKE_{name.upper()}"
+
+
+def _project_source(name: str) -> str:
+    """The source of an option set in the checkout's invoke.yaml (Invoke's project file)."""
+    return f"{name} in invoke.yaml"
 
 
 def resolve(task: str, flags: Mapping[str, Any], config: Any = None) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from build.config import options
 from build.core.errors import BuildError
+from build.core.safeio import read_regular
 from build.formats.table import FORMATS, UNRECORDED_FORMAT, recorded_format
 from build.model.names import buildinfo_file
 
@@ -31,6 +32,8 @@ OPTION_DEFAULTS = {"format": UNRECORDED_FORMAT.name}
 # trust_keys: the primary key fingerprints gpg listed (build/keys/trustkeys.py), upper-case hex.
 _FINGERPRINT = re.compile(r"[0-9A-F]{40}|[0-9A-F]{64}")
 MAX_TOOL_VERSION = 200  # characters of a tool's version ("mksquashfs version 4.5.1 ...")
+MAX_BUILDINFO = 1 << 20  # bytes; a build writes about 1 KiB
+REBUILD = "rebuild with invoke all --force"
 
 
 def of_pack(
@@ -71,18 +74,18 @@ def read(runner: StepContext) -> dict[str, Any]:
     return load(runner.current(buildinfo_file(runner.spec.image)))
 
 
-def load(current: Path) -> dict[str, Any]:
-    """The build info at `current`, a JSON object (its fields unchecked: parse_fields)."""
+def load(current: Path, hint: str = REBUILD) -> dict[str, Any]:
+    """The build info at `current`, a JSON object (its fields unchecked: parse_fields), read
+    as any file someone else may have put there: a regular file of at most MAX_BUILDINFO bytes,
+    nested no deeper than the parser's recursion allows. BuildError naming it, with `hint`."""
     try:
-        info = json.loads(current.read_text(encoding="utf-8"))
+        info = json.loads(read_regular(current, MAX_BUILDINFO, hint).decode("utf-8"))
     except (OSError, ValueError) as error:
-        raise BuildError(
-            f"cannot read {current}: {error}", "rebuild with invoke all --force"
-        ) from None
+        raise BuildError(f"cannot read {current}: {error}", hint) from None
+    except RecursionError:
+        raise BuildError(f"cannot read {current}: nested too deeply", hint) from None
     if not isinstance(info, dict):
-        raise BuildError(
-            f"cannot read {current}: not a JSON object", "rebuild with invoke all --force"
-        )
+        raise BuildError(f"cannot read {current}: not a JSON object", hint)
     return info
 
 

@@ -13,7 +13,7 @@ from build.core.fileio import write_text_atomic
 from build.core.safeio import read_regular
 from build.core.sums import NOT_OURS_HINT, file_sha256, parse_sums, sums_line
 from build.model import manifest
-from build.model.names import OUTPUT_DIR, STAGING, SUMS_FILE, checksum_file
+from build.model.names import STAGING, SUMS_FILE, checksum_file, default_output_dir
 
 if TYPE_CHECKING:
     from build.config.context import StepContext
@@ -69,7 +69,7 @@ def packed_alone(image: Path, what: str) -> BuildError:
     after it: `what` is out of date, and `invoke all` with the same options brings it up."""
     version, arch = parse_output_name(image.name) or ("VERSION", None)
     build = f"invoke all --version={version}" + (f" --arch={arch}" if arch else "")
-    if str(image.parent) != OUTPUT_DIR:
+    if image.parent.absolute() != default_output_dir().absolute():  # from below the checkout too
         build += f" --output-dir={image.parent}"
     return BuildError(
         f"{image} was packed alone (invoke pack), so {what}",

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from build.core.fileio import write_text_atomic
-from build.core.report import MAX_ITEM, listing
+from build.core.report import MAX_ITEM, listing, printable
 from build.model.names import STAMP_SUFFIX
 
 # Bump when a change to the pipeline changes what a step produces, so old outputs rebuild.
@@ -80,7 +80,8 @@ def _recorded(step: Step) -> str | None:
     if step.stamp is None:
         return None
     try:
-        return step.stamp.read_text(encoding="utf-8")
+        # Bytes that are not UTF-8 are no record this tool wrote: changed_params says so.
+        return step.stamp.read_text(encoding="utf-8", errors="replace")
     except FileNotFoundError:
         return None
 
@@ -104,7 +105,7 @@ def changed_params(recorded: str, params: Mapping[str, Any]) -> str:
     try:
         loaded = json.loads(recorded)
         old = loaded["params"] if loaded.get("recipe") == RECIPE else None
-    except (ValueError, AttributeError, KeyError, TypeError):
+    except (ValueError, AttributeError, KeyError, TypeError, RecursionError):
         old = None
     if not isinstance(old, dict):
         return "this version of the tool builds it differently"
@@ -117,18 +118,27 @@ def changed_params(recorded: str, params: Mapping[str, Any]) -> str:
 
 
 def _change(key: str, old: Any, new: Any) -> str:
+    """One changed parameter in words; what the record holds (names, values) is anyone's text
+    in a file: shown escaped, one line, never a terminal's control sequence."""
+    key = printable(key)
     if isinstance(old, dict) and isinstance(new, dict):
-        added = [f"{name} added" for name in new if name not in old]
-        gone = [f"{name} removed" for name in old if name not in new]
-        differ = [f"{name} changed" for name in new if name in old and old[name] != new[name]]
+        added = [f"{printable(name)} added" for name in new if name not in old]
+        gone = [f"{printable(name)} removed" for name in old if name not in new]
+        differ = [
+            f"{printable(name)} changed" for name in new if name in old and old[name] != new[name]
+        ]
         return f"{key} changed ({listing([*added, *gone, *differ], ', ', MAX_ITEM)})"
     if _shown(old) and _shown(new):
         if old is None:
-            return f"{key} is now {new}"
+            return f"{key} is now {_said(new)}"
         if new is None:
-            return f"{key} {old} is no longer set"
-        return f"{key} changed from {old} to {new}"
+            return f"{key} {_said(old)} is no longer set"
+        return f"{key} changed from {_said(old)} to {_said(new)}"
     return f"{key} changed"
+
+
+def _said(value: Any) -> str:
+    return printable(str(value))
 
 
 def _shown(value: Any) -> bool:

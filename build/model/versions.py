@@ -8,3 +8,10 @@ LATEST = "latest"  # --version=latest: resolved by the pipeline (build/pipeline/
 # ASCII digits only (\d takes any script's), and few of them: a version is no place for 5000.
 _PART = "[0-9]{1,9}"
 VERSION_PATTERN = re.compile(rf"{_PART}\.{_PART}\.{_PART}(-rc\.{_PART})?")
+
+
+def version_key(version: str) -> tuple[int, ...]:
+    """A sort key of a version (VERSION_PATTERN): X.Y.Z-rc.N before X.Y.Z, both after every
+    X.Y.(Z-1)."""
+    release, _, rc = version.partition("-rc.")
+    return (*(int(part) for part in release.split(".")), int(rc) if rc else 1 << 31)

@@ -20,6 +20,7 @@ from build.model.names import (
     BUILDINFO_SUFFIX,
     CHECKSUM_SUFFIX,
     FLATCAR_DIR,
+    INDEX,
     LATEST_PREFIX,
     LOCK_SUFFIX,
     PUBLIC_KEY_ARMORED,
@@ -88,7 +89,7 @@ def output_kind(relative: Path) -> str:
         if ROOTFS in relative.parts:
             return "staged"
         return "record" if name.endswith(STAMP_SUFFIX) else "other"
-    if relative.parts[0] in (SYSUPDATE_DIR, FLATCAR_DIR) or name == SUMS_FILE:
+    if relative.parts[0] in (SYSUPDATE_DIR, FLATCAR_DIR) or name in (SUMS_FILE, INDEX):
         return "fleet"
     by_name = {SIGNATURE_FILE: "signature", PUBLIC_KEY_FILE: "key", PUBLIC_KEY_ARMORED: "key"}
     if name in by_name:
@@ -96,7 +97,9 @@ def output_kind(relative: Path) -> str:
     for suffix, kind in ((CHECKSUM_SUFFIX, "checksum"), (BUILDINFO_SUFFIX, "buildinfo")):
         if name.endswith(suffix):
             return kind
-    return "image" if name.endswith(".raw") else "fleet"  # index.json
+    # Anything else the manifest records (written by another version of this tool) is not
+    # counted as what it is not.
+    return "image" if name.endswith(".raw") else "other"
 
 
 def cache_kinds(removed: Iterable[Path], cache_dir: Path) -> Counter[str]:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from build.alloy import DEFAULT_VERSION, NAME
+from build.config import options
 from build.config.spec import BuildSpec, parse_output_name
 from build.core.errors import BuildError
 from build.core.report import listing, say
@@ -20,6 +21,7 @@ from build.image.checksum import read_checksum
 from build.keys.trustkeys import read_trust_keys
 from build.model.arch import ARCHES
 from build.model.names import buildinfo_file, checksum_file
+from build.model.versions import version_key
 from build.pipeline.steps import resolved_version, run_steps, spec_for
 
 
@@ -35,13 +37,19 @@ def built_images(output_dir: Path, version: str | None, arch: str | None) -> lis
             if path.name == f"{NAME}-{parsed[0]}-{parsed[1]}.raw":
                 found.append((parsed[0], parsed[1]))
     wanted = [cell for cell in found if version in (None, cell[0]) and arch in (None, cell[1])]
-    return sorted(wanted, key=lambda cell: (_version_key(cell[0]), list(ARCHES).index(cell[1])))
+    return sorted(wanted, key=lambda cell: (version_key(cell[0]), list(ARCHES).index(cell[1])))
 
 
-def _version_key(version: str) -> tuple[int, ...]:
-    """X.Y.Z-rc.N before X.Y.Z."""
-    release, _, rc = version.partition("-rc.")
-    return (*(int(part) for part in release.split(".")), int(rc) if rc else 1 << 31)
+def refuse_expect_without_image(values: Mapping[str, Any]) -> None:
+    """--expect-format and --expect-compression pin an image from elsewhere (verify --image):
+    BuildError for either without it (`values`: the option table's, for verify)."""
+    for option in options.options_of("verify"):
+        if option.name.startswith("expect_") and values[option.name] is not None:
+            raise BuildError(
+                f"{option.flag} is for verify --image: a build's own image is held to the "
+                "options it was built with",
+                f"give --image=PATH with it, or leave {option.flag} out",
+            )
 
 
 def verify_built(values: Mapping[str, Any], given: Collection[str]) -> None:

@@ -25,7 +25,6 @@ from build.config.spec import NAME, parse_output_name
 from build.core.errors import BuildError
 from build.core.fileio import atomic_path, write_text_atomic
 from build.core.report import listing, say
-from build.core.safeio import read_regular
 from build.formats.table import FORMATS, Format, format_named, image_format, recorded_format
 from build.image import buildinfo
 from build.image.checksum import image_sums, packed_alone, sums_text, write_sums
@@ -41,10 +40,10 @@ from build.model.names import (
     buildinfo_file,
     checksum_file,
 )
+from build.model.versions import version_key
 from build.release import butane, host, sysupdate
 from build.verify import checks as verify
 
-MAX_BUILDINFO = 1 << 20
 DEFAULT_HEALTH_URL = alloy.DEFAULT_HEALTH_URL
 HEALTH_TIMEOUT = alloy.HEALTH_TIMEOUT
 # The drop-in's TimeoutStartSec=: the download, the gate, and a rollback's second gate.
@@ -287,14 +286,9 @@ def _buildinfo(image: Path, version: str, arch: str, sha256: str) -> dict[str, A
         f"rebuild the image with invoke all --version={version} --arch={arch} "
         f"--output-dir={image.parent}"
     )
-    try:
-        info = json.loads(read_regular(path, MAX_BUILDINFO, rebuild))
-    except FileNotFoundError:
-        raise BuildError(f"{image.name} has no {path.name} saying what built it", rebuild) from None
-    except (OSError, ValueError) as error:
-        raise BuildError(f"cannot read {path}: {error}", rebuild) from None
-    if not isinstance(info, dict):
-        raise BuildError(f"{path} is not a JSON object", rebuild)
+    if not os.path.lexists(path):
+        raise BuildError(f"{image.name} has no {path.name} saying what built it", rebuild)
+    info = buildinfo.load(path, rebuild)
     packed_as = recorded_format(info)
     fmt = format_named(packed_as)
     if fmt is None:
@@ -375,16 +369,12 @@ def _check_match_pattern(arch: str, images: list[Image]) -> None:
             )
 
 
-def _version_key(version: str) -> tuple[int, ...]:
-    return tuple(int(part) for part in version.split("."))  # X.Y.Z: prereleases were refused
-
-
 def _newest_per_arch(images: list[Image]) -> dict[str, Image]:
     newest: dict[str, Image] = {}
     for image in images:
         if image.compat_of is None:
             best = newest.get(image.arch)
-            if best is None or _version_key(image.version) > _version_key(best.version):
+            if best is None or version_key(image.version) > version_key(best.version):
                 newest[image.arch] = image
     return {arch: newest[arch] for arch in ARCHES if arch in newest}
 
