@@ -63,9 +63,12 @@ def test_a_plain_verify_checks_the_image_as_it_was_built(
 def test_options_from_invoke_yaml_or_the_environment_do_not_contradict_the_build(
     invoke: Invoke, built: Path, tmp_path: Path
 ) -> None:
-    """They say what to build next; the command line alone speaks for this verify."""
-    (tmp_path / "invoke.yaml").write_text("compression: xz\nautostart: false\n")
-    ok(invoke("verify", env={"INVOKE_FORMAT": "squashfs", "INVOKE_CONFIG_PATH": "/etc/a.alloy"}))
+    """They say what to build next; the command line alone speaks for this verify. (Invoke reads
+    the invoke.yaml beside tasks.py and the -f file, not one in the current directory.)"""
+    config = tmp_path / "settings.yaml"
+    config.write_text("compression: xz\nautostart: false\n")
+    env = {"INVOKE_FORMAT": "squashfs", "INVOKE_CONFIG_PATH": "/etc/a.alloy"}
+    ok(invoke("-f", str(config), "verify", env=env))
     assert info(built)["verify"]["result"] == "passed"
 
 
