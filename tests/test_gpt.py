@@ -4,6 +4,7 @@ cross-checked with sfdisk and systemd-dissect, and refused when damaged or made 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import struct
@@ -17,8 +18,13 @@ import pytest
 
 from build.core.errors import BuildError
 from build.core.safeio import Malformed
-from build.formats import gpt as write
-from build.formats.gpt import GptPartition, place, table_regions, write_gpt_image
+from build.formats.gpt import (
+    GptPartition,
+    entries_bytes,
+    layout,
+    table_regions,
+    write_gpt_image,
+)
 from build.model.ddi import (
     GPT_FLAG_READ_ONLY,
     derived_uuid,
@@ -32,46 +38,109 @@ SEED = uuid.UUID("0123456789abcdef0123456789abcdef")
 ROOT_HASH = bytes.fromhex("ba88fa2e5d5cc43debec74f782d1bae52e6119998321712ffd9df5a2037de874")
 
 # What systemd-repart 257 (Debian 13, libfdisk 2.41) wrote with `--offline=yes --empty=create
-# --size=auto --seed=0123456789abcdef0123456789abcdef` and three definitions (Type=root with
-# CopyBlocks= of a 303104-byte EROFS image and Verity=data; Type=root-verity, Verity=hash,
-# Minimize=best; Type=root-verity-sig, Verity=signature), by --architecture: the partition sizes
-# it chose, then the sha256 of the image's first 20480 bytes (MBR, header, entries, up to the
-# first partition) and of its last 16896 (backup entries and header). The root hash above is
-# the one it computed; the disk is 1396736 bytes.
-REPART_257_SIZES = (667648, 671744, 16384)
-REPART_257_DISK = 1396736
+# --size=auto --seed=0123456789abcdef0123456789abcdef` and three definitions: Type=root with
+# CopyBlocks= of a data image and Verity=data; Type=root-verity, Verity=hash, Minimize=best;
+# Type=root-verity-sig, Verity=signature. Per image: --architecture, the data image's bytes,
+# the hash tree's minimal size (cryptsetup's for those blocks), the data and verity partition
+# UUIDs (its root hash's halves), the disk's size, each partition's (first LBA, size), and the
+# sha256 of the bytes before the first partition (MBR, header, entries, gap) and of the last
+# 16896 (backup entries and header). 303104 and 743 to 751 blocks make disks of 4 MiB or less
+# (first LBA 40, partitions grown); 752 blocks one just over (first LBA 2048, none grown).
 REPART_257 = {
-    "amd64": (
+    "303104-amd64": (
+        "amd64",
+        303104,
+        8192,
+        ("ba88fa2e-5d5c-c43d-ebec-74f782d1bae5", "2e611999-8321-712f-fd9d-f5a2037de874"),
+        1396736,
+        [(40, 667648), (1344, 671744), (2656, 16384)],
         "218fa82c2f7c90cc88b54a594b58f3d378a3ff92b87e63825e7f8e01512efab0",
         "c18515aec0e3a193d9ffc408e649d9cda4e356a79cb2d731022024c1d1d32f62",
     ),
-    "arm64": (
+    "303104-arm64": (
+        "arm64",
+        303104,
+        8192,
+        ("ba88fa2e-5d5c-c43d-ebec-74f782d1bae5", "2e611999-8321-712f-fd9d-f5a2037de874"),
+        1396736,
+        [(40, 667648), (1344, 671744), (2656, 16384)],
         "9c0bc34e21b712961c6bab3059a98037bb5e9219fbf3f344ff51d98889aa4756",
         "bc2963ebf5b6b952ec2ca072b998476878a0fc3977528aff505cd271562f93b1",
+    ),
+    "743-blocks": (
+        "amd64",
+        743 * 4096,
+        8 * 4096,
+        ("4925e8f5-10ac-5a90-883b-94d3e63d1e37", "0eef5112-76d4-5b95-be7e-8ee85a0f7ba8"),
+        4161536,
+        [(40, 3043328), (5984, 1060864), (8056, 16384)],
+        "4cd469883aec99fe79050772855ba6bd0b4f1cb44735b2bf5b0431d3e08829ac",
+        "052cc3b9b9352de94b318ab3a1fe65fff781df2efa4db3e1f3b16bd1ffeec3d4",
+    ),
+    "751-blocks": (
+        "amd64",
+        751 * 4096,
+        8 * 4096,
+        ("d9309ec7-ac65-3078-a8df-c025e62754b7", "27abca2d-97d2-3eb6-1126-d2df5c4dfdb7"),
+        4194304,
+        [(40, 3076096), (6048, 1060864), (8120, 16384)],
+        "49d8f695cc3829099a3b126b52eec77c8b8beb3ac18bb5cef5148a71dcc89d79",
+        "56b3f36092cffbe5d10d58e2e7f2037aced976b5310f722874d31263bb2f70d5",
+    ),
+    "752-blocks": (
+        "amd64",
+        752 * 4096,
+        8 * 4096,
+        ("026a2182-1116-4e9f-4d70-bb02e794a4f7", "db89ee8f-adc3-cbf9-fdc6-19aa67123b49"),
+        4198400,
+        [(2048, 3080192), (8064, 32768), (8128, 16384)],
+        "6b032b05a6c8ee5e2ad88493aeb9e968643c640b503ddde60c54272ea9095311",
+        "823041d706414abcea83d14cd1a7ad03938c7654c8e1df811888a7155f08818e",
     ),
 }
 
 
 def ddi_partitions(
-    arch: str, sizes: tuple[int, ...], sources: Sequence[Path | None] | None = None
+    arch: str,
+    sizes: tuple[int, ...],
+    sources: Sequence[Path | None] | None = None,
+    data_uuids: tuple[uuid.UUID, uuid.UUID] | None = None,
 ) -> list[GptPartition]:
+    """The DDI's three partitions as the DDI builder will give them: minimal sizes, the data
+    and hash partitions growable, the signature not (repart: its 16 KiB are a maximum)."""
     kinds = partition_kinds(arch)
-    data_uuid, verity_uuid = root_hash_uuids(ROOT_HASH)
+    data_uuid, verity_uuid = data_uuids or root_hash_uuids(ROOT_HASH)
     uuids = (data_uuid, verity_uuid, seeded_partition_uuid(SEED, kinds[2].type_uuid))
     sources = sources or [None] * len(kinds)
     return [
-        GptPartition(kind.type_uuid, part_uuid, kind.label, kind.attributes, size, source)
+        GptPartition(
+            kind.type_uuid,
+            part_uuid,
+            kind.label,
+            kind.attributes,
+            size,
+            source,
+            kind.role != "signature",
+        )
         for kind, part_uuid, size, source in zip(kinds, uuids, sizes, sources, strict=True)
     ]
 
 
-@pytest.mark.parametrize("arch", ["amd64", "arm64"])
-def test_the_tables_are_systemd_repart_257s_byte_for_byte(arch: str) -> None:
-    placed, disk = place(ddi_partitions(arch, REPART_257_SIZES))
-    front, back = table_regions(derived_uuid(SEED, "disk-uuid"), placed, disk)
-    assert disk == REPART_257_DISK
-    assert [item.first_lba for item in placed] == [40, 1344, 2656]
-    assert (hashlib.sha256(front).hexdigest(), hashlib.sha256(back).hexdigest()) == REPART_257[arch]
+@pytest.mark.parametrize("case", list(REPART_257))
+def test_the_tables_are_systemd_repart_257s_byte_for_byte(case: str) -> None:
+    arch, data, tree, halves, disk, places, front_sha, back_sha = REPART_257[case]
+    uuids = (uuid.UUID(halves[0]), uuid.UUID(halves[1]))
+    partitions = ddi_partitions(arch, (data, tree, 16384), data_uuids=uuids)
+    placed = layout(partitions)
+    front, back = table_regions(derived_uuid(SEED, "disk-uuid"), partitions, placed)
+    assert placed.disk_bytes == disk
+    assert list(zip(placed.offsets, placed.sizes, strict=True)) == [
+        (lba * 512, size) for lba, size in places
+    ]
+    assert (hashlib.sha256(front).hexdigest(), hashlib.sha256(back).hexdigest()) == (
+        front_sha,
+        back_sha,
+    )
 
 
 def test_uuids_are_derived_as_repart_derives_them() -> None:
@@ -117,32 +186,42 @@ def payloads(tmp_path: Path) -> list[Path]:
     return files
 
 
+def minimal_sizes(payloads: Sequence[Path]) -> tuple[int, ...]:
+    data, tree = (-(-path.stat().st_size // 4096) * 4096 for path in payloads[:2])
+    return (data, tree, 16384)
+
+
 def written(tmp_path: Path, payloads: list[Path], arch: str = "amd64") -> Path:
     image = tmp_path / "alloy.raw"
-    sizes = (303104 + 4096 * 3, 8192, 16384)
-    write_gpt_image(image, derived_uuid(SEED, "disk-uuid"), ddi_partitions(arch, sizes, payloads))
+    partitions = ddi_partitions(arch, minimal_sizes(payloads), payloads)
+    write_gpt_image(image, derived_uuid(SEED, "disk-uuid"), partitions)
     return image
 
 
-def test_round_trip(tmp_path: Path, payloads: list[Path]) -> None:
+@pytest.mark.parametrize("data_bytes", [303104, 5 << 20], ids=["small-disk", "large-disk"])
+def test_round_trip(tmp_path: Path, payloads: list[Path], data_bytes: int) -> None:
+    payloads[0].write_bytes(b"\1" * data_bytes)
     image = written(tmp_path, payloads)
+    placed = layout(ddi_partitions("amd64", minimal_sizes(payloads)))
     table = read_gpt(image)
     data = image.read_bytes()
     expected = ddi_partitions("amd64", (0, 0, 0))
     assert table.disk_uuid == derived_uuid(SEED, "disk-uuid")
+    assert (table.first_usable_lba, table.last_usable_lba) == (
+        placed.first_usable_lba,
+        placed.last_usable_lba,
+    )
     assert [(p.number, p.type_uuid, p.uuid, p.name, p.attributes) for p in table.partitions] == [
         (n, e.type_uuid, e.uuid, e.label, e.attributes) for n, e in enumerate(expected, 1)
     ]
-    assert [(p.offset, p.size) for p in table.partitions] == [
-        (20480, 315392),
-        (335872, 8192),
-        (344064, 16384),
-    ]
+    assert [(p.offset, p.size) for p in table.partitions] == list(
+        zip(placed.offsets, placed.sizes, strict=True)
+    )
     for part, payload in zip(table.partitions, payloads, strict=True):
         body = payload.read_bytes()
         assert data[part.offset : part.offset + len(body)] == body
         assert not any(data[part.offset + len(body) : part.offset + part.size])
-    assert len(data) == 344064 + 16384 + write.TAIL_BYTES
+    assert len(data) == placed.disk_bytes
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "alloy.raw",
         "payload0",
@@ -154,7 +233,10 @@ def test_round_trip(tmp_path: Path, payloads: list[Path]) -> None:
 def test_a_payload_larger_than_its_partition_leaves_nothing(
     tmp_path: Path, payloads: list[Path]
 ) -> None:
-    partitions = ddi_partitions("amd64", (4096, 8192, 16384), payloads)
+    partitions = [
+        dataclasses.replace(part, grows=False)
+        for part in ddi_partitions("amd64", (4096, 8192, 16384), payloads)
+    ]
     with pytest.raises(BuildError, match="holds more than its partition's 4096 bytes"):
         write_gpt_image(tmp_path / "alloy.raw", SEED, partitions)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["payload0", "payload1", "payload2"]
@@ -163,14 +245,18 @@ def test_a_payload_larger_than_its_partition_leaves_nothing(
 def test_sizes_and_names_repart_could_not_write_are_refused() -> None:
     kind = partition_kinds("amd64")[0]
     with pytest.raises(ValueError, match="not a positive multiple of 4096"):
-        place([GptPartition(kind.type_uuid, SEED, kind.label, 0, 1000)])
+        layout([GptPartition(kind.type_uuid, SEED, kind.label, 0, 1000)])
+    with pytest.raises(ValueError, match="1 to 128 partitions, not 0"):
+        layout([])
+    odd = [GptPartition(kind.type_uuid, SEED, "x" * 37, 0, 4096)]
     with pytest.raises(ValueError, match="does not fit a GPT entry"):
-        write.entries_bytes(place([GptPartition(kind.type_uuid, SEED, "x" * 37, 0, 4096)])[0])
+        entries_bytes(odd, layout(odd))
 
 
 @pytest.mark.needs("sfdisk")
 def test_sfdisk_reads_what_we_write(tmp_path: Path, payloads: list[Path]) -> None:
     image = written(tmp_path, payloads, "arm64")
+    placed = layout(ddi_partitions("arm64", minimal_sizes(payloads)))
     shown = subprocess.run(
         ["sfdisk", "--json", str(image)], check=True, capture_output=True, text=True
     )
@@ -184,34 +270,13 @@ def test_sfdisk_reads_what_we_write(tmp_path: Path, payloads: list[Path]) -> Non
         512,
     )
     assert table["lastlba"] == image.stat().st_size // 512 - 34
+    attrs = ["GUID:60", "GUID:60", None]
     assert [
         (p["start"], p["size"], p["type"], p["uuid"], p["name"], p.get("attrs"))
         for p in table["partitions"]
     ] == [
-        (
-            40,
-            616,
-            str(expected[0].type_uuid).upper(),
-            str(expected[0].uuid).upper(),
-            "root-arm64",
-            "GUID:60",
-        ),
-        (
-            656,
-            16,
-            str(expected[1].type_uuid).upper(),
-            str(expected[1].uuid).upper(),
-            "root-arm64-verity",
-            "GUID:60",
-        ),
-        (
-            672,
-            32,
-            str(expected[2].type_uuid).upper(),
-            str(expected[2].uuid).upper(),
-            "root-arm64-verity-sig",
-            None,
-        ),
+        (offset // 512, size // 512, str(e.type_uuid).upper(), str(e.uuid).upper(), e.label, attr)
+        for offset, size, e, attr in zip(placed.offsets, placed.sizes, expected, attrs, strict=True)
     ]
 
 

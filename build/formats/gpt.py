@@ -1,19 +1,19 @@
 """Writing a GPT disk image laid out as systemd-repart lays out a sysext DDI.
 
 What repart 257 (`--empty=create --size=auto`, libfdisk 2.41) wrote for a root + root-verity +
-root-verity-sig DDI, byte for byte (tests/test_gpt.py holds a copy of its tables' hashes):
+root-verity-sig DDI, byte for byte (tests/test_gpt.py holds hashes of its tables):
 - LBA 0: a protective MBR (one partition of type 0xEE from LBA 1 over the rest of the disk,
   CHS 0/0/2 to 0xFFFFFF, no disk signature, 0x55AA).
 - LBA 1: the header (revision 1.0, 92 bytes, rest of the sector zero), entries at LBA 2: 128
-  entries of 128 bytes (libfdisk's default), first usable LBA 34 (2 + 32 entry sectors: no
-  1 MiB alignment gap), last usable LBA = last LBA - 33.
-- Partitions in definition order, numbered from 1, from the first 4096-aligned byte at or
-  after the first usable LBA (repart.c aligns to its 4 KiB grain: LBA 40), each right after
-  the one before, sizes multiples of 4096.
-- The disk ends 20 KiB after the last partition: repart's --size=auto makes it
-  GPT_METADATA_SIZE (1044 KiB) plus the partitions' minimal sizes and grows the partitions
-  until the usable area's last whole 4 KiB; what is left after them is 40 sectors, 33 of
-  them the backup entries and backup header (last LBA).
+  entries of 128 bytes (libfdisk's default); last usable LBA = last LBA - 33 - 1.
+- The disk's size: repart.c determine_auto_size(), GPT_METADATA_SIZE (1044 KiB) plus every
+  partition's minimal size (a multiple of its 4 KiB grain).
+- The first usable LBA is libfdisk's: on a disk of more than 4 MiB it aligns to its 1 MiB grain
+  (LBA 2048, where the first partition starts: the 1044 KiB leave 20 KiB after the last
+  partition, no room to grow); on 4 MiB or less its grain is a sector (LBA 34, the first
+  partition at the first 4 KiB boundary, LBA 40) and repart.c context_grow_partitions() hands
+  the ~1 MiB left over to the partitions that may grow (seen: 4194304 bytes small, 4198400 not).
+- Partitions in definition order, numbered from 1, each right after the one before.
 - Disk UUID and partition UUIDs as build/model/ddi.py derives them; names UTF-16LE.
 
 The writer streams each partition's payload from its file (bounded memory), pads with zeros,
@@ -40,10 +40,13 @@ HEADER_SIZE = 92
 REVISION = 0x00010000
 SIGNATURE = b"EFI PART"
 ENTRY_SECTORS = ENTRY_COUNT * ENTRY_SIZE // SECTOR  # 32
-FIRST_USABLE_LBA = 2 + ENTRY_SECTORS  # 34
 GRAIN = 4096  # repart.c: partitions are placed and sized in 4 KiB
-TAIL_BYTES = 20 * 1024  # after the last partition (see the module's docstring)
+GPT_METADATA_SIZE = 1044 * 1024  # repart.c: what libfdisk takes off a disk for a GPT
+SMALL_DISK = 4 * 1024 * 1024  # libfdisk: up to this size, a sector-sized alignment grain
+LARGE_FIRST_LBA = 2048  # libfdisk's first usable LBA on larger disks (its 1 MiB grain)
+SMALL_FIRST_LBA = 2 + ENTRY_SECTORS  # 34: right after the entries
 NAME_UNITS = 36  # UTF-16 code units in an entry's name
+WEIGHT = 1000  # repart.c: every partition's default Weight=
 COPY_CHUNK = 1 << 20
 
 
@@ -51,13 +54,12 @@ def _align_up(value: int, to: int) -> int:
     return -(-value // to) * to
 
 
-FIRST_PARTITION_BYTE = _align_up(FIRST_USABLE_LBA * SECTOR, GRAIN)  # 20480: LBA 40
-
-
 @dataclass(frozen=True)
 class GptPartition:
-    """One partition to write: its payload is `source`'s bytes (None: zeros), padded with zeros
-    to `size` (a multiple of 4096, at least the payload)."""
+    """One partition to write, as a repart definition gives it: `size` is its minimal size
+    (a multiple of 4096); one that `grows` may get more on a small disk (see the docstring),
+    one that does not keeps it (a verity signature's SizeMaxBytes). Its payload is `source`'s
+    bytes (None: zeros), padded with zeros to the partition's final size."""
 
     type_uuid: uuid.UUID
     uuid: uuid.UUID
@@ -65,32 +67,68 @@ class GptPartition:
     attributes: int
     size: int
     source: Path | None = None
+    grows: bool = True
 
 
 @dataclass(frozen=True)
-class Placed:
-    partition: GptPartition
-    first_lba: int
-    last_lba: int
+class Layout:
+    """Where repart puts a disk's partitions: its size, the first usable LBA, each partition's
+    first LBA and final size."""
+
+    disk_bytes: int
+    first_usable_lba: int
+    offsets: tuple[int, ...]
+    sizes: tuple[int, ...]
 
     @property
-    def offset(self) -> int:
-        return self.first_lba * SECTOR
+    def last_usable_lba(self) -> int:
+        return self.disk_bytes // SECTOR - 1 - ENTRY_SECTORS - 1
 
 
-def place(partitions: Sequence[GptPartition]) -> tuple[list[Placed], int]:
-    """Where repart puts `partitions` (in order) and the disk's size in bytes."""
+def _grow(minimums: Sequence[int], grows: Sequence[bool], span: int) -> list[int]:
+    """repart.c context_grow_partitions(): the span shared by weight, in whole grains, in
+    definition order (the last takes what rounding leaves); a partition whose share is below
+    its minimum keeps its minimum, one that may not grow keeps its size, and the rest is
+    shared again among the others."""
+    sizes: list[int | None] = [None] * len(minimums)
+    changed = True
+    while changed:  # repart's overcharge and undercharge phases
+        changed = False
+        open_ = [i for i, size in enumerate(sizes) if size is None]
+        share = span // max(1, len(open_))
+        for index in open_:
+            if minimums[index] > share or not grows[index]:
+                sizes[index] = minimums[index]
+                span -= minimums[index]
+                changed = True
+                break
+    open_ = [i for i, size in enumerate(sizes) if size is None]
+    for count, index in enumerate(open_):
+        left = len(open_) - count
+        given = span if left == 1 else span * WEIGHT // (WEIGHT * left) // GRAIN * GRAIN
+        sizes[index] = given
+        span -= given
+    return [size or 0 for size in sizes]
+
+
+def layout(partitions: Sequence[GptPartition]) -> Layout:
+    """repart's placement of `partitions` on a disk of --size=auto."""
     if not 1 <= len(partitions) <= ENTRY_COUNT:
         raise ValueError(f"a GPT holds 1 to {ENTRY_COUNT} partitions, not {len(partitions)}")
-    placed = []
-    offset = FIRST_PARTITION_BYTE
     for partition in partitions:
         if partition.size <= 0 or partition.size % GRAIN:
             raise ValueError(f"partition size {partition.size} is not a positive multiple of 4096")
-        end = offset + partition.size
-        placed.append(Placed(partition, offset // SECTOR, end // SECTOR - 1))
-        offset = end
-    return placed, offset + TAIL_BYTES
+    minimums = [partition.size for partition in partitions]
+    disk_bytes = GPT_METADATA_SIZE + sum(minimums)
+    first_lba = SMALL_FIRST_LBA if disk_bytes <= SMALL_DISK else LARGE_FIRST_LBA
+    start = _align_up(first_lba * SECTOR, GRAIN)
+    usable_end = (disk_bytes // SECTOR - 1 - ENTRY_SECTORS) * SECTOR
+    span = (usable_end - start) // GRAIN * GRAIN
+    sizes = _grow(minimums, [partition.grows for partition in partitions], span)
+    offsets = [start]
+    for size in sizes[:-1]:
+        offsets.append(offsets[-1] + size)
+    return Layout(disk_bytes, first_lba, tuple(offsets), tuple(sizes))
 
 
 def _name(label: str) -> bytes:
@@ -100,28 +138,28 @@ def _name(label: str) -> bytes:
     return encoded.ljust(NAME_UNITS * 2, b"\0")
 
 
-def entries_bytes(placed: Sequence[Placed]) -> bytes:
+def entries_bytes(partitions: Sequence[GptPartition], placed: Layout) -> bytes:
     """The partition entry array, all ENTRY_COUNT entries (unused ones zero)."""
     table = bytearray(ENTRY_COUNT * ENTRY_SIZE)
-    for index, item in enumerate(placed):
-        part = item.partition
+    for index, part in enumerate(partitions):
+        first = placed.offsets[index] // SECTOR
         struct.pack_into(
             "<16s16sQQQ72s",
             table,
             index * ENTRY_SIZE,
             part.type_uuid.bytes_le,
             part.uuid.bytes_le,
-            item.first_lba,
-            item.last_lba,
+            first,
+            first + placed.sizes[index] // SECTOR - 1,
             part.attributes,
             _name(part.label),
         )
     return bytes(table)
 
 
-def header_bytes(disk_uuid: uuid.UUID, disk_sectors: int, entries: bytes, *, backup: bool) -> bytes:
+def header_bytes(disk_uuid: uuid.UUID, placed: Layout, entries: bytes, *, backup: bool) -> bytes:
     """One GPT header sector (primary at LBA 1, backup at the last LBA), CRC32 filled in."""
-    last = disk_sectors - 1
+    last = placed.disk_bytes // SECTOR - 1
     my_lba, other_lba = (last, 1) if backup else (1, last)
     entries_lba = last - ENTRY_SECTORS if backup else 2
     fields = (
@@ -132,8 +170,8 @@ def header_bytes(disk_uuid: uuid.UUID, disk_sectors: int, entries: bytes, *, bac
         0,
         my_lba,
         other_lba,
-        FIRST_USABLE_LBA,
-        last - ENTRY_SECTORS - 1,
+        placed.first_usable_lba,
+        placed.last_usable_lba,
         disk_uuid.bytes_le,
         entries_lba,
         ENTRY_COUNT,
@@ -155,31 +193,30 @@ def protective_mbr(disk_sectors: int) -> bytes:
 
 
 def table_regions(
-    disk_uuid: uuid.UUID, placed: Sequence[Placed], disk_bytes: int
+    disk_uuid: uuid.UUID, partitions: Sequence[GptPartition], placed: Layout
 ) -> tuple[bytes, bytes]:
     """(the bytes before the first partition, the backup entries and header at the end)."""
-    sectors = disk_bytes // SECTOR
-    entries = entries_bytes(placed)
-    front = protective_mbr(sectors) + header_bytes(disk_uuid, sectors, entries, backup=False)
-    front += entries
-    back = entries + header_bytes(disk_uuid, sectors, entries, backup=True)
-    return front.ljust(FIRST_PARTITION_BYTE, b"\0"), back
+    entries = entries_bytes(partitions, placed)
+    front = protective_mbr(placed.disk_bytes // SECTOR)
+    front += header_bytes(disk_uuid, placed, entries, backup=False) + entries
+    back = entries + header_bytes(disk_uuid, placed, entries, backup=True)
+    return front.ljust(placed.offsets[0], b"\0"), back
 
 
-def _copy_payload(part: GptPartition, out: BinaryIO) -> None:
-    """`part`'s payload, streamed, then zeros to its size."""
+def _copy_payload(part: GptPartition, size: int, out: BinaryIO) -> None:
+    """`part`'s payload, streamed, then zeros to `size`."""
     copied = 0
     if part.source is not None:
         with part.source.open("rb") as source:
             while chunk := source.read(COPY_CHUNK):
                 copied += len(chunk)
-                if copied > part.size:
+                if copied > size:
                     raise BuildError(
-                        f"{part.source} holds more than its partition's {part.size} bytes",
+                        f"{part.source} holds more than its partition's {size} bytes",
                         "give the partition a size that holds its whole payload",
                     )
                 out.write(chunk)
-    _zeros(out, part.size - copied)
+    _zeros(out, size - copied)
 
 
 def _zeros(out: BinaryIO, count: int) -> None:
@@ -191,15 +228,15 @@ def _zeros(out: BinaryIO, count: int) -> None:
 
 def write_gpt_image(
     target: Path, disk_uuid: uuid.UUID, partitions: Sequence[GptPartition]
-) -> list[Placed]:
-    """Write `partitions` as one GPT disk image at `target` (replaced only when complete);
-    returns where each partition went."""
-    placed, disk_bytes = place(partitions)
-    front, back = table_regions(disk_uuid, placed, disk_bytes)
+) -> Layout:
+    """Write `partitions` as one GPT disk image at `target` (replaced only when complete),
+    laid out as layout() says; returns that layout."""
+    placed = layout(partitions)
+    front, back = table_regions(disk_uuid, partitions, placed)
     with atomic_path(target) as tmp, tmp.open("wb") as out:
         out.write(front)
-        for item in placed:
-            _copy_payload(item.partition, out)
-        _zeros(out, disk_bytes - len(back) - out.tell())
+        for part, size in zip(partitions, placed.sizes, strict=True):
+            _copy_payload(part, size, out)
+        _zeros(out, placed.disk_bytes - len(back) - out.tell())
         out.write(back)
     return placed

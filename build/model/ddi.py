@@ -7,10 +7,9 @@ SD_GPT_ROOT_X86_64_VERITY_SIG and the ARM64 ones), the UAPI group's Discoverable
 Specification, and `systemd-id128 show root-x86-64-verity-sig` (checked: the same).
 Labels: repart.c partition_acquire_label() takes gpt_partition_type_uuid_to_string() of the
 type ("root-x86-64", "root-x86-64-verity", "root-x86-64-verity-sig") when no Label= is set.
-Attributes: repart.c partition_merge_flags() sets SD_GPT_FLAG_READ_ONLY on Verity=data and
-Verity=hash partitions (ReadOnly= is implied for them) and nothing on the signature's; a DDI
-systemd-repart 257 wrote with those definitions carries bit 60 on the first two and no bit on
-the third (sfdisk: attrs="GUID:60").
+Attributes: repart.c partition_merge_flags() sets SD_GPT_FLAG_READ_ONLY where a partition is
+read-only; a DDI systemd-repart 257 wrote from Verity=data, Verity=hash and Verity=signature
+definitions carries bit 60 on the first two and no bit on the third (sfdisk: attrs="GUID:60").
 """
 
 from __future__ import annotations
