@@ -1,2 +1,4 @@
 """Bounded readers of the two image formats, as the kernel reads them (squashfs, erofs, lz4native),
-behind one interface (image). Never unsquashfs or dump.erofs; no root."""
+behind one interface (image), and of a DDI's dm-verity hash tree (verity: its layout and hashing,
+veritycheck: the whole tree checked against the data and a root hash). Never unsquashfs,
+dump.erofs or veritysetup; no root."""
