@@ -1,4 +1,5 @@
 """The image formats as one table (table: Format, FORMATS): per format, its packer and its
 arguments (squashfs: mksquashfs, erofs: mkfs.erofs, both given a recipe), its reader picked by
 magic, its compressions, its build-info fields and tools, its superblock check. Everything else
-asks the table instead of branching on a format's name."""
+asks the table instead of branching on a format's name. verity writes a DDI's dm-verity hash
+partition as systemd-repart does, salt and UUID from its --seed."""
