@@ -30,6 +30,8 @@ PACKAGES = {
     "aarch64-linux-gnu-gcc": "gcc-aarch64-linux-gnu libc6-dev-arm64-cross",
     "mke2fs": "e2fsprogs",
     "cpio": "cpio",
+    "veritysetup": "cryptsetup-bin",
+    "openssl": "openssl",
 }
 
 
