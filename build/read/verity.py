@@ -43,8 +43,6 @@ ALGORITHM = b"sha256"
 SUPERBLOCK_LAYOUT = struct.Struct("<8sII16s32sIIQH6s256s168s")
 assert SUPERBLOCK_LAYOUT.size == SUPERBLOCK_BYTES
 READ_BLOCKS = 256  # data blocks read at once (1 MiB): what a check holds of the data
-READ_SECONDS = 10.0  # a check's deadline, plus the data's bytes at the rate below
-HASH_BYTES_PER_SECOND = 32 << 20  # sha256 runs at 300+ MB/s; a loaded machine gets 10 times less
 
 
 @dataclass(frozen=True)
@@ -117,7 +115,7 @@ def uuid_text(raw: bytes) -> str:
     return str(uuid.UUID(bytes=raw))
 
 
-def _read_exact(stream: BinaryIO, offset: int, size: int, what: str) -> bytes:
+def read_exact(stream: BinaryIO, offset: int, size: int, what: str) -> bytes:
     stream.seek(offset)
     data = stream.read(size)
     if len(data) != size:
@@ -134,7 +132,7 @@ def data_digests(
     while done < blocks:
         count = min(READ_BLOCKS, blocks - done)
         chunk = memoryview(
-            _read_exact(stream, offset + done * BLOCK_BYTES, count * BLOCK_BYTES, "the data")
+            read_exact(stream, offset + done * BLOCK_BYTES, count * BLOCK_BYTES, "the data")
         )
         for start in range(0, len(chunk), BLOCK_BYTES):
             digest = salted.copy()

@@ -20,10 +20,8 @@ from build.read.verity import (
     ALGORITHM,
     BLOCK_BYTES,
     DIGEST_BYTES,
-    HASH_BYTES_PER_SECOND,
     HASH_TYPE,
     MAX_SALT_BYTES,
-    READ_SECONDS,
     SIGNATURE,
     SUPERBLOCK_BYTES,
     SUPERBLOCK_LAYOUT,
@@ -33,9 +31,14 @@ from build.read.verity import (
     area_bytes,
     hash_tree,
     level_offsets,
+    read_exact,
 )
 
 SPARE_CHUNK = 1 << 20  # what the check of the zeros after the tree reads at once
+READ_SECONDS = 10.0  # a check's deadline, plus the data's bytes at the rate below
+# sha256 of 4 KiB blocks runs at ~1 GB/s here (benchmarks/verity.py); a loaded machine without
+# SHA instructions gets 30 times less.
+HASH_BYTES_PER_SECOND = 32 << 20
 
 
 @dataclass(frozen=True)
@@ -44,14 +47,6 @@ class Region:
 
     offset: int
     size: int
-
-
-def _read(stream: BinaryIO, offset: int, size: int, what: str) -> bytes:
-    stream.seek(offset)
-    data = stream.read(size)
-    if len(data) != size:
-        raise Malformed(f"{what} is cut short: {len(data)} of {size} bytes at offset {offset}")
-    return data
 
 
 def parse_superblock(raw: bytes) -> Superblock:
@@ -102,7 +97,7 @@ def _first_difference(ours: bytes, theirs: bytes) -> int:
 def _compare_level(stream: BinaryIO, where: int, index: int, level: bytes, below: int) -> None:
     """The stored level `index` (at byte `where` of the image) against the computed `level`,
     which holds the digests of `below` blocks of the level under it (of the data for level 0)."""
-    stored = _read(stream, where, len(level), f"level {index} of the hash tree")
+    stored = read_exact(stream, where, len(level), f"level {index} of the hash tree")
     if stored == level:
         return
     at = _first_difference(level, stored)
@@ -122,7 +117,7 @@ def _check_zeros(stream: BinaryIO, offset: int, size: int, what: str) -> None:
     done = 0
     while done < size:
         count = min(SPARE_CHUNK, size - done)
-        if any(_read(stream, offset + done, count, what)):
+        if read_exact(stream, offset + done, count, what).count(0) != count:
             raise Malformed(f"{what} holds bytes that are not zero")
         done += count
 
@@ -150,7 +145,7 @@ def check_verity(
     if hashes.size < BLOCK_BYTES:
         raise Malformed(f"the hash partition is {hashes.size} bytes, less than one block")
     superblock = parse_superblock(
-        _read(stream, hashes.offset, SUPERBLOCK_BYTES, "the verity superblock")
+        read_exact(stream, hashes.offset, SUPERBLOCK_BYTES, "the verity superblock")
     )
     if data.size != superblock.data_blocks * BLOCK_BYTES:
         raise Malformed(
