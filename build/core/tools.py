@@ -31,6 +31,8 @@ PACKAGES = {
     "mke2fs": "e2fsprogs",
     "cpio": "cpio",
     "sfdisk": "fdisk",
+    "veritysetup": "cryptsetup-bin",
+    "openssl": "openssl",
 }
 
 

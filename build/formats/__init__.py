@@ -1,5 +1,6 @@
 """The image formats as one table (table: Format, FORMATS): per format, its packer and its
 arguments (squashfs: mksquashfs, erofs: mkfs.erofs, both given a recipe), its reader picked by
 magic, its compressions, its build-info fields and tools, its superblock check. Everything else
-asks the table instead of branching on a format's name. gpt writes a DDI's GPT disk image as
-systemd-repart lays it out."""
+asks the table instead of branching on a format's name. For a DDI: gpt writes its GPT disk
+image as systemd-repart lays it out, verity its dm-verity hash partition as systemd-repart does,
+salt and UUID from its --seed."""

@@ -1,3 +1,4 @@
 """Bounded readers of the two image formats, as the kernel reads them (squashfs, erofs, lz4native),
-behind one interface (image), and a DDI's GPT partition table (gpt). Never unsquashfs,
-dump.erofs or a loop device; no root."""
+behind one interface (image), and of a DDI: its GPT partition table (gpt) and its dm-verity hash
+tree (verity: its layout and hashing, veritycheck: the whole tree checked against the data and a
+root hash). Never unsquashfs, dump.erofs, veritysetup or a loop device; no root."""
