@@ -17,7 +17,8 @@ import pytest
 
 from build.core.errors import BuildError
 from build.core.safeio import Deadline, Malformed, Overtime, refusing_malformed
-from build.formats.verity import derive_uuid, verity_salt, verity_uuid, write_hash_partition
+from build.formats.verity import verity_salt, verity_uuid, write_hash_partition
+from build.model.ddi import derived_uuid
 from build.read.verity import (
     BLOCK_BYTES,
     READ_BLOCKS,
@@ -129,7 +130,7 @@ def test_the_verity_uuid_is_the_hmac_s_first_half_made_v4() -> None:
     assert made.bytes == bytes(raw)
     assert (made.version, made.variant) == (4, uuid.RFC_4122)
     assert verity_uuid(SEED) == made  # the same seed, the same UUID
-    assert derive_uuid(SEED, b"verity-salt") != made
+    assert derived_uuid(SEED, "verity-salt") != made
     assert verity_uuid(uuid.UUID(int=SEED.int ^ 1)) != made
 
 

@@ -22,23 +22,16 @@ from pathlib import Path
 
 from build.core.errors import BuildError
 from build.core.fileio import atomic_path
+from build.model.ddi import derived_uuid
 from build.read.verity import BLOCK_BYTES, Superblock, Tree, hash_tree
 
 SALT_TOKEN = b"verity-salt"
-UUID_TOKEN = b"verity-uuid"
+UUID_TOKEN = "verity-uuid"
 
 
 def derive_salt(seed: uuid.UUID, token: bytes) -> bytes:
     """repart.c derive_salt(): HMAC-SHA256(key = the seed's 16 bytes, message = token)."""
     return hmac.new(seed.bytes, token, hashlib.sha256).digest()
-
-
-def derive_uuid(seed: uuid.UUID, token: bytes) -> uuid.UUID:
-    """repart.c derive_uuid(): the HMAC's first half as a v4 UUID (id128_make_v4_uuid)."""
-    raw = bytearray(derive_salt(seed, token)[:16])
-    raw[6] = (raw[6] & 0x0F) | 0x40
-    raw[8] = (raw[8] & 0x3F) | 0x80
-    return uuid.UUID(bytes=bytes(raw))
 
 
 def verity_salt(seed: uuid.UUID) -> bytes:
@@ -49,7 +42,7 @@ def verity_salt(seed: uuid.UUID) -> bytes:
 def verity_uuid(seed: uuid.UUID) -> uuid.UUID:
     """The UUID repart 255+ writes in the verity superblock for --seed=`seed` (not a partition
     UUID: those are the root hash's halves)."""
-    return derive_uuid(seed, UUID_TOKEN)
+    return derived_uuid(seed, UUID_TOKEN)
 
 
 def write_hash_partition(data: Path, target: Path, salt: bytes, verity_id: uuid.UUID) -> Tree:
