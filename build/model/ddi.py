@@ -93,3 +93,20 @@ def root_hash_uuids(root_hash: bytes) -> tuple[uuid.UUID, uuid.UUID]:
     if len(root_hash) < 32:
         raise ValueError(f"a root hash has at least 32 bytes, not {len(root_hash)}")
     return uuid.UUID(bytes=root_hash[:16]), uuid.UUID(bytes=root_hash[-16:])
+
+
+# The namespace of build_seed's UUIDs: a random UUID drawn once for this project; changing it
+# changes every DDI's salt and UUIDs.
+SEED_NAMESPACE = uuid.UUID("1820f84f-9025-43ac-81cb-3793c3d7e900")
+
+
+def build_seed(name: str, version: str, arch: str) -> uuid.UUID:
+    """The --seed of the DDI of `name` `version` for `arch` (our name: amd64, arm64):
+    uuid5(SEED_NAMESPACE, "NAME VERSION ARCH"), so the same release built anywhere gets the
+    same verity salt, superblock UUID, disk UUID and signature partition UUID, and another
+    version or architecture others. Reproduce it with Python's
+    uuid.uuid5(uuid.UUID("1820f84f-9025-43ac-81cb-3793c3d7e900"), "alloy 1.10.2 amd64")."""
+    for part in (name, version, arch):
+        if not part or any(character.isspace() for character in part):
+            raise ValueError(f"a seed's name, version and arch are single words, not {part!r}")
+    return uuid.uuid5(SEED_NAMESPACE, f"{name} {version} {arch}")
