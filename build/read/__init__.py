@@ -1,4 +1,5 @@
 """Bounded readers of the two image formats, as the kernel reads them (squashfs, erofs, lz4native),
-behind one interface (image), and of a DDI: its GPT partition table (gpt) and its dm-verity hash
+behind one interface (image), and of a DDI: its GPT partition table (gpt), its dm-verity hash
 tree (verity: its layout and hashing, veritycheck: the whole tree checked against the data and a
-root hash). Never unsquashfs, dump.erofs, veritysetup or a loop device; no root."""
+root hash) and its signature partition's JSON (veritysig). Never unsquashfs, dump.erofs,
+veritysetup or a loop device; no root."""
