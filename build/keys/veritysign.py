@@ -1,0 +1,117 @@
+"""Signing a dm-verity root hash as systemd-repart does, and checking such a signature as
+systemd does, with the openssl command (the `cryptography` package is not a dependency and
+would add one; openssl is on every builder and host that has systemd).
+
+What repart signs (repart.c sign_verity_roothash()): the root hash in lowercase hex
+(hexmem(), no newline), with PKCS7_sign(cert, key, NULL, data,
+PKCS7_DETACHED|PKCS7_NOATTR|PKCS7_BINARY), written as DER (i2d_PKCS7). `openssl smime -sign
+-binary -noattr -outform DER` makes that same call (detached is smime's default) and so the same
+bytes; `openssl cms -sign` does not: CMS writes the digest algorithm without its NULL
+parameters (tests/test_veritysign.py compares all three). RSA signatures (PKCS#1 v1.5) are
+deterministic, so an RSA key signs one root hash into the same bytes every time; ECDSA and
+EdDSA-with-random-nonce keys do not.
+
+How systemd checks it (dissect-image.c, validate_signature_userspace()): PKCS7_verify() over the
+hex root hash with the certificates of /etc/verity.d as the only candidate signers, not the ones
+the signature carries (PKCS7_NOINTERN), and no chain check (PKCS7_NOVERIFY): `openssl smime
+-verify -nointern -noverify -certfile CERT` asks the same, so a signature made by any other key
+fails, and a self-signed certificate (what mkosi genkey makes) passes.
+
+A key's passphrase reaches openssl only through its environment (`-passin env:NAME`), never
+its command line, which any user of the machine can read in /proc."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from build.core.errors import BuildError
+from build.core.run import run_bytes
+from build.read.veritysig import ROOT_HASH_BYTES
+
+# The environment variable that holds the verity key's passphrase, if it has one.
+VERITY_PASSPHRASE_ENV = "ALLOY_VERITY_KEY_PASSPHRASE"
+OPENSSL_TIMEOUT = 60.0
+
+
+def signed_text(root_hash: bytes) -> bytes:
+    """What repart signs and systemd verifies: the root hash in lowercase hex, nothing else."""
+    if len(root_hash) != ROOT_HASH_BYTES:
+        raise ValueError(f"a root hash has {ROOT_HASH_BYTES} bytes, not {len(root_hash)}")
+    return root_hash.hex().encode("ascii")
+
+
+def _readable(path: Path, what: str, option: str) -> None:
+    try:
+        with path.open("rb") as stream:
+            stream.read(1)
+    except OSError as error:
+        reason = error.strerror or str(error)
+        raise BuildError(
+            f"cannot read the verity {what} {path} ({option}): {reason}; nothing was written",
+            f"give {option} a readable PEM file",
+        ) from None
+
+
+def certificate_der(certificate: Path) -> bytes:
+    """The certificate in `certificate` (PEM), as DER: what its fingerprint is taken over."""
+    _readable(certificate, "certificate", "--verity-cert")
+    return run_bytes(
+        ["openssl", "x509", "-in", str(certificate), "-outform", "DER"],
+        what=f"cannot read the verity certificate {certificate} (--verity-cert)",
+        hint="give --verity-cert an X.509 certificate in PEM (openssl req -x509 makes one)",
+        timeout=OPENSSL_TIMEOUT,
+    )
+
+
+def sign_root_hash(root_hash: bytes, key: Path, certificate: Path) -> bytes:
+    """The DER PKCS#7 signature repart would write for `root_hash` with `key` and
+    `certificate` (both PEM), checked against the certificate before it is returned. A
+    passphrase, if the key has one, comes from VERITY_PASSPHRASE_ENV."""
+    _readable(key, "key", "--verity-key")
+    _readable(certificate, "certificate", "--verity-cert")
+    argv = ["openssl", "smime", "-sign", "-binary", "-noattr", "-outform", "DER"]
+    argv += ["-signer", str(certificate), "-inkey", str(key)]
+    environment = dict(os.environ)
+    if environment.get(VERITY_PASSPHRASE_ENV):  # CI's unset secret is empty
+        argv += ["-passin", f"env:{VERITY_PASSPHRASE_ENV}"]
+    else:
+        environment.pop(VERITY_PASSPHRASE_ENV, None)
+        argv += ["-passin", "pass:"]  # a protected key fails instead of asking on a terminal
+    signature = run_bytes(
+        argv,
+        env=environment,
+        stdin=signed_text(root_hash),
+        what=f"cannot sign the verity root hash with {key} and {certificate}",
+        hint=(
+            "check that --verity-key is the private key of --verity-cert, both PEM, and for a "
+            f"key with a passphrase set {VERITY_PASSPHRASE_ENV}"
+        ),
+        timeout=OPENSSL_TIMEOUT,
+    )
+    check_signature(root_hash, signature, certificate)
+    return signature
+
+
+def check_signature(root_hash: bytes, signature: bytes, certificate: Path) -> None:
+    """Refuses, in one BuildError, unless `signature` (DER PKCS#7) signs `root_hash` as
+    systemd checks it and was made with the key of `certificate` (PEM)."""
+    _readable(certificate, "certificate", "--verity-cert")
+    with tempfile.TemporaryDirectory(prefix="alloy-verity-sig-") as scratch:
+        signed = Path(scratch) / "roothash"
+        signed.write_bytes(signed_text(root_hash))
+        run_bytes(
+            [
+                "openssl", "smime", "-verify", "-binary", "-inform", "DER",
+                "-content", str(signed), "-certfile", str(certificate),
+                "-nointern", "-noverify", "-out", os.devnull,
+            ],
+            stdin=signature,
+            what=(
+                f"the verity signature of root hash {root_hash.hex()} does not verify against "
+                f"{certificate}"
+            ),
+            hint="the image was signed by another key, or changed after signing; do not install it",
+            timeout=OPENSSL_TIMEOUT,
+        )  # fmt: skip
