@@ -8,14 +8,16 @@ PKCS7_DETACHED|PKCS7_NOATTR|PKCS7_BINARY), written as DER (i2d_PKCS7). `openssl 
 -binary -noattr -outform DER` makes that same call (detached is smime's default) and so the same
 bytes; `openssl cms -sign` does not: CMS writes the digest algorithm without its NULL
 parameters (tests/test_veritysign.py compares all three). RSA signatures (PKCS#1 v1.5) are
-deterministic, so an RSA key signs one root hash into the same bytes every time; ECDSA and
-EdDSA-with-random-nonce keys do not.
+deterministic, so an RSA key signs one root hash into the same bytes every time; an ECDSA key
+does not (OpenSSL draws a random nonce for each signature).
 
-How systemd checks it (dissect-image.c, validate_signature_userspace()): PKCS7_verify() over the
-hex root hash with the certificates of /etc/verity.d as the only candidate signers, not the ones
-the signature carries (PKCS7_NOINTERN), and no chain check (PKCS7_NOVERIFY): `openssl smime
--verify -nointern -noverify -certfile CERT` asks the same, so a signature made by any other key
-fails, and a self-signed certificate (what mkosi genkey makes) passes.
+How systemd checks it (dissect-image.c validate_signature_userspace()): d2i_PKCS7() of the
+signature, then PKCS7_verify(p7, certs, NULL, bio, NULL, PKCS7_NOINTERN|PKCS7_NOVERIFY) over
+hexmem() of the root hash (strlen bytes), with the certificates of /etc/verity.d as the only
+candidate signers, not the ones the signature carries (PKCS7_NOINTERN), and no chain check
+(PKCS7_NOVERIFY): `openssl smime -verify -nointern -noverify -certfile CERT` asks the same, so a
+signature made by any other key fails, and a self-signed certificate (what mkosi genkey makes)
+passes.
 
 A key's passphrase reaches openssl only through its environment (`-passin env:NAME`), never
 its command line, which any user of the machine can read in /proc."""
