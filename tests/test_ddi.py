@@ -17,13 +17,13 @@ from pathlib import Path
 import pytest
 
 from build.core.errors import BuildError
-from build.formats.ddi import SIGNATURE_BYTES, assemble
+from build.formats.ddi import SIGNATURE_BYTES, assemble, data_tree
 from build.formats.gpt import GPT_METADATA_SIZE, SMALL_DISK
 from build.formats.verity import verity_salt, verity_uuid
 from build.model.ddi import derived_uuid, partition_kinds, root_hash_uuids
 from build.read.ddi import CheckedDdi, check_ddi
 from build.read.gpt import read_gpt
-from build.read.verity import BLOCK_BYTES
+from build.read.verity import BLOCK_BYTES, level_blocks
 from tests.erofs_images import alloy_tree, mkfs
 
 pytestmark = pytest.mark.needs("mkfs.erofs")
@@ -284,3 +284,10 @@ def test_an_image_of_part_blocks_is_zero_padded_and_hashed_once(tmp_path: Path) 
     data = raw[checked.data.offset : checked.data.offset + checked.data.size]
     assert data.startswith(data_image.read_bytes()) and not any(data[3 * BLOCK_BYTES + 100 :])
     assert checked.root_hash == root_hash
+
+
+def test_each_block_of_the_grown_data_partition_is_hashed_once(tmp_path: Path) -> None:
+    data_image = tmp_path / "data.erofs"
+    data_image.write_bytes(b"\7" * (74 * BLOCK_BYTES))
+    tree = data_tree(data_image, 163 * BLOCK_BYTES, SEED)  # 303104 bytes grown as repart grows it
+    assert tree.hashed_blocks == 163 + sum(level_blocks(163))
