@@ -3,4 +3,5 @@ arguments (squashfs: mksquashfs, erofs: mkfs.erofs, both given a recipe), its re
 magic, its compressions, its build-info fields and tools, its superblock check. Everything else
 asks the table instead of branching on a format's name. For a DDI: gpt writes its GPT disk
 image as systemd-repart lays it out, verity its dm-verity hash partition as systemd-repart does,
-salt and UUID from its --seed, veritysig its signature partition's JSON."""
+salt and UUID from its --seed, veritysig its signature partition's JSON, ddi the
+three assembled into one disk image."""
