@@ -39,9 +39,28 @@ def wait_for(what: Callable[[], object], process: subprocess.Popen, timeout: flo
 def slow_mksquashfs(tmp_path: Path, seconds: float) -> tuple[dict[str, str], Path]:
     """A PATH-front mksquashfs that logs its pid, sleeps, then execs the real one (pack's
     environment is PATH only, so the settings are written into the script)."""
+    return _mksquashfs_that_waits(tmp_path, "slowbin", f"    time.sleep({seconds})\n")
+
+
+def gated_mksquashfs(tmp_path: Path) -> tuple[dict[str, str], Path, Path]:
+    """As slow_mksquashfs, but it waits until the returned gate file exists (at most 60 s)
+    instead of a fixed time: a test opens the gate once it has seen what it waits for."""
+    gate = tmp_path / "mksquashfs.gate"
+    wait = (
+        "    deadline = time.monotonic() + 60\n"
+        f"    while not os.path.exists({str(gate)!r}) and time.monotonic() < deadline:\n"
+        "        time.sleep(0.01)\n"
+    )
+    env, log = _mksquashfs_that_waits(tmp_path, "gatedbin", wait)
+    return env, log, gate
+
+
+def _mksquashfs_that_waits(tmp_path: Path, bin_name: str, wait: str) -> tuple[dict[str, str], Path]:
+    """A PATH-front mksquashfs in tmp_path/bin_name that logs its pid to tmp_path/mksquashfs.log,
+    runs `wait` (indented Python), then execs the real one; `-version` neither logs nor waits."""
     need("mksquashfs")
     real = shutil.which("mksquashfs")
-    bin_dir = tmp_path / "slowbin"
+    bin_dir = tmp_path / bin_name
     bin_dir.mkdir()
     log = tmp_path / "mksquashfs.log"
     script = bin_dir / "mksquashfs"
@@ -51,35 +70,11 @@ def slow_mksquashfs(tmp_path: Path, seconds: float) -> tuple[dict[str, str], Pat
         "if '-version' not in sys.argv:\n"
         f"    with open({str(log)!r}, 'a') as f:\n"
         "        f.write(f'{os.getpid()}\\n')\n"
-        f"    time.sleep({seconds})\n"
+        f"{wait}"
         f"os.execv({real!r}, [{real!r}, *sys.argv[1:]])\n"
     )
     script.chmod(0o755)
     return {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}, log
-
-
-def gated_mksquashfs(tmp_path: Path) -> tuple[dict[str, str], Path, Path]:
-    """As slow_mksquashfs, but it waits until the returned gate file exists (at most 60 s)
-    instead of a fixed time: a test opens the gate once it has seen what it waits for."""
-    need("mksquashfs")
-    real = shutil.which("mksquashfs")
-    bin_dir = tmp_path / "gatedbin"
-    bin_dir.mkdir()
-    log, gate = tmp_path / "mksquashfs.log", tmp_path / "mksquashfs.gate"
-    script = bin_dir / "mksquashfs"
-    script.write_text(
-        f"#!{sys.executable}\n"
-        "import os, sys, time\n"
-        "if '-version' not in sys.argv:\n"
-        f"    with open({str(log)!r}, 'a') as f:\n"
-        "        f.write(f'{os.getpid()}\\n')\n"
-        "    deadline = time.monotonic() + 60\n"
-        f"    while not os.path.exists({str(gate)!r}) and time.monotonic() < deadline:\n"
-        "        time.sleep(0.01)\n"
-        f"os.execv({real!r}, [{real!r}, *sys.argv[1:]])\n"
-    )
-    script.chmod(0o755)
-    return {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}, log, gate
 
 
 def pids(log: Path) -> list[int]:
