@@ -40,16 +40,25 @@ def available() -> bool:
     return _library() is not None
 
 
-def decompress_block(source: bytes, capacity: int) -> bytes | None:
-    """What `source`, one whole LZ4 block, decodes to: at most `capacity` bytes, or Malformed
-    (more, or malformed), as the kernel's squashfs lz4_uncompress checks it with
-    LZ4_decompress_safe. None without liblz4."""
+def _prepared(source: bytes, capacity: int) -> tuple[ctypes.CDLL, ctypes.Array] | None:
+    """liblz4 and an output buffer of `capacity` bytes, or None without liblz4; Malformed for
+    sizes liblz4's int arguments cannot hold."""
     library = _library()
     if library is None:
         return None
     if len(source) >= 1 << 31 or capacity >= 1 << 31:
         raise Malformed("an LZ4 block larger than 2 GiB")
-    out = ctypes.create_string_buffer(capacity)
+    return library, ctypes.create_string_buffer(capacity)
+
+
+def decompress_block(source: bytes, capacity: int) -> bytes | None:
+    """What `source`, one whole LZ4 block, decodes to: at most `capacity` bytes, or Malformed
+    (more, or malformed), as the kernel's squashfs lz4_uncompress checks it with
+    LZ4_decompress_safe. None without liblz4."""
+    prepared = _prepared(source, capacity)
+    if prepared is None:
+        return None
+    library, out = prepared
     produced = library.LZ4_decompress_safe(source, out, len(source), capacity)
     if produced < 0:
         raise Malformed(f"an lz4 block is malformed or decompresses to more than {capacity} bytes")
@@ -60,12 +69,10 @@ def decompress(source: bytes, size: int, exact: bool) -> bytes | None:
     """The first `size` bytes `source` decodes to (fewer where it ends sooner), or None without
     liblz4. `exact`: `source` must decode to exactly `size` bytes and end there, as
     LZ4_decompress_safe checks for the kernel. Malformed where liblz4 finds it malformed."""
-    library = _library()
-    if library is None:
+    prepared = _prepared(source, size)
+    if prepared is None:
         return None
-    if len(source) >= 1 << 31 or size >= 1 << 31:
-        raise Malformed("an LZ4 block larger than 2 GiB")
-    out = ctypes.create_string_buffer(size)
+    library, out = prepared
     if exact:
         produced = library.LZ4_decompress_safe(source, out, len(source), size)
         if produced != size:
