@@ -80,16 +80,24 @@ def private_copy(path: Path, most: int) -> Iterator[Path]:
         with tempfile.TemporaryDirectory(prefix="alloy-sysext-vetting-") as directory:
             copy = Path(directory) / path.name
             with copy.open("xb") as target:
-                copied = 0
-                while chunk := source.read(1 << 20):
-                    copied += len(chunk)
-                    if copied > most:
-                        raise BuildError(
-                            f"refusing {path}: larger than {most} bytes, the most verify reads",
-                            "an Alloy sysext is a few hundred MB at most: do not install it",
-                        )
-                    target.write(chunk)
+                if copy_at_most(source, target, most) is None:
+                    raise BuildError(
+                        f"refusing {path}: larger than {most} bytes, the most verify reads",
+                        "an Alloy sysext is a few hundred MB at most: do not install it",
+                    )
             yield copy
+
+
+def copy_at_most(source: BinaryIO, target: BinaryIO, most: int) -> int | None:
+    """Copy `source` to `target` a megabyte at a time: the bytes copied, or None as soon as it
+    holds more than `most` (what was written by then is the caller's to discard)."""
+    copied = 0
+    while chunk := source.read(1 << 20):
+        copied += len(chunk)
+        if copied > most:
+            return None
+        target.write(chunk)
+    return copied
 
 
 def map_readonly(path: Path) -> bytes | mmap.mmap:

@@ -32,6 +32,7 @@ from typing import BinaryIO
 
 from build.core.errors import BuildError
 from build.core.fileio import atomic_path
+from build.core.safeio import copy_at_most
 
 SECTOR = 512
 ENTRY_COUNT = 128
@@ -208,14 +209,13 @@ def _copy_payload(part: GptPartition, size: int, out: BinaryIO) -> None:
     copied = 0
     if part.source is not None:
         with part.source.open("rb") as source:
-            while chunk := source.read(COPY_CHUNK):
-                copied += len(chunk)
-                if copied > size:
-                    raise BuildError(
-                        f"{part.source} holds more than its partition's {size} bytes",
-                        "give the partition a size that holds its whole payload",
-                    )
-                out.write(chunk)
+            payload = copy_at_most(source, out, size)
+        if payload is None:
+            raise BuildError(
+                f"{part.source} holds more than its partition's {size} bytes",
+                "give the partition a size that holds its whole payload",
+            )
+        copied = payload
     _zeros(out, size - copied)
 
 
