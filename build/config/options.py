@@ -482,6 +482,38 @@ OPTIONS: tuple[Option, ...] = (
         ),
         short="m",
     ),
+    # A signed dm-verity DDI (--format=ddi): its data partition's file system and its signer.
+    Option(
+        "ddi_filesystem",
+        "with --format=ddi: the data partition's file system: erofs (Flatcar's 6.12 kernels) or "
+        "squashfs (Flatcar LTS, whose 6.6 kernel has no EROFS)",
+        _BUILD,
+        one_of(("erofs", "squashfs"), "DDI file system"),
+        default="erofs",
+    ),
+    Option(
+        "verity_key",
+        "with --format=ddi: sign the image's dm-verity root hash with this PEM private key (its "
+        "passphrase, if any, from $ALLOY_VERITY_KEY_PASSPHRASE)",
+        _BUILD,
+        file_path,
+    ),
+    Option(
+        "verity_cert",
+        "the PEM X.509 certificate of --verity-key: a DDI's signature names it, verify checks "
+        "a DDI's signature against it, release ships it to hosts (/etc/verity.d)",
+        (*_BUILD, "release"),
+        file_path,
+    ),
+    Option(
+        "verity_signature",
+        "with --format=ddi: sign the root hash (--no-verity-signature builds an unsigned "
+        "verity DDI, which hosts that require signed images refuse)",
+        _BUILD,
+        switch,
+        default=True,
+        switch=True,
+    ),
     Option(
         "config_path",
         "Alloy config the unit runs",
@@ -658,6 +690,15 @@ OPTIONS: tuple[Option, ...] = (
         "the gpg home directory that holds --sign-key (default: gpg's, $GNUPGHOME or ~/.gnupg)",
         ("sums", "release"),
         directory,
+    ),
+    Option(
+        "require_signed_images",
+        "hosts merge only extensions whose dm-verity root hash is signed by a certificate in "
+        "/etc/verity.d (every extension on the host, not only alloy): needs --verity-cert",
+        ("release",),
+        switch,
+        default=False,
+        switch=True,
     ),
     Option(
         "health_url",
