@@ -22,7 +22,11 @@ case ${1:-} in
 esac
 case $SUITE in
 bookworm) INCLUDE=systemd,systemd-sysv,dbus ;;
-trixie | testing) INCLUDE=systemd,systemd-sysv,dbus,systemd-container,gpg,curl ;;
+# trixie also builds and checks signed DDIs: systemd-repart (the DDI builder the pack matches
+# byte for byte) and libcryptsetup (which systemd-sysext loads for dm-verity, in the emulated
+# x86-64 machine made from this root).
+trixie) INCLUDE=systemd,systemd-sysv,dbus,systemd-container,gpg,curl,systemd-repart,libcryptsetup12 ;;
+testing) INCLUDE=systemd,systemd-sysv,dbus,systemd-container,gpg,curl ;;
 *)
     echo "make-root.sh: error: unknown suite $SUITE: give --suite=bookworm, trixie or testing" >&2
     exit 1
