@@ -52,7 +52,7 @@ def data_image(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
 @pytest.fixture
 def signed(tmp_path: Path, data_image: Path) -> tuple[Path, bytes]:
     target = tmp_path / "out" / "alloy.raw"
-    return target, assemble(data_image, target, "amd64", SEED, signature_blob())
+    return target, assemble(data_image, target, "amd64", SEED, lambda _: signature_blob())
 
 
 def test_our_check_passes_and_names_the_data_partition(
@@ -80,7 +80,7 @@ def test_our_check_passes_and_names_the_data_partition(
 def test_a_small_disk_grows_the_data_partition_and_hashes_the_padding(tmp_path: Path) -> None:
     data_image = erofs_image(tmp_path, 300 << 10)
     image = tmp_path / "alloy.raw"
-    root_hash = assemble(data_image, image, "amd64", SEED, signature_blob())
+    root_hash = assemble(data_image, image, "amd64", SEED, lambda _: signature_blob())
     checked = check_ddi(image, "amd64", signed=True)
     assert image.stat().st_size <= SMALL_DISK
     assert checked.data.size > data_image.stat().st_size  # grown, as repart grows it
@@ -90,7 +90,7 @@ def test_a_small_disk_grows_the_data_partition_and_hashes_the_padding(tmp_path: 
 def test_the_size_is_the_image_plus_at_most_1_percent_and_1_1_mib(tmp_path: Path) -> None:
     data_image = erofs_image(tmp_path, 10 << 20)
     image = tmp_path / "alloy.raw"
-    assemble(data_image, image, "amd64", SEED, signature_blob())
+    assemble(data_image, image, "amd64", SEED, lambda _: signature_blob())
     bare, ddi = data_image.stat().st_size, image.stat().st_size
     print(f"bare EROFS {bare} bytes, DDI {ddi} bytes, +{ddi - bare} ({(ddi - bare) / bare:.2%})")
     assert ddi - bare <= bare // 100 + int(1.1 * (1 << 20))
@@ -115,11 +115,17 @@ def test_the_same_inputs_in_two_directories_give_the_same_bytes(tmp_path: Path) 
     for where in ("one", "two"):
         data_image = erofs_image(tmp_path / where, 300 << 10)
         image = tmp_path / where / "alloy.raw"
-        assemble(data_image, image, "amd64", SEED, signature_blob())
+        assemble(data_image, image, "amd64", SEED, lambda _: signature_blob())
         images.append(hashlib.sha256(image.read_bytes()).hexdigest())
     assert images[0] == images[1]
     other = tmp_path / "other.raw"
-    assemble(tmp_path / "one" / "data.erofs", other, "amd64", uuid.UUID(int=1), signature_blob())
+    assemble(
+        tmp_path / "one" / "data.erofs",
+        other,
+        "amd64",
+        uuid.UUID(int=1),
+        lambda _: signature_blob(),
+    )
     assert hashlib.sha256(other.read_bytes()).hexdigest() != images[0]  # the seed counts
 
 
@@ -252,7 +258,7 @@ def test_a_signature_too_large_or_a_missing_image_writes_nothing(tmp_path: Path)
     data_image = erofs_image(tmp_path, 64 << 10)
     target = tmp_path / "out" / "alloy.raw"
     refused(
-        lambda: assemble(data_image, target, "amd64", SEED, bytes(SIGNATURE_BYTES + 1)),
+        lambda: assemble(data_image, target, "amd64", SEED, lambda _: bytes(SIGNATURE_BYTES + 1)),
         "the verity signature is 16385 bytes",
     )
     refused(

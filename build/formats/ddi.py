@@ -22,6 +22,7 @@ The data image is read twice, a megabyte at a time (hash, then copy); what is he
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 import tempfile
 import uuid
 from pathlib import Path
@@ -106,7 +107,7 @@ def _partitions(arch: str, seed: uuid.UUID, data_image: Path, signed: bool) -> l
     ]
 
 
-def _check_inputs(data_image: Path, signature: bytes | None) -> None:
+def _check_inputs(data_image: Path) -> None:
     try:
         size = data_image.stat().st_size
     except OSError as error:
@@ -118,12 +119,6 @@ def _check_inputs(data_image: Path, signature: bytes | None) -> None:
         raise BuildError(
             f"the data image {data_image} is empty", "build the EROFS or squashfs image first"
         )
-    if signature is not None and not 0 < len(signature) <= SIGNATURE_BYTES:
-        raise BuildError(
-            f"the verity signature is {len(signature)} bytes; its partition holds 1 to "
-            f"{SIGNATURE_BYTES}",
-            "pass the signature partition's JSON (padded to 16 KiB at most), or None unsigned",
-        )
 
 
 def data_tree(data_image: Path, partition_bytes: int, seed: uuid.UUID) -> Tree:
@@ -133,13 +128,17 @@ def data_tree(data_image: Path, partition_bytes: int, seed: uuid.UUID) -> Tree:
 
 
 def assemble(
-    data_image: Path, target: Path, arch: str, seed: uuid.UUID, signature: bytes | None
+    data_image: Path,
+    target: Path,
+    arch: str,
+    seed: uuid.UUID,
+    sign: Callable[[bytes], bytes] | None,
 ) -> bytes:
     """Write the DDI of `data_image` (an EROFS or squashfs image) for `arch` (amd64, arm64) at
-    `target`, with the signature partition holding `signature` (None: an unsigned verity DDI,
-    no signature partition); returns the root hash."""
-    _check_inputs(data_image, signature)
-    minimal = _partitions(arch, seed, data_image, signature is not None)
+    `target`, with the signature partition holding what `sign` makes of the root hash (None: an
+    unsigned verity DDI, no signature partition); returns the root hash."""
+    _check_inputs(data_image)
+    minimal = _partitions(arch, seed, data_image, sign is not None)
     placed = layout(minimal)
     data_bytes, hash_bytes = placed.sizes[0], placed.sizes[1]
     tree = data_tree(data_image, data_bytes, seed)
@@ -148,6 +147,13 @@ def assemble(
     if len(area) > hash_bytes:  # layout() grows the hash partition at least as much as the data
         raise AssertionError(f"a {len(area)}-byte tree placed in {hash_bytes} bytes")
     data_uuid, hash_uuid = root_hash_uuids(tree.root_hash)
+    signature = None if sign is None else sign(tree.root_hash)
+    if signature is not None and not 0 < len(signature) <= SIGNATURE_BYTES:
+        raise BuildError(
+            f"the verity signature is {len(signature)} bytes; its partition holds 1 to "
+            f"{SIGNATURE_BYTES}",
+            "pass the signature partition's JSON (padded to 16 KiB at most), or None unsigned",
+        )
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".ddi-", dir=target.parent) as scratch:
         hash_file = Path(scratch) / "verity"
