@@ -19,14 +19,14 @@ from pathlib import Path
 from build.core.safeio import Malformed, map_readonly, refusing_malformed
 from build.model.ddi import PartitionKind, partition_kinds, root_hash_uuids
 from build.read.gpt import Gpt, Partition, parse_gpt
-from build.read.verity import Superblock
+from build.read.verity import BLOCK_BYTES, Superblock
 from build.read.veritycheck import Region, check_verity
 
 
 @dataclass(frozen=True)
 class CheckedDdi:
     root_hash: bytes
-    data: Region  # the file system image, in bytes of the DDI
+    data: Region  # the file system image, in bytes of the DDI: the blocks the tree covers
     hashes: Region
     signature: Region | None  # None for an unsigned verity DDI
     superblock: Superblock
@@ -84,5 +84,7 @@ def check_ddi(path: Path, arch: str, signed: bool, root_hash: bytes | None = Non
         with path.open("rb") as stream:
             superblock = check_verity(stream, _region(data), _region(hashes), root_hash)
         signature = _region(table.partitions[2]) if signed else None
-        return CheckedDdi(root_hash, _region(data), _region(hashes), signature, superblock)
+        # what dm-verity serves: the blocks the tree covers (the rest was checked to be zeros)
+        served = Region(data.offset, superblock.data_blocks * BLOCK_BYTES)
+        return CheckedDdi(root_hash, served, _region(hashes), signature, superblock)
     raise AssertionError("unreachable")  # refusing_malformed re-raises
