@@ -201,11 +201,12 @@ def test_a_signed_ddi_copies_in_what_the_signer_made_of_our_root_hash(on_path: P
 @pytest.mark.parametrize(
     ("version", "environment", "reason"),
     [
-        (None, {}, "no systemd-repart 255+ on PATH"),
+        (None, {}, "no systemd-repart on PATH"),
+        ("x", {}, "the systemd-repart on PATH does not say which version it is"),
         ("252", {}, "systemd-repart 252 is older than 255"),
         ("257", {WITHOUT_REPART_ENV: "1"}, f"{WITHOUT_REPART_ENV} is set"),
     ],
-    ids=["absent", "repart-252", "forced"],
+    ids=["absent", "unsaid", "repart-252", "forced"],
 )
 def test_otherwise_the_ddi_is_assembled_in_python_and_says_why(
     on_path: Path,

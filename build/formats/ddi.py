@@ -39,7 +39,7 @@ from build.core.errors import BuildError
 from build.core.fileio import fsync_dir
 from build.core.report import say
 from build.formats.gpt import GRAIN, GptPartition, layout, write_gpt_image
-from build.formats.repart import MIN_VERSION, WITHOUT_REPART_ENV, build_with_repart, repart_version
+from build.formats.repart import WITHOUT_REPART_ENV, build_with_repart, why_not_repart
 from build.formats.verity import verity_salt, verity_uuid
 from build.model.ddi import (
     derived_uuid,
@@ -157,22 +157,6 @@ def _signature(sign: Callable[[bytes], bytes], root_hash: bytes) -> bytes:
     return signature
 
 
-def _why_not_repart() -> tuple[int | None, str | None]:
-    """(systemd-repart's version, None) when it builds the DDI, else (its version or None,
-    why it does not)."""
-    if os.environ.get(WITHOUT_REPART_ENV):
-        return None, f"{WITHOUT_REPART_ENV} is set"
-    version = repart_version()
-    if version is None:
-        return None, f"no systemd-repart {MIN_VERSION}+ on PATH"
-    if version < MIN_VERSION:
-        return version, (
-            f"systemd-repart {version} is older than {MIN_VERSION} (no --offline; a random salt "
-            "before 255)"
-        )
-    return version, None
-
-
 def assemble(
     data_image: Path,
     target: Path,
@@ -186,7 +170,7 @@ def assemble(
     writes it where it is on PATH, this module elsewhere (or with WITHOUT_REPART_ENV set): the
     same bytes either way; which one did is said in one line."""
     _check_inputs(data_image)
-    version, why_not = _why_not_repart()
+    version, why_not = why_not_repart()
     if why_not is not None:
         say("pack", f"{target.name}: DDI assembled in Python: {why_not}")
         return assemble_in_python(data_image, target, arch, seed, sign)

@@ -63,6 +63,22 @@ def repart_version() -> int | None:
     return int(match.group(1)) if match else None
 
 
+def why_not_repart() -> tuple[int | None, str | None]:
+    """(systemd-repart's version, None) when it is to build the DDI; else (its version or
+    None, why not)."""
+    if os.environ.get(WITHOUT_REPART_ENV):
+        return None, f"{WITHOUT_REPART_ENV} is set"
+    if shutil.which(REPART) is None:
+        return None, "no systemd-repart on PATH"
+    version = repart_version()
+    if version is None:
+        return None, "the systemd-repart on PATH does not say which version it is"
+    if version < MIN_VERSION:
+        reason = "no --offline; 254 salts the tree at random"
+        return version, f"systemd-repart {version} is older than {MIN_VERSION} ({reason})"
+    return version, None
+
+
 def _config_path(path: Path, what: str) -> str:
     """`path` as a definition's value: absolute, `%` escaped (repart expands specifiers in
     CopyBlocks=), and refused if a line break or edge space would change the definition."""
