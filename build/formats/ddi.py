@@ -253,6 +253,7 @@ def assemble_with_repart(
                 f"its signature is for {signed_hash.hex()}; nothing was written",
                 f"set {WITHOUT_REPART_ENV}=1 to assemble the DDI in Python, and report it",
             )
+        os.chmod(built, 0o644)  # as the Python assembly writes it, whatever the umask
         os.replace(built, target)
         fsync_dir(target.parent)
     return root_hash

@@ -19,9 +19,10 @@ from pathlib import Path
 
 import pytest
 
+from build.core.errors import BuildError
 from build.formats.ddi import assemble, assemble_in_python
 from build.formats.gpt import SMALL_DISK
-from build.formats.repart import WITHOUT_REPART_ENV, definitions
+from build.formats.repart import WITHOUT_REPART_ENV, build_with_repart, definitions
 from build.formats.veritysig import signature_partition
 from build.keys.veritysign import certificate_der, check_signature, sign_root_hash
 from build.model.ddi import build_seed
@@ -144,6 +145,7 @@ def test_repart_257_and_python_write_the_same_bytes(
     assert said == "pack     alloy.raw: DDI built with systemd-repart 257"
     assert repart_hash == python_hash
     assert python.read_bytes() == repart.read_bytes(), first_difference(python, repart, signed)
+    assert python.stat().st_mode == repart.stat().st_mode
     disk = repart.stat().st_size
     assert disk <= SMALL_DISK if binary_size == TINY else disk > SMALL_DISK
     checked = check_ddi(repart, arch, signed, repart_hash if signed else None)
@@ -179,3 +181,17 @@ def test_repart_signing_itself_writes_our_signature_partition(
     )  # fmt: skip
     assert built.returncode == 0, built.stderr
     assert ours.read_bytes() == theirs.read_bytes(), first_difference(ours, theirs, True)
+
+
+def test_what_repart_257_says_last_when_it_fails_is_the_one_line(repart_257: Path) -> None:
+    odd = repart_257 / "odd.img"  # assemble refuses it first; repart itself refuses it too
+    repart_257.mkdir()
+    odd.write_bytes(bytes(100))
+    with pytest.raises(BuildError) as caught:
+        build_with_repart(odd, repart_257 / "x.raw", "amd64", uuid.UUID(int=1), None)
+    assert str(caught.value) == (
+        "cannot build the DDI x.raw with systemd-repart: systemd-repart says: File to copy bytes "
+        f"from '{odd}' has size that is not multiple of 512, refusing.; set {WITHOUT_REPART_ENV}=1 "
+        "to assemble the DDI in Python instead (same bytes)"
+    )
+    assert sorted(path.name for path in repart_257.iterdir()) == ["odd.img", "x.raw.repart.d"]
