@@ -28,7 +28,6 @@ The data image is read twice, a megabyte at a time (hash, then copy); what is he
 
 from __future__ import annotations
 
-import io
 import os
 import tempfile
 import uuid
@@ -38,6 +37,7 @@ from pathlib import Path
 from build.core.errors import BuildError
 from build.core.fileio import fsync_dir
 from build.core.report import say
+from build.core.safeio import Malformed
 from build.formats.gpt import GRAIN, GptPartition, layout, write_gpt_image
 from build.formats.repart import WITHOUT_REPART_ENV, build_with_repart, why_not_repart
 from build.formats.verity import verity_salt, verity_uuid
@@ -56,49 +56,6 @@ DISK_UUID_TOKEN = "disk-uuid"  # repart.c context_acquire_partition_uuids_and_la
 
 def _round_up(value: int, to: int) -> int:
     return -(-value // to) * to
-
-
-class _ZeroPadded(io.RawIOBase):
-    """`path`'s bytes followed by zeros up to `size`: the data partition as it sits on the disk,
-    without a copy of it."""
-
-    def __init__(self, path: Path, size: int) -> None:
-        super().__init__()
-        self._file = path.open("rb")
-        self._length = path.stat().st_size
-        self._size = size
-        self._at = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._at, io.SEEK_END: self._size}[whence]
-        self._at = base + offset
-        return self._at
-
-    def tell(self) -> int:
-        return self._at
-
-    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
-        view = memoryview(buffer).cast("B")
-        count = max(0, min(len(view), self._size - self._at))
-        real = max(0, min(count, self._length - self._at))
-        if real:
-            self._file.seek(self._at)
-            got = self._file.readinto(view[:real])
-            if got != real:
-                raise BuildError(f"{self._file.name} changed while it was being hashed")
-        view[real:count] = bytes(count - real)
-        self._at += count
-        return count
-
-    def close(self) -> None:
-        self._file.close()
-        super().close()
 
 
 def _partitions(arch: str, seed: uuid.UUID, data_image: Path, signed: bool) -> list[GptPartition]:
@@ -139,11 +96,17 @@ def _check_inputs(data_image: Path) -> None:
         )
 
 
-def data_tree(data_image: Path, partition_bytes: int, seed: uuid.UUID) -> Tree:
-    """The hash tree of `data_image` zero-padded to `partition_bytes` (assemble gives its own
-    size: the tree is the image's)."""
-    with io.BufferedReader(_ZeroPadded(data_image, partition_bytes), 1 << 20) as stream:
-        return hash_tree(stream, 0, partition_bytes // BLOCK_BYTES, verity_salt(seed))
+def data_tree(data_image: Path, seed: uuid.UUID) -> Tree:
+    """The hash tree of `data_image` (whole 4096-byte blocks) with the seed's salt: what repart
+    computes before it places the partitions."""
+    blocks = data_image.stat().st_size // BLOCK_BYTES
+    with data_image.open("rb") as stream:
+        try:
+            return hash_tree(stream, 0, blocks, verity_salt(seed))
+        except Malformed:  # cut short while it was read
+            raise BuildError(
+                f"{data_image} changed while it was being hashed", "build the DDI again"
+            ) from None
 
 
 def _signature(sign: Callable[[bytes], bytes], root_hash: bytes) -> bytes:
@@ -189,9 +152,10 @@ def assemble_in_python(
     _check_inputs(data_image)
     minimal = _partitions(arch, seed, data_image, sign is not None)
     placed = layout(minimal)
-    hashed_bytes, hash_bytes = minimal[0].size, placed.sizes[1]
-    tree = data_tree(data_image, hashed_bytes, seed)
-    superblock = Superblock(verity_uuid(seed).bytes, verity_salt(seed), hashed_bytes // BLOCK_BYTES)
+    tree = data_tree(data_image, seed)
+    hash_bytes = placed.sizes[1]
+    data_blocks = minimal[0].size // BLOCK_BYTES  # the image's: _check_inputs saw whole blocks
+    superblock = Superblock(verity_uuid(seed).bytes, verity_salt(seed), data_blocks)
     area = tree.area(superblock)
     if len(area) > hash_bytes:  # layout() grows the hash partition at least as much as the data
         raise AssertionError(f"a {len(area)}-byte tree placed in {hash_bytes} bytes")
@@ -239,8 +203,7 @@ def assemble_with_repart(
     with tempfile.TemporaryDirectory(prefix=".ddi-", dir=target.parent) as scratch:
         sig_file = None
         if sign is not None:
-            image_bytes = _partitions(arch, seed, data_image, True)[0].size
-            signed_hash = data_tree(data_image, image_bytes, seed).root_hash
+            signed_hash = data_tree(data_image, seed).root_hash
             sig_file = Path(scratch) / "signature"
             sig_file.write_bytes(_signature(sign, signed_hash))
         built = Path(scratch) / target.name
