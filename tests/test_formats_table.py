@@ -180,7 +180,20 @@ def test_the_build_info_fields_of_each_packer_keep_their_order() -> None:
 def test_each_entry_agrees_with_its_packer_and_its_reader(tmp_path: Path) -> None:
     tree = alloy_tree(tmp_path / "tree")
     for fmt in FORMATS.values():
-        assert tuple(fmt.tool_versions()) == fmt.tools
+        assert (
+            tuple(
+                fmt.tool_versions(
+                    Recipe(
+                        "alloy",
+                        "1.10.2",
+                        ARCHES["amd64"],
+                        fmt.default_compression,
+                        next(iter(fmt.inner), None),
+                    )
+                )
+            )
+            == fmt.tools
+        )
         image = packed(tree, tmp_path / f"{fmt.name}.raw", fmt.name, fmt.default_compression)
         assert image_format(image) == fmt.name
         read = open_image(image)
