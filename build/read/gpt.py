@@ -232,7 +232,7 @@ def parse_gpt(data: bytes | mmap.mmap, expected: int | tuple[int, ...] = 3) -> G
     )
 
 
-def read_gpt(path: Path, expected: int = 3) -> Gpt:
+def read_gpt(path: Path, expected: int | tuple[int, ...] = 3) -> Gpt:
     """`path`'s GPT, or one BuildError naming it."""
     with refusing_malformed(path, "GPT disk", "systemd-repart or alloy-sysext"):
         data = map_readonly(path)
