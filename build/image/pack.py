@@ -28,7 +28,7 @@ def _wraps(spec: BuildSpec) -> bool:
     return bool(FORMATS[spec.format].inner)
 
 
-def _signer(key: Path, certificate: Path) -> Signing:
+def signer(key: Path, certificate: Path) -> Signing:
     """Signing with `key` (its passphrase from the environment) as `certificate`, both checked
     first: a key that does not open or is not the certificate's is refused before a download."""
     der = check_signer(key, certificate)
@@ -47,7 +47,7 @@ def signing(runner: StepContext) -> Signing | None:
     key, certificate = spec.verity_key, spec.verity_cert
     if not _wraps(spec) or not spec.verity_signature or key is None or certificate is None:
         return None
-    return runner.once("verity signer", lambda: _signer(key, certificate))
+    return runner.once("verity signer", lambda: signer(key, certificate))
 
 
 def recipe(runner: StepContext) -> Recipe:

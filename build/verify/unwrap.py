@@ -118,8 +118,8 @@ def _verity(path: Path, expect: VerityExpectations) -> tuple[Check, CheckedDdi |
         return Check("verity", "FAIL", why), None
     try:
         checked = check_ddi(path, expect.arch, None)
-    except BuildError as error:
-        return Check("verity", "FAIL", error.message), None
+    except BuildError as error:  # the failure line names the image once
+        return Check("verity", "FAIL", error.message.replace(f"{path} is", "the image is")), None
     blocks = checked.superblock.data_blocks
     return (
         Check(
