@@ -8,7 +8,6 @@ import hashlib
 import json
 import os
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -20,21 +19,10 @@ from build.keys.veritysign import certificate_der
 from build.read.ddi import check_ddi
 from tests.conftest import VERSION, Invoke
 from tests.results import error_line, ok
+from tests.veritykeys import PASSPHRASE, make_key
 
 pytestmark = pytest.mark.needs("mkfs.erofs", "mksquashfs", "openssl")
 IMAGE = f"alloy-{VERSION}-amd64.raw"
-PASSPHRASE = "correct horse battery staple"
-
-
-def make_key(where: Path, name: str, passphrase: str | None = None) -> tuple[Path, Path]:
-    key, cert = where / f"{name}.key", where / f"{name}.crt"
-    protect = ["-passout", f"pass:{passphrase}"] if passphrase else ["-nodes"]
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-keyout", str(key), "-out", str(cert),
-         "-days", "3650", "-subj", f"/CN={name}", *protect],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    return key, cert
 
 
 @pytest.fixture(scope="module")

@@ -25,8 +25,8 @@ from build.read.gpt import read_gpt
 from tests.conftest import VERSION, Invoke
 from tests.erofs_images import mkfs
 from tests.results import error_line, ok
-from tests.test_ddi_build import make_key
 from tests.trees import alloy_tree
+from tests.veritykeys import make_key
 
 pytestmark = pytest.mark.needs("mkfs.erofs", "mksquashfs", "openssl")
 NAME = f"alloy-{VERSION}-amd64.raw"

@@ -137,6 +137,13 @@ def _by_content(check: Callable[[Format, ReadImage], tuple[str, str]]) -> Callab
 
 _WRAPPED = {fmt.name: fmt for fmt in (EROFS, SQUASHFS)}  # --ddi-filesystem's, the default first
 _WRAPPED_MAX = max(fmt.max_image_bytes for fmt in _WRAPPED.values())
+
+
+def _wrapped(recipe: Recipe) -> Format:
+    """The format a DDI's recipe wraps (--ddi-filesystem)."""
+    return _WRAPPED[recipe.filesystem or next(iter(_WRAPPED))]
+
+
 # Every wrapped format's tools (null in a build info where unused), and openssl's.
 _DDI_TOOLS = (
     *dict.fromkeys(tool for fmt in _WRAPPED.values() for tool in fmt.tools),
@@ -149,14 +156,12 @@ DDI = Format(
     "signature of its root hash by --verity-key) for hosts that require signed images",
     compression_help="its --ddi-filesystem's, as for that format",
     command=ddipack.OPENSSL,  # signing; the inner format's packer is required too
-    pack=lambda r, tree, image: ddipack.pack(_WRAPPED[r.filesystem or ""].pack, r, tree, image),
-    args=lambda r: ddipack.args(_WRAPPED[r.filesystem or ""].args, r),
-    fields=lambda r: ddipack.fields(_WRAPPED[r.filesystem or ""].fields, r),
+    pack=lambda r, tree, image: ddipack.pack(_wrapped(r).pack, r, tree, image),
+    args=lambda r: ddipack.args(_wrapped(r).args, r),
+    fields=lambda r: ddipack.fields(_wrapped(r).fields, r),
     tools=_DDI_TOOLS,
-    tool_versions=lambda r: ddipack.tool_versions(
-        _WRAPPED[r.filesystem or ""].tool_versions, _DDI_TOOLS, r
-    ),
-    summary=lambda r, tools: ddipack.summary(_WRAPPED[r.filesystem or ""].summary, r, tools),
+    tool_versions=lambda r: ddipack.tool_versions(_wrapped(r).tool_versions, _DDI_TOOLS, r),
+    summary=lambda r, tools: ddipack.summary(_wrapped(r).summary, r, tools),
     compressions=tuple(dict.fromkeys(c for f in _WRAPPED.values() for c in f.compressions)),
     used_compression=lambda compression, arch: next(
         (
