@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import struct
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -68,7 +69,7 @@ def copied(image: Path, where: Path) -> Path:
     return Path(shutil.copyfile(image, where / image.name))
 
 
-def verify(invoke: Invoke, image: Path, cert: Path | None) -> object:
+def verify(invoke: Invoke, image: Path, cert: Path | None) -> subprocess.CompletedProcess:
     flags = [f"--verity-cert={cert}"] if cert else []
     return invoke("verify", f"--image={image}", *flags)
 

@@ -72,7 +72,7 @@ class Expectations:
     expect_compression: str | None = None  # --expect-compression: compressed so
     # What a DDI must be (signed, by which certificate); the checks of its data partition
     # are the others, as for an image of that partition's format.
-    verity: VerityExpectations = VerityExpectations()
+    verity: VerityExpectations = dataclasses.field(default_factory=VerityExpectations)
 
 
 def verify(image: Path, expect: Expectations) -> list[Check]:

@@ -134,10 +134,10 @@ def _verity(path: Path, expect: VerityExpectations) -> tuple[Check, CheckedDdi |
 
 def _read_signature(path: Path, region: Region) -> VeritySignature:
     """The signature partition's JSON, read within its 16 KiB; one BuildError naming `path`."""
-    with refusing_malformed(path, "sysext DDI", "alloy-sysext or systemd-repart"):
-        with path.open("rb") as stream:
-            stream.seek(region.offset)
-            return parse_signature_partition(stream.read(min(region.size, PARTITION_BYTES + 1)))
+    maker = "alloy-sysext or systemd-repart"
+    with refusing_malformed(path, "sysext DDI", maker), path.open("rb") as stream:
+        stream.seek(region.offset)
+        return parse_signature_partition(stream.read(min(region.size, PARTITION_BYTES + 1)))
     raise AssertionError("unreachable")  # refusing_malformed re-raises
 
 
