@@ -199,3 +199,14 @@ def test_the_ddi_adds_at_most_1_percent_and_1_1_mib_to_the_bare_image(
     with (tmp_path / "ddi" / IMAGE).open("rb") as file:
         file.seek(data.offset)
         assert file.read(bare) == (tmp_path / "bare" / IMAGE).read_bytes()
+
+
+def test_no_verity_signature_on_the_command_line_leaves_a_configured_key_unused(
+    invoke: Invoke, tmp_path: Path, keys: dict
+) -> None:
+    config = tmp_path / "invoke.yaml"
+    config.write_text(f"verity_key: {keys['ours'][0]}\nverity_cert: {keys['ours'][1]}\n")
+    ok(invoke("-f", str(config), "all", "--format=ddi", "--no-verity-signature", "--no-verify"))
+    assert buildinfo(tmp_path)["verity_signed"] is False
+    # A configured key is for DDI builds: another format ignores it.
+    ok(invoke("-f", str(config), "all", "--format=erofs", "--no-verify"))

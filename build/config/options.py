@@ -223,19 +223,22 @@ def only_with_a_wrapping_format(parse: Parser) -> Parser:
 
 
 def verity_signature(raw: Any, given: Given) -> bool:
-    """Whether a DDI's root hash is signed; with --verity-key, --verity-cert must be given and
-    --no-verity-signature must not."""
+    """Whether a DDI's root hash is signed; with --verity-key, --verity-cert must be given, and
+    --no-verity-signature must not be with a --verity-key on the command line (one in
+    invoke.yaml is left unused by it)."""
     signed = switch(raw, given)
     key, sources = given.values.get("verity_key"), given.sources
     if key is None or not FORMATS[given.values["format"]].inner:
         return signed
-    if not signed:
+    if not signed and sources["verity_key"] == "--verity-key":
         raise BuildError(
             f"--verity-key (from {sources['verity_key']}) and --no-verity-signature "
             f"(from {given.source}) together; nothing was written",
             "give --verity-key and --verity-cert for a signed DDI, or --no-verity-signature "
             "alone for an unsigned one",
         )
+    if not signed:  # the command line's --no-verity-signature over a configured key
+        return signed
     if given.values.get("verity_cert") is None:
         raise BuildError(
             f"--verity-key (from {sources['verity_key']}) without --verity-cert; nothing was "
