@@ -291,6 +291,7 @@ def test_a_signature_too_large_or_a_missing_image_writes_nothing(tmp_path: Path)
 def test_checked_ddi_is_what_verify_gets() -> None:
     # verify reads the file system through its byte range; the fields it relies on exist
     assert set(CheckedDdi.__dataclass_fields__) == {
+        "arch",
         "root_hash",
         "data",
         "hashes",
