@@ -37,7 +37,7 @@ from tests.e2e.container import Boot
 from tests.e2e.machine import SHARED
 from tests.e2e.machine_x86 import boot, cached_machine
 from tests.e2e.verity_images import ddi, flipped_copy, signer
-from tests.test_veritysign import make_key
+from tests.veritykeys import make_key
 
 pytestmark = [
     pytest.mark.root,
