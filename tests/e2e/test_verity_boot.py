@@ -11,8 +11,9 @@ certificate A in /etc/verity.d and systemd-sysext.service under the strict image
 - `systemd-sysext refresh` is timed for the signed DDI (strict policy) against the plain EROFS
   image it holds (unprotected policy), for docs/benchmarks.md's "trust costs".
 
-The images are built outside the machine: `invoke all --format=erofs` and `invoke all` (squashfs)
-against the local fake release, the DDIs with the pack's own calls (tests/e2e/verity_images.py).
+The images are built outside the machine by the tool, against the local fake release: `invoke
+all --format=ddi` signed by A, by B and unsigned (--no-verity-signature), `invoke all` (squashfs)
+and `invoke all --format=erofs` (the data partition's image, for the flipped copy and the timing).
 check-verity.sh records in the machine; every scenario is judged here, with what it recorded in
 the failure message. Run with `nox -s e2e`, which builds the machine once
 (tests/e2e/make-x86-machine.sh) and the Debian 13 root (make-root.sh --suite=trixie)."""
@@ -36,7 +37,7 @@ from tests.e2e.boot_check import CONFIG, expected_run, observed, seed_check
 from tests.e2e.container import Boot
 from tests.e2e.machine import SHARED
 from tests.e2e.machine_x86 import boot, cached_machine
-from tests.e2e.verity_images import ddi, flipped_copy, signer
+from tests.e2e.verity_images import flipped_copy
 from tests.veritykeys import make_key
 
 pytestmark = [
@@ -72,6 +73,10 @@ def build(invoke: Invoke, tmp_path: Path, name: str, *options: str) -> Path:
     return tmp_path / name / IMAGE
 
 
+def signed_by(key: Path, certificate: Path) -> tuple[str, str]:
+    return f"--verity-key={key}", f"--verity-cert={certificate}"
+
+
 def make_images(invoke: Invoke, tmp_path: Path, images: Path) -> tuple[Path, int]:
     """Every image the machine tries, in `images`; returns certificate A and the flipped
     byte's offset in the data partition."""
@@ -83,9 +88,19 @@ def make_images(invoke: Invoke, tmp_path: Path, images: Path) -> tuple[Path, int
     key_a, cert_a = make_key(keys, "a")
     key_b, cert_b = make_key(keys, "b")
     images.mkdir(parents=True)
-    root_a = ddi(erofs, images / "signed-a.raw", VERSION, signer(key_a, cert_a))
-    root_b = ddi(erofs, images / "signed-b.raw", VERSION, signer(key_b, cert_b))
-    root_unsigned = ddi(erofs, images / "unsigned-verity.raw", VERSION, None)
+    built = {
+        "signed-a": build(invoke, tmp_path, "ddi-a", "--format=ddi", *signed_by(key_a, cert_a)),
+        "signed-b": build(invoke, tmp_path, "ddi-b", "--format=ddi", *signed_by(key_b, cert_b)),
+        "unsigned-verity": build(
+            invoke, tmp_path, "ddi-unsigned", "--format=ddi", "--no-verity-signature"
+        ),
+    }
+    for name, image in built.items():
+        shutil.copyfile(image, images / f"{name}.raw")
+    root_a, root_b, root_unsigned = (
+        check_ddi(images / f"{name}.raw", "amd64", signed=name != "unsigned-verity").root_hash
+        for name in built
+    )
     assert root_a == root_b == root_unsigned  # the same data and seed: only the signature differs
     shutil.copyfile(squashfs, images / "plain-squashfs.raw")
     shutil.copyfile(erofs, images / "plain.erofs")

@@ -1,21 +1,14 @@
-"""The images the dm-verity boot test (test_verity_boot.py) offers the emulated machine, made
-outside it: the EROFS image `invoke all --format=erofs` builds, wrapped into sysext DDIs with the
-calls the `--format=ddi` pack makes (build.formats.ddi.assemble, keys/veritysign.sign_root_hash,
-formats/veritysig.signature_partition), and a copy of the signed one with one flipped byte in the
-alloy binary's data."""
+"""A copy of a signed DDI the dm-verity boot test (test_verity_boot.py) offers the emulated
+machine, with one flipped byte in the alloy binary's data, found in the EROFS image that is its
+data partition."""
 
 from __future__ import annotations
 
 import re
 import shutil
 import subprocess
-from collections.abc import Callable
 from pathlib import Path
 
-from build.formats.ddi import assemble
-from build.formats.veritysig import signature_partition
-from build.keys.veritysign import certificate_der, sign_root_hash
-from build.model.ddi import build_seed
 from build.read.ddi import check_ddi
 
 BINARY = "/usr/local/bin/alloy"
@@ -23,22 +16,6 @@ BINARY = "/usr/local/bin/alloy"
 # pages at 128 and 256 KiB: a flip in those fails the probe, and so the merge, itself.
 PROBED_BELOW = 144 << 10
 PROBED_AT = 256 << 10
-
-
-def signer(key: Path, certificate: Path) -> Callable[[bytes], bytes]:
-    """The signature partition for a root hash, signed with `key` as repart signs it."""
-
-    def sign(root_hash: bytes) -> bytes:
-        signature = sign_root_hash(root_hash, key, certificate)
-        return signature_partition(root_hash, signature, certificate_der(certificate))
-
-    return sign
-
-
-def ddi(erofs: Path, target: Path, version: str, sign: Callable[[bytes], bytes] | None) -> bytes:
-    """`erofs` as an amd64 sysext DDI at `target` (signed by `sign`, or unsigned verity);
-    returns its root hash."""
-    return assemble(erofs, target, "amd64", build_seed("alloy", version, "amd64"), sign)
 
 
 def first_extent(erofs: Path, path: str = BINARY) -> tuple[int, int]:
@@ -76,7 +53,10 @@ def flipped_copy(signed: Path, erofs: Path, target: Path) -> int:
             f"{at}, not between {PROBED_BELOW} and {PROBED_AT}: the stand-in changed, pick another"
         )
     data = check_ddi(signed, "amd64", signed=True).data
-    with signed.open("rb") as stream:
+    with signed.open("rb") as stream, erofs.open("rb") as image:
+        stream.seek(data.offset)
+        if stream.read(data.size)[: erofs.stat().st_size] != image.read():
+            raise AssertionError(f"{signed}'s data partition is not the EROFS image {erofs}")
         stream.seek(data.offset + at)
         original = stream.read(1)
     shutil.copyfile(signed, target)
