@@ -22,9 +22,9 @@ The data image is read twice, a megabyte at a time (hash, then copy); what is he
 from __future__ import annotations
 
 import io
-from collections.abc import Callable
 import tempfile
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 from build.core.errors import BuildError
