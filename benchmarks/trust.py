@@ -228,19 +228,19 @@ ABOUT = (
     "command, with the data partition's file system checks, was not on the branch that "
     "measured this. Peak RSS is a fresh Python process's own (VmHWM), after importing "
     "build.read.ddi and after check_ddi (mmap'd pages it touched count). Timings are medians "
-    "of --runs + 2; signed and unsigned assembles ran in pairs. The merge row comes from the "
-    "emulated x86-64 machine's boot test and is kept by hand."
+    "of {runs} runs (--runs + 2); signed and unsigned assembles ran in pairs, one after the "
+    "other. The merge row comes from the emulated x86-64 machine's boot test and is kept by hand."
 )
 
 
-def trust_section(rows: list[TrustRow], old_text: str) -> str:
+def trust_section(rows: list[TrustRow], old_text: str, runs: int) -> str:
     """The docs' trust costs section, between its markers."""
     return "\n".join(
         [
             START,
             "## Trust costs",
             "",
-            textwrap.fill(ABOUT, width=100, break_on_hyphens=False),
+            textwrap.fill(ABOUT.format(runs=runs), width=100, break_on_hyphens=False),
             "",
             format_trust_table(rows, hand_rows(old_text)),
             END,
@@ -271,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         server.shutdown()
         server.server_close()
-    section = trust_section(rows, args.docs.read_text(encoding="utf-8"))
+    section = trust_section(rows, args.docs.read_text(encoding="utf-8"), case.runs + 2)
     print(section)
     docs.replace_section(args.docs, START, END, section)
     return 0
