@@ -221,9 +221,9 @@ def hand_rows(old_text: str) -> list[str]:
 ABOUT = (
     "What a signed dm-verity DDI (issue 23) costs on the same stand-in. The EROFS image the "
     "tool packs of the same tree (mkfs.erofs with build/formats/erofs.py's flags) is assembled "
-    "into an x86-64 DDI by build/formats/ddi.assemble with the build's seed, signed with a "
+    "into an x86-64 DDI by assemble() of build/formats/ddi.py with the build's seed, signed with a "
     f"self-signed RSA {KEY_BITS} key (`openssl req -x509 -newkey rsa:{KEY_BITS} -nodes`) "
-    "through build/keys/veritysign.sign_root_hash. The offline verify is measured in its "
+    "through sign_root_hash() of build/keys/veritysign.py. The offline verify is measured in its "
     "building blocks, as `invoke verify --image --verity-cert` will run them; the whole "
     "command, with the data partition's file system checks, was not on the branch that "
     "measured this. Peak RSS is a fresh Python process's own (VmHWM), after importing "
