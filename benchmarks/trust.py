@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -271,6 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         server.shutdown()
         server.server_close()
+        shutil.rmtree(cache / "run" / "trust", ignore_errors=True)  # as bench.py leaves no run
     section = trust_section(rows, args.docs.read_text(encoding="utf-8"), case.runs + 2)
     print(section)
     docs.replace_section(args.docs, START, END, section)
