@@ -164,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(formats_table)
     old_docs = args.docs.read_text(encoding="utf-8") if args.docs.exists() else ""
-    trust_section = trust.trust_section(trust_rows, old_docs, args.runs + 2)
+    trust_section = trust.trust_section(trust_rows, old_docs, args.runs)
     print()
     print(trust_section)
     print(f"\nbench took {took:.0f} s; wrote {args.docs}")

@@ -35,8 +35,12 @@ def test_every_figure_is_measured_and_the_ddi_meets_the_size_goal(
     assert signed.met and by_name["unsigned verity DDI vs the bare EROFS image"].met
     assert signed.value > by_name["unsigned verity DDI vs the bare EROFS image"].value
     assert len(by_name["assemble the DDI, signed vs unsigned"].ratios) == 3  # runs + 2 pairs
-    rss = rows[-1]
+    rss = by_name["peak RSS of a Python process running check_ddi vs before the call"]
     assert rss.unit == "MB" and rss.against is not None and rss.value >= rss.against > 0
+    verify = next(row for row in rows if row.figure.startswith("whole `invoke verify --image"))
+    assert len(verify.ratios) == 1 and verify.against  # runs pairs, both verifies passed
+    verify_rss = by_name["peak RSS of `invoke verify`, the signed DDI vs the bare EROFS image"]
+    assert verify_rss.against and verify_rss.value > 0
     assert all(row.value > 0 for row in rows)
 
 
