@@ -8,7 +8,8 @@ With --large it also builds a ~236 MB Go binary offline from Debian's Go sources
 benchmarks/standin.py) and measures the size figures on it. It also packs the default stand-in's
 tree as EROFS (lz4hc at several pcluster sizes, and uncompressed) against the squashfs choices:
 size, pack, cold read-back and systemd-sysext merge times, in a formats table
-(benchmarks/formats.py). Not collected by pytest: it takes minutes.
+(benchmarks/formats.py); and what a signed dm-verity DDI costs in bytes, signing and offline
+verify seconds and memory (benchmarks/trust.py). Not collected by pytest: it takes minutes.
 
 This machine's CPU speed drifts by about 10 % from minute to minute (the same mksquashfs took
 29-35 s of CPU time in five runs in a row), so two timings compared in a ratio are taken as a
@@ -29,7 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks import docs, formats, memory, readback, size, speed  # noqa: E402
+from benchmarks import docs, formats, memory, readback, size, speed, trust  # noqa: E402
 from benchmarks.bare import bare_pack  # noqa: E402
 from benchmarks.common import Case, log  # noqa: E402
 from benchmarks.original import original_image  # noqa: E402
@@ -41,7 +42,13 @@ from benchmarks.standin import (  # noqa: E402
     make_release,
     serve,
 )
-from benchmarks.table import FormatFigures, Row, format_formats_table, format_table  # noqa: E402
+from benchmarks.table import (  # noqa: E402
+    FormatFigures,
+    Row,
+    TrustRow,
+    format_formats_table,
+    format_table,
+)
 from build.formats.squashfs import COMPRESSORS  # noqa: E402
 
 TOOLS = ("mksquashfs", "mkfs.erofs", "curl", "unzip", "sha256sum", "xz", "apt-get", "dpkg")
@@ -65,8 +72,10 @@ def other_compressions(
     return images, readbacks
 
 
-def measure(case: Case, cache: Path, binary: Path) -> tuple[list[Row], list[FormatFigures]]:
-    """Every figure on the default stand-in; the formats table's lines."""
+def measure(
+    case: Case, cache: Path, binary: Path
+) -> tuple[list[Row], list[FormatFigures], list[TrustRow]]:
+    """Every figure on the default stand-in; the formats table's lines; the trust costs."""
     log(f"original script's steps and cold invoke all, in pairs ({case.heavy}x)")
     original_time = speed.cold_build_row(case, case.heavy)
     size.image_size_rows(
@@ -86,9 +95,11 @@ def measure(case: Case, cache: Path, binary: Path) -> tuple[list[Row], list[Form
         f"times; systemd-sysext merge of each format in rounds ({case.runs + 2}x)"
     )
     lines = formats.erofs_rows(case, images, readbacks)
+    log("trust costs: the signed DDI's bytes, signing and offline verify seconds, memory")
+    trust_rows = trust.measure_trust(case, case.tree("cold0"))
     log("nox -s build-matrix, 1 version x every arch, cold and warm, serial and -j 2")
     speed.matrix_rows(case)
-    return case.rows, lines
+    return case.rows, lines, trust_rows
 
 
 def measure_large(case: Case) -> list[Row]:
@@ -138,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         url = f"http://127.0.0.1:{server.server_address[1]}"
         work = cache / "run"
         main_case = Case(work / "main", url, VERSION, args.runs, args.heavy_runs)
-        rows, lines = measure(main_case, cache, binary)
+        rows, lines, trust_rows = measure(main_case, cache, binary)
         if large is not None:
             case = Case(work / "large", url, LARGE_VERSION, args.runs, 1, label="large: ")
             rows += measure_large(case)
@@ -152,10 +163,15 @@ def main(argv: list[str] | None = None) -> int:
     print(table)
     print()
     print(formats_table)
+    old_docs = args.docs.read_text(encoding="utf-8") if args.docs.exists() else ""
+    trust_section = trust.trust_section(trust_rows, old_docs, args.runs)
+    print()
+    print(trust_section)
     print(f"\nbench took {took:.0f} s; wrote {args.docs}")
     shown = [f"--runs={args.runs}", f"--heavy-runs={args.heavy_runs}"]
     shown += ["--large"] if args.large else []
-    docs.write_docs(args.docs, table, formats_table, docs.machine(binary, large), took, shown)
+    machine = docs.machine(binary, large)
+    docs.write_docs(args.docs, table, formats_table, trust_section, machine, took, shown)
     (cache / "last.json").write_text(json.dumps([row.__dict__ for row in rows], indent=1))
     return 0
 

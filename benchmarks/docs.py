@@ -14,6 +14,7 @@ from build.formats.erofs import mkfs_erofs_version
 
 # The notes below this line in docs/benchmarks.md are written by hand: a new run keeps them.
 NOTES_MARKER = "<!-- notes: kept by nox -s bench -->"
+MACHINE_HEADING = "## Machine\n"
 
 
 def machine(binary: Path, large: Path | None) -> list[str]:
@@ -52,7 +53,13 @@ def machine(binary: Path, large: Path | None) -> list[str]:
 
 
 def write_docs(
-    path: Path, table: str, formats: str, lines: list[str], took: float, args: list[str]
+    path: Path,
+    table: str,
+    formats: str,
+    trust: str,
+    lines: list[str],
+    took: float,
+    args: list[str],
 ) -> None:
     commands = "\n".join(COMMANDS)
     text = f"""# Benchmarks
@@ -77,6 +84,8 @@ starting one further along the list, so the machine's drift favours none), as ma
 
 {formats}
 
+{trust}
+
 ## Machine
 
 {chr(10).join(lines)}
@@ -95,3 +104,18 @@ Paths are the bench's own (under its cache directory), URL its local server:
     text += f"\n{NOTES_MARKER}{notes}"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
+
+
+def replace_section(path: Path, start: str, end: str, section: str) -> None:
+    """`section` (which begins with `start` and ends with `end`) in place of the one between
+    those markers in `path`, the rest kept; where there is none yet, before "## Machine"."""
+    text = path.read_text(encoding="utf-8")
+    if start in text and end in text:
+        before, rest = text.split(start, 1)
+        text = before + section + rest.split(end, 1)[1]
+    elif MACHINE_HEADING in text:
+        before, rest = text.split(MACHINE_HEADING, 1)
+        text = before + section + "\n\n" + MACHINE_HEADING + rest
+    else:
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    path.write_text(text, encoding="utf-8")

@@ -95,3 +95,62 @@ def format_formats_table(formats: Sequence[FormatFigures]) -> str:
             f"| {_milliseconds(f.readback)} | {_milliseconds(f.merge)} |"
         )
     return "\n".join(lines)
+
+
+@dataclass
+class TrustRow:
+    """One figure of the trust costs table: a value, what it is set against (a bare image, an
+    unsigned build, the process before the call), how much it adds and, for the DDI's bytes,
+    the issue's goal on what it may add."""
+
+    figure: str
+    value: float
+    unit: str = "s"  # "B", "MB" or "s"
+    against: float | None = None
+    limit_added: float | None = None  # goal: value - against <= limit_added, in `unit`
+    goal: str = ""  # how the goal reads, e.g. "1 % + 1.1 MiB"
+    ratios: tuple[float, ...] = ()  # value/against of each pair, when they ran in pairs
+
+    @property
+    def added(self) -> float | None:
+        return None if self.against is None else self.value - self.against
+
+    @property
+    def met(self) -> bool | None:
+        if self.limit_added is None or self.added is None:
+            return None
+        return self.added <= self.limit_added
+
+
+def _trust_value(value: float | None, unit: str) -> str:
+    """As _value(), but seconds to the millisecond: signing and checks take tens of them."""
+    return _milliseconds(value) if unit == "s" else _value(value, unit)
+
+
+def _signed(value: float, unit: str) -> str:
+    return ("+" if value >= 0 else "-") + _trust_value(abs(value), unit)
+
+
+def format_trust_table(rows: Sequence[TrustRow], hand_rows: Sequence[str] = ()) -> str:
+    """The rows as a Markdown table: figure, value, against, added (and by how much of
+    `against`, or the pairs' range), goal, met?; then `hand_rows`, lines filled by hand."""
+    lines = ["| figure | value | against | added | goal | met? |", "|---|---:|---:|---:|---|---|"]
+    for row in rows:
+        added = "—"
+        if row.added is not None and row.against:
+            added = f"{_signed(row.added, row.unit)} ({row.added / row.against:+.2%})"
+            if len(row.ratios) > 1:
+                added += f", pairs {min(row.ratios):.3f}-{max(row.ratios):.3f}x"
+        goal = "—"
+        if row.limit_added is not None:
+            goal = f"≤ {_signed(row.limit_added, row.unit)}" + (
+                f" ({row.goal})" if row.goal else ""
+            )
+        met = {None: "—", True: "yes", False: "**no**"}[row.met]
+        lines.append(
+            f"| {row.figure} | {_trust_value(row.value, row.unit)} "
+            f"| {_trust_value(row.against, row.unit)} "
+            f"| {added} | {goal} | {met} |"
+        )
+    lines += hand_rows
+    return "\n".join(lines)

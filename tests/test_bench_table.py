@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
+from benchmarks import docs, trust
 from benchmarks.common import paired, rounds
-from benchmarks.table import FormatFigures, Row, format_formats_table, format_table
+from benchmarks.table import (
+    FormatFigures,
+    Row,
+    TrustRow,
+    format_formats_table,
+    format_table,
+    format_trust_table,
+)
 
 
 def test_table_shows_ratio_goal_and_verdict() -> None:
@@ -73,3 +82,72 @@ def test_rounds_run_each_measure_once_a_round_starting_one_further_along() -> No
     seconds = rounds(3, {"a": measure("a"), "b": measure("b"), "c": measure("c")})
     assert calls == ["a0", "b0", "c0", "b1", "c1", "a1", "c2", "a2", "b2"]
     assert seconds == {"a": [0.0, 1.0, 2.0], "b": [0.0, 1.0, 2.0], "c": [0.0, 1.0, 2.0]}
+
+
+def test_trust_table_shows_what_is_added_against_the_goal_and_keeps_hand_rows() -> None:
+    table = format_trust_table(
+        [
+            TrustRow("DDI vs bare", 31_346_688, "B", 30_015_488, 1_453_506, "1 % + 1.1 MiB"),
+            TrustRow("too big", 33_000_000, "B", 30_000_000, 1_453_506),
+            TrustRow("assemble", 0.1105, "s", 0.0572, ratios=(1.908, 2.111, 1.95)),
+            TrustRow("openssl alone", 0.0042),
+            TrustRow("peak RSS", 21.5, "MB", 18.4),
+        ],
+        ["| merge | 1.2 s | 1.0 s | filled by hand | — | — |"],
+    ).splitlines()
+    assert table[0] == "| figure | value | against | added | goal | met? |"
+    assert table[2] == (
+        "| DDI vs bare | 31.35 MB | 30.02 MB | +1.33 MB (+4.44%) "
+        "| ≤ +1.45 MB (1 % + 1.1 MiB) | yes |"
+    )
+    assert (
+        table[3] == "| too big | 33.00 MB | 30.00 MB | +3.00 MB (+10.00%) | ≤ +1.45 MB | **no** |"
+    )
+    assert table[4] == (
+        "| assemble | 0.111 s | 0.057 s | +0.053 s (+93.18%), pairs 1.908-2.111x | — | — |"
+    )
+    assert table[5] == "| openssl alone | 0.004 s | — | — | — | — |"
+    assert table[6] == "| peak RSS | 21.5 MB | 18.4 MB | +3.1 MB (+16.85%) | — | — |"
+    assert table[7] == "| merge | 1.2 s | 1.0 s | filled by hand | — | — |"
+
+
+def test_the_merge_row_filled_by_hand_survives_a_new_run() -> None:
+    filled = f"| {trust.MERGE_FIGURE} | 9.10 s | 8.70 s | +0.40 s (boot test, by hand) | — | — |"
+    old = f"# Benchmarks\n\n{trust.START}\n| figure |\n{filled}\n{trust.END}\n"
+    assert trust.hand_rows(old) == [filled]
+    assert trust.hand_rows("# Benchmarks\n") == [trust.MERGE_PLACEHOLDER]
+    section = trust.trust_section([TrustRow("openssl alone", 0.004)], old, runs=5)
+    assert section.startswith(trust.START) and section.endswith(trust.END)
+    assert section.splitlines()[-2] == filled
+    about = " ".join(section.splitlines())
+    assert "medians of 7 runs" in about and "verifies: 5 pairs" in about
+
+
+def test_the_trust_section_replaces_its_old_self_and_nothing_else(tmp_path: Path) -> None:
+    doc = tmp_path / "benchmarks.md"
+    doc.write_text(f"# B\n\n| t |\n\n{trust.START}\nold\n{trust.END}\n\n## Machine\n\n- x\n")
+    docs.replace_section(doc, trust.START, trust.END, f"{trust.START}\nnew\n{trust.END}")
+    assert (
+        doc.read_text() == f"# B\n\n| t |\n\n{trust.START}\nnew\n{trust.END}\n\n## Machine\n\n- x\n"
+    )
+
+
+def test_a_document_without_a_trust_section_gains_one_before_the_machine(tmp_path: Path) -> None:
+    doc = tmp_path / "benchmarks.md"
+    doc.write_text("# B\n\n| t |\n\n## Machine\n\n- x\n")
+    docs.replace_section(doc, trust.START, trust.END, f"{trust.START}\nnew\n{trust.END}")
+    assert (
+        doc.read_text() == f"# B\n\n| t |\n\n{trust.START}\nnew\n{trust.END}\n\n## Machine\n\n- x\n"
+    )
+
+
+def test_the_whole_document_places_the_trust_section_before_the_machine_and_keeps_notes(
+    tmp_path: Path,
+) -> None:
+    doc = tmp_path / "benchmarks.md"
+    doc.write_text(f"old\n{docs.NOTES_MARKER}\n## Notes\n\nby hand\n")
+    section = f"{trust.START}\n## Trust costs\n{trust.END}"
+    docs.write_docs(doc, "| t |", "| f |", section, ["- m"], 1.0, [])
+    text = doc.read_text()
+    assert text.index("| f |") < text.index(section) < text.index("## Machine")
+    assert text.endswith(f"{docs.NOTES_MARKER}\n## Notes\n\nby hand\n")
