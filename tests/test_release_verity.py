@@ -33,8 +33,9 @@ from build.release.verity import Verity, check_signed_by, load_certificate
 from tests.conftest import AMD64, Invoke, Prebuilt, copy_output
 from tests.erofs_images import alloy_tree, mkfs
 from tests.needs import need
+from tests.noxfile_module import load_noxfile
 from tests.release_files import PUBLISH_URL, snapshot
-from tests.results import error_line
+from tests.results import error_line, ok
 
 pytestmark = pytest.mark.needs("openssl")
 
@@ -250,9 +251,10 @@ def test_the_dropin_passes_systemd_analyze_on_the_host_s_sysext_unit(
 
 def test_ignition_with_the_certificate_passes_ignition_validate(tmp_path: Path, certs: Any) -> None:
     need("ignition-validate")
-    trust = publish.HostTrust(None, load_certificate(certs["a"][1]), require_signed=True)
-    config = publish.flatcar_config(image_of(tmp_path, trust.certificate.fingerprint),  # type: ignore[union-attr]
-                                    PUBLISH_URL, "t\n", trust)  # fmt: skip
+    certificate = load_certificate(certs["a"][1])
+    trust = publish.HostTrust(None, certificate, require_signed=True)
+    image = image_of(tmp_path, certificate.fingerprint)
+    config = publish.flatcar_config(image, PUBLISH_URL, "t\n", trust)
     path = tmp_path / "alloy.ign"
     path.write_text(butane.to_ignition(config))
     result = subprocess.run(["ignition-validate", str(path)], capture_output=True, text=True)
@@ -357,3 +359,34 @@ def test_clean_keeps_a_certificate_it_did_not_write(tmp_path: Path) -> None:
     (output / VERITY_CERT_FILE).write_text("mine\n")
     cleaned = clean_outputs(output, None, None, "amd64")
     assert (output / VERITY_CERT_FILE).exists() and not cleaned.removed
+
+
+def test_an_earlier_certificate_goes_when_released_without_one(
+    invoke: Invoke, prebuilt: Prebuilt, tmp_path: Path
+) -> None:
+    """A certificate beside images it no longer signs would mislead: removed where it is the
+    tool's, kept and named where it is not."""
+    output = copy_output(prebuilt(*AMD64), tmp_path)
+    (output / VERITY_CERT_FILE).write_text("-----BEGIN CERTIFICATE-----\n")
+    with manifest.output_dir_lock(output):
+        manifest.record(output, [output / VERITY_CERT_FILE])
+    result = ok(invoke("release", f"--publish-url={PUBLISH_URL}"))
+    assert f"removed output/{VERITY_CERT_FILE} (from an earlier release with --verity-cert)" in (
+        result.stdout + result.stderr
+    )
+    assert not (output / VERITY_CERT_FILE).exists()
+    (output / VERITY_CERT_FILE).write_text("someone else's\n")
+    result = ok(invoke("release", f"--publish-url={PUBLISH_URL}"))
+    assert f"kept output/{VERITY_CERT_FILE}: this tool did not write it" in (
+        result.stdout + result.stderr
+    )
+
+
+def test_nox_release_hands_the_certificate_to_builds_and_the_policy_to_release_only() -> None:
+    noxfile = load_noxfile()
+    args = ["--verity-cert=c.crt", "--require-signed-images", "--publish-url=https://x/"]
+    assert noxfile._flags(args, noxfile.RELEASE_FLAGS, keep=True) == args
+    assert noxfile._flags(args, noxfile.RELEASE_ONLY_FLAGS, keep=False) == ["--verity-cert=c.crt"]
+    # A switch: the argument after it is not swallowed as its value.
+    args = ["--require-signed-images", "--verity-key", "k.pem"]
+    assert noxfile._flags(args, noxfile.RELEASE_ONLY_FLAGS, keep=False) == ["--verity-key", "k.pem"]
