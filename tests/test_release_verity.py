@@ -20,6 +20,7 @@ import yaml
 
 from build.core.errors import BuildError
 from build.formats.ddi import assemble
+from build.formats.table import FORMATS
 from build.formats.veritysig import signature_partition
 from build.keys.veritysign import certificate_der, sign_root_hash
 from build.model import manifest
@@ -29,8 +30,9 @@ from build.pipeline.clean import clean_outputs, output_kind
 from build.read.gpt import read_gpt
 from build.release import butane, publish
 from build.release import host as layout
+from build.release.sysupdate import transfer
 from build.release.verity import Verity, check_signed_by, load_certificate
-from tests.conftest import AMD64, Invoke, Prebuilt, copy_output
+from tests.conftest import AMD64, VERSION, Invoke, Prebuilt, copy_output
 from tests.erofs_images import alloy_tree, mkfs
 from tests.needs import need
 from tests.noxfile_module import load_noxfile
@@ -390,3 +392,76 @@ def test_nox_release_hands_the_certificate_to_builds_and_the_policy_to_release_o
     # A switch: the argument after it is not swallowed as its value.
     args = ["--require-signed-images", "--verity-key", "k.pem"]
     assert noxfile._flags(args, noxfile.RELEASE_ONLY_FLAGS, keep=False) == ["--verity-key", "k.pem"]
+
+
+# Release of a directory of DDIs, built by the real CLI
+
+needs_ddi = pytest.mark.skipif("ddi" not in FORMATS, reason="--format=ddi is not in this tree")
+
+
+def build_ddi(invoke: Invoke, output: str, *flags: str) -> None:
+    ok(invoke("all", f"--version={VERSION}", "--format=ddi", f"--output-dir={output}", *flags))
+
+
+@needs_ddi
+def test_release_publishes_signed_ddis_with_their_certificate(
+    invoke: Invoke, tmp_path: Path, certs: Any
+) -> None:
+    need("mkfs.erofs")
+    (key_a, cert_a), (_, cert_b) = certs["a"], certs["b"]
+    build_ddi(invoke, "output", f"--verity-key={key_a}", f"--verity-cert={cert_a}")
+    output = tmp_path / "output"
+    release = ("release", f"--publish-url={PUBLISH_URL}", f"--verity-cert={cert_a}")
+    said = ok(invoke(*release, "--require-signed-images")).stdout
+    certificate = load_certificate(cert_a)
+    assert f"every image is signed by {cert_a} (sha256 {certificate.fingerprint})" in said
+    assert "every extension on them, not only alloy" in said
+    # The certificate beside the images, alone; SHA256SUMS lists the images, as before.
+    assert (output / VERITY_CERT_FILE).read_text() == certificate.pem
+    listed = [line.split("  ")[1] for line in (output / "SHA256SUMS").read_text().splitlines()]
+    assert sorted(listed) == [f"alloy-{VERSION}-amd64.raw", f"alloy-{VERSION}.raw"]
+    index = json.loads((output / "index.json").read_text())
+    for entry in index["images"]:
+        assert (entry["format"], entry["signed"]) == ("ddi", True), entry
+        assert entry["certificate_fingerprint"] == certificate.fingerprint
+    assert index["verity_certificate"]["require_signed_images"] is True
+    # The transfer is the one every format gets; the host gets the certificate and the policy.
+    text = (output / "sysupdate/amd64/alloy.transfer").read_text()
+    assert text == transfer("amd64", PUBLISH_URL)
+    ign = json.loads((output / "flatcar/alloy-amd64.ign").read_text())
+    paths = [file["path"] for file in ign["storage"]["files"]]
+    assert layout.VERITY_CERT in paths
+    assert DROPIN_UNIT in [unit["name"] for unit in ign["systemd"]["units"]]
+    bu = (output / "flatcar/alloy-amd64.bu").read_text()
+    assert "EVERY extension on this host, not only alloy" in bu
+
+    # Another certificate: refused, naming both, nothing changed.
+    before = snapshot(output)
+    line = error_line(invoke("release", f"--publish-url={PUBLISH_URL}", f"--verity-cert={cert_b}"))
+    assert f"signed by the certificate with sha256 {certificate.fingerprint}" in line
+    assert str(cert_b) in line
+    assert snapshot(output) == before
+
+    # clean knows the certificate.
+    cleaned = ok(invoke("clean")).stdout
+    assert "1 certificate" in cleaned and not (output / VERITY_CERT_FILE).exists()
+
+
+@needs_ddi
+def test_unsigned_ddis_are_refused_with_a_certificate_and_mixed_formats_refused(
+    invoke: Invoke, tmp_path: Path, certs: Any
+) -> None:
+    need("mkfs.erofs")
+    build_ddi(invoke, "unsigned", "--no-verity-signature")
+    before = snapshot(tmp_path / "unsigned")
+    flags = (f"--publish-url={PUBLISH_URL}", "--output-dir=unsigned")
+    line = error_line(invoke("release", *flags, f"--verity-cert={certs['a'][1]}"))
+    assert "is an unsigned verity DDI" in line
+    assert snapshot(tmp_path / "unsigned") == before
+    ok(invoke("release", *flags))  # without a certificate: published, unsigned
+    entry = json.loads((tmp_path / "unsigned/index.json").read_text())["images"][0]
+    assert (entry["format"], entry["signed"]) == ("ddi", False)
+    # A squashfs image beside them: two formats in one directory.
+    ok(invoke("all", "--version=1.17.1", "--output-dir=unsigned"))
+    line = error_line(invoke("release", *flags))
+    assert "mixes image formats" in line and "ddi (erofs): " in line and "squashfs: " in line
