@@ -279,7 +279,10 @@ def test_index_says_the_format_whether_signed_and_the_certificate(
     trust = publish.HostTrust(None, certificate, require_signed=True)
     index = json.loads(publish.index_json([image], {"amd64": image}, PUBLISH_URL, None, trust))
     [entry] = index["images"]
-    assert entry["signed"] is True and entry["certificate_fingerprint"] == certificate.fingerprint
+    assert (
+        entry["verity_signed"] is True
+        and entry["verity_certificate_fingerprint"] == certificate.fingerprint
+    )
     assert entry["root_hash"] == "ab" * 32 and entry["ddi_filesystem"] == "erofs"
     assert index["verity_certificate"] == {
         "file": VERITY_CERT_FILE,
@@ -422,8 +425,8 @@ def test_release_publishes_signed_ddis_with_their_certificate(
     assert sorted(listed) == [f"alloy-{VERSION}-amd64.raw", f"alloy-{VERSION}.raw"]
     index = json.loads((output / "index.json").read_text())
     for entry in index["images"]:
-        assert (entry["format"], entry["signed"]) == ("ddi", True), entry
-        assert entry["certificate_fingerprint"] == certificate.fingerprint
+        assert (entry["format"], entry["verity_signed"]) == ("ddi", True), entry
+        assert entry["verity_certificate_fingerprint"] == certificate.fingerprint
     assert index["verity_certificate"]["require_signed_images"] is True
     # The transfer is the one every format gets; the host gets the certificate and the policy.
     text = (output / "sysupdate/amd64/alloy.transfer").read_text()
@@ -460,7 +463,7 @@ def test_unsigned_ddis_are_refused_with_a_certificate_and_mixed_formats_refused(
     assert snapshot(tmp_path / "unsigned") == before
     ok(invoke("release", *flags))  # without a certificate: published, unsigned
     entry = json.loads((tmp_path / "unsigned/index.json").read_text())["images"][0]
-    assert (entry["format"], entry["signed"]) == ("ddi", False)
+    assert (entry["format"], entry["verity_signed"]) == ("ddi", False)
     # A squashfs image beside them: two formats in one directory.
     ok(invoke("all", "--version=1.17.1", "--output-dir=unsigned"))
     line = error_line(invoke("release", *flags))

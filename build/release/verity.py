@@ -29,8 +29,8 @@ from build.read.veritysig import PARTITION_BYTES, parse_signature_partition
 # hash, whether it is signed, the signing certificate's fingerprint, the data partition's file
 # system. Images of other formats record none of them.
 ROOT_HASH = "root_hash"
-SIGNED = "signed"
-FINGERPRINT = "certificate_fingerprint"
+SIGNED = "verity_signed"
+FINGERPRINT = "verity_certificate_fingerprint"
 FILESYSTEM = "ddi_filesystem"
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 
