@@ -277,7 +277,7 @@ def test_index_says_the_format_whether_signed_and_the_certificate(
         image.verity,
     )  # fmt: skip
     trust = publish.HostTrust(None, certificate, require_signed=True)
-    index = json.loads(publish.index_json([image], {"amd64": image}, PUBLISH_URL, None, trust))
+    index = json.loads(publish.index_json([image], {"amd64": image}, PUBLISH_URL, trust))
     [entry] = index["images"]
     assert (
         entry["verity_signed"] is True
@@ -465,6 +465,6 @@ def test_unsigned_ddis_are_refused_with_a_certificate_and_mixed_formats_refused(
     entry = json.loads((tmp_path / "unsigned/index.json").read_text())["images"][0]
     assert (entry["format"], entry["verity_signed"]) == ("ddi", False)
     # A squashfs image beside them: two formats in one directory.
-    ok(invoke("all", "--version=1.17.1", "--output-dir=unsigned"))
+    ok(invoke("all", f"--version={VERSION}", "--arch=arm64", "--output-dir=unsigned"))
     line = error_line(invoke("release", *flags))
     assert "mixes image formats" in line and "ddi (erofs): " in line and "squashfs: " in line

@@ -139,7 +139,7 @@ def _release(
             if image.compat_of is None:  # a compat name holds the same bytes
                 check_signed_by(image.path, image.verity, trust.certificate)
     newest = _newest_per_arch(images)
-    texts: dict[Path, str] = {output_dir / INDEX: index_json(images, newest, url, signer, trust)}
+    texts: dict[Path, str] = {output_dir / INDEX: index_json(images, newest, url, trust)}
     for arch, image in newest.items():
         _check_match_pattern(arch, images)
         transfer = sysupdate.transfer(arch, updates, signed=signer is not None)
@@ -459,8 +459,7 @@ def index_json(
     images: list[Image],
     newest: dict[str, Image],
     url: str,
-    signer: signing.Signer | None = None,
-    trust: HostTrust | None = None,
+    trust: HostTrust = HostTrust(),
 ) -> str:
     """What the directory holds, for tools and people, without opening an image: a DDI's
     root hash and whether it is signed, by which certificate, beside its format."""
@@ -487,18 +486,18 @@ def index_json(
             for image in images
         ],
     }
-    if trust is not None and trust.certificate is not None:
+    if trust.certificate is not None:
         index["verity_certificate"] = {
             "file": VERITY_CERT_FILE,
             "fingerprint": trust.certificate.fingerprint,
             "host_path": host.VERITY_CERT,
             "require_signed_images": trust.require_signed,
         }
-    if signer is not None:  # unsigned: no key at all, exactly as before signing existed
+    if trust.signer is not None:  # unsigned: no key at all, exactly as before signing existed
         index["signature"] = {
             "file": signing.SIGNATURE_FILE,
             "signs": SUMS_FILE,
-            "fingerprint": signer.fingerprint,
+            "fingerprint": trust.signer.fingerprint,
             "public_key": signing.PUBLIC_KEY_FILE,
             "public_key_armored": signing.PUBLIC_KEY_ARMORED,
         }
