@@ -114,6 +114,7 @@ def _build_task(name: str, doc: str) -> OptionTask:
                 given,
                 values["expect_format"],
                 values["expect_compression"],
+                values["verity_cert"],
             )
             return
         if name == "verify":  # what is built, as it was built

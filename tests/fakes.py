@@ -1,4 +1,5 @@
-"""Generated stand-ins for Alloy release assets: small ELF files, zips, SHA256SUMS."""
+"""Generated stand-ins for Alloy release assets: small ELF files, zips, SHA256SUMS; and stand-ins
+for external tools put first on PATH (fake_tool)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import io
 import random
 import struct
 import zipfile
+from pathlib import Path
 
 MACHINES = {"amd64": 62, "arm64": 183}
 
@@ -51,3 +53,13 @@ def release_assets(seed: int = 1) -> dict[str, bytes]:
     assets["alloy-1.10.2-1.amd64.deb"] = b"not used"
     assets["SHA256SUMS"] = sums(assets)
     return assets
+
+
+def fake_tool(directory: Path, name: str, script: str) -> Path:
+    """An executable `name` in `directory` running the shell `script`: put `directory` first on
+    PATH and the build runs it instead of the real tool."""
+    directory.mkdir(parents=True, exist_ok=True)
+    tool = directory / name
+    tool.write_text("#!/bin/sh\n" + script)
+    tool.chmod(0o755)
+    return tool

@@ -42,8 +42,9 @@ LAYERS: tuple[tuple[str, str], ...] = (
     ("top", "tests/e2e/"),
 )
 NOT_PYTHON = {
-    "build/templates/": "no Python: the files rendered into an image or a release, with `@NAME@` "
-    "placeholders (build/image/render.py); `--unit-template` replaces the unit",
+    "build/templates/": "no Python: the files rendered into an image, a release or a DDI's "
+    "systemd-repart definitions, with `@NAME@` placeholders (build/model/templates.py); "
+    "`--unit-template` replaces the unit",
 }
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from build.core.errors import BuildError
-from build.formats.ddi import SIGNATURE_BYTES, assemble, data_tree
+from build.formats.ddi import SIGNATURE_BYTES, assemble, assemble_in_python, data_tree
 from build.formats.gpt import GPT_METADATA_SIZE, SMALL_DISK
 from build.formats.verity import verity_salt, verity_uuid
 from build.model.ddi import derived_uuid, partition_kinds, root_hash_uuids
@@ -77,14 +77,34 @@ def test_our_check_passes_and_names_the_data_partition(
     assert sorted(p.name for p in image.parent.iterdir()) == ["alloy.raw"]  # no scratch left
 
 
-def test_a_small_disk_grows_the_data_partition_and_hashes_the_padding(tmp_path: Path) -> None:
+def test_a_small_disk_grows_the_data_partition_but_hashes_only_the_image(tmp_path: Path) -> None:
+    # repart 257 computes the tree (Minimize=best) before it grows the partitions: the grown
+    # zeros are outside it, and dm-verity serves the image's blocks (tests/e2e/test_repart.py)
     data_image = erofs_image(tmp_path, 300 << 10)
     image = tmp_path / "alloy.raw"
     root_hash = assemble(data_image, image, "amd64", SEED, lambda _: signature_blob())
     checked = check_ddi(image, "amd64", signed=True)
     assert image.stat().st_size <= SMALL_DISK
-    assert checked.data.size > data_image.stat().st_size  # grown, as repart grows it
-    assert checked.root_hash == root_hash
+    partition = read_gpt(image).partitions[0]
+    assert partition.size > data_image.stat().st_size  # grown, as repart grows it
+    assert checked.superblock.data_blocks * BLOCK_BYTES == data_image.stat().st_size
+    assert checked.data.size == data_image.stat().st_size  # what dm-verity serves
+    assert checked.root_hash == root_hash == data_tree(data_image, SEED).root_hash
+
+
+def test_bytes_in_the_grown_data_partition_after_the_tree_are_refused(tmp_path: Path) -> None:
+    data_image = erofs_image(tmp_path, 300 << 10)
+    image = tmp_path / "alloy.raw"
+    assemble(data_image, image, "amd64", SEED, None)
+    partition = read_gpt(image, 2).partitions[0]
+    with image.open("r+b") as out:
+        out.seek(partition.offset + partition.size - 1)
+        out.write(b"\1")
+    refused(
+        lambda: check_ddi(image, "amd64", signed=False),
+        str(image),
+        "the data partition after its tree holds bytes that are not zero",
+    )
 
 
 def test_the_size_is_the_image_plus_at_most_1_percent_and_1_1_mib(tmp_path: Path) -> None:
@@ -271,6 +291,7 @@ def test_a_signature_too_large_or_a_missing_image_writes_nothing(tmp_path: Path)
 def test_checked_ddi_is_what_verify_gets() -> None:
     # verify reads the file system through its byte range; the fields it relies on exist
     assert set(CheckedDdi.__dataclass_fields__) == {
+        "arch",
         "root_hash",
         "data",
         "hashes",
@@ -279,21 +300,22 @@ def test_checked_ddi_is_what_verify_gets() -> None:
     }
 
 
-def test_an_image_of_part_blocks_is_zero_padded_and_hashed_once(tmp_path: Path) -> None:
-    # a squashfs image made with -nopad ends mid-block; repart copies it and pads with zeros
+def test_an_image_of_part_blocks_is_refused_and_nothing_is_written(tmp_path: Path) -> None:
+    # a squashfs image made with -nopad ends mid-block: repart 257 refuses one that is not whole
+    # sectors and leaves a part block out of the tree (dm-verity would serve it cut short)
     data_image = tmp_path / "data.squashfs"
-    data_image.write_bytes(b"\5" * (3 * BLOCK_BYTES + 100))
-    image = tmp_path / "alloy.raw"
-    root_hash = assemble(data_image, image, "amd64", SEED, None)
-    checked = check_ddi(image, "amd64", signed=False)
-    raw = image.read_bytes()
-    data = raw[checked.data.offset : checked.data.offset + checked.data.size]
-    assert data.startswith(data_image.read_bytes()) and not any(data[3 * BLOCK_BYTES + 100 :])
-    assert checked.root_hash == root_hash
+    data_image.write_bytes(b"\5" * (3 * BLOCK_BYTES + 512))
+    image = tmp_path / "out" / "alloy.raw"
+    for build in (assemble, assemble_in_python):
+        with pytest.raises(BuildError) as caught:
+            build(data_image, image, "amd64", SEED, None)
+        assert "\n" not in str(caught.value) and str(data_image) in str(caught.value)
+        assert "is 12800 bytes, not whole 4096-byte blocks" in str(caught.value)
+    assert not image.parent.exists()
 
 
-def test_each_block_of_the_grown_data_partition_is_hashed_once(tmp_path: Path) -> None:
+def test_each_block_of_the_image_is_hashed_once(tmp_path: Path) -> None:
     data_image = tmp_path / "data.erofs"
     data_image.write_bytes(b"\7" * (74 * BLOCK_BYTES))
-    tree = data_tree(data_image, 163 * BLOCK_BYTES, SEED)  # 303104 bytes grown as repart grows it
-    assert tree.hashed_blocks == 163 + sum(level_blocks(163))
+    tree = data_tree(data_image, SEED)
+    assert tree.hashed_blocks == 74 + sum(level_blocks(74))

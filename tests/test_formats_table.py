@@ -5,6 +5,7 @@ with its packer and its reader."""
 from __future__ import annotations
 
 import ast
+import dataclasses
 import json
 import textwrap
 from pathlib import Path
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from build.config import options
+from build.core.errors import BuildError
 from build.formats import erofs, squashfs
 from build.formats.recipe import Recipe
 from build.formats.table import (
@@ -26,7 +28,7 @@ from build.formats.table import (
 from build.model.arch import ARCHES
 from build.read.image import ReadImage
 from tests.conftest import REPO
-from tests.trees import alloy_tree, packed
+from tests.trees import alloy_tree
 
 # Where the formats may be named: the table with its packers, and the readers.
 ALLOWED = ("build/formats/", "build/read/")
@@ -121,7 +123,7 @@ def test_the_scan_lets_messages_and_docs_name_formats() -> None:
 
 
 def test_each_entry_is_named_as_the_table_lists_it() -> None:
-    assert list(FORMATS) == ["squashfs", "erofs"]  # --format's choices, in --help's order
+    assert list(FORMATS) == ["squashfs", "erofs", "ddi"]  # --format's choices, in --help's order
     assert all(FORMATS[name].name == name for name in FORMATS)
     assert DEFAULT_FORMAT is UNRECORDED_FORMAT is FORMATS["squashfs"]
     # Exactly one format takes the files no magic claims.
@@ -133,12 +135,17 @@ def test_the_option_table_takes_its_choices_and_defaults_from_the_format_table()
     by_name = {option.name: option for option in options.OPTIONS}
     assert by_name["format"].default == DEFAULT_FORMAT.name
     default = by_name["compression"].default
-    assert default.text == "xz for squashfs, lz4hc for erofs"  # --help's words, as before
+    # --help's words, as before, and a DDI's
+    assert default.text == "xz for squashfs, lz4hc for erofs; for a DDI its --ddi-filesystem's"
     for fmt in FORMATS.values():
         assert default.make({"format": fmt.name}) == fmt.default_compression
-        given = options.Given(by_name["compression"], "--compression", {"format": fmt.name}, {})
-        for choice in fmt.compressions:
-            assert options.compression(choice, given) == choice
+        for inner in fmt.inner.values() or [None]:
+            values = {"format": fmt.name, "ddi_filesystem": inner.name if inner else None}
+            given = options.Given(by_name["compression"], "--compression", values, {})
+            for choice in (inner or fmt).compressions:
+                assert options.compression(choice, given) == choice
+            if inner is not None:
+                assert default.make(values) == inner.default_compression
     assert FORMATS["squashfs"].compressions == ("xz", "xz-bcj", "zstd")
     assert FORMATS["erofs"].compressions == ("lz4hc", "none")
 
@@ -180,13 +187,22 @@ def test_the_build_info_fields_of_each_packer_keep_their_order() -> None:
 def test_each_entry_agrees_with_its_packer_and_its_reader(tmp_path: Path) -> None:
     tree = alloy_tree(tmp_path / "tree")
     for fmt in FORMATS.values():
-        assert tuple(fmt.tool_versions()) == fmt.tools
-        image = packed(tree, tmp_path / f"{fmt.name}.raw", fmt.name, fmt.default_compression)
-        assert image_format(image) == fmt.name
-        read = open_image(image)
-        assert read.format == fmt.name and isinstance(read, ReadImage)
-        status, detail = fmt.superblock_check(read, fmt.default_compression, ARCHES["amd64"])
-        assert status == "ok", detail
+        for inner in fmt.inner.values() or [fmt]:
+            recipe = Recipe("alloy", "1.10.2", ARCHES["amd64"], inner.default_compression)
+            if fmt.inner:
+                recipe = dataclasses.replace(recipe, filesystem=inner.name)
+            assert tuple(fmt.tool_versions(recipe)) == fmt.tools
+            image = tmp_path / f"{fmt.name}-{inner.name}.raw"
+            fmt.pack(recipe, tree, image)
+            assert image_format(image) == fmt.name
+            if fmt.inner:  # read through its data partition, once checked (tests/test_ddi*.py)
+                with pytest.raises(BuildError, match="is a DDI"):
+                    open_image(image)
+                continue
+            read = open_image(image)
+            assert read.format == fmt.name and isinstance(read, ReadImage)
+            status, detail = fmt.superblock_check(read, fmt.default_compression, ARCHES["amd64"])
+            assert status == "ok", detail
 
 
 def test_a_file_no_magic_claims_is_read_as_squashfs(tmp_path: Path) -> None:

@@ -23,7 +23,14 @@ from build import alloy
 from build.core import urls
 from build.core.errors import BuildError, shown
 from build.core.report import say
-from build.formats.table import DEFAULT_FORMAT, FORMATS, expectable_compressions
+from build.formats.table import (
+    DDI_FILESYSTEMS,
+    DEFAULT_FILESYSTEM,
+    DEFAULT_FORMAT,
+    FORMATS,
+    content_format,
+    expectable_compressions,
+)
 from build.model.arch import ARCH_NAMES, ARCHES
 from build.model.names import CHECKOUT, OUTPUT_DIR, default_cache_dir, default_output_dir
 from build.model.versions import LATEST, VERSION_PATTERN
@@ -168,13 +175,22 @@ def architecture(raw: Any, given: Given) -> str:
 
 
 def compression(raw: Any, given: Given) -> str:
-    """A compression the chosen --format packs with (the format table's choices for it); a
-    mismatch names where each came from."""
+    """A compression the chosen --format packs with (the format table's choices for it; for a
+    DDI, its --ddi-filesystem's); a mismatch names where each came from."""
     value = str(raw)
     image_format = given.values["format"]
-    fits = FORMATS[image_format].compressions
+    fits = content_format(image_format, given.values.get("ddi_filesystem")).compressions
     if value in fits:
         return value
+    if FORMATS[image_format].inner:
+        filesystem = given.values.get("ddi_filesystem")
+        if value in FORMATS[image_format].compressions:
+            raise BuildError(
+                f"compression {value!r} (from {given.source}) does not fit --ddi-filesystem "
+                f"{filesystem!r} (from {given.sources.get('ddi_filesystem', 'the default')})",
+                f"with --format={image_format} --ddi-filesystem={filesystem} use --compression "
+                f"with one of: {', '.join(fits)}",
+            )
     if any(value in fmt.compressions for fmt in FORMATS.values()):
         raise BuildError(
             f"compression {value!r} (from {given.source}) does not fit format {image_format!r} "
@@ -185,6 +201,52 @@ def compression(raw: Any, given: Given) -> str:
         f"unknown compression {value!r}",
         f"use {given.option.flag} with one of: {', '.join(fits)}",
     )
+
+
+def only_with_a_wrapping_format(parse: Parser) -> Parser:
+    """An option of a wrapping format (--format=ddi) only: given on the command line with
+    another format, refused (invoke.yaml may set it for the DDI builds, and other builds
+    ignore it there)."""
+
+    def checked(raw: Any, given: Given) -> Any:
+        image_format = given.values["format"]
+        if given.source == given.option.flag and not FORMATS[image_format].inner:
+            wrapping = ", ".join(name for name, fmt in FORMATS.items() if fmt.inner)
+            raise BuildError(
+                f"{given.option.flag} is for --format={wrapping}, not --format={image_format} "
+                f"(from {given.sources['format']}); nothing was written",
+                f"leave {given.option.flag} out, or build --format={wrapping}",
+            )
+        return parse(raw, given)
+
+    return checked
+
+
+def verity_signature(raw: Any, given: Given) -> bool:
+    """Whether a DDI's root hash is signed; with --verity-key, --verity-cert must be given, and
+    --no-verity-signature must not be with a --verity-key on the command line (one in
+    invoke.yaml is left unused by it)."""
+    signed = switch(raw, given)
+    key, sources = given.values.get("verity_key"), given.sources
+    if key is None or not FORMATS[given.values["format"]].inner:
+        return signed
+    if not signed and sources["verity_key"] == "--verity-key":
+        raise BuildError(
+            f"--verity-key (from {sources['verity_key']}) and --no-verity-signature "
+            f"(from {given.source}) together; nothing was written",
+            "give --verity-key and --verity-cert for a signed DDI, or --no-verity-signature "
+            "alone for an unsigned one",
+        )
+    if not signed:  # the command line's --no-verity-signature over a configured key
+        return signed
+    if given.values.get("verity_cert") is None:
+        raise BuildError(
+            f"--verity-key (from {sources['verity_key']}) without --verity-cert; nothing was "
+            "written",
+            "give the key's certificate too: --verity-cert=CRT (PEM), which hosts check the "
+            "signature against",
+        )
+    return signed
 
 
 def expected_compression(raw: Any, given: Given) -> str:
@@ -471,32 +533,40 @@ OPTIONS: tuple[Option, ...] = (
         one_of(tuple(FORMATS), "format"),
         default=DEFAULT_FORMAT.name,
     ),
+    # A DDI (--format=ddi) wraps an image of another format: compression is that format's.
+    Option(
+        "ddi_filesystem",
+        "with --format=ddi: the data partition's file system: "
+        + " or ".join(f"{fmt.name} ({fmt.help})" for fmt in DDI_FILESYSTEMS.values()),
+        _BUILD,
+        only_with_a_wrapping_format(one_of(tuple(DDI_FILESYSTEMS), "DDI file system")),
+        default=DEFAULT_FILESYSTEM,
+    ),
     Option(
         "compression",
         ". ".join(f"{fmt.name}: {fmt.compression_help}" for fmt in FORMATS.values()),
         _BUILD,
         compression,
         default=Computed(
-            lambda values: FORMATS[values["format"]].default_compression,
-            ", ".join(f"{fmt.default_compression} for {fmt.name}" for fmt in FORMATS.values()),
+            lambda values: (
+                content_format(values["format"], values.get("ddi_filesystem")).default_compression
+            ),
+            ", ".join(
+                f"{fmt.default_compression} for {fmt.name}"
+                for fmt in FORMATS.values()
+                if not fmt.inner
+            )
+            + "; for a DDI its --ddi-filesystem's",
         ),
         short="m",
     ),
     # A signed dm-verity DDI (--format=ddi): its data partition's file system and its signer.
     Option(
-        "ddi_filesystem",
-        "with --format=ddi: the data partition's file system: erofs (Flatcar's 6.12 kernels) or "
-        "squashfs (Flatcar LTS, whose 6.6 kernel has no EROFS)",
-        _BUILD,
-        one_of(("erofs", "squashfs"), "DDI file system"),
-        default="erofs",
-    ),
-    Option(
         "verity_key",
         "with --format=ddi: sign the image's dm-verity root hash with this PEM private key (its "
-        "passphrase, if any, from $ALLOY_VERITY_KEY_PASSPHRASE)",
+        "passphrase, if any, from $ALLOY_VERITY_KEY_PASSPHRASE, never the command line)",
         _BUILD,
-        file_path,
+        only_with_a_wrapping_format(file_path),
     ),
     Option(
         "verity_cert",
@@ -510,7 +580,7 @@ OPTIONS: tuple[Option, ...] = (
         "with --format=ddi: sign the root hash (--no-verity-signature builds an unsigned "
         "verity DDI, which hosts that require signed images refuse)",
         _BUILD,
-        switch,
+        verity_signature,
         default=True,
         switch=True,
     ),

@@ -36,7 +36,7 @@ class BuildSpec:
     base_url: str
     output_dir: Path
     cache_dir: Path
-    format: str  # squashfs or erofs
+    format: str  # a format table entry's name (build/formats/table.py)
     compression: str
     config_path: str
     unit_template: Path | None
@@ -50,11 +50,17 @@ class BuildSpec:
     stall_timeout: float  # seconds
     download_timeout: float  # seconds, per attempt
     trust_keys: Path | None
+    # A DDI's (--format=ddi): the file system it wraps, and its signer (key and certificate,
+    # PEM), or none with verity_signature off.
+    ddi_filesystem: str | None = None
+    verity_key: Path | None = None
+    verity_cert: Path | None = None
+    verity_signature: bool = True
 
     @classmethod
     def from_values(cls, values: Mapping[str, Any]) -> BuildSpec:
         """From the option table's parsed values (build/config/options.py resolve())."""
-        taken = {f.name: values[f.name] for f in fields(cls)}
+        taken = {f.name: values[f.name] for f in fields(cls) if f.name in values}
         if taken["version"] == LATEST:  # the pipeline resolves it first
             raise BuildError(
                 "invalid version 'latest' here",

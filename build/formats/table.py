@@ -15,15 +15,16 @@ wrapper before it opens the inner image with the inner format's reader.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from build.core.errors import BuildError
-from build.formats import erofs, squashfs
+from build.formats import ddipack, erofs, squashfs
 from build.formats.recipe import Recipe
 from build.model.arch import Arch
 from build.read import erofs as read_erofs
+from build.read import gpt as read_gpt
 from build.read import squashfs as read_squashfs
 from build.read.image import ErofsImage, ReadImage, SquashfsImage
 
@@ -43,11 +44,12 @@ class Format:
     compression_help: str  # --compression's help for this format: its choices, what each gives
     # Packing (the pack step, build/image/pack.py)
     command: str  # the packer's program, required before a build downloads anything
-    pack: Callable[[Recipe, Path, Path], None]  # (recipe, tree, image): image replaced
+    # (recipe, tree, image): image replaced; what the build info records of the result, if any
+    pack: Callable[[Recipe, Path, Path], Mapping[str, Any] | None]
     args: Callable[[Recipe], dict[str, Any]]  # what shapes the image beside the tree
     fields: Callable[[Recipe], dict[str, Any]]  # what the build info records of the packing
     tools: tuple[str, ...]  # whose versions decide the bytes: build info and index.json keys
-    tool_versions: Callable[[], dict[str, str | None]]  # those versions, in that order
+    tool_versions: Callable[[Recipe], dict[str, str | None]]  # those versions, in that order
     summary: Callable[[Recipe, Mapping[str, str | None]], str]  # the pack step's line
     compressions: tuple[str, ...]  # --compression's choices, the default first
     # The choice that packs as the given one does for an architecture (what a build info says)
@@ -63,6 +65,10 @@ class Format:
     # (image, --expect-compression or None, the binary's architecture or None)
     vet_superblock: Callable[[ReadImage, str | None, Arch | None], tuple[str, str]]
     image_compressions: tuple[str, ...]  # the compressions it takes, as images name them
+    # A wrapping format's: the formats it wraps, by --ddi-filesystem's choices (the default
+    # first); empty for a format hosts mount as it is. verify checks the wrapper, then reads
+    # the wrapped image by its own entry.
+    inner: Mapping[str, Format] = field(default_factory=dict)
 
     @property
     def default_compression(self) -> str:
@@ -79,7 +85,7 @@ SQUASHFS = Format(
     args=squashfs.args,
     fields=squashfs.fields,
     tools=squashfs.TOOLS,
-    tool_versions=squashfs.tool_versions,
+    tool_versions=lambda recipe: squashfs.tool_versions(),
     summary=squashfs.summary,
     compressions=tuple(squashfs.COMPRESSORS),
     used_compression=squashfs.used_compression,
@@ -102,7 +108,7 @@ EROFS = Format(
     args=erofs.args,
     fields=erofs.fields,
     tools=erofs.TOOLS,
-    tool_versions=erofs.tool_versions,
+    tool_versions=lambda recipe: erofs.tool_versions(),
     summary=erofs.summary,
     compressions=tuple(dict.fromkeys((erofs.DEFAULT_COMPRESSION, *erofs.COMPRESSORS))),
     used_compression=erofs.used_compression,
@@ -115,12 +121,86 @@ EROFS = Format(
     image_compressions=erofs.IMAGE_COMPRESSIONS,
 )
 
+
+def _wrapped_read(path: Path) -> ReadImage:
+    raise BuildError(
+        f"{path} is a DDI: its file system is read from its data partition once the hash tree "
+        "and signature are checked",
+        "check it with invoke verify --image",
+    )
+
+
+def _by_content(check: Callable[[Format, ReadImage], tuple[str, str]]) -> Callable[..., Any]:
+    """A superblock check of a DDI's data partition: its own format's (the image read is it)."""
+    return lambda image, *rest: check(FORMATS[image.format], image, *rest)
+
+
+_WRAPPED = {fmt.name: fmt for fmt in (EROFS, SQUASHFS)}  # --ddi-filesystem's, the default first
+_WRAPPED_MAX = max(fmt.max_image_bytes for fmt in _WRAPPED.values())
+
+
+def _wrapped(recipe: Recipe) -> Format:
+    """The format a DDI's recipe wraps (--ddi-filesystem)."""
+    return _WRAPPED[recipe.filesystem or next(iter(_WRAPPED))]
+
+
+# Every wrapped format's tools (null in a build info where unused), and openssl's.
+_DDI_TOOLS = (
+    *dict.fromkeys(tool for fmt in _WRAPPED.values() for tool in fmt.tools),
+    *ddipack.SIGNING_TOOLS,
+)
+
+DDI = Format(
+    name="ddi",
+    help="a dm-verity disk image (GPT: the --ddi-filesystem image, its hash tree, the "
+    "signature of its root hash by --verity-key) for hosts that require signed images",
+    compression_help="its --ddi-filesystem's, as for that format",
+    command=ddipack.OPENSSL,  # signing; the inner format's packer is required too
+    pack=lambda r, tree, image: ddipack.pack(_wrapped(r).pack, r, tree, image),
+    args=lambda r: ddipack.args(_wrapped(r).args, r),
+    fields=lambda r: ddipack.fields(_wrapped(r).fields, r),
+    tools=_DDI_TOOLS,
+    tool_versions=lambda r: ddipack.tool_versions(_wrapped(r).tool_versions, _DDI_TOOLS, r),
+    summary=lambda r, tools: ddipack.summary(_wrapped(r).summary, r, tools),
+    compressions=tuple(dict.fromkeys(c for f in _WRAPPED.values() for c in f.compressions)),
+    used_compression=lambda compression, arch: next(
+        (
+            f.used_compression(compression, arch)
+            for f in _WRAPPED.values()
+            if compression in f.compressions
+        ),
+        compression,
+    ),
+    magic=Magic(read_gpt.SECTOR, read_gpt.SIGNATURE),  # the primary GPT header's
+    read=_wrapped_read,
+    # The largest data partition any reader reads, its tree (1/127) and the GPT's slack.
+    max_image_bytes=_WRAPPED_MAX + _WRAPPED_MAX // 100 + (4 << 20),
+    fstype="",  # never mounted itself: its data partition is, as its own format
+    superblock_check=_by_content(lambda f, image, *rest: f.superblock_check(image, *rest)),
+    vet_superblock=_by_content(lambda f, image, *rest: f.vet_superblock(image, *rest)),
+    image_compressions=tuple(
+        dict.fromkeys(c for f in _WRAPPED.values() for c in f.image_compressions)
+    ),
+    inner=_WRAPPED,
+)
+
 # Every format, in the order --help and messages list them.
-FORMATS: dict[str, Format] = {fmt.name: fmt for fmt in (SQUASHFS, EROFS)}
+FORMATS: dict[str, Format] = {fmt.name: fmt for fmt in (SQUASHFS, EROFS, DDI)}
+DDI_FILESYSTEMS = DDI.inner  # --ddi-filesystem's choices
+DEFAULT_FILESYSTEM = next(iter(DDI.inner))  # --ddi-filesystem's default
 DEFAULT_FORMAT = SQUASHFS  # --format's default
 # The format of a build info that names none: every image was squashfs before EROFS came.
 UNRECORDED_FORMAT = SQUASHFS
 MAX_IMAGE_BYTES = max(fmt.max_image_bytes for fmt in FORMATS.values())  # any reader's most
+
+
+def content_format(name: str, filesystem: str | None) -> Format:
+    """The format of the file system hosts mount for --format=`name`: that format, or for a
+    wrapping one the format it wraps, `filesystem` (--ddi-filesystem)."""
+    fmt = FORMATS[name]
+    if not fmt.inner:
+        return fmt
+    return fmt.inner[filesystem or next(iter(fmt.inner))]
 
 
 def expectable_compressions(fmt: Format) -> tuple[str, ...]:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from build.config import options
 from build.core.errors import BuildError
 from build.core.safeio import read_regular
-from build.formats.table import FORMATS, UNRECORDED_FORMAT, recorded_format
+from build.formats.table import DEFAULT_FILESYSTEM, FORMATS, UNRECORDED_FORMAT, recorded_format
 from build.model.names import buildinfo_file
 
 if TYPE_CHECKING:
@@ -26,9 +26,20 @@ if TYPE_CHECKING:
 NOT_VERIFIED = {"result": "not run", "why": "built without verify (a single step or --no-verify)"}
 # The fields that hold an option's value, read back through that option's own parser (in the
 # option table's order: compression's parser reads format).
-OPTION_FIELDS = ("version", "arch", "format", "compression", "config_path", "autostart")
-# A field's value as old build infos lack it.
-OPTION_DEFAULTS = {"format": UNRECORDED_FORMAT.name}
+OPTION_FIELDS = (
+    "version",
+    "arch",
+    "format",
+    "ddi_filesystem",
+    "compression",
+    "config_path",
+    "autostart",
+)
+# A field's value as old build infos lack it (and those of other formats than a DDI).
+OPTION_DEFAULTS = {"format": UNRECORDED_FORMAT.name, "ddi_filesystem": DEFAULT_FILESYSTEM}
+# A DDI's build info (build/formats/ddipack.py fields(), pack()): its root hash, whether it is
+# signed, and by which certificate (sha256 of its DER), each lowercase hex.
+_HEX_SHA256 = re.compile(r"[0-9a-f]{64}")
 # trust_keys: the primary key fingerprints gpg listed (build/keys/trustkeys.py), upper-case hex.
 _FINGERPRINT = re.compile(r"[0-9A-F]{40}|[0-9A-F]{64}")
 MAX_TOOL_VERSION = 200  # characters of a tool's version ("mksquashfs version 4.5.1 ...")
@@ -102,6 +113,8 @@ def options_differ(info: dict[str, Any], spec: BuildSpec, compression: str) -> l
         differ.append(f"--format={recorded_format(info)}")
     if info.get("compression") != compression:
         differ.append(f"--compression={info.get('compression')}")
+    if _filesystem(info) != _wrapped_filesystem(spec):
+        differ.append(f"--ddi-filesystem={_filesystem(info)}")
     if bool(info.get("autostart")) != spec.autostart:
         differ.append("--autostart" if info.get("autostart") else "no --autostart")
     if spec.trust_keys is not None and not info.get("trust_keys"):  # none given: as built
@@ -111,14 +124,34 @@ def options_differ(info: dict[str, Any], spec: BuildSpec, compression: str) -> l
 
 # The options an image's checks depend on, as its build info records them; what verify checks
 # an image against unless the command line says otherwise (build/pipeline/verifybuilt.py).
-CHECKED_OPTIONS = ("format", "compression", "autostart", "config_path", "trust_keys")
+CHECKED_OPTIONS = (
+    "format",
+    "ddi_filesystem",
+    "compression",
+    "autostart",
+    "config_path",
+    "trust_keys",
+)
+
+
+def _filesystem(info: Mapping[str, Any]) -> str | None:
+    """The file system a DDI's build info says it wraps; None for another format."""
+    fmt = FORMATS.get(str(recorded_format(info)))
+    if fmt is None or not fmt.inner:
+        return None
+    return str(info.get("ddi_filesystem", DEFAULT_FILESYSTEM))
+
+
+def _wrapped_filesystem(spec: BuildSpec) -> str | None:
+    return spec.ddi_filesystem if FORMATS[spec.format].inner else None
 
 
 def built_options(info: Mapping[str, Any]) -> dict[str, Any]:
     """CHECKED_OPTIONS as `info` (parsed by parse_fields) records them: the fingerprints for
     trust_keys, sorted."""
     return {
-        **{name: info[name] for name in CHECKED_OPTIONS},
+        **{name: info[name] for name in CHECKED_OPTIONS if name != "ddi_filesystem"},
+        "ddi_filesystem": _filesystem(info),
         "trust_keys": sorted(info["trust_keys"]),
     }
 
@@ -129,6 +162,7 @@ def asked_options(spec: BuildSpec, fingerprints: Sequence[str]) -> dict[str, Any
     compression = FORMATS[spec.format].used_compression(spec.compression, spec.arch)
     return {
         "format": spec.format,
+        "ddi_filesystem": _wrapped_filesystem(spec),
         "compression": compression,
         "autostart": spec.autostart,
         "config_path": spec.config_path,
@@ -142,6 +176,8 @@ def as_flag(name: str, value: Any) -> str:
         return "--autostart" if value else "--no-autostart"
     if name == "trust_keys":
         return "--trust-keys (keys " + ", ".join(value) + ")" if value else "no --trust-keys"
+    if value is None:  # --ddi-filesystem of another format than a DDI: none
+        return ""
     return f"--{name.replace('_', '-')}={value}"
 
 
@@ -157,9 +193,11 @@ def as_built(spec: BuildSpec, info: Mapping[str, Any]) -> BuildSpec:
     return dataclasses.replace(
         spec,
         format=built["format"],
+        ddi_filesystem=built["ddi_filesystem"] or spec.ddi_filesystem,
         compression=compression,
         autostart=built["autostart"],
         config_path=built["config_path"],
+        verity_signature=bool(info.get("verity_signed", spec.verity_signature)),
     )
 
 
@@ -191,11 +229,27 @@ def parse_fields(path: Path, info: dict[str, Any], tools: Sequence[str]) -> dict
         version = info.get(tool)
         if version is not None and not _is_text(version, MAX_TOOL_VERSION):
             raise _bad(path, tool, "not the version of a tool")
+    if _filesystem(info) is not None:
+        _check_ddi_fields(path, info)
     verified = info.get("verify")
     skipped = verified.get("skipped", []) if isinstance(verified, dict) else []
     if not isinstance(skipped, list) or not all(_is_text(line, 1000) for line in skipped):
         raise _bad(path, "verify", "its skipped checks are not a list of lines")
     return {**info, **values, "trust_keys": keys}
+
+
+def _check_ddi_fields(path: Path, info: Mapping[str, Any]) -> None:
+    """A DDI's root hash, signed flag and certificate fingerprint, as a build writes them."""
+    if not (isinstance(info.get("root_hash"), str) and _HEX_SHA256.fullmatch(info["root_hash"])):
+        raise _bad(path, "root_hash", "not a sha256 root hash in lowercase hex")
+    signed = info.get("verity_signed")
+    if not isinstance(signed, bool):
+        raise _bad(path, "verity_signed", "not true or false")
+    fingerprint = info.get("verity_certificate_fingerprint")
+    if signed and not (isinstance(fingerprint, str) and _HEX_SHA256.fullmatch(fingerprint)):
+        raise _bad(path, "verity_certificate_fingerprint", "not a sha256 in lowercase hex")
+    if not signed and fingerprint is not None:
+        raise _bad(path, "verity_certificate_fingerprint", "set for an unsigned DDI")
 
 
 def _is_text(value: object, most: int) -> bool:

@@ -1,41 +1,93 @@
 """The pack step: the staged tree packed into the image in --format (by the format table's
-packer for it, build/formats/table.py), and the build info that says what packed it."""
+packer for it, build/formats/table.py), and the build info that says what packed it. A DDI
+(a wrapping format) is signed here: the signer made from --verity-key and --verity-cert, checked
+before anything is downloaded."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from build.alloy import NAME
+from build.core.errors import BuildError
 from build.core.report import human_size
 from build.core.run import require
-from build.formats.recipe import Recipe
-from build.formats.table import FORMATS
+from build.formats.recipe import Recipe, Signing
+from build.formats.table import FORMATS, content_format
+from build.formats.veritysig import certificate_fingerprint, signature_partition
 from build.image import buildinfo
+from build.keys.veritykey import check_signer
+from build.keys.veritysign import sign_root_hash
 
 if TYPE_CHECKING:
     from build.config.context import StepContext
     from build.config.spec import BuildSpec
 
 
-def recipe(spec: BuildSpec) -> Recipe:
-    return Recipe(NAME, spec.version, spec.arch, spec.compression)
+def _wraps(spec: BuildSpec) -> bool:
+    return bool(FORMATS[spec.format].inner)
+
+
+def signer(key: Path, certificate: Path) -> Signing:
+    """Signing with `key` (its passphrase from the environment) as `certificate`, both checked
+    first: a key that does not open or is not the certificate's is refused before a download."""
+    der = check_signer(key, certificate)
+
+    def sign(root_hash: bytes) -> bytes:
+        return signature_partition(root_hash, sign_root_hash(root_hash, key, certificate), der)
+
+    return Signing(sign, certificate_fingerprint(der).hex())
+
+
+def signing(runner: StepContext) -> Signing | None:
+    """The build's signer (checked once a run), or None: not a DDI, --no-verity-signature, or
+    no key (verify, which never signs; a build without one was refused by
+    refuse_unsigned_by_accident() first)."""
+    spec = runner.spec
+    key, certificate = spec.verity_key, spec.verity_cert
+    if not _wraps(spec) or not spec.verity_signature or key is None or certificate is None:
+        return None
+    return runner.once("verity signer", lambda: signer(key, certificate))
+
+
+def recipe(runner: StepContext) -> Recipe:
+    spec = runner.spec
+    filesystem = spec.ddi_filesystem if _wraps(spec) else None
+    return Recipe(NAME, spec.version, spec.arch, spec.compression, filesystem, signing(runner))
+
+
+def refuse_unsigned_by_accident(spec: BuildSpec) -> None:
+    """--format=ddi signs, or builds unsigned only when asked (--no-verity-signature)."""
+    if _wraps(spec) and spec.verity_signature and spec.verity_key is None:
+        raise BuildError(
+            f"--format={spec.format} needs --verity-key and --verity-cert to sign its root hash, "
+            "or --no-verity-signature for an unsigned verity DDI; nothing was written",
+            "make a key: openssl req -x509 -newkey rsa:4096 -nodes -keyout verity.key -out "
+            "verity.crt -subj /CN=alloy-sysext -days 3650 (README: Signed images)",
+        )
 
 
 def check_tools(runner: StepContext) -> None:
-    """Before a download and a staging that could not be packed."""
+    """Before a download and a staging that could not be packed: the options, the packers,
+    and the signer (key, certificate, passphrase)."""
+    spec = runner.spec
+    refuse_unsigned_by_accident(spec)
     if runner.must_run("pack"):
-        require(FORMATS[runner.spec.format].command)
+        require(content_format(spec.format, spec.ddi_filesystem).command)
+        if signing(runner) is not None:  # openssl
+            require(FORMATS[spec.format].command)
 
 
-def params(spec: BuildSpec) -> dict[str, Any]:
+def params(runner: StepContext) -> dict[str, Any]:
     """What shapes the image beside the staged tree: a change rebuilds it. The options by
     their flags, so that the pack step's line names the one that changed; --compression as it
     packs (xz-bcj on arm64 packs as xz: switching between them repacks nothing)."""
+    spec = runner.spec
     fmt = FORMATS[spec.format]
     return {
         "--format": fmt.name,
         "--compression": fmt.used_compression(spec.compression, spec.arch),
-        **fmt.args(recipe(spec)),
+        **fmt.args(recipe(runner)),
     }
 
 
@@ -43,11 +95,11 @@ def make(runner: StepContext, trust_keys: tuple[str, ...]) -> str:
     """Pack the staged tree into the image in --format, and write its build info
     (`trust_keys`: the fingerprints of the keys the image carries)."""
     spec = runner.spec
-    fmt, packing = FORMATS[spec.format], recipe(spec)
+    fmt, packing = FORMATS[spec.format], recipe(runner)
     with runner.output(spec.image) as tmp:
-        fmt.pack(packing, spec.rootfs, tmp)
-    tools = fmt.tool_versions()
-    packed = {"format": fmt.name, **fmt.fields(packing)}
+        found = fmt.pack(packing, spec.rootfs, tmp) or {}
+    tools = fmt.tool_versions(packing)
+    packed = {"format": fmt.name, **fmt.fields(packing), **found}
     buildinfo.write(runner, buildinfo.of_pack(spec, packed, tools, trust_keys))
     size = runner.current(spec.image).stat().st_size
     return (

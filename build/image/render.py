@@ -1,37 +1,20 @@
 """Files rendered into the image, from templates in build/templates/image/ with @NAME@
-placeholders (release renders build/templates/host/ with the same render()).
-
-@NAME@ rather than $NAME or {name}: unit files use $VAR and ${VAR} themselves."""
+placeholders (build/model/templates.py fills them, for release's and the DDI's templates too)."""
 
 from __future__ import annotations
 
 import os
 import re
 import stat
-from collections.abc import Mapping
 from pathlib import Path
 
 from build import alloy
 from build.config.spec import BuildSpec
 from build.core.errors import BuildError
 from build.image.content import IMAGE_BINARY
+from build.model.templates import TEMPLATES, render
 
-TEMPLATES = Path(__file__).parent.parent / "templates"
 IMAGE_TEMPLATES = TEMPLATES / "image"  # what goes into the image
-_PLACEHOLDER = re.compile(r"@([A-Z_]+)@")
-
-
-def render(template: str, values: Mapping[str, str], source: str) -> str:
-    def value(match: re.Match[str]) -> str:
-        try:
-            return values[match.group(1)]
-        except KeyError:
-            known = ", ".join(f"@{name}@" for name in values)
-            raise BuildError(
-                f"{source} uses unknown placeholder {match.group(0)}", f"known: {known}"
-            ) from None
-
-    return _PLACEHOLDER.sub(value, template)
 
 
 def unit_template_path(spec: BuildSpec) -> Path:

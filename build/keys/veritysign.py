@@ -67,6 +67,16 @@ def certificate_der(certificate: Path) -> bytes:
     )
 
 
+def passphrase_source() -> tuple[list[str], dict[str, str]]:
+    """openssl's -passin for the verity key, and the environment to run it in: the passphrase
+    from VERITY_PASSPHRASE_ENV, else none."""
+    environment = dict(os.environ)
+    if environment.get(VERITY_PASSPHRASE_ENV):  # CI's unset secret is empty
+        return ["-passin", f"env:{VERITY_PASSPHRASE_ENV}"], environment
+    environment.pop(VERITY_PASSPHRASE_ENV, None)
+    return ["-passin", "pass:"], environment  # a protected key fails, never asks on a terminal
+
+
 def sign_root_hash(root_hash: bytes, key: Path, certificate: Path) -> bytes:
     """The DER PKCS#7 signature repart would write for `root_hash` with `key` and
     `certificate` (both PEM), checked against the certificate before it is returned. A
@@ -75,12 +85,8 @@ def sign_root_hash(root_hash: bytes, key: Path, certificate: Path) -> bytes:
     _readable(certificate, "certificate", "--verity-cert")
     argv = ["openssl", "smime", "-sign", "-binary", "-noattr", "-outform", "DER"]
     argv += ["-signer", str(certificate), "-inkey", str(key)]
-    environment = dict(os.environ)
-    if environment.get(VERITY_PASSPHRASE_ENV):  # CI's unset secret is empty
-        argv += ["-passin", f"env:{VERITY_PASSPHRASE_ENV}"]
-    else:
-        environment.pop(VERITY_PASSPHRASE_ENV, None)
-        argv += ["-passin", "pass:"]  # a protected key fails instead of asking on a terminal
+    passin, environment = passphrase_source()
+    argv += passin
     signature = run_bytes(
         argv,
         env=environment,

@@ -145,7 +145,8 @@ def _as_built(spec: BuildSpec, given: Collection[str]) -> tuple[BuildSpec, str]:
     differ = [name for name in differ if asked[name] != built[name]]
     if differ:
         raise _contradicted(spec, differ, built, asked)
-    shown = " ".join(buildinfo.as_flag(name, built[name]) for name in buildinfo.CHECKED_OPTIONS)
+    flags = (buildinfo.as_flag(name, built[name]) for name in buildinfo.CHECKED_OPTIONS)
+    shown = " ".join(flag for flag in flags if flag)
     return buildinfo.as_built(spec, info), shown
 
 

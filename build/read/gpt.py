@@ -176,7 +176,11 @@ def _partition(number: int, raw: bytes, header: _Header) -> Partition:
     )
 
 
-def _partitions(entries: bytes, header: _Header, expected: int) -> tuple[Partition, ...]:
+def _partitions(
+    entries: bytes, header: _Header, expected: int | tuple[int, ...]
+) -> tuple[Partition, ...]:
+    counts = expected if isinstance(expected, tuple) else (expected,)
+    said = " or ".join(str(count) for count in counts)
     found = []
     for index in range(header.entry_count):
         raw = entries[index * ENTRY_SIZE : (index + 1) * ENTRY_SIZE]
@@ -184,15 +188,13 @@ def _partitions(entries: bytes, header: _Header, expected: int) -> tuple[Partiti
             if any(raw):
                 raise Malformed(f"unused GPT entry {index + 1} is not all zero")
             continue
-        if index >= expected:
+        if index >= max(counts):
             raise Malformed(
-                f"GPT entry {index + 1} holds a partition: a sysext DDI has exactly {expected}"
+                f"GPT entry {index + 1} holds a partition: a sysext DDI has exactly {said}"
             )
         found.append(_partition(index + 1, raw, header))
-    if len(found) != expected:
-        raise Malformed(
-            f"the GPT holds {len(found)} partitions, not the {expected} of a sysext DDI"
-        )
+    if len(found) not in counts:
+        raise Malformed(f"the GPT holds {len(found)} partitions, not the {said} of a sysext DDI")
     ordered = sorted(found, key=lambda part: part.first_lba)
     for before, after in itertools.pairwise(ordered):
         if after.first_lba <= before.last_lba:
@@ -200,8 +202,9 @@ def _partitions(entries: bytes, header: _Header, expected: int) -> tuple[Partiti
     return tuple(found)
 
 
-def parse_gpt(data: bytes | mmap.mmap, expected: int = 3) -> Gpt:
-    """The GPT of a disk image's bytes (a bytes-like or an mmap); raises Malformed."""
+def parse_gpt(data: bytes | mmap.mmap, expected: int | tuple[int, ...] = 3) -> Gpt:
+    """The GPT of a disk image's bytes (a bytes-like or an mmap) holding `expected`
+    partitions (or any of those counts); raises Malformed."""
     if len(data) % SECTOR or len(data) < 3 * SECTOR:
         raise Malformed(f"{len(data)} bytes is not a whole number of 512-byte sectors with a GPT")
     sectors = len(data) // SECTOR
@@ -229,7 +232,7 @@ def parse_gpt(data: bytes | mmap.mmap, expected: int = 3) -> Gpt:
     )
 
 
-def read_gpt(path: Path, expected: int = 3) -> Gpt:
+def read_gpt(path: Path, expected: int | tuple[int, ...] = 3) -> Gpt:
     """`path`'s GPT, or one BuildError naming it."""
     with refusing_malformed(path, "GPT disk", "systemd-repart or alloy-sysext"):
         data = map_readonly(path)

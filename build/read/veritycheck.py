@@ -5,8 +5,10 @@ lib/verity/verity_hash.c create_or_verify with verify=1).
 
 Everything read is hostile. The superblock is refused unless it is exactly one that systemd-repart
 (through libcryptsetup) writes: format 1, sha256, 4096-byte blocks, a salt of at most 256 bytes,
-data_blocks matching the data partition, unused bytes zero. The hash partition must hold the
-whole tree, and nothing but zeros after it. The data is read once, a megabyte at a time; what is
+data_blocks within the data partition, unused bytes zero. The hash partition must hold the
+whole tree, and nothing but zeros after it; so must the data partition after the blocks the tree
+covers (repart grows the data partition of a small disk past the image it hashed: dm-verity
+serves only the superblock's data blocks). The data is read once, a megabyte at a time; what is
 held is the tree (1/128 of the data). One deadline covers the whole check.
 """
 
@@ -147,11 +149,11 @@ def check_verity(
     superblock = parse_superblock(
         read_exact(stream, hashes.offset, SUPERBLOCK_BYTES, "the verity superblock")
     )
-    if data.size != superblock.data_blocks * BLOCK_BYTES:
+    served = superblock.data_blocks * BLOCK_BYTES
+    if data.size < served:
         raise Malformed(
             f"the verity superblock says {superblock.data_blocks} data blocks "
-            f"({superblock.data_blocks * BLOCK_BYTES} bytes), but the data partition holds "
-            f"{data.size} bytes"
+            f"({served} bytes), but the data partition holds {data.size} bytes"
         )
     need = area_bytes(superblock.data_blocks)
     if hashes.size < need:
@@ -172,5 +174,8 @@ def check_verity(
         )
     _check_zeros(
         stream, hashes.offset + need, hashes.size - need, "the hash partition after its tree"
+    )
+    _check_zeros(
+        stream, data.offset + served, data.size - served, "the data partition after its tree"
     )
     return superblock

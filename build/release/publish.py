@@ -56,6 +56,7 @@ from build.release.verity import (
     verity_of,
 )
 from build.verify import checks as verify
+from build.verify.unwrap import VerityExpectations
 
 DEFAULT_HEALTH_URL = alloy.DEFAULT_HEALTH_URL
 HEALTH_TIMEOUT = alloy.HEALTH_TIMEOUT
@@ -132,12 +133,8 @@ def _release(
     manifest.refuse_links(output_dir, *subdirs, *((SYSUPDATE_DIR, a) for a in ARCHES))
     refuse_prereleases(output_dir)
     sums = image_sums(output_dir)  # hashes every image, checks each against its .sha256
-    images = _images(output_dir, sums)
+    images = _images(output_dir, sums, trust.certificate)
     refuse_mixed_formats(output_dir, images)
-    if trust.certificate is not None:
-        for image in images:
-            if image.compat_of is None:  # a compat name holds the same bytes
-                check_signed_by(image.path, image.verity, trust.certificate)
     newest = _newest_per_arch(images)
     texts: dict[Path, str] = {output_dir / INDEX: index_json(images, newest, url, trust)}
     for arch, image in newest.items():
@@ -165,7 +162,7 @@ def _release(
     _remove_stale(output_dir, set(newest))
     for path in written:
         say("release", f"wrote {path}")
-    _say_verity(output_dir, images, trust)
+    _say_verity(output_dir, trust)
     if signer is None:
         remove_signature(output_dir, "release")
         say("release", UNSIGNED_NOTE)
@@ -174,15 +171,9 @@ def _release(
     return written
 
 
-def _say_verity(output_dir: Path, images: list[Image], trust: HostTrust) -> None:
+def _say_verity(output_dir: Path, trust: HostTrust) -> None:
     if trust.certificate is None:
         remove_recorded(output_dir, (VERITY_CERT_FILE,), "release", "release with --verity-cert")
-        if any(image.verity is not None and image.verity.signed for image in images):
-            say(
-                "release",
-                "signed DDIs without --verity-cert: hosts check their dm-verity hash trees, but "
-                "not their signatures unless a certificate is in /etc/verity.d",
-            )
         return
     fingerprint = trust.certificate.fingerprint
     say("release", f"every image is signed by {trust.certificate.path} (sha256 {fingerprint})")
@@ -311,7 +302,12 @@ def refuse_mixed_formats(output_dir: Path, images: list[Image]) -> None:
         )
 
 
-def _images(output_dir: Path, sums: list[tuple[Path, str]]) -> list[Image]:
+def _images(
+    output_dir: Path, sums: list[tuple[Path, str]], certificate: Certificate | None
+) -> list[Image]:
+    """Every image with its build info and verity, checked (with `certificate`: each a DDI
+    signed by it)."""
+    checked_against = certificate.path if certificate is not None else None
     versioned: dict[str, Image] = {}
     compat: list[tuple[Path, str, str]] = []
     for path, sha256 in sums:
@@ -320,8 +316,10 @@ def _images(output_dir: Path, sums: list[tuple[Path, str]]) -> list[Image]:
             compat.append((path, version, sha256))
             continue
         info = _buildinfo(path, version, arch, sha256)
-        _static_checks(path, info)
-        verity = verity_of(path, info, _rebuild(path, version, arch))
+        verity = verity_of(info) if FORMATS[info["format"]].inner else None
+        if certificate is not None:  # what the build info says first: cheap, and plain
+            check_signed_by(path, verity, certificate)
+        _static_checks(path, info, arch, checked_against)
         size = path.lstat().st_size
         versioned[path.name] = Image(path, version, arch, None, sha256, size, info, verity)
     images = list(versioned.values())
@@ -336,7 +334,7 @@ def _images(output_dir: Path, sums: list[tuple[Path, str]]) -> list[Image]:
                 f"rebuild it with invoke all --version={version} --output-dir={output_dir} "
                 "(the --compat-arch image makes it), or remove it",
             )
-        _static_checks(path, twin.buildinfo)  # the same bytes, under another name
+        _static_checks(path, twin.buildinfo, twin.arch, checked_against)  # the same bytes
         images.append(
             Image(
                 path,
@@ -352,16 +350,12 @@ def _images(output_dir: Path, sums: list[tuple[Path, str]]) -> list[Image]:
     return sorted(images, key=lambda image: image.path.name)
 
 
-def _rebuild(image: Path, version: str, arch: str) -> str:
-    return (
+def _buildinfo(image: Path, version: str, arch: str, sha256: str) -> dict[str, Any]:
+    path = buildinfo_file(image)
+    rebuild = (
         f"rebuild the image with invoke all --version={version} --arch={arch} "
         f"--output-dir={image.parent}"
     )
-
-
-def _buildinfo(image: Path, version: str, arch: str, sha256: str) -> dict[str, Any]:
-    path = buildinfo_file(image)
-    rebuild = _rebuild(image, version, arch)
     if not os.path.lexists(path):
         raise BuildError(f"{image.name} has no {path.name} saying what built it", rebuild)
     info = buildinfo.load(path, rebuild)
@@ -408,15 +402,18 @@ def _buildinfo(image: Path, version: str, arch: str, sha256: str) -> dict[str, A
     return info
 
 
-def _static_checks(image: Path, info: dict[str, Any]) -> None:
+def _static_checks(image: Path, info: dict[str, Any], arch: str, certificate: Path | None) -> None:
     """verify's static checks, again, on the image as it is now, expecting what its build info
     says it was built with: an image swapped after its build (an uploaded artifact, a copy)
-    is refused, however its .sha256 and build info were made to match."""
+    is refused, however its .sha256 and build info were made to match. A DDI's hash tree is
+    recomputed, and its signature checked against `certificate` (--verity-cert): a signed
+    DDI without one is refused, as verify refuses it."""
     expect = verify.Expectations(
         compression=info["compression"],
         names=[image.name],
         checksums=[pair for pair in verify.checksums_of([image]) if pair[1].exists()],
         required=verify.required_files(info["autostart"], bool(info["trust_keys"])),
+        verity=VerityExpectations(certificate, None, arch),
     )
     checks = verify.static_checks(image, expect)
     failed = verify.failure(image, checks)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
+import tempfile
 from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import islice
@@ -15,7 +17,7 @@ from build.core.errors import BuildError
 from build.core.report import listing, say
 from build.core.report import printable as _printable
 from build.core.safeio import private_copy
-from build.formats.table import FORMATS, MAX_IMAGE_BYTES, open_image
+from build.formats.table import FORMATS, MAX_IMAGE_BYTES, content_format, open_image
 from build.image import buildinfo, conflines, content
 from build.image.checksum import file_sha256, read_checksum
 from build.image.content import IMAGE_EXTENSION_RELEASE, RELEASE_DIR, STRICT_XATTR
@@ -25,6 +27,7 @@ from build.model.check import Check
 from build.model.names import checksum_file
 from build.read.image import Entry, ReadImage
 from build.verify import kernelview, merge
+from build.verify.unwrap import VerityExpectations, is_wrapped, unwrapped
 
 if TYPE_CHECKING:
     from build.config.context import StepContext
@@ -67,6 +70,9 @@ class Expectations:
     max_binary_size: int = MAX_BINARY_MIB << 20
     expect_format: str | None = None  # --expect-format: the image must be of this format
     expect_compression: str | None = None  # --expect-compression: compressed so
+    # What a DDI must be (signed, by which certificate); the checks of its data partition
+    # are the others, as for an image of that partition's format.
+    verity: VerityExpectations = dataclasses.field(default_factory=VerityExpectations)
 
 
 def verify(image: Path, expect: Expectations) -> list[Check]:
@@ -96,9 +102,29 @@ def failure(image: Path, checks: Sequence[Check]) -> str | None:
 def static_checks(path: Path, expect: Expectations) -> list[Check]:
     """The checks that read only the image and its files, without root and without merging
     it: superblock, entries, sysusers.d/tmpfiles.d lines, extension-release, architecture,
-    name, checksums. invoke release runs them again on every image it publishes: an image
-    swapped after its build fails them as it would fail verify."""
-    return list(_static_checks(_opened(path, expect), path, expect))
+    name, checksums (a DDI's verity and signature first). invoke release runs them again on
+    every image it publishes: an image swapped after its build fails them as it would fail
+    verify."""
+    with tempfile.TemporaryDirectory(prefix="alloy-sysext-ddi-") as scratch:
+        return list(_static_all(path, expect, Path(scratch)))
+
+
+def _static_all(path: Path, expect: Expectations, scratch: Path) -> Iterator[Check]:
+    content, plain = yield from _data(path, expect, scratch)
+    if content is not None:
+        yield from _static_checks(_opened(content, plain), content, plain)
+
+
+def _data(
+    path: Path, expect: Expectations, scratch: Path
+) -> Generator[Check, None, tuple[Path | None, Expectations]]:
+    """Yields a DDI's own checks; returns the file system image the other checks read (the
+    DDI's data partition, copied into `scratch`; `path` itself for another format; None
+    where the DDI failed) and what it must be (--expect-format was the DDI's)."""
+    if not is_wrapped(path):
+        return path, expect
+    content = yield from unwrapped(path, expect.verity, scratch)
+    return content, dataclasses.replace(expect, expect_format=None)
 
 
 def _opened(path: Path, expect: Expectations) -> ReadImage:
@@ -119,6 +145,13 @@ def _opened(path: Path, expect: Expectations) -> ReadImage:
 
 
 def _checks(path: Path, expect: Expectations) -> Iterator[Check]:
+    with tempfile.TemporaryDirectory(prefix="alloy-sysext-ddi-") as scratch:
+        content, plain = yield from _data(path, expect, Path(scratch))
+        if content is not None:
+            yield from _content_checks(content, plain)
+
+
+def _content_checks(path: Path, expect: Expectations) -> Iterator[Check]:
     image = _opened(path, expect)
     # First: every other check reads the image through the reader, trustworthy only where the
     # kernel sees the same image.
@@ -522,7 +555,10 @@ def params(spec: BuildSpec) -> dict[str, Any]:
     return {
         "--compression": spec.compression,
         "merge": merge.cannot_merge(spec.arch.systemd) or "real",
-        "kernel view": kernelview.cannot_mount(FORMATS[spec.format].fstype) or "real",
+        "kernel view": kernelview.cannot_mount(
+            content_format(spec.format, spec.ddi_filesystem).fstype
+        )
+        or "real",
     }
 
 
@@ -539,7 +575,14 @@ def make(runner: StepContext) -> str:
         # The keys' presence as built: invoke verify without --trust-keys checks the image's.
         required=required_files(spec.autostart, bool(info.get("trust_keys"))),
         max_binary_size=spec.max_binary_size,
+        # Unsigned as built: a certificate in invoke.yaml is for other builds.
+        verity=VerityExpectations(
+            spec.verity_cert if spec.verity_signature else None,
+            spec.verity_signature,
+            spec.arch.name,
+        ),
     )
+    _refuse_signed_without_certificate(spec, info)
     image = runner.current(spec.image)
     # Built with other options, the image would fail checks it need not pass: say so, and
     # leave its record as it is.
@@ -569,6 +612,18 @@ def make(runner: StepContext) -> str:
     return _summary(image, checks)
 
 
+def _refuse_signed_without_certificate(spec: BuildSpec, info: dict[str, Any]) -> None:
+    if FORMATS[spec.format].inner and spec.verity_signature and spec.verity_cert is None:
+        fingerprint = info.get("verity_certificate_fingerprint")
+        raise BuildError(
+            f"{spec.image} is a signed DDI (certificate fingerprint {fingerprint}, as its "
+            "build info says) and no --verity-cert was given to check its signature against; "
+            "nothing was checked",
+            "give --verity-cert=CRT (PEM), the certificate it was signed with, or set "
+            "verity_cert in invoke.yaml",
+        )
+
+
 def _summary(image: Path, checks: list[Check]) -> str:
     skipped = sum(check.status == "skip" for check in checks)
     return f"{image}: {len(checks) - skipped} checks passed, {skipped} skipped"
@@ -580,11 +635,13 @@ def verify_any_image(
     compression: str | None = None,
     expect_format: str | None = None,
     expect_compression: str | None = None,
+    verity_cert: Path | None = None,
 ) -> None:
     """invoke verify --image: an image from anywhere, named as its owner named it, of either
     format, packed with any compression and block size a host mounts (said in the superblock
     line); `compression` (--compression given on the command line) holds it to what this
-    tool packs for it, `expect_format` and `expect_compression` pin those. Every check reads
+    tool packs for it, `expect_format` and `expect_compression` pin those; a DDI must be
+    signed by `verity_cert` where given (and is refused signed without it). Every check reads
     one private copy of it, whose sha256 the last line gives: the bytes vetted."""
     if not image.is_file():
         raise BuildError(f"no image at {image}", "build it first, or check --image")
@@ -598,6 +655,9 @@ def verify_any_image(
             max_binary_size=spec.max_binary_size,
             expect_format=expect_format,
             expect_compression=expect_compression,
+            verity=VerityExpectations(
+                verity_cert, True if verity_cert is not None else None, None, expect_format
+            ),
         )
         try:
             checks = verify(copy, expect)

@@ -37,7 +37,8 @@ MAX_ENTRIES = 10_000  # what the kernel lists; the readers refuse more
 MAX_DEPTH = 32
 MAX_OUTPUT = 64 << 20  # bytes of the walk's report
 MAX_LINE = 400  # characters of one line of differences
-FSTYPES = tuple(fmt.fstype for fmt in FORMATS.values())  # what it may mount -t
+# What it may mount -t (a DDI is never mounted itself: its data partition is, as its format).
+FSTYPES = tuple(fmt.fstype for fmt in FORMATS.values() if fmt.fstype)
 LOOP_CONTROL = Path("/dev/loop-control")
 
 
