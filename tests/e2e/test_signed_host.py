@@ -2,8 +2,8 @@
 Ignition config `invoke release --verity-cert --require-signed-images` writes (applied by
 tests/e2e/ignition.py), boots in systemd-nspawn with the certificate in /etc/verity.d and
 systemd-sysext.service running with the signed-only --image-policy; the plain image it was
-given is not merged. systemd-nspawn has no dm-verity, so no signed image merges here: that
-proof is the emulated machine's. Run with `nox -s e2e`."""
+given is not merged, while a signed DDI passes the policy (and stops at dm-verity, which
+systemd-nspawn has not: the signed merge is the emulated machine's proof). Run with `nox -s e2e`."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from build.release import butane, publish
 from build.release import host as layout
 from build.release.verity import load_certificate
 from tests.e2e.conftest import HERE
-from tests.e2e.container import boot
+from tests.e2e.container import Boot, boot
 from tests.e2e.fleet import FLEET_MARKS, A, Fleet, image
 from tests.e2e.fleet import fleet as fleet  # a fixture, and the ones it takes:
 from tests.e2e.fleet import published_server as published_server
@@ -46,19 +46,11 @@ def signed_host_config(fleet: Fleet, cert: Path) -> Path:
     return path
 
 
-def test_a_host_requiring_signed_images_gets_the_certificate_and_the_policy(
-    fleet: Fleet, trixie_root: Path, tmp_path: Path, report_time: Callable[[str], None]
-) -> None:
-    cert = tmp_path / "verity.crt"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout",
-         str(tmp_path / "verity.key"), "-out", str(cert), "-days", "30", "-subj", "/CN=e2e"],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    fleet.publish([[A]])
-    config = signed_host_config(fleet, cert)
+def boot_provisioned(config: Path, fleet: Fleet, root: Path, tmp_path: Path) -> Boot:
+    """Boot `root` provisioned by the Ignition `config`, with check-signed-host.sh as its
+    check."""
     seed = tmp_path / "seed"
-    apply(config, seed, trixie_root, fleet.fetch)
+    apply(config, seed, root, fleet.fetch)
     (seed / "etc/alloy-e2e").mkdir(parents=True)
     shutil.copy(HERE / "check-signed-host.sh", seed / "etc/alloy-e2e/check.sh")
     units = seed / "etc/systemd/system"
@@ -67,7 +59,26 @@ def test_a_host_requiring_signed_images_gets_the_certificate_and_the_policy(
     (units / "multi-user.target.wants/alloy-e2e-check.service").symlink_to(
         "/etc/systemd/system/alloy-e2e-check.service"
     )
-    booted = boot(trixie_root, seed, tmp_path / "shared", timeout=160)
+    return boot(root, seed, tmp_path / "shared", timeout=160)
+
+
+def make_cert(where: Path) -> tuple[Path, Path]:
+    key, cert = where / "verity.key", where / "verity.crt"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
+         "-out", str(cert), "-days", "30", "-subj", "/CN=e2e"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return key, cert
+
+
+def test_a_host_requiring_signed_images_gets_the_certificate_and_the_policy(
+    fleet: Fleet, trixie_root: Path, tmp_path: Path, report_time: Callable[[str], None]
+) -> None:
+    _, cert = make_cert(tmp_path)
+    fleet.publish([[A]])
+    config = signed_host_config(fleet, cert)
+    booted = boot_provisioned(config, fleet, trixie_root, tmp_path)
     report = booted.report() + "\n--- sysext.journal:\n" + booted.text("sysext.journal")
     report_time(f"boot+check+shutdown {booted.seconds:.1f} s")
     results = booted.results
@@ -92,4 +103,31 @@ def test_a_host_requiring_signed_images_gets_the_certificate_and_the_policy(
     # A plain image is refused under it: systemd-sysext says so, and no alloy is merged.
     refused = f"{layout.CURRENT_SYMLINK}: Image does not match image policy."
     assert refused in booted.text("sysext.journal").splitlines(), report
+    assert results["alloy_binary"] == "absent", report
+
+
+def test_a_release_of_signed_ddis_provisions_the_certificate_and_the_policy(
+    fleet: Fleet, trixie_root: Path, tmp_path: Path, report_time: Callable[[str], None]
+) -> None:
+    """The real thing end to end, short of dm-verity: `invoke all --format=ddi` signed, `invoke
+    release --verity-cert --require-signed-images`, its Ignition config applied as is."""
+    key, cert = make_cert(tmp_path)
+    build = ("--format=ddi", f"--verity-key={key}", f"--verity-cert={cert}")
+    fleet.publish_steps([([(A, build)], (f"--verity-cert={cert}", "--require-signed-images"))])
+    booted = boot_provisioned(
+        fleet.steps / "0/flatcar/alloy-amd64.ign", fleet, trixie_root, tmp_path
+    )
+    report = booted.report() + "\n--- sysext.journal:\n" + booted.text("sysext.journal")
+    report_time(f"signed DDI: boot+check+shutdown {booted.seconds:.1f} s")
+    results = booted.results
+    assert results.get("finished") == "yes", report
+    assert results["cert_mode"] == "644", report
+    assert booted.text("cert.pem") == (fleet.steps / "0/alloy-verity.crt").read_text(), report
+    policy = f"--image-policy={SIGNED_IMAGE_POLICY}"
+    assert f"argv[]=systemd-sysext refresh {policy} " in results["exec_start"], report
+    assert results["analyze_status"] == "0", report
+    # The signed DDI passes the policy (the plain image of the test above does not); what stops
+    # it here is the next step, setting up dm-verity, which systemd-nspawn has not.
+    assert "does not match image policy" not in booted.text("sysext.journal"), report
+    assert "Failed to read metadata for image alloy" in booted.text("sysext.journal"), report
     assert results["alloy_binary"] == "absent", report
