@@ -241,6 +241,10 @@ E2E_TESTING_ROOT = os.environ.get("ALLOY_E2E_TESTING_ROOT") or str(E2E_CACHE / "
 # The emulated arm64 machine (tests/e2e/make-arm64-machine.sh): a Debian 12 arm64 root, Debian's
 # arm64 kernel and a small initramfs, booted by qemu-system-aarch64 (test_arm64_boot.py).
 E2E_ARM64_MACHINE = os.environ.get("ALLOY_E2E_ARM64_MACHINE") or str(E2E_CACHE / "arm64")
+# The emulated x86-64 machine (tests/e2e/make-x86-machine.sh): Debian 13's amd64 kernel, which has
+# dm_verity, and a small initramfs, booted by qemu-system-x86_64 on a disk of the trixie root
+# (test_verity_boot.py: signed DDIs under the strict image policy).
+E2E_X86_MACHINE = os.environ.get("ALLOY_E2E_X86_MACHINE") or str(E2E_CACHE / "x86-64")
 E2E_TOOLS = (
     "debootstrap",
     "systemd-nspawn",
@@ -248,7 +252,10 @@ E2E_TOOLS = (
     "gcc",
     "mksquashfs",
     "mkfs.erofs",
+    "dump.erofs",
+    "openssl",
     "qemu-system-aarch64",
+    "qemu-system-x86_64",
     "aarch64-linux-gnu-gcc",
     "mke2fs",
     "cpio",
@@ -257,16 +264,18 @@ E2E_TOOLS = (
 
 @nox.session(python=False, default=False, tags=["e2e"])
 def e2e(session: nox.Session) -> None:
-    """Run the boot tests (as root): Debian containers and an emulated arm64 machine.
+    """Run the boot tests (as root): Debian containers and emulated arm64 and x86-64 machines.
 
     Debian 12 (systemd 252) in nspawn merges a built image (squashfs; EROFS on 252 and 257) and
     runs alloy.service; Debian 13 (systemd 257), provisioned with the Ignition config, updates
     alloy with systemd-sysupdate from a directory published on 127.0.0.1, and takes only signed
     releases when they are signed; Debian testing (systemd 258+) takes a signed one too; an
-    emulated arm64 Debian 12 (qemu-system-aarch64) merges an arm64 image and runs alloy.service.
+    emulated arm64 Debian 12 (qemu-system-aarch64) merges an arm64 image and runs alloy.service;
+    an emulated x86-64 Debian 13 (qemu-system-x86_64, a kernel with dm-verity) under the strict
+    image policy merges a signed DDI and refuses another key's, unsigned and tampered ones.
 
-    Builds the Debian roots and the arm64 machine once (tests/e2e/make-root.sh,
-    tests/e2e/make-arm64-machine.sh); arguments after -- go to pytest.
+    Builds the Debian roots and the machines once (tests/e2e/make-root.sh,
+    tests/e2e/make-arm64-machine.sh, make-x86-machine.sh); arguments after -- go to pytest.
     Runs in nox's own environment, like build-matrix: any Python 3.10+ with requirements.txt."""
     # Here a missing tool fails the session: in the test run it would only skip the test.
     if os.geteuid() != 0:
@@ -279,6 +288,7 @@ def e2e(session: nox.Session) -> None:
     for suite, root in (("trixie", E2E_TRIXIE_ROOT), ("testing", E2E_TESTING_ROOT)):
         session.run(str(ROOT / "tests/e2e/make-root.sh"), f"--suite={suite}", root, external=True)
     session.run(str(ROOT / "tests/e2e/make-arm64-machine.sh"), E2E_ARM64_MACHINE, external=True)
+    session.run(str(ROOT / "tests/e2e/make-x86-machine.sh"), E2E_X86_MACHINE, external=True)
     session.run(
         sys.executable,
         "-m",
@@ -290,6 +300,7 @@ def e2e(session: nox.Session) -> None:
             "ALLOY_E2E_TRIXIE_ROOT": E2E_TRIXIE_ROOT,
             "ALLOY_E2E_TESTING_ROOT": E2E_TESTING_ROOT,
             "ALLOY_E2E_ARM64_MACHINE": E2E_ARM64_MACHINE,
+            "ALLOY_E2E_X86_MACHINE": E2E_X86_MACHINE,
         },
         external=True,
     )

@@ -194,11 +194,11 @@ def test_a_lying_verity_superblock_fails(
         file.seek(hashes.offset + 72)  # data_blocks (u64) after signature, version, type, uuid,
         (blocks,) = struct.unpack("<Q", file.read(8))  # algorithm, block sizes
         file.seek(hashes.offset + 72)
-        file.write(struct.pack("<Q", blocks - 1))
+        file.write(struct.pack("<Q", blocks + (1 << 20)))  # more than the partition holds
     error_line(
         verify(invoke, image, keys["ours"][1]),
         "failed verification: verity:",
-        f"says {blocks - 1} data blocks",
+        f"says {blocks + (1 << 20)} data blocks",
     )
 
 

@@ -48,7 +48,7 @@ def test_this_repository_s_scripts_are_found() -> None:
         "tests/fetch-sysupdate.sh",
         "tests/e2e/make-root.sh",
         "tests/e2e/cached-dir.sh",
-        "tests/e2e/init-arm64.sh",  # #!/bin/busybox sh
+        "tests/e2e/init-machine.sh",  # #!/bin/busybox sh
     ):
         assert script in found
     assert any(script.endswith("/alloy-sysupdate-activate") for script in found)

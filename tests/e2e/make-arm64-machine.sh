@@ -7,14 +7,14 @@
 #                systemd-sysext.service enabled, from which each test makes its own ext4 disk
 #   vmlinuz      Debian's linux-image-arm64 kernel
 #   initrd.img   a small initramfs made here: a static arm64 busybox and the kernel's modules
-#                for virtio disks, ext4, loop, squashfs, erofs and overlayfs (see init-arm64.sh)
+#                for virtio disks, ext4, loop, squashfs, erofs and overlayfs (see init-machine.sh)
 # and a stamp written last. A complete DIR (with this recipe's stamp) is reused as it is;
 # otherwise the machine is built in a temporary directory beside DIR and renamed into place when
 # complete, so an interrupted run never leaves a machine that looks usable.
 #
 # Nothing on the host changes: no foreign architecture is added to dpkg and no binfmt_misc
 # handler is registered. The kernel and busybox come from Debian's mirror through apt-get with a
-# private state directory; debootstrap's second stage (which runs arm64 programs) runs inside the
+# private state directory (machine-kernel.sh); debootstrap's second stage (which runs arm64 programs) runs inside the
 # emulated machine itself, booted from the first stage's tree, and hands the finished root back
 # as a tar stream written to a second disk.
 # Needs root, debootstrap, qemu-system-aarch64, mke2fs (e2fsprogs), cpio, and Debian's mirror
@@ -30,8 +30,6 @@ INCLUDE=systemd,systemd-sysv,dbus
 # Bump when what this script puts in the machine changes: machines with another stamp are rebuilt.
 RECIPE=1
 STAMP_NAME=.alloy-sysext-e2e-arm64
-MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
-KEYRING=${DEBIAN_KEYRING:-/usr/share/keyrings/debian-archive-keyring.gpg}
 # Modules the initramfs loads, in this order after their dependencies: the disks and the root's
 # filesystem, then what systemd-sysext needs in the booted machine (modules loaded here stay
 # loaded after switch_root; the root itself holds no kernel modules).
@@ -48,6 +46,8 @@ say() { echo "make-arm64-machine.sh: $*" >&2; }
 . "$HERE/cached-dir.sh"
 # shellcheck source=tests/e2e/progress.sh
 . "$HERE/progress.sh"
+# shellcheck source=tests/e2e/machine-kernel.sh
+. "$HERE/machine-kernel.sh"
 
 cache_home=${XDG_CACHE_HOME:-${HOME:?}/.cache}
 stamp_text="recipe=$RECIPE suite=$SUITE arch=arm64 variant=minbase include=$INCLUDE modules=$MODULES"
@@ -64,73 +64,22 @@ start=$SECONDS
 log=$tmp/log
 
 # 1. The kernel and busybox, with apt-get and a state directory of our own (arm64 only).
-apt_dir=$tmp/apt
-mkdir -p "$apt_dir/lists/partial" "$apt_dir/archives/partial" "$apt_dir/parts" "$apt_dir/debs"
-: >"$apt_dir/status"
-echo "deb [signed-by=$KEYRING] $MIRROR $SUITE main" >"$apt_dir/sources.list"
-apt=(apt-get -q
-    -o "Dir::State=$apt_dir" -o "Dir::State::Lists=$apt_dir/lists"
-    -o "Dir::State::status=$apt_dir/status" -o "Dir::Cache=$apt_dir"
-    -o "Dir::Cache::archives=$apt_dir/archives"
-    -o "Dir::Etc::SourceList=$apt_dir/sources.list" -o "Dir::Etc::SourceParts=$apt_dir/parts"
-    -o "Dir::Etc::Preferences=$apt_dir/parts/none" -o "Dir::Etc::PreferencesParts=$apt_dir/parts"
-    -o "APT::Architecture=arm64" -o "APT::Architectures::=arm64"
-    -o "Debug::NoLocking=1" -o "APT::Sandbox::User=root")
+private_apt arm64 "$SUITE"
 phase "fetching Debian's arm64 kernel and busybox-static from $MIRROR (1 of 4)"
 with_heartbeat "apt-get update" "$log" "${apt[@]}" update || {
     tail -n 20 "$log" >&2
     die "apt-get update for arm64 failed (its log is above)"
 }
-# apt-get download writes into the current directory.
-download() { (cd "$apt_dir/debs" && "${apt[@]}" download "$@"); }
 with_heartbeat "downloading the kernel" "$log" download linux-image-arm64 busybox-static || {
     tail -n 20 "$log" >&2
     die "apt-get download failed (its log is above)"
 }
-# linux-image-arm64 only depends on the versioned kernel package.
-kernel_package=$(dpkg-deb -f "$apt_dir"/debs/linux-image-arm64_*.deb Depends | sed 's/ (.*//')
-case $kernel_package in
-linux-image-[0-9]*-arm64) ;;
-*) die "linux-image-arm64 depends on '$kernel_package', not one linux-image-VERSION-arm64" ;;
-esac
-with_heartbeat "downloading $kernel_package" "$log" download "$kernel_package" || {
-    tail -n 20 "$log" >&2
-    die "apt-get download $kernel_package failed (its log is above)"
-}
-dpkg-deb -x "$apt_dir/debs/${kernel_package}"_*.deb "$tmp/kernel"
-dpkg-deb -x "$apt_dir"/debs/busybox-static_*.deb "$tmp/busybox"
-kernel_release=${kernel_package#linux-image-}
-cp "$tmp/kernel/boot/vmlinuz-$kernel_release" "$tmp/vmlinuz"
+fetch_kernel arm64
 
 # 2. The initramfs: busybox, the modules (each after what it depends on), the init script.
 phase "making the initramfs (2 of 4)"
-initramfs=$tmp/initramfs
-mkdir -p "$initramfs/bin" "$initramfs/modules" "$initramfs/dev" "$initramfs/proc" \
-    "$initramfs/sys" "$initramfs/newroot"
-cp "$tmp/busybox/bin/busybox" "$initramfs/bin/busybox"
-cp "$HERE/init-arm64.sh" "$initramfs/init"
-chmod 0755 "$initramfs/init" "$initramfs/bin/busybox"
-module_tree=$tmp/kernel/lib/modules/$kernel_release/kernel
-loaded=" "
-add_module() {
-    local name=$1 file depends dep
-    case $loaded in *" $name "*) return ;; esac
-    file=$(find "$module_tree" -name "$name.ko" -o -name "${name//_/-}.ko" | head -n 1)
-    [ -n "$file" ] || die "no module $name in $kernel_package"
-    # .modinfo holds NUL-separated key=value strings, one of them depends=a,b.
-    depends=$(tr '\0' '\n' <"$file" | sed -n 's/^depends=//p' | head -n 1)
-    for dep in ${depends//,/ }; do
-        add_module "$dep"
-    done
-    cp "$file" "$initramfs/modules/$name.ko"
-    echo "$name" >>"$initramfs/modules/order"
-    loaded="$loaded$name "
-}
-for module in $MODULES; do
-    add_module "$module"
-done
-(cd "$initramfs" && find . | LC_ALL=C sort | cpio --quiet -o -H newc -R 0:0) |
-    gzip -9 >"$tmp/initrd.img"
+# shellcheck disable=SC2086  # MODULES: a list of words
+make_initramfs $MODULES
 
 # 3. debootstrap's first stage on the host (unpacking only), then its second stage in the VM.
 phase "debootstrap --foreign --arch=arm64 $SUITE (3 of 4: first stage, on the host)"

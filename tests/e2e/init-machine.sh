@@ -1,13 +1,14 @@
 #!/bin/busybox sh
-# /init of the arm64 boot test's initramfs (tests/e2e/make-arm64-machine.sh), run by a static
-# busybox: loads the modules listed in /modules/order, mounts /dev/vda, and then
+# /init of the emulated machines' initramfs (tests/e2e/machine-kernel.sh; make-arm64-machine.sh,
+# make-x86-machine.sh), run by a static busybox: loads the modules listed in /modules/order,
+# mounts /dev/vda, and then
 # - by default, hands over to the root's systemd (switch_root);
 # - with alloy_e2e=second-stage on the kernel's command line, runs debootstrap's second stage in
 #   the root, writes the finished root as a tar stream to /dev/vdb and powers off.
 # Any failure powers the machine off: the host reads what happened from the disks.
 bb=/bin/busybox
 fail() {
-    echo "init-arm64: error: $*"
+    echo "init-machine: error: $*"
     $bb sync
     $bb poweroff -f
 }
@@ -38,7 +39,7 @@ case " $($bb cat /proc/cmdline) " in
     $bb chroot /newroot /bin/tar --numeric-owner --xattrs --xattrs-include='*' \
         --one-file-system -C / -cf - . >/dev/vdb || fail "tar to /dev/vdb failed"
     $bb sync
-    echo "init-arm64: second stage done"
+    echo "init-machine: second stage done"
     $bb umount /newroot/dev /newroot/sys /newroot/proc
     $bb umount /newroot
     $bb poweroff -f
