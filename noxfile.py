@@ -180,9 +180,17 @@ RELEASE_FLAGS = (
     "--allow-http",
     "--sign-key",
     "--gnupg-home",
+    "--verity-cert",  # the build cells sign with it too
+    "--require-signed-images",
 )
-RELEASE_ONLY_FLAGS = ("--publish-url", "--update-url", "--sign-key", "--gnupg-home")
-SWITCHES = ("--allow-http",)  # flags that take no value
+RELEASE_ONLY_FLAGS = (
+    "--publish-url",
+    "--update-url",
+    "--sign-key",
+    "--gnupg-home",
+    "--require-signed-images",
+)
+SWITCHES = ("--allow-http", "--require-signed-images")  # flags that take no value
 
 
 def _flags(args: list[str], names: tuple[str, ...], keep: bool) -> list[str]:

@@ -204,6 +204,8 @@ def _release(c: Context, **flags: Any) -> None:
         values["update_url"],
         _signer(values, flags),
         health_url=values["health_url"],
+        verity_cert=values["verity_cert"],
+        require_signed_images=values["require_signed_images"],
     )
 
 

@@ -12,10 +12,12 @@ from pathlib import Path
 
 import pytest
 
+from build.model.ddi import SIGNED_IMAGE_POLICY
 from build.release import host as layout
 from build.release.publish import DEFAULT_HEALTH_URL, HEALTH_TIMEOUT
 
 OLD, NEW = "alloy-1.0.0-amd64.raw", "alloy-1.1.0-amd64.raw"
+GATE = {"HEALTH_URL": DEFAULT_HEALTH_URL, "HEALTH_TIMEOUT": str(HEALTH_TIMEOUT)}
 # The host's paths, under a test's directory.
 LINK = layout.CURRENT_SYMLINK.lstrip("/")
 IMAGES = layout.EXTENSIONS_DIR.lstrip("/")
@@ -100,10 +102,11 @@ class Host:
 @pytest.fixture
 def host(tmp_path: Path) -> Host:
     """OLD installed, linked and running; NEW installed beside it."""
-    script = layout.template(
-        "alloy-sysupdate-activate",
-        {"HEALTH_URL": DEFAULT_HEALTH_URL, "HEALTH_TIMEOUT": str(HEALTH_TIMEOUT)},
-    )
+    return make_host(tmp_path, require_signed=False)
+
+
+def make_host(tmp_path: Path, require_signed: bool) -> Host:
+    script = layout.activate_script(GATE, require_signed=require_signed)
     (tmp_path / "activate").write_text(script)
     (tmp_path / "stub/bin").mkdir(parents=True)
     for name, text in STUBS.items():
@@ -232,3 +235,34 @@ def test_before_removes_nothing_with_room_left(host: Host) -> None:
         OLD,
         NEW,
     ]
+
+
+def test_a_host_that_requires_signed_images_merges_and_rolls_back_with_the_policy(
+    tmp_path: Path,
+) -> None:
+    """--require-signed-images: the update's merge and the rollback's both pass the policy
+    systemd-sysext.service's drop-in does, so an unsigned update is never merged either."""
+    host = make_host(tmp_path, require_signed=True)
+    host.set(f"ready.{NEW}", "503")
+    result = update(host, NEW)
+    assert result.returncode == 1 and host.target() == OLD
+    merges = [call for call in host.calls() if call.startswith("systemd-sysext")]
+    assert merges == [f"systemd-sysext refresh --image-policy={SIGNED_IMAGE_POLICY}"] * 2
+    assert SIGNED_IMAGE_POLICY == "root=signed+absent:usr=signed+absent"
+
+
+@pytest.mark.parametrize("require_signed", [False, True])
+def test_every_systemd_sysext_call_of_the_script_passes_the_policy_when_required(
+    require_signed: bool,
+) -> None:
+    script = layout.activate_script(GATE, require_signed=require_signed)
+    calls = [
+        line
+        for line in script.splitlines()
+        if "systemd-sysext " in line and not line.lstrip().startswith(("#", "log "))
+    ]
+    assert len(calls) == 2  # the update's merge and the rollback's
+    for line in calls:
+        has_policy = f"systemd-sysext refresh --image-policy={SIGNED_IMAGE_POLICY} " in line
+        assert has_policy == require_signed, line
+    assert "verity+signed" not in script

@@ -14,7 +14,7 @@ from build.release import host
 TEMPLATES = sorted(path.name for path in host.HOST_TEMPLATES.iterdir())
 # The placeholders a template takes beside the layout, as its writer passes them.
 OWN = {"ARCH", "PUBLISH_URL", "VERIFY", "HEALTH_URL", "HEALTH_TIMEOUT", "TIMEOUT_START"}
-OWN |= {"CONFIG_PATH"}
+OWN |= {"CONFIG_PATH", "SYSEXT_REFRESH"}
 LAYOUT_PATHS = [
     host.EXTENSIONS_DIR,
     host.CURRENT_SYMLINK,
@@ -25,6 +25,7 @@ LAYOUT_PATHS = [
     host.HOST_RELEASE_KEY,
     host.NEXT_KEYS_DIR,
     host.PLACEHOLDER_CONFIG,
+    host.VERITY_CERT,
     " ".join(host.SYSUPDATE_KEYRINGS),
     " ".join(host.VENDOR_KEYRINGS),
 ]

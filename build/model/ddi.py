@@ -110,3 +110,11 @@ def build_seed(name: str, version: str, arch: str) -> uuid.UUID:
         if not part or any(character.isspace() for character in part):
             raise ValueError(f"a seed's name, version and arch are single words, not {part!r}")
     return uuid.uuid5(SEED_NAMESPACE, f"{name} {version} {arch}")
+
+
+# The image policy of a host that merges only signed extensions (systemd-sysext's
+# --image-policy): the root (or /usr) partition must be dm-verity protected with a signature
+# that verifies against a certificate in /etc/verity.d, or absent. Never
+# `verity+signed+absent`: `+` lists alternatives, so a bad signature would fall back to unsigned
+# verity and merge anyway (kairos #4425). Every systemd-sysext call on such a host passes it.
+SIGNED_IMAGE_POLICY = "root=signed+absent:usr=signed+absent"

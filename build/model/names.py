@@ -21,6 +21,9 @@ SYSUPDATE_DIR = "sysupdate"
 FLATCAR_DIR = "flatcar"
 PUBLIC_KEY_FILE = f"{NAME}-release-key.gpg"  # binary: what goes into a host's keyring
 PUBLIC_KEY_ARMORED = f"{NAME}-release-key.asc"
+# The certificate (PEM) a DDI's dm-verity signature verifies against: what hosts put in
+# /etc/verity.d (--verity-cert), published beside the release key.
+VERITY_CERT_FILE = f"{NAME}-verity.crt"
 
 # Beside each image.
 CHECKSUM_SUFFIX = ".sha256"

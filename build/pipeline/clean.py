@@ -31,6 +31,7 @@ from build.model.names import (
     STAMP_SUFFIX,
     SUMS_FILE,
     SYSUPDATE_DIR,
+    VERITY_CERT_FILE,
 )
 from build.release.publish import release_files
 
@@ -41,6 +42,7 @@ _KINDS = (
     ("buildinfo", "build info file", "build info files"),
     ("signature", "signature", "signatures"),
     ("key", "public key", "public keys"),
+    ("certificate", "certificate", "certificates"),
     ("fleet", "fleet file", "fleet files"),  # SHA256SUMS, index.json, sysupdate/, flatcar/
     ("staged", "staged file", "staged files"),
     ("record", "step record", "step records"),
@@ -91,7 +93,12 @@ def output_kind(relative: Path) -> str:
         return "record" if name.endswith(STAMP_SUFFIX) else "other"
     if relative.parts[0] in (SYSUPDATE_DIR, FLATCAR_DIR) or name in (SUMS_FILE, INDEX):
         return "fleet"
-    by_name = {SIGNATURE_FILE: "signature", PUBLIC_KEY_FILE: "key", PUBLIC_KEY_ARMORED: "key"}
+    by_name = {
+        SIGNATURE_FILE: "signature",
+        PUBLIC_KEY_FILE: "key",
+        PUBLIC_KEY_ARMORED: "key",
+        VERITY_CERT_FILE: "certificate",
+    }
     if name in by_name:
         return by_name[name]
     for suffix, kind in ((CHECKSUM_SUFFIX, "checksum"), (BUILDINFO_SUFFIX, "buildinfo")):

@@ -13,6 +13,7 @@ from pathlib import Path
 from build import alloy
 from build.image import content
 from build.image.render import TEMPLATES, render
+from build.model.ddi import SIGNED_IMAGE_POLICY
 
 NAME = alloy.NAME
 HOST_TEMPLATES = TEMPLATES / "host"
@@ -40,6 +41,13 @@ NEXT_KEYS_DIR = "/" + posixpath.dirname(content.IMAGE_TRUST_KEYS) + "/"
 SYSUPDATE_KEYRINGS = ("/etc/systemd/import-pubring.gpg", "/etc/systemd/import-pubring.pgp")
 VENDOR_KEYRINGS = ("/usr/lib/systemd/import-pubring.pgp", "/usr/lib/systemd/import-pubring.gpg")
 
+# dm-verity signatures: the certificate systemd checks a signed image's root hash against (it
+# reads only *.crt in /etc/verity.d), and the systemd-sysext.service drop-in that makes every
+# merge require such a signature (--require-signed-images).
+VERITY_CERT = f"/etc/verity.d/{NAME}-sysext.crt"
+SYSEXT_DROPIN = f"{NAME}-image-policy.conf"  # in systemd-sysext.service.d/
+SYSEXT_DROPIN_TEMPLATE = f"systemd-sysext-{NAME}.conf"
+
 # Alloy's config: a placeholder, copied to the config's path only where no config exists yet.
 PLACEHOLDER_CONFIG = f"/etc/{NAME}-sysext/config.{NAME}.placeholder"
 
@@ -66,7 +74,22 @@ LAYOUT = {
     "SYSUPDATE_KEYRINGS": " ".join(SYSUPDATE_KEYRINGS),
     "VENDOR_KEYRINGS": " ".join(VENDOR_KEYRINGS),
     "PLACEHOLDER": PLACEHOLDER_CONFIG,
+    "VERITY_CERT": VERITY_CERT,
 }
+
+
+def sysext_refresh(require_signed: bool) -> str:
+    """The `systemd-sysext refresh` every host asset runs (the drop-in for systemd-sysext.service,
+    the activate script's merge and its rollback's): with the signed-only image policy on a host
+    that requires signed images, so the policy holds on updates too, not only at boot; as
+    systemd ships it otherwise (systemd before 254 knows no --image-policy)."""
+    policy = f" --image-policy={SIGNED_IMAGE_POLICY}" if require_signed else ""
+    return f"systemd-sysext refresh{policy}"
+
+
+def sysext_values(require_signed: bool) -> dict[str, str]:
+    """The placeholders of the templates that call systemd-sysext."""
+    return {"SYSEXT_REFRESH": sysext_refresh(require_signed)}
 
 
 def template(name: str, values: dict[str, str] | None = None) -> str:
@@ -77,3 +100,14 @@ def template(name: str, values: dict[str, str] | None = None) -> str:
 
 def template_path(name: str) -> Path:
     return HOST_TEMPLATES / name
+
+
+def activate_script(gate: dict[str, str], require_signed: bool) -> str:
+    """The activate script the systemd-sysupdate drop-in runs; `gate`: its health URL and
+    timeout; both its merges with the signed-only policy where `require_signed`."""
+    return template(ACTIVATE_TEMPLATE, {**gate, **sysext_values(require_signed)})
+
+
+def sysext_dropin() -> str:
+    """The systemd-sysext.service drop-in of a host that merges signed extensions only."""
+    return template(SYSEXT_DROPIN_TEMPLATE, sysext_values(require_signed=True))

@@ -10,6 +10,9 @@ Over an output directory of built images it writes, each atomically:
 Signed (a gpg key given), also:
   SHA256SUMS.gpg                  a detached signature of exactly SHA256SUMS (Verify=yes)
   alloy-release-key.gpg/.asc      the public key that checks it, binary and armored
+Signed DDIs with their certificate given (--verity-cert), also:
+  alloy-verity.crt                the certificate their dm-verity signatures verify against,
+                                  which the Butane config writes to hosts' /etc/verity.d
 Everything is checked before anything is written: a refused directory is left as it was."""
 
 from __future__ import annotations
@@ -31,18 +34,29 @@ from build.image.checksum import image_sums, packed_alone, sums_text, write_sums
 from build.keys import signing
 from build.model import manifest
 from build.model.arch import ARCHES
+from build.model.ddi import SIGNED_IMAGE_POLICY
 from build.model.names import (
     FLATCAR_DIR,
     INDEX,
     STAGING,
     SUMS_FILE,
     SYSUPDATE_DIR,
+    VERITY_CERT_FILE,
     buildinfo_file,
     checksum_file,
 )
 from build.model.versions import version_key
 from build.release import butane, host, sysupdate
+from build.release.verity import (
+    Certificate,
+    Verity,
+    check_signed_by,
+    load_certificate,
+    refuse_policy_without_certificate,
+    verity_of,
+)
 from build.verify import checks as verify
+from build.verify.unwrap import VerityExpectations
 
 DEFAULT_HEALTH_URL = alloy.DEFAULT_HEALTH_URL
 HEALTH_TIMEOUT = alloy.HEALTH_TIMEOUT
@@ -66,6 +80,17 @@ class Image:
     sha256: str
     size: int
     buildinfo: dict[str, Any]
+    verity: Verity | None = None  # a DDI's, as its build info records it
+
+
+@dataclass(frozen=True)
+class HostTrust:
+    """What a release makes hosts check beyond SHA256SUMS: its gpg key (Verify=yes), the
+    certificate of its signed DDIs (/etc/verity.d), and whether hosts merge signed images only."""
+
+    signer: signing.Signer | None = None
+    certificate: Certificate | None = None
+    require_signed: bool = False
 
 
 def release(
@@ -74,47 +99,57 @@ def release(
     update_url: str | None = None,
     signer: signing.Signer | None = None,
     health_url: str = DEFAULT_HEALTH_URL,
+    verity_cert: Path | None = None,
+    require_signed_images: bool = False,
 ) -> list[Path]:
     """Write the release files over `output_dir`; return them. Hosts download the image from
     `publish_url` once; sysupdate looks for newer ones at `update_url` (default: the same), e.g.
     a "latest release" address that always serves the newest directory. With `signer`, the
-    release is signed (SHA256SUMS.gpg, the public key, Verify=yes). An updated alloy must
-    answer 200 on `health_url` or is rolled back. The URLs come checked and ending in / from
-    the option table (build/config/options.py served_url, health_url)."""
+    release is signed (SHA256SUMS.gpg, the public key, Verify=yes). With `verity_cert`, every
+    image must be a DDI signed by its key, and hosts get the certificate in /etc/verity.d; with
+    `require_signed_images` too, they merge no extension that is not signed so. An updated alloy
+    must answer 200 on `health_url` or is rolled back. The URLs come checked and ending in /
+    from the option table (build/config/options.py served_url, health_url)."""
     url, health = publish_url, health_url
     updates = update_url or url
+    refuse_policy_without_certificate(require_signed_images, verity_cert)
+    certificate = load_certificate(verity_cert) if verity_cert else None
+    trust = HostTrust(signer, certificate, require_signed_images)
     if not output_dir.is_dir():
         raise BuildError(f"no directory {output_dir}", "build images first, e.g. invoke all")
     manifest.own_subdir(output_dir, STAGING)  # where the lock lives: never a symlink
     # Alone in the directory: builds, clean, sums and other releases wait, and we wait for
     # them, so no SHA256SUMS.gpg of one key is published beside another key.
     with manifest.output_dir_lock(output_dir):
-        return _release(output_dir, url, updates, signer, health)
+        return _release(output_dir, url, updates, trust, health)
 
 
 def _release(
-    output_dir: Path, url: str, updates: str, signer: signing.Signer | None, health_url: str
+    output_dir: Path, url: str, updates: str, trust: HostTrust, health_url: str
 ) -> list[Path]:
+    signer = trust.signer
     # Nothing is followed out of the output directory.
     subdirs = [(STAGING,), (SYSUPDATE_DIR,), (FLATCAR_DIR,)]
     manifest.refuse_links(output_dir, *subdirs, *((SYSUPDATE_DIR, a) for a in ARCHES))
     refuse_prereleases(output_dir)
     sums = image_sums(output_dir)  # hashes every image, checks each against its .sha256
-    images = _images(output_dir, sums)
+    images = _images(output_dir, sums, trust.certificate)
     refuse_mixed_formats(output_dir, images)
     newest = _newest_per_arch(images)
-    texts: dict[Path, str] = {output_dir / INDEX: index_json(images, newest, url, signer)}
+    texts: dict[Path, str] = {output_dir / INDEX: index_json(images, newest, url, trust)}
     for arch, image in newest.items():
         _check_match_pattern(arch, images)
         transfer = sysupdate.transfer(arch, updates, signed=signer is not None)
         for name in host.TRANSFER_NAMES:
             texts[output_dir / SYSUPDATE_DIR / arch / name] = transfer
-        config = flatcar_config(image, url, transfer, signer, health_url)
+        config = flatcar_config(image, url, transfer, trust, health_url)
         stem = output_dir / FLATCAR_DIR / f"{NAME}-{arch}"
-        comment = _butane_comment(image, url, signer)
+        comment = _butane_comment(image, url, trust)
         texts[stem.with_suffix(".bu")] = butane.to_butane(config, comment)
         texts[stem.with_suffix(".ign")] = butane.to_ignition(config)
     signed = signed_files(output_dir, signer, sums_text(sums)) if signer else {}
+    if trust.certificate is not None:
+        signed[output_dir / VERITY_CERT_FILE] = trust.certificate.pem.encode("ascii")
     manifest.refuse_foreign(output_dir, [output_dir / SUMS_FILE, *texts, *signed])
     # Only now, with every check passed (the signature made and verified), does anything change.
     written = [write_sums(output_dir, sums)[0]]
@@ -127,12 +162,27 @@ def _release(
     _remove_stale(output_dir, set(newest))
     for path in written:
         say("release", f"wrote {path}")
+    _say_verity(output_dir, trust)
     if signer is None:
         remove_signature(output_dir, "release")
         say("release", UNSIGNED_NOTE)
     else:
         say("release", f"signed SHA256SUMS with {signer.fingerprint} (checked with gpgv)")
     return written
+
+
+def _say_verity(output_dir: Path, trust: HostTrust) -> None:
+    if trust.certificate is None:
+        remove_recorded(output_dir, (VERITY_CERT_FILE,), "release", "release with --verity-cert")
+        return
+    fingerprint = trust.certificate.fingerprint
+    say("release", f"every image is signed by {trust.certificate.path} (sha256 {fingerprint})")
+    if trust.require_signed:
+        say(
+            "release",
+            "hosts merge only signed extensions (--image-policy="
+            f"{SIGNED_IMAGE_POLICY}): every extension on them, not only alloy",
+        )
 
 
 def signed_files(output_dir: Path, signer: signing.Signer, sums: str) -> dict[Path, bytes]:
@@ -156,14 +206,20 @@ def remove_signature(output_dir: Path, step: str) -> None:
     """An earlier signed release's signature and keys: the signature no longer signs this
     SHA256SUMS, and a key beside an unsigned release would mislead. Removed where they are the
     tool's (the manifest says so), kept and named otherwise."""
+    remove_recorded(output_dir, signing.SIGNED_FILES, step, "signed release")
+
+
+def remove_recorded(output_dir: Path, names: tuple[str, ...], step: str, earlier: str) -> None:
+    """The files `names` an earlier `earlier` wrote: removed where they are the tool's (the
+    manifest says so), kept and named otherwise."""
     recorded = manifest.load(output_dir)
-    for name in signing.SIGNED_FILES:
+    for name in names:
         path = output_dir / name
         if not os.path.lexists(path):
             continue
         if recorded.owns_file(output_dir, name):
             path.unlink()
-            say(step, f"removed {path} (from an earlier signed release)")
+            say(step, f"removed {path} (from an earlier {earlier})")
         else:
             say(step, f"kept {path}: this tool did not write it, or it changed since")
 
@@ -227,10 +283,14 @@ def _format(image: Image) -> Format:
 def refuse_mixed_formats(output_dir: Path, images: list[Image]) -> None:
     """One release directory, one format: a host's transfer file picks images by name, which
     cannot tell squashfs from EROFS, and a host without EROFS (Flatcar LTS) must never be
-    offered one."""
+    offered one. A DDI counts as its own format, and one with EROFS inside as another format
+    than one with squashfs inside."""
     by_format: dict[str, list[str]] = {}
     for image in images:
-        by_format.setdefault(_format(image).name, []).append(image.path.name)
+        name = _format(image).name
+        if image.verity is not None and image.verity.filesystem:
+            name += f" ({image.verity.filesystem})"
+        by_format.setdefault(name, []).append(image.path.name)
     if len(by_format) > 1:
         formats = sorted(by_format.items())
         listed = "; ".join(f"{f}: {listing(names, ', ', 80)}" for f, names in formats)
@@ -242,7 +302,12 @@ def refuse_mixed_formats(output_dir: Path, images: list[Image]) -> None:
         )
 
 
-def _images(output_dir: Path, sums: list[tuple[Path, str]]) -> list[Image]:
+def _images(
+    output_dir: Path, sums: list[tuple[Path, str]], certificate: Certificate | None
+) -> list[Image]:
+    """Every image with its build info and verity, checked (with `certificate`: each a DDI
+    signed by it)."""
+    checked_against = certificate.path if certificate is not None else None
     versioned: dict[str, Image] = {}
     compat: list[tuple[Path, str, str]] = []
     for path, sha256 in sums:
@@ -251,8 +316,12 @@ def _images(output_dir: Path, sums: list[tuple[Path, str]]) -> list[Image]:
             compat.append((path, version, sha256))
             continue
         info = _buildinfo(path, version, arch, sha256)
-        _static_checks(path, info)
-        versioned[path.name] = Image(path, version, arch, None, sha256, path.lstat().st_size, info)
+        verity = verity_of(info) if FORMATS[info["format"]].inner else None
+        if certificate is not None:  # what the build info says first: cheap, and plain
+            check_signed_by(path, verity, certificate)
+        _static_checks(path, info, arch, checked_against)
+        size = path.lstat().st_size
+        versioned[path.name] = Image(path, version, arch, None, sha256, size, info, verity)
     images = list(versioned.values())
     for path, version, sha256 in compat:
         twin = next(
@@ -265,7 +334,7 @@ def _images(output_dir: Path, sums: list[tuple[Path, str]]) -> list[Image]:
                 f"rebuild it with invoke all --version={version} --output-dir={output_dir} "
                 "(the --compat-arch image makes it), or remove it",
             )
-        _static_checks(path, twin.buildinfo)  # the same bytes, under another name
+        _static_checks(path, twin.buildinfo, twin.arch, checked_against)  # the same bytes
         images.append(
             Image(
                 path,
@@ -275,6 +344,7 @@ def _images(output_dir: Path, sums: list[tuple[Path, str]]) -> list[Image]:
                 sha256,
                 path.lstat().st_size,
                 twin.buildinfo,
+                twin.verity,
             )
         )
     return sorted(images, key=lambda image: image.path.name)
@@ -332,15 +402,18 @@ def _buildinfo(image: Path, version: str, arch: str, sha256: str) -> dict[str, A
     return info
 
 
-def _static_checks(image: Path, info: dict[str, Any]) -> None:
+def _static_checks(image: Path, info: dict[str, Any], arch: str, certificate: Path | None) -> None:
     """verify's static checks, again, on the image as it is now, expecting what its build info
     says it was built with: an image swapped after its build (an uploaded artifact, a copy)
-    is refused, however its .sha256 and build info were made to match."""
+    is refused, however its .sha256 and build info were made to match. A DDI's hash tree is
+    recomputed, and its signature checked against `certificate` (--verity-cert): a signed
+    DDI without one is refused, as verify refuses it."""
     expect = verify.Expectations(
         compression=info["compression"],
         names=[image.name],
         checksums=[pair for pair in verify.checksums_of([image]) if pair[1].exists()],
         required=verify.required_files(info["autostart"], bool(info["trust_keys"])),
+        verity=VerityExpectations(certificate, None, arch),
     )
     checks = verify.static_checks(image, expect)
     failed = verify.failure(image, checks)
@@ -380,9 +453,13 @@ def _newest_per_arch(images: list[Image]) -> dict[str, Image]:
 
 
 def index_json(
-    images: list[Image], newest: dict[str, Image], url: str, signer: signing.Signer | None = None
+    images: list[Image],
+    newest: dict[str, Image],
+    url: str,
+    trust: HostTrust = HostTrust(),
 ) -> str:
-    """What the directory holds, for tools and people, without opening an image."""
+    """What the directory holds, for tools and people, without opening an image: a DDI's
+    root hash and whether it is signed, by which certificate, beside its format."""
     index: dict[str, Any] = {
         "name": NAME,
         "publish_url": url,
@@ -401,15 +478,23 @@ def index_json(
                 "format": _format(image).name,
                 **{tool: image.buildinfo[tool] for tool in _format(image).tools},
                 "trust_keys": _trust_keys(image),
+                **(image.verity.index_fields() if image.verity else {}),
             }
             for image in images
         ],
     }
-    if signer is not None:  # unsigned: no key at all, exactly as before signing existed
+    if trust.certificate is not None:
+        index["verity_certificate"] = {
+            "file": VERITY_CERT_FILE,
+            "fingerprint": trust.certificate.fingerprint,
+            "host_path": host.VERITY_CERT,
+            "require_signed_images": trust.require_signed,
+        }
+    if trust.signer is not None:  # unsigned: no key at all, exactly as before signing existed
         index["signature"] = {
             "file": signing.SIGNATURE_FILE,
             "signs": SUMS_FILE,
-            "fingerprint": signer.fingerprint,
+            "fingerprint": trust.signer.fingerprint,
             "public_key": signing.PUBLIC_KEY_FILE,
             "public_key_armored": signing.PUBLIC_KEY_ARMORED,
         }
@@ -426,26 +511,35 @@ def flatcar_config(
     image: Image,
     url: str,
     transfer: str,
-    signer: signing.Signer | None = None,
+    trust: HostTrust = HostTrust(),
     health_url: str = DEFAULT_HEALTH_URL,
 ) -> butane.Provisioning:
-    """A Flatcar host running `image`, kept current by systemd-sysupdate from `url`; with
-    `signer`, trusting its key (carried inline, never fetched) for sysupdate's Verify=yes; an
-    update that does not answer 200 on `health_url` is rolled back."""
+    """A Flatcar host running `image`, kept current by systemd-sysupdate from `url`; with a
+    signer, trusting its key (carried inline, never fetched) for sysupdate's Verify=yes; with a
+    certificate, trusting it for dm-verity signatures (/etc/verity.d), and with require_signed
+    merging nothing unsigned; an update that does not answer 200 on `health_url` is rolled
+    back."""
     gate = {"HEALTH_URL": health_url, "HEALTH_TIMEOUT": str(HEALTH_TIMEOUT)}
     installed = f"{host.EXTENSIONS_DIR}/{image.path.name}"
-    files = _host_files(image, url, transfer, installed, gate)
-    if signer is not None:
-        files += (butane.File(host.HOST_RELEASE_KEY, 0o644, data=signer.public_key),)
+    files = _host_files(image, url, transfer, installed, trust.require_signed, gate)
+    if trust.signer is not None:
+        files += (butane.File(host.HOST_RELEASE_KEY, 0o644, data=trust.signer.public_key),)
+    if trust.certificate is not None:  # systemd reads it from there: 0644, a public file
+        files += (butane.File(host.VERITY_CERT, 0o644, inline=trust.certificate.pem),)
     return butane.Provisioning(
         files=files,
         links=(butane.Link(host.CURRENT_SYMLINK, installed),),
-        units=_host_units(image, signer is not None, gate),
+        units=_host_units(image, trust, gate),
     )
 
 
 def _host_files(
-    image: Image, url: str, transfer: str, installed: str, gate: dict[str, str]
+    image: Image,
+    url: str,
+    transfer: str,
+    installed: str,
+    require_signed: bool,
+    gate: dict[str, str],
 ) -> tuple[butane.File, ...]:
     """The image (downloaded by its hash), the transfers, the activate script, the config."""
     transfers = tuple(
@@ -459,21 +553,19 @@ def _host_files(
             butane.File(path, 0o644, inline=host.template("sysupdate-noop.conf"))
             for path in host.NOOP_TRANSFERS
         ),
-        butane.File(
-            host.ACTIVATE_SCRIPT, 0o755, inline=host.template(host.ACTIVATE_TEMPLATE, gate)
-        ),
+        butane.File(host.ACTIVATE_SCRIPT, 0o755, inline=host.activate_script(gate, require_signed)),
         # 0600: the config will hold credentials; alloy.service runs as root. Not at the
         # config's own path: a unit copies it there only where no config exists yet.
         butane.File(host.PLACEHOLDER_CONFIG, 0o600, inline=host.template(host.CONFIG_TEMPLATE)),
     )
 
 
-def _host_units(image: Image, signed: bool, gate: dict[str, str]) -> tuple[butane.Unit, ...]:
+def _host_units(image: Image, trust: HostTrust, gate: dict[str, str]) -> tuple[butane.Unit, ...]:
     placeholder = host.template(
         host.PLACEHOLDER_UNIT, {"CONFIG_PATH": image.buildinfo["config_path"]}
     )
     units = [butane.Unit(host.PLACEHOLDER_UNIT, enabled=True, contents=placeholder)]
-    if signed:  # adds the release's key to sysupdate's keyring
+    if trust.signer is not None:  # adds the release's key to sysupdate's keyring
         service = host.template(host.PUBRING_UNIT)
         units.append(butane.Unit(host.PUBRING_UNIT, enabled=True, contents=service))
     if not image.buildinfo["autostart"]:
@@ -489,10 +581,14 @@ def _host_units(image: Image, signed: bool, gate: dict[str, str]) -> tuple[butan
             "systemd-sysupdate.service", dropins=(butane.Dropin(host.SYSUPDATE_DROPIN, dropin),)
         ),
     ]
+    if trust.require_signed:
+        policy = butane.Dropin(host.SYSEXT_DROPIN, host.sysext_dropin())
+        units.append(butane.Unit("systemd-sysext.service", dropins=(policy,)))
     return tuple(units)
 
 
-def _butane_comment(image: Image, url: str, signer: signing.Signer | None = None) -> str:
+def _butane_comment(image: Image, url: str, trust: HostTrust = HostTrust()) -> str:
+    signer = trust.signer
     start = (
         "the image starts alloy itself (built with --autostart)"
         if image.buildinfo["autostart"]
@@ -511,7 +607,24 @@ def _butane_comment(image: Image, url: str, signer: signing.Signer | None = None
             if signer
             else ""
         )
+        + _verity_comment(trust)
     )
+
+
+def _verity_comment(trust: HostTrust) -> str:
+    if trust.certificate is None:
+        return ""
+    said = (
+        f"\nDDI signed by the certificate in {host.VERITY_CERT}\n"
+        f"(sha256 {trust.certificate.fingerprint})."
+    )
+    if trust.require_signed:
+        said += (
+            f"\nsystemd-sysext merges only signed images (--image-policy={SIGNED_IMAGE_POLICY}):\n"
+            "EVERY extension on this host, not only alloy. Flatcar Beta/Alpha merge in the\n"
+            "initrd, which does not read the systemd-sysext.service drop-in."
+        )
+    return said
 
 
 def _remove_stale(output_dir: Path, arches: set[str]) -> None:
@@ -537,7 +650,7 @@ def _arch_files(output_dir: Path, arch: str) -> list[Path]:
 def release_files(output_dir: Path) -> list[Path]:
     """The files `release` writes (for any architecture) that are in `output_dir`."""
     paths = [output_dir / SUMS_FILE, output_dir / INDEX]
-    paths += [output_dir / name for name in signing.SIGNED_FILES]
+    paths += [output_dir / name for name in (*signing.SIGNED_FILES, VERITY_CERT_FILE)]
     for arch in ARCHES:
         paths += _arch_files(output_dir, arch)
     return [path for path in paths if path.exists()]
