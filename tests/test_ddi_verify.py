@@ -15,12 +15,14 @@ from pathlib import Path
 import pytest
 
 from build.formats import ddipack
+from build.formats.ddi import assemble_in_python
 from build.formats.recipe import Recipe, Signing
 from build.formats.table import FORMATS
 from build.formats.veritysig import signature_partition
 from build.image.pack import signer
 from build.keys.veritysign import certificate_der, sign_root_hash
 from build.model.arch import ARCHES
+from build.model.ddi import build_seed
 from build.read.ddi import check_ddi
 from build.read.gpt import read_gpt
 from tests.conftest import VERSION, Invoke
@@ -237,3 +239,23 @@ def test_the_signature_json_is_what_systemd_repart_writes(signed: Path, keys: di
         raw = file.read(part.size)
     text = raw.rstrip(b"\0")
     assert list(json.loads(text)) == ["rootHash", "certificateFingerprint", "signature"]
+
+
+def test_partition_types_of_another_architecture_than_the_binary_fail(
+    invoke: Invoke, tmp_path: Path
+) -> None:
+    """An x86-64 image in a DDI whose partition types say arm64: no host merges it (an arm64
+    host's systemd-sysext refuses ARCHITECTURE=x86-64, an x86-64 host finds no root partition
+    of its own), so verify --image, which pins no architecture, fails it too."""
+    amd64 = build_ddi(tmp_path / "amd64", None)
+    data = check_ddi(amd64, "amd64", False).data
+    inner = tmp_path / "data.erofs"
+    with amd64.open("rb") as file:
+        file.seek(data.offset)
+        inner.write_bytes(file.read(data.size))
+    image = tmp_path / f"alloy-{VERSION}-arm64.raw"
+    seed = build_seed("alloy", VERSION, "arm64")
+    assemble_in_python(inner, image, "arm64", seed, None)
+    assert check_ddi(image, None, False).arch == "arm64"
+    line = error_line(verify(invoke, image, None), "failed verification: architecture:")
+    assert "arm64" in line and "x86-64" in line

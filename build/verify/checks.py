@@ -73,6 +73,8 @@ class Expectations:
     # What a DDI must be (signed, by which certificate); the checks of its data partition
     # are the others, as for an image of that partition's format.
     verity: VerityExpectations = dataclasses.field(default_factory=VerityExpectations)
+    # The architecture a DDI's partition types name (set once they passed): its binary's too.
+    partition_arch: str | None = None
 
 
 def verify(image: Path, expect: Expectations) -> list[Check]:
@@ -123,8 +125,10 @@ def _data(
     where the DDI failed) and what it must be (--expect-format was the DDI's)."""
     if not is_wrapped(path):
         return path, expect
-    content = yield from unwrapped(path, expect.verity, scratch)
-    return content, dataclasses.replace(expect, expect_format=None)
+    found = yield from unwrapped(path, expect.verity, scratch)
+    if found is None:
+        return None, expect
+    return found.data, dataclasses.replace(expect, expect_format=None, partition_arch=found.arch)
 
 
 def _opened(path: Path, expect: Expectations) -> ReadImage:
@@ -173,7 +177,7 @@ def _static_checks(
     yield _superblock(image, expect, _arch_of(machines))
     yield from _entries(image, expect.required, expect.optional)
     yield _conf_lines(image)
-    release = yield from _extension_release(image, path, machines)
+    release = yield from _extension_release(image, path, machines, expect.partition_arch)
     yield from _checksums(expect.checksums)
     return release
 
@@ -339,7 +343,7 @@ def _shown(path: str) -> str:
 
 
 def _extension_release(
-    image: ReadImage, path: Path, machines: dict[str, int | None]
+    image: ReadImage, path: Path, machines: dict[str, int | None], partition_arch: str | None
 ) -> Generator[Check, None, dict[str, str]]:
     """Yields its checks; returns the extension-release fields (empty if unusable)."""
     releases = [
@@ -376,7 +380,7 @@ def _extension_release(
         yield Check("extension-release", "FAIL", f"{inside} has no ID=")
     else:
         yield Check("extension-release", "ok", f"{inside}: ID={fields['ID']}")
-    yield _architecture(machines, fields.get("ARCHITECTURE", ""))
+    yield _architecture(machines, fields.get("ARCHITECTURE", ""), partition_arch)
     stem = path.name.removesuffix(".raw")
     if stem == extension:
         yield Check("name", "ok", f"{path.name} matches extension-release.{extension}")
@@ -412,7 +416,12 @@ def _arch_of(machines: dict[str, int | None]) -> Arch | None:
     return next((a for a in ARCHES.values() if a.elf_machine == machine), None)
 
 
-def _architecture(machines: dict[str, int | None], architecture: str) -> Check:
+def _architecture(
+    machines: dict[str, int | None], architecture: str, partition_arch: str | None
+) -> Check:
+    """ARCHITECTURE= against every binary's ELF machine, and a DDI's partition types
+    (`partition_arch`) against both: no host merges a DDI whose types name another
+    architecture (its systemd finds no root partition of its own, or refuses ARCHITECTURE=)."""
     arch = next((a for a in ARCHES.values() if a.systemd == architecture), None)
     if arch is None:
         valid = ", ".join(a.systemd for a in ARCHES.values())
@@ -434,6 +443,13 @@ def _architecture(machines: dict[str, int | None], architecture: str) -> Check:
             )
     if not binaries:
         return Check("architecture", "FAIL", "no binary in /usr/bin or /usr/local/bin to check")
+    if partition_arch is not None and partition_arch != arch.name:
+        return Check(
+            "architecture",
+            "FAIL",
+            f"ARCHITECTURE={architecture} and {listing(('/' + b for b in binaries), ', ')} "
+            f"({arch.elf_name}), but the DDI's partition types are {partition_arch}'s",
+        )
     return Check(
         "architecture",
         "ok",

@@ -199,12 +199,18 @@ def _signature(path: Path, checked: CheckedDdi, expect: VerityExpectations) -> C
     )
 
 
+@dataclass(frozen=True)
+class Unwrapped:
+    data: Path  # the data partition, copied
+    arch: str  # the architecture its partition types name (amd64, arm64)
+
+
 def unwrapped(
     path: Path, expect: VerityExpectations, scratch: Path
-) -> Generator[Check, None, Path | None]:
+) -> Generator[Check, None, Unwrapped | None]:
     """Yields the DDI's own checks; returns its data partition copied into `scratch` under
-    `path`'s name (for the other checks, and merges under that name), or None where a check
-    failed (nothing in it is to be read then)."""
+    `path`'s name (for the other checks, and merges under that name) with the architecture of
+    its partition types, or None where a check failed (nothing in it is to be read then)."""
     refuse_signed_without_certificate(path, expect)
     verity, checked = _verity(path, expect)
     yield verity
@@ -216,4 +222,4 @@ def unwrapped(
         return None
     data = scratch / path.name
     _copy_partition(path, checked.data, data)
-    return data
+    return Unwrapped(data, checked.arch)
