@@ -12,13 +12,18 @@ from pathlib import Path
 
 import pytest
 
-from build.formats.table import image_format
+from build.core.fileio import sweep_temps
+from build.formats import gpt
+from build.formats.recipe import Recipe
+from build.formats.table import FORMATS, image_format
 from build.formats.veritysig import certificate_fingerprint
 from build.keys.veritysign import VERITY_PASSPHRASE_ENV as PASSPHRASE_ENV
 from build.keys.veritysign import certificate_der
+from build.model.arch import ARCHES
 from build.read.ddi import check_ddi
 from tests.conftest import VERSION, Invoke
 from tests.results import error_line, ok
+from tests.trees import alloy_tree
 from tests.veritykeys import PASSPHRASE, make_key
 
 pytestmark = pytest.mark.needs("mkfs.erofs", "mksquashfs", "openssl")
@@ -210,3 +215,33 @@ def test_no_verity_signature_on_the_command_line_leaves_a_configured_key_unused(
     assert buildinfo(tmp_path)["verity_signed"] is False
     # A configured key is for DDI builds: another format ignores it.
     ok(invoke("-f", str(config), "all", "--format=erofs", "--no-verify"))
+
+
+def test_what_a_killed_ddi_pack_leaves_is_swept_by_the_next_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pack step writes the DDI at a temporary beside the image (.NAME.xxxx.tmp); every
+    scratch file and directory the DDI's packing makes beside it meanwhile (the inner image,
+    the tree and signature, the GPT image being written) is named so that the runner's sweep of
+    the image's temporaries (sweep_temps) removes what a SIGKILL left."""
+    output = tmp_path / "output"
+    output.mkdir()
+    final = output / IMAGE
+    target = output / f".{IMAGE}.k2j4.tmp"  # as Runner.output() names it
+    seen: list[tuple[str, bool]] = []
+    copy_payload = gpt._copy_payload
+
+    def snapshot(*args: object) -> None:  # mid-write: what a SIGKILL now would leave
+        seen.extend((path.name, path.is_dir()) for path in output.iterdir())
+        copy_payload(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(gpt, "_copy_payload", snapshot)
+    recipe = Recipe("alloy", VERSION, ARCHES["amd64"], "lz4hc", "erofs", None)
+    FORMATS["ddi"].pack(recipe, alloy_tree(tmp_path / "tree"), target)
+    target.unlink()
+    left = sorted(set(seen))
+    assert len(left) >= 2, left  # the inner image and the DDI's scratch at least
+    for name, is_dir in left:
+        (output / name).mkdir() if is_dir else (output / name).write_bytes(b"killed")
+    sweep_temps(final)
+    assert sorted(path.name for path in output.iterdir()) == []

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from build.core.errors import BuildError
-from build.core.fileio import TEMP_SUFFIX
+from build.core.fileio import TEMP_SUFFIX, scratch_prefix
 from build.core.run import run
 from build.formats.ddi import assemble
 from build.formats.recipe import Recipe
@@ -40,7 +40,7 @@ def pack(
 ) -> dict[str, Any]:
     """Pack `tree` with `inner_pack` into a temporary file beside `image`, wrap it into the DDI
     at `image`; what the build info records of the result: the root hash."""
-    fd, name = tempfile.mkstemp(prefix=image.name + ".", suffix=INNER_SUFFIX, dir=image.parent)
+    fd, name = tempfile.mkstemp(prefix=scratch_prefix(image), suffix=INNER_SUFFIX, dir=image.parent)
     os.close(fd)
     inner = Path(name)
     try:
