@@ -97,7 +97,21 @@ def test_an_unsigned_squashfs_ddi_only_when_asked(invoke: Invoke, tmp_path: Path
     assert info["verity_signed"] is False and info["verity_certificate_fingerprint"] is None
     assert info["openssl"] is None and info["mksquashfs"] and info["mkfs.erofs"] is None
     assert check_ddi(image, "arm64", signed=False).root_hash.hex() == info["root_hash"]
+    # What wrote it, for the record (Debian 12's repart 252 cannot: python)
+    assert info["ddi_assembler"] == "python" or info["ddi_assembler"].startswith("systemd-repart ")
     ok(invoke("verify", "--arch=arm64"))
+    # A DDI's own fields of its build info, each refused as a build would never write it.
+    path = image.with_name(image.name + ".buildinfo.json")
+    written = path.read_text()
+    for field, value, why in (
+        ("root_hash", "AB" * 32, "not a sha256 root hash in lowercase hex"),
+        ("verity_signed", "no", "not true or false"),
+        ("verity_certificate_fingerprint", "ab" * 32, "set for an unsigned DDI"),
+        ("ddi_assembler", "python\nrelease  wrote SHA256SUMS", "not python or systemd-repart"),
+    ):
+        path.write_text(json.dumps({**json.loads(written), field: value}))
+        line = error_line(invoke("verify", "--arch=arm64"), f"{path.name} has a bad {field}: {why}")
+        assert "nothing was written" in line
 
 
 @pytest.mark.parametrize(

@@ -32,6 +32,7 @@ import os
 import tempfile
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from build.core.errors import BuildError
@@ -39,7 +40,7 @@ from build.core.fileio import TEMP_SUFFIX, fsync_dir, scratch_prefix
 from build.core.report import say
 from build.core.safeio import Malformed
 from build.formats.gpt import GRAIN, GptPartition, layout, write_gpt_image
-from build.formats.repart import WITHOUT_REPART_ENV, build_with_repart, why_not_repart
+from build.formats.repart import REPART, WITHOUT_REPART_ENV, build_with_repart, why_not_repart
 from build.formats.verity import verity_salt, verity_uuid
 from build.model.ddi import (
     derived_uuid,
@@ -52,6 +53,7 @@ from build.read.verity import BLOCK_BYTES, Superblock, Tree, area_bytes, hash_tr
 
 SIGNATURE_BYTES = 16 * 1024  # repart.c VERITY_SIG_SIZE: the signature partition's exact size
 DISK_UUID_TOKEN = "disk-uuid"  # repart.c context_acquire_partition_uuids_and_labels()
+PYTHON_ASSEMBLER = "python"  # Assembled.assembler of assemble_in_python()
 
 
 def _scratch(target: Path) -> tempfile.TemporaryDirectory[str]:
@@ -136,6 +138,13 @@ def _signature(sign: Callable[[bytes], bytes], root_hash: bytes) -> bytes:
     return signature
 
 
+@dataclass(frozen=True)
+class Assembled:
+    root_hash: bytes
+    # What wrote it: "systemd-repart 257" or "python" (the same bytes: for the record only)
+    assembler: str
+
+
 def assemble(
     data_image: Path,
     target: Path,
@@ -148,13 +157,26 @@ def assemble(
     unsigned verity DDI, no signature partition); returns the root hash. systemd-repart 255+
     writes it where it is on PATH, this module elsewhere (or with WITHOUT_REPART_ENV set): the
     same bytes either way; which one did is said in one line."""
+    return assemble_recorded(data_image, target, arch, seed, sign).root_hash
+
+
+def assemble_recorded(
+    data_image: Path,
+    target: Path,
+    arch: str,
+    seed: uuid.UUID,
+    sign: Callable[[bytes], bytes] | None,
+) -> Assembled:
+    """assemble(), saying also which way wrote the DDI."""
     _check_inputs(data_image)
     version, why_not = why_not_repart()
     if why_not is not None:
         say("pack", f"{target.name}: DDI assembled in Python: {why_not}")
-        return assemble_in_python(data_image, target, arch, seed, sign)
+        root_hash = assemble_in_python(data_image, target, arch, seed, sign)
+        return Assembled(root_hash, PYTHON_ASSEMBLER)
     say("pack", f"{target.name}: DDI built with systemd-repart {version}")
-    return assemble_with_repart(data_image, target, arch, seed, sign)
+    root_hash = assemble_with_repart(data_image, target, arch, seed, sign)
+    return Assembled(root_hash, f"{REPART} {version}")
 
 
 def assemble_in_python(
