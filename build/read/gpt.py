@@ -192,6 +192,10 @@ def _partitions(
             raise Malformed(
                 f"GPT entry {index + 1} holds a partition: a sysext DDI has exactly {said}"
             )
+        if index > len(found):  # repart fills entries 1 to n
+            raise Malformed(
+                f"GPT entry {len(found) + 1} is empty, but entry {index + 1} holds a partition"
+            )
         found.append(_partition(index + 1, raw, header))
     if len(found) not in counts:
         raise Malformed(f"the GPT holds {len(found)} partitions, not the {said} of a sysext DDI")
