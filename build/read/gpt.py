@@ -181,7 +181,7 @@ def _partitions(
 ) -> tuple[Partition, ...]:
     counts = expected if isinstance(expected, tuple) else (expected,)
     said = " or ".join(str(count) for count in counts)
-    found = []
+    found: list[Partition] = []
     for index in range(header.entry_count):
         raw = entries[index * ENTRY_SIZE : (index + 1) * ENTRY_SIZE]
         if not any(raw[:16]):
