@@ -12,6 +12,7 @@ import subprocess
 import uuid
 import zlib
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -266,6 +267,30 @@ def test_swapped_uuids_are_refused(signed: tuple[Path, bytes]) -> None:
     )
     # without a root hash to hold them to, the tree still must match the UUIDs
     refused(lambda: check_ddi(swapped, "amd64", signed=True), "root hash is", "not the signed")
+
+
+def test_a_signature_partition_of_another_size_than_repart_s_is_refused(
+    signed: tuple[Path, bytes],
+) -> None:
+    """repart's signature partition is exactly 16 KiB (VERITY_SIG_SIZE): a smaller one was not
+    made by it, and a larger one would be read only in part (and named by a wrong size)."""
+    image, _ = signed
+    usable_end = read_gpt(image).last_usable_lba
+    sig = read_gpt(image).partitions[2]
+    for last in (sig.last_lba - 16, usable_end):
+        if last == sig.last_lba:
+            continue  # a disk with no room after the signature partition to grow it into
+
+        def resize(entries: bytearray, last: int = last) -> None:
+            struct.pack_into("<Q", entries, 2 * 128 + 40, last)
+
+        resized = retabled(image, resize)
+        size = (last - sig.first_lba + 1) * 512
+        refused(
+            partial(check_ddi, resized, "amd64", signed=True),
+            f"GPT partition 3 (root-x86-64-verity-sig) is {size} bytes, not the "
+            f"{SIGNATURE_BYTES} systemd-repart writes",
+        )
 
 
 def test_a_root_hash_other_than_the_signed_one_is_refused(signed: tuple[Path, bytes]) -> None:
