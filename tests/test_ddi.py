@@ -26,6 +26,7 @@ from build.read.ddi import CheckedDdi, check_ddi
 from build.read.gpt import read_gpt
 from build.read.verity import BLOCK_BYTES, level_blocks
 from tests.erofs_images import alloy_tree, mkfs
+from tests.results import refused
 
 pytestmark = pytest.mark.needs("mkfs.erofs")
 
@@ -184,16 +185,6 @@ def test_veritysetup_verifies_the_extracted_partitions(
 
 
 # --- refusals: one line naming the image, nothing written ---
-
-
-def refused(call: Callable[[], object], *fragments: str) -> str:
-    with pytest.raises(BuildError) as caught:
-        call()
-    message = str(caught.value)
-    assert "\n" not in message
-    for fragment in fragments:
-        assert fragment in message
-    return message
 
 
 def copy_of(image: Path, name: str) -> Path:

@@ -24,7 +24,7 @@ from build.read.ddi import check_ddi
 from tests.conftest import VERSION, Invoke
 from tests.results import error_line, ok
 from tests.trees import alloy_tree
-from tests.veritykeys import PASSPHRASE, make_key
+from tests.veritykeys import PASSPHRASE, key_set
 
 pytestmark = pytest.mark.needs("mkfs.erofs", "mksquashfs", "openssl")
 IMAGE = f"alloy-{VERSION}-amd64.raw"
@@ -32,12 +32,7 @@ IMAGE = f"alloy-{VERSION}-amd64.raw"
 
 @pytest.fixture(scope="module")
 def keys(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, Path]]:
-    where = tmp_path_factory.mktemp("veritykeys")
-    return {
-        "ours": make_key(where, "ours"),
-        "other": make_key(where, "other"),
-        "locked": make_key(where, "locked", PASSPHRASE),
-    }
+    return key_set(tmp_path_factory.mktemp("veritykeys"))
 
 
 def signed_by(pair: tuple[Path, Path]) -> tuple[str, str]:

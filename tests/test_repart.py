@@ -9,7 +9,6 @@ import os
 import shlex
 import shutil
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -25,6 +24,7 @@ from build.model.ddi import build_seed
 from build.read.ddi import check_ddi
 from tests.erofs_images import alloy_tree, mkfs
 from tests.fakes import fake_tool
+from tests.results import refused
 
 pytestmark = pytest.mark.needs("mkfs.erofs")
 
@@ -249,16 +249,6 @@ def _without_repart() -> list[str]:
 
 
 # --- refusals: one line, nothing written ---
-
-
-def refused(call: Callable[[], object], *fragments: str) -> str:
-    with pytest.raises(BuildError) as caught:
-        call()
-    message = str(caught.value)
-    assert "\n" not in message
-    for fragment in fragments:
-        assert fragment in message
-    return message
 
 
 def test_a_failing_repart_is_one_line_ending_in_what_it_said_last(on_path: Path) -> None:
