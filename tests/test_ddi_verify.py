@@ -259,3 +259,27 @@ def test_partition_types_of_another_architecture_than_the_binary_fail(
     assert check_ddi(image, None, False).arch == "arm64"
     line = error_line(verify(invoke, image, None), "failed verification: architecture:")
     assert "arm64" in line and "x86-64" in line
+
+
+def wrapped_around(content: Path, where: Path) -> Path:
+    """An unsigned DDI whose verity holds over `content`, whatever it is."""
+    image = where / NAME
+    assemble_in_python(content, image, "amd64", build_seed("alloy", VERSION, "amd64"), None)
+    return image
+
+
+def test_a_data_partition_that_is_no_file_system_names_the_ddi_not_a_scratch_copy(
+    invoke: Invoke, tmp_path: Path
+) -> None:
+    garbage = tmp_path / "garbage"
+    garbage.write_bytes(bytes(range(256)) * 256)
+    image = wrapped_around(garbage, tmp_path)
+    line = error_line(verify(invoke, image, None), f"the data partition of {image}", "squashfs")
+    assert "alloy-sysext-ddi-" not in line
+
+
+def test_a_ddi_in_a_ddi_is_refused_naming_it(invoke: Invoke, tmp_path: Path) -> None:
+    inner = build_ddi(tmp_path / "inner", None)
+    image = wrapped_around(inner, tmp_path)
+    line = error_line(verify(invoke, image, None), f"the data partition of {image} is a DDI itself")
+    assert "alloy-sysext-ddi-" not in line

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import re
 import tempfile
@@ -114,7 +115,22 @@ def static_checks(path: Path, expect: Expectations) -> list[Check]:
 def _static_all(path: Path, expect: Expectations, scratch: Path) -> Iterator[Check]:
     content, plain = yield from _data(path, expect, scratch)
     if content is not None:
-        yield from _static_checks(_opened(content, plain), content, plain)
+        with _naming_the_ddi(content, path):
+            yield from _static_checks(_opened(content, plain), content, plain)
+
+
+@contextlib.contextmanager
+def _naming_the_ddi(content: Path, path: Path) -> Iterator[None]:
+    """A refusal of `content`, the data partition of the DDI at `path` copied to scratch, names
+    that partition of `path` (the scratch copy is gone once the refusal is read)."""
+    if content == path:
+        yield
+        return
+    try:
+        yield
+    except BuildError as error:
+        message = error.message.replace(str(content), f"the data partition of {path}")
+        raise BuildError(message, error.hint) from None
 
 
 def _data(
@@ -152,7 +168,8 @@ def _checks(path: Path, expect: Expectations) -> Iterator[Check]:
     with tempfile.TemporaryDirectory(prefix="alloy-sysext-ddi-") as scratch:
         content, plain = yield from _data(path, expect, Path(scratch))
         if content is not None:
-            yield from _content_checks(content, plain)
+            with _naming_the_ddi(content, path):
+                yield from _content_checks(content, plain)
 
 
 def _content_checks(path: Path, expect: Expectations) -> Iterator[Check]:

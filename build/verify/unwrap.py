@@ -222,4 +222,9 @@ def unwrapped(
         return None
     data = scratch / path.name
     _copy_partition(path, checked.data, data)
+    if is_wrapped(data):
+        raise BuildError(
+            f"the data partition of {path} is a DDI itself, not an EROFS or squashfs image",
+            "a sysext DDI wraps one file system image: do not install it",
+        )
     return Unwrapped(data, checked.arch)
