@@ -139,6 +139,8 @@ def test_bad_keys_are_refused_before_anything_is_written(
     invoke: Invoke, tmp_path: Path, keys: dict
 ) -> None:
     ours, other, locked = keys["ours"], keys["other"], keys["locked"]
+    huge = tmp_path / "huge.key"  # read whole before (/dev/zero: until memory ran out)
+    huge.write_bytes(ours[0].read_bytes() * (2 * 1024 * 1024 // ours[0].stat().st_size + 1))
     cases = [
         ((tmp_path / "absent.key", ours[1]), {}, ("cannot read the verity key", "absent.key")),
         ((tmp_path, ours[1]), {}, ("cannot read the verity key",)),
@@ -148,6 +150,7 @@ def test_bad_keys_are_refused_before_anything_is_written(
                                    f"certificate {other[1]}",)),
         (locked, {}, ("no passphrase in $ALLOY_VERITY_KEY_PASSPHRASE",)),
         (locked, {PASSPHRASE_ENV: "wrong"}, ("a wrong passphrase",)),
+        ((huge, ours[1]), {}, (f"the verity key {huge} (--verity-key) is over 1 MiB",)),
     ]  # fmt: skip
     for pair, env, fragments in cases:
         error_line(invoke("all", "--format=ddi", *signed_by(pair), env=env), *fragments)
