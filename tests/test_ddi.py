@@ -14,9 +14,11 @@ import zlib
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+import build.formats.ddi as ddi_module
 from build.core.errors import BuildError
 from build.formats.ddi import SIGNATURE_BYTES, assemble, assemble_in_python, data_tree
 from build.formats.gpt import GPT_METADATA_SIZE, SMALL_DISK
@@ -335,3 +337,23 @@ def test_each_block_of_the_image_is_hashed_once(tmp_path: Path) -> None:
     data_image.write_bytes(b"\7" * (74 * BLOCK_BYTES))
     tree = data_tree(data_image, SEED)
     assert tree.hashed_blocks == 74 + sum(level_blocks(74))
+
+
+def test_an_image_cut_short_while_it_is_hashed_is_refused_and_nothing_is_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data_image = erofs_image(tmp_path, 64 << 10)
+    real = ddi_module.hash_tree
+
+    def cut_first(*args: Any, **kwargs: Any) -> Any:
+        with data_image.open("r+b") as file:
+            file.truncate(BLOCK_BYTES)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ddi_module, "hash_tree", cut_first)
+    target = tmp_path / "out" / "alloy.raw"
+    refused(
+        lambda: assemble_in_python(data_image, target, "amd64", SEED, None),
+        f"{data_image} changed while it was being hashed",
+    )
+    assert not target.parent.exists() or not any(target.parent.iterdir())

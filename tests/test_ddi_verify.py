@@ -25,9 +25,10 @@ from build.model.arch import ARCHES
 from build.model.ddi import build_seed
 from build.read.ddi import check_ddi
 from build.read.gpt import read_gpt
+from build.verify import unwrap
 from tests.conftest import VERSION, Invoke
 from tests.erofs_images import mkfs
-from tests.results import error_line, ok
+from tests.results import error_line, ok, refused
 from tests.trees import alloy_tree
 from tests.veritykeys import make_key
 
@@ -283,3 +284,16 @@ def test_a_ddi_in_a_ddi_is_refused_naming_it(invoke: Invoke, tmp_path: Path) -> 
     image = wrapped_around(inner, tmp_path)
     line = error_line(verify(invoke, image, None), f"the data partition of {image} is a DDI itself")
     assert "alloy-sysext-ddi-" not in line
+
+
+def test_a_data_partition_cut_short_after_its_check_is_not_copied_in_part(tmp_path: Path) -> None:
+    """Between the tree check and the copy the image cannot change (verify reads a private
+    copy), but a copy that comes short is refused, never handed on in part."""
+    image = build_ddi(tmp_path, None)
+    data = check_ddi(image, "amd64", False).data
+    with image.open("r+b") as file:
+        file.truncate(data.offset + data.size // 2)
+    refused(
+        lambda: unwrap._copy_partition(image, data, tmp_path / "copy"),
+        f"cannot copy the data partition of {image}: {data.size // 2} of {data.size} bytes",
+    )
