@@ -297,3 +297,18 @@ def test_a_data_partition_cut_short_after_its_check_is_not_copied_in_part(tmp_pa
         lambda: unwrap._copy_partition(image, data, tmp_path / "copy"),
         f"cannot copy the data partition of {image}: {data.size // 2} of {data.size} bytes",
     )
+
+
+def test_a_plain_image_fails_when_a_certificate_is_given(
+    invoke: Invoke, keys: dict, tmp_path: Path
+) -> None:
+    """--verity-cert asks for an image signed by it: a plain squashfs or EROFS image has no
+    signature, and a host that requires signed images refuses it. (A certificate configured
+    for DDI builds leaves the as-built verify of another format alone.)"""
+    cert = keys["ours"][1]
+    ok(invoke("all", env={"INVOKE_VERITY_CERT": str(cert)}))
+    image = tmp_path / "output" / NAME
+    error_line(
+        verify(invoke, image, cert),
+        "failed verification: signature: a squashfs image, not a signed DDI, but --verity-cert",
+    )

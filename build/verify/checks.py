@@ -28,7 +28,12 @@ from build.model.check import Check
 from build.model.names import checksum_file
 from build.read.image import Entry, ReadImage
 from build.verify import kernelview, merge
-from build.verify.unwrap import VerityExpectations, is_wrapped, unwrapped
+from build.verify.unwrap import (
+    VerityExpectations,
+    is_wrapped,
+    plain_with_certificate,
+    unwrapped,
+)
 
 if TYPE_CHECKING:
     from build.config.context import StepContext
@@ -140,6 +145,10 @@ def _data(
     DDI's data partition, copied into `scratch`; `path` itself for another format; None
     where the DDI failed) and what it must be (--expect-format was the DDI's)."""
     if not is_wrapped(path):
+        unsigned = plain_with_certificate(path, expect.verity)
+        if unsigned is not None:
+            yield unsigned
+            return None, expect
         return path, expect
     found = yield from unwrapped(path, expect.verity, scratch)
     if found is None:
@@ -608,12 +617,14 @@ def make(runner: StepContext) -> str:
         # The keys' presence as built: invoke verify without --trust-keys checks the image's.
         required=required_files(spec.autostart, bool(info.get("trust_keys"))),
         max_binary_size=spec.max_binary_size,
-        # Unsigned as built: a certificate in invoke.yaml is for other builds.
+        # Unsigned as built, or not a DDI: a certificate in invoke.yaml is for other builds.
         verity=VerityExpectations(
             spec.verity_cert if spec.verity_signature else None,
             spec.verity_signature,
             spec.arch.name,
-        ),
+        )
+        if FORMATS[spec.format].inner
+        else VerityExpectations(),
     )
     _refuse_signed_without_certificate(spec, info)
     image = runner.current(spec.image)

@@ -101,6 +101,19 @@ def _partition_count(path: Path) -> int | None:
         return None  # check_ddi says what is wrong
 
 
+def plain_with_certificate(path: Path, expect: VerityExpectations) -> Check | None:
+    """The failure of an image of a plain format (no signature) checked against a certificate,
+    which asks for one signed by it; None where no certificate was given."""
+    if expect.certificate is None:
+        return None
+    return Check(
+        "signature",
+        "FAIL",
+        f"a {image_format(path)} image, not a signed DDI, but --verity-cert "
+        f"{expect.certificate} was given: hosts that require signed images refuse it",
+    )
+
+
 def refuse_signed_without_certificate(path: Path, expect: VerityExpectations) -> None:
     if expect.certificate is None and _partition_count(path) == 3:
         raise BuildError(
