@@ -1,8 +1,14 @@
-"""What a finished CLI run must look like: a success, or one clear error line."""
+"""What a finished CLI run must look like: a success, or one clear error line; and what a
+refusing call raises: one BuildError line."""
 
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Callable
+
+import pytest
+
+from build.core.errors import BuildError
 
 
 def ok(result: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
@@ -25,3 +31,15 @@ def error_line(result: subprocess.CompletedProcess, *fragments: str, exit_code: 
     for fragment in fragments:
         assert fragment in line, f"{fragment!r} not in the error line{where}"
     return line
+
+
+def refused(call: Callable[[], object], *fragments: str) -> str:
+    """`call()` raised one BuildError whose message is one line naming every one of
+    `fragments`; return that message."""
+    with pytest.raises(BuildError) as caught:
+        call()
+    message = str(caught.value)
+    assert "\n" not in message
+    for fragment in fragments:
+        assert fragment in message, f"{fragment!r} not in {message!r}"
+    return message

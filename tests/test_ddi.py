@@ -12,10 +12,13 @@ import subprocess
 import uuid
 import zlib
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+import build.formats.ddi as ddi_module
 from build.core.errors import BuildError
 from build.formats.ddi import SIGNATURE_BYTES, assemble, assemble_in_python, data_tree
 from build.formats.gpt import GPT_METADATA_SIZE, SMALL_DISK
@@ -25,6 +28,7 @@ from build.read.ddi import CheckedDdi, check_ddi
 from build.read.gpt import read_gpt
 from build.read.verity import BLOCK_BYTES, level_blocks
 from tests.erofs_images import alloy_tree, mkfs
+from tests.results import refused
 
 pytestmark = pytest.mark.needs("mkfs.erofs")
 
@@ -185,16 +189,6 @@ def test_veritysetup_verifies_the_extracted_partitions(
 # --- refusals: one line naming the image, nothing written ---
 
 
-def refused(call: Callable[[], object], *fragments: str) -> str:
-    with pytest.raises(BuildError) as caught:
-        call()
-    message = str(caught.value)
-    assert "\n" not in message
-    for fragment in fragments:
-        assert fragment in message
-    return message
-
-
 def copy_of(image: Path, name: str) -> Path:
     out = image.with_name(name)
     shutil.copyfile(image, out)
@@ -268,6 +262,30 @@ def test_swapped_uuids_are_refused(signed: tuple[Path, bytes]) -> None:
     refused(lambda: check_ddi(swapped, "amd64", signed=True), "root hash is", "not the signed")
 
 
+def test_a_signature_partition_of_another_size_than_repart_s_is_refused(
+    signed: tuple[Path, bytes],
+) -> None:
+    """repart's signature partition is exactly 16 KiB (VERITY_SIG_SIZE): a smaller one was not
+    made by it, and a larger one would be read only in part (and named by a wrong size)."""
+    image, _ = signed
+    usable_end = read_gpt(image).last_usable_lba
+    sig = read_gpt(image).partitions[2]
+    for last in (sig.last_lba - 16, usable_end):
+        if last == sig.last_lba:
+            continue  # a disk with no room after the signature partition to grow it into
+
+        def resize(entries: bytearray, last: int = last) -> None:
+            struct.pack_into("<Q", entries, 2 * 128 + 40, last)
+
+        resized = retabled(image, resize)
+        size = (last - sig.first_lba + 1) * 512
+        refused(
+            partial(check_ddi, resized, "amd64", signed=True),
+            f"GPT partition 3 (root-x86-64-verity-sig) is {size} bytes, not the "
+            f"{SIGNATURE_BYTES} systemd-repart writes",
+        )
+
+
 def test_a_root_hash_other_than_the_signed_one_is_refused(signed: tuple[Path, bytes]) -> None:
     image, root_hash = signed
     other = bytes([root_hash[0] ^ 1]) + root_hash[1:]
@@ -319,3 +337,23 @@ def test_each_block_of_the_image_is_hashed_once(tmp_path: Path) -> None:
     data_image.write_bytes(b"\7" * (74 * BLOCK_BYTES))
     tree = data_tree(data_image, SEED)
     assert tree.hashed_blocks == 74 + sum(level_blocks(74))
+
+
+def test_an_image_cut_short_while_it_is_hashed_is_refused_and_nothing_is_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data_image = erofs_image(tmp_path, 64 << 10)
+    real = ddi_module.hash_tree
+
+    def cut_first(*args: Any, **kwargs: Any) -> Any:
+        with data_image.open("r+b") as file:
+            file.truncate(BLOCK_BYTES)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ddi_module, "hash_tree", cut_first)
+    target = tmp_path / "out" / "alloy.raw"
+    refused(
+        lambda: assemble_in_python(data_image, target, "amd64", SEED, None),
+        f"{data_image} changed while it was being hashed",
+    )
+    assert not target.parent.exists() or not any(target.parent.iterdir())

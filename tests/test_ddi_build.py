@@ -12,14 +12,19 @@ from pathlib import Path
 
 import pytest
 
-from build.formats.table import image_format
+from build.core.fileio import sweep_temps
+from build.formats import gpt
+from build.formats.recipe import Recipe
+from build.formats.table import FORMATS, image_format
 from build.formats.veritysig import certificate_fingerprint
 from build.keys.veritysign import VERITY_PASSPHRASE_ENV as PASSPHRASE_ENV
 from build.keys.veritysign import certificate_der
+from build.model.arch import ARCHES
 from build.read.ddi import check_ddi
 from tests.conftest import VERSION, Invoke
 from tests.results import error_line, ok
-from tests.veritykeys import PASSPHRASE, make_key
+from tests.trees import alloy_tree
+from tests.veritykeys import PASSPHRASE, key_set
 
 pytestmark = pytest.mark.needs("mkfs.erofs", "mksquashfs", "openssl")
 IMAGE = f"alloy-{VERSION}-amd64.raw"
@@ -27,12 +32,7 @@ IMAGE = f"alloy-{VERSION}-amd64.raw"
 
 @pytest.fixture(scope="module")
 def keys(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, Path]]:
-    where = tmp_path_factory.mktemp("veritykeys")
-    return {
-        "ours": make_key(where, "ours"),
-        "other": make_key(where, "other"),
-        "locked": make_key(where, "locked", PASSPHRASE),
-    }
+    return key_set(tmp_path_factory.mktemp("veritykeys"))
 
 
 def signed_by(pair: tuple[Path, Path]) -> tuple[str, str]:
@@ -92,7 +92,21 @@ def test_an_unsigned_squashfs_ddi_only_when_asked(invoke: Invoke, tmp_path: Path
     assert info["verity_signed"] is False and info["verity_certificate_fingerprint"] is None
     assert info["openssl"] is None and info["mksquashfs"] and info["mkfs.erofs"] is None
     assert check_ddi(image, "arm64", signed=False).root_hash.hex() == info["root_hash"]
+    # What wrote it, for the record (Debian 12's repart 252 cannot: python)
+    assert info["ddi_assembler"] == "python" or info["ddi_assembler"].startswith("systemd-repart ")
     ok(invoke("verify", "--arch=arm64"))
+    # A DDI's own fields of its build info, each refused as a build would never write it.
+    path = image.with_name(image.name + ".buildinfo.json")
+    written = path.read_text()
+    for field, value, why in (
+        ("root_hash", "AB" * 32, "not a sha256 root hash in lowercase hex"),
+        ("verity_signed", "no", "not true or false"),
+        ("verity_certificate_fingerprint", "ab" * 32, "set for an unsigned DDI"),
+        ("ddi_assembler", "python\nrelease  wrote SHA256SUMS", "not python or systemd-repart"),
+    ):
+        path.write_text(json.dumps({**json.loads(written), field: value}))
+        line = error_line(invoke("verify", "--arch=arm64"), f"{path.name} has a bad {field}: {why}")
+        assert "nothing was written" in line
 
 
 @pytest.mark.parametrize(
@@ -125,6 +139,8 @@ def test_bad_keys_are_refused_before_anything_is_written(
     invoke: Invoke, tmp_path: Path, keys: dict
 ) -> None:
     ours, other, locked = keys["ours"], keys["other"], keys["locked"]
+    huge = tmp_path / "huge.key"  # read whole before (/dev/zero: until memory ran out)
+    huge.write_bytes(ours[0].read_bytes() * (2 * 1024 * 1024 // ours[0].stat().st_size + 1))
     cases = [
         ((tmp_path / "absent.key", ours[1]), {}, ("cannot read the verity key", "absent.key")),
         ((tmp_path, ours[1]), {}, ("cannot read the verity key",)),
@@ -134,6 +150,7 @@ def test_bad_keys_are_refused_before_anything_is_written(
                                    f"certificate {other[1]}",)),
         (locked, {}, ("no passphrase in $ALLOY_VERITY_KEY_PASSPHRASE",)),
         (locked, {PASSPHRASE_ENV: "wrong"}, ("a wrong passphrase",)),
+        ((huge, ours[1]), {}, (f"the verity key {huge} (--verity-key) is over 1 MiB",)),
     ]  # fmt: skip
     for pair, env, fragments in cases:
         error_line(invoke("all", "--format=ddi", *signed_by(pair), env=env), *fragments)
@@ -210,3 +227,33 @@ def test_no_verity_signature_on_the_command_line_leaves_a_configured_key_unused(
     assert buildinfo(tmp_path)["verity_signed"] is False
     # A configured key is for DDI builds: another format ignores it.
     ok(invoke("-f", str(config), "all", "--format=erofs", "--no-verify"))
+
+
+def test_what_a_killed_ddi_pack_leaves_is_swept_by_the_next_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pack step writes the DDI at a temporary beside the image (.NAME.xxxx.tmp); every
+    scratch file and directory the DDI's packing makes beside it meanwhile (the inner image,
+    the tree and signature, the GPT image being written) is named so that the runner's sweep of
+    the image's temporaries (sweep_temps) removes what a SIGKILL left."""
+    output = tmp_path / "output"
+    output.mkdir()
+    final = output / IMAGE
+    target = output / f".{IMAGE}.k2j4.tmp"  # as Runner.output() names it
+    seen: list[tuple[str, bool]] = []
+    copy_payload = gpt._copy_payload
+
+    def snapshot(*args: object) -> None:  # mid-write: what a SIGKILL now would leave
+        seen.extend((path.name, path.is_dir()) for path in output.iterdir())
+        copy_payload(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(gpt, "_copy_payload", snapshot)
+    recipe = Recipe("alloy", VERSION, ARCHES["amd64"], "lz4hc", "erofs", None)
+    FORMATS["ddi"].pack(recipe, alloy_tree(tmp_path / "tree"), target)
+    target.unlink()
+    left = sorted(set(seen))
+    assert len(left) >= 2, left  # the inner image and the DDI's scratch at least
+    for name, is_dir in left:
+        (output / name).mkdir() if is_dir else (output / name).write_bytes(b"killed")
+    sweep_temps(final)
+    assert sorted(path.name for path in output.iterdir()) == []

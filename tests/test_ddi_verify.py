@@ -15,17 +15,20 @@ from pathlib import Path
 import pytest
 
 from build.formats import ddipack
+from build.formats.ddi import assemble_in_python
 from build.formats.recipe import Recipe, Signing
 from build.formats.table import FORMATS
 from build.formats.veritysig import signature_partition
 from build.image.pack import signer
 from build.keys.veritysign import certificate_der, sign_root_hash
 from build.model.arch import ARCHES
+from build.model.ddi import build_seed
 from build.read.ddi import check_ddi
 from build.read.gpt import read_gpt
+from build.verify import unwrap
 from tests.conftest import VERSION, Invoke
 from tests.erofs_images import mkfs
-from tests.results import error_line, ok
+from tests.results import error_line, ok, refused
 from tests.trees import alloy_tree
 from tests.veritykeys import make_key
 
@@ -237,3 +240,75 @@ def test_the_signature_json_is_what_systemd_repart_writes(signed: Path, keys: di
         raw = file.read(part.size)
     text = raw.rstrip(b"\0")
     assert list(json.loads(text)) == ["rootHash", "certificateFingerprint", "signature"]
+
+
+def test_partition_types_of_another_architecture_than_the_binary_fail(
+    invoke: Invoke, tmp_path: Path
+) -> None:
+    """An x86-64 image in a DDI whose partition types say arm64: no host merges it (an arm64
+    host's systemd-sysext refuses ARCHITECTURE=x86-64, an x86-64 host finds no root partition
+    of its own), so verify --image, which pins no architecture, fails it too."""
+    amd64 = build_ddi(tmp_path / "amd64", None)
+    data = check_ddi(amd64, "amd64", False).data
+    inner = tmp_path / "data.erofs"
+    with amd64.open("rb") as file:
+        file.seek(data.offset)
+        inner.write_bytes(file.read(data.size))
+    image = tmp_path / f"alloy-{VERSION}-arm64.raw"
+    seed = build_seed("alloy", VERSION, "arm64")
+    assemble_in_python(inner, image, "arm64", seed, None)
+    assert check_ddi(image, None, False).arch == "arm64"
+    line = error_line(verify(invoke, image, None), "failed verification: architecture:")
+    assert "arm64" in line and "x86-64" in line
+
+
+def wrapped_around(content: Path, where: Path) -> Path:
+    """An unsigned DDI whose verity holds over `content`, whatever it is."""
+    image = where / NAME
+    assemble_in_python(content, image, "amd64", build_seed("alloy", VERSION, "amd64"), None)
+    return image
+
+
+def test_a_data_partition_that_is_no_file_system_names_the_ddi_not_a_scratch_copy(
+    invoke: Invoke, tmp_path: Path
+) -> None:
+    garbage = tmp_path / "garbage"
+    garbage.write_bytes(bytes(range(256)) * 256)
+    image = wrapped_around(garbage, tmp_path)
+    line = error_line(verify(invoke, image, None), f"the data partition of {image}", "squashfs")
+    assert "alloy-sysext-ddi-" not in line
+
+
+def test_a_ddi_in_a_ddi_is_refused_naming_it(invoke: Invoke, tmp_path: Path) -> None:
+    inner = build_ddi(tmp_path / "inner", None)
+    image = wrapped_around(inner, tmp_path)
+    line = error_line(verify(invoke, image, None), f"the data partition of {image} is a DDI itself")
+    assert "alloy-sysext-ddi-" not in line
+
+
+def test_a_data_partition_cut_short_after_its_check_is_not_copied_in_part(tmp_path: Path) -> None:
+    """Between the tree check and the copy the image cannot change (verify reads a private
+    copy), but a copy that comes short is refused, never handed on in part."""
+    image = build_ddi(tmp_path, None)
+    data = check_ddi(image, "amd64", False).data
+    with image.open("r+b") as file:
+        file.truncate(data.offset + data.size // 2)
+    refused(
+        lambda: unwrap._copy_partition(image, data, tmp_path / "copy"),
+        f"cannot copy the data partition of {image}: {data.size // 2} of {data.size} bytes",
+    )
+
+
+def test_a_plain_image_fails_when_a_certificate_is_given(
+    invoke: Invoke, keys: dict, tmp_path: Path
+) -> None:
+    """--verity-cert asks for an image signed by it: a plain squashfs or EROFS image has no
+    signature, and a host that requires signed images refuses it. (A certificate configured
+    for DDI builds leaves the as-built verify of another format alone.)"""
+    cert = keys["ours"][1]
+    ok(invoke("all", env={"INVOKE_VERITY_CERT": str(cert)}))
+    image = tmp_path / "output" / NAME
+    error_line(
+        verify(invoke, image, cert),
+        "failed verification: signature: a squashfs image, not a signed DDI, but --verity-cert",
+    )

@@ -441,6 +441,19 @@ def test_a_missing_partition(image_bytes: bytearray) -> None:
     refused(image_bytes, "the GPT holds 2 partitions, not the 3")
 
 
+def test_an_empty_entry_between_partitions(image_bytes: bytearray) -> None:
+    """Two partitions in entries 1 and 3 are not an unsigned DDI's two: repart fills entries 1
+    to n, and a reader taking the second partition found as the hash partition must not be
+    handed one from another slot."""
+
+    def hole(entries: bytearray) -> None:
+        entries[1 * 128 : 2 * 128] = bytes(128)
+
+    reseal_entries(image_bytes, hole)
+    with pytest.raises(Malformed, match="GPT entry 2 is empty, but entry 3 holds a partition"):
+        parse_gpt(bytes(image_bytes), (2, 3))
+
+
 def test_leftovers_in_an_unused_entry(image_bytes: bytearray) -> None:
     def smuggle(entries: bytearray) -> None:
         entries[100 * 128 + 56] = 0x41  # a name without a type

@@ -7,18 +7,24 @@ from __future__ import annotations
 
 import os
 import shlex
+import shutil
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from build.core.errors import BuildError
+from build.formats import ddipack
 from build.formats.ddi import assemble, assemble_in_python
+from build.formats.recipe import Recipe
 from build.formats.repart import WITHOUT_REPART_ENV, definitions, repart_version
+from build.formats.table import FORMATS
+from build.model.arch import ARCHES
+from build.model.ddi import build_seed
 from build.read.ddi import check_ddi
 from tests.erofs_images import alloy_tree, mkfs
 from tests.fakes import fake_tool
+from tests.results import refused
 
 pytestmark = pytest.mark.needs("mkfs.erofs")
 
@@ -245,16 +251,6 @@ def _without_repart() -> list[str]:
 # --- refusals: one line, nothing written ---
 
 
-def refused(call: Callable[[], object], *fragments: str) -> str:
-    with pytest.raises(BuildError) as caught:
-        call()
-    message = str(caught.value)
-    assert "\n" not in message
-    for fragment in fragments:
-        assert fragment in message
-    return message
-
-
 def test_a_failing_repart_is_one_line_ending_in_what_it_said_last(on_path: Path) -> None:
     data_image = erofs_image(on_path)
     fake_repart(
@@ -286,3 +282,25 @@ def test_a_repart_tree_other_than_the_signed_one_writes_nothing(on_path: Path) -
         "nothing was written",
     )
     assert list(target.parent.iterdir()) == []
+
+
+def test_the_build_info_records_what_wrote_the_ddi_but_a_change_of_it_repacks_nothing(
+    on_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data_image = erofs_image(on_path)
+    made = on_path / "python.raw"
+    assemble_in_python(data_image, made, "amd64", build_seed("alloy", "1.10.2", "amd64"), None)
+    recipe = Recipe("alloy", "1.10.2", ARCHES["amd64"], "lz4hc", "erofs", None)
+
+    def inner(_: Recipe, __: Path, image: Path) -> None:
+        shutil.copyfile(data_image, image)
+
+    target = on_path / "alloy.raw"
+    fake_repart(on_path, "257", ddi=made)
+    by_repart = ddipack.pack(inner, recipe, on_path, target)
+    monkeypatch.setenv(WITHOUT_REPART_ENV, "1")
+    by_python = ddipack.pack(inner, recipe, on_path, target)
+    assert by_repart["ddi_assembler"] == "systemd-repart 257"
+    assert by_python["ddi_assembler"] == "python"
+    assert by_repart["root_hash"] == by_python["root_hash"]
+    assert "ddi_assembler" not in FORMATS["ddi"].args(recipe)  # what triggers a repack

@@ -308,6 +308,16 @@ def test_a_check_past_its_deadline_stops() -> None:
         check_verity(io.BytesIO(bytes(image)), data, hashes, root_of(3 * READ_BLOCKS), deadline)
 
 
+def test_the_zeros_after_the_tree_are_read_within_the_deadline_too() -> None:
+    """A hostile hash partition of one data block's tree and 16 MiB of zeros after it: reading
+    those zeros counts against the one deadline like the tree (here a tick a check)."""
+    image, data, hashes = image_of(1, spare=16 << 20)
+    ticks = iter(range(1000))
+    deadline = Deadline(5, clock=lambda: float(next(ticks)))
+    with pytest.raises(Overtime):
+        check_verity(io.BytesIO(bytes(image)), data, hashes, root_of(1), deadline)
+
+
 def test_a_refusal_is_one_line_naming_the_image(tmp_path: Path) -> None:
     image, data, hashes = image_of(129)
     image[5] ^= 1

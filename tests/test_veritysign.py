@@ -25,32 +25,16 @@ from build.keys.veritysign import (
     signed_text,
 )
 from build.model.ddi import SEED_NAMESPACE, build_seed
+from tests.veritykeys import PASSPHRASE, key_set
 
 pytestmark = pytest.mark.needs("openssl")
 
 ROOT = bytes.fromhex("9f" * 16 + "0a" * 16)
-PASSPHRASE = "correct horse battery staple"
-
-
-def make_key(where: Path, name: str, passphrase: str | None = None) -> tuple[Path, Path]:
-    key, cert = where / f"{name}.key", where / f"{name}.crt"
-    protect = ["-passout", f"pass:{passphrase}"] if passphrase else ["-nodes"]
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-keyout", str(key), "-out", str(cert),
-         "-days", "3650", "-subj", f"/CN={name}", *protect],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    return key, cert
 
 
 @pytest.fixture(scope="module")
 def keys(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, Path]]:
-    where = tmp_path_factory.mktemp("veritykeys")
-    return {
-        "ours": make_key(where, "ours"),
-        "other": make_key(where, "other"),
-        "locked": make_key(where, "locked", PASSPHRASE),
-    }
+    return key_set(tmp_path_factory.mktemp("veritykeys"))
 
 
 def pkcs7_sign_as_repart(key: Path, cert: Path, text: bytes) -> bytes:

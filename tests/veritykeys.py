@@ -19,3 +19,13 @@ def make_key(where: Path, name: str, passphrase: str | None = None) -> tuple[Pat
         check=True, capture_output=True,
     )  # fmt: skip
     return key, cert
+
+
+def key_set(where: Path) -> dict[str, tuple[Path, Path]]:
+    """The tests' keys: "ours", "other" (another key and certificate), and "locked" (ours'
+    kind, protected by PASSPHRASE)."""
+    return {
+        "ours": make_key(where, "ours"),
+        "other": make_key(where, "other"),
+        "locked": make_key(where, "locked", PASSPHRASE),
+    }

@@ -27,6 +27,13 @@ def temp_prefix(final: Path) -> str:
     return f".{final.name}."
 
 
+def scratch_prefix(path: Path) -> str:
+    """The prefix of a scratch file or directory beside `path`, a final name or a temporary
+    of one (.NAME.xxxx.tmp): with TEMP_SUFFIX, sweep_temps(NAME) removes what a killed run
+    left under it either way."""
+    return f".{path.name.lstrip('.')}."
+
+
 @contextlib.contextmanager
 def _temporary(make: Callable[[], Path]) -> Iterator[Path]:
     """`make()`'s new temporary, for a block whose clean-up removes it: a SIGINT, SIGTERM or

@@ -32,14 +32,15 @@ import os
 import tempfile
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from build.core.errors import BuildError
-from build.core.fileio import fsync_dir
+from build.core.fileio import TEMP_SUFFIX, fsync_dir, scratch_prefix
 from build.core.report import say
 from build.core.safeio import Malformed
 from build.formats.gpt import GRAIN, GptPartition, layout, write_gpt_image
-from build.formats.repart import WITHOUT_REPART_ENV, build_with_repart, why_not_repart
+from build.formats.repart import REPART, WITHOUT_REPART_ENV, build_with_repart, why_not_repart
 from build.formats.verity import verity_salt, verity_uuid
 from build.model.ddi import (
     derived_uuid,
@@ -52,6 +53,23 @@ from build.read.verity import BLOCK_BYTES, Superblock, Tree, area_bytes, hash_tr
 
 SIGNATURE_BYTES = 16 * 1024  # repart.c VERITY_SIG_SIZE: the signature partition's exact size
 DISK_UUID_TOKEN = "disk-uuid"  # repart.c context_acquire_partition_uuids_and_labels()
+PYTHON_ASSEMBLER = "python"  # Assembled.assembler of assemble_in_python()
+
+
+def _scratch(target: Path) -> tempfile.TemporaryDirectory[str]:
+    """A directory beside `target` for what the DDI is made of, and the DDI itself until it is
+    complete: what a killed build leaves there the runner's sweep removes (fileio
+    sweep_temps)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return tempfile.TemporaryDirectory(
+        prefix=scratch_prefix(target), suffix=".ddi" + TEMP_SUFFIX, dir=target.parent
+    )
+
+
+def _place(built: Path, target: Path) -> None:
+    os.chmod(built, 0o644)  # whatever the umask
+    os.replace(built, target)
+    fsync_dir(target.parent)
 
 
 def _round_up(value: int, to: int) -> int:
@@ -120,6 +138,13 @@ def _signature(sign: Callable[[bytes], bytes], root_hash: bytes) -> bytes:
     return signature
 
 
+@dataclass(frozen=True)
+class Assembled:
+    root_hash: bytes
+    # What wrote it: "systemd-repart 257" or "python" (the same bytes: for the record only)
+    assembler: str
+
+
 def assemble(
     data_image: Path,
     target: Path,
@@ -132,13 +157,26 @@ def assemble(
     unsigned verity DDI, no signature partition); returns the root hash. systemd-repart 255+
     writes it where it is on PATH, this module elsewhere (or with WITHOUT_REPART_ENV set): the
     same bytes either way; which one did is said in one line."""
+    return assemble_recorded(data_image, target, arch, seed, sign).root_hash
+
+
+def assemble_recorded(
+    data_image: Path,
+    target: Path,
+    arch: str,
+    seed: uuid.UUID,
+    sign: Callable[[bytes], bytes] | None,
+) -> Assembled:
+    """assemble(), saying also which way wrote the DDI."""
     _check_inputs(data_image)
     version, why_not = why_not_repart()
     if why_not is not None:
         say("pack", f"{target.name}: DDI assembled in Python: {why_not}")
-        return assemble_in_python(data_image, target, arch, seed, sign)
+        root_hash = assemble_in_python(data_image, target, arch, seed, sign)
+        return Assembled(root_hash, PYTHON_ASSEMBLER)
     say("pack", f"{target.name}: DDI built with systemd-repart {version}")
-    return assemble_with_repart(data_image, target, arch, seed, sign)
+    root_hash = assemble_with_repart(data_image, target, arch, seed, sign)
+    return Assembled(root_hash, f"{REPART} {version}")
 
 
 def assemble_in_python(
@@ -161,8 +199,7 @@ def assemble_in_python(
         raise AssertionError(f"a {len(area)}-byte tree placed in {hash_bytes} bytes")
     data_uuid, hash_uuid = root_hash_uuids(tree.root_hash)
     signature = None if sign is None else _signature(sign, tree.root_hash)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".ddi-", dir=target.parent) as scratch:
+    with _scratch(target) as scratch:
         hash_file = Path(scratch) / "verity"
         hash_file.write_bytes(area)
         sources: list[Path] = [data_image, hash_file]
@@ -183,7 +220,9 @@ def assemble_in_python(
             )
             for part, part_uuid, source in zip(minimal, uuids, sources, strict=True)
         ]
-        write_gpt_image(target, derived_uuid(seed, DISK_UUID_TOKEN), final)
+        built = Path(scratch) / target.name
+        write_gpt_image(built, derived_uuid(seed, DISK_UUID_TOKEN), final)
+        _place(built, target)
     return tree.root_hash
 
 
@@ -199,8 +238,7 @@ def assemble_with_repart(
     then have the same root, or nothing is written."""
     _check_inputs(data_image)
     signed_hash = None
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".ddi-", dir=target.parent) as scratch:
+    with _scratch(target) as scratch:
         sig_file = None
         if sign is not None:
             signed_hash = data_tree(data_image, seed).root_hash
@@ -216,7 +254,5 @@ def assemble_with_repart(
                 f"its signature is for {signed_hash.hex()}; nothing was written",
                 f"set {WITHOUT_REPART_ENV}=1 to assemble the DDI in Python, and report it",
             )
-        os.chmod(built, 0o644)  # as the Python assembly writes it, whatever the umask
-        os.replace(built, target)
-        fsync_dir(target.parent)
+        _place(built, target)
     return root_hash

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from build.core.errors import BuildError
-from build.core.fileio import TEMP_SUFFIX
+from build.core.fileio import TEMP_SUFFIX, scratch_prefix
 from build.core.run import run
-from build.formats.ddi import assemble
+from build.formats.ddi import assemble_recorded
 from build.formats.recipe import Recipe
 from build.model.ddi import build_seed
 from build.read.verity import BLOCK_BYTES
@@ -39,18 +39,20 @@ def pack(
     inner_pack: Callable[[Recipe, Path, Path], object], recipe: Recipe, tree: Path, image: Path
 ) -> dict[str, Any]:
     """Pack `tree` with `inner_pack` into a temporary file beside `image`, wrap it into the DDI
-    at `image`; what the build info records of the result: the root hash."""
-    fd, name = tempfile.mkstemp(prefix=image.name + ".", suffix=INNER_SUFFIX, dir=image.parent)
+    at `image`; what the build info records of the result: the root hash, and what wrote the
+    DDI (systemd-repart and its version, or python)."""
+    fd, name = tempfile.mkstemp(prefix=scratch_prefix(image), suffix=INNER_SUFFIX, dir=image.parent)
     os.close(fd)
     inner = Path(name)
     try:
         inner_pack(recipe, tree, inner)
         seed = build_seed(recipe.name, recipe.version, recipe.arch.name)
         sign = recipe.signing.sign if recipe.signing is not None else None
-        root_hash = assemble(inner, image, recipe.arch.name, seed, sign)
+        built = assemble_recorded(inner, image, recipe.arch.name, seed, sign)
     finally:
         inner.unlink(missing_ok=True)
-    return {"root_hash": root_hash.hex()}
+    # Which way built it is for the record, not in args(): both give the same bytes.
+    return {"root_hash": built.root_hash.hex(), "ddi_assembler": built.assembler}
 
 
 def args(inner_args: Callable[[Recipe], dict[str, Any]], recipe: Recipe) -> dict[str, Any]:

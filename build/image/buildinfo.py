@@ -40,6 +40,8 @@ OPTION_DEFAULTS = {"format": UNRECORDED_FORMAT.name, "ddi_filesystem": DEFAULT_F
 # A DDI's build info (build/formats/ddipack.py fields(), pack()): its root hash, whether it is
 # signed, and by which certificate (sha256 of its DER), each lowercase hex.
 _HEX_SHA256 = re.compile(r"[0-9a-f]{64}")
+# What wrote a DDI (build/formats/ddi.py Assembled.assembler); absent in older build infos.
+_ASSEMBLER = re.compile(r"python|systemd-repart \d{3,4}")
 # trust_keys: the primary key fingerprints gpg listed (build/keys/trustkeys.py), upper-case hex.
 _FINGERPRINT = re.compile(r"[0-9A-F]{40}|[0-9A-F]{64}")
 MAX_TOOL_VERSION = 200  # characters of a tool's version ("mksquashfs version 4.5.1 ...")
@@ -239,7 +241,8 @@ def parse_fields(path: Path, info: dict[str, Any], tools: Sequence[str]) -> dict
 
 
 def _check_ddi_fields(path: Path, info: Mapping[str, Any]) -> None:
-    """A DDI's root hash, signed flag and certificate fingerprint, as a build writes them."""
+    """A DDI's root hash, signed flag, certificate fingerprint and what wrote it, as a build
+    writes them."""
     if not (isinstance(info.get("root_hash"), str) and _HEX_SHA256.fullmatch(info["root_hash"])):
         raise _bad(path, "root_hash", "not a sha256 root hash in lowercase hex")
     signed = info.get("verity_signed")
@@ -250,6 +253,11 @@ def _check_ddi_fields(path: Path, info: Mapping[str, Any]) -> None:
         raise _bad(path, "verity_certificate_fingerprint", "not a sha256 in lowercase hex")
     if not signed and fingerprint is not None:
         raise _bad(path, "verity_certificate_fingerprint", "set for an unsigned DDI")
+    assembler = info.get("ddi_assembler")
+    if assembler is not None and not (
+        isinstance(assembler, str) and _ASSEMBLER.fullmatch(assembler)
+    ):
+        raise _bad(path, "ddi_assembler", "not python or systemd-repart and its version")
 
 
 def _is_text(value: object, most: int) -> bool:

@@ -20,14 +20,25 @@ NOTHING_WRITTEN = "nothing was written"
 _ENCRYPTED = (b"ENCRYPTED PRIVATE KEY", b"Proc-Type: 4,ENCRYPTED")
 
 
+MAX_KEY_BYTES = 1 << 20  # a PEM private key is a few KiB; /dev/zero is endless
+
+
 def _key_text(key: Path) -> bytes:
     try:
-        return key.read_bytes()[: 1 << 20]
+        with key.open("rb") as stream:
+            text = stream.read(MAX_KEY_BYTES + 1)
     except OSError as error:
         raise BuildError(
             f"cannot read the verity key {key} (--verity-key): {error.strerror}; {NOTHING_WRITTEN}",
             "give --verity-key a readable PEM private key",
         ) from None
+    if len(text) > MAX_KEY_BYTES:
+        raise BuildError(
+            f"the verity key {key} (--verity-key) is over {MAX_KEY_BYTES >> 20} MiB: not a PEM "
+            f"private key; {NOTHING_WRITTEN}",
+            "give --verity-key the PEM private key of --verity-cert",
+        )
+    return text
 
 
 def _public_key_of_key(key: Path) -> bytes:

@@ -27,6 +27,7 @@ from build.model.ddi import (
 from build.read.gpt import Gpt, Partition, parse_gpt
 from build.read.verity import BLOCK_BYTES, Superblock
 from build.read.veritycheck import Region, check_verity
+from build.read.veritysig import PARTITION_BYTES as SIGNATURE_PARTITION_BYTES
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,19 @@ def _check_labels_and_flags(table: Gpt, arch: str) -> None:
             )
 
 
+def _check_signature_size(table: Gpt, arch: str) -> None:
+    """repart's signature partition is VERITY_SIG_SIZE, minimum and maximum: one of another
+    size was not made by it (and a larger one would be read only in part)."""
+    if len(table.partitions) < 3:
+        return
+    part, kind = table.partitions[2], partition_kinds(arch)[2]
+    if part.size != SIGNATURE_PARTITION_BYTES:
+        raise Malformed(
+            f"GPT partition {part.number} ({kind.label}) is {part.size} bytes, not the "
+            f"{SIGNATURE_PARTITION_BYTES} systemd-repart writes"
+        )
+
+
 def _check_uuids(data: Partition, hashes: Partition, root_hash: bytes) -> None:
     want_data, want_hash = root_hash_uuids(root_hash)
     if (data.uuid, hashes.uuid) != (want_data, want_hash):
@@ -119,6 +133,7 @@ def check_ddi(
         arch = arch or _arch_of(table)
         _check_types(table, arch)
         _check_labels_and_flags(table, arch)
+        _check_signature_size(table, arch)
         data, hashes = table.partitions[0], table.partitions[1]
         if root_hash is None:
             root_hash = data.uuid.bytes + hashes.uuid.bytes

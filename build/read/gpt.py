@@ -181,7 +181,7 @@ def _partitions(
 ) -> tuple[Partition, ...]:
     counts = expected if isinstance(expected, tuple) else (expected,)
     said = " or ".join(str(count) for count in counts)
-    found = []
+    found: list[Partition] = []
     for index in range(header.entry_count):
         raw = entries[index * ENTRY_SIZE : (index + 1) * ENTRY_SIZE]
         if not any(raw[:16]):
@@ -191,6 +191,10 @@ def _partitions(
         if index >= max(counts):
             raise Malformed(
                 f"GPT entry {index + 1} holds a partition: a sysext DDI has exactly {said}"
+            )
+        if index > len(found):  # repart fills entries 1 to n
+            raise Malformed(
+                f"GPT entry {len(found) + 1} is empty, but entry {index + 1} holds a partition"
             )
         found.append(_partition(index + 1, raw, header))
     if len(found) not in counts:

@@ -115,9 +115,10 @@ def _compare_level(stream: BinaryIO, where: int, index: int, level: bytes, below
     )
 
 
-def _check_zeros(stream: BinaryIO, offset: int, size: int, what: str) -> None:
+def _check_zeros(stream: BinaryIO, offset: int, size: int, what: str, deadline: Deadline) -> None:
     done = 0
     while done < size:
+        deadline.check()
         count = min(SPARE_CHUNK, size - done)
         if read_exact(stream, offset + done, count, what).count(0) != count:
             raise Malformed(f"{what} holds bytes that are not zero")
@@ -165,6 +166,7 @@ def check_verity(
         hashes.offset + SUPERBLOCK_BYTES,
         BLOCK_BYTES - SUPERBLOCK_BYTES,
         "the rest of the verity superblock's block",
+        deadline,
     )
     tree = hash_tree(stream, data.offset, superblock.data_blocks, superblock.salt, deadline)
     _compare_tree(stream, hashes, tree, superblock.data_blocks)
@@ -173,9 +175,17 @@ def check_verity(
             f"the hash tree's root hash is {tree.root_hash.hex()}, not the signed {root_hash.hex()}"
         )
     _check_zeros(
-        stream, hashes.offset + need, hashes.size - need, "the hash partition after its tree"
+        stream,
+        hashes.offset + need,
+        hashes.size - need,
+        "the hash partition after its tree",
+        deadline,
     )
     _check_zeros(
-        stream, data.offset + served, data.size - served, "the data partition after its tree"
+        stream,
+        data.offset + served,
+        data.size - served,
+        "the data partition after its tree",
+        deadline,
     )
     return superblock

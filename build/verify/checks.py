@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import re
 import tempfile
@@ -27,7 +28,12 @@ from build.model.check import Check
 from build.model.names import checksum_file
 from build.read.image import Entry, ReadImage
 from build.verify import kernelview, merge
-from build.verify.unwrap import VerityExpectations, is_wrapped, unwrapped
+from build.verify.unwrap import (
+    VerityExpectations,
+    is_wrapped,
+    plain_with_certificate,
+    unwrapped,
+)
 
 if TYPE_CHECKING:
     from build.config.context import StepContext
@@ -73,6 +79,8 @@ class Expectations:
     # What a DDI must be (signed, by which certificate); the checks of its data partition
     # are the others, as for an image of that partition's format.
     verity: VerityExpectations = dataclasses.field(default_factory=VerityExpectations)
+    # The architecture a DDI's partition types name (set once they passed): its binary's too.
+    partition_arch: str | None = None
 
 
 def verify(image: Path, expect: Expectations) -> list[Check]:
@@ -112,7 +120,22 @@ def static_checks(path: Path, expect: Expectations) -> list[Check]:
 def _static_all(path: Path, expect: Expectations, scratch: Path) -> Iterator[Check]:
     content, plain = yield from _data(path, expect, scratch)
     if content is not None:
-        yield from _static_checks(_opened(content, plain), content, plain)
+        with _naming_the_ddi(content, path):
+            yield from _static_checks(_opened(content, plain), content, plain)
+
+
+@contextlib.contextmanager
+def _naming_the_ddi(content: Path, path: Path) -> Iterator[None]:
+    """A refusal of `content`, the data partition of the DDI at `path` copied to scratch, names
+    that partition of `path` (the scratch copy is gone once the refusal is read)."""
+    if content == path:
+        yield
+        return
+    try:
+        yield
+    except BuildError as error:
+        message = error.message.replace(str(content), f"the data partition of {path}")
+        raise BuildError(message, error.hint) from None
 
 
 def _data(
@@ -122,9 +145,15 @@ def _data(
     DDI's data partition, copied into `scratch`; `path` itself for another format; None
     where the DDI failed) and what it must be (--expect-format was the DDI's)."""
     if not is_wrapped(path):
+        unsigned = plain_with_certificate(path, expect.verity)
+        if unsigned is not None:
+            yield unsigned
+            return None, expect
         return path, expect
-    content = yield from unwrapped(path, expect.verity, scratch)
-    return content, dataclasses.replace(expect, expect_format=None)
+    found = yield from unwrapped(path, expect.verity, scratch)
+    if found is None:
+        return None, expect
+    return found.data, dataclasses.replace(expect, expect_format=None, partition_arch=found.arch)
 
 
 def _opened(path: Path, expect: Expectations) -> ReadImage:
@@ -148,7 +177,8 @@ def _checks(path: Path, expect: Expectations) -> Iterator[Check]:
     with tempfile.TemporaryDirectory(prefix="alloy-sysext-ddi-") as scratch:
         content, plain = yield from _data(path, expect, Path(scratch))
         if content is not None:
-            yield from _content_checks(content, plain)
+            with _naming_the_ddi(content, path):
+                yield from _content_checks(content, plain)
 
 
 def _content_checks(path: Path, expect: Expectations) -> Iterator[Check]:
@@ -173,7 +203,7 @@ def _static_checks(
     yield _superblock(image, expect, _arch_of(machines))
     yield from _entries(image, expect.required, expect.optional)
     yield _conf_lines(image)
-    release = yield from _extension_release(image, path, machines)
+    release = yield from _extension_release(image, path, machines, expect.partition_arch)
     yield from _checksums(expect.checksums)
     return release
 
@@ -339,7 +369,7 @@ def _shown(path: str) -> str:
 
 
 def _extension_release(
-    image: ReadImage, path: Path, machines: dict[str, int | None]
+    image: ReadImage, path: Path, machines: dict[str, int | None], partition_arch: str | None
 ) -> Generator[Check, None, dict[str, str]]:
     """Yields its checks; returns the extension-release fields (empty if unusable)."""
     releases = [
@@ -376,7 +406,7 @@ def _extension_release(
         yield Check("extension-release", "FAIL", f"{inside} has no ID=")
     else:
         yield Check("extension-release", "ok", f"{inside}: ID={fields['ID']}")
-    yield _architecture(machines, fields.get("ARCHITECTURE", ""))
+    yield _architecture(machines, fields.get("ARCHITECTURE", ""), partition_arch)
     stem = path.name.removesuffix(".raw")
     if stem == extension:
         yield Check("name", "ok", f"{path.name} matches extension-release.{extension}")
@@ -412,7 +442,12 @@ def _arch_of(machines: dict[str, int | None]) -> Arch | None:
     return next((a for a in ARCHES.values() if a.elf_machine == machine), None)
 
 
-def _architecture(machines: dict[str, int | None], architecture: str) -> Check:
+def _architecture(
+    machines: dict[str, int | None], architecture: str, partition_arch: str | None
+) -> Check:
+    """ARCHITECTURE= against every binary's ELF machine, and a DDI's partition types
+    (`partition_arch`) against both: no host merges a DDI whose types name another
+    architecture (its systemd finds no root partition of its own, or refuses ARCHITECTURE=)."""
     arch = next((a for a in ARCHES.values() if a.systemd == architecture), None)
     if arch is None:
         valid = ", ".join(a.systemd for a in ARCHES.values())
@@ -434,6 +469,13 @@ def _architecture(machines: dict[str, int | None], architecture: str) -> Check:
             )
     if not binaries:
         return Check("architecture", "FAIL", "no binary in /usr/bin or /usr/local/bin to check")
+    if partition_arch is not None and partition_arch != arch.name:
+        return Check(
+            "architecture",
+            "FAIL",
+            f"ARCHITECTURE={architecture} and {listing(('/' + b for b in binaries), ', ')} "
+            f"({arch.elf_name}), but the DDI's partition types are {partition_arch}'s",
+        )
     return Check(
         "architecture",
         "ok",
@@ -575,12 +617,14 @@ def make(runner: StepContext) -> str:
         # The keys' presence as built: invoke verify without --trust-keys checks the image's.
         required=required_files(spec.autostart, bool(info.get("trust_keys"))),
         max_binary_size=spec.max_binary_size,
-        # Unsigned as built: a certificate in invoke.yaml is for other builds.
+        # Unsigned as built, or not a DDI: a certificate in invoke.yaml is for other builds.
         verity=VerityExpectations(
             spec.verity_cert if spec.verity_signature else None,
             spec.verity_signature,
             spec.arch.name,
-        ),
+        )
+        if FORMATS[spec.format].inner
+        else VerityExpectations(),
     )
     _refuse_signed_without_certificate(spec, info)
     image = runner.current(spec.image)

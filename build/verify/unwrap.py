@@ -101,6 +101,19 @@ def _partition_count(path: Path) -> int | None:
         return None  # check_ddi says what is wrong
 
 
+def plain_with_certificate(path: Path, expect: VerityExpectations) -> Check | None:
+    """The failure of an image of a plain format (no signature) checked against a certificate,
+    which asks for one signed by it; None where no certificate was given."""
+    if expect.certificate is None:
+        return None
+    return Check(
+        "signature",
+        "FAIL",
+        f"a {image_format(path)} image, not a signed DDI, but --verity-cert "
+        f"{expect.certificate} was given: hosts that require signed images refuse it",
+    )
+
+
 def refuse_signed_without_certificate(path: Path, expect: VerityExpectations) -> None:
     if expect.certificate is None and _partition_count(path) == 3:
         raise BuildError(
@@ -199,12 +212,18 @@ def _signature(path: Path, checked: CheckedDdi, expect: VerityExpectations) -> C
     )
 
 
+@dataclass(frozen=True)
+class Unwrapped:
+    data: Path  # the data partition, copied
+    arch: str  # the architecture its partition types name (amd64, arm64)
+
+
 def unwrapped(
     path: Path, expect: VerityExpectations, scratch: Path
-) -> Generator[Check, None, Path | None]:
+) -> Generator[Check, None, Unwrapped | None]:
     """Yields the DDI's own checks; returns its data partition copied into `scratch` under
-    `path`'s name (for the other checks, and merges under that name), or None where a check
-    failed (nothing in it is to be read then)."""
+    `path`'s name (for the other checks, and merges under that name) with the architecture of
+    its partition types, or None where a check failed (nothing in it is to be read then)."""
     refuse_signed_without_certificate(path, expect)
     verity, checked = _verity(path, expect)
     yield verity
@@ -216,4 +235,9 @@ def unwrapped(
         return None
     data = scratch / path.name
     _copy_partition(path, checked.data, data)
-    return data
+    if is_wrapped(data):
+        raise BuildError(
+            f"the data partition of {path} is a DDI itself, not an EROFS or squashfs image",
+            "a sysext DDI wraps one file system image: do not install it",
+        )
+    return Unwrapped(data, checked.arch)
