@@ -13,9 +13,10 @@ ENV DEBIAN_FRONTEND=noninteractive \
     PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
-# python3-venv brings pip into the virtualenv below; squashfs-tools is mksquashfs.
+# python3-venv brings pip into the virtualenv below; squashfs-tools is mksquashfs; openssl signs
+# a DDI's root hash (--format=ddi).
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends ca-certificates python3 python3-venv squashfs-tools erofs-utils \
+    && apt-get install -y --no-install-recommends ca-certificates python3 python3-venv squashfs-tools erofs-utils openssl \
     && rm -rf /var/lib/apt/lists/*
 
 COPY requirements-runtime.txt /build/

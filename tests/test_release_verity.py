@@ -31,7 +31,7 @@ from build.release import butane, publish
 from build.release import host as layout
 from build.release.sysupdate import transfer
 from build.release.verity import Verity, check_signed_by, load_certificate
-from tests.conftest import AMD64, REPO, VERSION, Invoke, Prebuilt, copy_output
+from tests.conftest import AMD64, VERSION, Invoke, Prebuilt, copy_output
 from tests.erofs_images import alloy_tree, mkfs
 from tests.needs import need
 from tests.noxfile_module import load_noxfile
@@ -460,12 +460,3 @@ def test_unsigned_ddis_are_refused_with_a_certificate_and_mixed_formats_refused(
     ok(invoke("all", f"--version={VERSION}", "--arch=arm64", "--output-dir=unsigned"))
     line = error_line(invoke("release", *flags))
     assert "mixes image formats" in line and "ddi (erofs): " in line and "squashfs: " in line
-
-
-def test_the_boot_test_s_stand_in_dropin_is_the_one_release_writes() -> None:
-    """tests/e2e/test_verity_boot.py boots with its own copy of the drop-in: it must not drift
-    from what hosts get."""
-    stand_in = (REPO / "tests/e2e/sysext-require-signed.conf").read_text()
-    assert stand_in.split("[Service]\n", 1)[1] == layout.sysext_dropin().split("[Service]\n", 1)[1]
-    boot_test = (REPO / "tests/e2e/test_verity_boot.py").read_text()
-    assert f'STRICT = "{SIGNED_IMAGE_POLICY}"' in boot_test

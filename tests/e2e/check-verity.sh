@@ -12,7 +12,8 @@ results=$out/results
 images=/etc/alloy-e2e/images
 extensions=/var/lib/extensions
 name=$(cat /etc/alloy-e2e/image-name) # the versioned name every image is installed under
-strict=root=signed+absent:usr=signed+absent
+# The policy the release's drop-in puts on systemd-sysext.service (build/model/ddi.py's).
+strict=$(cat /etc/alloy-e2e/strict-policy)
 # For the plain EROFS image the merge time is compared with: a file system with no partition
 # table is dissected as an unprotected root partition.
 unprotected=root=unprotected+absent:usr=unprotected+absent

@@ -30,8 +30,10 @@ import pytest
 
 from build.core.errors import BuildError
 from build.formats.table import image_format
+from build.model.ddi import SIGNED_IMAGE_POLICY
 from build.read.ddi import check_ddi
 from build.read.verity import BLOCK_BYTES
+from build.release import host
 from tests.conftest import VERSION, Invoke
 from tests.e2e.boot_check import CONFIG, expected_run, observed, seed_check
 from tests.e2e.container import Boot
@@ -56,7 +58,7 @@ pytestmark = [
 
 IMAGE = f"alloy-{VERSION}-amd64.raw"
 EXTENSION = IMAGE.removesuffix(".raw")  # the name every image merges as
-STRICT = "root=signed+absent:usr=signed+absent"
+STRICT = SIGNED_IMAGE_POLICY
 REFUSED = ("signed-b", "unsigned-verity", "plain-squashfs")
 ROUNDS = (1, 2, 3)
 
@@ -125,9 +127,11 @@ def seed_root(seed: Path, images: Path, certificate: Path) -> Path:
     shutil.copy(here / "check-verity.sh", seed / "etc/alloy-e2e/check-verity.sh")
     shutil.copytree(images, seed / "etc/alloy-e2e/images")
     (seed / "etc/alloy-e2e/image-name").write_text(IMAGE + "\n")
-    shutil.copy(
-        here / "sysext-require-signed.conf", seed / "etc/systemd/system/systemd-sysext.service.d"
-    )
+    # The drop-in and policy `invoke release --require-signed-images` gives hosts.
+    (seed / "etc/alloy-e2e/strict-policy").write_text(STRICT + "\n")
+    dropins = seed / "etc/systemd/system/systemd-sysext.service.d"
+    dropins.mkdir(parents=True, exist_ok=True)
+    (dropins / host.SYSEXT_DROPIN).write_text(host.sysext_dropin())
     # No login on the serial console: a getty there hangs up whatever else writes to it.
     (seed / "etc/systemd/system/serial-getty@ttyS0.service").symlink_to("/dev/null")
     return seed
