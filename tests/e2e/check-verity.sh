@@ -68,6 +68,14 @@ systemd-sysext status >"$out/boot-status.txt" 2>&1
 /bin/sh /etc/alloy-e2e/check.sh "$out/boot"
 put boot_check "$?"
 
+# systemd-dissect --validate checks layout and policy, not the data: A's DDI must pass it, and
+# so does the flipped copy (the reason verify recomputes the tree and checks the signature).
+for image in signed-a flipped signed-b; do
+    systemd-dissect --validate --image-policy="$strict" "$images/$image.raw" \
+        >"$out/$image.validate.txt" 2>&1
+    put "${image}_validate_status" "$?"
+done
+
 # 2. Merge seconds: the signed DDI under the strict policy against the plain EROFS image it
 # holds under the unprotected one, three rounds, each from nothing merged.
 for round in 1 2 3; do

@@ -8,6 +8,8 @@ certificate A in /etc/verity.d and systemd-sysext.service under the strict image
   merged (the control: the unsigned one merges under root=verity+signed+absent); A's DDI with
   one flipped byte in the alloy binary is merged (its signature holds), reading the binary
   fails with an I/O error and alloy.service does not start;
+- `systemd-dissect --validate --image-policy=STRICT` passes A's DDI, and the flipped copy too
+  (it checks layout and policy only, not the data);
 - `systemd-sysext refresh` is timed for the signed DDI (strict policy) against the plain EROFS
   image it holds (unprotected policy), for docs/benchmarks.md's "trust costs".
 
@@ -199,6 +201,15 @@ def test_signed_ddis_on_a_kernel_with_dm_verity_under_the_strict_policy(
     )
     assert merged(booted.text("boot-status.txt")), evidence(booted, "boot-status.txt")
     assert at_boot.text("reloads") == f"reload=1 config_bytes={len(CONFIG)}\n", at_boot.report()
+
+    # systemd-dissect --validate passes A's DDI under the strict policy, and the flipped copy
+    # too: it reads layout and policy, not the data (verify's tree and signature checks do).
+    for name in ("signed-a", "flipped"):
+        assert results[f"{name}_validate_status"] == "0", evidence(booted, f"{name}.validate.txt")
+    print(
+        "systemd-dissect --validate, B's DDI: exit "
+        f"{results['signed-b_validate_status']}: {booted.text('signed-b.validate.txt')}"
+    )
 
     # Merge seconds: both kinds merged each round, and the figures written.
     for kind in ("signed", "plain"):
