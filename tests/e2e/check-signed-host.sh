@@ -23,6 +23,15 @@ systemd-analyze verify --man=no systemd-sysext.service >"$out/analyze.txt" 2>&1
 put analyze_status $?
 put sysext_active "$(systemctl is-active systemd-sysext.service)"
 if [ -e /usr/local/bin/alloy ]; then put alloy_binary present; else put alloy_binary absent; fi
+# The unit's own command run again, its words as systemd shows them: what it says goes to a
+# file, not only to a journal that may not have taken the lines of a process this short yet.
+# shellcheck disable=SC2086 # the command's words, split as systemd split them
+refresh=$(systemctl show --property=ExecStart --value systemd-sysext.service |
+    sed -n 's/.*argv\[\]=\([^;]*\) ;.*/\1/p')
+put refresh_command "$refresh"
+$refresh >"$out/refresh.txt" 2>&1
+put refresh_status $?
+journalctl --sync
 journalctl -b --no-pager -o cat -u systemd-sysext.service >"$out/sysext.journal" 2>&1
 cp /opt/alloy-sysext/activate "$out/activate" 2>/dev/null || :
 put finished yes

@@ -79,7 +79,13 @@ def test_a_host_requiring_signed_images_gets_the_certificate_and_the_policy(
     fleet.publish([[A]])
     config = signed_host_config(fleet, cert)
     booted = boot_provisioned(config, fleet, trixie_root, tmp_path)
-    report = booted.report() + "\n--- sysext.journal:\n" + booted.text("sysext.journal")
+    report = (
+        booted.report()
+        + "\n--- sysext.journal:\n"
+        + booted.text("sysext.journal")
+        + "\n--- refresh.txt (the unit's command, run again):\n"
+        + booted.text("refresh.txt")
+    )
     report_time(f"boot+check+shutdown {booted.seconds:.1f} s")
     results = booted.results
     assert results.get("finished") == "yes", report
@@ -102,7 +108,7 @@ def test_a_host_requiring_signed_images_gets_the_certificate_and_the_policy(
     assert merges and all(policy in line for line in merges if not line.startswith("#")), report
     # A plain image is refused under it: systemd-sysext says so, and no alloy is merged.
     refused = f"{layout.CURRENT_SYMLINK}: Image does not match image policy."
-    assert refused in booted.text("sysext.journal").splitlines(), report
+    assert refused in booted.text("refresh.txt").splitlines(), report
     assert results["alloy_binary"] == "absent", report
 
 
@@ -117,7 +123,13 @@ def test_a_release_of_signed_ddis_provisions_the_certificate_and_the_policy(
     booted = boot_provisioned(
         fleet.steps / "0/flatcar/alloy-amd64.ign", fleet, trixie_root, tmp_path
     )
-    report = booted.report() + "\n--- sysext.journal:\n" + booted.text("sysext.journal")
+    report = (
+        booted.report()
+        + "\n--- sysext.journal:\n"
+        + booted.text("sysext.journal")
+        + "\n--- refresh.txt (the unit's command, run again):\n"
+        + booted.text("refresh.txt")
+    )
     report_time(f"signed DDI: boot+check+shutdown {booted.seconds:.1f} s")
     results = booted.results
     assert results.get("finished") == "yes", report
@@ -128,6 +140,10 @@ def test_a_release_of_signed_ddis_provisions_the_certificate_and_the_policy(
     assert results["analyze_status"] == "0", report
     # The signed DDI passes the policy (the plain image of the test above does not); what stops
     # it here is the next step, setting up dm-verity, which systemd-nspawn has not.
-    assert "does not match image policy" not in booted.text("sysext.journal"), report
-    assert "Failed to read metadata for image alloy" in booted.text("sysext.journal"), report
+    said = booted.text("refresh.txt")
+    command = results["refresh_command"].replace("/usr/bin/", "")
+    assert command == f"systemd-sysext refresh {policy}", report
+    assert results["refresh_status"] != "0", report
+    assert "does not match image policy" not in said, report
+    assert "Failed to read metadata for image alloy" in said, report
     assert results["alloy_binary"] == "absent", report
