@@ -488,6 +488,15 @@ def test_release_publishes_signed_ddis_with_their_certificate(
     assert snapshot(output) == before
     info_path.write_text(original)
 
+    # A build info whose root hash is not the image's: index.json would publish it.
+    info = {**json.loads(original), "root_hash": "ab" * 32}
+    info_path.write_text(json.dumps(info))
+    before = snapshot(output)
+    line = error_line(invoke(*release))
+    assert f"its build info says root hash {'ab' * 32}" in line
+    assert snapshot(output) == before
+    info_path.write_text(original)
+
     # Signed DDIs without a certificate: refused, as verify refuses them.
     before = snapshot(output)
     line = error_line(invoke("release", f"--publish-url={PUBLISH_URL}"))
@@ -509,6 +518,16 @@ def test_unsigned_ddis_are_refused_with_a_certificate_and_mixed_formats_refused(
     line = error_line(invoke("release", *flags, f"--verity-cert={certs['a'][1]}"))
     assert "is an unsigned verity DDI" in line
     assert snapshot(tmp_path / "unsigned") == before
+    # A build info that calls the unsigned DDI signed: index.json would say so.
+    info_path = tmp_path / f"unsigned/alloy-{VERSION}-amd64.raw.buildinfo.json"
+    original = info_path.read_text()
+    lie = {"verity_signed": True, "verity_certificate_fingerprint": "cd" * 32}
+    info_path.write_text(json.dumps({**json.loads(original), **lie}))
+    lied = snapshot(tmp_path / "unsigned")
+    line = error_line(invoke("release", *flags))
+    assert "its build info says it is signed, the image is unsigned" in line
+    assert snapshot(tmp_path / "unsigned") == lied
+    info_path.write_text(original)
     ok(invoke("release", *flags))  # without a certificate: published, unsigned
     entry = json.loads((tmp_path / "unsigned/index.json").read_text())["images"][0]
     assert (entry["format"], entry["verity_signed"]) == ("ddi", False)

@@ -29,6 +29,7 @@ from build.core.run import run_bytes
 from build.core.safeio import read_regular
 from build.formats.veritysig import certificate_fingerprint
 from build.keys import veritysign
+from build.read.gpt import read_gpt
 
 # What a DDI's build info records of its verity (build/formats/ddipack.py fields() and pack()):
 # the root hash, whether it is signed, the signing certificate's fingerprint, the data
@@ -154,5 +155,28 @@ def check_signed_by(image: Path, verity: Verity | None, certificate: Certificate
         raise BuildError(
             f"{image.name} is signed by the certificate with sha256 {verity.fingerprint}, not "
             f"--verity-cert {certificate.path} ({certificate.fingerprint})",
+            hint,
+        )
+
+
+def check_recorded(image: Path, verity: Verity) -> None:
+    """Refuses unless `image` is what its build info says of its verity, which index.json
+    publishes: its root hash (the partition UUIDs' halves, which verify's static checks, run
+    first, matched to the recomputed hash tree) and whether it is signed."""
+    table = read_gpt(image, (2, 3))
+    root_hash = (table.partitions[0].uuid.bytes + table.partitions[1].uuid.bytes).hex()
+    signed = len(table.partitions) == 3
+    hint = "rebuild it (invoke all) or put back the build info it was built with"
+    if root_hash != verity.root_hash:
+        raise BuildError(
+            f"{image.name}: its build info says root hash {verity.root_hash}, the image's is "
+            f"{root_hash}; nothing was written",
+            hint,
+        )
+    if signed != verity.signed:
+        said, found = ("signed", "unsigned") if verity.signed else ("unsigned", "signed")
+        raise BuildError(
+            f"{image.name}: its build info says it is {said}, the image is {found}; nothing "
+            "was written",
             hint,
         )
