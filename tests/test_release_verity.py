@@ -495,6 +495,13 @@ def test_release_publishes_signed_ddis_with_their_certificate(
     line = error_line(invoke(*release))
     assert f"its build info says root hash {'ab' * 32}" in line
     assert snapshot(output) == before
+    # ... or another file system inside: hosts without EROFS would be offered this feed.
+    squashfs = {"ddi_filesystem": "squashfs", "compression": "zstd"}
+    info_path.write_text(json.dumps({**json.loads(original), **squashfs}))
+    lied = snapshot(output)
+    line = error_line(invoke(*release))
+    assert "failed verification: superblock: EROFS" in line
+    assert snapshot(output) == lied
     info_path.write_text(original)
 
     # Signed DDIs without a certificate: refused, as verify refuses them.
