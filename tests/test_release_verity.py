@@ -117,13 +117,10 @@ def test_unsigned_and_plain_images_are_refused_with_a_certificate(
 
 
 def test_the_published_certificate_is_the_certificate_alone(tmp_path: Path, certs: Any) -> None:
-    """A PEM file holding the private key too publishes only the certificate."""
-    key, cert = certs["a"]
-    both = tmp_path / "both.pem"
-    both.write_text(key.read_text() + cert.read_text())
-    certificate = load_certificate(both)
-    assert "PRIVATE KEY" not in certificate.pem
-    assert certificate.pem == load_certificate(cert).pem
+    """Its DER re-encoded as PEM, never the file as given (one with a private key in it is
+    refused: test_a_certificate_file_holding_a_private_key_is_refused)."""
+    cert = certs["a"][1]
+    certificate = load_certificate(cert)
     x509 = subprocess.run(
         ["openssl", "x509", "-in", str(cert)], check=True, capture_output=True, text=True
     )
@@ -314,9 +311,68 @@ def test_a_file_that_is_no_certificate_is_refused(
 ) -> None:
     output = copy_output(prebuilt(*AMD64), tmp_path)
     before = snapshot(output)
-    result = invoke("release", f"--publish-url={PUBLISH_URL}", f"--verity-cert={certs['a'][0]}")
+    text = tmp_path / "notes.crt"
+    text.write_text("no certificate here\n")
+    result = invoke("release", f"--publish-url={PUBLISH_URL}", f"--verity-cert={text}")
     error_line(result, "cannot read the verity certificate")
     assert snapshot(output) == before
+
+
+def test_a_certificate_bundle_is_refused_naming_how_many(
+    invoke: Invoke, prebuilt: Prebuilt, tmp_path: Path, certs: Any
+) -> None:
+    """systemd reads only the first certificate of a file in /etc/verity.d: a bundle given for
+    a rotation would ship one of the two silently."""
+    output = copy_output(prebuilt(*AMD64), tmp_path)
+    bundle = tmp_path / "both.crt"
+    bundle.write_bytes(certs["a"][1].read_bytes() + certs["b"][1].read_bytes())
+    before = snapshot(output)
+    result = invoke("release", f"--publish-url={PUBLISH_URL}", f"--verity-cert={bundle}")
+    error_line(result, f"{bundle} (--verity-cert) holds 2 certificates", "one certificate")
+    assert snapshot(output) == before
+
+
+@pytest.mark.parametrize("key_first", [True, False], ids=["key-then-cert", "cert-then-key"])
+def test_a_certificate_file_holding_a_private_key_is_refused(
+    tmp_path: Path, certs: Any, key_first: bool
+) -> None:
+    """The certificate file is the public one (hosts get it, README installs it by hand): a
+    private key in it would go with it."""
+    key, cert = certs["a"]
+    both = tmp_path / "keyed.crt"
+    parts = [key.read_bytes(), cert.read_bytes()]
+    both.write_bytes(b"".join(parts if key_first else parts[::-1]))
+    with pytest.raises(BuildError, match="holds a private key") as raised:
+        load_certificate(both)
+    assert "--verity-key" in raised.value.hint
+
+
+def test_a_certificate_that_is_no_regular_file_or_too_big_is_refused(tmp_path: Path) -> None:
+    fifo = tmp_path / "fifo.crt"
+    os.mkfifo(fifo)  # never opened blocking: no writer would ever come
+    with pytest.raises(BuildError, match="it is a FIFO") as raised:
+        load_certificate(fifo)
+    assert "--verity-cert" in raised.value.hint
+    big = tmp_path / "big.crt"
+    big.write_bytes(b"-----BEGIN CERTIFICATE-----\n" + b"A" * (1 << 20))
+    with pytest.raises(BuildError, match="larger than"):
+        load_certificate(big)
+
+
+def test_a_der_certificate_or_a_symlink_to_one_is_published_as_pem(
+    tmp_path: Path, certs: Any
+) -> None:
+    """Decided: DER is read as openssl reads it and re-encoded; a symlink the user names is
+    followed (it is their argument, not a file someone put in our place)."""
+    pem = load_certificate(certs["a"][1])
+    der = tmp_path / "a.der"
+    der.write_bytes(certificate_der(certs["a"][1]))
+    link = tmp_path / "current.crt"
+    link.symlink_to(der)
+    for given in (der, link):
+        loaded = load_certificate(given)
+        assert (loaded.pem, loaded.fingerprint) == (pem.pem, pem.fingerprint)
+        assert loaded.path == given
 
 
 # clean
@@ -432,6 +488,22 @@ def test_release_publishes_signed_ddis_with_their_certificate(
     assert snapshot(output) == before
     info_path.write_text(original)
 
+    # A build info whose root hash is not the image's: index.json would publish it.
+    info = {**json.loads(original), "root_hash": "ab" * 32}
+    info_path.write_text(json.dumps(info))
+    before = snapshot(output)
+    line = error_line(invoke(*release))
+    assert f"its build info says root hash {'ab' * 32}" in line
+    assert snapshot(output) == before
+    # ... or another file system inside: hosts without EROFS would be offered this feed.
+    squashfs = {"ddi_filesystem": "squashfs", "compression": "zstd"}
+    info_path.write_text(json.dumps({**json.loads(original), **squashfs}))
+    lied = snapshot(output)
+    line = error_line(invoke(*release))
+    assert "failed verification: superblock: EROFS" in line
+    assert snapshot(output) == lied
+    info_path.write_text(original)
+
     # Signed DDIs without a certificate: refused, as verify refuses them.
     before = snapshot(output)
     line = error_line(invoke("release", f"--publish-url={PUBLISH_URL}"))
@@ -453,6 +525,16 @@ def test_unsigned_ddis_are_refused_with_a_certificate_and_mixed_formats_refused(
     line = error_line(invoke("release", *flags, f"--verity-cert={certs['a'][1]}"))
     assert "is an unsigned verity DDI" in line
     assert snapshot(tmp_path / "unsigned") == before
+    # A build info that calls the unsigned DDI signed: index.json would say so.
+    info_path = tmp_path / f"unsigned/alloy-{VERSION}-amd64.raw.buildinfo.json"
+    original = info_path.read_text()
+    lie = {"verity_signed": True, "verity_certificate_fingerprint": "cd" * 32}
+    info_path.write_text(json.dumps({**json.loads(original), **lie}))
+    lied = snapshot(tmp_path / "unsigned")
+    line = error_line(invoke("release", *flags))
+    assert "its build info says it is signed, the image is unsigned" in line
+    assert snapshot(tmp_path / "unsigned") == lied
+    info_path.write_text(original)
     ok(invoke("release", *flags))  # without a certificate: published, unsigned
     entry = json.loads((tmp_path / "unsigned/index.json").read_text())["images"][0]
     assert (entry["format"], entry["verity_signed"]) == ("ddi", False)

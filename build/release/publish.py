@@ -50,6 +50,7 @@ from build.release import butane, host, sysupdate
 from build.release.verity import (
     Certificate,
     Verity,
+    check_recorded,
     check_signed_by,
     load_certificate,
     refuse_policy_without_certificate,
@@ -320,6 +321,8 @@ def _images(
         if certificate is not None:  # what the build info says first: cheap, and plain
             check_signed_by(path, verity, certificate)
         _static_checks(path, info, arch, checked_against)
+        if verity is not None:  # what index.json will say of it
+            check_recorded(path, verity)
         size = path.lstat().st_size
         versioned[path.name] = Image(path, version, arch, None, sha256, size, info, verity)
     images = list(versioned.values())
