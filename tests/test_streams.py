@@ -178,6 +178,20 @@ def test_a_stream_release_drops_images_no_longer_in_the_output_directory(
     assert sorted(sums(feed)) == [image(LINE), image(LINE, "arm64")]
 
 
+def test_clean_removes_the_stream_feeds_with_the_release_files(
+    invoke: Invoke, output: Path
+) -> None:
+    ok(release(invoke, "--stream=1.19"))
+    foreign = output / "streams/1.19/notes.txt"
+    foreign.write_text("the admin's\n")
+    result = ok(invoke("clean"))
+    assert sorted(p.name for p in (output / "streams").rglob("*")) == ["1.19", "notes.txt"]
+    assert "kept output/streams/1.19/notes.txt: not written by this tool" in result.stdout
+    foreign.unlink()
+    ok(invoke("clean"))
+    assert not (output / "streams").exists()
+
+
 @pytest.mark.needs("gpg", "gpgv")
 def test_a_signed_stream_signs_its_own_sha256sums(invoke: Invoke, output: Path, keys: Keys) -> None:
     env = {"INVOKE_GNUPG_HOME": str(keys.home)}
