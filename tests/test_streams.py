@@ -282,3 +282,15 @@ def test_real_systemd_sysupdate_below_the_floor_keeps_its_version_and_installs_n
     ok(sysupdate(definitions, "update"))
     assert link.resolve() == installed / image(NEWEST)
     assert sorted(p.name for p in installed.iterdir()) == [image(OLD), image(NEWEST)]
+
+
+def test_the_other_tasks_leave_a_stream_alone(
+    invoke: Invoke, release: Release, output: Path
+) -> None:
+    release.publish(LINE, release_assets(seed=3))  # as built
+    ok(invoke("release", f"--publish-url={PUBLISH_URL}", "--stream=1.19"))
+    feed = snapshot(output / "streams")
+    ok(invoke("sums"))
+    ok(invoke("verify"))
+    ok(invoke("all", f"--version={LINE}"))
+    assert snapshot(output / "streams") == feed
