@@ -194,7 +194,7 @@ def _release(c: Context, **flags: Any) -> None:
     """Write the files to publish beside the images (SHA256SUMS, index.json, sysupdate, Butane).
 
     Per architecture: systemd-sysupdate transfer files and a Flatcar Butane config with its
-    Ignition JSON."""
+    Ignition JSON. With --stream=X.Y, the feed of that minor line instead, in streams/X.Y/."""
     from build.release import publish
 
     values = options.resolve("release", flags, c.config)
@@ -206,6 +206,7 @@ def _release(c: Context, **flags: Any) -> None:
         health_url=values["health_url"],
         verity_cert=values["verity_cert"],
         require_signed_images=values["require_signed_images"],
+        feed=publish.Feed(values["stream"], values["min_version"]),
     )
 
 

@@ -7,8 +7,12 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
 from pathlib import Path
 from typing import Any
+
+from pytest_httpserver import HTTPServer
+from werkzeug import Request, Response
 
 from build.release import host as layout
 
@@ -77,3 +81,45 @@ def host_transfer(published: Path, arch: str, host: Path) -> Path:
     (host / images.lstrip("/")).mkdir(parents=True, exist_ok=True)
     (host / link.lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
     return definitions
+
+
+def sums(directory: Path) -> dict[str, str]:
+    lines = (directory / "SHA256SUMS").read_text().splitlines()
+    return {line.split("  ", 1)[1]: line.split("  ", 1)[0] for line in lines}
+
+
+def serve(httpserver: HTTPServer, directory: Path, prefix: str = "/pub/") -> str:
+    """Serve the images and SHA256SUMS of `directory`, as they are at each request, as a web
+    server would; return their URL."""
+
+    def respond(request: Request) -> Response:
+        name = request.path.removeprefix(prefix)
+        path = directory / name
+        if "/" in name or not (name == "SHA256SUMS" or name.endswith(".raw")) or not path.is_file():
+            return Response("not found", status=404)
+        return Response(path.read_bytes(), content_type="application/octet-stream")
+
+    httpserver.expect_request(re.compile(f"^{re.escape(prefix)}")).respond_with_handler(respond)
+    return httpserver.url_for(prefix)
+
+
+def sysupdate(definitions: Path, *args: str) -> subprocess.CompletedProcess:
+    assert SYSUPDATE is not None
+    binary, env = SYSUPDATE
+    return subprocess.run(
+        [str(binary), f"--definitions={definitions}", "--no-pager", *args],
+        env={**os.environ, **env, "SYSTEMD_COLORS": "0"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def listed(definitions: Path) -> dict[str, tuple[bool, bool]]:
+    """version -> (installed, available), from systemd-sysupdate --json=short list."""
+    result = sysupdate(definitions, "--json=short", "list")
+    assert result.returncode == 0, result.stderr
+    return {
+        entry["version"]: (entry["installed"].strip() != "", entry["available"].strip() != "")
+        for entry in json.loads(result.stdout)
+    }

@@ -14,7 +14,7 @@ from build.release import host
 TEMPLATES = sorted(path.name for path in host.HOST_TEMPLATES.iterdir())
 # The placeholders a template takes beside the layout, as its writer passes them.
 OWN = {"ARCH", "PUBLISH_URL", "VERIFY", "HEALTH_URL", "HEALTH_TIMEOUT", "TIMEOUT_START"}
-OWN |= {"CONFIG_PATH", "SYSEXT_REFRESH"}
+OWN |= {"CONFIG_PATH", "SYSEXT_REFRESH", "MIN_VERSION"}
 LAYOUT_PATHS = [
     host.EXTENSIONS_DIR,
     host.CURRENT_SYMLINK,

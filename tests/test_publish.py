@@ -19,7 +19,6 @@ from typing import Any
 import pytest
 import yaml
 from pytest_httpserver import HTTPServer
-from werkzeug import Request, Response
 
 from build.config.spec import parse_output_name
 from build.release import butane
@@ -41,7 +40,15 @@ from tests.fakes import release_assets
 from tests.image import sha256
 from tests.needs import need
 from tests.noxfile_module import load_noxfile
-from tests.release_files import PUBLISH_URL, SYSUPDATE, host_transfer, snapshot
+from tests.release_files import (
+    PUBLISH_URL,
+    host_transfer,
+    listed,
+    serve,
+    snapshot,
+    sums,
+    sysupdate,
+)
 from tests.results import error_line, ok
 from tests.shared import once
 
@@ -58,11 +65,6 @@ RELEASE_FILES = [
     *(f"sysupdate/{arch}/alloy.{ext}" for arch in ARCHES for ext in ("transfer", "conf")),
     *(f"flatcar/alloy-{arch}.{ext}" for arch in ARCHES for ext in ("bu", "ign")),
 ]
-
-
-def sums(directory: Path) -> dict[str, str]:
-    lines = (directory / "SHA256SUMS").read_text().splitlines()
-    return {line.split("  ", 1)[1]: line.split("  ", 1)[0] for line in lines}
 
 
 def build(run: Callable[..., subprocess.CompletedProcess], *cells: tuple[str, str], **kw: Any):
@@ -177,43 +179,6 @@ def test_pattern_match_follows_systemd() -> None:
     assert pattern_match("a-@v.raw", "a-.raw") is None  # an empty version is not valid
     assert pattern_match("a-@v.raw", "a-1 2.raw") is None  # nor one with a space
     assert pattern_match("a-@v.raw", "b-1.raw") is None
-
-
-def serve(httpserver: HTTPServer, directory: Path, prefix: str = "/pub/") -> str:
-    """Serve the images and SHA256SUMS of `directory`, as they are at each request, as a web
-    server would; return their URL."""
-
-    def respond(request: Request) -> Response:
-        name = request.path.removeprefix(prefix)
-        path = directory / name
-        if "/" in name or not (name == "SHA256SUMS" or name.endswith(".raw")) or not path.is_file():
-            return Response("not found", status=404)
-        return Response(path.read_bytes(), content_type="application/octet-stream")
-
-    httpserver.expect_request(re.compile(f"^{re.escape(prefix)}")).respond_with_handler(respond)
-    return httpserver.url_for(prefix)
-
-
-def sysupdate(definitions: Path, *args: str) -> subprocess.CompletedProcess:
-    assert SYSUPDATE is not None
-    binary, env = SYSUPDATE
-    return subprocess.run(
-        [str(binary), f"--definitions={definitions}", "--no-pager", *args],
-        env={**os.environ, **env, "SYSTEMD_COLORS": "0"},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
-def listed(definitions: Path) -> dict[str, tuple[bool, bool]]:
-    """version -> (installed, available), from systemd-sysupdate --json=short list."""
-    result = sysupdate(definitions, "--json=short", "list")
-    assert result.returncode == 0, result.stderr
-    return {
-        entry["version"]: (entry["installed"].strip() != "", entry["available"].strip() != "")
-        for entry in json.loads(result.stdout)
-    }
 
 
 @pytest.mark.usefixtures("needs_sysupdate")

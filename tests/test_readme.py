@@ -79,6 +79,27 @@ def test_invoke_command_works(invoke: Invoke, release: Release, command: str) ->
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_version_streams_commands_work(invoke: Invoke, release: Release, tmp_path: Path) -> None:
+    """The section's commands, in order, against the test release (which serves each version
+    they build): the 1.19 stream's feed holds its line, and its transfer the floor."""
+    section = README.split("## Version streams\n", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```sh\n(.*?)```", section, re.S)
+    lines = [line for block in blocks for line in block.splitlines() if line.startswith("invoke ")]
+    built = sorted({v for line in lines for v in re.findall(r"--version=([0-9.]+)", line)})
+    assert built == ["1.19.2", "1.20.0"] and any("--stream=1.19" in line for line in lines)
+    for seed, version in enumerate(built, start=2):
+        release.publish(version, release_assets(seed=seed))
+    for line in lines:
+        env, words = split_env(line)
+        assert words[0] == "invoke"
+        result = invoke(*words[1:], env=env)
+        assert result.returncode == 0, result.stdout + result.stderr
+    feed = tmp_path / "output/streams/1.19"
+    assert (feed / "SHA256SUMS").read_text().split()[1::2] == ["alloy-1.19.2-amd64.raw"]
+    assert "MinVersion=1.19.2\n" in (feed / "sysupdate/amd64/alloy.transfer").read_text()
+    assert (feed / "flatcar/alloy-amd64.ign").is_file()
+
+
 @pytest.mark.parametrize("command", commands("With nox: the whole matrix", "nox"))
 def test_nox_command_works(
     command: str, release: Release, cli_env: dict[str, str], tmp_path: Path

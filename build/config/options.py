@@ -33,7 +33,7 @@ from build.formats.table import (
 )
 from build.model.arch import ARCH_NAMES, ARCHES
 from build.model.names import CHECKOUT, OUTPUT_DIR, default_cache_dir, default_output_dir
-from build.model.versions import LATEST, VERSION_PATTERN
+from build.model.versions import LATEST, MINOR_PATTERN, RELEASE_PATTERN, VERSION_PATTERN
 
 BUILD_TASKS = ("fetch", "stage", "pack", "checksum", "alias", "verify", "all")
 MAX_RETRIES = 10  # each wait between tries is capped too (build/fetch/http.py)
@@ -312,6 +312,28 @@ def served_url(raw: Any, given: Given) -> str:
             "use an https:// URL, or allow plain http with --allow-http (INVOKE_ALLOW_HTTP=true)",
         )
     return value.rstrip("/") + "/"
+
+
+def stream(raw: Any, given: Given) -> str:
+    """--stream: a minor line X.Y (1.19), never a full version or a pattern."""
+    value = str(raw)
+    if not MINOR_PATTERN.fullmatch(value):
+        raise BuildError(
+            f"invalid stream {shown(value)}",
+            f"give a minor line X.Y, e.g. {given.option.flag}=1.19 (it offers 1.19.0, 1.19.1...)",
+        )
+    return value
+
+
+def release_version(raw: Any, given: Given) -> str:
+    """--min-version: a release X.Y.Z (a release candidate is never published)."""
+    value = str(raw)
+    if not RELEASE_PATTERN.fullmatch(value):
+        raise BuildError(
+            f"invalid {given.option.name} {shown(value)}",
+            f"give a release version X.Y.Z, e.g. {given.option.flag}=1.19.2",
+        )
+    return value
 
 
 def health_url(raw: Any, given: Given) -> str:
@@ -746,6 +768,25 @@ OPTIONS: tuple[Option, ...] = (
         ("release",),
         served_url,
         short="u",
+    ),
+    Option(
+        "stream",
+        "publish the feed of one minor line X.Y (e.g. 1.19) in streams/X.Y/ of the output "
+        "directory: its images (linked, full versions in their names), SHA256SUMS (signed with "
+        "--sign-key), transfers and Butane config, whose hosts take 1.19.Z updates and never "
+        "1.20; hosts fetch it from --publish-url (and --update-url) + streams/X.Y/, so publish "
+        "the whole output directory there (default: the latest feed, every version, at the "
+        "URLs themselves)",
+        ("release",),
+        stream,
+    ),
+    Option(
+        "min_version",
+        "a floor: the transfers say MinVersion=X.Y.Z, so hosts install no version below it; "
+        "a host already below it keeps running its version (never removed or downgraded) and "
+        "installs the newest version at or above it on its next update (default: none)",
+        ("release",),
+        release_version,
     ),
     Option(
         "sign_key",

@@ -19,6 +19,8 @@ SIGNATURE_FILE = f"{SUMS_FILE}.gpg"
 INDEX = "index.json"
 SYSUPDATE_DIR = "sysupdate"
 FLATCAR_DIR = "flatcar"
+# invoke release --stream=X.Y: a feed of its own, STREAMS_DIR/X.Y/, laid out as the default one.
+STREAMS_DIR = "streams"
 PUBLIC_KEY_FILE = f"{NAME}-release-key.gpg"  # binary: what goes into a host's keyring
 PUBLIC_KEY_ARMORED = f"{NAME}-release-key.asc"
 # The certificate (PEM) a DDI's dm-verity signature verifies against: what hosts put in

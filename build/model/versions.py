@@ -8,6 +8,13 @@ LATEST = "latest"  # --version=latest: resolved by the pipeline (build/pipeline/
 # ASCII digits only (\d takes any script's), and few of them: a version is no place for 5000.
 _PART = "[0-9]{1,9}"
 VERSION_PATTERN = re.compile(rf"{_PART}\.{_PART}\.{_PART}(-rc\.{_PART})?")
+RELEASE_PATTERN = re.compile(rf"{_PART}\.{_PART}\.{_PART}")  # no release candidate
+MINOR_PATTERN = re.compile(rf"{_PART}\.{_PART}")  # a minor line: 1.19 holds 1.19.0, 1.19.1...
+
+
+def minor_of(version: str) -> str:
+    """The minor line X.Y of version X.Y.Z (or X.Y.Z-rc.N)."""
+    return ".".join(version.split(".")[:2])
 
 
 def version_key(version: str) -> tuple[int, ...]:

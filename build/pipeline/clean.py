@@ -29,6 +29,7 @@ from build.model.names import (
     SIGNATURE_FILE,
     STAGING,
     STAMP_SUFFIX,
+    STREAMS_DIR,
     SUMS_FILE,
     SYSUPDATE_DIR,
     VERITY_CERT_FILE,
@@ -91,7 +92,8 @@ def output_kind(relative: Path) -> str:
         if ROOTFS in relative.parts:
             return "staged"
         return "record" if name.endswith(STAMP_SUFFIX) else "other"
-    if relative.parts[0] in (SYSUPDATE_DIR, FLATCAR_DIR) or name in (SUMS_FILE, INDEX):
+    # A stream's feed (its linked images too: not counted again as images) is the fleet's.
+    if relative.parts[0] in (SYSUPDATE_DIR, FLATCAR_DIR, STREAMS_DIR) or name in (SUMS_FILE, INDEX):
         return "fleet"
     by_name = {
         SIGNATURE_FILE: "signature",
@@ -200,7 +202,7 @@ def clean_outputs(
     if not output_dir.is_dir():
         return Cleaned()
     # Nothing is followed out of the output directory: refused before anything goes.
-    subdirs = [(STAGING,), (SYSUPDATE_DIR,), (FLATCAR_DIR,)]
+    subdirs = [(STAGING,), (SYSUPDATE_DIR,), (FLATCAR_DIR,), (STREAMS_DIR,)]
     manifest.refuse_links(output_dir, *subdirs, *((SYSUPDATE_DIR, a) for a in ARCHES))
     # Without a manifest (none written yet, or outputs of an older version of this tool) there
     # is nothing clean may remove: then it writes nothing either, not even a lock file.
@@ -235,6 +237,9 @@ def _clean(
         for directory in (*arch_dirs, output_dir / SYSUPDATE_DIR, output_dir / FLATCAR_DIR):
             if directory.is_dir():
                 cleaner.directory(directory)
+        # Every stream's feed too: it lists images of the directory (never a link followed).
+        if (output_dir / STREAMS_DIR).is_dir():
+            cleaner.tree(output_dir / STREAMS_DIR)
 
 
 def _forget(output_dir: Path, cleaner: _Cleaner) -> None:

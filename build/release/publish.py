@@ -46,7 +46,7 @@ from build.model.names import (
     checksum_file,
 )
 from build.model.versions import version_key
-from build.release import butane, host, sysupdate
+from build.release import butane, host, streams, sysupdate
 from build.release.verity import (
     Certificate,
     Verity,
@@ -94,6 +94,15 @@ class HostTrust:
     require_signed: bool = False
 
 
+@dataclass(frozen=True)
+class Feed:
+    """Which feed a release writes: the default one ("latest": every version, at the URLs
+    themselves) or a minor line's (--stream, in streams/X.Y/), and its floor (--min-version)."""
+
+    stream: str | None = None
+    min_version: str | None = None
+
+
 def release(
     output_dir: Path,
     publish_url: str,
@@ -102,6 +111,7 @@ def release(
     health_url: str = DEFAULT_HEALTH_URL,
     verity_cert: Path | None = None,
     require_signed_images: bool = False,
+    feed: Feed = Feed(),
 ) -> list[Path]:
     """Write the release files over `output_dir`; return them. Hosts download the image from
     `publish_url` once; sysupdate looks for newer ones at `update_url` (default: the same), e.g.
@@ -109,8 +119,9 @@ def release(
     release is signed (SHA256SUMS.gpg, the public key, Verify=yes). With `verity_cert`, every
     image must be a DDI signed by its key, and hosts get the certificate in /etc/verity.d; with
     `require_signed_images` too, they merge no extension that is not signed so. An updated alloy
-    must answer 200 on `health_url` or is rolled back. The URLs come checked and ending in /
-    from the option table (build/config/options.py served_url, health_url)."""
+    must answer 200 on `health_url` or is rolled back. `feed`: the stream written (its files in
+    streams/X.Y/, fetched from both URLs + streams/X.Y/) and its floor. The URLs come checked
+    and ending in / from the option table (build/config/options.py served_url, health_url)."""
     url, health = publish_url, health_url
     updates = update_url or url
     refuse_policy_without_certificate(require_signed_images, verity_cert)
@@ -122,59 +133,107 @@ def release(
     # Alone in the directory: builds, clean, sums and other releases wait, and we wait for
     # them, so no SHA256SUMS.gpg of one key is published beside another key.
     with manifest.output_dir_lock(output_dir):
-        return _release(output_dir, url, updates, trust, health)
+        return _release(output_dir, url, updates, trust, health, feed)
 
 
 def _release(
-    output_dir: Path, url: str, updates: str, trust: HostTrust, health_url: str
+    output_dir: Path, url: str, updates: str, trust: HostTrust, health_url: str, feed: Feed
 ) -> list[Path]:
     signer = trust.signer
+    base = streams.directory(output_dir, feed.stream) if feed.stream else output_dir
+    where = manifest.relative(output_dir, base)
     # Nothing is followed out of the output directory.
-    subdirs = [(STAGING,), (SYSUPDATE_DIR,), (FLATCAR_DIR,)]
-    manifest.refuse_links(output_dir, *subdirs, *((SYSUPDATE_DIR, a) for a in ARCHES))
+    subdirs = [(STAGING,), *_feed_subdirs(output_dir, base)]
+    manifest.refuse_links(output_dir, *subdirs)
     refuse_prereleases(output_dir)
     sums = image_sums(output_dir)  # hashes every image, checks each against its .sha256
     images = _images(output_dir, sums, trust.certificate)
     refuse_mixed_formats(output_dir, images)
+    if feed.stream:  # its line's versioned images, linked into its own directory
+        images = streams.line_images(output_dir, images, feed.stream)
+        sums = [(base / image.path.name, image.sha256) for image in images]
+        url, updates = url + streams.url_path(feed.stream), updates + streams.url_path(feed.stream)
     newest = _newest_per_arch(images)
-    texts: dict[Path, str] = {output_dir / INDEX: index_json(images, newest, url, trust)}
+    shown = f"{where}/" if feed.stream else str(output_dir)
+    streams.refuse_floor_above_newest(
+        feed.min_version, {arch: image.version for arch, image in newest.items()}, shown
+    )
+    texts: dict[Path, str] = {base / INDEX: index_json(images, newest, url, trust, feed)}
     for arch, image in newest.items():
         _check_match_pattern(arch, images)
-        transfer = sysupdate.transfer(arch, updates, signed=signer is not None)
+        transfer = sysupdate.transfer(arch, updates, signer is not None, feed.min_version)
         for name in host.TRANSFER_NAMES:
-            texts[output_dir / SYSUPDATE_DIR / arch / name] = transfer
+            texts[base / SYSUPDATE_DIR / arch / name] = transfer
         config = flatcar_config(image, url, transfer, trust, health_url)
-        stem = output_dir / FLATCAR_DIR / f"{NAME}-{arch}"
-        comment = _butane_comment(image, url, trust)
+        stem = base / FLATCAR_DIR / f"{NAME}-{arch}"
+        comment = _butane_comment(image, url, trust, feed)
         texts[stem.with_suffix(".bu")] = butane.to_butane(config, comment)
         texts[stem.with_suffix(".ign")] = butane.to_ignition(config)
-    signed = signed_files(output_dir, signer, sums_text(sums)) if signer else {}
+    signed = signed_files(base, signer, sums_text(sums)) if signer else {}
     if trust.certificate is not None:
-        signed[output_dir / VERITY_CERT_FILE] = trust.certificate.pem.encode("ascii")
-    manifest.refuse_foreign(output_dir, [output_dir / SUMS_FILE, *texts, *signed])
+        signed[base / VERITY_CERT_FILE] = trust.certificate.pem.encode("ascii")
+    linked = [path for path, _ in sums] if feed.stream else []
+    manifest.refuse_foreign(output_dir, [base / SUMS_FILE, *texts, *signed, *linked])
     # Only now, with every check passed (the signature made and verified), does anything change.
-    written = [write_sums(output_dir, sums)[0]]
+    written = _write_images_and_sums(output_dir, base, images, sums) if feed.stream else []
+    written += [] if feed.stream else [write_sums(output_dir, sums)[0]]
     for path, text in texts.items():
         manifest.make_dirs(output_dir, *path.parent.relative_to(output_dir).parts)
         write_text_atomic(path, text)
         written.append(path)
     written += write_binaries(signed)
     manifest.record(output_dir, written)
-    _remove_stale(output_dir, set(newest))
+    _remove_stale(output_dir, set(newest), base)
+    if feed.stream:
+        streams.remove_stale_images(output_dir, base, linked)
     for path in written:
         say("release", f"wrote {path}")
-    _say_verity(output_dir, trust)
+    _say_verity(output_dir, trust, base)
+    _say_feed(feed, url)
     if signer is None:
-        remove_signature(output_dir, "release")
+        remove_signature(output_dir, "release", base)
         say("release", UNSIGNED_NOTE)
     else:
         say("release", f"signed SHA256SUMS with {signer.fingerprint} (checked with gpgv)")
     return written
 
 
-def _say_verity(output_dir: Path, trust: HostTrust) -> None:
+def _feed_subdirs(output_dir: Path, base: Path) -> list[tuple[str, ...]]:
+    """The feed's directories (each a tuple of parts under the output directory): never
+    followed when they are links."""
+    parts = Path(manifest.relative(output_dir, base)).parts if base != output_dir else ()
+    levels = [parts[:n] for n in range(1, len(parts) + 1)]
+    return [*levels, (*parts, SYSUPDATE_DIR), (*parts, FLATCAR_DIR)] + [
+        (*parts, SYSUPDATE_DIR, arch) for arch in ARCHES
+    ]
+
+
+def _write_images_and_sums(
+    output_dir: Path, base: Path, images: list[Image], sums: list[tuple[Path, str]]
+) -> list[Path]:
+    """A stream's images (linked), then its SHA256SUMS: never a line for a file not there."""
+    manifest.make_dirs(output_dir, *Path(manifest.relative(output_dir, base)).parts)
+    written = streams.link_images(output_dir, base, images)
+    write_text_atomic(base / SUMS_FILE, sums_text(sums))
+    return [*written, base / SUMS_FILE]
+
+
+def _say_feed(feed: Feed, url: str) -> None:
+    if feed.stream:
+        say(
+            "release",
+            f"stream {feed.stream}: hosts provisioned with its Butane config fetch "
+            f"{feed.stream}.Z updates from {url}, never another minor line",
+        )
+    if feed.min_version:
+        say("release", f"floor: hosts install no version below {feed.min_version} (MinVersion=)")
+
+
+def _say_verity(output_dir: Path, trust: HostTrust, base: Path) -> None:
     if trust.certificate is None:
-        remove_recorded(output_dir, (VERITY_CERT_FILE,), "release", "release with --verity-cert")
+        remove_recorded(
+            output_dir, (VERITY_CERT_FILE,), "release", "release with --verity-cert", base
+        )
         return
     fingerprint = trust.certificate.fingerprint
     say("release", f"every image is signed by {trust.certificate.path} (sha256 {fingerprint})")
@@ -203,22 +262,24 @@ def write_binaries(files: dict[Path, bytes]) -> list[Path]:
     return list(files)
 
 
-def remove_signature(output_dir: Path, step: str) -> None:
+def remove_signature(output_dir: Path, step: str, base: Path | None = None) -> None:
     """An earlier signed release's signature and keys: the signature no longer signs this
     SHA256SUMS, and a key beside an unsigned release would mislead. Removed where they are the
-    tool's (the manifest says so), kept and named otherwise."""
-    remove_recorded(output_dir, signing.SIGNED_FILES, step, "signed release")
+    tool's (the manifest says so), kept and named otherwise. `base`: the feed's directory."""
+    remove_recorded(output_dir, signing.SIGNED_FILES, step, "signed release", base)
 
 
-def remove_recorded(output_dir: Path, names: tuple[str, ...], step: str, earlier: str) -> None:
-    """The files `names` an earlier `earlier` wrote: removed where they are the tool's (the
-    manifest says so), kept and named otherwise."""
+def remove_recorded(
+    output_dir: Path, names: tuple[str, ...], step: str, earlier: str, base: Path | None = None
+) -> None:
+    """The files `names` (in `base`, default the output directory) an earlier `earlier` wrote:
+    removed where they are the tool's (the manifest says so), kept and named otherwise."""
     recorded = manifest.load(output_dir)
     for name in names:
-        path = output_dir / name
+        path = (base or output_dir) / name
         if not os.path.lexists(path):
             continue
-        if recorded.owns_file(output_dir, name):
+        if recorded.owns_file(output_dir, manifest.relative(output_dir, path)):
             path.unlink()
             say(step, f"removed {path} (from an earlier {earlier})")
         else:
@@ -460,12 +521,16 @@ def index_json(
     newest: dict[str, Image],
     url: str,
     trust: HostTrust = HostTrust(),
+    feed: Feed = Feed(),
 ) -> str:
     """What the directory holds, for tools and people, without opening an image: a DDI's
-    root hash and whether it is signed, by which certificate, beside its format."""
+    root hash and whether it is signed, by which certificate, beside its format; the stream
+    and floor where given."""
     index: dict[str, Any] = {
         "name": NAME,
         "publish_url": url,
+        **({"stream": feed.stream} if feed.stream else {}),
+        **({"min_version": feed.min_version} if feed.min_version else {}),
         "latest": {arch: image.version for arch, image in newest.items()},
         "images": [
             {
@@ -590,7 +655,9 @@ def _host_units(image: Image, trust: HostTrust, gate: dict[str, str]) -> tuple[b
     return tuple(units)
 
 
-def _butane_comment(image: Image, url: str, trust: HostTrust = HostTrust()) -> str:
+def _butane_comment(
+    image: Image, url: str, trust: HostTrust = HostTrust(), feed: Feed = Feed()
+) -> str:
     signer = trust.signer
     start = (
         "the image starts alloy itself (built with --autostart)"
@@ -603,6 +670,12 @@ def _butane_comment(image: Image, url: str, trust: HostTrust = HostTrust()) -> s
         "as Ignition JSON (spec 3.3.0). Installs the image with its sha256, links\n"
         f"{host.CURRENT_SYMLINK} to it, and keeps it current with systemd-sysupdate.timer;\n"
         f"{start}."
+        + (f"\nStream {feed.stream}: updates stay on {feed.stream}.Z." if feed.stream else "")
+        + (
+            f"\nFloor: no version below {feed.min_version} (MinVersion=)."
+            if feed.min_version
+            else ""
+        )
         + (
             "\nSigned: sysupdate checks SHA256SUMS.gpg (Verify=yes) against the key\n"
             f"{signer.fingerprint}, carried here inline and added to its keyring\n"
@@ -630,11 +703,12 @@ def _verity_comment(trust: HostTrust) -> str:
     return said
 
 
-def _remove_stale(output_dir: Path, arches: set[str]) -> None:
-    """Release files of an architecture no longer in the directory would be published too."""
+def _remove_stale(output_dir: Path, arches: set[str], base: Path | None = None) -> None:
+    """Release files of an architecture no longer in the directory (or the feed in `base`)
+    would be published too."""
     recorded = manifest.load(output_dir)
     for arch in set(ARCHES) - arches:
-        for path in _arch_files(output_dir, arch):
+        for path in _arch_files(base or output_dir, arch):
             if not os.path.lexists(path):
                 continue
             if recorded.owns_file(output_dir, manifest.relative(output_dir, path)):
@@ -642,7 +716,7 @@ def _remove_stale(output_dir: Path, arches: set[str]) -> None:
                 say("release", f"removed {path} (no {arch} image any more)")
             else:
                 say("release", f"kept {path}: this tool did not write it, or it changed since")
-    remove_empty_release_dirs(output_dir)
+    remove_empty_release_dirs(output_dir, base)
 
 
 def _arch_files(output_dir: Path, arch: str) -> list[Path]:
@@ -659,10 +733,11 @@ def release_files(output_dir: Path) -> list[Path]:
     return [path for path in paths if path.exists()]
 
 
-def remove_empty_release_dirs(output_dir: Path) -> None:
-    arch_dirs = [output_dir / SYSUPDATE_DIR / arch for arch in ARCHES]
+def remove_empty_release_dirs(output_dir: Path, base: Path | None = None) -> None:
+    feed = base or output_dir
+    arch_dirs = [feed / SYSUPDATE_DIR / arch for arch in ARCHES]
     recorded = manifest.load(output_dir)
-    for directory in (*arch_dirs, output_dir / SYSUPDATE_DIR, output_dir / FLATCAR_DIR):
+    for directory in (*arch_dirs, feed / SYSUPDATE_DIR, feed / FLATCAR_DIR):
         relative = manifest.relative(output_dir, directory)
         if recorded.owns_dir(output_dir, relative) and not any(directory.iterdir()):
             directory.rmdir()

@@ -14,11 +14,16 @@ def match_pattern(arch: str) -> str:
     return f"{NAME}-@v-{arch}.raw"
 
 
-def transfer(arch: str, publish_url: str, signed: bool = False) -> str:
+def transfer(
+    arch: str, publish_url: str, signed: bool = False, min_version: str | None = None
+) -> str:
     """The transfer file for `arch`: the same text serves as alloy.transfer and alloy.conf.
-    `signed`: the release has SHA256SUMS.gpg, so sysupdate verifies it (Verify=yes)."""
-    verify = host.template("verify-signed" if signed else "verify-unsigned")
-    values = {"ARCH": arch, "PUBLISH_URL": publish_url, "VERIFY": verify.rstrip("\n")}
+    `signed`: the release has SHA256SUMS.gpg, so sysupdate verifies it (Verify=yes).
+    `min_version`: sysupdate's MinVersion=, a floor no update goes below."""
+    verify = host.template("verify-signed" if signed else "verify-unsigned").rstrip("\n")
+    if min_version is not None:
+        verify += "\n" + host.template("min-version", {"MIN_VERSION": min_version}).rstrip("\n")
+    values = {"ARCH": arch, "PUBLISH_URL": publish_url, "VERIFY": verify}
     text = host.template(f"{NAME}.transfer", values)
     assert f"MatchPattern={match_pattern(arch)}\n" in text, "template and match_pattern disagree"
     return text

@@ -1,8 +1,9 @@
 #!/bin/sh
 # Runs inside the booted container (alloy-e2e-check.service) of a host provisioned with the
 # Ignition config: waits for alloy to run, then, for each published directory named in
-# DIR/steps (one a line; "N stopped": stop alloy first), asks the host to serve it (DIR/serve) and runs an update as the timer
-# would: systemctl start systemd-sysupdate.service. Records (never judges) what each step left:
+# DIR/steps (one a line; "N stopped": stop alloy first; "N transfers=K": first put the transfers
+# in DIR/transfers-K/ in place, as an admin replacing them would), asks the host to serve it
+# (DIR/serve) and runs an update as the timer would: systemctl start systemd-sysupdate.service. Records (never judges) what each step left:
 # KEY_N=VALUE lines in DIR/results, ending with finished=yes. Every wait is bounded.
 set -u
 out=${1:?usage: check-update.sh DIR}
@@ -54,6 +55,9 @@ while read -r served how; do
     [ -n "$served" ] || continue
     step=$((step + 1))
     [ "$how" != stopped ] || systemctl stop "$unit"
+    case $how in
+    transfers=*) cp "$out/transfers-${how#transfers=}"/* /etc/sysupdate.alloy.d/ ;;
+    esac
     echo "$served" >"$out/serve"
     start=$(date +%s%N)
     timeout 600 systemctl start systemd-sysupdate.service >"$out/update-$step.txt" 2>&1

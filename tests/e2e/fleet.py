@@ -159,16 +159,19 @@ class Fleet:
         updates: list[str],
         report_time: Callable[[str], None],
         host_files: dict[str, bytes] | None = None,
+        config: str = "flatcar/alloy-amd64.ign",
     ) -> Boot:
-        """Boot the host provisioned by step 0; then, for each of `updates` (the Nth is step
-        N's directory, "N stopped": with alloy stopped first), start systemd-sysupdate.service.
-        `host_files` (path: bytes) are on the host before it is provisioned."""
+        """Boot the host provisioned by step 0's `config` (a stream's is under streams/X.Y/);
+        then, for each of `updates` (the Nth is step N's directory, "N stopped": with alloy
+        stopped first, "N transfers=K": with step K's transfers put in place first, as an admin
+        would), start systemd-sysupdate.service. `host_files` (path: bytes) are on the host
+        before it is provisioned."""
         seed = self.tmp_path / "seed"
         seed.mkdir()
         for path, data in (host_files or {}).items():
             (seed / path.lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
             (seed / path.lstrip("/")).write_bytes(data)
-        apply(self.steps / "0/flatcar/alloy-amd64.ign", seed, root, self.fetch)
+        apply(self.steps / "0" / config, seed, root, self.fetch)
         (seed / "etc/default").mkdir(parents=True, exist_ok=True)
         (seed / "etc/default/alloy").write_text(
             f'CUSTOM_ARGS="--server.http.listen-addr=127.0.0.1:{self.alloy_port}"\n'
@@ -189,6 +192,11 @@ class Fleet:
             "/etc/systemd/system/alloy-e2e-check.service"
         )
         shared = self.tmp_path / "shared"
+        for step in {how.split("=")[1] for how in updates if "transfers=" in how}:
+            transfers = shared / f"transfers-{step}"
+            transfers.mkdir()
+            for name in layout.TRANSFER_NAMES:
+                shutil.copy(self.steps / step / f"sysupdate/amd64/{name}", transfers / name)
         (shared / "steps").write_text("".join(f"{step}\n" for step in updates))
         booted = boot(root, seed, shared, timeout=timeout + 60, host_network=True)
         msecs = [booted.results.get(f"update_msec_{n}", "?") for n in range(1, len(updates) + 1)]

@@ -1,0 +1,296 @@
+"""Version streams and a floor: invoke release --stream=X.Y writes that minor line's own feed
+in streams/X.Y/ (its images, full versions in their names, SHA256SUMS, transfers, Butane), and
+--min-version=X.Y.Z a MinVersion= floor; each refusal is one line and writes nothing. A real
+systemd-sysupdate reads the feeds where one can be had."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from pytest_httpserver import HTTPServer
+
+from build.release import host as layout
+from tests.conftest import INVOKE_CLI, Invoke, Release
+from tests.fakes import release_assets
+from tests.gpgkeys import Keys, gpgv
+from tests.image import sha256
+from tests.release_files import (
+    PUBLISH_URL,
+    host_transfer,
+    ignition,
+    listed,
+    serve,
+    snapshot,
+    sums,
+    sysupdate,
+)
+from tests.results import error_line, ok
+from tests.shared import once
+
+OLD, LINE, NEWEST = "1.19.1", "1.19.2", "1.20.0"  # two of the 1.19 line, one of the next
+STREAM_URL = PUBLISH_URL + "streams/1.19/"
+
+
+def image(version: str, arch: str = "amd64") -> str:
+    return f"alloy-{version}-{arch}.raw"
+
+
+# The three amd64 images and an arm64 1.19.2, built once a run; each test releases a copy.
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory, make_httpserver: HTTPServer) -> Path:
+    def build(root: Path) -> dict[str, str]:
+        make_httpserver.clear()
+        served = Release(make_httpserver)
+        for seed, version in enumerate((OLD, LINE, NEWEST), start=2):
+            served.publish(version, release_assets(seed=seed))
+        env = {
+            **os.environ,
+            "XDG_CACHE_HOME": str(root / "cache"),
+            "INVOKE_BASE_URL": served.base_url,
+        }
+        cells = [(OLD, "amd64"), (LINE, "amd64"), (NEWEST, "amd64"), (LINE, "arm64")]
+        for version, arch in cells:
+            result = subprocess.run(
+                [*INVOKE_CLI, "all", f"--version={version}", f"--arch={arch}"],
+                cwd=root,
+                env=env,
+                capture_output=True,
+                text=True,
+                stdin=subprocess.DEVNULL,
+                timeout=300,
+            )
+            ok(result)
+        make_httpserver.clear()
+        return {"output": str(root / "output")}
+
+    return Path(once(tmp_path_factory, "streams-built", build)["output"])
+
+
+@pytest.fixture
+def output(built: Path, tmp_path: Path) -> Path:
+    copy = tmp_path / "output"
+    shutil.copytree(built, copy, symlinks=True)
+    return copy
+
+
+def release(invoke: Invoke, *args: str, env: dict[str, str] | None = None):
+    return invoke("release", f"--publish-url={PUBLISH_URL}", *args, env=env)
+
+
+def transfer_lines(feed: Path, arch: str = "amd64") -> list[str]:
+    return (feed / f"sysupdate/{arch}/alloy.transfer").read_text().splitlines()
+
+
+def test_a_stream_is_a_feed_of_its_own_minor_line(invoke: Invoke, output: Path) -> None:
+    before = snapshot(output)
+    result = ok(release(invoke, "--stream=1.19"))
+    feed = output / "streams/1.19"
+    # Only the line's versioned images, full versions in their names; 1.20.0 never.
+    assert sums(feed) == {
+        image(OLD): sha256(output / image(OLD)),
+        image(LINE): sha256(output / image(LINE)),
+        image(LINE, "arm64"): sha256(output / image(LINE, "arm64")),
+    }
+    for name in sums(feed):  # the same files, no bytes copied
+        assert os.path.samefile(feed / name, output / name), name
+    checked = subprocess.run(["sha256sum", "-c", "SHA256SUMS"], cwd=feed, capture_output=True)
+    assert checked.returncode == 0, checked.stdout
+    # The transfer fetches from the stream's URL; @v is the whole version.
+    for arch in ("amd64", "arm64"):
+        for name in layout.TRANSFER_NAMES:
+            lines = (feed / f"sysupdate/{arch}/{name}").read_text().splitlines()
+            assert f"Path={STREAM_URL}" in lines
+            assert lines.count(f"MatchPattern=alloy-@v-{arch}.raw") == 2
+            assert not [line for line in lines if line.startswith("MinVersion=")]
+    # The Butane/Ignition config installs the line's newest from the stream, and follows it.
+    config = ignition(feed)
+    [installed] = [f for f in config["storage"]["files"] if f["path"].endswith(".raw")]
+    assert installed["contents"]["source"] == STREAM_URL + image(LINE)
+    assert "Stream 1.19: updates stay on 1.19.Z." in (feed / "flatcar/alloy-amd64.bu").read_text()
+    index = json.loads((feed / "index.json").read_text())
+    assert index["stream"] == "1.19" and index["publish_url"] == STREAM_URL
+    assert index["latest"] == {"amd64": LINE, "arm64": LINE}
+    assert "min_version" not in index
+    assert f"fetch 1.19.Z updates from {STREAM_URL}" in result.stdout
+    # The default feed is not written by a stream's release.
+    after = snapshot(output)
+    assert not (output / "SHA256SUMS").exists() and not (output / "index.json").exists()
+    assert {k for k in after if not k.startswith(("streams", ".staging"))} == {
+        k for k in before if not k.startswith(".staging")
+    }
+
+
+def test_the_default_feed_stays_latest_and_a_stream_release_leaves_it(
+    invoke: Invoke, output: Path
+) -> None:
+    ok(release(invoke))
+    assert image(NEWEST) in sums(output)
+    assert json.loads((output / "index.json").read_text())["latest"]["amd64"] == NEWEST
+    assert f"Path={PUBLISH_URL}" in transfer_lines(output)
+    before = {k: v for k, v in snapshot(output).items() if not k.startswith(".staging")}
+    ok(release(invoke, "--stream=1.19"))
+    after = {k: v for k, v in snapshot(output).items() if not k.startswith((".staging", "streams"))}
+    assert after == before
+    # And the default release keeps the streams it did not write.
+    streamed = snapshot(output / "streams")
+    ok(release(invoke))
+    assert snapshot(output / "streams") == streamed
+
+
+def test_update_url_takes_the_stream_path_too(invoke: Invoke, output: Path) -> None:
+    updates = "https://updates.example.com/alloy/"
+    ok(release(invoke, "--stream=1.19", f"--update-url={updates}"))
+    feed = output / "streams/1.19"
+    assert f"Path={updates}streams/1.19/" in transfer_lines(feed)
+    [installed] = [f for f in ignition(feed)["storage"]["files"] if f["path"].endswith(".raw")]
+    assert installed["contents"]["source"] == STREAM_URL + image(LINE)
+
+
+def test_min_version_writes_the_floor_into_every_transfer(invoke: Invoke, output: Path) -> None:
+    ok(release(invoke, "--stream=1.19", f"--min-version={LINE}"))
+    feed = output / "streams/1.19"
+    for arch in ("amd64", "arm64"):
+        for name in layout.TRANSFER_NAMES:
+            text = (feed / f"sysupdate/{arch}/{name}").read_text()
+            transfer_section = text.split("[Source]")[0]
+            assert f"\nMinVersion={LINE}\n" in transfer_section
+    assert json.loads((feed / "index.json").read_text())["min_version"] == LINE
+    # The same transfer is what the Butane config writes to hosts.
+    written = [f for f in ignition(feed)["storage"]["files"] if f["path"].endswith(".transfer")]
+    assert written and "MinVersion%3D1.19.2" in written[0]["contents"]["source"]
+    ok(release(invoke, f"--min-version={OLD}"))  # the default feed: newest 1.20.0, 1.19.2
+    assert f"MinVersion={OLD}" in transfer_lines(output)
+
+
+def test_a_stream_release_drops_images_no_longer_in_the_output_directory(
+    invoke: Invoke, output: Path
+) -> None:
+    ok(release(invoke, "--stream=1.19"))
+    ok(invoke("clean", f"--version={OLD}"))
+    ok(release(invoke, "--stream=1.19"))
+    feed = output / "streams/1.19"
+    assert not (feed / image(OLD)).exists()
+    assert sorted(sums(feed)) == [image(LINE), image(LINE, "arm64")]
+
+
+def test_clean_removes_the_stream_feeds_with_the_release_files(
+    invoke: Invoke, output: Path
+) -> None:
+    ok(release(invoke, "--stream=1.19"))
+    foreign = output / "streams/1.19/notes.txt"
+    foreign.write_text("the admin's\n")
+    result = ok(invoke("clean"))
+    assert sorted(p.name for p in (output / "streams").rglob("*")) == ["1.19", "notes.txt"]
+    assert "kept output/streams/1.19/notes.txt: not written by this tool" in result.stdout
+    foreign.unlink()
+    ok(invoke("clean"))
+    assert not (output / "streams").exists()
+
+
+@pytest.mark.needs("gpg", "gpgv")
+def test_a_signed_stream_signs_its_own_sha256sums(invoke: Invoke, output: Path, keys: Keys) -> None:
+    env = {"INVOKE_GNUPG_HOME": str(keys.home)}
+    ok(release(invoke, "--stream=1.19", f"--sign-key={keys.plain}", env=env))
+    feed = output / "streams/1.19"
+    verdict = gpgv(feed / "alloy-release-key.gpg", feed / "SHA256SUMS.gpg", feed / "SHA256SUMS")
+    assert verdict.returncode == 0, verdict.stderr
+    assert "Verify=yes" in transfer_lines(feed)
+    # Released unsigned again: the stream's signature goes, as the default feed's does.
+    ok(release(invoke, "--stream=1.19"))
+    assert not (feed / "SHA256SUMS.gpg").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "fragments"),
+    [
+        (("--stream=1.18",), ("no images of stream 1.18", "1.19, 1.20", "invoke all")),
+        (("--stream=1.19.2",), ("invalid stream '1.19.2'", "X.Y")),
+        (("--stream=1",), ("invalid stream '1'",)),
+        (("--stream=v1.19",), ("invalid stream 'v1.19'",)),
+        (("--stream=1.19.@v",), ("invalid stream",)),
+        (("--min-version=1.21.0",), ("--min-version=1.21.0 is above every version", "1.20.0")),
+        (
+            ("--stream=1.19", "--min-version=1.20.0"),
+            ("--min-version=1.20.0 is above every version streams/1.19/", "1.19.2"),
+        ),
+        # amd64 has 1.20.0, but arm64 hosts would be left with nothing.
+        (("--min-version=1.19.3",), ("1.19.2 for arm64",)),
+        (("--min-version=1.19",), ("invalid min_version '1.19'", "X.Y.Z")),
+        (("--min-version=1.19.2-rc.1",), ("invalid min_version",)),
+        (("--min-version=latest",), ("invalid min_version",)),
+    ],
+)
+def test_refusals_are_one_line_and_write_nothing(
+    invoke: Invoke, output: Path, args: tuple[str, ...], fragments: tuple[str, ...]
+) -> None:
+    before = snapshot(output)
+    error_line(release(invoke, *args), *fragments)
+    assert snapshot(output) == before
+
+
+@pytest.mark.usefixtures("needs_sysupdate")
+def test_real_systemd_sysupdate_on_a_stream_takes_its_line_only(
+    invoke: Invoke, output: Path, httpserver: HTTPServer, tmp_path: Path
+) -> None:
+    feed = output / "streams/1.19"
+    url = serve(httpserver, feed, "/pub/streams/1.19/")
+    ok(invoke("release", f"--publish-url={url.removesuffix('streams/1.19/')}", "--stream=1.19"))
+    assert f"Path={url}" in transfer_lines(feed)
+    host = tmp_path / "host"
+    definitions = host_transfer(feed, "amd64", host)
+    assert listed(definitions) == {OLD: (False, True), LINE: (False, True)}  # never 1.20.0
+    installed = host / layout.EXTENSIONS_DIR.lstrip("/")
+    link = host / layout.CURRENT_SYMLINK.lstrip("/")
+    shutil.copy(output / image(OLD), installed)
+    link.symlink_to(installed / image(OLD))
+    ok(sysupdate(definitions, "update"))
+    assert link.resolve() == installed / image(LINE)
+    # A floor above the line (a host whose transfer says 1.20.0) installs nothing lower.
+    link.unlink()
+    (installed / image(LINE)).unlink()
+    link.symlink_to(installed / image(OLD))
+    for transfer in definitions.iterdir():
+        text = transfer.read_text().replace("[Transfer]\n", f"[Transfer]\nMinVersion={NEWEST}\n")
+        transfer.write_text(text)
+    after = sysupdate(definitions, "check-new")
+    assert (after.returncode, after.stdout) == (1, ""), after.stderr
+    ok(sysupdate(definitions, "update"))
+    assert link.resolve() == installed / image(OLD)
+    assert sorted(p.name for p in installed.iterdir()) == [image(OLD)]
+
+
+@pytest.mark.usefixtures("needs_sysupdate")
+def test_real_systemd_sysupdate_below_the_floor_keeps_its_version_and_installs_no_lower(
+    invoke: Invoke, output: Path, httpserver: HTTPServer, tmp_path: Path
+) -> None:
+    """A host on 1.19.1 whose transfer says MinVersion=1.19.2: 1.19.1 is obsolete but kept (it
+    runs), nothing below the floor is offered, and the update takes the newest at or above it."""
+    url = serve(httpserver, output, "/pub/")
+    ok(invoke("release", f"--publish-url={url}", f"--min-version={LINE}"))
+    host = tmp_path / "host"
+    definitions = host_transfer(output, "amd64", host)
+    installed = host / layout.EXTENSIONS_DIR.lstrip("/")
+    link = host / layout.CURRENT_SYMLINK.lstrip("/")
+    shutil.copy(output / image(OLD), installed)
+    link.symlink_to(installed / image(OLD))
+    assert ok(sysupdate(definitions, "check-new")).stdout.strip() == NEWEST
+    ok(sysupdate(definitions, "update"))
+    assert link.resolve() == installed / image(NEWEST)
+    assert sorted(p.name for p in installed.iterdir()) == [image(OLD), image(NEWEST)]
+
+
+def test_the_other_tasks_leave_a_stream_alone(
+    invoke: Invoke, release: Release, output: Path
+) -> None:
+    release.publish(LINE, release_assets(seed=3))  # as built
+    ok(invoke("release", f"--publish-url={PUBLISH_URL}", "--stream=1.19"))
+    feed = snapshot(output / "streams")
+    ok(invoke("sums"))
+    ok(invoke("verify"))
+    ok(invoke("all", f"--version={LINE}"))
+    assert snapshot(output / "streams") == feed
