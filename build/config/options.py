@@ -32,6 +32,7 @@ from build.formats.table import (
     expectable_compressions,
 )
 from build.model.arch import ARCH_NAMES, ARCHES
+from build.model.keysource import VerityKey, is_token_uri, token_key
 from build.model.names import CHECKOUT, OUTPUT_DIR, default_cache_dir, default_output_dir
 from build.model.versions import LATEST, MINOR_PATTERN, RELEASE_PATTERN, VERSION_PATTERN
 
@@ -429,6 +430,14 @@ def file_path(raw: Any, given: Given) -> Path:
     return Path(value)
 
 
+def key_source(raw: Any, given: Given) -> VerityKey:
+    """A private key: a PEM file, or a key on a PKCS#11 token (an RFC 7512 pkcs11: URI)."""
+    value = str(raw)
+    if is_token_uri(value.strip()):
+        return token_key(value.strip(), given.option.flag)
+    return file_path(raw, given)
+
+
 def retries(raw: Any, given: Given) -> int:
     try:
         count = int(raw)
@@ -585,10 +594,11 @@ OPTIONS: tuple[Option, ...] = (
     # A signed dm-verity DDI (--format=ddi): its data partition's file system and its signer.
     Option(
         "verity_key",
-        "with --format=ddi: sign the image's dm-verity root hash with this PEM private key (its "
-        "passphrase, if any, from $ALLOY_VERITY_KEY_PASSPHRASE, never the command line)",
+        "with --format=ddi: sign the image's dm-verity root hash with this PEM private key, or "
+        "the key a pkcs11: URI names on a token (its passphrase or PIN, if any, from "
+        "$ALLOY_VERITY_KEY_PASSPHRASE or the URI's pin-source, never the command line)",
         _BUILD,
-        only_with_a_wrapping_format(file_path),
+        only_with_a_wrapping_format(key_source),
     ),
     Option(
         "verity_cert",

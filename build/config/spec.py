@@ -12,6 +12,7 @@ from build import alloy
 from build.core.errors import BuildError
 from build.core.fileio import TEMP_SUFFIX
 from build.model.arch import ARCHES, Arch
+from build.model.keysource import VerityKey
 from build.model.names import (
     BUILDINFO_SUFFIX,
     CHECKSUM_SUFFIX,
@@ -50,10 +51,10 @@ class BuildSpec:
     stall_timeout: float  # seconds
     download_timeout: float  # seconds, per attempt
     trust_keys: Path | None
-    # A DDI's (--format=ddi): the file system it wraps, and its signer (key and certificate,
-    # PEM), or none with verity_signature off.
+    # A DDI's (--format=ddi): the file system it wraps, and its signer (key, PEM or on a
+    # PKCS#11 token, and certificate, PEM), or none with verity_signature off.
     ddi_filesystem: str | None = None
-    verity_key: Path | None = None
+    verity_key: VerityKey | None = None
     verity_cert: Path | None = None
     verity_signature: bool = True
 

@@ -79,9 +79,22 @@ def run_bytes(
     hint = hint or f"the command was: {shlex.join(argv)}"
     result = _completed(argv, env, stdin, what, hint, timeout, watch)
     if result.returncode != 0:
-        words = _last_words(result.stderr) or f"no message, exit code {result.returncode}"
+        words = last_words(result.stderr) or f"no message, exit code {result.returncode}"
         raise BuildError(f"{what}: {argv[0]} says: {words}", hint)
     return result.stdout
+
+
+def run_outcome(
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    stdin: bytes | None = None,
+    timeout: float | None = None,
+) -> subprocess.CompletedProcess[bytes]:
+    """Run `argv` as run_bytes does and return its exit code, stdout and stderr whatever they
+    are: for a caller that tells a tool's failures apart by what the tool said."""
+    hint = f"the command was: {shlex.join(argv)}"
+    return _completed(argv, env, stdin, f"{argv[0]} failed", hint, timeout)
 
 
 def run_answer(argv: Sequence[str], *, env: Mapping[str, str] | None, timeout: float) -> str:
@@ -163,7 +176,7 @@ def _communicate(
         watch(process.pid)
 
 
-def _last_words(output: bytes) -> str:
+def last_words(output: bytes) -> str:
     """The end of what a tool said, its lines joined: short enough for one error line."""
     lines = (line.strip() for line in output.decode("utf-8", "replace").splitlines())
     return "; ".join(line for line in lines if line)[-_MAX_WORDS:]

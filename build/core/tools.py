@@ -35,6 +35,8 @@ PACKAGES = {
     "sfdisk": "fdisk",
     "veritysetup": "cryptsetup-bin",
     "openssl": "openssl",
+    "softhsm2-util": "softhsm2",
+    "pkcs11-tool": "opensc",
 }
 
 

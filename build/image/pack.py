@@ -18,6 +18,7 @@ from build.formats.veritysig import certificate_fingerprint, signature_partition
 from build.image import buildinfo
 from build.keys.veritykey import check_signer
 from build.keys.veritysign import sign_root_hash
+from build.model.keysource import VerityKey
 
 if TYPE_CHECKING:
     from build.config.context import StepContext
@@ -28,7 +29,7 @@ def _wraps(spec: BuildSpec) -> bool:
     return bool(FORMATS[spec.format].inner)
 
 
-def signer(key: Path, certificate: Path) -> Signing:
+def signer(key: VerityKey, certificate: Path) -> Signing:
     """Signing with `key` (its passphrase from the environment) as `certificate`, both checked
     first: a key that does not open or is not the certificate's is refused before a download."""
     der = check_signer(key, certificate)

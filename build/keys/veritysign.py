@@ -20,7 +20,13 @@ signature made by any other key fails, and a self-signed certificate (what mkosi
 passes.
 
 A key's passphrase reaches openssl only through its environment (`-passin env:NAME`), never
-its command line, which any user of the machine can read in /proc."""
+its command line, which any user of the machine can read in /proc.
+
+A key on a PKCS#11 token (build/model/keysource.py) reaches openssl as repart's
+--private-key-source=engine:pkcs11 passes it: `-engine pkcs11 -keyform engine -inkey URI`.
+Debian 12's OpenSSL 3.0 has the engine (libengine-pkcs11-openssl, libp11 0.4.12) but no
+pkcs11-provider (Debian 13 has one); the engine asks its PIN through the same -passin, unless
+the URI's pin-source names a file."""
 
 from __future__ import annotations
 
@@ -30,11 +36,15 @@ from pathlib import Path
 
 from build.core.errors import BuildError
 from build.core.run import run_bytes
+from build.model.keysource import TokenKey, VerityKey
 from build.read.veritysig import ROOT_HASH_BYTES
 
 # The environment variable that holds the verity key's passphrase, if it has one.
 VERITY_PASSPHRASE_ENV = "ALLOY_VERITY_KEY_PASSPHRASE"
 OPENSSL_TIMEOUT = 60.0
+# openssl's engine for PKCS#11 tokens, and the Debian package that brings it.
+PKCS11_ENGINE = "pkcs11"
+PKCS11_ENGINE_PACKAGE = "libengine-pkcs11-openssl"
 
 
 def signed_text(root_hash: bytes) -> bytes:
@@ -77,14 +87,24 @@ def passphrase_source() -> tuple[list[str], dict[str, str]]:
     return ["-passin", "pass:"], environment  # a protected key fails, never asks on a terminal
 
 
-def sign_root_hash(root_hash: bytes, key: Path, certificate: Path) -> bytes:
-    """The DER PKCS#7 signature repart would write for `root_hash` with `key` and
-    `certificate` (both PEM), checked against the certificate before it is returned. A
-    passphrase, if the key has one, comes from VERITY_PASSPHRASE_ENV."""
+def private_key_arguments(key: VerityKey, flag: str, form: str) -> list[str]:
+    """openssl's arguments that load `key` with `flag` (-inkey, -in) and `form` (-keyform,
+    -inform): a PEM file (checked readable), or a token's key through the pkcs11 engine."""
+    if isinstance(key, TokenKey):
+        return ["-engine", PKCS11_ENGINE, form, "engine", flag, key.uri]
     _readable(key, "key", "--verity-key")
+    return [flag, str(key)]
+
+
+def sign_root_hash(root_hash: bytes, key: VerityKey, certificate: Path) -> bytes:
+    """The DER PKCS#7 signature repart would write for `root_hash` with `key` (PEM, or on a
+    PKCS#11 token) and `certificate` (PEM), checked against the certificate before it is
+    returned. A passphrase or PIN, if the key has one, comes from VERITY_PASSPHRASE_ENV (or a
+    token URI's pin-source)."""
+    source = private_key_arguments(key, "-inkey", "-keyform")
     _readable(certificate, "certificate", "--verity-cert")
     argv = ["openssl", "smime", "-sign", "-binary", "-noattr", "-outform", "DER"]
-    argv += ["-signer", str(certificate), "-inkey", str(key)]
+    argv += ["-signer", str(certificate), *source]
     passin, environment = passphrase_source()
     argv += passin
     signature = run_bytes(
@@ -93,8 +113,8 @@ def sign_root_hash(root_hash: bytes, key: Path, certificate: Path) -> bytes:
         stdin=signed_text(root_hash),
         what=f"cannot sign the verity root hash with {key} and {certificate}",
         hint=(
-            "check that --verity-key is the private key of --verity-cert, both PEM, and for a "
-            f"key with a passphrase set {VERITY_PASSPHRASE_ENV}"
+            "check that --verity-key is the private key of --verity-cert (a PEM file or a "
+            f"pkcs11: URI), and for a key with a passphrase or PIN set {VERITY_PASSPHRASE_ENV}"
         ),
         timeout=OPENSSL_TIMEOUT,
     )
