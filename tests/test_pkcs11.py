@@ -116,9 +116,9 @@ def argv_logging_openssl(where: Path) -> tuple[Path, dict[str, str]]:
 def test_a_token_key_signs_a_ddi_that_verifies_and_builds_the_same_bytes_twice(
     invoke: Invoke, tmp_path: Path, token: Token
 ) -> None:
-    log, path = argv_logging_openssl(tmp_path)
+    log, logging = argv_logging_openssl(tmp_path)
     signed = ("--format=ddi", f"--verity-key={token.uri}", f"--verity-cert={token.cert}")
-    out = ok(invoke("all", *signed, "--output-dir=one", env={**token.env, **path})).stdout
+    out = ok(invoke("all", *signed, "--output-dir=one", env={**token.env, **logging})).stdout
     assert "ok   signature:" in out and "FAIL" not in out
     one, two = tmp_path / "one" / IMAGE, tmp_path / "two" / IMAGE
     checked = ok(invoke("verify", f"--image={one}", f"--verity-cert={token.cert}")).stdout
