@@ -72,6 +72,17 @@ def make_cert(where: Path) -> tuple[Path, Path]:
     return key, cert
 
 
+def evidence(booted: Boot) -> str:
+    """What the host recorded, with what systemd-sysext said at boot and when run again."""
+    return (
+        booted.report()
+        + "\n--- sysext.journal:\n"
+        + booted.text("sysext.journal")
+        + "\n--- refresh.txt (the unit's command, run again):\n"
+        + booted.text("refresh.txt")
+    )
+
+
 def test_a_host_requiring_signed_images_gets_the_certificate_and_the_policy(
     fleet: Fleet, trixie_root: Path, tmp_path: Path, report_time: Callable[[str], None]
 ) -> None:
@@ -79,13 +90,7 @@ def test_a_host_requiring_signed_images_gets_the_certificate_and_the_policy(
     fleet.publish([[A]])
     config = signed_host_config(fleet, cert)
     booted = boot_provisioned(config, fleet, trixie_root, tmp_path)
-    report = (
-        booted.report()
-        + "\n--- sysext.journal:\n"
-        + booted.text("sysext.journal")
-        + "\n--- refresh.txt (the unit's command, run again):\n"
-        + booted.text("refresh.txt")
-    )
+    report = evidence(booted)
     report_time(f"boot+check+shutdown {booted.seconds:.1f} s")
     results = booted.results
     assert results.get("finished") == "yes", report
@@ -123,13 +128,7 @@ def test_a_release_of_signed_ddis_provisions_the_certificate_and_the_policy(
     booted = boot_provisioned(
         fleet.steps / "0/flatcar/alloy-amd64.ign", fleet, trixie_root, tmp_path
     )
-    report = (
-        booted.report()
-        + "\n--- sysext.journal:\n"
-        + booted.text("sysext.journal")
-        + "\n--- refresh.txt (the unit's command, run again):\n"
-        + booted.text("refresh.txt")
-    )
+    report = evidence(booted)
     report_time(f"signed DDI: boot+check+shutdown {booted.seconds:.1f} s")
     results = booted.results
     assert results.get("finished") == "yes", report
