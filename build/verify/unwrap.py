@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from build.core.errors import BuildError
-from build.core.safeio import Malformed, copy_at_most, refusing_malformed
+from build.core.safeio import copy_at_most, refusing_malformed
 from build.formats.table import FORMATS, image_format
 from build.formats.veritysig import certificate_fingerprint
 from build.keys.veritysign import certificate_der, check_signature
@@ -84,13 +84,9 @@ def _signed_fingerprint(path: Path) -> str:
     """The certificate fingerprint a signed DDI's signature partition names, for the refusal
     that asks for its certificate ("unreadable" where it holds none)."""
     try:
-        table = read_gpt(path, 3)
-        part = table.partitions[2]
-        with path.open("rb") as stream:
-            stream.seek(part.offset)
-            raw = stream.read(min(part.size, PARTITION_BYTES + 1))
-        return parse_signature_partition(raw).certificate_fingerprint.hex()
-    except (BuildError, Malformed):
+        part = read_gpt(path, 3).partitions[2]
+        return _read_signature(path, Region(part.offset, part.size)).certificate_fingerprint.hex()
+    except BuildError:
         return "unreadable"
 
 
@@ -154,8 +150,11 @@ def _read_signature(path: Path, region: Region) -> VeritySignature:
     raise AssertionError("unreachable")  # refusing_malformed re-raises
 
 
-def _signature_problem(path: Path, checked: CheckedDdi, certificate: Path) -> str | None:
-    """What is wrong with a signed DDI's signature against `certificate`, or None."""
+def _signature_problem(
+    path: Path, checked: CheckedDdi, certificate: Path, wanted: bytes
+) -> str | None:
+    """What is wrong with a signed DDI's signature against `certificate` (whose fingerprint is
+    `wanted`), or None."""
     region = checked.signature
     if region is None:
         return None
@@ -165,7 +164,6 @@ def _signature_problem(path: Path, checked: CheckedDdi, certificate: Path) -> st
             f"its signature JSON's rootHash {signed.root_hash.hex()} is not the hash tree's root "
             f"hash {checked.root_hash.hex()}"
         )
-    wanted = certificate_fingerprint(certificate_der(certificate))
     if signed.certificate_fingerprint != wanted:
         return (
             f"its signature names the certificate fingerprint "
@@ -198,17 +196,17 @@ def _signature(path: Path, checked: CheckedDdi, expect: VerityExpectations) -> C
     if certificate is None:  # refuse_signed_without_certificate() came first
         raise AssertionError("a signed DDI checked without a certificate")
     try:
-        problem = _signature_problem(path, checked, certificate)
+        fingerprint = certificate_fingerprint(certificate_der(certificate))
+        problem = _signature_problem(path, checked, certificate, fingerprint)
     except BuildError as error:
         problem = error.message
     if problem is not None:
         return Check("signature", "FAIL", problem)
-    fingerprint = certificate_fingerprint(certificate_der(certificate)).hex()
     return Check(
         "signature",
         "ok",
-        f"the root hash is signed by {certificate} (--verity-cert, fingerprint {fingerprint}), "
-        "as systemd checks it",
+        f"the root hash is signed by {certificate} (--verity-cert, fingerprint "
+        f"{fingerprint.hex()}), as systemd checks it",
     )
 
 
