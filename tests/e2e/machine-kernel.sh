@@ -28,11 +28,19 @@ private_apt() {
 # apt-get download writes into the current directory.
 download() { (cd "$apt_dir/debs" && "${apt[@]}" download "$@"); }
 
-# fetch_kernel ARCH: after private_apt and downloading linux-image-ARCH and busybox-static,
-# downloads the versioned kernel package linux-image-ARCH depends on, unpacks both into
+# fetch_kernel ARCH: after private_apt, updates its lists, downloads linux-image-ARCH,
+# busybox-static and the versioned kernel package linux-image-ARCH depends on, unpacks both into
 # $tmp/kernel and $tmp/busybox, copies the kernel to $tmp/vmlinuz and sets kernel_package,
 # kernel_release and module_tree.
 fetch_kernel() {
+    with_heartbeat "apt-get update" "$log" "${apt[@]}" update || {
+        tail -n 20 "$log" >&2
+        die "apt-get update for $1 failed (its log is above)"
+    }
+    with_heartbeat "downloading the kernel" "$log" download "linux-image-$1" busybox-static || {
+        tail -n 20 "$log" >&2
+        die "apt-get download failed (its log is above)"
+    }
     # linux-image-ARCH only depends on the versioned kernel package.
     kernel_package=$(dpkg-deb -f "$apt_dir/debs/linux-image-$1"_*.deb Depends | sed 's/ (.*//')
     case $kernel_package in

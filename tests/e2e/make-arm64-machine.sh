@@ -66,14 +66,6 @@ log=$tmp/log
 # 1. The kernel and busybox, with apt-get and a state directory of our own (arm64 only).
 private_apt arm64 "$SUITE"
 phase "fetching Debian's arm64 kernel and busybox-static from $MIRROR (1 of 4)"
-with_heartbeat "apt-get update" "$log" "${apt[@]}" update || {
-    tail -n 20 "$log" >&2
-    die "apt-get update for arm64 failed (its log is above)"
-}
-with_heartbeat "downloading the kernel" "$log" download linux-image-arm64 busybox-static || {
-    tail -n 20 "$log" >&2
-    die "apt-get download failed (its log is above)"
-}
 fetch_kernel arm64
 
 # 2. The initramfs: busybox, the modules (each after what it depends on), the init script.

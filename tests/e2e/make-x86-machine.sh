@@ -55,14 +55,6 @@ log=$tmp/log
 # 1. The kernel and busybox, with apt-get and a state directory of our own.
 private_apt amd64 "$SUITE"
 phase "fetching Debian 13's amd64 kernel and busybox-static from $MIRROR (1 of 2)"
-with_heartbeat "apt-get update" "$log" "${apt[@]}" update || {
-    tail -n 20 "$log" >&2
-    die "apt-get update for $SUITE failed (its log is above)"
-}
-with_heartbeat "downloading the kernel" "$log" download linux-image-amd64 busybox-static || {
-    tail -n 20 "$log" >&2
-    die "apt-get download failed (its log is above)"
-}
 fetch_kernel amd64
 
 # 2. The initramfs: busybox, the modules (each after what it depends on), the init script.
