@@ -37,7 +37,8 @@ from build.formats.ddi import assemble  # noqa: E402
 from build.formats.erofs import PCLUSTER_BYTES  # noqa: E402
 from build.formats.repart import why_not_repart  # noqa: E402
 from build.formats.veritysig import certificate_fingerprint, signature_partition  # noqa: E402
-from build.keys.veritysign import certificate_der, check_signature, sign_root_hash  # noqa: E402
+from build.keys.veritycert import load_certificate  # noqa: E402
+from build.keys.veritysign import check_signature, sign_root_hash  # noqa: E402
 from build.model.ddi import build_seed  # noqa: E402
 from build.read.ddi import check_ddi  # noqa: E402
 from build.read.veritysig import parse_signature_partition  # noqa: E402
@@ -72,8 +73,8 @@ def signer(key: Path, cert: Path) -> Callable[[bytes], bytes]:
     fingerprint, the JSON."""
 
     def sign(root_hash: bytes) -> bytes:
-        signature = sign_root_hash(root_hash, key, cert)
-        return signature_partition(root_hash, signature, certificate_der(cert))
+        signature = sign_root_hash(root_hash, key, load_certificate(cert))
+        return signature_partition(root_hash, signature, load_certificate(cert).der)
 
     return sign
 
@@ -102,9 +103,9 @@ def check_signature_part(image: Path, signature_region: tuple[int, int], cert: P
     with image.open("rb") as stream:
         stream.seek(offset)
         found = parse_signature_partition(stream.read(size))
-    if found.certificate_fingerprint != certificate_fingerprint(certificate_der(cert)):
+    if found.certificate_fingerprint != certificate_fingerprint(load_certificate(cert).der):
         raise SystemExit(f"bench: {image} was signed with another certificate than {cert}")
-    check_signature(found.root_hash, found.signature, cert)
+    check_signature(found.root_hash, found.signature, load_certificate(cert))
     return found.root_hash
 
 

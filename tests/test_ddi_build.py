@@ -17,8 +17,8 @@ from build.formats import gpt
 from build.formats.recipe import Recipe
 from build.formats.table import FORMATS, image_format
 from build.formats.veritysig import certificate_fingerprint
+from build.keys.veritycert import load_certificate
 from build.keys.veritysign import VERITY_PASSPHRASE_ENV as PASSPHRASE_ENV
-from build.keys.veritysign import certificate_der
 from build.model.arch import ARCHES
 from build.read.ddi import check_ddi
 from tests.conftest import VERSION, Invoke
@@ -57,7 +57,7 @@ def test_a_signed_erofs_ddi_is_built_verified_and_recorded(
     assert "ok   verity:" in out and "ok   signature:" in out and "FAIL" not in out
     info = buildinfo(tmp_path)
     checked = check_ddi(image, "amd64", signed=True)
-    fingerprint = certificate_fingerprint(certificate_der(ours[1])).hex()
+    fingerprint = certificate_fingerprint(load_certificate(ours[1]).der).hex()
     assert info["format"] == "ddi" and info["ddi_filesystem"] == "erofs"
     assert info["compression"] == "lz4hc" and info["root_hash"] == checked.root_hash.hex()
     assert info["verity_signed"] is True

@@ -20,7 +20,8 @@ from build.formats.recipe import Recipe, Signing
 from build.formats.table import FORMATS
 from build.formats.veritysig import signature_partition
 from build.image.pack import signer
-from build.keys.veritysign import certificate_der, sign_root_hash
+from build.keys.veritycert import load_certificate
+from build.keys.veritysign import sign_root_hash
 from build.model.arch import ARCHES
 from build.model.ddi import build_seed
 from build.read.ddi import check_ddi
@@ -159,13 +160,15 @@ def test_a_signature_naming_another_certificate_fails(
     root_hash = check_ddi(image, "amd64", True).root_hash
     ours, other = keys["ours"], keys["other"]
     # Signed by our key, but naming the other certificate.
-    signature = sign_root_hash(root_hash, *ours)
-    rewrite_signature(image, signature_partition(root_hash, signature, certificate_der(other[1])))
+    signature = sign_root_hash(root_hash, ours[0], load_certificate(ours[1]))
+    rewrite_signature(
+        image, signature_partition(root_hash, signature, load_certificate(other[1]).der)
+    )
     line = error_line(verify(invoke, image, ours[1]), "failed verification: signature")
     assert "names the certificate fingerprint" in line
     # Signed by the other key, naming ours: the fingerprint matches, the signature does not.
-    forged = sign_root_hash(root_hash, *other)
-    rewrite_signature(image, signature_partition(root_hash, forged, certificate_der(ours[1])))
+    forged = sign_root_hash(root_hash, other[0], load_certificate(other[1]))
+    rewrite_signature(image, signature_partition(root_hash, forged, load_certificate(ours[1]).der))
     error_line(verify(invoke, image, ours[1]), "signature:", "does not verify against")
 
 
@@ -175,8 +178,10 @@ def test_a_signature_of_another_root_hash_fails(
     image = copied(signed, tmp_path / "in")
     ours = keys["ours"]
     elsewhere = bytes(range(32))
-    signature = sign_root_hash(elsewhere, *ours)
-    rewrite_signature(image, signature_partition(elsewhere, signature, certificate_der(ours[1])))
+    signature = sign_root_hash(elsewhere, ours[0], load_certificate(ours[1]))
+    rewrite_signature(
+        image, signature_partition(elsewhere, signature, load_certificate(ours[1]).der)
+    )
     line = error_line(verify(invoke, image, ours[1]), "failed verification: signature")
     assert f"rootHash {elsewhere.hex()} is not the hash tree's root hash" in line
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from build.keys.veritycert import load_certificate
 from build.keys.veritysign import VERITY_PASSPHRASE_ENV as PASSPHRASE_ENV
 from build.keys.veritysign import check_signature, sign_root_hash
 from build.model.keysource import TokenKey
@@ -146,9 +147,9 @@ def test_the_pin_can_come_from_the_uris_pin_source(
     monkeypatch.delenv(PASSPHRASE_ENV, raising=False)
     root_hash = bytes(range(32))
     key = TokenKey(f"{token.uri}?pin-source=file:{token.pin_file}")
-    signature = sign_root_hash(root_hash, key, token.cert)
-    check_signature(root_hash, signature, token.cert)
-    assert sign_root_hash(root_hash, key, token.cert) == signature
+    signature = sign_root_hash(root_hash, key, load_certificate(token.cert))
+    check_signature(root_hash, signature, load_certificate(token.cert))
+    assert sign_root_hash(root_hash, key, load_certificate(token.cert)) == signature
 
 
 @pytest.mark.parametrize(

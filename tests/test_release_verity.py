@@ -21,7 +21,8 @@ import yaml
 from build.core.errors import BuildError
 from build.formats.ddi import assemble
 from build.formats.veritysig import signature_partition
-from build.keys.veritysign import certificate_der, sign_root_hash
+from build.keys.veritycert import load_certificate
+from build.keys.veritysign import sign_root_hash
 from build.model import manifest
 from build.model.ddi import SIGNED_IMAGE_POLICY
 from build.model.names import VERITY_CERT_FILE
@@ -30,7 +31,7 @@ from build.read.gpt import read_gpt
 from build.release import butane, publish
 from build.release import host as layout
 from build.release.sysupdate import transfer
-from build.release.verity import Verity, check_signed_by, load_certificate
+from build.release.verity import Verity, check_signed_by
 from tests.conftest import AMD64, VERSION, Invoke, Prebuilt, copy_output
 from tests.erofs_images import alloy_tree, mkfs
 from tests.needs import need
@@ -65,11 +66,13 @@ def ddi(tmp_path: Path, key: Path | None, cert: Path, fingerprint_of: Path | Non
     partition naming `fingerprint_of`'s certificate (default: `cert`)."""
     need("mkfs.erofs")
     data = mkfs(alloy_tree(tmp_path / "tree", binary_size=64 << 10), tmp_path / "data.erofs")
-    named = certificate_der(fingerprint_of or cert)
+    named = load_certificate(fingerprint_of or cert).der
 
     def sign(root_hash: bytes) -> bytes:
         assert key is not None
-        return signature_partition(root_hash, sign_root_hash(root_hash, key, cert), named)
+        return signature_partition(
+            root_hash, sign_root_hash(root_hash, key, load_certificate(cert)), named
+        )
 
     image = tmp_path / "alloy-1.10.2-amd64.raw"
     assemble(data, image, "amd64", SEED, sign if key else None)
@@ -366,7 +369,7 @@ def test_a_der_certificate_or_a_symlink_to_one_is_published_as_pem(
     followed (it is their argument, not a file someone put in our place)."""
     pem = load_certificate(certs["a"][1])
     der = tmp_path / "a.der"
-    der.write_bytes(certificate_der(certs["a"][1]))
+    der.write_bytes(load_certificate(certs["a"][1]).der)
     link = tmp_path / "current.crt"
     link.symlink_to(der)
     for given in (der, link):

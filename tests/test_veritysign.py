@@ -17,9 +17,9 @@ import pytest
 
 import build.keys.veritysign as veritysign
 from build.core.errors import BuildError
+from build.keys.veritycert import load_certificate
 from build.keys.veritysign import (
     VERITY_PASSPHRASE_ENV,
-    certificate_der,
     check_signature,
     sign_root_hash,
     signed_text,
@@ -75,7 +75,7 @@ def test_the_signed_text_is_the_lowercase_hex_root_hash_without_a_newline() -> N
 
 def test_the_signature_is_the_bytes_repart_s_pkcs7_sign_writes(keys: Any) -> None:
     key, cert = keys["ours"]
-    signature = sign_root_hash(ROOT, key, cert)
+    signature = sign_root_hash(ROOT, key, load_certificate(cert))
     assert signature == pkcs7_sign_as_repart(key, cert, signed_text(ROOT))
     cms = subprocess.run(
         ["openssl", "cms", "-sign", "-binary", "-noattr", "-outform", "DER",
@@ -87,16 +87,20 @@ def test_the_signature_is_the_bytes_repart_s_pkcs7_sign_writes(keys: Any) -> Non
 
 def test_an_rsa_key_signs_one_root_hash_into_the_same_bytes_twice(keys: Any) -> None:
     key, cert = keys["ours"]
-    assert sign_root_hash(ROOT, key, cert) == sign_root_hash(ROOT, key, cert)
-    assert sign_root_hash(ROOT, key, cert) != sign_root_hash(ROOT[::-1], key, cert)
+    assert sign_root_hash(ROOT, key, load_certificate(cert)) == sign_root_hash(
+        ROOT, key, load_certificate(cert)
+    )
+    assert sign_root_hash(ROOT, key, load_certificate(cert)) != sign_root_hash(
+        ROOT[::-1], key, load_certificate(cert)
+    )
 
 
 def test_a_signature_verifies_against_its_certificate_only(keys: Any) -> None:
     key, cert = keys["ours"]
-    signature = sign_root_hash(ROOT, key, cert)
-    check_signature(ROOT, signature, cert)  # a self-signed certificate passes
+    signature = sign_root_hash(ROOT, key, load_certificate(cert))
+    check_signature(ROOT, signature, load_certificate(cert))  # a self-signed certificate passes
     with pytest.raises(BuildError) as raised:
-        check_signature(ROOT, signature, keys["other"][1])
+        check_signature(ROOT, signature, load_certificate(keys["other"][1]))
     said = str(raised.value)
     assert said.startswith(f"the verity signature of root hash {ROOT.hex()} does not verify")
     assert "\n" not in said
@@ -105,28 +109,32 @@ def test_a_signature_verifies_against_its_certificate_only(keys: Any) -> None:
 def test_another_key_s_signature_fails_though_it_carries_its_certificate(keys: Any) -> None:
     key, cert = keys["other"]
     with pytest.raises(BuildError, match="does not verify against"):
-        check_signature(ROOT, sign_root_hash(ROOT, key, cert), keys["ours"][1])
+        check_signature(
+            ROOT,
+            sign_root_hash(ROOT, key, load_certificate(cert)),
+            load_certificate(keys["ours"][1]),
+        )
 
 
 def test_a_flipped_root_hash_fails(keys: Any) -> None:
     key, cert = keys["ours"]
-    signature = sign_root_hash(ROOT, key, cert)
+    signature = sign_root_hash(ROOT, key, load_certificate(cert))
     flipped = bytes([ROOT[0] ^ 1]) + ROOT[1:]
     with pytest.raises(BuildError, match="does not verify against"):
-        check_signature(flipped, signature, cert)
+        check_signature(flipped, signature, load_certificate(cert))
 
 
 def test_a_flipped_signature_byte_fails(keys: Any) -> None:
     key, cert = keys["ours"]
-    signature = bytearray(sign_root_hash(ROOT, key, cert))
+    signature = bytearray(sign_root_hash(ROOT, key, load_certificate(cert)))
     signature[-5] ^= 1  # inside the RSA signature value, the DER's last field
     with pytest.raises(BuildError, match="does not verify against"):
-        check_signature(ROOT, bytes(signature), cert)
+        check_signature(ROOT, bytes(signature), load_certificate(cert))
 
 
 def test_a_key_that_is_not_the_certificate_s_is_refused_in_one_line(keys: Any) -> None:
     with pytest.raises(BuildError) as raised:
-        sign_root_hash(ROOT, keys["other"][0], keys["ours"][1])
+        sign_root_hash(ROOT, keys["other"][0], load_certificate(keys["ours"][1]))
     said = str(raised.value)
     assert said.startswith("cannot sign the verity root hash with ")
     assert "is the private key of --verity-cert" in said
@@ -141,7 +149,7 @@ def test_an_unreadable_key_or_certificate_is_refused_in_one_line(
     missing = tmp_path / "missing.pem"
     given = (missing, cert) if which == "key" else (key, missing)
     with pytest.raises(BuildError) as raised:
-        sign_root_hash(ROOT, *given)
+        sign_root_hash(ROOT, given[0], load_certificate(given[1]))
     said = str(raised.value)
     assert said.startswith(f"cannot read the verity {which} {missing}")
     assert "No such file or directory" in said and "\n" not in said
@@ -151,17 +159,18 @@ def test_a_certificate_that_is_not_one_is_refused_in_one_line(tmp_path: Path) ->
     junk = tmp_path / "junk.crt"
     junk.write_text("not a certificate\n")
     with pytest.raises(BuildError) as raised:
-        certificate_der(junk)
+        load_certificate(junk)
     assert str(raised.value).startswith(f"cannot read the verity certificate {junk}")
     assert "\n" not in str(raised.value)
 
 
 def test_the_certificate_s_der_is_openssl_s(keys: Any) -> None:
+    """Read once by load_certificate: signing and checking use these bytes, not the file."""
     cert = keys["ours"][1]
     der = subprocess.run(
         ["openssl", "x509", "-in", str(cert), "-outform", "DER"], check=True, capture_output=True
     ).stdout
-    assert certificate_der(cert) == der and der[0] == 0x30
+    assert load_certificate(cert).der == der and der[0] == 0x30
 
 
 def recorded_runs(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Sequence[str], dict[str, str]]]:
@@ -182,8 +191,8 @@ def test_a_passphrase_reaches_openssl_by_its_environment_never_argv(
     key, cert = keys["locked"]
     monkeypatch.setenv(VERITY_PASSPHRASE_ENV, PASSPHRASE)
     runs = recorded_runs(monkeypatch)
-    signature = sign_root_hash(ROOT, key, cert)
-    check_signature(ROOT, signature, cert)
+    signature = sign_root_hash(ROOT, key, load_certificate(cert))
+    check_signature(ROOT, signature, load_certificate(cert))
     argv, env = runs[0]
     assert all(PASSPHRASE not in word for argv, _ in runs for word in argv)
     assert argv[argv.index("-passin") + 1] == f"env:{VERITY_PASSPHRASE_ENV}"
@@ -195,7 +204,7 @@ def test_a_locked_key_without_its_passphrase_is_refused_not_asked_for(
 ) -> None:
     monkeypatch.delenv(VERITY_PASSPHRASE_ENV, raising=False)
     with pytest.raises(BuildError) as raised:
-        sign_root_hash(ROOT, *keys["locked"])
+        sign_root_hash(ROOT, keys["locked"][0], load_certificate(keys["locked"][1]))
     assert f"set {VERITY_PASSPHRASE_ENV}" in str(raised.value)
     assert "\n" not in str(raised.value)
 
@@ -205,7 +214,7 @@ def test_a_wrong_passphrase_is_refused_in_one_line(
 ) -> None:
     monkeypatch.setenv(VERITY_PASSPHRASE_ENV, "wrong")
     with pytest.raises(BuildError, match=r"^cannot sign the verity root hash"):
-        sign_root_hash(ROOT, *keys["locked"])
+        sign_root_hash(ROOT, keys["locked"][0], load_certificate(keys["locked"][1]))
 
 
 # --- the build's --seed (build/model/ddi.py) ---
@@ -228,3 +237,17 @@ def test_the_seed_is_uuid5_of_name_version_and_arch() -> None:
 def test_a_seed_of_ambiguous_words_is_refused(parts: tuple[str, str, str]) -> None:
     with pytest.raises(ValueError, match="single words"):
         build_seed(*parts)
+
+
+def test_signing_and_checking_use_the_certificate_as_read_not_the_file_again(
+    keys: Any, tmp_path: Path
+) -> None:
+    key, cert = keys["ours"]
+    given = tmp_path / "verity.crt"
+    given.write_bytes(cert.read_bytes())
+    loaded = load_certificate(given)
+    given.write_bytes(keys["other"][1].read_bytes())  # the file changes after it was read
+    signature = sign_root_hash(ROOT, key, loaded)
+    check_signature(ROOT, signature, loaded)
+    with pytest.raises(BuildError, match="does not verify against"):
+        check_signature(ROOT, signature, load_certificate(given))

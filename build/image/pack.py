@@ -14,8 +14,9 @@ from build.core.report import human_size
 from build.core.run import require
 from build.formats.recipe import Recipe, Signing
 from build.formats.table import FORMATS, content_format
-from build.formats.veritysig import certificate_fingerprint, signature_partition
+from build.formats.veritysig import signature_partition
 from build.image import buildinfo
+from build.keys.veritycert import load_certificate
 from build.keys.veritykey import check_signer
 from build.keys.veritysign import sign_root_hash
 from build.model.keysource import VerityKey
@@ -32,12 +33,14 @@ def _wraps(spec: BuildSpec) -> bool:
 def signer(key: VerityKey, certificate: Path) -> Signing:
     """Signing with `key` (its passphrase from the environment) as `certificate`, both checked
     first: a key that does not open or is not the certificate's is refused before a download."""
-    der = check_signer(key, certificate)
+    loaded = load_certificate(certificate)
+    check_signer(key, loaded)
 
     def sign(root_hash: bytes) -> bytes:
-        return signature_partition(root_hash, sign_root_hash(root_hash, key, certificate), der)
+        signature = sign_root_hash(root_hash, key, loaded)
+        return signature_partition(root_hash, signature, loaded.der)
 
-    return Signing(sign, certificate_fingerprint(der).hex())
+    return Signing(sign, loaded.fingerprint)
 
 
 def signing(runner: StepContext) -> Signing | None:

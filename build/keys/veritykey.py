@@ -12,12 +12,12 @@ from pathlib import Path
 
 from build.core.errors import BuildError
 from build.core.run import last_words, run_bytes, run_outcome
+from build.keys.veritycert import Certificate
 from build.keys.veritysign import (
     OPENSSL_TIMEOUT,
     PKCS11_ENGINE,
     PKCS11_ENGINE_PACKAGE,
     VERITY_PASSPHRASE_ENV,
-    certificate_der,
     passphrase_source,
     private_key_arguments,
 )
@@ -121,7 +121,7 @@ def _public_key_of_token(key: TokenKey) -> bytes:
     )
 
 
-def _public_key_of_certificate(certificate: Path, der: bytes) -> bytes:
+def _public_key_of_certificate(der: bytes) -> bytes:
     pem = run_bytes(
         ["openssl", "x509", "-inform", "DER", "-pubkey", "-noout"],
         stdin=der,
@@ -132,15 +132,13 @@ def _public_key_of_certificate(certificate: Path, der: bytes) -> bytes:
     )
 
 
-def check_signer(key: VerityKey, certificate: Path) -> bytes:
-    """The certificate's DER bytes, once `key` (a PEM file or on a PKCS#11 token) opens and
-    is the private key of `certificate`; one BuildError naming the file(s) otherwise."""
-    der = certificate_der(certificate)
+def check_signer(key: VerityKey, certificate: Certificate) -> None:
+    """Refuses, in one BuildError naming the file(s), unless `key` (a PEM file or on a PKCS#11
+    token) opens and is the private key of `certificate`."""
     public = _public_key_of_token(key) if isinstance(key, TokenKey) else _public_key_of_key(key)
-    if public != _public_key_of_certificate(certificate, der):
+    if public != _public_key_of_certificate(certificate.der):
         raise BuildError(
             f"the verity key {key} (--verity-key) is not the private key of the certificate "
-            f"{certificate} (--verity-cert); {NOTHING_WRITTEN}",
+            f"{certificate.path} (--verity-cert); {NOTHING_WRITTEN}",
             "give the key and the certificate made together (openssl req -x509 -newkey ...)",
         )
-    return der

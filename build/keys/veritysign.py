@@ -36,12 +36,12 @@ from pathlib import Path
 
 from build.core.errors import BuildError
 from build.core.run import run_bytes
+from build.keys.veritycert import OPENSSL_TIMEOUT, Certificate, pem_file
 from build.model.keysource import TokenKey, VerityKey
 from build.read.veritysig import ROOT_HASH_BYTES
 
 # The environment variable that holds the verity key's passphrase, if it has one.
 VERITY_PASSPHRASE_ENV = "ALLOY_VERITY_KEY_PASSPHRASE"
-OPENSSL_TIMEOUT = 60.0
 # openssl's engine for PKCS#11 tokens, and the Debian package that brings it.
 PKCS11_ENGINE = "pkcs11"
 PKCS11_ENGINE_PACKAGE = "libengine-pkcs11-openssl"
@@ -66,17 +66,6 @@ def _readable(path: Path, what: str, option: str) -> None:
         ) from None
 
 
-def certificate_der(certificate: Path) -> bytes:
-    """The certificate in `certificate` (PEM), as DER: what its fingerprint is taken over."""
-    _readable(certificate, "certificate", "--verity-cert")
-    return run_bytes(
-        ["openssl", "x509", "-in", str(certificate), "-outform", "DER"],
-        what=f"cannot read the verity certificate {certificate} (--verity-cert)",
-        hint="give --verity-cert an X.509 certificate in PEM (openssl req -x509 makes one)",
-        timeout=OPENSSL_TIMEOUT,
-    )
-
-
 def passphrase_source() -> tuple[list[str], dict[str, str]]:
     """openssl's -passin for the verity key, and the environment to run it in: the passphrase
     from VERITY_PASSPHRASE_ENV, else none."""
@@ -96,49 +85,51 @@ def private_key_arguments(key: VerityKey, flag: str, form: str) -> list[str]:
     return [flag, str(key)]
 
 
-def sign_root_hash(root_hash: bytes, key: VerityKey, certificate: Path) -> bytes:
+def sign_root_hash(root_hash: bytes, key: VerityKey, certificate: Certificate) -> bytes:
     """The DER PKCS#7 signature repart would write for `root_hash` with `key` (PEM, or on a
-    PKCS#11 token) and `certificate` (PEM), checked against the certificate before it is
-    returned. A passphrase or PIN, if the key has one, comes from VERITY_PASSPHRASE_ENV (or a
-    token URI's pin-source)."""
+    PKCS#11 token) and `certificate`, checked against the certificate before it is returned. A
+    passphrase or PIN, if the key has one, comes from VERITY_PASSPHRASE_ENV (or a token URI's
+    pin-source)."""
     source = private_key_arguments(key, "-inkey", "-keyform")
-    _readable(certificate, "certificate", "--verity-cert")
-    argv = ["openssl", "smime", "-sign", "-binary", "-noattr", "-outform", "DER"]
-    argv += ["-signer", str(certificate), *source]
     passin, environment = passphrase_source()
-    argv += passin
-    signature = run_bytes(
-        argv,
-        env=environment,
-        stdin=signed_text(root_hash),
-        what=f"cannot sign the verity root hash with {key} and {certificate}",
-        hint=(
-            "check that --verity-key is the private key of --verity-cert (a PEM file or a "
-            f"pkcs11: URI), and for a key with a passphrase or PIN set {VERITY_PASSPHRASE_ENV}"
-        ),
-        timeout=OPENSSL_TIMEOUT,
-    )
+    with pem_file(certificate) as pem:
+        argv = ["openssl", "smime", "-sign", "-binary", "-noattr", "-outform", "DER"]
+        argv += ["-signer", str(pem), *source, *passin]
+        signature = run_bytes(
+            argv,
+            env=environment,
+            stdin=signed_text(root_hash),
+            what=f"cannot sign the verity root hash with {key} and {certificate.path}",
+            hint=(
+                "check that --verity-key is the private key of --verity-cert (a PEM file or a "
+                f"pkcs11: URI), and for a key with a passphrase or PIN set "
+                f"{VERITY_PASSPHRASE_ENV}"
+            ),
+            timeout=OPENSSL_TIMEOUT,
+        )
     check_signature(root_hash, signature, certificate)
     return signature
 
 
-def check_signature(root_hash: bytes, signature: bytes, certificate: Path) -> None:
+def check_signature(root_hash: bytes, signature: bytes, certificate: Certificate) -> None:
     """Refuses, in one BuildError, unless `signature` (DER PKCS#7) signs `root_hash` as
-    systemd checks it and was made with the key of `certificate` (PEM)."""
-    _readable(certificate, "certificate", "--verity-cert")
-    with tempfile.TemporaryDirectory(prefix="alloy-verity-sig-") as scratch:
+    systemd checks it and was made with the key of `certificate`."""
+    with (
+        tempfile.TemporaryDirectory(prefix="alloy-verity-sig-") as scratch,
+        pem_file(certificate) as pem,
+    ):
         signed = Path(scratch) / "roothash"
         signed.write_bytes(signed_text(root_hash))
         run_bytes(
             [
                 "openssl", "smime", "-verify", "-binary", "-inform", "DER",
-                "-content", str(signed), "-certfile", str(certificate),
+                "-content", str(signed), "-certfile", str(pem),
                 "-nointern", "-noverify", "-out", os.devnull,
             ],
             stdin=signature,
             what=(
                 f"the verity signature of root hash {root_hash.hex()} does not verify against "
-                f"{certificate}"
+                f"{certificate.path}"
             ),
             hint="the image was signed by another key, or changed after signing; do not install it",
             timeout=OPENSSL_TIMEOUT,

@@ -32,6 +32,7 @@ from build.formats.table import FORMATS, Format, format_named, image_format, rec
 from build.image import buildinfo
 from build.image.checksum import image_sums, packed_alone, sums_text, write_sums
 from build.keys import signing
+from build.keys.veritycert import Certificate, load_certificate
 from build.model import manifest
 from build.model.arch import ARCHES
 from build.model.ddi import SIGNED_IMAGE_POLICY
@@ -48,11 +49,9 @@ from build.model.names import (
 from build.model.versions import version_key
 from build.release import butane, host, streams, sysupdate
 from build.release.verity import (
-    Certificate,
     Verity,
     check_recorded,
     check_signed_by,
-    load_certificate,
     refuse_policy_without_certificate,
     verity_of,
 )

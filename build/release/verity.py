@@ -9,26 +9,17 @@ sign, or --require-signed-images over images a host would refuse, would leave a 
 alloy. The certificate is published and provisioned as
 its DER re-encoded to PEM, never the file as given.
 
-The file is hostile input (load_certificate): read once, bounded, and only if it is a regular
-file (a symlink the user names is followed: it is their argument); one certificate, PEM or DER
-(openssl reads both; hosts get PEM). Refused: several certificates (systemd reads only the
-first of a file in /etc/verity.d, so a bundle would ship one of them silently) and a private
-key in it (the file is the public one, installed on hosts by hand too). An expired certificate
-is accepted: systemd checks the signature with PKCS7_NOVERIFY, which checks no dates."""
+The certificate is read, once, by build/keys/veritycert.py (its docstring says what is refused)."""
 
 from __future__ import annotations
 
-import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from build.core.errors import BuildError
-from build.core.run import run_bytes
-from build.core.safeio import read_regular
-from build.formats.veritysig import certificate_fingerprint
-from build.keys import veritysign
+from build.keys.veritycert import Certificate
 from build.read.gpt import read_gpt
 
 # What a DDI's build info records of its verity (build/formats/ddipack.py fields() and pack()):
@@ -38,20 +29,6 @@ ROOT_HASH = "root_hash"
 SIGNED = "verity_signed"
 FINGERPRINT = "verity_certificate_fingerprint"
 FILESYSTEM = "ddi_filesystem"
-
-# A certificate is 1 to 2 KiB; a file far larger is no certificate.
-MAX_CERTIFICATE_BYTES = 64 << 10
-_PEM_BEGIN = b"-----BEGIN "
-_PEM_CERTIFICATES = (b"-----BEGIN CERTIFICATE-----", b"-----BEGIN X509 CERTIFICATE-----")
-_PEM_PRIVATE_KEY = b"PRIVATE KEY-----"  # PKCS#8, RSA, EC, encrypted
-CERT_HINT = "give --verity-cert one X.509 certificate, PEM (openssl req -x509 makes one)"
-
-
-@dataclass(frozen=True)
-class Certificate:
-    path: Path  # as given (--verity-cert)
-    pem: str  # the certificate alone: its DER as PEM
-    fingerprint: str  # sha256 of its DER, lowercase hex: what a signature partition names
 
 
 @dataclass(frozen=True)
@@ -69,50 +46,6 @@ class Verity:
             SIGNED: self.signed,
             FINGERPRINT: self.fingerprint,
         }
-
-
-def load_certificate(path: Path) -> Certificate:
-    """The one X.509 certificate in `path` (PEM or DER), read once and bounded, with openssl;
-    one BuildError otherwise (see the module's docstring)."""
-    try:
-        raw = read_regular(
-            path.resolve(), MAX_CERTIFICATE_BYTES, f"{CERT_HINT}; nothing was written"
-        )
-    except OSError as error:
-        raise BuildError(
-            f"cannot read the verity certificate {path} (--verity-cert): "
-            f"{error.strerror or error}; nothing was written",
-            CERT_HINT,
-        ) from None
-    _refuse_key_or_bundle(path, raw)
-    der = run_bytes(
-        ["openssl", "x509", "-outform", "DER"],
-        stdin=raw,
-        what=f"cannot read the verity certificate {path} (--verity-cert)",
-        hint=f"{CERT_HINT}; nothing was written",
-        timeout=veritysign.OPENSSL_TIMEOUT,
-    )
-    return Certificate(path, ssl.DER_cert_to_PEM_cert(der), certificate_fingerprint(der).hex())
-
-
-def _refuse_key_or_bundle(path: Path, raw: bytes) -> None:
-    if _PEM_PRIVATE_KEY in raw:
-        raise BuildError(
-            f"{path} (--verity-cert) holds a private key: the certificate file is the public "
-            "one, published and installed on hosts; nothing was written",
-            "keep the key in its own file (--verity-key, for builds only) and give "
-            "--verity-cert the certificate alone",
-        )
-    blocks = raw.count(_PEM_BEGIN)
-    if blocks > 1:
-        certificates = sum(raw.count(begin) for begin in _PEM_CERTIFICATES)
-        raise BuildError(
-            f"{path} (--verity-cert) holds {certificates} certificates"
-            + (f" in {blocks} PEM blocks" if blocks != certificates else "")
-            + ": systemd reads only the first of a file in /etc/verity.d; nothing was written",
-            "give one certificate, the one the images are signed with; for a rotation, put "
-            "the new one on hosts as a file of its own (README, Rotate a certificate)",
-        )
 
 
 def refuse_policy_without_certificate(require_signed: bool, certificate: Path | None) -> None:

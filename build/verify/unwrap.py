@@ -25,8 +25,8 @@ from pathlib import Path
 from build.core.errors import BuildError
 from build.core.safeio import copy_at_most, refusing_malformed
 from build.formats.table import FORMATS, image_format
-from build.formats.veritysig import certificate_fingerprint
-from build.keys.veritysign import certificate_der, check_signature
+from build.keys.veritycert import Certificate, load_certificate
+from build.keys.veritysign import check_signature
 from build.model.check import Check
 from build.read.ddi import CheckedDdi, check_ddi
 from build.read.gpt import read_gpt
@@ -150,11 +150,8 @@ def _read_signature(path: Path, region: Region) -> VeritySignature:
     raise AssertionError("unreachable")  # refusing_malformed re-raises
 
 
-def _signature_problem(
-    path: Path, checked: CheckedDdi, certificate: Path, wanted: bytes
-) -> str | None:
-    """What is wrong with a signed DDI's signature against `certificate` (whose fingerprint is
-    `wanted`), or None."""
+def _signature_problem(path: Path, checked: CheckedDdi, certificate: Certificate) -> str | None:
+    """What is wrong with a signed DDI's signature against `certificate`, or None."""
     region = checked.signature
     if region is None:
         return None
@@ -164,11 +161,11 @@ def _signature_problem(
             f"its signature JSON's rootHash {signed.root_hash.hex()} is not the hash tree's root "
             f"hash {checked.root_hash.hex()}"
         )
-    if signed.certificate_fingerprint != wanted:
+    if signed.certificate_fingerprint.hex() != certificate.fingerprint:
         return (
             f"its signature names the certificate fingerprint "
-            f"{signed.certificate_fingerprint.hex()}, not {certificate}'s {wanted.hex()} "
-            "(--verity-cert)"
+            f"{signed.certificate_fingerprint.hex()}, not {certificate.path}'s "
+            f"{certificate.fingerprint} (--verity-cert)"
         )
     check_signature(checked.root_hash, signed.signature, certificate)
     return None
@@ -196,8 +193,8 @@ def _signature(path: Path, checked: CheckedDdi, expect: VerityExpectations) -> C
     if certificate is None:  # refuse_signed_without_certificate() came first
         raise AssertionError("a signed DDI checked without a certificate")
     try:
-        fingerprint = certificate_fingerprint(certificate_der(certificate))
-        problem = _signature_problem(path, checked, certificate, fingerprint)
+        loaded = load_certificate(certificate)
+        problem = _signature_problem(path, checked, loaded)
     except BuildError as error:
         problem = error.message
     if problem is not None:
@@ -206,7 +203,7 @@ def _signature(path: Path, checked: CheckedDdi, expect: VerityExpectations) -> C
         "signature",
         "ok",
         f"the root hash is signed by {certificate} (--verity-cert, fingerprint "
-        f"{fingerprint.hex()}), as systemd checks it",
+        f"{loaded.fingerprint}), as systemd checks it",
     )
 
 

@@ -24,7 +24,8 @@ from build.formats.ddi import assemble, assemble_in_python
 from build.formats.gpt import SMALL_DISK
 from build.formats.repart import WITHOUT_REPART_ENV, build_with_repart, definitions
 from build.formats.veritysig import signature_partition
-from build.keys.veritysign import certificate_der, check_signature, sign_root_hash
+from build.keys.veritycert import load_certificate
+from build.keys.veritysign import check_signature, sign_root_hash
 from build.model.ddi import build_seed
 from build.read.ddi import check_ddi
 from build.read.gpt import read_gpt
@@ -84,10 +85,12 @@ def rsa_signer(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Si
          "-days", "3650", "-subj", "/CN=alloy-sysext repart proof", "-nodes"],
         check=True, capture_output=True, timeout=120,
     )  # fmt: skip
-    der = certificate_der(cert)
+    der = load_certificate(cert).der
 
     def sign(root_hash: bytes) -> bytes:
-        return signature_partition(root_hash, sign_root_hash(root_hash, key, cert), der)
+        return signature_partition(
+            root_hash, sign_root_hash(root_hash, key, load_certificate(cert)), der
+        )
 
     return key, cert, sign
 
@@ -152,7 +155,11 @@ def test_repart_257_and_python_write_the_same_bytes(
     if checked.signature is not None:
         raw = repart.read_bytes()
         assert raw[checked.signature.offset :].startswith(sign(repart_hash))
-        check_signature(repart_hash, sign_root_hash(repart_hash, rsa_signer[0], cert), cert)
+        check_signature(
+            repart_hash,
+            sign_root_hash(repart_hash, rsa_signer[0], load_certificate(cert)),
+            load_certificate(cert),
+        )
 
 
 @pytest.mark.parametrize("binary_size", [TINY, LARGER], ids=["tiny", "larger"])

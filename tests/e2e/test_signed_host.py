@@ -13,10 +13,10 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
+from build.keys.veritycert import load_certificate
 from build.model.ddi import SIGNED_IMAGE_POLICY
 from build.release import butane, publish
 from build.release import host as layout
-from build.release.verity import load_certificate
 from tests.e2e.conftest import HERE
 from tests.e2e.container import Boot, boot
 from tests.e2e.fleet import FLEET_MARKS, A, Fleet, image
