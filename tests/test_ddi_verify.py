@@ -317,3 +317,16 @@ def test_a_plain_image_fails_when_a_certificate_is_given(
         verify(invoke, image, cert),
         "failed verification: signature: a squashfs image, not a signed DDI, but --verity-cert",
     )
+
+
+def test_a_file_that_is_no_image_is_not_called_one_when_a_certificate_is_given(
+    invoke: Invoke, keys: dict, tmp_path: Path
+) -> None:
+    """A file no format's magic claims is read as squashfs, whose reader refuses it: verify
+    says that, as it does without --verity-cert, not "a squashfs image, not a signed DDI"."""
+    junk = tmp_path / "alloy-1.10.2-amd64.raw"
+    junk.write_bytes(bytes(range(256)) * 32)
+    line = error_line(
+        verify(invoke, junk, keys["ours"][1]), f"{junk} is not a valid squashfs image"
+    )
+    assert "not a signed DDI" not in line

@@ -102,10 +102,14 @@ def plain_with_certificate(path: Path, expect: VerityExpectations) -> Check | No
     which asks for one signed by it; None where no certificate was given."""
     if expect.certificate is None:
         return None
+    fmt = image_format(path)
+    # A file no format's magic claims falls to squashfs: its reader says what is wrong with it
+    # (as verify without --verity-cert does) before this calls it a squashfs image.
+    FORMATS[fmt].read(path)
     return Check(
         "signature",
         "FAIL",
-        f"a {image_format(path)} image, not a signed DDI, but --verity-cert "
+        f"a {fmt} image, not a signed DDI, but --verity-cert "
         f"{expect.certificate} was given: hosts that require signed images refuse it",
     )
 
