@@ -110,3 +110,57 @@ def test_the_heartbeat_ends_with_the_script(tmp_path: Path) -> None:
     assert result.returncode != 0
     assert time.monotonic() - started < 3  # the heartbeat held stderr open no longer
     assert "still" not in result.stderr
+
+
+@pytest.mark.parametrize("signal", ["TERM", "INT", "HUP"])
+@pytest.mark.parametrize("how", ["program", "function", "timeout"])
+def test_a_signal_to_the_script_stops_the_command_it_runs(
+    tmp_path: Path, signal: str, how: str
+) -> None:
+    """Stopping a builder (Ctrl-C, nox or pytest killed) stops what it runs: a program, the
+    programs of a function, and a program under `timeout` (as the emulated machine runs)."""
+    pid = tmp_path / "pid"
+    sleeper = f"sh -c 'echo $$ >{pid}; exec sleep 30'"
+    command = {
+        "program": sleeper,
+        "function": "runs_it",
+        "timeout": f"timeout 40 {sleeper}",
+    }[how]
+    script = (
+        f"runs_it() {{ {sleeper}; }}\n"
+        "trap 'echo cleaned >&2' EXIT\n"
+        f"with_heartbeat 'sleeping' '{tmp_path / 'log'}' {command}\n"
+        "echo not-reached\n"
+    )
+    source = f'set -euo pipefail\nsay() {{ echo "x.sh: $*" >&2; }}\n. "$1"\n{script}'
+    started = subprocess.Popen(
+        ["bash", "-c", source, "bash", PROGRESS],
+        env={"PATH": "/usr/bin:/bin", "ALLOY_E2E_HEARTBEAT": "60"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 10
+    while not (pid.exists() and pid.read_text().strip()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    sleeping = int(pid.read_text())
+    subprocess.run(["kill", f"-{signal}", str(started.pid)], check=True)
+    out, err = started.communicate(timeout=10)
+    expected = {"TERM": 143, "INT": 130, "HUP": 129}[signal]
+    assert started.returncode == expected, err
+    assert out == "" and "cleaned" in err  # the script ended there, through its EXIT trap
+    deadline = time.monotonic() + 5
+    while runs(sleeping) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not runs(sleeping), f"{how}'s sleep {sleeping} still runs: {runs(sleeping)}"
+
+
+def runs(pid: int) -> str:
+    """The state of process `pid` from /proc, "" once it is gone or a zombie (dead, its exit
+    not yet collected by its parent)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return ""
+    state = stat.rsplit(")", 1)[1].split()[0]
+    return "" if state in ("Z", "X") else f"{state} {stat}"
