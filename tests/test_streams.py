@@ -7,16 +7,18 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
 from urllib.parse import unquote
 
 import pytest
+import yaml
 from pytest_httpserver import HTTPServer
 
 from build.release import host as layout
-from tests.conftest import INVOKE_CLI, Invoke, Release
+from tests.conftest import INVOKE_CLI, REPO, Invoke, Release
 from tests.fakes import release_assets
 from tests.gpgkeys import Keys, gpgv
 from tests.image import sha256
@@ -434,3 +436,49 @@ def test_the_other_tasks_leave_a_stream_alone(
     ok(invoke("verify"))
     ok(invoke("all", f"--version={LINE}"))
     assert snapshot(output / "streams") == feed
+
+
+def ci_release_step(name: str) -> str:
+    """The shell of the CI release job's step `name` (.github/workflows/ci.yml)."""
+    workflow = yaml.safe_load((REPO / ".github/workflows/ci.yml").read_text())
+    [step] = [s for s in workflow["jobs"]["release"]["steps"] if s.get("name", "").startswith(name)]
+    return step["run"]
+
+
+def test_ci_release_writes_and_checks_every_minor_lines_stream(
+    output: Path, tmp_path: Path, cli_env: dict[str, str]
+) -> None:
+    """The step itself, run by bash as GitHub runs it, over the directory the builds made, with
+    `invoke` this checkout's: both lines get a feed; and a broken stream fails it."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "invoke").write_text(f'#!/bin/sh\nexec {shlex.join(INVOKE_CLI)} "$@"\n')
+    (bin_dir / "invoke").chmod(0o755)
+    env = {
+        **cli_env,
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+        "PUBLISH_URL": PUBLISH_URL,
+        "UPDATE_URL": "https://updates.example.com/alloy/",
+    }
+    default = [*INVOKE_CLI, "release", f"--publish-url={PUBLISH_URL}"]
+    ok(subprocess.run(default, cwd=tmp_path, env=env, capture_output=True, text=True))
+    step = ci_release_step("Version streams")
+    result = subprocess.run(
+        ["bash", "-e", "-c", step], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    ok(result)
+    assert sorted(p.name for p in (output / "streams").iterdir()) == ["1.19", "1.20"]
+    assert sorted(sums(output / "streams/1.20")) == [image(NEWEST)]
+    assert "Path=https://updates.example.com/alloy/streams/1.19/" in transfer_lines(
+        output / "streams/1.19"
+    )
+    assert [e["stream"] for e in json.loads((output / "index.json").read_text())["streams"]] == [
+        "1.19",
+        "1.20",
+    ]
+    # A stream that cannot be written stops the step (and so the release) before Publish.
+    (output / "streams/1.20/SHA256SUMS").write_text("the admin's\n")
+    failed = subprocess.run(
+        ["bash", "-e", "-c", step], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert failed.returncode != 0 and "streams/1.20/SHA256SUMS" in failed.stderr, failed
