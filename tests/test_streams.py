@@ -18,6 +18,7 @@ import yaml
 from pytest_httpserver import HTTPServer
 
 from build.release import host as layout
+from build.release import sysupdate as sysupdate_files
 from tests.conftest import INVOKE_CLI, REPO, Invoke, Release
 from tests.fakes import release_assets
 from tests.gpgkeys import Keys, gpgv
@@ -482,3 +483,23 @@ def test_ci_release_writes_and_checks_every_minor_lines_stream(
         ["bash", "-e", "-c", step], cwd=tmp_path, env=env, capture_output=True, text=True
     )
     assert failed.returncode != 0 and "streams/1.20/SHA256SUMS" in failed.stderr, failed
+
+
+def test_the_target_pattern_is_the_one_every_earlier_release_wrote() -> None:
+    """systemd 262's --cleanup=yes deletes every installed image of a pattern no transfer covers
+    any more, the running one included (README "Moving a fleet set up by an earlier release"):
+    every release so far installed alloy-@v-ARCH.raw in /opt/extensions/alloy/ behind
+    /etc/extensions/alloy.raw. Changing that needs a migration for hosts, and the README."""
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("## Moving a fleet set up by an earlier release\n", 1)[1]
+    assert "`MatchPattern=alloy-@v-ARCH.raw`" in section.split("\n## ", 1)[0]
+    for arch in ("amd64", "arm64"):
+        lines = sysupdate_files.transfer(arch, PUBLISH_URL).splitlines()
+        target = lines[lines.index("[Target]") :]
+        assert f"MatchPattern=alloy-@v-{arch}.raw" in target
+        assert f"Path={layout.EXTENSIONS_DIR}" in target
+        assert f"CurrentSymlink={layout.CURRENT_SYMLINK}" in target
+    assert (layout.EXTENSIONS_DIR, layout.CURRENT_SYMLINK) == (
+        "/opt/extensions/alloy",
+        "/etc/extensions/alloy.raw",
+    )
