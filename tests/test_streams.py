@@ -176,6 +176,24 @@ def test_the_default_feed_lists_streams_released_before_it(invoke: Invoke, outpu
     assert "streams" not in json.loads((output / "index.json").read_text())
 
 
+def test_streams_are_never_followed_out_of_the_output_directory(
+    invoke: Invoke, output: Path, tmp_path: Path
+) -> None:
+    ok(release(invoke, "--stream=1.19"))
+    elsewhere = tmp_path / "elsewhere"
+    (output / "streams").rename(elsewhere)
+    (output / "streams").symlink_to(elsewhere)
+    before = snapshot(output)
+    error_line(release(invoke), "output/streams is a symbolic link", "nothing was changed")
+    assert snapshot(output) == before
+    # A stream's own directory linked in from elsewhere is not listed as published.
+    (output / "streams").unlink()
+    (output / "streams").mkdir()
+    (output / "streams/1.19").symlink_to(elsewhere / "1.19")
+    ok(release(invoke))
+    assert "streams" not in json.loads((output / "index.json").read_text())
+
+
 def test_a_stream_release_keeps_a_default_index_it_did_not_write(
     invoke: Invoke, output: Path
 ) -> None:

@@ -40,6 +40,7 @@ from build.model.names import (
     FLATCAR_DIR,
     INDEX,
     STAGING,
+    STREAMS_DIR,
     SUMS_FILE,
     SYSUPDATE_DIR,
     VERITY_CERT_FILE,
@@ -144,7 +145,7 @@ def _release(
     base = streams.directory(output_dir, feed.stream) if feed.stream else output_dir
     where = manifest.relative(output_dir, base)
     # Nothing is followed out of the output directory.
-    subdirs = [(STAGING,), *_feed_subdirs(output_dir, base)]
+    subdirs = [(STAGING,), (STREAMS_DIR,), *_feed_subdirs(output_dir, base)]
     manifest.refuse_links(output_dir, *subdirs)
     refuse_prereleases(output_dir)
     sums = image_sums(output_dir)  # hashes every image, checks each against its .sha256

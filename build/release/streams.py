@@ -105,6 +105,7 @@ def published(output_dir: Path) -> list[str]:
         path.parent.name
         for path in (output_dir / STREAMS_DIR).glob(f"*/{INDEX}")
         if _STREAM_NAME.fullmatch(path.parent.name)
+        and not path.parent.is_symlink()  # never followed out of the output directory
         and recorded.owns_file(output_dir, manifest.relative(output_dir, path))
     ]
     return sorted(found, key=lambda stream: version_key(stream + ".0"))
