@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 
 from build.config.matrix import cells  # noqa: E402
+from build.config.matrix import streams as matrix_streams  # noqa: E402
 from build.core.errors import BuildError  # noqa: E402
 from build.core.tools import packages  # noqa: E402
 
@@ -216,18 +217,15 @@ def release(session: nox.Session) -> None:
     """Build every cell of the matrix, then write the files to publish with `invoke release`.
 
     Those files (SHA256SUMS, index.json, sysupdate transfers, Butane/Ignition) are written once,
-    after all the cells.
+    after all the cells: the default feed, then each minor line's stream (streams/X.Y/).
 
     Give the publish URL after --: nox -s release -- --publish-url=https://example.com/alloy/"""
     _require_modules(session, "invoke")
-    session.run(
-        sys.executable,
-        "-m",
-        "invoke",
-        "release",
-        *_flags(session.posargs, RELEASE_FLAGS, keep=True),
-        external=True,
-    )
+    command = [sys.executable, "-m", "invoke", "release"]
+    command += _flags(session.posargs, RELEASE_FLAGS, keep=True)
+    session.run(*command, external=True)
+    for stream in matrix_streams(MATRIX):
+        session.run(*command, f"--stream={stream}", external=True)
 
 
 # The Debian roots the boot tests boot, built once by tests/e2e/make-root.sh and reused:

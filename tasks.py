@@ -179,14 +179,16 @@ def _signer(values: dict[str, Any], flags: dict[str, Any]) -> signing.Signer | N
 
 
 def _sums(c: Context, **flags: Any) -> None:
-    """Write SHA256SUMS over every image in the output directory.
+    """Write SHA256SUMS over every image in the output directory (--stream: a stream's).
 
     An earlier SHA256SUMS.gpg is signed again with --sign-key, or removed once it no longer
-    matches."""
+    matches. With --stream=X.Y, the SHA256SUMS of the feed release wrote in streams/X.Y/, over
+    that line's images."""
     from build.release import publish
 
     values = options.resolve("sums", flags, c.config)
-    path, count = publish.write_signed_sums(values["output_dir"], _signer(values, flags))
+    signer = _signer(values, flags)
+    path, count = publish.write_signed_sums(values["output_dir"], signer, values["stream"])
     say("sums", f"wrote {path} ({count} images)")
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from build.config import matrix
 from build.config.matrix import ARCHS, VERSIONS, Cell, cells
 from build.core.errors import BuildError
 from tests.conftest import REPO, VERSION, Release
@@ -69,6 +70,13 @@ def listed(*args: str, env: dict[str, str] | None = None) -> list[dict]:
     result = nox("--list", "--json", *args, env=env)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
+
+
+def test_the_streams_nox_release_publishes_are_the_matrix_minor_lines() -> None:
+    declared = matrix.cells({})
+    assert matrix.streams(declared) == ["1.10", "1.17"]
+    environ = {"ALLOY_VERSIONS": "1.20.0,latest,1.9.1,1.20.1,1.21.0-rc.1", "ALLOY_ARCHS": "amd64"}
+    assert matrix.streams(matrix.cells(environ)) == ["1.9", "1.20"]
 
 
 def test_each_cell_is_a_named_tagged_session() -> None:

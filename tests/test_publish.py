@@ -566,6 +566,13 @@ def test_readme_fleet_nox_command_works(
     assert sessions == [f"build-matrix({VERSION}-amd64)", f"build-matrix({NEWER}-amd64)", "release"]
     index = json.loads((tmp_path / "output/index.json").read_text())
     assert index["latest"] == {"amd64": NEWER}
+    # Each minor line of the matrix gets its stream too, listed in the default feed's index.
+    lines = ["1.10", "1.17"]
+    assert [entry["stream"] for entry in index["streams"]] == lines
+    for line, version in zip(lines, (VERSION, NEWER), strict=True):
+        feed = tmp_path / "output/streams" / line
+        assert (feed / "SHA256SUMS").read_text().split()[1::2] == [f"alloy-{version}-amd64.raw"]
+        assert (feed / "flatcar/alloy-amd64.ign").is_file()
 
 
 def test_release_help_and_publish_url_from_the_environment(

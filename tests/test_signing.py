@@ -447,3 +447,6 @@ def test_nox_release_signs_and_the_builds_never_see_the_key(
     output = tmp_path / "output"
     verdict = gpgv(output / SIGNED[1], output / "SHA256SUMS.gpg", output / "SHA256SUMS")
     assert verdict.returncode == 0, verdict.stderr
+    feed = output / "streams" / ".".join(VERSION.split(".")[:2])  # its line's stream: signed
+    verdict = gpgv(feed / SIGNED[1], feed / "SHA256SUMS.gpg", feed / "SHA256SUMS")
+    assert verdict.returncode == 0, verdict.stderr

@@ -787,14 +787,24 @@ OPTIONS: tuple[Option, ...] = (
         "1.20; hosts fetch it from --publish-url (and --update-url) + streams/X.Y/, so publish "
         "the whole output directory there (default: the latest feed, every version, at the "
         "URLs themselves)",
-        ("release",),
+        ("sums", "release"),
         stream,
+        variants={
+            "sums": Variant(
+                help="rewrite the SHA256SUMS of the feed invoke release --stream=X.Y wrote in "
+                "streams/X.Y/ (signed again with --sign-key), over that line's images in the "
+                "output directory, linked in as release links them (default: the output "
+                "directory's own SHA256SUMS)"
+            )
+        },
     ),
     Option(
         "min_version",
         "a floor: the transfers say MinVersion=X.Y.Z, so hosts install no version below it; "
         "a host already below it keeps running its version (never removed or downgraded) and "
-        "installs the newest version at or above it on its next update (default: none)",
+        "installs the newest version at or above it on its next update; the health gate's "
+        "rollback may still go back below it, to the version that ran before an update, which "
+        "is kept installed (default: none)",
         ("release",),
         release_version,
     ),

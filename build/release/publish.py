@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,7 @@ from build.model.names import (
     FLATCAR_DIR,
     INDEX,
     STAGING,
+    STREAMS_DIR,
     SUMS_FILE,
     SYSUPDATE_DIR,
     VERITY_CERT_FILE,
@@ -142,7 +144,7 @@ def _release(
     base = streams.directory(output_dir, feed.stream) if feed.stream else output_dir
     where = manifest.relative(output_dir, base)
     # Nothing is followed out of the output directory.
-    subdirs = [(STAGING,), *_feed_subdirs(output_dir, base)]
+    subdirs = [(STAGING,), (STREAMS_DIR,), *_feed_subdirs(output_dir, base)]
     manifest.refuse_links(output_dir, *subdirs)
     refuse_prereleases(output_dir)
     sums = image_sums(output_dir)  # hashes every image, checks each against its .sha256
@@ -157,17 +159,9 @@ def _release(
     streams.refuse_floor_above_newest(
         feed.min_version, {arch: image.version for arch, image in newest.items()}, shown
     )
-    texts: dict[Path, str] = {base / INDEX: index_json(images, newest, url, trust, feed)}
-    for arch, image in newest.items():
-        _check_match_pattern(arch, images)
-        transfer = sysupdate.transfer(arch, updates, signer is not None, feed.min_version)
-        for name in host.TRANSFER_NAMES:
-            texts[base / SYSUPDATE_DIR / arch / name] = transfer
-        config = flatcar_config(image, url, transfer, trust, health_url)
-        stem = base / FLATCAR_DIR / f"{NAME}-{arch}"
-        comment = _butane_comment(image, url, trust, feed)
-        texts[stem.with_suffix(".bu")] = butane.to_butane(config, comment)
-        texts[stem.with_suffix(".ign")] = butane.to_ignition(config)
+    listed = [] if feed.stream else streams.published(output_dir)
+    texts = {base / INDEX: index_json(images, newest, url, trust, feed, listed)}
+    texts.update(_host_texts(base, images, newest, (url, updates), trust, health_url, feed))
     signed = signed_files(base, signer, sums_text(sums)) if signer else {}
     if trust.certificate is not None:
         signed[base / VERITY_CERT_FILE] = trust.certificate.pem.encode("ascii")
@@ -185,16 +179,43 @@ def _release(
     _remove_stale(output_dir, set(newest), base)
     if feed.stream:
         streams.remove_stale_images(output_dir, base, linked)
+        written += _relist_streams(output_dir)
     for path in written:
         say("release", f"wrote {path}")
     _say_verity(output_dir, trust, base)
-    _say_feed(feed, url)
+    _say_feed(feed, url, listed, output_dir)
     if signer is None:
         remove_signature(output_dir, "release", base)
         say("release", UNSIGNED_NOTE)
     else:
         say("release", f"signed SHA256SUMS with {signer.fingerprint} (checked with gpgv)")
     return written
+
+
+def _host_texts(
+    base: Path,
+    images: list[Image],
+    newest: dict[str, Image],
+    urls: tuple[str, str],
+    trust: HostTrust,
+    health_url: str,
+    feed: Feed,
+) -> dict[Path, str]:
+    """Each architecture's transfers and Butane/Ignition config, by where they go in `base`;
+    `urls`: where hosts download the image at provisioning, and where updates are looked for."""
+    url, updates = urls
+    texts: dict[Path, str] = {}
+    for arch, image in newest.items():
+        _check_match_pattern(arch, images)
+        transfer = sysupdate.transfer(arch, updates, trust.signer is not None, feed.min_version)
+        for name in host.TRANSFER_NAMES:
+            texts[base / SYSUPDATE_DIR / arch / name] = transfer
+        config = flatcar_config(image, url, transfer, trust, health_url)
+        stem = base / FLATCAR_DIR / f"{NAME}-{arch}"
+        comment = _butane_comment(image, url, trust, feed)
+        texts[stem.with_suffix(".bu")] = butane.to_butane(config, comment)
+        texts[stem.with_suffix(".ign")] = butane.to_ignition(config)
+    return texts
 
 
 def _feed_subdirs(output_dir: Path, base: Path) -> list[tuple[str, ...]]:
@@ -208,7 +229,10 @@ def _feed_subdirs(output_dir: Path, base: Path) -> list[tuple[str, ...]]:
 
 
 def _write_images_and_sums(
-    output_dir: Path, base: Path, images: list[Image], sums: list[tuple[Path, str]]
+    output_dir: Path,
+    base: Path,
+    images: Sequence[streams.Published],
+    sums: list[tuple[Path, str]],
 ) -> list[Path]:
     """A stream's images (linked), then its SHA256SUMS: never a line for a file not there."""
     manifest.make_dirs(output_dir, *Path(manifest.relative(output_dir, base)).parts)
@@ -217,7 +241,35 @@ def _write_images_and_sums(
     return [*written, base / SUMS_FILE]
 
 
-def _say_feed(feed: Feed, url: str) -> None:
+def _relist_streams(output_dir: Path) -> list[Path]:
+    """A stream released: the default feed's index.json, where a release wrote it, lists it
+    too (its "streams"), whichever of the two was released first. Returns what it rewrote."""
+    path = output_dir / INDEX
+    if not os.path.lexists(path):
+        return []  # the default feed's release lists every stream there is
+    if not manifest.load(output_dir).owns_file(output_dir, INDEX):
+        say("release", f"kept {path}: this tool did not write it, or it changed since")
+        return []
+    index = json.loads(path.read_text(encoding="utf-8"))  # the tool's, unchanged (and locked)
+    index["streams"] = streams.listing(streams.published(output_dir))
+    write_text_atomic(path, json.dumps(index, indent=2) + "\n")
+    manifest.record(output_dir, [path])
+    return [path]
+
+
+def _say_feed(feed: Feed, url: str, listed: list[str], output_dir: Path) -> None:
+    """What hosts of this feed get; for the default feed, the streams it lists, and any whose
+    images were removed from the output directory by hand (its links still serve them)."""
+    for stream in listed:
+        gone = streams.orphans(output_dir, stream)
+        if gone:
+            say(
+                "release",
+                f"stream {stream} still offers {', '.join(gone)}, no longer in {output_dir}: "
+                f"invoke release --stream={stream} brings its feed up to date",
+            )
+    if listed:
+        say("release", f"index.json lists the streams {', '.join(listed)}")
     if feed.stream:
         say(
             "release",
@@ -285,31 +337,62 @@ def remove_recorded(
             say(step, f"kept {path}: this tool did not write it, or it changed since")
 
 
-def write_signed_sums(output_dir: Path, signer: signing.Signer | None) -> tuple[Path, int]:
-    """invoke sums: SHA256SUMS afresh over every image; signed again with `signer`, or else an
+def write_signed_sums(
+    output_dir: Path, signer: signing.Signer | None, stream: str | None = None
+) -> tuple[Path, int]:
+    """invoke sums: SHA256SUMS afresh over every image (with `stream`: over its line's images,
+    linked into its feed as release links them); signed again with `signer`, or else an
     earlier signature is removed unless SHA256SUMS is byte for byte the one it signed."""
     if not output_dir.is_dir():  # before the lock, which would make the directory
         raise BuildError(f"no images in {output_dir}", "build them first, e.g. invoke all")
     manifest.own_subdir(output_dir, STAGING)
     with manifest.output_dir_lock(output_dir):  # as release: alone
         sums = image_sums(output_dir)
+        base, images = output_dir, list[streams.Named]()
+        if stream:
+            base, images, sums = _stream_sums(output_dir, stream, sums)
         text = sums_text(sums)
-        signed = signed_files(output_dir, signer, text) if signer else {}
-        manifest.refuse_foreign(output_dir, list(signed))
+        signed = signed_files(base, signer, text) if signer else {}
+        linked = [path for path, _ in sums] if stream else []
+        manifest.refuse_foreign(output_dir, [*signed, *linked, base / SUMS_FILE])
         try:
-            before = (output_dir / SUMS_FILE).read_bytes()
+            before = (base / SUMS_FILE).read_bytes()
         except OSError:
             before = None
-        path, count = write_sums(output_dir, sums)
+        if stream:
+            manifest.record(output_dir, _write_images_and_sums(output_dir, base, images, sums))
+            streams.remove_stale_images(output_dir, base, linked)
+            path, count = base / SUMS_FILE, len(sums)
+        else:
+            path, count = write_sums(output_dir, sums)
         if signer:
             manifest.record(output_dir, write_binaries(signed))
             say("sums", f"signed {path} with {signer.fingerprint} (checked with gpgv)")
-        elif before != text.encode("utf-8") and os.path.lexists(
-            output_dir / signing.SIGNATURE_FILE
-        ):
-            remove_signature(output_dir, "sums")
-            say("sums", f"{SUMS_FILE} changed, so it is unsigned now: sign it with --sign-key")
+        elif before != text.encode("utf-8") and os.path.lexists(base / signing.SIGNATURE_FILE):
+            remove_signature(output_dir, "sums", base)
+            say("sums", f"{path} changed, so it is unsigned now: sign it with --sign-key")
         return path, count
+
+
+def _stream_sums(
+    output_dir: Path, stream: str, sums: list[tuple[Path, str]]
+) -> tuple[Path, list[streams.Named], list[tuple[Path, str]]]:
+    """invoke sums --stream: the feed release wrote for `stream`, its line's images in the
+    output directory, and their lines of its SHA256SUMS (the linked names in the feed)."""
+    base = streams.directory(output_dir, stream)
+    manifest.refuse_links(output_dir, *_feed_subdirs(output_dir, base))
+    if not (base / INDEX).is_file():
+        raise BuildError(
+            f"no feed of stream {stream} in {output_dir} ({streams.url_path(stream)} has no "
+            f"{INDEX}): invoke sums rewrites a feed, release writes it",
+            f"write it with invoke release --stream={stream} --publish-url=URL; nothing was "
+            "written",
+        )
+    refuse_prereleases(output_dir)  # as release: never a candidate in a feed
+    found = [image for path, _ in sums if (image := streams.named(path)) is not None]
+    images = streams.line_images(output_dir, found, stream)
+    by_path = dict(sums)
+    return base, images, [(base / image.path.name, by_path[image.path]) for image in images]
 
 
 def refuse_prereleases(output_dir: Path) -> None:
@@ -521,15 +604,17 @@ def index_json(
     url: str,
     trust: HostTrust = HostTrust(),
     feed: Feed = Feed(),
+    listed: Sequence[str] = (),
 ) -> str:
     """What the directory holds, for tools and people, without opening an image: a DDI's
     root hash and whether it is signed, by which certificate, beside its format; the stream
-    and floor where given."""
+    and floor where given; the default feed's, the streams published beside it (`listed`)."""
     index: dict[str, Any] = {
         "name": NAME,
         "publish_url": url,
         **({"stream": feed.stream} if feed.stream else {}),
         **({"min_version": feed.min_version} if feed.min_version else {}),
+        **({"streams": streams.listing(listed)} if listed else {}),
         "latest": {arch: image.version for arch, image in newest.items()},
         "images": [
             {

@@ -9,16 +9,19 @@ keep their full version, so the transfers' MatchPattern (alloy-@v-ARCH.raw) read
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, TypeVar
 
+from build.config.spec import parse_output_name
 from build.core.errors import BuildError
 from build.core.fileio import atomic_path
 from build.core.report import say
 from build.model import manifest
-from build.model.names import STREAMS_DIR
+from build.model.names import INDEX, STREAMS_DIR
 from build.model.versions import minor_of, version_key
 
 
@@ -35,6 +38,20 @@ class Published(Protocol):
     def compat_of(self) -> str | None: ...
 
 
+@dataclass(frozen=True)
+class Named:
+    """An image known by its file name alone (invoke sums, which reads no build info)."""
+
+    path: Path
+    version: str
+    arch: str
+    compat_of: str | None
+
+
+# A stream's directory name, as --stream takes it (build/config/options.py stream).
+_STREAM_NAME = re.compile(r"[0-9]+\.[0-9]+")
+
+
 def directory(output_dir: Path, stream: str) -> Path:
     return output_dir / STREAMS_DIR / stream
 
@@ -49,18 +66,61 @@ Image = TypeVar("Image", bound=Published)
 
 def line_images(output_dir: Path, images: Sequence[Image], stream: str) -> list[Image]:
     """The versioned images of the minor line `stream` (never a compat name: hosts take
-    versioned names only); refused in one line when there is none."""
+    versioned names only); refused in one line when there is none, saying that a feed an
+    earlier release wrote for it stays as it was (its linked images keep their bytes)."""
     found = [i for i in images if i.compat_of is None and minor_of(i.version) == stream]
     if not found:
         versions = sorted({i.version for i in images if i.compat_of is None}, key=version_key)
         lines = sorted({minor_of(v) for v in versions}, key=lambda m: version_key(m + ".0"))
+        earlier = sorted(path.name for path in directory(output_dir, stream).glob("*.raw"))
+        kept = (
+            f"; {url_path(stream)} keeps serving its earlier feed ({', '.join(earlier)}) "
+            "as it was, until invoke clean removes it"
+            if earlier
+            else ""
+        )
         raise BuildError(
             f"no images of stream {stream} ({stream}.Z) in {output_dir}, which holds "
-            f"{', '.join(lines) or 'no versioned images'}",
+            f"{', '.join(lines) or 'no versioned images'}{kept}",
             f"build one first, e.g. invoke all --version={stream}.0, or give --stream one of "
             "those lines; nothing was written",
         )
     return found
+
+
+def named(path: Path) -> Named | None:
+    """An image of the output directory by its name (version, architecture), or None."""
+    parsed = parse_output_name(path.name)
+    if parsed is None:
+        return None
+    version, arch = parsed
+    return Named(path, version, arch or "", None if arch else "compat")
+
+
+def published(output_dir: Path) -> list[str]:
+    """The streams whose feed a release wrote (their index.json is the tool's, unchanged), in
+    version order: what the default feed's index.json lists."""
+    recorded = manifest.load(output_dir)
+    found = [
+        path.parent.name
+        for path in (output_dir / STREAMS_DIR).glob(f"*/{INDEX}")
+        if _STREAM_NAME.fullmatch(path.parent.name)
+        and not path.parent.is_symlink()  # never followed out of the output directory
+        and recorded.owns_file(output_dir, manifest.relative(output_dir, path))
+    ]
+    return sorted(found, key=lambda stream: version_key(stream + ".0"))
+
+
+def listing(streams: Iterable[str]) -> list[dict[str, str]]:
+    """index.json's "streams": each stream and where its own index is, relative to the root."""
+    return [{"stream": stream, "index": f"{url_path(stream)}{INDEX}"} for stream in streams]
+
+
+def orphans(output_dir: Path, stream: str) -> list[str]:
+    """The images a stream's feed offers that are no longer in the output directory (removed
+    by hand: its links keep their bytes, and hosts still take them)."""
+    feed = directory(output_dir, stream)
+    return sorted(p.name for p in feed.glob("*.raw") if not (output_dir / p.name).exists())
 
 
 def refuse_floor_above_newest(min_version: str | None, newest: dict[str, str], where: str) -> None:

@@ -1,13 +1,16 @@
 """Version streams and a floor on systemd 257 (a Debian 13 root, as tests/e2e/test_update.py
-boots it): a host provisioned from the 1.19 stream's Ignition config, offered 1.19.1, 1.19.2 and
-1.20.0, installs 1.19.2 and never 1.20.0; a host on the default feed installs 1.20.0, and a
-floor (--min-version) it is given refuses a version below it. Run with `nox -s e2e`."""
+boots it) and 262 (Debian testing): a host provisioned from the 1.19 stream's Ignition config,
+offered 1.19.1, 1.19.2 and 1.20.0, installs 1.19.2 and never 1.20.0; a host on the default feed
+installs 1.20.0, and a floor (--min-version) it is given refuses a version below it. Run with
+`nox -s e2e`."""
 
 from __future__ import annotations
 
 import shutil
 from collections.abc import Callable
 from pathlib import Path
+
+import pytest
 
 from tests.conftest import Release
 from tests.e2e import fleet as fleets
@@ -22,6 +25,12 @@ OLD, LINE, NEXT = "1.19.1", "1.19.2", "1.20.0"
 STREAM = "streams/1.19/"
 
 
+@pytest.fixture(params=["257", "262"])
+def sysupdate_root(request: pytest.FixtureRequest) -> Path:
+    """The root of each systemd with sysupdate we test: Debian 13's 257, testing's 262."""
+    return request.getfixturevalue("trixie_root" if request.param == "257" else "testing_root")
+
+
 def publish_versions(release: Release, stand_in: StandIn) -> None:
     for version in (OLD, LINE, NEXT):
         publish_stand_in(release, version, stand_in(version))
@@ -31,7 +40,7 @@ def test_a_host_on_a_stream_takes_its_line_and_never_the_next(
     fleet: Fleet,
     release: Release,
     stand_in: StandIn,
-    trixie_root: Path,
+    sysupdate_root: Path,
     report_time: Callable[[str], None],
 ) -> None:
     publish_versions(release, stand_in)
@@ -52,7 +61,9 @@ def test_a_host_on_a_stream_takes_its_line_and_never_the_next(
         output, fleet.steps / "1", dirs_exist_ok=True, ignore=shutil.ignore_patterns(".staging")
     )
     assert image(NEXT) in (fleet.steps / "1/SHA256SUMS").read_text()
-    booted = fleet.boot(trixie_root, ["1"], report_time, config=f"{STREAM}flatcar/alloy-amd64.ign")
+    booted = fleet.boot(
+        sysupdate_root, ["1"], report_time, config=f"{STREAM}flatcar/alloy-amd64.ign"
+    )
     report = fleet.report(booted)
     assert running(booted, 0) == runs(OLD), report
     assert booted.results.get("update_status_1") == "0", report
@@ -70,7 +81,7 @@ def test_a_host_on_the_default_feed_takes_the_newest_but_nothing_below_its_floor
     fleet: Fleet,
     release: Release,
     stand_in: StandIn,
-    trixie_root: Path,
+    sysupdate_root: Path,
     report_time: Callable[[str], None],
 ) -> None:
     """Provisioned on 1.19.1 without a floor. Its admin then puts in place step 2's transfers
@@ -86,7 +97,7 @@ def test_a_host_on_the_default_feed_takes_the_newest_but_nothing_below_its_floor
         ]
     )
     assert f"MinVersion={NEXT}\n" in (fleet.steps / "2/sysupdate/amd64/alloy.transfer").read_text()
-    booted = fleet.boot(trixie_root, ["1 transfers=2", "2"], report_time)
+    booted = fleet.boot(sysupdate_root, ["1 transfers=2", "2"], report_time)
     report = fleet.report(booted)
     assert running(booted, 0) == runs(OLD), report
     # Below the floor: 1.19.2 is never fetched, and what runs stays.
