@@ -145,12 +145,16 @@ def test_update_of_a_stopped_alloy_is_installed_but_not_started_or_gated(
     fleet: Fleet,
     release: Release,
     stand_in: StandIn,
-    trixie_root: Path,
+    update_host: tuple[Path, UpdateUnit],
     report_time: Callable[[str], None],
 ) -> None:
+    """On 257 and 262 alike: the images name no unit for 262's systemd-sysext to restart (it
+    would start a stopped one), and the stock unit's own update after our drop-in starts
+    nothing."""
+    root, _ = update_host
     publish_stand_in(release, B, stand_in(B, ready=False))
     fleet.publish([[A], [A, B]])
-    booted = fleet.boot(trixie_root, ["1 stopped"], report_time)
+    booted = fleet.boot(root, ["1 stopped"], report_time)
     report = fleet.report(booted)
     assert booted.results.get("update_status_1") == "0", report
     assert booted.results.get("link_1") == f"{LINK_DIR}/{image(B)}", report
