@@ -267,7 +267,8 @@ def e2e(session: nox.Session) -> None:
     Debian 12 (systemd 252) in nspawn merges a built image (squashfs; EROFS on 252 and 257) and
     runs alloy.service; Debian 13 (systemd 257), provisioned with the Ignition config, updates
     alloy with systemd-sysupdate from a directory published on 127.0.0.1, and takes only signed
-    releases when they are signed; Debian testing (systemd 258+) takes a signed one too; an
+    releases when they are signed; Debian testing (systemd 258+) takes a signed one too, and
+    through 262's stock update unit rolls one back, keeping every image through its cleanup; an
     emulated arm64 Debian 12 (qemu-system-aarch64) merges an arm64 image and runs alloy.service;
     an emulated x86-64 Debian 13 (qemu-system-x86_64, a kernel with dm-verity) under the strict
     image policy merges a signed DDI and refuses another key's, unsigned and tampered ones.

@@ -295,8 +295,18 @@ def test_provisioning_installs_the_newest_image_with_its_hash(published: Path, a
         f"ExecStart=/usr/bin/install -D -m 0600 {layout.PLACEHOLDER_CONFIG} "
         f"{buildinfo['config_path']}\n"
     ) in copier["contents"]
-    assert units["systemd-sysupdate.timer"] == {"name": "systemd-sysupdate.timer", "enabled": True}
+    # systemd 257 and older name sysupdate's timer and unit systemd-sysupdate.*, 258+
+    # systemd-sysupdate-update.* (the old names are aliases there, and `systemctl preset` skips
+    # an alias: enabling only the old name leaves a 262 host without updates). Both timers, and
+    # one drop-in under one file name in both units' directories: systemd applies it once.
+    for timer in ("systemd-sysupdate.timer", "systemd-sysupdate-update.timer"):
+        assert units[timer] == {"name": timer, "enabled": True}
     [dropin] = units["systemd-sysupdate.service"]["dropins"]
+    assert units["systemd-sysupdate-update.service"] == {
+        "name": "systemd-sysupdate-update.service",
+        "dropins": [dropin],
+    }
+    assert dropin["name"] == "alloy.conf"
     assert "/usr/lib/systemd/systemd-sysupdate -C alloy update" in dropin["contents"]
     # Around the update, the activate script the config ships: merge, restart, health gate.
     assert f"ExecStartPre=+{layout.ACTIVATE_SCRIPT} before\n" in dropin["contents"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import configparser
+import dataclasses
 import re
 from pathlib import Path
 from typing import Any
@@ -192,3 +193,15 @@ def test_extension_release(tmp_path: Path, arch: str, systemd: str) -> None:
     ]
     assert not re.search(r"ARCHITECTURE=(amd64|aarch64)\b", text)
     assert "@" not in text
+
+
+@pytest.mark.parametrize("autostart", [False, True])
+def test_extension_release_names_no_unit_to_restart(tmp_path: Path, autostart: bool) -> None:
+    """systemd 262's EXTENSION_RESTART_UNITS= / EXTENSION_RELOAD_OR_RESTART_UNITS= would start a
+    stopped alloy on refresh, and hang the boot (systemd-sysext.service, before sysinit.target,
+    waits for alloy's start job, which waits for sysinit.target): measured on 262 with and
+    without --autostart. README "systemd 262" says why; the activate script restarts instead."""
+    spec = dataclasses.replace(make_spec(tmp_path), autostart=autostart)
+    text = render.extension_release(spec)
+    assert "_UNITS=" not in text
+    assert "EXTENSION_RELOAD_MANAGER=1" in text.splitlines()

@@ -29,7 +29,16 @@ TRANSFER_DIR = f"/etc/sysupdate.{COMPONENT}.d"
 TRANSFER_NAMES = (f"{NAME}.transfer", f"{NAME}.conf")  # systemd 257+, and 256 and older
 NOOP_DIR = "/etc/sysupdate.d"
 NOOP_TRANSFERS = (f"{NOOP_DIR}/noop.transfer", f"{NOOP_DIR}/noop.conf")
-SYSUPDATE_DROPIN = f"{NAME}.conf"  # in systemd-sysupdate.service.d/
+SYSUPDATE_DROPIN = f"{NAME}.conf"  # in each of SYSUPDATE_SERVICES' .d/ directories
+# sysupdate's own update unit and timer: systemd 257 and older name them systemd-sysupdate.*;
+# 258+ name them systemd-sysupdate-update.* and keep the old names as aliases (symlinks). Our
+# drop-in goes under both names with one file name: systemd reads an alias's drop-in directory
+# too and takes a file name once (the unit's own name wins), so it applies exactly once, on
+# either version, however the unit is started (measured on 262). Both timers are enabled: an
+# Ignition preset line naming the alias is skipped by `systemctl preset` on 262 (measured),
+# and one naming a unit a host lacks is ignored.
+SYSUPDATE_SERVICES = ("systemd-sysupdate.service", "systemd-sysupdate-update.service")
+SYSUPDATE_TIMERS = ("systemd-sysupdate.timer", "systemd-sysupdate-update.timer")
 # Run by the drop-in around an update: merge, restart, health gate, rollback; its state.
 ACTIVATE_SCRIPT = f"/opt/{NAME}-sysext/activate"
 ACTIVATE_STATE = f"/run/{NAME}-sysext"

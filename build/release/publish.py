@@ -727,11 +727,10 @@ def _host_units(image: Image, trust: HostTrust, gate: dict[str, str]) -> tuple[b
     dropin = host.template(
         host.SYSUPDATE_DROPIN_TEMPLATE, {**gate, "TIMEOUT_START": UPDATE_TIMEOUT}
     )
+    units += [butane.Unit(timer, enabled=True) for timer in host.SYSUPDATE_TIMERS]
     units += [
-        butane.Unit("systemd-sysupdate.timer", enabled=True),
-        butane.Unit(
-            "systemd-sysupdate.service", dropins=(butane.Dropin(host.SYSUPDATE_DROPIN, dropin),)
-        ),
+        butane.Unit(service, dropins=(butane.Dropin(host.SYSUPDATE_DROPIN, dropin),))
+        for service in host.SYSUPDATE_SERVICES
     ]
     if trust.require_signed:
         policy = butane.Dropin(host.SYSEXT_DROPIN, host.sysext_dropin())
@@ -752,7 +751,8 @@ def _butane_comment(
         f"Grafana Alloy {image.version} ({image.arch}) for Flatcar, from {url}\n"
         f"Written by alloy-sysext's invoke release; {NAME}-{image.arch}.ign is the same config\n"
         "as Ignition JSON (spec 3.3.0). Installs the image with its sha256, links\n"
-        f"{host.CURRENT_SYMLINK} to it, and keeps it current with systemd-sysupdate.timer;\n"
+        f"{host.CURRENT_SYMLINK} to it, and keeps it current with systemd-sysupdate.timer\n"
+        "(systemd-sysupdate-update.timer on systemd 258 and newer);\n"
         f"{start}."
         + (f"\nStream {feed.stream}: updates stay on {feed.stream}.Z." if feed.stream else "")
         + (

@@ -2,8 +2,11 @@
 # Runs inside the booted container (alloy-e2e-check.service) of a host provisioned with the
 # Ignition config: waits for alloy to run, then, for each published directory named in
 # DIR/steps (one a line; "N stopped": stop alloy first; "N transfers=K": first put the transfers
-# in DIR/transfers-K/ in place, as an admin replacing them would), asks the host to serve it
-# (DIR/serve) and runs an update as the timer would: systemctl start systemd-sysupdate.service. Records (never judges) what each step left:
+# in DIR/transfers-K/ in place, as an admin replacing them would; "N cleanup": after the update,
+# run systemd-sysupdate's cleanup (262+) over every component, as a second stock run would),
+# asks the host to serve it (DIR/serve) and runs an update as the timer would: systemctl start
+# the update unit, by the name the timer starts (systemd-sysupdate-update.service on 258+,
+# where systemd-sysupdate.service is its alias). Records (never judges) what each step left:
 # KEY_N=VALUE lines in DIR/results, ending with finished=yes. Every wait is bounded.
 set -u
 out=${1:?usage: check-update.sh DIR}
@@ -45,6 +48,15 @@ state() {
 }
 
 put systemd "$(systemctl --version | head -n 1)"
+# The update unit's own name, its drop-ins (ours once, the test's), how often our drop-in's
+# activate script runs in one start, and whether the timer of that name is enabled.
+sysupdate=$(prop systemd-sysupdate.service Id)
+put sysupdate_unit "$sysupdate"
+put sysupdate_dropins "$(prop "$sysupdate" DropInPaths)"
+put sysupdate_activate "$(prop "$sysupdate" ExecStartPre | grep -o 'argv\[\]=[^ ]*/activate [a-z]*' |
+    sed 's/.*activate //' | tr '\n' ' ' | sed 's/ $//')"
+timer=$(prop systemd-sysupdate.timer Id)
+put sysupdate_timer "$timer $(systemctl is-enabled "$timer")"
 # Boot: from the manager's start to multi-user.target, in microseconds (one monotonic clock).
 manager_start=$(systemctl show --property=UserspaceTimestampMonotonic --value)
 put boot_usec $(($(prop multi-user.target ActiveEnterTimestampMonotonic) - manager_start))
@@ -60,18 +72,30 @@ while read -r served how; do
     esac
     echo "$served" >"$out/serve"
     start=$(date +%s%N)
-    timeout 600 systemctl start systemd-sysupdate.service >"$out/update-$step.txt" 2>&1
+    timeout 600 systemctl start "$sysupdate" >"$out/update-$step.txt" 2>&1
     put "update_status_$step" $?
     # The unit is Type=simple: start returns once the drop-in's ExecStartPre/Post are done, while
     # its own ExecStart may still run (on 258+ `update --component-all`, which fetches the alloy
     # component's SHA256SUMS again). Wait for it: the next step's start would be a no-op.
     tries=600
-    while [ "$(prop systemd-sysupdate.service ActiveState)" = active ] && [ "$tries" -gt 0 ]; do
+    while [ "$(prop "$sysupdate" ActiveState)" = active ] && [ "$tries" -gt 0 ]; do
         sleep 0.1
         tries=$((tries - 1))
     done
     put "update_msec_$step" $((($(date +%s%N) - start) / 1000000))
-    put "sysupdate_result_$step" "$(prop systemd-sysupdate.service Result)"
+    put "sysupdate_result_$step" "$(prop "$sysupdate" Result)"
+    if [ "$how" = cleanup ]; then
+        timeout 300 /usr/lib/systemd/systemd-sysupdate --component-all cleanup \
+            >"$out/cleanup-$step.txt" 2>&1
+        put "cleanup_status_$step" $?
+    fi
+    # sysupdate's installation database (262+: /var/lib/systemd/sysupdate/installdb*), which
+    # cleanup reads: what it recorded (entries may be symlinks, hence ! -type d).
+    put "recorded_$step" "$(find /var/lib/systemd/sysupdate ! -type d 2>/dev/null | sort |
+        tr '\n' ' ' | sed 's/ $//')"
+    find /var/lib/systemd/sysupdate ! -type d -exec sh -c \
+        'echo "== $1 -> $(readlink "$1")"; cat "$1" 2>/dev/null; echo' _ {} \; \
+        >"$out/recorded-$step.txt" 2>&1
     state "$step"
 done <"$out/steps"
 

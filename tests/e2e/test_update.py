@@ -1,7 +1,7 @@
-"""Fleet updates on systemd 257: a Debian 13 root provisioned with the Ignition config `invoke
-release` writes (its files, links and units, applied by tests/e2e/ignition.py) boots in
-systemd-nspawn running version A, and `systemctl start systemd-sysupdate.service` inside it, as
-the timer would, takes what the host publishes next.
+"""Fleet updates on systemd 257, and where a test says so 262: a Debian 13 (or testing) root
+provisioned with the Ignition config `invoke release` writes (its files, links and units, applied
+by tests/e2e/ignition.py) boots in systemd-nspawn running version A, and starting sysupdate's
+update unit inside it, as the timer would, takes what the host publishes next.
 
 The container shares the host's network: the published directory is served on the host's
 127.0.0.1, and alloy listens on a free port of it (CUSTOM_ARGS in /etc/default/alloy). Each test
@@ -11,7 +11,10 @@ update) and check-update.sh records what every update left. Run with `nox -s e2e
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+
+import pytest
 
 from tests.conftest import Release
 from tests.e2e import fleet as fleets
@@ -56,20 +59,55 @@ def test_update_downloads_links_merges_and_restarts_alloy_on_the_newer_version(
     assert booted.returncode == 0, report
 
 
+@dataclass(frozen=True)
+class UpdateUnit:
+    """What a root calls sysupdate's update unit and timer, and the second update's steps."""
+
+    service: str
+    timer: str
+    second_run: str  # "1": the next timer run; "1 cleanup": and then sysupdate's cleanup
+
+
+# systemd 257 (Debian 13); 262 (Debian testing): the stock unit runs `update --component-all
+# --cleanup=yes` after our drop-in, and the old names are aliases of these.
+UPDATE_UNITS = {
+    "trixie": UpdateUnit("systemd-sysupdate.service", "systemd-sysupdate.timer", "1"),
+    "testing": UpdateUnit(
+        "systemd-sysupdate-update.service", "systemd-sysupdate-update.timer", "1 cleanup"
+    ),
+}
+
+
+@pytest.fixture(params=list(UPDATE_UNITS))
+def update_host(request: pytest.FixtureRequest) -> tuple[Path, UpdateUnit]:
+    return request.getfixturevalue(f"{request.param}_root"), UPDATE_UNITS[request.param]
+
+
 def test_update_that_is_not_healthy_is_rolled_back_and_not_installed_again(
     fleet: Fleet,
     release: Release,
     stand_in: StandIn,
-    trixie_root: Path,
+    update_host: tuple[Path, UpdateUnit],
     report_time: Callable[[str], None],
 ) -> None:
-    """A -> B (never ready: rolled back) -> the next timer run (B is skipped, already installed)
-    -> C (healthy: installed, and A, the version that ran, is still there)."""
+    """A -> B (never ready: rolled back) -> the next timer run (B is skipped, already installed;
+    on 262 the stock unit's own `update --component-all --cleanup=yes` runs, as our drop-in
+    succeeded, and then sysupdate's cleanup once more) -> C (healthy: installed, and A, the
+    version that ran, is still there). On 257 and 262 alike, started by the unit's own name
+    (what its timer starts), with our drop-in applied once."""
+    root, unit = update_host
     publish_stand_in(release, B, stand_in(B, ready=False))
     publish_stand_in(release, C, stand_in(C))
     fleet.publish([[A], [A, B], [A, B, C]])
-    booted = fleet.boot(trixie_root, ["1", "1", "2"], report_time)
+    booted = fleet.boot(root, ["1", unit.second_run, "2"], report_time)
     report = fleet.report(booted)
+    assert booted.results.get("sysupdate_unit") == unit.service, report
+    assert booted.results.get("sysupdate_timer") == f"{unit.timer} enabled", report
+    assert booted.results.get("sysupdate_activate") == "before after", report  # once
+    dropins = booted.results.get("sysupdate_dropins", "").split()
+    assert [Path(path).name for path in dropins] == ["alloy.conf", "zz-e2e-in-container.conf"], (
+        report
+    )
     assert running(booted, 0) == runs(A), report
     # B never answered 200: the link is back on A, and A runs again.
     assert booted.results.get("update_status_1") != "0", report
@@ -84,10 +122,17 @@ def test_update_that_is_not_healthy_is_rolled_back_and_not_installed_again(
         f"alloy-sysext: rolled back {image(B)} to {image(A)}: not healthy after 60 s "
         f"({fleet.health_url} answered 503 (not 200))"
     ], report
-    # The next run finds B installed: nothing is downloaded, nothing changes.
+    # The next run finds B installed: nothing is downloaded, nothing changes. On 262 neither
+    # the stock unit's --cleanup=yes nor a cleanup after it removes A (running, the rollback
+    # target) or B (left installed by the rollback), or moves the link, though sysupdate
+    # recorded B as its own.
     assert booted.results.get("update_status_2") == "0", report
     assert running(booted, 2) == runs(A), report
     assert booted.results["pid_2"] == booted.results["pid_1"], report
+    assert booted.results.get("files_2") == f"{image(A)} {image(B)}", report
+    if "cleanup" in unit.second_run:
+        assert booted.results.get("cleanup_status_2") == "0", report
+        assert booted.results.get("recorded_2"), report  # cleanup had records to go by
     assert fleet.server.requests.count(f"/{image(B)} 200") == 1, report
     # C is installed, runs, and A (what ran) and B are kept.
     assert booted.results.get("update_status_3") == "0", report
@@ -100,12 +145,16 @@ def test_update_of_a_stopped_alloy_is_installed_but_not_started_or_gated(
     fleet: Fleet,
     release: Release,
     stand_in: StandIn,
-    trixie_root: Path,
+    update_host: tuple[Path, UpdateUnit],
     report_time: Callable[[str], None],
 ) -> None:
+    """On 257 and 262 alike: the images name no unit for 262's systemd-sysext to restart (it
+    would start a stopped one), and the stock unit's own update after our drop-in starts
+    nothing."""
+    root, _ = update_host
     publish_stand_in(release, B, stand_in(B, ready=False))
     fleet.publish([[A], [A, B]])
-    booted = fleet.boot(trixie_root, ["1 stopped"], report_time)
+    booted = fleet.boot(root, ["1 stopped"], report_time)
     report = fleet.report(booted)
     assert booted.results.get("update_status_1") == "0", report
     assert booted.results.get("link_1") == f"{LINK_DIR}/{image(B)}", report
