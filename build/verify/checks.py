@@ -52,10 +52,11 @@ KERNEL_DIFFERS = "the kernel sees another image than the reader (kernel view): n
 SHOWN_LINKS = 3  # other names of a hard link a message looks at (9,000 names: not each time)
 
 
-def required_files(autostart: bool, trust_keys: bool) -> list[str]:
-    """The files an image built with (or without) --autostart and --trust-keys holds, but the
-    extension-release file, which the extension-release check looks for."""
-    held = content.held(autostart, trust_keys)
+def required_files(autostart: bool, trust_keys: bool, run_as: str) -> list[str]:
+    """The files an image built with (or without) --autostart and --trust-keys, and with
+    --run-as, holds, but the extension-release file, which the extension-release check looks
+    for."""
+    held = content.held(autostart, trust_keys, run_as)
     return [file.path for file in held if file is not content.EXTENSION_RELEASE]
 
 
@@ -67,8 +68,11 @@ class Expectations:
     compression: str | None
     names: Sequence[str]  # every file name a user may give the image, beside its own
     checksums: Sequence[tuple[Path, Path]]  # (file, its .sha256) that must exist and match
-    # Paths the image must hold (the extension-release file has a check of its own).
-    required: Sequence[str] = tuple(required_files(autostart=False, trust_keys=False))
+    # Paths the image must hold (the extension-release file has a check of its own); by
+    # default those every image holds, whatever its options.
+    required: Sequence[str] = tuple(
+        required_files(autostart=False, trust_keys=False, run_as="root")
+    )
     # Paths it may hold. With `required` and the extension-release file, and the directories on
     # their way, they are all it may hold: any other entry fails.
     optional: Sequence[str] = ()
@@ -615,7 +619,7 @@ def make(runner: StepContext) -> str:
         names=[path.name for path in names],
         checksums=[(runner.current(f), runner.current(c)) for f, c in checksums_of(names)],
         # The keys' presence as built: invoke verify without --trust-keys checks the image's.
-        required=required_files(spec.autostart, bool(info.get("trust_keys"))),
+        required=required_files(spec.autostart, bool(info.get("trust_keys")), spec.run_as),
         max_binary_size=spec.max_binary_size,
         # Unsigned as built, or not a DDI: a certificate in invoke.yaml is for other builds.
         verity=VerityExpectations(
@@ -694,7 +698,8 @@ def verify_any_image(
             compression=compression,
             names=[image.name],
             checksums=[(copy, sums) for _, sums in checksums_of([image]) if sums.exists()],
-            # An image from elsewhere may be built with or without --autostart and --trust-keys.
+            # An image from elsewhere may be built with or without --autostart and --trust-keys,
+            # and with either --run-as.
             optional=[file.path for file in content.optional()],
             max_binary_size=spec.max_binary_size,
             expect_format=expect_format,
