@@ -19,6 +19,7 @@ flatcar/sysext-bakery keeps an extension to one `create.sh` made from `_skel.sys
   UNIT_TEMPLATE        the unit (build/templates/image/NAME.service; --unit-template)
   USER                 the user the service runs as by default (--run-as), made by sysusers.d
   RUN_AS               who the service may run as (--run-as): USER or root
+  DEFAULT_RUN_AS       who it runs as unless --run-as says otherwise
   ENV_FILE             the settings file the unit reads (EnvironmentFile=), seeded once
   DEFAULT_HEALTH_URL   what an updated service must answer 200 on, within HEALTH_TIMEOUT
   HEALTH_TIMEOUT       seconds, before a host keeps it (--health-url)

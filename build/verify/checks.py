@@ -12,6 +12,7 @@ from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from build import alloy
 from build.config.options import MAX_BINARY_MIB
 from build.config.spec import BuildSpec
 from build.core.errors import BuildError
@@ -69,9 +70,9 @@ class Expectations:
     names: Sequence[str]  # every file name a user may give the image, beside its own
     checksums: Sequence[tuple[Path, Path]]  # (file, its .sha256) that must exist and match
     # Paths the image must hold (the extension-release file has a check of its own); by
-    # default those every image holds, whatever its options.
+    # default those of a build with the default options.
     required: Sequence[str] = tuple(
-        required_files(autostart=False, trust_keys=False, run_as="root")
+        required_files(autostart=False, trust_keys=False, run_as=alloy.DEFAULT_RUN_AS)
     )
     # Paths it may hold. With `required` and the extension-release file, and the directories on
     # their way, they are all it may hold: any other entry fails.
@@ -699,7 +700,8 @@ def verify_any_image(
             names=[image.name],
             checksums=[(copy, sums) for _, sums in checksums_of([image]) if sums.exists()],
             # An image from elsewhere may be built with or without --autostart and --trust-keys,
-            # and with either --run-as.
+            # and with either --run-as: it must hold what every image holds.
+            required=required_files(autostart=False, trust_keys=False, run_as="root"),
             optional=[file.path for file in content.optional()],
             max_binary_size=spec.max_binary_size,
             expect_format=expect_format,
