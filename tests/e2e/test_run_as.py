@@ -10,6 +10,8 @@ reloads; /etc/default/alloy is seeded where a host has none and left alone where
 from __future__ import annotations
 
 import json
+import os
+import platform
 import shutil
 import subprocess
 from collections.abc import Callable
@@ -18,11 +20,27 @@ from pathlib import Path
 import pytest
 
 from build.image import render
-from tests.conftest import Invoke
+from tests.conftest import VERSION, Invoke
 from tests.e2e.boot_check import CONFIG, expected_run, observed, seed_check
-from tests.e2e.conftest import HERE
+from tests.e2e.conftest import HERE, ROOT_ENV
 from tests.e2e.container import Boot, boot
-from tests.e2e.test_boot import IMAGE, build_image, pytestmark  # noqa: F401 (the same marks)
+
+pytestmark = [  # as tests/e2e/test_boot.py's
+    pytest.mark.root,
+    pytest.mark.skipif(
+        not os.environ.get(ROOT_ENV),
+        reason=f"the boot test needs a Debian root: run it with `nox -s e2e` (which builds the "
+        f"root once and sets {ROOT_ENV})",
+    ),
+    pytest.mark.needs("systemd-nspawn", "unshare", "gcc", root="booting a container"),
+    pytest.mark.skipif(
+        platform.machine() != "x86_64", reason="the stand-in and the image are x86-64 (amd64)"
+    ),
+    pytest.mark.skipif(
+        not Path("/dev/loop-control").exists(), reason="no /dev/loop-control (loop driver)"
+    ),
+]
+IMAGE = f"alloy-{VERSION}-amd64.raw"
 
 MAX_EXPOSURE = 5.0  # issue 24: ours at most this, and below upstream's
 DEFAULT_CONFIG = "/var/mnt/storage/alloy/config.alloy"
@@ -68,6 +86,13 @@ def seed(
         (root / "var/lib").mkdir(parents=True)
         subprocess.run(["cp", "-a", str(state), str(root / "var/lib/alloy")], check=True)
     return root
+
+
+def build_image(invoke: Invoke, tmp_path: Path, *options: str) -> Path:
+    output = next((o.split("=", 1)[1] for o in options if o.startswith("--output-dir=")), "output")
+    result = invoke("all", *options)
+    assert result.returncode == 0, result.stderr
+    return tmp_path / output / IMAGE
 
 
 def boot_seeded(root: Path, seeded: Path, tmp_path: Path, name: str) -> Boot:
@@ -142,8 +167,10 @@ def test_switching_run_as_between_releases_keeps_the_data_readable(
     """A root release, then an alloy one, then a root one again, on one host's /var/lib/alloy:
     each run reads the `started` the one before wrote (systemd chowns the state directory to
     the unit's user when it differs)."""
-    build_image(invoke, tmp_path, "--run-as=root", "--output-dir=root")
-    images = {"root": tmp_path / "root" / IMAGE, "alloy": build_image(invoke, tmp_path)}
+    images = {
+        "root": build_image(invoke, tmp_path, "--run-as=root", "--output-dir=root"),
+        "alloy": build_image(invoke, tmp_path),
+    }
     state: Path | None = None
     lines = []
     for step, user in enumerate(["root", "alloy", "root"]):
