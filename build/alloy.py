@@ -17,6 +17,10 @@ flatcar/sysext-bakery keeps an extension to one `create.sh` made from `_skel.sys
   STATE_DIR            the service's state directory on a host (StateDirectory=)
   DEFAULT_CONFIG_PATH  the config the unit reads (--config-path)
   UNIT_TEMPLATE        the unit (build/templates/image/NAME.service; --unit-template)
+  USER                 the user the service runs as by default (--run-as), made by sysusers.d
+  RUN_AS               who the service may run as (--run-as): USER or root
+  DEFAULT_RUN_AS       who it runs as unless --run-as says otherwise
+  ENV_FILE             the settings file the unit reads (EnvironmentFile=), seeded once
   DEFAULT_HEALTH_URL   what an updated service must answer 200 on, within HEALTH_TIMEOUT
   HEALTH_TIMEOUT       seconds, before a host keeps it (--health-url)
 
@@ -45,6 +49,13 @@ DEFAULT_CONFIG_PATH = f"/var/mnt/storage/{NAME}/config.{NAME}"
 DEFAULT_HEALTH_URL = "http://127.0.0.1:12345/-/ready"
 HEALTH_TIMEOUT = 60  # seconds
 UNIT_TEMPLATE = Path(__file__).parent / "templates" / "image" / f"{NAME}.service"
+# As Grafana's deb and rpm packages run it: its own user, in groups adm (logs in /var/log) and
+# systemd-journal (loki.source.journal); root for collectors that need it (README).
+USER = NAME
+RUN_AS = (USER, "root")
+DEFAULT_RUN_AS = USER
+# Upstream's /etc/default/alloy (CONFIG_FILE, CUSTOM_ARGS), seeded once on a host.
+ENV_FILE = f"/etc/default/{NAME}"
 
 
 def asset_member(arch: str) -> str:

@@ -8,7 +8,8 @@ import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-EXPECTED_LISTING = {
+# An image built with --run-as=root (and no other option that adds a file).
+RUN_AS_ROOT_LISTING = {
     "": ("drwxr-xr-x", "0/0"),
     "usr": ("drwxr-xr-x", "0/0"),
     "usr/lib": ("drwxr-xr-x", "0/0"),
@@ -21,6 +22,20 @@ EXPECTED_LISTING = {
     "usr/local/bin": ("drwxr-xr-x", "0/0"),
     "usr/local/bin/alloy": ("-rwxr-xr-x", "0/0"),
 }
+# What --run-as=alloy (the default) adds: the user, the unit that makes it, /etc/default/alloy.
+RUN_AS_ALLOY_LISTING = {
+    "usr/lib/systemd/system/alloy-user.service": ("-rw-r--r--", "0/0"),
+    "usr/lib/sysusers.d": ("drwxr-xr-x", "0/0"),
+    "usr/lib/sysusers.d/alloy.conf": ("-rw-r--r--", "0/0"),
+    "usr/lib/tmpfiles.d": ("drwxr-xr-x", "0/0"),
+    "usr/lib/tmpfiles.d/alloy.conf": ("-rw-r--r--", "0/0"),
+    "usr/share": ("drwxr-xr-x", "0/0"),
+    "usr/share/factory": ("drwxr-xr-x", "0/0"),
+    "usr/share/factory/etc": ("drwxr-xr-x", "0/0"),
+    "usr/share/factory/etc/default": ("drwxr-xr-x", "0/0"),
+    "usr/share/factory/etc/default/alloy": ("-rw-r--r--", "0/0"),
+}
+EXPECTED_LISTING = {**RUN_AS_ROOT_LISTING, **RUN_AS_ALLOY_LISTING}  # the default build's
 
 
 def listing(image: Path) -> dict[str, tuple[str, str]]:

@@ -65,8 +65,9 @@ def test_all_builds_image_with_expected_layout(invoke: Invoke, tmp_path: Path) -
     unit = (root / "usr/lib/systemd/system/alloy.service").read_text().splitlines()
     assert (
         "ExecStart=/usr/local/bin/alloy run $CUSTOM_ARGS --storage.path=/var/lib/alloy/data "
-        "/var/mnt/storage/alloy/config.alloy"
+        "${CONFIG_FILE}"
     ) in unit
+    assert "Environment=CONFIG_FILE=/var/mnt/storage/alloy/config.alloy" in unit
     assert sorted(p.name for p in output.iterdir()) == [
         ".staging",
         f"alloy-{VERSION}-amd64.raw",
@@ -437,8 +438,8 @@ def test_clean_can_pick_a_version_or_an_architecture(
     cleaned = ok(invoke("clean", "--version=1.10.3", "--cache"))
     # issue 22: what kinds went, and from where, not "removed 36 entries"
     assert cleaned.stdout.splitlines() == [
-        "clean    removed from output: 2 images, 2 checksums, 1 build info file, 3 staged files, "
-        "4 step records, 6 lock files, 10 directories",
+        "clean    removed from output: 2 images, 2 checksums, 1 build info file, 7 staged files, "
+        "4 step records, 6 lock files, 16 directories",
         f"clean    removed from the download cache {cache}: 1 downloaded zip, "
         "1 SHA256SUMS list, 2 lock files, 1 directory",
     ]
@@ -483,7 +484,7 @@ def test_clean_removes_the_release_files_once_an_image_goes(invoke: Invoke, tmp_
     cleaned = ok(invoke("clean", "--arch=amd64"))
     assert cleaned.stdout.splitlines() == [
         "clean    removed from output: 2 images, 2 checksums, 1 build info file, 6 fleet files, "
-        "3 staged files, 4 step records, 6 lock files, 12 directories",
+        "7 staged files, 4 step records, 6 lock files, 18 directories",
     ]
     assert sorted(str(p.relative_to(output)) for p in output.rglob("*")) == [
         "flatcar",
@@ -600,7 +601,7 @@ def test_autostart_ships_the_upholds_dropin(invoke: Invoke, tmp_path: Path) -> N
     lines = (root / dropin).read_text().splitlines()
     assert lines[-2:] == ["[Unit]", "Upholds=alloy.service"]
     unit = (root / "usr/lib/systemd/system/alloy.service").read_text().splitlines()
-    assert "ConditionPathExists=/var/mnt/storage/alloy/config.alloy" in unit
+    assert "Environment=CONFIG_FILE=/var/mnt/storage/alloy/config.alloy" in unit
     buildinfo = json.loads(image.with_name(image.name + ".buildinfo.json").read_text())
     assert buildinfo["autostart"] is True
 

@@ -11,7 +11,8 @@ import pytest
 
 from build.image import conflines
 from tests import verifying
-from tests.conftest import Invoke
+from tests.conftest import VERSION, Invoke
+from tests.results import ok
 from tests.verifying import fails_because, repack, verify
 
 tree = verifying.tree  # the built image unpacked (a fixture)
@@ -93,7 +94,8 @@ def test_a_file_of_only_comments_has_no_line_to_refuse(
 ) -> None:
     image = image_with(tree, tmp_path, {"usr/lib/tmpfiles.d/x.conf": b"# nothing\n\n"})
     result = verify(invoke, image)
-    assert "ok   sysusers-tmpfiles: 1 file read, every line one this build writes" in setup_row(
+    # x.conf and the two the build writes (--run-as=alloy, the default).
+    assert "ok   sysusers-tmpfiles: 3 files read, every line one this build writes" in setup_row(
         result.stdout
     )
     fails_because(result, "entries", "/usr/lib/tmpfiles.d/x.conf is an extra file")
@@ -111,7 +113,7 @@ def test_a_large_file_is_not_read(invoke: Invoke, tree: Path, tmp_path: Path) ->
 @pytest.mark.needs("mksquashfs", "unsquashfs")
 def test_a_symlinked_file_is_refused_unread(invoke: Invoke, tree: Path, tmp_path: Path) -> None:
     directory = tree / "usr/lib/tmpfiles.d"
-    directory.mkdir(parents=True, mode=0o755)
+    directory.mkdir(parents=True, mode=0o755, exist_ok=True)
     os.symlink("/etc/tmpfiles.d/host.conf", directory / "x.conf")
     result = verify(invoke, repack(tree, tmp_path / "bad" / "alloy.raw"))
     fails_because(
@@ -120,8 +122,26 @@ def test_a_symlinked_file_is_refused_unread(invoke: Invoke, tree: Path, tmp_path
 
 
 @pytest.mark.needs("mksquashfs", "unsquashfs")
-def test_the_built_image_has_none(invoke: Invoke, tree: Path, tmp_path: Path) -> None:
+def test_the_built_image_has_only_its_own(invoke: Invoke, tree: Path, tmp_path: Path) -> None:
     result = verify(invoke, repack(tree, tmp_path / "good" / "alloy.raw"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "ok   sysusers-tmpfiles: 2 files read, every line one this build writes" in setup_row(
+        result.stdout
+    )
+    assert (tree / "usr/lib/sysusers.d/alloy.conf").read_text().splitlines()[-3:] == [
+        'u alloy - "Grafana Alloy" /var/lib/alloy -',
+        "m alloy adm",
+        "m alloy systemd-journal",
+    ]
+    assert (tree / "usr/lib/tmpfiles.d/alloy.conf").read_text().splitlines()[-1] == (
+        "C /etc/default/alloy - - - - /usr/share/factory/etc/default/alloy"
+    )
+
+
+@pytest.mark.needs("mksquashfs", "unsquashfs")
+def test_a_root_image_has_none(invoke: Invoke, tmp_path: Path) -> None:
+    ok(invoke("all", "--run-as=root"))
+    result = verify(invoke, tmp_path / "output" / f"alloy-{VERSION}-amd64.raw")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "ok   sysusers-tmpfiles: no sysusers.d or tmpfiles.d file" in setup_row(result.stdout)
 

@@ -33,7 +33,9 @@ def image_of(tmp_path: Path, fmt: str = "squashfs", compression: str = "xz", **k
 
 
 def expect(compression: str = "xz") -> verify.Expectations:
-    return verify.Expectations(compression=compression, names=["alloy.raw"], checksums=[])
+    """What verify expects of alloy_tree's image: the files of every build (--run-as=root's)."""
+    required = verify.required_files(autostart=False, trust_keys=False, run_as="root")
+    return verify.Expectations(compression, ["alloy.raw"], [], required=required)
 
 
 def lying(monkeypatch: pytest.MonkeyPatch, path: str, **changes: Any) -> None:

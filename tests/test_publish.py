@@ -292,9 +292,20 @@ def test_provisioning_installs_the_newest_image_with_its_hash(published: Path, a
     assert copier["enabled"] is True
     assert f"ConditionPathExists=!{buildinfo['config_path']}\n" in copier["contents"]
     assert (
-        f"ExecStart=/usr/bin/install -D -m 0600 {layout.PLACEHOLDER_CONFIG} "
+        f"ExecStart=/usr/bin/install -D -m 0640 {layout.PLACEHOLDER_CONFIG} "
         f"{buildinfo['config_path']}\n"
     ) in copier["contents"]
+    # alloy.service runs as user alloy: its group reads the config, once sysusers made it.
+    assert (
+        'systemd-sysusers /usr/lib/sysusers.d/alloy.conf && chgrp alloy "$$1"; fi\' - '
+        f"{buildinfo['config_path']}\n"
+    ) in copier["contents"]
+    # /etc/default/alloy, seeded once: never replacing a host's own.
+    defaults = files["/etc/default/alloy"]
+    assert defaults["mode"] == 0o644 and defaults["overwrite"] is False
+    text = defaults["contents"]["inline"]
+    assert f'CONFIG_FILE="{buildinfo["config_path"]}"\n' in text
+    assert 'CUSTOM_ARGS=""\n' in text
     # systemd 257 and older name sysupdate's timer and unit systemd-sysupdate.*, 258+
     # systemd-sysupdate-update.* (the old names are aliases there, and `systemctl preset` skips
     # an alias: enabling only the old name leaves a 262 host without updates). Both timers, and

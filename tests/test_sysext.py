@@ -57,8 +57,12 @@ def merged_files(root: Path, image: Path) -> list[str]:
 
 EXPECTED = [
     "usr/lib/extension-release.d/extension-release.alloy",
+    "usr/lib/systemd/system/alloy-user.service",
     "usr/lib/systemd/system/alloy.service",
+    "usr/lib/sysusers.d/alloy.conf",
+    "usr/lib/tmpfiles.d/alloy.conf",
     "usr/local/bin/alloy",
+    "usr/share/factory/etc/default/alloy",
 ]
 
 

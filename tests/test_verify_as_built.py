@@ -53,7 +53,7 @@ def test_a_plain_verify_checks_the_image_as_it_was_built(
     [fingerprint] = info(output)["trust_keys"]
     assert (
         f"verify   {IMAGE}, as built: --format=squashfs --compression=zstd --autostart "
-        f"--config-path={DEFAULT_CONFIG_PATH} --trust-keys (keys {fingerprint})"
+        f"--config-path={DEFAULT_CONFIG_PATH} --run-as=alloy --trust-keys (keys {fingerprint})"
     ) in result.stdout.splitlines()
     assert f"{IMAGE}: " in result.stdout.splitlines()[-1], result.stdout
     assert " checks passed, " in result.stdout.splitlines()[-1]
@@ -84,8 +84,12 @@ def test_options_from_invoke_yaml_or_the_environment_do_not_contradict_the_build
             f"was built with --autostart, --config-path={DEFAULT_CONFIG_PATH}, not "
             "--no-autostart, --config-path=/etc/alloy/other.alloy as given",
         ),
+        (
+            ("--run-as=root",),
+            "was built with --run-as=alloy, not --run-as=root as given",
+        ),
     ],
-    ids=["compression", "autostart and config path"],
+    ids=["compression", "autostart and config path", "run as"],
 )
 def test_a_flag_the_build_did_not_use_is_refused_and_nothing_is_written(
     invoke: Invoke, built: Path, flags: tuple[str, ...], said: str

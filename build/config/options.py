@@ -627,7 +627,7 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "unit_template",
         "your own alloy.service template, with @BINARY@, @CONFIG_PATH@, @STATE_DIR@, "
-        "@VERSION@ placeholders",
+        "@VERSION@, @RUN_AS_UNIT@, @RUN_AS_SERVICE@ placeholders",
         _BUILD,
         file_path,
         default=Computed(
@@ -644,6 +644,14 @@ OPTIONS: tuple[Option, ...] = (
         default="amd64",
         short="p",
         variants={"clean": Variant(short="m")},  # -m: clean had it before the table
+    ),
+    Option(
+        "run_as",
+        "the user alloy.service runs as: alloy (its own, in groups adm and systemd-journal, "
+        "made by the image's sysusers.d entry) or root (for cAdvisor, eBPF, root-only logs)",
+        _BUILD,
+        one_of(alloy.RUN_AS, "user to run as"),
+        default=alloy.DEFAULT_RUN_AS,
     ),
     Option("retries", "retries of a failed download", _BUILD, retries, default="3", short="r"),
     Option(

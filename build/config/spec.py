@@ -57,6 +57,7 @@ class BuildSpec:
     verity_key: VerityKey | None = None
     verity_cert: Path | None = None
     verity_signature: bool = True
+    run_as: str = alloy.DEFAULT_RUN_AS  # alloy.RUN_AS: the user alloy.service runs as
 
     @classmethod
     def from_values(cls, values: Mapping[str, Any]) -> BuildSpec:

@@ -34,9 +34,15 @@ OPTION_FIELDS = (
     "compression",
     "config_path",
     "autostart",
+    "run_as",
 )
-# A field's value as old build infos lack it (and those of other formats than a DDI).
-OPTION_DEFAULTS = {"format": UNRECORDED_FORMAT.name, "ddi_filesystem": DEFAULT_FILESYSTEM}
+# A field's value as old build infos lack it (and those of other formats than a DDI); images
+# built before --run-as ran alloy as root.
+OPTION_DEFAULTS = {
+    "format": UNRECORDED_FORMAT.name,
+    "ddi_filesystem": DEFAULT_FILESYSTEM,
+    "run_as": "root",
+}
 # A DDI's build info (build/formats/ddipack.py fields(), pack()): its root hash, whether it is
 # signed, and by which certificate (sha256 of its DER), each lowercase hex.
 _HEX_SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -63,6 +69,7 @@ def of_pack(
         "arch": spec.arch.name,
         **packed,
         "autostart": spec.autostart,
+        "run_as": spec.run_as,
         "config_path": spec.config_path,
         # Primary key fingerprints of --trust-keys: the keys hosts trust next.
         "trust_keys": list(trust_keys),
@@ -121,6 +128,9 @@ def options_differ(info: dict[str, Any], spec: BuildSpec, compression: str) -> l
         differ.append("--autostart" if info.get("autostart") else "no --autostart")
     if spec.trust_keys is not None and not info.get("trust_keys"):  # none given: as built
         differ.append("no --trust-keys")
+    run_as = info.get("run_as", OPTION_DEFAULTS["run_as"])
+    if run_as != spec.run_as:
+        differ.append(f"--run-as={run_as}")
     return differ
 
 
@@ -132,6 +142,7 @@ CHECKED_OPTIONS = (
     "compression",
     "autostart",
     "config_path",
+    "run_as",
     "trust_keys",
 )
 
@@ -169,6 +180,7 @@ def asked_options(spec: BuildSpec, fingerprints: Sequence[str]) -> dict[str, Any
         "autostart": spec.autostart,
         "config_path": spec.config_path,
         "trust_keys": sorted(fingerprints),
+        "run_as": spec.run_as,
     }
 
 
@@ -199,6 +211,7 @@ def as_built(spec: BuildSpec, info: Mapping[str, Any]) -> BuildSpec:
         compression=compression,
         autostart=built["autostart"],
         config_path=built["config_path"],
+        run_as=built["run_as"],
         verity_signature=bool(info.get("verity_signed", spec.verity_signature)),
     )
 

@@ -22,10 +22,8 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-# The lines this build writes, by the file that holds them, as the fields systemd parses
-# them into. None yet: a later issue runs alloy as its own user (a sysusers.d u line, and
-# tmpfiles.d lines for its state directory).
-BUILD_WRITES: dict[str, tuple[tuple[str, ...], ...]] = {}
+from build.image.content import SYSUSERS, TMPFILES
+from build.model.templates import TEMPLATES
 
 FORMATS = ("sysusers.d", "tmpfiles.d")
 # Where systemd reads them in the part of the host an image merges into.
@@ -199,6 +197,20 @@ def refusals(path: str, kind: str, text: str) -> Iterator[str]:
             yield f"line {line.number}: {shown} does not parse ({line.problem}; {DOES[kind]})"
         elif line.fields not in allowed:
             yield f"line {line.number}: {shown} is not a line this build writes ({DOES[kind]})"
+
+
+# The lines this build writes (with --run-as=alloy), by the file that holds them, as the fields
+# systemd parses them into: read from the templates it writes them from.
+_WRITTEN = {SYSUSERS.path: "sysusers.conf", TMPFILES.path: "tmpfiles.conf"}
+BUILD_WRITES: dict[str, tuple[tuple[str, ...], ...]] = {
+    path: tuple(
+        line.fields
+        for line in parse(
+            (TEMPLATES / "image" / name).read_text(encoding="utf-8"), str(format_of(path))
+        )
+    )
+    for path, name in _WRITTEN.items()
+}
 
 
 def _quoted(text: str) -> str:

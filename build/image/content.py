@@ -26,6 +26,7 @@ class When(Enum):
     ALWAYS = "always"
     AUTOSTART = "--autostart"
     TRUST_KEYS = "--trust-keys"
+    RUN_AS_USER = f"--run-as={alloy.USER}"
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,24 @@ AUTOSTART = ImageFile(
 # The keys hosts trust next (their alloy-import-pubring.service adds them).
 TRUST_KEYS = ImageFile(f"usr/lib/{NAME}-sysext/release-keys.d/next.gpg", 0o644, When.TRUST_KEYS)
 
-FILES = (BINARY, UNIT, EXTENSION_RELEASE, AUTOSTART, TRUST_KEYS)
+# --run-as=alloy: the user (sysusers.d), the unit that makes it before alloy starts, and
+# /etc/default/alloy, seeded from the factory copy by a tmpfiles.d C line (never overwritten).
+SYSUSERS = ImageFile(f"usr/lib/sysusers.d/{NAME}.conf", 0o644, When.RUN_AS_USER)
+TMPFILES = ImageFile(f"usr/lib/tmpfiles.d/{NAME}.conf", 0o644, When.RUN_AS_USER)
+USER_UNIT = ImageFile(f"usr/lib/systemd/system/{NAME}-user.service", 0o644, When.RUN_AS_USER)
+ENV_FACTORY = ImageFile(f"usr/share/factory{alloy.ENV_FILE}", 0o644, When.RUN_AS_USER)
+
+FILES = (
+    BINARY,
+    UNIT,
+    EXTENSION_RELEASE,
+    AUTOSTART,
+    TRUST_KEYS,
+    SYSUSERS,
+    TMPFILES,
+    USER_UNIT,
+    ENV_FACTORY,
+)
 BY_PATH = {file.path: file for file in FILES}
 
 IMAGE_BINARY = BINARY.path
@@ -66,9 +84,15 @@ IMAGE_TRUST_KEYS = TRUST_KEYS.path
 DIR_LISTED_MODE = stat.filemode(stat.S_IFDIR | DIR_MODE)
 
 
-def held(autostart: bool, trust_keys: bool) -> tuple[ImageFile, ...]:
-    """The files an image built with (or without) --autostart and --trust-keys holds."""
-    given = {When.ALWAYS: True, When.AUTOSTART: autostart, When.TRUST_KEYS: trust_keys}
+def held(autostart: bool, trust_keys: bool, run_as: str) -> tuple[ImageFile, ...]:
+    """The files an image built with (or without) --autostart and --trust-keys, and with
+    --run-as, holds."""
+    given = {
+        When.ALWAYS: True,
+        When.AUTOSTART: autostart,
+        When.TRUST_KEYS: trust_keys,
+        When.RUN_AS_USER: run_as == alloy.USER,
+    }
     return tuple(file for file in FILES if given[file.when])
 
 

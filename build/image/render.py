@@ -79,12 +79,26 @@ def unit(spec: BuildSpec, template: str, source: str) -> str:
         "BINARY": "/" + IMAGE_BINARY,
         "CONFIG_PATH": spec.config_path,
         "STATE_DIR": alloy.STATE_DIR,
+        # What --run-as puts in [Unit] and [Service] (build/templates/image/run-as/).
+        "RUN_AS_UNIT": verbatim(f"run-as/{spec.run_as}.unit"),
+        "RUN_AS_SERVICE": verbatim(f"run-as/{spec.run_as}.service"),
     }
     return render(template, values, source)
 
 
+def verbatim(name: str) -> str:
+    """The image template `name`, which has no placeholders."""
+    return (IMAGE_TEMPLATES / name).read_text(encoding="utf-8")
+
+
+def env_file(config_path: str) -> str:
+    """/etc/default/alloy as a host is first given it (from the image's factory copy, or the
+    Ignition config): upstream's variables, with the config path the unit was built for."""
+    return render(verbatim("default"), {"CONFIG_PATH": config_path}, "/etc/default template")
+
+
 def autostart_dropin() -> str:
-    return (IMAGE_TEMPLATES / "autostart.conf").read_text(encoding="utf-8")
+    return verbatim("autostart.conf")
 
 
 def extension_release(spec: BuildSpec) -> str:

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
+from build import alloy
 from build.config.spec import BuildSpec
 from build.core.errors import BuildError, doing
 from build.core.fileio import atomic_dir, sweep_temps
@@ -171,8 +172,12 @@ def texts(runner: StepContext) -> dict[str, str | bytes]:
             content.EXTENSION_RELEASE: lambda: render.extension_release(spec),
             content.AUTOSTART: render.autostart_dropin,
             content.TRUST_KEYS: lambda: _keyring(runner),
+            content.SYSUSERS: lambda: render.verbatim("sysusers.conf"),
+            content.TMPFILES: lambda: render.verbatim("tmpfiles.conf"),
+            content.USER_UNIT: lambda: render.verbatim(f"{alloy.NAME}-user.service"),
+            content.ENV_FACTORY: lambda: render.env_file(spec.config_path),
         }
-        held = content.held(spec.autostart, spec.trust_keys is not None)
+        held = content.held(spec.autostart, spec.trust_keys is not None, spec.run_as)
         return {file.path: renderers[file]() for file in held if file is not content.BINARY}
 
     return runner.once("texts", render_all)

@@ -84,6 +84,7 @@ LAYOUT = {
     "VENDOR_KEYRINGS": " ".join(VENDOR_KEYRINGS),
     "PLACEHOLDER": PLACEHOLDER_CONFIG,
     "VERITY_CERT": VERITY_CERT,
+    "SYSUSERS": "/" + content.SYSUSERS.path,  # an image built with --run-as=alloy has it
 }
 
 

@@ -30,7 +30,7 @@ from build.core.errors import BuildError
 from build.core.fileio import atomic_path, write_text_atomic
 from build.core.report import listing, say
 from build.formats.table import FORMATS, Format, format_named, image_format, recorded_format
-from build.image import buildinfo
+from build.image import buildinfo, render
 from build.image.checksum import image_sums, packed_alone, sums_text, write_sums
 from build.keys import signing
 from build.keys.veritycert import Certificate, load_certificate
@@ -558,7 +558,7 @@ def _static_checks(image: Path, info: dict[str, Any], arch: str, certificate: Pa
         compression=info["compression"],
         names=[image.name],
         checksums=[pair for pair in verify.checksums_of([image]) if pair[1].exists()],
-        required=verify.required_files(info["autostart"], bool(info["trust_keys"])),
+        required=verify.required_files(info["autostart"], bool(info["trust_keys"]), info["run_as"]),
         verity=VerityExpectations(certificate, None, arch),
     )
     checks = verify.static_checks(image, expect)
@@ -706,9 +706,16 @@ def _host_files(
             for path in host.NOOP_TRANSFERS
         ),
         butane.File(host.ACTIVATE_SCRIPT, 0o755, inline=host.activate_script(gate, require_signed)),
-        # 0600: the config will hold credentials; alloy.service runs as root. Not at the
-        # config's own path: a unit copies it there only where no config exists yet.
+        # 0600: the config will hold credentials; the unit that copies it to the config's path
+        # (only where no config exists yet) lets group alloy read it there.
         butane.File(host.PLACEHOLDER_CONFIG, 0o600, inline=host.template(host.CONFIG_TEMPLATE)),
+        # Seeded once, as the image's tmpfiles.d line does where Ignition did not run.
+        butane.File(
+            alloy.ENV_FILE,
+            0o644,
+            inline=render.env_file(image.buildinfo["config_path"]),
+            overwrite=False,
+        ),
     )
 
 

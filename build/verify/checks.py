@@ -12,6 +12,7 @@ from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from build import alloy
 from build.config.options import MAX_BINARY_MIB
 from build.config.spec import BuildSpec
 from build.core.errors import BuildError
@@ -52,10 +53,11 @@ KERNEL_DIFFERS = "the kernel sees another image than the reader (kernel view): n
 SHOWN_LINKS = 3  # other names of a hard link a message looks at (9,000 names: not each time)
 
 
-def required_files(autostart: bool, trust_keys: bool) -> list[str]:
-    """The files an image built with (or without) --autostart and --trust-keys holds, but the
-    extension-release file, which the extension-release check looks for."""
-    held = content.held(autostart, trust_keys)
+def required_files(autostart: bool, trust_keys: bool, run_as: str) -> list[str]:
+    """The files an image built with (or without) --autostart and --trust-keys, and with
+    --run-as, holds, but the extension-release file, which the extension-release check looks
+    for."""
+    held = content.held(autostart, trust_keys, run_as)
     return [file.path for file in held if file is not content.EXTENSION_RELEASE]
 
 
@@ -67,8 +69,11 @@ class Expectations:
     compression: str | None
     names: Sequence[str]  # every file name a user may give the image, beside its own
     checksums: Sequence[tuple[Path, Path]]  # (file, its .sha256) that must exist and match
-    # Paths the image must hold (the extension-release file has a check of its own).
-    required: Sequence[str] = tuple(required_files(autostart=False, trust_keys=False))
+    # Paths the image must hold (the extension-release file has a check of its own); by
+    # default those of a build with the default options.
+    required: Sequence[str] = tuple(
+        required_files(autostart=False, trust_keys=False, run_as=alloy.DEFAULT_RUN_AS)
+    )
     # Paths it may hold. With `required` and the extension-release file, and the directories on
     # their way, they are all it may hold: any other entry fails.
     optional: Sequence[str] = ()
@@ -615,7 +620,7 @@ def make(runner: StepContext) -> str:
         names=[path.name for path in names],
         checksums=[(runner.current(f), runner.current(c)) for f, c in checksums_of(names)],
         # The keys' presence as built: invoke verify without --trust-keys checks the image's.
-        required=required_files(spec.autostart, bool(info.get("trust_keys"))),
+        required=required_files(spec.autostart, bool(info.get("trust_keys")), spec.run_as),
         max_binary_size=spec.max_binary_size,
         # Unsigned as built, or not a DDI: a certificate in invoke.yaml is for other builds.
         verity=VerityExpectations(
@@ -694,7 +699,9 @@ def verify_any_image(
             compression=compression,
             names=[image.name],
             checksums=[(copy, sums) for _, sums in checksums_of([image]) if sums.exists()],
-            # An image from elsewhere may be built with or without --autostart and --trust-keys.
+            # An image from elsewhere may be built with or without --autostart and --trust-keys,
+            # and with either --run-as: it must hold what every image holds.
+            required=required_files(autostart=False, trust_keys=False, run_as="root"),
             optional=[file.path for file in content.optional()],
             max_binary_size=spec.max_binary_size,
             expect_format=expect_format,

@@ -35,6 +35,7 @@ else
 fi
 put active_at_boot "$(prop "$unit" ActiveState)/$(prop "$unit" SubState)"
 put condition_at_boot "$(prop "$unit" ConditionResult)"
+put result_at_boot "$(prop "$unit" Result)" # exec-condition: skipped by its ExecCondition=
 put restarts_at_boot "$(prop "$unit" NRestarts)"
 journalctl --sync
 put start_attempts "$(journalctl --unit="$unit" --output=cat --no-pager | grep -c -e '^Started' -e 'unmet condition')"

@@ -23,6 +23,26 @@ wait_for_file() {
     if [ -e "$2" ]; then echo yes; else echo no; fi
 }
 
+# The names of the supplementary groups of process $1, sorted, space-separated.
+groups_of() {
+    sed -n 's/^Groups:[[:space:]]*//p' "/proc/$1/status" | tr -s '[:blank:]' '\n' | while read -r gid; do
+        [ -n "$gid" ] && getent group "$gid" | cut -d : -f 1
+    done | sort | tr '\n' ' ' | sed 's/ $//'
+}
+
+# systemd-analyze security's overall exposure of unit $1 (its report in $out/security-$1.txt).
+exposure_of() {
+    systemd-analyze security --no-pager "$1" >"$out/security-$1.txt" 2>&1
+    sed -n 's/.*Overall exposure level for [^:]*: \([0-9.]*\).*/\1/p' "$out/security-$1.txt"
+}
+
+# The first line of the answer to GET $1 on Alloy's listen address (bash: curl may be missing).
+http_status() {
+    # shellcheck disable=SC2016 # $1 is bash's, given after the script
+    timeout 5 bash -c 'exec 3<>/dev/tcp/127.0.0.1/12345 && printf "GET %s HTTP/1.0\r\n\r\n" "$1" >&3 &&
+        head -n 1 <&3' - "$1" 2>&1 | tr -d '\r'
+}
+
 # How many processes run the binary $1.
 processes_of() {
     count=0
@@ -35,6 +55,14 @@ processes_of() {
 # Boot: from the manager's start to multi-user.target, in microseconds (one monotonic clock).
 manager_start=$(systemctl show --property=UserspaceTimestampMonotonic --value)
 put boot_usec $(($(prop multi-user.target ActiveEnterTimestampMonotonic) - manager_start))
+
+# An image to merge at runtime (tests/e2e/test_run_as.py), not at boot: nothing has run
+# systemd-sysusers for it then.
+if [ -d /etc/alloy-e2e/later ]; then
+    mkdir -p /run/extensions && mv /etc/alloy-e2e/later/* /run/extensions/
+    systemd-sysext refresh >"$out/refresh.txt" 2>&1
+    put runtime_merge $?
+fi
 
 # The merge systemd-sysext.service did at boot.
 put sysext_service "$(prop systemd-sysext.service ActiveState)/$(prop systemd-sysext.service Result)"
@@ -61,6 +89,21 @@ put main_pid "$main_pid"
 put restarts "$(prop "$unit" NRestarts)"
 cp "$data/started" "$out/started" 2>/dev/null
 
+# Who it runs as (issue 24), and what it could do as that user: read the journal (the stand-in
+# ran journalctl at start), read what an earlier run left, answer /-/ready.
+put run_user "$(stat -c %U "/proc/$main_pid" 2>/dev/null)"
+put run_groups "$(groups_of "$main_pid" 2>/dev/null)"
+put journal_status "$(cat "$data/journal.status" 2>/dev/null)"
+cp "$data/journal.json" "$out/journal.json" 2>/dev/null
+cp "$data/previous" "$out/previous" 2>/dev/null
+put ready "$(http_status /-/ready)"
+put state_dir "$(stat -c %U:%G:%a /var/lib/alloy /var/lib/alloy/data 2>&1 | tr '\n' ' ' | sed 's/ $//')"
+cp /etc/default/alloy "$out/etc-default-alloy" 2>/dev/null
+put exposure "$(exposure_of "$unit")"
+if [ -e /etc/systemd/system/alloy-upstream.service ]; then
+    put exposure_upstream "$(exposure_of alloy-upstream.service)"
+fi
+
 # systemctl reload reaches the process (the stand-in appends to $data/reloads on SIGHUP).
 timeout 30 systemctl reload "$unit" >"$out/reload.txt" 2>&1
 put reload_status $?
@@ -82,6 +125,8 @@ else
 fi
 put processes_after_stop "$(processes_of /usr/local/bin/alloy)"
 cp "$data/stopped" "$out/stopped" 2>/dev/null
+
+cp -a /var/lib/alloy "$out/state" 2>/dev/null # for a next boot (tests/e2e/test_run_as.py)
 
 journalctl --sync
 journalctl --unit="$unit" --output=cat --no-pager >"$out/alloy.journal" 2>&1

@@ -11,6 +11,10 @@
  * built with -DSTAND_IN_NEVER_READY it answers 503 forever (an update that never gets healthy).
  * SIGHUP re-reads CONFIG and appends a line to DIR/reloads; SIGTERM or SIGINT writes DIR/stopped
  * and exits 0. The version it reports is -DSTAND_IN_VERSION="X.Y.Z" (default 0.0.0-e2e).
+ * At start, as whatever user the unit runs it as, it also records what loki.source.journal and
+ * an update across --run-as need: DIR/journal.json (what `journalctl -n 1 -o json` printed, and
+ * its exit status in DIR/journal.status) and DIR/previous (whether the DIR/started an earlier
+ * run left could be read).
  * Built statically (gcc -static) to run in any root.
  */
 #define _GNU_SOURCE
@@ -24,7 +28,9 @@
 #include <string.h>
 #include <sys/select.h>
 #include <sys/socket.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -173,6 +179,42 @@ static void answer(int listener) {
     close(fd);
 }
 
+/* DIR/journal.json: one journal entry, read as this process's user (the journal is readable by
+ * groups systemd-journal and adm); DIR/journal.status: journalctl's exit status. */
+static void read_journal(const char *dir) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/journal.json", dir);
+    int out = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+    if (out < 0)
+        return;
+    pid_t child = fork();
+    if (child == 0) {
+        dup2(out, STDOUT_FILENO);
+        dup2(out, STDERR_FILENO);
+        char *argv[] = {"journalctl", "-n", "1", "-o", "json", "--no-pager", NULL};
+        execv("/usr/bin/journalctl", argv);
+        _exit(127);
+    }
+    close(out);
+    int status = 0;
+    if (child < 0 || waitpid(child, &status, 0) < 0)
+        status = -1;
+    record(dir, "journal.status", 0, "%d\n", WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+}
+
+/* DIR/previous: whether the DIR/started an earlier run (maybe as another user) left is readable. */
+static void read_previous(const char *dir) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/started", dir);
+    if (access(path, F_OK) != 0)
+        return;
+    long size = read_config(path);
+    if (size < 0)
+        record(dir, "previous", 0, "unreadable: %s\n", strerror(errno));
+    else
+        record(dir, "previous", 0, "read %ld bytes\n", size);
+}
+
 static int usage(void) {
     fprintf(stderr, "usage: alloy --version | alloy run [--storage.path=DIR] [FLAGS] CONFIG\n");
     return 2;
@@ -243,6 +285,8 @@ int main(int argc, char **argv) {
     sigaction(SIGTERM, &action, NULL);
     sigaction(SIGINT, &action, NULL);
 
+    read_previous(storage);
+    read_journal(storage);
     if (record(storage, "started", 0, "pid=%ld\nconfig=%s\nconfig_bytes=%ld\n", (long)getpid(),
                config, size) != 0) {
         fprintf(stderr, "Error: could not write under storage path %s: %s\n", storage,
