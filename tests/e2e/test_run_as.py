@@ -166,7 +166,8 @@ def test_switching_run_as_between_releases_keeps_the_data_readable(
 ) -> None:
     """A root release, then an alloy one, then a root one again, on one host's /var/lib/alloy:
     each run reads the `started` the one before wrote (systemd chowns the state directory to
-    the unit's user when it differs)."""
+    the unit's user when it differs). The config is root's alone (0600, group root), as an
+    earlier release's placeholder left it: the alloy release gives it to group alloy."""
     images = {
         "root": build_image(invoke, tmp_path, "--run-as=root", "--output-dir=root"),
         "alloy": build_image(invoke, tmp_path),
@@ -176,8 +177,12 @@ def test_switching_run_as_between_releases_keeps_the_data_readable(
     for step, user in enumerate(["root", "alloy", "root"]):
         image = images[user]
         seeded = seed(tmp_path, f"seed-{step}", image, state=state)
+        (seeded / DEFAULT_CONFIG.lstrip("/")).chmod(0o600)
         booted = boot_seeded(e2e_root, seeded, tmp_path, f"boot-{step}")
         worked(booted, image, tmp_path, user)
+        if user == "alloy":
+            given = f"{DEFAULT_CONFIG} (CONFIG_FILE) given to group alloy, read-only"
+            assert given in booted.text("alloy.journal"), booted.report()
         if state is not None:
             assert booted.text("previous").startswith("read "), booted.report()
         state = booted.out / "state"
