@@ -40,6 +40,7 @@ state() {
     put "version_$1" "$(alloy --version 2>&1 | head -n 1)"
     put "active_$1" "$(prop "$unit" ActiveState)/$(prop "$unit" SubState)"
     put "pid_$1" "$(prop "$unit" MainPID)"
+    put "user_$1" "$(stat -c %U "/proc/$(prop "$unit" MainPID)" 2>/dev/null)"
     put "ready_$1" "$(ready)"
     put "instances_$1" "$(cd /opt/extensions/alloy && ls | tr '\n' ' ' | sed 's/ $//')"
     # Hidden ones too: a partial download would be one.
@@ -102,6 +103,8 @@ done <"$out/steps"
 # The keyrings alloy-import-pubring.service wrote for systemd-pull (signed releases).
 # shellcheck disable=SC2012  # two names of our own choosing
 put keyrings "$(cd /etc/systemd && ls -d import-pubring.* 2>/dev/null | tr '\n' ' ' | sed 's/ $//')"
+# The host's own /etc/default/alloy (issue 24: no update replaces it with the image's copy).
+cp /etc/default/alloy "$out/etc-default-alloy" 2>/dev/null
 journalctl --sync
 # systemd 258+ calls the unit systemd-sysupdate-update.service (systemd-sysupdate.service is an
 # alias of it), and the journal knows it by that name only.

@@ -53,10 +53,36 @@ def test_update_downloads_links_merges_and_restarts_alloy_on_the_newer_version(
     assert booted.results.get("update_status_1") == "0", report
     assert running(booted, 1) == runs(B), report
     assert booted.results["pid_1"] != booted.results["pid_0"], report  # restarted on B
+    # As its own user before and after; the host's /etc/default/alloy kept through the update.
+    assert [booted.results.get(f"user_{step}") for step in (0, 1)] == ["alloy"] * 2, report
+    custom = f'CUSTOM_ARGS="--server.http.listen-addr=127.0.0.1:{fleet.alloy_port}"\n'
+    assert booted.text("etc-default-alloy") == custom, report
     assert booted.results.get("merged_1", "").split() == ["alloy"], report
     # A is kept, for a rollback.
     assert booted.results.get("instances_1") == f"{image(A)} {image(B)}", report
     assert booted.returncode == 0, report
+
+
+def test_an_update_from_a_root_image_runs_the_new_one_as_alloy_with_the_old_config(
+    fleet: Fleet,
+    release: Release,
+    stand_in: StandIn,
+    trixie_root: Path,
+    report_time: Callable[[str], None],
+) -> None:
+    """A fleet set up by an earlier release ran alloy as root, its placeholder config root's
+    alone: the first update to an image of the alloy user passes its health gate (the unit
+    gives the config to group alloy, systemd the state directory to the user), no rollback."""
+    publish_stand_in(release, B, stand_in(B))
+    as_root = (A, ("--run-as=root",))
+    fleet.publish_steps([([as_root], ()), ([as_root, (B, ())], ())])
+    booted = fleet.boot(trixie_root, ["1"], report_time)
+    report = fleet.report(booted)
+    assert running(booted, 0) == runs(A) and booted.results.get("user_0") == "root", report
+    assert booted.results.get("update_status_1") == "0", report
+    assert running(booted, 1) == runs(B) and booted.results.get("user_1") == "alloy", report
+    assert "rolled back" not in booted.text("sysupdate.journal"), report
+    assert "(CONFIG_FILE) given to group alloy, read-only" in booted.text("alloy.journal"), report
 
 
 @dataclass(frozen=True)
