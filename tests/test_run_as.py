@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
@@ -16,7 +17,7 @@ from build.config.spec import BuildSpec
 from build.image import buildinfo, render
 from build.verify import checks
 from tests import verifying
-from tests.conftest import VERSION, Invoke
+from tests.conftest import REPO, VERSION, Invoke
 from tests.image import RUN_AS_ROOT_LISTING, extract, listing
 from tests.results import error_line, ok
 from tests.runs import leftovers
@@ -184,3 +185,36 @@ def test_an_old_build_info_ran_as_root(tmp_path: Path) -> None:
     assert parsed["run_as"] == "root"
     spec = spec_of({"cache_dir": str(tmp_path / "cache")})
     assert buildinfo.options_differ(info, spec, "xz") == ["--run-as=root"]
+
+
+def readme_sysusers_command() -> list[str]:
+    """README's "Moving a fleet set up by an earlier release": the command that makes the user
+    before an alloy image's first update, as the admin pastes it."""
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("**The alloy user.**", 1)[1].split("\n**", 1)[0]
+    [line] = [line for line in section.splitlines() if line.startswith("sudo systemd-sysusers ")]
+    return shlex.split(line.removeprefix("sudo "))
+
+
+@pytest.mark.needs("systemd-sysusers", root="writing a scratch root's /etc/passwd as root")
+def test_the_readme_makes_the_user_as_the_image_does(tmp_path: Path) -> None:
+    """Its user, groups, home and shell are those of the image's own sysusers.d entry (the
+    health gate would roll back an update whose user differs from what the image expects)."""
+    made = {}
+    for name, command in (
+        ("readme", readme_sysusers_command()),
+        ("image", ["systemd-sysusers", str(REPO / "build/templates/image/sysusers.conf")]),
+    ):
+        root = tmp_path / name
+        (root / "etc").mkdir(parents=True)
+        (root / "etc/passwd").write_text("root:x:0:0:root:/root:/bin/sh\n")
+        (root / "etc/group").write_text("root:x:0:\nadm:x:4:\nsystemd-journal:x:101:\n")
+        run = subprocess.run(
+            [command[0], f"--root={root}", *command[1:]], capture_output=True, text=True
+        )
+        assert run.returncode == 0, run.stderr
+        made[name] = [(root / "etc" / file).read_text() for file in ("passwd", "group")]
+    assert made["readme"] == made["image"]
+    passwd, group = made["image"]
+    assert "alloy:x:999:999:Grafana Alloy:/var/lib/alloy:" in passwd
+    assert "adm:x:4:alloy\n" in group and "systemd-journal:x:101:alloy\n" in group
