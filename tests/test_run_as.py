@@ -48,6 +48,9 @@ def test_the_default_unit_runs_as_alloy_after_alloy_user_service(tmp_path: Path)
     for line in (
         "User=alloy",
         "Group=alloy",
+        # Not only sysusers' m lines: they write nothing for a group that is not in /etc/group
+        # (Flatcar keeps adm and systemd-journal in /usr/share/baselayout/group).
+        "SupplementaryGroups=adm systemd-journal",
         "Requires=alloy-user.service",
         "After=alloy-user.service",
         "StateDirectory=alloy",
