@@ -101,6 +101,7 @@ put state_dir "$(stat -c %U:%G:%a /var/lib/alloy /var/lib/alloy/data 2>&1 | tr '
 cp /etc/default/alloy "$out/etc-default-alloy" 2>/dev/null
 # Who sysusers made members of which group (test_run_as.py: not where NSS alone knows it).
 cp /etc/group "$out/etc-group" 2>/dev/null
+cp /etc/passwd "$out/etc-passwd" 2>/dev/null
 put exposure "$(exposure_of "$unit")"
 if [ -e /etc/systemd/system/alloy-upstream.service ]; then
     put exposure_upstream "$(exposure_of alloy-upstream.service)"

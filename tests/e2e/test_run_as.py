@@ -231,3 +231,26 @@ def test_the_groups_hold_where_etc_group_lacks_them_as_on_flatcar(
     written = [line.split(":")[0] for line in booted.text("etc-group").splitlines()]
     assert not set(FLATCAR_GROUPS) & set(written), booted.text("etc-group")
     worked(booted, image, tmp_path, "alloy")
+
+
+def test_the_admins_own_sysusers_and_tmpfiles_files_win(
+    invoke: Invoke, tmp_path: Path, e2e_root: Path, report_time: Callable[[str], None]
+) -> None:
+    """alloy-user.service names the files, not their /usr/lib paths: a host whose
+    /etc/tmpfiles.d/alloy.conf is linked to /dev/null (systemd's way to turn a vendor file off)
+    gets no /etc/default/alloy, at boot or from alloy-user.service, and alloy runs the config
+    the unit defaults to; its own /etc/sysusers.d/alloy.conf (a fixed UID) is the one applied."""
+    image = build_image(invoke, tmp_path)
+    seeded = seed(tmp_path, "seed", image)
+    (seeded / "etc/tmpfiles.d").mkdir(parents=True)
+    (seeded / "etc/tmpfiles.d/alloy.conf").symlink_to("/dev/null")
+    (seeded / "etc/sysusers.d").mkdir(parents=True)
+    own = 'u alloy 470 "Grafana Alloy" /var/lib/alloy -\nm alloy adm\nm alloy systemd-journal\n'
+    (seeded / "etc/sysusers.d/alloy.conf").write_text(own)
+    booted = boot_seeded(e2e_root, seeded, tmp_path, "boot")
+    report_time(f"masked tmpfiles, own sysusers: {booted.results.get('run_groups')}")
+    assert booted.text("etc-default-alloy") == "", booted.text("etc-default-alloy")
+    assert f"config={DEFAULT_CONFIG}\n" in booted.text("started")
+    worked(booted, image, tmp_path, "alloy")
+    passwd = [line for line in booted.text("etc-passwd").splitlines() if line.startswith("alloy:")]
+    assert passwd and passwd[0].startswith("alloy:x:470:470:"), passwd
