@@ -233,7 +233,14 @@ def test_config_path_and_unit_template_reach_the_unit(invoke: Invoke, tmp_path: 
     template = tmp_path / "my.service"
     template.write_text("[Service]\nExecStart=@BINARY@ run @CONFIG_PATH@\n# @VERSION@\n")
     ok(invoke("all"))
-    ok(invoke("all", "--config-path=/etc/alloy/config.alloy", f"--unit-template={template}"))
+    ok(
+        invoke(
+            "all",
+            "--config-path=/etc/alloy/config.alloy",
+            f"--unit-template={template}",
+            "--run-as=root",  # a unit without @RUN_AS_…@ (test_run_as.py)
+        )
+    )
     root = extract(tmp_path / "output" / f"alloy-{VERSION}-amd64.raw", tmp_path / "root")
     unit = (root / "usr/lib/systemd/system/alloy.service").read_text()
     assert (
@@ -273,11 +280,11 @@ def test_same_zip_downloaded_again_rebuilds_nothing(
 def test_changed_templates_restage(invoke: Invoke, tmp_path: Path) -> None:
     template = tmp_path / "unit.service"
     template.write_text("[Service]\nExecStart=@BINARY@ run @CONFIG_PATH@\n")
-    ok(invoke("all", f"--unit-template={template}"))
+    ok(invoke("all", f"--unit-template={template}", "--run-as=root"))
     template.write_text(
         "[Service]\nExecStart=@BINARY@ run --stability.level=public-preview @CONFIG_PATH@\n"
     )
-    steps = outcomes(ok(invoke("all", f"--unit-template={template}")))
+    steps = outcomes(ok(invoke("all", f"--unit-template={template}", "--run-as=root")))
     assert "; files changed (usr/lib/systemd/system/alloy.service changed))" in steps["stage"]
     root = extract(tmp_path / "output" / f"alloy-{VERSION}-amd64.raw", tmp_path / "root")
     assert "public-preview" in (root / "usr/lib/systemd/system/alloy.service").read_text()

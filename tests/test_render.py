@@ -135,7 +135,10 @@ def test_custom_template_renders_placeholders(tmp_path: Path) -> None:
         "# version @VERSION@\n"
         "Environment=FOO=${BAR} $BAZ\n"
     )
-    spec = make_spec(tmp_path, unit_template=str(template), config_path="/etc/a.alloy")
+    # A unit of the user's own, as root: no @RUN_AS_…@ placeholders needed (test_run_as.py).
+    spec = make_spec(
+        tmp_path, unit_template=str(template), config_path="/etc/a.alloy", run_as="root"
+    )
     assert render.unit_template_path(spec) == template
     assert default_unit(spec) == (
         "[Service]\n"
@@ -149,7 +152,7 @@ def test_custom_template_renders_placeholders(tmp_path: Path) -> None:
 def test_unknown_placeholder_is_named(tmp_path: Path) -> None:
     template = tmp_path / "my.service"
     template.write_text("[Service]\nExecStart=@BINARY@ --flag=@NOPE@\n")
-    spec = make_spec(tmp_path, unit_template=str(template))
+    spec = make_spec(tmp_path, unit_template=str(template), run_as="root")
     with pytest.raises(BuildError) as caught:
         default_unit(spec)
     text = str(caught.value)

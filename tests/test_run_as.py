@@ -47,6 +47,9 @@ def test_the_default_unit_runs_as_alloy_after_alloy_user_service(tmp_path: Path)
     for line in (
         "User=alloy",
         "Group=alloy",
+        # Not only sysusers' m lines: they write nothing for a group that is not in /etc/group
+        # (Flatcar keeps adm and systemd-journal in /usr/share/baselayout/group).
+        "SupplementaryGroups=adm systemd-journal",
         "Requires=alloy-user.service",
         "After=alloy-user.service",
         "StateDirectory=alloy",
@@ -81,6 +84,33 @@ def test_an_unknown_user_is_one_line_and_nothing_is_written(invoke: Invoke, tmp_
     )
     assert not (tmp_path / "output").exists()
     assert leftovers(tmp_path) == []
+
+
+# A unit template as the release before --run-as documented it: no @RUN_AS_…@ placeholders.
+OLD_TEMPLATE = (
+    "[Unit]\nDescription=Grafana Alloy\n\n[Service]\n"
+    "ExecStart=@BINARY@ run --storage.path=@STATE_DIR@/data @CONFIG_PATH@\n"
+)
+
+
+@pytest.mark.parametrize("kept", ["", "@RUN_AS_UNIT@\n", "@RUN_AS_SERVICE@\n"])
+def test_a_template_without_the_run_as_placeholders_is_refused_for_alloy(
+    invoke: Invoke, tmp_path: Path, kept: str
+) -> None:
+    """Rendered, it would run alloy as root beside the image's user files, with a build info
+    saying run_as alloy: one line naming the template, nothing built; --run-as=root takes it."""
+    template = tmp_path / "my.service"
+    template.write_text(OLD_TEMPLATE + kept)
+    error_line(
+        invoke("all", f"--unit-template={template}"),
+        f"{template} has no @RUN_AS_",
+        "with --run-as=alloy alloy would run as root",
+        "or build with --run-as=root",
+    )
+    assert not list((tmp_path / "output").glob("*.raw"))
+    assert leftovers(tmp_path) == []
+    ok(invoke("all", f"--unit-template={template}", "--run-as=root"))
+    assert listing(tmp_path / "output" / IMAGE) == RUN_AS_ROOT_LISTING
 
 
 def test_run_as_root_repacks_without_the_user_files_and_records_it(

@@ -13,6 +13,7 @@ PACKAGES = {
     "dump.erofs": "erofs-utils",
     "systemd-sysext": "systemd",
     "systemd-analyze": "systemd",
+    "systemd-sysusers": "systemd",
     "systemd-dissect": "systemd-container",
     "systemd-nspawn": "systemd-container",
     "systemd-sysupdate": "systemd-container",

@@ -73,7 +73,20 @@ def _read_at_most(fd: int, size: int) -> bytes:
     return b"".join(chunks)
 
 
+# What a template must hold for --run-as=alloy: without them the unit runs as root beside the
+# image's user files, and the build info says alloy.
+RUN_AS_PLACEHOLDERS = ("@RUN_AS_UNIT@", "@RUN_AS_SERVICE@")
+
+
 def unit(spec: BuildSpec, template: str, source: str) -> str:
+    missing = [name for name in RUN_AS_PLACEHOLDERS if name not in template]
+    if spec.run_as == alloy.USER and missing:
+        raise BuildError(
+            f"{source} has no {' or '.join(missing)}: with --run-as={alloy.USER} alloy would run "
+            "as root (a unit template from before --run-as?)",
+            "add @RUN_AS_UNIT@ to its [Unit] and @RUN_AS_SERVICE@ to its [Service] section, as "
+            "build/templates/image/alloy.service does, or build with --run-as=root",
+        )
     values = {
         "VERSION": spec.version,
         "BINARY": "/" + IMAGE_BINARY,

@@ -99,6 +99,9 @@ cp "$data/previous" "$out/previous" 2>/dev/null
 put ready "$(http_status /-/ready)"
 put state_dir "$(stat -c %U:%G:%a /var/lib/alloy /var/lib/alloy/data 2>&1 | tr '\n' ' ' | sed 's/ $//')"
 cp /etc/default/alloy "$out/etc-default-alloy" 2>/dev/null
+# Who sysusers made members of which group (test_run_as.py: not where NSS alone knows it).
+cp /etc/group "$out/etc-group" 2>/dev/null
+cp /etc/passwd "$out/etc-passwd" 2>/dev/null
 put exposure "$(exposure_of "$unit")"
 if [ -e /etc/systemd/system/alloy-upstream.service ]; then
     put exposure_upstream "$(exposure_of alloy-upstream.service)"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import shutil
 import subprocess
 from collections.abc import Callable
@@ -189,3 +190,72 @@ def test_switching_run_as_between_releases_keeps_the_data_readable(
         ours, _ = exposures(booted)
         lines.append(f"{user}: {booted.results['state_dir']}, exposure {ours}")
     report_time("; ".join(lines))
+
+
+FLATCAR_GROUPS = ("adm", "systemd-journal")
+# The host's nss-systemd (Debian 12's, as the bookworm root's systemd and glibc are).
+NSS_SYSTEMD = Path("/usr/lib/x86_64-linux-gnu/libnss_systemd.so.2")
+
+
+def groups_elsewhere(root: Path, seeded: Path) -> None:
+    """As on Flatcar, where /etc/group holds only root, core, docker, sudo and wheel and NSS
+    (nss-usrfiles) reads adm and systemd-journal from /usr/share/baselayout/group: here
+    nss-systemd reads them from /etc/userdb drop-ins, with their gids kept."""
+    lines = (root / "etc/group").read_text().splitlines(keepends=True)
+    gids = {line.split(":")[0]: int(line.split(":")[2]) for line in lines}
+    kept = [line for line in lines if line.split(":")[0] not in FLATCAR_GROUPS]
+    (seeded / "etc/group").write_text("".join(kept))
+    (seeded / "etc/userdb").mkdir(parents=True)
+    for name in FLATCAR_GROUPS:
+        record = {"groupName": name, "gid": gids[name]}
+        (seeded / f"etc/userdb/{name}.group").write_text(json.dumps(record))
+        # Looked up by gid too (the check names a process's groups): userdb's GID.group link.
+        (seeded / f"etc/userdb/{gids[name]}.group").symlink_to(f"{name}.group")
+    nsswitch = (root / "etc/nsswitch.conf").read_text()
+    (seeded / "etc/nsswitch.conf").write_text(
+        re.sub(r"^group:.*$", "group: files systemd", nsswitch, flags=re.M)
+    )
+    libdir = seeded / "usr/lib/x86_64-linux-gnu"
+    libdir.mkdir(parents=True)
+    shutil.copy(NSS_SYSTEMD, libdir / NSS_SYSTEMD.name)
+
+
+def test_the_groups_hold_where_etc_group_lacks_them_as_on_flatcar(
+    invoke: Invoke, tmp_path: Path, e2e_root: Path, report_time: Callable[[str], None]
+) -> None:
+    """sysusers' `m alloy adm` writes nothing for a group NSS knows that /etc/group lacks (so
+    on Flatcar the user alone would be in neither group): the unit names them itself."""
+    if not NSS_SYSTEMD.exists():
+        pytest.skip(f"no {NSS_SYSTEMD} on this machine to give the root")
+    image = build_image(invoke, tmp_path)
+    seeded = seed(tmp_path, "seed", image)
+    groups_elsewhere(e2e_root, seeded)
+    booted = boot_seeded(e2e_root, seeded, tmp_path, "boot")
+    report_time(f"groups from NSS, not /etc/group: {booted.results.get('run_groups')}")
+    # The premise: sysusers wrote no line for them (the user's own group only).
+    written = [line.split(":")[0] for line in booted.text("etc-group").splitlines()]
+    assert not set(FLATCAR_GROUPS) & set(written), booted.text("etc-group")
+    worked(booted, image, tmp_path, "alloy")
+
+
+def test_the_admins_own_sysusers_and_tmpfiles_files_win(
+    invoke: Invoke, tmp_path: Path, e2e_root: Path, report_time: Callable[[str], None]
+) -> None:
+    """alloy-user.service names the files, not their /usr/lib paths: a host whose
+    /etc/tmpfiles.d/alloy.conf is linked to /dev/null (systemd's way to turn a vendor file off)
+    gets no /etc/default/alloy, at boot or from alloy-user.service, and alloy runs the config
+    the unit defaults to; its own /etc/sysusers.d/alloy.conf (a fixed UID) is the one applied."""
+    image = build_image(invoke, tmp_path)
+    seeded = seed(tmp_path, "seed", image)
+    (seeded / "etc/tmpfiles.d").mkdir(parents=True)
+    (seeded / "etc/tmpfiles.d/alloy.conf").symlink_to("/dev/null")
+    (seeded / "etc/sysusers.d").mkdir(parents=True)
+    own = 'u alloy 470 "Grafana Alloy" /var/lib/alloy -\nm alloy adm\nm alloy systemd-journal\n'
+    (seeded / "etc/sysusers.d/alloy.conf").write_text(own)
+    booted = boot_seeded(e2e_root, seeded, tmp_path, "boot")
+    report_time(f"masked tmpfiles, own sysusers: {booted.results.get('run_groups')}")
+    assert booted.text("etc-default-alloy") == "", booted.text("etc-default-alloy")
+    assert f"config={DEFAULT_CONFIG}\n" in booted.text("started")
+    worked(booted, image, tmp_path, "alloy")
+    passwd = [line for line in booted.text("etc-passwd").splitlines() if line.startswith("alloy:")]
+    assert passwd and passwd[0].startswith("alloy:x:470:470:"), passwd
