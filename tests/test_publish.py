@@ -297,7 +297,7 @@ def test_provisioning_installs_the_newest_image_with_its_hash(published: Path, a
     ) in copier["contents"]
     # alloy.service runs as user alloy: its group reads the config, once sysusers made it.
     assert (
-        'systemd-sysusers /usr/lib/sysusers.d/alloy.conf && chgrp alloy "$$1"; fi\' - '
+        'systemd-sysusers alloy.conf && chgrp alloy "$$1"; fi\' - '
         f"{buildinfo['config_path']}\n"
     ) in copier["contents"]
     # /etc/default/alloy, seeded once: never replacing a host's own.
