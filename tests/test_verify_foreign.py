@@ -408,3 +408,18 @@ def test_a_block_size_the_kernel_refuses(tmp_path: Path, block_size: int, block_
     bad.write_bytes(bytes(data))
     with pytest.raises(BuildError, match=f"block size {block_size} \\(log {block_log}\\)"):
         SquashfsReader(bad)
+
+
+@pytest.mark.parametrize(
+    "dropped", ["usr/lib/sysusers.d/alloy.conf", "usr/lib/systemd/system/alloy-user.service"]
+)
+def test_an_option_s_files_come_together_or_not_at_all(
+    invoke: Invoke, tree: Path, tmp_path: Path, dropped: str
+) -> None:
+    """verify --image takes an image with or without --run-as=alloy's files, not with some of
+    them: its user unit runs the sysusers.d and tmpfiles.d files, which must be there."""
+    (tree / dropped).unlink()
+    image = bakery(tree, tmp_path / "bakery" / "alloy.raw")
+    fails_because(
+        verify(invoke, image), "entries", f"/{dropped}", "(--run-as=alloy ships them together)"
+    )

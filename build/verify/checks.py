@@ -261,11 +261,27 @@ def _superblock(image: ReadImage, expect: Expectations, arch: Arch | None) -> Ch
     return Check("superblock", status, detail)
 
 
+def _partial_options(image: ReadImage, optional: Sequence[str]) -> list[str]:
+    """An option's files come together (--run-as=alloy's user unit runs its sysusers.d and
+    tmpfiles.d files): of an image from elsewhere, some of them without the rest."""
+    problems = []
+    for when in {content.BY_PATH[path].when for path in optional if path in content.BY_PATH}:
+        files = [file.path for file in content.FILES if file.when is when]
+        held = [path for path in files if path in image.entries]
+        if held and len(held) < len(files):
+            missing = ", ".join(f"/{path}" for path in files if path not in held)
+            problems.append(
+                f"{missing} missing beside /{held[0]} ({when.value} ships them together)"
+            )
+    return sorted(problems)
+
+
 def _entries(image: ReadImage, required: Sequence[str], optional: Sequence[str]) -> Iterator[Check]:
     files = {*required, IMAGE_EXTENSION_RELEASE, *optional}
     directories = content.directories(files)
     links = image.hard_links()
     problems = [f"/{path} is missing" for path in required if path not in image.entries]
+    problems.extend(_partial_options(image, optional))
     for entry in image.entries.values():
         where = _shown(entry.path)
         if not entry.path.isprintable():
