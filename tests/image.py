@@ -18,6 +18,7 @@ RUN_AS_ROOT_LISTING = {
     "usr/lib/systemd": ("drwxr-xr-x", "0/0"),
     "usr/lib/systemd/system": ("drwxr-xr-x", "0/0"),
     "usr/lib/systemd/system/alloy.service": ("-rw-r--r--", "0/0"),
+    "usr/lib/systemd/system/alloy-sysext-restart.service": ("-rw-r--r--", "0/0"),
     "usr/local": ("drwxr-xr-x", "0/0"),
     "usr/local/bin": ("drwxr-xr-x", "0/0"),
     "usr/local/bin/alloy": ("-rwxr-xr-x", "0/0"),

@@ -60,7 +60,10 @@ def test_all_builds_image_with_expected_layout(invoke: Invoke, tmp_path: Path) -
     root = extract(image, tmp_path / "root")
     assert (root / "usr/local/bin/alloy").read_bytes() == elf_binary(MACHINES["amd64"])
     release_file = root / "usr/lib/extension-release.d/extension-release.alloy"
-    assert release_file.read_text() == "ID=_any\nARCHITECTURE=x86-64\nEXTENSION_RELOAD_MANAGER=1\n"
+    assert release_file.read_text() == (
+        "ID=_any\nARCHITECTURE=x86-64\nEXTENSION_RELOAD_MANAGER=1\n"
+        "EXTENSION_RESTART_UNITS=alloy-sysext-restart.service\n"
+    )
     assert os.getxattr(release_file, STRICT_XATTR) == b"false"
     unit = (root / "usr/lib/systemd/system/alloy.service").read_text().splitlines()
     assert (
@@ -141,7 +144,10 @@ def test_arm64_build_never_touches_the_amd64_compat_image(invoke: Invoke, tmp_pa
 
     root = extract(output / f"alloy-{VERSION}-arm64.raw", tmp_path / "arm64")
     release_file = root / "usr/lib/extension-release.d/extension-release.alloy"
-    assert release_file.read_text() == "ID=_any\nARCHITECTURE=arm64\nEXTENSION_RELOAD_MANAGER=1\n"
+    assert release_file.read_text() == (
+        "ID=_any\nARCHITECTURE=arm64\nEXTENSION_RELOAD_MANAGER=1\n"
+        "EXTENSION_RESTART_UNITS=alloy-sysext-restart.service\n"
+    )
     assert (root / "usr/local/bin/alloy").read_bytes() == elf_binary(MACHINES["arm64"])
 
 
@@ -445,7 +451,7 @@ def test_clean_can_pick_a_version_or_an_architecture(
     cleaned = ok(invoke("clean", "--version=1.10.3", "--cache"))
     # issue 22: what kinds went, and from where, not "removed 36 entries"
     assert cleaned.stdout.splitlines() == [
-        "clean    removed from output: 2 images, 2 checksums, 1 build info file, 7 staged files, "
+        "clean    removed from output: 2 images, 2 checksums, 1 build info file, 8 staged files, "
         "4 step records, 6 lock files, 16 directories",
         f"clean    removed from the download cache {cache}: 1 downloaded zip, "
         "1 SHA256SUMS list, 2 lock files, 1 directory",
@@ -491,7 +497,7 @@ def test_clean_removes_the_release_files_once_an_image_goes(invoke: Invoke, tmp_
     cleaned = ok(invoke("clean", "--arch=amd64"))
     assert cleaned.stdout.splitlines() == [
         "clean    removed from output: 2 images, 2 checksums, 1 build info file, 6 fleet files, "
-        "7 staged files, 4 step records, 6 lock files, 18 directories",
+        "8 staged files, 4 step records, 6 lock files, 18 directories",
     ]
     assert sorted(str(p.relative_to(output)) for p in output.rglob("*")) == [
         "flatcar",

@@ -82,6 +82,7 @@ def test_verify_expects_the_tables_modes() -> None:
         content.TMPFILES.path: "-rw-r--r--",
         content.USER_UNIT.path: "-rw-r--r--",
         content.ENV_FACTORY.path: "-rw-r--r--",
+        content.RESTART_UNIT.path: "-rw-r--r--",
     } == checks.EXPECTED_FILE_MODES
     assert content.DIR_LISTED_MODE == "drwxr-xr-x"
     # What an image from elsewhere may hold or not: the files an option adds, and only those.
@@ -89,4 +90,5 @@ def test_verify_expects_the_tables_modes() -> None:
         content.When.AUTOSTART,
         content.When.TRUST_KEYS,
         content.When.RUN_AS_USER,
+        content.When.SINCE_RESTART_UNITS,  # an earlier release's image lacks the restart unit
     }

@@ -12,7 +12,7 @@ import pytest
 
 from build.config.spec import BuildSpec
 from build.core.errors import BuildError
-from build.image import render
+from build.image import content, render
 from tests.specs import spec_of
 
 DEFAULT_EXEC_START = (
@@ -196,13 +196,30 @@ def test_extension_release(tmp_path: Path, arch: str, systemd: str) -> None:
     assert "@" not in text
 
 
-@pytest.mark.parametrize("autostart", [False, True])
-def test_extension_release_names_no_unit_to_restart(tmp_path: Path, autostart: bool) -> None:
-    """systemd 262's EXTENSION_RESTART_UNITS= / EXTENSION_RELOAD_OR_RESTART_UNITS= would start a
-    stopped alloy on refresh, and hang the boot (systemd-sysext.service, before sysinit.target,
-    waits for alloy's start job, which waits for sysinit.target): measured on 262 with and
-    without --autostart. README "systemd 262" says why; the activate script restarts instead."""
-    spec = dataclasses.replace(make_spec(tmp_path), autostart=autostart)
-    text = render.extension_release(spec)
-    assert "_UNITS=" not in text
-    assert "EXTENSION_RELOAD_MANAGER=1" in text.splitlines()
+@pytest.mark.parametrize(("autostart", "run_as"), [(False, "alloy"), (True, "root")])
+def test_extension_release_restarts_alloy_only_through_its_own_unit(
+    tmp_path: Path, autostart: bool, run_as: str
+) -> None:
+    """systemd 262 restarts the units EXTENSION_RESTART_UNITS= names after a merge or refresh.
+    Naming alloy.service would start a stopped alloy and hang the boot (systemd-sysext.service,
+    before sysinit.target, waits for alloy's start job, which waits for sysinit.target):
+    measured on 262 with and without --autostart. So it names a unit of the image without
+    default dependencies that try-restarts alloy without waiting (README "systemd 262")."""
+    spec = dataclasses.replace(make_spec(tmp_path), autostart=autostart, run_as=run_as)
+    lines = render.extension_release(spec).splitlines()
+    assert "EXTENSION_RELOAD_MANAGER=1" in lines
+    named = [line for line in lines if "_UNITS=" in line]
+    assert named == ["EXTENSION_RESTART_UNITS=alloy-sysext-restart.service"]
+    held = {file.path for file in content.held(autostart, False, run_as)}
+    assert content.RESTART_UNIT.path in held
+    assert content.RESTART_UNIT.path.endswith("/alloy-sysext-restart.service")
+    unit = render.verbatim("alloy-sysext-restart.service")
+    body = [line for line in unit.splitlines() if line and not line.startswith("#")]
+    assert body == [
+        "[Unit]",
+        "Description=Restart Grafana Alloy, if it runs, on a new merged image",
+        "DefaultDependencies=no",
+        "[Service]",
+        "Type=oneshot",
+        "ExecStart=systemctl --no-block try-restart alloy.service",
+    ]

@@ -57,6 +57,7 @@ def merged_files(root: Path, image: Path) -> list[str]:
 
 EXPECTED = [
     "usr/lib/extension-release.d/extension-release.alloy",
+    "usr/lib/systemd/system/alloy-sysext-restart.service",
     "usr/lib/systemd/system/alloy-user.service",
     "usr/lib/systemd/system/alloy.service",
     "usr/lib/sysusers.d/alloy.conf",

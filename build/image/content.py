@@ -27,6 +27,9 @@ class When(Enum):
     AUTOSTART = "--autostart"
     TRUST_KEYS = "--trust-keys"
     RUN_AS_USER = f"--run-as={alloy.USER}"
+    # In every image built since the file was added; one built before (by an earlier release,
+    # still in a feed) lacks it, and verify --image and release's re-check take it so.
+    SINCE_RESTART_UNITS = "every build since EXTENSION_RESTART_UNITS="
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,11 @@ SYSUSERS = ImageFile(f"usr/lib/sysusers.d/{NAME}.conf", 0o644, When.RUN_AS_USER)
 TMPFILES = ImageFile(f"usr/lib/tmpfiles.d/{NAME}.conf", 0o644, When.RUN_AS_USER)
 USER_UNIT = ImageFile(f"usr/lib/systemd/system/{NAME}-user.service", 0o644, When.RUN_AS_USER)
 ENV_FACTORY = ImageFile(f"usr/share/factory{alloy.ENV_FILE}", 0o644, When.RUN_AS_USER)
+# The unit extension-release's EXTENSION_RESTART_UNITS= names (systemd 262+): it restarts alloy
+# if it runs (build/templates/image/alloy-sysext-restart.service says why not alloy.service).
+RESTART_UNIT = ImageFile(
+    f"usr/lib/systemd/system/{NAME}-sysext-restart.service", 0o644, When.SINCE_RESTART_UNITS
+)
 
 FILES = (
     BINARY,
@@ -73,6 +81,7 @@ FILES = (
     TMPFILES,
     USER_UNIT,
     ENV_FACTORY,
+    RESTART_UNIT,
 )
 BY_PATH = {file.path: file for file in FILES}
 
@@ -84,11 +93,15 @@ IMAGE_TRUST_KEYS = TRUST_KEYS.path
 DIR_LISTED_MODE = stat.filemode(stat.S_IFDIR | DIR_MODE)
 
 
-def held(autostart: bool, trust_keys: bool, run_as: str) -> tuple[ImageFile, ...]:
+def held(
+    autostart: bool, trust_keys: bool, run_as: str, built_now: bool = True
+) -> tuple[ImageFile, ...]:
     """The files an image built with (or without) --autostart and --trust-keys, and with
-    --run-as, holds."""
+    --run-as, holds; `built_now` False: only those an image built by an earlier release
+    surely holds too."""
     given = {
         When.ALWAYS: True,
+        When.SINCE_RESTART_UNITS: built_now,
         When.AUTOSTART: autostart,
         When.TRUST_KEYS: trust_keys,
         When.RUN_AS_USER: run_as == alloy.USER,

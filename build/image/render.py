@@ -11,7 +11,7 @@ from pathlib import Path
 from build import alloy
 from build.config.spec import BuildSpec
 from build.core.errors import BuildError
-from build.image.content import IMAGE_BINARY
+from build.image.content import IMAGE_BINARY, RESTART_UNIT
 from build.model.templates import TEMPLATES, render
 
 IMAGE_TEMPLATES = TEMPLATES / "image"  # what goes into the image
@@ -116,4 +116,9 @@ def autostart_dropin() -> str:
 
 def extension_release(spec: BuildSpec) -> str:
     template = (IMAGE_TEMPLATES / "extension-release").read_text(encoding="utf-8")
-    return render(template, {"ARCHITECTURE": spec.arch.systemd}, "extension-release template")
+    values = {
+        "ARCHITECTURE": spec.arch.systemd,
+        # Never alloy.service: systemd 262 would start a stopped alloy and hang the boot.
+        "RESTART_UNIT": Path(RESTART_UNIT.path).name,
+    }
+    return render(template, values, "extension-release template")

@@ -176,6 +176,7 @@ def texts(runner: StepContext) -> dict[str, str | bytes]:
             content.TMPFILES: lambda: render.verbatim("tmpfiles.conf"),
             content.USER_UNIT: lambda: render.verbatim(f"{alloy.NAME}-user.service"),
             content.ENV_FACTORY: lambda: render.env_file(spec.config_path),
+            content.RESTART_UNIT: lambda: render.verbatim(Path(content.RESTART_UNIT.path).name),
         }
         held = content.held(spec.autostart, spec.trust_keys is not None, spec.run_as)
         return {file.path: renderers[file]() for file in held if file is not content.BINARY}

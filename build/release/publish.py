@@ -30,7 +30,7 @@ from build.core.errors import BuildError
 from build.core.fileio import atomic_path, write_text_atomic
 from build.core.report import listing, say
 from build.formats.table import FORMATS, Format, format_named, image_format, recorded_format
-from build.image import buildinfo, render
+from build.image import buildinfo, content, render
 from build.image.checksum import image_sums, packed_alone, sums_text, write_sums
 from build.keys import signing
 from build.keys.veritycert import Certificate, load_certificate
@@ -558,7 +558,11 @@ def _static_checks(image: Path, info: dict[str, Any], arch: str, certificate: Pa
         compression=info["compression"],
         names=[image.name],
         checksums=[pair for pair in verify.checksums_of([image]) if pair[1].exists()],
-        required=verify.required_files(info["autostart"], bool(info["trust_keys"]), info["run_as"]),
+        # An image an earlier release built lacks the files every build now adds.
+        required=verify.required_files(
+            info["autostart"], bool(info["trust_keys"]), info["run_as"], built_now=False
+        ),
+        optional=[content.RESTART_UNIT.path],
         verity=VerityExpectations(certificate, None, arch),
     )
     checks = verify.static_checks(image, expect)

@@ -53,11 +53,13 @@ KERNEL_DIFFERS = "the kernel sees another image than the reader (kernel view): n
 SHOWN_LINKS = 3  # other names of a hard link a message looks at (9,000 names: not each time)
 
 
-def required_files(autostart: bool, trust_keys: bool, run_as: str) -> list[str]:
+def required_files(
+    autostart: bool, trust_keys: bool, run_as: str, built_now: bool = True
+) -> list[str]:
     """The files an image built with (or without) --autostart and --trust-keys, and with
     --run-as, holds, but the extension-release file, which the extension-release check looks
-    for."""
-    held = content.held(autostart, trust_keys, run_as)
+    for; `built_now` False: an image an earlier release may have built (content.held)."""
+    held = content.held(autostart, trust_keys, run_as, built_now)
     return [file.path for file in held if file is not content.EXTENSION_RELEASE]
 
 
@@ -717,7 +719,9 @@ def verify_any_image(
             checksums=[(copy, sums) for _, sums in checksums_of([image]) if sums.exists()],
             # An image from elsewhere may be built with or without --autostart and --trust-keys,
             # and with either --run-as: it must hold what every image holds.
-            required=required_files(autostart=False, trust_keys=False, run_as="root"),
+            required=required_files(
+                autostart=False, trust_keys=False, run_as="root", built_now=False
+            ),
             optional=[file.path for file in content.optional()],
             max_binary_size=spec.max_binary_size,
             expect_format=expect_format,

@@ -3,8 +3,10 @@
 # Ignition config: waits for alloy to run, then, for each published directory named in
 # DIR/steps (one a line; "N stopped": stop alloy first; "N transfers=K": first put the transfers
 # in DIR/transfers-K/ in place, as an admin replacing them would; "N cleanup": after the update,
-# run systemd-sysupdate's cleanup (262+) over every component, as a second stock run would),
-# asks the host to serve it (DIR/serve) and runs an update as the timer would: systemctl start
+# run systemd-sysupdate's cleanup (262+) over every component, as a second stock run would;
+# "N refresh": no update unit, but what an admin may do by hand: `systemd-sysupdate -C alloy
+# update` (no drop-in, no activate script) and a plain `systemd-sysext refresh`; "N
+# refresh-stopped": the same with alloy stopped first), asks the host to serve it (DIR/serve) and runs an update as the timer would: systemctl start
 # the update unit, by the name the timer starts (systemd-sysupdate-update.service on 258+,
 # where systemd-sysupdate.service is its alias). Records (never judges) what each step left:
 # KEY_N=VALUE lines in DIR/results, ending with finished=yes. Every wait is bounded.
@@ -39,8 +41,18 @@ state() {
     put "link_$1" "$(readlink -f "$link")"
     put "version_$1" "$(alloy --version 2>&1 | head -n 1)"
     put "active_$1" "$(prop "$unit" ActiveState)/$(prop "$unit" SubState)"
-    put "pid_$1" "$(prop "$unit" MainPID)"
-    put "user_$1" "$(stat -c %U "/proc/$(prop "$unit" MainPID)" 2>/dev/null)"
+    pid=$(prop "$unit" MainPID)
+    put "pid_$1" "$pid"
+    # The version the running process is, whatever is merged now (an image refreshed under a
+    # running alloy leaves the old binary running).
+    [ "$pid" = 0 ] || put "running_version_$1" "$("/proc/$pid/exe" --version 2>&1 | head -n 1)"
+    # alloy's starts so far, and how often 262's systemd-sysext ran the image's restart unit.
+    journalctl --sync
+    put "starts_$1" "$(journalctl --unit="$unit" --output=cat --no-pager |
+        grep -c "^Started $unit")"
+    put "restart_unit_runs_$1" "$(journalctl --unit=alloy-sysext-restart.service --output=cat \
+        --no-pager | grep -c '^Finished alloy-sysext-restart.service')"
+    put "user_$1" "$(stat -c %U "/proc/$pid" 2>/dev/null)"
     put "ready_$1" "$(ready)"
     put "instances_$1" "$(cd /opt/extensions/alloy && ls | tr '\n' ' ' | sed 's/ $//')"
     # Hidden ones too: a partial download would be one.
@@ -67,12 +79,32 @@ step=0
 while read -r served how; do
     [ -n "$served" ] || continue
     step=$((step + 1))
-    [ "$how" != stopped ] || systemctl stop "$unit"
+    case $how in stopped | refresh-stopped) systemctl stop "$unit" ;; esac
     case $how in
     transfers=*) cp "$out/transfers-${how#transfers=}"/* /etc/sysupdate.alloy.d/ ;;
     esac
     echo "$served" >"$out/serve"
     start=$(date +%s%N)
+    case $how in
+    refresh | refresh-stopped)
+        pid_before=$(prop "$unit" MainPID)
+        /usr/lib/systemd/systemd-sysupdate -C alloy update >"$out/update-$step.txt" 2>&1
+        put "update_status_$step" $?
+        systemd-sysext refresh >"$out/refresh-$step.txt" 2>&1
+        put "refresh_status_$step" $?
+        # 262 restarts a running alloy after the refresh without waiting (try-restart
+        # --no-block): wait (at most 10 s) for a new main process; 257 never starts one.
+        tries=100
+        while [ "$pid_before" != 0 ] && [ "$tries" -gt 0 ] &&
+            { [ "$(prop "$unit" MainPID)" = "$pid_before" ] ||
+                [ "$(prop "$unit" MainPID)" = 0 ]; }; do
+            sleep 0.1
+            tries=$((tries - 1))
+        done
+        state "$step"
+        continue
+        ;;
+    esac
     timeout 600 systemctl start "$sysupdate" >"$out/update-$step.txt" 2>&1
     put "update_status_$step" $?
     # The unit is Type=simple: start returns once the drop-in's ExecStartPre/Post are done, while

@@ -237,3 +237,29 @@ def test_image_without_autostart_leaves_alloy_alone_at_boot(
     )
     expected = {"is_enabled": "disabled", "started_file": "no", "active_at_boot": "inactive/dead"}
     assert observed(booted, expected) == expected, booted.report()
+
+
+def test_autostart_image_with_its_restart_unit_boots_on_262(
+    invoke: Invoke, tmp_path: Path, testing_root: Path, report_time: Callable[[str], None]
+) -> None:
+    """262 reads EXTENSION_RESTART_UNITS=: systemd-sysext.service (before sysinit.target) runs
+    the image's alloy-sysext-restart.service after the merge. It has no default dependencies
+    and only queues a try-restart, so the boot goes on (alloy.service in the field would hang
+    it) and the --autostart image's alloy starts once, at multi-user.target. The image without
+    --autostart boots on 262 in the update tests (tests/e2e/test_update.py)."""
+    image = build_image(invoke, tmp_path, "--autostart")
+    booted = boot_with(
+        testing_root, tmp_path, image, "versioned", report_time, check="check-autostart.sh"
+    )
+    expected = {
+        "sysext_service": "active/success",
+        "started_file": "yes",
+        "active_at_boot": "active/running",
+        "restarts_at_boot": "0",
+        "start_attempts": "1",
+    }
+    assert observed(booted, expected) == expected, booted.report()
+    journal = booted.text("boot.journal")
+    ran = journal.index("Finished alloy-sysext-restart.service")
+    assert ran < journal.index("Reached target sysinit.target"), booted.report()
+    assert booted.returncode == 0, booted.report()

@@ -174,9 +174,9 @@ def test_update_of_a_stopped_alloy_is_installed_but_not_started_or_gated(
     update_host: tuple[Path, UpdateUnit],
     report_time: Callable[[str], None],
 ) -> None:
-    """On 257 and 262 alike: the images name no unit for 262's systemd-sysext to restart (it
-    would start a stopped one), and the stock unit's own update after our drop-in starts
-    nothing."""
+    """On 257 and 262 alike: the unit the images name for 262's systemd-sysext to restart
+    only try-restarts alloy (it never starts a stopped one), and the stock unit's own update
+    after our drop-in starts nothing."""
     root, _ = update_host
     publish_stand_in(release, B, stand_in(B, ready=False))
     fleet.publish([[A], [A, B]])
@@ -213,4 +213,66 @@ def test_running_version_is_kept_through_two_rollbacks(
     assert booted.results.get("update_status_3") == "0", report
     assert running(booted, 3) == runs(D), report
     assert booted.results.get("instances_3") == f"{image(A)} {image(C)} {image(D)}", report
+    assert booted.returncode == 0, report
+
+
+def test_a_plain_refresh_restarts_a_running_alloy_on_262_only_and_our_update_ends_the_same(
+    fleet: Fleet,
+    release: Release,
+    stand_in: StandIn,
+    update_host: tuple[Path, UpdateUnit],
+    report_time: Callable[[str], None],
+) -> None:
+    """The images name alloy-sysext-restart.service in EXTENSION_RESTART_UNITS=. On 262 a plain
+    `systemd-sysext refresh` onto a newer image (put in place by `systemd-sysupdate -C alloy
+    update`, without our drop-in) runs it, and it try-restarts alloy: a running one runs the
+    new version in a new process, a stopped one stays stopped. 257 ignores the field: the old
+    process runs on. Through our update unit both end the same: the new version runs, gated
+    (on 262 the image's unit and the activate script both restart alloy; the gate sees the new
+    one). The boot merged the image with the field: it did not hang."""
+    root, unit = update_host
+    on_262 = unit.service == "systemd-sysupdate-update.service"
+    for version in (B, C, D):
+        publish_stand_in(release, version, stand_in(version))
+    fleet.publish([[A], [A, B], [A, B, C], [A, B, C, D]])
+    booted = fleet.boot(root, ["1 refresh", "2", "3 refresh-stopped"], report_time)
+    report = fleet.report(booted)
+    assert running(booted, 0) == runs(A), report
+    assert booted.results.get("running_version_0") == version_line(A), report
+    # At boot 262 ran the restart unit once (alloy was not running yet: nothing to restart).
+    assert booted.results.get("restart_unit_runs_0") == ("1" if on_262 else "0"), report
+    assert booted.results.get("starts_0") == "1", report
+
+    # 1: a plain refresh onto B with alloy running.
+    assert booted.results.get("update_status_1") == "0", report
+    assert booted.results.get("refresh_status_1") == "0", report
+    assert booted.results.get("version_1") == version_line(B), report  # B is merged
+    if on_262:
+        assert running(booted, 1) == runs(B), report
+        assert booted.results["pid_1"] != booted.results["pid_0"], report
+        assert booted.results.get("running_version_1") == version_line(B), report
+        assert booted.results.get("restart_unit_runs_1") == "2", report
+        assert booted.results.get("starts_1") == "2", report
+    else:
+        assert booted.results["pid_1"] == booted.results["pid_0"], report
+        assert booted.results.get("running_version_1") == version_line(A), report
+        assert booted.results.get("restart_unit_runs_1") == "0", report
+        assert booted.results.get("starts_1") == "1", report
+
+    # 2: our update unit onto C: the same end state on both, gated on C.
+    assert booted.results.get("update_status_2") == "0", report
+    assert running(booted, 2) == runs(C), report
+    assert booted.results.get("running_version_2") == version_line(C), report
+    assert f"alloy-sysext: alloy.service runs {image(C)} and is healthy" in booted.text(
+        "sysupdate.journal"
+    ), report
+    starts = int(booted.results["starts_2"]) - int(booted.results["starts_1"])
+    assert starts in ((1, 2) if on_262 else (1,)), report  # the two restarts may merge
+    print(f"alloy starts in the update to C: {starts}")
+
+    # 3: a plain refresh onto D with alloy stopped: it stays stopped, D is merged.
+    assert booted.results.get("refresh_status_3") == "0", report
+    assert booted.results.get("active_3") == "inactive/dead", report
+    assert booted.results.get("version_3") == version_line(D), report
+    assert booted.results.get("starts_3") == booted.results.get("starts_2"), report
     assert booted.returncode == 0, report
