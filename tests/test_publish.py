@@ -297,8 +297,7 @@ def test_provisioning_installs_the_newest_image_with_its_hash(published: Path, a
     ) in copier["contents"]
     # alloy.service runs as user alloy: its group reads the config, once sysusers made it.
     assert (
-        'systemd-sysusers alloy.conf && chgrp alloy "$$1"; fi\' - '
-        f"{buildinfo['config_path']}\n"
+        f'systemd-sysusers alloy.conf && chgrp alloy "$$1"; fi\' - {buildinfo["config_path"]}\n'
     ) in copier["contents"]
     # /etc/default/alloy, seeded once: never replacing a host's own.
     defaults = files["/etc/default/alloy"]
