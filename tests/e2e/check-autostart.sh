@@ -38,7 +38,7 @@ put condition_at_boot "$(prop "$unit" ConditionResult)"
 put result_at_boot "$(prop "$unit" Result)" # exec-condition: skipped by its ExecCondition=
 put restarts_at_boot "$(prop "$unit" NRestarts)"
 journalctl --sync
-put start_attempts "$(journalctl --unit="$unit" --output=cat --no-pager | grep -c -e '^Started' -e 'unmet condition')"
+put start_attempts "$(journalctl --unit="$unit" --output=cat --no-pager | grep -c -e '^Started' -e 'unmet condition' -e "Skipped due to 'exec-condition'")"
 
 if [ ! -e "$config" ]; then # what a user does next
     mkdir -p "$(dirname "$config")"

@@ -179,17 +179,24 @@ def test_boot_check_sees_a_reload_that_does_not_reach_alloy(
     assert booted.text("stopped") == "reloads=0\n"
 
 
-@pytest.mark.parametrize("config", [True, False], ids=["config-at-boot", "no-config-yet"])
+@pytest.mark.parametrize(
+    ("root_fixture", "config"),
+    [("e2e_root", True), ("e2e_root", False), ("testing_root", False)],
+    ids=["config-at-boot", "no-config-yet", "no-config-yet-262"],
+)
 def test_autostart_image_runs_alloy_at_boot_without_enable_and_waits_for_a_config(
     invoke: Invoke,
     tmp_path: Path,
-    e2e_root: Path,
+    request: pytest.FixtureRequest,
     report_time: Callable[[str], None],
+    root_fixture: str,
     config: bool,
 ) -> None:
+    """On 262 too: there, with systemd's default StartLimitBurst=, Upholds='s retries while
+    no config exists failed the unit (start-limit-hit) and the admin's start was refused."""
     image = build_image(invoke, tmp_path, "--autostart")
     booted = boot_with(
-        e2e_root,
+        request.getfixturevalue(root_fixture),
         tmp_path,
         image,
         "versioned",
