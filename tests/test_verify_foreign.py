@@ -423,3 +423,18 @@ def test_an_option_s_files_come_together_or_not_at_all(
     fails_because(
         verify(invoke, image), "entries", f"/{dropped}", "(--run-as=alloy ships them together)"
     )
+
+
+@pytest.mark.parametrize("field", ["EXTENSION_RESTART_UNITS", "EXTENSION_RELOAD_OR_RESTART_UNITS"])
+def test_an_extension_release_that_restarts_alloy_itself_is_refused(
+    invoke: Invoke, tree: Path, tmp_path: Path, field: str
+) -> None:
+    """systemd 262 starts a unit named there at every merge; alloy.service at boot waits for
+    sysinit.target, which waits for the merge: a host booting such an image hangs."""
+    release = tree / "usr/lib/extension-release.d/extension-release.alloy"
+    text = release.read_text()
+    release.write_text(text + f'{field}="other.service alloy.service"\n')
+    image = bakery(tree, tmp_path / "bakery" / "alloy.raw")
+    fails_because(
+        verify(invoke, image), "extension-release", f"{field}= names alloy.service", "hangs"
+    )

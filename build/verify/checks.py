@@ -425,8 +425,11 @@ def _extension_release(
     fields = _parse_release(image.head(inside, entry.size).decode("utf-8", errors="replace"))
     strict = entry.xattrs.get(STRICT_XATTR)
     fields["_NAME"] = extension
+    hangs = _restarted_at_merge(fields)
     if not fields.get("ID"):
         yield Check("extension-release", "FAIL", f"{inside} has no ID=")
+    elif hangs:
+        yield Check("extension-release", "FAIL", f"{inside}: {hangs}")
     else:
         yield Check("extension-release", "ok", f"{inside}: ID={fields['ID']}")
     yield _architecture(machines, fields.get("ARCHITECTURE", ""), partition_arch)
@@ -443,6 +446,22 @@ def _extension_release(
             f"systemd refuses it under this name (only {extension}.raw would merge)",
         )
     return fields
+
+
+def _restarted_at_merge(fields: dict[str, str]) -> str | None:
+    """Why the fields that have systemd 262+ restart units at a merge are wrong, or None: they
+    must never name alloy.service itself (its start waits for sysinit.target, which waits for
+    the merge at boot: the boot hangs; and a stopped alloy would be started)."""
+    unit = content.IMAGE_UNIT.rsplit("/", 1)[1]
+    for field in ("EXTENSION_RESTART_UNITS", "EXTENSION_RELOAD_OR_RESTART_UNITS"):
+        if unit in fields.get(field, "").split():
+            return (
+                f"{field}= names {unit}: systemd 262 would start it at every merge, a stopped "
+                "one too, and at boot wait for that start before sysinit.target, which never "
+                f"comes (the boot hangs); name a unit that runs `systemctl --no-block "
+                f"try-restart {unit}` instead, as /{content.RESTART_UNIT.path} does"
+            )
+    return None
 
 
 def _binary_machines(image: ReadImage) -> dict[str, int | None]:
