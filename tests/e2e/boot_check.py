@@ -4,16 +4,47 @@ records when the image works: shared by the nspawn boot test and the arm64 machi
 from __future__ import annotations
 
 import hashlib
+import os
+import platform
 import shutil
 from pathlib import Path
 
+import pytest
+
 from build.formats.table import open_image
-from tests.e2e.conftest import HERE
+from tests.conftest import VERSION, Invoke
+from tests.e2e.conftest import HERE, ROOT_ENV
 from tests.e2e.container import Boot
+
+# What booting the nspawn boot tests' Debian 12 root needs (test_boot.py, test_run_as.py).
+BOOT_MARKS = [
+    pytest.mark.root,
+    pytest.mark.skipif(
+        not os.environ.get(ROOT_ENV),
+        reason=f"the boot test needs a Debian root: run it with `nox -s e2e` (which builds the "
+        f"root once and sets {ROOT_ENV})",
+    ),
+    pytest.mark.needs("systemd-nspawn", "unshare", "gcc", root="booting a container"),
+    pytest.mark.skipif(
+        platform.machine() != "x86_64", reason="the stand-in and the image are x86-64 (amd64)"
+    ),
+    pytest.mark.skipif(
+        not Path("/dev/loop-control").exists(), reason="no /dev/loop-control (loop driver)"
+    ),
+]
+IMAGE = f"alloy-{VERSION}-amd64.raw"
 
 CONFIG_PATH = "/var/mnt/storage/alloy/config.alloy"  # the unit's default --config-path
 CONFIG = 'logging {\n  level  = "info"\n  format = "logfmt"\n}\n'
 STAND_IN_VERSION = "alloy, version v0.0.0-e2e (stand-in for the alloy-sysext boot test)"
+
+
+def build_image(invoke: Invoke, tmp_path: Path, *options: str) -> Path:
+    """`invoke all` with `options`; the image it wrote (under --output-dir=, if given)."""
+    output = next((o.split("=", 1)[1] for o in options if o.startswith("--output-dir=")), "output")
+    result = invoke("all", *options)
+    assert result.returncode == 0, result.stderr
+    return tmp_path / output / IMAGE
 
 
 def seed_check(seed: Path, check: str, unit: str, config: bool = True) -> None:

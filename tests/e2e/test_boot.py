@@ -8,8 +8,6 @@ container is up, do what README.md tells users and record what happened."""
 
 from __future__ import annotations
 
-import os
-import platform
 import re
 import shutil
 from collections.abc import Callable
@@ -20,40 +18,20 @@ import pytest
 
 from build.formats.table import image_format
 from build.release import host as layout
-from tests.conftest import REPO, VERSION, Invoke
+from tests.conftest import REPO, Invoke
 from tests.e2e.boot_check import (
+    BOOT_MARKS,
     CONFIG,
     CONFIG_PATH,
+    IMAGE,
+    build_image,
     expected_run,
     observed,
     seed_check,
 )
-from tests.e2e.conftest import ROOT_ENV
 from tests.e2e.container import Boot, boot
 
-pytestmark = [
-    pytest.mark.root,
-    pytest.mark.skipif(
-        not os.environ.get(ROOT_ENV),
-        reason=f"the boot test needs a Debian root: run it with `nox -s e2e` (which builds the "
-        f"root once and sets {ROOT_ENV})",
-    ),
-    pytest.mark.needs("systemd-nspawn", "unshare", "gcc", root="booting a container"),
-    pytest.mark.skipif(
-        platform.machine() != "x86_64", reason="the stand-in and the image are x86-64 (amd64)"
-    ),
-    pytest.mark.skipif(
-        not Path("/dev/loop-control").exists(), reason="no /dev/loop-control (loop driver)"
-    ),
-]
-
-IMAGE = f"alloy-{VERSION}-amd64.raw"
-
-
-def build_image(invoke: Invoke, tmp_path: Path, *options: str) -> Path:
-    result = invoke("all", *options)
-    assert result.returncode == 0, result.stderr
-    return tmp_path / "output" / IMAGE
+pytestmark = BOOT_MARKS
 
 
 def seed_root(

@@ -10,8 +10,6 @@ reloads; /etc/default/alloy is seeded where a host has none and left alone where
 from __future__ import annotations
 
 import json
-import os
-import platform
 import re
 import shutil
 import subprocess
@@ -21,30 +19,23 @@ from pathlib import Path
 import pytest
 
 from build.image import render
-from tests.conftest import VERSION, Invoke
-from tests.e2e.boot_check import CONFIG, expected_run, observed, seed_check
-from tests.e2e.conftest import HERE, ROOT_ENV
+from tests.conftest import Invoke
+from tests.e2e.boot_check import (
+    BOOT_MARKS,
+    CONFIG,
+    CONFIG_PATH,
+    build_image,
+    expected_run,
+    observed,
+    seed_check,
+)
+from tests.e2e.conftest import HERE
 from tests.e2e.container import Boot, boot
 
-pytestmark = [  # as tests/e2e/test_boot.py's
-    pytest.mark.root,
-    pytest.mark.skipif(
-        not os.environ.get(ROOT_ENV),
-        reason=f"the boot test needs a Debian root: run it with `nox -s e2e` (which builds the "
-        f"root once and sets {ROOT_ENV})",
-    ),
-    pytest.mark.needs("systemd-nspawn", "unshare", "gcc", root="booting a container"),
-    pytest.mark.skipif(
-        platform.machine() != "x86_64", reason="the stand-in and the image are x86-64 (amd64)"
-    ),
-    pytest.mark.skipif(
-        not Path("/dev/loop-control").exists(), reason="no /dev/loop-control (loop driver)"
-    ),
-]
-IMAGE = f"alloy-{VERSION}-amd64.raw"
+pytestmark = BOOT_MARKS
 
 MAX_EXPOSURE = 5.0  # issue 24: ours at most this, and below upstream's
-DEFAULT_CONFIG = "/var/mnt/storage/alloy/config.alloy"
+DEFAULT_CONFIG = CONFIG_PATH
 OWN_CONFIG = "/etc/alloy/own.alloy"
 OWN_DEFAULTS = (
     f'# this host\'s own\nCONFIG_FILE="{OWN_CONFIG}"\nCUSTOM_ARGS="--disable-reporting"\n'
@@ -87,13 +78,6 @@ def seed(
         (root / "var/lib").mkdir(parents=True)
         subprocess.run(["cp", "-a", str(state), str(root / "var/lib/alloy")], check=True)
     return root
-
-
-def build_image(invoke: Invoke, tmp_path: Path, *options: str) -> Path:
-    output = next((o.split("=", 1)[1] for o in options if o.startswith("--output-dir=")), "output")
-    result = invoke("all", *options)
-    assert result.returncode == 0, result.stderr
-    return tmp_path / output / IMAGE
 
 
 def boot_seeded(root: Path, seeded: Path, tmp_path: Path, name: str) -> Boot:
