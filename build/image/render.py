@@ -100,7 +100,7 @@ def unit(spec: BuildSpec, template: str, source: str) -> str:
 
 
 def verbatim(name: str) -> str:
-    """The image template `name`, which has no placeholders."""
+    """The image template `name`, as it is (placeholders, if any, left for render())."""
     return (IMAGE_TEMPLATES / name).read_text(encoding="utf-8")
 
 
@@ -115,7 +115,7 @@ def autostart_dropin() -> str:
 
 
 def extension_release(spec: BuildSpec) -> str:
-    template = (IMAGE_TEMPLATES / "extension-release").read_text(encoding="utf-8")
+    template = verbatim("extension-release")
     values = {
         "ARCHITECTURE": spec.arch.systemd,
         # Never alloy.service: systemd 262 would start a stopped alloy and hang the boot.
