@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from build.core.errors import BuildError
 from build.model.arch import ARCHES
-from build.model.versions import LATEST, VERSION_PATTERN, minor_of, version_key
+from build.model.versions import LATEST, VERSION_PATTERN, minor_key, minor_of
 
 # 1.10.2: the version this project has pinned from the start; 1.17.1: the newest release we
 # could verify (2026-06-25). Add a version here when you want CI to build and publish it.
@@ -67,4 +67,4 @@ def streams(matrix: list[Cell]) -> list[str]:
     "latest"'s, whose line is known only once it is built)."""
     released = {cell.version for cell in matrix if cell.version != LATEST}
     lines = {minor_of(version) for version in released if "-rc." not in version}
-    return sorted(lines, key=lambda line: version_key(line + ".0"))
+    return sorted(lines, key=minor_key)

@@ -17,6 +17,11 @@ def minor_of(version: str) -> str:
     return ".".join(version.split(".")[:2])
 
 
+def minor_key(line: str) -> tuple[int, ...]:
+    """The sort key of a minor line X.Y (a stream): as its X.Y.0."""
+    return version_key(line + ".0")
+
+
 def version_key(version: str) -> tuple[int, ...]:
     """A sort key of a version (VERSION_PATTERN): X.Y.Z-rc.N before X.Y.Z, both after every
     X.Y.(Z-1)."""

@@ -9,7 +9,6 @@ keep their full version, so the transfers' MatchPattern (alloy-@v-ARCH.raw) read
 from __future__ import annotations
 
 import os
-import re
 import shutil
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from build.core.fileio import atomic_path
 from build.core.report import say
 from build.model import manifest
 from build.model.names import INDEX, STREAMS_DIR
-from build.model.versions import minor_of, version_key
+from build.model.versions import MINOR_PATTERN, minor_key, minor_of, version_key
 
 
 class Published(Protocol):
@@ -48,10 +47,6 @@ class Named:
     compat_of: str | None
 
 
-# A stream's directory name, as --stream takes it (build/config/options.py stream).
-_STREAM_NAME = re.compile(r"[0-9]+\.[0-9]+")
-
-
 def directory(output_dir: Path, stream: str) -> Path:
     return output_dir / STREAMS_DIR / stream
 
@@ -71,7 +66,7 @@ def line_images(output_dir: Path, images: Sequence[Image], stream: str) -> list[
     found = [i for i in images if i.compat_of is None and minor_of(i.version) == stream]
     if not found:
         versions = sorted({i.version for i in images if i.compat_of is None}, key=version_key)
-        lines = sorted({minor_of(v) for v in versions}, key=lambda m: version_key(m + ".0"))
+        lines = sorted({minor_of(v) for v in versions}, key=minor_key)
         earlier = sorted(path.name for path in directory(output_dir, stream).glob("*.raw"))
         kept = (
             f"; {url_path(stream)} keeps serving its earlier feed ({', '.join(earlier)}) "
@@ -104,11 +99,11 @@ def published(output_dir: Path) -> list[str]:
     found = [
         path.parent.name
         for path in (output_dir / STREAMS_DIR).glob(f"*/{INDEX}")
-        if _STREAM_NAME.fullmatch(path.parent.name)
+        if MINOR_PATTERN.fullmatch(path.parent.name)
         and not path.parent.is_symlink()  # never followed out of the output directory
         and recorded.owns_file(output_dir, manifest.relative(output_dir, path))
     ]
-    return sorted(found, key=lambda stream: version_key(stream + ".0"))
+    return sorted(found, key=minor_key)
 
 
 def listing(streams: Iterable[str]) -> list[dict[str, str]]:
