@@ -1,0 +1,50 @@
+"""A fleet fed compressed images (issue 25, invoke release --transport=xz) on systemd 257: a
+Debian 13 root provisioned from step 0's Ignition config (which installs the plain image) boots
+running A, and its systemd-sysupdate takes B from the .raw.xz feed: systemd-pull decompresses it
+while downloading, SHA256SUMS's line hashes the compressed file, and the installed image is the
+plain one that merges. tests/e2e/test_update.py explains the Fleet."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from tests.conftest import Release
+from tests.e2e import fleet as fleets
+from tests.e2e.conftest import StandIn, publish_stand_in
+from tests.e2e.fleet import FLEET_MARKS, A, B, Fleet, image, running, runs
+
+pytestmark = FLEET_MARKS
+fleet = fleets.fleet  # a fixture, and the one it takes:
+published_server = fleets.published_server
+
+# An image worth sending compressed: EROFS without compression.
+PLAIN_EROFS = ("--format=erofs", "--compression=none")
+
+
+def test_a_host_updates_from_the_xz_feed_and_installs_the_plain_image(
+    fleet: Fleet,
+    release: Release,
+    stand_in: StandIn,
+    trixie_root: Path,
+    report_time: Callable[[str], None],
+) -> None:
+    publish_stand_in(release, B, stand_in(B))
+    # Step 1 lists only the compressed images: a fetch of the plain one would find no update.
+    fleet.publish_steps(
+        [
+            ([(A, PLAIN_EROFS)], ("--transport=xz",)),
+            ([(A, PLAIN_EROFS), (B, PLAIN_EROFS)], ("--transport=xz", "--transport-only")),
+        ]
+    )
+    booted = fleet.boot(trixie_root, ["1"], report_time)
+    report = fleet.report(booted)
+    assert running(booted, 0) == runs(A), report
+    assert booted.results.get("update_status_1") == "0", report
+    assert running(booted, 1) == runs(B), report
+    # Installed under the plain name (the target's pattern), as the bytes B's image holds.
+    assert booted.results.get("instances_1") == f"{image(A)} {image(B)}", report
+    fetched = [line.split()[0] for line in fleet.server.requests]
+    assert f"/{image(B)}.xz" in fetched, report
+    assert f"/{image(B)}" not in fetched, report
+    assert booted.returncode == 0, report
