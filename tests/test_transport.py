@@ -199,3 +199,44 @@ def test_a_foreign_file_under_the_compressed_name_is_refused_before_compressing(
         f"refusing to replace output/{IMAGE}.xz",
     )
     assert snapshot(erofs_output) == before
+
+
+@pytest.mark.needs("mkfs.erofs", "xz", "zstd")
+def test_a_second_release_keeps_what_an_earlier_one_compressed_and_removes_what_it_no_longer_sends(
+    invoke: Invoke, erofs_output: Path
+) -> None:
+    xz, zst = erofs_output / (IMAGE + ".xz"), erofs_output / (IMAGE + ".zst")
+    ok(invoke("release", f"--publish-url={PUBLISH_URL}", "--transport=xz"))
+    made = xz.stat()
+    listed = (erofs_output / "SHA256SUMS").read_bytes()
+    again = ok(invoke("release", f"--publish-url={PUBLISH_URL}", "--transport=xz"))
+    assert f"kept output/{xz.name}: compressed by an earlier release" in again.stdout
+    assert (xz.stat().st_ino, xz.stat().st_mtime_ns) == (made.st_ino, made.st_mtime_ns)
+    assert (erofs_output / "SHA256SUMS").read_bytes() == listed
+    # Another transport: the .xz goes, as a file no transfer fetches any more.
+    other = ok(invoke("release", f"--publish-url={PUBLISH_URL}", "--transport=zstd"))
+    assert f"removed output/{xz.name} (not sent by this release)" in other.stdout
+    assert not xz.exists() and zst.is_file() and "kept" not in other.stdout.split(zst.name)[0]
+    # None again: as if --transport had never been given.
+    ok(invoke("release", f"--publish-url={PUBLISH_URL}"))
+    assert not zst.exists() and sorted(sums(erofs_output)) == sorted([COMPAT, IMAGE])
+    assert "transport" not in json.loads((erofs_output / "index.json").read_text())
+    assert transfer(erofs_output)["Source"]["MatchPattern"] == "alloy-@v-amd64.raw"
+
+
+@pytest.mark.needs("mkfs.erofs", "xz")
+def test_a_compressed_file_changed_since_is_compressed_again_never_reused(
+    invoke: Invoke, erofs_output: Path
+) -> None:
+    xz = erofs_output / (IMAGE + ".xz")
+    ok(invoke("release", f"--publish-url={PUBLISH_URL}", "--transport=xz"))
+    first = sha256(xz)
+    xz.write_bytes(b"changed by hand")
+    # Not the tool's any more: refused, rather than overwritten or listed.
+    error_line(
+        invoke("release", f"--publish-url={PUBLISH_URL}", "--transport=xz"),
+        f"refusing to replace output/{xz.name}",
+    )
+    xz.unlink()
+    ok(invoke("release", f"--publish-url={PUBLISH_URL}", "--transport=xz"))
+    assert sha256(xz) == first == sums(erofs_output)[xz.name]

@@ -5,16 +5,18 @@ plain image. The settings are the transport table's (build/formats/transport.py)
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from build.config.spec import NAME
 from build.core.errors import BuildError
 from build.core.fileio import atomic_path
-from build.core.report import listing
+from build.core.report import listing, say
 from build.core.run import run, run_into
 from build.core.sums import file_sha256
 from build.formats.transport import NONE, THREADS, TRANSPORTS, Transport
+from build.model import manifest
 
 # The one filesystem compression a transport is for: compressing a compressed image again
 # (squashfs xz or zstd, EROFS lz4hc) saves next to nothing for minutes of CPU.
@@ -93,17 +95,47 @@ def compress(image: Path, transport: Transport, target: Path, threads: int = THR
 
 
 @contextlib.contextmanager
-def prepared(images: Sequence[Path], sending: Sending) -> Iterator[list[Compressed]]:
+def prepared(
+    images: Sequence[Path], sending: Sending, earlier: Mapping[Path, Compressed]
+) -> Iterator[list[Compressed]]:
     """Each of `images` compressed under a temporary name, hashed; renamed to its final name
     when the block ends without an error (removed if it raises): nothing is published before
-    every check of the release passed."""
+    every check of the release passed. An image in `earlier` keeps the file an earlier
+    release compressed it into (minutes of CPU for a large image)."""
     transport = sending.table
     with contextlib.ExitStack() as stack:
         made: list[Compressed] = []
         for image in images if transport is not None else ():
             assert transport is not None
+            if image in earlier:
+                made.append(earlier[image])
+                continue
             final = compressed_path(image, transport)
             tmp = stack.enter_context(atomic_path(final))
             compress(image, transport, tmp)
             made.append(Compressed(image, final, file_sha256(tmp), tmp.stat().st_size))
         yield made
+
+
+def fresh(made: list[Compressed], earlier: Mapping[Path, Compressed]) -> list[Path]:
+    """The compressed files this release wrote; those it kept, said."""
+    for piece in earlier.values():
+        say("release", f"kept {piece.path}: compressed by an earlier release from the same image")
+    return [piece.path for piece in made if piece.image not in earlier]
+
+
+def remove_stale(output_dir: Path, kept: Iterable[Path]) -> None:
+    """Compressed images an earlier release wrote that this one does not publish (another
+    transport, none, or an image no longer there): removed where they are the tool's, kept
+    and named otherwise."""
+    keep = set(kept)
+    recorded = manifest.load(output_dir)
+    suffixes = tuple(transport.suffix for transport in TRANSPORTS.values())
+    for path in sorted(output_dir.iterdir()):
+        if not path.name.endswith(tuple(f".raw{suffix}" for suffix in suffixes)) or path in keep:
+            continue
+        if recorded.owns_file(output_dir, manifest.relative(output_dir, path)):
+            path.unlink()
+            say("release", f"removed {path} (not sent by this release)")
+        elif path.name.startswith(f"{NAME}-"):
+            say("release", f"kept {path}: this tool did not write it, or it changed since")

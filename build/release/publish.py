@@ -164,11 +164,9 @@ def _release(
         feed.min_version, {arch: image.version for arch, image in newest.items()}, shown
     )
     listed = [] if feed.stream else streams.published(output_dir)
-    sent = [image.path for image in images if image.compat_of is None]
-    if feed.sending.table is not None:  # not a name another's file holds: minutes of work
-        manifest.refuse_foreign(output_dir, [compressed_path(p, feed.sending.table) for p in sent])
+    sent, earlier = _to_send(output_dir, images, feed.sending)
     # Compressed under temporary names, renamed once every check below passed.
-    with compressed.prepared(sent, feed.sending) as made:
+    with compressed.prepared(sent, feed.sending, earlier) as made:
         sums = _sent_sums(sums, made, feed.sending)
         texts = {base / INDEX: index_json(images, newest, url, trust, feed, listed, made)}
         texts.update(_host_texts(base, images, newest, (url, updates), trust, health_url, feed))
@@ -176,7 +174,7 @@ def _release(
         linked = [path for path, _ in sums] if feed.stream else []
         manifest.refuse_foreign(output_dir, [base / SUMS_FILE, *texts, *signed, *linked])
     # Only now, with every check passed (the signature made and verified), does anything change.
-    written = [piece.path for piece in made]
+    written = compressed.fresh(made, earlier)
     written += _write_images_and_sums(output_dir, base, images, sums) if feed.stream else []
     written += [] if feed.stream else [write_sums(output_dir, sums)[0]]
     for path, text in texts.items():
@@ -189,6 +187,8 @@ def _release(
     if feed.stream:
         streams.remove_stale_images(output_dir, base, linked)
         written += _relist_streams(output_dir)
+    else:
+        compressed.remove_stale(output_dir, [piece.path for piece in made])
     for path in written:
         say("release", f"wrote {path}")
     _say_verity(output_dir, trust, base)
@@ -208,6 +208,55 @@ def _compressions(images: list[Image]) -> dict[str, str]:
         for image in images
         if image.compat_of is None
     }
+
+
+def _to_send(
+    output_dir: Path, images: list[Image], sending: compressed.Sending
+) -> tuple[list[Path], dict[Path, compressed.Compressed]]:
+    """The images sent compressed (the versioned ones: sysupdate never fetches a compat name),
+    and those an earlier release already compressed. Their names are checked first: no file
+    of another's is overwritten, and no minutes are spent before that refusal."""
+    sent = [image.path for image in images if image.compat_of is None]
+    if sending.table is None:
+        return [], {}
+    manifest.refuse_foreign(output_dir, [compressed_path(path, sending.table) for path in sent])
+    return sent, _earlier_sent(output_dir, images, sending)
+
+
+def _earlier_sent(
+    output_dir: Path, images: list[Image], sending: compressed.Sending
+) -> dict[Path, compressed.Compressed]:
+    """The compressed files an earlier release wrote that this one keeps, by image: its
+    index.json (the tool's, unchanged) says they hold the same image bytes, compressed with
+    the same settings by the same tool, and the manifest that nobody changed them since."""
+    recorded = manifest.load(output_dir)
+    table = sending.table
+    if table is None or not recorded.owns_file(output_dir, INDEX):
+        return {}
+    index = json.loads((output_dir / INDEX).read_text(encoding="utf-8"))
+    if _how_sent(index.get("transport")) != _how_sent(_transport_fields(sending)):
+        return {}
+    by_name = {image.path.name: image for image in images if image.compat_of is None}
+    found: dict[Path, compressed.Compressed] = {}
+    for entry in index.get("images", []):
+        image, sent = by_name.get(entry.get("file")), entry.get("sent")
+        if image is None or not isinstance(sent, dict) or entry.get("sha256") != image.sha256:
+            continue
+        path = compressed_path(image.path, table)
+        name = manifest.relative(output_dir, path)
+        same = sent.get("file") == path.name and recorded.files.get(name) == sent.get("sha256")
+        if same and recorded.owns_file(output_dir, name):  # and unchanged since
+            found[image.path] = compressed.Compressed(
+                image.path, path, sent["sha256"], path.stat().st_size
+            )
+    return found
+
+
+def _how_sent(fields: object) -> object:
+    """What decides a compressed file's bytes, of index.json's "transport"."""
+    if not isinstance(fields, dict):
+        return None
+    return (fields.get("format"), fields.get("tool"), fields.get("settings"))
 
 
 def _sent_sums(
