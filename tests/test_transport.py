@@ -240,3 +240,15 @@ def test_a_compressed_file_changed_since_is_compressed_again_never_reused(
     xz.unlink()
     ok(invoke("release", f"--publish-url={PUBLISH_URL}", "--transport=xz"))
     assert sha256(xz) == first == sums(erofs_output)[xz.name]
+
+
+@pytest.mark.needs("mkfs.erofs", "xz")
+def test_sums_over_a_release_sent_compressed_is_refused(invoke: Invoke, erofs_output: Path) -> None:
+    ok(invoke("release", f"--publish-url={PUBLISH_URL}", "--transport=xz"))
+    before = snapshot(erofs_output)
+    error_line(
+        invoke("sums"),
+        "says the release sends its images compressed (xz)",
+        "invoke release --transport=xz",
+    )
+    assert snapshot(erofs_output) == before

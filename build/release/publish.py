@@ -439,6 +439,8 @@ def write_signed_sums(
         raise BuildError(f"no images in {output_dir}", "build them first, e.g. invoke all")
     manifest.own_subdir(output_dir, STAGING)
     with manifest.output_dir_lock(output_dir):  # as release: alone
+        if not stream:
+            _refuse_sums_of_a_sent_release(output_dir)
         sums = image_sums(output_dir)
         base, images = output_dir, list[streams.Named]()
         if stream:
@@ -464,6 +466,22 @@ def write_signed_sums(
             remove_signature(output_dir, "sums", base)
             say("sums", f"{path} changed, so it is unsigned now: sign it with --sign-key")
         return path, count
+
+
+def _refuse_sums_of_a_sent_release(output_dir: Path) -> None:
+    """invoke sums lists images only: over a release sent compressed (--transport) it would
+    drop the compressed files its transfers fetch, and hosts would find no update."""
+    path = output_dir / INDEX
+    if not manifest.load(output_dir).owns_file(output_dir, INDEX):
+        return
+    sent = json.loads(path.read_text(encoding="utf-8")).get("transport")
+    if isinstance(sent, dict):
+        how = str(sent.get("format"))[:20]
+        raise BuildError(
+            f"{path} says the release sends its images compressed ({how}), and invoke sums "
+            "would list only the plain ones: hosts would find no update",
+            f"run invoke release --transport={how} again instead; nothing was written",
+        )
 
 
 def _stream_sums(
