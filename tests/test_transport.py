@@ -120,8 +120,11 @@ def test_transport_is_byte_identical_across_releases(
     ok(invoke("release", f"--publish-url={PUBLISH_URL}", "--transport=xz"))
     first = sha256(erofs_output / (IMAGE + ".xz"))
     (erofs_output / (IMAGE + ".xz")).unlink()
+    killed = erofs_output / f".{IMAGE}.xz.k1ll3d.tmp"  # what a killed release leaves
+    killed.write_bytes(b"half")
     ok(invoke("release", f"--publish-url={PUBLISH_URL}", "--transport=xz"))
     assert sha256(erofs_output / (IMAGE + ".xz")) == first
+    assert not killed.exists()
 
 
 @pytest.mark.needs("xz", "zstd")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from build.config.spec import NAME
 from build.core.errors import BuildError
-from build.core.fileio import atomic_path
+from build.core.fileio import atomic_path, sweep_temps
 from build.core.report import listing, say
 from build.core.run import run, run_into
 from build.core.sums import file_sha256
@@ -111,6 +111,7 @@ def prepared(
                 made.append(earlier[image])
                 continue
             final = compressed_path(image, transport)
+            sweep_temps(final)  # a killed release's half-written one (release holds the lock)
             tmp = stack.enter_context(atomic_path(final))
             compress(image, transport, tmp)
             made.append(Compressed(image, final, file_sha256(tmp), tmp.stat().st_size))
