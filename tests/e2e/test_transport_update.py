@@ -7,7 +7,7 @@ plain one that merges. tests/e2e/test_update.py explains the Fleet."""
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -16,13 +16,23 @@ from tests.conftest import Release
 from tests.e2e import fleet as fleets
 from tests.e2e.conftest import StandIn, publish_stand_in
 from tests.e2e.fleet import FLEET_MARKS, A, B, Fleet, image, running, runs
+from tests.gpgkeys import new_key, throwaway_home
+from tests.needs import need
 
-pytestmark = FLEET_MARKS
+pytestmark = [*FLEET_MARKS, pytest.mark.needs("mkfs.erofs", "xz", "zstd")]
 fleet = fleets.fleet  # a fixture, and the one it takes:
 published_server = fleets.published_server
 
 # An image worth sending compressed: EROFS without compression.
 PLAIN_EROFS = ("--format=erofs", "--compression=none")
+
+
+@pytest.fixture
+def signing() -> Iterator[tuple[str, ...]]:
+    """invoke release's options to sign with a throwaway key (its agent stopped afterwards)."""
+    need("gpg", "gpgconf")
+    with throwaway_home("at.") as home:
+        yield (f"--sign-key={new_key(home, 'Release')}", f"--gnupg-home={home}")
 
 
 def test_a_host_updates_from_the_xz_feed_and_installs_the_plain_image(
@@ -31,13 +41,18 @@ def test_a_host_updates_from_the_xz_feed_and_installs_the_plain_image(
     stand_in: StandIn,
     trixie_root: Path,
     report_time: Callable[[str], None],
+    signing: tuple[str, ...],
 ) -> None:
+    """Signed: sysupdate checks SHA256SUMS.gpg (Verify=yes), whose SHA256SUMS hashes the .xz."""
     publish_stand_in(release, B, stand_in(B))
     # Step 1 lists only the compressed images: a fetch of the plain one would find no update.
     fleet.publish_steps(
         [
-            ([(A, PLAIN_EROFS)], ("--transport=xz",)),
-            ([(A, PLAIN_EROFS), (B, PLAIN_EROFS)], ("--transport=xz", "--transport-only")),
+            ([(A, PLAIN_EROFS)], ("--transport=xz", *signing)),
+            (
+                [(A, PLAIN_EROFS), (B, PLAIN_EROFS)],
+                ("--transport=xz", "--transport-only", *signing),
+            ),
         ]
     )
     booted = fleet.boot(trixie_root, ["1"], report_time)
@@ -48,7 +63,7 @@ def test_a_host_updates_from_the_xz_feed_and_installs_the_plain_image(
     # Installed under the plain name (the target's pattern), as the bytes B's image holds.
     assert booted.results.get("instances_1") == f"{image(A)} {image(B)}", report
     fetched = [line.split()[0] for line in fleet.server.requests]
-    assert f"/{image(B)}.xz" in fetched, report
+    assert f"/{image(B)}.xz" in fetched and "/SHA256SUMS.gpg" in fetched, report
     assert f"/{image(B)}" not in fetched, report
     assert booted.returncode == 0, report
 
