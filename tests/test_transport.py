@@ -255,3 +255,16 @@ def test_sums_over_a_release_sent_compressed_is_refused(invoke: Invoke, erofs_ou
         "invoke release --transport=xz",
     )
     assert snapshot(erofs_output) == before
+
+
+@pytest.mark.needs("mkfs.erofs", "xz")
+def test_clean_removes_the_compressed_images_with_the_release_files(
+    invoke: Invoke, erofs_output: Path
+) -> None:
+    ok(invoke("release", f"--publish-url={PUBLISH_URL}", "--transport=xz"))
+    foreign = erofs_output / (IMAGE + ".zst")
+    foreign.write_bytes(b"not the tool's")
+    cleaned = ok(invoke("clean"))
+    assert not (erofs_output / (IMAGE + ".xz")).exists()
+    assert foreign.read_bytes() == b"not the tool's"  # never the tool's: kept, and said
+    assert f"kept output/{foreign.name}" in cleaned.stdout

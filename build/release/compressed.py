@@ -125,18 +125,27 @@ def fresh(made: list[Compressed], earlier: Mapping[Path, Compressed]) -> list[Pa
     return [piece.path for piece in made if piece.image not in earlier]
 
 
+def found(output_dir: Path) -> list[Path]:
+    """The compressed images in `output_dir`, by their names (whoever wrote them)."""
+    suffixes = tuple(f".raw{transport.suffix}" for transport in TRANSPORTS.values())
+    return sorted(
+        path
+        for path in output_dir.iterdir()
+        if path.name.startswith(f"{NAME}-") and path.name.endswith(suffixes)
+    )
+
+
 def remove_stale(output_dir: Path, kept: Iterable[Path]) -> None:
     """Compressed images an earlier release wrote that this one does not publish (another
     transport, none, or an image no longer there): removed where they are the tool's, kept
     and named otherwise."""
     keep = set(kept)
     recorded = manifest.load(output_dir)
-    suffixes = tuple(transport.suffix for transport in TRANSPORTS.values())
-    for path in sorted(output_dir.iterdir()):
-        if not path.name.endswith(tuple(f".raw{suffix}" for suffix in suffixes)) or path in keep:
+    for path in found(output_dir):
+        if path in keep:
             continue
         if recorded.owns_file(output_dir, manifest.relative(output_dir, path)):
             path.unlink()
             say("release", f"removed {path} (not sent by this release)")
-        elif path.name.startswith(f"{NAME}-"):
+        else:
             say("release", f"kept {path}: this tool did not write it, or it changed since")

@@ -971,6 +971,7 @@ def release_files(output_dir: Path) -> list[Path]:
     paths += [output_dir / name for name in (*signing.SIGNED_FILES, VERITY_CERT_FILE)]
     for arch in ARCHES:
         paths += _arch_files(output_dir, arch)
+    paths += compressed.found(output_dir)  # --transport's: SHA256SUMS lists them
     return [path for path in paths if path.exists()]
 
 
