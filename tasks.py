@@ -198,6 +198,7 @@ def _release(c: Context, **flags: Any) -> None:
     Per architecture: systemd-sysupdate transfer files and a Flatcar Butane config with its
     Ignition JSON. With --stream=X.Y, the feed of that minor line instead, in streams/X.Y/."""
     from build.release import publish
+    from build.release.compressed import Sending
 
     values = options.resolve("release", flags, c.config)
     publish.release(
@@ -208,7 +209,11 @@ def _release(c: Context, **flags: Any) -> None:
         health_url=values["health_url"],
         verity_cert=values["verity_cert"],
         require_signed_images=values["require_signed_images"],
-        feed=publish.Feed(values["stream"], values["min_version"]),
+        feed=publish.Feed(
+            values["stream"],
+            values["min_version"],
+            Sending(values["transport"], values["transport_only"]),
+        ),
     )
 
 

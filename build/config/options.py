@@ -23,6 +23,7 @@ from build import alloy
 from build.core import urls
 from build.core.errors import BuildError, shown
 from build.core.report import say
+from build.formats import transport
 from build.formats.table import (
     DDI_FILESYSTEMS,
     DEFAULT_FILESYSTEM,
@@ -829,6 +830,26 @@ OPTIONS: tuple[Option, ...] = (
         "the gpg home directory that holds --sign-key (default: gpg's, $GNUPGHOME or ~/.gnupg)",
         ("sums", "release"),
         directory,
+    ),
+    Option(
+        "transport",
+        "also publish each image compressed for the wire, alloy-V-ARCH.raw.xz (or .zst): "
+        "SHA256SUMS lists it, the transfers fetch it and hosts install the plain image; only "
+        "for images with an uncompressed filesystem (--format=erofs --compression=none, or "
+        "DDIs of it); xz needs systemd 257+, zstd 262+ on hosts",
+        ("release",),
+        one_of(transport.CHOICES, "transport"),
+        default=transport.NONE,
+    ),
+    Option(
+        "transport_only",
+        "with --transport: SHA256SUMS lists only the compressed images, so hosts whose "
+        "transfers fetch plain .raw images find no update (the Butane config still installs "
+        "the plain image once)",
+        ("release",),
+        switch,
+        default=False,
+        switch=True,
     ),
     Option(
         "require_signed_images",

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from build.core.errors import BuildError
@@ -84,6 +85,21 @@ def run_bytes(
     return result.stdout
 
 
+def run_into(
+    argv: Sequence[str], target: Path, *, what: str | None = None, hint: str | None = None
+) -> None:
+    """Run `argv` with its stdout written to the file `target` (made or emptied; a temporary
+    the caller renames): for output too large to hold in memory, e.g. a compressed image.
+    Failures as run_bytes tells them."""
+    what = what or f"{argv[0]} failed"
+    hint = hint or f"the command was: {shlex.join(argv)}"
+    with target.open("wb") as stdout:
+        result = _completed(argv, None, None, what, hint, None, stdout=stdout)
+    if result.returncode != 0:
+        words = last_words(result.stderr) or f"no message, exit code {result.returncode}"
+        raise BuildError(f"{what}: {argv[0]} says: {words}", hint)
+
+
 def run_outcome(
     argv: Sequence[str],
     *,
@@ -114,7 +130,9 @@ def _completed(
     hint: str,
     timeout: float | None,
     watch: Watch | None = None,
+    stdout: Any = None,
 ) -> subprocess.CompletedProcess[bytes]:
+    """`stdout`: a file its output goes to, else captured."""
     name = argv[0]
     try:
         if watch is not None:
@@ -124,7 +142,8 @@ def _completed(
             env=env,
             input=stdin,
             stdin=subprocess.DEVNULL if stdin is None else None,
-            capture_output=True,
+            stdout=subprocess.PIPE if stdout is None else stdout,
+            stderr=subprocess.PIPE,
             timeout=timeout,
             preexec_fn=dies_with_this_process(),
         )

@@ -36,6 +36,8 @@ PACKAGES = {
     "sfdisk": "fdisk",
     "veritysetup": "cryptsetup-bin",
     "openssl": "openssl",
+    "xz": "xz-utils",
+    "zstd": "zstd",
     "softhsm2-util": "softhsm2",
     "pkcs11-tool": "opensc",
 }

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ from build.core.errors import BuildError
 from build.core.fileio import atomic_path, write_text_atomic
 from build.core.report import listing, say
 from build.formats.table import FORMATS, Format, format_named, image_format, recorded_format
+from build.formats.transport import THREADS
 from build.image import buildinfo, content, render
 from build.image.checksum import image_sums, packed_alone, sums_text, write_sums
 from build.keys import signing
@@ -49,7 +50,8 @@ from build.model.names import (
     checksum_file,
 )
 from build.model.versions import version_key
-from build.release import butane, host, streams, sysupdate
+from build.release import butane, compressed, host, streams, sysupdate
+from build.release.compressed import compressed_path
 from build.release.verity import (
     Verity,
     check_recorded,
@@ -102,6 +104,7 @@ class Feed:
 
     stream: str | None = None
     min_version: str | None = None
+    sending: compressed.Sending = field(default_factory=compressed.Sending)  # --transport(-only)
 
 
 def release(
@@ -150,6 +153,7 @@ def _release(
     sums = image_sums(output_dir)  # hashes every image, checks each against its .sha256
     images = _images(output_dir, sums, trust.certificate)
     refuse_mixed_formats(output_dir, images)
+    compressed.refuse(feed.sending, _compressions(images), feed.stream)
     if feed.stream:  # its line's versioned images, linked into its own directory
         images = streams.line_images(output_dir, images, feed.stream)
         sums = [(base / image.path.name, image.sha256) for image in images]
@@ -160,15 +164,18 @@ def _release(
         feed.min_version, {arch: image.version for arch, image in newest.items()}, shown
     )
     listed = [] if feed.stream else streams.published(output_dir)
-    texts = {base / INDEX: index_json(images, newest, url, trust, feed, listed)}
-    texts.update(_host_texts(base, images, newest, (url, updates), trust, health_url, feed))
-    signed = signed_files(base, signer, sums_text(sums)) if signer else {}
-    if trust.certificate is not None:
-        signed[base / VERITY_CERT_FILE] = trust.certificate.pem.encode("ascii")
-    linked = [path for path, _ in sums] if feed.stream else []
-    manifest.refuse_foreign(output_dir, [base / SUMS_FILE, *texts, *signed, *linked])
+    sent, earlier = _to_send(output_dir, images, feed.sending)
+    # Compressed under temporary names, renamed once every check below passed.
+    with compressed.prepared(sent, feed.sending, earlier) as made:
+        sums = _sent_sums(sums, made, feed.sending)
+        texts = {base / INDEX: index_json(images, newest, url, trust, feed, listed, made)}
+        texts.update(_host_texts(base, images, newest, (url, updates), trust, health_url, feed))
+        signed = _signed(base, trust, sums)
+        linked = [path for path, _ in sums] if feed.stream else []
+        manifest.refuse_foreign(output_dir, [base / SUMS_FILE, *texts, *signed, *linked])
     # Only now, with every check passed (the signature made and verified), does anything change.
-    written = _write_images_and_sums(output_dir, base, images, sums) if feed.stream else []
+    written = compressed.fresh(made, earlier)
+    written += _write_images_and_sums(output_dir, base, images, sums) if feed.stream else []
     written += [] if feed.stream else [write_sums(output_dir, sums)[0]]
     for path, text in texts.items():
         manifest.make_dirs(output_dir, *path.parent.relative_to(output_dir).parts)
@@ -180,6 +187,8 @@ def _release(
     if feed.stream:
         streams.remove_stale_images(output_dir, base, linked)
         written += _relist_streams(output_dir)
+    else:
+        compressed.remove_stale(output_dir, [piece.path for piece in made])
     for path in written:
         say("release", f"wrote {path}")
     _say_verity(output_dir, trust, base)
@@ -190,6 +199,87 @@ def _release(
     else:
         say("release", f"signed SHA256SUMS with {signer.fingerprint} (checked with gpgv)")
     return written
+
+
+def _compressions(images: list[Image]) -> dict[str, str]:
+    """Each versioned image's filesystem compression, as its build info records it."""
+    return {
+        image.path.name: str(image.buildinfo.get("compression"))
+        for image in images
+        if image.compat_of is None
+    }
+
+
+def _to_send(
+    output_dir: Path, images: list[Image], sending: compressed.Sending
+) -> tuple[list[Path], dict[Path, compressed.Compressed]]:
+    """The images sent compressed (the versioned ones: sysupdate never fetches a compat name),
+    and those an earlier release already compressed. Their names are checked first: no file
+    of another's is overwritten, and no minutes are spent before that refusal."""
+    sent = [image.path for image in images if image.compat_of is None]
+    if sending.table is None:
+        return [], {}
+    manifest.refuse_foreign(output_dir, [compressed_path(path, sending.table) for path in sent])
+    return sent, _earlier_sent(output_dir, images, sending)
+
+
+def _earlier_sent(
+    output_dir: Path, images: list[Image], sending: compressed.Sending
+) -> dict[Path, compressed.Compressed]:
+    """The compressed files an earlier release wrote that this one keeps, by image: its
+    index.json (the tool's, unchanged) says they hold the same image bytes, compressed with
+    the same settings by the same tool, and the manifest that nobody changed them since."""
+    recorded = manifest.load(output_dir)
+    table = sending.table
+    if table is None or not recorded.owns_file(output_dir, INDEX):
+        return {}
+    index = json.loads((output_dir / INDEX).read_text(encoding="utf-8"))
+    if _how_sent(index.get("transport")) != _how_sent(_transport_fields(sending)):
+        return {}
+    by_name = {image.path.name: image for image in images if image.compat_of is None}
+    found: dict[Path, compressed.Compressed] = {}
+    for entry in index.get("images", []):
+        image, sent = by_name.get(entry.get("file")), entry.get("sent")
+        if image is None or not isinstance(sent, dict) or entry.get("sha256") != image.sha256:
+            continue
+        path = compressed_path(image.path, table)
+        name = manifest.relative(output_dir, path)
+        same = sent.get("file") == path.name and recorded.files.get(name) == sent.get("sha256")
+        if same and recorded.owns_file(output_dir, name):  # and unchanged since
+            found[image.path] = compressed.Compressed(
+                image.path, path, sent["sha256"], path.stat().st_size
+            )
+    return found
+
+
+def _how_sent(fields: object) -> object:
+    """What decides a compressed file's bytes, of index.json's "transport"."""
+    if not isinstance(fields, dict):
+        return None
+    return (fields.get("format"), fields.get("tool"), fields.get("settings"))
+
+
+def _sent_sums(
+    sums: list[tuple[Path, str]], made: list[compressed.Compressed], sending: compressed.Sending
+) -> list[tuple[Path, str]]:
+    """SHA256SUMS's lines: the plain images (unless --transport-only) and the compressed ones,
+    by name, as sysupdate fetches them (it hashes the compressed file)."""
+    if not made:
+        return sums
+    plain = [] if sending.only else sums
+    return sorted([*plain, *((piece.path, piece.sha256) for piece in made)], key=_by_name)
+
+
+def _by_name(pair: tuple[Path, str]) -> str:
+    return pair[0].name
+
+
+def _signed(base: Path, trust: HostTrust, sums: list[tuple[Path, str]]) -> dict[Path, bytes]:
+    """SHA256SUMS.gpg and the public keys (signed), the verity certificate (given)."""
+    signed = signed_files(base, trust.signer, sums_text(sums)) if trust.signer else {}
+    if trust.certificate is not None:
+        signed[base / VERITY_CERT_FILE] = trust.certificate.pem.encode("ascii")
+    return signed
 
 
 def _host_texts(
@@ -207,7 +297,9 @@ def _host_texts(
     texts: dict[Path, str] = {}
     for arch, image in newest.items():
         _check_match_pattern(arch, images)
-        transfer = sysupdate.transfer(arch, updates, trust.signer is not None, feed.min_version)
+        transfer = sysupdate.transfer(
+            arch, updates, trust.signer is not None, feed.min_version, feed.sending.table
+        )
         for name in host.TRANSFER_NAMES:
             texts[base / SYSUPDATE_DIR / arch / name] = transfer
         config = flatcar_config(image, url, transfer, trust, health_url)
@@ -347,6 +439,8 @@ def write_signed_sums(
         raise BuildError(f"no images in {output_dir}", "build them first, e.g. invoke all")
     manifest.own_subdir(output_dir, STAGING)
     with manifest.output_dir_lock(output_dir):  # as release: alone
+        if not stream:
+            _refuse_sums_of_a_sent_release(output_dir)
         sums = image_sums(output_dir)
         base, images = output_dir, list[streams.Named]()
         if stream:
@@ -372,6 +466,22 @@ def write_signed_sums(
             remove_signature(output_dir, "sums", base)
             say("sums", f"{path} changed, so it is unsigned now: sign it with --sign-key")
         return path, count
+
+
+def _refuse_sums_of_a_sent_release(output_dir: Path) -> None:
+    """invoke sums lists images only: over a release sent compressed (--transport) it would
+    drop the compressed files its transfers fetch, and hosts would find no update."""
+    path = output_dir / INDEX
+    if not manifest.load(output_dir).owns_file(output_dir, INDEX):
+        return
+    sent = json.loads(path.read_text(encoding="utf-8")).get("transport")
+    if isinstance(sent, dict):
+        how = str(sent.get("format"))[:20]
+        raise BuildError(
+            f"{path} says the release sends its images compressed ({how}), and invoke sums "
+            "would list only the plain ones: hosts would find no update",
+            f"run invoke release --transport={how} again instead; nothing was written",
+        )
 
 
 def _stream_sums(
@@ -609,6 +719,7 @@ def index_json(
     trust: HostTrust = HostTrust(),
     feed: Feed = Feed(),
     listed: Sequence[str] = (),
+    made: Sequence[compressed.Compressed] = (),
 ) -> str:
     """What the directory holds, for tools and people, without opening an image: a DDI's
     root hash and whether it is signed, by which certificate, beside its format; the stream
@@ -635,10 +746,13 @@ def index_json(
                 **{tool: image.buildinfo[tool] for tool in _format(image).tools},
                 "trust_keys": _trust_keys(image),
                 **(image.verity.index_fields() if image.verity else {}),
+                **_sent_fields(image, made),
             }
             for image in images
         ],
     }
+    if made:
+        index["transport"] = _transport_fields(feed.sending)
     if trust.certificate is not None:
         index["verity_certificate"] = {
             "file": VERITY_CERT_FILE,
@@ -655,6 +769,27 @@ def index_json(
             "public_key_armored": signing.PUBLIC_KEY_ARMORED,
         }
     return json.dumps(index, indent=2) + "\n"
+
+
+def _sent_fields(image: Image, made: Sequence[compressed.Compressed]) -> dict[str, Any]:
+    """The compressed file an image is sent as, if any: its name, size and sha256."""
+    for piece in made:
+        if piece.image == image.path:
+            return {"sent": {"file": piece.path.name, "size": piece.size, "sha256": piece.sha256}}
+    return {}
+
+
+def _transport_fields(sending: compressed.Sending) -> dict[str, Any]:
+    """How the release sends its images: the compressor, its version, the hosts it needs."""
+    table = sending.table
+    assert table is not None
+    return {
+        "format": table.name,
+        "tool": compressed.tool_version(table),
+        "settings": [*table.settings, f"{table.threads_flag}{THREADS}"],
+        "plain_listed": not sending.only,
+        "systemd": table.systemd,
+    }
 
 
 def _trust_keys(image: Image) -> list[str]:
@@ -779,6 +914,17 @@ def _butane_comment(
             else ""
         )
         + _verity_comment(trust)
+        + _transport_comment(feed.sending)
+    )
+
+
+def _transport_comment(sending: compressed.Sending) -> str:
+    table = sending.table
+    if table is None:
+        return ""
+    return (
+        f"\nUpdates arrive as {table.suffix} files, installed uncompressed ({table.note});\n"
+        "this config still downloads the plain image once, with its sha256."
     )
 
 
@@ -825,6 +971,7 @@ def release_files(output_dir: Path) -> list[Path]:
     paths += [output_dir / name for name in (*signing.SIGNED_FILES, VERITY_CERT_FILE)]
     for arch in ARCHES:
         paths += _arch_files(output_dir, arch)
+    paths += compressed.found(output_dir)  # --transport's: SHA256SUMS lists them
     return [path for path in paths if path.exists()]
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 
 from build.config.spec import NAME
+from build.formats.transport import Transport
 from build.release import host
 
 
@@ -14,19 +15,36 @@ def match_pattern(arch: str) -> str:
     return f"{NAME}-@v-{arch}.raw"
 
 
+def source_pattern(arch: str, transport: Transport | None = None) -> str:
+    """The names the transfer fetches: the image's, or its compressed name (--transport)."""
+    return match_pattern(arch) + (transport.suffix if transport else "")
+
+
 def transfer(
-    arch: str, publish_url: str, signed: bool = False, min_version: str | None = None
+    arch: str,
+    publish_url: str,
+    signed: bool = False,
+    min_version: str | None = None,
+    transport: Transport | None = None,
 ) -> str:
     """The transfer file for `arch`: the same text serves as alloy.transfer and alloy.conf.
     `signed`: the release has SHA256SUMS.gpg, so sysupdate verifies it (Verify=yes).
-    `min_version`: sysupdate's MinVersion=, a floor no update goes below."""
+    `min_version`: sysupdate's MinVersion=, a floor no update goes below. `transport`: the
+    source fetches the compressed image (systemd-pull decompresses it while downloading); the
+    target stays the plain image."""
     verify = host.template("verify-signed" if signed else "verify-unsigned").rstrip("\n")
     if min_version is not None:
         verify += "\n" + host.template("min-version", {"MIN_VERSION": min_version}).rstrip("\n")
     values = {"ARCH": arch, "PUBLISH_URL": publish_url, "VERIFY": verify}
     text = host.template(f"{NAME}.transfer", values)
-    assert f"MatchPattern={match_pattern(arch)}\n" in text, "template and match_pattern disagree"
-    return text
+    plain = f"MatchPattern={match_pattern(arch)}\n"
+    assert text.count(plain) == 2, "template and match_pattern disagree"
+    if transport is None:
+        return text
+    source = (
+        f"# Sent compressed ({transport.note}).\nMatchPattern={source_pattern(arch, transport)}\n"
+    )
+    return text.replace(plain, source, 1)  # the [Source] section's comes first
 
 
 # systemd's version_is_valid(): a file-name part of these characters.

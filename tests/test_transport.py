@@ -1,0 +1,270 @@
+"""invoke release --transport=xz|zstd (issue 25): each image also published compressed beside
+the plain one, SHA256SUMS (signed) over what sysupdate fetches, transfers fetching the
+compressed name into the plain image, index.json with both sizes and hashes; the compression
+reproducible across runs and thread counts; each refusal one line, nothing written."""
+
+from __future__ import annotations
+
+import configparser
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from build.formats.transport import TRANSPORTS
+from build.release import compressed
+from build.release.sysupdate import match_pattern, pattern_match, source_pattern
+from tests.conftest import AMD64, Invoke, Prebuilt, copy_output
+from tests.gpgkeys import Keys, gpgv
+from tests.image import sha256
+from tests.release_files import PUBLISH_URL, snapshot
+from tests.results import error_line, ok
+
+VERSION = "1.10.2"
+IMAGE = f"alloy-{VERSION}-amd64.raw"
+COMPAT = f"alloy-{VERSION}.raw"
+# An image worth sending compressed: its filesystem is not.
+PLAIN_EROFS = (("--format=erofs", "--compression=none"),)
+DECOMPRESS = {"xz": ["xz", "-dc"], "zstd": ["zstd", "-dcq"]}
+
+
+def sums(output: Path) -> dict[str, str]:
+    lines = (output / "SHA256SUMS").read_text().splitlines()
+    return {name: digest for digest, name in (line.split("  ") for line in lines)}
+
+
+def transfer(output: Path) -> configparser.ConfigParser:
+    parser = configparser.ConfigParser(strict=False, interpolation=None)
+    parser.optionxform = str  # type: ignore[assignment,method-assign]
+    parser.read_string((output / "sysupdate/amd64/alloy.transfer").read_text())
+    return parser
+
+
+def decompressed(path: Path, transport: str) -> bytes:
+    return subprocess.run(
+        [*DECOMPRESS[transport], str(path)], capture_output=True, check=True
+    ).stdout
+
+
+@pytest.fixture
+def erofs_output(prebuilt: Prebuilt, tmp_path: Path) -> Path:
+    return copy_output(prebuilt(*PLAIN_EROFS), tmp_path)
+
+
+@pytest.mark.needs("mkfs.erofs", "xz", "zstd")
+@pytest.mark.parametrize("transport", ["xz", "zstd"])
+def test_transport_publishes_the_compressed_image_beside_the_plain_one(
+    invoke: Invoke, erofs_output: Path, transport: str
+) -> None:
+    suffix = TRANSPORTS[transport].suffix
+    ok(invoke("release", f"--publish-url={PUBLISH_URL}", f"--transport={transport}"))
+    sent = erofs_output / (IMAGE + suffix)
+    assert decompressed(sent, transport) == (erofs_output / IMAGE).read_bytes()
+    assert not (erofs_output / (COMPAT + suffix)).exists()  # sysupdate never fetches it
+    assert not [p for p in erofs_output.glob(".*") if p.name != ".staging"], "temporaries left"
+    # SHA256SUMS: the plain images as before, and the compressed file's own hash.
+    listed = sums(erofs_output)
+    assert sorted(listed) == sorted([COMPAT, IMAGE, IMAGE + suffix])
+    assert listed[IMAGE + suffix] == sha256(sent) != listed[IMAGE]
+    checked = subprocess.run(["sha256sum", "-c", "SHA256SUMS"], cwd=erofs_output)
+    assert checked.returncode == 0
+    # The transfer fetches the compressed name and installs the plain one.
+    parsed = transfer(erofs_output)
+    assert parsed["Source"]["MatchPattern"] == f"alloy-@v-amd64.raw{suffix}"
+    assert parsed["Target"]["MatchPattern"] == "alloy-@v-amd64.raw"
+    assert pattern_match(parsed["Source"]["MatchPattern"], sent.name) == VERSION
+    assert pattern_match(parsed["Source"]["MatchPattern"], IMAGE) is None
+    assert pattern_match(match_pattern("amd64"), sent.name) is None  # older hosts skip it
+    text = (erofs_output / "sysupdate/amd64/alloy.transfer").read_text()
+    assert f"systemd {TRANSPORTS[transport].systemd}" in text
+    assert text == (erofs_output / "sysupdate/amd64/alloy.conf").read_text()
+    # index.json: both files, sizes and hashes; how they were compressed.
+    index = json.loads((erofs_output / "index.json").read_text())
+    [entry] = [e for e in index["images"] if e["file"] == IMAGE]
+    assert entry["size"] == (erofs_output / IMAGE).stat().st_size
+    assert entry["sent"] == {"file": sent.name, "size": sent.stat().st_size, "sha256": sha256(sent)}
+    [compat] = [e for e in index["images"] if e["file"] == COMPAT]
+    assert "sent" not in compat
+    assert index["transport"]["format"] == transport and index["transport"]["plain_listed"]
+    assert index["transport"]["systemd"] == TRANSPORTS[transport].systemd
+    assert index["transport"]["tool"].startswith(f"{transport}: ")
+    butane = (erofs_output / "flatcar/alloy-amd64.bu").read_text()
+    assert f"Updates arrive as {suffix} files" in butane
+    assert f"{PUBLISH_URL}{IMAGE}" in butane  # provisioning still downloads the plain image
+
+
+@pytest.mark.needs("mkfs.erofs", "xz", "gpg", "gpgv")
+def test_transport_only_lists_and_signs_only_the_compressed_images(
+    invoke: Invoke, erofs_output: Path, keys: Keys
+) -> None:
+    env = {"INVOKE_GNUPG_HOME": str(keys.home)}
+    args = ("--transport=xz", "--transport-only", f"--sign-key={keys.plain}")
+    ok(invoke("release", f"--publish-url={PUBLISH_URL}", *args, env=env))
+    assert sorted(sums(erofs_output)) == [IMAGE + ".xz"]
+    assert (erofs_output / IMAGE).is_file()  # still there: the Butane config installs it
+    signed = gpgv(
+        erofs_output / "alloy-release-key.gpg",
+        erofs_output / "SHA256SUMS.gpg",
+        erofs_output / "SHA256SUMS",
+    )
+    assert signed.returncode == 0, signed.stderr
+    index = json.loads((erofs_output / "index.json").read_text())
+    assert index["transport"]["plain_listed"] is False
+
+
+@pytest.mark.needs("mkfs.erofs", "xz")
+def test_transport_is_byte_identical_across_releases(
+    invoke: Invoke, erofs_output: Path, tmp_path: Path
+) -> None:
+    ok(invoke("release", f"--publish-url={PUBLISH_URL}", "--transport=xz"))
+    first = sha256(erofs_output / (IMAGE + ".xz"))
+    (erofs_output / (IMAGE + ".xz")).unlink()
+    killed = erofs_output / f".{IMAGE}.xz.k1ll3d.tmp"  # what a killed release leaves
+    killed.write_bytes(b"half")
+    ok(invoke("release", f"--publish-url={PUBLISH_URL}", "--transport=xz"))
+    assert sha256(erofs_output / (IMAGE + ".xz")) == first
+    assert not killed.exists()
+
+
+@pytest.mark.needs("xz", "zstd")
+@pytest.mark.parametrize(("transport", "threads"), [("xz", (2, 3, 4)), ("zstd", (1, 2, 4))])
+def test_compression_is_the_same_for_every_allowed_thread_count(
+    tmp_path: Path, transport: str, threads: tuple[int, ...]
+) -> None:
+    # Over two xz blocks (32 MiB each), so threads really share the work.
+    data = tmp_path / "image.raw"
+    with data.open("wb") as out:
+        for n in range(40):
+            out.write(bytes([n]) * (1 << 20))
+    made = set()
+    for count in threads:
+        target = tmp_path / f"out.{count}"
+        compressed.compress(data, TRANSPORTS[transport], target, threads=count)
+        made.add(sha256(target))
+    assert len(made) == 1
+
+
+def test_single_threaded_xz_is_never_used() -> None:
+    # xz -T1 writes other bytes than -T2 (no sizes in its block headers): never the setting.
+    argv = TRANSPORTS["xz"].argv(Path("x.raw"))
+    assert "--threads=2" in argv and "--block-size=32MiB" in argv
+    assert not [a for a in argv if a in ("-T0", "--threads=0", "-T1", "--threads=1")]
+
+
+def test_source_pattern_without_transport_is_the_plain_pattern() -> None:
+    assert source_pattern("arm64") == match_pattern("arm64") == "alloy-@v-arm64.raw"
+    assert source_pattern("arm64", TRANSPORTS["zstd"]) == "alloy-@v-arm64.raw.zst"
+
+
+# Refusals: one line, exit 1, nothing written (and nothing compressed).
+
+
+@pytest.mark.needs("xz")
+def test_transport_of_an_already_compressed_squashfs_is_refused(
+    invoke: Invoke, prebuilt: Prebuilt, tmp_path: Path
+) -> None:
+    output = copy_output(prebuilt(*AMD64), tmp_path)
+    before = snapshot(output)
+    error_line(
+        invoke("release", f"--publish-url={PUBLISH_URL}", "--transport=xz"),
+        "--transport=xz compresses images again that are already compressed (xz",
+        IMAGE,
+        "--format=erofs --compression=none",
+    )
+    assert snapshot(output) == before
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (("--transport-only",), "--transport-only without --transport"),
+        (("--transport=gzip",), "unknown transport 'gzip'"),
+        (("--transport=xz", "--stream=1.10"), "--transport=xz with --stream=1.10"),
+    ],
+)
+def test_transport_options_that_make_no_sense_are_refused(
+    invoke: Invoke, erofs_output: Path, args: tuple[str, ...], expected: str
+) -> None:
+    before = snapshot(erofs_output)
+    error_line(invoke("release", f"--publish-url={PUBLISH_URL}", *args), expected)
+    assert snapshot(erofs_output) == before
+
+
+@pytest.mark.needs("mkfs.erofs", "xz")
+def test_a_foreign_file_under_the_compressed_name_is_refused_before_compressing(
+    invoke: Invoke, erofs_output: Path
+) -> None:
+    (erofs_output / (IMAGE + ".xz")).write_bytes(b"someone else's")
+    before = snapshot(erofs_output)
+    error_line(
+        invoke("release", f"--publish-url={PUBLISH_URL}", "--transport=xz"),
+        f"refusing to replace output/{IMAGE}.xz",
+    )
+    assert snapshot(erofs_output) == before
+
+
+@pytest.mark.needs("mkfs.erofs", "xz", "zstd")
+def test_a_second_release_keeps_what_an_earlier_one_compressed_and_removes_what_it_no_longer_sends(
+    invoke: Invoke, erofs_output: Path
+) -> None:
+    xz, zst = erofs_output / (IMAGE + ".xz"), erofs_output / (IMAGE + ".zst")
+    ok(invoke("release", f"--publish-url={PUBLISH_URL}", "--transport=xz"))
+    made = xz.stat()
+    listed = (erofs_output / "SHA256SUMS").read_bytes()
+    again = ok(invoke("release", f"--publish-url={PUBLISH_URL}", "--transport=xz"))
+    assert f"kept output/{xz.name}: compressed by an earlier release" in again.stdout
+    assert (xz.stat().st_ino, xz.stat().st_mtime_ns) == (made.st_ino, made.st_mtime_ns)
+    assert (erofs_output / "SHA256SUMS").read_bytes() == listed
+    # Another transport: the .xz goes, as a file no transfer fetches any more.
+    other = ok(invoke("release", f"--publish-url={PUBLISH_URL}", "--transport=zstd"))
+    assert f"removed output/{xz.name} (not sent by this release)" in other.stdout
+    assert not xz.exists() and zst.is_file() and "kept" not in other.stdout.split(zst.name)[0]
+    # None again: as if --transport had never been given.
+    ok(invoke("release", f"--publish-url={PUBLISH_URL}"))
+    assert not zst.exists() and sorted(sums(erofs_output)) == sorted([COMPAT, IMAGE])
+    assert "transport" not in json.loads((erofs_output / "index.json").read_text())
+    assert transfer(erofs_output)["Source"]["MatchPattern"] == "alloy-@v-amd64.raw"
+
+
+@pytest.mark.needs("mkfs.erofs", "xz")
+def test_a_compressed_file_changed_since_is_compressed_again_never_reused(
+    invoke: Invoke, erofs_output: Path
+) -> None:
+    xz = erofs_output / (IMAGE + ".xz")
+    ok(invoke("release", f"--publish-url={PUBLISH_URL}", "--transport=xz"))
+    first = sha256(xz)
+    xz.write_bytes(b"changed by hand")
+    # Not the tool's any more: refused, rather than overwritten or listed.
+    error_line(
+        invoke("release", f"--publish-url={PUBLISH_URL}", "--transport=xz"),
+        f"refusing to replace output/{xz.name}",
+    )
+    xz.unlink()
+    ok(invoke("release", f"--publish-url={PUBLISH_URL}", "--transport=xz"))
+    assert sha256(xz) == first == sums(erofs_output)[xz.name]
+
+
+@pytest.mark.needs("mkfs.erofs", "xz")
+def test_sums_over_a_release_sent_compressed_is_refused(invoke: Invoke, erofs_output: Path) -> None:
+    ok(invoke("release", f"--publish-url={PUBLISH_URL}", "--transport=xz"))
+    before = snapshot(erofs_output)
+    error_line(
+        invoke("sums"),
+        "says the release sends its images compressed (xz)",
+        "invoke release --transport=xz",
+    )
+    assert snapshot(erofs_output) == before
+
+
+@pytest.mark.needs("mkfs.erofs", "xz")
+def test_clean_removes_the_compressed_images_with_the_release_files(
+    invoke: Invoke, erofs_output: Path
+) -> None:
+    ok(invoke("release", f"--publish-url={PUBLISH_URL}", "--transport=xz"))
+    foreign = erofs_output / (IMAGE + ".zst")
+    foreign.write_bytes(b"not the tool's")
+    cleaned = ok(invoke("clean"))
+    assert not (erofs_output / (IMAGE + ".xz")).exists()
+    assert foreign.read_bytes() == b"not the tool's"  # never the tool's: kept, and said
+    assert f"kept output/{foreign.name}" in cleaned.stdout
