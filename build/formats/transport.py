@@ -26,7 +26,7 @@ class Transport:
     program: str
     settings: tuple[str, ...]  # everything that decides the bytes but the thread count
     threads_flag: str  # the thread-count option, its value appended
-    systemd: int  # the oldest systemd whose systemd-pull decompresses it
+    systemd: int  # the oldest systemd whose systemd-sysupdate installs it decompressed
     note: str  # what a host needs, for the transfer and Butane comments
 
     def argv(self, image: Path, threads: int = THREADS) -> list[str]:
@@ -41,8 +41,8 @@ TRANSPORTS: dict[str, Transport] = {
         "xz",
         ("--compress", "--stdout", "--format=xz", "--check=crc64", "-6", "--block-size=32MiB"),
         "--threads=",
-        257,
-        "xz: systemd-sysupdate 257 and newer (every Flatcar channel but LTS) decompress it",
+        251,  # systemd-sysupdate's first release; systemd-pull decompresses xz since 219
+        "xz: every systemd-sysupdate (251 and newer, every Flatcar channel) decompresses it",
     ),
     "zstd": Transport(
         "zstd",
