@@ -42,7 +42,7 @@ TRANSPORTS: dict[str, Transport] = {
         ("--compress", "--stdout", "--format=xz", "--check=crc64", "-6", "--block-size=32MiB"),
         "--threads=",
         251,  # systemd-sysupdate's first release; systemd-pull decompresses xz since 219
-        "xz: every systemd-sysupdate (251 and newer, every Flatcar channel) decompresses it",
+        "xz: systemd 251 and newer (every systemd-sysupdate, every Flatcar channel) decompress it",
     ),
     "zstd": Transport(
         "zstd",
