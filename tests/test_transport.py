@@ -488,3 +488,14 @@ def test_a_stream_whose_compression_fails_leaves_no_directory_and_no_temporary(
     assert {k: v for k, v in after.items() if k != ".staging"} == {
         k: v for k, v in before.items() if k != ".staging"
     }
+
+
+@pytest.mark.needs("mkfs.erofs", "xz")
+def test_a_killed_stream_releases_temporary_in_staging_is_swept(
+    invoke: Invoke, erofs_output: Path
+) -> None:
+    killed = erofs_output / ".staging" / f".{IMAGE}.xz.k1ll3d.tmp"  # where it waited
+    killed.write_bytes(b"half")
+    ok(stream_release(invoke, "--transport=xz"))
+    assert not killed.exists()
+    assert (erofs_output / "streams" / STREAM / (IMAGE + ".xz")).is_file()
