@@ -82,8 +82,8 @@ def test_a_signal_while_a_temporary_is_made_leaves_no_temporary(
     made: list[Path] = []
     new_file = fileio._new_file
 
-    def signalled_while_made(final: Path) -> Path:
-        made.append(new_file(final))
+    def signalled_while_made(final: Path, temp_dir: Path | None = None) -> Path:
+        made.append(new_file(final, temp_dir))
         os.kill(os.getpid(), signal.SIGTERM)
         for _ in range(10_000):  # the handler would run at one of these, were it not held
             pass

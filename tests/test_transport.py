@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import configparser
 import json
+import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -180,7 +182,7 @@ def test_transport_of_an_already_compressed_squashfs_is_refused(
     [
         (("--transport-only",), "--transport-only without --transport"),
         (("--transport=gzip",), "unknown transport 'gzip'"),
-        (("--transport=xz", "--stream=1.10"), "--transport=xz with --stream=1.10"),
+        (("--transport-only", "--stream=1.10"), "--transport-only without --transport"),
     ],
 )
 def test_transport_options_that_make_no_sense_are_refused(
@@ -268,3 +270,232 @@ def test_clean_removes_the_compressed_images_with_the_release_files(
     assert not (erofs_output / (IMAGE + ".xz")).exists()
     assert foreign.read_bytes() == b"not the tool's"  # never the tool's: kept, and said
     assert f"kept output/{foreign.name}" in cleaned.stdout
+
+
+# A stream's feed (--stream=X.Y) sent compressed: its own compressed files beside its own
+# SHA256SUMS in streams/X.Y/, where its transfers' Path= points and its plain images are linked.
+
+STREAM = "1.10"
+STREAM_URL = f"{PUBLISH_URL}streams/{STREAM}/"
+
+
+def counted(tmp_path: Path, program: str, fail: bool = False) -> tuple[dict[str, str], Path]:
+    """A PATH-front `program` that logs each compression it is asked for to a file (a work
+    counter), then runs the real one; with `fail`, it fails them instead, saying so."""
+    real = shutil.which(program)
+    assert real is not None
+    bin_dir, log = tmp_path / f"counted-{program}", tmp_path / f"{program}.log"
+    bin_dir.mkdir()
+    failing = 'echo "out of memory" >&2; exit 1' if fail else ":"
+    script = bin_dir / program
+    script.write_text(
+        "#!/bin/sh\n"
+        f'case " $* " in *" --compress "*) echo "$*" >> {log}; {failing};; esac\n'
+        f'exec {real} "$@"\n'
+    )
+    script.chmod(0o755)
+    return {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}, log
+
+
+def runs(log: Path) -> int:
+    return len(log.read_text().splitlines()) if log.exists() else 0
+
+
+def stream_release(invoke: Invoke, *args: str, env: dict[str, str] | None = None):
+    return invoke("release", f"--publish-url={PUBLISH_URL}", f"--stream={STREAM}", *args, env=env)
+
+
+@pytest.mark.needs("mkfs.erofs", "xz", "zstd")
+@pytest.mark.parametrize("transport", ["xz", "zstd"])
+def test_a_stream_is_sent_compressed_from_its_own_directory(
+    invoke: Invoke, erofs_output: Path, transport: str
+) -> None:
+    suffix = TRANSPORTS[transport].suffix
+    ok(stream_release(invoke, f"--transport={transport}"))
+    feed = erofs_output / "streams" / STREAM
+    sent = feed / (IMAGE + suffix)
+    assert decompressed(sent, transport) == (erofs_output / IMAGE).read_bytes()
+    # Beside the stream's SHA256SUMS, which lists it with its own hash: the default feed's
+    # directory gets no compressed file from a stream's release.
+    assert sums(feed) == {IMAGE: sha256(erofs_output / IMAGE), IMAGE + suffix: sha256(sent)}
+    checked = subprocess.run(["sha256sum", "-c", "SHA256SUMS"], cwd=feed, capture_output=True)
+    assert checked.returncode == 0, checked.stdout
+    assert not list(erofs_output.glob(f"*{suffix}")) and not (erofs_output / "SHA256SUMS").exists()
+    leftovers = [p.name for p in (*feed.glob(".*"), *(erofs_output / ".staging").glob(".*.tmp"))]
+    assert not leftovers, "temporaries left"
+    # sysupdate fetches Path= + the name the source pattern matches: the stream's own file.
+    text = (feed / "sysupdate/amd64/alloy.transfer").read_text()
+    assert text == (feed / "sysupdate/amd64/alloy.conf").read_text()
+    parsed = transfer(feed)
+    assert parsed["Source"]["Path"] == STREAM_URL
+    assert parsed["Source"]["MatchPattern"] == f"alloy-@v-amd64.raw{suffix}"
+    assert parsed["Target"]["MatchPattern"] == "alloy-@v-amd64.raw"
+    assert pattern_match(parsed["Source"]["MatchPattern"], sent.name) == VERSION
+    index = json.loads((feed / "index.json").read_text())
+    [entry] = index["images"]
+    assert entry["file"] == IMAGE and entry["size"] == (erofs_output / IMAGE).stat().st_size
+    assert entry["sent"] == {"file": sent.name, "size": sent.stat().st_size, "sha256": sha256(sent)}
+    assert index["stream"] == STREAM and index["publish_url"] == STREAM_URL
+    assert index["transport"]["format"] == transport and index["transport"]["plain_listed"]
+    assert index["transport"]["systemd"] == TRANSPORTS[transport].systemd
+    butane = (feed / "flatcar/alloy-amd64.bu").read_text()
+    assert f"Updates arrive as {suffix} files" in butane and f"{STREAM_URL}{IMAGE}" in butane
+
+
+@pytest.mark.needs("mkfs.erofs", "xz", "gpg", "gpgv")
+def test_a_stream_sent_compressed_only_lists_and_signs_only_its_compressed_files(
+    invoke: Invoke, erofs_output: Path, keys: Keys
+) -> None:
+    env = {"INVOKE_GNUPG_HOME": str(keys.home)}
+    args = ("--transport=xz", "--transport-only", f"--sign-key={keys.plain}")
+    ok(stream_release(invoke, *args, env=env))
+    feed = erofs_output / "streams" / STREAM
+    assert sorted(sums(feed)) == [IMAGE + ".xz"]
+    assert os.path.samefile(feed / IMAGE, erofs_output / IMAGE)  # the Butane config's download
+    signed = gpgv(feed / "alloy-release-key.gpg", feed / "SHA256SUMS.gpg", feed / "SHA256SUMS")
+    assert signed.returncode == 0, signed.stderr
+    assert json.loads((feed / "index.json").read_text())["transport"]["plain_listed"] is False
+
+
+@pytest.mark.needs("mkfs.erofs", "xz")
+def test_a_stream_links_the_file_the_default_feed_compressed_and_never_compresses_it_again(
+    invoke: Invoke, erofs_output: Path, tmp_path: Path
+) -> None:
+    env, log = counted(tmp_path, "xz")
+    root_xz, stream_xz = (
+        erofs_output / (IMAGE + ".xz"),
+        erofs_output / "streams/1.10" / (IMAGE + ".xz"),
+    )
+    ok(invoke("release", f"--publish-url={PUBLISH_URL}", "--transport=xz", env=env))
+    assert runs(log) == 1
+    linked = ok(stream_release(invoke, "--transport=xz", env=env))
+    assert runs(log) == 1, "the stream compressed the same image again"
+    assert os.path.samefile(stream_xz, root_xz)
+    assert f"linked output/streams/1.10/{stream_xz.name} to output/{root_xz.name}" in linked.stdout
+    assert sums(stream_xz.parent)[stream_xz.name] == sums(erofs_output)[root_xz.name]
+    made = stream_xz.stat()
+    again = ok(stream_release(invoke, "--transport=xz", env=env))
+    assert runs(log) == 1
+    assert f"kept output/streams/1.10/{stream_xz.name}: compressed by an earlier" in again.stdout
+    assert (stream_xz.stat().st_ino, stream_xz.stat().st_mtime_ns) == (
+        made.st_ino,
+        made.st_mtime_ns,
+    )
+    # Other settings are other bytes: compressed afresh, never linked.
+    ok(stream_release(invoke, "--transport=zstd", env=env))
+    assert not stream_xz.exists() and root_xz.is_file()  # the default feed's stays
+    assert (stream_xz.parent / (IMAGE + ".zst")).is_file() and runs(log) == 1
+
+
+@pytest.mark.needs("mkfs.erofs", "xz")
+def test_the_default_feed_links_the_file_a_stream_compressed_first(
+    invoke: Invoke, erofs_output: Path, tmp_path: Path
+) -> None:
+    env, log = counted(tmp_path, "xz")
+    ok(stream_release(invoke, "--transport=xz", env=env))
+    ok(invoke("release", f"--publish-url={PUBLISH_URL}", "--transport=xz", env=env))
+    assert runs(log) == 1
+    root_xz = erofs_output / (IMAGE + ".xz")
+    assert os.path.samefile(root_xz, erofs_output / "streams/1.10" / root_xz.name)
+    assert sums(erofs_output)[root_xz.name] == sha256(root_xz)
+
+
+@pytest.mark.needs("mkfs.erofs", "xz")
+def test_a_stream_file_changed_since_is_never_linked_or_kept(
+    invoke: Invoke, erofs_output: Path, tmp_path: Path
+) -> None:
+    env, log = counted(tmp_path, "xz")
+    ok(invoke("release", f"--publish-url={PUBLISH_URL}", "--transport=xz", env=env))
+    root_xz = erofs_output / (IMAGE + ".xz")
+    first = sha256(root_xz)
+    root_xz.unlink()
+    root_xz.write_bytes(b"changed by hand")
+    ok(stream_release(invoke, "--transport=xz", env=env))
+    stream_xz = erofs_output / "streams/1.10" / root_xz.name
+    assert runs(log) == 2 and sha256(stream_xz) == first == sums(stream_xz.parent)[root_xz.name]
+
+
+@pytest.mark.needs("mkfs.erofs", "xz")
+def test_a_stream_sent_plain_again_removes_its_compressed_files(
+    invoke: Invoke, erofs_output: Path
+) -> None:
+    ok(stream_release(invoke, "--transport=xz"))
+    feed = erofs_output / "streams" / STREAM
+    plain = ok(stream_release(invoke))
+    assert f"removed output/streams/1.10/{IMAGE}.xz (not sent by this release)" in plain.stdout
+    assert sorted(sums(feed)) == [IMAGE] and not list(feed.glob("*.xz"))
+    assert "transport" not in json.loads((feed / "index.json").read_text())
+    assert transfer(feed)["Source"]["MatchPattern"] == "alloy-@v-amd64.raw"
+
+
+@pytest.mark.needs("mkfs.erofs", "xz")
+@pytest.mark.parametrize("args", [(), ("--version=1.10.2",)])
+def test_clean_removes_what_a_streams_transport_wrote_and_keeps_what_it_did_not(
+    invoke: Invoke, erofs_output: Path, args: tuple[str, ...]
+) -> None:
+    ok(invoke("release", f"--publish-url={PUBLISH_URL}", "--transport=xz"))
+    ok(stream_release(invoke, "--transport=xz"))
+    feed = erofs_output / "streams" / STREAM
+    foreign = feed / (IMAGE + ".zst")
+    foreign.write_bytes(b"not the tool's")
+    cleaned = ok(invoke("clean", *args))
+    assert sorted(p.name for p in (erofs_output / "streams").rglob("*")) == [STREAM, foreign.name]
+    assert f"kept output/streams/1.10/{foreign.name}: not written by this tool" in cleaned.stdout
+    assert not (erofs_output / (IMAGE + ".xz")).exists()
+
+
+@pytest.mark.needs("mkfs.erofs", "xz")
+def test_sums_of_a_stream_sent_compressed_is_refused(invoke: Invoke, erofs_output: Path) -> None:
+    ok(stream_release(invoke, "--transport=xz"))
+    before = snapshot(erofs_output)
+    error_line(
+        invoke("sums", f"--stream={STREAM}"),
+        "streams/1.10/index.json says the release sends its images compressed (xz)",
+        f"invoke release --transport=xz --stream={STREAM}",
+    )
+    assert snapshot(erofs_output) == before
+
+
+@pytest.mark.needs("mkfs.erofs", "xz")
+def test_a_foreign_file_under_a_streams_compressed_name_is_refused_before_compressing(
+    invoke: Invoke, erofs_output: Path, tmp_path: Path
+) -> None:
+    ok(stream_release(invoke))
+    (erofs_output / "streams/1.10" / (IMAGE + ".xz")).write_bytes(b"someone else's")
+    before = snapshot(erofs_output)
+    env, log = counted(tmp_path, "xz")
+    error_line(
+        stream_release(invoke, "--transport=xz", env=env),
+        f"refusing to replace output/streams/1.10/{IMAGE}.xz",
+    )
+    assert snapshot(erofs_output) == before and runs(log) == 0
+
+
+@pytest.mark.needs("mkfs.erofs", "xz")
+def test_a_stream_whose_compression_fails_leaves_no_directory_and_no_temporary(
+    invoke: Invoke, erofs_output: Path, tmp_path: Path
+) -> None:
+    before = snapshot(erofs_output)
+    env, log = counted(tmp_path, "xz", fail=True)
+    error_line(
+        stream_release(invoke, "--transport=xz", env=env),
+        f"cannot compress {IMAGE} with xz",
+        "out of memory",
+    )
+    assert runs(log) == 1
+    # Every file as it was, no streams/ made; only .staging's time says a temporary was there.
+    after = snapshot(erofs_output)
+    assert {k: v for k, v in after.items() if k != ".staging"} == {
+        k: v for k, v in before.items() if k != ".staging"
+    }
+
+
+@pytest.mark.needs("mkfs.erofs", "xz")
+def test_a_killed_stream_releases_temporary_in_staging_is_swept(
+    invoke: Invoke, erofs_output: Path
+) -> None:
+    killed = erofs_output / ".staging" / f".{IMAGE}.xz.k1ll3d.tmp"  # where it waited
+    killed.write_bytes(b"half")
+    ok(stream_release(invoke, "--transport=xz"))
+    assert not killed.exists()
+    assert (erofs_output / "streams" / STREAM / (IMAGE + ".xz")).is_file()

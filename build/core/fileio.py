@@ -51,8 +51,10 @@ def _temporary(make: Callable[[], Path]) -> Iterator[Path]:
             tmp.unlink(missing_ok=True)
 
 
-def _new_file(final: Path) -> Path:
-    fd, name = tempfile.mkstemp(prefix=temp_prefix(final), suffix=TEMP_SUFFIX, dir=final.parent)
+def _new_file(final: Path, temp_dir: Path | None = None) -> Path:
+    fd, name = tempfile.mkstemp(
+        prefix=temp_prefix(final), suffix=TEMP_SUFFIX, dir=temp_dir or final.parent
+    )
     try:
         # mkstemp's 0600 goes through the umask: under umask 0277 the owner could not write
         # the file it is handed (root can, anyone else cannot). atomic_path sets the final mode.
@@ -63,10 +65,14 @@ def _new_file(final: Path) -> Path:
 
 
 @contextlib.contextmanager
-def atomic_path(final: Path, mode: int = 0o644) -> Iterator[Path]:
-    """Yield a temporary path beside `final`; rename it into place only if the block succeeds."""
-    final.parent.mkdir(parents=True, exist_ok=True)
-    with _temporary(lambda: _new_file(final)) as tmp:
+def atomic_path(final: Path, mode: int = 0o644, temp_dir: Path | None = None) -> Iterator[Path]:
+    """Yield a temporary path beside `final`; rename it into place only if the block succeeds.
+    With `temp_dir` (on the same file system), the temporary waits there instead, and the
+    caller makes `final`'s directory before the block ends: a directory that must not appear
+    unless everything written into it succeeds."""
+    if temp_dir is None:
+        final.parent.mkdir(parents=True, exist_ok=True)
+    with _temporary(lambda: _new_file(final, temp_dir)) as tmp:
         with doing(path=final):  # a full disk fails a write() that names no file
             yield tmp
         os.chmod(tmp, mode)

@@ -1,12 +1,14 @@
 """invoke release --transport: each versioned image also published compressed beside it
 (alloy-1.10.2-amd64.raw.xz), for hosts whose systemd-sysupdate fetches it and installs the
-plain image. The settings are the transport table's (build/formats/transport.py)."""
+plain image; a stream's feed has its own, beside its own SHA256SUMS (streams/X.Y/, where its
+plain images are linked), since sysupdate fetches a source's names at its Path=. The settings
+are the transport table's (build/formats/transport.py)."""
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from build.config.spec import NAME
@@ -17,6 +19,8 @@ from build.core.run import run, run_into
 from build.core.sums import file_sha256
 from build.formats.transport import NONE, THREADS, TRANSPORTS, Transport
 from build.model import manifest
+from build.model.names import STAGING
+from build.release.streams import link_or_copy
 
 # The one filesystem compression a transport is for: compressing a compressed image again
 # (squashfs xz or zstd, EROFS lz4hc) saves next to nothing for minutes of CPU.
@@ -44,14 +48,15 @@ class Compressed:
     size: int
 
 
-def compressed_path(image: Path, transport: Transport) -> Path:
-    return image.with_name(image.name + transport.suffix)
+def compressed_path(image: Path, transport: Transport, feed: Path | None = None) -> Path:
+    """Its published name, in the directory of `feed` (default: beside the image)."""
+    return (feed or image.parent) / (image.name + transport.suffix)
 
 
-def refuse(sending: Sending, compressions: dict[str, str], stream: str | None) -> None:
-    """Before anything is compressed: --transport-only needs a transport, a stream feed takes
-    none yet, and only images with an uncompressed filesystem (`compressions`: image name ->
-    its build info's compression) are worth it."""
+def refuse(sending: Sending, compressions: dict[str, str]) -> None:
+    """Before anything is compressed: --transport-only needs a transport, and only images
+    with an uncompressed filesystem (`compressions`: image name -> its build info's
+    compression) are worth it."""
     if sending.table is None:
         if sending.only:
             raise BuildError(
@@ -59,12 +64,6 @@ def refuse(sending: Sending, compressions: dict[str, str], stream: str | None) -
                 "add --transport=xz (or zstd), or drop --transport-only; nothing was written",
             )
         return
-    if stream:
-        raise BuildError(
-            f"--transport={sending.transport} with --stream={stream}: a stream's feed is not "
-            "sent compressed yet",
-            "release the stream without --transport; nothing was written",
-        )
     packed = sorted(name for name, used in compressions.items() if used != UNCOMPRESSED)
     if packed:
         used = sorted({compressions[name] for name in packed})
@@ -96,52 +95,80 @@ def compress(image: Path, transport: Transport, target: Path, threads: int = THR
 
 @contextlib.contextmanager
 def prepared(
-    images: Sequence[Path], sending: Sending, earlier: Mapping[Path, Compressed]
+    images: Sequence[Path],
+    sending: Sending,
+    earlier: Mapping[Path, Compressed],
+    output_dir: Path,
+    feed: Path,
 ) -> Iterator[list[Compressed]]:
-    """Each of `images` compressed under a temporary name, hashed; renamed to its final name
-    when the block ends without an error (removed if it raises): nothing is published before
-    every check of the release passed. An image in `earlier` keeps the file an earlier
-    release compressed it into (minutes of CPU for a large image)."""
+    """Each of `images` compressed into the directory `feed` under a temporary name, hashed;
+    renamed to its final name when the block ends without an error (removed if it raises):
+    nothing is published before every check of the release passed. An image in `earlier`
+    keeps the file an earlier release compressed it into (minutes of CPU for a large image),
+    linked into `feed` when it is another feed's (the default feed's, a stream's)."""
     transport = sending.table
+    # A stream's directory may not be there yet: made only once every check passed, so its
+    # temporaries wait in .staging (the same file system) until then.
+    pending = output_dir / STAGING if feed != output_dir else None
     with contextlib.ExitStack() as stack:
         made: list[Compressed] = []
         for image in images if transport is not None else ():
             assert transport is not None
-            if image in earlier:
-                made.append(earlier[image])
+            final, piece = compressed_path(image, transport, feed), earlier.get(image)
+            if piece is not None and piece.path == final:
+                made.append(piece)
                 continue
-            final = compressed_path(image, transport)
-            sweep_temps(final)  # a killed release's half-written one (release holds the lock)
-            tmp = stack.enter_context(atomic_path(final))
+            # A killed release's half-written one (release holds the lock).
+            sweep_temps(pending / final.name if pending else final)
+            tmp = stack.enter_context(atomic_path(final, temp_dir=pending))
+            if piece is not None:
+                link_or_copy(piece.path, tmp)
+                made.append(replace(piece, path=final))
+                continue
             compress(image, transport, tmp)
             made.append(Compressed(image, final, file_sha256(tmp), tmp.stat().st_size))
         yield made
+        if pending is not None and made:
+            manifest.make_dirs(output_dir, *Path(manifest.relative(output_dir, feed)).parts)
 
 
 def fresh(made: list[Compressed], earlier: Mapping[Path, Compressed]) -> list[Path]:
-    """The compressed files this release wrote; those it kept, said."""
-    for piece in earlier.values():
-        say("release", f"kept {piece.path}: compressed by an earlier release from the same image")
-    return [piece.path for piece in made if piece.image not in earlier]
+    """The compressed files this release wrote (compressed, or linked from another feed);
+    those it kept, and those it linked, said."""
+    written = []
+    for piece in made:
+        before = earlier.get(piece.image)
+        if before is not None and before.path == piece.path:
+            say(
+                "release",
+                f"kept {piece.path}: compressed by an earlier release from the same image",
+            )
+            continue
+        if before is not None:
+            say(
+                "release", f"linked {piece.path} to {before.path}: the same image, compressed alike"
+            )
+        written.append(piece.path)
+    return written
 
 
-def found(output_dir: Path) -> list[Path]:
-    """The compressed images in `output_dir`, by their names (whoever wrote them)."""
+def found(feed: Path) -> list[Path]:
+    """The compressed images in the directory `feed`, by their names (whoever wrote them)."""
     suffixes = tuple(f".raw{transport.suffix}" for transport in TRANSPORTS.values())
     return sorted(
         path
-        for path in output_dir.iterdir()
+        for path in feed.iterdir()
         if path.name.startswith(f"{NAME}-") and path.name.endswith(suffixes)
     )
 
 
-def remove_stale(output_dir: Path, kept: Iterable[Path]) -> None:
-    """Compressed images an earlier release wrote that this one does not publish (another
-    transport, none, or an image no longer there): removed where they are the tool's, kept
-    and named otherwise."""
+def remove_stale(output_dir: Path, feed: Path, kept: Iterable[Path]) -> None:
+    """Compressed images an earlier release of `feed` (the output directory, or a stream's)
+    wrote that this one does not publish (another transport, none, or an image no longer
+    there): removed where they are the tool's, kept and named otherwise."""
     keep = set(kept)
     recorded = manifest.load(output_dir)
-    for path in found(output_dir):
+    for path in found(feed) if feed.is_dir() else ():
         if path in keep:
             continue
         if recorded.owns_file(output_dir, manifest.relative(output_dir, path)):

@@ -153,25 +153,25 @@ def _release(
     sums = image_sums(output_dir)  # hashes every image, checks each against its .sha256
     images = _images(output_dir, sums, trust.certificate)
     refuse_mixed_formats(output_dir, images)
-    compressed.refuse(feed.sending, _compressions(images), feed.stream)
     if feed.stream:  # its line's versioned images, linked into its own directory
         images = streams.line_images(output_dir, images, feed.stream)
         sums = [(base / image.path.name, image.sha256) for image in images]
         url, updates = url + streams.url_path(feed.stream), updates + streams.url_path(feed.stream)
+    compressed.refuse(feed.sending, _compressions(images))
+    linked = [path for path, _ in sums] if feed.stream else []  # its plain images
     newest = _newest_per_arch(images)
     shown = f"{where}/" if feed.stream else str(output_dir)
     streams.refuse_floor_above_newest(
         feed.min_version, {arch: image.version for arch, image in newest.items()}, shown
     )
     listed = [] if feed.stream else streams.published(output_dir)
-    sent, earlier = _to_send(output_dir, images, feed.sending)
+    sent, earlier = _to_send(output_dir, base, images, feed.sending)
     # Compressed under temporary names, renamed once every check below passed.
-    with compressed.prepared(sent, feed.sending, earlier) as made:
+    with compressed.prepared(sent, feed.sending, earlier, output_dir, base) as made:
         sums = _sent_sums(sums, made, feed.sending)
         texts = {base / INDEX: index_json(images, newest, url, trust, feed, listed, made)}
         texts.update(_host_texts(base, images, newest, (url, updates), trust, health_url, feed))
         signed = _signed(base, trust, sums)
-        linked = [path for path, _ in sums] if feed.stream else []
         manifest.refuse_foreign(output_dir, [base / SUMS_FILE, *texts, *signed, *linked])
     # Only now, with every check passed (the signature made and verified), does anything change.
     written = compressed.fresh(made, earlier)
@@ -187,8 +187,7 @@ def _release(
     if feed.stream:
         streams.remove_stale_images(output_dir, base, linked)
         written += _relist_streams(output_dir)
-    else:
-        compressed.remove_stale(output_dir, [piece.path for piece in made])
+    compressed.remove_stale(output_dir, base, [piece.path for piece in made])
     for path in written:
         say("release", f"wrote {path}")
     _say_verity(output_dir, trust, base)
@@ -211,30 +210,49 @@ def _compressions(images: list[Image]) -> dict[str, str]:
 
 
 def _to_send(
-    output_dir: Path, images: list[Image], sending: compressed.Sending
+    output_dir: Path, base: Path, images: list[Image], sending: compressed.Sending
 ) -> tuple[list[Path], dict[Path, compressed.Compressed]]:
-    """The images sent compressed (the versioned ones: sysupdate never fetches a compat name),
-    and those an earlier release already compressed. Their names are checked first: no file
-    of another's is overwritten, and no minutes are spent before that refusal."""
+    """The images sent compressed (the versioned ones: sysupdate never fetches a compat name)
+    into the feed in `base`, and those an earlier release already compressed. Their names are
+    checked first: no file of another's is overwritten, and no minutes are spent before that
+    refusal."""
     sent = [image.path for image in images if image.compat_of is None]
-    if sending.table is None:
+    table = sending.table
+    if table is None:
         return [], {}
-    manifest.refuse_foreign(output_dir, [compressed_path(path, sending.table) for path in sent])
-    return sent, _earlier_sent(output_dir, images, sending)
+    manifest.refuse_foreign(output_dir, [compressed_path(path, table, base) for path in sent])
+    return sent, _earlier_sent(output_dir, base, images, sending)
 
 
 def _earlier_sent(
-    output_dir: Path, images: list[Image], sending: compressed.Sending
+    output_dir: Path, base: Path, images: list[Image], sending: compressed.Sending
 ) -> dict[Path, compressed.Compressed]:
-    """The compressed files an earlier release wrote that this one keeps, by image: its
-    index.json (the tool's, unchanged) says they hold the same image bytes, compressed with
-    the same settings by the same tool, and the manifest that nobody changed them since."""
+    """The compressed files an earlier release wrote that this one keeps, by image: this
+    feed's own first, else another feed's (the default feed's, a stream's), which is linked
+    in: the same image is compressed once, whichever feed sent it first."""
+    how = _how_sent(_transport_fields(sending))
+    published = [streams.directory(output_dir, stream) for stream in streams.published(output_dir)]
+    found: dict[Path, compressed.Compressed] = {}
+    for feed in dict.fromkeys([base, output_dir, *published]):
+        for image, piece in _sent_in(output_dir, feed, images, sending, how).items():
+            found.setdefault(image, piece)
+    return found
+
+
+def _sent_in(
+    output_dir: Path, feed: Path, images: list[Image], sending: compressed.Sending, how: object
+) -> dict[Path, compressed.Compressed]:
+    """The compressed files of `feed` an earlier release wrote, by image: its index.json (the
+    tool's, unchanged) says they hold the same image bytes, compressed with the same settings
+    (`how`) by the same tool, and the manifest that nobody changed them since."""
     recorded = manifest.load(output_dir)
-    table = sending.table
-    if table is None or not recorded.owns_file(output_dir, INDEX):
+    table, index_path = sending.table, feed / INDEX
+    if table is None or not recorded.owns_file(
+        output_dir, manifest.relative(output_dir, index_path)
+    ):
         return {}
-    index = json.loads((output_dir / INDEX).read_text(encoding="utf-8"))
-    if _how_sent(index.get("transport")) != _how_sent(_transport_fields(sending)):
+    index = json.loads(index_path.read_text(encoding="utf-8"))
+    if _how_sent(index.get("transport")) != how:
         return {}
     by_name = {image.path.name: image for image in images if image.compat_of is None}
     found: dict[Path, compressed.Compressed] = {}
@@ -242,7 +260,7 @@ def _earlier_sent(
         image, sent = by_name.get(entry.get("file")), entry.get("sent")
         if image is None or not isinstance(sent, dict) or entry.get("sha256") != image.sha256:
             continue
-        path = compressed_path(image.path, table)
+        path = compressed_path(image.path, table, feed)
         name = manifest.relative(output_dir, path)
         same = sent.get("file") == path.name and recorded.files.get(name) == sent.get("sha256")
         if same and recorded.owns_file(output_dir, name):  # and unchanged since
@@ -439,8 +457,7 @@ def write_signed_sums(
         raise BuildError(f"no images in {output_dir}", "build them first, e.g. invoke all")
     manifest.own_subdir(output_dir, STAGING)
     with manifest.output_dir_lock(output_dir):  # as release: alone
-        if not stream:
-            _refuse_sums_of_a_sent_release(output_dir)
+        _refuse_sums_of_a_sent_release(output_dir, stream)
         sums = image_sums(output_dir)
         base, images = output_dir, list[streams.Named]()
         if stream:
@@ -468,19 +485,24 @@ def write_signed_sums(
         return path, count
 
 
-def _refuse_sums_of_a_sent_release(output_dir: Path) -> None:
-    """invoke sums lists images only: over a release sent compressed (--transport) it would
-    drop the compressed files its transfers fetch, and hosts would find no update."""
-    path = output_dir / INDEX
-    if not manifest.load(output_dir).owns_file(output_dir, INDEX):
+def _refuse_sums_of_a_sent_release(output_dir: Path, stream: str | None) -> None:
+    """invoke sums lists images only: over a release (of `stream`'s feed) sent compressed
+    (--transport) it would drop the compressed files its transfers fetch, and hosts would
+    find no update."""
+    base = streams.directory(output_dir, stream) if stream else output_dir
+    if stream:  # never followed out of the output directory
+        manifest.refuse_links(output_dir, *_feed_subdirs(output_dir, base))
+    path = base / INDEX
+    if not manifest.load(output_dir).owns_file(output_dir, manifest.relative(output_dir, path)):
         return
     sent = json.loads(path.read_text(encoding="utf-8")).get("transport")
     if isinstance(sent, dict):
         how = str(sent.get("format"))[:20]
+        again = f"invoke release --transport={how}" + (f" --stream={stream}" if stream else "")
         raise BuildError(
             f"{path} says the release sends its images compressed ({how}), and invoke sums "
             "would list only the plain ones: hosts would find no update",
-            f"run invoke release --transport={how} again instead; nothing was written",
+            f"run {again} again instead; nothing was written",
         )
 
 

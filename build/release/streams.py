@@ -144,13 +144,19 @@ def link_images(output_dir: Path, stream_dir: Path, images: Iterable[Published])
             written.append(target)
             continue
         with atomic_path(target) as tmp:
-            tmp.unlink()
-            try:
-                os.link(image.path, tmp)
-            except OSError:  # another file system, or links refused: the bytes themselves
-                shutil.copyfile(image.path, tmp)
+            link_or_copy(image.path, tmp)
         written.append(target)
     return written
+
+
+def link_or_copy(source: Path, tmp: Path) -> None:
+    """`source`'s bytes under the temporary `tmp` (atomic_path's): a hard link, or a copy
+    where the file system refuses one."""
+    tmp.unlink()
+    try:
+        os.link(source, tmp)
+    except OSError:  # another file system, or links refused: the bytes themselves
+        shutil.copyfile(source, tmp)
 
 
 def remove_stale_images(output_dir: Path, stream_dir: Path, keep: Iterable[Path]) -> None:

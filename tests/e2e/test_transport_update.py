@@ -1,8 +1,9 @@
 """A fleet fed compressed images (issue 25, invoke release --transport=xz) on systemd 257: a
 Debian 13 root provisioned from step 0's Ignition config (which installs the plain image) boots
-running A, and its systemd-sysupdate takes B from the .raw.xz feed: systemd-pull decompresses it
-while downloading, SHA256SUMS's line hashes the compressed file, and the installed image is the
-plain one that merges. tests/e2e/test_update.py explains the Fleet."""
+running A, and its systemd-sysupdate takes B from the .raw.xz feed (the default one, or a
+stream's in streams/X.Y/): systemd-pull decompresses it while downloading, SHA256SUMS's line
+hashes the compressed file, and the installed image is the plain one that merges.
+tests/e2e/test_update.py explains the Fleet."""
 
 from __future__ import annotations
 
@@ -35,6 +36,8 @@ def signing() -> Iterator[tuple[str, ...]]:
         yield (f"--sign-key={new_key(home, 'Release')}", f"--gnupg-home={home}")
 
 
+# The default feed, and A and B's stream (5.5), whose compressed files are in its own directory.
+@pytest.mark.parametrize("feed", ["", "streams/5.5/"], ids=["default", "stream"])
 def test_a_host_updates_from_the_xz_feed_and_installs_the_plain_image(
     fleet: Fleet,
     release: Release,
@@ -42,20 +45,23 @@ def test_a_host_updates_from_the_xz_feed_and_installs_the_plain_image(
     trixie_root: Path,
     report_time: Callable[[str], None],
     signing: tuple[str, ...],
+    feed: str,
 ) -> None:
     """Signed: sysupdate checks SHA256SUMS.gpg (Verify=yes), whose SHA256SUMS hashes the .xz."""
     publish_stand_in(release, B, stand_in(B))
+    on_feed = (f"--stream={feed.split('/')[1]}",) if feed else ()
     # Step 1 lists only the compressed images: a fetch of the plain one would find no update.
     fleet.publish_steps(
         [
-            ([(A, PLAIN_EROFS)], ("--transport=xz", *signing)),
+            ([(A, PLAIN_EROFS)], ("--transport=xz", *signing, *on_feed)),
             (
                 [(A, PLAIN_EROFS), (B, PLAIN_EROFS)],
-                ("--transport=xz", "--transport-only", *signing),
+                ("--transport=xz", "--transport-only", *signing, *on_feed),
             ),
         ]
     )
-    booted = fleet.boot(trixie_root, ["1"], report_time)
+    config = f"{feed}flatcar/alloy-amd64.ign"
+    booted = fleet.boot(trixie_root, ["1"], report_time, config=config)
     report = fleet.report(booted)
     assert running(booted, 0) == runs(A), report
     assert booted.results.get("update_status_1") == "0", report
@@ -63,8 +69,9 @@ def test_a_host_updates_from_the_xz_feed_and_installs_the_plain_image(
     # Installed under the plain name (the target's pattern), as the bytes B's image holds.
     assert booted.results.get("instances_1") == f"{image(A)} {image(B)}", report
     fetched = [line.split()[0] for line in fleet.server.requests]
-    assert f"/{image(B)}.xz" in fetched and "/SHA256SUMS.gpg" in fetched, report
-    assert f"/{image(B)}" not in fetched, report
+    assert f"/{feed}{image(B)}.xz" in fetched and f"/{feed}SHA256SUMS.gpg" in fetched, report
+    assert f"/{feed}{image(B)}" not in fetched, report
+    assert not [path for path in fetched if not path.startswith(f"/{feed}")], report
     assert booted.returncode == 0, report
 
 
