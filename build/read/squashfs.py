@@ -115,6 +115,10 @@ NO_TABLE = 0xFFFFFFFFFFFFFFFF
 NO_XATTR = 0xFFFFFFFF
 NO_FRAGMENT = 0xFFFFFFFF
 COMP_OPT_FLAG = 0x400
+# Superblock flags mksquashfs sets for -noI, -noD, -noF, -noX (squashfs_fs.h NOI, NOD, NOF, NOX;
+# -noI also stores the id table, which no flag of its own records then). The kernel reads none
+# of them (super.c prints two under TRACE): each block's own bit says whether it is compressed.
+STORED_FLAGS = {0x1: "inodes", 0x2: "data", 0x8: "fragments", 0x100: "xattrs"}
 DATA_UNCOMPRESSED = 1 << 24
 NAME_MAX = 256  # SQUASHFS_NAME_LEN
 DIR_COUNT_MAX = 256  # SQUASHFS_DIR_COUNT
@@ -192,6 +196,9 @@ class Superblock:
     compression: str
     block_size: int
     filters: tuple[str, ...]  # xz's BCJ filters, in squashfs-tools' order
+    # What the flags say is stored uncompressed (STORED_FLAGS' names, in their order): only
+    # said; the blocks' own bits are what the kernel and the reader go by.
+    stored: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -285,6 +292,7 @@ class SquashfsReader:
         self._fragment_cache: tuple[int, bytes] | None = None
         self._refs: dict[int, int] = {}  # inode number -> the inode reference it names
         self._xattrs_shown = 0  # bytes of xattrs over every entry, shared ones each time
+        self._compressed: set[int] = set()  # where the blocks read stored compressed start
         with refusing_malformed(self.path, "squashfs", "mksquashfs"):
             size = _size_of(path)
             if size > MAX_IMAGE_BYTES:  # read at call time: tests lower it
@@ -294,6 +302,13 @@ class SquashfsReader:
             self._data = map_readonly(path)
             self.superblock = self._read_superblock()
             self._ids = self._read_ids()
+
+    @property
+    def compressed_blocks(self) -> int:
+        """How many of the blocks read so far (metadata, data and fragment blocks: after
+        nodes(), every one the image's entries use) are stored compressed, by their own bits,
+        whatever the superblock's flags say."""
+        return len(self._compressed)
 
     def nodes(self) -> list[Node]:
         """Every entry, parents before children; bounded in number, depth and bytes read."""
@@ -381,7 +396,8 @@ class SquashfsReader:
         self._compression = compression = self._compressor(comp_id)
         filters = self._read_options(flags)
         self._check_table_chain()
-        return Superblock(compression, block_size, filters)
+        stored = tuple(name for bit, name in STORED_FLAGS.items() if flags & bit)
+        return Superblock(compression, block_size, filters, stored)
 
     def _compressor(self, comp_id: int) -> str:
         """The compressor's name, where the reader decodes it; else one line saying why not."""
@@ -500,6 +516,7 @@ class SquashfsReader:
             raise Malformed(f"the metadata block at byte {position} is compressed")
         else:
             data = self._decompress(raw, METADATA_SIZE)
+            self._compressed.add(position)
         if not data:
             raise Malformed(f"the metadata block at byte {position} is empty")
         work = self.work
@@ -658,6 +675,8 @@ class SquashfsReader:
         blocks = struct.unpack(f"<{count}I", take(4 * count))
         stored = 0
         for word in blocks:
+            if not word & DATA_UNCOMPRESSED:
+                self._compressed.add(start + stored)
             size_of = word & ~DATA_UNCOMPRESSED
             if word >> 25:
                 raise Malformed(f"{_at(path)} has a block size word {word:#x}")
@@ -890,6 +909,8 @@ class SquashfsReader:
             raise Malformed(f"the fragment of {_at(path)} is {stored} bytes")
         if start < self._data_start or start + stored > self._inode_table:
             raise Malformed(f"the fragment of {_at(path)} lies outside the data area")
+        if not word & DATA_UNCOMPRESSED:
+            self._compressed.add(start)
         return start, word
 
     def _fragment(self, index: int, node: Node) -> bytes:
