@@ -87,8 +87,10 @@ def test_a_signed_erofs_ddi_is_built_verified_and_recorded(
 def test_an_unsigned_squashfs_ddi_only_when_asked(
     invoke: Invoke, tmp_path: Path, compression: str
 ) -> None:
-    flags = ("--format=ddi", "--ddi-filesystem=squashfs", f"--compression={compression}")
-    flags += ("--arch=arm64",)
+    flags = (
+        *("--format=ddi", "--ddi-filesystem=squashfs"),
+        *(f"--compression={compression}", "--arch=arm64"),
+    )
     out = ok(invoke("all", *flags, "--no-verity-signature")).stdout
     assert "ok   signature: none: an unsigned verity DDI" in out
     image = tmp_path / "output" / f"alloy-{VERSION}-arm64.raw"

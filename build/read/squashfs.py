@@ -48,6 +48,10 @@ Kernel paths the reader follows (same bytes, same arithmetic):
   key/value stream, out-of-line values (an 8-byte reference); getxattr takes the first match,
   so a name twice on one inode is refused.
 - symlink.c: the target is i_size bytes after the inode (i_size <= PAGE_SIZE, checked as 4096).
+- block.c squashfs_read_data: each block is decompressed or not by its own bit (1 << 15 in a
+  metadata block's header, 1 << 24 in a data or fragment block's size word); the superblock's
+  NOI/NOD/NOF/NOX flags are never read. The reader counts the blocks stored compressed
+  (compressed_blocks) so verify names an image "none" by its blocks, not by its flags.
 - file.c squashfs_read_folio / file_cache.c / file_direct.c: block i's position is start plus
   the stored sizes of blocks 0 .. i-1; each block must give exactly the bytes the file needs
   there (file_direct.c fails otherwise, file_cache.c would pad with zeros); the tail is in the

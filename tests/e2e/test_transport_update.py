@@ -25,6 +25,8 @@ published_server = fleets.published_server
 
 # An image worth sending compressed: EROFS without compression.
 PLAIN_EROFS = ("--format=erofs", "--compression=none")
+# The same for hosts without EROFS (Flatcar LTS): squashfs with every block stored.
+PLAIN_SQUASHFS = ("--format=squashfs", "--compression=none")
 
 
 @pytest.fixture
@@ -35,6 +37,9 @@ def signing() -> Iterator[tuple[str, ...]]:
         yield (f"--sign-key={new_key(home, 'Release')}", f"--gnupg-home={home}")
 
 
+@pytest.mark.parametrize(
+    "plain", [PLAIN_EROFS, PLAIN_SQUASHFS], ids=["erofs-none", "squashfs-none"]
+)
 def test_a_host_updates_from_the_xz_feed_and_installs_the_plain_image(
     fleet: Fleet,
     release: Release,
@@ -42,15 +47,16 @@ def test_a_host_updates_from_the_xz_feed_and_installs_the_plain_image(
     trixie_root: Path,
     report_time: Callable[[str], None],
     signing: tuple[str, ...],
+    plain: tuple[str, ...],
 ) -> None:
     """Signed: sysupdate checks SHA256SUMS.gpg (Verify=yes), whose SHA256SUMS hashes the .xz."""
     publish_stand_in(release, B, stand_in(B))
     # Step 1 lists only the compressed images: a fetch of the plain one would find no update.
     fleet.publish_steps(
         [
-            ([(A, PLAIN_EROFS)], ("--transport=xz", *signing)),
+            ([(A, plain)], ("--transport=xz", *signing)),
             (
-                [(A, PLAIN_EROFS), (B, PLAIN_EROFS)],
+                [(A, plain), (B, plain)],
                 ("--transport=xz", "--transport-only", *signing),
             ),
         ]
