@@ -296,7 +296,10 @@ class SquashfsReader:
         self._fragment_cache: tuple[int, bytes] | None = None
         self._refs: dict[int, int] = {}  # inode number -> the inode reference it names
         self._xattrs_shown = 0  # bytes of xattrs over every entry, shared ones each time
-        self._compressed: set[int] = set()  # where the blocks read stored compressed start
+        # Blocks read stored compressed: metadata blocks (each read once), data blocks (per
+        # file: a count, as a block list may be megabytes), fragments (by index).
+        self._compressed = 0
+        self._compressed_fragments: set[int] = set()
         with refusing_malformed(self.path, "squashfs", "mksquashfs"):
             size = _size_of(path)
             if size > MAX_IMAGE_BYTES:  # read at call time: tests lower it
@@ -310,9 +313,9 @@ class SquashfsReader:
     @property
     def compressed_blocks(self) -> int:
         """How many of the blocks read so far (metadata, data and fragment blocks: after
-        nodes(), every one the image's entries use) are stored compressed, by their own bits,
-        whatever the superblock's flags say."""
-        return len(self._compressed)
+        nodes(), every one the image's entries use; a data block once per file using it) are
+        stored compressed, by their own bits, whatever the superblock's flags say."""
+        return self._compressed + len(self._compressed_fragments)
 
     def nodes(self) -> list[Node]:
         """Every entry, parents before children; bounded in number, depth and bytes read."""
@@ -520,7 +523,7 @@ class SquashfsReader:
             raise Malformed(f"the metadata block at byte {position} is compressed")
         else:
             data = self._decompress(raw, METADATA_SIZE)
-            self._compressed.add(position)
+            self._compressed += 1
         if not data:
             raise Malformed(f"the metadata block at byte {position} is empty")
         work = self.work
@@ -680,7 +683,7 @@ class SquashfsReader:
         stored = 0
         for word in blocks:
             if not word & DATA_UNCOMPRESSED:
-                self._compressed.add(start + stored)
+                self._compressed += 1
             size_of = word & ~DATA_UNCOMPRESSED
             if word >> 25:
                 raise Malformed(f"{_at(path)} has a block size word {word:#x}")
@@ -914,7 +917,7 @@ class SquashfsReader:
         if start < self._data_start or start + stored > self._inode_table:
             raise Malformed(f"the fragment of {_at(path)} lies outside the data area")
         if not word & DATA_UNCOMPRESSED:
-            self._compressed.add(start)
+            self._compressed_fragments.add(index)
         return start, word
 
     def _fragment(self, index: int, node: Node) -> bytes:
