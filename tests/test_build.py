@@ -217,6 +217,35 @@ def test_xz_bcj_adds_the_x86_filter_on_amd64_and_switching_repacks(
     assert "ok   superblock: xz compression, no BCJ filter, 1048576-byte blocks" in back.stdout
 
 
+def test_compression_none_stores_every_block_and_names_xz_for_the_mount(
+    invoke: Invoke, tmp_path: Path
+) -> None:
+    """squashfs for hosts without EROFS (Flatcar LTS) sent with --transport: every block stored
+    as it is (the binary's bytes lie in the image), xz named in the superblock because the
+    kernel looks its decompressor up at mount; reproducible; recorded and verified as none."""
+    result = ok(invoke("all", "--compression=none", "--output-dir=a"))
+    name = f"alloy-{VERSION}-amd64.raw"
+    image = tmp_path / "a" / name
+    assert superblock(image) == {"Compression": "xz", "Block size": "1048576"}
+    said = subprocess.run(["unsquashfs", "-s", str(image)], capture_output=True, text=True)
+    for table in ("Inodes are", "Data is", "Fragments are", "Xattrs are"):
+        assert f"{table} uncompressed" in said.stdout, said.stdout
+    assert elf_binary(MACHINES["amd64"]) in image.read_bytes()
+    info = json.loads(image.with_name(name + ".buildinfo.json").read_text())
+    assert info["compression"] == "none"
+    assert info["mksquashfs_args"] == [*XZ_ARGS[:5], "-noI", "-noD", "-noF", "-noX", "-b", "1M"]
+    superblock_line = (
+        "ok   superblock: none compression (xz named for the mount), no BCJ filter, "
+        "1048576-byte blocks"
+    )
+    assert superblock_line in result.stdout
+    if os.geteuid() == 0:  # verify mounts it and merges it for real
+        assert "ok   kernel view: mounted alone" in result.stdout, result.stdout
+        assert f"ok   merge: as {name}: 8 files appeared" in result.stdout, result.stdout
+    ok(invoke("all", "--compression=none", "--output-dir=b"))
+    assert image.read_bytes() == (tmp_path / "b" / name).read_bytes()
+
+
 def test_xz_bcj_on_arm64_packs_exactly_like_xz(invoke: Invoke, tmp_path: Path) -> None:
     """squashfs-tools 4.5 has no arm64 BCJ filter: the same image, no filter in it."""
     ok(invoke("all", "--arch=arm64", "--output-dir=xz"))

@@ -146,7 +146,7 @@ def test_the_option_table_takes_its_choices_and_defaults_from_the_format_table()
                 assert options.compression(choice, given) == choice
             if inner is not None:
                 assert default.make(values) == inner.default_compression
-    assert FORMATS["squashfs"].compressions == ("xz", "xz-bcj", "zstd")
+    assert FORMATS["squashfs"].compressions == ("xz", "xz-bcj", "zstd", "none")
     assert FORMATS["erofs"].compressions == ("lz4hc", "none")
 
 

@@ -158,7 +158,7 @@ def test_compat_arch_refused_with_valid_list(name: str) -> None:
 # compression
 
 
-@pytest.mark.parametrize("name", ["xz", "xz-bcj", "zstd"])
+@pytest.mark.parametrize("name", ["xz", "xz-bcj", "zstd", "none"])
 def test_compression_accepted(name: str) -> None:
     assert spec(compression=name).compression == name
 
@@ -167,7 +167,7 @@ def test_compression_accepted(name: str) -> None:
 def test_compression_refused(name: str) -> None:
     text = refused(compression=name)
     assert f"unknown compression {name!r}" in text
-    assert "use --compression with one of: xz, xz-bcj, zstd" in text
+    assert "use --compression with one of: xz, xz-bcj, zstd, none" in text
 
 
 # base_url

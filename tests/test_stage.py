@@ -82,6 +82,9 @@ FLAGS = {
     ("xz-bcj", "arm64"): ["-comp", "xz"],
     ("zstd", "amd64"): ["-comp", "zstd", "-Xcompression-level", "19"],
     ("zstd", "arm64"): ["-comp", "zstd", "-Xcompression-level", "19"],
+    # Every block stored; xz named (the kernel looks its decompressor up to mount the image).
+    ("none", "amd64"): ["-comp", "xz", "-noI", "-noD", "-noF", "-noX"],
+    ("none", "arm64"): ["-comp", "xz", "-noI", "-noD", "-noF", "-noX"],
 }
 
 

@@ -28,6 +28,8 @@ IMAGE = f"alloy-{VERSION}-amd64.raw"
 COMPAT = f"alloy-{VERSION}.raw"
 # An image worth sending compressed: its filesystem is not.
 PLAIN_EROFS = (("--format=erofs", "--compression=none"),)
+# The same for hosts without EROFS (Flatcar LTS): squashfs, every block stored uncompressed.
+PLAIN_SQUASHFS = (("--compression=none",),)
 DECOMPRESS = {"xz": ["xz", "-dc"], "zstd": ["zstd", "-dcq"]}
 
 
@@ -55,43 +57,52 @@ def erofs_output(prebuilt: Prebuilt, tmp_path: Path) -> Path:
 
 
 @pytest.mark.needs("mkfs.erofs", "xz", "zstd")
-@pytest.mark.parametrize("transport", ["xz", "zstd"])
+@pytest.mark.parametrize(
+    ("transport", "build"),
+    [("xz", PLAIN_EROFS), ("zstd", PLAIN_EROFS), ("xz", PLAIN_SQUASHFS)],
+    ids=["xz", "zstd", "squashfs-none-xz"],
+)
 def test_transport_publishes_the_compressed_image_beside_the_plain_one(
-    invoke: Invoke, erofs_output: Path, transport: str
+    invoke: Invoke,
+    prebuilt: Prebuilt,
+    tmp_path: Path,
+    transport: str,
+    build: tuple[tuple[str, ...], ...],
 ) -> None:
+    output = copy_output(prebuilt(*build), tmp_path)
     suffix = TRANSPORTS[transport].suffix
     ok(invoke("release", f"--publish-url={PUBLISH_URL}", f"--transport={transport}"))
-    sent = erofs_output / (IMAGE + suffix)
-    assert decompressed(sent, transport) == (erofs_output / IMAGE).read_bytes()
-    assert not (erofs_output / (COMPAT + suffix)).exists()  # sysupdate never fetches it
-    assert not [p for p in erofs_output.glob(".*") if p.name != ".staging"], "temporaries left"
+    sent = output / (IMAGE + suffix)
+    assert decompressed(sent, transport) == (output / IMAGE).read_bytes()
+    assert not (output / (COMPAT + suffix)).exists()  # sysupdate never fetches it
+    assert not [p for p in output.glob(".*") if p.name != ".staging"], "temporaries left"
     # SHA256SUMS: the plain images as before, and the compressed file's own hash.
-    listed = sums(erofs_output)
+    listed = sums(output)
     assert sorted(listed) == sorted([COMPAT, IMAGE, IMAGE + suffix])
     assert listed[IMAGE + suffix] == sha256(sent) != listed[IMAGE]
-    checked = subprocess.run(["sha256sum", "-c", "SHA256SUMS"], cwd=erofs_output)
+    checked = subprocess.run(["sha256sum", "-c", "SHA256SUMS"], cwd=output)
     assert checked.returncode == 0
     # The transfer fetches the compressed name and installs the plain one.
-    parsed = transfer(erofs_output)
+    parsed = transfer(output)
     assert parsed["Source"]["MatchPattern"] == f"alloy-@v-amd64.raw{suffix}"
     assert parsed["Target"]["MatchPattern"] == "alloy-@v-amd64.raw"
     assert pattern_match(parsed["Source"]["MatchPattern"], sent.name) == VERSION
     assert pattern_match(parsed["Source"]["MatchPattern"], IMAGE) is None
     assert pattern_match(match_pattern("amd64"), sent.name) is None  # older hosts skip it
-    text = (erofs_output / "sysupdate/amd64/alloy.transfer").read_text()
+    text = (output / "sysupdate/amd64/alloy.transfer").read_text()
     assert f"systemd {TRANSPORTS[transport].systemd}" in text
-    assert text == (erofs_output / "sysupdate/amd64/alloy.conf").read_text()
+    assert text == (output / "sysupdate/amd64/alloy.conf").read_text()
     # index.json: both files, sizes and hashes; how they were compressed.
-    index = json.loads((erofs_output / "index.json").read_text())
+    index = json.loads((output / "index.json").read_text())
     [entry] = [e for e in index["images"] if e["file"] == IMAGE]
-    assert entry["size"] == (erofs_output / IMAGE).stat().st_size
+    assert entry["size"] == (output / IMAGE).stat().st_size
     assert entry["sent"] == {"file": sent.name, "size": sent.stat().st_size, "sha256": sha256(sent)}
     [compat] = [e for e in index["images"] if e["file"] == COMPAT]
     assert "sent" not in compat
     assert index["transport"]["format"] == transport and index["transport"]["plain_listed"]
     assert index["transport"]["systemd"] == TRANSPORTS[transport].systemd
     assert index["transport"]["tool"].startswith(f"{transport}: ")
-    butane = (erofs_output / "flatcar/alloy-amd64.bu").read_text()
+    butane = (output / "flatcar/alloy-amd64.bu").read_text()
     assert f"Updates arrive as {suffix} files" in butane
     assert f"{PUBLISH_URL}{IMAGE}" in butane  # provisioning still downloads the plain image
 

@@ -160,6 +160,75 @@ def test_an_erofs_image_made_elsewhere_passes(
     assert f"verify  {pinned}" in result.stdout.splitlines(), result.stdout
 
 
+# -- uncompressed squashfs: judged by each block's bit, as the kernel reads it -----------------
+
+STORED = ("-comp", "xz", "-noI", "-noD", "-noF", "-noX")
+STORED_FLAGS = 0x1 | 0x2 | 0x8 | 0x100  # mksquashfs's -noI, -noD, -noF, -noX in the superblock
+UNCOMPRESSED_XZ = (
+    "squashfs, none compression (xz named for the mount), no BCJ filter, 131072-byte blocks"
+)
+
+
+def with_flags(image: Path, change: int) -> Path:
+    """`image` with its superblock's flags XORed with `change`: the blocks' bits untouched."""
+    data = bytearray(image.read_bytes())
+    (flags,) = struct.unpack_from("<H", data, 24)
+    struct.pack_into("<H", data, 24, flags ^ change)
+    image.write_bytes(bytes(data))
+    return image
+
+
+def test_an_uncompressed_squashfs_is_none_and_only_none(
+    invoke: Invoke, tree: Path, tmp_path: Path
+) -> None:
+    image = bakery(tree, tmp_path / "stored" / "alloy.raw", *STORED)
+    passed(verify(invoke, image, "--expect-compression=none"), UNCOMPRESSED_XZ)
+    fails_because(
+        verify(invoke, image, "--expect-compression=xz"),
+        "superblock",
+        f"{UNCOMPRESSED_XZ}; expected xz compression (--expect-compression)",
+    )
+    packed = bakery(tree, tmp_path / "xz" / "alloy.raw", "-comp", "xz")
+    fails_because(
+        verify(invoke, packed, "--expect-compression=none"),
+        "superblock",
+        "squashfs, xz compression, no BCJ filter, 131072-byte blocks; expected none compression",
+    )
+
+
+def test_flags_claiming_uncompressed_over_compressed_blocks_do_not_make_it_none(
+    invoke: Invoke, tree: Path, tmp_path: Path
+) -> None:
+    """The kernel reads each block by its own bit (the flags are only printed, under TRACE):
+    so does the reader, and the kernel view agrees; but the image is xz-compressed."""
+    image = with_flags(bakery(tree, tmp_path / "lying" / "alloy.raw", "-comp", "xz"), STORED_FLAGS)
+    blocks = SquashfsReader(image)
+    blocks.nodes()
+    held = blocks.compressed_blocks
+    assert held > 0
+    detail = (
+        f"squashfs, xz compression ({held} blocks compressed though the flags say inodes, "
+        "data, fragments, xattrs stored uncompressed), no BCJ filter, 131072-byte blocks"
+    )
+    passed(verify(invoke, image), detail)
+    fails_because(
+        verify(invoke, image, "--expect-compression=none"),
+        "superblock",
+        f"{detail}; expected none compression (--expect-compression)",
+    )
+
+
+def test_stored_blocks_under_flags_that_say_compressed_are_none_to_the_kernel(
+    invoke: Invoke, tree: Path, tmp_path: Path
+) -> None:
+    image = with_flags(bakery(tree, tmp_path / "quiet" / "alloy.raw", *STORED), STORED_FLAGS)
+    result = verify(invoke, image, "--expect-compression=none")
+    passed(
+        result,
+        "squashfs, xz compression, no BCJ filter, 131072-byte blocks (no block stored compressed)",
+    )
+
+
 # -- what verify --image refuses -----------------------------------------------------------
 
 

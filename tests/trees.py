@@ -19,6 +19,7 @@ CAP_SYS_ADMIN = (0x02000001).to_bytes(4, "little") + (1 << 21).to_bytes(4, "litt
 LAYOUTS = (
     ("squashfs", "xz", "amd64"),
     ("squashfs", "zstd", "amd64"),
+    ("squashfs", "none", "amd64"),  # every block stored: Flatcar LTS sent with --transport
     ("erofs", "lz4hc", "amd64"),
     ("erofs", "none", "amd64"),
     ("squashfs", "xz", "arm64"),

@@ -22,7 +22,7 @@ from build.core.toolprogress import WRITTEN, io_progress
 from build.formats.recipe import Recipe
 from build.model.arch import Arch
 from build.read.image import ReadImage
-from build.read.squashfs import READABLE
+from build.read.squashfs import READABLE, STORED_FLAGS
 
 MKSQUASHFS = "mksquashfs"
 TOOLS = ("mksquashfs", "liblzma")  # the versions tool_versions() gives, in its order
@@ -40,6 +40,13 @@ class Compressor:
     # Add -Xbcj with the architecture's filter (Arch.bcj), where squashfs-tools has one:
     # mksquashfs packs each block with and without it and keeps the smaller.
     bcj: bool = False
+    # Every block stored as it is (-noI -noD -noF -noX): `comp` only names a decompressor the
+    # kernel must have to mount the image (super.c looks it up whatever the blocks hold).
+    stored: bool = False
+
+
+# mksquashfs's options that store inodes (and ids), data, fragments and xattrs uncompressed.
+STORED = ("-noI", "-noD", "-noF", "-noX")
 
 
 # Every --compression choice for --format=squashfs, the default first (the format table,
@@ -48,7 +55,12 @@ COMPRESSORS: dict[str, Compressor] = {
     "xz": Compressor("xz"),
     "xz-bcj": Compressor("xz", bcj=True),
     "zstd": Compressor("zstd", ("-Xcompression-level", "19")),
+    # For hosts without EROFS (Flatcar LTS, kernel 6.6) sent with invoke release --transport:
+    # fast to read like EROFS none, small on the wire. xz is the named compressor: every
+    # Flatcar kernel has it, and with no options block mksquashfs writes nothing of it.
+    "none": Compressor("xz", STORED, stored=True),
 }
+UNCOMPRESSED = "none"  # the choice whose images hold no compressed block
 
 
 def bcj_filter(compression: str, arch: Arch) -> str | None:
@@ -145,23 +157,24 @@ def summary(recipe: Recipe, tools: Mapping[str, str | None]) -> str:
 def superblock_check(image: ReadImage, compression: str, arch: Arch | None) -> tuple[str, str]:
     """("ok" or "FAIL", why) for verify's superblock check of a squashfs image: compressor, BCJ
     filter and block size as --compression packs them for `arch`, the architecture of the
-    image's binary (None: unknown, which the architecture check fails)."""
+    image's binary (None: unknown, which the architecture check fails); for "none", no block
+    stored compressed, the flags saying so, and xz named for the kernel's mount."""
     if compression not in COMPRESSORS:
         choices = ", ".join(COMPRESSORS)
         return "FAIL", f"a squashfs image, not {compression} ({choices})"
     compressor = COMPRESSORS[compression]
     superblock = image.superblock
-    found = (superblock.get("Compression"), superblock.get("Filters"), superblock.get("Block size"))
-    detail = _describe(*found)
+    found = _found(superblock)
+    detail = _describe(*found, superblock)
     if compressor.bcj and arch is None:
         # The filter follows the binary's machine, unknown here: the architecture check fails.
         bcj = found[1]
         detail += " (filter not checked: the binary's architecture is unknown)"
     else:
         bcj = bcj_filter(compression, arch) if arch is not None else None
-    wanted = (compressor.comp, bcj, str(BLOCK_SIZE_BYTES))
-    if found != wanted:
-        return "FAIL", f"{detail}; expected {_describe(*wanted)}"
+    wanted = (UNCOMPRESSED if compressor.stored else compressor.comp, bcj, str(BLOCK_SIZE_BYTES))
+    if found != wanted or superblock.get("Compression") != compressor.comp:
+        return "FAIL", f"{detail}; expected {_describe(*wanted, {'Compression': compressor.comp})}"
     return "ok", detail
 
 
@@ -176,14 +189,17 @@ def vet_superblock(image: ReadImage, expected: str | None, arch: Arch | None) ->
     anywhere: any compression and block size a host mounts (the reader refused the others),
     said; `expected` (--expect-compression) pins the compression: xz matches with or without
     a BCJ filter, xz-bcj wants the filter of the binary's architecture `arch`, as
-    --compression=xz-bcj packs it."""
+    --compression=xz-bcj packs it; none wants no block stored compressed, as the kernel reads
+    them (by each block's bit, whatever the superblock's flags say)."""
     superblock = image.superblock
-    found = (superblock.get("Compression"), superblock.get("Filters"), superblock.get("Block size"))
-    detail = "squashfs, " + _describe(*found)
+    found = _found(superblock)
+    detail = "squashfs, " + _describe(*found, superblock)
     if expected is None or expected == found[0]:
         return "ok", detail
+    if expected == UNCOMPRESSED and superblock.get("Compressed blocks") == "0":
+        return "ok", f"{detail} (no block stored compressed)"
     compressor = COMPRESSORS.get(expected)
-    if compressor is not None and compressor.comp == found[0]:
+    if compressor is not None and not compressor.stored and compressor.comp == found[0]:
         bcj = bcj_filter(expected, arch) if arch is not None else found[1]
         if found[1] == bcj:
             return "ok", detail
@@ -192,6 +208,32 @@ def vet_superblock(image: ReadImage, expected: str | None, arch: Arch | None) ->
     return "FAIL", f"{detail}; expected {expected} compression (--expect-compression)"
 
 
-def _describe(compression: str | None, bcj: str | None, block_size: str | None) -> str:
+# What the flags of an image packed with STORED say: everything stored uncompressed.
+ALL_STORED = ", ".join(STORED_FLAGS.values())
+
+
+def _found(superblock: Mapping[str, str]) -> tuple[str | None, str | None, str | None]:
+    """(compression, BCJ filter, block size) of a read image: "none" where the flags say
+    every table and block is stored uncompressed and none is (mksquashfs -noI -noD -noF -noX),
+    else the compressor the superblock names."""
+    stored = superblock.get("Stored uncompressed") == ALL_STORED
+    held = superblock.get("Compressed blocks") != "0"
+    named = UNCOMPRESSED if stored and not held else superblock.get("Compression")
+    return named, superblock.get("Filters"), superblock.get("Block size")
+
+
+def _describe(
+    compression: str | None,
+    bcj: str | None,
+    block_size: str | None,
+    superblock: Mapping[str, str],
+) -> str:
     filters = f"BCJ filter {bcj}" if bcj is not None else "no BCJ filter"
-    return f"{compression} compression, {filters}, {block_size}-byte blocks"
+    said = f"{compression} compression"
+    if compression == UNCOMPRESSED:
+        said += f" ({superblock.get('Compression')} named for the mount)"
+    stored = superblock.get("Stored uncompressed")
+    held = superblock.get("Compressed blocks", "0")
+    if compression != UNCOMPRESSED and stored and held != "0":
+        said += f" ({held} blocks compressed though the flags say {stored} stored uncompressed)"
+    return f"{said}, {filters}, {block_size}-byte blocks"

@@ -59,16 +59,22 @@ class SquashfsImage(ReadImage):
     def __init__(self, path: Path) -> None:
         self.path = path
         self._reader = SquashfsReader(path)
-        self.superblock = self._superblock()
         self.entries: dict[str, Entry] = {node.path: node for node in self._reader.nodes()}
+        self.superblock = self._superblock()
 
     def _superblock(self) -> dict[str, str]:
-        """Compression, block size, and the filters (e.g. "x86") where xz was given -Xbcj,
-        under the names unsquashfs -s gives them."""
+        """Compression (the compressor the superblock names, which the kernel needs to mount
+        it), block size, and the filters (e.g. "x86") where xz was given -Xbcj, under the names
+        unsquashfs -s gives them; what the flags say is stored uncompressed (mksquashfs -noI,
+        -noD, -noF, -noX), and how many of the blocks the entries use are stored compressed
+        (read after every entry: what the kernel decompresses, whatever the flags say)."""
         superblock = self._reader.superblock
         info = {"Compression": superblock.compression, "Block size": str(superblock.block_size)}
         if superblock.filters:
             info["Filters"] = ", ".join(superblock.filters)
+        if superblock.stored:
+            info["Stored uncompressed"] = ", ".join(superblock.stored)
+        info["Compressed blocks"] = str(self._reader.compressed_blocks)
         return info
 
 

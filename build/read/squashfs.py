@@ -48,6 +48,10 @@ Kernel paths the reader follows (same bytes, same arithmetic):
   key/value stream, out-of-line values (an 8-byte reference); getxattr takes the first match,
   so a name twice on one inode is refused.
 - symlink.c: the target is i_size bytes after the inode (i_size <= PAGE_SIZE, checked as 4096).
+- block.c squashfs_read_data: each block is decompressed or not by its own bit (1 << 15 in a
+  metadata block's header, 1 << 24 in a data or fragment block's size word); the superblock's
+  NOI/NOD/NOF/NOX flags are never read. The reader counts the blocks stored compressed
+  (compressed_blocks) so verify names an image "none" by its blocks, not by its flags.
 - file.c squashfs_read_folio / file_cache.c / file_direct.c: block i's position is start plus
   the stored sizes of blocks 0 .. i-1; each block must give exactly the bytes the file needs
   there (file_direct.c fails otherwise, file_cache.c would pad with zeros); the tail is in the
@@ -115,6 +119,10 @@ NO_TABLE = 0xFFFFFFFFFFFFFFFF
 NO_XATTR = 0xFFFFFFFF
 NO_FRAGMENT = 0xFFFFFFFF
 COMP_OPT_FLAG = 0x400
+# Superblock flags mksquashfs sets for -noI, -noD, -noF, -noX (squashfs_fs.h NOI, NOD, NOF, NOX;
+# -noI also stores the id table, which no flag of its own records then). The kernel reads none
+# of them (super.c prints two under TRACE): each block's own bit says whether it is compressed.
+STORED_FLAGS = {0x1: "inodes", 0x2: "data", 0x8: "fragments", 0x100: "xattrs"}
 DATA_UNCOMPRESSED = 1 << 24
 NAME_MAX = 256  # SQUASHFS_NAME_LEN
 DIR_COUNT_MAX = 256  # SQUASHFS_DIR_COUNT
@@ -192,6 +200,9 @@ class Superblock:
     compression: str
     block_size: int
     filters: tuple[str, ...]  # xz's BCJ filters, in squashfs-tools' order
+    # What the flags say is stored uncompressed (STORED_FLAGS' names, in their order): only
+    # said; the blocks' own bits are what the kernel and the reader go by.
+    stored: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -285,6 +296,10 @@ class SquashfsReader:
         self._fragment_cache: tuple[int, bytes] | None = None
         self._refs: dict[int, int] = {}  # inode number -> the inode reference it names
         self._xattrs_shown = 0  # bytes of xattrs over every entry, shared ones each time
+        # Blocks read stored compressed: metadata blocks (each read once), data blocks (per
+        # file: a count, as a block list may be megabytes), fragments (by index).
+        self._compressed = 0
+        self._compressed_fragments: set[int] = set()
         with refusing_malformed(self.path, "squashfs", "mksquashfs"):
             size = _size_of(path)
             if size > MAX_IMAGE_BYTES:  # read at call time: tests lower it
@@ -294,6 +309,13 @@ class SquashfsReader:
             self._data = map_readonly(path)
             self.superblock = self._read_superblock()
             self._ids = self._read_ids()
+
+    @property
+    def compressed_blocks(self) -> int:
+        """How many of the blocks read so far (metadata, data and fragment blocks: after
+        nodes(), every one the image's entries use; a data block once per file using it) are
+        stored compressed, by their own bits, whatever the superblock's flags say."""
+        return self._compressed + len(self._compressed_fragments)
 
     def nodes(self) -> list[Node]:
         """Every entry, parents before children; bounded in number, depth and bytes read."""
@@ -381,7 +403,8 @@ class SquashfsReader:
         self._compression = compression = self._compressor(comp_id)
         filters = self._read_options(flags)
         self._check_table_chain()
-        return Superblock(compression, block_size, filters)
+        stored = tuple(name for bit, name in STORED_FLAGS.items() if flags & bit)
+        return Superblock(compression, block_size, filters, stored)
 
     def _compressor(self, comp_id: int) -> str:
         """The compressor's name, where the reader decodes it; else one line saying why not."""
@@ -500,6 +523,7 @@ class SquashfsReader:
             raise Malformed(f"the metadata block at byte {position} is compressed")
         else:
             data = self._decompress(raw, METADATA_SIZE)
+            self._compressed += 1
         if not data:
             raise Malformed(f"the metadata block at byte {position} is empty")
         work = self.work
@@ -658,6 +682,8 @@ class SquashfsReader:
         blocks = struct.unpack(f"<{count}I", take(4 * count))
         stored = 0
         for word in blocks:
+            if not word & DATA_UNCOMPRESSED:
+                self._compressed += 1
             size_of = word & ~DATA_UNCOMPRESSED
             if word >> 25:
                 raise Malformed(f"{_at(path)} has a block size word {word:#x}")
@@ -890,6 +916,8 @@ class SquashfsReader:
             raise Malformed(f"the fragment of {_at(path)} is {stored} bytes")
         if start < self._data_start or start + stored > self._inode_table:
             raise Malformed(f"the fragment of {_at(path)} lies outside the data area")
+        if not word & DATA_UNCOMPRESSED:
+            self._compressed_fragments.add(index)
         return start, word
 
     def _fragment(self, index: int, node: Node) -> bytes:

@@ -22,8 +22,9 @@ from build.model import manifest
 from build.model.names import STAGING
 from build.release.streams import link_or_copy
 
-# The one filesystem compression a transport is for: compressing a compressed image again
-# (squashfs xz or zstd, EROFS lz4hc) saves next to nothing for minutes of CPU.
+# The one filesystem compression a transport is for (EROFS none, and squashfs none: every block
+# stored, for hosts without EROFS): compressing a compressed image again (squashfs xz or zstd,
+# EROFS lz4hc) saves next to nothing for minutes of CPU.
 UNCOMPRESSED = "none"
 
 
@@ -71,8 +72,9 @@ def refuse(sending: Sending, compressions: dict[str, str]) -> None:
             f"--transport={sending.transport} compresses images again that are already "
             f"compressed ({', '.join(used)}: {listing(packed, ', ', 120)}), for next to no "
             "fewer bytes",
-            "build EROFS images with --format=erofs --compression=none (or DDIs of them) for "
-            "--transport, or release without it; nothing was written",
+            "build --format=erofs --compression=none images (or DDIs of them; squashfs "
+            "--compression=none for hosts without EROFS) for --transport, or release without "
+            "it; nothing was written",
         )
 
 

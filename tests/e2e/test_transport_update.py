@@ -26,6 +26,8 @@ published_server = fleets.published_server
 
 # An image worth sending compressed: EROFS without compression.
 PLAIN_EROFS = ("--format=erofs", "--compression=none")
+# The same for hosts without EROFS (Flatcar LTS): squashfs with every block stored.
+PLAIN_SQUASHFS = ("--format=squashfs", "--compression=none")
 
 
 @pytest.fixture
@@ -36,8 +38,13 @@ def signing() -> Iterator[tuple[str, ...]]:
         yield (f"--sign-key={new_key(home, 'Release')}", f"--gnupg-home={home}")
 
 
-# The default feed, and A and B's stream (5.5), whose compressed files are in its own directory.
-@pytest.mark.parametrize("feed", ["", "streams/5.5/"], ids=["default", "stream"])
+# EROFS none on the default feed and on A and B's stream (5.5), whose compressed files are in
+# its own directory; squashfs none (what hosts without EROFS, Flatcar LTS, are sent).
+@pytest.mark.parametrize(
+    ("plain", "feed"),
+    [(PLAIN_EROFS, ""), (PLAIN_EROFS, "streams/5.5/"), (PLAIN_SQUASHFS, "")],
+    ids=["erofs-none", "erofs-none-stream", "squashfs-none"],
+)
 def test_a_host_updates_from_the_xz_feed_and_installs_the_plain_image(
     fleet: Fleet,
     release: Release,
@@ -45,6 +52,7 @@ def test_a_host_updates_from_the_xz_feed_and_installs_the_plain_image(
     trixie_root: Path,
     report_time: Callable[[str], None],
     signing: tuple[str, ...],
+    plain: tuple[str, ...],
     feed: str,
 ) -> None:
     """Signed: sysupdate checks SHA256SUMS.gpg (Verify=yes), whose SHA256SUMS hashes the .xz."""
@@ -53,9 +61,9 @@ def test_a_host_updates_from_the_xz_feed_and_installs_the_plain_image(
     # Step 1 lists only the compressed images: a fetch of the plain one would find no update.
     fleet.publish_steps(
         [
-            ([(A, PLAIN_EROFS)], ("--transport=xz", *signing, *on_feed)),
+            ([(A, plain)], ("--transport=xz", *signing, *on_feed)),
             (
-                [(A, PLAIN_EROFS), (B, PLAIN_EROFS)],
+                [(A, plain), (B, plain)],
                 ("--transport=xz", "--transport-only", *signing, *on_feed),
             ),
         ]
