@@ -22,6 +22,7 @@ from tests.gpgkeys import Keys, gpgv
 from tests.image import sha256
 from tests.release_files import PUBLISH_URL, snapshot
 from tests.results import error_line, ok
+from tests.veritykeys import key_set
 
 VERSION = "1.10.2"
 IMAGE = f"alloy-{VERSION}-amd64.raw"
@@ -186,6 +187,38 @@ def test_transport_of_an_already_compressed_squashfs_is_refused(
         "--format=erofs --compression=none",
     )
     assert snapshot(output) == before
+
+
+@pytest.mark.needs("mkfs.erofs", "openssl", "xz")
+def test_a_signed_ddi_of_uncompressed_erofs_is_sent_compressed_and_one_of_lz4hc_refused(
+    invoke: Invoke, tmp_path: Path
+) -> None:
+    """A DDI (data, hash tree, signature) of EROFS none is worth compressing like its file
+    system; the signature partition is sent as built, so hosts check the same root hash."""
+    (tmp_path / "keys").mkdir()
+    key, cert = key_set(tmp_path / "keys")["ours"]
+    signed = (f"--verity-key={key}", f"--verity-cert={cert}")
+    build = ("all", f"--version={VERSION}", "--format=ddi", *signed)
+    release = ("release", f"--publish-url={PUBLISH_URL}", f"--verity-cert={cert}")
+    ok(invoke(*build, "--compression=none", "--output-dir=plain"))
+    ok(invoke(*release, "--transport=xz", "--output-dir=plain"))
+    output = tmp_path / "plain"
+    sent = output / (IMAGE + ".xz")
+    assert decompressed(sent, "xz") == (output / IMAGE).read_bytes()
+    assert sums(output)[sent.name] == sha256(sent)
+    index = json.loads((output / "index.json").read_text())
+    [entry] = [e for e in index["images"] if e["file"] == IMAGE]
+    assert (entry["format"], entry["verity_signed"]) == ("ddi", True)
+    assert entry["sent"]["sha256"] == sha256(sent)
+
+    ok(invoke(*build, "--output-dir=packed"))  # lz4hc inside: compressing it again is waste
+    before = snapshot(tmp_path / "packed")
+    error_line(
+        invoke(*release, "--transport=xz", "--output-dir=packed"),
+        "--transport=xz compresses images again that are already compressed (lz4hc",
+        IMAGE,
+    )
+    assert snapshot(tmp_path / "packed") == before
 
 
 @pytest.mark.parametrize(
