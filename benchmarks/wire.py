@@ -115,7 +115,7 @@ def counting_server(steps: Path, shared: Path) -> Iterator[CountingServer]:
     """A server of `steps`/N/ on 127.0.0.1 (N from `shared`/serve, "0" to start with)."""
     shared.mkdir(parents=True, exist_ok=True)
     (shared / SERVE_FILE).write_text("0\n")
-    ledger, requests = Ledger(), []
+    ledger, requests = Ledger(), list[str]()
     handler = type(
         "Handler",
         (_Counted,),
