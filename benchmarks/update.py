@@ -22,6 +22,7 @@ import os
 import platform
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import textwrap
@@ -35,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 from benchmarks import docs, readback  # noqa: E402
 from benchmarks.common import Case, fresh, log, note_command  # noqa: E402
 from benchmarks.standin import fetch_binary, make_release, serve  # noqa: E402
-from benchmarks.wire import counting_server  # noqa: E402
+from benchmarks.wire import SERVE_FILE, counting_server  # noqa: E402
 from build.formats.erofs import mkfs_erofs_version  # noqa: E402
 from build.formats.table import FORMATS  # noqa: E402
 from build.formats.transport import NONE, TRANSPORTS  # noqa: E402
@@ -117,14 +118,15 @@ def allocated(line: str) -> dict[str, int]:
 class Figures:
     label: str
     systemd: str  # of the booted root
-    sent: int  # bytes the server wrote during the update
+    sent: int  # bytes the server wrote during the update (the median of the updates)
+    sent_each: tuple[int, ...]  # in each update
     fetched: tuple[str, ...]  # what was fetched, in order
     disk: int  # allocated bytes of the installed image
     image_bytes: int  # its size
     pack: float
     compress: float | None  # release's seconds, when it compressed
     readback: float | None
-    ready_ms: int | None
+    ready_ms: tuple[int, ...]  # each update's
 
 
 def stand_in_binary(version: str, go: bytes, size: int, work: Path) -> Path:
@@ -199,32 +201,41 @@ def measure(
             ]
         )
         (work / "shared" / "ready-watch").touch()
-        log(f"update: {choice.label}: boot {choice.root}, systemctl start systemd-sysupdate")
-        booted = fleet.boot(root, ["1"], lambda line: log(f"update: {choice.label}: {line}"))
-        report = fleet.report(booted)
-        if not (booted.results.get("update_status_1") == "0" and running(booted, 1) == runs(B)):
-            sys.exit(f"bench: the update to B failed ({choice.label}):\n{report}")
-        sent = server.ledger.bytes_of("1")
-        fetched = tuple(server.ledger.paths_of("1"))
-    log(f"update: {choice.label}: {sent:,} bytes sent for {' '.join(fetched)}")
-    results = booted.results
+        sents, readies = [], []
+        for boot in range(runs_):
+            log(f"update: {choice.label}: boot {choice.root} ({boot + 1}/{runs_}), update")
+            shutil.rmtree(work / "seed", ignore_errors=True)  # Fleet.boot lays it out anew
+            (work / "shared" / SERVE_FILE).write_text("0\n")  # the check serves step 1 itself
+            since = server.ledger.mark()
+            booted = fleet.boot(root, ["1"], lambda line: log(f"update: {choice.label}: {line}"))
+            report = fleet.report(booted)
+            results = booted.results
+            ready = results.get("ready_msec_1", "")
+            if not (results.get("update_status_1") == "0" and running(booted, 1) == runs(B)):
+                sys.exit(f"bench: the update to B failed ({choice.label}):\n{report}")
+            if not ready.isdigit():
+                sys.exit(f"bench: no time to /-/ready in the check's results:\n{report}")
+            sents.append(server.ledger.bytes_of("1", since))
+            readies.append(int(ready))
+            fetched = tuple(server.ledger.paths_of("1", since))
+            log(f"update: {choice.label}: {sents[-1]:,} bytes sent for {' '.join(fetched)}")
     installed = work / "output" / image(B)
     disk = allocated(results.get("allocated_1", "")).get(image(B))
     if disk is None:
         sys.exit(f"bench: no allocated size of {image(B)} in the check's results:\n{report}")
-    ready = results.get("ready_msec_1", "")
     case = Case(work / "readback", base_url, B, runs_, 1)
     return Figures(
         choice.label,
         results.get("systemd", "systemd ?").split(" (")[0],
-        sent,
+        int(statistics.median(sents)),
+        tuple(sents),
         fetched,
         disk,
         installed.stat().st_size,
         builds.pack_seconds,
         builds.release_seconds if sending else None,
         readback.read_back(case, installed),
-        int(ready) if ready.isdigit() else None,
+        tuple(readies),
     )
 
 
@@ -241,7 +252,11 @@ def format_update_table(rows: list[Figures], skipped: dict[str, str]) -> str:
     for row in rows:
         compress = f" + {row.compress:.1f}" if row.compress is not None else ""
         readback_s = f"{row.readback:.3f} s" if row.readback is not None else "—"
-        ready = f"{row.ready_ms / 1000:.2f} s" if row.ready_ms is not None else "—"
+        ready = f"{statistics.median(row.ready_ms) / 1000:.2f} s" if row.ready_ms else "—"
+        if len(row.ready_ms) > 1:
+            ready += f" ({min(row.ready_ms) / 1000:.2f}-{max(row.ready_ms) / 1000:.2f})"
+        if len(set(row.sent_each)) > 1:
+            ready += f"; bytes {min(row.sent_each):,}-{max(row.sent_each):,}"
         lines.append(
             f"| {row.label} | {row.systemd} | {_mb(row.sent)} | "
             f"{row.sent / rows[0].sent:.3f}x | {_mb(row.disk)} | {row.pack:.1f}{compress} s | "
@@ -264,22 +279,24 @@ ABOUT = (
     "One real update per row, on the {size} stand-in: a Debian root provisioned from the "
     "Ignition config of step 0 (alloy {a} installed), booted in systemd-nspawn as the fleet "
     "tests boot it (tests/e2e/fleet.py), then `systemctl start systemd-sysupdate` (with the "
-    "Butane config's drop-in: refresh, restart, health gate) takes {b} from a feed signed with "
-    "gpg, served on 127.0.0.1 (--transport-only for the transport rows). Bytes sent: what the "
-    "server wrote to its sockets during the update (status lines, headers and bodies of every "
-    "request: SHA256SUMS, SHA256SUMS.gpg, the image), counted per request in the server "
-    "(benchmarks/wire.py), not file sizes. Disk per version: the installed image's allocated "
-    "bytes (blocks x block size, as stat reports them inside the host; its file system is a "
-    "tmpfs overlay). Pack + compress: `invoke pack` of B (after `invoke stage`), plus the "
-    "seconds of `invoke release` that compressed B (its hashing and signing included). Read "
-    "binary: the binary read from the image, loop-mounted, page cache dropped "
-    "(benchmarks/readback.py), the median of {runs}. Start → /-/ready: from `systemctl start` "
-    "until a new alloy process answers /-/ready with 200, polled every 50 ms in the host "
-    "(tests/e2e/check-update.sh). The image's alloy is tests/e2e/fake_alloy.c, compiled "
-    "statically and padded to the Go stand-in's size with the Go binary's own bytes after the "
-    "ELF's end, so the image is as large and compresses like a Go binary of that size, and "
-    "answers /-/ready; it pages in only its ELF at start, where Alloy touches more of its "
-    "binary. Single runs: each row is minutes of packing and compressing."
+    "Butane config's drop-in: refresh, restart, health gate) takes {b} from a feed signed "
+    "with gpg, served on 127.0.0.1 (--transport-only for the transport rows). Bytes sent: "
+    "what the server wrote to its sockets during the update (status lines, headers and bodies"
+    " of every request: SHA256SUMS, SHA256SUMS.gpg, the image), counted per request in the "
+    "server (benchmarks/wire.py), not file sizes. Disk per version: the installed image's "
+    "allocated bytes (blocks x block size, as stat reports them inside the host; its file "
+    "system is a tmpfs overlay). Pack + compress: `invoke pack` of B (after `invoke stage`), "
+    "plus the seconds of `invoke release` that compressed B (its hashing and signing "
+    "included). Read binary: the binary read from the image, loop-mounted, page cache dropped"
+    " (benchmarks/readback.py), the median of {runs}. Start → /-/ready: from `systemctl "
+    "start` until a new alloy process answers /-/ready with 200, polled every 50 ms in the "
+    "host (tests/e2e/check-update.sh); the median of {runs} boots and updates of the same "
+    "feed, lowest and highest in brackets (bytes sent too, where they differed). The image's "
+    "alloy is tests/e2e/fake_alloy.c, compiled statically and padded to the Go stand-in's "
+    "size with the Go binary's own bytes after the ELF's end, so the image is as large and "
+    "compresses like a Go binary of that size, and answers /-/ready; it pages in only its ELF"
+    " at start, where Alloy touches more of its binary. Each row's images are built once: "
+    "packing and compressing take minutes."
 )
 
 
@@ -370,7 +387,12 @@ def run(cache: Path, runs_: int, quick: bool, only: str | None) -> tuple[str, li
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=3, help="read-backs of each image")
+    parser.add_argument(
+        "--runs",
+        type=int,
+        default=3,
+        help="boots and updates of each row; read-backs of each image",
+    )
     parser.add_argument(
         "--quick", action="store_true", help=f"a {QUICK_BYTES >> 20} MB stand-in; print only"
     )

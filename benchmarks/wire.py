@@ -57,13 +57,18 @@ class Ledger:
         with self.lock:
             self.sent.append(item)
 
-    def bytes_of(self, step: str) -> int:
+    def mark(self) -> int:
+        """Where the responses from now on start: `since` for bytes_of and paths_of."""
         with self.lock:
-            return sum(item.bytes for item in self.sent if item.step == step)
+            return len(self.sent)
 
-    def paths_of(self, step: str) -> list[str]:
+    def bytes_of(self, step: str, since: int = 0) -> int:
         with self.lock:
-            return [item.path for item in self.sent if item.step == step]
+            return sum(item.bytes for item in self.sent[since:] if item.step == step)
+
+    def paths_of(self, step: str, since: int = 0) -> list[str]:
+        with self.lock:
+            return [item.path for item in self.sent[since:] if item.step == step]
 
 
 class _Counted(http.server.SimpleHTTPRequestHandler):

@@ -50,6 +50,8 @@ def test_the_server_counts_every_byte_it_writes_per_request_and_step(tmp_path: P
     assert server.ledger.bytes_of("1") == len(second) + len(third) + len(missing)
     assert server.ledger.bytes_of("1") > 200 + 256 * 4096
     assert server.ledger.paths_of("0") == ["/SHA256SUMS"]
+    assert server.ledger.bytes_of("1", since=3) == len(missing)
+    assert server.ledger.paths_of("1", since=2) == ["/image.raw.xz", "/SHA256SUMS.gpg"]
     assert server.requests[-1] == "/SHA256SUMS.gpg 404"
 
 
@@ -85,7 +87,9 @@ def test_a_choice_the_option_table_lacks_is_skipped_with_its_reason() -> None:
 
 
 def figures(label: str, sent: int, readback: float) -> update.Figures:
-    return update.Figures(label, "systemd 257", sent, (), 1000, 1000, 1.0, None, readback, 900)
+    return update.Figures(
+        label, "systemd 257", sent, (sent,), (), 1000, 1000, 1.0, None, readback, (900, 1100, 1000)
+    )
 
 
 def test_the_goal_line_says_whether_issue_25s_figure_is_met() -> None:
@@ -99,3 +103,4 @@ def test_the_goal_line_says_whether_issue_25s_figure_is_met() -> None:
         [figures(squashfs_xz, 1000, 1.2), figures(xz_transport, 900, 0.1)], {"other": "why"}
     )
     assert "| 0.900x |" in table and "| other | — | skipped: why |" in table
+    assert "| 1.00 s (0.90-1.10) |" in table
