@@ -342,7 +342,9 @@ def bench(session: nox.Session) -> None:
     """Measure size, speed and memory against the original script; write docs/benchmarks.md.
 
     Prints the table too. Arguments after -- go to benchmarks/bench.py, e.g. --runs=5; --large
-    adds a 236 MB stand-in.
+    adds a 236 MB stand-in; --update-only measures only the bytes per update (a real
+    systemd-sysupdate update of each image format and transport, as root; --quick: a small
+    stand-in, printed only; see benchmarks/update.py).
 
     Fetches Debian's packer binary once with apt-get download as the stand-in for Alloy."""
     _require_modules(session, "invoke")

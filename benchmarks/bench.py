@@ -9,7 +9,10 @@ benchmarks/standin.py) and measures the size figures on it. It also packs the de
 tree as EROFS (lz4hc at several pcluster sizes, and uncompressed) against the squashfs choices:
 size, pack, cold read-back and systemd-sysext merge times, in a formats table
 (benchmarks/formats.py); and what a signed dm-verity DDI costs in bytes, signing and offline
-verify seconds and memory (benchmarks/trust.py). Not collected by pytest: it takes minutes.
+verify seconds and memory (benchmarks/trust.py); and the bytes per update of each image format and
+transport, during a real systemd-sysupdate update of a booted root (benchmarks/update.py; as root;
+`--update-only` runs only that, and takes its options: --quick, --only). Not collected by pytest:
+it takes minutes.
 
 This machine's CPU speed drifts by about 10 % from minute to minute (the same mksquashfs took
 29-35 s of CPU time in five runs in a row), so two timings compared in a ratio are taken as a
@@ -30,7 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks import docs, formats, memory, readback, size, speed, trust  # noqa: E402
+from benchmarks import docs, formats, memory, readback, size, speed, trust, update  # noqa: E402
 from benchmarks.bare import bare_pack  # noqa: E402
 from benchmarks.common import Case, log  # noqa: E402
 from benchmarks.original import original_image  # noqa: E402
@@ -114,6 +117,9 @@ def measure_large(case: Case) -> list[Row]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    given = sys.argv[1:] if argv is None else argv
+    if "--update-only" in given:
+        return update.main([arg for arg in given if arg != "--update-only"])
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3, help="runs of each cheap figure")
     parser.add_argument(
@@ -172,6 +178,13 @@ def main(argv: list[str] | None = None) -> int:
     shown += ["--large"] if args.large else []
     machine = docs.machine(binary, large)
     docs.write_docs(args.docs, table, formats_table, trust_section, machine, took, shown)
+    if os.geteuid() == 0:
+        log("bytes per update: a real update of each image format and transport")
+        section, _ = update.run(cache, args.runs, quick=False, only=None)
+        print(section)
+        docs.replace_section(args.docs, update.START, update.END, section)
+    else:
+        log("bytes per update left out: it boots containers, as root only")
     (cache / "last.json").write_text(json.dumps([row.__dict__ for row in rows], indent=1))
     return 0
 

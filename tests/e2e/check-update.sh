@@ -58,6 +58,24 @@ state() {
     # Hidden ones too: a partial download would be one.
     put "files_$1" "$(cd /opt/extensions/alloy && ls -A | tr '\n' ' ' | sed 's/ $//')"
     put "merged_$1" "$(systemd-sysext list --no-legend 2>&1 | awk '{print $1}' | tr '\n' ' ')"
+    # Each kept image's allocated bytes (blocks x block size: a sparse download holds fewer).
+    put "allocated_$1" "$(cd /opt/extensions/alloy && stat -c '%n=%b*%B' -- * 2>/dev/null |
+        tr '\n' ' ' | sed 's/ $//')"
+}
+
+# With DIR/ready-watch (benchmarks/update.py): print the milliseconds from $2 (date +%s%N) until
+# a new alloy (main PID not $1) answers 200, polling every 50 ms for at most 600 s.
+watch_ready() {
+    tries=12000
+    while [ "$tries" -gt 0 ]; do
+        pid=$(prop "$unit" MainPID)
+        if [ "$pid" != 0 ] && [ "$pid" != "$1" ] && [ "$(ready)" = 200 ]; then
+            echo $((($(date +%s%N) - $2) / 1000000))
+            return 0
+        fi
+        sleep 0.05
+        tries=$((tries - 1))
+    done
 }
 
 put systemd "$(systemctl --version | head -n 1)"
@@ -105,6 +123,11 @@ while read -r served how; do
         continue
         ;;
     esac
+    watcher=
+    if [ -e "$out/ready-watch" ]; then
+        watch_ready "$(prop "$unit" MainPID)" "$start" >"$out/ready-msec-$step" &
+        watcher=$!
+    fi
     timeout 600 systemctl start "$sysupdate" >"$out/update-$step.txt" 2>&1
     put "update_status_$step" $?
     # The unit is Type=simple: start returns once the drop-in's ExecStartPre/Post are done, while
@@ -116,6 +139,16 @@ while read -r served how; do
         tries=$((tries - 1))
     done
     put "update_msec_$step" $((($(date +%s%N) - start) / 1000000))
+    if [ -n "$watcher" ]; then
+        tries=100 # a new alloy that is not ready 10 s after the update never will be
+        while kill -0 "$watcher" 2>/dev/null && [ "$tries" -gt 0 ]; do
+            sleep 0.1
+            tries=$((tries - 1))
+        done
+        kill "$watcher" 2>/dev/null
+        wait "$watcher"
+        put "ready_msec_$step" "$(cat "$out/ready-msec-$step")"
+    fi
     put "sysupdate_result_$step" "$(prop "$sysupdate" Result)"
     if [ "$how" = cleanup ]; then
         timeout 300 /usr/lib/systemd/systemd-sysupdate --component-all cleanup \
