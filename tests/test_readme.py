@@ -100,6 +100,27 @@ def test_version_streams_commands_work(invoke: Invoke, release: Release, tmp_pat
     assert (feed / "flatcar/alloy-amd64.ign").is_file()
 
 
+@pytest.mark.needs("mkfs.erofs", "xz")
+def test_compressed_transport_commands_work(
+    invoke: Invoke, release: Release, tmp_path: Path
+) -> None:
+    """The section's commands, in order: an EROFS none image, released with its .xz beside it,
+    SHA256SUMS listing both and the transfer fetching the .xz."""
+    section = README.split("## Compressed transport\n", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```sh\n(.*?)```", section, re.S)
+    lines = [line for block in blocks for line in block.splitlines() if line.startswith("invoke ")]
+    assert any("--transport=xz" in line for line in lines), lines
+    for line in lines:
+        env, words = split_env(line)
+        result = invoke(*words[1:], env=env)
+        assert result.returncode == 0, result.stdout + result.stderr
+    output = tmp_path / "output"
+    listed = (output / "SHA256SUMS").read_text().split()[1::2]
+    assert f"alloy-{VERSION}-amd64.raw.xz" in listed and f"alloy-{VERSION}-amd64.raw" in listed
+    text = (output / "sysupdate/amd64/alloy.transfer").read_text()
+    assert "MatchPattern=alloy-@v-amd64.raw.xz\n" in text
+
+
 @pytest.mark.parametrize("command", commands("With nox: the whole matrix", "nox"))
 def test_nox_command_works(
     command: str, release: Release, cli_env: dict[str, str], tmp_path: Path
