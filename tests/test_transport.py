@@ -159,6 +159,26 @@ def test_compression_is_the_same_for_every_allowed_thread_count(
     assert len(made) == 1
 
 
+@pytest.mark.needs("xz")
+@pytest.mark.parametrize(
+    "variable",
+    [
+        ("XZ_OPT", "--block-list=1MiB"),  # other block boundaries
+        ("XZ_DEFAULTS", "--memlimit-compress=20MiB"),  # single-threaded, a smaller dictionary
+    ],
+)
+def test_the_callers_environment_never_changes_the_compressed_bytes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, variable: tuple[str, str]
+) -> None:
+    data = tmp_path / "image.raw"
+    data.write_bytes(b"".join(n.to_bytes(4, "little") * 7 for n in range(1 << 18)))
+    plain, shaped = tmp_path / "plain.xz", tmp_path / "shaped.xz"
+    compressed.compress(data, TRANSPORTS["xz"], plain)
+    monkeypatch.setenv(*variable)
+    compressed.compress(data, TRANSPORTS["xz"], shaped)
+    assert sha256(shaped) == sha256(plain)
+
+
 def test_single_threaded_xz_is_never_used() -> None:
     # xz -T1 writes other bytes than -T2 (no sizes in its block headers): never the setting.
     argv = TRANSPORTS["xz"].argv(Path("x.raw"))
