@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from build.formats.transport import TRANSPORTS
+from build.model import manifest
 from build.release import compressed
 from build.release.sysupdate import match_pattern, pattern_match, source_pattern
 from tests.conftest import AMD64, Invoke, Prebuilt, copy_output
@@ -309,6 +310,26 @@ def test_a_compressed_file_changed_since_is_compressed_again_never_reused(
     xz.unlink()
     ok(invoke("release", f"--publish-url={PUBLISH_URL}", "--transport=xz"))
     assert sha256(xz) == first == sums(erofs_output)[xz.name]
+
+
+@pytest.mark.needs("mkfs.erofs", "xz")
+def test_a_compressed_file_of_another_image_under_the_same_name_is_never_kept(
+    invoke: Invoke, erofs_output: Path, tmp_path: Path
+) -> None:
+    env, log = counted(tmp_path, "xz")
+    ok(invoke("release", f"--publish-url={PUBLISH_URL}", "--transport=xz", env=env))
+    # As after a rebuild of the image: index.json (the tool's, recorded) says the .xz holds
+    # an image of other bytes than the one under that name now.
+    index = erofs_output / "index.json"
+    fields = json.loads(index.read_text())
+    entry = next(e for e in fields["images"] if e["file"] == IMAGE)
+    entry["sha256"] = "0" * 64
+    index.write_text(json.dumps(fields, indent=2) + "\n")
+    manifest.record(erofs_output, [index])
+    again = ok(invoke("release", f"--publish-url={PUBLISH_URL}", "--transport=xz", env=env))
+    assert runs(log) == 2 and "kept" not in again.stdout
+    xz = erofs_output / (IMAGE + ".xz")
+    assert decompressed(xz, "xz") == (erofs_output / IMAGE).read_bytes()
 
 
 @pytest.mark.needs("mkfs.erofs", "xz")
