@@ -576,6 +576,23 @@ def test_a_stream_whose_compression_fails_leaves_no_directory_and_no_temporary(
 
 
 @pytest.mark.needs("mkfs.erofs", "xz")
+def test_a_release_whose_compression_fails_changes_nothing_and_leaves_no_temporary(
+    invoke: Invoke, erofs_output: Path, tmp_path: Path
+) -> None:
+    ok(invoke("release", f"--publish-url={PUBLISH_URL}"))
+    before = snapshot(erofs_output)
+    env, log = counted(tmp_path, "xz", fail=True)
+    error_line(
+        invoke("release", f"--publish-url={PUBLISH_URL}", "--transport=xz", env=env),
+        f"cannot compress {IMAGE} with xz",
+        "out of memory",
+    )
+    assert runs(log) == 1
+    # The temporary waited beside the image, in the output directory itself: gone again.
+    assert snapshot(erofs_output) == before
+
+
+@pytest.mark.needs("mkfs.erofs", "xz")
 def test_a_killed_stream_releases_temporary_in_staging_is_swept(
     invoke: Invoke, erofs_output: Path
 ) -> None:
