@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from build.config.options import OPTIONS
 from build.formats.transport import TRANSPORTS
 from build.model import manifest
 from build.release import compressed
@@ -185,6 +186,13 @@ def test_single_threaded_xz_is_never_used() -> None:
     argv = TRANSPORTS["xz"].argv(Path("x.raw"))
     assert "--threads=2" in argv and "--block-size=32MiB" in argv
     assert not [a for a in argv if a in ("-T0", "--threads=0", "-T1", "--threads=1")]
+
+
+def test_the_transport_help_names_the_hosts_and_images_the_table_allows() -> None:
+    [option] = [option for option in OPTIONS if option.name == "transport"]
+    for table in TRANSPORTS.values():
+        assert f"{table.name} needs systemd {table.systemd}+" in option.help
+    assert "squashfs --compression=none" in option.help
 
 
 def test_source_pattern_without_transport_is_the_plain_pattern() -> None:
