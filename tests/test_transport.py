@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from build.config.options import OPTIONS
 from build.formats.transport import TRANSPORTS
+from build.model import manifest
 from build.release import compressed
 from build.release.sysupdate import match_pattern, pattern_match, source_pattern
 from tests.conftest import AMD64, Invoke, Prebuilt, copy_output
@@ -159,11 +161,38 @@ def test_compression_is_the_same_for_every_allowed_thread_count(
     assert len(made) == 1
 
 
+@pytest.mark.needs("xz")
+@pytest.mark.parametrize(
+    "variable",
+    [
+        ("XZ_OPT", "--block-list=1MiB"),  # other block boundaries
+        ("XZ_DEFAULTS", "--memlimit-compress=20MiB"),  # single-threaded, a smaller dictionary
+    ],
+)
+def test_the_callers_environment_never_changes_the_compressed_bytes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, variable: tuple[str, str]
+) -> None:
+    data = tmp_path / "image.raw"
+    data.write_bytes(b"".join(n.to_bytes(4, "little") * 7 for n in range(1 << 18)))
+    plain, shaped = tmp_path / "plain.xz", tmp_path / "shaped.xz"
+    compressed.compress(data, TRANSPORTS["xz"], plain)
+    monkeypatch.setenv(*variable)
+    compressed.compress(data, TRANSPORTS["xz"], shaped)
+    assert sha256(shaped) == sha256(plain)
+
+
 def test_single_threaded_xz_is_never_used() -> None:
     # xz -T1 writes other bytes than -T2 (no sizes in its block headers): never the setting.
     argv = TRANSPORTS["xz"].argv(Path("x.raw"))
     assert "--threads=2" in argv and "--block-size=32MiB" in argv
     assert not [a for a in argv if a in ("-T0", "--threads=0", "-T1", "--threads=1")]
+
+
+def test_the_transport_help_names_the_hosts_and_images_the_table_allows() -> None:
+    [option] = [option for option in OPTIONS if option.name == "transport"]
+    for table in TRANSPORTS.values():
+        assert f"{table.name} needs systemd {table.systemd}+" in option.help
+    assert "squashfs --compression=none" in option.help
 
 
 def test_source_pattern_without_transport_is_the_plain_pattern() -> None:
@@ -289,6 +318,26 @@ def test_a_compressed_file_changed_since_is_compressed_again_never_reused(
     xz.unlink()
     ok(invoke("release", f"--publish-url={PUBLISH_URL}", "--transport=xz"))
     assert sha256(xz) == first == sums(erofs_output)[xz.name]
+
+
+@pytest.mark.needs("mkfs.erofs", "xz")
+def test_a_compressed_file_of_another_image_under_the_same_name_is_never_kept(
+    invoke: Invoke, erofs_output: Path, tmp_path: Path
+) -> None:
+    env, log = counted(tmp_path, "xz")
+    ok(invoke("release", f"--publish-url={PUBLISH_URL}", "--transport=xz", env=env))
+    # As after a rebuild of the image: index.json (the tool's, recorded) says the .xz holds
+    # an image of other bytes than the one under that name now.
+    index = erofs_output / "index.json"
+    fields = json.loads(index.read_text())
+    entry = next(e for e in fields["images"] if e["file"] == IMAGE)
+    entry["sha256"] = "0" * 64
+    index.write_text(json.dumps(fields, indent=2) + "\n")
+    manifest.record(erofs_output, [index])
+    again = ok(invoke("release", f"--publish-url={PUBLISH_URL}", "--transport=xz", env=env))
+    assert runs(log) == 2 and "kept" not in again.stdout
+    xz = erofs_output / (IMAGE + ".xz")
+    assert decompressed(xz, "xz") == (erofs_output / IMAGE).read_bytes()
 
 
 @pytest.mark.needs("mkfs.erofs", "xz")
@@ -516,18 +565,22 @@ def test_a_foreign_file_under_a_streams_compressed_name_is_refused_before_compre
 
 
 @pytest.mark.needs("mkfs.erofs", "xz")
-def test_a_stream_whose_compression_fails_leaves_no_directory_and_no_temporary(
-    invoke: Invoke, erofs_output: Path, tmp_path: Path
+@pytest.mark.parametrize("feed", [(), (f"--stream={STREAM}",)], ids=["default", "stream"])
+def test_a_release_whose_compression_fails_changes_nothing_and_leaves_no_temporary(
+    invoke: Invoke, erofs_output: Path, tmp_path: Path, feed: tuple[str, ...]
 ) -> None:
+    ok(invoke("release", f"--publish-url={PUBLISH_URL}"))
     before = snapshot(erofs_output)
     env, log = counted(tmp_path, "xz", fail=True)
     error_line(
-        stream_release(invoke, "--transport=xz", env=env),
+        invoke("release", f"--publish-url={PUBLISH_URL}", *feed, "--transport=xz", env=env),
         f"cannot compress {IMAGE} with xz",
         "out of memory",
     )
     assert runs(log) == 1
-    # Every file as it was, no streams/ made; only .staging's time says a temporary was there.
+    # Every file as it was, no streams/ made: the temporary waited beside the image (the
+    # default feed) or in .staging (a stream's, whose directory is not there yet), and is
+    # gone; only .staging's time says it was there.
     after = snapshot(erofs_output)
     assert {k: v for k, v in after.items() if k != ".staging"} == {
         k: v for k, v in before.items() if k != ".staging"

@@ -836,7 +836,9 @@ OPTIONS: tuple[Option, ...] = (
         "also publish each image compressed for the wire, alloy-V-ARCH.raw.xz (or .zst): "
         "SHA256SUMS lists it, the transfers fetch it and hosts install the plain image; only "
         "for images with an uncompressed filesystem (--format=erofs --compression=none, or "
-        "DDIs of it); xz needs systemd 257+, zstd 262+ on hosts",
+        "DDIs of it; squashfs --compression=none for hosts without EROFS); "
+        + ", ".join(f"{t.name} needs systemd {t.systemd}+" for t in transport.TRANSPORTS.values())
+        + " on hosts",
         ("release",),
         one_of(transport.CHOICES, "transport"),
         default=transport.NONE,

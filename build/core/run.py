@@ -86,7 +86,12 @@ def run_bytes(
 
 
 def run_into(
-    argv: Sequence[str], target: Path, *, what: str | None = None, hint: str | None = None
+    argv: Sequence[str],
+    target: Path,
+    *,
+    env: Mapping[str, str] | None = None,
+    what: str | None = None,
+    hint: str | None = None,
 ) -> None:
     """Run `argv` with its stdout written to the file `target` (made or emptied; a temporary
     the caller renames): for output too large to hold in memory, e.g. a compressed image.
@@ -94,7 +99,7 @@ def run_into(
     what = what or f"{argv[0]} failed"
     hint = hint or f"the command was: {shlex.join(argv)}"
     with target.open("wb") as stdout:
-        result = _completed(argv, None, None, what, hint, None, stdout=stdout)
+        result = _completed(argv, env, None, what, hint, None, stdout=stdout)
     if result.returncode != 0:
         words = last_words(result.stderr) or f"no message, exit code {result.returncode}"
         raise BuildError(f"{what}: {argv[0]} says: {words}", hint)

@@ -12,6 +12,7 @@ index.json records."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,4 +56,13 @@ TRANSPORTS: dict[str, Transport] = {
         "unchanged as the image, and exits 0",
     ),
 }
+
+
+def environment() -> dict[str, str]:
+    """Nothing of the caller's environment but PATH: XZ_DEFAULTS and XZ_OPT add options the
+    table's do not undo (a --block-list moves the block boundaries; a memory limit switches
+    xz to single-threaded mode and shrinks its dictionary), which would change the bytes."""
+    return {"PATH": os.environ.get("PATH", ""), "LC_ALL": "C"}
+
+
 CHOICES = (NONE, *TRANSPORTS)  # --transport's choices, the default first

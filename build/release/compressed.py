@@ -17,7 +17,7 @@ from build.core.fileio import atomic_path, sweep_temps
 from build.core.report import listing, say
 from build.core.run import run, run_into
 from build.core.sums import file_sha256
-from build.formats.transport import NONE, THREADS, TRANSPORTS, Transport
+from build.formats.transport import NONE, THREADS, TRANSPORTS, Transport, environment
 from build.model import manifest
 from build.model.names import STAGING
 from build.release.streams import link_or_copy
@@ -91,6 +91,7 @@ def compress(image: Path, transport: Transport, target: Path, threads: int = THR
     run_into(
         transport.argv(image, threads),
         target,
+        env=environment(),
         what=f"cannot compress {image.name} with {transport.program}",
     )
 
