@@ -37,6 +37,10 @@ def _identity(st: os.stat_result) -> tuple[int, int, int, int]:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
+# index.json and the like: an image entry is under 2 KiB; a file this large is no longer ours.
+MAX_OWNED_READ = 16 << 20
+
+
 def regular_sha256(path: Path) -> str | None:
     """sha256 of `path` if it is a regular file, read without following a symlink and without
     blocking on a FIFO or a device; None for anything else."""
@@ -101,6 +105,27 @@ class Manifest:
     def owns_file(self, output_dir: Path, relative: str) -> bool:
         recorded = self.files.get(relative)
         return recorded is not None and regular_sha256(output_dir / relative) == recorded
+
+    def read_owned(self, output_dir: Path, relative: str) -> bytes | None:
+        """The bytes of a small file the tool wrote, unchanged since: read once, without
+        following a symlink, at most MAX_OWNED_READ bytes, and hashed as read (a check and a
+        second read could see two files); None for anything else."""
+        recorded = self.files.get(relative)
+        if recorded is None:
+            return None
+        try:
+            fd = os.open(
+                output_dir / relative, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+            )
+        except OSError:
+            return None
+        with os.fdopen(fd, "rb") as stream:
+            if not stat.S_ISREG(os.fstat(stream.fileno()).st_mode):
+                return None
+            data = stream.read(MAX_OWNED_READ + 1)
+        if len(data) > MAX_OWNED_READ or hashlib.sha256(data).hexdigest() != recorded:
+            return None
+        return data
 
     def owns_dir(self, output_dir: Path, relative: str) -> bool:
         recorded = self.dirs.get(relative)

@@ -247,11 +247,10 @@ def _sent_in(
     (`how`) by the same tool, and the manifest that nobody changed them since."""
     recorded = manifest.load(output_dir)
     table, index_path = sending.table, feed / INDEX
-    if table is None or not recorded.owns_file(
-        output_dir, manifest.relative(output_dir, index_path)
-    ):
+    text = recorded.read_owned(output_dir, manifest.relative(output_dir, index_path))
+    if table is None or text is None:
         return {}
-    index = json.loads(index_path.read_text(encoding="utf-8"))
+    index = json.loads(text)
     if _how_sent(index.get("transport")) != how:
         return {}
     by_name = {image.path.name: image for image in images if image.compat_of is None}
@@ -357,10 +356,11 @@ def _relist_streams(output_dir: Path) -> list[Path]:
     path = output_dir / INDEX
     if not os.path.lexists(path):
         return []  # the default feed's release lists every stream there is
-    if not manifest.load(output_dir).owns_file(output_dir, INDEX):
+    text = manifest.load(output_dir).read_owned(output_dir, INDEX)
+    if text is None:
         say("release", f"kept {path}: this tool did not write it, or it changed since")
         return []
-    index = json.loads(path.read_text(encoding="utf-8"))  # the tool's, unchanged (and locked)
+    index = json.loads(text)  # the tool's, unchanged (and locked)
     index["streams"] = streams.listing(streams.published(output_dir))
     write_text_atomic(path, json.dumps(index, indent=2) + "\n")
     manifest.record(output_dir, [path])
@@ -493,9 +493,10 @@ def _refuse_sums_of_a_sent_release(output_dir: Path, stream: str | None) -> None
     if stream:  # never followed out of the output directory
         manifest.refuse_links(output_dir, *_feed_subdirs(output_dir, base))
     path = base / INDEX
-    if not manifest.load(output_dir).owns_file(output_dir, manifest.relative(output_dir, path)):
+    text = manifest.load(output_dir).read_owned(output_dir, manifest.relative(output_dir, path))
+    if text is None:
         return
-    sent = json.loads(path.read_text(encoding="utf-8")).get("transport")
+    sent = json.loads(text).get("transport")
     if isinstance(sent, dict):
         how = str(sent.get("format"))[:20]
         again = f"invoke release --transport={how}" + (f" --stream={stream}" if stream else "")
