@@ -15,9 +15,10 @@ from pathlib import Path
 import pytest
 
 from build.config.options import OPTIONS
+from build.core.errors import BuildError
 from build.formats.transport import TRANSPORTS
 from build.model import manifest
-from build.release import compressed
+from build.release import compressed, publish
 from build.release.sysupdate import match_pattern, pattern_match, source_pattern
 from tests.conftest import AMD64, Invoke, Prebuilt, copy_output
 from tests.gpgkeys import Keys, gpgv
@@ -33,6 +34,7 @@ COMPAT = f"alloy-{VERSION}.raw"
 PLAIN_EROFS = (("--format=erofs", "--compression=none"),)
 # The same for hosts without EROFS (Flatcar LTS): squashfs, every block stored uncompressed.
 PLAIN_SQUASHFS = (("--compression=none",),)
+SENT_XZ = compressed.Sending("xz")
 DECOMPRESS = {"xz": ["xz", "-dc"], "zstd": ["zstd", "-dcq"]}
 
 
@@ -596,3 +598,25 @@ def test_a_killed_stream_releases_temporary_in_staging_is_swept(
     ok(stream_release(invoke, "--transport=xz"))
     assert not killed.exists()
     assert (erofs_output / "streams" / STREAM / (IMAGE + ".xz")).is_file()
+
+
+def test_a_release_that_fails_after_compressing_leaves_the_files_the_tools(
+    invoke: Invoke, erofs_output: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The compressed files are renamed before SHA256SUMS is written; a release failing there
+    must leave them recorded, so the next release keeps them instead of refusing them as
+    someone else's."""
+
+    def disk_full(*_: object) -> None:
+        raise BuildError("cannot write SHA256SUMS: no space left on device")
+
+    monkeypatch.setattr(publish, "write_sums", disk_full)
+    with pytest.raises(BuildError):
+        publish.release(erofs_output, PUBLISH_URL, feed=publish.Feed(sending=SENT_XZ))
+    sent = erofs_output / (IMAGE + ".xz")
+    assert sent.is_file()
+    assert manifest.load(erofs_output).owns_file(erofs_output, sent.name)
+    monkeypatch.undo()
+    said = ok(invoke("release", f"--publish-url={PUBLISH_URL}", "--transport=xz"))
+    assert f"kept {sent}" not in said.stdout  # index.json never said so: compressed again
+    assert sums(erofs_output)[sent.name] == sha256(sent)
