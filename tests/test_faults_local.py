@@ -228,6 +228,28 @@ def test_disk_full_during_pack_is_one_line_and_leaves_nothing_partial(
     assert leftovers(tmp_path) == []
 
 
+@pytest.mark.needs("unshare", "mkfs.erofs", "xz", root=WHY)
+def test_disk_full_while_compressing_for_transport_is_one_line_and_leaves_nothing_partial(
+    release: Release, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    """The image fits, its .xz does not (noise does not shrink): release says so in one line
+    and leaves no compressed file or temporary, and no release file."""
+    noise = random.Random(4).randbytes(3 << 20)
+    publish_zip(release, OTHER, elf_binary(MACHINES["amd64"], size=4096) + noise)
+    output = tmp_path / "output"
+    script = (
+        f"$INVOKE all --version={OTHER} --format=erofs --compression=none && "
+        "$INVOKE release --publish-url=https://example.com/alloy/ --transport=xz"
+    )
+    # 8 MiB: the staged tree and the image (3 MiB each) fit, and then not the .xz.
+    result, listing = run_on_small_tmpfs(cli_env, tmp_path, output, script, size="8m")
+    error_line(result, "no space left on device in", str(output), "xz stopped")
+    names = sorted(Path(path).name for path in listing if Path(path).parent == output)
+    assert not [name for name in names if ".xz" in name or name.startswith(".alloy")], names
+    assert "SHA256SUMS" not in names and "index.json" not in names, names
+    assert f"alloy-{OTHER}-amd64.raw" in names  # the build before it had room
+
+
 # (d) A read-only output directory
 
 

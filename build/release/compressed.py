@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from build.config.spec import NAME
-from build.core.errors import BuildError
+from build.core.errors import BuildError, explain_full_disk
 from build.core.fileio import atomic_path, sweep_temps
 from build.core.report import listing, say
 from build.core.run import run, run_into
@@ -88,12 +88,15 @@ def tool_version(transport: Transport) -> str:
 
 def compress(image: Path, transport: Transport, target: Path, threads: int = THREADS) -> None:
     """`image` compressed into `target` (a temporary: the caller renames it)."""
-    run_into(
-        transport.argv(image, threads),
-        target,
-        env=environment(),
-        what=f"cannot compress {image.name} with {transport.program}",
-    )
+    try:
+        run_into(
+            transport.argv(image, threads),
+            target,
+            env=environment(),
+            what=f"cannot compress {image.name} with {transport.program}",
+        )
+    except BuildError as error:  # xz says only "(stdout): Write error"
+        raise explain_full_disk(error, target.parent, transport.program, 1 << 20) from error
 
 
 @contextlib.contextmanager
