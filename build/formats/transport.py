@@ -40,7 +40,16 @@ TRANSPORTS: dict[str, Transport] = {
         "xz",
         ".xz",
         "xz",
-        ("--compress", "--stdout", "--format=xz", "--check=crc64", "-6", "--block-size=32MiB"),
+        (
+            "--compress",
+            "--stdout",
+            "--format=xz",
+            "--check=crc64",
+            "-6",
+            "--block-size=32MiB",
+            # Fail rather than fall back to one thread (other bytes) under a memory limit.
+            "--no-adjust",
+        ),
         "--threads=",
         251,  # systemd-sysupdate's first release; systemd-pull decompresses xz since 219
         "xz: systemd 251 and newer (every systemd-sysupdate, every Flatcar channel) decompress it",
