@@ -22,6 +22,7 @@ from pathlib import Path
 
 from build.core.errors import BuildError
 from build.core.fileio import file_lock, write_text_atomic
+from build.core.report import say
 from build.model.names import MANIFEST, MANIFEST_LOCK, OUTPUT_LOCK, STAGING
 
 INFRASTRUCTURE = (MANIFEST, MANIFEST_LOCK, OUTPUT_LOCK)  # in .staging, kept while it is used
@@ -105,6 +106,15 @@ class Manifest:
     def owns_file(self, output_dir: Path, relative: str) -> bool:
         recorded = self.files.get(relative)
         return recorded is not None and regular_sha256(output_dir / relative) == recorded
+
+    def remove_if_owned(self, output_dir: Path, path: Path, step: str, why: str) -> None:
+        """Remove `path` where it is the tool's, unchanged ("removed PATH (WHY)"); keep and
+        name it otherwise."""
+        if self.owns_file(output_dir, relative(output_dir, path)):
+            path.unlink()
+            say(step, f"removed {path} ({why})")
+        else:
+            say(step, f"kept {path}: this tool did not write it, or it changed since")
 
     def read_owned(self, output_dir: Path, relative: str) -> bytes | None:
         """The bytes of a small file the tool wrote, unchanged since: read once, without

@@ -177,8 +177,4 @@ def remove_stale(output_dir: Path, feed: Path, kept: Iterable[Path]) -> None:
     for path in found(feed) if feed.is_dir() else ():
         if path in keep:
             continue
-        if recorded.owns_file(output_dir, manifest.relative(output_dir, path)):
-            path.unlink()
-            say("release", f"removed {path} (not sent by this release)")
-        else:
-            say("release", f"kept {path}: this tool did not write it, or it changed since")
+        recorded.remove_if_owned(output_dir, path, "release", "not sent by this release")

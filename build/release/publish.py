@@ -443,11 +443,7 @@ def remove_recorded(
         path = (base or output_dir) / name
         if not os.path.lexists(path):
             continue
-        if recorded.owns_file(output_dir, manifest.relative(output_dir, path)):
-            path.unlink()
-            say(step, f"removed {path} (from an earlier {earlier})")
-        else:
-            say(step, f"kept {path}: this tool did not write it, or it changed since")
+        recorded.remove_if_owned(output_dir, path, step, f"from an earlier {earlier}")
 
 
 def write_signed_sums(
@@ -978,11 +974,7 @@ def _remove_stale(output_dir: Path, arches: set[str], base: Path | None = None) 
         for path in _arch_files(base or output_dir, arch):
             if not os.path.lexists(path):
                 continue
-            if recorded.owns_file(output_dir, manifest.relative(output_dir, path)):
-                path.unlink()
-                say("release", f"removed {path} (no {arch} image any more)")
-            else:
-                say("release", f"kept {path}: this tool did not write it, or it changed since")
+            recorded.remove_if_owned(output_dir, path, "release", f"no {arch} image any more")
     remove_empty_release_dirs(output_dir, base)
 
 

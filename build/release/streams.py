@@ -18,7 +18,6 @@ from typing import Protocol, TypeVar
 from build.config.spec import parse_output_name
 from build.core.errors import BuildError
 from build.core.fileio import atomic_path
-from build.core.report import say
 from build.model import manifest
 from build.model.names import INDEX, STREAMS_DIR
 from build.model.versions import MINOR_PATTERN, minor_key, minor_of, version_key
@@ -167,8 +166,4 @@ def remove_stale_images(output_dir: Path, stream_dir: Path, keep: Iterable[Path]
     for path in sorted(stream_dir.glob("*.raw")):
         if path.name in kept:
             continue
-        if recorded.owns_file(output_dir, manifest.relative(output_dir, path)):
-            path.unlink()
-            say("release", f"removed {path} (no longer in the output directory)")
-        else:
-            say("release", f"kept {path}: this tool did not write it, or it changed since")
+        recorded.remove_if_owned(output_dir, path, "release", "no longer in the output directory")
