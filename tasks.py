@@ -96,11 +96,11 @@ def _build_task(name: str, doc: str) -> OptionTask:
 
     def body(c: Context, **flags: Any) -> None:
         from build.pipeline.steps import run_steps, spec_for
-        from build.pipeline.verifybuilt import refuse_expect_without_image, verify_built
-        from build.verify.checks import verify_any_image
 
         values = options.resolve(name, flags, c.config)
         if name == "verify" and values["image"] is not None:
+            from build.verify.checks import verify_any_image
+
             # The image's own version counts, not --version: no API call for a "latest"; and
             # its own architecture (verify's --arch has no default: every image built).
             arch = values["arch"] or options.BY_NAME["arch"].default
@@ -118,6 +118,8 @@ def _build_task(name: str, doc: str) -> OptionTask:
             )
             return
         if name == "verify":  # what is built, as it was built
+            from build.pipeline.verifybuilt import refuse_expect_without_image, verify_built
+
             refuse_expect_without_image(values)
             verify_built(values, options.on_command_line(flags))
             return

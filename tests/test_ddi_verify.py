@@ -19,7 +19,7 @@ from build.formats.ddi import assemble_in_python
 from build.formats.recipe import Recipe, Signing
 from build.formats.table import FORMATS
 from build.formats.veritysig import signature_partition
-from build.image.pack import signer
+from build.image.signer import signer
 from build.keys.veritycert import load_certificate
 from build.keys.veritysign import sign_root_hash
 from build.model.arch import ARCHES

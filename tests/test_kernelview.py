@@ -19,7 +19,7 @@ from build.core.report import listing
 from build.image.content import IMAGE_BINARY, IMAGE_UNIT, STRICT_XATTR
 from build.read.image import ReadImage
 from build.verify import checks as verify
-from build.verify import kernelview
+from build.verify import kernelview, machine
 from tests.conftest import REPO, Invoke
 from tests.trees import CAP_SYS_ADMIN, LAYOUTS, alloy_tree, packed
 
@@ -274,27 +274,29 @@ def test_without_root_the_check_is_skipped_with_the_reason(
 
 
 def test_cannot_mount_says_why(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(kernelview.os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(machine.os, "geteuid", lambda: 1000)
     assert kernelview.cannot_mount("squashfs") == (
         "needs root (a private mount namespace and a loop device)"
     )
-    monkeypatch.setattr(kernelview.os, "geteuid", lambda: 0)
-    monkeypatch.setattr(kernelview.shutil, "which", lambda tool: None if tool == "mount" else "/x")
+    monkeypatch.setattr(machine.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(machine.shutil, "which", lambda tool: None if tool == "mount" else "/x")
     assert kernelview.cannot_mount("squashfs") == "mount is not installed"
-    monkeypatch.setattr(kernelview.shutil, "which", lambda tool: "/x")
-    monkeypatch.setattr(kernelview, "_kernel_has", lambda fstype: fstype != "erofs")
+    monkeypatch.setattr(machine.shutil, "which", lambda tool: "/x")
+    monkeypatch.setattr(machine, "kernel_has", lambda fstype: fstype != "erofs")
     assert kernelview.cannot_mount("erofs") == "this machine's kernel has no erofs driver"
-    monkeypatch.setattr(kernelview, "_namespace_refused", lambda: None)
-    monkeypatch.setattr(kernelview, "LOOP_CONTROL", Path("/nonexistent/loop-control"))
+    monkeypatch.setattr(machine, "namespace_refused", lambda: None)
+    monkeypatch.setattr(machine, "LOOP_CONTROL", Path("/nonexistent/loop-control"))
     assert kernelview.cannot_mount("squashfs") == (
         "no loop devices here (/nonexistent/loop-control is missing)"
     )
-    monkeypatch.setattr(kernelview, "LOOP_CONTROL", Path("/"))
+    monkeypatch.setattr(machine, "LOOP_CONTROL", Path("/"))
     assert kernelview.cannot_mount("squashfs") is None
     # An unprivileged container's root: unshare -m is refused before any image is read.
     refused = "unshare: unshare failed: Operation not permitted"
-    monkeypatch.setattr(kernelview, "_namespace_refused", lambda: refused)
+    monkeypatch.setattr(machine, "namespace_refused", lambda: refused)
     assert kernelview.cannot_mount("squashfs") == f"no private mount namespace here ({refused})"
+    # Without the probe (an up-to-date check), only what a stat tells: no unshare is run.
+    assert machine.cannot_mount("squashfs", probe=False) is None
 
 
 @needs_tools

@@ -12,8 +12,9 @@ from build.config.spec import BuildSpec
 from build.core.errors import BuildError
 from build.core.fileio import file_lock, sweep_temps
 from build.core.report import say
-from build.core.sums import file_sha256, parse_sums
+from build.core.sums import file_sha256
 from build.fetch import http
+from build.fetch.releasesums import MIRROR_HINT, SUMS_MAX, expected_sha256, sums_of
 from build.model.names import lock_file
 
 
@@ -25,7 +26,7 @@ def _looks_like_html(start: bytes) -> bool:
 def _check_sums_start(url: str) -> Callable[[bytes], None]:
     def check(start: bytes) -> None:
         if _looks_like_html(start):
-            raise BuildError(f"{url} is an HTML page, not a SHA256SUMS file", _MIRROR_HINT)
+            raise BuildError(f"{url} is an HTML page, not a SHA256SUMS file", MIRROR_HINT)
 
     return check
 
@@ -35,16 +36,9 @@ def _check_zip_start(url: str) -> Callable[[bytes], None]:
         if start.startswith(b"PK\x03\x04"):
             return
         what = "an HTML page" if _looks_like_html(start) else "not a zip archive"
-        raise BuildError(f"{url} is {what}, not the release zip", _MIRROR_HINT)
+        raise BuildError(f"{url} is {what}, not the release zip", MIRROR_HINT)
 
     return check
-
-
-_MIRROR_HINT = "check --base-url: it must serve GitHub's release layout (vX.Y.Z/ASSET)"
-_CLEAN_HINT = "remove it (invoke clean --cache) and run again"
-
-
-SUMS_MAX = 1 << 20  # bytes: Alloy's SHA256SUMS is a few KiB
 
 
 def _limits(spec: BuildSpec, max_bytes: int, what: str, hint: str) -> http.Limits:
@@ -55,7 +49,7 @@ def _check_sums_file(spec: BuildSpec) -> Callable[[Path], None]:
     """Vets a downloaded SHA256SUMS before it takes its name in the cache."""
 
     def check(path: Path) -> None:
-        _sums_of(spec, path.read_text(errors="replace"))
+        sums_of(spec, path.read_text(errors="replace"))
 
     return check
 
@@ -69,7 +63,7 @@ def _download_sums(spec: BuildSpec) -> None:
             allow_http=spec.allow_http,
             check_start=_check_sums_start(spec.sums_url),
             check_done=_check_sums_file(spec),
-            limits=_limits(spec, SUMS_MAX, "a SHA256SUMS file", _MIRROR_HINT),
+            limits=_limits(spec, SUMS_MAX, "a SHA256SUMS file", MIRROR_HINT),
         )
     except http.HTTPStatusError as error:
         if error.status != 404:
@@ -82,31 +76,6 @@ def _download_sums(spec: BuildSpec) -> None:
         raise BuildError(
             f"Alloy v{spec.version} not found: {spec.sums_url} returned HTTP 404",
             f"check --version against {alloy.RELEASES_PAGE} (and --base-url for a mirror)",
-        ) from None
-
-
-def _sums_of(spec: BuildSpec, text: str) -> dict[str, str]:
-    sums = parse_sums(text, spec.sums_url)
-    if not sums:
-        raise BuildError(
-            f"{spec.sums_url} is not a SHA256SUMS file (no 'HASH  NAME' line)", _MIRROR_HINT
-        )
-    return sums
-
-
-def expected_sha256(spec: BuildSpec) -> str:
-    # Read no more than a download may bring: the cache is a directory others can write to.
-    with spec.cached_sums.open("rb") as stream:
-        data = stream.read(SUMS_MAX + 1)
-    if len(data) > SUMS_MAX:
-        raise BuildError(f"cached {spec.cached_sums} is larger than {SUMS_MAX} bytes", _CLEAN_HINT)
-    sums = _sums_of(spec, data.decode(errors="replace"))
-    try:
-        return sums[spec.zip_name]
-    except KeyError:
-        raise BuildError(
-            f"{spec.sums_url} has no line for {spec.zip_name}",
-            "the download cannot be verified, so nothing was built",
         ) from None
 
 

@@ -86,6 +86,18 @@ def _recorded(step: Step) -> str | None:
         return None
 
 
+def recorded_params(stamp: Path) -> dict[str, Any] | None:
+    """The parameters a step's record holds, or None (no record, or not one of this recipe)."""
+    try:
+        loaded = json.loads(stamp.read_bytes())
+    except (OSError, ValueError, RecursionError):
+        return None
+    if not isinstance(loaded, dict) or loaded.get("recipe") != RECIPE:
+        return None
+    params = loaded.get("params")
+    return params if isinstance(params, dict) else None
+
+
 def _missing_target(step: Step, target: Path, recorded: str | None) -> str:
     """A target is missing: the first build (no record, nothing made yet), else removed."""
     if recorded is None and not any(path.exists() for path in step.targets):

@@ -9,16 +9,48 @@ from typing import Any
 from build.config.spec import BuildSpec
 from build.core.errors import BuildError
 from build.core.report import say
-from build.fetch import cache, latest, upstream
-from build.image import alias
-from build.image import checksum as checksumming
-from build.image import pack as packing
-from build.image import stage as staging
+from build.fetch import cache, releasesums
+from build.image import alias, packrecipe, stagedfiles
 from build.image.content import IMAGE_BINARY
 from build.model.names import buildinfo_file, checksum_file, lock_file
 from build.model.versions import LATEST
 from build.pipeline.runner import Entry, Runner
-from build.verify import checks as verify
+from build.verify import stepinputs
+
+# A step's `make` imports what makes its targets when it runs: an up-to-date build decides from
+# records and stats alone, without the downloader, the packers or the checkers (issue 26).
+
+
+def _fetch(r: Runner) -> str:
+    from build.fetch import upstream
+
+    return upstream.fetch(r.spec, force="fetch" in r.force)
+
+
+def _stage(r: Runner) -> str:
+    from build.fetch import upstream
+    from build.image import stage
+
+    return stage.make(r, upstream.verify_cached_zip(r.spec))
+
+
+def _pack(r: Runner) -> str:
+    from build.image import pack
+
+    return pack.make(r, stagedfiles.trust_fingerprints(r))
+
+
+def _checksum(r: Runner) -> str:
+    from build.image import checksum
+
+    return checksum.make(r)
+
+
+def _verify(r: Runner) -> str:
+    from build.verify import checks
+
+    return checks.make(r)
+
 
 TABLE = (
     Entry(
@@ -28,26 +60,26 @@ TABLE = (
         shares=lambda s: (s.cached_sums,),
         lock=lambda s: lock_file(s.cached_zip),
         guard=cache.fetching,
-        make=lambda r: upstream.fetch(r.spec, force="fetch" in r.force),
+        make=_fetch,
     ),
     Entry(
         "stage",
         needs="fetch",
-        before=staging.trust_keys,
+        before=stagedfiles.trust_keys,
         makes=lambda s: (s.rootfs / IMAGE_BINARY,),
-        params=lambda r: staging.params(r, upstream.expected_sha256(r.spec)),
+        params=lambda r: stagedfiles.params(r, releasesums.expected_sha256(r.spec)),
         stamp=lambda s: s.stamp("stage"),
-        make=lambda r: staging.make(r, upstream.verify_cached_zip(r.spec)),
+        make=_stage,
     ),
     Entry(
         "pack",
         needs="stage",
-        before=packing.check_tools,
+        before=packrecipe.check_tools,
         makes=lambda s: (s.image, buildinfo_file(s.image)),
         sources=lambda r: (r.spec.rootfs / IMAGE_BINARY, r.spec.stamp("stage")),
-        params=packing.params,
+        params=packrecipe.params,
         stamp=lambda s: s.stamp("pack"),
-        make=lambda r: packing.make(r, staging.trust_fingerprints(r)),
+        make=_pack,
         deferrable=True,
     ),
     Entry(
@@ -55,7 +87,7 @@ TABLE = (
         needs="pack",
         makes=lambda s: (checksum_file(s.image),),
         sources=lambda r: (r.spec.image,),
-        make=checksumming.make,
+        make=_checksum,
         deferrable=True,
     ),
     Entry(
@@ -76,10 +108,10 @@ TABLE = (
         "verify",
         needs="alias",
         makes=lambda s: (s.stamp("verify"),),
-        sources=lambda r: verify.sources(r.spec),
-        params=lambda r: verify.params(r.spec),
+        sources=lambda r: stepinputs.sources(r.spec),
+        params=lambda r: stepinputs.params(r.spec),
         stamp=lambda s: s.stamp("verify"),
-        make=verify.make,
+        make=_verify,
         deferrable=True,
         optional=True,
         alone="build it first with the same options: invoke all (or invoke alias, which does "
@@ -99,6 +131,8 @@ def resolved_version(values: Mapping[str, Any]) -> str:
     """--version, or for latest the version it names now (said so)."""
     if values["version"] != LATEST:
         return str(values["version"])
+    from build.fetch import latest  # the GitHub API's client: only for --version=latest
+
     found = latest.resolve(
         values["api_url"],
         values["cache_dir"],

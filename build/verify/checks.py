@@ -19,7 +19,7 @@ from build.core.errors import BuildError
 from build.core.report import listing, say
 from build.core.report import printable as _printable
 from build.core.safeio import private_copy
-from build.formats.table import FORMATS, MAX_IMAGE_BYTES, content_format, open_image
+from build.formats.table import FORMATS, MAX_IMAGE_BYTES, open_image
 from build.image import buildinfo, conflines, content
 from build.image.checksum import file_sha256, read_checksum
 from build.image.content import IMAGE_EXTENSION_RELEASE, RELEASE_DIR, STRICT_XATTR
@@ -29,6 +29,7 @@ from build.model.check import Check
 from build.model.names import checksum_file
 from build.read.image import Entry, ReadImage
 from build.verify import kernelview, merge
+from build.verify.stepinputs import checksums_of, shipped
 from build.verify.unwrap import (
     VerityExpectations,
     is_wrapped,
@@ -615,35 +616,6 @@ def _os_release_for(release: dict[str, str]) -> str:
         if key in release:
             lines.append(f"{key}={release[key]}")
     return "\n".join(lines) + "\n"
-
-
-def checksums_of(files: Sequence[Path]) -> list[tuple[Path, Path]]:
-    return [(file, checksum_file(file)) for file in files]
-
-
-# The verify step: the built image, under every name it is shipped under.
-
-
-def shipped(spec: BuildSpec) -> list[Path]:
-    """The names the image is shipped under: its own, and the compat name if it owns it."""
-    return [spec.image, *([spec.compat_image] if spec.owns_compat_name else [])]
-
-
-def sources(spec: BuildSpec) -> tuple[Path, ...]:
-    """The shipped files and their .sha256 files."""
-    return tuple(path for pair in checksums_of(shipped(spec)) for path in pair)
-
-
-def params(spec: BuildSpec) -> dict[str, Any]:
-    # A check skipped for want of root runs once root is there.
-    return {
-        "--compression": spec.compression,
-        "merge": merge.cannot_merge(spec.arch.systemd) or "real",
-        "kernel view": kernelview.cannot_mount(
-            content_format(spec.format, spec.ddi_filesystem).fstype
-        )
-        or "real",
-    }
 
 
 def make(runner: StepContext) -> str:

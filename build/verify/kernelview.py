@@ -14,11 +14,8 @@ see two images, and nothing the reader says about the image can be trusted.
 
 from __future__ import annotations
 
-import functools
 import json
 import os
-import platform
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -31,6 +28,8 @@ from build.core.errors import BuildError
 from build.core.report import cut, printable
 from build.core.run import dies_with_this_process
 from build.formats.table import FORMATS
+from build.verify.machine import cannot_mount as cannot_mount
+from build.verify.machine import joined_lines
 
 TIMEOUT = 120  # seconds for the mount, the walk and the hashes
 MAX_ENTRIES = 10_000  # what the kernel lists; the readers refuse more
@@ -39,7 +38,6 @@ MAX_OUTPUT = 64 << 20  # bytes of the walk's report
 MAX_LINE = 400  # characters of one line of differences
 # What it may mount -t (a DDI is never mounted itself: its data partition is, as its format).
 FSTYPES = tuple(fmt.fstype for fmt in FORMATS.values() if fmt.fstype)
-LOOP_CONTROL = Path("/dev/loop-control")
 
 
 @dataclass(frozen=True)
@@ -208,53 +206,6 @@ print(json.dumps({"listed": list(listed.values()), "looked_up": list(looked_up.v
 """
 
 
-def cannot_mount(fstype: str) -> str | None:
-    """Why this machine cannot show an image of `fstype` as the kernel sees it, or None."""
-    if os.geteuid() != 0:
-        return "needs root (a private mount namespace and a loop device)"
-    for tool in ("unshare", "mount"):
-        if shutil.which(tool) is None:
-            return f"{tool} is not installed"
-    if not _kernel_has(fstype):
-        return f"this machine's kernel has no {fstype} driver"
-    # A container's root may lack both: the machine's limits, not the image's fault.
-    if not LOOP_CONTROL.exists():
-        return f"no loop devices here ({LOOP_CONTROL} is missing)"
-    refused = _namespace_refused()
-    if refused:
-        return f"no private mount namespace here ({refused})"
-    return None
-
-
-@functools.cache
-def _namespace_refused() -> str | None:
-    """Why `unshare -m` fails here (an unprivileged container), or None."""
-    try:
-        subprocess.run(
-            ["unshare", "-m", "true"], capture_output=True, check=True, text=True, timeout=30
-        )
-    except subprocess.CalledProcessError as error:
-        return _one_line(error.stderr) or f"unshare -m exits {error.returncode}"
-    except (OSError, subprocess.TimeoutExpired) as error:
-        return str(error)
-    return None
-
-
-def _kernel_has(fstype: str) -> bool:
-    """Built in or loaded (/proc/filesystems), or a module mount would load."""
-    try:
-        loaded = Path("/proc/filesystems").read_text(encoding="utf-8").split()
-    except OSError:
-        return True  # no /proc to ask: let the mount say
-    if fstype in loaded:
-        return True
-    modules = Path("/lib/modules") / platform.release() / "modules.dep"
-    try:
-        return f"/{fstype}.ko" in modules.read_text(encoding="utf-8")
-    except OSError:
-        return False
-
-
 def kernel_view(
     image: Path, fstype: str, paths: Sequence[str], max_hash: int, max_total: int | None = None
 ) -> KernelView:
@@ -306,7 +257,7 @@ def kernel_view(
 
 
 def _parse(image: Path, result: subprocess.CompletedProcess[bytes]) -> KernelView:
-    stderr = _one_line(result.stderr.decode("utf-8", "replace"))
+    stderr = joined_lines(result.stderr.decode("utf-8", "replace"))
     if result.returncode != 0 or len(result.stdout) > MAX_OUTPUT:
         raise BuildError(
             f"cannot show {image} as the kernel sees it: {stderr or f'exit {result.returncode}'}"
@@ -317,7 +268,7 @@ def _parse(image: Path, result: subprocess.CompletedProcess[bytes]) -> KernelVie
         raise BuildError(f"cannot show {image} as the kernel sees it: no report") from None
     if "mount" in report:
         raise BuildError(
-            f"the kernel refuses to mount {image}: {_one_line(report['mount']) or 'no reason'}",
+            f"the kernel refuses to mount {image}: {joined_lines(report['mount']) or 'no reason'}",
             "do not install it: a host cannot merge it",
         )
     if "too_many" in report:
@@ -333,10 +284,6 @@ def synthesized_xattrs() -> frozenset[str]:
     """The xattrs a security module of this machine answers for itself, on any file."""
     modules = {"selinux": "security.selinux", "smackfs": "security.SMACK64"}
     return frozenset(name for where, name in modules.items() if Path("/sys/fs", where).is_dir())
-
-
-def _one_line(text: str) -> str:
-    return " / ".join(line.strip() for line in text.strip().splitlines() if line.strip())[-300:]
 
 
 def _seen(entry: Mapping[str, object]) -> Seen:

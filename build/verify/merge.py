@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import platform
 import shutil
 import subprocess
 import tempfile
@@ -21,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from build.core.run import dies_with_this_process
-from build.model.arch import ARCHES
+from build.verify.machine import cannot_merge as cannot_merge
 
 TIMEOUT = 120  # seconds for one merge, its checks and the unmerge
 MAX_LINES = 200  # of systemd-analyze or merge output kept per merge: the unit is the image's
@@ -83,7 +82,6 @@ head -n 200 /run/merge.log | sed 's/^/| /'
 )
 
 _DEFAULT_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
-_HOST_ARCH = {"x86_64": "x86-64", "aarch64": "arm64"}
 
 
 @dataclass
@@ -92,21 +90,6 @@ class Merged:
     missing: list[str] = field(default_factory=list)
     analyze: dict[str, list[str]] = field(default_factory=dict)
     log: list[str] = field(default_factory=list)
-
-
-def cannot_merge(architecture: str) -> str | None:
-    """Why this machine cannot merge an image for `architecture`, or None when it can."""
-    if os.geteuid() != 0:
-        return "needs root (mount namespaces, loop devices)"
-    for tool in ("unshare", "systemd-sysext"):
-        if shutil.which(tool) is None:
-            return f"{tool} is not installed"
-    host = _HOST_ARCH.get(platform.machine(), platform.machine())
-    if architecture != host:
-        return f"the image is for {architecture}, this machine is {host}"
-    if architecture not in {arch.systemd for arch in ARCHES.values()}:
-        return f"unknown architecture {architecture}"
-    return None
 
 
 @contextlib.contextmanager
