@@ -175,9 +175,7 @@ def _release(
         manifest.refuse_foreign(output_dir, [base / SUMS_FILE, *texts, *signed, *linked])
     # Only now, with every check passed (the signature made and verified), does anything change.
     written = compressed.fresh(made, earlier)
-    # Recorded at once: a release that fails from here on leaves them the tool's (the next one
-    # keeps or replaces them), never complete files it would refuse as someone else's.
-    manifest.record(output_dir, written)
+    manifest.record(output_dir, written)  # now: a release failing below leaves them the tool's
     written += _write_images_and_sums(output_dir, base, images, sums) if feed.stream else []
     written += [] if feed.stream else [write_sums(output_dir, sums)[0]]
     for path, text in texts.items():
