@@ -458,7 +458,7 @@ def unmerged_note(rows: list[Figures]) -> str:
     for row in rows:
         if row.outcome:
             by_outcome.setdefault(row.outcome, []).append(row.label)
-    done = [f"{', '.join(labels)}: {outcome}." for outcome, labels in by_outcome.items()]
+    done = [f"{' | '.join(labels)}: {outcome}." for outcome, labels in by_outcome.items()]
     return " ".join([UNMERGED, *done]) if done else ""
 
 

@@ -199,5 +199,5 @@ def test_a_signed_ddi_row_says_why_it_has_no_time_to_ready() -> None:
     assert table.splitlines()[-1].endswith("| 0.100 s | — (no dm-verity: never merged) |")
     note = update.unmerged_note([plain, ddi, replace(ddi, label="other DDI")])
     assert note.startswith(update.UNMERGED)
-    assert note.endswith(" signed DDI, EROFS lz4hc, other DDI: installed and linked.")
+    assert note.endswith(" signed DDI, EROFS lz4hc | other DDI: installed and linked.")
     assert update.unmerged_note([plain]) == ""
