@@ -13,16 +13,19 @@ from build.image.content import IMAGE_BINARY
 CHUNK = 1 << 20
 
 
-def read_back(case: Case, image: Path) -> float | None:
-    """Seconds to read the binary from the mounted image with cold caches (root only)."""
+def read_back(case: Case, image: Path, part: tuple[int, int] | None = None) -> float | None:
+    """Seconds to read the binary from the mounted image with cold caches (root only); `part`:
+    the (offset, size) in bytes of the file system inside `image` (a DDI's data partition),
+    loop-mounted as it is, without dm-verity."""
     if os.geteuid() != 0:
         return None
     mnt = fresh(case.work / "mnt")
+    options = "loop,ro" + (f",offset={part[0]},sizelimit={part[1]}" if part else "")
     note_command(
-        f"mount -o loop,ro IMAGE {mnt}; echo 3 > /proc/sys/vm/drop_caches; "
+        f"mount -o {options} IMAGE {mnt}; echo 3 > /proc/sys/vm/drop_caches; "
         f"read {mnt}/{IMAGE_BINARY} in 1 MiB chunks"
     )
-    subprocess.run(["mount", "-o", "loop,ro", str(image), str(mnt)], check=True)
+    subprocess.run(["mount", "-o", options, str(image), str(mnt)], check=True)
     try:
 
         def once(_: int) -> float:

@@ -6,7 +6,9 @@ sets up, with its drop-in: refresh, restart, health gate) takes B from a signed 
 127.0.0.1. Beside the bytes the server wrote during that update: the allocated bytes of the
 installed image on the host, the build's pack seconds plus release's compression seconds, the
 cold read-back of the binary from the image, and the milliseconds from `systemctl start` to
-the new alloy answering /-/ready.
+the new alloy answering /-/ready. The signed DDI rows run the same update on a host without
+dm-verity: it installs the DDI but never merges it, so they have no time to /-/ready, and the
+binary is read back from the DDI's data partition without verity (UNMERGED says it all).
 
 The image's alloy is tests/e2e/fake_alloy.c, compiled (it answers /-/ready), padded to the Go
 stand-in's size with the Go binary's own bytes after its ELF end: the size and compressibility
@@ -27,6 +29,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,14 +39,28 @@ sys.path.insert(0, str(ROOT))
 from benchmarks import docs, readback  # noqa: E402
 from benchmarks.common import Case, fresh, log, note_command  # noqa: E402
 from benchmarks.standin import fetch_binary, make_release, serve  # noqa: E402
-from benchmarks.wire import SERVE_FILE, counting_server  # noqa: E402
+from benchmarks.wire import SERVE_FILE, Sent, counting_server  # noqa: E402
 from build.formats.erofs import mkfs_erofs_version  # noqa: E402
 from build.formats.table import FORMATS  # noqa: E402
 from build.formats.transport import NONE, TRANSPORTS  # noqa: E402
+from build.read.gpt import read_gpt  # noqa: E402
 from tests.e2e.conftest import GCC, HERE  # noqa: E402
-from tests.e2e.fleet import A, B, Fleet, Server, free_port, image, running, runs  # noqa: E402
+from tests.e2e.fleet import (  # noqa: E402
+    LINK_DIR,
+    A,
+    B,
+    Fleet,
+    Server,
+    free_port,
+    image,
+    running,
+    runs,
+    version_line,
+)
 from tests.gpgkeys import new_key, throwaway_home  # noqa: E402
+from tests.veritykeys import make_key  # noqa: E402
 
+NO_ALLOY_AT_BOOT = "no-alloy-at-boot"  # in the shared directory: check-update.sh waits for none
 START = "<!-- update: written by nox -s bench; python -m benchmarks.update rewrites only this -->"
 END = "<!-- /update -->"
 QUICK_BYTES = 8 << 20  # --quick's stand-in size
@@ -63,11 +80,16 @@ class Choice:
     build: tuple[str, ...]
     transport: str = NONE
     root: str = "trixie"
+    # A signed DDI: built with a throwaway --verity-key/--verity-cert, released with
+    # --verity-cert (the Ignition config installs it in /etc/verity.d). The nspawn host has no
+    # dm-verity: it installs the update but never merges it (see UNMERGED).
+    signed: bool = False
 
     def flag(self, name: str) -> str:
         return next(f.split("=", 1)[1] for f in self.build if f.startswith(f"--{name}="))
 
 
+DDI_EROFS = ("--format=ddi", "--ddi-filesystem=erofs")
 # The rows; another format is one more line.
 CHOICES = (
     Choice("squashfs xz, 1 MiB blocks (ours)", ("--format=squashfs", "--compression=xz")),
@@ -77,6 +99,11 @@ CHOICES = (
     Choice("EROFS none + zstd transport", ("--format=erofs", "--compression=none"), "zstd",
            "testing"),
     Choice("squashfs none + xz transport", ("--format=squashfs", "--compression=none"), "xz"),
+    Choice("signed DDI, EROFS lz4hc", (*DDI_EROFS, "--compression=lz4hc"), signed=True),
+    Choice("signed DDI, EROFS none + xz transport", (*DDI_EROFS, "--compression=none"), "xz",
+           signed=True),
+    Choice("signed DDI, EROFS none + zstd transport", (*DDI_EROFS, "--compression=none"),
+           "zstd", "testing", signed=True),
 )  # fmt: skip
 
 
@@ -92,6 +119,8 @@ def why_skipped(choice: Choice) -> str | None:
         )
     if choice.transport != NONE and choice.transport not in TRANSPORTS:
         return f"no --transport={choice.transport} in build/formats/transport.py"
+    if choice.signed and shutil.which("openssl") is None:
+        return "no openssl to make the throwaway verity key"
     return None
 
 
@@ -126,7 +155,52 @@ class Figures:
     pack: float
     compress: float | None  # release's seconds, when it compressed
     readback: float | None
-    ready_ms: tuple[int, ...]  # each update's
+    ready_ms: tuple[int, ...]  # each update's; none for a signed DDI (UNMERGED)
+    outcome: str = ""  # what a signed DDI's update did instead (unmerged_outcome)
+
+
+def image_sends(sent: Sequence[Sent], name: str, size: int) -> tuple[int, int]:
+    """How often one update's responses carried the published file `name` (`size` bytes)
+    whole (200, at least its bytes: headers come on top), and how often not (another status,
+    or cut short): a row's bytes are one whole image's, or they measure something else."""
+    carried = [item for item in sent if item.path.rsplit("/", 1)[-1] == name]
+    whole = sum(1 for item in carried if item.status == "200" and item.bytes >= size)
+    return whole, len(carried) - whole
+
+
+def unmerged_outcome(results: Mapping[str, str], version: str) -> str:
+    """What a signed DDI's update to `version` did on the nspawn host (check-update.sh's
+    results, step 1), which has no dm-verity: installed and linked, or rolled back, but never
+    merged. Raises ValueError where it was not installed, or where its alloy runs after all
+    (the row should then be measured as the others are)."""
+    name = image(version)
+    if name not in results.get("instances_1", "").split():
+        raise ValueError(
+            f"{name} was not installed (instances: {results.get('instances_1', '?')}; "
+            f"update exit {results.get('update_status_1', '?')})"
+        )
+    if results.get("version_1") == version_line(version) or results.get("ready_1") == "200":
+        raise ValueError(f"{name} was merged and its alloy answers: this host has dm-verity")
+    status = results.get("update_status_1", "?")
+    link = results.get("link_1", "")
+    if link == f"{LINK_DIR}/{name}":
+        where = f"installed and linked (update exit {status}), not merged"
+    else:
+        where = f"installed, link back on {link.rsplit('/', 1)[-1] or 'nothing'} (exit {status})"
+    gate = (
+        "alloy ran before, so the health gate applied"
+        if results.get("active_0") == "active/running"
+        else "alloy never ran (the installed version did not merge either), so the health gate "
+        "neither restarted nor rolled back"
+    )
+    return f"{where}; {gate}"
+
+
+def data_partition(ddi: Path) -> tuple[int, int]:
+    """The (offset, size) in bytes of a DDI's data partition, its file system: from its GPT,
+    the first partition (build/read/gpt.py checks the table)."""
+    part = read_gpt(ddi, (2, 3)).partitions[0]
+    return part.offset, part.size
 
 
 def stand_in_binary(version: str, go: bytes, size: int, work: Path) -> Path:
@@ -179,28 +253,42 @@ class Builds:
 
 
 def measure(
-    choice: Choice, work: Path, base_url: str, signing: tuple[str, ...], runs_: int
+    choice: Choice,
+    work: Path,
+    base_url: str,
+    signing: tuple[str, ...],
+    runs_: int,
+    verity: tuple[Path, Path],
 ) -> Figures:
-    """One real update of `choice`: publish A then A+B, boot, update, read the figures."""
+    """One real update of `choice`: publish A then A+B, boot, update, read the figures;
+    `verity`: the (key, certificate) a signed choice is signed with."""
     root = ROOTS[choice.root]
     if not (root / ".alloy-sysext-e2e-root").is_file():
         sys.exit(f"bench: no boot-test root at {root}: run nox -s e2e once (it builds it)")
     work = fresh(work)
     builds = Builds(work, base_url)
     sending = () if choice.transport == NONE else (f"--transport={choice.transport}",)
+    build, signing = choice.build, signing
+    if choice.signed:
+        build = (*build, f"--verity-key={verity[0]}", f"--verity-cert={verity[1]}")
+        signing = (*signing, f"--verity-cert={verity[1]}")
+    suffix = TRANSPORTS[choice.transport].suffix if sending else ""
+    published = work / "steps" / "1" / (image(B) + suffix)  # what the host fetches
+    outcome = ""
     with counting_server(work / "steps", work / "shared") as server:
         fleet = Fleet(builds, work, Server(server.url, server.requests), free_port())
         log(f"update: {choice.label}: build A and B, release (step 0: A; step 1: A and B)")
         fleet.publish_steps(
             [
-                ([(A, choice.build)], (*sending, *signing)),
+                ([(A, build)], (*sending, *signing)),
                 (
-                    [(A, choice.build), (B, choice.build)],
+                    [(A, build), (B, build)],
                     (*sending, *(["--transport-only"] if sending else []), *signing),
                 ),
             ]
         )
-        (work / "shared" / "ready-watch").touch()
+        # A signed DDI never merges here: no alloy to wait for at boot, none to time.
+        (work / "shared" / (NO_ALLOY_AT_BOOT if choice.signed else "ready-watch")).touch()
         sents, readies = [], []
         for boot in range(runs_):
             log(f"update: {choice.label}: boot {choice.root} ({boot + 1}/{runs_}), update")
@@ -211,12 +299,25 @@ def measure(
             report = fleet.report(booted)
             results = booted.results
             ready = results.get("ready_msec_1", "")
-            if not (results.get("update_status_1") == "0" and running(booted, 1) == runs(B)):
-                sys.exit(f"bench: the update to B failed ({choice.label}):\n{report}")
-            if not ready.isdigit():
-                sys.exit(f"bench: no time to /-/ready in the check's results:\n{report}")
+            if choice.signed:
+                try:
+                    outcome = unmerged_outcome(results, B)
+                except ValueError as error:
+                    sys.exit(f"bench: {choice.label}: {error}:\n{report}")
+            else:
+                if not (results.get("update_status_1") == "0" and running(booted, 1) == runs(B)):
+                    sys.exit(f"bench: the update to B failed ({choice.label}):\n{report}")
+                if not ready.isdigit():
+                    sys.exit(f"bench: no time to /-/ready in the check's results:\n{report}")
+                readies.append(int(ready))
+            sent = server.ledger.of("1", since)
+            whole, partial = image_sends(sent, published.name, published.stat().st_size)
+            if whole != 1 or partial:
+                sys.exit(
+                    f"bench: {choice.label}: {published.name} was sent whole {whole} times and "
+                    f"in part {partial} times in one update, not once:\n{report}"
+                )
             sents.append(server.ledger.bytes_of("1", since))
-            readies.append(int(ready))
             fetched = tuple(server.ledger.paths_of("1", since))
             log(f"update: {choice.label}: {sents[-1]:,} bytes sent for {' '.join(fetched)}")
     installed = work / "output" / image(B)
@@ -234,8 +335,9 @@ def measure(
         installed.stat().st_size,
         builds.pack_seconds,
         builds.release_seconds if sending else None,
-        readback.read_back(case, installed),
+        readback.read_back(case, installed, data_partition(installed) if choice.signed else None),
         tuple(readies),
+        outcome,
     )
 
 
@@ -253,6 +355,8 @@ def format_update_table(rows: list[Figures], skipped: dict[str, str]) -> str:
         compress = f" + {row.compress:.1f}" if row.compress is not None else ""
         readback_s = f"{row.readback:.3f} s" if row.readback is not None else "—"
         ready = f"{statistics.median(row.ready_ms) / 1000:.2f} s" if row.ready_ms else "—"
+        if row.outcome:
+            ready = "— (no dm-verity: never merged)"
         if len(row.ready_ms) > 1:
             ready += f" ({min(row.ready_ms) / 1000:.2f}-{max(row.ready_ms) / 1000:.2f})"
         if len(set(row.sent_each)) > 1:
@@ -329,12 +433,34 @@ def update_section(
     )
 
 
-DROPPED = (
-    "Not measured: the signed DDI (--format=ddi, EROFS inside) of each EROFS choice. Its update "
-    "ends in a merge through dm-verity, which the systemd-nspawn host lacks (see "
-    "tests/e2e/test_signed_host.py): the health gate would roll it back; only the emulated "
-    "x86-64 machine (tests/e2e/test_verity_boot.py) merges one."
+UNMERGED = (
+    "The signed DDI rows (--format=ddi --ddi-filesystem=erofs, signed with a throwaway "
+    "--verity-key; release --verity-cert, whose Ignition config installs the certificate in "
+    "/etc/verity.d) run the same update, but this kernel has no device-mapper, so no dm-verity "
+    "(see tests/e2e/test_signed_host.py): systemd-sysupdate fetches SHA256SUMS, its signature "
+    "and the whole image (checked: one whole response for it in each update), installs it and "
+    "moves the link, and the merge that follows fails. Measured as for the other rows: bytes "
+    "sent, disk per version (the whole DDI: data, hash tree and signature partitions; "
+    "systemd-pull writes zero runs sparse), pack (mkfs.erofs, the verity tree and the "
+    "signature) + compress. Read binary: the data partition loop-mounted at its GPT offset "
+    "without dm-verity, so without verity's hashing of each block read (a real host also "
+    "checks the signature at merge). Not measured: start → /-/ready (no alloy runs: the "
+    "installed version did not merge at boot either, so the health gate neither restarts "
+    "nor rolls back; on a host with dm-verity the gate applies as for the other rows, and a "
+    "rolled-back version stays installed, never fetched again); the verity cost (no "
+    "dm-verity here; benchmarks/verity.py times the tree in userspace). What each update did:"
 )
+
+
+def unmerged_note(rows: list[Figures]) -> str:
+    """UNMERGED with each signed DDI row's outcome, or "" without such rows."""
+    by_outcome: dict[str, list[str]] = {}
+    for row in rows:
+        if row.outcome:
+            by_outcome.setdefault(row.outcome, []).append(row.label)
+    done = [f"{' | '.join(labels)}: {outcome}." for outcome, labels in by_outcome.items()]
+    return " ".join([UNMERGED, *done]) if done else ""
+
 
 # Issue 25's "done when": EROFS none + xz against our squashfs xz.
 GOAL = ("EROFS none + xz transport", "squashfs xz, 1 MiB blocks (ours)")
@@ -374,15 +500,17 @@ def run(cache: Path, runs_: int, quick: bool, only: str | None) -> tuple[str, li
         base_url = f"http://127.0.0.1:{upstream.server_address[1]}"
         with throwaway_home("ub.") as home:
             signing = (f"--sign-key={new_key(home, 'Release')}", f"--gnupg-home={home}")
+            (work / "verity").mkdir()
+            verity = make_key(work / "verity", "throwaway")  # the signed DDIs' key
             for choice in chosen:
                 if choice.label not in skipped:
                     slug = re.sub(r"[^a-z0-9]+", "-", choice.label.lower()).strip("-")
-                    rows.append(measure(choice, work / slug, base_url, signing, runs_))
+                    rows.append(measure(choice, work / slug, base_url, signing, runs_, verity))
     finally:
         upstream.shutdown()
         upstream.server_close()
         shutil.rmtree(work, ignore_errors=True)
-    return update_section(rows, skipped, size, runs_, DROPPED), rows
+    return update_section(rows, skipped, size, runs_, unmerged_note(rows)), rows
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -62,6 +62,10 @@ class Ledger:
         with self.lock:
             return len(self.sent)
 
+    def of(self, step: str, since: int = 0) -> list[Sent]:
+        with self.lock:
+            return [item for item in self.sent[since:] if item.step == step]
+
     def bytes_of(self, step: str, since: int = 0) -> int:
         with self.lock:
             return sum(item.bytes for item in self.sent[since:] if item.step == step)
