@@ -16,7 +16,7 @@ from build.core.errors import BuildError
 from build.formats.gpt import write_gpt_image
 from build.model.ddi import derived_uuid
 from tests.e2e.fleet import LINK_DIR, A, B, image, version_line
-from tests.test_gpt import SEED, ddi_partitions
+from tests.gptparts import SEED, ddi_partitions
 
 
 def raw_get(url: str, path: str) -> bytes:

@@ -33,9 +33,7 @@ from build.model.ddi import (
     seeded_partition_uuid,
 )
 from build.read.gpt import parse_gpt, read_gpt
-
-SEED = uuid.UUID("0123456789abcdef0123456789abcdef")
-ROOT_HASH = bytes.fromhex("ba88fa2e5d5cc43debec74f782d1bae52e6119998321712ffd9df5a2037de874")
+from tests.gptparts import ROOT_HASH, SEED, ddi_partitions
 
 # What systemd-repart 257 (Debian 13, libfdisk 2.41) wrote with `--offline=yes --empty=create
 # --size=auto --seed=0123456789abcdef0123456789abcdef` and three definitions: Type=root with
@@ -98,32 +96,6 @@ REPART_257 = {
         "823041d706414abcea83d14cd1a7ad03938c7654c8e1df811888a7155f08818e",
     ),
 }
-
-
-def ddi_partitions(
-    arch: str,
-    sizes: tuple[int, ...],
-    sources: Sequence[Path | None] | None = None,
-    data_uuids: tuple[uuid.UUID, uuid.UUID] | None = None,
-) -> list[GptPartition]:
-    """The DDI's three partitions as the DDI builder will give them: minimal sizes, the data
-    and hash partitions growable, the signature not (repart: its 16 KiB are a maximum)."""
-    kinds = partition_kinds(arch)
-    data_uuid, verity_uuid = data_uuids or root_hash_uuids(ROOT_HASH)
-    uuids = (data_uuid, verity_uuid, seeded_partition_uuid(SEED, kinds[2].type_uuid))
-    sources = sources or [None] * len(kinds)
-    return [
-        GptPartition(
-            kind.type_uuid,
-            part_uuid,
-            kind.label,
-            kind.attributes,
-            size,
-            source,
-            kind.role != "signature",
-        )
-        for kind, part_uuid, size, source in zip(kinds, uuids, sizes, sources, strict=True)
-    ]
 
 
 @pytest.mark.parametrize("case", list(REPART_257))
