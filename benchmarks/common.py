@@ -69,12 +69,18 @@ def paired(
     )
 
 
-def rounds(n: int, measures: dict[str, Callable[[int], float]]) -> dict[str, list[float]]:
+def rounds(
+    n: int, measures: dict[str, Callable[[int], float]], until: float | None = None
+) -> dict[str, list[float]]:
     """Run every measure once a round, `n` rounds, each round starting one further along (so
-    the page cache and the machine's drift favour none): each one's seconds, round by round."""
+    the page cache and the machine's drift favour none): each one's seconds, round by round.
+    With `until` (a time.monotonic() value), no round starts after it, but the first."""
     names = list(measures)
     seconds: dict[str, list[float]] = {name: [] for name in names}
     for i in range(n):
+        if i > 0 and until is not None and time.monotonic() > until:
+            log(f"{i} of {n} rounds: out of time")
+            break
         start = i % len(names) if names else 0
         for name in names[start:] + names[:start]:
             seconds[name].append(measures[name](i))

@@ -152,9 +152,14 @@ class Packer:
 
 
 def measure(
-    packer: Packer, chosen: list[Setting], n: int, labels: dict[Setting, str]
+    packer: Packer,
+    chosen: list[Setting],
+    n: int,
+    labels: dict[Setting, str],
+    until: float | None = None,
 ) -> list[Point]:
-    """Every setting packed once a round, `n` rounds (each starting one further along)."""
+    """Every setting packed once a round, `n` rounds (each starting one further along), no round
+    but the first started after `until` (time.monotonic())."""
     images = {s: packer.work / f"setting-{i}.raw" for i, s in enumerate(chosen)}
 
     def pack_once(setting: Setting, _: int) -> float:
@@ -165,7 +170,7 @@ def measure(
 
     measures: dict[str, Callable[[int], float]]
     measures = {labels[s]: functools.partial(pack_once, s) for s in chosen}
-    seconds = rounds(n, measures)
+    seconds = rounds(n, measures, until)
     return [
         Point(labels[s], s, images[s].stat().st_size, tuple(seconds[labels[s]])) for s in chosen
     ]
@@ -211,7 +216,7 @@ def quick_binary(cache: Path, go: Path) -> Path:
 
 
 def run_one(
-    cache: Path, name: str, binary: Path, version: str, n: int
+    cache: Path, name: str, binary: Path, version: str, n: int, until: float | None = None
 ) -> tuple[list[Point], dict[str, str]]:
     """Every setting on one stand-in: the points, the skipped settings (label: why), its size."""
     work = fresh(cache / "run" / f"frontier-{name}")
@@ -223,7 +228,7 @@ def run_one(
         log(f"frontier: skipped {label}: {why}")
     chosen = [s for s in settings() if labels[s] not in skipped]
     log(f"frontier: {len(chosen)} settings on the {name} stand-in, {n} rounds")
-    points = measure(packer, chosen, n, labels)
+    points = measure(packer, chosen, n, labels, until)
     shutil.rmtree(work, ignore_errors=True)
     return points, skipped
 
@@ -234,7 +239,7 @@ def xz_version() -> str:
     return found[1] if found else "?"
 
 
-def section(measured: list[tuple[str, int, list[Point], dict[str, str]]], n: int) -> str:
+def section(measured: list[tuple[str, int, list[Point], dict[str, str]]]) -> str:
     """docs/benchmarks.md's frontier section: how, the verdict, the plot, a table per stand-in."""
     parts = [
         START,
@@ -248,10 +253,11 @@ def section(measured: list[tuple[str, int, list[Point], dict[str, str]]], n: int
             "SOURCE_DATE_EPOCH=0, on the tree `invoke stage` lays out) changed only in the block "
             "size, the x86 BCJ filter, -Xdict-size, or a newer squashfs-tools. Each round packs "
             "every setting once, each round starting one further along the list (the drift "
-            f"favours none); {n} round(s). Pack: the median of the rounds' seconds; time vs seed: "
+            "favours none), as many rounds as each stand-in's heading says. Pack: the median "
+            "of the rounds' seconds; time vs seed: "
             "the median of the rounds' ratios (each round packed both under the same drift), "
             "lowest and highest in brackets. The time is the pack alone: a cold build adds the "
-            "download, unzip and hashing, alike for every setting. The box is issue 26's: "
+            "download, unzip and hashing, which no setting changes. The box is issue 26's: "
             "≤ 0.86x the seed's bytes in ≤ 1.3x its time. Squashfs-tools 4.6.1 is Debian 13's "
             f"({TRIXIE_DEB} from deb.debian.org, SHA-256 checked, unpacked with dpkg -x, run "
             "with this host's libraries: it needs glibc 2.34).",
@@ -262,7 +268,7 @@ def section(measured: list[tuple[str, int, list[Point], dict[str, str]]], n: int
     for name, size, points, skipped in measured:
         png = PNG_NAME if name == "default" else PNG_NAME.replace(".png", f"-{name}.png")
         parts += [
-            f"### The {size:,}-byte stand-in",
+            f"### The {size:,}-byte stand-in, {len(points[0].seconds)} round(s)",
             "",
             f"**{verdict(points)}**",
             "",
@@ -289,23 +295,27 @@ def stand_ins(cache: Path, quick: bool, large: bool) -> list[tuple[str, Path, st
     return chosen
 
 
-def run(cache: Path, n: int, quick: bool, large: bool, docs_dir: Path) -> tuple[str, list[Path]]:
-    """Every stand-in measured: the section, and the plots written (into docs_dir)."""
+def run(
+    cache: Path, n: int, quick: bool, large: bool, docs_dir: Path, minutes: float | None = None
+) -> tuple[str, list[Path]]:
+    """Every stand-in measured, in `n` rounds (fewer where a round would start more than
+    `minutes` after the first): the section, and the plots written (into docs_dir)."""
+    until = None if minutes is None else time.monotonic() + 60 * minutes
     measured = []
     pngs = []
     for name, binary, version in stand_ins(cache, quick, large):
-        points, skipped = run_one(cache, name, binary, version, n)
+        points, skipped = run_one(cache, name, binary, version, n, until)
         measured.append((name, binary.stat().st_size, points, skipped))
         png = docs_dir / (
             PNG_NAME if name == "default" else PNG_NAME.replace(".png", f"-{name}.png")
         )
         title = (
             f"squashfs xz settings on a {binary.stat().st_size / 1e6:.0f} MB Go binary, "
-            f"{n} round(s): size and pack time against the seed's"
+            f"{len(points[0].seconds)} round(s): size and pack time against the seed's"
         )
         frontier_plot.plot(points, png, title)
         pngs.append(png)
-    return section(measured, n), pngs
+    return section(measured), pngs
 
 
 def missing_plotter() -> str | None:
@@ -325,6 +335,9 @@ def main(argv: list[str] | None = None) -> int:
         "--quick", action="store_true", help=f"a {QUICK_BYTES >> 20} MB stand-in; print only"
     )
     parser.add_argument("--large", action="store_true", help="the 236 MB stand-in too")
+    parser.add_argument(
+        "--minutes", type=float, help="start no round after this many minutes (but the first)"
+    )
     default_cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     parser.add_argument("--cache", type=Path, default=default_cache / "alloy-sysext-bench")
     parser.add_argument("--docs", type=Path, default=ROOT / "docs" / "benchmarks.md")
@@ -333,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.exit(missing)
     cache = args.cache.resolve()
     docs_dir = cache / "frontier-quick" if args.quick else args.docs.parent
-    text, pngs = run(cache, args.rounds, args.quick, args.large, docs_dir)
+    text, pngs = run(cache, args.rounds, args.quick, args.large, docs_dir, args.minutes)
     print(text)
     print(f"bench: plots: {' '.join(map(str, pngs))}", file=sys.stderr)
     if not args.quick:

@@ -5,10 +5,13 @@ say. Only a one-file tree is ever packed (the skip probe)."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from benchmarks.common import rounds
 from benchmarks.frontier import (
     BLOCKS,
     BOX,
@@ -159,3 +162,16 @@ def test_a_setting_the_tools_cannot_pack_is_skipped_with_their_reason(tmp_path: 
         "mksquashfs 4.5.1 says 'mksquashfs: Unrecognised compressor option -Xno-such-option'"
     )
     assert sorted(p.name for p in work.iterdir()) == ["seed-tree"]  # the probe cleaned up
+
+
+def test_no_round_but_the_first_starts_after_the_deadline() -> None:
+    ran: list[tuple[str, int]] = []
+
+    def measure(name: str) -> Callable[[int], float]:
+        return lambda i: ran.append((name, i)) or 1.0
+
+    measures = {name: measure(name) for name in ("a", "b")}
+    assert rounds(3, measures, until=time.monotonic() - 1) == {"a": [1.0], "b": [1.0]}
+    assert ran == [("a", 0), ("b", 0)]
+    assert rounds(3, measures, until=time.monotonic() + 60) == {"a": [1.0] * 3, "b": [1.0] * 3}
+    assert ran[2:] == [("a", 0), ("b", 0), ("b", 1), ("a", 1), ("a", 2), ("b", 2)]
