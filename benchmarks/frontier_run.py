@@ -40,6 +40,7 @@ from benchmarks.frontier import (  # noqa: E402
     END,
     HOST,
     PNG_NAME,
+    SEED,
     START,
     TRIXIE,
     Point,
@@ -279,7 +280,21 @@ def section(measured: list[tuple[str, int, list[Point], dict[str, str]]]) -> str
         ]
         parts += [f"- skipped: {label}: {why}" for label, why in skipped.items()]
         parts += [""] if skipped else []
+    widest = Setting(block="BLOCK", bcj=True, dict_size="DICT")
+    arch = ARCHES[BUILD_ARCH]
     parts += [
+        textwrap.fill(
+            "The commands (the seed's on a tree of the binary alone; ours on the staged tree; "
+            "-Xbcj and -Xdict-size only where the setting says; 4.6.1: Debian 13's mksquashfs):",
+            width=100,
+        ),
+        "",
+        "```",
+        " ".join(["mksquashfs TREE IMAGE", *setting_args(SEED, arch), "-no-progress"]),
+        f"SOURCE_DATE_EPOCH={SOURCE_DATE_EPOCH} mksquashfs TREE IMAGE "
+        + " ".join([*setting_args(widest, arch), "-no-progress"]),
+        "```",
+        "",
         f"Measured on {os.cpu_count()} CPUs, kernel {platform.release()}, liblzma {xz_version()}.",
         END,
     ]
