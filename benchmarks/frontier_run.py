@@ -159,8 +159,8 @@ def measure(
     labels: dict[Setting, str],
     until: float | None = None,
 ) -> list[Point]:
-    """Every setting packed once a round, `n` rounds (each starting one further along), no round
-    but the first started after `until` (time.monotonic())."""
+    """Every setting packed once a round, `n` rounds (each starting one further along), none but
+    the first started that would end after `until` (time.monotonic())."""
     images = {s: packer.work / f"setting-{i}.raw" for i, s in enumerate(chosen)}
 
     def pack_once(setting: Setting, _: int) -> float:
@@ -313,8 +313,8 @@ def stand_ins(cache: Path, quick: bool, large: bool) -> list[tuple[str, Path, st
 def run(
     cache: Path, n: int, quick: bool, large: bool, docs_dir: Path, minutes: float | None = None
 ) -> tuple[str, list[Path]]:
-    """Every stand-in measured, in `n` rounds (fewer where a round would start more than
-    `minutes` after the first): the section, and the plots written (into docs_dir)."""
+    """Every stand-in measured, in `n` rounds (fewer where another would end more than `minutes`
+    from now): the section, and the plots written (into docs_dir)."""
     until = None if minutes is None else time.monotonic() + 60 * minutes
     measured = []
     pngs = []
@@ -351,7 +351,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--large", action="store_true", help="the 236 MB stand-in too")
     parser.add_argument(
-        "--minutes", type=float, help="start no round after this many minutes (but the first)"
+        "--minutes",
+        type=float,
+        help="end by then: start no round (but the first) that would end later",
     )
     default_cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     parser.add_argument("--cache", type=Path, default=default_cache / "alloy-sysext-bench")

@@ -5,12 +5,13 @@ say. Only a one-file tree is ever packed (the skip probe)."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
+from benchmarks import common
 from benchmarks.common import rounds
 from benchmarks.frontier import (
     BLOCKS,
@@ -164,14 +165,26 @@ def test_a_setting_the_tools_cannot_pack_is_skipped_with_their_reason(tmp_path: 
     assert sorted(p.name for p in work.iterdir()) == ["seed-tree"]  # the probe cleaned up
 
 
-def test_no_round_but_the_first_starts_after_the_deadline() -> None:
+def test_no_round_but_the_first_starts_that_would_end_after_the_time_given(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = [100.0]  # common.rounds' time.monotonic(): each measure takes 1 s of it
+    monkeypatch.setattr(common, "time", SimpleNamespace(monotonic=lambda: clock[0]))
     ran: list[tuple[str, int]] = []
 
     def measure(name: str) -> Callable[[int], float]:
-        return lambda i: ran.append((name, i)) or 1.0
+        def once(i: int) -> float:
+            ran.append((name, i))
+            clock[0] += 1.0
+            return 1.0
+
+        return once
 
     measures = {name: measure(name) for name in ("a", "b")}
-    assert rounds(3, measures, until=time.monotonic() - 1) == {"a": [1.0], "b": [1.0]}
+    assert rounds(3, measures, until=0.0) == {"a": [1.0], "b": [1.0]}
     assert ran == [("a", 0), ("b", 0)]
-    assert rounds(3, measures, until=time.monotonic() + 60) == {"a": [1.0] * 3, "b": [1.0] * 3}
+    assert rounds(3, measures, until=None) == {"a": [1.0] * 3, "b": [1.0] * 3}
     assert ran[2:] == [("a", 0), ("b", 0), ("b", 1), ("a", 1), ("a", 2), ("b", 2)]
+    # Rounds of 2 s from 108: the second ends at 112, a third would at 114.
+    assert rounds(3, measures, until=113.0) == {"a": [1.0] * 2, "b": [1.0] * 2}
+    assert rounds(3, measures, until=118.0) == {"a": [1.0] * 3, "b": [1.0] * 3}
