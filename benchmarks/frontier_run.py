@@ -180,7 +180,8 @@ def measure(
 def stage(cache: Path, work: Path, binary: Path, version: str) -> Path:
     """`binary` served as Alloy `version` and staged by `invoke stage`: the tree the pipeline
     packs."""
-    release = cache / f"frontier-release-{work.name}"
+    # bench.py's release of the same binary is reused: its zips are made once.
+    release = cache / ("frontier-release-quick" if work.name.endswith("quick") else "release")
     make_release(release, version, binary)
     server = serve(release)
     try:
@@ -220,7 +221,7 @@ def run_one(
     cache: Path, name: str, binary: Path, version: str, n: int, until: float | None = None
 ) -> tuple[list[Point], dict[str, str]]:
     """Every setting on one stand-in: the points, the skipped settings (label: why), its size."""
-    work = fresh(cache / "run" / f"frontier-{name}")
+    work = fresh(cache / "frontier-run" / name)  # not under run/: a full bench removes that
     tools, versions = packers_tools(cache)
     packer = Packer(work, stage(cache, work, binary, version), tools, versions)
     labels = {s: s.label(versions) for s in settings()}
