@@ -32,7 +32,7 @@ def plot(points: Sequence[Point], png: Path, title: str, box: Box = BOX) -> None
     from matplotlib.patches import Rectangle
 
     found = all_ratios(points)
-    figure, axes = plt.subplots(figsize=(9, 6), dpi=100)
+    figure, axes = plt.subplots(figsize=(11, 6), dpi=100)
     xs = [r.time for r in found.values()] + [box.time]
     ys = [r.size for r in found.values()] + [box.size]
     left, bottom = min(xs) - 0.1, min(ys) - 0.02
@@ -76,7 +76,7 @@ def plot(points: Sequence[Point], png: Path, title: str, box: Box = BOX) -> None
     axes.set_ylabel("image bytes / the seed's")
     axes.set_title(title, fontsize=10)
     axes.grid(True, alpha=0.3)
-    axes.legend(fontsize=7, loc="upper right")
+    axes.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside: no point hidden
     figure.tight_layout()
     png.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(png, metadata={"Software": None})
