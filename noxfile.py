@@ -140,13 +140,15 @@ def shell_scripts(root: Path = ROOT) -> list[str]:
     return scripts
 
 
-def _require_modules(session: nox.Session, *modules: str) -> None:
+def _require_modules(
+    session: nox.Session, *modules: str, requirements: str = "requirements.txt"
+) -> None:
     """Sessions with python=False run in nox's own environment: it must hold the requirements."""
     missing = [module for module in modules if importlib.util.find_spec(module) is None]
     if missing:
         session.error(
             f"{', '.join(missing)} not installed for {sys.executable}: "
-            "install nox and the requirements together (pip install -r requirements.txt)"
+            f"install nox and the requirements together (pip install -r {requirements})"
         )
 
 
@@ -344,10 +346,13 @@ def bench(session: nox.Session) -> None:
     Prints the table too. Arguments after -- go to benchmarks/bench.py, e.g. --runs=5; --large
     adds a 236 MB stand-in; --update-only measures only the bytes per update (a real
     systemd-sysupdate update of each image format and transport, as root; --quick: a small
-    stand-in, printed only; see benchmarks/update.py).
+    stand-in, printed only; see benchmarks/update.py); --frontier-only maps the cold build's
+    frontier only (every mksquashfs xz setting's bytes and pack seconds against the original
+    script's, plotted to docs/frontier.png; see benchmarks/frontier_run.py).
 
-    Fetches Debian's packer binary once with apt-get download as the stand-in for Alloy."""
-    _require_modules(session, "invoke")
+    Fetches Debian's packer binary once with apt-get download as the stand-in for Alloy.
+    Runs in nox's own environment, like e2e: it holds requirements-bench.txt (matplotlib)."""
+    _require_modules(session, "invoke", "matplotlib", requirements="requirements-bench.txt")
     session.run(sys.executable, str(ROOT / "benchmarks/bench.py"), *session.posargs, external=True)
 
 

@@ -11,7 +11,10 @@ size, pack, cold read-back and systemd-sysext merge times, in a formats table
 (benchmarks/formats.py); and what a signed dm-verity DDI costs in bytes, signing and offline
 verify seconds and memory (benchmarks/trust.py); and the bytes per update of each image format and
 transport, during a real systemd-sysupdate update of a booted root (benchmarks/update.py; as root;
-`--update-only` runs only that, and takes its options: --quick, --only). Not collected by pytest:
+`--update-only` runs only that, and takes its options: --quick, --only); and the cold build's
+frontier: image bytes against pack seconds of every mksquashfs xz setting, against the original
+script's, with a plot (benchmarks/frontier_run.py; `--frontier-only` runs only that, and takes its
+options: --rounds, --quick, --large; matplotlib: requirements-bench.txt). Not collected by pytest:
 it takes minutes.
 
 This machine's CPU speed drifts by about 10 % from minute to minute (the same mksquashfs took
@@ -33,7 +36,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks import docs, formats, memory, readback, size, speed, trust, update  # noqa: E402
+from benchmarks import (  # noqa: E402
+    docs,
+    formats,
+    frontier,
+    frontier_run,
+    memory,
+    readback,
+    size,
+    speed,
+    trust,
+    update,
+)
 from benchmarks.bare import bare_pack  # noqa: E402
 from benchmarks.common import Case, log  # noqa: E402
 from benchmarks.original import original_image  # noqa: E402
@@ -120,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     given = sys.argv[1:] if argv is None else argv
     if "--update-only" in given:
         return update.main([arg for arg in given if arg != "--update-only"])
+    if "--frontier-only" in given:
+        return frontier_run.main([arg for arg in given if arg != "--frontier-only"])
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3, help="runs of each cheap figure")
     parser.add_argument(
@@ -142,6 +158,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"bench: {tool} not found "
                 "(apt-get install squashfs-tools erofs-utils curl unzip xz-utils)"
             )
+    if (missing := frontier_run.missing_plotter()) is not None:
+        sys.exit(missing)
     cache = args.cache.resolve()
     cache.mkdir(parents=True, exist_ok=True)
     binary = fetch_binary(cache)
@@ -185,6 +203,10 @@ def main(argv: list[str] | None = None) -> int:
         docs.replace_section(args.docs, update.START, update.END, section)
     else:
         log("bytes per update left out: it boots containers, as root only")
+    log(f"the cold build's frontier: every squashfs xz setting, {args.heavy_runs} rounds")
+    section, _ = frontier_run.run(cache, args.heavy_runs, False, args.large, args.docs.parent)
+    print(section)
+    docs.replace_section(args.docs, frontier.START, frontier.END, section)
     (cache / "last.json").write_text(json.dumps([row.__dict__ for row in rows], indent=1))
     return 0
 

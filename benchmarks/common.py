@@ -69,12 +69,21 @@ def paired(
     )
 
 
-def rounds(n: int, measures: dict[str, Callable[[int], float]]) -> dict[str, list[float]]:
+def rounds(
+    n: int, measures: dict[str, Callable[[int], float]], until: float | None = None
+) -> dict[str, list[float]]:
     """Run every measure once a round, `n` rounds, each round starting one further along (so
-    the page cache and the machine's drift favour none): each one's seconds, round by round."""
+    the page cache and the machine's drift favour none): each one's seconds, round by round.
+    With `until` (a time.monotonic() value), no round but the first starts that would end after
+    it, as long as the rounds so far took on average."""
     names = list(measures)
     seconds: dict[str, list[float]] = {name: [] for name in names}
+    started = time.monotonic()
     for i in range(n):
+        now = time.monotonic()
+        if i > 0 and until is not None and now + (now - started) / i > until:
+            log(f"{i} of {n} rounds: another would end after the time given")
+            break
         start = i % len(names) if names else 0
         for name in names[start:] + names[:start]:
             seconds[name].append(measures[name](i))

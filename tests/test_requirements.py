@@ -44,6 +44,7 @@ def test_every_range_is_pinned_to_a_version_inside_it() -> None:
         ("requirements-runtime.txt", ranges()),
         ("requirements.txt", ranges() + ranges("test", "nox")),
         ("requirements-lint.txt", ranges("lint")),
+        ("requirements-bench.txt", ranges() + ranges("test", "nox", "bench")),
     ):
         pinned = pins(name)
         for requirement in requirements:
