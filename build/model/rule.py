@@ -89,8 +89,16 @@ def _recorded(step: Step) -> str | None:
 def recorded_params(stamp: Path) -> dict[str, Any] | None:
     """The parameters a step's record holds, or None (no record, or not one of this recipe)."""
     try:
-        loaded = json.loads(stamp.read_bytes())
-    except (OSError, ValueError, RecursionError):
+        return _params_in(stamp.read_bytes())
+    except OSError:
+        return None
+
+
+def _params_in(record: str | bytes) -> dict[str, Any] | None:
+    """The parameters in a record's text, or None where it is no record of this recipe."""
+    try:
+        loaded = json.loads(record)
+    except (ValueError, RecursionError):
         return None
     if not isinstance(loaded, dict) or loaded.get("recipe") != RECIPE:
         return None
@@ -114,12 +122,8 @@ def _newer(source: Path) -> str:
 def changed_params(recorded: str, params: Mapping[str, Any]) -> str:
     """What differs between a step's record and its parameters now, in a few words: the
     options first ("--compression changed from xz to zstd"); others only when no option did."""
-    try:
-        loaded = json.loads(recorded)
-        old = loaded["params"] if loaded.get("recipe") == RECIPE else None
-    except (ValueError, AttributeError, KeyError, TypeError, RecursionError):
-        old = None
-    if not isinstance(old, dict):
+    old = _params_in(recorded)
+    if old is None:
         return "this version of the tool builds it differently"
     new = json.loads(json.dumps(dict(params)))  # as recorded: tuples as lists
     changed = [key for key in sorted({*old, *new}) if old.get(key) != new.get(key)]
