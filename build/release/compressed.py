@@ -7,6 +7,7 @@ are the transport table's (build/formats/transport.py)."""
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -78,6 +79,7 @@ def refuse(sending: Sending, compressions: dict[str, str]) -> None:
         )
 
 
+@functools.cache  # asked for the reuse check and for index.json: one process, one answer
 def tool_version(transport: Transport) -> str:
     """The compressor's --version (its bytes depend on it, and xz's on liblzma's): for
     index.json, e.g. "xz: xz (XZ Utils) 5.4.1; liblzma 5.4.1"."""

@@ -233,20 +233,25 @@ def _earlier_sent(
     in: the same image is compressed once, whichever feed sent it first."""
     how = _how_sent(_transport_fields(sending))
     published = [streams.directory(output_dir, stream) for stream in streams.published(output_dir)]
+    recorded = manifest.load(output_dir)
     found: dict[Path, compressed.Compressed] = {}
     for feed in dict.fromkeys([base, output_dir, *published]):
-        for image, piece in _sent_in(output_dir, feed, images, sending, how).items():
+        for image, piece in _sent_in(recorded, output_dir, feed, images, sending, how).items():
             found.setdefault(image, piece)
     return found
 
 
 def _sent_in(
-    output_dir: Path, feed: Path, images: list[Image], sending: compressed.Sending, how: object
+    recorded: manifest.Manifest,
+    output_dir: Path,
+    feed: Path,
+    images: list[Image],
+    sending: compressed.Sending,
+    how: object,
 ) -> dict[Path, compressed.Compressed]:
     """The compressed files of `feed` an earlier release wrote, by image: its index.json (the
     tool's, unchanged) says they hold the same image bytes, compressed with the same settings
-    (`how`) by the same tool, and the manifest that nobody changed them since."""
-    recorded = manifest.load(output_dir)
+    (`how`) by the same tool, and the manifest (`recorded`) that nobody changed them since."""
     table, index_path = sending.table, feed / INDEX
     text = recorded.read_owned(output_dir, manifest.relative(output_dir, index_path))
     if table is None or text is None:
