@@ -85,6 +85,12 @@ def run_bytes(
     return result.stdout
 
 
+def tool_environment(**extra: str) -> dict[str, str]:
+    """The environment a command whose output must not depend on the caller's gets: PATH,
+    LC_ALL=C and `extra`, nothing else (no XZ_OPT, SOURCE_DATE_EPOCH, SYSTEMD_REPART_*...)."""
+    return {"PATH": os.environ.get("PATH", ""), "LC_ALL": "C", **extra}
+
+
 def run_into(
     argv: Sequence[str],
     target: Path,

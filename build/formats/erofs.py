@@ -10,7 +10,6 @@ Different erofs-utils versions lay images out differently (README: "EROFS images
 
 from __future__ import annotations
 
-import os
 import re
 import uuid
 from collections.abc import Mapping
@@ -19,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from build.core.errors import BuildError, explain_full_disk
-from build.core.run import run, run_answer
+from build.core.run import run, run_answer, tool_environment
 from build.core.toolprogress import READ, io_progress, tree_size
 from build.core.tools import package
 from build.formats.recipe import Recipe
@@ -106,7 +105,7 @@ def pack_erofs(
 def _environment() -> dict[str, str]:
     """Nothing from the caller's environment but PATH, and never SOURCE_DATE_EPOCH (see
     BUILD_TIME): only the command line shapes the image."""
-    return {"PATH": os.environ.get("PATH", ""), "LC_ALL": "C"}
+    return tool_environment()
 
 
 def mkfs_erofs_version() -> str:

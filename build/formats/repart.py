@@ -20,7 +20,7 @@ import uuid
 from pathlib import Path
 
 from build.core.errors import BuildError
-from build.core.run import run, run_answer
+from build.core.run import run, run_answer, tool_environment
 from build.model.ddi import partition_kinds
 from build.model.templates import TEMPLATES, render
 
@@ -45,11 +45,7 @@ def _environment(scratch: Path | None = None) -> dict[str, str]:
     """PATH, and nothing else of the caller's (no SYSTEMD_REPART_* option); repart says only
     warnings and errors, so that the end of what it said is why it failed; its temporary files
     (the tree it sizes the hash partition with) go to `scratch`."""
-    environment = {
-        "PATH": os.environ.get("PATH", ""),
-        "LC_ALL": "C",
-        "SYSTEMD_LOG_LEVEL": "warning",
-    }
+    environment = tool_environment(SYSTEMD_LOG_LEVEL="warning")
     return {**environment, "TMPDIR": str(scratch)} if scratch is not None else environment
 
 

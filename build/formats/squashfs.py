@@ -8,7 +8,6 @@ nothing else is read from the environment (README: "Reproducible images").
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 from collections.abc import Mapping
@@ -17,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from build.core.errors import BuildError, explain_full_disk
-from build.core.run import run
+from build.core.run import run, tool_environment
 from build.core.toolprogress import WRITTEN, io_progress
 from build.formats.recipe import Recipe
 from build.model.arch import Arch
@@ -101,11 +100,7 @@ def mksquashfs_args(compression: str, arch: Arch) -> list[str]:
 
 def pack_squashfs(tree: Path, image: Path, compression: str, arch: Arch) -> None:
     # Nothing from the caller's environment but PATH: only these can shape the image.
-    env = {
-        "PATH": os.environ.get("PATH", ""),
-        "LC_ALL": "C",
-        "SOURCE_DATE_EPOCH": SOURCE_DATE_EPOCH,
-    }
+    env = tool_environment(SOURCE_DATE_EPOCH=SOURCE_DATE_EPOCH)
     argv = [MKSQUASHFS, str(tree), str(image), *mksquashfs_args(compression, arch)]
     try:
         # Its own bar (4.5) shows only once it is done, and it reads the whole tree ahead of

@@ -12,9 +12,10 @@ index.json records."""
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
+
+from build.core.run import tool_environment
 
 NONE = "none"  # --transport's default: only the plain images, as before the option existed
 THREADS = 2  # never 0 (the machine's cores) and never 1 for xz (other bytes)
@@ -71,7 +72,7 @@ def environment() -> dict[str, str]:
     """Nothing of the caller's environment but PATH: XZ_DEFAULTS and XZ_OPT add options the
     table's do not undo (a --block-list moves the block boundaries; a memory limit switches
     xz to single-threaded mode and shrinks its dictionary), which would change the bytes."""
-    return {"PATH": os.environ.get("PATH", ""), "LC_ALL": "C"}
+    return tool_environment()
 
 
 CHOICES = (NONE, *TRANSPORTS)  # --transport's choices, the default first
