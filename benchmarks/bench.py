@@ -14,8 +14,8 @@ transport, during a real systemd-sysupdate update of a booted root (benchmarks/u
 `--update-only` runs only that, and takes its options: --quick, --only); and the cold build's
 frontier: image bytes against pack seconds of every mksquashfs xz setting, against the original
 script's, with a plot (benchmarks/frontier_run.py; `--frontier-only` runs only that, and takes its
-options: --rounds, --quick, --large; matplotlib: requirements-bench.txt). Not collected by pytest:
-it takes minutes.
+options: --rounds, --quick, --large, --xl, --minutes; matplotlib: requirements-bench.txt). Not
+collected by pytest: it takes minutes.
 
 This machine's CPU speed drifts by about 10 % from minute to minute (the same mksquashfs took
 29-35 s of CPU time in five runs in a row), so two timings compared in a ratio are taken as a

@@ -51,9 +51,13 @@ from benchmarks.frontier import (  # noqa: E402
     verdict,
 )
 from benchmarks.standin import (  # noqa: E402
+    LARGE_BUILD,
     LARGE_VERSION,
     VERSION,
+    XL_BUILD,
+    XL_VERSION,
     build_large_binary,
+    build_xl_binary,
     fetch_binary,
     make_release,
     serve,
@@ -272,6 +276,8 @@ def section(measured: list[tuple[str, int, list[Point], dict[str, str]]]) -> str
         parts += [
             f"### The {size:,}-byte stand-in, {len(points[0].seconds)} round(s)",
             "",
+            textwrap.fill(f"The stand-in: {ORIGINS[name]}.", width=100),
+            "",
             f"**{verdict(points)}**",
             "",
             f"![image bytes / the seed's against pack seconds / the seed's]({png})",
@@ -302,24 +308,41 @@ def section(measured: list[tuple[str, int, list[Point], dict[str, str]]]) -> str
     return "\n".join(parts)
 
 
-def stand_ins(cache: Path, quick: bool, large: bool) -> list[tuple[str, Path, str]]:
+# What each stand-in is, for its heading.
+ORIGINS = {
+    "quick": f"the Go binary's first {QUICK_BYTES >> 20} MB",
+    "default": "Debian's packer, a stripped Go binary",
+    "large": LARGE_BUILD,
+    "xl": XL_BUILD,
+}
+
+
+def stand_ins(cache: Path, quick: bool, large: bool, xl: bool) -> list[tuple[str, Path, str]]:
     """(name, binary, version) of each stand-in to measure."""
     go = fetch_binary(cache)
     chosen = [("quick", quick_binary(cache, go), VERSION) if quick else ("default", go, VERSION)]
     if large:
         chosen.append(("large", build_large_binary(cache), LARGE_VERSION))
+    if xl:
+        chosen.append(("xl", build_xl_binary(cache), XL_VERSION))
     return chosen
 
 
 def run(
-    cache: Path, n: int, quick: bool, large: bool, docs_dir: Path, minutes: float | None = None
+    cache: Path,
+    n: int,
+    quick: bool,
+    large: bool,
+    docs_dir: Path,
+    minutes: float | None = None,
+    xl: bool = False,
 ) -> tuple[str, list[Path]]:
     """Every stand-in measured, in `n` rounds (fewer where another would end more than `minutes`
     from now): the section, and the plots written (into docs_dir)."""
     until = None if minutes is None else time.monotonic() + 60 * minutes
     measured = []
     pngs = []
-    for name, binary, version in stand_ins(cache, quick, large):
+    for name, binary, version in stand_ins(cache, quick, large, xl):
         points, skipped = run_one(cache, name, binary, version, n, until)
         measured.append((name, binary.stat().st_size, points, skipped))
         png = docs_dir / (
@@ -351,6 +374,7 @@ def main(argv: list[str] | None = None) -> int:
         "--quick", action="store_true", help=f"a {QUICK_BYTES >> 20} MB stand-in; print only"
     )
     parser.add_argument("--large", action="store_true", help="the 236 MB stand-in too")
+    parser.add_argument("--xl", action="store_true", help="the 707 MB stand-in too")
     parser.add_argument(
         "--minutes",
         type=float,
@@ -364,7 +388,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.exit(missing)
     cache = args.cache.resolve()
     docs_dir = cache / "frontier-quick" if args.quick else args.docs.parent
-    text, pngs = run(cache, args.rounds, args.quick, args.large, docs_dir, args.minutes)
+    text, pngs = run(cache, args.rounds, args.quick, args.large, docs_dir, args.minutes, args.xl)
     print(text)
     print(f"bench: plots: {' '.join(map(str, pngs))}", file=sys.stderr)
     if not args.quick:

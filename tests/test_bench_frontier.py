@@ -11,7 +11,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from benchmarks import common
+from benchmarks import common, standin
 from benchmarks.common import rounds
 from benchmarks.frontier import (
     BLOCKS,
@@ -188,3 +188,37 @@ def test_no_round_but_the_first_starts_that_would_end_after_the_time_given(
     # Rounds of 2 s from 108: the second ends at 112, a third would at 114.
     assert rounds(3, measures, until=113.0) == {"a": [1.0] * 2, "b": [1.0] * 2}
     assert rounds(3, measures, until=118.0) == {"a": [1.0] * 3, "b": [1.0] * 3}
+
+
+def test_the_xl_stand_in_is_the_files_in_order_cut_at_its_size(tmp_path: Path) -> None:
+    parts = []
+    for i, data in enumerate([b"\x7fELF" + b"a" * 10, b"b" * 7, b"c" * 9]):
+        path = tmp_path / f"part{i}"
+        path.write_bytes(data)
+        parts.append((f"deb{i}", path))
+    out = tmp_path / "out"
+    used = standin.concatenate(parts, 20, out)
+    assert out.read_bytes() == b"\x7fELF" + b"a" * 10 + b"b" * 6
+    assert used == ["deb0 (14 bytes)", "deb1 (6 bytes)"]  # the third is never reached
+
+
+def test_an_xl_stand_in_its_files_cannot_fill_is_refused_and_not_left(tmp_path: Path) -> None:
+    path = tmp_path / "part"
+    path.write_bytes(b"x" * 5)
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit, match="hold only 5 bytes, not 6"):
+        standin.concatenate([("deb", path)], 6, out)
+    assert not out.exists()
+
+
+def test_only_x86_64_elf_files_go_into_the_xl_stand_in(tmp_path: Path) -> None:
+    header = bytearray(b"\x7fELF" + bytes(16))
+    header[18:20] = (62).to_bytes(2, "little")
+    elf = tmp_path / "amd64"
+    elf.write_bytes(bytes(header) + b"code")
+    header[18:20] = (183).to_bytes(2, "little")  # aarch64
+    (tmp_path / "arm64").write_bytes(bytes(header))
+    (tmp_path / "script").write_bytes(b"#!/bin/sh\n" + bytes(20))
+    (tmp_path / "link").symlink_to(elf)
+    found = sorted(p.name for p in tmp_path.iterdir() if standin._x86_64_elf(p))
+    assert found == ["amd64"]
