@@ -7,20 +7,26 @@ command line wins over both. The options are declared once, in build/config/opti
 from __future__ import annotations
 
 import functools
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from invoke import Collection, Context, Exit, Task
 
-from build.config import options
-from build.config.configkeys import refuse_unknown_settings
-from build.core.cli import suggest_close_matches
-from build.core.errors import BuildError, one_line
-from build.core.pipes import quiet_broken_pipe, silence_stdout, stdout_gone
-from build.core.report import say
-from build.core.signals import Interrupted, signals_raise
-from build.model.versions import LATEST
+# invoke turns off .pyc writing for every run (unless --write-pyc), so each run compiled every
+# build.* module it imports again: a third of an up-to-date `invoke all` (200 ms against 300).
+# Python's own switches still turn it off: -B, PYTHONDONTWRITEBYTECODE (the container sets it).
+sys.dont_write_bytecode = bool(sys.flags.dont_write_bytecode)
+
+from build.config import options  # noqa: E402
+from build.config.configkeys import refuse_unknown_settings  # noqa: E402
+from build.core.cli import suggest_close_matches  # noqa: E402
+from build.core.errors import BuildError, one_line  # noqa: E402
+from build.core.pipes import quiet_broken_pipe, silence_stdout, stdout_gone  # noqa: E402
+from build.core.report import say  # noqa: E402
+from build.core.signals import Interrupted, signals_raise  # noqa: E402
+from build.model.versions import LATEST  # noqa: E402
 
 if TYPE_CHECKING:
     from build.keys import signing

@@ -34,7 +34,8 @@ def machine(binary: Path, large: Path | None) -> list[str]:
     lines = [
         f"- CPUs (nproc): {os.cpu_count()}",
         f"- OS: {os_name}; kernel {platform.release()} ({platform.machine()})",
-        f"- Python: {platform.python_version()}; root: {os.geteuid() == 0}",
+        f"- Python: {platform.python_version()}; root: {os.geteuid() == 0}; invoke's runs write "
+        f"and reuse .pyc files: {'no' if os.environ.get('PYTHONDONTWRITEBYTECODE') else 'yes'}",
         f"- squashfs-tools: {first(['mksquashfs', '-version'])}",
         f"- xz: {first(['xz', '--version'])}",
         f"- erofs-utils: mkfs.erofs {mkfs_erofs_version()}",

@@ -166,3 +166,25 @@ def test_the_namespace_is_probed_only_while_no_record_says_the_kernel_view_ran(
     probes.clear()
     assert stepinputs.params(spec)["kernel view"] == "real"  # recorded real: no probe
     assert probes == []
+
+
+@pytest.mark.parametrize("off", [None, "PYTHONDONTWRITEBYTECODE"])
+def test_a_run_keeps_the_compiled_modules_unless_python_is_told_not_to(
+    tmp_path: Path, cli_env: dict[str, str], off: str | None
+) -> None:
+    """invoke turns .pyc writing off; tasks.py turns it back on, so the next run does not
+    compile every build.* module again, unless -B or PYTHONDONTWRITEBYTECODE says not to."""
+    prefix = tmp_path / "pycache"  # where the .pyc files go, instead of beside the sources
+    env = {**cli_env, "PYTHONPYCACHEPREFIX": str(prefix)}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    if off is not None:
+        env[off] = "1"
+    listed = subprocess.run(
+        [*INVOKE_CLI, "--list"], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert listed.returncode == 0, listed.stderr
+    compiled = {path.name.split(".")[0] for path in prefix.rglob("*.pyc")}
+    if off is None:
+        assert {"options", "errors", "report"} <= compiled  # tasks.py's own imports
+    else:
+        assert compiled == set()
