@@ -266,7 +266,8 @@ def section(measured: list[tuple[str, int, list[Point], dict[str, str]]]) -> str
             "download, unzip and hashing, which no setting changes. The box is issue 26's: "
             "≤ 0.86x the seed's bytes in ≤ 1.3x its time. Squashfs-tools 4.6.1 is Debian 13's "
             f"({TRIXIE_DEB} from deb.debian.org, SHA-256 checked, unpacked with dpkg -x, run "
-            "with this host's libraries: it needs glibc 2.34).",
+            "with this host's libraries: it needs glibc 2.34). Ubuntu 22.04's 4.5 (the build "
+            "container's) is not run: this machine reaches Debian's archive, not Ubuntu's.",
             width=100,
         ),
         "",
