@@ -147,6 +147,14 @@ def main(argv: list[str] | None = None) -> int:
         help="also measure a ~236 MB Go binary built from Debian's Go sources (first time: "
         "~5 minutes to build it; then ~6 minutes)",
     )
+    parser.add_argument(
+        "--skip",
+        action="append",
+        choices=("update", "frontier"),
+        default=[],
+        help="leave out the bytes per update or the frontier, keeping their sections as they are "
+        "(each also runs alone: --update-only, --frontier-only)",
+    )
     default_cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     parser.add_argument("--cache", type=Path, default=default_cache / "alloy-sysext-bench")
     parser.add_argument("--docs", type=Path, default=ROOT / "docs" / "benchmarks.md")
@@ -199,17 +207,22 @@ def main(argv: list[str] | None = None) -> int:
     shown += ["--large"] if args.large else []
     machine = docs.machine(binary, large)
     docs.write_docs(args.docs, table, formats_table, trust_section, machine, took, shown)
-    if os.geteuid() == 0:
+    if "update" in args.skip:
+        log("bytes per update left out (--skip=update): its section is kept")
+    elif os.geteuid() == 0:
         log("bytes per update: a real update of each image format and transport")
         section, _ = update.run(cache, args.runs, quick=False, only=None)
         print(section)
         docs.replace_section(args.docs, update.START, update.END, section)
     else:
         log("bytes per update left out: it boots containers, as root only")
-    log(f"the cold build's frontier: every squashfs xz setting, {args.heavy_runs} rounds")
-    section, _ = frontier_run.run(cache, args.heavy_runs, False, args.large, args.docs.parent)
-    print(section)
-    docs.replace_section(args.docs, frontier.START, frontier.END, section)
+    if "frontier" in args.skip:
+        log("the cold build's frontier left out (--skip=frontier): its section is kept")
+    else:
+        log(f"the cold build's frontier: every squashfs xz setting, {args.heavy_runs} rounds")
+        section, _ = frontier_run.run(cache, args.heavy_runs, False, args.large, args.docs.parent)
+        print(section)
+        docs.replace_section(args.docs, frontier.START, frontier.END, section)
     (cache / "last.json").write_text(json.dumps([row.__dict__ for row in rows], indent=1))
     return 0
 
