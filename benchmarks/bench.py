@@ -14,8 +14,11 @@ transport, during a real systemd-sysupdate update of a booted root (benchmarks/u
 `--update-only` runs only that, and takes its options: --quick, --only); and the cold build's
 frontier: image bytes against pack seconds of every mksquashfs xz setting, against the original
 script's, with a plot (benchmarks/frontier_run.py; `--frontier-only` runs only that, and takes its
-options: --rounds, --quick, --large; matplotlib: requirements-bench.txt). Not collected by pytest:
-it takes minutes.
+options: --rounds, --quick, --large; matplotlib: requirements-bench.txt); and overlap in a cold
+build: the stage step's passes over the binary, extracting while the zip arrives and mksquashfs fed
+from a pipe, at full speed and on throttled links (benchmarks/overlap.py; `--overlap-only` runs
+only that and writes its section, and takes its options: --pairs, --quick). Not collected by
+pytest: it takes minutes.
 
 This machine's CPU speed drifts by about 10 % from minute to minute (the same mksquashfs took
 29-35 s of CPU time in five runs in a row), so two timings compared in a ratio are taken as a
@@ -42,6 +45,7 @@ from benchmarks import (  # noqa: E402
     frontier,
     frontier_run,
     memory,
+    overlap,
     readback,
     size,
     speed,
@@ -136,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
         return update.main([arg for arg in given if arg != "--update-only"])
     if "--frontier-only" in given:
         return frontier_run.main([arg for arg in given if arg != "--frontier-only"])
+    if "--overlap-only" in given:
+        return overlap.main([*(arg for arg in given if arg != "--overlap-only"), "--write"])
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3, help="runs of each cheap figure")
     parser.add_argument(
@@ -207,6 +213,10 @@ def main(argv: list[str] | None = None) -> int:
     section, _ = frontier_run.run(cache, args.heavy_runs, False, args.large, args.docs.parent)
     print(section)
     docs.replace_section(args.docs, frontier.START, frontier.END, section)
+    log(f"overlap in a cold build: {args.heavy_runs} pairs of each")
+    section = overlap.run(cache, args.heavy_runs, quick=False)
+    print(section)
+    docs.replace_section(args.docs, overlap.START, overlap.END, section)
     (cache / "last.json").write_text(json.dumps([row.__dict__ for row in rows], indent=1))
     return 0
 
