@@ -1,6 +1,8 @@
-"""Overlap in a cold build (issue 26): what overlapping the stage step's passes over the binary
-with the download, or feeding mksquashfs the binary without a staged copy, could save, measured
-on the stand-in served from 127.0.0.1 at full speed and throttled to realistic links.
+"""Overlap in a cold build (issue 26): what the stage step's passes over the binary cost.
+
+What overlapping them with the download, or feeding mksquashfs the binary without a staged copy,
+could save, measured on the stand-in served from 127.0.0.1 at full speed and throttled to
+realistic links.
 
 Measured (benchmarks/overlap_proto.py holds the prototypes, none of them in build/):
 a. the stage phases alone: the real fetch (build/fetch/upstream.py, hashing while downloading),
