@@ -84,11 +84,14 @@ def measure_link(
         downloads.append(_timed(lambda: _fetch(spec)))
         dest = work / f"theirs{i}" / "binary"
         inflates.append(_timed(lambda: stage.extract_binary(spec.cached_zip, spec, dest)))
+        shutil.rmtree(work / f"theirs{i}")  # not timed: ~150 MB a build
         return downloads[-1] + inflates[-1]
 
     def ours(i: int) -> float:
         spec = spec_at(work / f"ours{i}", url, version)
-        return _timed(lambda: _streamed(spec, work / f"ours{i}" / "binary"))
+        seconds = _timed(lambda: _streamed(spec, work / f"ours{i}" / "binary"))
+        shutil.rmtree(work / f"ours{i}")
+        return seconds
 
     try:
         log(f"overlap: {name}: download then extract, and extract while downloading ({n}x)")
