@@ -348,7 +348,9 @@ def bench(session: nox.Session) -> None:
     systemd-sysupdate update of each image format and transport, as root; --quick: a small
     stand-in, printed only; see benchmarks/update.py); --frontier-only maps the cold build's
     frontier only (every mksquashfs xz setting's bytes and pack seconds against the original
-    script's, plotted to docs/frontier.png; see benchmarks/frontier_run.py).
+    script's, plotted to docs/frontier.png; see benchmarks/frontier_run.py); --overlap-only
+    measures only what overlapping the stage step with the download, or mksquashfs fed from a
+    pipe, could save in a cold build (see benchmarks/overlap.py).
 
     Fetches Debian's packer binary once with apt-get download as the stand-in for Alloy.
     Runs in nox's own environment, like e2e: it holds requirements-bench.txt (matplotlib)."""

@@ -14,7 +14,11 @@ transport, during a real systemd-sysupdate update of a booted root (benchmarks/u
 `--update-only` runs only that, and takes its options: --quick, --only); and the cold build's
 frontier: image bytes against pack seconds of every mksquashfs xz setting, against the original
 script's, with a plot (benchmarks/frontier_run.py; `--frontier-only` runs only that, and takes its
-options: --rounds, --quick, --large, --xl, --minutes; matplotlib: requirements-bench.txt). Not
+options: --rounds, --quick, --large, --xl, --minutes; matplotlib: requirements-bench.txt); and
+overlap in a cold build: the stage step's passes over the binary, extracting while the zip arrives
+and mksquashfs fed from a pipe, at full speed and on throttled links (benchmarks/overlap.py;
+`--overlap-only` runs only that and writes its section, and takes its options: --pairs, --quick).
+`--skip=update`, `--skip=frontier`, `--skip=overlap` leave a part out and keep its section. Not
 collected by pytest: it takes minutes.
 
 This machine's CPU speed drifts by about 10 % from minute to minute (the same mksquashfs took
@@ -42,6 +46,7 @@ from benchmarks import (  # noqa: E402
     frontier,
     frontier_run,
     memory,
+    overlap,
     readback,
     size,
     speed,
@@ -136,6 +141,8 @@ def main(argv: list[str] | None = None) -> int:
         return update.main([arg for arg in given if arg != "--update-only"])
     if "--frontier-only" in given:
         return frontier_run.main([arg for arg in given if arg != "--frontier-only"])
+    if "--overlap-only" in given:
+        return overlap.main([*(arg for arg in given if arg != "--overlap-only"), "--write"])
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3, help="runs of each cheap figure")
     parser.add_argument(
@@ -150,10 +157,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--skip",
         action="append",
-        choices=("update", "frontier"),
+        choices=("update", "frontier", "overlap"),
         default=[],
-        help="leave out the bytes per update or the frontier, keeping their sections as they are "
-        "(each also runs alone: --update-only, --frontier-only)",
+        help="leave out the bytes per update, the frontier or the overlap, keeping their sections "
+        "as they are (each also runs alone: --update-only, --frontier-only, --overlap-only)",
     )
     default_cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     parser.add_argument("--cache", type=Path, default=default_cache / "alloy-sysext-bench")
@@ -223,6 +230,13 @@ def main(argv: list[str] | None = None) -> int:
         section, _ = frontier_run.run(cache, args.heavy_runs, False, args.large, args.docs.parent)
         print(section)
         docs.replace_section(args.docs, frontier.START, frontier.END, section)
+    if "overlap" in args.skip:
+        log("overlap in a cold build left out (--skip=overlap): its section is kept")
+    else:
+        log(f"overlap in a cold build: {args.heavy_runs} pairs of each")
+        section = overlap.run(cache, args.heavy_runs, quick=False)
+        print(section)
+        docs.replace_section(args.docs, overlap.START, overlap.END, section)
     (cache / "last.json").write_text(json.dumps([row.__dict__ for row in rows], indent=1))
     return 0
 

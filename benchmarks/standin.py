@@ -220,7 +220,8 @@ def make_release(release: Path, version: str, binary: Path) -> None:
     directory = release / f"v{version}"
     sums = directory / "SHA256SUMS"
     stamp = directory / "source.sha256"
-    source_sha = file_sha256(binary)
+    # The stamp names the compression: releases made before the zips deflated are made again.
+    source_sha = f"{file_sha256(binary)} deflate"
     if sums.exists() and stamp.exists() and stamp.read_text().strip() == source_sha:
         return
     fresh(directory)
@@ -231,6 +232,8 @@ def make_release(release: Path, version: str, binary: Path) -> None:
         spec = BuildSpec.from_values(resolve("all", {"version": version, "arch": arch.name}))
         info = zipfile.ZipInfo(spec.member, date_time=(2025, 1, 1, 0, 0, 0))
         info.external_attr = 0o755 << 16
+        # As Alloy's zips: a ZipInfo given to writestr is stored unless it says otherwise.
+        info.compress_type = zipfile.ZIP_DEFLATED
         with zipfile.ZipFile(directory / spec.zip_name, "w", zipfile.ZIP_DEFLATED) as archive:
             archive.writestr(info, bytes(data))
         lines.append(f"{file_sha256(directory / spec.zip_name)}  {spec.zip_name}\n")

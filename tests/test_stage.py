@@ -3,21 +3,29 @@ directory."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
 from pathlib import Path
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, cast
 
 import pytest
 
 from build.config.spec import BuildSpec
 from build.formats.squashfs import COMPRESSORS, bcj_filter, mksquashfs_args
+from build.image import content
 from build.image.content import IMAGE_EXTENSION_RELEASE as RELEASE
 from build.image.content import IMAGE_UNIT as UNIT
 from build.image.content import STRICT_XATTR
-from build.image.stage import _strip_foreign_xattrs, stage
+from build.image.stage import _strip_foreign_xattrs, make, stage
+from build.model import manifest
 from build.model.arch import ARCHES
 from tests.fakes import MACHINES, elf_binary, zip_bytes
 from tests.specs import spec_of
+
+if TYPE_CHECKING:
+    from build.config.context import StepContext
 
 
 @pytest.fixture
@@ -100,3 +108,57 @@ def test_mksquashfs_args_per_compression_and_arch(compression: str, arch: str) -
     args = mksquashfs_args(compression, ARCHES[arch])
     assert args == ["-noappend", "-all-root", "-no-sparse", *flags, "-b", "1M"]
     assert bcj_filter(compression, ARCHES[arch]) == ("x86" if "-Xbcj" in flags else None)
+
+
+class _CountingSha256:
+    """hashlib.sha256 as build.model.manifest sees it in the tests below: the bytes it hashes,
+    counted."""
+
+    hashed = 0
+
+    def __init__(self) -> None:
+        self._digest = hashlib.sha256()
+
+    def update(self, data: bytes) -> None:
+        _CountingSha256.hashed += len(data)
+        self._digest.update(data)
+
+    def hexdigest(self) -> str:
+        return self._digest.hexdigest()
+
+
+def _staged(spec: BuildSpec, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> bytes:
+    """The stage step run on a 4 MiB binary, the manifest's hashing counted; the binary."""
+    binary = elf_binary(MACHINES["amd64"], size=4 << 20)
+    zip_path = tmp_path / "a.zip"
+    zip_path.write_bytes(zip_bytes({spec.member: binary}))
+    monkeypatch.setattr(_CountingSha256, "hashed", 0)
+    monkeypatch.setattr(manifest, "hashlib", SimpleNamespace(sha256=_CountingSha256))
+    make(cast("StepContext", SimpleNamespace(spec=spec, once=lambda _, make: make())), zip_path)
+    return binary
+
+
+def test_the_stage_step_records_the_binary_without_reading_it_again(
+    spec: BuildSpec, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 26: the binary is hashed as it is unpacked; recording the staged tree for clean
+    reads only the small texts, and records the same sha256 as reading the file would."""
+    binary = _staged(spec, tmp_path, monkeypatch)
+    assert 0 < _CountingSha256.hashed < 64 << 10  # the unit and extension-release only
+    staged = spec.rootfs / content.BINARY.path
+    assert staged.read_bytes() == binary
+    files = manifest.load(spec.output_dir).files
+    assert files[manifest.relative(spec.output_dir, staged)] == hashlib.sha256(binary).hexdigest()
+
+
+def test_a_staged_binary_changed_since_is_hashed_afresh(
+    spec: BuildSpec, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sha256 taken while unpacking holds only for the file as written: changed since (its
+    size or mtime), the file is read again."""
+    binary = _staged(spec, tmp_path, monkeypatch)
+    staged = spec.rootfs / content.BINARY.path
+    changed = b"\x7fELF changed" + binary[12:]
+    staged.write_bytes(changed)
+    os.utime(staged, ns=(1, 1))  # a new mtime, however coarse the clock
+    assert manifest.regular_sha256(staged) == hashlib.sha256(changed).hexdigest()

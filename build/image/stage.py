@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import itertools
 import os
 import zipfile
@@ -51,7 +52,12 @@ def extract_binary(zip_path: Path, spec: BuildSpec, dest: Path) -> None:
                 raise _too_big(what, limit)
             chunks = zipmember.read_chunks(archive.open(info), zip_path)
             with doing("unpacking the binary", dest), dest.open("wb") as out:
-                _copy(chunks, out, spec, what)
+                sha256 = _copy(chunks, out, spec, what)
+                out.flush()
+                written = os.fstat(out.fileno())
+            # The manifest's record of the staged tree takes this sha256 for the file while it
+            # is the one just written (same inode, size and mtime), instead of reading it again.
+            manifest.remember(written, sha256)
     except zipmember.ZipProblem as problem:
         raise BuildError(f"{spec.zip_name} from {spec.zip_url} {problem}", ASSET_HINT) from None
     except (zipfile.BadZipFile, NotImplementedError, RuntimeError):
@@ -63,8 +69,9 @@ def extract_binary(zip_path: Path, spec: BuildSpec, dest: Path) -> None:
         ) from None
 
 
-def _copy(chunks: Iterator[bytes], out: BinaryIO, spec: BuildSpec, what: str) -> None:
-    """Check the ELF header before a byte is written, and the size as the bytes come."""
+def _copy(chunks: Iterator[bytes], out: BinaryIO, spec: BuildSpec, what: str) -> str:
+    """Check the ELF header before a byte is written, and the size as the bytes come; the
+    sha256 of the bytes written, hashed as they pass."""
     head = b""
     for chunk in chunks:  # a chunk may be shorter than the header: join until it is not
         head += chunk
@@ -72,11 +79,14 @@ def _copy(chunks: Iterator[bytes], out: BinaryIO, spec: BuildSpec, what: str) ->
             break
     check_elf_header(head[:HEADER_SIZE], spec.arch, what)
     written = 0
+    digest = hashlib.sha256()
     for chunk in itertools.chain([head], chunks):
         written += len(chunk)
         if written > spec.max_binary_size:  # the header's size can lie
             raise _too_big(what, spec.max_binary_size)
+        digest.update(chunk)
         out.write(chunk)
+    return digest.hexdigest()
 
 
 def _too_big(what: str, limit: int) -> BuildError:
@@ -152,5 +162,6 @@ def make(runner: StepContext, zip_path: Path) -> str:
     sweep_temps(spec.rootfs)  # a killed run's half-staged trees (under the stage lock)
     with atomic_dir(spec.rootfs) as tree:
         stage(spec, zip_path, tree, texts(runner))
-    manifest.record_tree(spec.output_dir, spec.rootfs)  # hashes the binary once more
+    # The binary's sha256 is the one extract_binary took as it wrote it: only the texts are read.
+    manifest.record_tree(spec.output_dir, spec.rootfs)
     return f"staged the files of {spec.image.name}"

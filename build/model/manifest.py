@@ -30,12 +30,19 @@ FORMAT = 1
 _CHUNK = 1 << 20
 
 # sha256 already known for a file identity (device, inode, size, mtime): the pipeline hashes
-# every image for its .sha256, so recording it need not read 400 MB once more.
+# every image for its .sha256, so recording it need not read 400 MB once more; the stage step
+# hashes the binary as it unpacks it (remember()), so recording the staged tree need not either.
 _known: dict[tuple[int, int, int, int], str] = {}
 
 
 def _identity(st: os.stat_result) -> tuple[int, int, int, int]:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def remember(st: os.stat_result, sha256: str) -> None:
+    """The sha256 of the bytes just written to the regular file `st` (its fstat after the last
+    write): regular_sha256 gives it for that file until its size or mtime changes."""
+    _known[_identity(st)] = sha256
 
 
 # index.json and the like: an image entry is under 2 KiB; a file this large is no longer ours.
