@@ -214,6 +214,9 @@ def main(argv: list[str] | None = None) -> int:
     shown += ["--large"] if args.large else []
     machine = docs.machine(binary, large)
     docs.write_docs(args.docs, table, formats_table, trust_section, machine, took, shown)
+    # In the file's order; each part measured below then replaces its own.
+    parts = (update, frontier, overlap)
+    docs.keep_sections(args.docs, old_docs, [(part.START, part.END) for part in parts])
     if "update" in args.skip:
         log("bytes per update left out (--skip=update): its section is kept")
     elif os.geteuid() == 0:

@@ -6,6 +6,7 @@ import os
 import platform
 import re
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 
 from benchmarks.common import COMMANDS
@@ -120,3 +121,13 @@ def replace_section(path: Path, start: str, end: str, section: str) -> None:
     else:
         text = text.rstrip("\n") + "\n\n" + section + "\n"
     path.write_text(text, encoding="utf-8")
+
+
+def keep_sections(path: Path, old: str, markers: Sequence[tuple[str, str]]) -> None:
+    """Each section of `old` (the file's text before write_docs rewrote it) between one of
+    `markers` (start, end) put back into `path`, in that order: write_docs writes only the main
+    table's parts, and a part this run leaves out keeps its last figures."""
+    for start, end in markers:
+        if start in old and end in old.split(start, 1)[1]:
+            body = old.split(start, 1)[1].split(end, 1)[0]
+            replace_section(path, start, end, start + body + end)

@@ -109,7 +109,7 @@ class Figures:
 def cold_estimate(figures: Figures, link: Link) -> float:
     """A cold build's seconds at least (download, the zip re-hash, extract and record, pack;
     checksum and verify left out): a saving over it is the largest share it can be."""
-    return link.download + figures.zip_rehash + figures.record.theirs + figures.pack_cat.theirs
+    return link.download + figures.zip_rehash + figures.record.ours + figures.pack_cat.theirs
 
 
 def share(saved: float, cold: float) -> float:

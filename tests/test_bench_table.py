@@ -151,3 +151,24 @@ def test_the_whole_document_places_the_trust_section_before_the_machine_and_keep
     text = doc.read_text()
     assert text.index("| f |") < text.index(section) < text.index("## Machine")
     assert text.endswith(f"{docs.NOTES_MARKER}\n## Notes\n\nby hand\n")
+
+
+def test_the_parts_a_run_leaves_out_keep_their_sections_in_their_order(tmp_path: Path) -> None:
+    """write_docs writes only the main table's parts; keep_sections puts the update, frontier and
+    overlap sections of the old text back before the machine, where a --skip left them out."""
+    markers = [(f"<!-- {name} -->", f"<!-- /{name} -->") for name in ("a", "b", "c")]
+    old = "# B\n\n" + "".join(f"{s}\nold {s}\n{e}\n\n" for s, e in markers)
+    doc = tmp_path / "benchmarks.md"
+    doc.write_text(old + f"## Machine\n\n{docs.NOTES_MARKER}\n## Notes\n")
+    docs.write_docs(doc, "| t |", "| f |", "trust", ["- m"], 1.0, [])
+    assert "old <!-- a -->" not in doc.read_text()  # what keep_sections is for
+    docs.keep_sections(doc, old, [*markers, ("<!-- gone -->", "<!-- /gone -->")])
+    docs.replace_section(doc, *markers[1], f"{markers[1][0]}\nnew\n{markers[1][1]}")
+    text = doc.read_text()
+    kept = [
+        text.index(f"old {markers[0][0]}"),
+        text.index("new"),
+        text.index(f"old {markers[2][0]}"),
+    ]
+    assert text.index("trust") < kept[0] < kept[1] < kept[2] < text.index("## Machine")
+    assert "gone" not in text and f"old {markers[1][0]}" not in text
