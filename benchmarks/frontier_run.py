@@ -53,6 +53,7 @@ from benchmarks.frontier import (  # noqa: E402
 from benchmarks.standin import (  # noqa: E402
     LARGE_BUILD,
     LARGE_VERSION,
+    QUICK_BYTES,
     VERSION,
     XL_BUILD,
     XL_VERSION,
@@ -60,13 +61,13 @@ from benchmarks.standin import (  # noqa: E402
     build_xl_binary,
     fetch_binary,
     make_release,
+    quick_binary,
     serve,
 )
 from build.alloy import IMAGE_BINARY  # noqa: E402
 from build.formats.squashfs import SOURCE_DATE_EPOCH  # noqa: E402
 from build.model.arch import ARCHES  # noqa: E402
 
-QUICK_BYTES = 8 << 20  # --quick's stand-in: the Go binary's first 8 MB
 TRIXIE_DEB = "squashfs-tools_4.6.1-1_amd64.deb"
 TRIXIE_URL = f"https://deb.debian.org/debian/pool/main/s/squashfs-tools/{TRIXIE_DEB}"
 TRIXIE_SHA256 = "0e185122f5858132bbc709e26228ba28cf7f0c41f6ed26e3f55f518f2a53b59d"
@@ -210,17 +211,6 @@ def packers_tools(cache: Path) -> tuple[dict[str, str], dict[str, str]]:
     return tools, versions
 
 
-def quick_binary(cache: Path, go: Path) -> Path:
-    """The Go binary's first QUICK_BYTES: its ELF header is all stage checks."""
-    path = cache / "frontier-quick" / "standin"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with go.open("rb") as source:
-        data = source.read(QUICK_BYTES)
-    if not path.exists() or path.read_bytes() != data:
-        path.write_bytes(data)
-    return path
-
-
 def run_one(
     cache: Path, name: str, binary: Path, version: str, n: int, until: float | None = None
 ) -> tuple[list[Point], dict[str, str]]:
@@ -321,7 +311,11 @@ ORIGINS = {
 def stand_ins(cache: Path, quick: bool, large: bool, xl: bool) -> list[tuple[str, Path, str]]:
     """(name, binary, version) of each stand-in to measure."""
     go = fetch_binary(cache)
-    chosen = [("quick", quick_binary(cache, go), VERSION) if quick else ("default", go, VERSION)]
+    chosen = [
+        ("quick", quick_binary(cache, go, "frontier-quick"), VERSION)
+        if quick
+        else ("default", go, VERSION)
+    ]
     if large:
         chosen.append(("large", build_large_binary(cache), LARGE_VERSION))
     if xl:

@@ -37,13 +37,18 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks import docs  # noqa: E402
-from benchmarks.standin import VERSION, fetch_binary, make_release  # noqa: E402
+from benchmarks.standin import (  # noqa: E402
+    QUICK_BYTES,
+    VERSION,
+    fetch_binary,
+    make_release,
+    quick_binary,
+)
 
 START = (
     "<!-- overlap: written by nox -s bench; python -m benchmarks.overlap --write rewrites this -->"
 )
 END = "<!-- /overlap -->"
-QUICK_BYTES = 8 << 20  # --quick's stand-in: the Go binary's first 8 MB
 MB = 1_000_000
 RATES: dict[str, float | None] = {"full speed": None, "100 MB/s": 100 * MB, "20 MB/s": 20 * MB}
 DRIFT = 0.10  # this machine's CPU speed drifts by about this much from minute to minute
@@ -283,21 +288,10 @@ def section(figures: Figures, binary: Path) -> str:
     return "\n".join(parts)
 
 
-def quick_binary(cache: Path, go: Path) -> Path:
-    """The Go binary's first QUICK_BYTES: its ELF header is all stage checks."""
-    path = cache / "overlap-quick" / "standin"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with go.open("rb") as source:
-        data = source.read(QUICK_BYTES)
-    if not path.exists() or path.read_bytes() != data:
-        path.write_bytes(data)
-    return path
-
-
 def run(cache: Path, pairs: int, quick: bool) -> str:
     """Every figure on the stand-in (--quick: the 8 MB one): the section."""
     go = fetch_binary(cache)
-    binary = quick_binary(cache, go) if quick else go
+    binary = quick_binary(cache, go, "overlap-quick") if quick else go
     release = cache / ("overlap-release-quick" if quick else "release")
     make_release(release, VERSION, binary)  # bench.py's release of the same binary is reused
     from benchmarks.overlap_measure import measure_all  # it imports this module's figures

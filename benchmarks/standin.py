@@ -213,6 +213,21 @@ def build_xl_binary(cache: Path) -> Path:
     return binary
 
 
+QUICK_BYTES = 8 << 20  # a --quick stand-in: the Go binary's first 8 MB
+
+
+def quick_binary(cache: Path, go: Path, name: str) -> Path:
+    """The Go binary's first QUICK_BYTES, kept as cache/NAME/standin: its ELF header is all
+    stage checks."""
+    path = cache / name / "standin"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with go.open("rb") as source:
+        data = source.read(QUICK_BYTES)
+    if not path.exists() or path.read_bytes() != data:
+        path.write_bytes(data)
+    return path
+
+
 def make_release(release: Path, version: str, binary: Path) -> None:
     """The binary as release `version` in GitHub's layout, named as the pipeline asks for it:
     vX.Y.Z/alloy-linux-ARCH.zip + SHA256SUMS. Each architecture's binary is the same one with
